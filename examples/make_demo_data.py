@@ -1,0 +1,244 @@
+"""Write the demo data in ``examples/demo/`` (deterministic: same bytes every run).
+
+The demo practice has one health and well-being coach (NBHWC-certified) supervised by a physician, three
+patients with coaching goals, a habit plan each, a month of daily wearable observations (steps, sleep, resting
+heart rate, weight), a coaching session and a community referral (ServiceRequest + Task). Every file is a FHIR
+transaction Bundle whose entries use PUT with fixed ids, so loading it twice changes nothing.
+
+Usage: ``python examples/make_demo_data.py`` (``make demo-data``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "demo"
+START = date(2026, 10, 26)  # the month of observations runs from here for 30 days
+DAYS = 30
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+PATIENTS = [
+    # id, given, family, gender, birthDate, mrn, base steps, step trend/day, weight kg, weight trend/day, tz offset
+    ("maria-lopez", "Maria", "Lopez", "female", "1968-04-12", "MRN-1001", 5200, 80, 92.0, -0.05, "-05:00"),
+    ("james-okafor", "James", "Okafor", "male", "1975-09-30", "MRN-1002", 7800, 10, 104.5, -0.02, "-05:00"),
+    ("lin-chen", "Lin", "Chen", "female", "1990-01-22", "MRN-1003", 9500, -20, 68.0, 0.0, "-08:00"),
+]
+
+
+def put(resource: dict[str, Any]) -> dict[str, Any]:
+    ref = f"{resource['resourceType']}/{resource['id']}"
+    return {"fullUrl": f"urn:mecr:{ref}", "resource": resource, "request": {"method": "PUT", "url": ref}}
+
+
+def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [put(r) for r in resources]}
+
+
+def practice() -> list[dict[str, Any]]:
+    return [
+        {"resourceType": "Organization", "id": "riverside-family-practice", "active": True,
+         "name": "Riverside Family Practice",
+         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+         "telecom": [{"system": "phone", "value": "555-0100"}],
+         "address": [{"line": ["12 River Road"], "city": "Springfield", "state": "IL", "postalCode": "62701"}]},
+        {"resourceType": "Practitioner", "id": "dr-amy-shah", "active": True,
+         "name": [{"family": "Shah", "given": ["Amy"], "prefix": ["Dr."]}],
+         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1245319599"}]},
+        {"resourceType": "Practitioner", "id": "coach-sam-rivera", "active": True,
+         "name": [{"family": "Rivera", "given": ["Sam"]}],
+         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1679576722"}],
+         "qualification": [{"code": {"text": "National Board Certified Health & Wellness Coach (NBC-HWC)"},
+                            "issuer": {"display": "NBHWC"}}]},
+        {"resourceType": "PractitionerRole", "id": "coach-sam-rivera-role", "active": True,
+         "practitioner": {"reference": "Practitioner/coach-sam-rivera"},
+         "organization": {"reference": "Organization/riverside-family-practice"},
+         "code": [{"text": "Health and wellness coach"}]},
+        {"resourceType": "PractitionerRole", "id": "dr-amy-shah-role", "active": True,
+         "practitioner": {"reference": "Practitioner/dr-amy-shah"},
+         "organization": {"reference": "Organization/riverside-family-practice"},
+         "code": [{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207Q00000X",
+                               "display": "Family Medicine"}]}]},
+        {"resourceType": "Device", "id": "demo-phone", "status": "active",
+         "deviceName": [{"name": "iPhone (Apple Health)", "type": "user-friendly-name"}]},
+        {"resourceType": "Device", "id": "demo-watch", "status": "active",
+         "deviceName": [{"name": "Fitness watch", "type": "user-friendly-name"}]},
+        {"resourceType": "Organization", "id": "springfield-food-bank", "active": True,
+         "name": "Springfield Community Food Bank", "type": [{"text": "Community-based organization"}]},
+        {"resourceType": "HealthcareService", "id": "food-bank-pantry", "active": True,
+         "providedBy": {"reference": "Organization/springfield-food-bank"}, "name": "Weekly food pantry",
+         "category": [{"coding": [{"system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes",
+                                   "code": "food-insecurity", "display": "Food Insecurity"}]}]},
+    ]
+
+
+def quantity_obs(oid: str, pid: str, code: str, display: str, day: date, value: float, unit: str, ucum: str,
+                 category: str, device: str, tz: str, period: bool = False) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation", "id": oid, "status": "final",
+        "category": [{"coding": [{"system": OBS_CAT, "code": category}]}],
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{pid}"},
+        "device": {"reference": f"Device/{device}"},
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": ucum},
+    }
+    if period:
+        obs["effectivePeriod"] = {"start": f"{day.isoformat()}T00:00:00{tz}",
+                                  "end": f"{(day + timedelta(days=1)).isoformat()}T00:00:00{tz}"}
+    else:
+        obs["effectiveDateTime"] = f"{day.isoformat()}T07:30:00{tz}"
+    return obs
+
+
+def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
+    pid, given, family, gender, birth, mrn, steps0, steps_trend, weight0, weight_trend, tz = row
+    rng = random.Random(1000 + index)
+    patient = {
+        "resourceType": "Patient", "id": pid, "active": True,
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.4242.1", "value": mrn}],
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "gender": gender, "birthDate": birth,
+        "telecom": [{"system": "email", "value": f"{given.lower()}.{family.lower()}@example.org"}],
+        "generalPractitioner": [{"reference": "Practitioner/dr-amy-shah"}],
+        "managingOrganization": {"reference": "Organization/riverside-family-practice"},
+    }
+    condition = {
+        "resourceType": "Condition", "id": f"{pid}-prediabetes",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                       "code": "active"}]},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                  "code": "problem-list-item"}]}],
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R73.03",
+                             "display": "Prediabetes"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
+    goals = [
+        {"resourceType": "Goal", "id": f"{pid}-goal-steps", "lifecycleStatus": "active",
+         "achievementStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
+                                           "code": "in-progress"}]},
+         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-category",
+                                   "code": "behavioral"}]}],
+         "description": {"text": "Walk at least 8,000 steps a day by the end of January"},
+         "subject": {"reference": f"Patient/{pid}"},
+         "startDate": START.isoformat(),
+         "target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7",
+                                             "display": "Number of steps in 24 hour Measured"}]},
+                     "detailQuantity": {"value": 8000, "comparator": ">=", "unit": "steps/day", "system": UCUM,
+                                        "code": "/d"},
+                     "dueDate": "2027-01-31"}],
+         "expressedBy": {"reference": f"Patient/{pid}"},
+         "addresses": [{"reference": f"Condition/{pid}-prediabetes"}]},
+        {"resourceType": "Goal", "id": f"{pid}-goal-weight", "lifecycleStatus": "active",
+         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-category",
+                                   "code": "dietary"}]}],
+         "description": {"text": f"Reach {weight0 - 4:.0f} kg by the end of March"},
+         "subject": {"reference": f"Patient/{pid}"},
+         "startDate": START.isoformat(),
+         "target": [{"measure": {"coding": [{"system": LOINC, "code": "29463-7", "display": "Body weight"}]},
+                     "detailQuantity": {"value": round(weight0 - 4, 1), "comparator": "<=", "unit": "kg",
+                                        "system": UCUM, "code": "kg"},
+                     "dueDate": "2027-03-31"}],
+         "expressedBy": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+         "addresses": [{"reference": f"Condition/{pid}-prediabetes"}]},
+    ]
+    careplan = {
+        "resourceType": "CarePlan", "id": f"{pid}-habits", "status": "active", "intent": "plan",
+        "title": "Healthy habits programme",
+        "category": [{"text": "Habit plan"}],
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {"start": START.isoformat()},
+        "author": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+        "goal": [{"reference": f"Goal/{pid}-goal-steps"},
+                 {"reference": f"Goal/{pid}-goal-weight"}],
+        "activity": [
+            {"detail": {"kind": "ServiceRequest", "code": {"text": "Walk after dinner"}, "status": "in-progress",
+                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                        "goal": [{"reference": f"Goal/{pid}-goal-steps"}]}},
+            {"detail": {"kind": "ServiceRequest", "code": {"text": "Vegetables with lunch"},
+                        "status": "in-progress",
+                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
+                                                       "dayOfWeek": ["mon", "tue", "wed", "thu", "fri"]}},
+                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
+            {"detail": {"kind": "ServiceRequest", "code": {"text": "Strength training"}, "status": "on-hold",
+                        "statusReason": {"text": "Paused: knee injury"},
+                        "scheduledTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}},
+                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
+        ],
+    }
+    observations = []
+    for d in range(DAYS):
+        day = START + timedelta(days=d)
+        weekend = day.weekday() >= 5
+        steps = max(500, int(steps0 + steps_trend * d + rng.gauss(0, 900) - (700 if weekend else 0)))
+        observations.append(quantity_obs(f"{pid}-steps-{day:%Y%m%d}", pid, "41950-7",
+                                         "Number of steps in 24 hour Measured", day, steps, "steps/day", "/d",
+                                         "activity", "demo-watch", tz, period=True))
+        sleep = round(6.6 + rng.gauss(0, 0.6) + (0.5 if weekend else 0), 1)
+        observations.append(quantity_obs(f"{pid}-sleep-{day:%Y%m%d}", pid, "93832-4", "Sleep duration", day,
+                                         sleep, "h", "h", "activity", "demo-watch", tz, period=True))
+        rhr = round(68 - d * 0.1 + rng.gauss(0, 2))
+        observations.append(quantity_obs(f"{pid}-rhr-{day:%Y%m%d}", pid, "40443-4", "Heart rate --resting",
+                                         day, rhr, "beats/minute", "/min", "vital-signs", "demo-watch", tz))
+        if d % 3 == 0:
+            weight = round(weight0 + weight_trend * d + 0.3 * math.sin(d), 1)
+            observations.append(quantity_obs(f"{pid}-weight-{day:%Y%m%d}", pid, "29463-7", "Body weight", day,
+                                             weight, "kg", "kg", "vital-signs", "demo-phone", tz))
+    session_day = START + timedelta(days=14)
+    encounter = {
+        "resourceType": "Encounter", "id": f"{pid}-session-1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
+                  "display": "ambulatory"},
+        "type": [{"text": "Health and well-being coaching session"}],
+        "subject": {"reference": f"Patient/{pid}"},
+        "participant": [{"individual": {"reference": "PractitionerRole/coach-sam-rivera-role"}}],
+        "period": {"start": f"{session_day}T15:00:00{tz}", "end": f"{session_day}T15:40:00{tz}"},
+        "length": {"value": 40, "unit": "min", "system": UCUM, "code": "min"},
+        "reasonReference": [{"reference": f"Condition/{pid}-prediabetes"}],
+        "serviceProvider": {"reference": "Organization/riverside-family-practice"},
+    }
+    resources = [patient, condition, *goals, careplan, encounter]
+    if index == 0:
+        referral = {
+            "resourceType": "ServiceRequest", "id": f"{pid}-referral-food", "status": "active", "intent": "order",
+            "category": [{"coding": [{"system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes",
+                                      "code": "food-insecurity", "display": "Food Insecurity"}]}],
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "467771000124109",
+                                 "display": "Assistance with application for food pantry program"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "requester": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+            "performer": [{"reference": "Organization/springfield-food-bank"}],
+            "authoredOn": f"{session_day}T15:35:00{tz}",
+        }
+        task = {
+            "resourceType": "Task", "id": f"{pid}-referral-food-task", "status": "requested", "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+            "focus": {"reference": f"ServiceRequest/{pid}-referral-food"},
+            "for": {"reference": f"Patient/{pid}"},
+            "authoredOn": f"{session_day}T15:35:00{tz}",
+            "requester": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+            "owner": {"reference": "Organization/springfield-food-bank"},
+        }
+        resources += [referral, task]
+    return [bundle(resources), bundle(observations)]
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    files = {"01-practice.json": bundle(practice())}
+    for i, row in enumerate(PATIENTS):
+        coaching, observations = patient_files(row, i)
+        files[f"{10 + i}-{row[0]}.json"] = coaching
+        files[f"{20 + i}-{row[0]}-observations.json"] = observations
+    for name, content in files.items():
+        (OUT / name).write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(files)} files to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

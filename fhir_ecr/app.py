@@ -1,0 +1,72 @@
+"""``create_app(settings)``: the mECR FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from . import __version__
+from .config import Settings, get_settings
+from .fhir.builtin_ops import register_builtin_operations
+from .fhir.errors import install_error_handlers
+from .fhir.operations import OperationRegistry
+from .fhir.routes import router as fhir_router
+from .services import Services
+from .store.db import make_engine, upgrade
+from .store.repository import FhirRepository
+
+__all__ = ["create_app"]
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Engine, repository and operations for ``settings`` (applying migrations unless told not to)."""
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    repo = FhirRepository(engine, fhir_base=settings.fhir_base)
+    operations = OperationRegistry()
+    register_builtin_operations(operations)
+    return Services(settings=settings, engine=engine, repo=repo, operations=operations)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The mECR application: the FHIR API at /fhir, the OpenAPI page at /docs."""
+    settings = settings or get_settings()
+    services = services or build_services(settings)
+    logging.getLogger("mecr").setLevel(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.engine.dispose()
+
+    app = FastAPI(
+        title="mECR",
+        version=__version__,
+        description="The mobile Electronic Coaching Record: coaching records as FHIR R4 resources.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(fhir_router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
+    async def healthz() -> dict[str, str]:
+        from starlette.concurrency import run_in_threadpool
+
+        def check() -> None:
+            with services.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
+        await run_in_threadpool(check)
+        return {"status": "ok"}
+
+    return app

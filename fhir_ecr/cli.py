@@ -1,0 +1,172 @@
+"""The ``mecr`` command.
+
+Examples::
+
+    mecr serve                      # apply migrations, serve on MECR_HOST:MECR_PORT (127.0.0.1:8000)
+    mecr db upgrade                 # apply migrations only
+    mecr load examples/demo/*.json  # load FHIR resources or batch/transaction Bundles from files
+    mecr demo                       # load the demo data, then serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from . import __version__
+from .config import Settings, get_settings
+from .outcomes import FhirError
+
+__all__ = ["main", "build_parser"]
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
+
+
+class CliError(Exception):
+    """An error the command reports in one line and exits 2 for."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs test to check every command is documented)."""
+    parser = argparse.ArgumentParser(
+        prog="mecr",
+        description="mECR, the mobile Electronic Coaching Record: a FHIR R4 coaching record for the EMR. "
+        "Settings come from MECR_* environment variables (see docs/configuration.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"mecr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="apply database migrations and serve the API",
+                           description="Apply migrations, then serve the FHIR API (and the OpenAPI page at /docs).")
+    serve.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+    db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", help="apply all migrations (idempotent)",
+                      description="Apply all database migrations to MECR_DATABASE_URL.")
+    db_sub.add_parser("current", help="print the database's migration revision",
+                      description="Print the migration revision of MECR_DATABASE_URL and the newest one.")
+
+    load = sub.add_parser(
+        "load", help="load FHIR JSON files (resources or batch/transaction Bundles)",
+        description="Load FHIR R4 JSON files into the store. A batch or transaction Bundle is processed as "
+        "such; a single resource with an id is written with update (PUT) semantics, one without is created. "
+        "Each file is all-or-nothing.",
+    )
+    load.add_argument("files", nargs="+", type=Path, help="JSON files to load")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser(
+        "demo", help="load the demo data and serve",
+        description="Load the demo data in examples/demo (idempotent) into MECR_DATABASE_URL, then serve.",
+    )
+    demo.add_argument("--no-serve", action="store_true", help="load the demo data and exit")
+    demo.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
+    return parser
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, workers=workers,
+                log_level=settings.log_level.lower(), proxy_headers=True)
+
+
+def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False) -> dict[str, int]:
+    from tqdm import tqdm
+
+    from .app import build_services
+    from .fhir.bundles import process_bundle
+
+    services = build_services(settings)
+    counts = {"files": 0, "created": 0, "updated": 0, "unchanged": 0}
+    try:
+        for path in tqdm(files, desc="loading", unit="file", disable=quiet):
+            try:
+                data = orjson.loads(path.read_bytes())
+            except OSError as exc:
+                raise CliError(f"{path}: cannot read: {exc.strerror}") from None
+            except orjson.JSONDecodeError as exc:
+                raise CliError(f"{path}: not valid JSON: {exc}") from None
+            try:
+                if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") in (
+                        "batch", "transaction"):
+                    response = process_bundle(services.repo, data, fhir_base=services.fhir_base,
+                                              max_entries=settings.max_bundle_entries)
+                    for entry in response["entry"]:
+                        status = entry["response"]["status"]
+                        if status.startswith("201"):
+                            counts["created"] += 1
+                        elif "outcome" in entry["response"]:
+                            counts["unchanged"] += 1
+                        elif status.startswith("200"):
+                            counts["updated"] += 1
+                        else:
+                            raise CliError(f"{path}: an entry failed: {status}")
+                elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
+                    if data.get("id"):
+                        result = services.repo.update(data["resourceType"], data["id"], data)
+                        key = "created" if result.created else ("updated" if result.changed else "unchanged")
+                    else:
+                        services.repo.create(data)
+                        key = "created"
+                    counts[key] += 1
+                else:
+                    raise CliError(f"{path}: not a FHIR resource")
+            except FhirError as exc:
+                raise CliError(f"{path}: {exc}") from None
+            counts["files"] += 1
+    finally:
+        services.engine.dispose()
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mecr`` console script."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        if args.command == "serve":
+            _serve(settings, args.host, args.port, args.workers)
+        elif args.command == "db":
+            from .store.db import current_revision, head_revision, make_engine, upgrade
+
+            engine = make_engine(settings.database_url)
+            if args.db_command == "upgrade":
+                upgrade(engine)
+                print(f"database at revision {current_revision(engine)}")
+            else:
+                print(f"current: {current_revision(engine) or '(empty)'}; newest: {head_revision()}")
+            engine.dispose()
+        elif args.command == "load":
+            counts = _load_files(settings, args.files, args.quiet)
+            print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+        elif args.command == "demo":
+            files = sorted(EXAMPLES_DIR.glob("*.json"))
+            if not files:
+                raise CliError(f"no demo data in {EXAMPLES_DIR}")
+            counts = _load_files(settings, files)
+            print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            if not args.no_serve:
+                _serve(settings, args.host, args.port)
+    except CliError as exc:
+        print(f"mecr: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a database that cannot be reached, a port in use, …
+        print(f"mecr: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

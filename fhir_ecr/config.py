@@ -1,0 +1,66 @@
+"""Settings: one pydantic-settings class, read from ``MECR_*`` environment variables (and a ``.env`` file).
+
+Every setting carries its help text; ``docs/configuration.md`` is generated from this class and a test keeps it
+in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """mECR's configuration. Environment variables use the ``MECR_`` prefix, e.g. ``MECR_DATABASE_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="MECR_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / 'mecr.db'}",
+        description="SQLAlchemy URL of the store. Default: the SQLite file mecr.db in the working directory; "
+        "postgresql+psycopg://user@host/db selects PostgreSQL.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public base URL of this server (no trailing slash); the FHIR base is {base_url}/fhir. "
+        "Used in Location headers, Bundle links and fullUrls.",
+    )
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="Deployment environment; production refuses unsafe defaults."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `mecr serve` binds to.")
+    port: int = Field(default=8000, description="Port `mecr serve` listens on.")
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, description="Largest request body accepted, in bytes; larger bodies get 413."
+    )
+    default_page_size: int = Field(default=20, description="Search page size when _count is not given.")
+    max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
+    max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")
+    log_level: str = Field(default="INFO", description="Python logging level of the mecr loggers.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def fhir_base(self) -> str:
+        """The FHIR base URL, ``{base_url}/fhir``."""
+        return f"{self.base_url}/fhir"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the store is a SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,134 @@
+"""HTTP details of the FHIR REST API: media types, bodies, ETags, ``Prefer``, responses.
+
+https://hl7.org/fhir/R4/http.html: JSON is ``application/fhir+json``; ``_format`` overrides ``Accept``; version
+ids travel as weak ETags ``W/"n"``; ``Prefer: return=minimal|representation|OperationOutcome`` chooses the body
+of a write's response; ``Prefer: handling=strict`` makes unknown search parameters an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from ..outcomes import bad_request, not_supported, outcome, too_large
+
+__all__ = [
+    "FHIR_JSON",
+    "fhir_response",
+    "read_json_body",
+    "parse_etag",
+    "prefer",
+    "check_format",
+    "resource_headers",
+]
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
+_PATCH_TYPES = {"application/json-patch+json"}
+_XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+_JSON_FORMATS = {"json", *_JSON_TYPES}
+
+
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  pretty: bool = False) -> Response:
+    """A response with a FHIR JSON body (or no body when ``body`` is None)."""
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return Response(
+        content=orjson.dumps(body, option=option),
+        status_code=status,
+        media_type=f"{FHIR_JSON}; charset=utf-8",
+        headers=headers,
+    )
+
+
+def check_format(request: Request) -> None:
+    """Refuse (406) a request that asks for XML only, through ``_format`` or ``Accept``."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        base = fmt.split(";")[0].strip().lower()
+        if base in _XML_FORMATS:
+            raise not_supported("this server speaks FHIR JSON only (_format=json)", 406)
+        if base not in _JSON_FORMATS:
+            raise not_supported(f"unknown _format {fmt!r}", 406)
+        return
+    accept = request.headers.get("accept", "")
+    if not accept:
+        return
+    kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
+    if kinds and all(k in _XML_FORMATS for k in kinds):
+        raise not_supported("this server speaks FHIR JSON only; ask for application/fhir+json", 406)
+
+
+async def read_json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
+    """The request body parsed as JSON; 413 when too large, 415 for a non-JSON media type, 400 when malformed."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = _PATCH_TYPES if patch else _JSON_TYPES
+    if ctype and ctype not in allowed:
+        if ctype in _XML_FORMATS:
+            raise not_supported("XML bodies are not supported; send application/fhir+json", 415)
+        if not (patch and ctype in _JSON_TYPES):
+            raise not_supported(f"unsupported media type {ctype!r}", 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(f"the body is {declared} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(f"the body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise bad_request("the request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}") from None
+
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?([A-Za-z0-9\-.]+)"?\s*$')
+
+
+def parse_etag(value: str | None, header: str = "If-Match") -> int | None:
+    """The version number in an ``If-Match``-style header (``W/"3"``), or None when absent."""
+    if value is None:
+        return None
+    m = _ETAG.match(value)
+    if not m or not m.group(1).isdigit():
+        raise bad_request(f"{header} must be a version ETag such as W/\"3\", not {value!r}")
+    return int(m.group(1))
+
+
+def prefer(request: Request) -> dict[str, str]:
+    """The ``Prefer`` header's preferences, e.g. ``{"return": "minimal", "handling": "strict"}``."""
+    out: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").split(","):
+        for item in part.split(";"):
+            key, _, value = item.strip().partition("=")
+            if key:
+                out[key.strip().lower()] = value.strip().strip('"').lower()
+    return out
+
+
+def resource_headers(stored: Any, fhir_base: str, *, location: bool = False) -> dict[str, str]:
+    """ETag and Last-Modified (and Location) for a stored version."""
+    headers = {"ETag": stored.etag, "Last-Modified": stored.last_modified}
+    if location:
+        headers["Location"] = f"{fhir_base}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+    return headers
+
+
+def write_body(stored: Any, preference: str | None, info: str) -> Any:
+    """The body of a write's response under ``Prefer: return=…``."""
+    if preference == "minimal":
+        return None
+    if preference == "operationoutcome":
+        return outcome([{"severity": "information", "code": "informational", "diagnostics": info}])
+    return stored.content

@@ -1,0 +1,46 @@
+"""The application's services, built once by ``create_app`` and handed to routes as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Request
+
+from .config import Settings
+from .fhir.operations import OperationRegistry
+from .store.repository import FhirRepository
+
+__all__ = ["Services", "get_services"]
+
+
+@dataclass
+class Services:
+    """Settings, the repository and the operation registry of one application instance."""
+
+    settings: Settings
+    engine: sa.Engine
+    repo: FhirRepository
+    operations: OperationRegistry
+    started: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+    _capability: dict[str, Any] | None = None
+
+    @property
+    def fhir_base(self) -> str:
+        return self.settings.fhir_base
+
+    def capability_statement(self) -> dict[str, Any]:
+        """The CapabilityStatement (built once; it only changes with the code)."""
+        if self._capability is None:
+            from .fhir.capability import capability_statement
+
+            self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started)
+        return self._capability
+
+
+def get_services(request: Request) -> Services:
+    """FastAPI dependency: the running application's services."""
+    return request.app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,256 @@
+"""Search-index rows for a resource, computed at write time from the compiled SearchParameters.
+
+Each index table holds one kind of value (https://hl7.org/fhir/R4/search.html#ptypes):
+
+==========  ==========================================================================================
+token       (system, code, text) from code, Coding, CodeableConcept, Identifier, ContactPoint, boolean, id
+string      (normalised, exact) from string, HumanName parts and Address parts
+date        [low, high] in µs since the epoch (UTC) from date, dateTime, instant, Period, Timing
+reference   (target type, target id, url) from Reference (relative or our own absolute URL) and canonical
+number      value
+quantity    (value, system, code, unit) from Quantity (and its profiles Age, Duration, …)
+uri         value
+==========  ==========================================================================================
+
+Dates and datetimes without a time zone are read as UTC (the spec leaves the zone to the server).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .searchparams import SearchParam, search_params
+
+__all__ = [
+    "IndexRows",
+    "extract_index_rows",
+    "normalize_string",
+    "date_range",
+    "parse_reference",
+    "MIN_US",
+    "MAX_US",
+    "TABLE_FOR_TYPE",
+]
+
+MIN_US = -(2**62)
+MAX_US = 2**62
+TABLE_FOR_TYPE = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "date": "idx_date",
+    "reference": "idx_reference",
+    "number": "idx_number",
+    "quantity": "idx_quantity",
+    "uri": "idx_uri",
+}
+# Answered from the resource table's own columns, so not indexed.
+_SKIP = {"_id", "_lastUpdated"}
+_CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+IndexRows = dict[str, list[tuple[Any, ...]]]
+
+
+def normalize_string(value: str) -> str:
+    """Case- and accent-insensitive form used by string search (R4 search.html#string)."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+# --- dates ----------------------------------------------------------------------------------------------------
+
+_DATE_RE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+def _us(dt: datetime) -> int:
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def date_range(text: str) -> tuple[int, int]:
+    """The [low, high] (inclusive, µs since the epoch, UTC) that a FHIR date/dateTime/instant stands for.
+
+    A partial date stands for its whole period: ``2024`` is the year, ``2024-03-05`` the day,
+    ``2024-03-05T10:00`` the minute (R4 search.html#date). Raises ValueError on a malformed value.
+    """
+    m = _DATE_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"not a FHIR date/dateTime: {text!r}")
+    g = m.groupdict()
+    tz = UTC
+    if g["tz"] and g["tz"] != "Z":
+        sign = 1 if g["tz"][0] == "+" else -1
+        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+        from datetime import timezone
+
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    year = int(g["y"])
+    if g["m"] is None:
+        start = datetime(year, 1, 1, tzinfo=tz)
+        end = datetime(year + 1, 1, 1, tzinfo=tz)
+    elif g["d"] is None:
+        month = int(g["m"])
+        start = datetime(year, month, 1, tzinfo=tz)
+        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz)
+    elif g["H"] is None:
+        start = datetime(year, int(g["m"]), int(g["d"]), tzinfo=tz)
+        end = start + timedelta(days=1)
+    else:
+        second = int(g["S"] or 0)
+        frac = g["f"]
+        micro = int((frac + "000000")[:6]) if frac else 0
+        start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), second, micro, tzinfo=tz)
+        if g["S"] is None:
+            end = start + timedelta(minutes=1)
+        elif frac:
+            end = start + timedelta(microseconds=10 ** max(0, 6 - len(frac)))
+        else:
+            end = start + timedelta(seconds=1)
+    return _us(start), _us(end) - 1
+
+
+def _dates(value: Any) -> Iterable[tuple[int, int]]:
+    if isinstance(value, str):
+        yield date_range(value)
+    elif isinstance(value, dict):
+        if "start" in value or "end" in value:  # Period
+            low = date_range(value["start"])[0] if value.get("start") else MIN_US
+            high = date_range(value["end"])[1] if value.get("end") else MAX_US
+            yield low, high
+        elif "event" in value or "repeat" in value:  # Timing
+            for event in value.get("event", []):
+                yield date_range(event)
+            bounds = value.get("repeat", {}).get("boundsPeriod")
+            if bounds:
+                yield from _dates(bounds)
+
+
+# --- references -----------------------------------------------------------------------------------------------
+
+_REL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+def parse_reference(reference: str, base_url: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """(type, id, url) of a reference string: relative ``Type/id``, our own absolute URL, or anything else."""
+    if base_url and reference.startswith(base_url + "/"):
+        reference = reference[len(base_url) + 1 :]
+    m = _REL_REF.match(reference)
+    if m:
+        return m.group(1), m.group(2), None
+    return None, None, reference
+
+
+# --- extraction -----------------------------------------------------------------------------------------------
+
+
+def _tokens(value: Any) -> Iterable[tuple[str | None, str | None, str | None]]:
+    if isinstance(value, bool):
+        yield None, "true" if value else "false", None
+    elif isinstance(value, str):
+        yield None, value, None
+    elif isinstance(value, (int, float)):
+        yield None, str(value), None
+    elif isinstance(value, dict):
+        if "coding" in value or ("text" in value and "code" not in value and "value" not in value):
+            text = value.get("text")
+            codings = value.get("coding") or []
+            for coding in codings:
+                yield coding.get("system"), coding.get("code"), text or coding.get("display")
+            if not codings and text:
+                yield None, None, text
+        elif "value" in value and ("system" in value or "use" in value or "type" in value or len(value) == 1):
+            system = value.get("system")
+            if system in _CONTACT_SYSTEMS:  # ContactPoint: token search matches the value
+                yield None, value["value"], system
+            else:  # Identifier
+                yield system, value["value"], (value.get("type") or {}).get("text")
+        elif "code" in value or "system" in value:  # Coding
+            yield value.get("system"), value.get("code"), value.get("display")
+
+
+_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        parts = _NAME_PARTS if ("family" in value or "given" in value) else _ADDRESS_PARTS
+        for key in parts:
+            v = value.get(key)
+            if isinstance(v, list):
+                yield from (x for x in v if isinstance(x, str))
+            elif isinstance(v, str):
+                yield v
+
+
+def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) -> IndexRows:
+    """Index rows of ``resource`` per table, without the resource key (the repository adds it).
+
+    Each row starts with the parameter code. Raises ValueError when an indexed value is malformed (the
+    validator normally catches it first).
+    """
+    rtype = resource["resourceType"]
+    rows: IndexRows = {name: [] for name in TABLE_FOR_TYPE.values()}
+    params = search_params().get(rtype, {})
+    token, string, date, ref = rows["idx_token"], rows["idx_string"], rows["idx_date"], rows["idx_reference"]
+    number, quantity, uri = rows["idx_number"], rows["idx_quantity"], rows["idx_uri"]
+    for code, param in params.items():
+        if code in _SKIP:
+            continue
+        values = param.extract(resource)
+        if not values:
+            continue
+        ptype = param.type
+        if ptype == "token":
+            seen = set()
+            for system, tcode, text in (t for v in values for t in _tokens(v)):
+                key = (system, tcode, text)
+                if key not in seen:
+                    seen.add(key)
+                    token.append((code, system, tcode, text))
+        elif ptype == "reference":
+            _references(param, values, base_url, ref)
+        elif ptype == "date":
+            for v in values:
+                for low, high in _dates(v):
+                    date.append((code, low, high))
+        elif ptype == "string":
+            seen_s = set()
+            for s in (s for v in values for s in _strings(v)):
+                if s not in seen_s:
+                    seen_s.add(s)
+                    string.append((code, normalize_string(s)[:255], s[:255]))
+        elif ptype == "quantity":
+            for v in values:
+                if isinstance(v, dict) and isinstance(v.get("value"), (int, float)):
+                    quantity.append((code, float(v["value"]), v.get("system"), v.get("code"), v.get("unit")))
+        elif ptype == "number":
+            for v in values:
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    number.append((code, float(v)))
+        elif ptype == "uri":
+            for v in values:
+                if isinstance(v, str):
+                    uri.append((code, v))
+    return rows
+
+
+def _references(param: SearchParam, values: list[Any], base_url: str | None, out: list[tuple[Any, ...]]) -> None:
+    code, allowed = param.code, param.target_filter
+    for v in values:
+        text = v.get("reference") if isinstance(v, dict) else v if isinstance(v, str) else None
+        if not text or text.startswith("#"):
+            continue
+        ttype, tid, url = parse_reference(text, base_url)
+        if allowed is not None and ttype not in allowed:
+            continue
+        out.append((code, ttype, tid, url))

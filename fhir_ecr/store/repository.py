@@ -1,0 +1,683 @@
+"""The FhirRepository: the one way to read and write FHIR resources (SQLite and PostgreSQL).
+
+Every write goes through :class:`UnitOfWork`: it is validated, given its id and ``meta``, indexed, versioned
+(current row + history row) and committed atomically — a failure anywhere rolls the whole unit back. Creates
+are buffered and flushed in bulk (one ``executemany`` per table), which is what makes a 500-entry transaction
+Bundle cheap; any read, update or delete flushes the buffer first so a unit always sees its own writes.
+
+Concurrency: on SQLite a write unit starts with ``BEGIN IMMEDIATE`` (writers queue); on PostgreSQL an update or
+delete locks the row (``SELECT … FOR UPDATE``) and conditional creates take a transaction-scoped advisory lock
+on their criteria, so two conditional creates of the same thing cannot both create. An expected version
+(``If-Match``) that is not the current one raises 412 (https://hl7.org/fhir/R4/http.html#concurrency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import jsonpatch
+import sqlalchemy as sa
+
+from ..outcomes import (
+    FhirError,
+    bad_request,
+    conflict,
+    gone,
+    issue,
+    not_found,
+    precondition_failed,
+)
+from .db import WRITE
+from .indexer import extract_index_rows
+from .search import SearchQuery, criteria_sql, parse_search, sort_sql
+from .searchparams import patient_compartment, search_param, search_params, summary_elements
+from .tables import INDEX_TABLES, HistoryRow, KeyValue, ReferenceIndex, ResourceRow
+from .validation import validate_resource
+
+__all__ = [
+    "FhirRepository",
+    "UnitOfWork",
+    "Stored",
+    "SearchResult",
+    "HistoryResult",
+    "Validator",
+    "iso_instant",
+]
+
+R = ResourceRow.__table__  # type: ignore[attr-defined]
+H = HistoryRow.__table__  # type: ignore[attr-defined]
+KV = KeyValue.__table__  # type: ignore[attr-defined]
+REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
+
+Validator = Callable[[dict[str, Any]], None]
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def iso_instant(us: int) -> str:
+    """A FHIR instant for µs since the epoch."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored resource version."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: int
+    deleted: bool
+    content: dict[str, Any] | None
+
+    @property
+    def etag(self) -> str:
+        """The weak ETag of this version, ``W/"n"``."""
+        return f'W/"{self.version_id}"'
+
+    @property
+    def last_modified(self) -> str:
+        """``lastUpdated`` as an HTTP date."""
+        return format_datetime(datetime.fromtimestamp(self.last_updated / 1_000_000, UTC), usegmt=True)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass
+class WriteResult:
+    """The outcome of a write: the stored version and whether it created the resource."""
+
+    stored: Stored
+    created: bool
+    changed: bool = True
+
+
+@dataclass
+class SearchResult:
+    """A page of matches, resources brought in by ``_include``/``_revinclude``, the total and paging state."""
+
+    matches: list[Stored]
+    included: list[Stored] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: int | None = None
+    next_offset: int | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class HistoryResult:
+    """A page of history entries, newest first."""
+
+    entries: list[tuple[Stored, str]]  # (version, method)
+    total: int
+    next_offset: int | None
+
+
+def _stored(row: Any) -> Stored:
+    return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, row.deleted, row.content)
+
+
+class UnitOfWork:
+    """A database transaction over the FHIR store. Obtain one from :meth:`FhirRepository.unit`."""
+
+    def __init__(self, repo: FhirRepository, conn: sa.Connection) -> None:
+        self.repo = repo
+        self.conn = conn
+        # (content, method, index rows, lastUpdated µs) of creates not yet written
+        self._pending: list[tuple[dict[str, Any], str, dict[str, list[tuple[Any, ...]]], int]] = []
+        self._pending_keys: set[tuple[str, str]] = set()
+        self.is_postgres = conn.dialect.name == "postgresql"
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    def prepare(self, resource: dict[str, Any], resource_id: str | None = None) -> dict[str, Any]:
+        """Validate ``resource`` and return the copy that would be stored (id assigned, meta not yet set)."""
+        if not isinstance(resource, dict):
+            raise bad_request("a resource must be a JSON object")
+        self.repo.validator(resource)
+        content = dict(resource)
+        if resource_id is not None:
+            content["id"] = resource_id
+        return content
+
+    def create(self, resource: dict[str, Any], *, resource_id: str | None = None,
+               validated: bool = False, if_none_exist: str | None = None, method: str = "POST") -> WriteResult:
+        """Create a resource (server-assigned id unless ``resource_id``); conditional with ``if_none_exist``."""
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        if if_none_exist is not None and isinstance(rtype, str):
+            existing = self.match_conditional(rtype, if_none_exist)
+            if existing is not None:
+                return WriteResult(existing, created=False, changed=False)
+        rid = resource_id or str(uuid.uuid4())
+        content = resource if validated else self.prepare(resource)
+        content = dict(content)
+        content["id"] = rid
+        rtype = content["resourceType"]
+        if (rtype, rid) in self._pending_keys:
+            raise conflict(f"{rtype}/{rid} is created twice in one transaction")
+        now = self.repo.clock()
+        content["meta"] = {**(content.get("meta") or {}), "versionId": "1", "lastUpdated": iso_instant(now)}
+        rows = extract_index_rows(content, self.repo.fhir_base)
+        self._pending.append((content, method, rows, now))
+        self._pending_keys.add((rtype, rid))
+        return WriteResult(Stored(rtype, rid, 1, now, False, content), created=True)
+
+    def flush(self) -> None:
+        """Write buffered creates (resource rows, history rows, index rows) in bulk."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_keys.clear()
+        params = [
+            {
+                "res_type": c["resourceType"],
+                "res_id": c["id"],
+                "version_id": 1,
+                "last_updated": now,
+                "deleted": False,
+                "content": c,
+            }
+            for c, _, _, now in pending
+        ]
+        keys = {(p["res_type"], p["res_id"]) for p in params}
+        if len(keys) != len(params):
+            raise conflict("a resource is created twice in one transaction")
+        self._check_absent(keys)
+        result = self.conn.execute(
+            R.insert().returning(R.c.pk, sort_by_parameter_order=True), params
+        )
+        pks = [row.pk for row in result]
+        self.conn.execute(H.insert(), [{**p, "method": m} for p, (_, m, _, _) in zip(params, pending, strict=True)])
+        self._insert_index_rows(
+            [(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending, strict=True)]
+        )
+
+    def _check_absent(self, keys: set[tuple[str, str]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            if len(ids) > 1 and all(len(i) == 36 for i in ids):
+                continue  # server-assigned UUIDs cannot collide in practice; skip the round trip
+            found = self.conn.execute(
+                sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids))
+            ).first()
+            if found:
+                raise conflict(f"{t}/{found.res_id} already exists")
+
+    def _insert_index_rows(self, items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]]) -> None:
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for pk, rtype, rows in items:
+            for table_name, table_rows in rows.items():
+                if not table_rows:
+                    continue
+                cols = _INDEX_COLUMNS[table_name]
+                batch = batches.setdefault(table_name, [])
+                for row in table_rows:
+                    d = dict(zip(cols, row, strict=True))
+                    d["res_pk"] = pk
+                    d["res_type"] = rtype
+                    batch.append(d)
+        for table_name, batch in batches.items():
+            self.conn.execute(INDEX_TABLES[table_name].insert(), batch)
+
+    def _delete_index_rows(self, pk: int) -> None:
+        for table in INDEX_TABLES.values():
+            self.conn.execute(table.delete().where(table.c.res_pk == pk))
+
+    def _current_row(self, rtype: str, rid: str, lock: bool = False) -> Any:
+        stmt = sa.select(R).where(R.c.res_type == rtype, R.c.res_id == rid)
+        if lock and self.is_postgres:
+            stmt = stmt.with_for_update()
+        return self.conn.execute(stmt).first()
+
+    def update(self, rtype: str, rid: str, resource: dict[str, Any], *,
+               expected_version: int | None = None, validated: bool = False) -> WriteResult:
+        """Update (or create with this id); ``expected_version`` is If-Match. Unchanged content is a no-op."""
+        self.flush()
+        if not isinstance(resource, dict):
+            raise bad_request("a resource must be a JSON object")
+        if resource.get("resourceType") != rtype:
+            raise FhirError(issue("invalid", f"resourceType must be {rtype}", expression="resourceType"), 400)
+        if resource.get("id") != rid:
+            raise FhirError(
+                issue("invalid", f"the resource id must be {rid!r}, the id in the URL", expression=f"{rtype}.id"),
+                400,
+            )
+        content = resource if validated else self.prepare(resource)
+        row = self._current_row(rtype, rid, lock=True)
+        if row is None:
+            if expected_version is not None:
+                raise precondition_failed(f"{rtype}/{rid} does not exist (If-Match)")
+            result = self.create(content, resource_id=rid, validated=True, method="PUT")
+            self.flush()
+            return result
+        if expected_version is not None and row.version_id != expected_version:
+            raise precondition_failed(
+                f"{rtype}/{rid} is at version {row.version_id}, not {expected_version} (If-Match)"
+            )
+        if not row.deleted and _same_content(row.content, content):
+            return WriteResult(_stored(row), created=False, changed=False)
+        return self._write_version(row, content, "PUT", created=row.deleted)
+
+    def _write_version(self, row: Any, content: dict[str, Any], method: str, created: bool) -> WriteResult:
+        now = max(self.repo.clock(), row.last_updated + 1)
+        version = row.version_id + 1
+        content = dict(content)
+        content["meta"] = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": iso_instant(now)}
+        done = self.conn.execute(
+            R.update()
+            .where(R.c.pk == row.pk, R.c.version_id == row.version_id)
+            .values(version_id=version, last_updated=now, deleted=False, content=content)
+        )
+        if done.rowcount != 1:
+            raise conflict(f"{row.res_type}/{row.res_id} was changed by another writer; retry")
+        self.conn.execute(H.insert().values(res_type=row.res_type, res_id=row.res_id, version_id=version,
+                                            last_updated=now, method=method, deleted=False, content=content))
+        self._delete_index_rows(row.pk)
+        self._insert_index_rows([(row.pk, row.res_type, extract_index_rows(content, self.repo.fhir_base))])
+        return WriteResult(Stored(row.res_type, row.res_id, version, now, False, content), created=created)
+
+    def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
+                           expected_version: int | None = None) -> WriteResult:
+        """Update the one resource matching ``criteria``, or create it when none does (R4 http.html#cond-update)."""
+        existing = self.match_conditional(rtype, criteria)
+        body_id = resource.get("id") if isinstance(resource, dict) else None
+        if existing is not None and body_id and body_id != existing.id:
+            raise bad_request(f"the resource id {body_id!r} is not that of the matching resource {existing.id!r}")
+        rid = existing.id if existing is not None else (body_id or str(uuid.uuid4()))
+        return self.update(rtype, rid, {**resource, "id": rid}, expected_version=expected_version)
+
+    def conditional_delete(self, rtype: str, criteria: str) -> Stored | None:
+        """Delete the one resource matching ``criteria`` (412 when several match; nothing when none does)."""
+        existing = self.match_conditional(rtype, criteria)
+        return self.delete(rtype, existing.id) if existing is not None else None
+
+    def patch(self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None) -> WriteResult:
+        """Apply a JSON Patch (RFC 6902) to the current version; the result must still be valid."""
+        self.flush()
+        row = self._current_row(rtype, rid, lock=True)
+        if row is None:
+            raise not_found(rtype, rid)
+        if row.deleted:
+            raise gone(rtype, rid, str(row.version_id))
+        if expected_version is not None and row.version_id != expected_version:
+            raise precondition_failed(
+                f"{rtype}/{rid} is at version {row.version_id}, not {expected_version} (If-Match)"
+            )
+        try:
+            patch = jsonpatch.JsonPatch(operations)
+            patched = patch.apply(row.content)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError) as exc:
+            raise FhirError(issue("processing", f"the JSON Patch cannot be applied: {exc}"), 422) from exc
+        if patched.get("resourceType") != rtype or patched.get("id") != rid:
+            raise FhirError(issue("processing", "a patch must not change resourceType or id"), 422)
+        content = self.prepare(patched)
+        if _same_content(row.content, content):
+            return WriteResult(_stored(row), created=False, changed=False)
+        return self._write_version(row, content, "PATCH", created=False)
+
+    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None) -> Stored | None:
+        """Delete a resource (a new, deleted version). Deleting a deleted resource changes nothing."""
+        self.flush()
+        row = self._current_row(rtype, rid, lock=True)
+        if row is None:
+            raise not_found(rtype, rid)
+        if expected_version is not None and row.version_id != expected_version:
+            raise precondition_failed(
+                f"{rtype}/{rid} is at version {row.version_id}, not {expected_version} (If-Match)"
+            )
+        if row.deleted:
+            return None
+        now = max(self.repo.clock(), row.last_updated + 1)
+        version = row.version_id + 1
+        done = self.conn.execute(
+            R.update().where(R.c.pk == row.pk, R.c.version_id == row.version_id)
+            .values(version_id=version, last_updated=now, deleted=True, content=None)
+        )
+        if done.rowcount != 1:
+            raise conflict(f"{rtype}/{rid} was changed by another writer; retry")
+        self.conn.execute(H.insert().values(res_type=rtype, res_id=rid, version_id=version, last_updated=now,
+                                            method="DELETE", deleted=True, content=None))
+        self._delete_index_rows(row.pk)
+        return Stored(rtype, rid, version, now, True, None)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def read(self, rtype: str, rid: str) -> Stored:
+        """The current version; 404 when unknown, 410 when deleted."""
+        self._check_type(rtype)
+        self.flush()
+        row = self._current_row(rtype, rid)
+        if row is None:
+            raise not_found(rtype, rid)
+        if row.deleted:
+            raise gone(rtype, rid, str(row.version_id))
+        return _stored(row)
+
+    def vread(self, rtype: str, rid: str, version: str) -> Stored:
+        """A given version; 404 when unknown, 410 when it is a deletion."""
+        self._check_type(rtype)
+        self.flush()
+        if not version.isdigit():
+            raise not_found(rtype, rid, version)
+        row = self.conn.execute(
+            sa.select(H).where(H.c.res_type == rtype, H.c.res_id == rid, H.c.version_id == int(version))
+        ).first()
+        if row is None:
+            raise not_found(rtype, rid, version)
+        if row.deleted:
+            raise gone(rtype, rid, version)
+        return _stored(row)
+
+    def _check_type(self, rtype: str) -> None:
+        if rtype not in search_params():
+            raise not_found(rtype)
+
+    def match_conditional(self, rtype: str, criteria: str) -> Stored | None:
+        """The one resource matching ``criteria`` (a query string); None for none; 412 for several."""
+        from urllib.parse import parse_qsl
+
+        pairs = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+        if not pairs:
+            raise bad_request("conditional criteria are empty")
+        query = parse_search(rtype, pairs, strict=True, default_count=2)
+        if query.sort or query.includes or query.revincludes:
+            raise bad_request("conditional criteria cannot use _sort, _include or _revinclude")
+        query.count = 2
+        query.total = "none"
+        if self.is_postgres:
+            key = int.from_bytes(hashlib.sha256(f"{rtype}?{criteria}".encode()).digest()[:8], "big", signed=True)
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        found = self.search(query).matches
+        if len(found) > 1:
+            raise precondition_failed(f"{rtype}?{criteria} matches more than one resource", "multiple-matches")
+        return found[0] if found else None
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        """Run a search; returns one page plus includes."""
+        self._check_type(query.resource_type)
+        self.flush()
+        rtype = query.resource_type
+        base = self.repo.fhir_base
+        where = [R.c.res_type == rtype, R.c.deleted.is_(False), *criteria_sql(rtype, query.criteria, base)]
+        total = None
+        if query.total != "none" or query.summary == "count":
+            total = self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one()
+        result = SearchResult(matches=[], total=total, warnings=list(query.warnings))
+        if query.summary == "count" or query.count == 0:
+            return result
+        stmt = sa.select(R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted,
+                         R.c.content).where(*where)
+        if query.sort:
+            stmt = stmt.order_by(*sort_sql(rtype, query.sort)).offset(query.offset)
+        else:
+            if query.cursor is not None:
+                stmt = stmt.where(R.c.pk > query.cursor)
+            stmt = stmt.order_by(R.c.pk)
+        rows = self.conn.execute(stmt.limit(query.count + 1)).all()
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        result.matches = [_stored(r) for r in rows]
+        if more:
+            if query.sort:
+                result.next_offset = query.offset + query.count
+            else:
+                result.next_cursor = rows[-1].pk
+        if query.includes or query.revincludes:
+            result.included = self._includes(query, rows)
+        return result
+
+    def _includes(self, query: SearchQuery, rows: list[Any]) -> list[Stored]:
+        seen = {(r.res_type, r.res_id) for r in rows}
+        included: list[Stored] = []
+        frontier = [(r.pk, r.res_type, r.res_id) for r in rows]
+        for depth in range(3):  # :iterate is followed up to three levels
+            incs = query.includes if depth == 0 else [i for i in query.includes if i.iterate]
+            revs = query.revincludes if depth == 0 else [i for i in query.revincludes if i.iterate]
+            if not (incs or revs) or not frontier:
+                break
+            found: list[Any] = []
+            for inc in incs:
+                pks = [pk for pk, t, _ in frontier if t == inc.source_type]
+                if not pks:
+                    continue
+                cond = [REF.c.res_pk.in_(pks), REF.c.param == inc.param, REF.c.res_type == inc.source_type]
+                if inc.target_type:
+                    cond.append(REF.c.target_type == inc.target_type)
+                targets = sa.select(REF.c.target_type, REF.c.target_id).where(*cond).distinct().subquery()
+                found += self.conn.execute(
+                    sa.select(R).join(targets, sa.and_(R.c.res_type == targets.c.target_type,
+                                                       R.c.res_id == targets.c.target_id))
+                    .where(R.c.deleted.is_(False))
+                ).all()
+            for inc in revs:
+                ids = [i for _, t, i in frontier if inc.target_type in (None, t)]
+                if not ids:
+                    continue
+                sources = sa.select(REF.c.res_pk).where(
+                    REF.c.res_type == inc.source_type, REF.c.param == inc.param, REF.c.target_id.in_(ids)
+                )
+                found += self.conn.execute(
+                    sa.select(R).where(R.c.pk.in_(sources), R.c.deleted.is_(False))
+                ).all()
+            frontier = []
+            for row in found:
+                key = (row.res_type, row.res_id)
+                if key not in seen:
+                    seen.add(key)
+                    included.append(_stored(row))
+                    frontier.append((row.pk, row.res_type, row.res_id))
+        return included
+
+    def everything(self, patient_id: str, *, since: int | None = None, types: set[str] | None = None,
+                   count: int = 1000, offset: int = 0) -> tuple[list[Stored], int]:
+        """Patient/$everything: the patient, its compartment, and what those resources reference."""
+        patient = self.read("Patient", patient_id)
+        clauses = []
+        for rtype, params in patient_compartment().items():
+            if rtype == "Patient" or (types and rtype not in types) or rtype not in search_params():
+                continue
+            for p in params:
+                if search_param(rtype, p) is None:
+                    continue
+                clauses.append(sa.and_(REF.c.res_type == rtype, REF.c.param == p))
+        members = sa.select(REF.c.res_pk).where(
+            REF.c.target_type == "Patient", REF.c.target_id == patient_id, sa.or_(*clauses)
+        )
+        where = [R.c.pk.in_(members), R.c.deleted.is_(False)]
+        if since is not None:
+            where.append(R.c.last_updated >= since)
+        compartment = self.conn.execute(sa.select(R).where(*where).order_by(R.c.pk)).all()
+        refs = self.conn.execute(
+            sa.select(REF.c.target_type, REF.c.target_id)
+            .where(REF.c.res_pk.in_([r.pk for r in compartment] or [-1]), REF.c.target_type.is_not(None),
+                   REF.c.target_type != "Patient")
+            .distinct()
+        ).all()
+        referenced = []
+        by_type: dict[str, set[str]] = {}
+        for t, i in refs:
+            if not types or t in types:
+                by_type.setdefault(t, set()).add(i)
+        for t, ids in by_type.items():
+            referenced += self.conn.execute(
+                sa.select(R).where(R.c.res_type == t, R.c.res_id.in_(sorted(ids)), R.c.deleted.is_(False))
+            ).all()
+        seen: set[tuple[str, str]] = set()
+        out: list[Stored] = []
+        if types is None or "Patient" in types:
+            out.append(patient)
+            seen.add(("Patient", patient_id))
+        for row in [*compartment, *referenced]:
+            if (row.res_type, row.res_id) not in seen:
+                seen.add((row.res_type, row.res_id))
+                out.append(_stored(row))
+        return out[offset: offset + count], len(out)
+
+    def history(self, rtype: str | None = None, rid: str | None = None, *, since: int | None = None,
+                count: int = 20, offset: int = 0) -> HistoryResult:
+        """Versions newest first: of one resource, of a type, or of the whole server."""
+        self.flush()
+        where = []
+        if rtype is not None:
+            self._check_type(rtype)
+            where.append(H.c.res_type == rtype)
+        if rid is not None:
+            where.append(H.c.res_id == rid)
+            if self._current_row(rtype or "", rid) is None:
+                raise not_found(rtype or "", rid)
+        if since is not None:
+            where.append(H.c.last_updated >= since)
+        total = self.conn.execute(sa.select(sa.func.count()).select_from(H).where(*where)).scalar_one()
+        rows = self.conn.execute(
+            sa.select(H).where(*where).order_by(H.c.last_updated.desc(), H.c.pk.desc())
+            .offset(offset).limit(count + 1)
+        ).all()
+        more = len(rows) > count
+        entries = [(_stored(r), r.method) for r in rows[:count]]
+        return HistoryResult(entries, total, offset + count if more else None)
+
+    # -- small state ---------------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        row = self.conn.execute(sa.select(KV.c.value).where(KV.c.key == key)).first()
+        return row.value if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        self.conn.execute(KV.delete().where(KV.c.key == key))
+        self.conn.execute(KV.insert().values(key=key, value=value))
+
+
+_INDEX_COLUMNS = {
+    "idx_token": ("param", "system", "code", "text"),
+    "idx_string": ("param", "value", "exact"),
+    "idx_date": ("param", "low", "high"),
+    "idx_reference": ("param", "target_type", "target_id", "url"),
+    "idx_number": ("param", "value"),
+    "idx_quantity": ("param", "value", "system", "code", "unit"),
+    "idx_uri": ("param", "value"),
+}
+
+
+def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    if old is None:
+        return False
+
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (d.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+        out = {k: v for k, v in d.items() if k != "meta"}
+        if meta:
+            out["meta"] = meta
+        return out
+
+    return strip(old) == strip(new)
+
+
+class FhirRepository:
+    """Reads and writes FHIR resources; each public call is one unit of work."""
+
+    def __init__(self, engine: sa.Engine, *, fhir_base: str | None = None, validator: Validator | None = None,
+                 clock: Callable[[], int] = _now_us) -> None:
+        self.engine = engine
+        self.fhir_base = fhir_base
+        self.validator = validator or validate_resource
+        self.clock = clock
+
+    @contextmanager
+    def unit(self, write: bool = True) -> Iterator[UnitOfWork]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                uow = UnitOfWork(self, conn)
+                yield uow
+                uow.flush()
+
+    def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
+        with self.unit() as uow:
+            return uow.create(resource, if_none_exist=if_none_exist)
+
+    def read(self, rtype: str, rid: str) -> Stored:
+        with self.unit(write=False) as uow:
+            return uow.read(rtype, rid)
+
+    def vread(self, rtype: str, rid: str, version: str) -> Stored:
+        with self.unit(write=False) as uow:
+            return uow.vread(rtype, rid, version)
+
+    def update(self, rtype: str, rid: str, resource: dict[str, Any], *,
+               expected_version: int | None = None) -> WriteResult:
+        with self.unit() as uow:
+            return uow.update(rtype, rid, resource, expected_version=expected_version)
+
+    def patch(self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None) -> WriteResult:
+        with self.unit() as uow:
+            return uow.patch(rtype, rid, operations, expected_version=expected_version)
+
+    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None) -> Stored | None:
+        with self.unit() as uow:
+            return uow.delete(rtype, rid, expected_version=expected_version)
+
+    def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
+                           expected_version: int | None = None) -> WriteResult:
+        with self.unit() as uow:
+            return uow.conditional_update(rtype, criteria, resource, expected_version=expected_version)
+
+    def conditional_delete(self, rtype: str, criteria: str) -> Stored | None:
+        with self.unit() as uow:
+            return uow.conditional_delete(rtype, criteria)
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        with self.unit(write=False) as uow:
+            return uow.search(query)
+
+    def search_params(self, rtype: str, params: list[tuple[str, str]], **kwargs: Any) -> SearchResult:
+        """Search with raw (name, value) pairs, e.g. ``[("patient", "Patient/1"), ("code", "x|y")]``."""
+        return self.search(parse_search(rtype, params, **kwargs))
+
+    def history(self, rtype: str | None = None, rid: str | None = None, **kwargs: Any) -> HistoryResult:
+        with self.unit(write=False) as uow:
+            return uow.history(rtype, rid, **kwargs)
+
+
+def summarize(content: dict[str, Any], mode: str | None, elements: list[str] | None) -> dict[str, Any]:
+    """Apply ``_summary`` (true/text/data) or ``_elements`` to a resource (R4 search.html#summary)."""
+    if not mode and not elements:
+        return content
+    rtype = content.get("resourceType", "")
+    keep_always = {"resourceType", "id", "meta"}
+    if elements:
+        wanted = keep_always | set(elements)
+        out = {k: v for k, v in content.items() if k in wanted or _choice_match(k, elements)}
+    elif mode == "true":
+        names = summary_elements().get(rtype, frozenset())
+        out = {k: v for k, v in content.items() if k in keep_always or k in names or _choice_match(k, names)}
+    elif mode == "text":
+        out = {k: v for k, v in content.items() if k in keep_always | {"text"}}
+    elif mode == "data":
+        out = {k: v for k, v in content.items() if k != "text"}
+    else:
+        return content
+    meta = dict(out.get("meta") or {})
+    tag = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+    meta["tag"] = [*meta.get("tag", []), tag]
+    out["meta"] = meta
+    return out
+
+
+def _choice_match(key: str, names: Any) -> bool:
+    return any(key.startswith(n) and len(key) > len(n) and key[len(n)].isupper() for n in names)

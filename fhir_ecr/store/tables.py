@@ -1,0 +1,196 @@
+"""The store's tables (SQLModel): current resources, their version history, and the search indexes.
+
+- ``resource``: one row per (type, id) with the current version's JSON (JSONB on PostgreSQL), its version number
+  and ``lastUpdated`` (µs since the epoch, UTC). A deleted resource keeps its row with ``deleted = true``.
+- ``resource_history``: every version ever written, including deletions (``content`` null).
+- ``idx_*``: search-index rows of the *current* version, keyed by ``resource.pk`` (see ``indexer``).
+- ``kv``: small server state (e.g. the demo loader's marker).
+
+The alembic migrations in ``migrations/versions`` create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "metadata",
+    "ResourceRow",
+    "HistoryRow",
+    "TokenIndex",
+    "StringIndex",
+    "DateIndex",
+    "ReferenceIndex",
+    "NumberIndex",
+    "QuantityIndex",
+    "UriIndex",
+    "KeyValue",
+    "INDEX_TABLES",
+]
+
+metadata = SQLModel.metadata
+
+PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+JSON_DOC = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class ResourceRow(SQLModel, table=True):
+    """The current version of each resource."""
+
+    __tablename__ = "resource"
+    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),)
+
+    pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    version_id: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    last_updated: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    deleted: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    content: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON_DOC, nullable=True))
+
+
+class HistoryRow(SQLModel, table=True):
+    """Every version of every resource."""
+
+    __tablename__ = "resource_history"
+    __table_args__ = (
+        sa.UniqueConstraint("res_type", "res_id", "version_id", name="uq_history_version"),
+        sa.Index("ix_history_type_updated", "res_type", "last_updated"),
+        sa.Index("ix_history_updated", "last_updated"),
+    )
+
+    pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    version_id: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    last_updated: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    method: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    deleted: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    content: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON_DOC, nullable=True))
+
+
+def _res_pk() -> Any:
+    return Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+def _text(length: int = 255, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=sa.Column(sa.String(length), nullable=nullable))
+
+
+class TokenIndex(SQLModel, table=True):
+    __tablename__ = "idx_token"
+    __table_args__ = (
+        sa.Index("ix_token_lookup", "res_type", "param", "code", "system"),
+        sa.Index("ix_token_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    system: str | None = _text()
+    code: str | None = _text()
+    text: str | None = _text()
+
+
+class StringIndex(SQLModel, table=True):
+    __tablename__ = "idx_string"
+    __table_args__ = (
+        sa.Index("ix_string_lookup", "res_type", "param", "value"),
+        sa.Index("ix_string_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    value: str = _text(255, False)
+    exact: str = _text(255, False)
+
+
+class DateIndex(SQLModel, table=True):
+    __tablename__ = "idx_date"
+    __table_args__ = (
+        sa.Index("ix_date_lookup", "res_type", "param", "low"),
+        sa.Index("ix_date_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    low: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    high: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class ReferenceIndex(SQLModel, table=True):
+    __tablename__ = "idx_reference"
+    __table_args__ = (
+        sa.Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
+        sa.Index("ix_reference_target", "target_type", "target_id"),
+        sa.Index("ix_reference_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    target_type: str | None = _text(64)
+    target_id: str | None = _text(64)
+    url: str | None = _text(1024)
+
+
+class NumberIndex(SQLModel, table=True):
+    __tablename__ = "idx_number"
+    __table_args__ = (
+        sa.Index("ix_number_lookup", "res_type", "param", "value"),
+        sa.Index("ix_number_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    value: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+
+
+class QuantityIndex(SQLModel, table=True):
+    __tablename__ = "idx_quantity"
+    __table_args__ = (
+        sa.Index("ix_quantity_lookup", "res_type", "param", "value"),
+        sa.Index("ix_quantity_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    value: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    system: str | None = _text()
+    code: str | None = _text()
+    unit: str | None = _text()
+
+
+class UriIndex(SQLModel, table=True):
+    __tablename__ = "idx_uri"
+    __table_args__ = (
+        sa.Index("ix_uri_lookup", "res_type", "param", "value"),
+        sa.Index("ix_uri_res", "res_pk", "param"),
+    )
+    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    res_pk: int = _res_pk()
+    res_type: str = _text(64, False)
+    param: str = _text(64, False)
+    value: str = _text(1024, False)
+
+
+class KeyValue(SQLModel, table=True):
+    """Small server state."""
+
+    __tablename__ = "kv"
+    key: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True))
+    value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+INDEX_TABLES: dict[str, sa.Table] = {
+    m.__tablename__: m.__table__  # type: ignore[attr-defined]
+    for m in (TokenIndex, StringIndex, DateIndex, ReferenceIndex, NumberIndex, QuantityIndex, UriIndex)
+}

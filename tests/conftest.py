@@ -1,0 +1,174 @@
+"""Shared fixtures: a real database per backend (SQLite file, PostgreSQL), the app, a live HTTP server.
+
+Every test that takes ``backend`` (directly or through ``repo``, ``client``, ``live_server``) runs once on
+SQLite and once on PostgreSQL. PostgreSQL tests skip, with the reason shown, when no server is reachable —
+unless ``MECR_REQUIRE_POSTGRES=1`` (CI), which makes that an error. ``MECR_TEST_BACKENDS=sqlite`` limits the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fhir_ecr.app import build_services, create_app
+from fhir_ecr.config import Settings
+from fhir_ecr.store.tables import metadata
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+PG_ADMIN_URL = os.environ.get("MECR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BACKENDS = [b for b in os.environ.get("MECR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"mecr test backends: {', '.join(BACKENDS)}; shared fixtures: {SHARED}"
+
+
+def _pg_available() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure to connect means "not available"
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at the end)."""
+    reason = _pg_available()
+    if reason:
+        if os.environ.get("MECR_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " (MECR_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    name = f"mecr_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("db") / "mecr-test.db"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    if backend == "postgres":
+        return str(request.getfixturevalue("pg_database"))
+    return f"sqlite:///{sqlite_path}"
+
+
+_migrated: set[str] = set()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, base_url="http://testserver", environment="test",
+                    max_body_bytes=2 * 1024 * 1024)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Any]:
+    """The app's services on a clean database (tables emptied before each test)."""
+    svc = build_services(settings, migrate=settings.database_url not in _migrated)
+    _migrated.add(settings.database_url)
+    with svc.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table.name != "alembic_version":
+                conn.execute(table.delete())
+    yield svc
+    svc.engine.dispose()
+
+
+@pytest.fixture
+def repo(services: Any) -> Any:
+    return services.repo
+
+
+@pytest.fixture
+def app(settings: Settings, services: Any) -> Any:
+    return create_app(settings, services=services)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving the app on a free local port, in a background thread."""
+
+    def __init__(self, app_factory: Any, settings: Settings) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.settings = settings.model_copy(update={"base_url": f"http://127.0.0.1:{self.port}"})
+        app = app_factory(self.settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
+    """The app served over real HTTP (uvicorn) on a free port."""
+
+    def factory(live_settings: Settings) -> Any:
+        services.settings = live_settings
+        services.repo.fhir_base = live_settings.fhir_base
+        services._capability = None
+        return create_app(live_settings, services=services)
+
+    with LiveServer(factory, settings) as server:
+        yield server
+

@@ -1,0 +1,225 @@
+"""The repository on SQLite and PostgreSQL: versions, history, concurrency, atomicity."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fhir_ecr.outcomes import FhirError
+from fhir_ecr.store.tables import INDEX_TABLES
+
+
+def patient(**extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "name": [{"family": "Doe", "given": ["Jane"]}], **extra}
+
+
+def steps(pid: str, value: int, day: str = "2026-11-01") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
+        "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": day,
+        "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": "/d"},
+    }
+
+
+def count_rows(repo: Any, table: str) -> int:
+    with repo.engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_create_assigns_id_and_meta(repo: Any) -> None:
+    result = repo.create(patient(id="client-chosen"))
+    stored = result.stored
+    assert result.created
+    assert stored.id != "client-chosen"  # create ignores a client id (R4 http.html#create)
+    assert stored.content["meta"]["versionId"] == "1"
+    assert stored.content["meta"]["lastUpdated"].endswith("Z")
+    assert repo.read("Patient", stored.id).content == stored.content
+
+
+def test_update_versions_and_history(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    v2 = repo.update("Patient", p.id, {**p.content, "gender": "female"}).stored
+    v3 = repo.update("Patient", p.id, {**v2.content, "gender": "other"}).stored
+    assert (v2.version_id, v3.version_id) == (2, 3)
+    assert repo.vread("Patient", p.id, "1").content.get("gender") is None
+    assert repo.vread("Patient", p.id, "2").content["gender"] == "female"
+    history = repo.history("Patient", p.id)
+    assert [s.version_id for s, _ in history.entries] == [3, 2, 1]
+    assert [m for _, m in history.entries] == ["PUT", "PUT", "POST"]
+    assert v3.last_updated > v2.last_updated > p.last_updated
+
+
+def test_update_with_same_content_is_a_no_op(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    again = repo.update("Patient", p.id, dict(p.content))
+    assert not again.changed and again.stored.version_id == 1
+    assert repo.history("Patient", p.id).total == 1
+
+
+def test_update_creates_with_client_id(repo: Any) -> None:
+    result = repo.update("Patient", "my-id", patient(id="my-id"))
+    assert result.created and result.stored.id == "my-id"
+
+
+def test_if_match_stale_version_is_412(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    repo.update("Patient", p.id, {**p.content, "gender": "male"}, expected_version=1)
+    with pytest.raises(FhirError) as err:
+        repo.update("Patient", p.id, {**p.content, "gender": "female"}, expected_version=1)
+    assert err.value.status == 412
+    assert repo.read("Patient", p.id).content["gender"] == "male"
+
+
+def test_delete_then_read_is_gone_and_history_kept(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    deleted = repo.delete("Patient", p.id)
+    assert deleted is not None and deleted.version_id == 2
+    with pytest.raises(FhirError) as err:
+        repo.read("Patient", p.id)
+    assert err.value.status == 410
+    assert repo.vread("Patient", p.id, "1").content["name"][0]["family"] == "Doe"
+    assert repo.delete("Patient", p.id) is None  # deleting again changes nothing
+    assert repo.search_params("Patient", [("family", "doe")]).total == 0
+    # a deleted resource can be brought back with update
+    back = repo.update("Patient", p.id, {**p.content})
+    assert back.created and back.stored.version_id == 3
+
+
+def test_delete_removes_index_rows(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    assert count_rows(repo, "idx_string") > 0
+    repo.delete("Patient", p.id)
+    assert sum(count_rows(repo, t) for t in INDEX_TABLES) == 0
+
+
+def test_update_replaces_index_rows(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    repo.update("Patient", p.id, {**p.content, "name": [{"family": "Smith"}]})
+    assert repo.search_params("Patient", [("family", "doe")]).total == 0
+    assert repo.search_params("Patient", [("family", "smith")]).total == 1
+
+
+def test_failed_unit_leaves_nothing(repo: Any) -> None:
+    with pytest.raises(FhirError):
+        with repo.unit() as uow:
+            uow.create(patient())
+            uow.create(patient())
+            uow.flush()
+            uow.create({"resourceType": "Patient", "gender": 12})  # invalid
+    assert count_rows(repo, "resource") == 0
+    assert count_rows(repo, "resource_history") == 0
+    assert sum(count_rows(repo, t) for t in INDEX_TABLES) == 0
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({"resourceType": "Observation", "code": {"text": "x"}}, "Observation.status"),
+    ({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "bogus": 1}, "Observation.bogus"),
+    ({"resourceType": "Patient", "name": [{"given": "Ann"}]}, "Patient.name[0].given"),
+])
+def test_invalid_resource_is_refused_with_expression(repo: Any, body: dict[str, Any], where: str) -> None:
+    with pytest.raises(FhirError) as err:
+        repo.create(body)
+    assert err.value.status == 400
+    assert where in [e for i in err.value.issues for e in i.get("expression", [])]
+
+
+def test_patch_applies_json_patch(repo: Any) -> None:
+    p = repo.create(patient()).stored
+    patched = repo.patch("Patient", p.id, [{"op": "add", "path": "/gender", "value": "female"}]).stored
+    assert patched.version_id == 2 and patched.content["gender"] == "female"
+    with pytest.raises(FhirError) as err:
+        repo.patch("Patient", p.id, [{"op": "replace", "path": "/id", "value": "other"}])
+    assert err.value.status == 422
+    with pytest.raises(FhirError) as err:
+        repo.patch("Patient", p.id, [{"op": "add", "path": "/gender", "value": 5}])
+    assert err.value.status == 400
+
+
+def test_conditional_create_and_update(repo: Any) -> None:
+    body = patient(identifier=[{"system": "urn:mrn", "value": "42"}])
+    first = repo.create(body, if_none_exist="identifier=urn:mrn|42")
+    second = repo.create(body, if_none_exist="identifier=urn:mrn|42")
+    assert first.created and not second.created and second.stored.id == first.stored.id
+    updated = repo.conditional_update("Patient", "identifier=urn:mrn|42", {**body, "gender": "male"})
+    assert updated.stored.id == first.stored.id and updated.stored.version_id == 2
+    created = repo.conditional_update("Patient", "identifier=urn:mrn|43", patient())
+    assert created.created
+    repo.create(patient(identifier=[{"system": "urn:mrn", "value": "42"}]))
+    with pytest.raises(FhirError) as err:
+        repo.create(body, if_none_exist="identifier=urn:mrn|42")
+    assert err.value.status == 412
+
+
+def test_concurrent_if_match_updates_lose_nothing(repo: Any) -> None:
+    """Eight writers each add their mark with If-Match, retrying on 412: every mark is kept."""
+    p = repo.create({"resourceType": "Patient", "identifier": []}).stored
+    errors: list[Exception] = []
+
+    def writer(n: int) -> None:
+        try:
+            for _ in range(50):
+                current = repo.read("Patient", p.id)
+                content = dict(current.content)
+                content["identifier"] = [*content.get("identifier", []), {"system": "urn:w", "value": str(n)}]
+                try:
+                    repo.update("Patient", p.id, content, expected_version=current.version_id)
+                    return
+                except FhirError as exc:
+                    if exc.status not in (409, 412):
+                        raise
+            raise AssertionError("writer never got through")
+        except Exception as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    final = repo.read("Patient", p.id)
+    assert sorted(i["value"] for i in final.content["identifier"]) == [str(n) for n in range(8)]
+    assert final.version_id == 9
+
+
+def test_concurrent_conditional_creates_make_one(repo: Any) -> None:
+    body = patient(identifier=[{"system": "urn:mrn", "value": "race"}])
+    results: list[Any] = []
+
+    def create() -> None:
+        results.append(repo.create(body, if_none_exist="identifier=urn:mrn|race"))
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.stored.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+
+
+def test_everything_returns_compartment_and_references(repo: Any) -> None:
+    org = repo.create({"resourceType": "Organization", "name": "Clinic"}).stored
+    p = repo.create(patient(managingOrganization={"reference": f"Organization/{org.id}"})).stored
+    other = repo.create(patient()).stored
+    dev = repo.create({"resourceType": "Device", "status": "active"}).stored
+    obs = steps(p.id, 1000)
+    obs["device"] = {"reference": f"Device/{dev.id}"}
+    repo.create(obs)
+    repo.create(steps(other.id, 2000))
+    with repo.unit(write=False) as uow:
+        found, total = uow.everything(p.id)
+    types = sorted(s.resource_type for s in found)
+    assert types == ["Device", "Observation", "Patient"]
+    assert total == 3
+
+
+@pytest.mark.parametrize("bad", ["Patient/../x", "1 OR 1=1"])
+def test_read_with_odd_ids_is_404(repo: Any, bad: str) -> None:
+    with pytest.raises(FhirError) as err:
+        repo.read("Patient", bad)
+    assert err.value.status == 404
