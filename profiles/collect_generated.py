@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"collect_generated: {exc}", file=sys.stderr)
         return 1
     counts = ", ".join(
-        f"{len(index[key])} {key}" for key in ("profiles", "extensions", "valueSets", "codeSystems", "examples")
+        f"{len(index[key])} {key}"
+        for key in ("profiles", "extensions", "valueSets", "codeSystems", "examples")
     )
     print(f"collected {counts} into {args.dest}")
     return 0

@@ -33,7 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -170,7 +170,10 @@ def is_r4_definition(resource: Mapping[str, Any]) -> bool:
     FHIR specification itself (canonical under ``http://hl7.org/fhir/``) whose ``version`` names a later
     release.
     """
-    if resource.get("resourceType") == "StructureDefinition" and resource.get("fhirVersion", "4.0.1") != "4.0.1":
+    if (
+        resource.get("resourceType") == "StructureDefinition"
+        and resource.get("fhirVersion", "4.0.1") != "4.0.1"
+    ):
         return False
     url = resource.get("url")
     version = resource.get("version")
@@ -313,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"make_core_package: {exc}", file=sys.stderr)
         return 1
     state = "assembled" if build.rebuilt else "up to date"
-    print(f"{CORE_PACKAGE_NAME}#{CORE_PACKAGE_VERSION} {state}: {build.resource_count} resources in {build.package_dir}")
+    print(
+        f"{CORE_PACKAGE_NAME}#{CORE_PACKAGE_VERSION} {state}: {build.resource_count} resources in {build.package_dir}"
+    )
     if build.excluded:
         print(f"  left out (not FHIR 4.0.1): {', '.join(build.excluded)}")
     return 0

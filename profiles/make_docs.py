@@ -264,7 +264,13 @@ def render_index_page(ig: GeneratedIG) -> str:
     for sd in ig.profiles():
         title = sd.get("title") or sd["name"]
         lines.append(f"| [{_cell(title)}]({sd['id']}.md) | {sd['type']} | `{sd['url']}` |")
-    lines += ["", "## Extensions", "", "| Extension | Canonical URL | Context | Value |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Extensions",
+        "",
+        "| Extension | Canonical URL | Context | Value |",
+        "| --- | --- | --- | --- |",
+    ]
     for url, path in sorted(ig.index["extensions"].items()):
         sd = ig.resource(path)
         contexts = ", ".join(c["expression"] for c in sd.get("context", []))
@@ -276,7 +282,9 @@ def render_index_page(ig: GeneratedIG) -> str:
             ),
             "complex (sub-extensions)",
         )
-        lines.append(f"| {_cell(sd.get('title') or sd['name'])} | `{url}` | {_cell(contexts)} | {_cell(value_types)} |")
+        lines.append(
+            f"| {_cell(sd.get('title') or sd['name'])} | `{url}` | {_cell(contexts)} | {_cell(value_types)} |"
+        )
     lines += ["", "## Value sets", ""] + _conformance_table(ig, "valueSets")
     lines += ["", "## Code systems", ""]
     for url, path in sorted(ig.index["codeSystems"].items()):

@@ -237,13 +237,6 @@ async def _operation(request: Request, services: Services, name: str, rtype: str
     return fhir_response(result, pretty=_pretty(request))
 
 
-@router.api_route("/{rtype}/{rid}/{op}", methods=["GET", "POST"], summary="Instance-level $operation")
-async def instance_operation(rtype: str, rid: str, op: str, request: Request, services: ServicesDep) -> Response:
-    if not op.startswith("$"):
-        raise not_found(f"{rtype}/{rid}/{op}")
-    return await _operation(request, services, op, rtype, rid)
-
-
 # --- instance level ---------------------------------------------------------------------------------------------
 
 
@@ -335,3 +328,10 @@ async def vread(rtype: str, rid: str, vid: str, request: Request, services: Serv
     stored = await run_in_threadpool(services.repo.vread, rtype, rid, vid)
     return fhir_response(stored.content, headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 
+
+# Last, so that /{rtype}/{rid}/_history is matched first.
+@router.api_route("/{rtype}/{rid}/{op}", methods=["GET", "POST"], summary="Instance-level $operation")
+async def instance_operation(rtype: str, rid: str, op: str, request: Request, services: ServicesDep) -> Response:
+    if not op.startswith("$"):
+        raise not_found(f"{rtype}/{rid}/{op}")
+    return await _operation(request, services, op, rtype, rid)

@@ -54,7 +54,9 @@ def test_every_generated_resource_parses_as_r4(path: Path) -> None:
 def test_generated_json_is_normalised_and_timestamp_free(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     collect = load_tool("collect_generated")
-    assert text == collect.dump_json(read_json(path)), "re-run profiles/build instead of editing generated files"
+    assert text == collect.dump_json(read_json(path)), (
+        "re-run profiles/build instead of editing generated files"
+    )
     data = read_json(path)
     # Volatile fields would make `profiles/build --check` fail on every run.
     assert "date" not in data
@@ -65,7 +67,9 @@ def test_index_lists_every_conformance_resource(index: dict[str, Any], generated
     kinds = {"profiles": [], "extensions": [], "valueSets": [], "codeSystems": []}
     for path, resource in generated.items():
         if resource["resourceType"] == "StructureDefinition":
-            kinds["extensions" if resource["type"] == "Extension" else "profiles"].append((resource["url"], path))
+            kinds["extensions" if resource["type"] == "Extension" else "profiles"].append(
+                (resource["url"], path)
+            )
         elif resource["resourceType"] == "ValueSet":
             kinds["valueSets"].append((resource["url"], path))
         elif resource["resourceType"] == "CodeSystem":
@@ -91,7 +95,9 @@ def test_every_profile_has_an_example_that_claims_it(index: dict[str, Any]) -> N
             assert url in read_json(GENERATED / path)["meta"]["profile"]
 
 
-def test_example_references_resolve_inside_the_examples(index: dict[str, Any], generated: dict[str, Any]) -> None:
+def test_example_references_resolve_inside_the_examples(
+    index: dict[str, Any], generated: dict[str, Any]
+) -> None:
     known = set(index["examples"])
     unresolved = []
     for path in index["examples"].values():

@@ -70,43 +70,129 @@ def _delete(path: list[Any]) -> Mutation:
 
 
 BROKEN = [
-    ("mecr-habit-check-in", "Observation-example-check-in-done.json", "mecr-checkin-1",
-     _set(["valueCodeableConcept", "coding", 0, "code"], "maybe")),
-    ("mecr-habit-check-in", "Observation-example-check-in-done.json", "mecr-checkin-1",
-     _set(["valueCodeableConcept", "coding", 0, "system"], "http://snomed.info/sct")),
-    ("mecr-habit-check-in", "Observation-example-check-in-done.json", "mecr-checkin-2",
-     _set(["effectiveDateTime"], "2026-03-16T12:00:00-05:00")),
-    ("mecr-habit-check-in", "Observation-example-check-in-done.json", "mecr-checkin-2",
-     _set(["effectiveDateTime"], "2026-03")),
-    ("mecr-habit-plan", "CarePlan-example-habit-plan.json", "mecr-plan-1",
-     _set(["activity", 1, "extension", 0, "valueString"], "walk-after-lunch")),
-    ("mecr-habit-plan", "CarePlan-example-habit-plan.json", "mecr-plan-2",
-     _delete(["activity", 1, "detail", "statusReason"])),
-    ("mecr-coaching-goal", "Goal-example-goal-steps.json", "mecr-goal-1",
-     _set(["category", 0, "coding", 0, "system"], "http://terminology.hl7.org/CodeSystem/goal-category")),
+    (
+        "mecr-habit-check-in",
+        "Observation-example-check-in-done.json",
+        "mecr-checkin-1",
+        _set(["valueCodeableConcept", "coding", 0, "code"], "maybe"),
+    ),
+    (
+        "mecr-habit-check-in",
+        "Observation-example-check-in-done.json",
+        "mecr-checkin-1",
+        _set(["valueCodeableConcept", "coding", 0, "system"], "http://snomed.info/sct"),
+    ),
+    (
+        "mecr-habit-check-in",
+        "Observation-example-check-in-done.json",
+        "mecr-checkin-2",
+        _set(["effectiveDateTime"], "2026-03-16T12:00:00-05:00"),
+    ),
+    (
+        "mecr-habit-check-in",
+        "Observation-example-check-in-done.json",
+        "mecr-checkin-2",
+        _set(["effectiveDateTime"], "2026-03"),
+    ),
+    (
+        "mecr-habit-plan",
+        "CarePlan-example-habit-plan.json",
+        "mecr-plan-1",
+        _set(["activity", 1, "extension", 0, "valueString"], "walk-after-lunch"),
+    ),
+    (
+        "mecr-habit-plan",
+        "CarePlan-example-habit-plan.json",
+        "mecr-plan-2",
+        _delete(["activity", 1, "detail", "statusReason"]),
+    ),
+    (
+        "mecr-coaching-goal",
+        "Goal-example-goal-steps.json",
+        "mecr-goal-1",
+        _set(["category", 0, "coding", 0, "system"], "http://terminology.hl7.org/CodeSystem/goal-category"),
+    ),
     ("mecr-daily-steps", "Observation-example-daily-steps.json", "mecr-obs-source", _delete(["device"])),
-    ("mecr-daily-steps", "Observation-example-daily-steps.json", "mecr-obs-day", _set(["effectiveDateTime"], "2026-03")),
-    ("mecr-heart-rate", "Observation-example-heart-rate.json", "mecr-obs-source", _delete(["meta", "source"])),
-    ("mecr-blood-pressure", "Observation-example-blood-pressure.json", "mecr-obs-source", _delete(["device"])),
-    ("mecr-referral-task", "Task-example-referral-task-accepted.json", "mecr-task-1",
-     _set(["focus", "reference"], "Patient/example-patient")),
-    ("mecr-referral-task", "Task-example-referral-task-accepted.json", "mecr-task-1",
-     _set(["focus", "reference"], "ServiceRequestX/example-referral-food")),
-    ("mecr-referral-task", "Task-example-referral-task-accepted.json", "mecr-task-2", _set(["status"], "rejected")),
+    (
+        "mecr-daily-steps",
+        "Observation-example-daily-steps.json",
+        "mecr-obs-day",
+        _set(["effectiveDateTime"], "2026-03"),
+    ),
+    (
+        "mecr-heart-rate",
+        "Observation-example-heart-rate.json",
+        "mecr-obs-source",
+        _delete(["meta", "source"]),
+    ),
+    (
+        "mecr-blood-pressure",
+        "Observation-example-blood-pressure.json",
+        "mecr-obs-source",
+        _delete(["device"]),
+    ),
+    (
+        "mecr-referral-task",
+        "Task-example-referral-task-accepted.json",
+        "mecr-task-1",
+        _set(["focus", "reference"], "Patient/example-patient"),
+    ),
+    (
+        "mecr-referral-task",
+        "Task-example-referral-task-accepted.json",
+        "mecr-task-1",
+        _set(["focus", "reference"], "ServiceRequestX/example-referral-food"),
+    ),
+    (
+        "mecr-referral-task",
+        "Task-example-referral-task-accepted.json",
+        "mecr-task-2",
+        _set(["status"], "rejected"),
+    ),
     ("mecr-referral-task", "Task-example-referral-task-accepted.json", "mecr-task-3", _delete(["owner"])),
     ("mecr-referral-task", "Task-example-referral-task-completed.json", "mecr-task-4", _delete(["output"])),
-    ("mecr-coaching-session", "Encounter-example-session-video.json", "mecr-enc-1",
-     _set(["period", "end"], "2026-03-20T15:59:00-05:00")),
-    ("mecr-coaching-session", "Encounter-example-session-video.json", "mecr-enc-1",
-     _set(["period", "end"], "2026-03-20T16:00:00-05:00")),
-    ("mecr-coaching-session", "Encounter-example-session-video.json", "mecr-enc-2", _delete(["period", "end"])),
-    ("mecr-coaching-session", "Encounter-example-session-video.json", "mecr-enc-3",
-     _set(["extension", 0, "valueCoding", "code"], "in-person")),
-    ("mecr-coaching-session", "Encounter-example-session-group.json", "mecr-enc-3",
-     _set(["class", "code"], "VR")),
-    ("mecr-coaching-session", "Encounter-example-session-video.json", "mecr-enc-4", _set(["length", "code"], "h")),
-    ("mecr-coach", "PractitionerRole-example-coach.json", "mecr-coach-1",
-     _set(["identifier", 0, "value"], "123456789")),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-video.json",
+        "mecr-enc-1",
+        _set(["period", "end"], "2026-03-20T15:59:00-05:00"),
+    ),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-video.json",
+        "mecr-enc-1",
+        _set(["period", "end"], "2026-03-20T16:00:00-05:00"),
+    ),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-video.json",
+        "mecr-enc-2",
+        _delete(["period", "end"]),
+    ),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-video.json",
+        "mecr-enc-3",
+        _set(["extension", 0, "valueCoding", "code"], "in-person"),
+    ),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-group.json",
+        "mecr-enc-3",
+        _set(["class", "code"], "VR"),
+    ),
+    (
+        "mecr-coaching-session",
+        "Encounter-example-session-video.json",
+        "mecr-enc-4",
+        _set(["length", "code"], "h"),
+    ),
+    (
+        "mecr-coach",
+        "PractitionerRole-example-coach.json",
+        "mecr-coach-1",
+        _set(["identifier", 0, "value"], "123456789"),
+    ),
 ]
 
 
@@ -133,7 +219,9 @@ def test_invariant_rejects_a_broken_example(
         "urn:uuid:0b9a3b0e-8e53-4bde-9a6a-6b1a1f0d8c11",
     ],
 )
-def test_task_focus_accepts_service_request_reference_forms(profiles_by_id: dict[str, Any], reference: str) -> None:
+def test_task_focus_accepts_service_request_reference_forms(
+    profiles_by_id: dict[str, Any], reference: str
+) -> None:
     constraint = root_constraints(profiles_by_id["mecr-referral-task"])["mecr-task-1"]
     task = example("Task-example-referral-task-accepted.json")
     task["focus"]["reference"] = reference
@@ -184,7 +272,9 @@ def test_wearable_code_unit_and_slicing(
     if unit is not None:
         # The vital-signs profiles name the Quantity type slice; mECR's own profiles constrain value[x].
         ids = {e["id"] for e in sd["snapshot"]["element"]}
-        unit_id = next(i for i in ("Observation.value[x]:valueQuantity.code", "Observation.value[x].code") if i in ids)
+        unit_id = next(
+            i for i in ("Observation.value[x]:valueQuantity.code", "Observation.value[x].code") if i in ids
+        )
         assert element(sd, unit_id)["fixedCode"] == unit
     # Source of the reading: device or meta.source, enforced by an invariant, both must-support.
     assert "mecr-obs-source" in root_constraints(sd)
@@ -192,12 +282,19 @@ def test_wearable_code_unit_and_slicing(
 
 
 def test_activity_profiles_carry_the_physical_activity_ig_categories(profiles_by_id: dict[str, Any]) -> None:
-    for profile in ("mecr-daily-steps", "mecr-resting-heart-rate", "mecr-active-energy",
-                    "mecr-mvpa-minutes-per-day", "mecr-mvpa-minutes-per-week"):
+    for profile in (
+        "mecr-daily-steps",
+        "mecr-resting-heart-rate",
+        "mecr-active-energy",
+        "mecr-mvpa-minutes-per-day",
+        "mecr-mvpa-minutes-per-week",
+    ):
         sd = profiles_by_id[profile]
         assert element(sd, "Observation.category:activity.coding.code")["fixedCode"] == "activity"
         physical = element(sd, "Observation.category:PhysicalActivity.coding.system")
-        assert physical["fixedUri"] == "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
+        assert (
+            physical["fixedUri"] == "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
+        )
     for profile in ("mecr-heart-rate", "mecr-body-weight", "mecr-blood-pressure"):
         sd = profiles_by_id[profile]
         assert element(sd, "Observation.category:VSCat.coding.code")["fixedCode"] == "vital-signs"
@@ -236,7 +333,9 @@ def test_referral_categories_cover_gravity_service_requests(
     generated: dict[str, Any], gravity_dir: Path, index: dict[str, Any]
 ) -> None:
     vs = generated[index["valueSets"]["https://mecr.dev/fhir/ValueSet/referral-category"]]
-    allowed = {(c["system"], concept["code"]) for c in vs["compose"]["include"] for concept in c.get("concept", [])}
+    allowed = {
+        (c["system"], concept["code"]) for c in vs["compose"]["include"] for concept in c.get("concept", [])
+    }
     sdoh_system = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
     seen = 0
     for path in sorted(gravity_dir.glob("ServiceRequest-*.json")):
@@ -250,5 +349,9 @@ def test_referral_categories_cover_gravity_service_requests(
 
 def test_coach_npi_slice(profiles_by_id: dict[str, Any]) -> None:
     sd = profiles_by_id["mecr-coach"]
-    assert element(sd, "PractitionerRole.identifier:NPI.system")["fixedUri"] == "http://hl7.org/fhir/sid/us-npi"
-    assert element(sd, "PractitionerRole.identifier")["slicing"]["discriminator"] == [{"type": "value", "path": "system"}]
+    assert (
+        element(sd, "PractitionerRole.identifier:NPI.system")["fixedUri"] == "http://hl7.org/fhir/sid/us-npi"
+    )
+    assert element(sd, "PractitionerRole.identifier")["slicing"]["discriminator"] == [
+        {"type": "value", "path": "system"}
+    ]
