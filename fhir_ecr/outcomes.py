@@ -102,7 +102,13 @@ class FhirError(Exception):
         self.outcome = outcome(self.issues)
         self.status = status or status_for(self.outcome)
         self.headers = headers or {}
-        super().__init__("; ".join(i.get("diagnostics", i["code"]) for i in self.issues))
+        super().__init__("; ".join(_describe(i) for i in self.issues))
+
+
+def _describe(item: Issue) -> str:
+    text = item.get("diagnostics", item["code"])
+    where = item.get("expression")
+    return f"{', '.join(where)}: {text}" if where else text
 
 
 class VersionConflict(FhirError):

@@ -7,7 +7,7 @@ interactions declared here are what the CapabilityStatement advertises.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -161,6 +161,12 @@ async def create(rtype: str, request: Request, services: ServicesDep) -> Respons
     if not isinstance(body, dict) or body.get("resourceType") != rtype:
         raise bad_request(f"the body must be a {rtype} resource", "resourceType")
     if_none_exist = request.headers.get("if-none-exist")
+    if if_none_exist is None:
+        # Search parameters on the POST URL also make a conditional create: the form some clients (fhirpy's
+        # ``resource.create(**criteria)``) send. ``_format``/``_pretty`` are not criteria.
+        criteria = [(k, v) for k, v in _query_pairs(request) if k not in ("_format", "_pretty")]
+        if criteria:
+            if_none_exist = urlencode(criteria)
     result = await run_in_threadpool(services.repo.create, body, if_none_exist=if_none_exist)
     pref = prefer(request).get("return")
     status = 201 if result.created else 200

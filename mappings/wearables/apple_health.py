@@ -72,6 +72,7 @@ _BP_PARTS = {
     "HKQuantityTypeIdentifierBloodPressureDiastolic": Metric.DIASTOLIC_BP,
 }
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([+-]\d{2})(\d{2})$")
 _DEVICE_FIELD = re.compile(r"(name|manufacturer|model|hardware):([^,>]*)")
 
 
@@ -196,8 +197,12 @@ def _read_xml(stream: IO[bytes], file: str, errors: SkipLog | None, summary_tz: 
 def _parse_date(raw: str | None, what: str) -> datetime:
     if not raw:
         raise MalformedInputError(f"missing {what}")
+    text = raw.strip()
     try:
-        return datetime.strptime(raw.strip(), _DATE_FORMAT)
+        match = _DATE.match(text)
+        if match:  # fast path: fromisoformat is ~20x faster than strptime, and exports hold millions of dates
+            return datetime.fromisoformat(f"{match[1]}T{match[2]}{match[3]}:{match[4]}")
+        return datetime.strptime(text, _DATE_FORMAT)
     except ValueError as exc:
         raise MalformedInputError(f"{what} {raw!r} is not like 2016-11-20 17:57:19 -0700") from exc
 

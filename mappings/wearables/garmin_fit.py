@@ -167,6 +167,7 @@ def _monitoring(messages: list[tuple[str, dict[str, Any]]], source: Source, file
                 low = int(values["timestamp_16"])
                 fit_seconds = int((last_full - _FIT_EPOCH).total_seconds())
                 at = last_full + timedelta(seconds=(low - (fit_seconds & 0xFFFF)) & 0xFFFF)
+                last_full = at  # the next timestamp_16 is relative to this one (FIT profile: time is monotonic)
             else:
                 raise MalformedInputError("monitoring message has no timestamp")
             local = at.astimezone(tz)

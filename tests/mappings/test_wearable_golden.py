@@ -16,6 +16,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from wearable_support import OMH_TEST_DATA, WEARABLES, check_golden, validate_fhir
 
 from mappings.errors import MappingError, SkipLog
 from mappings.wearables import (
@@ -34,8 +35,6 @@ from mappings.wearables import (
     read_withings,
     readings_to_resources,
 )
-
-from wearable_support import OMH_TEST_DATA, WEARABLES, check_golden, validate_fhir
 
 SUBJECT = "Patient/golden"
 LA = ZoneInfo("America/Los_Angeles")

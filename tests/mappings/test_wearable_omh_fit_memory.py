@@ -7,7 +7,7 @@ import io
 import json
 import tracemalloc
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fit_tool.profile.messages.weight_scale_message import WeightScaleMessage
 from fit_tool.profile.profile_type import ActivityType, FileType, Manufacturer
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
+from wearable_support import OMH_SCHEMAS, OMH_TEST_DATA, validate_fhir
 
 from mappings.errors import MappingError, SkipLog
 from mappings.wearables import (
@@ -34,18 +35,28 @@ from mappings.wearables import (
     read_omh_body,
     reading_to_observation,
 )
-from wearable_support import OMH_SCHEMAS, OMH_TEST_DATA, validate_fhir
 
-NOW = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+OMH_BASE = "https://w3id.org/openmhealth/schemas/omh/"
+IEEE_UNIT_VALUE = "https://w3id.org/ieee/ieee-1752-schema/unit-value-1.0.json"
 
 
 def _registry() -> Registry:
+    """Every local schema under its own id and under OMH_BASE + file name (some have no id)."""
     resources = []
     for path in OMH_SCHEMAS.glob("*.json"):
         contents = json.loads(path.read_text(encoding="utf-8"))
+        contents.setdefault("$id" if "$schema" in contents and "draft-07" in contents["$schema"] else "id",
+                            OMH_BASE + path.name)
         resource = Resource.from_contents(contents, default_specification=DRAFT4)
-        uri = contents.get("$id") or contents.get("id") or f"https://w3id.org/openmhealth/schemas/omh/{path.name}"
-        resources.append((uri, resource))
+        resources.append((OMH_BASE + path.name, resource))
+    # systolic/diastolic-blood-pressure-1.1 $ref the IEEE 1752.1 unit-value schema, which is not available
+    # offline; the fixtures README says to map it to a local copy: OmH unit-value-1.0 is the same structure
+    unit_value = json.loads((OMH_SCHEMAS / "unit-value-1.0.json").read_text(encoding="utf-8"))
+    unit_value["id"] = IEEE_UNIT_VALUE
+    resources.append((IEEE_UNIT_VALUE, Resource.from_contents(unit_value, default_specification=DRAFT4)))
     return Registry().with_resources(resources)
 
 
@@ -55,12 +66,12 @@ REGISTRY = _registry()
 def _validator(name: str, version: str) -> jsonschema.protocols.Validator:
     schema = json.loads((OMH_SCHEMAS / f"{name}-{version}.json").read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)
-    return cls(schema, registry=REGISTRY)
+    return cls({"$ref": OMH_BASE + f"{name}-{version}.json"}, registry=REGISTRY)
 
 
 def test_the_local_schema_registry_agrees_with_the_upstream_test_data() -> None:
     """Sanity check of the validator set-up on schemas that need no IEEE $ref."""
-    for name, version in [("step-count", "3.0"), ("heart-rate", "2.0"), ("blood-pressure", "3.1"),
+    for name, version in [("step-count", "3.0"), ("heart-rate", "2.0"), ("blood-pressure", "3.1"), ("blood-pressure", "3.0"),
                           ("oxygen-saturation", "2.0"), ("body-weight", "2.0")]:
         validator = _validator(name, version)
         folder = OMH_TEST_DATA / name / version
@@ -84,12 +95,17 @@ def _bodies(name: str, version: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("name, version", ROUND_TRIP)
 def test_omh_to_fhir_and_back_validates_and_keeps_values(name: str, version: str) -> None:
-    done = 0
+    done, refused = 0, []
     for file, body in _bodies(name, version):
         try:
             readings = read_omh_body(body, name, Source("omh", "test"), record_id=file)
         except MappingError as exc:
-            assert "part_of_day" in exc.reason or "cannot be placed" in exc.reason or "duration" in exc.reason, exc
+            # upstream bodies the mapping rightly refuses: no exact bounds (date + part_of_day), no time frame
+            # at all (allowed before step-count 2.0), or an interval that ends before it starts (a real
+            # quirk of sleep-duration-2.0 shouldPass/with-descriptive-statistic.json)
+            assert any(p in exc.reason for p in ("cannot be placed", "effective_time_frame", "before start",
+                                                 "no duration")), exc
+            refused.append(file)
             continue
         for reading in readings:
             obs = reading_to_observation(reading, "Patient/1")
@@ -107,7 +123,7 @@ def test_omh_to_fhir_and_back_validates_and_keeps_values(name: str, version: str
             assert again.value == pytest.approx(reading.value) if reading.value is not None else True
             assert [c.value for c in again.components] == [c.value for c in reading.components]
             done += 1
-    assert done > 0
+    assert done > 0, refused
 
 
 def test_read_omh_data_points_and_json_lines() -> None:
@@ -166,15 +182,15 @@ def _monitoring_file(day_start_utc: datetime, offset_h: int, counters: list[tupl
 
 
 def test_generated_monitoring_file_gives_step_deltas_in_local_time() -> None:
-    day_start = datetime(2024, 1, 10, 6, tzinfo=timezone.utc)  # local midnight at UTC-6
-    # the last message is 20 hours in, past one 16-bit rollover (18.2 h) of timestamp_16
-    data = _monitoring_file(day_start, -6, [(900, 300, False), (3600, 1000, True), (20 * 3600, 2500, True)])
+    day_start = datetime(2024, 1, 10, 6, tzinfo=UTC)  # local midnight at UTC-6
+    # two timestamp_16 steps of 10 h each: the second lies past the 16-bit rollover (18.2 h) of the full time
+    data = _monitoring_file(day_start, -6, [(900, 300, False), (10 * 3600, 1000, True), (20 * 3600, 2500, True)])
     readings = list(read_garmin_fit(io.BytesIO(data), file="monitor.fit"))
     steps = [(r.value, r.start.isoformat(), r.end.isoformat()) for r in readings if r.metric is Metric.STEPS]
     assert steps == [
         (300, "2024-01-10T00:00:00-06:00", "2024-01-10T00:15:00-06:00"),
-        (700, "2024-01-10T00:15:00-06:00", "2024-01-10T01:00:00-06:00"),
-        (1500, "2024-01-10T01:00:00-06:00", "2024-01-10T20:00:00-06:00"),
+        (700, "2024-01-10T00:15:00-06:00", "2024-01-10T10:00:00-06:00"),
+        (1500, "2024-01-10T10:00:00-06:00", "2024-01-10T20:00:00-06:00"),
     ]
     from zoneinfo import ZoneInfo
 
@@ -189,11 +205,11 @@ def test_generated_weight_scale_file() -> None:
     file_id.manufacturer = Manufacturer.GARMIN.value
     file_id.product = 2
     file_id.serial_number = 7
-    file_id.time_created = _ms(datetime(2024, 2, 1, 7, tzinfo=timezone.utc))
+    file_id.time_created = _ms(datetime(2024, 2, 1, 7, tzinfo=UTC))
     builder.add(file_id)
     for kg, fat in ((75.8, 22.3), (12.0, None)):
         message = WeightScaleMessage()
-        message.timestamp = _ms(datetime(2024, 2, 1, 7, tzinfo=timezone.utc))
+        message.timestamp = _ms(datetime(2024, 2, 1, 7, tzinfo=UTC))
         message.weight = kg
         if fat is not None:
             message.percent_fat = fat
@@ -233,11 +249,11 @@ def _peak(path: Path) -> tuple[int, int]:
 @pytest.mark.slow
 def test_apple_reader_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
     small, large = tmp_path / "small.xml", tmp_path / "large.xml"
-    _write_export(small, 20_000)  # ~5 MB
-    _write_export(large, 120_000)  # ~33 MB
-    assert large.stat().st_size > 30_000_000
+    _write_export(small, 10_000)  # ~3 MB
+    _write_export(large, 80_000)  # ~22 MB
+    assert large.stat().st_size > 20_000_000
     small_count, small_peak = _peak(small)
     large_count, large_peak = _peak(large)
-    assert (small_count, large_count) == (20_000, 120_000)
-    # six times the data must not need noticeably more memory (a tree kept in memory would need ~6x)
+    assert (small_count, large_count) == (10_000, 80_000)
+    # eight times the data must not need noticeably more memory (a tree kept in memory would need ~8x)
     assert large_peak < small_peak * 1.5 + 1_000_000, (small_peak, large_peak)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from wearable_support import WEARABLES, validate_fhir
 
 from mappings import systems
 from mappings.errors import MalformedInputError, MappingError, SkipLog, UnsupportedInputError
@@ -29,7 +30,6 @@ from mappings.wearables import (
     read_withings,
     reading_to_observation,
 )
-from wearable_support import WEARABLES, validate_fhir
 
 APPLE = WEARABLES / "apple-health"
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -179,7 +179,7 @@ def test_identifier_is_deterministic_and_distinguishes_patient_source_and_period
     phone, watch = Source("apple-health", "iPhone"), Source("apple-health", "Apple Watch")
     t0 = datetime(2024, 3, 1, 9, tzinfo=AMS)
     ident = lambda r, p="Patient/1": reading_to_observation(r, p)["identifier"][0]["value"]  # noqa: E731
-    assert ident(_steps(10, phone, t0)) == ident(_steps(99, phone, t0.astimezone(timezone.utc)))
+    assert ident(_steps(10, phone, t0)) == ident(_steps(99, phone, t0.astimezone(UTC)))
     assert len({ident(_steps(10, phone, t0)), ident(_steps(10, watch, t0)), ident(_steps(10, phone, t0), "Patient/2"),
                 ident(_steps(10, phone, t0, 30))}) == 4
 
@@ -240,7 +240,7 @@ def test_ihealth_undoes_the_timezone_shift() -> None:
     bp = readings[0]
     # MDate 1442491463 is 2015-09-17 12:04:23 as wall time; TimeZone -0800 makes it 20:04:23 UTC
     assert bp.start.isoformat() == "2015-09-17T12:04:23-08:00"
-    assert bp.start.astimezone(timezone.utc).hour == 20
+    assert bp.start.astimezone(UTC).hour == 20
 
 
 def test_ihealth_integer_timezone_and_kpa() -> None:
@@ -254,7 +254,7 @@ def test_ihealth_integer_timezone_and_kpa() -> None:
 
 def test_google_fit_nanoseconds_and_basal_calories() -> None:
     (first, *_rest) = read_google_fit((WEARABLES / "googlefit-api" / "googlefit-merge-step-deltas.json").open("rb"))
-    assert first.start == datetime(2015, 2, 2, 22, 49, 39, 811000, tzinfo=timezone.utc)
+    assert first.start == datetime(2015, 2, 2, 22, 49, 39, 811000, tzinfo=UTC)
     log = SkipLog()
     calories = list(read_google_fit((WEARABLES / "googlefit-api" / "googlefit-merge-calories-expended.json").open("rb"),
                                     errors=log))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from wearable_support import validate_fhir
+
 from mappings.wearables import (
     DedupRule,
     Metric,
@@ -14,7 +16,6 @@ from mappings.wearables import (
     summaries_to_resources,
     weekly_active_minutes,
 )
-from wearable_support import validate_fhir
 
 NY = ZoneInfo("America/New_York")
 PHONE = Source("apple-health", "iPhone")

@@ -1,0 +1,70 @@
+"""The `mecr` command: help, migrations, loading files, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_ecr.cli import main
+from fhir_ecr.config import get_settings
+
+
+@pytest.fixture
+def env(settings: Any, services: Any, monkeypatch: Any) -> Any:
+    monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield services
+    get_settings.cache_clear()
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fhir_ecr.cli", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["db"], ["load"], ["demo"]])
+def test_help(args: list[str]) -> None:
+    out = run(*args, "--help")
+    assert out.returncode == 0 and "usage: mecr" in out.stdout
+
+
+def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert "current: 0001; newest: 0001" in capsys.readouterr().out
+
+
+def test_load_resources_and_bundles(env: Any, tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "p.json").write_text(json.dumps({"resourceType": "Patient", "id": "cli-p"}))
+    (tmp_path / "b.json").write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "x"},
+                      "subject": {"reference": "Patient/cli-p"}}, "request": {"method": "POST", "url": "Goal"}}]}))
+    assert main(["load", "--quiet", str(tmp_path / "p.json"), str(tmp_path / "b.json")]) == 0
+    assert "files: 2, created: 2" in capsys.readouterr().out
+    assert env.repo.search_params("Goal", [("patient", "cli-p")]).total == 1
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('{"resourceType": "Patient", "gender": 3}', "Patient.gender"),
+    ('["a list"]', "not a FHIR resource"),
+])
+def test_load_bad_file_is_a_clear_error(env: Any, tmp_path: Path, capsys: Any, content: str,
+                                        message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["load", "--quiet", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mecr: error: ") and str(bad) in err and message in err
+    assert "Traceback" not in err
+
+
+def test_load_missing_file(env: Any, capsys: Any) -> None:
+    assert main(["load", "--quiet", "/nonexistent/file.json"]) == 2
+    assert "cannot read" in capsys.readouterr().err
