@@ -11,6 +11,15 @@ from fastapi.responses import RedirectResponse
 
 from . import __version__
 from .config import Settings, get_settings
+from .conformance import (
+    compose_validators,
+    default_validator,
+    install_read_only_guard,
+    load_conformance_resources,
+    register_validate_operation,
+)
+from .billing.operations import register_billing_operations
+from .coaching.operations import register_coaching_operations
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.errors import install_error_handlers
 from .fhir.operations import OperationRegistry
@@ -18,6 +27,7 @@ from .fhir.routes import router as fhir_router
 from .services import Services
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
+from .store.validation import validate_resource
 
 __all__ = ["create_app"]
 
@@ -27,10 +37,17 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     engine = make_engine(settings.database_url)
     if migrate:
         upgrade(engine)
-    repo = FhirRepository(engine, fhir_base=settings.fhir_base)
+    conformance = default_validator()  # the mECR IG's profiles, compiled once per process
+    # Structural validation first, so the profile checks only ever see a well-formed resource.
+    repo = FhirRepository(engine, fhir_base=settings.fhir_base,
+                          validator=compose_validators(validate_resource, conformance))
     operations = OperationRegistry()
     register_builtin_operations(operations)
-    return Services(settings=settings, engine=engine, repo=repo, operations=operations)
+    register_validate_operation(operations)
+    register_coaching_operations(operations)
+    register_billing_operations(operations)  # billing staff; no SMART scope check yet
+    return Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
+                    supported_profiles=conformance.supported_profiles())
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -41,6 +58,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from starlette.concurrency import run_in_threadpool
+
+        if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
+            await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield
         services.engine.dispose()
 
@@ -52,6 +73,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     install_error_handlers(app)
+    install_read_only_guard(app, max_body_bytes=settings.max_body_bytes)
     app.include_router(fhir_router)
 
     @app.get("/", include_in_schema=False)

@@ -6,6 +6,7 @@ Examples::
     mecr db upgrade                 # apply migrations only
     mecr load examples/demo/*.json  # load FHIR resources or batch/transaction Bundles from files
     mecr demo                       # load the demo data, then serve
+    mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-serve", action="store_true", help="load the demo data and exit")
     demo.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
     demo.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
+
+    from .billing.cli import add_billing_parser
+
+    add_billing_parser(sub)
     return parser
 
 
@@ -159,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
             if not args.no_serve:
                 _serve(settings, args.host, args.port)
+        elif args.command == "billing":
+            from .billing.cli import run_billing
+
+            return run_billing(args, settings)
     except CliError as exc:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,8 @@ class Services:
     engine: sa.Engine
     repo: FhirRepository
     operations: OperationRegistry
+    conformance: Any = None  # the ProfileValidator of the mECR IG (fhir_ecr.conformance), used by $validate
+    supported_profiles: dict[str, list[str]] = field(default_factory=dict)  # type -> mECR profile URLs
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     _capability: dict[str, Any] | None = None
@@ -37,7 +39,8 @@ class Services:
         if self._capability is None:
             from .fhir.capability import capability_statement
 
-            self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started)
+            self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started,
+                                                    supported_profiles=self.supported_profiles or None)
         return self._capability
 
 

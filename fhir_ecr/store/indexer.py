@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .searchparams import SearchParam, search_params
+from .searchparams import SearchParam, candidate_params
 
 __all__ = [
     "IndexRows",
@@ -198,12 +198,11 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
     Each row starts with the parameter code. Raises ValueError when an indexed value is malformed (the
     validator normally catches it first).
     """
-    rtype = resource["resourceType"]
     rows: IndexRows = {name: [] for name in TABLE_FOR_TYPE.values()}
-    params = search_params().get(rtype, {})
     token, string, date, ref = rows["idx_token"], rows["idx_string"], rows["idx_date"], rows["idx_reference"]
     number, quantity, uri = rows["idx_number"], rows["idx_quantity"], rows["idx_uri"]
-    for code, param in params.items():
+    for param in candidate_params(resource):
+        code = param.code
         if code in _SKIP:
             continue
         values = param.extract(resource)

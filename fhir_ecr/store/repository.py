@@ -24,6 +24,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import jsonpatch
+import orjson
+import psycopg
 import sqlalchemy as sa
 
 from ..outcomes import (
@@ -180,58 +182,70 @@ class UnitOfWork:
             return
         pending, self._pending = self._pending, []
         self._pending_keys.clear()
-        params = [
-            {
-                "res_type": c["resourceType"],
-                "res_id": c["id"],
-                "version_id": 1,
-                "last_updated": now,
-                "deleted": False,
-                "content": c,
-            }
-            for c, _, _, now in pending
-        ]
-        keys = {(p["res_type"], p["res_id"]) for p in params}
-        if len(keys) != len(params):
-            raise conflict("a resource is created twice in one transaction")
-        self._check_absent(keys)
-        result = self.conn.execute(
-            R.insert().returning(R.c.pk, sort_by_parameter_order=True), params
+        # Server-assigned ids are random UUIDs: only client-chosen ids (update-as-create) can already exist.
+        # The unique index stays the last word either way (see FhirRepository.unit).
+        chosen = {(c["resourceType"], c["id"]) for c, method, _, _ in pending if method != "POST"}
+        if chosen:
+            self._check_absent(chosen)
+        pks = self._allocate_pks(len(pending))
+        docs = [orjson.dumps(c).decode() for c, _, _, _ in pending]
+        self._bulk_insert(
+            "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
+            [(pk, c["resourceType"], c["id"], 1, now, False, doc)
+             for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)],
         )
-        pks = [row.pk for row in result]
-        self.conn.execute(H.insert(), [{**p, "method": m} for p, (_, m, _, _) in zip(params, pending, strict=True)])
-        self._insert_index_rows(
-            [(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending, strict=True)]
+        self._bulk_insert(
+            "resource_history", ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
+            [(c["resourceType"], c["id"], 1, now, method, False, doc)
+             for (c, method, _, now), doc in zip(pending, docs, strict=True)],
         )
+        self._insert_index_rows([(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending,
+                                                                                              strict=True)])
+
+    def _allocate_pks(self, n: int) -> list[int]:
+        """``n`` new resource keys. SQLite: the write lock is held (BEGIN IMMEDIATE), so max + 1 is safe."""
+        if self.is_postgres:
+            rows = self.conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %(n)s)",
+                {"n": n},
+            ).all()
+            return [r[0] for r in rows]
+        start = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resource").scalar_one()
+        return list(range(start + 1, start + n + 1))
+
+    def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows at once: COPY on PostgreSQL, executemany on SQLite (no ORM, no per-row dicts)."""
+        if not rows:
+            return
+        if self.is_postgres:
+            raw = self.conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" * len(columns))
+        self.conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def _check_absent(self, keys: set[tuple[str, str]]) -> None:
         by_type: dict[str, list[str]] = {}
         for t, i in keys:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
-            if len(ids) > 1 and all(len(i) == 36 for i in ids):
-                continue  # server-assigned UUIDs cannot collide in practice; skip the round trip
             found = self.conn.execute(
-                sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids))
+                sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids)).limit(1)
             ).first()
             if found:
                 raise conflict(f"{t}/{found.res_id} already exists")
 
     def _insert_index_rows(self, items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]]) -> None:
-        batches: dict[str, list[dict[str, Any]]] = {}
+        batches: dict[str, list[tuple[Any, ...]]] = {}
         for pk, rtype, rows in items:
             for table_name, table_rows in rows.items():
-                if not table_rows:
-                    continue
-                cols = _INDEX_COLUMNS[table_name]
-                batch = batches.setdefault(table_name, [])
-                for row in table_rows:
-                    d = dict(zip(cols, row, strict=True))
-                    d["res_pk"] = pk
-                    d["res_type"] = rtype
-                    batch.append(d)
+                if table_rows:
+                    batch = batches.setdefault(table_name, [])
+                    batch.extend((pk, rtype, *row) for row in table_rows)
         for table_name, batch in batches.items():
-            self.conn.execute(INDEX_TABLES[table_name].insert(), batch)
+            self._bulk_insert(table_name, ("res_pk", "res_type", *_INDEX_COLUMNS[table_name]), batch)
 
     def _delete_index_rows(self, pk: int) -> None:
         for table in INDEX_TABLES.values():
@@ -599,13 +613,17 @@ class FhirRepository:
     @contextmanager
     def unit(self, write: bool = True) -> Iterator[UnitOfWork]:
         """A transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine.connect() as conn:
-            if write:
-                conn = conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                uow = UnitOfWork(self, conn)
-                yield uow
-                uow.flush()
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    uow = UnitOfWork(self, conn)
+                    yield uow
+                    uow.flush()
+        except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
+            # Two writers created the same Type/id at the same moment: the unique index refused the second.
+            raise conflict("a concurrent write created the same resource; retry the request") from exc
 
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
         with self.unit() as uow:

@@ -368,15 +368,33 @@ def _value_condition(c: Criterion, table: sa.Table, value: str, base_url: str | 
     raise not_supported(f"search on {t} parameter {name} is not supported", expression=name)
 
 
+_RANK = {"reference": 1, "token": 2, "uri": 2, "string": 3, "date": 4, "quantity": 5, "number": 5}
+
+
+def _rank(c: Criterion) -> int:
+    """How selective a criterion usually is (lower first): the first one drives the query."""
+    if c.name == "_id":
+        return 0
+    if c.modifier in ("not", "missing", "contains", "text") or c.chain is not None:
+        return 9
+    if c.name == "_lastUpdated":
+        return 6
+    return _RANK.get(c.type, 8)
+
+
 def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R) -> list[Any]:
-    """SQL conditions on the resource table ``r`` for ``criteria`` (ANDed by the caller)."""
-    conds: list[Any] = []
-    for c in criteria:
-        conds.append(_criterion_sql(resource_type, c, base_url, r))
-    return conds
+    """SQL conditions on the resource table ``r`` for ``criteria`` (ANDed by the caller).
+
+    The most selective criterion becomes ``pk IN (index lookup)``, which drives the query through its index;
+    every other one is a correlated ``EXISTS`` probed per candidate through the ``(res_pk, param)`` index.
+    Without this, SQLite materialises every ``IN`` list in full (e.g. all step counts of all patients).
+    """
+    ordered = sorted(criteria, key=_rank)
+    return [_criterion_sql(resource_type, c, base_url, r, correlated=i > 0) for i, c in enumerate(ordered)]
 
 
-def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: Any) -> Any:
+def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: Any,
+                   correlated: bool = False) -> Any:
     if c.param is None:  # _id, _lastUpdated: columns of the resource table
         if c.name == "_id":
             if c.modifier == "missing":
@@ -390,8 +408,14 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
             prefix, low, high = _date_value(c.name, v)
             ors.append(_range_condition(prefix, r.c.last_updated, r.c.last_updated, low, high, c.name))
         return sa.or_(*ors)
-    table = INDEX_TABLES[_table_name(c.type)]
+    table = INDEX_TABLES[_table_name(c.type)].alias()
     scope = sa.and_(table.c.res_type == resource_type, table.c.param == c.name)
+
+    def matching(*conds: Any) -> Any:
+        if correlated:
+            return sa.exists().where(table.c.res_pk == r.c.pk, table.c.param == c.name, *conds)
+        return r.c.pk.in_(sa.select(table.c.res_pk).where(scope, *conds))
+
     if c.chain is not None:
         ors = []
         for t in c.chain_types:
@@ -399,18 +423,17 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
             inner = _criterion_sql(t, c.chain, base_url, inner_r)
             ids = sa.select(inner_r.c.res_id).where(inner_r.c.res_type == t, inner_r.c.deleted.is_(False), inner)
             ors.append(sa.and_(table.c.target_type == t, table.c.target_id.in_(ids)))
-        sub = sa.select(table.c.res_pk).where(scope, sa.or_(*ors))
-        return r.c.pk.in_(sub)
+        return matching(sa.or_(*ors))
     if c.modifier == "missing":
-        present = r.c.pk.in_(sa.select(table.c.res_pk).where(scope))
+        present = matching()
         return sa.not_(present) if c.values[0] == "true" else present
     value_conds = [_value_condition(c, table, v, base_url) for v in c.values if v != ""]
     if not value_conds:
         raise bad_request(f"{c.name} has no value", expression=c.name)
-    sub = sa.select(table.c.res_pk).where(scope, sa.or_(*value_conds))
     if c.modifier == "not":
-        return r.c.pk.not_in(sub)
-    return r.c.pk.in_(sub)
+        correlated = True
+        return sa.not_(matching(sa.or_(*value_conds)))
+    return matching(sa.or_(*value_conds))
 
 
 def _table_name(ptype: str) -> str:

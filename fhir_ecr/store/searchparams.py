@@ -30,6 +30,7 @@ __all__ = [
     "patient_compartment",
     "summary_elements",
     "RESOURCE_LEVEL",
+    "candidate_params",
 ]
 
 Extractor = Callable[[dict[str, Any]], list[Any]]
@@ -53,6 +54,9 @@ class SearchParam:
     extract: Extractor = field(default=lambda r: [], compare=False, repr=False)
     target_filter: frozenset[str] | None = None
     fast: bool = True
+    # Top-level JSON keys (or choice-element base names) the expression starts from: a resource that has
+    # none of them cannot produce a value, so the indexer skips the parameter without evaluating it.
+    roots: frozenset[str] = frozenset()
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -219,6 +223,10 @@ def _compile(raw: dict[str, Any]) -> SearchParam:
     parts = [_compile_part(p, rtype) for p in _split_union(plain)]
     fast = all(p is not None for p in parts)
     extract = _fast_extractor(parts) if fast else _fhirpath_extractor(plain)  # type: ignore[arg-type]
+    if fast:
+        roots = frozenset(str(steps[0][1]) for steps in parts if steps and steps[0][0] != "where")  # type: ignore[index]
+    else:
+        roots = frozenset(re.findall(rf"\b{rtype}\.([a-zA-Z]+)", plain))
     return SearchParam(
         resource_type=rtype,
         code=raw["code"],
@@ -230,6 +238,7 @@ def _compile(raw: dict[str, Any]) -> SearchParam:
         extract=extract,
         target_filter=frozenset(target_filter) or None,
         fast=fast,
+        roots=roots,
     )
 
 
@@ -247,6 +256,33 @@ def search_params() -> dict[str, dict[str, SearchParam]]:
 def search_param(resource_type: str, code: str) -> SearchParam | None:
     """The compiled parameter ``code`` of ``resource_type``, or None."""
     return search_params().get(resource_type, {}).get(code)
+
+
+_CHOICE_KEY = re.compile(r"^([a-z][a-zA-Z0-9]*?)[A-Z]")
+
+
+@cache
+def params_by_root(resource_type: str) -> dict[str, tuple[SearchParam, ...]]:
+    """Top-level key (or choice base name) -> the parameters of ``resource_type`` that start from it."""
+    out: dict[str, list[SearchParam]] = {}
+    for param in search_params().get(resource_type, {}).values():
+        for root in param.roots:
+            out.setdefault(root, []).append(param)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def candidate_params(resource: dict[str, Any]) -> list[SearchParam]:
+    """The parameters of the resource's type that can have a value in ``resource``."""
+    index = params_by_root(resource.get("resourceType", ""))
+    seen: dict[str, SearchParam] = {}
+    for key in resource:
+        for p in index.get(key, ()):
+            seen[p.code] = p
+        m = _CHOICE_KEY.match(key)
+        if m:
+            for p in index.get(m.group(1), ()):
+                seen[p.code] = p
+    return list(seen.values())
 
 
 @cache

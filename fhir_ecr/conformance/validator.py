@@ -1,0 +1,108 @@
+"""The profile validator: checks a resource against every mECR profile it claims in ``meta.profile``.
+
+https://hl7.org/fhir/R4/resource-definitions.html#Meta.profile: a profile claim is an assertion that the
+resource conforms; mECR holds every claim of one of its own profiles to that profile on write. Rules:
+
+- a claim of a profile of the IG: the resource is checked against it (422 with one issue per problem);
+- a claim of an unknown profile under the IG's canonical base (``https://mecr.dev/fhir/...``): 422, since it
+  can only be a typo or a profile of another IG version;
+- a claim of any other profile (Gravity SDOH, US Core, ...): accepted and ignored, as this server has no
+  definition of it; the structural validation still applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..outcomes import FhirError, Issue, issue
+from .checker import check_profile
+from .compiler import CompiledProfile, compile_profile
+from .ig import ImplementationGuide, default_ig_path, load_ig
+from .terminology import ValueSetIndex, canonical_url
+
+__all__ = ["ProfileValidator", "compose_validators", "default_validator"]
+
+Validator = Any  # Callable[[dict[str, Any]], None]
+
+
+class ProfileValidator:
+    """The IG's profiles compiled once; call it with a resource to enforce its mECR profile claims."""
+
+    def __init__(self, ig: ImplementationGuide) -> None:
+        self.ig = ig
+        self.valuesets = ValueSetIndex(ig)
+        sds = ig.structure_definitions()
+        self.extensions: dict[str, CompiledProfile] = {
+            url: compile_profile(sd, sds, self.valuesets) for url, sd in ig.extensions.items()
+        }
+        self.profiles: dict[str, CompiledProfile] = {
+            url: compile_profile(sd, sds, self.valuesets) for url, sd in ig.profiles.items()
+        }
+
+    def supported_profiles(self) -> dict[str, list[str]]:
+        """Resource type -> the IG profiles of that type (for CapabilityStatement.rest.resource.supportedProfile)."""
+        out: dict[str, list[str]] = {}
+        for url, p in sorted(self.profiles.items()):
+            out.setdefault(p.type, []).append(url)
+        return out
+
+    def claimed(self, resource: dict[str, Any]) -> list[str]:
+        """The canonical URLs in ``meta.profile`` (versions dropped)."""
+        meta = resource.get("meta")
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
+        return [canonical_url(p) for p in profiles or [] if isinstance(p, str)]
+
+    def issues(self, resource: dict[str, Any], profiles: Sequence[str] | None = None) -> list[Issue]:
+        """Every issue of ``resource`` against ``profiles`` (default: its mECR claims in ``meta.profile``).
+
+        Profiles passed explicitly (``$validate``'s ``profile``) must be known; claimed ones not under the IG's
+        canonical base are ignored.
+        """
+        rtype = resource.get("resourceType")
+        explicit = profiles is not None
+        urls = [canonical_url(p) for p in profiles] if profiles is not None else self.claimed(resource)
+        out: list[Issue] = []
+        for n, url in enumerate(urls):
+            where = f"{rtype}.meta.profile[{n}]" if not explicit else "profile"
+            profile = self.profiles.get(url)
+            if profile is None:
+                if explicit or self.ig.is_mecr_canonical(url):
+                    out.append(issue("not-supported", f"{url} is not a profile of this server (mECR IG "
+                                     f"{self.ig.canonical})", expression=where))
+                continue
+            if profile.type != rtype:
+                out.append(issue("structure", f"{url} profiles {profile.type}, not {rtype}", expression=where))
+                continue
+            out += check_profile(profile, resource, self.extensions)
+        return out
+
+    def __call__(self, resource: dict[str, Any]) -> None:
+        """Raise a 422 FhirError when ``resource`` breaks an mECR profile it claims (warnings alone pass)."""
+        if not isinstance(resource, dict) or not self.claimed(resource):
+            return
+        found = self.issues(resource)
+        if any(i["severity"] in ("error", "fatal") for i in found):
+            raise FhirError(found, 422)
+
+
+@cache
+def _for_root(root: Path) -> ProfileValidator:
+    return ProfileValidator(load_ig(root))
+
+
+def default_validator(root: Path | None = None) -> ProfileValidator:
+    """The validator of the IG at ``root`` (default: the repository's), compiled once per process."""
+    return _for_root(Path(root) if root is not None else default_ig_path())
+
+
+def compose_validators(*validators: Validator) -> Validator:
+    """One validator that runs ``validators`` in order (structural first, so profiles see a well-formed resource)."""
+
+    def validate(resource: dict[str, Any]) -> None:
+        for v in validators:
+            v(resource)
+
+    return validate

@@ -1,0 +1,270 @@
+"""Benchmark of the store and FHIR API (issue: store and R4 REST API).
+
+(a) ingest N Observations (default 100,000) through transaction Bundles of 500 POSTed to a real server
+    (``mecr serve`` in a subprocess), in resources/second, next to the validation-only rate of the same
+    resources measured in the same run (the ratio shows what storage and indexing cost);
+(b) search latency with M Observations (default 1,000,000) across P patients (default 1,000):
+    ``Observation?patient=X&code=Y&date=ge…&_count=50`` — p50/p95/p99 measured by the client over HTTP;
+(c) the server's peak RSS during (a).
+
+Usage::
+
+    python -m tests.benchmarks.bench_store                      # both databases, full size (≈ 30 min)
+    python -m tests.benchmarks.bench_store --backend sqlite --scale 0.1
+
+Targets: (a) ≥ 2,500/s on SQLite, ≥ 2,000/s on PostgreSQL, ratio to validation ≥ 0.4; (b) p95 < 20 ms;
+(c) < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import sqlalchemy as sa
+
+from fhir_ecr.fhir.bundles import process_bundle
+from fhir_ecr.store.db import make_engine, upgrade
+from fhir_ecr.store.repository import FhirRepository
+from fhir_ecr.store.validation import validate_resource
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+LOINC = "http://loinc.org"
+CODES = [("41950-7", 8000, 3000, "/d"), ("8867-4", 72, 10, "/min"), ("29463-7", 80, 8, "kg"),
+         ("93832-4", 7, 1, "h")]
+START = 1_735_689_600  # 2025-01-01T00:00:00Z
+BUNDLE_SIZE = 500
+
+
+def observation(i: int, patients: int) -> dict[str, Any]:
+    """The i-th synthetic Observation: patient i % P; each patient gets one reading a day of each of 4 codes."""
+    rnd = random.Random(i)
+    code, mean, sd, unit = CODES[(i // patients) % len(CODES)]
+    day = (i // (patients * len(CODES)))
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + day * 86400 + 8 * 3600 + (i % 3600)))
+    return {
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "vital-signs" if code in ("8867-4", "29463-7") else "activity"}]}],
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/bench-{i % patients}"},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": round(rnd.gauss(mean, sd), 1), "unit": unit,
+                          "system": "http://unitsofmeasure.org", "code": unit},
+        "device": {"reference": "Device/bench-watch"},
+    }
+
+
+def bundles(first: int, count: int, patients: int) -> Iterator[dict[str, Any]]:
+    for start in range(first, first + count, BUNDLE_SIZE):
+        yield {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.UUID(int=i)}", "resource": observation(i, patients),
+             "request": {"method": "POST", "url": "Observation"}}
+            for i in range(start, min(start + BUNDLE_SIZE, first + count))]}
+
+
+def setup_bundle(patients: int) -> dict[str, Any]:
+    entries = [{"resource": {"resourceType": "Patient", "id": f"bench-{p}", "name": [{"family": f"Bench{p}"}]},
+                "request": {"method": "PUT", "url": f"Patient/bench-{p}"}} for p in range(patients)]
+    entries.append({"resource": {"resourceType": "Device", "id": "bench-watch", "status": "active"},
+                    "request": {"method": "PUT", "url": "Device/bench-watch"}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+class Database:
+    """A fresh database for one backend, removed afterwards."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        if backend == "sqlite":
+            self.url = f"sqlite:///{workdir / 'bench.db'}"
+            self.name = None
+        else:
+            self.name = f"mecr_bench_{uuid.uuid4().hex[:8]}"
+            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+            admin.dispose()
+            self.url = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def drop(self) -> None:
+        if self.name:
+            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            admin.dispose()
+
+
+class Server:
+    """``mecr serve`` in a subprocess, with a thread sampling its RSS."""
+
+    def __init__(self, url: str) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = {**os.environ, "MECR_DATABASE_URL": url, "MECR_BASE_URL": f"http://127.0.0.1:{self.port}",
+               "MECR_LOG_LEVEL": "WARNING", "MECR_MAX_BUNDLE_ENTRIES": "1000"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_ecr.cli", "serve", "--port", str(self.port)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        self.peak_rss = 0
+        self._sampling = False
+
+    def rss(self) -> int:
+        p = psutil.Process(self.proc.pid)
+        return p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+
+    def sample(self) -> None:
+        self._sampling = True
+        self.peak_rss = self.rss()
+
+        def loop() -> None:
+            while self._sampling:
+                self.peak_rss = max(self.peak_rss, self.rss())
+                time.sleep(0.05)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop_sampling(self) -> None:
+        self._sampling = False
+        self._thread.join()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def validation_rate(n: int, patients: int) -> float:
+    resources = [observation(i, patients) for i in range(n)]
+    t = time.perf_counter()
+    for r in resources:
+        validate_resource(r)
+    return n / (time.perf_counter() - t)
+
+
+def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queries: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="mecr-bench-"))
+    db = Database(backend, workdir)
+    out: dict[str, Any] = {"backend": backend}
+    try:
+        engine = make_engine(db.url)
+        upgrade(engine)
+        repo = FhirRepository(engine)
+        process_bundle(repo, setup_bundle(patients), fhir_base="", max_entries=patients + 10)
+        server = Server(db.url)
+        try:
+            client = httpx.Client(base_url=server.base, timeout=120,
+                                  headers={"Content-Type": "application/fhir+json"})
+            import orjson
+
+            payloads = [orjson.dumps(b) for b in bundles(0, ingest, patients)]
+            server.sample()
+            rss_start = server.rss()
+            t = time.perf_counter()
+            for body in payloads:
+                r = client.post("/fhir", content=body)
+                r.raise_for_status()
+            elapsed = time.perf_counter() - t
+            server.stop_sampling()
+            out["ingest_per_s"] = ingest / elapsed
+            out["peak_rss_mb"] = server.peak_rss / 2**20
+            out["rss_start_mb"] = rss_start / 2**20
+            del payloads
+            out["validation_per_s"] = validation_rate(min(ingest, 20_000), patients)
+            out["ratio"] = out["ingest_per_s"] / out["validation_per_s"]
+            print(f"[{backend}] (a) ingest {ingest:,} Observations: {out['ingest_per_s']:,.0f}/s; "
+                  f"validation only: {out['validation_per_s']:,.0f}/s; ratio {out['ratio']:.2f}", flush=True)
+            print(f"[{backend}] (c) server RSS: {out['rss_start_mb']:.0f} MB at start, peak "
+                  f"{out['peak_rss_mb']:.0f} MB during ingest", flush=True)
+
+            remaining = max(0, search_obs - ingest)
+            t = time.perf_counter()
+            done = 0
+            for b in bundles(ingest, remaining, patients):
+                process_bundle(repo, b, fhir_base="", max_entries=1000)
+                done += len(b["entry"])
+                if done % 50_000 < BUNDLE_SIZE:
+                    rate = done / (time.perf_counter() - t)
+                    print(f"[{backend}]     loaded {ingest + done:,} / {search_obs:,} ({rate:,.0f}/s)", flush=True)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+            total = client.get("/fhir/Observation?_summary=count").json()["total"]
+            rnd = random.Random(7)
+            days = search_obs // (patients * len(CODES))
+            latencies = []
+            matched = []
+            for q in range(queries + 20):
+                pid = rnd.randrange(patients)
+                code = CODES[rnd.randrange(len(CODES))][0]
+                day = rnd.randrange(max(1, days))
+                since = time.strftime("%Y-%m-%d", time.gmtime(START + day * 86400))
+                t0 = time.perf_counter()
+                r = client.get("/fhir/Observation", params={
+                    "patient": f"bench-{pid}", "code": f"{LOINC}|{code}", "date": f"ge{since}", "_count": "50"})
+                dt = time.perf_counter() - t0
+                r.raise_for_status()
+                if q >= 20:  # warm-up
+                    latencies.append(dt * 1000)
+                    matched.append(r.json()["total"])
+            latencies.sort()
+            out["search_total"] = total
+            out["p50_ms"] = statistics.median(latencies)
+            out["p95_ms"] = latencies[int(0.95 * len(latencies)) - 1]
+            out["p99_ms"] = latencies[int(0.99 * len(latencies)) - 1]
+            print(f"[{backend}] (b) search over {total:,} Observations / {patients:,} patients, {queries} queries "
+                  f"(mean {statistics.mean(matched):.0f} matches each): p50 {out['p50_ms']:.1f} ms, "
+                  f"p95 {out['p95_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms", flush=True)
+        finally:
+            server.stop()
+            engine.dispose()
+    finally:
+        db.drop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the data sizes (e.g. 0.1)")
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=500)
+    args = parser.parse_args()
+    ingest = int(100_000 * args.scale) // BUNDLE_SIZE * BUNDLE_SIZE
+    search_obs = int(1_000_000 * args.scale)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results = [run_backend(b, ingest, search_obs, args.patients, args.queries) for b in backends]
+    print("\nbackend   ingest/s  validate/s  ratio  peak RSS MB  search p50 ms  p95 ms  p99 ms")
+    for r in results:
+        print(f"{r['backend']:<9} {r['ingest_per_s']:>8,.0f}  {r['validation_per_s']:>10,.0f}  {r['ratio']:>5.2f}  "
+              f"{r['peak_rss_mb']:>11.0f}  {r['p50_ms']:>13.1f}  {r['p95_ms']:>6.1f}  {r['p99_ms']:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()

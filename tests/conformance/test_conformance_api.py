@@ -1,0 +1,113 @@
+"""``$validate`` over HTTP, the CapabilityStatement, and the IG's conformance resources served read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_ecr.conformance import load_conformance_resources
+from tests.helpers import assert_outcome
+
+from .conftest import MECR, example
+
+STEPS = MECR + "mecr-daily-steps"
+
+
+def test_validate_a_valid_resource(client: Any) -> None:
+    resp = client.post("/fhir/Observation/$validate", json=example("Observation-example-daily-steps.json"))
+    assert resp.status_code == 200
+    issues = resp.json()["issue"]
+    assert [i["severity"] for i in issues if i["severity"] in ("error", "fatal")] == []
+
+
+def test_validate_reports_every_problem_with_200(client: Any) -> None:
+    steps = example("Observation-example-daily-steps.json")
+    steps["status"] = "preliminary"
+    del steps["device"]
+    resp = client.post("/fhir/Observation/$validate", json=steps)
+    assert resp.status_code == 200
+    found = sorted((i["code"], i["expression"][0]) for i in resp.json()["issue"] if i["severity"] == "error")
+    assert found == [("code-invalid", "Observation.status"), ("invariant", "Observation")]
+
+
+def test_validate_with_a_profile_parameter(client: Any) -> None:
+    steps = example("Observation-example-daily-steps.json")
+    del steps["meta"]
+    steps["valueQuantity"]["code"] = "/min"
+    plain = client.post("/fhir/Observation/$validate", json=steps).json()["issue"]
+    assert [i["code"] for i in plain] == ["informational"]  # no claim, structure only: valid
+    params = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": steps},
+                                                          {"name": "profile", "valueUri": STEPS}]}
+    body = client.post("/fhir/Observation/$validate", json=params).json()
+    assert [(i["code"], i["expression"]) for i in body["issue"] if i["severity"] == "error"] == [
+        ("value", ["Observation.valueQuantity.code"])]
+    by_query = client.post("/fhir/Observation/$validate", params={"profile": STEPS}, json=steps).json()
+    assert [i["code"] for i in by_query["issue"] if i["severity"] == "error"] == ["value"]
+    unknown = client.post("/fhir/Observation/$validate", params={"profile": "http://example.org/sd/x"}, json=steps)
+    assert [i["code"] for i in unknown.json()["issue"]] == ["not-supported"]
+
+
+def test_validate_structural_problems_and_bad_calls(client: Any) -> None:
+    resp = client.post("/fhir/Observation/$validate", json={"resourceType": "Observation", "status": "final",
+                                                            "code": {"text": "x"}, "bogus": 1})
+    assert resp.status_code == 200
+    assert [i["code"] for i in resp.json()["issue"]] == ["structure"]
+    assert_outcome(client.post("/fhir/Patient/$validate", json=example("Observation-example-daily-steps.json")),
+                   400, "invalid")
+    assert_outcome(client.post("/fhir/Observation/$validate", json={"resourceType": "Parameters"}), 400, "invalid")
+
+
+def test_write_with_a_broken_profile_is_422_over_http(client: Any) -> None:
+    steps = example("Observation-example-daily-steps.json")
+    del steps["id"]
+    steps["subject"] = {"reference": "Group/g1"}
+    body = assert_outcome(client.post("/fhir/Observation", json=steps), 422, "structure")
+    assert [i["expression"] for i in body["issue"] if i["severity"] == "error"] == [["Observation.subject.reference"]]
+    steps["subject"] = {"reference": "Patient/example-patient"}
+    assert client.post("/fhir/Observation", json=steps).status_code == 201
+
+
+def test_capability_statement_lists_validate_and_supported_profiles(client: Any) -> None:
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    by_type = {r["type"]: r for r in rest["resource"]}
+    assert {"name": "validate", "definition": "https://mecr.dev/fhir/OperationDefinition/validate"} in \
+        by_type["Patient"]["operation"]
+    assert STEPS in by_type["Observation"]["supportedProfile"]
+    assert by_type["Task"]["supportedProfile"] == [MECR + "mecr-referral-task"]
+    assert "supportedProfile" not in by_type["Patient"]
+
+
+def test_conformance_resources_are_served(client: Any) -> None:
+    sd = client.get("/fhir/StructureDefinition/mecr-daily-steps")
+    assert sd.status_code == 200
+    assert sd.json()["url"] == STEPS and sd.json()["snapshot"]["element"]
+    found = client.get("/fhir/StructureDefinition", params={"url": STEPS}).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["mecr-daily-steps"]
+    assert client.get("/fhir/ValueSet/referral-category").json()["resourceType"] == "ValueSet"
+    assert client.get("/fhir/CodeSystem/mecr-codes").json()["resourceType"] == "CodeSystem"
+    total = client.get("/fhir/StructureDefinition", params={"_summary": "count"}).json()["total"]
+    assert total == 19
+
+
+def test_conformance_resources_are_not_writable(client: Any) -> None:
+    sd = client.get("/fhir/StructureDefinition/mecr-daily-steps").json()
+    assert_outcome(client.put("/fhir/StructureDefinition/mecr-daily-steps", json=sd), 405, "not-supported")
+    assert_outcome(client.post("/fhir/ValueSet", json={"resourceType": "ValueSet", "status": "draft"}),
+                   405, "not-supported")
+    assert_outcome(client.delete("/fhir/CodeSystem/mecr-codes"), 405, "not-supported")
+    assert_outcome(client.patch("/fhir/CodeSystem/mecr-codes", json=[],
+                                headers={"content-type": "application/json-patch+json"}), 405, "not-supported")
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "DELETE", "url": "StructureDefinition/mecr-daily-steps"}}]}
+    assert_outcome(client.post("/fhir", json=bundle), 403, "forbidden")
+    assert client.get("/fhir/StructureDefinition/mecr-daily-steps").json()["meta"]["versionId"] == "1"
+    other = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient"}}]}
+    assert client.post("/fhir", json=other).status_code == 200  # other Bundles pass through the guard
+
+
+def test_loading_is_idempotent(client: Any, services: Any) -> None:
+    assert client.get("/fhir/CodeSystem/mecr-codes").json()["meta"]["versionId"] == "1"
+    assert load_conformance_resources(services.repo, services.conformance.ig) == 0
+    with services.repo.unit() as uow:  # forget the digest: every resource is compared, and none changes
+        uow.set_state("conformance.ig-digest", "stale")
+    assert load_conformance_resources(services.repo, services.conformance.ig) == 0
+    assert client.get("/fhir/CodeSystem/mecr-codes").json()["meta"]["versionId"] == "1"

