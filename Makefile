@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install demo test test-sqlite test-postgres bench bench-quick demo-data vendor-definitions postgres clean help
+.PHONY: install demo test test-sqlite bench bench-quick docs demo-data vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -38,6 +38,9 @@ bench: install postgres  ## run the benchmarks (minutes; prints figures)
 
 bench-quick: install postgres  ## the benchmarks at a tenth of their size
 	$(BIN)/python -m tests.benchmarks.run --scale 0.1
+
+docs: install  ## regenerate the generated docs (docs/configuration.md)
+	$(BIN)/python -c "from fhir_ecr.config import settings_markdown; print(settings_markdown(), end='')" > docs/configuration.md
 
 demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
 	$(BIN)/python examples/make_demo_data.py

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "settings_markdown"]
 
 
 class Settings(BaseSettings):
@@ -64,3 +64,23 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def settings_markdown() -> str:
+    """``docs/configuration.md``: every setting with its variable, default and help (kept in step by a test)."""
+    lines = [
+        "# Configuration",
+        "",
+        "mECR reads its settings from `MECR_*` environment variables (or a `.env` file in the working",
+        "directory). This page is generated from `fhir_ecr/config.py` by `make docs`; a test fails when it is stale.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "`sqlite:///<working directory>/mecr.db`" if name == "database_url" else "(computed)"
+        else:
+            default = f"`{field.default}`"
+        lines.append(f"| `MECR_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,47 @@
+"""Docs are tested: routes, settings, CLI commands and README commands stay documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fhir_ecr.cli import build_parser
+from fhir_ecr.config import settings_markdown
+from fhir_ecr.fhir.routes import router
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_configuration_page_is_generated_from_settings() -> None:
+    assert (ROOT / "docs" / "configuration.md").read_text() == settings_markdown(), "run `make docs`"
+
+
+def test_every_fhir_route_is_in_the_api_guide() -> None:
+    rows = [line for line in (ROOT / "docs" / "api.md").read_text().splitlines() if line.startswith("| `")]
+    for route in router.routes:
+        if not getattr(route, "include_in_schema", True):
+            continue
+        path = re.compile(re.escape(route.path) + r"(?![\w/{])")
+        for method in route.methods:
+            assert any(path.search(row) and method in row.split("|")[1] for row in rows), \
+                f"{method} {route.path} is not in the route table of docs/api.md"
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in sub.choices:
+        assert f"mecr {name}" in readme, f"`mecr {name}` is not in the README"
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().split("\n")[:6]
+    assert any(line.startswith("make demo") for line in head)
+    assert any(line.startswith("make test") for line in head)
+
+
+def test_makefile_targets_named_in_readme_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for target in re.findall(r"`make ([a-z-]+)`", (ROOT / "README.md").read_text()):
+        assert re.search(rf"^{target}:", makefile, re.M), target
