@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from . import __version__
 from .config import Settings, get_settings
+from .billing.operations import register_billing_operations
+from .coaching.operations import register_coaching_operations
 from .conformance import (
+    READ_ONLY_TYPES,
     compose_validators,
     default_validator,
     install_read_only_guard,
     load_conformance_resources,
     register_validate_operation,
 )
-from .billing.operations import register_billing_operations
-from .coaching.operations import register_coaching_operations
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.errors import install_error_handlers
 from .fhir.operations import OperationRegistry
@@ -47,7 +48,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     register_coaching_operations(operations)
     register_billing_operations(operations)  # billing staff; no SMART scope check yet
     return Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
-                    supported_profiles=conformance.supported_profiles())
+                    supported_profiles=conformance.supported_profiles(), read_only_types=READ_ONLY_TYPES)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:

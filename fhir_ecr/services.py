@@ -26,6 +26,7 @@ class Services:
     operations: OperationRegistry
     conformance: Any = None  # the ProfileValidator of the mECR IG (fhir_ecr.conformance), used by $validate
     supported_profiles: dict[str, list[str]] = field(default_factory=dict)  # type -> mECR profile URLs
+    read_only_types: frozenset[str] = frozenset()  # types the API serves but does not let callers write
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     _capability: dict[str, Any] | None = None
@@ -40,7 +41,8 @@ class Services:
             from .fhir.capability import capability_statement
 
             self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started,
-                                                    supported_profiles=self.supported_profiles or None)
+                                                    supported_profiles=self.supported_profiles or None,
+                                                    read_only_types=self.read_only_types)
         return self._capability
 
 

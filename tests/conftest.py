@@ -137,7 +137,7 @@ class LiveServer:
         self.port = free_port()
         self.settings = settings.model_copy(update={"base_url": f"http://127.0.0.1:{self.port}"})
         app = app_factory(self.settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

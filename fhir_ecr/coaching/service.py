@@ -536,8 +536,10 @@ class CoachingService:
             raise FhirError(issue("value", f"status must be done, partly or not-done, not {status!r}",
                                   expression="status"), 400) from None
         with self.repo.unit() as uow:
-            return self._check_in(uow, plan_id, habit_id, parsed_status, day=day, at=at, quantity=quantity,
-                                  note=note, patient_id=patient_id)
+            result = self._check_in(uow, plan_id, habit_id, parsed_status, day=day, at=at, quantity=quantity,
+                                    note=note, patient_id=patient_id)
+            assert result is not None  # only an only_upgrade write can be skipped
+            return result
 
     def _check_in(self, uow: UnitOfWork, plan_id: str, habit_id: str, status: CheckInStatus, *,
                   day: date | None, at: datetime | None, quantity: Mapping[str, Any] | None, note: str | None,
@@ -694,10 +696,10 @@ class CoachingService:
                                for m in i.measure})
             readings: list[dict[str, Any]] = []
             if measures:
-                recent = max(self.run_chart_days, self.progress_policy.trend_window_days) + 1
+                recent_days = max(self.run_chart_days, self.progress_policy.trend_window_days) + 1
                 readings = _search_all(uow, "Observation", [
                     subject, ("code", _coding_token(measures)),
-                    ("date", f"ge{(today - timedelta(days=recent)).isoformat()}")])
+                    ("date", f"ge{(today - timedelta(days=recent_days)).isoformat()}")])
                 for m in measures:
                     readings += self._first_readings(uow, patient_id, m)
         by_habit: dict[tuple[str, str], list[CheckIn]] = {}
@@ -723,8 +725,8 @@ class CoachingService:
                 "lifecycleStatus": info.lifecycle,
                 "storedAchievementStatus": info.achievement,
             }
-            seen: set[int] = set()
-            obs_for_goal = [o for m in info.measure for o in by_code.get(m, []) if not (id(o) in seen or seen.add(id(o)))]
+            # A reading coded with two of the goal's codings counts once.
+            obs_for_goal = list({id(o): o for m in info.measure for o in by_code.get(m, [])}.values())
             result = self._progress(info, obs_for_goal, tz, today)
             if result is not None:
                 progress, series = result

@@ -18,12 +18,14 @@ __all__ = ["capability_statement", "TYPE_INTERACTIONS", "SYSTEM_INTERACTIONS", "
 # Filled by the routes module when it declares its routes; read here.
 TYPE_INTERACTIONS: list[str] = []
 SYSTEM_INTERACTIONS: list[str] = []
+READ_INTERACTIONS = {"read", "vread", "search-type", "history-instance", "history-type"}
 SEARCH_RESULT_PARAMS = ["_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total"]
 
 
 def capability_statement(fhir_base: str, operations: OperationRegistry, *, software_date: str,
                          security: dict[str, Any] | None = None,
-                         supported_profiles: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                         supported_profiles: dict[str, list[str]] | None = None,
+                         read_only_types: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The server's CapabilityStatement."""
     resources = []
     for rtype, params in sorted(search_params().items()):
@@ -34,14 +36,15 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
         if supported_profiles and supported_profiles.get(rtype):
             entry["supportedProfile"] = supported_profiles[rtype]
         entry.update({
-            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS
+                            if rtype not in read_only_types or code in READ_INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
+            "updateCreate": rtype not in read_only_types,
+            "conditionalCreate": rtype not in read_only_types,
             "conditionalRead": "not-supported",
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
+            "conditionalUpdate": rtype not in read_only_types,
+            "conditionalDelete": "single" if rtype not in read_only_types else "not-supported",
             "referencePolicy": ["literal", "local"],
             "searchInclude": sorted(f"{rtype}:{p.code}" for p in params.values() if p.type == "reference"),
             "searchRevInclude": sorted(

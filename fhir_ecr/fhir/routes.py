@@ -336,8 +336,14 @@ async def vread(rtype: str, rid: str, vid: str, request: Request, services: Serv
 
 
 # Last, so that /{rtype}/{rid}/_history is matched first.
-@router.api_route("/{rtype}/{rid}/{op}", methods=["GET", "POST"], summary="Instance-level $operation")
+@router.get("/{rtype}/{rid}/{op}", summary="Instance-level $operation (GET)")
 async def instance_operation(rtype: str, rid: str, op: str, request: Request, services: ServicesDep) -> Response:
     if not op.startswith("$"):
         raise not_found(f"{rtype}/{rid}/{op}")
     return await _operation(request, services, op, rtype, rid)
+
+
+@router.post("/{rtype}/{rid}/{op}", summary="Instance-level $operation (POST)")
+async def instance_operation_post(rtype: str, rid: str, op: str, request: Request,
+                                  services: ServicesDep) -> Response:
+    return await instance_operation(rtype, rid, op, request, services)

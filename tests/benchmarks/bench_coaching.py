@@ -96,6 +96,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(backend: str, runs: int) -> dict[str, float]:
     dbname = None
+    tmp = tempfile.TemporaryDirectory()
     if backend == "postgres":
         dbname = f"mecr_bench_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
@@ -103,7 +104,7 @@ def run(backend: str, runs: int) -> dict[str, float]:
             conn.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
         url = f"{PG_SERVER}/{dbname}"
     else:
-        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+        url = f"sqlite:///{tmp.name}/bench.db"
     try:
         settings = Settings(database_url=url, base_url="http://testserver", environment="test")
         services = build_services(settings)
@@ -134,6 +135,7 @@ def run(backend: str, runs: int) -> dict[str, float]:
             out[f"{kind}_p95"] = percentile(values, 0.95)
         return out
     finally:
+        tmp.cleanup()
         if dbname is not None:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
