@@ -30,7 +30,7 @@ from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "build_services", "worker_app"]
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -93,3 +93,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return {"status": "ok"}
 
     return app
+
+
+def worker_app() -> FastAPI:
+    """App factory for ``mecr serve --workers N`` (the parent process has already applied migrations)."""
+    settings = get_settings()
+    return create_app(settings, services=build_services(settings, migrate=False))

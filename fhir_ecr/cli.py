@@ -80,11 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .app import build_services, create_app
+    from .store.db import make_engine, upgrade
 
-    app = create_app(settings)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, workers=workers,
-                log_level=settings.log_level.lower(), proxy_headers=True)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)  # once, here, so that worker processes never race to migrate
+    engine.dispose()
+    options = {"host": host or settings.host, "port": port or settings.port,
+               "log_level": settings.log_level.lower(), "proxy_headers": True}
+    if workers > 1:  # each worker process builds its own app from the same MECR_* environment
+        uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
 def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False) -> dict[str, int]:

@@ -43,7 +43,7 @@ def _everything(call: OperationCall) -> dict[str, Any]:
         "total": total,
         "link": links,
         "entry": [
-            {"fullUrl": f"{services.fhir_base}/{s.resource_type}/{s.id}", "resource": s.content,
+            {"fullUrl": f"{services.fhir_base}/{s.resource_type}/{s.id}", "resource": s.json(),
              "search": {"mode": "match"}}
             for s in found
         ],

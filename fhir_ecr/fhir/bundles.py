@@ -38,9 +38,7 @@ def paging_link(fhir_base: str, path: str, params: list[tuple[str, str]], **over
 
 def _entry(fhir_base: str, stored: Stored, mode: str, summary: str | None = None,
            elements: list[str] | None = None) -> dict[str, Any]:
-    content = stored.content or {}
-    if summary or elements:
-        content = summarize(content, summary, elements)
+    content = summarize(stored.content or {}, summary, elements) if (summary or elements) else stored.json()
     return {
         "fullUrl": f"{fhir_base}/{stored.resource_type}/{stored.id}",
         "resource": content,
@@ -91,8 +89,8 @@ def history_bundle(fhir_base: str, path: str, params: list[tuple[str, str]], res
     for stored, method in result.entries:
         url = f"{stored.resource_type}/{stored.id}"
         entry: dict[str, Any] = {"fullUrl": f"{fhir_base}/{url}"}
-        if stored.content is not None:
-            entry["resource"] = stored.content
+        if not stored.deleted:
+            entry["resource"] = stored.json()
         entry["request"] = {"method": method, "url": url if method in ("PUT", "DELETE", "PATCH") else
                             stored.resource_type}
         status = "201 Created" if method == "POST" or stored.version_id == 1 else (
@@ -124,9 +122,12 @@ class _Entry:
         self.resource = raw.get("resource")
         self.if_match = parse_etag(request.get("ifMatch"), "ifMatch")
         self.if_none_exist = request.get("ifNoneExist")
-        parsed = urlsplit(url)
-        path = parsed.path.strip("/")
-        self.query = parsed.query
+        if "://" in url:
+            parsed = urlsplit(url)
+            path, self.query = parsed.path.strip("/"), parsed.query
+        else:  # the usual relative form, "Type", "Type/id" or "Type?criteria": no need for urlsplit
+            path, _, self.query = url.partition("?")
+            path = path.strip("/")
         self.parts = path.split("/") if path else []
         if not self.parts or self.parts[0] not in search_params():
             raise bad_request(f"request.url {url!r} does not name a supported resource type",
@@ -139,22 +140,21 @@ class _Entry:
             raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
 
 
-def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> Any:
+def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> None:
+    """Rewrite, in place, every ``reference`` that names a Bundle entry's fullUrl or is a conditional one."""
     if isinstance(node, dict):
-        out = {}
         for k, v in node.items():
             if k == "reference" and isinstance(v, str):
                 if v in mapping:
-                    v = mapping[v]
+                    node[k] = mapping[v]
                 elif "?" in v and not v.startswith(("http:", "https:", "urn:")):
-                    v = resolve(v) or v
-                out[k] = v
-            else:
-                out[k] = _rewrite_references(v, mapping, resolve)
-        return out
-    if isinstance(node, list):
-        return [_rewrite_references(v, mapping, resolve) for v in node]
-    return node
+                    node[k] = resolve(v) or v
+            elif isinstance(v, (dict, list)):
+                _rewrite_references(v, mapping, resolve)
+    elif isinstance(node, list):
+        for v in node:
+            if isinstance(v, (dict, list)):
+                _rewrite_references(v, mapping, resolve)
 
 
 def _patch_operations(entry: _Entry) -> Any:
@@ -198,8 +198,8 @@ def _response(status: int, stored: Stored | None, fhir_base: str, return_pref: s
         response["etag"] = stored.etag
         response["lastModified"] = iso_instant(stored.last_updated)
         entry["fullUrl"] = f"{fhir_base}/{stored.resource_type}/{stored.id}"
-        if return_pref != "minimal" and stored.content is not None:
-            entry["resource"] = stored.content
+        if return_pref != "minimal" and not stored.deleted:
+            entry["resource"] = stored.json()
     if body is not None:
         entry["resource"] = body
     entry["response"] = response
@@ -306,9 +306,9 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 raise FhirError(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
             return found.reference
 
-        for e in entries:
+        for e in entries:  # the Bundle is ours (parsed from the request): rewrite in place
             if isinstance(e.resource, dict):
-                e.resource = _rewrite_references(e.resource, mapping, resolve)
+                _rewrite_references(e.resource, mapping, resolve)
         for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
             if responses[e.index] is not None:
                 continue

@@ -256,11 +256,11 @@ async def read(rtype: str, rid: str, request: Request, services: ServicesDep) ->
     etag = request.headers.get("if-none-match")
     if etag and etag.strip() == stored.etag:
         return Response(status_code=304, headers=resource_headers(stored, services.fhir_base))
-    body = stored.content or {}
+    body = stored.json()
     summary = request.query_params.get("_summary")
     elements = request.query_params.get("_elements")
     if summary or elements:
-        body = summarize(body, summary if summary != "false" else None,
+        body = summarize(stored.content or {}, summary if summary != "false" else None,
                          [e.strip() for e in elements.split(",")] if elements else None)
     return fhir_response(body, headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 
@@ -332,7 +332,7 @@ async def history_instance(rtype: str, rid: str, request: Request, services: Ser
 async def vread(rtype: str, rid: str, vid: str, request: Request, services: ServicesDep) -> Response:
     check_format(request)
     stored = await run_in_threadpool(services.repo.vread, rtype, rid, vid)
-    return fhir_response(stored.content, headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
+    return fhir_response(stored.json(), headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 
 
 # Last, so that /{rtype}/{rid}/_history is matched first.

@@ -39,7 +39,7 @@ from ..outcomes import (
 )
 from .db import WRITE
 from .indexer import extract_index_rows
-from .search import SearchQuery, criteria_sql, parse_search, sort_sql
+from .search import SearchQuery, param_condition, parse_search, search_where, sort_sql
 from .searchparams import patient_compartment, search_param, search_params, summary_elements
 from .tables import INDEX_TABLES, HistoryRow, KeyValue, ReferenceIndex, ResourceRow
 from .validation import validate_resource
@@ -71,16 +71,38 @@ def iso_instant(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
 class Stored:
-    """A stored resource version."""
+    """A stored resource version. Read paths keep the JSON text as the database returned it (``raw``) and
+    parse it only when ``content`` is used, so a search page or a read can be sent on without a parse and
+    re-serialisation (see :meth:`json`)."""
 
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: int
-    deleted: bool
-    content: dict[str, Any] | None
+    __slots__ = ("resource_type", "id", "version_id", "last_updated", "deleted", "_content", "raw")
+
+    def __init__(self, resource_type: str, id: str, version_id: int, last_updated: int, deleted: bool,
+                 content: dict[str, Any] | None = None, raw: str | None = None) -> None:
+        self.resource_type = resource_type
+        self.id = id
+        self.version_id = version_id
+        self.last_updated = last_updated
+        self.deleted = deleted
+        self._content = content
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"Stored({self.resource_type}/{self.id}/_history/{self.version_id}{', deleted' if self.deleted else ''})"
+
+    @property
+    def content(self) -> dict[str, Any] | None:
+        """The resource as a dict (parsed on first use)."""
+        if self._content is None and self.raw is not None:
+            self._content = orjson.loads(self.raw)
+        return self._content
+
+    def json(self) -> Any:
+        """What to hand to ``orjson.dumps``: the stored text as is when it was not parsed, else the dict."""
+        if self._content is None and self.raw is not None:
+            return orjson.Fragment(self.raw)
+        return self._content
 
     @property
     def etag(self) -> str:
@@ -128,7 +150,19 @@ class HistoryResult:
 
 
 def _stored(row: Any) -> Stored:
+    """A Stored from a row selected with :func:`_read_columns` (content as text)."""
+    return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, row.deleted, raw=row.content)
+
+
+def _stored_parsed(row: Any) -> Stored:
     return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, row.deleted, row.content)
+
+
+def _read_columns(table: sa.Table) -> list[Any]:
+    """The columns read paths select: the JSON document as text, not parsed (JSONB prints as text too)."""
+    return [table.c.pk, table.c.res_type, table.c.res_id, table.c.version_id, table.c.last_updated,
+            table.c.deleted, sa.cast(table.c.content, sa.Text).label("content"),
+            *([table.c.method] if "method" in table.c else [])]
 
 
 class UnitOfWork:
@@ -163,8 +197,7 @@ class UnitOfWork:
             if existing is not None:
                 return WriteResult(existing, created=False, changed=False)
         rid = resource_id or str(uuid.uuid4())
-        content = resource if validated else self.prepare(resource)
-        content = dict(content)
+        content = dict(resource) if validated else self.prepare(resource)
         content["id"] = rid
         rtype = content["resourceType"]
         if (rtype, rid) in self._pending_keys:
@@ -283,7 +316,7 @@ class UnitOfWork:
                 f"{rtype}/{rid} is at version {row.version_id}, not {expected_version} (If-Match)"
             )
         if not row.deleted and _same_content(row.content, content):
-            return WriteResult(_stored(row), created=False, changed=False)
+            return WriteResult(_stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PUT", created=row.deleted)
 
     def _write_version(self, row: Any, content: dict[str, Any], method: str, created: bool) -> WriteResult:
@@ -340,7 +373,7 @@ class UnitOfWork:
             raise FhirError(issue("processing", "a patch must not change resourceType or id"), 422)
         content = self.prepare(patched)
         if _same_content(row.content, content):
-            return WriteResult(_stored(row), created=False, changed=False)
+            return WriteResult(_stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PATCH", created=False)
 
     def delete(self, rtype: str, rid: str, *, expected_version: int | None = None) -> Stored | None:
@@ -374,7 +407,9 @@ class UnitOfWork:
         """The current version; 404 when unknown, 410 when deleted."""
         self._check_type(rtype)
         self.flush()
-        row = self._current_row(rtype, rid)
+        row = self.conn.execute(
+            sa.select(*_read_columns(R)).where(R.c.res_type == rtype, R.c.res_id == rid)
+        ).first()
         if row is None:
             raise not_found(rtype, rid)
         if row.deleted:
@@ -388,7 +423,8 @@ class UnitOfWork:
         if not version.isdigit():
             raise not_found(rtype, rid, version)
         row = self.conn.execute(
-            sa.select(H).where(H.c.res_type == rtype, H.c.res_id == rid, H.c.version_id == int(version))
+            sa.select(*_read_columns(H)).where(H.c.res_type == rtype, H.c.res_id == rid,
+                                              H.c.version_id == int(version))
         ).first()
         if row is None:
             raise not_found(rtype, rid, version)
@@ -426,15 +462,14 @@ class UnitOfWork:
         self.flush()
         rtype = query.resource_type
         base = self.repo.fhir_base
-        where = [R.c.res_type == rtype, R.c.deleted.is_(False), *criteria_sql(rtype, query.criteria, base)]
+        where = search_where(rtype, query.criteria, base)
         total = None
         if query.total != "none" or query.summary == "count":
             total = self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one()
         result = SearchResult(matches=[], total=total, warnings=list(query.warnings))
         if query.summary == "count" or query.count == 0:
             return result
-        stmt = sa.select(R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted,
-                         R.c.content).where(*where)
+        stmt = sa.select(*_read_columns(R)).where(*where)
         if query.sort:
             stmt = stmt.order_by(*sort_sql(rtype, query.sort)).offset(query.offset)
         else:
@@ -468,12 +503,14 @@ class UnitOfWork:
                 pks = [pk for pk, t, _ in frontier if t == inc.source_type]
                 if not pks:
                     continue
-                cond = [REF.c.res_pk.in_(pks), REF.c.param == inc.param, REF.c.res_type == inc.source_type]
+                param = search_param(inc.source_type, inc.param)
+                assert param is not None  # checked when the query was parsed
+                cond = [REF.c.res_pk.in_(pks), param_condition(REF, param), REF.c.res_type == inc.source_type]
                 if inc.target_type:
                     cond.append(REF.c.target_type == inc.target_type)
                 targets = sa.select(REF.c.target_type, REF.c.target_id).where(*cond).distinct().subquery()
                 found += self.conn.execute(
-                    sa.select(R).join(targets, sa.and_(R.c.res_type == targets.c.target_type,
+                    sa.select(*_read_columns(R)).join(targets, sa.and_(R.c.res_type == targets.c.target_type,
                                                        R.c.res_id == targets.c.target_id))
                     .where(R.c.deleted.is_(False))
                 ).all()
@@ -481,11 +518,13 @@ class UnitOfWork:
                 ids = [i for _, t, i in frontier if inc.target_type in (None, t)]
                 if not ids:
                     continue
+                param = search_param(inc.source_type, inc.param)
+                assert param is not None
                 sources = sa.select(REF.c.res_pk).where(
-                    REF.c.res_type == inc.source_type, REF.c.param == inc.param, REF.c.target_id.in_(ids)
+                    REF.c.res_type == inc.source_type, param_condition(REF, param), REF.c.target_id.in_(ids)
                 )
                 found += self.conn.execute(
-                    sa.select(R).where(R.c.pk.in_(sources), R.c.deleted.is_(False))
+                    sa.select(*_read_columns(R)).where(R.c.pk.in_(sources), R.c.deleted.is_(False))
                 ).all()
             frontier = []
             for row in found:
@@ -505,16 +544,17 @@ class UnitOfWork:
             if rtype == "Patient" or (types and rtype not in types) or rtype not in search_params():
                 continue
             for p in params:
-                if search_param(rtype, p) is None:
+                param = search_param(rtype, p)
+                if param is None:
                     continue
-                clauses.append(sa.and_(REF.c.res_type == rtype, REF.c.param == p))
+                clauses.append(sa.and_(REF.c.res_type == rtype, param_condition(REF, param)))
         members = sa.select(REF.c.res_pk).where(
             REF.c.target_type == "Patient", REF.c.target_id == patient_id, sa.or_(*clauses)
         )
         where = [R.c.pk.in_(members), R.c.deleted.is_(False)]
         if since is not None:
             where.append(R.c.last_updated >= since)
-        compartment = self.conn.execute(sa.select(R).where(*where).order_by(R.c.pk)).all()
+        compartment = self.conn.execute(sa.select(*_read_columns(R)).where(*where).order_by(R.c.pk)).all()
         refs = self.conn.execute(
             sa.select(REF.c.target_type, REF.c.target_id)
             .where(REF.c.res_pk.in_([r.pk for r in compartment] or [-1]), REF.c.target_type.is_not(None),
@@ -528,7 +568,8 @@ class UnitOfWork:
                 by_type.setdefault(t, set()).add(i)
         for t, ids in by_type.items():
             referenced += self.conn.execute(
-                sa.select(R).where(R.c.res_type == t, R.c.res_id.in_(sorted(ids)), R.c.deleted.is_(False))
+                sa.select(*_read_columns(R)).where(R.c.res_type == t, R.c.res_id.in_(sorted(ids)),
+                                                   R.c.deleted.is_(False))
             ).all()
         seen: set[tuple[str, str]] = set()
         out: list[Stored] = []
@@ -557,7 +598,7 @@ class UnitOfWork:
             where.append(H.c.last_updated >= since)
         total = self.conn.execute(sa.select(sa.func.count()).select_from(H).where(*where)).scalar_one()
         rows = self.conn.execute(
-            sa.select(H).where(*where).order_by(H.c.last_updated.desc(), H.c.pk.desc())
+            sa.select(*_read_columns(H)).where(*where).order_by(H.c.last_updated.desc(), H.c.pk.desc())
             .offset(offset).limit(count + 1)
         ).all()
         more = len(rows) > count

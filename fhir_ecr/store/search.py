@@ -36,8 +36,10 @@ __all__ = [
     "SearchQuery",
     "parse_search",
     "criteria_sql",
+    "search_where",
     "sort_sql",
     "RESULT_PARAMETERS",
+    "param_condition",
 ]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
@@ -382,6 +384,22 @@ def _rank(c: Criterion) -> int:
     return _RANK.get(c.type, 8)
 
 
+def search_where(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R) -> list[Any]:
+    """The WHERE conditions of a search of ``resource_type``: the type, not deleted, and the criteria.
+
+    When the first criterion looks rows up in an index table, that lookup already implies the type and a
+    current version (index rows exist only for current, undeleted versions), so the type test is left out:
+    SQLite would otherwise walk every resource of the type by its (type, id) index instead of following the
+    lookup.
+    """
+    conds = criteria_sql(resource_type, criteria, base_url, r)
+    ordered = sorted(criteria, key=_rank)
+    driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing")
+    if driven:
+        return conds
+    return [r.c.res_type == resource_type, r.c.deleted.is_(False), *conds]
+
+
 def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R) -> list[Any]:
     """SQL conditions on the resource table ``r`` for ``criteria`` (ANDed by the caller).
 
@@ -409,19 +427,19 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
             ors.append(_range_condition(prefix, r.c.last_updated, r.c.last_updated, low, high, c.name))
         return sa.or_(*ors)
     table = INDEX_TABLES[_table_name(c.type)].alias()
-    scope = sa.and_(table.c.res_type == resource_type, table.c.param == c.name)
+    param_cond = param_condition(table, c.param)
+    scope = sa.and_(table.c.res_type == resource_type, param_cond)
 
     def matching(*conds: Any) -> Any:
         if correlated:
-            return sa.exists().where(table.c.res_pk == r.c.pk, table.c.param == c.name, *conds)
+            return sa.exists().where(table.c.res_pk == r.c.pk, param_cond, *conds)
         return r.c.pk.in_(sa.select(table.c.res_pk).where(scope, *conds))
 
     if c.chain is not None:
         ors = []
         for t in c.chain_types:
             inner_r = R.alias()
-            inner = _criterion_sql(t, c.chain, base_url, inner_r)
-            ids = sa.select(inner_r.c.res_id).where(inner_r.c.res_type == t, inner_r.c.deleted.is_(False), inner)
+            ids = sa.select(inner_r.c.res_id).where(*search_where(t, [c.chain], base_url, inner_r))
             ors.append(sa.and_(table.c.target_type == t, table.c.target_id.in_(ids)))
         return matching(sa.or_(*ors))
     if c.modifier == "missing":
@@ -434,6 +452,16 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
         correlated = True
         return sa.not_(matching(sa.or_(*value_conds)))
     return matching(sa.or_(*value_conds))
+
+
+def param_condition(table: Any, param: SearchParam) -> Any:
+    """Rows of ``param`` in an index table: its own, or those it borrows (``SearchParam.stored_as``)."""
+    names = param.index_names
+    cond = table.c.param == names[0] if len(names) == 1 else table.c.param.in_(names)
+    type_filter = param.query_type_filter
+    if type_filter:
+        cond = sa.and_(cond, table.c.target_type.in_(sorted(type_filter)))
+    return cond
 
 
 def _table_name(ptype: str) -> str:
@@ -469,7 +497,7 @@ def sort_sql(resource_type: str, sort: list[tuple[str, bool]], r: Any = R) -> li
                 sa.func.max(column) if desc else sa.func.min(column))
             col = (
                 sa.select(agg)
-                .where(table.c.res_pk == r.c.pk, table.c.param == name)
+                .where(table.c.res_pk == r.c.pk, param_condition(table, param))
                 .scalar_subquery()
             )
         terms.append(sa.nulls_last(col.desc()) if desc else sa.nulls_last(col.asc()))

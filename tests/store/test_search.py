@@ -79,6 +79,25 @@ def test_token_forms(repo: Any, world: dict[str, Any]) -> None:
     assert ids(repo, "Patient", [("gender", "male,female")]) == {world["anna"].id, world["bob"].id}
 
 
+def test_derived_parameters(repo: Any, world: dict[str, Any]) -> None:
+    """combo-code is code | component.code; patient is subject restricted to Patients."""
+    bp = repo.create({
+        "resourceType": "Observation", "status": "final", "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+        "subject": {"reference": f"Patient/{world['bob'].id}"},
+        "component": [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                       "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}],
+    }).stored
+    group_obs = repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "g"},
+                             "subject": {"reference": f"Group/{world['bob'].id}"}}).stored
+    assert ids(repo, "Observation", [("combo-code", f"{LOINC}|8480-6")]) == {bp.id}
+    assert ids(repo, "Observation", [("combo-code", f"{LOINC}|85354-9")]) == {bp.id}
+    assert ids(repo, "Observation", [("code", f"{LOINC}|8480-6")]) == set()
+    assert ids(repo, "Observation", [("combo-value-quantity", "120")]) == {bp.id}
+    assert ids(repo, "Observation", [("patient", world["bob"].id)]) == {bp.id, world["b_steps1"].id}
+    assert ids(repo, "Observation", [("subject", world["bob"].id)]) == {bp.id, world["b_steps1"].id, group_obs.id}
+    assert ids(repo, "Observation", [("patient:missing", "true")]) == {group_obs.id}
+
+
 def test_string_forms(repo: Any, world: dict[str, Any]) -> None:
     anna = {world["anna"].id}
     assert ids(repo, "Patient", [("name", "mul")]) == anna  # starts-with, accent- and case-insensitive
