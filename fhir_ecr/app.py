@@ -45,7 +45,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     operations = OperationRegistry()
     register_builtin_operations(operations)
     register_validate_operation(operations)
-    register_coaching_operations(operations)
+    register_coaching_operations(operations, default_tz=settings.default_time_zone)
     register_billing_operations(operations)  # billing staff; no SMART scope check yet
     return Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
                     supported_profiles=conformance.supported_profiles(), read_only_types=READ_ONLY_TYPES)

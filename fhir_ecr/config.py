@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")
     log_level: str = Field(default="INFO", description="Python logging level of the mecr loggers.")
+    default_time_zone: str = Field(
+        default="UTC",
+        description="IANA time zone for patients whose Patient resource has no timezone extension (check-in "
+        "days, adherence and streaks are counted in the patient's local days).",
+    )
+    billing_rules: str = Field(
+        default="",
+        description="Practice billing rule files (YAML) merged over the shipped rules, separated by the OS path "
+        "separator; see docs/billing.md.",
+    )
 
     @field_validator("base_url")
     @classmethod

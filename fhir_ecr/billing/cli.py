@@ -69,10 +69,10 @@ def findings_path(output: Path) -> Path:
     return output.with_name(output.stem + ".findings.csv")
 
 
-def _rule_files(args: argparse.Namespace) -> list[Path]:
+def _rule_files(args: argparse.Namespace, settings: Any) -> list[Path]:
     if args.rules:
         return list(args.rules)
-    return [Path(p) for p in os.environ.get(RULES_ENV, "").split(os.pathsep) if p]
+    return [Path(p) for p in settings.billing_rules.split(os.pathsep) if p]
 
 
 def run_billing(args: argparse.Namespace, settings: Any) -> int:
@@ -80,7 +80,7 @@ def run_billing(args: argparse.Namespace, settings: Any) -> int:
     from ..app import build_services
 
     try:
-        rules = load_rules(*_rule_files(args))
+        rules = load_rules(*_rule_files(args, settings))
     except FhirError as exc:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 2

@@ -26,14 +26,14 @@ from ..outcomes import bad_request
 from .rules import RuleTable, load_rules
 from .service import FORMATS, ExportRequest, preview, run_export, superbill_for
 
-__all__ = ["register_billing_operations", "rules_from_env", "RULES_ENV"]
+__all__ = ["register_billing_operations", "rules_from_settings", "RULES_ENV"]
 
 RULES_ENV = "MECR_BILLING_RULES"
 
 
-def rules_from_env() -> RuleTable:
-    """The shipped rules merged with the practice files named in ``MECR_BILLING_RULES``."""
-    files = [p for p in os.environ.get(RULES_ENV, "").split(os.pathsep) if p]
+def rules_from_settings(settings: Any) -> RuleTable:
+    """The shipped rules merged with the practice files named in ``MECR_BILLING_RULES`` (Settings.billing_rules)."""
+    files = [p for p in settings.billing_rules.split(os.pathsep) if p]
     return load_rules(*files)
 
 
@@ -69,7 +69,8 @@ def _export(call: OperationCall) -> dict[str, Any]:
         raise bad_request(f"format must be one of {', '.join(FORMATS)}", "format")
     req = ExportRequest(_date(call, "from"), _date(call, "to"), fmt,  # type: ignore[arg-type]
                         payer=call.get("payer"), rebill=_flag(call, "rebill"), dry_run=_flag(call, "dryRun"))
-    result = run_export(call.services.repo, rules_from_env(), req, now=datetime.now(UTC).replace(microsecond=0))
+    rules = rules_from_settings(call.services.settings)
+    result = run_export(call.services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0))
     ext = {"csv": "csv", "fhir": "json", "837p": "x12"}[fmt]
     return {"resourceType": "Parameters", "parameter": [
         {"name": "controlNumber", "valueInteger": result.control_number},
@@ -83,7 +84,8 @@ def _export(call: OperationCall) -> dict[str, Any]:
 
 
 def _preview(call: OperationCall) -> dict[str, Any]:
-    ev = preview(call.services.repo, rules_from_env(), _date(call, "from"), _date(call, "to"), call.get("payer"))
+    rules = rules_from_settings(call.services.settings)
+    ev = preview(call.services.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"))
     params: list[dict[str, Any]] = []
     for ln in ev.lines:
         params.append({"name": "line", "part": [
@@ -103,7 +105,7 @@ def _preview(call: OperationCall) -> dict[str, Any]:
 
 
 def _superbill(call: OperationCall) -> HTMLResponse:
-    rules = rules_from_env()
+    rules = rules_from_settings(call.services.settings)
     today = datetime.now(UTC).date()
     if call.resource_type == "Encounter":
         enc = call.services.repo.read("Encounter", call.resource_id).content or {}

@@ -39,7 +39,7 @@ from ..outcomes import (
 )
 from .db import WRITE
 from .indexer import extract_index_rows
-from .search import SearchQuery, param_condition, parse_search, search_where, sort_sql
+from .search import SearchQuery, driven_pks, param_condition, parse_search, search_where, sort_sql
 from .searchparams import patient_compartment, search_param, search_params, summary_elements
 from .tables import INDEX_TABLES, HistoryRow, KeyValue, ReferenceIndex, ResourceRow
 from .validation import validate_resource
@@ -462,14 +462,25 @@ class UnitOfWork:
         self.flush()
         rtype = query.resource_type
         base = self.repo.fhir_base
-        where = search_where(rtype, query.criteria, base)
-        total = None
-        if query.total != "none" or query.summary == "count":
-            total = self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one()
-        result = SearchResult(matches=[], total=total, warnings=list(query.warnings))
-        if query.summary == "count" or query.count == 0:
+        want_total = query.total != "none" or query.summary == "count"
+        page_only = query.summary == "count" or query.count == 0
+        pks = driven_pks(rtype, query.criteria, base)
+        if pks is not None and not query.sort:
+            return self._search_by_index(query, pks, want_total, page_only)
+        where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, base)
+
+        def count() -> int:
+            return int(self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one())
+
+        # The total rides along with the page as a window count (one pass over the matches instead of two),
+        # except after a cursor, whose page does not see the matches before it.
+        separate_total = want_total and (page_only or query.cursor is not None)
+        result = SearchResult(matches=[], total=count() if separate_total else None, warnings=list(query.warnings))
+        if page_only:
             return result
-        stmt = sa.select(*_read_columns(R)).where(*where)
+        window = want_total and not separate_total
+        columns = [*_read_columns(R), *([sa.func.count().over().label("total_")] if window else [])]
+        stmt = sa.select(*columns).where(*where)
         if query.sort:
             stmt = stmt.order_by(*sort_sql(rtype, query.sort)).offset(query.offset)
         else:
@@ -477,6 +488,8 @@ class UnitOfWork:
                 stmt = stmt.where(R.c.pk > query.cursor)
             stmt = stmt.order_by(R.c.pk)
         rows = self.conn.execute(stmt.limit(query.count + 1)).all()
+        if window:
+            result.total = int(rows[0].total_) if rows else (0 if not query.offset else count())
         more = len(rows) > query.count
         rows = rows[: query.count]
         result.matches = [_stored(r) for r in rows]
@@ -485,6 +498,34 @@ class UnitOfWork:
                 result.next_offset = query.offset + query.count
             else:
                 result.next_cursor = rows[-1].pk
+        if query.includes or query.revincludes:
+            result.included = self._includes(query, rows)
+        return result
+
+    def _search_by_index(self, query: SearchQuery, pks: Any, want_total: bool, page_only: bool) -> SearchResult:
+        """A search in the default order whose matches come from the index tables (see ``driven_pks``): find
+        the page's keys there (with the total as a window count in the same pass), then read just those rows."""
+        result = SearchResult(matches=[], warnings=list(query.warnings))
+        matches = pks.subquery()
+        if want_total and (page_only or query.cursor is not None):
+            result.total = int(self.conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one())
+        if page_only:
+            return result
+        window = want_total and result.total is None
+        stmt = sa.select(matches.c.res_pk, *([sa.func.count().over().label("total_")] if window else []))
+        if query.cursor is not None:
+            stmt = stmt.where(matches.c.res_pk > query.cursor)
+        keys = self.conn.execute(stmt.order_by(matches.c.res_pk).limit(query.count + 1)).all()
+        if window:
+            result.total = int(keys[0].total_) if keys else 0
+        more = len(keys) > query.count
+        page = [k.res_pk for k in keys[: query.count]]
+        rows = self.conn.execute(
+            sa.select(*_read_columns(R)).where(R.c.pk.in_(page)).order_by(R.c.pk)
+        ).all() if page else []
+        result.matches = [_stored(r) for r in rows]
+        if more:
+            result.next_cursor = page[-1]
         if query.includes or query.revincludes:
             result.included = self._includes(query, rows)
         return result

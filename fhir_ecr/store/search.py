@@ -37,6 +37,7 @@ __all__ = [
     "parse_search",
     "criteria_sql",
     "search_where",
+    "driven_pks",
     "sort_sql",
     "RESULT_PARAMETERS",
     "param_condition",
@@ -411,8 +412,30 @@ def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | 
     return [_criterion_sql(resource_type, c, base_url, r, correlated=i > 0) for i, c in enumerate(ordered)]
 
 
+def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | None) -> Any | None:
+    """``SELECT DISTINCT res_pk`` of the matches, computed from the index tables alone, or None.
+
+    The most selective criterion's index lookup drives; every other criterion is an ``EXISTS`` probe on the
+    driver row's ``res_pk``. The resource table (wide rows: the JSON documents) is not touched until the page
+    of matches is known, so a search over a million resources reads dense index pages only. Index rows exist
+    only for current, undeleted versions, so no resource-table check is needed. None when a criterion needs
+    the resource table (``_id``, ``_lastUpdated``) or the best criterion cannot drive (``:not``, ``:missing``).
+    """
+    ordered = sorted(criteria, key=_rank)
+    if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing"):
+        return None
+    select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True)
+    key = table.c.res_pk
+    others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key) for c in ordered[1:]]
+    return select.where(*others).distinct()
+
+
 def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: Any,
-                   correlated: bool = False) -> Any:
+                   correlated: bool = False, key: Any = None, driver: bool = False) -> Any:
+    """One criterion as SQL: ``key IN (lookup)``, a correlated ``EXISTS`` on ``key`` (``correlated``), or, for
+    the driver of :func:`driven_pks`, ``(SELECT res_pk … , table alias)``. ``key`` defaults to ``r.c.pk``."""
+    if key is None and r is not None:
+        key = r.c.pk
     if c.param is None:  # _id, _lastUpdated: columns of the resource table
         if c.name == "_id":
             if c.modifier == "missing":
@@ -431,9 +454,11 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
     scope = sa.and_(table.c.res_type == resource_type, param_cond)
 
     def matching(*conds: Any) -> Any:
+        if driver:
+            return sa.select(table.c.res_pk).where(scope, *conds), table
         if correlated:
-            return sa.exists().where(table.c.res_pk == r.c.pk, param_cond, *conds)
-        return r.c.pk.in_(sa.select(table.c.res_pk).where(scope, *conds))
+            return sa.exists().where(table.c.res_pk == key, param_cond, *conds)
+        return key.in_(sa.select(table.c.res_pk).where(scope, *conds))
 
     if c.chain is not None:
         ors = []

@@ -85,7 +85,7 @@ class TokenIndex(SQLModel, table=True):
     __tablename__ = "idx_token"
     __table_args__ = (
         sa.Index("ix_token_lookup", "res_type", "param", "code", "system"),
-        sa.Index("ix_token_res", "res_pk", "param"),
+        sa.Index("ix_token_res", "res_pk", "param", "code", "system"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -100,7 +100,7 @@ class StringIndex(SQLModel, table=True):
     __tablename__ = "idx_string"
     __table_args__ = (
         sa.Index("ix_string_lookup", "res_type", "param", "value"),
-        sa.Index("ix_string_res", "res_pk", "param"),
+        sa.Index("ix_string_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -114,7 +114,7 @@ class DateIndex(SQLModel, table=True):
     __tablename__ = "idx_date"
     __table_args__ = (
         sa.Index("ix_date_lookup", "res_type", "param", "low"),
-        sa.Index("ix_date_res", "res_pk", "param"),
+        sa.Index("ix_date_res", "res_pk", "param", "low", "high"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -129,7 +129,7 @@ class ReferenceIndex(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
         sa.Index("ix_reference_target", "target_type", "target_id"),
-        sa.Index("ix_reference_res", "res_pk", "param"),
+        sa.Index("ix_reference_res", "res_pk", "param", "target_id", "target_type"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -144,7 +144,7 @@ class NumberIndex(SQLModel, table=True):
     __tablename__ = "idx_number"
     __table_args__ = (
         sa.Index("ix_number_lookup", "res_type", "param", "value"),
-        sa.Index("ix_number_res", "res_pk", "param"),
+        sa.Index("ix_number_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -157,7 +157,7 @@ class QuantityIndex(SQLModel, table=True):
     __tablename__ = "idx_quantity"
     __table_args__ = (
         sa.Index("ix_quantity_lookup", "res_type", "param", "value"),
-        sa.Index("ix_quantity_res", "res_pk", "param"),
+        sa.Index("ix_quantity_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()
@@ -173,7 +173,7 @@ class UriIndex(SQLModel, table=True):
     __tablename__ = "idx_uri"
     __table_args__ = (
         sa.Index("ix_uri_lookup", "res_type", "param", "value"),
-        sa.Index("ix_uri_res", "res_pk", "param"),
+        sa.Index("ix_uri_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_pk: int = _res_pk()

@@ -11,7 +11,10 @@ from tests.billing.factories import EXAMPLE_PRACTICE
 
 
 @pytest.fixture
-def practice_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """MECR_BILLING_RULES pointing at the example practice file (what the API reads)."""
+def practice_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """MECR_BILLING_RULES pointing at the example practice file: in the environment (what the CLI reads) and
+    in the app's settings when the test has an app (what the API reads)."""
     monkeypatch.setenv(RULES_ENV, str(EXAMPLE_PRACTICE))
+    if "settings" in request.fixturenames:
+        monkeypatch.setattr(request.getfixturevalue("settings"), "billing_rules", str(EXAMPLE_PRACTICE))
     yield

@@ -1,0 +1,38 @@
+"""Run every benchmark in turn and print their figures (``make bench``; ``make bench-quick`` for --scale 0.1).
+
+Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
+
+- ``bench_store``: FHIR ingest through transaction Bundles, search latency, server RSS (SQLite and PostgreSQL);
+- ``bench_validation``: cost of profile validation per mECR profile against the plain write path;
+- ``bench_coaching``: ``$coaching-summary`` latency for a patient with two years of data;
+- ``bench_billing``: 837P and CSV export of 100,000 coaching sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink the data sizes (e.g. 0.1)")
+    args = parser.parse_args()
+    s = args.scale
+    runs = [
+        ["tests.benchmarks.bench_store", "--scale", str(s)],
+        ["tests.benchmarks.bench_validation", "--count", str(max(1000, int(10_000 * s)))],
+        ["tests.benchmarks.bench_coaching", "--runs", str(max(10, int(40 * s)))],
+        ["tests.benchmarks.bench_billing", "--sessions", str(max(1000, int(100_000 * s))),
+         "--patients", str(max(50, int(5_000 * s)))],
+    ]
+    failed = 0
+    for module, *rest in runs:
+        print(f"\n=== {module} {' '.join(rest)}", flush=True)
+        failed += subprocess.call([sys.executable, "-m", module, *rest]) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
