@@ -51,7 +51,6 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
-            cur.execute("PRAGMA mmap_size=8589934592")  # read pages through a memory map: no read() per page
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
