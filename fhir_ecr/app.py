@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -30,7 +32,37 @@ from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
 
-__all__ = ["create_app", "build_services", "worker_app"]
+__all__ = ["create_app", "build_services", "worker_app", "AccessLog"]
+
+
+class AccessLog:
+    """ASGI middleware: one log line per request with the method, the route *template* (``/fhir/{rtype}/{rid}``),
+    the status and the duration — never the concrete path or query, which can carry PHI."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.log = logging.getLogger("mecr.access")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(no route)"
+            self.log.info("%s %s %s %.1fms", scope["method"], template, status,
+                          (time.perf_counter() - start) * 1000)
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -76,6 +108,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     install_read_only_guard(app, max_body_bytes=settings.max_body_bytes)
     app.include_router(fhir_router)
+    app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

@@ -86,8 +86,10 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     engine = make_engine(settings.database_url)
     upgrade(engine)  # once, here, so that worker processes never race to migrate
     engine.dispose()
+    # uvicorn's access log prints whole URLs, whose search parameters can hold PHI (names, identifiers):
+    # mECR logs its own access lines without them (fhir_ecr.app.AccessLog).
     options = {"host": host or settings.host, "port": port or settings.port,
-               "log_level": settings.log_level.lower(), "proxy_headers": True}
+               "log_level": settings.log_level.lower(), "proxy_headers": True, "access_log": False}
     if workers > 1:  # each worker process builds its own app from the same MECR_* environment
         uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
     else:

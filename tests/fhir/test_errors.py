@@ -174,3 +174,13 @@ def test_unexpected_exception_is_500_without_details(client: Any, services: Any,
     log_lines = [rec.getMessage() for rec in caplog.records]
     assert any("RuntimeError" in line for line in log_lines)
     assert all(secret not in line and "some-id" not in line for line in log_lines)
+
+
+def test_access_log_has_route_templates_not_phi(client: Any, caplog: Any) -> None:
+    with caplog.at_level(logging.INFO, logger="mecr.access"):
+        client.get("/fhir/Patient", params={"name": "Doe", "identifier": "urn:mrn|12345"})
+        client.get("/fhir/Patient/jane-doe-id")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mecr.access"]
+    assert any(line.startswith("GET /fhir/{rtype} 200") for line in lines), lines
+    assert any(line.startswith("GET /fhir/{rtype}/{rid} 404") for line in lines), lines
+    assert not any("Doe" in line or "12345" in line or "jane-doe-id" in line for line in lines)
