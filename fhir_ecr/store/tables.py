@@ -84,7 +84,7 @@ def _text(length: int = 255, nullable: bool = True) -> Any:
 class TokenIndex(SQLModel, table=True):
     __tablename__ = "idx_token"
     __table_args__ = (
-        sa.Index("ix_token_lookup", "res_type", "param", "code", "system"),
+        sa.Index("ix_token_lookup", "res_type", "param", "code", "system", "res_pk"),
         sa.Index("ix_token_res", "res_pk", "param", "code", "system"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
@@ -99,7 +99,7 @@ class TokenIndex(SQLModel, table=True):
 class StringIndex(SQLModel, table=True):
     __tablename__ = "idx_string"
     __table_args__ = (
-        sa.Index("ix_string_lookup", "res_type", "param", "value"),
+        sa.Index("ix_string_lookup", "res_type", "param", "value", "res_pk"),
         sa.Index("ix_string_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
@@ -113,7 +113,7 @@ class StringIndex(SQLModel, table=True):
 class DateIndex(SQLModel, table=True):
     __tablename__ = "idx_date"
     __table_args__ = (
-        sa.Index("ix_date_lookup", "res_type", "param", "low"),
+        sa.Index("ix_date_lookup", "res_type", "param", "low", "high", "res_pk"),
         sa.Index("ix_date_res", "res_pk", "param", "low", "high"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
@@ -127,7 +127,7 @@ class DateIndex(SQLModel, table=True):
 class ReferenceIndex(SQLModel, table=True):
     __tablename__ = "idx_reference"
     __table_args__ = (
-        sa.Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
+        sa.Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type", "res_pk"),
         sa.Index("ix_reference_target", "target_type", "target_id"),
         sa.Index("ix_reference_res", "res_pk", "param", "target_id", "target_type"),
     )
@@ -143,7 +143,7 @@ class ReferenceIndex(SQLModel, table=True):
 class NumberIndex(SQLModel, table=True):
     __tablename__ = "idx_number"
     __table_args__ = (
-        sa.Index("ix_number_lookup", "res_type", "param", "value"),
+        sa.Index("ix_number_lookup", "res_type", "param", "value", "res_pk"),
         sa.Index("ix_number_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
@@ -156,7 +156,7 @@ class NumberIndex(SQLModel, table=True):
 class QuantityIndex(SQLModel, table=True):
     __tablename__ = "idx_quantity"
     __table_args__ = (
-        sa.Index("ix_quantity_lookup", "res_type", "param", "value"),
+        sa.Index("ix_quantity_lookup", "res_type", "param", "value", "res_pk"),
         sa.Index("ix_quantity_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
@@ -172,7 +172,7 @@ class QuantityIndex(SQLModel, table=True):
 class UriIndex(SQLModel, table=True):
     __tablename__ = "idx_uri"
     __table_args__ = (
-        sa.Index("ix_uri_lookup", "res_type", "param", "value"),
+        sa.Index("ix_uri_lookup", "res_type", "param", "value", "res_pk"),
         sa.Index("ix_uri_res", "res_pk", "param", "value"),
     )
     rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
