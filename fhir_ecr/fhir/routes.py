@@ -68,6 +68,19 @@ def _int_param(params: list[tuple[str, str]], name: str, default: int, cap: int 
     return default
 
 
+async def _history(request: Request, services: Services, rtype: str | None, rid: str | None,
+                   path: str) -> Response:
+    """A history Bundle (system, type or instance level) with ``_since``, ``_count`` and ``_offset``."""
+    check_format(request)
+    params = _query_pairs(request)
+    result = await run_in_threadpool(
+        services.repo.history, rtype, rid, since=_since(params),
+        count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
+        offset=_int_param(params, "_offset", 0),
+    )
+    return fhir_response(history_bundle(services.fhir_base, path, params, result), pretty=_pretty(request))
+
+
 # --- system level ---------------------------------------------------------------------------------------------
 
 
@@ -113,14 +126,7 @@ def _bundle_get(services: Services, uow: UnitOfWork, rtype: str, url: str) -> di
 
 @router.get("/_history", summary="History of the whole server")
 async def history_system(request: Request, services: ServicesDep) -> Response:
-    check_format(request)
-    params = _query_pairs(request)
-    result = await run_in_threadpool(
-        services.repo.history, None, None, since=_since(params),
-        count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
-        offset=_int_param(params, "_offset", 0),
-    )
-    return fhir_response(history_bundle(services.fhir_base, "_history", params, result), pretty=_pretty(request))
+    return await _history(request, services, None, None, "_history")
 
 
 # --- type level -----------------------------------------------------------------------------------------------
@@ -208,15 +214,7 @@ async def conditional_delete(rtype: str, request: Request, services: ServicesDep
 
 @router.get("/{rtype}/_history", summary="History of a resource type")
 async def history_type(rtype: str, request: Request, services: ServicesDep) -> Response:
-    check_format(request)
-    params = _query_pairs(request)
-    result = await run_in_threadpool(
-        services.repo.history, rtype, None, since=_since(params),
-        count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
-        offset=_int_param(params, "_offset", 0),
-    )
-    return fhir_response(history_bundle(services.fhir_base, f"{rtype}/_history", params, result),
-                         pretty=_pretty(request))
+    return await _history(request, services, rtype, None, f"{rtype}/_history")
 
 
 # --- operations -------------------------------------------------------------------------------------------------
@@ -317,15 +315,7 @@ async def delete(rtype: str, rid: str, request: Request, services: ServicesDep) 
 
 @router.get("/{rtype}/{rid}/_history", summary="History of a resource")
 async def history_instance(rtype: str, rid: str, request: Request, services: ServicesDep) -> Response:
-    check_format(request)
-    params = _query_pairs(request)
-    result = await run_in_threadpool(
-        services.repo.history, rtype, rid, since=_since(params),
-        count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
-        offset=_int_param(params, "_offset", 0),
-    )
-    return fhir_response(history_bundle(services.fhir_base, f"{rtype}/{rid}/_history", params, result),
-                         pretty=_pretty(request))
+    return await _history(request, services, rtype, rid, f"{rtype}/{rid}/_history")
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Read a version (vread)")
