@@ -26,13 +26,21 @@ from .conformance import (
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.errors import install_error_handlers
 from .fhir.operations import OperationRegistry
+from .auth.routes import router as smart_router
 from .fhir.routes import router as fhir_router
+from .wearables import router as wearables_router
 from .services import Services
+from .auth.access import SERVER_WRITTEN_TYPES
+from .auth.audit import AuditTrail
+from .auth.middleware import AuthMiddleware
+from .auth.sessions import SessionManager
+from .auth.vault import Vault
+from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
 
-__all__ = ["create_app", "build_services", "worker_app", "AccessLog"]
+__all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
 
 
 class AccessLog:
@@ -65,6 +73,18 @@ class AccessLog:
                           (time.perf_counter() - start) * 1000)
 
 
+def check_auth_mode(settings: Settings) -> None:
+    """``MECR_AUTH=off`` is for development on this machine only: refuse it anywhere else, loudly."""
+    if settings.auth != "off":
+        return
+    if settings.environment == "production" or not settings.is_loopback:
+        raise SystemExit(f"refusing to start: MECR_AUTH=off (no authorization) with environment="
+                         f"{settings.environment} and host={settings.host}; it is allowed only on a loopback "
+                         "address outside production")
+    logging.getLogger("mecr.auth").warning(
+        "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Engine, repository and operations for ``settings`` (applying migrations unless told not to)."""
     engine = make_engine(settings.database_url)
@@ -78,14 +98,21 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     register_builtin_operations(operations)
     register_validate_operation(operations)
     register_coaching_operations(operations, default_tz=settings.default_time_zone)
-    register_billing_operations(operations)  # billing staff; no SMART scope check yet
+    register_billing_operations(operations)
+    auth_store = AuthStore(engine)
+    vault = Vault(settings, repo)
+    sessions = SessionManager(auth_store, vault, session_ttl=settings.session_ttl_seconds,
+                              token_ttl=settings.access_token_ttl_seconds)
     return Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
-                    supported_profiles=conformance.supported_profiles(), read_only_types=READ_ONLY_TYPES)
+                    supported_profiles=conformance.supported_profiles(),
+                    read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
+                    sessions=sessions, audit=AuditTrail(repo))
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The mECR application: the FHIR API at /fhir, the OpenAPI page at /docs."""
     settings = settings or get_settings()
+    check_auth_mode(settings)
     services = services or build_services(settings)
     logging.getLogger("mecr").setLevel(settings.log_level)
 
@@ -96,6 +123,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
             await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield
+        if services.audit is not None:
+            services.audit.close()
+        if getattr(services, "http", None) is not None:
+            await services.http.aclose()
+            services.http = None
         services.engine.dispose()
 
     app = FastAPI(
@@ -107,7 +139,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     install_error_handlers(app)
     install_read_only_guard(app, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, services=services)
+    app.include_router(smart_router)  # first: /fhir/.well-known/… must not reach the FHIR read route
     app.include_router(fhir_router)
+    app.include_router(wearables_router)  # POST /api/patients/{id}/wearable-imports (docs/wearables.md)
+    from .web import install_web  # the coach's and the patient's pages under /app (docs/web.md)
+
+    install_web(app)
     app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)

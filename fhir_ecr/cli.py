@@ -6,7 +6,10 @@ Examples::
     mecr db upgrade                 # apply migrations only
     mecr load examples/demo/*.json  # load FHIR resources or batch/transaction Bundles from files
     mecr demo                       # load the demo data, then serve
+    mecr ehr add sandbox --iss http://127.0.0.1:8000/sandbox-ehr/fhir --client-id mecr   # docs/smart.md
+    mecr client add sync-bot --jwks-file bot.jwks.json --scope 'system/*.rs'
     mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
+    mecr import wearable --patient 123 export.zip                                       # docs/wearables.md
 """
 
 from __future__ import annotations
@@ -71,9 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
     demo.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
 
+    from .auth.cli import add_auth_parsers
     from .billing.cli import add_billing_parser
 
     add_billing_parser(sub)
+    add_auth_parsers(sub)
+
+    from .wearables.cli import add_import_parser  # `mecr import wearable` (docs/wearables.md)
+
+    add_import_parser(sub)
     return parser
 
 
@@ -173,10 +182,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
             if not args.no_serve:
                 _serve(settings, args.host, args.port)
+        elif args.command in ("ehr", "client"):
+            from .auth.cli import run_auth
+
+            return run_auth(args, settings)
         elif args.command == "billing":
             from .billing.cli import run_billing
 
             return run_billing(args, settings)
+        elif args.command == "import":
+            from .wearables.cli import run_import
+
+            return run_import(args, settings)
     except CliError as exc:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 2

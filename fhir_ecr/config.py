@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "settings_markdown"]
@@ -54,6 +54,46 @@ class Settings(BaseSettings):
         "separator; see docs/billing.md.",
     )
 
+    auth: Literal["on", "off", "external"] = Field(
+        default="on",
+        description="Authorization of every API call and page. `on`: SMART sessions and bearer tokens, scope and "
+        "patient-compartment checks, AuditEvents. `off`: development only -- every caller is an all-powerful "
+        "developer; refused unless the server binds to a loopback address and the environment is not "
+        "production. `external`: an outer ASGI layer authenticates (the embedded sandbox EHR).",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key that encrypts EHR tokens and mECR's private signing keys at rest (any long random "
+        "string; `python -c 'import secrets; print(secrets.token_urlsafe(48))'`). Required in production; in "
+        "development and tests a key is generated and kept in the database, with a warning.",
+    )
+    session_ttl_seconds: int = Field(default=8 * 3600, description="Lifetime of a browser session, in seconds.")
+    access_token_ttl_seconds: int = Field(
+        default=300, description="Lifetime of the access tokens mECR issues to system clients, in seconds.")
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure. Default: on when base_url is https.",
+    )
+    sandbox_ehr: bool = Field(
+        default=False,
+        description="Mount the embedded sandbox EHR at /sandbox-ehr/ (a SMART authorization server and FHIR "
+        "server over its own database) and register it as the EHR `sandbox`. `mecr demo` turns it on.",
+    )
+    sandbox_database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the sandbox EHR's own database. Default: sandbox-ehr.db next to the "
+        "SQLite store (or the store's PostgreSQL database with the suffix _sandbox_ehr).",
+    )
+    launch_scope: str = Field(
+        default="launch openid fhirUser user/Patient.rs user/Practitioner.rs user/Condition.rs "
+        "user/Observation.rs",
+        description="Default scopes mECR asks an EHR for in a coach's EHR launch (an EHR registration can override).",
+    )
+    patient_scope: str = Field(
+        default="launch/patient openid fhirUser patient/Patient.rs",
+        description="Default scopes mECR asks an EHR for in a patient's standalone launch.",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -63,6 +103,11 @@ class Settings(BaseSettings):
     def fhir_base(self) -> str:
         """The FHIR base URL, ``{base_url}/fhir``."""
         return f"{self.base_url}/fhir"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when ``mecr serve`` binds only to this machine."""
+        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,6 +135,8 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         if field.default_factory is not None:
             default = "`sqlite:///<working directory>/mecr.db`" if name == "database_url" else "(computed)"
+        elif isinstance(field.default, SecretStr):
+            default = "(empty)"
         else:
             default = f"`{field.default}`"
         lines.append(f"| `MECR_{name.upper()}` | {default} | {field.description} |")

@@ -27,6 +27,11 @@ class Services:
     conformance: Any = None  # the ProfileValidator of the mECR IG (fhir_ecr.conformance), used by $validate
     supported_profiles: dict[str, list[str]] = field(default_factory=dict)  # type -> mECR profile URLs
     read_only_types: frozenset[str] = frozenset()  # types the API serves but does not let callers write
+    auth_store: Any = None  # fhir_ecr.store.auth_store.AuthStore
+    vault: Any = None  # fhir_ecr.auth.vault.Vault
+    sessions: Any = None  # fhir_ecr.auth.sessions.SessionManager
+    audit: Any = None  # fhir_ecr.auth.audit.AuditTrail
+    http: Any = None  # the httpx.AsyncClient mECR uses to talk to EHRs (created on first use; tests inject one)
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     _capability: dict[str, Any] | None = None
@@ -34,6 +39,10 @@ class Services:
     @property
     def fhir_base(self) -> str:
         return self.settings.fhir_base
+
+    def repo_for(self, access: Any) -> FhirRepository:
+        """The repository as one caller sees it (every access checked by their ``Access``)."""
+        return self.repo.guarded(access)
 
     def capability_statement(self) -> dict[str, Any]:
         """The CapabilityStatement (built once; it only changes with the code)."""

@@ -87,21 +87,58 @@ _migrated: set[str] = set()
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
+    """Test settings. ``auth="off"``: the store/API tests act as the developer principal; authorization itself
+    is tested with the ``secure_*`` fixtures (``auth="on"``) in tests/auth/."""
     return Settings(database_url=database_url, base_url="http://testserver", environment="test",
-                    max_body_bytes=2 * 1024 * 1024)
+                    max_body_bytes=2 * 1024 * 1024, auth="off")
 
 
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Any]:
-    """The app's services on a clean database (tables emptied before each test)."""
+def fresh_services(settings: Settings) -> Any:
+    """Services on a clean database (every table emptied)."""
     svc = build_services(settings, migrate=settings.database_url not in _migrated)
     _migrated.add(settings.database_url)
     with svc.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             if table.name != "alembic_version":
                 conn.execute(table.delete())
+    return svc
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Any]:
+    """The app's services on a clean database (tables emptied before each test)."""
+    svc = fresh_services(settings)
     yield svc
     svc.engine.dispose()
+
+
+@pytest.fixture
+def secure_settings(settings: Settings) -> Settings:
+    """Settings with authorization on (``MECR_AUTH=on``), as in production."""
+    return settings.model_copy(update={"auth": "on", "base_url": "http://127.0.0.1:8000"})
+
+
+@pytest.fixture
+def secure_services(secure_settings: Settings) -> Iterator[Any]:
+    svc = fresh_services(secure_settings)
+    yield svc
+    if svc.audit is not None:
+        svc.audit.close()
+    svc.engine.dispose()
+
+
+@pytest.fixture
+def secure_app(secure_settings: Settings, secure_services: Any) -> Any:
+    return create_app(secure_settings, services=secure_services)
+
+
+@pytest.fixture
+def secure_client(secure_app: Any) -> Iterator[Any]:
+    """A TestClient of the app with authorization on; it carries no credentials of its own."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(secure_app, raise_server_exceptions=False, base_url="http://127.0.0.1:8000") as c:
+        yield c
 
 
 @pytest.fixture
@@ -159,16 +196,26 @@ class LiveServer:
         self.thread.join(10)
 
 
-@pytest.fixture
-def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
-    """The app served over real HTTP (uvicorn) on a free port."""
-
+def _live(settings: Settings, services: Any) -> LiveServer:
     def factory(live_settings: Settings) -> Any:
         services.settings = live_settings
         services.repo.fhir_base = live_settings.fhir_base
         services._capability = None
         return create_app(live_settings, services=services)
 
-    with LiveServer(factory, settings) as server:
+    return LiveServer(factory, settings)
+
+
+@pytest.fixture
+def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
+    """The app served over real HTTP (uvicorn) on a free port (authorization off)."""
+    with _live(settings, services) as server:
+        yield server
+
+
+@pytest.fixture
+def secure_live_server(secure_settings: Settings, secure_services: Any) -> Iterator[LiveServer]:
+    """The app with authorization on, served over real HTTP on a free port."""
+    with _live(secure_settings, secure_services) as server:
         yield server
 

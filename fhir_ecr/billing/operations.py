@@ -70,7 +70,7 @@ def _export(call: OperationCall) -> dict[str, Any]:
     req = ExportRequest(_date(call, "from"), _date(call, "to"), fmt,  # type: ignore[arg-type]
                         payer=call.get("payer"), rebill=_flag(call, "rebill"), dry_run=_flag(call, "dryRun"))
     rules = rules_from_settings(call.services.settings)
-    result = run_export(call.services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0))
+    result = run_export(call.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0))
     ext = {"csv": "csv", "fhir": "json", "837p": "x12"}[fmt]
     return {"resourceType": "Parameters", "parameter": [
         {"name": "controlNumber", "valueInteger": result.control_number},
@@ -85,7 +85,7 @@ def _export(call: OperationCall) -> dict[str, Any]:
 
 def _preview(call: OperationCall) -> dict[str, Any]:
     rules = rules_from_settings(call.services.settings)
-    ev = preview(call.services.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"))
+    ev = preview(call.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"))
     params: list[dict[str, Any]] = []
     for ln in ev.lines:
         params.append({"name": "line", "part": [
@@ -108,14 +108,14 @@ def _superbill(call: OperationCall) -> HTMLResponse:
     rules = rules_from_settings(call.services.settings)
     today = datetime.now(UTC).date()
     if call.resource_type == "Encounter":
-        enc = call.services.repo.read("Encounter", call.resource_id).content or {}
+        enc = call.repo.read("Encounter", call.resource_id).content or {}
         day = date.fromisoformat(str((enc.get("period") or {}).get("start", ""))[:10] or today.isoformat())
         subject = str((enc.get("subject") or {}).get("reference", "")).split("/")[-1]
-        html = superbill_for(call.services.repo, rules, patient_id=subject, start=day, end=day,
+        html = superbill_for(call.repo, rules, patient_id=subject, start=day, end=day,
                              encounter_id=call.resource_id, prepared=today)
     else:
         start = _date(call, "from")
-        html = superbill_for(call.services.repo, rules, patient_id=str(call.resource_id), start=start,
+        html = superbill_for(call.repo, rules, patient_id=str(call.resource_id), start=start,
                              end=_date(call, "to", start), prepared=today)
     return HTMLResponse(html)
 

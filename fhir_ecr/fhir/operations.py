@@ -28,6 +28,12 @@ class OperationCall:
     resource_id: str | None
     params: list[tuple[str, Any]]
     body: Any = None
+    repo: Any = None  # the repository as the caller sees it (guarded by their Access); services.repo if None
+    access: Any = None  # the caller's fhir_ecr.auth.Access
+
+    def __post_init__(self) -> None:
+        if self.repo is None:
+            self.repo = self.services.repo
 
     def get(self, name: str, default: Any = None) -> Any:
         for key, value in self.params:

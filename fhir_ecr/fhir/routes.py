@@ -13,8 +13,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ..auth.access import current_access
 from ..outcomes import bad_request, not_found, not_supported
 from ..services import Services, get_services
+from ..store.repository import FhirRepository
 from ..store.indexer import date_range
 from ..store.repository import UnitOfWork, summarize
 from ..store.search import parse_search
@@ -33,6 +35,11 @@ capability.TYPE_INTERACTIONS[:] = [
     "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
 ]
 capability.SYSTEM_INTERACTIONS[:] = ["transaction", "batch", "history-system"]
+
+
+def _repo(request: Request, services: Services) -> FhirRepository:
+    """The repository as this caller sees it: every read, search and write checked by their Access."""
+    return services.repo_for(current_access(request))
 
 
 def _query_pairs(request: Request) -> list[tuple[str, str]]:
@@ -74,7 +81,7 @@ async def _history(request: Request, services: Services, rtype: str | None, rid:
     check_format(request)
     params = _query_pairs(request)
     result = await run_in_threadpool(
-        services.repo.history, rtype, rid, since=_since(params),
+        _repo(request, services).history, rtype, rid, since=_since(params),
         count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
         offset=_int_param(params, "_offset", 0),
     )
@@ -96,10 +103,11 @@ async def batch_or_transaction(request: Request, services: ServicesDep) -> Respo
     check_format(request)
     body = await read_json_body(request, services.settings.max_body_bytes)
     pref = prefer(request)
+    repo = _repo(request, services)
 
     def run() -> dict[str, Any]:
         return process_bundle(
-            services.repo, body, fhir_base=services.fhir_base, max_entries=services.settings.max_bundle_entries,
+            repo, body, fhir_base=services.fhir_base, max_entries=services.settings.max_bundle_entries,
             return_pref=pref.get("return"), strict=pref.get("handling") == "strict",
             run_get=lambda uow, rtype, url: _bundle_get(services, uow, rtype, url),
         )
@@ -137,7 +145,7 @@ async def _search(request: Request, services: Services, rtype: str, params: list
     strict = prefer(request).get("handling") == "strict"
     query = parse_search(rtype, params, strict=strict, default_count=services.settings.default_page_size,
                          max_count=services.settings.max_page_size)
-    result = await run_in_threadpool(services.repo.search, query)
+    result = await run_in_threadpool(_repo(request, services).search, query)
     bundle = search_bundle(services.fhir_base, rtype, params, result, query.summary, query.elements)
     return fhir_response(bundle, pretty=_pretty(request))
 
@@ -173,7 +181,7 @@ async def create(rtype: str, request: Request, services: ServicesDep) -> Respons
         criteria = [(k, v) for k, v in _query_pairs(request) if k not in ("_format", "_pretty")]
         if criteria:
             if_none_exist = urlencode(criteria)
-    result = await run_in_threadpool(services.repo.create, body, if_none_exist=if_none_exist)
+    result = await run_in_threadpool(_repo(request, services).create, body, if_none_exist=if_none_exist)
     pref = prefer(request).get("return")
     status = 201 if result.created else 200
     info = "created" if result.created else "an existing resource matched If-None-Exist"
@@ -194,7 +202,7 @@ async def conditional_update(rtype: str, request: Request, services: ServicesDep
     if not isinstance(body, dict) or body.get("resourceType") != rtype:
         raise bad_request(f"the body must be a {rtype} resource", "resourceType")
     expected = parse_etag(request.headers.get("if-match"))
-    result = await run_in_threadpool(services.repo.conditional_update, rtype, request.url.query, body,
+    result = await run_in_threadpool(_repo(request, services).conditional_update, rtype, request.url.query, body,
                                      expected_version=expected)
     status = 201 if result.created else 200
     return fhir_response(
@@ -208,7 +216,7 @@ async def conditional_delete(rtype: str, request: Request, services: ServicesDep
     _check_type(rtype)
     if not request.url.query:
         raise bad_request("DELETE on a type needs search criteria (conditional delete)")
-    await run_in_threadpool(services.repo.conditional_delete, rtype, request.url.query)
+    await run_in_threadpool(_repo(request, services).conditional_delete, rtype, request.url.query)
     return Response(status_code=204)
 
 
@@ -234,7 +242,8 @@ async def _operation(request: Request, services: Services, name: str, rtype: str
             params += parameters_to_pairs(body)
     elif op.affects_state:
         raise not_supported(f"operation {name} changes state and must be invoked with POST", 405)
-    call = OperationCall(request, services, rtype, rid, params, body)
+    call = OperationCall(request, services, rtype, rid, params, body, repo=_repo(request, services),
+                         access=current_access(request))
     result = await run_in_threadpool(op.handler, call)
     if isinstance(result, Response):
         return result
@@ -250,7 +259,7 @@ async def read(rtype: str, rid: str, request: Request, services: ServicesDep) ->
         return await _operation(request, services, rid, rtype, None)
     check_format(request)
     _check_type(rtype)
-    stored = await run_in_threadpool(services.repo.read, rtype, rid)
+    stored = await run_in_threadpool(_repo(request, services).read, rtype, rid)
     etag = request.headers.get("if-none-match")
     if etag and etag.strip() == stored.etag:
         return Response(status_code=304, headers=resource_headers(stored, services.fhir_base))
@@ -276,7 +285,7 @@ async def update(rtype: str, rid: str, request: Request, services: ServicesDep) 
     _check_type(rtype)
     expected = parse_etag(request.headers.get("if-match"))
     body = await read_json_body(request, services.settings.max_body_bytes)
-    result = await run_in_threadpool(services.repo.update, rtype, rid, body, expected_version=expected)
+    result = await run_in_threadpool(_repo(request, services).update, rtype, rid, body, expected_version=expected)
     status = 201 if result.created else 200
     return fhir_response(
         write_body(result.stored, prefer(request).get("return"), "created" if result.created else "updated"), status,
@@ -292,7 +301,7 @@ async def patch(rtype: str, rid: str, request: Request, services: ServicesDep) -
     operations = await read_json_body(request, services.settings.max_body_bytes, patch=True)
     if not isinstance(operations, list):
         raise bad_request("a JSON Patch body is a list of operations")
-    result = await run_in_threadpool(services.repo.patch, rtype, rid, operations, expected_version=expected)
+    result = await run_in_threadpool(_repo(request, services).patch, rtype, rid, operations, expected_version=expected)
     return fhir_response(write_body(result.stored, prefer(request).get("return"), "patched"), 200,
                          resource_headers(result.stored, services.fhir_base), pretty=_pretty(request))
 
@@ -301,10 +310,11 @@ async def patch(rtype: str, rid: str, request: Request, services: ServicesDep) -
 async def delete(rtype: str, rid: str, request: Request, services: ServicesDep) -> Response:
     _check_type(rtype)
     expected = parse_etag(request.headers.get("if-match"))
+    repo = _repo(request, services)
 
     def run() -> None:
         try:
-            services.repo.delete(rtype, rid, expected_version=expected)
+            repo.delete(rtype, rid, expected_version=expected)
         except Exception as exc:  # deleting what does not exist is not an error (R4 http.html#delete)
             if getattr(exc, "status", None) != 404:
                 raise
@@ -321,7 +331,7 @@ async def history_instance(rtype: str, rid: str, request: Request, services: Ser
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Read a version (vread)")
 async def vread(rtype: str, rid: str, vid: str, request: Request, services: ServicesDep) -> Response:
     check_format(request)
-    stored = await run_in_threadpool(services.repo.vread, rtype, rid, vid)
+    stored = await run_in_threadpool(_repo(request, services).vread, rtype, rid, vid)
     return fhir_response(stored.json(), headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 
 

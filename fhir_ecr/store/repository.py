@@ -13,6 +13,7 @@ on their criteria, so two conditional creates of the same thing cannot both crea
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 import uuid
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import jsonpatch
 import orjson
@@ -60,6 +61,27 @@ KV = KeyValue.__table__  # type: ignore[attr-defined]
 REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
 
 Validator = Callable[[dict[str, Any]], None]
+
+
+class Guard(Protocol):
+    """Checks one caller's access inside the repository (``fhir_ecr.auth.access.Access`` implements it), so
+    every path to the data — REST routes, Bundles, operations, the coaching service — is checked the same way.
+    Each method raises a FhirError (401/403) to refuse."""
+
+    def check_read(self, stored: Stored) -> None: ...
+
+    def may_read(self, stored: Stored) -> bool: ...
+
+    def after_read(self, found: list[Stored]) -> None: ...
+
+    def before_search(self, rtype: str) -> str | None:
+        """Check search permission; return a patient id to confine the search to that compartment."""
+
+    def before_history(self, rtype: str | None, rid: str | None) -> None: ...
+
+    def may_read_deleted(self, stored: Stored) -> bool: ...
+
+    def check_write(self, letter: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
 
 
 def _now_us() -> int:
@@ -200,6 +222,8 @@ class UnitOfWork:
         content = dict(resource) if validated else self.prepare(resource)
         content["id"] = rid
         rtype = content["resourceType"]
+        if self.repo.guard is not None:
+            self.repo.guard.check_write("c", None, content)
         if (rtype, rid) in self._pending_keys:
             raise conflict(f"{rtype}/{rid} is created twice in one transaction")
         now = self.repo.clock()
@@ -315,6 +339,8 @@ class UnitOfWork:
             raise precondition_failed(
                 f"{rtype}/{rid} is at version {row.version_id}, not {expected_version} (If-Match)"
             )
+        if self.repo.guard is not None:
+            self.repo.guard.check_write("c" if row.deleted else "u", None if row.deleted else row.content, content)
         if not row.deleted and _same_content(row.content, content):
             return WriteResult(_stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PUT", created=row.deleted)
@@ -372,6 +398,8 @@ class UnitOfWork:
         if patched.get("resourceType") != rtype or patched.get("id") != rid:
             raise FhirError(issue("processing", "a patch must not change resourceType or id"), 422)
         content = self.prepare(patched)
+        if self.repo.guard is not None:
+            self.repo.guard.check_write("u", row.content, content)
         if _same_content(row.content, content):
             return WriteResult(_stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PATCH", created=False)
@@ -388,6 +416,8 @@ class UnitOfWork:
             )
         if row.deleted:
             return None
+        if self.repo.guard is not None:
+            self.repo.guard.check_write("d", row.content, None)
         now = max(self.repo.clock(), row.last_updated + 1)
         version = row.version_id + 1
         done = self.conn.execute(
@@ -414,7 +444,10 @@ class UnitOfWork:
             raise not_found(rtype, rid)
         if row.deleted:
             raise gone(rtype, rid, str(row.version_id))
-        return _stored(row)
+        stored = _stored(row)
+        if self.repo.guard is not None:
+            self.repo.guard.check_read(stored)
+        return stored
 
     def vread(self, rtype: str, rid: str, version: str) -> Stored:
         """A given version; 404 when unknown, 410 when it is a deletion."""
@@ -430,7 +463,10 @@ class UnitOfWork:
             raise not_found(rtype, rid, version)
         if row.deleted:
             raise gone(rtype, rid, version)
-        return _stored(row)
+        stored = _stored(row)
+        if self.repo.guard is not None:
+            self.repo.guard.check_read(stored)
+        return stored
 
     def _check_type(self, rtype: str) -> None:
         if rtype not in search_params():
@@ -457,7 +493,33 @@ class UnitOfWork:
         return found[0] if found else None
 
     def search(self, query: SearchQuery) -> SearchResult:
-        """Run a search; returns one page plus includes."""
+        """Run a search; returns one page plus includes (filtered by the repository's guard, if any)."""
+        guard = self.repo.guard
+        if guard is None:
+            return self._search(query, None)
+        compartment = guard.before_search(query.resource_type)
+        result = self._search(query, compartment)
+        if result.included:
+            result.included = [s for s in result.included if guard.may_read(s)]
+        guard.after_read([*result.matches, *result.included])
+        return result
+
+    def _compartment_where(self, rtype: str, patient_id: str) -> Any:
+        """Rows of ``rtype`` in ``Patient/{patient_id}``'s compartment (the Patient itself for rtype Patient)."""
+        if rtype == "Patient":
+            return R.c.res_id == patient_id
+        clauses = []
+        for code in patient_compartment().get(rtype, ()):
+            param = search_param(rtype, code)
+            if param is not None:
+                clauses.append(param_condition(REF, param))
+        if not clauses:
+            return sa.false()
+        members = sa.select(REF.c.res_pk).where(REF.c.res_type == rtype, REF.c.target_type == "Patient",
+                                                REF.c.target_id == patient_id, sa.or_(*clauses))
+        return R.c.pk.in_(members)
+
+    def _search(self, query: SearchQuery, compartment: str | None) -> SearchResult:
         self._check_type(query.resource_type)
         self.flush()
         rtype = query.resource_type
@@ -465,9 +527,11 @@ class UnitOfWork:
         want_total = query.total != "none" or query.summary == "count"
         page_only = query.summary == "count" or query.count == 0
         pks = driven_pks(rtype, query.criteria, base)
-        if pks is not None and not query.sort:
+        if pks is not None and not query.sort and compartment is None:
             return self._search_by_index(query, pks, want_total, page_only)
         where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, base)
+        if compartment is not None:
+            where.append(self._compartment_where(rtype, compartment))
 
         def count() -> int:
             return int(self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one())
@@ -576,10 +640,50 @@ class UnitOfWork:
                     frontier.append((row.pk, row.res_type, row.res_id))
         return included
 
+    def search_elements(self, query: SearchQuery, elements: list[str]) -> list[Stored]:
+        """Every match of ``query`` with only ``resourceType``, ``id`` and the named top-level ``elements``, picked
+        out in the database (FHIR ``_elements``, https://hl7.org/fhir/R4/search.html#elements, without the
+        SUBSETTED tag): for a caller that needs a few elements of thousands of resources, such as the coaching
+        summary reading two years of check-ins. All matches in key order, in one statement; ``_count``, paging,
+        ``_sort``, ``_include`` and totals do not apply. The contents are partial: never write one back.
+        """
+        if not elements or not all(e.isascii() and e.isalnum() for e in elements):
+            raise bad_request(f"element names must be letters and digits, not {elements!r}")
+        self._check_type(query.resource_type)
+        self.flush()
+        rtype = query.resource_type
+        guard = self.repo.guard
+        compartment = guard.before_search(rtype) if guard is not None else None
+        pks = driven_pks(rtype, query.criteria, self.repo.fhir_base)
+        where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, self.repo.fhir_base)
+        if compartment is not None:
+            where.append(self._compartment_where(rtype, compartment))
+        # One JSON array of the elements per row (null where absent): a single parse of each document.
+        if self.is_postgres:
+            picked = sa.cast(sa.func.jsonb_build_array(
+                *[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]), sa.Text)
+        else:  # json_extract with two or more paths returns an array (https://sqlite.org/json1.html#jex)
+            picked = sa.func.json_extract(R.c.content, "$.id", *[f"$.{e}" for e in elements])
+        rows = self.conn.execute(
+            sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, picked.label("picked")).where(*where)
+            .order_by(R.c.pk)
+        ).all()
+        out = []
+        skip = 0 if self.is_postgres else 1
+        for row in rows:
+            values = orjson.loads(row.picked)[skip:]
+            content = {"resourceType": rtype, "id": row.res_id}
+            content.update((e, v) for e, v in zip(elements, values, strict=True) if v is not None)
+            out.append(Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content))
+        if guard is not None:
+            guard.after_read(out)
+        return out
+
     def everything(self, patient_id: str, *, since: int | None = None, types: set[str] | None = None,
                    count: int = 1000, offset: int = 0) -> tuple[list[Stored], int]:
         """Patient/$everything: the patient, its compartment, and what those resources reference."""
         patient = self.read("Patient", patient_id)
+        guard = self.repo.guard
         clauses = []
         for rtype, params in patient_compartment().items():
             if rtype == "Patient" or (types and rtype not in types) or rtype not in search_params():
@@ -621,12 +725,17 @@ class UnitOfWork:
             if (row.res_type, row.res_id) not in seen:
                 seen.add((row.res_type, row.res_id))
                 out.append(_stored(row))
+        if guard is not None:
+            out = [s for s in out if guard.may_read(s)]
+            guard.after_read(out[offset: offset + count])
         return out[offset: offset + count], len(out)
 
     def history(self, rtype: str | None = None, rid: str | None = None, *, since: int | None = None,
                 count: int = 20, offset: int = 0) -> HistoryResult:
         """Versions newest first: of one resource, of a type, or of the whole server."""
         self.flush()
+        if self.repo.guard is not None:
+            self.repo.guard.before_history(rtype, rid)
         where = []
         if rtype is not None:
             self._check_type(rtype)
@@ -644,6 +753,11 @@ class UnitOfWork:
         ).all()
         more = len(rows) > count
         entries = [(_stored(r), r.method) for r in rows[:count]]
+        guard = self.repo.guard
+        if guard is not None:
+            entries = [(st, m) for st, m in entries if st.content is not None and guard.may_read(st)
+                       or st.content is None and guard.may_read_deleted(st)]
+            guard.after_read([st for st, _ in entries if st.content is not None])
         return HistoryResult(entries, total, offset + count if more else None)
 
     # -- small state ---------------------------------------------------------------------------------------
@@ -691,6 +805,13 @@ class FhirRepository:
         self.fhir_base = fhir_base
         self.validator = validator or validate_resource
         self.clock = clock
+        self.guard: Guard | None = None
+
+    def guarded(self, guard: Guard | None) -> FhirRepository:
+        """This repository as seen by one caller: every read, search and write is checked by ``guard``."""
+        view = copy.copy(self)
+        view.guard = guard
+        return view
 
     @contextmanager
     def unit(self, write: bool = True) -> Iterator[UnitOfWork]:

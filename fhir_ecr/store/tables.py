@@ -5,6 +5,8 @@
 - ``resource_history``: every version ever written, including deletions (``content`` null).
 - ``idx_*``: search-index rows of the *current* version, keyed by ``resource.pk`` (see ``indexer``).
 - ``kv``: small server state (e.g. the demo loader's marker).
+- ``ehr_registration``, ``api_client``: who may launch mECR and who may call its API as a backend client.
+- ``auth_credential``, ``auth_once``: sessions and issued tokens (by hash), single-use ``state``/``jti`` values.
 
 The alembic migrations in ``migrations/versions`` create exactly these tables; a test compares the two.
 """
@@ -29,6 +31,10 @@ __all__ = [
     "QuantityIndex",
     "UriIndex",
     "KeyValue",
+    "EhrRegistration",
+    "ApiClient",
+    "AuthCredential",
+    "AuthOnce",
     "INDEX_TABLES",
 ]
 
@@ -188,6 +194,56 @@ class KeyValue(SQLModel, table=True):
     __tablename__ = "kv"
     key: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True))
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class EhrRegistration(SQLModel, table=True):
+    """An EHR allowed to launch mECR (``mecr ehr add``): its FHIR base (``iss``) and mECR's client there."""
+
+    __tablename__ = "ehr_registration"
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    iss: str = Field(sa_column=sa.Column(sa.String(1024), nullable=False, unique=True))
+    client_id: str = Field(sa_column=sa.Column(sa.String(256), nullable=False))
+    auth_method: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    secret_enc: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    launch_scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    patient_scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    name: str = Field(sa_column=sa.Column(sa.String(256), nullable=False))
+    created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class ApiClient(SQLModel, table=True):
+    """A backend-services client of mECR's own API (``mecr client add``)."""
+
+    __tablename__ = "api_client"
+    client_id: str = Field(sa_column=sa.Column(sa.String(256), primary_key=True))
+    name: str = Field(sa_column=sa.Column(sa.String(256), nullable=False))
+    jwks_url: str | None = Field(default=None, sa_column=sa.Column(sa.String(1024), nullable=True))
+    jwks: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class AuthCredential(SQLModel, table=True):
+    """A browser session or an issued access token, under the SHA-256 of its secret value."""
+
+    __tablename__ = "auth_credential"
+    __table_args__ = (sa.Index("ix_auth_credential_expires", "expires"),)
+    key_hash: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    data: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    secret_enc: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    expires: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class AuthOnce(SQLModel, table=True):
+    """Single-use values: pending SMART authorizations (``state``) and client-assertion ``jti``s."""
+
+    __tablename__ = "auth_once"
+    __table_args__ = (sa.Index("ix_auth_once_expires", "expires"),)
+    key: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True))
+    value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    expires: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 INDEX_TABLES: dict[str, sa.Table] = {

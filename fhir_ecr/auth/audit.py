@@ -1,0 +1,148 @@
+"""The audit trail: one ``AuditEvent`` per request that read or wrote patient data (or was refused).
+
+Who (the agent: the practitioner, patient or client, with the network address), what (the entities: the
+resources touched, capped, and each patient concerned, so the event lies in that patient's compartment and the
+patient can read who looked at their record), when (``recorded``), the outcome (0 success, 4 refused or failed)
+and the action (C R U D, E for operations). Events are written by one background thread in batches, through
+the unguarded repository, so auditing never slows or fails the request it records; they are flushed at shutdown.
+AuditEvent is read-only through the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from .access import Access
+
+__all__ = ["AuditTrail", "audit_event"]
+
+log = logging.getLogger("mecr.audit")
+
+_ACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "R", "e": "E"}
+_SUBTYPE = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+MAX_ENTITIES = 100
+
+
+def audit_event(access: Access, *, method: str, route: str, status: int, address: str | None,
+                recorded: datetime | None = None) -> dict[str, Any] | None:
+    """The AuditEvent for one request, or None when it touched no data and was not refused."""
+    p = access.principal
+    if p is None or p.kind == "developer" or (not access.touched and not access.denied):
+        return None
+    letters = {t[0] for t in access.touched}
+    action = "E" if "$" in route else next((_ACTION[x] for x in "dcu" if x in letters), "R")
+    patients = sorted({t[2] for t in access.touched if t[2]})
+    entities: list[dict[str, Any]] = [
+        {"what": {"reference": f"Patient/{pid}"},
+         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1",
+                  "display": "Person"},
+         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}}
+        for pid in patients[:MAX_ENTITIES]
+    ]
+    seen: set[str] = set()
+    for _, ref, _pid in access.touched:
+        if ref in seen or ref.startswith("Patient/") or len(entities) >= MAX_ENTITIES:
+            continue
+        seen.add(ref)
+        entities.append({"what": {"reference": ref},
+                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                                  "code": "2", "display": "System Object"}})
+    if p.fhir_user:
+        who: dict[str, Any] = {"reference": p.fhir_user, "display": p.display or p.fhir_user}
+    else:
+        who = {"identifier": {"system": "urn:mecr:client", "value": p.client_id or p.subject},
+               "display": p.display or p.subject}
+    agent: dict[str, Any] = {"who": who, "requestor": True}
+    if p.session_id:
+        agent["altId"] = f"session:{p.session_id}"
+    if address:
+        agent["network"] = {"address": address, "type": "2"}
+    when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": _SUBTYPE.get(method, "read")}],
+        "action": action,
+        "recorded": when,
+        "outcome": "0" if status < 400 else "4",
+        "outcomeDesc": f"{method} {route} -> {status}",
+        "agent": [agent],
+        "source": {"observer": {"display": "mECR"},
+                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
+                             "display": "Application Server"}]},
+    }
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+class AuditTrail:
+    """Queues AuditEvents and writes them in batches on a background thread."""
+
+    def __init__(self, repo: Any, *, batch: int = 200, interval: float = 0.5) -> None:
+        self.repo = repo
+        self.batch = batch
+        self.interval = interval
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def record(self, event: dict[str, Any]) -> None:
+        self._queue.put(event)
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="mecr-audit", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.interval)
+            except queue.Empty:
+                continue
+            if first is None:
+                self._queue.task_done()
+                return
+            events = [first]
+            stop = False
+            while len(events) < self.batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                events.append(nxt)
+            self._write(events)
+            for _ in events:
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        try:
+            with self.repo.unit() as uow:
+                for e in events:
+                    uow.create(e)
+        except Exception as exc:  # the trail must not take the server down; the failure itself is logged
+            log.error("could not write %d AuditEvents: %s", len(events), type(exc).__name__)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued event is written."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(10)

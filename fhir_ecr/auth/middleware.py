@@ -1,0 +1,190 @@
+"""ASGI middleware that finds out who is calling, before any route runs.
+
+For each HTTP request it sets ``scope["state"]["principal"]`` (and ``["session"]`` for a browser session):
+
+- ``MECR_AUTH=off``: the developer principal (may do everything);
+- ``MECR_AUTH=external``: whatever an outer layer put there (the sandbox EHR's FHIR server);
+- ``MECR_AUTH=on``: ``Authorization: Bearer <token>`` (a token mECR issued to a system client) or the
+  ``mecr_session`` cookie. A bad or expired bearer token is a 401 at once. Unsafe methods authenticated by the
+  cookie need the session's CSRF token (``X-CSRF-Token`` header, the ``csrf_token`` form field, or for a
+  multipart upload the ``csrf_token`` query parameter) and, when the browser sends ``Origin``, our own origin.
+
+Paths under ``/fhir`` and ``/api`` need a principal (401 OperationOutcome otherwise), except the public
+discovery documents ``/fhir/metadata`` and ``/fhir/.well-known/smart-configuration``. Pages (``/app``) render
+their own sign-in page. Scope and compartment checks happen later, in :class:`~fhir_ecr.auth.access.Access`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from ..outcomes import issue, outcome
+from .audit import audit_event
+from .principal import DEVELOPER
+from .sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
+
+__all__ = ["AuthMiddleware", "PROTECTED_PREFIXES", "PUBLIC_PATHS"]
+
+PROTECTED_PREFIXES = ("/fhir", "/api")
+PUBLIC_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
+# The embedded EHR authenticates its own callers; the token endpoint authenticates clients, not sessions.
+SKIP_PREFIXES = ("/sandbox-ehr", "/auth/token")
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+async def _reply(send: Send, status: int, diagnostics: str, code: str, www: str | None = None) -> None:
+    body = orjson.dumps(outcome([issue(code, diagnostics)]))
+    headers = [(b"content-type", b"application/fhir+json; charset=utf-8"),
+               (b"content-length", str(len(body)).encode())]
+    if www:
+        headers.append((b"www-authenticate", www.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuthMiddleware:
+    """Authenticates each request; see the module docstring."""
+
+    def __init__(self, app: Any, services: Any) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path.startswith(SKIP_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        mode = self.services.settings.auth
+        if mode == "off":
+            state["principal"] = DEVELOPER
+        elif mode == "on":
+            headers = _headers(scope)
+            authz = headers.get("authorization", "")
+            if authz:
+                kind, _, token = authz.partition(" ")
+                if kind.lower() != "bearer" or not token.strip():
+                    await _reply(send, 401, "the Authorization header must be 'Bearer <access token>'", "login",
+                                 'Bearer realm="mecr", error="invalid_request"')
+                    return
+                principal = await run_in_threadpool(self.services.sessions.resolve_token, token.strip())
+                if principal is None:
+                    await _reply(send, 401, "the access token is invalid or expired", "login",
+                                 'Bearer realm="mecr", error="invalid_token"')
+                    return
+                state["principal"] = principal
+            else:
+                cookie = _cookie(headers)
+                if cookie:
+                    session = await run_in_threadpool(self.services.sessions.load, cookie)
+                    if session is not None:
+                        if scope["method"] in _UNSAFE:
+                            receive, ok, why = await self._check_csrf(scope, headers, receive, session.csrf_token)
+                            if not ok:
+                                await _reply(send, 403, why, "forbidden")
+                                return
+                        state["principal"] = session.principal
+                        state["session"] = session
+                        state["session_cookie"] = cookie
+        principal = state.get("principal")
+        if principal is None and path.startswith(PROTECTED_PREFIXES) and path not in PUBLIC_PATHS:
+            await _reply(send, 401, "authentication required: a SMART session or a bearer token", "login",
+                         'Bearer realm="mecr"')
+            return
+        if mode != "on" or principal is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            access = state.get("access")
+            if access is not None and self.services.audit is not None:
+                route = getattr(scope.get("route"), "path", None) or "(no route)"
+                client = scope.get("client")
+                event = audit_event(access, method=scope["method"], route=route, status=status,
+                                    address=client[0] if client else None)
+                if event is not None:
+                    self.services.audit.record(event)
+
+    async def _check_csrf(self, scope: dict[str, Any], headers: dict[str, str], receive: Any,
+                          expected: str) -> tuple[Any, bool, str]:
+        origin = headers.get("origin")
+        if origin and origin != "null":
+            ours = urlsplit(self.services.settings.base_url)
+            theirs = urlsplit(origin)
+            host = headers.get("host", "")
+            if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc) and theirs.netloc != host:
+                return receive, False, "cross-origin request refused"
+        given = headers.get(CSRF_HEADER)
+        if given is None:
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "application/x-www-form-urlencoded":
+                body, receive = await _buffer(receive)
+                values = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD)
+                given = values[0] if values else None
+            else:
+                values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(CSRF_FIELD)
+                given = values[0] if values else None
+        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+            return receive, False, "missing or wrong CSRF token (reload the page and try again)"
+        return receive, True, ""
+
+
+def _cookie(headers: dict[str, str]) -> str | None:
+    raw = headers.get("cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except Exception:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel else None
+
+
+async def _buffer(receive: Any) -> tuple[bytes, Any]:
+    """Read the whole request body, and a ``receive`` that replays it to the app."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay

@@ -1,0 +1,345 @@
+"""SMART App Launch routes (mECR as the app) and mECR's own authorization endpoints.
+
+- ``GET /smart/launch?iss=&launch=`` — EHR launch: only a registered ``iss`` (else a page, and no request is
+  sent anywhere); discovery, PKCE S256, single-use ``state`` bound to this browser, redirect to the EHR.
+- ``GET /smart/login?ehr=<id>`` — a patient's standalone launch at a registered EHR.
+- ``GET /smart/callback`` — checks ``state``, exchanges the code, verifies the id_token, reads the EHR's Patient
+  (and the user from ``fhirUser``), links them to mECR's records, starts a session, and sends the browser to
+  ``/app/patients/{id}`` (coach) or ``/app/me`` (patient).
+- ``POST /smart/logout`` — ends the session.
+- ``GET /.well-known/jwks.json`` — mECR's public keys (for ``private_key_jwt`` at EHR token endpoints).
+- ``GET /fhir/.well-known/smart-configuration`` and ``POST /auth/token`` — backend-services access to mECR.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import secrets
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from smart_launch import LaunchResult, SmartLaunchClient
+from smart_launch.errors import (
+    AuthorizationError,
+    DiscoveryError,
+    EhrUnavailableError,
+    IdTokenError,
+    LaunchError,
+    SmartError,
+    StateError,
+    TokenError,
+    UntrustedIssuerError,
+)
+
+from .linking import link_resource
+from .principal import Principal
+from .registry import COACH_APP_SCOPES, PATIENT_APP_SCOPES, ehr_registration
+from .sessions import SESSION_COOKIE
+from .token_service import TokenRequestError, issue_client_token
+
+__all__ = ["router", "LAUNCH_COOKIE"]
+
+log = logging.getLogger("mecr.auth")
+router = APIRouter(tags=["SMART on FHIR"])
+LAUNCH_COOKIE = "mecr_launch"
+
+
+class DbStateStore:
+    """smart_launch's StateStore over the ``auth_once`` table (atomic pop: DELETE … RETURNING)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def put(self, key: str, value: str, expires_at: float) -> None:
+        await run_in_threadpool(self.store.put_once, f"state:{key}"[:128], value, expires_at)
+
+    async def pop(self, key: str) -> str | None:
+        return await run_in_threadpool(self.store.pop_once, f"state:{key}"[:128])  # type: ignore[no-any-return]
+
+
+def _services(request: Request) -> Any:
+    return request.app.state.services
+
+
+def http_client(services: Any) -> httpx.AsyncClient:
+    """The one outbound HTTP client (to EHRs); tests inject their own as ``services.http``."""
+    if getattr(services, "http", None) is None:
+        services.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
+    return services.http  # type: ignore[no-any-return]
+
+
+def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    """A plain, accessible page for launch errors (no data, no stack trace)."""
+    items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])
+    body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
+            f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
+            "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;"
+            "color:#1a1a1a}h1{font-size:1.4rem}</style></head><body><main>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+            f"{'<ul>' + items + '</ul>' if items else ''}</main></body></html>")
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _secure(services: Any) -> bool:
+    flag = services.settings.cookie_secure
+    return services.settings.base_url.startswith("https://") if flag is None else bool(flag)
+
+
+async def _client_for(services: Any, ehr: dict[str, Any]) -> SmartLaunchClient:
+    registration = ehr_registration(services, ehr)
+    return SmartLaunchClient(http_client(services), [registration], DbStateStore(services.auth_store),
+                             allow_insecure_http=services.settings.environment != "production")
+
+
+async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -> Response:
+    services = _services(request)
+    browser = request.cookies.get(LAUNCH_COOKIE) or secrets.token_urlsafe(32)
+    try:
+        client = await _client_for(services, ehr)
+        if launch is not None:
+            redirect = await client.begin_ehr_launch({"iss": ehr["iss"], "launch": launch}, session_id=browser,
+                                                     scope=ehr["launch_scope"])
+        else:
+            redirect = await client.authorize(ehr["iss"], session_id=browser, scope=ehr["patient_scope"])
+    except EhrUnavailableError:
+        return page("The EHR is not answering", "mECR could not reach the EHR to start the sign-in. Try again in "
+                    "a moment; if it persists, tell your practice's IT team.", 502)
+    except DiscoveryError as exc:
+        log.warning("SMART discovery refused for EHR %s: %s", ehr["id"], type(exc).__name__)
+        return page("This EHR's SMART configuration is not usable",
+                    f"mECR will not sign in through this EHR: {exc}", 502)
+    except SmartError as exc:
+        return page("The launch could not start", str(exc), 400)
+    response = RedirectResponse(redirect.url, status_code=302)
+    response.set_cookie(LAUNCH_COOKIE, browser, max_age=900, httponly=True, samesite="lax",
+                        secure=_secure(services), path="/smart")
+    return response
+
+
+@router.get("/smart/launch", summary="EHR launch (SMART App Launch)", response_class=HTMLResponse)
+async def smart_launch(request: Request) -> Response:
+    iss = request.query_params.get("iss")
+    launch = request.query_params.get("launch")
+    if not iss or not launch:
+        return page("Incomplete launch", "An EHR launch needs both iss and launch parameters. Open mECR from "
+                    "your EHR.", 400)
+    ehr = await run_in_threadpool(_services(request).auth_store.ehr_by_iss, iss)
+    if ehr is None:
+        return page("This EHR is not registered with mECR",
+                    "mECR only accepts launches from EHRs its administrator registered (mecr ehr add). Nothing "
+                    "was sent to the server that asked for this launch.", 400)
+    return await _begin(request, ehr, launch=launch)
+
+
+@router.get("/smart/login", summary="Patient standalone launch", response_class=HTMLResponse)
+async def smart_login(request: Request) -> Response:
+    ehr_id = request.query_params.get("ehr", "")
+    ehr = await run_in_threadpool(_services(request).auth_store.ehr, ehr_id) if ehr_id else None
+    if ehr is None:
+        return page("Unknown patient portal", "Choose your practice's patient portal from the mECR home page.",
+                    404, links=[("mECR home", "/")])
+    return await _begin(request, ehr, launch=None)
+
+
+@router.get("/smart/callback", summary="SMART redirect URI", response_class=HTMLResponse)
+async def smart_callback(request: Request) -> Response:
+    services = _services(request)
+    browser = request.cookies.get(LAUNCH_COOKIE)
+    params = dict(request.query_params)
+    if not browser:
+        return page("Sign-in expired", "This sign-in did not start in this browser, or took too long. Open mECR "
+                    "from your EHR again.", 400)
+    state_value = params.get("state", "")
+    pending_raw = None
+    ehr = None
+    # Which EHR? The pending authorization names its iss; peek without consuming (the client consumes it).
+    if state_value:
+        pending_raw = await run_in_threadpool(_peek_state, services, state_value)
+    if pending_raw is not None:
+        ehr = await run_in_threadpool(services.auth_store.ehr_by_iss, pending_raw.get("iss", ""))
+    if ehr is None:
+        return page("Sign-in could not be completed", "This sign-in response is unknown, used already or "
+                    "expired. Open mECR from your EHR again.", 400)
+    try:
+        client = await _client_for(services, ehr)
+        result = await client.handle_callback(params, session_id=browser)
+    except StateError:
+        return page("Sign-in could not be completed", "This sign-in response is unknown, used already, expired "
+                    "or belongs to another browser. Open mECR from your EHR again.", 400)
+    except AuthorizationError as exc:
+        return page("The EHR did not authorize mECR", exc.error_description or exc.error or "access denied", 403)
+    except EhrUnavailableError:
+        return page("The EHR is not answering", "The sign-in could not be completed; try again.", 502)
+    except (TokenError, IdTokenError) as exc:
+        log.warning("SMART callback failed for EHR %s: %s", ehr["id"], type(exc).__name__)
+        return page("Sign-in could not be completed", f"The EHR's answer was not acceptable: {exc}", 502)
+    except (LaunchError, UntrustedIssuerError, SmartError) as exc:
+        return page("Sign-in could not be completed", str(exc), 400)
+    try:
+        principal, context, target = await _establish(services, ehr, result)
+    except _LaunchContextError as exc:
+        return page("Sign-in could not be completed", str(exc), 502)
+    tokens = {"access_token": result.token.access_token, "refresh_token": result.token.refresh_token,
+              "expires_at": result.token.expires_at, "scope": str(result.scope), "iss": result.iss}
+    cookie, _session = await run_in_threadpool(services.sessions.create, principal, context=context,
+                                               ehr_tokens=tokens)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, httponly=True,
+                        samesite="lax", secure=_secure(services), path="/")
+    response.delete_cookie(LAUNCH_COOKIE, path="/smart")
+    return response
+
+
+def _peek_state(services: Any, state: str) -> dict[str, Any] | None:
+    import json
+
+    import sqlalchemy as sa
+
+    from ..store.auth_store import ONCE
+
+    with services.engine.connect() as conn:
+        row = conn.execute(sa.select(ONCE.c.value).where(ONCE.c.key == f"state:{state}"[:128])).first()
+    if row is None:
+        return None
+    try:
+        return json.loads(row.value)  # type: ignore[no-any-return]
+    except ValueError:
+        return None
+
+
+class _LaunchContextError(Exception):
+    pass
+
+
+async def _fetch(services: Any, result: LaunchResult, url: str) -> dict[str, Any]:
+    base = result.iss.rstrip("/")
+    if not url.startswith(base + "/"):
+        raise _LaunchContextError("the EHR named a user outside its own FHIR server")
+    try:
+        response = await http_client(services).get(url, auth=result.auth(),
+                                                   headers={"Accept": "application/fhir+json"})
+    except httpx.HTTPError as exc:
+        raise _LaunchContextError("the EHR's FHIR server did not answer") from exc
+    if response.status_code != 200:
+        raise _LaunchContextError(f"the EHR's FHIR server refused to read {url.rsplit('/', 2)[-2]} "
+                                  f"({response.status_code})")
+    body = response.json()
+    if not isinstance(body, dict) or not body.get("id"):
+        raise _LaunchContextError("the EHR's FHIR server returned an unusable resource")
+    return body
+
+
+def _display(resource: dict[str, Any]) -> str:
+    for name in resource.get("name") or []:
+        if name.get("text"):
+            return str(name["text"])
+        parts = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family") or ""]
+        text = " ".join(p for p in parts if p)
+        if text:
+            return text
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -> tuple[Principal, dict[str, Any], str]:
+    """Read the launch's patient and user from the EHR, link them locally, and decide where the user lands."""
+    base = result.iss.rstrip("/")
+    local_patient = remote_patient = None
+    if result.patient:
+        remote_patient = await _fetch(services, result, f"{base}/Patient/{result.patient}")
+        local_patient = await run_in_threadpool(link_resource, services.repo, ehr["id"], remote_patient)
+    user_url = result.fhir_user
+    user_type = None
+    local_user = None
+    user: dict[str, Any] | None = None
+    if user_url:
+        user_type = user_url.rstrip("/").split("/")[-2]
+        if user_type in ("Practitioner", "Patient", "PractitionerRole", "RelatedPerson", "Person"):
+            if user_type == "Patient" and remote_patient is not None and user_url.endswith(f"/{remote_patient['id']}"):
+                user = remote_patient
+            else:
+                user = await _fetch(services, result, user_url)
+            if user_type in ("Practitioner", "Patient"):
+                local_user = await run_in_threadpool(link_resource, services.repo, ehr["id"], user)
+    context = {
+        "need_patient_banner": result.token.need_patient_banner if result.token.need_patient_banner is not None
+        else True,
+        "smart_style_url": result.token.smart_style_url,
+        "encounter": result.encounter,
+        "ehr_id": ehr["id"],
+        "ehr_patient": result.patient,
+    }
+    is_patient = result.launch is None and (user_type == "Patient" or user_type is None and result.patient)
+    if is_patient:
+        if local_patient is None:
+            raise _LaunchContextError("the patient portal did not say which patient signed in")
+        if user_type == "Patient" and local_user != local_patient:
+            raise _LaunchContextError("the signed-in patient is not the patient in context")
+        principal = Principal(kind="patient", subject=f"Patient/{local_patient}", patient_id=local_patient,
+                              fhir_user=f"Patient/{local_patient}", scopes=_scopes(PATIENT_APP_SCOPES),
+                              display=_display(remote_patient or {}), ehr_id=ehr["id"])
+        return principal, context, "/app/me"
+    if user_type not in (None, "Practitioner", "PractitionerRole"):
+        raise _LaunchContextError(f"mECR's coach workspace is for practitioners, not {user_type}")
+    subject = f"Practitioner/{local_user}" if local_user else f"ehr:{ehr['id']}:user"
+    principal = Principal(kind="practitioner", subject=subject, patient_id=local_patient,
+                          fhir_user=f"Practitioner/{local_user}" if local_user else None,
+                          scopes=_scopes(COACH_APP_SCOPES), display=_display(user) if user else "Coach",
+                          ehr_id=ehr["id"])
+    return principal, context, f"/app/patients/{local_patient}" if local_patient else "/app/caseload"
+
+
+def _scopes(text: str) -> Any:
+    from smart_launch import ScopeSet
+
+    return ScopeSet.parse(text)
+
+
+@router.post("/smart/logout", summary="End the session", response_class=HTMLResponse)
+async def smart_logout(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await run_in_threadpool(_services(request).sessions.end, cookie)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/.well-known/jwks.json", summary="mECR's public signing keys (JWKS)")
+async def jwks(request: Request) -> JSONResponse:
+    keys = await run_in_threadpool(_services(request).vault.public_jwks)
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration of mECR's FHIR API")
+async def smart_configuration(request: Request) -> JSONResponse:
+    settings = _services(request).settings
+    return JSONResponse({
+        "token_endpoint": f"{settings.base_url}/auth/token",
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": ["system/*.rs", "system/*.cruds", "system/*.read", "system/*.write"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
+    })
+
+
+@router.post("/auth/token", summary="Token endpoint for backend-services clients (client_credentials)")
+async def token(request: Request) -> JSONResponse:
+    services = _services(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if ctype != "application/x-www-form-urlencoded":
+        return JSONResponse({"error": "invalid_request", "error_description": "send a form-encoded body"}, 400,
+                            headers=headers)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    try:
+        body = await issue_client_token(services, form, http_client(services))
+    except TokenRequestError as exc:
+        return JSONResponse(exc.body(), exc.status, headers=headers)
+    return JSONResponse(body, headers=headers)
