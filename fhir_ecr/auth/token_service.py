@@ -102,7 +102,16 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
         raise TokenRequestError("invalid_client", "this assertion (jti) was used already", 401)
     registered = ScopeSet.parse(client["scope"])
     requested = ScopeSet.parse(form.get("scope", ""))
-    granted = [s for s in requested if ScopeSet.parse(s).resource_scopes and registered.covers(ScopeSet.parse(s))]
+    granted: list[str] = []
+    for token in requested:  # the intersection: what was asked for, as far as the registration allows
+        asked = ScopeSet.parse(token)
+        if not asked.resource_scopes:
+            continue
+        if registered.covers(asked):
+            candidates = [token]
+        else:  # a wider request (system/*.rs) gets the registered scopes it covers
+            candidates = [g for g in registered if asked.covers(ScopeSet.parse(g))]
+        granted += [c for c in candidates if c not in granted]
     if not granted:
         raise TokenRequestError("invalid_scope", f"none of the requested scopes is allowed; registered: "
                                 f"{client['scope']}")

@@ -42,15 +42,20 @@ class Vault:
 
     def __init__(self, settings: Settings, repo: FhirRepository) -> None:
         self._repo = repo
-        secret = settings.secret_key.get_secret_value()
-        if not secret:
-            if settings.environment == "production":
-                raise VaultError("MECR_SECRET_KEY is required in production (it encrypts tokens at rest)")
-            secret = self._dev_secret()
-        digest = hashlib.sha256(b"mecr-vault-v1:" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._secret = settings.secret_key.get_secret_value()
+        if not self._secret and settings.environment == "production":
+            raise VaultError("MECR_SECRET_KEY is required in production (it encrypts tokens at rest)")
+        self._fernet_: Fernet | None = None
         self._keys: ClientKeySet | None = None
         self._lock = threading.Lock()
+
+    @property
+    def _fernet(self) -> Fernet:
+        if self._fernet_ is None:  # lazily: the development key lives in the store, read it when first needed
+            secret = self._secret or self._dev_secret()
+            digest = hashlib.sha256(b"mecr-vault-v1:" + secret.encode()).digest()
+            self._fernet_ = Fernet(base64.urlsafe_b64encode(digest))
+        return self._fernet_
 
     def _dev_secret(self) -> str:
         with self._repo.unit() as uow:
@@ -81,12 +86,13 @@ class Vault:
         return self._keys
 
     def _load_keys(self) -> ClientKeySet:
+        fernet = self._fernet  # before the transaction: the development key may need its own
         with self._repo.unit() as uow:
             stored = uow.get_state(_SIGNING_KEYS)
             if stored is not None:
                 return ClientKeySet.from_jwks(self.decrypt(stored))
             keys = ClientKeySet.generate()
-            uow.set_state(_SIGNING_KEYS, self.encrypt(_dumps(keys.private_jwks())))
+            uow.set_state(_SIGNING_KEYS, fernet.encrypt(_dumps(keys.private_jwks()).encode()).decode())
             return keys
 
     def public_jwks(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 
 from ..fhir.operations import Operation, OperationCall, OperationRegistry
-from ..outcomes import bad_request
+from ..outcomes import bad_request, forbidden
 from .rules import RuleTable, load_rules
 from .service import FORMATS, ExportRequest, preview, run_export, superbill_for
 
@@ -63,7 +63,22 @@ def _attachment(name: str, content_type: str, data: bytes, title: str) -> dict[s
                                               "data": base64.b64encode(data).decode()}}
 
 
+def _billing_staff(call: OperationCall, letters: dict[str, str]) -> None:
+    """Billing runs across patients: practice staff (``user/``) or a billing system (``system/``) with scopes
+    for what it reads and writes; never a patient session."""
+    access = call.access
+    if access is None:
+        return
+    principal = access.require_login()
+    if principal.kind == "patient":
+        raise forbidden("billing exports are for the practice's billing staff")
+    for rtype, letter in letters.items():
+        access.require(rtype, letter)
+
+
 def _export(call: OperationCall) -> dict[str, Any]:
+    # Reads sessions, conditions, coverage and practitioners; marks billed lines with ChargeItems.
+    _billing_staff(call, {"Encounter": "s", "Condition": "s", "Coverage": "s", "ChargeItem": "c", "Claim": "c"})
     fmt = str(call.get("format", "837p"))
     if fmt not in FORMATS:
         raise bad_request(f"format must be one of {', '.join(FORMATS)}", "format")
@@ -84,6 +99,7 @@ def _export(call: OperationCall) -> dict[str, Any]:
 
 
 def _preview(call: OperationCall) -> dict[str, Any]:
+    _billing_staff(call, {"Encounter": "s", "Condition": "s", "Coverage": "s"})
     rules = rules_from_settings(call.services.settings)
     ev = preview(call.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"))
     params: list[dict[str, Any]] = []

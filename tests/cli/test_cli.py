@@ -35,9 +35,9 @@ def test_help(args: list[str]) -> None:
 
 def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
-    assert "current: 0003; newest: 0003" in capsys.readouterr().out
+    assert "current: 0004; newest: 0004" in capsys.readouterr().out
 
 
 def test_load_resources_and_bundles(env: Any, tmp_path: Path, capsys: Any) -> None:
