@@ -85,6 +85,39 @@ def check_auth_mode(settings: Settings) -> None:
         "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
 
 
+SANDBOX_EHR_ID = "sandbox"
+
+
+def sandbox_database_url(settings: Settings) -> str:
+    """The sandbox EHR's own database: ``MECR_SANDBOX_DATABASE_URL``, or a SQLite file next to the store."""
+    if settings.sandbox_database_url:
+        return settings.sandbox_database_url
+    if settings.is_sqlite:
+        path = settings.database_url.split("///", 1)[1]
+        stem = path[:-3] if path.endswith(".db") else path
+        return f"sqlite:///{stem}-sandbox-ehr.db"
+    raise SystemExit("MECR_SANDBOX_EHR with PostgreSQL needs MECR_SANDBOX_DATABASE_URL (a separate database)")
+
+
+def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services) -> None:
+    """Mount the sandbox EHR at /sandbox-ehr/ and register it as the EHR ``sandbox`` (mECR authenticates
+    there with ``private_key_jwt`` and its own keys)."""
+    from .auth.registry import add_ehr
+    from .sandbox_ehr import SandboxClient, create_sandbox_ehr
+
+    base = settings.base_url
+    sandbox = create_sandbox_ehr(
+        base_url=f"{base}/sandbox-ehr", database_url=sandbox_database_url(settings),
+        clients=[SandboxClient("mecr", [f"{base}/smart/callback"], launch_url=f"{base}/smart/launch",
+                               login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}", name="mECR",
+                               auth_method="private_key_jwt", jwks=services.vault.public_jwks())],
+    )
+    app.mount("/sandbox-ehr", sandbox)
+    app.state.sandbox_ehr = sandbox
+    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{base}/sandbox-ehr/fhir", client_id="mecr",
+            auth_method="private_key_jwt", name="Sandbox EHR", replace=True)
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Engine, repository and operations for ``settings`` (applying migrations unless told not to)."""
     engine = make_engine(settings.database_url)
@@ -128,6 +161,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if getattr(services, "http", None) is not None:
             await services.http.aclose()
             services.http = None
+        sandbox = getattr(app.state, "sandbox_ehr", None)
+        if sandbox is not None:
+            sandbox.state.sandbox.dispose()
         services.engine.dispose()
 
     app = FastAPI(
@@ -146,6 +182,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from .web import install_web  # the coach's and the patient's pages under /app (docs/web.md)
 
     install_web(app)
+    if settings.sandbox_ehr:
+        mount_sandbox_ehr(app, settings, services)
     app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)

@@ -154,6 +154,22 @@ def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False) 
     return counts
 
 
+def _demo_client(settings: Settings) -> None:
+    """Register ``demo-reader`` (system/*.rs), so `mecr client token demo-reader` gives curl a token."""
+    from smart_launch import ClientKeySet
+
+    from .app import build_services
+    from .auth.registry import add_client
+
+    services = build_services(settings)
+    try:
+        if services.auth_store.client("demo-reader") is None:
+            add_client(services, client_id="demo-reader", scope="system/*.rs", name="Demo read-only client",
+                       jwks=ClientKeySet.generate(["ES384"]).public_jwks())
+    finally:
+        services.engine.dispose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mecr`` console script."""
     args = build_parser().parse_args(argv)
@@ -180,7 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise CliError(f"no demo data in {EXAMPLES_DIR}")
             counts = _load_files(settings, files)
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            settings = settings.model_copy(update={"sandbox_ehr": True})
+            _demo_client(settings)
             if not args.no_serve:
+                base = settings.base_url
+                print(f"mECR demo: {base}/ (launch from the sandbox EHR at {base}/sandbox-ehr/); API token for "
+                      "curl: `mecr client token demo-reader`")
                 _serve(settings, args.host, args.port)
         elif args.command in ("ehr", "client"):
             from .auth.cli import run_auth

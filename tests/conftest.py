@@ -214,6 +214,22 @@ def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
+def sandbox_settings(secure_settings: Settings, tmp_path: Path) -> Settings:
+    """Authorization on, with the embedded sandbox EHR mounted at /sandbox-ehr (its own SQLite database)."""
+    return secure_settings.model_copy(update={
+        "sandbox_ehr": True, "sandbox_database_url": f"sqlite:///{tmp_path / 'sandbox-ehr.db'}"})
+
+
+@pytest.fixture
+def sandbox_live_server(sandbox_settings: Settings, secure_services: Any) -> Iterator[LiveServer]:
+    """mECR with authorization on and the sandbox EHR, over real HTTP: launches go through real redirects
+    and mECR calls the sandbox's discovery, token and FHIR endpoints over the network."""
+    secure_services.settings = sandbox_settings
+    with _live(sandbox_settings, secure_services) as server:
+        yield server
+
+
+@pytest.fixture
 def secure_live_server(secure_settings: Settings, secure_services: Any) -> Iterator[LiveServer]:
     """The app with authorization on, served over real HTTP on a free port."""
     with _live(secure_settings, secure_services) as server:

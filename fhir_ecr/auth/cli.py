@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from smart_launch import ScopeSet
+
+from .principal import Principal
 from .registry import AUTH_METHODS, RegistryError, add_client, add_ehr
 
 __all__ = ["add_auth_parsers", "run_auth"]
@@ -54,6 +57,14 @@ def add_auth_parsers(sub: Any) -> None:
     cadd.add_argument("--scope", required=True, help="allowed system scopes, e.g. 'system/*.rs'")
     cadd.add_argument("--name", help="display name (default: the client id)")
     c_sub.add_parser("list", help="list clients", description="List registered clients.")
+    ctok = c_sub.add_parser(
+        "token", help="print an access token for a registered client (operator shortcut)",
+        description="Issue an access token for a registered client directly, without the client-assertion "
+        "round trip (the operator already has the database). For curl and scripts; the scope cannot exceed "
+        "the client's registration.")
+    ctok.add_argument("client_id")
+    ctok.add_argument("--scope", help="scopes to grant (default: everything registered)")
+    ctok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600, at most 86400)")
     crm = c_sub.add_parser("remove", help="remove a client (and revoke its tokens)",
                            description="Remove a client and revoke its tokens.")
     crm.add_argument("client_id")
@@ -120,6 +131,26 @@ def _client(args: argparse.Namespace, services: Any) -> int:
                          name=args.name)
         print(f"registered client {row['client_id']} with scope {row['scope']}")
         print(f"  token endpoint: {services.settings.base_url}/auth/token (private_key_jwt, RS384 or ES384)")
+        return 0
+    if args.client_command == "token":
+        row = store.client(args.client_id)
+        if row is None:
+            raise RegistryError(f"no client {args.client_id!r}")
+        if not 0 < args.ttl <= 86400:
+            raise RegistryError("--ttl must be 1-86400 seconds")
+        registered = ScopeSet.parse(row["scope"])
+        scope = ScopeSet.parse(args.scope) if args.scope else registered
+        if not registered.covers(scope):
+            raise RegistryError(f"{args.scope!r} exceeds the client's registered scope {row['scope']!r}")
+        principal = Principal(kind="system", subject=f"client:{row['client_id']}", scopes=scope,
+                              client_id=row["client_id"], display=row["name"])
+        sessions = services.sessions
+        ttl, sessions.token_ttl = sessions.token_ttl, args.ttl
+        try:
+            token, _ = sessions.issue_token(principal)
+        finally:
+            sessions.token_ttl = ttl
+        print(token)
         return 0
     if args.client_command == "list":
         rows = store.clients()

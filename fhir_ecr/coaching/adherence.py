@@ -22,14 +22,15 @@ from datetime import date, timedelta
 from fhir_ecr.coaching.errors import ScheduleError
 from fhir_ecr.coaching.schedule import (
     CheckIn,
+    Ledger,
     OccurrenceState,
     Pause,
     Schedule,
     Unit,
-    occurrences,
+    ledger,
 )
 
-__all__ = ["Adherence", "AdherencePolicy", "adherence", "adherence_windows"]
+__all__ = ["Adherence", "AdherencePolicy", "adherence", "adherence_windows", "ledger_adherence"]
 
 _COUNTED = (OccurrenceState.DONE, OccurrenceState.PARTLY, OccurrenceState.MISSED)
 
@@ -79,23 +80,49 @@ def adherence(
     """Adherence over the ``days`` days ending on ``today``, per the module rule."""
     if days < 1:
         raise ScheduleError(f"an adherence window needs at least one day, got {days}")
-    policy = policy or AdherencePolicy()
     window_start = today - timedelta(days=days - 1)
-    occs = occurrences(schedule, checkins, pauses, start=window_start, end=today, today=today)
-    counted = [o for o in occs if o.state in _COUNTED]
-    scheduled = sum(o.required for o in counted)
-    earned = sum(min(float(o.required), o.done + policy.partly_credit * o.partly) for o in counted)
+    led = ledger(schedule, checkins, pauses, today=today, start=window_start, end=today)
+    return ledger_adherence(led, days, policy)
+
+
+def ledger_adherence(led: Ledger, days: int, policy: AdherencePolicy | None = None) -> Adherence:
+    """Adherence over the ``days`` days ending on the ledger's ``today`` (the ledger must cover that window)."""
+    if days < 1:
+        raise ScheduleError(f"an adherence window needs at least one day, got {days}")
+    policy = policy or AdherencePolicy()
+    today = led.today
+    window_start = today - timedelta(days=days - 1)
+    credit = policy.partly_credit
+    scheduled = done = partly = missed = paused = pending = 0
+    earned = 0.0
+    end = led.schedule.end
+    # A habit that ended before the window has nothing in it, not even the week it ended in.
+    first = len(led) if end is not None and end < window_start else led.index_from(window_start)
+    for i in range(first, len(led)):
+        state = led.states[i]
+        if state in _COUNTED:
+            req, n_done, n_partly = led.required[i], led.done[i], led.partly[i]
+            scheduled += req
+            earned += min(float(req), n_done + credit * n_partly)
+            done += n_done
+            partly += n_partly
+            if state is OccurrenceState.MISSED:
+                missed += 1
+        elif state is OccurrenceState.PAUSED:
+            paused += 1
+        else:
+            pending += 1
     return Adherence(
         window_start=window_start,
         window_end=today,
-        unit=schedule.unit,
+        unit=led.schedule.unit,
         scheduled=scheduled,
         earned=earned,
-        done=sum(o.done for o in counted),
-        partly=sum(o.partly for o in counted),
-        missed=sum(1 for o in occs if o.state is OccurrenceState.MISSED),
-        paused=sum(1 for o in occs if o.state is OccurrenceState.PAUSED),
-        pending=sum(1 for o in occs if o.state is OccurrenceState.PENDING),
+        done=done,
+        partly=partly,
+        missed=missed,
+        paused=paused,
+        pending=pending,
         rate=earned / scheduled if scheduled else None,
     )
 
@@ -110,9 +137,9 @@ def adherence_windows(
     policy: AdherencePolicy | None = None,
 ) -> dict[int, Adherence]:
     """Adherence for several window lengths at once, keyed by the length in days."""
-    checkin_list = list(checkins)
-    pause_list = list(pauses)
-    return {
-        days: adherence(schedule, checkin_list, pause_list, today=today, days=days, policy=policy)
-        for days in windows
-    }
+    for days in windows:
+        if days < 1:
+            raise ScheduleError(f"an adherence window needs at least one day, got {days}")
+    longest = max(windows, default=1)
+    led = ledger(schedule, checkins, pauses, today=today, start=today - timedelta(days=longest - 1), end=today)
+    return {days: ledger_adherence(led, days, policy) for days in windows}

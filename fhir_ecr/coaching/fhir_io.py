@@ -68,6 +68,7 @@ __all__ = [
     "checkin_identifier",
     "checkin_observation",
     "checkin_from_observation",
+    "checkins_from_tokens",
     "effective_local_date",
     "goal_info",
     "goal_info_target",
@@ -520,25 +521,93 @@ def checkin_observation(
 
 def checkin_from_observation(obs: Mapping[str, Any]) -> tuple[str, str, CheckIn] | None:
     """``(plan id, habit id, CheckIn)`` of a check-in Observation; None for entered-in-error or malformed ones."""
+    # Plain loops, no generators: the coaching summary runs this over two years of check-ins.
     if obs.get("status") == "entered-in-error":
         return None
-    hid = _ext(obs.get("extension"), HABIT_ID_URL)
-    plan_id = next((ref_id(b, "CarePlan") for b in obs.get("basedOn", []) or [] if ref_id(b, "CarePlan")), None)
+    habit_id = None
+    for ext in obs.get("extension") or ():
+        if ext.get("url") == HABIT_ID_URL:
+            habit_id = str(ext.get("valueString"))
+            break
+    plan_id = None
+    for based_on in obs.get("basedOn") or ():
+        plan_id = ref_id(based_on, "CarePlan")
+        if plan_id:
+            break
     raw_day = obs.get("effectiveDateTime")
-    code = next((c.get("code") for c in (obs.get("valueCodeableConcept") or {}).get("coding", []) or []
-                 if c.get("system") == CHECKIN_RESULT_SYSTEM), None)
-    if not hid or plan_id is None or not isinstance(raw_day, str) or not _DATE_RE.match(raw_day) or code is None:
-        return None
-    try:
-        status = CheckInStatus(code)
-    except ValueError:
+    code = None
+    for coding in (obs.get("valueCodeableConcept") or {}).get("coding") or ():
+        if coding.get("system") == CHECKIN_RESULT_SYSTEM:
+            code = coding.get("code")
+            break
+    if habit_id is None or not plan_id or not isinstance(raw_day, str) or not _DATE_RE.match(raw_day) \
+            or not isinstance(code, str) or code not in _CHECKIN_STATUS:
         return None
     qty = None
-    for comp in obs.get("component", []) or []:
+    for comp in obs.get("component") or ():
         value = (comp.get("valueQuantity") or {}).get("value")
         if isinstance(value, (int, float)):
             qty = float(value)
-    return plan_id, str(hid[0].get("valueString")), CheckIn(date.fromisoformat(raw_day), status, qty)
+    return plan_id, habit_id, CheckIn(date.fromisoformat(raw_day), _CHECKIN_STATUS[code], qty)
+
+
+_CHECKIN_STATUS = {s.value: s for s in CheckInStatus}
+
+
+def checkins_from_tokens(rows: Iterable[tuple[str, str, str | None, str | None]]
+                         ) -> tuple[dict[tuple[str, str], list[CheckIn]], list[str]]:
+    """Check-ins from the token index rows ``(id, param, system, code)`` of their ``identifier``, ``value-concept``
+    and ``status`` (``FhirRepository``'s ``search_tokens``), without reading a document.
+
+    A check-in counts for the plan, habit and day its check-in identifier names (``{plan}/{habit}/{date}``, the
+    key that makes check-ins idempotent per habit and day; the mecr-habit-check-in profile ties it to basedOn,
+    the habit-id extension and effectiveDateTime), with the result its valueCodeableConcept codes. Returns the
+    check-ins by ``(plan id, habit id)`` and the ids of the Observations that have no well-formed check-in
+    identifier: read those in full and parse them with :func:`checkin_from_observation`. Entered-in-error
+    check-ins and ones without a known result are left out, as that function leaves them out.
+    """
+    by_habit: dict[tuple[str, str], list[CheckIn]] = {}
+    unkeyed: list[str] = []
+    days: dict[str, date] = {}
+
+    def finish(rid: str, key: str | None, result: str | None, void: bool) -> None:
+        if void:
+            return
+        parts = key.split("/") if key is not None else []
+        if len(parts) != 3 or not parts[0] or not _HABIT_ID_RE.match(parts[1]) or not _DATE_RE.match(parts[2]):
+            unkeyed.append(rid)
+            return
+        status = _CHECKIN_STATUS.get(result) if result is not None else None
+        if status is None:
+            return
+        day = days.get(parts[2])
+        if day is None:
+            try:
+                day = days[parts[2]] = date.fromisoformat(parts[2])
+            except ValueError:
+                unkeyed.append(rid)
+                return
+        by_habit.setdefault((parts[0], parts[1]), []).append(CheckIn(day, status))
+
+    current: str | None = None
+    key = result = None
+    void = False
+    for rid, param, system, code in rows:
+        if rid != current:
+            if current is not None:
+                finish(current, key, result, void)
+            current, key, result, void = rid, None, None, False
+        if param == "identifier":
+            if system == CHECKIN_ID_SYSTEM and key is None:
+                key = code
+        elif param == "value-concept":
+            if system == CHECKIN_RESULT_SYSTEM and result is None:
+                result = code or ""
+        elif param == "status" and code == "entered-in-error":
+            void = True
+    if current is not None:
+        finish(current, key, result, void)
+    return by_habit, unkeyed
 
 
 # --- PDSA -------------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ class _Ops:
         self.service_kwargs = service_kwargs
 
     def service(self, call: OperationCall) -> CoachingService:
-        return CoachingService(call.services.repo, **self.service_kwargs)
+        return CoachingService(call.repo, **self.service_kwargs)
 
     def summary(self, call: OperationCall) -> dict[str, Any]:
         return io.to_parameters(self.service(call).coaching_summary(str(call.resource_id)))

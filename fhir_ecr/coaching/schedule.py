@@ -30,6 +30,7 @@ on a paused day neither helps nor hurts.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -50,7 +51,9 @@ __all__ = [
     "ScheduleKind",
     "Unit",
     "Weekday",
+    "Ledger",
     "due_dates",
+    "ledger",
     "local_date",
     "occurrences",
     "schedule_from_timing",
@@ -292,24 +295,179 @@ def due_dates(schedule: Schedule, start: date, end: date) -> list[date]:
     """
     _require_date(start, "range start")
     _require_date(end, "range end")
-    return [day for day in _days(start, end) if schedule.is_due(day)]
+    first, last = max(start, schedule.start), end if schedule.end is None else min(end, schedule.end)
+    if last < first:
+        return []
+    return [date.fromordinal(o) for o in _due_ordinals(schedule, first.toordinal(), last.toordinal())]
 
 
+def _due_ordinals(schedule: Schedule, first: int, last: int) -> Sequence[int]:
+    """Ordinals of the due days in ``[first, last]`` (already clipped to the schedule's active range)."""
+    if schedule.kind is ScheduleKind.DAILY:
+        return range(first, last + 1)
+    if schedule.kind is ScheduleKind.WEEKDAYS:
+        # date.fromordinal(1) is Monday 1 January of year 1, so an ordinal's weekday is (ordinal - 1) % 7.
+        days = {int(d) for d in schedule.weekdays}
+        return [o for o in range(first, last + 1) if (o - 1) % 7 in days]
+    if schedule.kind is ScheduleKind.EVERY_N_DAYS:
+        n = schedule.interval_days
+        begin = first + (-(first - schedule.start.toordinal())) % n
+        return range(begin, last + 1, n)
+    return ()
+
+
+# Ranks of a day's best check-in; a day without one has no rank.
 _STATUS_RANK = {CheckInStatus.NOT_DONE: 0, CheckInStatus.PARTLY: 1, CheckInStatus.DONE: 2}
+_PARTLY_RANK, _DONE_RANK = 1, 2
 
 
-def _best_status_by_day(checkins: Iterable[CheckIn]) -> dict[date, CheckInStatus]:
+def _best_rank_by_day(checkins: Iterable[CheckIn], today: int) -> dict[int, int]:
     # Several check-ins on one day (a correction, two devices): the best outcome is what happened.
-    best: dict[date, CheckInStatus] = {}
+    best: dict[int, int] = {}
     for checkin in checkins:
-        current = best.get(checkin.day)
-        if current is None or _STATUS_RANK[checkin.status] > _STATUS_RANK[current]:
-            best[checkin.day] = checkin.status
+        day = checkin.day.toordinal()
+        if day > today:
+            continue
+        rank = _STATUS_RANK[checkin.status]
+        if best.get(day, -1) < rank:
+            best[day] = rank
     return best
 
 
-def _paused(day: date, pauses: Sequence[Pause]) -> bool:
-    return any(p.covers(day) for p in pauses)
+def _paused_ordinals(pauses: Iterable[Pause], first: int, last: int) -> set[int]:
+    paused: set[int] = set()
+    for p in pauses:
+        lo = max(p.start.toordinal(), first)
+        hi = last if p.end is None else min(p.end.toordinal(), last)
+        if lo <= hi:
+            paused.update(range(lo, hi + 1))
+    return paused
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The occurrences of one habit as parallel lists (no object per occurrence), oldest first.
+
+    ``starts`` are date ordinals (:meth:`datetime.date.toordinal`) of each scheduled day, or of the first
+    day of each calendar week for times-per-week habits. Build one with :func:`ledger`; it answers
+    adherence over any trailing window (:mod:`~fhir_ecr.coaching.adherence`) and streaks
+    (:mod:`~fhir_ecr.coaching.streaks`) without walking the calendar again.
+    """
+
+    schedule: Schedule
+    today: date
+    starts: list[int]
+    required: list[int]
+    done: list[int]
+    partly: list[int]
+    states: list[OccurrenceState]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def index_from(self, day: date) -> int:
+        """Index of the first occurrence that touches ``day`` or later (a week touches all of its days)."""
+        first = day.toordinal()
+        if self.schedule.unit is Unit.WEEK:
+            first -= (day.weekday() - self.schedule.week_start) % 7
+        return bisect_left(self.starts, first)
+
+    def occurrence(self, i: int) -> Occurrence:
+        """The ``i``-th occurrence as an :class:`Occurrence`."""
+        start = date.fromordinal(self.starts[i])
+        end = start + timedelta(days=6) if self.schedule.unit is Unit.WEEK else start
+        return Occurrence(start, end, self.required[i], self.done[i], self.partly[i], self.states[i])
+
+
+def ledger(
+    schedule: Schedule,
+    checkins: Iterable[CheckIn],
+    pauses: Iterable[Pause] = (),
+    *,
+    today: date,
+    start: date | None = None,
+    end: date | None = None,
+) -> Ledger:
+    """The :class:`Ledger` of every occurrence touching ``[start, end]`` (default: the habit's whole life) up to
+    and including ``today``; see :func:`occurrences` for the rule."""
+    _require_date(today, "today")
+    start = schedule.start if start is None else _require_date(start, "range start")
+    end = today if end is None else _require_date(end, "range end")
+    first = max(start, schedule.start).toordinal()
+    last = min(end, today) if schedule.end is None else min(end, today, schedule.end)
+    led = Ledger(schedule, today, [], [], [], [], [])
+    if last.toordinal() < first:
+        return led
+    last_o, today_o = last.toordinal(), today.toordinal()
+    rank = _best_rank_by_day(checkins, today_o)
+    pause_list = list(pauses)
+    if schedule.unit is Unit.DAY:
+        _fill_days(led, schedule, rank, _paused_ordinals(pause_list, first, last_o), first, last_o, today_o)
+    else:
+        _fill_weeks(led, schedule, rank, pause_list, first, last_o, today_o)
+    return led
+
+
+def _fill_days(led: Ledger, schedule: Schedule, rank: Mapping[int, int], paused: set[int], first: int, last: int,
+               today: int) -> None:
+    for o in _due_ordinals(schedule, first, last):
+        if o in paused:
+            state, req, n_done, n_partly = OccurrenceState.PAUSED, 0, 0, 0
+        else:
+            r = rank.get(o)
+            if r == _DONE_RANK:
+                state, req, n_done, n_partly = OccurrenceState.DONE, 1, 1, 0
+            elif r == _PARTLY_RANK:
+                state, req, n_done, n_partly = OccurrenceState.PARTLY, 1, 0, 1
+            else:
+                # Today is not missed until it is over.
+                state = OccurrenceState.MISSED if o < today else OccurrenceState.PENDING
+                req, n_done, n_partly = 1, 0, 0
+        led.starts.append(o)
+        led.required.append(req)
+        led.done.append(n_done)
+        led.partly.append(n_partly)
+        led.states.append(state)
+
+
+def _fill_weeks(led: Ledger, schedule: Schedule, rank: Mapping[int, int], pauses: Sequence[Pause], first: int,
+                last: int, today: int) -> None:
+    week_first = first - (date.fromordinal(first).weekday() - schedule.week_start) % 7
+    # A week is judged whole, so its days beyond the range (later this week, or before a window's start) count.
+    active_first = schedule.start.toordinal()
+    active_last = schedule.end.toordinal() if schedule.end is not None else None
+    paused = _paused_ordinals(pauses, week_first, last + 6)
+    times = schedule.times_per_week
+    while week_first <= last:
+        lo = max(week_first, active_first)
+        hi = week_first + 6 if active_last is None else min(week_first + 6, active_last)
+        countable = [d for d in range(lo, hi + 1) if d not in paused]
+        # Pro-rate the weekly target to the days that can count, rounding up so a short week still asks for
+        # at least one check-in per started 7/n days.
+        req = -(-times * len(countable) // 7)
+        n_done = n_partly = 0
+        for d in countable:
+            r = rank.get(d)
+            if r == _DONE_RANK:
+                n_done += 1
+            elif r == _PARTLY_RANK:
+                n_partly += 1
+        if req == 0:
+            state = OccurrenceState.PAUSED
+        elif n_done >= req:
+            state = OccurrenceState.DONE
+        elif n_done + n_partly >= req:
+            state = OccurrenceState.PARTLY
+        elif countable[-1] < today:
+            state = OccurrenceState.MISSED
+        else:
+            state = OccurrenceState.PENDING
+        led.starts.append(week_first)
+        led.required.append(req)
+        led.done.append(n_done)
+        led.partly.append(n_partly)
+        led.states.append(state)
+        week_first += 7
 
 
 def occurrences(
@@ -329,64 +487,8 @@ def occurrences(
     """
     for value, what in ((start, "range start"), (end, "range end"), (today, "today")):
         _require_date(value, what)
-    pause_list = list(pauses)
-    status_by_day = {d: s for d, s in _best_status_by_day(checkins).items() if d <= today}
-    first = max(start, schedule.start)
-    last = min(end, today) if schedule.end is None else min(end, today, schedule.end)
-    if last < first:
-        return []
-    if schedule.unit is Unit.DAY:
-        return [
-            _day_occurrence(day, status_by_day, pause_list, today) for day in due_dates(schedule, first, last)
-        ]
-    result: list[Occurrence] = []
-    week_first, _ = week_bounds(first, schedule.week_start)
-    while week_first <= last:
-        result.append(_week_occurrence(schedule, week_first, status_by_day, pause_list, today))
-        week_first += timedelta(days=7)
-    return result
-
-
-def _day_occurrence(
-    day: date, status_by_day: Mapping[date, CheckInStatus], pauses: Sequence[Pause], today: date
-) -> Occurrence:
-    status = status_by_day.get(day)
-    if _paused(day, pauses):
-        return Occurrence(day, day, 0, 0, 0, OccurrenceState.PAUSED)
-    if status is CheckInStatus.DONE:
-        return Occurrence(day, day, 1, 1, 0, OccurrenceState.DONE)
-    if status is CheckInStatus.PARTLY:
-        return Occurrence(day, day, 1, 0, 1, OccurrenceState.PARTLY)
-    # Today is not missed until it is over.
-    state = OccurrenceState.MISSED if day < today else OccurrenceState.PENDING
-    return Occurrence(day, day, 1, 0, 0, state)
-
-
-def _week_occurrence(
-    schedule: Schedule,
-    week_first: date,
-    status_by_day: Mapping[date, CheckInStatus],
-    pauses: Sequence[Pause],
-    today: date,
-) -> Occurrence:
-    week_last = week_first + timedelta(days=6)
-    countable = [d for d in _days(week_first, week_last) if schedule.is_active(d) and not _paused(d, pauses)]
-    # Pro-rate the weekly target to the days that can count, rounding up so a short week still asks for
-    # at least one check-in per started 7/n days.
-    required = -(-schedule.times_per_week * len(countable) // 7)
-    done = sum(1 for d in countable if status_by_day.get(d) is CheckInStatus.DONE)
-    partly = sum(1 for d in countable if status_by_day.get(d) is CheckInStatus.PARTLY)
-    if required == 0:
-        state = OccurrenceState.PAUSED
-    elif done >= required:
-        state = OccurrenceState.DONE
-    elif done + partly >= required:
-        state = OccurrenceState.PARTLY
-    elif countable[-1] < today:
-        state = OccurrenceState.MISSED
-    else:
-        state = OccurrenceState.PENDING
-    return Occurrence(week_first, week_last, required, done, partly, state)
+    led = ledger(schedule, checkins, pauses, today=today, start=start, end=end)
+    return [led.occurrence(i) for i in range(len(led))]
 
 
 # --- FHIR Timing.repeat -------------------------------------------------------------------------------

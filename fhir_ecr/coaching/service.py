@@ -37,12 +37,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_ecr.coaching import fhir_io as io
-from fhir_ecr.coaching.adherence import AdherencePolicy, adherence_windows
+from fhir_ecr.coaching.adherence import AdherencePolicy, ledger_adherence
 from fhir_ecr.coaching.errors import CoachingError
 from fhir_ecr.coaching.progress import AchievementStatus, GoalProgress, ProgressPolicy, goal_progress
 from fhir_ecr.coaching.runchart import Phase, RunChartAnalysis, analyse_phases, analyse_run_chart
-from fhir_ecr.coaching.schedule import CheckIn, CheckInStatus, Pause
-from fhir_ecr.coaching.streaks import StreakPolicy, streaks
+from fhir_ecr.coaching.schedule import CheckIn, CheckInStatus, Pause, ledger
+from fhir_ecr.coaching.streaks import StreakPolicy, ledger_streaks
 from fhir_ecr.outcomes import FhirError, bad_request, issue, precondition_failed
 from fhir_ecr.store.repository import FhirRepository, Stored, UnitOfWork
 from fhir_ecr.store.search import parse_search
@@ -111,6 +111,17 @@ def _search_all(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]]) -> l
         if result.next_cursor is None:
             return out
         query.cursor = result.next_cursor
+
+
+def _elements(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]], elements: list[str]
+              ) -> Iterator[dict[str, Any]]:
+    """Every match with only the named elements, picked out by the store, parsed one at a time as iterated."""
+    return uow.search_elements(parse_search(rtype, params, strict=True), elements)
+
+
+# What the summary reads of each check-in and each reading (io.checkin_from_observation, io.measurements_by_day).
+_CHECKIN_ELEMENTS = ["status", "extension", "basedOn", "effectiveDateTime", "valueCodeableConcept"]
+_READING_ELEMENTS = ["status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity"]
 
 
 def _coding_token(codings: Sequence[tuple[str, str]]) -> str:
@@ -688,8 +699,8 @@ class CoachingService:
             # Bounded reads (the p95 target): check-ins of the last history_days days; readings of the trend and
             # run-chart windows plus the first baseline_points days' readings for the baseline.
             since = today - timedelta(days=self.history_days - 1)
-            checkins = _search_all(uow, "Observation", [subject, ("code", f"{io.MECR_CODES}|habit-check-in"),
-                                                        ("date", f"ge{since.isoformat()}")])
+            by_habit = self._checkins(uow, [subject, ("code", f"{io.MECR_CODES}|habit-check-in"),
+                                            ("date", f"ge{since.isoformat()}")])
             with _core_errors():
                 infos = [io.goal_info(g) for g in goals]
             measures = sorted({m for i in infos if i.target is not None and i.lifecycle not in _CLOSED_GOALS
@@ -697,16 +708,11 @@ class CoachingService:
             readings: list[dict[str, Any]] = []
             if measures:
                 recent_days = max(self.run_chart_days, self.progress_policy.trend_window_days) + 1
-                readings = _search_all(uow, "Observation", [
+                readings = list(_elements(uow, "Observation", [
                     subject, ("code", _coding_token(measures)),
-                    ("date", f"ge{(today - timedelta(days=recent_days)).isoformat()}")])
+                    ("date", f"ge{(today - timedelta(days=recent_days)).isoformat()}")], _READING_ELEMENTS))
                 for m in measures:
                     readings += self._first_readings(uow, patient_id, m)
-        by_habit: dict[tuple[str, str], list[CheckIn]] = {}
-        for obs in checkins:
-            parsed = io.checkin_from_observation(obs)
-            if parsed is not None:
-                by_habit.setdefault((parsed[0], parsed[1]), []).append(parsed[2])
         with _core_errors():
             habits = [h for p in plans if p.get("status") not in ("revoked", "entered-in-error")
                       for h in io.habits_of_plan(p)]
@@ -741,9 +747,10 @@ class CoachingService:
         for habit in habits:
             cis = by_habit.get((habit.plan_id, habit.habit_id), [])
             with _core_errors():
-                windows = adherence_windows(habit.schedule, cis, habit.pauses, today=today, windows=self.windows,
-                                            policy=self.adherence_policy)
-                streak = streaks(habit.schedule, cis, habit.pauses, today=today, policy=self.streak_policy)
+                # One ledger of the habit's whole life serves every adherence window and the streaks.
+                led = ledger(habit.schedule, cis, habit.pauses, today=today)
+                windows = {d: ledger_adherence(led, d, self.adherence_policy) for d in self.windows}
+                streak = ledger_streaks(led, self.streak_policy)
             last = max((c.day for c in cis), default=None)
             habit_out.append({
                 "plan": {"reference": f"CarePlan/{habit.plan_id}"},
@@ -776,13 +783,26 @@ class CoachingService:
             "habit": habit_out,
         }
 
+    def _checkins(self, uow: UnitOfWork, params: list[tuple[str, str]]) -> dict[tuple[str, str], list[CheckIn]]:
+        """The check-ins matching ``params`` by (plan id, habit id), read from the search index: a check-in's
+        identifier, result and status (io.checkins_from_tokens); only check-ins without a check-in identifier
+        are read as documents (a few elements each)."""
+        rows = uow.search_tokens(parse_search("Observation", params, strict=True),
+                                 ["identifier", "value-concept", "status"])
+        by_habit, unkeyed = io.checkins_from_tokens(rows)
+        for i in range(0, len(unkeyed), 200):
+            ids = ",".join(unkeyed[i:i + 200])
+            for obs in _elements(uow, "Observation", [("_id", ids)], _CHECKIN_ELEMENTS):
+                parsed = io.checkin_from_observation(obs)
+                if parsed is not None:
+                    by_habit.setdefault((parsed[0], parsed[1]), []).append(parsed[2])
+        return by_habit
+
     def _first_readings(self, uow: UnitOfWork, patient_id: str, measure: tuple[str, str]) -> list[dict[str, Any]]:
         """The readings of a measure's first days (the goal baseline), oldest first."""
         query = parse_search("Observation", [("patient", f"Patient/{patient_id}"), ("code", _coding_token([measure])),
-                                             ("_sort", "date")], strict=True,
-                             default_count=self.progress_policy.baseline_points * 4)
-        query.total = "none"
-        return [s.content for s in uow.search(query).matches if s.content is not None]
+                                             ("_sort", "date")], strict=True)
+        return list(uow.search_elements(query, _READING_ELEMENTS, limit=self.progress_policy.baseline_points * 4))
 
     def run_chart(self, patient_id: str, codings: Sequence[tuple[str, str]], start: date | None = None,
                   end: date | None = None) -> dict[str, Any]:

@@ -35,22 +35,21 @@ still running on ``today``. The *best* streak is the longest; on a tie the more 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date
 
 from fhir_ecr.coaching.errors import ScheduleError
 from fhir_ecr.coaching.schedule import (
     CheckIn,
-    Occurrence,
+    Ledger,
     OccurrenceState,
     Pause,
     Schedule,
     Unit,
-    occurrences,
-    week_bounds,
+    ledger,
 )
 
-__all__ = ["Streak", "StreakPolicy", "Streaks", "streaks"]
+__all__ = ["Streak", "StreakPolicy", "Streaks", "ledger_streaks", "streaks"]
 
 
 @dataclass(frozen=True)
@@ -97,21 +96,6 @@ class Streaks:
         return self.best.length if self.best else 0
 
 
-@dataclass
-class _Run:
-    length: int = 0
-    start: date | None = None
-    end: date | None = None
-    repaired: list[date] = field(default_factory=list)
-
-    def freeze(self, *, keep_trailing_repairs: bool) -> Streak:
-        if self.start is None or self.end is None:
-            raise ScheduleError("internal error: an empty run cannot become a streak")
-        end = self.end
-        repaired = [d for d in self.repaired if keep_trailing_repairs or d <= end]
-        return Streak(self.length, self.start, end, tuple(repaired))
-
-
 def streaks(
     schedule: Schedule,
     checkins: Iterable[CheckIn],
@@ -121,49 +105,57 @@ def streaks(
     policy: StreakPolicy | None = None,
 ) -> Streaks:
     """Current and best streak as of ``today`` (see the module docstring for the exact rule)."""
+    return ledger_streaks(ledger(schedule, checkins, pauses, today=today), policy)
+
+
+def ledger_streaks(led: Ledger, policy: StreakPolicy | None = None) -> Streaks:
+    """Current and best streak of a ledger that covers the habit's whole life (:func:`ledger` without a range)."""
     policy = policy or StreakPolicy()
-    occs = occurrences(schedule, checkins, pauses, start=schedule.start, end=today, today=today)
-    run = _Run()
-    best: Streak | None = None
-
-    def close() -> None:
-        nonlocal best, run
-        if run.length:
-            finished = run.freeze(keep_trailing_repairs=False)
-            if best is None or finished.length >= best.length:
-                best = finished
-        run = _Run()
-
-    for occ in occs:
-        if occ.state in (OccurrenceState.PAUSED, OccurrenceState.PENDING):
+    schedule = led.schedule
+    by_week = schedule.unit is Unit.DAY
+    # The repair budget's window, in days before the occurrence's start: its calendar week for day-unit
+    # habits, the last repair_window_weeks weeks for weekly ones.
+    window_back = 7 * (policy.repair_window_weeks - 1)
+    week_start = int(schedule.week_start)
+    max_repairs = policy.max_repairs
+    skip = (OccurrenceState.PAUSED, OccurrenceState.PENDING)
+    kept_states = (OccurrenceState.DONE, OccurrenceState.PARTLY) if policy.partly_keeps_streak \
+        else (OccurrenceState.DONE,)
+    # The running streak: length, first and last kept occurrence, repaired occurrences (ordinals).
+    length, first, last, repaired = 0, 0, 0, []
+    best: tuple[int, int, int, list[int]] | None = None  # length, first, last, repairs up to last
+    starts, states = led.starts, led.states
+    for i, state in enumerate(states):
+        if state in skip:
             continue
-        kept = occ.state is OccurrenceState.DONE or (
-            occ.state is OccurrenceState.PARTLY and policy.partly_keeps_streak
-        )
-        if kept:
-            if run.length == 0:
-                run.start = occ.start
-            run.length += 1
-            run.end = occ.start
-        elif run.length and _can_repair(schedule, policy, run, occ):
-            run.repaired.append(occ.start)
-        else:
-            close()
-
+        o = starts[i]
+        if state in kept_states:
+            if length == 0:
+                first = o
+            length += 1
+            last = o
+            continue
+        if length:
+            # Ordinal o's weekday is (o - 1) % 7 (date.fromordinal(1) is a Monday).
+            lo = o - ((o - 1) % 7 - week_start) % 7 if by_week else o - window_back
+            used = 0
+            for r in reversed(repaired):
+                if r < lo:
+                    break
+                used += 1
+            if used < max_repairs:
+                repaired.append(o)
+                continue
+            if best is None or length >= best[0]:
+                best = (length, first, last, [r for r in repaired if r <= last])
+        length, repaired = 0, []
     current: Streak | None = None
-    if run.length:
-        current = run.freeze(keep_trailing_repairs=True)
-        if best is None or current.length >= best.length:
-            best = run.freeze(keep_trailing_repairs=False)
-    return Streaks(schedule.unit, current, best)
+    if length:
+        current = _streak(length, first, last, repaired)
+        if best is None or length >= best[0]:
+            best = (length, first, last, [r for r in repaired if r <= last])
+    return Streaks(schedule.unit, current, _streak(*best) if best is not None else None)
 
 
-def _can_repair(schedule: Schedule, policy: StreakPolicy, run: _Run, occ: Occurrence) -> bool:
-    if schedule.unit is Unit.DAY:
-        week_first, week_last = week_bounds(occ.start, schedule.week_start)
-        used = sum(1 for d in run.repaired if week_first <= d <= week_last)
-    else:
-        # Rolling window of weeks ending with this one: earlier repairs whose week starts within it.
-        window_first = occ.start - timedelta(days=7 * (policy.repair_window_weeks - 1))
-        used = sum(1 for d in run.repaired if window_first <= d)
-    return used < policy.max_repairs
+def _streak(length: int, first: int, last: int, repaired: list[int]) -> Streak:
+    return Streak(length, date.fromordinal(first), date.fromordinal(last), tuple(date.fromordinal(r) for r in repaired))

@@ -640,12 +640,17 @@ class UnitOfWork:
                     frontier.append((row.pk, row.res_type, row.res_id))
         return included
 
-    def search_elements(self, query: SearchQuery, elements: list[str]) -> list[Stored]:
-        """Every match of ``query`` with only ``resourceType``, ``id`` and the named top-level ``elements``, picked
-        out in the database (FHIR ``_elements``, https://hl7.org/fhir/R4/search.html#elements, without the
-        SUBSETTED tag): for a caller that needs a few elements of thousands of resources, such as the coaching
-        summary reading two years of check-ins. All matches in key order, in one statement; ``_count``, paging,
-        ``_sort``, ``_include`` and totals do not apply. The contents are partial: never write one back.
+    def search_elements(self, query: SearchQuery, elements: list[str], *, limit: int | None = None
+                        ) -> Iterator[dict[str, Any]]:
+        """The matches of ``query``, each as a partial resource holding only ``resourceType``, ``id`` and the named
+        top-level ``elements``, picked out in the database (FHIR ``_elements``,
+        https://hl7.org/fhir/R4/search.html#elements, without the SUBSETTED tag).
+
+        For callers that reduce thousands of resources to a few values each, such as the coaching summary over
+        two years of check-ins: one statement; all matches (or the first ``limit``) in ``_sort`` order, else
+        in key order (``_count``, paging, ``_include`` and totals do not apply); each partial resource is
+        parsed only when the returned iterator reaches it, so the caller never holds thousands of parsed
+        documents at once. Consume the iterator inside the unit of work. Never write a partial resource back.
         """
         if not elements or not all(e.isascii() and e.isalnum() for e in elements):
             raise bad_request(f"element names must be letters and digits, not {elements!r}")
@@ -658,26 +663,67 @@ class UnitOfWork:
         where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, self.repo.fhir_base)
         if compartment is not None:
             where.append(self._compartment_where(rtype, compartment))
-        # One JSON array of the elements per row (null where absent): a single parse of each document.
+        # One JSON array of the elements per row (null where absent), so each document is parsed once.
         if self.is_postgres:
             picked = sa.cast(sa.func.jsonb_build_array(
                 *[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]), sa.Text)
-        else:  # json_extract with two or more paths returns an array (https://sqlite.org/json1.html#jex)
+            skip = 0
+        else:  # with two or more paths json_extract returns an array (https://sqlite.org/json1.html#jex)
             picked = sa.func.json_extract(R.c.content, "$.id", *[f"$.{e}" for e in elements])
+            skip = 1
+        stmt = sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, picked.label("picked")).where(*where)
+        stmt = stmt.order_by(*sort_sql(rtype, query.sort)) if query.sort else stmt.order_by(R.c.pk)
+        rows = self.conn.execute(stmt if limit is None else stmt.limit(limit)).all()
+
+        def partial() -> Iterator[dict[str, Any]]:
+            for row in rows:
+                content = {"resourceType": rtype, "id": row.res_id}
+                for name, value in zip(elements, orjson.loads(row.picked)[skip:], strict=True):
+                    if value is not None:
+                        content[name] = value
+                if guard is not None:
+                    guard.after_read([Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content)])
+                yield content
+
+        return partial()
+
+    def search_tokens(self, query: SearchQuery, params: list[str]) -> list[tuple[str, str, str | None, str | None]]:
+        """``(id, param, system, code)`` for every value of the token ``params`` of every match of ``query``, read from
+        the token index alone: no document is read or parsed. Ordered by match (in key order), then as indexed.
+
+        For callers that need a few coded values of thousands of resources, such as the coaching summary reading
+        each check-in's identifier and result. Every match, in one statement (``_count``, paging, ``_sort``,
+        ``_include`` and totals do not apply); a match without a value of a parameter has no row for it.
+        """
+        rtype = query.resource_type
+        self._check_type(rtype)
+        names: dict[str, str] = {}
+        for name in params:
+            param = search_param(rtype, name)
+            if param is None or param.type != "token":
+                raise bad_request(f"{name} is not a token search parameter of {rtype}")
+            names.update((stored, name) for stored in param.index_names)
+        self.flush()
+        guard = self.repo.guard
+        compartment = guard.before_search(rtype) if guard is not None else None
+        pks = driven_pks(rtype, query.criteria, self.repo.fhir_base)
+        where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, self.repo.fhir_base)
+        if compartment is not None:
+            where.append(self._compartment_where(rtype, compartment))
+        tok = INDEX_TABLES["idx_token"]
         rows = self.conn.execute(
-            sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, picked.label("picked")).where(*where)
-            .order_by(R.c.pk)
+            sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, tok.c.param, tok.c.system, tok.c.code)
+            .select_from(R.join(tok, tok.c.res_pk == R.c.pk))
+            .where(*where, tok.c.param.in_(sorted(names)))
+            .order_by(R.c.pk, tok.c.rowid)
         ).all()
-        out = []
-        skip = 0 if self.is_postgres else 1
-        for row in rows:
-            values = orjson.loads(row.picked)[skip:]
-            content = {"resourceType": rtype, "id": row.res_id}
-            content.update((e, v) for e, v in zip(elements, values, strict=True) if v is not None)
-            out.append(Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content))
         if guard is not None:
-            guard.after_read(out)
-        return out
+            seen: dict[str, Stored] = {}
+            for r in rows:
+                seen.setdefault(r.res_id, Stored(rtype, r.res_id, r.version_id, r.last_updated, False,
+                                                 {"resourceType": rtype, "id": r.res_id}))
+            guard.after_read(list(seen.values()))
+        return [(r.res_id, names[r.param], r.system, r.code) for r in rows]
 
     def everything(self, patient_id: str, *, since: int | None = None, types: set[str] | None = None,
                    count: int = 1000, offset: int = 0) -> tuple[list[Stored], int]:

@@ -1,0 +1,767 @@
+"""Import wearable exports into the FHIR store: streamed, de-duplicated, idempotent, atomic per batch, resumable.
+
+One file is read once, as a stream (:mod:`mappings.wearables` readers, constant memory). Each reading goes one
+of two ways:
+
+* **Daily-summary inputs** (steps, active minutes, sleep, resting heart rate) are added into per
+  (metric, patient-local day, source) partial sums; when the whole file has been read, the sums become the
+  day's summaries through :func:`mappings.wearables.daily_summaries` (its de-duplication rule: per metric the
+  highest-priority source with data, never the sum of sources). Intraday samples are not stored (unless
+  ``samples=True``): the store holds the summaries and the spot readings (issue 7).
+* **Spot readings and sessions** (weight, blood pressure, SpO2, glucose, temperature, BMI, workouts, a
+  source's own day totals of other metrics) become Observations (+ a Device per source) as they stream by.
+
+Writes (``docs/wearables.md``):
+
+* **Deterministic ids.** Each Observation's id is its identifier value (SHA-256 of patient + metric + period +
+  source for readings, patient + metric + local day for summaries), so a batch finds what already exists with
+  one ``_id`` search per resource type and then creates what is absent, updates what changed and leaves the
+  rest alone. Re-importing a file, or a newer export that overlaps an older one, creates no duplicates and
+  writes nothing that did not change. Devices are created once and never rewritten by an import.
+* **Atomic batches.** A batch is one unit of work: ``batch_readings`` whole readings, or ``batch_days`` whole
+  local days of summaries (a day's summaries are never split). Summaries are written only after the whole
+  file was read, so a truncated file or a crash never leaves half a day.
+* **Resumable.** Each batch records its progress in the store's kv state (``wearable-import:…``, keyed by
+  patient, the file's SHA-256 and the options) in the same transaction; importing the same file again after a
+  crash skips what is committed. A finished import marks the state complete, and the next import of the same
+  file runs in full (and, being idempotent, writes nothing).
+* **A day summary is not overwritten by a lower-priority source.** A summary already stored for a day is
+  replaced when the new one comes from the same source (a newer export) or from a source that ranks at least
+  as high in the de-duplication rule (ties: the larger value), so importing Apple Health after Fitbit does
+  not undo the Fitbit day the rule prefers.
+* **Habits connect.** After each summary batch, summaries whose code is that of an active habit (on or after
+  the habit's start) go through :meth:`CoachingService.apply_wearable_observation`: a day at or above the
+  target becomes a ``done`` check-in (idempotent per habit and day).
+
+Bad records (wrong schema, unknown units, absurd values such as 200,000 steps a day or a 20 kg adult) are
+reported with file, line/record and reason, and not stored. A file that cannot be read at all raises
+:class:`WearableImportError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, tzinfo
+from pathlib import Path
+from typing import IO, Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from mappings.errors import MappingError, SkipLog, SkippedRecord
+from mappings.wearables import (
+    DEFAULT_RULE,
+    CsvMapping,
+    DailySummary,
+    DedupRule,
+    Metric,
+    Reading,
+    Source,
+    daily_summaries,
+    device_id,
+    reading_to_observation,
+    source_to_device,
+    summary_to_observation,
+)
+from mappings.wearables.summaries import _days_of  # the same day-splitting rule as the summaries
+
+from ..coaching import fhir_io as coaching_io
+from ..outcomes import FhirError, not_found
+from ..store.repository import FhirRepository, Stored, UnitOfWork
+from ..store.search import parse_search
+from .formats import ReaderOptions, detect_format, open_readings
+
+__all__ = [
+    "ImportOptions",
+    "ImportSummary",
+    "WearableImportError",
+    "WearableImporter",
+    "parse_source_priority",
+]
+
+log = logging.getLogger("mecr.wearables")
+
+#: Readings that feed the daily summaries (stored themselves only with ``samples=True``).
+SUMMARY_INPUTS: Final = frozenset({Metric.STEPS, Metric.ACTIVE_MINUTES, Metric.SLEEP_DURATION, Metric.SLEEP_ASLEEP,
+                                   Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM,
+                                   Metric.RESTING_HEART_RATE})
+#: Intraday samples of other metrics: not stored unless asked (a source's own day totals are stored).
+INTRADAY: Final = frozenset({Metric.DISTANCE, Metric.HEART_RATE, Metric.ACTIVE_ENERGY, Metric.SLEEP_AWAKE,
+                             Metric.SLEEP_IN_BED})
+_ASLEEP: Final = frozenset({Metric.SLEEP_ASLEEP, Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM})
+_SUMMARY_UNITS: Final = {Metric.STEPS: "{steps}", Metric.RESTING_HEART_RATE: "/min"}
+_STATE_PREFIX: Final = "wearable-import:"
+_MAX_PROBLEMS: Final = 100  # located bad records kept for the report (all are counted)
+_MAX_REASONS: Final = 200
+_OK_STATUSES: Final = ("final", "amended", "corrected")
+_SUPERSEDED: Final = "daily summary: a higher-priority source is already stored for the day"
+
+
+class WearableImportError(Exception):
+    """A file that cannot be imported at all (empty, truncated, not the format it claims). Names the file."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to import: format (None = detect), de-duplication rule, batch sizes, whether to keep samples."""
+
+    format: str | None = None
+    rule: DedupRule = DEFAULT_RULE
+    samples: bool = False
+    csv_mapping: CsvMapping | None = None
+    weight_unit: str | None = None
+    batch_readings: int = 1000
+    batch_days: int = 92
+
+
+@dataclass
+class ImportSummary:
+    """What an import did. ``read`` counts records (readings, bad and ignored records); ``mapped`` the readings
+    that were stored or went into a daily summary; ``skipped`` the rest, by reason."""
+
+    files: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    bytes: int = 0
+    read: int = 0
+    mapped: int = 0
+    summarised: int = 0
+    skipped: int = 0
+    skipped_reasons: Counter[str] = field(default_factory=Counter)
+    problems: list[SkippedRecord] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    days: int = 0
+    checkins: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+
+    def skip(self, reason: str, n: int = 1, problem: SkippedRecord | None = None) -> None:
+        self.skipped += n
+        if reason in self.skipped_reasons or len(self.skipped_reasons) < _MAX_REASONS:
+            self.skipped_reasons[reason] += n
+        else:
+            self.skipped_reasons["other reasons"] += n
+        if problem is not None and len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    def merge(self, other: ImportSummary) -> None:
+        """Add another file's figures to these."""
+        for name in ("bytes", "read", "mapped", "summarised", "skipped", "created", "updated", "unchanged", "days",
+                     "checkins", "resumed", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.files += other.files
+        self.formats += other.formats
+        self.skipped_reasons.update(other.skipped_reasons)
+        self.problems += other.problems[: max(0, _MAX_PROBLEMS - len(self.problems))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary (CLI ``--json`` and the upload endpoint)."""
+        return {
+            "files": self.files, "formats": self.formats, "bytes": self.bytes, "read": self.read,
+            "mapped": self.mapped, "summarised": self.summarised, "skipped": self.skipped,
+            "skippedReasons": dict(self.skipped_reasons.most_common()),
+            "problems": [{k: v for k, v in (("file", p.file), ("line", p.line), ("record", p.record),
+                                            ("reason", p.reason)) if v is not None} for p in self.problems],
+            "created": self.created, "updated": self.updated, "unchanged": self.unchanged, "days": self.days,
+            "checkins": self.checkins, "resumed": self.resumed, "seconds": round(self.seconds, 3),
+        }
+
+    def text(self) -> str:
+        """A few human-readable lines (the CLI's summary)."""
+        lines = [
+            f"read {self.read:,} records from {len(self.files)} file(s) ({self.bytes / 1e6:,.1f} MB) "
+            f"in {self.seconds:,.1f} s",
+            f"mapped {self.mapped:,} ({self.summarised:,} into {self.days:,} daily summaries); "
+            f"skipped {self.skipped:,}",
+            f"created {self.created:,}, updated {self.updated:,}, unchanged {self.unchanged:,}"
+            + (f"; habit check-ins {self.checkins:,}" if self.checkins else "")
+            + (f"; {self.resumed:,} already imported by an interrupted run" if self.resumed else ""),
+        ]
+        for reason, n in self.skipped_reasons.most_common(10):
+            lines.append(f"  skipped {n:,}: {reason}")
+        for p in self.problems[:10]:
+            where = ", ".join(str(x) for x in (p.file, f"line {p.line}" if p.line else None, p.record) if x)
+            lines.append(f"  {where}: {p.reason}")
+        if len(self.problems) > 10:
+            lines.append(f"  … {len(self.problems) - 10} more located problems with --json (the first 100 are kept)")
+        return "\n".join(lines)
+
+
+def parse_source_priority(specs: Sequence[str]) -> DedupRule:
+    """``["garmin,fitbit", "steps=apple watch,iphone"]`` -> a rule: a default order, and orders per metric."""
+    default = DEFAULT_RULE.default
+    per_metric: dict[Metric, tuple[str, ...]] = {}
+    for spec in specs:
+        head, sep, rest = spec.partition("=")
+        patterns = tuple(p.strip() for p in (rest if sep else head).split(",") if p.strip())
+        if not patterns:
+            raise ValueError(f"source priority {spec!r} names no source")
+        if sep:
+            try:
+                per_metric[Metric(head.strip())] = patterns
+            except ValueError:
+                raise ValueError(f"unknown metric {head.strip()!r} in source priority {spec!r}") from None
+        else:
+            default = patterns
+    return DedupRule(default=default, per_metric=per_metric)
+
+
+# --- reading the file ------------------------------------------------------------------------------------------
+
+
+class _Counting(io.RawIOBase):
+    """A read-only file wrapper that reports bytes read (the progress bar) and passes seeks through."""
+
+    def __init__(self, raw: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        self._raw = raw
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if self._progress is not None and data:
+            self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Problems(SkipLog):
+    """The readers' skip log, reporting into the import summary as it goes (bounded memory)."""
+
+    def __init__(self, summary: ImportSummary) -> None:
+        super().__init__()
+        self.summary = summary
+
+    def add(self, error: MappingError) -> None:
+        self.summary.read += 1
+        self.summary.skip(error.reason[:160], problem=SkippedRecord(error.file, error.line, error.record,
+                                                                     error.reason))
+
+    def ignore(self, reason: str) -> None:
+        self.summary.read += 1
+        self.summary.skip(f"not imported: {reason}")
+
+
+def _located(name: str, location: str | None, reason: str) -> SkippedRecord:
+    """A problem for the report; ``location`` is the reader's ``file:line`` or a record locator."""
+    head, _, tail = (location or "").rpartition(":")
+    if head and tail.isdigit():
+        return SkippedRecord(name, int(tail), None, reason)
+    return SkippedRecord(name, None, location, reason)
+
+
+def file_sha256(stream: IO[bytes]) -> str:
+    """SHA-256 of a seekable stream (left at offset 0)."""
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+# --- daily summaries in constant memory --------------------------------------------------------------------------
+
+
+class _DayTotals:
+    """Per (summary metric, local day, source) partial sums, kept as the stream goes by.
+
+    :func:`daily_summaries` holds every reading of its input (its exact-duplicate set), which a multi-GB export
+    cannot afford. This keeps only the sums that function would form — same day-splitting (``_days_of``),
+    same kinds (a source's day totals, else its sleep sessions, else its intervals), mean for resting heart
+    rate — and hands it one day-total reading per bucket, so the cross-source choice and rounding stay there.
+    Exact duplicates (same metric, source, period and label) are dropped within a source's current UTC day,
+    which catches every duplicate of a time-ordered stream (Apple Health writes each type and source in time
+    order) in memory bounded by one day of one stream.
+    """
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        # (metric, day, source key) -> [day sum, day n, session sum, session n, interval sum, interval n]
+        self.buckets: dict[tuple[Metric, date, str], list[float]] = {}
+        self.sources: dict[str, Source] = {}
+        self._recent: dict[tuple[Metric, str], tuple[int, set[tuple[Any, ...]]]] = {}
+
+    def add(self, reading: Reading) -> bool:
+        """Count the reading; False when it is an exact duplicate of one already counted."""
+        metric = reading.metric
+        source = reading.source
+        key = source.key
+        start, end = reading.start, reading.end
+        t0 = start.timestamp()
+        stream = (metric, key)
+        marker = int(t0 // 86400)
+        recent = self._recent.get(stream)
+        if recent is None or recent[0] != marker:
+            recent = (marker, set())
+            self._recent[stream] = recent
+        ident = (t0, end.timestamp() if end is not None else None, reading.label, reading.local_date)
+        if ident in recent[1]:
+            return False
+        recent[1].add(ident)
+        if key not in self.sources:
+            self.sources[key] = source
+        if metric is Metric.STEPS or metric is Metric.ACTIVE_MINUTES:
+            target, additive = metric, True
+        elif metric is Metric.RESTING_HEART_RATE:
+            target, additive = metric, False
+        else:
+            target, additive = Metric.SLEEP_DURATION, False
+        if reading.local_date is not None:
+            slot, parts = 0, ((reading.local_date, 1.0),)
+        else:
+            slot = 2 if metric is Metric.SLEEP_DURATION else 4
+            tz = self.tz
+            if end is None or end == start or not additive:
+                anchor = end if (end is not None and not additive) else start
+                parts = ((anchor.astimezone(tz).date(), 1.0),)
+            else:
+                first = start.astimezone(tz).date()
+                parts = ((first, 1.0),) if end.astimezone(tz).date() == first else tuple(_days_of(reading, tz, True))
+        value = reading.value
+        assert value is not None
+        buckets = self.buckets
+        for day, share in parts:
+            bucket = buckets.get((target, day, key))
+            if bucket is None:
+                bucket = buckets[(target, day, key)] = [0.0, 0, 0.0, 0, 0.0, 0]
+            bucket[slot] += value * share
+            bucket[slot + 1] += 1
+        return True
+
+    def summaries(self, rule: DedupRule) -> list[DailySummary]:
+        from mappings.wearables._common import day_bounds
+
+        totals = []
+        for (metric, day, key), b in self.buckets.items():
+            slot = 0 if b[1] else (2 if b[3] else 4)
+            value = b[slot] / b[slot + 1] if metric is Metric.RESTING_HEART_RATE else b[slot]
+            start, end = day_bounds(day, self.tz)
+            totals.append(Reading(metric, value, _SUMMARY_UNITS.get(metric, "min"), start, self.sources[key],
+                                  end=end, local_date=day))
+        return daily_summaries(totals, tz=self.tz, rule=rule)
+
+
+# --- the importer ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    key: str
+    readings: int = 0
+    through: str | None = None  # last local day whose summaries are committed
+    complete: bool = False
+
+    def dump(self) -> str:
+        return json.dumps({"readings": self.readings, "through": self.through, "complete": self.complete})
+
+
+def _shape(resource: dict[str, Any]) -> Any:
+    """The structure of a mapped resource: its elements two levels deep, list lengths, and its codes."""
+    parts: list[Any] = []
+    for key, value in resource.items():
+        if isinstance(value, dict):
+            parts.append((key, tuple((k, type(v), len(v) if isinstance(v, (list, dict)) else 0)
+                                     for k, v in value.items())))
+        elif isinstance(value, list):
+            parts.append((key, len(value), tuple(tuple(v) if isinstance(v, dict) else type(v) for v in value)))
+        else:
+            parts.append((key, type(value)))
+    codes = tuple((c.get("system"), c.get("code")) for c in (resource.get("code") or {}).get("coding", []))
+    return tuple(parts), codes
+
+
+def _same(stored: Stored, new: Mapping[str, Any]) -> bool:
+    old = stored.content or {}
+    for key in set(old) | set(new):
+        if key == "meta":
+            a = {k: v for k, v in (old.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+            b = {k: v for k, v in (new.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+            if a != b:
+                return False
+        elif key != "id" and old.get(key) != new.get(key):
+            return False
+    return True
+
+
+class WearableImporter:
+    """Imports wearable files for one patient at a time into a :class:`FhirRepository`.
+
+    ``coaching`` (a :class:`~fhir_ecr.coaching.service.CoachingService`) connects daily summaries to habits;
+    without it, nothing is checked in. ``fail_after_batches`` is for tests: raise after that many batches,
+    as a crash would.
+    """
+
+    def __init__(self, repo: FhirRepository, *, coaching: Any = None, default_tz: str = "UTC",
+                 options: ImportOptions | None = None) -> None:
+        self.repo = repo
+        self.coaching = coaching
+        self.default_tz = default_tz
+        self.options = options or ImportOptions()
+        self.fail_after_batches: int | None = None
+        self._batches = 0
+        self._validated: set[Any] = set()
+
+    # -- public --------------------------------------------------------------------------------------------
+
+    def import_paths(self, patient_id: str, paths: Iterable[Path | str],
+                     progress: Callable[[int], None] | None = None) -> ImportSummary:
+        """Import several files in turn; the summary adds them up. Stops at the first unreadable file."""
+        total = ImportSummary()
+        for path in paths:
+            total.merge(self.import_path(patient_id, path, progress=progress))
+        return total
+
+    def import_path(self, patient_id: str, path: Path | str, *, name: str | None = None,
+                    progress: Callable[[int], None] | None = None) -> ImportSummary:
+        """Import one file from disk (``name`` labels it in messages; default: the file name)."""
+        path = Path(path)
+        label = name or path.name
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise WearableImportError(f"cannot read the file: {exc.strerror}", file=label) from None
+        with handle:
+            return self.import_stream(patient_id, handle, label, progress=progress)
+
+    def import_stream(self, patient_id: str, stream: IO[bytes], name: str, *,
+                      progress: Callable[[int], None] | None = None) -> ImportSummary:
+        """Import one seekable byte stream named ``name``."""
+        started = time.perf_counter()
+        summary = ImportSummary(files=[name])
+        subject = f"Patient/{patient_id}"
+        tz_name = self._patient_tz(patient_id)
+        tz = ZoneInfo(tz_name)
+        opts = self.options
+        try:
+            fmt = opts.format or detect_format(stream, name)
+            summary.formats.append(fmt)
+            digest = file_sha256(stream)
+        except MappingError as exc:
+            raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
+        progress_state = self._load_progress(patient_id, digest, fmt)
+        resume_readings = progress_state.readings
+        resume_through = progress_state.through
+        counting = _Counting(stream, progress)
+        totals = _DayTotals(tz)
+        problems = _Problems(summary)
+        pending: list[Reading] = []
+        stored_index = 0
+        rule = opts.rule
+        samples = opts.samples
+        try:
+            readings = open_readings(fmt, counting, name, ReaderOptions(tz, opts.csv_mapping, opts.weight_unit),
+                                     problems)
+            for reading in readings:
+                summary.read += 1
+                if reading.implausible:
+                    summary.skip(f"implausible {reading.metric.value} value",
+                                 problem=_located(name, reading.location, reading.implausible))
+                    continue
+                metric = reading.metric
+                store = True
+                if metric in SUMMARY_INPUTS and reading.value is not None:
+                    if not totals.add(reading):
+                        summary.skip("duplicate reading (same source, metric and period)")
+                        continue
+                    summary.summarised += 1
+                    store = samples
+                elif metric in INTRADAY and reading.local_date is None:
+                    store = samples
+                    if not store:
+                        summary.skip(f"intraday {metric.value} sample (kept only with --samples)")
+                        continue
+                summary.mapped += 1
+                if not store:
+                    continue
+                stored_index += 1
+                if stored_index <= resume_readings:
+                    summary.resumed += 1
+                    continue
+                pending.append(reading)
+                if len(pending) >= opts.batch_readings:
+                    self._write_readings(pending, subject, summary, progress_state, stored_index)
+                    pending = []
+        except MappingError as exc:
+            raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
+        if pending:
+            self._write_readings(pending, subject, summary, progress_state, stored_index)
+        days = totals.summaries(rule)
+        summary.days = len({d.day for d in days})
+        habits = self._habit_window(patient_id) if self.coaching is not None else None
+        batch: list[DailySummary] = []
+        batch_days: set[date] = set()
+        for item in days:  # sorted by day
+            if resume_through is not None and item.day.isoformat() <= resume_through:
+                summary.resumed += 1
+                continue
+            if item.day not in batch_days and len(batch_days) >= opts.batch_days:
+                self._write_summaries(batch, subject, summary, progress_state, habits)
+                batch, batch_days = [], set()
+            batch.append(item)
+            batch_days.add(item.day)
+        if batch:
+            self._write_summaries(batch, subject, summary, progress_state, habits)
+        progress_state.complete = True
+        with self.repo.unit() as uow:
+            uow.set_state(progress_state.key, progress_state.dump())
+        summary.bytes = stream.seek(0, os.SEEK_END)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def _patient_tz(self, patient_id: str) -> str:
+        try:
+            patient = self.repo.read("Patient", patient_id)
+        except FhirError as exc:
+            if exc.status in (404, 410):
+                raise not_found("Patient", patient_id) from None
+            raise
+        return coaching_io.patient_time_zone(patient.content, self.default_tz)
+
+    def _load_progress(self, patient_id: str, digest: str, fmt: str) -> _Progress:
+        o = self.options
+        fingerprint = f"{patient_id}\x1f{digest}\x1f{fmt}\x1f{int(o.samples)}\x1f{o.rule!r}"
+        key = _STATE_PREFIX + hashlib.sha256(fingerprint.encode()).hexdigest()
+        with self.repo.unit(write=False) as uow:
+            raw = uow.get_state(key)
+        state = json.loads(raw) if raw else {}
+        if not state or state.get("complete"):
+            return _Progress(key)
+        return _Progress(key, int(state.get("readings") or 0), state.get("through"))
+
+    def _tick(self) -> None:
+        self._batches += 1
+        if self.fail_after_batches is not None and self._batches > self.fail_after_batches:
+            raise RuntimeError("simulated crash")  # tests only
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def _write_readings(self, readings: list[Reading], subject: str, summary: ImportSummary, state: _Progress,
+                        upto: int) -> None:
+        devices: dict[str, dict[str, Any]] = {}
+        observations = []
+        for reading in readings:
+            if reading.source.key not in devices:
+                devices[reading.source.key] = source_to_device(reading.source)
+            obs = reading_to_observation(reading, subject)
+            obs["id"] = obs["identifier"][0]["value"]
+            observations.append(obs)
+        self._tick()
+
+        def write(uow: UnitOfWork, retry: bool) -> Counter[str]:
+            counts: Counter[str] = Counter()
+            self._write_devices(uow, list(devices.values()))
+            self._upsert(uow, observations, counts, retry)
+            state.readings = upto
+            uow.set_state(state.key, state.dump())
+            return counts
+
+        self._count(summary, self._in_unit(write))
+
+    def _write_summaries(self, items: list[DailySummary], subject: str, summary: ImportSummary, state: _Progress,
+                         habits: _HabitWindow | None) -> None:
+        devices = {x.source.key: source_to_device(x.source) for x in items}
+        new = []
+        for item in items:
+            obs = summary_to_observation(item, subject)
+            obs["id"] = obs["identifier"][0]["value"]
+            new.append((item, obs))
+        self._tick()
+        written: list[dict[str, Any]] = []
+
+        def write(uow: UnitOfWork, retry: bool) -> Counter[str]:
+            counts: Counter[str] = Counter()
+            written.clear()
+            self._write_devices(uow, list(devices.values()))
+            existing = self._existing(uow, "Observation", [o["id"] for _, o in new])
+            keep = []
+            for item, obs in new:
+                old = existing.get(obs["id"])
+                if old is not None and self._stored_wins(uow, old, item):
+                    counts[_SUPERSEDED] += 1
+                    written.append(old.content or obs)
+                    continue
+                keep.append(obs)
+            written.extend(self._upsert(uow, keep, counts, retry, existing))
+            state.through = items[-1].day.isoformat()
+            uow.set_state(state.key, state.dump())
+            return counts
+
+        self._count(summary, self._in_unit(write))
+        if habits is not None:
+            self._connect(written, habits, summary)
+
+    @staticmethod
+    def _count(summary: ImportSummary, counts: Counter[str]) -> None:
+        summary.created += counts["created"]
+        summary.updated += counts["updated"]
+        summary.unchanged += counts["unchanged"]
+        if counts[_SUPERSEDED]:
+            summary.skip(_SUPERSEDED, counts[_SUPERSEDED])
+
+    def _in_unit(self, write: Callable[[UnitOfWork, bool], Counter[str]]) -> Counter[str]:
+        """Run a batch in one unit of work; after a 409 (a concurrent import, or a reading deleted from the
+        store whose id is still taken) run it once more, writing absent resources with update semantics."""
+        try:
+            with self.repo.unit() as uow:
+                return write(uow, False)
+        except FhirError as exc:
+            if exc.status != 409:
+                raise
+            with self.repo.unit() as uow:
+                return write(uow, True)
+
+    def _existing(self, uow: UnitOfWork, rtype: str, ids: Sequence[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i: i + 500]
+            query = parse_search(rtype, [("_id", ",".join(chunk))], default_count=len(chunk),
+                                 max_count=len(chunk))
+            query.total = "none"
+            for stored in uow.search(query).matches:
+                found[stored.id] = stored
+        return found
+
+    def _write_devices(self, uow: UnitOfWork, devices: list[dict[str, Any]]) -> None:
+        existing = self._existing(uow, "Device", [d["id"] for d in devices])
+        for device in devices:
+            if device["id"] not in existing:
+                uow.update("Device", device["id"], device)
+
+    def _upsert(self, uow: UnitOfWork, resources: list[dict[str, Any]], counts: Counter[str], retry: bool,
+                existing: dict[str, Stored] | None = None) -> list[dict[str, Any]]:
+        if existing is None:
+            existing = self._existing(uow, "Observation", [r["id"] for r in resources])
+        out = []
+        seen: set[str] = set()
+        for resource in resources:
+            rid = resource["id"]
+            if rid in seen:  # the same reading twice in one batch (an exact duplicate record)
+                continue
+            seen.add(rid)
+            old = existing.get(rid)
+            if old is None:
+                self._validate(resource)
+                if retry:
+                    result = uow.update("Observation", rid, resource, validated=True)
+                else:
+                    result = uow.create(resource, resource_id=rid, method="PUT", validated=True)
+                counts["created"] += 1
+                out.append(result.stored.content or resource)
+            elif _same(old, resource):
+                counts["unchanged"] += 1
+                out.append(resource)
+            else:
+                self._validate(resource)
+                result = uow.update("Observation", rid, resource, validated=True)
+                counts["updated"] += 1
+                out.append(result.stored.content or resource)
+        return out
+
+    def _validate(self, resource: dict[str, Any]) -> None:
+        """The repository's validator, run once per shape of resource per importer.
+
+        The mapper writes every Observation of one shape (the same elements two levels deep, the same list
+        lengths, the same codes) from the same code path: codes and units are constants, dates come from one
+        formatter and values passed the plausibility limits. Validating one resource per shape keeps every
+        shape checked while making structural validation (about 1 ms a resource) a fixed cost, not one that
+        grows with the export.
+        """
+        shape = _shape(resource)
+        if shape not in self._validated:
+            self.repo.validator(resource)
+            self._validated.add(shape)
+
+    def _stored_wins(self, uow: UnitOfWork, old: Stored, new: DailySummary) -> bool:
+        """True when the stored summary comes from a source the rule prefers to the new one's."""
+        content = old.content or {}
+        ref = str((content.get("device") or {}).get("reference") or "")
+        old_device = ref.removeprefix("Device/")
+        if not old_device or old_device == device_id(new.source):
+            return False
+        found = self._existing(uow, "Device", [old_device]).get(old_device)
+        ident = next((i.get("value") for i in ((found.content or {}).get("identifier") or [])
+                      if isinstance(i, dict)), None) if found else None
+        if not isinstance(ident, str) or ident.count("|") != 2:
+            return False
+        vendor, name, device = ident.split("|")
+        old_source = Source(vendor, name, device or None)
+        rule = self.options.rule
+        old_rank, new_rank = rule.rank(new.metric, old_source), rule.rank(new.metric, new.source)
+        old_value = (content.get("valueQuantity") or {}).get("value")
+        if old_rank != new_rank:
+            return old_rank < new_rank
+        return isinstance(old_value, (int, float)) and old_value > new.value
+
+    # -- habits --------------------------------------------------------------------------------------------
+
+    def _habit_window(self, patient_id: str) -> _HabitWindow | None:
+        plans = self.repo.search_params("CarePlan", [("patient", f"Patient/{patient_id}"),
+                                                     ("category", f"{coaching_io.MECR_CODES}|habit-plan"),
+                                                     ("status", "active")], default_count=1000)
+        codings: set[tuple[str, str]] = set()
+        start: date | None = None
+        for stored in plans.matches:
+            try:
+                habits = coaching_io.habits_of_plan(stored.content or {})
+            except ValueError:
+                continue
+            for habit in habits:
+                if habit.daily_amount and habit.codings:
+                    codings.update(habit.codings)
+                    start = habit.start if start is None else min(start, habit.start)
+        return _HabitWindow(frozenset(codings), start) if codings and start else None
+
+    def _connect(self, observations: list[dict[str, Any]], habits: _HabitWindow, summary: ImportSummary) -> None:
+        tz_start = habits.start.isoformat()
+        for obs in observations:
+            if obs.get("status") not in _OK_STATUSES:
+                continue
+            codes = {(c.get("system"), c.get("code")) for c in (obs.get("code") or {}).get("coding", [])}
+            if not codes & habits.codings:
+                continue
+            # effectivePeriod.start is the local midnight written with its offset: its date is the local day
+            if str((obs.get("effectivePeriod") or {}).get("start", ""))[:10] < tz_start:
+                continue
+            result = self.coaching.apply_wearable_observation(obs)
+            summary.checkins += sum(1 for c in result.checkins if c.created or c.changed)
+
+
+@dataclass(frozen=True)
+class _HabitWindow:
+    """Codings of the patient's active habits with a daily target, and the earliest habit start."""
+
+    codings: frozenset[tuple[str, str]]
+    start: date

@@ -1,0 +1,248 @@
+"""The wearable import service over the real store: idempotency, overlap, batches and resume, bad input, DST,
+source priority and habit check-ins."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_ecr.coaching import fhir_io as coaching_io
+from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
+from tests.coaching.coaching_support import make_world
+from tests.wearables.support import FIXTURES, PHONE, Rec, apple_export, hours, make_patient, observations, \
+    summaries_by_day
+
+STEPS, RHR, WEIGHT = "41950-7", "40443-4", "29463-7"
+
+
+def _importer(repo: Any, **options: Any) -> WearableImporter:
+    return WearableImporter(repo, coaching=CoachingService(repo), options=ImportOptions(**options))
+
+
+def _run(repo: Any, patient: str, data: bytes, name: str = "export.xml", **options: Any) -> Any:
+    return _importer(repo, **options).import_stream(patient, io.BytesIO(data), name)
+
+
+def _max_version(repo: Any, patient: str) -> int:
+    return max(int(o["meta"]["versionId"]) for o in observations(repo, patient))
+
+
+@pytest.mark.parametrize("fixture", [
+    "apple-health/healthkit-to-sqlite-export.zip",
+    "apple-health/apple-health-parser-export.zip",
+    "apple-health/export6s3sample.xml",
+    "withings-api/withings-body-measures.json",
+    "fitbit-api/fitbit-sleep-date.json",
+    "fitbit-api/fitbit-activities-steps-timeseries.json",
+    "garmin-fit/garmin-fenix-5-walk.fit",
+    "ihealth-api/ihealth-bp.json",
+    "googlefit-api/googlefit-merge-step-deltas.json",
+])
+def test_importing_a_real_export_twice_writes_nothing_the_second_time(repo: Any, fixture: str) -> None:
+    patient = make_patient(repo)
+    first = _importer(repo).import_path(patient, FIXTURES / fixture)
+    assert first.created > 0 and first.read >= first.mapped > 0
+    stored = observations(repo, patient)
+    assert len(stored) == first.created
+    again = _importer(repo).import_path(patient, FIXTURES / fixture)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
+    assert len(observations(repo, patient)) == len(stored)
+    assert _max_version(repo, patient) == 1
+    ids = [o["identifier"][0]["value"] for o in stored]
+    assert len(ids) == len(set(ids)) and all(o["id"] == o["identifier"][0]["value"] for o in stored)
+
+
+def test_an_overlapping_newer_export_updates_changed_days_and_adds_new_ones(repo: Any) -> None:
+    patient = make_patient(repo)
+    weight = Rec("BodyMass", "2026-03-11 07:00:00 -0400", "2026-03-11 07:00:00 -0400", 80.5, "kg", "Withings")
+    old = apple_export([*hours("2026-03-10", 8, 17, 500), *hours("2026-03-11", 8, 12, 500), weight])
+    new = apple_export([*hours("2026-03-11", 8, 20, 500), weight, *hours("2026-03-12", 9, 10, 700)])
+    first = _run(repo, patient, old)
+    assert first.created == 3 and summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000,
+                                                                             "2026-03-11": 2500}
+    second = _run(repo, patient, new)
+    # day 11 grew (updated), day 12 is new, the weight is the same reading; day 10 is left as it was
+    assert (second.created, second.updated, second.unchanged) == (1, 1, 1)
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000, "2026-03-11": 6500, "2026-03-12": 1400}
+    weights = [o for o in observations(repo, patient) if o["code"]["coding"][0]["code"] == WEIGHT]
+    assert len(weights) == 1 and weights[0]["valueQuantity"]["value"] == 80.5
+
+
+def _resume_file() -> bytes:
+    records = []
+    for day in ("2026-03-10", "2026-03-11", "2026-03-12"):
+        records += hours(day, 9, 12, 1000)
+        records.append(Rec("RestingHeartRate", f"{day} 06:00:00 -0400", f"{day} 06:00:00 -0400", 58, "count/min"))
+        records += [Rec("BodyMass", f"{day} {h:02d}:00:00 -0400", f"{day} {h:02d}:00:00 -0400", 80 + h / 10, "kg",
+                        "Health Mate", None) for h in (6, 7, 20, 21)]
+    return apple_export(records)
+
+
+@pytest.mark.parametrize("crash_after", [2, 4])
+def test_a_crash_halfway_leaves_whole_batches_and_resuming_finishes_without_duplicates(
+        repo: Any, crash_after: int) -> None:
+    patient, reference = make_patient(repo), make_patient(repo)
+    data = _resume_file()
+    options = {"batch_readings": 4, "batch_days": 1}  # 12 weights: 3 reading batches; then 1 batch per day
+    crashing = _importer(repo, **options)
+    crashing.fail_after_batches = crash_after
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.import_stream(patient, io.BytesIO(data), "export.xml")
+    partial = observations(repo, patient)
+    weights = [o for o in partial if o["code"]["coding"][0]["code"] == WEIGHT]
+    assert len(weights) == min(crash_after, 3) * 4
+    days = {}
+    for obs in partial:
+        if "effectivePeriod" in obs:
+            days.setdefault(obs["effectivePeriod"]["start"][:10], set()).add(obs["code"]["coding"][0]["code"])
+    assert all(codes == {STEPS, RHR} for codes in days.values()), days  # never half a day
+    assert len(days) == max(0, crash_after - 3)
+
+    resumed = _importer(repo, **options).import_stream(patient, io.BytesIO(data), "export.xml")
+    assert resumed.resumed == len(weights) + 2 * len(days)
+    clean = _importer(repo, **options).import_stream(reference, io.BytesIO(data), "export.xml")
+    assert resumed.created + len(partial) == clean.created == 12 + 6
+
+    def essence(pid: str) -> list[tuple[Any, ...]]:
+        return sorted((o["code"]["coding"][0]["code"], json.dumps(o.get("effectiveDateTime") or o["effectivePeriod"]),
+                       o["valueQuantity"]["value"]) for o in observations(repo, pid))
+
+    assert essence(patient) == essence(reference)
+    # the state is complete now: importing again runs in full and changes nothing
+    again = _importer(repo, **options).import_stream(patient, io.BytesIO(data), "export.xml")
+    assert (again.resumed, again.created, again.updated, again.unchanged) == (0, 0, 0, 18)
+
+
+def test_bad_records_are_reported_with_file_line_and_reason_and_not_stored(repo: Any) -> None:
+    patient = make_patient(repo)
+    data = apple_export([
+        *hours("2026-03-10", 9, 10, 1000),
+        Rec("StepCount", "2026-03-10 12:00:00 -0400", "2026-03-10 12:30:00 -0400", 250_000),  # line 6
+        Rec("BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 15, "kg", "Scale", None),
+        Rec("BodyMass", "2026-03-10 07:05:00 -0400", "2026-03-10 07:05:00 -0400", "heavy", "kg", "Scale", None),
+        Rec("BodyMass", "2026-03-10 07:10:00 -0400", "2026-03-10 07:10:00 -0400", 70, "furlong", "Scale", None),
+        Rec("BodyMass", "2026-03-10 07:15:00 -0400", "2026-03-10 07:15:00 -0400", 71.5, "kg", "Scale", None),
+    ])
+    result = _run(repo, patient, data, name="bad-export.xml")
+    problems = {(p.file, p.line): p.reason for p in result.problems}
+    assert set(problems) == {("bad-export.xml", n) for n in (6, 7, 8, 9)}
+    assert "outside plausible range" in problems[("bad-export.xml", 6)]
+    assert "weight 15 kg outside plausible range" in problems[("bad-export.xml", 7)]
+    assert "'heavy' is not a number" in problems[("bad-export.xml", 8)]
+    assert "unknown weight unit 'furlong'" in problems[("bad-export.xml", 9)]
+    assert result.skipped == 4 and result.read == 7 and result.mapped == 3
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 2000}
+    weights = [o["valueQuantity"]["value"] for o in observations(repo, patient)
+               if o["code"]["coding"][0]["code"] == WEIGHT]
+    assert weights == [71.5]
+    report = result.to_dict()
+    assert {"file": "bad-export.xml", "line": 7, "reason": problems[("bad-export.xml", 7)]} in report["problems"]
+
+
+def _truncated_zip() -> bytes:
+    data = (FIXTURES / "apple-health/healthkit-to-sqlite-export.zip").read_bytes()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(("data", "name", "message"), [
+    (b"", "export.zip", "the file is empty"),
+    (_truncated_zip(), "export.zip", "zip"),
+    (b"<html><body>not health data</body></html>", "export.xml", "not HealthData"),
+    (apple_export(hours("2026-03-10", 9, 12, 10))[:-40], "export.xml", "not well-formed XML"),
+    (b'{"foo": 1}', "data.json", "no known wearable layout"),
+    (b"\x00\x01 random bytes", "data.bin", "unrecognised file"),
+])
+def test_a_bad_file_is_a_clear_error_naming_the_file_and_stores_nothing(
+        repo: Any, data: bytes, name: str, message: str) -> None:
+    patient = make_patient(repo)
+    with pytest.raises(WearableImportError, match=message) as exc:
+        _run(repo, patient, data, name=name)
+    assert exc.value.file is not None and exc.value.file.startswith(name)
+    assert observations(repo, patient) == []
+
+
+def test_daily_summaries_follow_the_patients_local_days_across_dst_and_export_offsets(repo: Any) -> None:
+    patient = make_patient(repo, "America/New_York")
+    spring = [Rec("StepCount", f"2026-03-08 {h:02d}:00:00 {'-0500' if h < 2 else '-0400'}",
+                  f"2026-03-08 {h:02d}:30:00 {'-0500' if h < 2 else '-0400'}", 100) for h in range(24) if h != 2]
+    # fall back: 01:00-02:00 happens twice (EDT, then EST): 25 hourly records
+    autumn = [Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0400", f"2026-11-01 {h:02d}:30:00 -0400", 100)
+              for h in range(2)]
+    autumn += [Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0500", f"2026-11-01 {h:02d}:30:00 -0500", 100)
+               for h in range(1, 24)]
+    # written with the phone's offset at export time (UTC): 03:30Z on the 11th is 23:30 on the 10th in New York
+    late = [Rec("StepCount", "2026-03-11 03:30:00 +0000", "2026-03-11 03:40:00 +0000", 777)]
+    _run(repo, patient, apple_export([*spring, *autumn, *late]))
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-08": 2300, "2026-11-01": 2500, "2026-03-10": 777}
+    periods = {o["effectivePeriod"]["start"][:10]: o["effectivePeriod"] for o in observations(repo, patient)}
+    assert periods["2026-03-08"] == {"start": "2026-03-08T00:00:00-05:00", "end": "2026-03-09T00:00:00-04:00"}
+    assert periods["2026-11-01"] == {"start": "2026-11-01T00:00:00-04:00", "end": "2026-11-02T00:00:00-05:00"}
+
+
+def test_a_day_keeps_the_higher_priority_source_whatever_the_import_order(repo: Any) -> None:
+    patient = make_patient(repo)
+    apple = apple_export(hours("2026-03-10", 8, 17, 500))  # Apple Watch: 5000
+    fitbit = json.dumps({"activities-steps": [{"dateTime": "2026-03-10", "value": "7000"}]}).encode()
+    _run(repo, patient, apple)
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000}
+    replaced = _run(repo, patient, fitbit, name="steps.json")
+    assert replaced.updated == 1 and summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 7000}
+    kept = _run(repo, patient, apple)  # Apple again: Fitbit ranks first by default
+    assert kept.updated == 0 and summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 7000}
+    assert any("higher-priority source" in reason for reason in kept.skipped_reasons)
+    # the patient prefers the watch: the next import applies that rule
+    rule = parse_source_priority(["steps=apple watch,fitbit"])
+    _run(repo, patient, apple, rule=rule)
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000}
+
+
+def test_phone_and_watch_steps_are_never_added(repo: Any) -> None:
+    patient = make_patient(repo)
+    watch = hours("2026-03-10", 8, 17, 500)
+    phone = hours("2026-03-10", 8, 17, 450, source="iPhone", device=PHONE)
+    result = _run(repo, patient, apple_export([*phone, *watch, *watch]))  # the watch's records twice
+    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000}
+    assert result.skipped_reasons["duplicate reading (same source, metric and period)"] == 10
+
+
+def test_a_day_at_the_habit_target_becomes_a_done_check_in_once(repo: Any) -> None:
+    w = make_world(repo)  # New York; daily walk habit, 8000 steps/day, from 2026-03-01; today is 2026-03-20
+    data = apple_export([*hours("2026-03-10", 8, 16, 1000), *hours("2026-03-11", 8, 12, 1000),
+                         *hours("2026-02-20", 8, 17, 1000)])
+    first = _importer(repo).import_stream(w.patient, io.BytesIO(data), "export.xml")
+    assert first.checkins == 1
+    checkins = repo.search_params("Observation", [("patient", f"Patient/{w.patient}"),
+                                                  ("code", f"{coaching_io.MECR_CODES}|habit-check-in")]).matches
+    [checkin] = [c.content for c in checkins]
+    assert checkin["effectiveDateTime"] == "2026-03-10"
+    assert checkin["valueCodeableConcept"]["coding"][0]["code"] == "done"
+    summary_id = checkin["derivedFrom"][0]["reference"].removeprefix("Observation/")
+    assert repo.read("Observation", summary_id).content["valueQuantity"]["value"] == 9000
+    again = _importer(repo).import_stream(w.patient, io.BytesIO(data), "export.xml")
+    assert (again.checkins, again.created, again.updated) == (0, 0, 0)
+
+
+def test_source_priority_specs_are_parsed_and_refused_when_wrong() -> None:
+    rule = parse_source_priority(["garmin,fitbit", "sleep-duration=withings"])
+    assert rule.default == ("garmin", "fitbit")
+    assert [(m.value, p) for m, p in rule.per_metric.items()] == [("sleep-duration", ("withings",))]
+    for bad in ("walking=fitbit", " , "):
+        with pytest.raises(ValueError):
+            parse_source_priority([bad])
+
+
+def test_a_file_on_disk_and_an_unknown_patient(repo: Any, tmp_path: Path) -> None:
+    from fhir_ecr.outcomes import FhirError
+
+    path = tmp_path / "export.xml"
+    path.write_bytes(apple_export(hours("2026-03-10", 8, 9, 10)))
+    with pytest.raises(FhirError) as exc:
+        _importer(repo).import_path("nobody", path)
+    assert exc.value.status == 404
+    with pytest.raises(WearableImportError, match="cannot read"):
+        _importer(repo).import_path(make_patient(repo), tmp_path / "missing.xml")

@@ -1,0 +1,44 @@
+"""Factories for the page tests: the coaching demo data, signed-in coach and patient sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fhir_ecr.auth import Principal
+from fhir_ecr.auth.sessions import SESSION_COOKIE, create_session
+from fhir_ecr.coaching.demo import demo_coaching_bundles
+from fhir_ecr.fhir.bundles import process_bundle
+from smart_launch.scopes import ScopeSet
+
+__all__ = ["COACH", "PATIENT", "SESSION_COOKIE", "coach_principal", "load_demo", "login", "patient_principal"]
+
+COACH = "Practitioner/demo-coach-person"
+PATIENT = "demo-ana"
+
+
+def coach_principal(fhir_user: str = COACH, scopes: str = "user/*.cruds") -> Principal:
+    return Principal(kind="practitioner", subject=fhir_user, scopes=ScopeSet.parse(scopes), fhir_user=fhir_user,
+                     patient_id=None, display="Jo Okafor")
+
+
+def patient_principal(patient_id: str = PATIENT) -> Principal:
+    return Principal(kind="patient", subject=f"Patient/{patient_id}", scopes=ScopeSet.parse("patient/*.cruds"),
+                     fhir_user=f"Patient/{patient_id}", patient_id=patient_id, display="Ana Demo")
+
+
+def load_demo(services: Any, today: date | None = None) -> date:
+    """Load the coaching demo (Ana, Ben, Cara, their coach) straight into the store; returns its ``today``."""
+    today = today or datetime.now(UTC).date()
+    for bundle in demo_coaching_bundles(today):
+        process_bundle(services.repo, bundle, fhir_base=services.fhir_base, max_entries=10_000)
+    return today
+
+
+def login(services: Any, principal: Principal, client: Any = None, *, context: dict[str, Any] | None = None
+          ) -> tuple[str, Any]:
+    """A server-side session for ``principal``; sets the cookie on a TestClient when given one."""
+    cookie, session = create_session(services, principal, context=context or {})
+    if client is not None:
+        client.cookies.set(SESSION_COOKIE, cookie)
+    return cookie, session
