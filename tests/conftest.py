@@ -213,6 +213,28 @@ def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
         yield server
 
 
+CHROMIUM = os.environ.get("MECR_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright. Skipped -- loudly -- only when Chromium is missing and
+    ``MECR_REQUIRE_BROWSER`` is not set (CI sets it, so there a missing browser is a failure)."""
+    import shutil
+
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        reason = f"Chromium not found at {CHROMIUM}: browser tests NOT run"
+        if os.environ.get("MECR_REQUIRE_BROWSER"):
+            pytest.fail(reason + " (MECR_REQUIRE_BROWSER is set)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM)
+        yield b
+        b.close()
+
+
 @pytest.fixture
 def sandbox_settings(secure_settings: Settings, tmp_path: Path) -> Settings:
     """Authorization on, with the embedded sandbox EHR mounted at /sandbox-ehr (its own SQLite database)."""
