@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
 from .config import Settings, get_settings
@@ -187,8 +187,26 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    async def home(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from .auth.access import current_access
+        from .auth.routes import page_html
+
+        principal = current_access(request).principal
+        if principal is not None and principal.kind == "patient":
+            return RedirectResponse("/app/me")
+        if principal is not None and principal.kind in ("practitioner", "developer"):
+            return RedirectResponse("/app/caseload")
+        ehrs = await run_in_threadpool(services.auth_store.ehrs)
+        links = []
+        if settings.sandbox_ehr:
+            links.append(("Coaches: launch mECR from the sandbox EHR", "/sandbox-ehr/"))
+        links += [(f"Patients: sign in through {e['name']}", f"/smart/login?ehr={e['id']}") for e in ehrs]
+        links += [("FHIR API (OpenAPI)", "/docs"), ("CapabilityStatement", "/fhir/metadata")]
+        return page_html("mECR — the coaching record", "Coaches open mECR from inside their EHR, already on the "
+                         "right patient. Patients sign in through their practice's patient portal.", 200,
+                         links=links)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
     async def healthz() -> dict[str, str]:

@@ -73,6 +73,11 @@ def http_client(services: Any) -> httpx.AsyncClient:
     return services.http  # type: ignore[no-any-return]
 
 
+def page_html(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    """A plain, accessible page (the home page and the launch error pages)."""
+    return page(title, message, status, links=links)
+
+
 def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
     """A plain, accessible page for launch errors (no data, no stack trace)."""
     items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])

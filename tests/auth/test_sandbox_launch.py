@@ -87,3 +87,10 @@ def test_patient_standalone_launch_from_the_sandbox(app_client: TestClient, secu
     assert app_client.get(f"/fhir/Patient/{other}").status_code == 403
     page = app_client.get(f"/app/patients/{other}")
     assert page.status_code == 403 and "Other" not in page.text
+
+
+def test_home_page_offers_the_launches(app_client: TestClient) -> None:
+    r = app_client.get("/")
+    assert r.status_code == 200
+    assert 'href="/sandbox-ehr/"' in r.text and 'href="/smart/login?ehr=sandbox"' in r.text
+    assert 'href="/docs"' in r.text
