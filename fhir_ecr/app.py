@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     check_auth_mode(settings)
     services = services or build_services(settings)
     logging.getLogger("mecr").setLevel(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry EHR URLs with patient ids
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

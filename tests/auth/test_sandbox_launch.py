@@ -94,3 +94,16 @@ def test_home_page_offers_the_launches(app_client: TestClient) -> None:
     assert r.status_code == 200
     assert 'href="/sandbox-ehr/"' in r.text and 'href="/smart/login?ehr=sandbox"' in r.text
     assert 'href="/docs"' in r.text
+
+
+def test_no_token_or_phi_in_the_logs(app_client: TestClient, secure_services: Any, caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    test_coach_launch_from_the_sandbox(app_client, secure_services)
+    cookie = app_client.cookies.get(SESSION_COOKIE)
+    tokens = secure_services.sessions.ehr_tokens(cookie)
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("sqlalchemy", "asyncio")))
+    assert "GET /app/patients/{patient_id}" in text or "/app/patients" in text  # the access log ran
+    for secret in (tokens["access_token"], cookie, "Lopez", "pat-1001", "MRN-1001"):
+        assert secret not in text, secret
