@@ -62,7 +62,15 @@ def test_client_add_list_remove(env: Any, capsys: Any, tmp_path: Path) -> None:
     assert "bot\tscope=system/*.rs\tkeys=inline JWKS" in capsys.readouterr().out
     assert main(["client", "add", "bot2", "--jwks-url", "https://bot.example/jwks", "--scope", "user/*.rs"]) == 2
     assert "system/ scopes only" in capsys.readouterr().err
+    assert main(["client", "token", "bot", "--scope", "system/Patient.rs", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    principal = env.sessions.resolve_token(token)
+    assert principal.kind == "system" and str(principal.scopes) == "system/Patient.rs"
+    assert main(["client", "token", "bot", "--scope", "system/*.cruds"]) == 2
+    assert "exceeds" in capsys.readouterr().err
+    assert main(["client", "token", "nobody"]) == 2
     assert main(["client", "remove", "bot"]) == 0
+    assert env.sessions.resolve_token(token) is None  # revoked with the client
     assert main(["client", "remove", "bot"]) == 2
 
 
