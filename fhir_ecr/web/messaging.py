@@ -63,7 +63,9 @@ class Thread:
 
 
 def _now(repo: FhirRepository) -> str:
-    return datetime.fromtimestamp(repo.clock() / 1_000_000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds, so two messages of one minute keep their order.
+    return datetime.fromtimestamp(repo.clock() / 1_000_000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 def send_message(repo: FhirRepository, patient_id: str, text: str, *, from_patient: bool,

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from ..auth import Access, Principal, current_access
+from ..auth import Access, Principal
 from ..outcomes import FhirError, forbidden, unauthorized
 from . import charts
 
@@ -137,6 +137,3 @@ def require_patient_app(access: Access, preview: str | None) -> tuple[Principal,
         return p, preview
     raise forbidden("the patient app is for patients")
 
-
-AccessDep = Callable[[Request], Access]
-access_dependency: AccessDep = current_access
