@@ -94,3 +94,39 @@ def test_fhirpy_async_crud_paging_and_conditional_create(live_server: Any) -> No
 def test_live_server_basics(live_server: Any, path: str) -> None:
     r = httpx.get(f"{live_server.url}{path}")
     assert r.status_code == 200
+
+
+def test_fhirpy_with_a_backend_services_token(secure_live_server: Any, secure_services: Any) -> None:
+    """An independent client with a SMART Backend Services token: the smart_launch client gets the token from
+    mECR's /auth/token over HTTP, fhirpy presents it."""
+    import asyncio
+
+    import httpx
+    from fhirpy import AsyncFHIRClient
+
+    from smart_launch import BackendServicesClient
+    from tests.auth.support import SystemClient
+
+    bot = SystemClient(secure_services, "fhirpy-bot", scope="system/Patient.cruds")
+    base = f"{secure_live_server.url}/fhir"
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as http:
+            backend = await BackendServicesClient.from_discovery(
+                http, base, client_id=bot.client_id, keys=bot.keys, scope="system/Patient.cruds",
+                allow_insecure_http=True)
+            token = await backend.get_token()
+        client = AsyncFHIRClient(base, authorization=f"Bearer {token.access_token}")
+        patient = client.resource("Patient", name=[{"family": "Backend"}])
+        await patient.save()
+        found = await client.resources("Patient").search(family="Backend").fetch()
+        assert [p["id"] for p in found] == [patient["id"]]
+        anonymous = AsyncFHIRClient(base)
+        try:
+            await anonymous.resources("Patient").fetch()
+        except Exception as exc:  # fhirpy raises on the 401 OperationOutcome
+            assert "401" in str(exc) or "login" in str(exc)
+        else:
+            raise AssertionError("an anonymous client was served")
+
+    asyncio.run(run())
