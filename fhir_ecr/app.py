@@ -9,6 +9,7 @@ from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
@@ -177,6 +178,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     install_read_only_guard(app, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, services=services)
+    # CORS for browser SMART apps of other origins: bearer tokens only (no credentials, so session cookies are
+    # never sent cross-site); discovery and metadata are public anyway (SMART App Launch, server obligations).
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=False,
+                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
+                                      "If-None-Exist", "Prefer"],
+                       expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"])
     app.include_router(smart_router)  # first: /fhir/.well-known/… must not reach the FHIR read route
     app.include_router(fhir_router)
     app.include_router(wearables_router)  # POST /api/patients/{id}/wearable-imports (docs/wearables.md)

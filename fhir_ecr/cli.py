@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -105,7 +106,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
-def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False) -> dict[str, int]:
+def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
+                transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
     from tqdm import tqdm
 
     from .app import build_services
@@ -121,6 +123,8 @@ def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False) 
                 raise CliError(f"{path}: cannot read: {exc.strerror}") from None
             except orjson.JSONDecodeError as exc:
                 raise CliError(f"{path}: not valid JSON: {exc}") from None
+            if transform is not None:
+                data = transform(data)
             try:
                 if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") in (
                         "batch", "transaction"):
@@ -194,7 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             files = sorted(EXAMPLES_DIR.glob("*.json"))
             if not files:
                 raise CliError(f"no demo data in {EXAMPLES_DIR}")
-            counts = _load_files(settings, files)
+            from .coaching.demo import demo_today, rebase_demo_bundle
+
+            # The coaching demo is stamped with the day it was generated: move it to today (docs/coaching.md).
+            today = demo_today()
+            counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
             settings = settings.model_copy(update={"sandbox_ehr": True})
             _demo_client(settings)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, description="Largest request body accepted, in bytes; larger bodies get 413."
     )
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        description="Largest wearable export upload (POST /api/patients/{id}/wearable-imports), in bytes; larger "
+        "uploads get 413.",
+    )
     default_page_size: int = Field(default=20, description="Search page size when _count is not given.")
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")

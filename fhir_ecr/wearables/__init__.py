@@ -5,7 +5,13 @@ The readers and mappers are :mod:`mappings.wearables` (pure); this package store
 """
 
 from .formats import FORMATS, csv_mapping_from_dict, detect_format
-from .importer import ImportOptions, ImportSummary, WearableImporter, WearableImportError, parse_source_priority
+from .importer import (
+    ImportOptions,
+    ImportSummary,
+    WearableImporter,
+    WearableImportError,
+    parse_source_priority,
+)
 from .routes import router
 
 __all__ = [

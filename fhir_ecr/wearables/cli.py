@@ -19,7 +19,13 @@ from typing import Any
 from ..config import Settings
 from ..outcomes import FhirError
 from .formats import FORMATS, csv_mapping_from_dict
-from .importer import ImportOptions, ImportSummary, WearableImporter, WearableImportError, parse_source_priority
+from .importer import (
+    ImportOptions,
+    ImportSummary,
+    WearableImporter,
+    WearableImportError,
+    parse_source_priority,
+)
 
 __all__ = ["add_import_parser", "run_import"]
 

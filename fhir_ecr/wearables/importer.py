@@ -40,12 +40,14 @@ reported with file, line/record and reason, and not stored. A file that cannot b
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import logging
 import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +55,6 @@ from datetime import date, tzinfo
 from pathlib import Path
 from typing import IO, Any, Final
 from zoneinfo import ZoneInfo
-
-import orjson
 
 from mappings.errors import MappingError, SkipLog, SkippedRecord
 from mappings.wearables import (
@@ -101,6 +101,7 @@ _SUMMARY_UNITS: Final = {Metric.STEPS: "{steps}", Metric.RESTING_HEART_RATE: "/m
 _STATE_PREFIX: Final = "wearable-import:"
 _MAX_PROBLEMS: Final = 100  # located bad records kept for the report (all are counted)
 _MAX_REASONS: Final = 200
+_MAX_MANIFEST: Final = 200_000  # resources; beyond (e.g. with samples), a re-import always runs in full
 _OK_STATUSES: Final = ("final", "amended", "corrected")
 _SUPERSEDED: Final = "daily summary: a higher-priority source is already stored for the day"
 
@@ -125,6 +126,7 @@ class ImportOptions:
     weight_unit: str | None = None
     batch_readings: int = 1000
     batch_days: int = 92
+    skip_verified: bool = True  # a file imported before (same SHA-256) whose resources are unchanged: no parse
 
 
 @dataclass
@@ -147,6 +149,7 @@ class ImportSummary:
     days: int = 0
     checkins: int = 0
     resumed: int = 0
+    already_imported: int = 0  # files skipped: imported before and every resource they wrote is unchanged
     seconds: float = 0.0
 
     def skip(self, reason: str, n: int = 1, problem: SkippedRecord | None = None) -> None:
@@ -161,7 +164,7 @@ class ImportSummary:
     def merge(self, other: ImportSummary) -> None:
         """Add another file's figures to these."""
         for name in ("bytes", "read", "mapped", "summarised", "skipped", "created", "updated", "unchanged", "days",
-                     "checkins", "resumed", "seconds"):
+                     "checkins", "resumed", "already_imported", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.files += other.files
         self.formats += other.formats
@@ -177,7 +180,8 @@ class ImportSummary:
             "problems": [{k: v for k, v in (("file", p.file), ("line", p.line), ("record", p.record),
                                             ("reason", p.reason)) if v is not None} for p in self.problems],
             "created": self.created, "updated": self.updated, "unchanged": self.unchanged, "days": self.days,
-            "checkins": self.checkins, "resumed": self.resumed, "seconds": round(self.seconds, 3),
+            "checkins": self.checkins, "resumed": self.resumed, "alreadyImported": self.already_imported,
+            "seconds": round(self.seconds, 3),
         }
 
     def text(self) -> str:
@@ -191,6 +195,9 @@ class ImportSummary:
             + (f"; habit check-ins {self.checkins:,}" if self.checkins else "")
             + (f"; {self.resumed:,} already imported by an interrupted run" if self.resumed else ""),
         ]
+        if self.already_imported:
+            lines.append(f"{self.already_imported} file(s) imported before with the same content (SHA-256): their "
+                         "stored resources are unchanged, nothing to do")
         for reason, n in self.skipped_reasons.most_common(10):
             lines.append(f"  skipped {n:,}: {reason}")
         for p in self.problems[:10]:
@@ -375,14 +382,40 @@ class _DayTotals:
 
 
 @dataclass
+class _Batch:
+    """What one batch did: counts by outcome, and the version of every resource it stored or found."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class _Progress:
     key: str
     readings: int = 0
     through: str | None = None  # last local day whose summaries are committed
     complete: bool = False
+    manifest: str | None = None  # of a complete import: what it stored, as "id version" lines (zlib, base64)
+    versions: dict[str, int] = field(default_factory=dict)  # this run's resources and their versions
 
     def dump(self) -> str:
-        return json.dumps({"readings": self.readings, "through": self.through, "complete": self.complete})
+        state: dict[str, Any] = {"readings": self.readings, "through": self.through, "complete": self.complete}
+        if self.complete and self.manifest:
+            state["manifest"] = self.manifest
+        return json.dumps(state)
+
+    def seal(self, resumed: bool) -> None:
+        """Mark the import complete, with a manifest of its resources unless it was a resumed run (partial)."""
+        self.complete = True
+        if not resumed and len(self.versions) <= _MAX_MANIFEST:
+            text = "\n".join(f"{k} {v}" for k, v in sorted(self.versions.items()))
+            self.manifest = base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+    def entries(self) -> dict[str, int]:
+        if not self.manifest:
+            return {}
+        text = zlib.decompress(base64.b64decode(self.manifest)).decode()
+        return {k: int(v) for k, v in (line.split(" ") for line in text.splitlines() if line)}
 
 
 def _shape(resource: dict[str, Any]) -> Any:
@@ -468,7 +501,19 @@ class WearableImporter:
             digest = file_sha256(stream)
         except MappingError as exc:
             raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
-        progress_state = self._load_progress(patient_id, digest, fmt)
+        progress_state = self._load_progress(patient_id, digest, fmt, tz_name)
+        if opts.skip_verified and progress_state.manifest:
+            verified = self._unchanged_since(progress_state)
+            if verified is not None:
+                summary.already_imported = 1
+                summary.unchanged = len(verified)
+                habits = self._habit_window(patient_id) if self.coaching is not None else None
+                if habits is not None:
+                    self._connect([s.content for s in verified if s.content], habits, summary)
+                summary.bytes = stream.seek(0, os.SEEK_END)
+                summary.seconds = time.perf_counter() - started
+                return summary
+            progress_state = _Progress(progress_state.key)
         resume_readings = progress_state.readings
         resume_through = progress_state.through
         counting = _Counting(stream, progress)
@@ -531,7 +576,7 @@ class WearableImporter:
             batch_days.add(item.day)
         if batch:
             self._write_summaries(batch, subject, summary, progress_state, habits)
-        progress_state.complete = True
+        progress_state.seal(resumed=summary.resumed > 0)
         with self.repo.unit() as uow:
             uow.set_state(progress_state.key, progress_state.dump())
         summary.bytes = stream.seek(0, os.SEEK_END)
@@ -549,16 +594,32 @@ class WearableImporter:
             raise
         return coaching_io.patient_time_zone(patient.content, self.default_tz)
 
-    def _load_progress(self, patient_id: str, digest: str, fmt: str) -> _Progress:
+    def _load_progress(self, patient_id: str, digest: str, fmt: str, tz_name: str) -> _Progress:
         o = self.options
-        fingerprint = f"{patient_id}\x1f{digest}\x1f{fmt}\x1f{int(o.samples)}\x1f{o.rule!r}"
+        # everything the mapped resources depend on: the same key means the same resources
+        fingerprint = "\x1f".join([patient_id, digest, fmt, tz_name, str(int(o.samples)), repr(o.rule),
+                                   repr(o.csv_mapping), str(o.weight_unit)])
         key = _STATE_PREFIX + hashlib.sha256(fingerprint.encode()).hexdigest()
         with self.repo.unit(write=False) as uow:
             raw = uow.get_state(key)
         state = json.loads(raw) if raw else {}
-        if not state or state.get("complete"):
+        if not state:
             return _Progress(key)
+        if state.get("complete"):
+            return _Progress(key, manifest=state.get("manifest"))
         return _Progress(key, int(state.get("readings") or 0), state.get("through"))
+
+    def _unchanged_since(self, state: _Progress) -> list[Stored] | None:
+        """The resources a complete earlier import of this file stored, when all are still at the versions it
+        left them at (nobody edited or deleted one since); else None."""
+        entries = state.entries()
+        if not entries:
+            return None
+        with self.repo.unit(write=False) as uow:
+            found = self._existing(uow, "Observation", list(entries))
+        if len(found) != len(entries) or any(s.version_id != entries[i] for i, s in found.items()):
+            return None
+        return list(found.values())
 
     def _tick(self) -> None:
         self._batches += 1
@@ -579,15 +640,15 @@ class WearableImporter:
             observations.append(obs)
         self._tick()
 
-        def write(uow: UnitOfWork, retry: bool) -> Counter[str]:
-            counts: Counter[str] = Counter()
+        def write(uow: UnitOfWork, retry: bool) -> _Batch:
+            batch = _Batch()
             self._write_devices(uow, list(devices.values()))
-            self._upsert(uow, observations, counts, retry)
+            self._upsert(uow, observations, batch, retry)
             state.readings = upto
             uow.set_state(state.key, state.dump())
-            return counts
+            return batch
 
-        self._count(summary, self._in_unit(write))
+        self._count(summary, state, self._in_unit(write))
 
     def _write_summaries(self, items: list[DailySummary], subject: str, summary: ImportSummary, state: _Progress,
                          habits: _HabitWindow | None) -> None:
@@ -600,8 +661,8 @@ class WearableImporter:
         self._tick()
         written: list[dict[str, Any]] = []
 
-        def write(uow: UnitOfWork, retry: bool) -> Counter[str]:
-            counts: Counter[str] = Counter()
+        def write(uow: UnitOfWork, retry: bool) -> _Batch:
+            batch = _Batch()
             written.clear()
             self._write_devices(uow, list(devices.values()))
             existing = self._existing(uow, "Observation", [o["id"] for _, o in new])
@@ -609,28 +670,32 @@ class WearableImporter:
             for item, obs in new:
                 old = existing.get(obs["id"])
                 if old is not None and self._stored_wins(uow, old, item):
-                    counts[_SUPERSEDED] += 1
+                    batch.counts[_SUPERSEDED] += 1
+                    batch.versions[old.id] = old.version_id
                     written.append(old.content or obs)
                     continue
                 keep.append(obs)
-            written.extend(self._upsert(uow, keep, counts, retry, existing))
+            written.extend(self._upsert(uow, keep, batch, retry, existing))
             state.through = items[-1].day.isoformat()
             uow.set_state(state.key, state.dump())
-            return counts
+            return batch
 
-        self._count(summary, self._in_unit(write))
+        self._count(summary, state, self._in_unit(write))
         if habits is not None:
             self._connect(written, habits, summary)
 
     @staticmethod
-    def _count(summary: ImportSummary, counts: Counter[str]) -> None:
+    def _count(summary: ImportSummary, state: _Progress, batch: _Batch) -> None:
+        counts = batch.counts
+        if len(state.versions) <= _MAX_MANIFEST:
+            state.versions.update(batch.versions)
         summary.created += counts["created"]
         summary.updated += counts["updated"]
         summary.unchanged += counts["unchanged"]
         if counts[_SUPERSEDED]:
             summary.skip(_SUPERSEDED, counts[_SUPERSEDED])
 
-    def _in_unit(self, write: Callable[[UnitOfWork, bool], Counter[str]]) -> Counter[str]:
+    def _in_unit(self, write: Callable[[UnitOfWork, bool], _Batch]) -> _Batch:
         """Run a batch in one unit of work; after a 409 (a concurrent import, or a reading deleted from the
         store whose id is still taken) run it once more, writing absent resources with update semantics."""
         try:
@@ -660,8 +725,9 @@ class WearableImporter:
             if device["id"] not in existing:
                 uow.update("Device", device["id"], device)
 
-    def _upsert(self, uow: UnitOfWork, resources: list[dict[str, Any]], counts: Counter[str], retry: bool,
+    def _upsert(self, uow: UnitOfWork, resources: list[dict[str, Any]], batch: _Batch, retry: bool,
                 existing: dict[str, Stored] | None = None) -> list[dict[str, Any]]:
+        counts, versions = batch.counts, batch.versions
         if existing is None:
             existing = self._existing(uow, "Observation", [r["id"] for r in resources])
         out = []
@@ -679,14 +745,17 @@ class WearableImporter:
                 else:
                     result = uow.create(resource, resource_id=rid, method="PUT", validated=True)
                 counts["created"] += 1
+                versions[rid] = result.stored.version_id
                 out.append(result.stored.content or resource)
             elif _same(old, resource):
                 counts["unchanged"] += 1
+                versions[rid] = old.version_id
                 out.append(resource)
             else:
                 self._validate(resource)
                 result = uow.update("Observation", rid, resource, validated=True)
                 counts["updated"] += 1
+                versions[rid] = result.stored.version_id
                 out.append(result.stored.content or resource)
         return out
 

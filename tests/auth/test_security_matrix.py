@@ -195,3 +195,14 @@ def test_auth_off_refuses_a_public_bind(settings: Any) -> None:
         create_app(settings.model_copy(update={"auth": "off", "host": "0.0.0.0"}))
     with pytest.raises(SystemExit, match="MECR_AUTH=off"):
         create_app(settings.model_copy(update={"auth": "off", "environment": "production"}))
+
+
+def test_cors_for_browser_apps_without_credentials(secure_client: Any) -> None:
+    r = secure_client.options("/fhir/Patient", headers={"Origin": "https://app.example",
+                                                        "Access-Control-Request-Method": "GET",
+                                                        "Access-Control-Request-Headers": "authorization"})
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in r.headers
+    conf = secure_client.get("/fhir/.well-known/smart-configuration", headers={"Origin": "https://app.example"})
+    assert conf.headers["access-control-allow-origin"] == "*"

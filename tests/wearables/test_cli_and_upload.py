@@ -37,7 +37,7 @@ def test_cli_imports_files_and_prints_the_summary(env: Any, capsys: Any, tmp_pat
     assert main(["import", "wearable", "--patient", patient, "--quiet", "--json", str(APPLE_ZIP), str(steps)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 8)
-    assert report["formats"] == ["apple-health", "apple-health"] and report["days"] == 3
+    assert report["formats"] == ["apple-health", "apple-health"] and report["alreadyImported"] == 2
 
 
 def test_cli_bad_file_exits_1_with_one_clear_line(env: Any, capsys: Any, tmp_path: Path) -> None:

@@ -14,8 +14,16 @@ from fhir_ecr.coaching import fhir_io as coaching_io
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 from tests.coaching.coaching_support import make_world
-from tests.wearables.support import FIXTURES, PHONE, Rec, apple_export, hours, make_patient, observations, \
-    summaries_by_day
+from tests.wearables.support import (
+    FIXTURES,
+    PHONE,
+    Rec,
+    apple_export,
+    hours,
+    make_patient,
+    observations,
+    summaries_by_day,
+)
 
 STEPS, RHR, WEIGHT = "41950-7", "40443-4", "29463-7"
 
@@ -49,12 +57,30 @@ def test_importing_a_real_export_twice_writes_nothing_the_second_time(repo: Any,
     assert first.created > 0 and first.read >= first.mapped > 0
     stored = observations(repo, patient)
     assert len(stored) == first.created
-    again = _importer(repo).import_path(patient, FIXTURES / fixture)
+    again = _importer(repo, skip_verified=False).import_path(patient, FIXTURES / fixture)
     assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
+    assert again.read == first.read
     assert len(observations(repo, patient)) == len(stored)
     assert _max_version(repo, patient) == 1
     ids = [o["identifier"][0]["value"] for o in stored]
     assert len(ids) == len(set(ids)) and all(o["id"] == o["identifier"][0]["value"] for o in stored)
+
+
+def test_a_file_imported_before_is_verified_not_parsed_unless_its_resources_changed(repo: Any) -> None:
+    patient = make_patient(repo)
+    data = apple_export([*hours("2026-03-10", 8, 17, 500),
+                         Rec("BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 80, "kg")])
+    first = _run(repo, patient, data)
+    assert (first.created, first.already_imported) == (2, 0)
+    again = _run(repo, patient, data)
+    assert (again.already_imported, again.read, again.unchanged, again.created) == (1, 0, 2, 0)
+    compared = _run(repo, patient, data, skip_verified=False)  # the full path: parse, map, compare
+    assert (compared.already_imported, compared.read, compared.unchanged) == (0, 11, 2)
+    weight = next(o for o in observations(repo, patient) if o["code"]["coding"][0]["code"] == WEIGHT)
+    repo.delete("Observation", weight["id"])
+    restored = _run(repo, patient, data)  # a resource it wrote is gone: the file is imported again
+    assert (restored.already_imported, restored.created, restored.unchanged) == (0, 1, 1)
+    assert len(observations(repo, patient)) == 2
 
 
 def test_an_overlapping_newer_export_updates_changed_days_and_adds_new_ones(repo: Any) -> None:
@@ -113,9 +139,9 @@ def test_a_crash_halfway_leaves_whole_batches_and_resuming_finishes_without_dupl
                        o["valueQuantity"]["value"]) for o in observations(repo, pid))
 
     assert essence(patient) == essence(reference)
-    # the state is complete now: importing again runs in full and changes nothing
+    # the state is complete now (a resumed run keeps no manifest): importing again runs in full, changes nothing
     again = _importer(repo, **options).import_stream(patient, io.BytesIO(data), "export.xml")
-    assert (again.resumed, again.created, again.updated, again.unchanged) == (0, 0, 0, 18)
+    assert (again.resumed, again.created, again.updated, again.unchanged, again.already_imported) == (0, 0, 0, 18, 0)
 
 
 def test_bad_records_are_reported_with_file_line_and_reason_and_not_stored(repo: Any) -> None:
@@ -224,7 +250,7 @@ def test_a_day_at_the_habit_target_becomes_a_done_check_in_once(repo: Any) -> No
     summary_id = checkin["derivedFrom"][0]["reference"].removeprefix("Observation/")
     assert repo.read("Observation", summary_id).content["valueQuantity"]["value"] == 9000
     again = _importer(repo).import_stream(w.patient, io.BytesIO(data), "export.xml")
-    assert (again.checkins, again.created, again.updated) == (0, 0, 0)
+    assert (again.checkins, again.created, again.updated, again.already_imported) == (0, 0, 0, 1)
 
 
 def test_source_priority_specs_are_parsed_and_refused_when_wrong() -> None:
