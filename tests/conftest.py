@@ -216,10 +216,13 @@ def live_server(settings: Settings, services: Any) -> Iterator[LiveServer]:
 CHROMIUM = os.environ.get("MECR_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright. Skipped -- loudly -- only when Chromium is missing and
-    ``MECR_REQUIRE_BROWSER`` is not set (CI sets it, so there a missing browser is a failure)."""
+    ``MECR_REQUIRE_BROWSER`` is not set (CI sets it, so there a missing browser is a failure).
+
+    Module scope: Playwright's sync API runs an event loop in this thread while it is open, which would break
+    any later test that calls ``asyncio.run``; closing it with the module keeps the rest of the run clean."""
     import shutil
 
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):

@@ -105,7 +105,8 @@ def test_upload_errors_are_operation_outcomes(app: Any, client: Any, repo: Any, 
     broken = client.post(_url(patient), files={"file": ("export.zip", APPLE_ZIP.read_bytes()[:900])})
     body = assert_outcome(broken, 422, "invalid")
     assert "export.zip" in body["issue"][0]["diagnostics"]
-    big = b"<HealthData>" + b" " * (settings.max_body_bytes + 10) + b"</HealthData>"
+    app.state.services.settings.max_upload_bytes = 1024 * 1024  # the upload limit (MECR_MAX_UPLOAD_BYTES)
+    big = b"<HealthData>" + b" " * (1024 * 1024 + 10) + b"</HealthData>"
     assert_outcome(client.post(_url(patient), files={"file": ("export.xml", big)}), 413)
     assert_outcome(client.post(_url("nobody"), files={"file": ("export.zip", APPLE_ZIP.read_bytes())}), 404)
     assert_outcome(client.post(_url(patient), content=b"{}", headers={"content-type": "application/json"}), 415)
