@@ -5,6 +5,10 @@ patients with coaching goals, a habit plan each, a month of daily wearable obser
 heart rate, weight), a coaching session and a community referral (ServiceRequest + Task). Every file is a FHIR
 transaction Bundle whose entries use PUT with fixed ids, so loading it twice changes nothing.
 
+The coaching demo (``30-`` to ``33-``: three people with goals, habit plans, two months of check-ins and wearable
+daily summaries, PDSA changes and sessions; see :mod:`fhir_ecr.coaching.demo`) is written as of ``COACHING_AS_OF``
+and stamped so: ``mecr demo`` moves its dates to the day it runs, so it always ends yesterday (docs/coaching.md).
+
 Usage: ``python examples/make_demo_data.py`` (``make demo-data``).
 """
 
@@ -13,11 +17,15 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "demo"
+COACHING_AS_OF = date(2026, 11, 23)  # fixed, so the files are the same bytes every run; `mecr demo` moves it to today
+COACHING_FILES = ["30-coaching-people.json", "31-coaching-goals-and-plans.json", "32-coaching-daily-data.json",
+                  "33-coaching-sessions.json"]
 START = date(2026, 10, 26)  # the month of observations runs from here for 30 days
 DAYS = 30
 LOINC = "http://loinc.org"
@@ -235,10 +243,14 @@ def main() -> None:
         coaching, observations = patient_files(row, i)
         files[f"{10 + i}-{row[0]}.json"] = coaching
         files[f"{20 + i}-{row[0]}-observations.json"] = observations
+    from fhir_ecr.coaching.demo import demo_coaching_bundles
+
+    files.update(zip(COACHING_FILES, demo_coaching_bundles(COACHING_AS_OF), strict=True))
     for name, content in files.items():
         (OUT / name).write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(files)} files to {OUT}")
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
     main()

@@ -265,7 +265,7 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
     def members(parent_id: str) -> set[str]:
         subjects = {r[1] for c in children.get(parent_id, []) if (r := _ref(c.get("subject")))}
         own = _ref((all_parents.get(parent_id) or {}).get("subject"))
-        return subjects | ({own[1]} if own else set())
+        return subjects | ({own[1]} if own and own[0] == "Patient" else set())
 
     # everything the sessions refer to, read in bulk
     patient_ids = {r[1] for e in encounters.values() if (r := _ref(e.get("subject")))}

@@ -21,7 +21,7 @@ Errors (all ``ValueError``)::
      └── RunChartError
 """
 
-from fhir_ecr.coaching.adherence import Adherence, AdherencePolicy, adherence, adherence_windows
+from fhir_ecr.coaching.adherence import Adherence, AdherencePolicy, adherence, adherence_windows, ledger_adherence
 from fhir_ecr.coaching.errors import CoachingError, GoalError, RunChartError, ScheduleError
 from fhir_ecr.coaching.progress import (
     ACHIEVEMENT_SYSTEM,
@@ -50,6 +50,7 @@ from fhir_ecr.coaching.runchart import (
 from fhir_ecr.coaching.schedule import (
     CheckIn,
     CheckInStatus,
+    Ledger,
     Occurrence,
     OccurrenceState,
     Pause,
@@ -58,12 +59,13 @@ from fhir_ecr.coaching.schedule import (
     Unit,
     Weekday,
     due_dates,
+    ledger,
     local_date,
     occurrences,
     schedule_from_timing,
     week_bounds,
 )
-from fhir_ecr.coaching.streaks import Streak, StreakPolicy, Streaks, streaks
+from fhir_ecr.coaching.streaks import Streak, StreakPolicy, Streaks, ledger_streaks, streaks
 
 __all__ = [
     "ACHIEVEMENT_SYSTEM",
@@ -77,6 +79,7 @@ __all__ = [
     "GoalError",
     "GoalProgress",
     "GoalTarget",
+    "Ledger",
     "Measurement",
     "Occurrence",
     "OccurrenceState",
@@ -105,6 +108,9 @@ __all__ = [
     "due_dates",
     "goal_progress",
     "least_squares_slope",
+    "ledger",
+    "ledger_adherence",
+    "ledger_streaks",
     "local_date",
     "longest_run_limit",
     "occurrences",

@@ -14,7 +14,7 @@ habit                  one ``CarePlan.activity`` of a ``mecr-habit-plan`` CarePl
                        ``habit-id`` extension
 habit start / stop     ``activity.detail.scheduledTiming.repeat.boundsPeriod`` start / end (local dates)
 habit pauses           ``activity.extension`` ``https://mecr.dev/fhir/StructureDefinition/habit-pause``
-                       (start, end, reason): the pause *history*; the current state is
+                       (``period`` of local dates, ``reason``): the pause *history*; the current state is
                        ``detail.status = on-hold`` + ``detail.statusReason`` (IG invariant mecr-plan-2)
 habit daily target     ``activity.detail.dailyAmount`` (e.g. 8000 ``/d`` steps) — what a wearable
                        reading must reach to count as done
@@ -68,6 +68,7 @@ __all__ = [
     "checkin_identifier",
     "checkin_observation",
     "checkin_from_observation",
+    "CHECKIN_TOKENS",
     "checkins_from_tokens",
     "effective_local_date",
     "goal_info",
@@ -80,7 +81,9 @@ __all__ = [
     "parameters_to_dict",
     "parse_local_date",
     "patient_time_zone",
+    "end_pause",
     "pause_extension",
+    "pause_of_extension",
     "pdsa_annotation",
     "pdsa_notes",
     "quantity",
@@ -96,7 +99,7 @@ CHECKIN_PROFILE = f"{CANONICAL}/StructureDefinition/mecr-habit-check-in"
 SESSION_PROFILE = f"{CANONICAL}/StructureDefinition/mecr-coaching-session"
 COACH_PROFILE = f"{CANONICAL}/StructureDefinition/mecr-coach"
 HABIT_ID_URL = f"{CANONICAL}/StructureDefinition/habit-id"
-# Not (yet) in the IG: the pause history of a habit. Extensions are open in every mECR profile; see docs/coaching.md.
+# The pause history of a habit (IG extension habit-pause: period + reason) on its CarePlan.activity.
 HABIT_PAUSE_URL = f"{CANONICAL}/StructureDefinition/habit-pause"
 MODALITY_URL = f"{CANONICAL}/StructureDefinition/coaching-session-modality"
 MECR_CODES = f"{CANONICAL}/CodeSystem/mecr-codes"
@@ -369,9 +372,9 @@ def _pauses(activity: Mapping[str, Any]) -> tuple[Pause, ...]:
     out = []
     for ext in _ext(activity.get("extension"), HABIT_PAUSE_URL):
         sub = {e.get("url"): e for e in ext.get("extension", []) or []}
-        start = parse_local_date((sub.get("start") or {}).get("valueDate"), "habit pause start")
-        end_raw = (sub.get("end") or {}).get("valueDate")
-        end = parse_local_date(end_raw, "habit pause end") if end_raw else None
+        period = (sub.get("period") or {}).get("valuePeriod") or {}
+        start = parse_local_date(period.get("start"), "habit pause start")
+        end = parse_local_date(period["end"], "habit pause end") if period.get("end") else None
         reason = ((sub.get("reason") or {}).get("valueCodeableConcept") or {})
         code = ((reason.get("coding") or [{}])[0]).get("code") or reason.get("text") or ""
         out.append(Pause(start, end, str(code)))
@@ -379,13 +382,29 @@ def _pauses(activity: Mapping[str, Any]) -> tuple[Pause, ...]:
 
 
 def pause_extension(pause: Pause, reason_text: str | None = None) -> dict[str, Any]:
-    """The ``habit-pause`` extension for ``pause``."""
-    sub: list[dict[str, Any]] = [{"url": "start", "valueDate": pause.start.isoformat()}]
+    """The ``habit-pause`` extension (IG extension ``habit-pause``: ``period`` and ``reason``) for ``pause``."""
+    period = {"start": pause.start.isoformat()}
     if pause.end is not None:
-        sub.append({"url": "end", "valueDate": pause.end.isoformat()})
+        period["end"] = pause.end.isoformat()
+    sub: list[dict[str, Any]] = [{"url": "period", "valuePeriod": period}]
     if pause.reason:
         sub.append({"url": "reason", "valueCodeableConcept": _pause_reason(pause.reason, reason_text)})
     return {"url": HABIT_PAUSE_URL, "extension": sub}
+
+
+def end_pause(extension: Mapping[str, Any], end: date) -> dict[str, Any]:
+    """A copy of an open ``habit-pause`` extension that ends on ``end`` (inclusive)."""
+    sub = []
+    for e in extension.get("extension", []) or []:
+        if e.get("url") == "period":
+            e = {**e, "valuePeriod": {**(e.get("valuePeriod") or {}), "end": end.isoformat()}}
+        sub.append(e)
+    return {**extension, "extension": sub}
+
+
+def pause_of_extension(extension: Mapping[str, Any]) -> Pause:
+    """The :class:`Pause` a ``habit-pause`` extension records (ScheduleError when malformed)."""
+    return _pauses({"extension": [extension]})[0]
 
 
 def _pause_reason(code: str, text: str | None) -> dict[str, Any]:
@@ -554,59 +573,54 @@ def checkin_from_observation(obs: Mapping[str, Any]) -> tuple[str, str, CheckIn]
 _CHECKIN_STATUS = {s.value: s for s in CheckInStatus}
 
 
-def checkins_from_tokens(rows: Iterable[tuple[str, str, str | None, str | None]]
+def _checkin(day: str, result: str | None) -> CheckIn | None:
+    status = _CHECKIN_STATUS.get(result) if result is not None else None
+    if status is None or not _DATE_RE.match(day):
+        return None
+    try:
+        return CheckIn(date.fromisoformat(day), status)
+    except ValueError:
+        return None
+
+
+CHECKIN_TOKENS: list[tuple[str, str | None, str | None]] = [
+    ("identifier", CHECKIN_ID_SYSTEM, None), ("value-concept", CHECKIN_RESULT_SYSTEM, None), ("status", None, None)]
+"""The token values :func:`checkins_from_tokens` reads (``UnitOfWork.search_index_values``)."""
+
+
+def checkins_from_tokens(rows: Iterable[Sequence[str | None]]
                          ) -> tuple[dict[tuple[str, str], list[CheckIn]], list[str]]:
-    """Check-ins from the token index rows ``(id, param, system, code)`` of their ``identifier``, ``value-concept``
-    and ``status`` (``FhirRepository``'s ``search_tokens``), without reading a document.
+    """Check-ins from their search-index tokens, without reading a document: each row is ``(id, check-in
+    identifier value, result code, status)`` (:data:`CHECKIN_TOKENS`).
 
     A check-in counts for the plan, habit and day its check-in identifier names (``{plan}/{habit}/{date}``, the
-    key that makes check-ins idempotent per habit and day; the mecr-habit-check-in profile ties it to basedOn,
-    the habit-id extension and effectiveDateTime), with the result its valueCodeableConcept codes. Returns the
-    check-ins by ``(plan id, habit id)`` and the ids of the Observations that have no well-formed check-in
-    identifier: read those in full and parse them with :func:`checkin_from_observation`. Entered-in-error
-    check-ins and ones without a known result are left out, as that function leaves them out.
+    key that makes check-ins idempotent per habit and day; the service writes it with basedOn, the habit-id
+    extension and effectiveDateTime to match), with the result its valueCodeableConcept codes. Returns the
+    check-ins by ``(plan id, habit id)`` and the ids of the Observations without a well-formed check-in
+    identifier: read those and parse them with :func:`checkin_from_observation`. Entered-in-error check-ins and
+    ones without a known result are left out, as that function leaves them out.
     """
     by_habit: dict[tuple[str, str], list[CheckIn]] = {}
     unkeyed: list[str] = []
-    days: dict[str, date] = {}
-
-    def finish(rid: str, key: str | None, result: str | None, void: bool) -> None:
-        if void:
-            return
-        parts = key.split("/") if key is not None else []
-        if len(parts) != 3 or not parts[0] or not _HABIT_ID_RE.match(parts[1]) or not _DATE_RE.match(parts[2]):
-            unkeyed.append(rid)
-            return
-        status = _CHECKIN_STATUS.get(result) if result is not None else None
-        if status is None:
-            return
-        day = days.get(parts[2])
-        if day is None:
-            try:
-                day = days[parts[2]] = date.fromisoformat(parts[2])
-            except ValueError:
-                unkeyed.append(rid)
-                return
-        by_habit.setdefault((parts[0], parts[1]), []).append(CheckIn(day, status))
-
-    current: str | None = None
-    key = result = None
-    void = False
-    for rid, param, system, code in rows:
-        if rid != current:
-            if current is not None:
-                finish(current, key, result, void)
-            current, key, result, void = rid, None, None, False
-        if param == "identifier":
-            if system == CHECKIN_ID_SYSTEM and key is None:
-                key = code
-        elif param == "value-concept":
-            if system == CHECKIN_RESULT_SYSTEM and result is None:
-                result = code or ""
-        elif param == "status" and code == "entered-in-error":
-            void = True
-    if current is not None:
-        finish(current, key, result, void)
+    habits: dict[str, tuple[str, str] | None] = {}  # "plan/habit" -> (plan, habit), None when malformed
+    shared: dict[tuple[str, str], CheckIn | None] = {}  # (date, result) -> one CheckIn for every habit
+    for rid, key, result, status in rows:
+        if status == "entered-in-error":
+            continue
+        prefix, _, day = key.rpartition("/") if key is not None else ("", "", "")
+        habit = habits.get(prefix, ()) if prefix else None
+        if habit == ():
+            plan_id, slash, habit_id = prefix.partition("/")
+            habit = habits[prefix] = (plan_id, habit_id) if plan_id and slash and _HABIT_ID_RE.match(habit_id) \
+                else None
+        checkin = shared.get((day, result or ""), False)
+        if checkin is False:
+            checkin = shared[(day, result or "")] = _checkin(day, result)
+        if habit is None or checkin is None:
+            if habit is None or not _DATE_RE.match(day):
+                unkeyed.append(str(rid))
+            continue
+        by_habit.setdefault(habit, []).append(checkin)
     return by_habit, unkeyed
 
 

@@ -25,7 +25,9 @@ Monday (ISO 8601) unless the schedule says otherwise.
 The ledger (:func:`occurrences`) classifies every occurrence up to ``today`` as ``done``, ``partly``,
 ``missed``, ``paused`` or ``pending`` (today, or the current week, which is not over yet and not yet
 met). A pause wins over a check-in on the same day: paused days are outside the schedule, so a check-in
-on a paused day neither helps nor hurts.
+on a paused day neither helps nor hurts. :func:`ledger` keeps it as a :class:`Ledger` of parallel lists (no
+object per occurrence), built once per habit and shared by adherence and streaks; :func:`occurrences` gives
+the same ledger as :class:`Occurrence` objects.
 """
 
 from __future__ import annotations
@@ -281,11 +283,6 @@ def week_bounds(day: date, week_start: Weekday = Weekday.MON) -> tuple[date, dat
     """First and last date of the calendar week containing ``day``."""
     first = day - timedelta(days=(day.weekday() - week_start) % 7)
     return first, first + timedelta(days=6)
-
-
-def _days(first: date, last: date) -> Iterable[date]:
-    for offset in range((last - first).days + 1):
-        yield first + timedelta(days=offset)
 
 
 def due_dates(schedule: Schedule, start: date, end: date) -> list[date]:

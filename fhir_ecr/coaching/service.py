@@ -458,17 +458,15 @@ class CoachingService:
             if ext.get("url") != io.HABIT_PAUSE_URL:
                 kept.append(ext)
                 continue
-            sub = {e["url"]: e for e in ext.get("extension", [])}
-            if "end" in sub:
+            with _core_errors():
+                pause = io.pause_of_extension(ext)
+            if pause.end is not None:
                 kept.append(ext)
                 continue
-            start = io.parse_local_date(sub["start"]["valueDate"], "pause start")
-            if resume < start:
-                raise business_rule(f"cannot resume before the pause started ({start})", "on")
-            if resume > start:  # resuming on the pause's first day leaves no paused day: drop it
-                ext = {**ext, "extension": [*ext["extension"],
-                                            {"url": "end", "valueDate": (resume - timedelta(days=1)).isoformat()}]}
-                kept.append(ext)
+            if resume < pause.start:
+                raise business_rule(f"cannot resume before the pause started ({pause.start})", "on")
+            if resume > pause.start:  # resuming on the pause's first day leaves no paused day: drop it
+                kept.append(io.end_pause(ext, resume - timedelta(days=1)))
         activity["extension"] = kept
 
     def stop_habit(self, plan_id: str, habit_id: str, *, on: date | None = None,
@@ -711,8 +709,7 @@ class CoachingService:
                 readings = list(_elements(uow, "Observation", [
                     subject, ("code", _coding_token(measures)),
                     ("date", f"ge{(today - timedelta(days=recent_days)).isoformat()}")], _READING_ELEMENTS))
-                for m in measures:
-                    readings += self._first_readings(uow, patient_id, m)
+                readings += self._first_readings(uow, patient_id, measures)
         with _core_errors():
             habits = [h for p in plans if p.get("status") not in ("revoked", "entered-in-error")
                       for h in io.habits_of_plan(p)]
@@ -787,8 +784,7 @@ class CoachingService:
         """The check-ins matching ``params`` by (plan id, habit id), read from the search index: a check-in's
         identifier, result and status (io.checkins_from_tokens); only check-ins without a check-in identifier
         are read as documents (a few elements each)."""
-        rows = uow.search_tokens(parse_search("Observation", params, strict=True),
-                                 ["identifier", "value-concept", "status"])
+        rows = uow.search_index_values(parse_search("Observation", params, strict=True), io.CHECKIN_TOKENS)
         by_habit, unkeyed = io.checkins_from_tokens(rows)
         for i in range(0, len(unkeyed), 200):
             ids = ",".join(unkeyed[i:i + 200])
@@ -798,11 +794,23 @@ class CoachingService:
                     by_habit.setdefault((parsed[0], parsed[1]), []).append(parsed[2])
         return by_habit
 
-    def _first_readings(self, uow: UnitOfWork, patient_id: str, measure: tuple[str, str]) -> list[dict[str, Any]]:
-        """The readings of a measure's first days (the goal baseline), oldest first."""
-        query = parse_search("Observation", [("patient", f"Patient/{patient_id}"), ("code", _coding_token([measure])),
-                                             ("_sort", "date")], strict=True)
-        return list(uow.search_elements(query, _READING_ELEMENTS, limit=self.progress_policy.baseline_points * 4))
+    def _first_readings(self, uow: UnitOfWork, patient_id: str, measures: Sequence[tuple[str, str]]
+                        ) -> list[dict[str, Any]]:
+        """The readings of each measure's first days (the goal baseline): the first ``4 * baseline_points`` of
+        each measure in ``_sort=date`` order (earliest date, then key), found from the search index in one
+        statement for all measures, then read (a few elements each)."""
+        query = parse_search("Observation", [("patient", f"Patient/{patient_id}"), ("code", _coding_token(measures))],
+                             strict=True)
+        rows = uow.search_index_values(query, [("code", system, code) for system, code in measures], ["date"])
+        first: set[str] = set()
+        for i in range(len(measures)):
+            # rows come in key order, and sorted() is stable: equal dates keep it, as _sort=date does
+            having = sorted((r for r in rows if r[1 + i] is not None),
+                            key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0))
+            first.update(str(r[0]) for r in having[: self.progress_policy.baseline_points * 4])
+        if not first:
+            return []
+        return list(_elements(uow, "Observation", [("_id", ",".join(sorted(first)))], _READING_ELEMENTS))
 
     def run_chart(self, patient_id: str, codings: Sequence[tuple[str, str]], start: date | None = None,
                   end: date | None = None) -> dict[str, Any]:

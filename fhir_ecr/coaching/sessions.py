@@ -14,10 +14,9 @@ diagnoses          ``diagnosis.condition`` (the person's Conditions the session 
 reason             ``reasonCode`` (text) / ``reasonReference``
 =================  ===================================================================================
 
-A **group session** (``Group`` of at least two patients) is one group-level Encounter plus one Encounter
-per participant with ``partOf`` -> the group-level one; billing counts the participant Encounters only
-(those with ``partOf``). The IG's ``subject only Reference(Patient)`` forces the group-level Encounter to name
-a patient: as in the IG's own example, it names the first member (see docs/coaching.md).
+A **group session** (``Group`` of at least two patients) is one group-level Encounter whose ``subject`` is the
+``Group`` (IG invariant mecr-enc-5) plus one Encounter per participant, subject that Patient, with ``partOf`` ->
+the group-level one (mecr-enc-6); billing counts the participant Encounters only (those with ``partOf``).
 
 The structured note (reviewed, barriers, next steps, goals discussed) is a ``DocumentReference`` per
 participant Encounter (R4 Encounter has no note element; DocumentReference is what an EMR files as a note):
@@ -209,7 +208,8 @@ def record_session(
         diagnosis_owner = _owned(uow, "Condition", diagnoses, participants, "diagnosis")
         minutes = int((end - start).total_seconds() // 60)
 
-        def encounter(pid: str, part_of: str | None) -> dict[str, Any]:
+        def encounter(pid: str | None, part_of: str | None) -> dict[str, Any]:
+            # pid None: the group-level Encounter, whose subject is the Group (IG invariant mecr-enc-5).
             cls = MODALITIES[modality]
             enc: dict[str, Any] = {
                 "resourceType": "Encounter",
@@ -219,7 +219,7 @@ def record_session(
                 "status": "finished",
                 "class": {"system": _ACT_CODE, "code": cls, "display": _CLASS_DISPLAY[cls]},
                 "type": [{"coding": [{"system": io.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
-                "subject": {"reference": f"Patient/{pid}"},
+                "subject": {"reference": f"Patient/{pid}" if pid is not None else f"Group/{group_id}"},
                 "participant": [{"type": [{"coding": [{"system": _PARTICIPATION, "code": "PPRF"}]}],
                                  "individual": {"reference": coach_ref}}],
                 "period": {"start": _iso(start), "end": _iso(end)},
@@ -239,7 +239,7 @@ def record_session(
         result = SessionResult(group=None)
         parent = None
         if group_id is not None:
-            result.group = uow.create(encounter(patients[0], None)).stored
+            result.group = uow.create(encounter(None, None)).stored
             parent = f"Encounter/{result.group.id}"
         for pid in patients:
             stored = uow.create(encounter(pid, parent)).stored

@@ -41,7 +41,7 @@ from ..outcomes import (
 from .db import WRITE
 from .indexer import extract_index_rows
 from .search import SearchQuery, driven_pks, param_condition, parse_search, search_where, sort_sql
-from .searchparams import patient_compartment, search_param, search_params, summary_elements
+from .searchparams import SearchParam, patient_compartment, search_param, search_params, summary_elements
 from .tables import INDEX_TABLES, HistoryRow, KeyValue, ReferenceIndex, ResourceRow
 from .validation import validate_resource
 
@@ -671,9 +671,14 @@ class UnitOfWork:
         else:  # with two or more paths json_extract returns an array (https://sqlite.org/json1.html#jex)
             picked = sa.func.json_extract(R.c.content, "$.id", *[f"$.{e}" for e in elements])
             skip = 1
+        order = sort_sql(rtype, query.sort) if query.sort else [R.c.pk]
+        if limit is not None:
+            # Pick the page's keys first, so the elements are extracted from ``limit`` documents, not from all
+            # the matches that go into the sort.
+            page = sa.select(R.c.pk).where(*where).order_by(*order).limit(limit).subquery()
+            where = [R.c.pk.in_(sa.select(page.c.pk))]
         stmt = sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, picked.label("picked")).where(*where)
-        stmt = stmt.order_by(*sort_sql(rtype, query.sort)) if query.sort else stmt.order_by(R.c.pk)
-        rows = self.conn.execute(stmt if limit is None else stmt.limit(limit)).all()
+        rows = self.conn.execute(stmt.order_by(*order)).all()
 
         def partial() -> Iterator[dict[str, Any]]:
             for row in rows:
@@ -687,22 +692,27 @@ class UnitOfWork:
 
         return partial()
 
-    def search_tokens(self, query: SearchQuery, params: list[str]) -> list[tuple[str, str, str | None, str | None]]:
-        """``(id, param, system, code)`` for every value of the token ``params`` of every match of ``query``, read from
-        the token index alone: no document is read or parsed. Ordered by match (in key order), then as indexed.
+    def search_index_values(self, query: SearchQuery, tokens: list[tuple[str, str | None, str | None]] | None = None,
+                            dates: list[str] | None = None) -> list[tuple[Any, ...]]:
+        """One row per match of ``query``, read from the search index alone (no document is read or parsed): its
+        id; for each ``(param, system, code)`` of ``tokens`` the code of its value of that token parameter with
+        that system (any when None) and that code (any when None), or None (the greatest code when several
+        match); for each of ``dates`` the earliest instant of its value of that date parameter (µs since the
+        epoch, UTC; a date counts from its start), or None. All matches in key order, in one statement
+        (``_count``, paging, ``_sort``, ``_include`` and totals do not apply).
 
-        For callers that need a few coded values of thousands of resources, such as the coaching summary reading
-        each check-in's identifier and result. Every match, in one statement (``_count``, paging, ``_sort``,
-        ``_include`` and totals do not apply); a match without a value of a parameter has no row for it.
+        For callers that need a few indexed values of thousands of resources, such as the coaching summary
+        reading each check-in's identifier and result: ``search_index_values(q, [("identifier", system, None)])``.
         """
         rtype = query.resource_type
         self._check_type(rtype)
-        names: dict[str, str] = {}
-        for name in params:
-            param = search_param(rtype, name)
-            if param is None or param.type != "token":
-                raise bad_request(f"{name} is not a token search parameter of {rtype}")
-            names.update((stored, name) for stored in param.index_names)
+        specs: list[tuple[str, SearchParam, list[Any]]] = []  # (index table, parameter, extra conditions)
+        tok = INDEX_TABLES["idx_token"]
+        for name, system, code in tokens or []:
+            specs.append(("idx_token", self._index_param(rtype, name, "token"),
+                          [*([tok.c.system == system] if system is not None else []),
+                           *([tok.c.code == code] if code is not None else [])]))
+        specs += [("idx_date", self._index_param(rtype, name, "date"), []) for name in dates or []]
         self.flush()
         guard = self.repo.guard
         compartment = guard.before_search(rtype) if guard is not None else None
@@ -710,20 +720,45 @@ class UnitOfWork:
         where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, self.repo.fhir_base)
         if compartment is not None:
             where.append(self._compartment_where(rtype, compartment))
-        tok = INDEX_TABLES["idx_token"]
-        rows = self.conn.execute(
-            sa.select(R.c.res_id, R.c.version_id, R.c.last_updated, tok.c.param, tok.c.system, tok.c.code)
-            .select_from(R.join(tok, tok.c.res_pk == R.c.pk))
-            .where(*where, tok.c.param.in_(sorted(names)))
-            .order_by(R.c.pk, tok.c.rowid)
-        ).all()
+
+        def value(table: Any) -> Any:
+            return sa.func.max(table.c.code) if table.name == "idx_token" else sa.func.min(table.c.low)
+
+        if self.is_postgres:
+            # PostgreSQL joins the index rows and groups them (a subplan per match and value is slower there).
+            joined, cols = R, []
+            for name in ("idx_token", "idx_date"):
+                mine = [(p, extra) for t, p, extra in specs if t == name]
+                if not mine:
+                    continue
+                table = INDEX_TABLES[name]
+                stored = sorted({n for p, _ in mine for n in p.index_names})
+                joined = joined.outerjoin(table, sa.and_(table.c.res_pk == R.c.pk, table.c.param.in_(stored)))
+                column = table.c.code if name == "idx_token" else table.c.low
+                agg = sa.func.max if name == "idx_token" else sa.func.min
+                cols += [agg(sa.case((sa.and_(param_condition(table, p), *extra), column))) for p, extra in mine]
+            # specs list the tokens before the dates, the order the columns were built in
+            stmt = sa.select(R.c.res_id, *cols).select_from(joined).where(*where).group_by(R.c.pk, R.c.res_id)
+            rows = self.conn.execute(stmt.order_by(R.c.pk)).all()
+        else:
+            # SQLite: one probe of the index's (res_pk, param, ...) key per match and value, no join, no grouping.
+            picks = [sa.select(value(INDEX_TABLES[t])).where(INDEX_TABLES[t].c.res_pk == R.c.pk,
+                                                             param_condition(INDEX_TABLES[t], p), *extra)
+                     .scalar_subquery() for t, p, extra in specs]
+            rows = self.conn.execute(sa.select(R.c.res_id, *picks).where(*where).order_by(R.c.pk)).all()
+        # Plain tuples, fetched at once (fetchall): thousands of rows read by attribute cost more than the query.
+        out = [tuple(r) for r in rows]
         if guard is not None:
-            seen: dict[str, Stored] = {}
-            for r in rows:
-                seen.setdefault(r.res_id, Stored(rtype, r.res_id, r.version_id, r.last_updated, False,
-                                                 {"resourceType": rtype, "id": r.res_id}))
-            guard.after_read(list(seen.values()))
-        return [(r.res_id, names[r.param], r.system, r.code) for r in rows]
+            guard.after_read([Stored(rtype, str(r[0]), 0, 0, False, {"resourceType": rtype, "id": r[0]})
+                              for r in out])
+        return out
+
+    @staticmethod
+    def _index_param(rtype: str, name: str, ptype: str) -> SearchParam:
+        param = search_param(rtype, name)
+        if param is None or param.type != ptype:
+            raise bad_request(f"{name} is not a {ptype} search parameter of {rtype}")
+        return param
 
     def everything(self, patient_id: str, *, since: int | None = None, types: set[str] | None = None,
                    count: int = 1000, offset: int = 0) -> tuple[list[Stored], int]:

@@ -140,3 +140,20 @@ def test_api_export_preview_and_superbill(client, repo, practice_env):
     assert_outcome(client.post("/fhir/Claim/$billing-export", json={"resourceType": "Parameters", "parameter": [
         {"name": "to", "valueDate": "2026-03-31"}]}), 400, "invalid")
     assert_outcome(client.get("/fhir/Claim/$billing-export?from=2026-03-01&to=2026-03-31"), 405)
+
+
+def test_group_subject_is_not_counted_as_a_member(repo):
+    """The group-level session of the IG names the Group as its subject: only the patients' own sessions count."""
+    seed(repo)
+    solo = encounter("solo-g", "ben", "group", T.format(26), 60)
+    solo["subject"] = {"reference": "Group/walkers"}
+    pair = encounter("pair-g", "ana", "group", T.format(27), 60)
+    pair["subject"] = {"reference": "Group/walkers"}
+    load(repo, [{"resourceType": "Group", "id": "walkers", "type": "person", "actual": True,
+                 "member": [{"entity": {"reference": "Patient/ben"}}, {"entity": {"reference": "Patient/ana"}}]},
+                solo, encounter("solo-g-ben", "ben", "group", T.format(26), None, part_of="solo-g"),
+                pair, encounter("pair-g-ana", "ana", "group", T.format(27), None, part_of="pair-g"),
+                encounter("pair-g-ben", "ben", "group", T.format(27), None, part_of="pair-g")])
+    ev = preview(repo, RULES, date(2026, 3, 26), date(2026, 3, 27))
+    assert {(f.encounter_id, f.code) for f in ev.findings} == {("solo-g-ben", "group-of-one")}
+    assert {(ln.encounter_id, ln.code) for ln in ev.lines} == {("pair-g-ana", "0593T"), ("pair-g-ben", "0593T")}

@@ -183,6 +183,7 @@ def test_group_session_one_encounter_per_participant(client, repo):
     encounters = [e["resource"] for e in out.json()["entry"] if e["resource"]["resourceType"] == "Encounter"]
     parent = next(e for e in encounters if "partOf" not in e)
     children = [e for e in encounters if "partOf" in e]
+    assert parent["subject"] == {"reference": f"Group/{group}"}  # IG invariant mecr-enc-5
     assert sorted(e["subject"]["reference"] for e in children) == sorted(
         f"Patient/{p}" for p in (w.patient, w.other_patient, third))
     assert all(e["partOf"] == {"reference": f"Encounter/{parent['id']}"} for e in children)

@@ -120,6 +120,15 @@ INVARIANTS: list[tuple[str, str, Mutation, list[tuple[str, str]]]] = [
      [("invariant", "Encounter")]),
     ("mecr-coach-1", "PractitionerRole-example-coach.json", setv(["identifier", 0, "value"], "123456789"),
      [("invariant", "PractitionerRole")]),
+    ("mecr-plan-3", "CarePlan-example-habit-plan.json",
+     setv(["activity", 1, "extension", 1, "extension", 0, "valuePeriod", "end"], "2026-03-04"),
+     [("invariant", "CarePlan")]),
+    ("mecr-enc-5", "Encounter-example-session-group.json",
+     setv(["type", 0, "coding", 0, "code"], "coaching-session-follow-up"), [("invariant", "Encounter")]),
+    # a Group as a member's session subject also breaks mecr-enc-5 (a Group's session is not part of another)
+    ("mecr-enc-6", "Encounter-example-session-group-participant.json",
+     setv(["subject", "reference"], "Group/example-walking-group"),
+     [("invariant", "Encounter"), ("invariant", "Encounter")]),
 ]
 
 CASES = RULES + INVARIANTS

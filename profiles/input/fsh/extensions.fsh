@@ -39,3 +39,20 @@ Context: PractitionerRole
 * extension[issuer] ^short = "Organization that issued the credential"
 * extension[issuer].value[x] only Reference(Organization)
 * extension[issuer].valueReference 1..1
+
+Extension: MecrHabitPauseExtension
+Id: habit-pause
+Title: "mECR Habit Pause"
+Description: "One pause of a habit (vacation, illness, ...): the local days it covers and why. The extension repeats, so a habit keeps its pause history; while a pause is open (no end) the habit is on hold (detail.status on-hold with detail.statusReason, invariant mecr-plan-2). Paused days are outside the habit's schedule: they neither count against adherence nor break or extend a streak."
+Context: CarePlan.activity
+* extension contains
+    period 1..1 MS and
+    reason 0..1 MS
+* extension[period] ^short = "The paused days: start and end (inclusive) are local dates; no end while the pause is open"
+* extension[period].value[x] only Period
+* extension[period].valuePeriod 1..1
+* extension[period].valuePeriod.start 1..1
+* extension[reason] ^short = "Why the habit is paused"
+* extension[reason].value[x] only CodeableConcept
+* extension[reason].valueCodeableConcept 1..1
+* extension[reason].valueCodeableConcept from MecrHabitPauseReasonVS (extensible)

@@ -16,6 +16,11 @@ Description: "A habit that is on hold says why (activity.detail.statusReason)."
 Expression: "activity.all(detail.status = 'on-hold' implies detail.statusReason.exists())"
 Severity: #error
 
+Invariant: mecr-plan-3
+Description: "A habit pause covers whole local days: its period starts on a date (YYYY-MM-DD) and, if it has ended, ends on a date on or after that."
+Expression: "activity.extension.where(url = 'https://mecr.dev/fhir/StructureDefinition/habit-pause').all(extension.where(url = 'period').value.start.toString().matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') and (extension.where(url = 'period').value.end.exists() implies (extension.where(url = 'period').value.end.toString().matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') and extension.where(url = 'period').value.end >= extension.where(url = 'period').value.start)))"
+Severity: #error
+
 Invariant: mecr-checkin-1
 Description: "A check-in's value is done, partly or not-done from the mECR habit-check-in-result code system."
 Expression: "value.coding.where(system = 'https://mecr.dev/fhir/CodeSystem/habit-check-in-result' and (code = 'done' or code = 'partly' or code = 'not-done')).count() = 1"
@@ -74,6 +79,16 @@ Severity: #error
 Invariant: mecr-enc-4
 Description: "A session's length is in UCUM minutes."
 Expression: "length.exists() implies (length.system = 'http://unitsofmeasure.org' and length.code = 'min')"
+Severity: #error
+
+Invariant: mecr-enc-5
+Description: "A session whose subject is a Group is the group-level session of a group session: its type is coaching-session-group and it is not part of another session."
+Expression: "subject.reference.matches('(^|/)Group/[^/]+$') implies (type.coding.where(system = 'https://mecr.dev/fhir/CodeSystem/mecr-codes' and code = 'coaching-session-group').exists() and partOf.empty())"
+Severity: #error
+
+Invariant: mecr-enc-6
+Description: "A participant's session in a group session (one with partOf) is one person's: its subject is a Patient."
+Expression: "partOf.exists() implies subject.reference.matches('(^|/)Patient/[^/]+$')"
 Severity: #error
 
 Invariant: mecr-coach-1

@@ -49,7 +49,7 @@ Usage: #example
 Instance: example-habit-plan
 InstanceOf: MecrHabitPlan
 Title: "Example habit plan"
-Description: "Two habits: a daily walk after lunch (active) and a screens-off bedtime routine (paused while travelling)."
+Description: "Two habits: a walk after lunch on weekdays (active) and a screens-off bedtime routine, paused for illness earlier in March and paused again now, while travelling (an open habit-pause)."
 Usage: #example
 * status = #active
 * intent = #plan
@@ -73,6 +73,7 @@ Usage: #example
 * activity[0].detail.scheduledTiming.repeat.dayOfWeek[2] = #wed
 * activity[0].detail.scheduledTiming.repeat.dayOfWeek[3] = #thu
 * activity[0].detail.scheduledTiming.repeat.dayOfWeek[4] = #fri
+* activity[0].detail.scheduledTiming.repeat.boundsPeriod.start = "2026-03-02"
 * activity[0].detail.dailyAmount = 15 'min' "min"
 * activity[1].extension[habitId].valueString = "screens-off-2200"
 * activity[1].detail.code.text = "Screens off by 22:00"
@@ -84,6 +85,13 @@ Usage: #example
 * activity[1].detail.scheduledTiming.repeat.period = 1
 * activity[1].detail.scheduledTiming.repeat.periodUnit = #d
 * activity[1].detail.scheduledTiming.repeat.timeOfDay = "22:00:00"
+* activity[1].detail.scheduledTiming.repeat.boundsPeriod.start = "2026-03-02"
+* activity[1].extension[pause][0].extension[period].valuePeriod.start = "2026-03-05"
+* activity[1].extension[pause][0].extension[period].valuePeriod.end = "2026-03-08"
+* activity[1].extension[pause][0].extension[reason].valueCodeableConcept = MecrHabitPauseReason#illness
+* activity[1].extension[pause][1].extension[period].valuePeriod.start = "2026-03-16"
+* activity[1].extension[pause][1].extension[reason].valueCodeableConcept = MecrHabitPauseReason#travel "Travel"
+* activity[1].extension[pause][1].extension[reason].valueCodeableConcept.text = "Work trip to Denver"
 
 Instance: example-check-in-done
 InstanceOf: MecrHabitCheckIn
@@ -135,16 +143,35 @@ Usage: #example
 * length = 32 'min' "min"
 * serviceProvider = Reference(example-clinic)
 
+Instance: example-walking-group
+InstanceOf: Group
+Title: "Example coaching group"
+Description: "The people coached together in a group session."
+Usage: #example
+* type = #person
+* actual = true
+* name = "Tuesday walking group"
+* member[0].entity = Reference(example-patient)
+* member[1].entity = Reference(example-patient-ben)
+
+Instance: example-patient-ben
+InstanceOf: Patient
+Title: "Example second member of a coaching group"
+Description: "Another person in the walking group."
+Usage: #example
+* name.family = "Okafor"
+* name.given = "Ben"
+
 Instance: example-session-group
 InstanceOf: MecrCoachingSession
 Title: "Example group session"
-Description: "An in-person group coaching session at the clinic."
+Description: "The group-level Encounter of an in-person group coaching session at the clinic: its subject is the Group; each member's own session is partOf it."
 Usage: #example
 * extension[modality].valueCoding = MecrSessionModality#in-person
 * status = #finished
 * class = $v3-ActCode#AMB "ambulatory"
 * type = MecrCodes#coaching-session-group
-* subject = Reference(example-patient)
+* subject = Reference(example-walking-group)
 * participant[coach].type = $v3-ParticipationType#PPRF
 * participant[coach].individual = Reference(example-coach)
 * period.start = "2026-03-24T12:00:00-05:00"
@@ -162,6 +189,22 @@ Usage: #example
 * class = $v3-ActCode#AMB "ambulatory"
 * type = MecrCodes#coaching-session-group
 * subject = Reference(example-patient)
+* participant[coach].type = $v3-ParticipationType#PPRF
+* participant[coach].individual = Reference(example-coach)
+* period.start = "2026-03-24T12:00:00-05:00"
+* period.end = "2026-03-24T13:00:00-05:00"
+* partOf = Reference(example-session-group)
+
+Instance: example-session-group-participant-ben
+InstanceOf: MecrCoachingSession
+Title: "Example second participant's part of a group session"
+Description: "Ben's own record of the same group session."
+Usage: #example
+* extension[modality].valueCoding = MecrSessionModality#in-person
+* status = #finished
+* class = $v3-ActCode#AMB "ambulatory"
+* type = MecrCodes#coaching-session-group
+* subject = Reference(example-patient-ben)
 * participant[coach].type = $v3-ParticipationType#PPRF
 * participant[coach].individual = Reference(example-coach)
 * period.start = "2026-03-24T12:00:00-05:00"

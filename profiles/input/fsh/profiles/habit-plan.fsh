@@ -5,8 +5,9 @@ Title: "mECR Habit Plan"
 Description: """
 The habits a person is building with their coach, one CarePlan activity per habit. Each habit says what
 it is (detail.code and description), when (detail.scheduledTiming), which goal it serves (detail.goal)
-and where it stands (detail.status); a paused habit is on-hold with a statusReason. Habits carry a
-habit-id extension so check-ins can point at one habit of the plan.
+and where it stands (detail.status); a paused habit is on-hold with a statusReason, and each pause (the
+days it covers and why) is a habit-pause extension on the activity, which keeps the pause history. Habits
+carry a habit-id extension so check-ins can point at one habit of the plan.
 
 Alignment: activities are inline details, as in the HL7 Person-Centered Outcomes IG's care plan with
 self-care action steps; the Physical Activity IG's care plan keeps its plan in narrative only, so this
@@ -14,7 +15,7 @@ profile is stricter than it.
 """
 * ^status = #active
 * ^experimental = false
-* obeys mecr-plan-1 and mecr-plan-2
+* obeys mecr-plan-1 and mecr-plan-2 and mecr-plan-3
 * status MS
 * intent MS
 * intent = #plan (exactly)
@@ -34,7 +35,8 @@ profile is stricter than it.
 * goal only Reference(MecrCoachingGoal)
 * activity 1..* MS
 * activity ^short = "One habit"
-* activity.extension contains MecrHabitId named habitId 1..1 MS
+* activity.extension contains MecrHabitId named habitId 1..1 MS and MecrHabitPauseExtension named pause 0..* MS
+* activity.extension[pause] ^short = "The habit's pauses (history); an open one while it is on hold"
 * activity.reference 0..0
 * activity.detail 1..1 MS
 * activity.detail.code 1..1 MS
