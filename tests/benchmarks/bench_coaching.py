@@ -114,8 +114,16 @@ def run(backend: str, runs: int) -> dict[str, float]:
         svc = CoachingService(services.repo)
         from fastapi.testclient import TestClient
 
+        from fhir_ecr.auth import Principal
+        from smart_launch import ScopeSet
+
+        # Authorization on, as in production: a coach's bearer token (scope checks, guard, AuditEvent).
+        coach = Principal(kind="practitioner", subject="Practitioner/bench", fhir_user="Practitioner/bench",
+                          scopes=ScopeSet.parse("user/*.cruds"), display="Bench Coach")
+        token, _ = services.sessions.issue_token(coach)
         timings: dict[str, list[float]] = {"service": [], "http": []}
-        with TestClient(create_app(settings, services=services)) as client:
+        with TestClient(create_app(settings, services=services),
+                        headers={"Authorization": f"Bearer {token}"}) as client:
             for _ in range(3):  # warm caches and connection pools
                 svc.coaching_summary(pid)
                 client.get(f"/fhir/Patient/{pid}/$coaching-summary")

@@ -108,6 +108,23 @@ class Database:
             admin.dispose()
 
 
+def system_token(env: dict[str, str]) -> str:
+    """Register a backend client (`mecr client add`) on the served database and print a token for it."""
+    import json as _json
+
+    from smart_launch import ClientKeySet
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        _json.dump(ClientKeySet.generate(["ES384"]).public_jwks(), f)
+    mecr = [sys.executable, "-m", "fhir_ecr.cli", "client"]
+    subprocess.run([*mecr, "add", "bench", "--jwks-file", f.name, "--scope", "system/*.cruds"], env=env,
+                   check=True, capture_output=True)
+    out = subprocess.run([*mecr, "token", "bench", "--ttl", "86400"], env=env, check=True, capture_output=True,
+                         text=True)
+    os.unlink(f.name)
+    return out.stdout.strip()
+
+
 class Server:
     """``mecr serve`` in a subprocess, with a thread sampling its RSS."""
 
@@ -135,6 +152,7 @@ class Server:
             time.sleep(0.2)
         self.peak_rss = 0
         self._sampling = False
+        self.headers = {"Authorization": f"Bearer {system_token(env)}"}  # authorization on, as in production
 
     def rss(self) -> int:
         p = psutil.Process(self.proc.pid)
@@ -170,7 +188,7 @@ def ingest_over_http(server: Server, payloads: list[bytes], streams: int) -> tup
     def post_all(chunk: list[bytes]) -> None:
         try:
             with httpx.Client(base_url=server.base, timeout=300,
-                              headers={"Content-Type": "application/fhir+json"}) as client:
+                              headers={"Content-Type": "application/fhir+json", **server.headers}) as client:
                 for body in chunk:
                     client.post("/fhir", content=body).raise_for_status()
         except BaseException as exc:  # reported after the threads end
@@ -230,7 +248,7 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
             out.update(ingest2_per_s=rate2, peak2_rss_mb=peak2)
             print(f"[{backend}] (a') ingest {ingest:,} more, 2 streams, 2 workers: {rate2:,.0f}/s; peak RSS of the "
                   f"server processes {peak2:.0f} MB", flush=True)
-            client = httpx.Client(base_url=server.base, timeout=120)
+            client = httpx.Client(base_url=server.base, timeout=120, headers=server.headers)
             ingest *= 2
             remaining = max(0, search_obs - ingest)
             t = time.perf_counter()
