@@ -57,6 +57,12 @@ _SOURCE = "urn:mecr:demo"
 _DAYS = 60
 
 
+#: Identifier systems of the embedded sandbox EHR (fhir_ecr/sandbox_ehr/seed.py), so that launching from it lands
+#: on the demo's records.
+SANDBOX_MRN_SYSTEM = "http://sandbox-ehr.mecr.dev/mrn"
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+
+
 def _put(resource: dict[str, Any]) -> dict[str, Any]:
     return {"fullUrl": f"urn:mecr:{resource['resourceType']}/{resource['id']}", "resource": resource,
             "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
@@ -154,14 +160,18 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     tz_ext = [{"url": io.TIMEZONE_URL, "valueCode": DEMO_TZ}]
     people: list[dict[str, Any]] = [
         {"resourceType": "Organization", "id": f"{p}-clinic", "name": "Riverside Family Practice"},
-        {"resourceType": "Practitioner", "id": f"{p}-coach-person", "name": [{"family": "Okafor", "given": ["Jo"]}]},
+        {"resourceType": "Practitioner", "id": f"{p}-coach-person", "name": [{"family": "Okafor", "given": ["Jo"]}],
+         # the sandbox EHR's coach-dana: a launch from the sandbox links to this record by NPI
+         "identifier": [{"system": NPI_SYSTEM, "value": "1234567893"}]},
         {"resourceType": "PractitionerRole", "id": f"{p}-coach", "meta": {"profile": [io.COACH_PROFILE]},
          "active": True, "practitioner": {"reference": f"Practitioner/{p}-coach-person"},
          "organization": {"reference": clinic},
          "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}]},
     ]
-    for pid, given in ((ana, "Ana"), (ben, "Ben"), (cara, "Cara")):
+    for pid, given, mrn in ((ana, "Ana", "MRN-1001"), (ben, "Ben", "MRN-1002"), (cara, "Cara", "MRN-1003")):
+        # The sandbox EHR's charts pat-1001..1003 carry these MRNs: a launch links to these records.
         people.append({"resourceType": "Patient", "id": pid, "extension": tz_ext,
+                       "identifier": [{"system": SANDBOX_MRN_SYSTEM, "value": mrn}],
                        "name": [{"family": "Demo", "given": [given]}]})
     people.append({"resourceType": "Group", "id": f"{p}-walking-group", "type": "person", "actual": True,
                    "name": "Tuesday walking group",

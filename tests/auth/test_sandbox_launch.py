@@ -107,3 +107,23 @@ def test_no_token_or_phi_in_the_logs(app_client: TestClient, secure_services: An
     assert "GET /app/patients/{patient_id}" in text or "/app/patients" in text  # the access log ran
     for secret in (tokens["access_token"], cookie, "Lopez", "pat-1001", "MRN-1001"):
         assert secret not in text, secret
+
+
+def test_launch_lands_on_the_demo_records(app_client: TestClient, secure_services: Any) -> None:
+    """With the demo data loaded, the sandbox's Ana Lopez (MRN-1001) and coach Dana (NPI) link to the demo's
+    records, so the coach sees the coaching history, not an empty new patient."""
+    import json
+    from pathlib import Path
+
+    from fhir_ecr.fhir.bundles import process_bundle
+
+    people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "30-coaching-people.json"
+    process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
+                   max_entries=1000)
+    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",
+                                                     "patient": "pat-1001"}, follow_redirects=False)
+    r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
+    r = app_client.get(_local(_authorize(app_client, r.headers["location"])), follow_redirects=False)
+    assert r.headers["location"] == "/app/patients/demo-ana"
+    session = secure_services.sessions.load(app_client.cookies.get(SESSION_COOKIE))
+    assert session.principal.fhir_user == "Practitioner/demo-coach-person"
