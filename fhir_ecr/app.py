@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
+from .asgi import StatusRecorder
 from .config import Settings, get_settings
 from .billing.operations import register_billing_operations
 from .coaching.operations import register_coaching_operations
@@ -57,20 +58,13 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorder)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(no route)"
-            self.log.info("%s %s %s %.1fms", scope["method"], template, status,
+            self.log.info("%s %s %s %.1fms", scope["method"], template, recorder.status,
                           (time.perf_counter() - start) * 1000)
 
 

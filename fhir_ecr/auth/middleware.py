@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from ..asgi import StatusRecorder, read_body, replay
 from ..outcomes import issue, outcome
 from .audit import audit_event
 from .principal import DEVELOPER
@@ -110,22 +111,15 @@ class AuthMiddleware:
         if mode != "on" or principal is None:
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorder)
         finally:
             access = state.get("access")
             if access is not None and self.services.audit is not None:
                 route = getattr(scope.get("route"), "path", None) or "(no route)"
                 client = scope.get("client")
-                event = audit_event(access, method=scope["method"], route=route, status=status,
+                event = audit_event(access, method=scope["method"], route=route, status=recorder.status,
                                     address=client[0] if client else None)
                 if event is not None:
                     self.services.audit.record(event)
@@ -143,7 +137,10 @@ class AuthMiddleware:
         if given is None:
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype == "application/x-www-form-urlencoded":
-                body, receive = await _buffer(receive)
+                body, fits = await read_body(receive, self.services.settings.max_body_bytes)
+                if not fits:
+                    return receive, False, "the form is too large"
+                receive = replay(body, receive)
                 values = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD)
                 given = values[0] if values else None
             else:
@@ -165,26 +162,3 @@ def _cookie(headers: dict[str, str]) -> str | None:
         return None
     morsel = jar.get(SESSION_COOKIE)
     return morsel.value if morsel else None
-
-
-async def _buffer(receive: Any) -> tuple[bytes, Any]:
-    """Read the whole request body, and a ``receive`` that replays it to the app."""
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..asgi import read_body, replay
 from ..fhir.http import fhir_response
 from ..outcomes import issue, outcome
 from .ig import ImplementationGuide
@@ -118,38 +119,23 @@ class ReadOnlyGuard:
         await self.app(scope, receive, send)
 
     async def _bundle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
+        raw, fits = await read_body(receive, self.max_body_bytes)
         where = None
-        if size <= self.max_body_bytes:
+        if fits:
             try:
                 where = _bundle_writes_read_only(orjson.loads(raw)) if raw.strip() else None
             except orjson.JSONDecodeError:
                 where = None  # the route answers the malformed body
+        else:
+            body = outcome([issue("too-long", f"the request body is larger than {self.max_body_bytes} bytes")])
+            await fhir_response(body, 413)(scope, receive, send)
+            return
         if where is not None:
             body = outcome([issue("forbidden", "StructureDefinition, ValueSet and CodeSystem resources are the "
                                   "implementation guide's and are read-only here", expression=where)])
             await fhir_response(body, 403)(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(raw, receive), send)
 
 
 def install_read_only_guard(app: Any, prefix: str = "/fhir", max_body_bytes: int = 10 * 1024 * 1024) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..asgi import read_body, replay
 from ..auth import Principal, in_patient_compartment
 from ..outcomes import FhirError, forbidden, issue, too_large
 from ..store.indexer import parse_reference
@@ -120,24 +121,14 @@ class FhirGate:
         if query is not None:
             scope["query_string"] = query.encode()
         if body is not None:
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         await self.app(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise too_large(f"request body exceeds {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        body, fits = await read_body(receive, self.max_body_bytes)
+        if not fits:
+            raise too_large(f"request body exceeds {self.max_body_bytes} bytes")
+        return body
 
     # -- SMART scopes and the compartment ---------------------------------------------------------------------
 
@@ -268,16 +259,3 @@ class FhirGate:
                     if t not in (None, "Patient") or target != patient:
                         raise forbidden("this token may only search its own patient's record")
         return urlencode([*pairs, narrowing])
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
