@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=None,
         description="Mark the session cookie Secure. Default: on when base_url is https.",
     )
+    cookie_samesite: Literal["lax", "strict", "none"] = Field(
+        default="lax",
+        description="SameSite of mECR's cookies. `lax` works when the EHR opens mECR in a new window or an "
+        "iframe on the same site; an EHR on another site that embeds mECR in an iframe needs `none` (which "
+        "browsers accept only with Secure, i.e. an https base_url). CSRF tokens protect writes either way.",
+    )
     sandbox_ehr: bool = Field(
         default=False,
         description="Mount the embedded sandbox EHR at /sandbox-ehr/ (a SMART authorization server and FHIR "

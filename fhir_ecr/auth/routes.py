@@ -95,6 +95,12 @@ def _secure(services: Any) -> bool:
     return services.settings.base_url.startswith("https://") if flag is None else bool(flag)
 
 
+def _cookie_options(services: Any) -> dict[str, Any]:
+    """HttpOnly always; SameSite per MECR_COOKIE_SAMESITE; Secure on https (and always with SameSite=None)."""
+    samesite = services.settings.cookie_samesite
+    return {"httponly": True, "samesite": samesite, "secure": _secure(services) or samesite == "none"}
+
+
 async def _client_for(services: Any, ehr: dict[str, Any]) -> SmartLaunchClient:
     registration = ehr_registration(services, ehr)
     return SmartLaunchClient(http_client(services), [registration], DbStateStore(services.auth_store),
@@ -121,8 +127,7 @@ async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -
     except SmartError as exc:
         return page("The launch could not start", str(exc), 400)
     response = RedirectResponse(redirect.url, status_code=302)
-    response.set_cookie(LAUNCH_COOKIE, browser, max_age=900, httponly=True, samesite="lax",
-                        secure=_secure(services), path="/smart")
+    response.set_cookie(LAUNCH_COOKIE, browser, max_age=900, path="/smart", **_cookie_options(services))
     return response
 
 
@@ -194,8 +199,8 @@ async def smart_callback(request: Request) -> Response:
     cookie, _session = await run_in_threadpool(services.sessions.create, principal, context=context,
                                                ehr_tokens=tokens)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, httponly=True,
-                        samesite="lax", secure=_secure(services), path="/")
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/",
+                        **_cookie_options(services))
     response.delete_cookie(LAUNCH_COOKIE, path="/smart")
     return response
 

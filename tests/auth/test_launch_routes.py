@@ -150,3 +150,17 @@ def test_ehr_refusal_and_token_errors(secure_client: Any, ehr: Any, mock_ehr: An
     q = _start(secure_client, f"/smart/launch?iss={ISS}&launch=L2")
     r = secure_client.get(f"/smart/callback?code=bad&state={q['state']}", follow_redirects=False)
     assert r.status_code == 502 and SESSION_COOKIE not in r.cookies
+
+
+def test_cookies_for_an_ehr_that_embeds_mecr_in_a_cross_site_iframe(secure_services: Any, ehr: Any,
+                                                                    mock_ehr: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from fhir_ecr.app import create_app
+
+    settings = secure_services.settings.model_copy(update={"cookie_samesite": "none"})
+    secure_services.settings = settings
+    with TestClient(create_app(settings, services=secure_services), base_url="http://127.0.0.1:8000") as client:
+        r = client.get(f"/smart/launch?iss={ISS}&launch=L", follow_redirects=False)
+        cookie = r.headers["set-cookie"].lower()
+        assert "samesite=none" in cookie and "secure" in cookie and "httponly" in cookie
