@@ -9,6 +9,11 @@ Concurrency: on SQLite a write unit starts with ``BEGIN IMMEDIATE`` (writers que
 delete locks the row (``SELECT … FOR UPDATE``) and conditional creates take a transaction-scoped advisory lock
 on their criteria, so two conditional creates of the same thing cannot both create. An expected version
 (``If-Match``) that is not the current one raises 412 (https://hl7.org/fhir/R4/http.html#concurrency).
+
+Patient data versions: a unit of work collects the patients whose compartment its writes touch (the old and
+the new version of each resource) and, as its last statement, bumps each one's ``patient_version`` row once
+(sorted, so two units never wait on each other in opposite orders). :meth:`FhirRepository.patient_version` is
+one key lookup; caches of computed views key on it (``fhir_ecr.coaching.cache``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -39,10 +45,10 @@ from ..outcomes import (
     precondition_failed,
 )
 from .db import WRITE
-from .indexer import extract_index_rows
+from .indexer import extract_index_rows, parse_reference
 from .search import SearchQuery, driven_pks, param_condition, parse_search, search_where, sort_sql
 from .searchparams import SearchParam, patient_compartment, search_param, search_params, summary_elements
-from .tables import INDEX_TABLES, HistoryRow, KeyValue, ReferenceIndex, ResourceRow
+from .tables import INDEX_TABLES, HistoryRow, KeyValue, PatientVersion, ReferenceIndex, ResourceRow
 from .validation import validate_resource
 
 __all__ = [
@@ -53,11 +59,18 @@ __all__ = [
     "HistoryResult",
     "Validator",
     "iso_instant",
+    "compartment_patients",
+    "UNVERSIONED_TYPES",
 ]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 H = HistoryRow.__table__  # type: ignore[attr-defined]
 KV = KeyValue.__table__  # type: ignore[attr-defined]
+PV = PatientVersion.__table__  # type: ignore[attr-defined]
+
+#: Types whose writes do not change a patient's data version: AuditEvents are written by mECR about each
+#: request that read patient data; counting them would make every read invalidate what it just cached.
+UNVERSIONED_TYPES = frozenset({"AuditEvent"})
 REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
 
 Validator = Callable[[dict[str, Any]], None]
@@ -196,6 +209,7 @@ class UnitOfWork:
         # (content, method, index rows, lastUpdated µs) of creates not yet written
         self._pending: list[tuple[dict[str, Any], str, dict[str, list[tuple[Any, ...]]], int]] = []
         self._pending_keys: set[tuple[str, str]] = set()
+        self._touched_patients: set[str] = set()  # patients whose compartment this unit wrote to
         self.is_postgres = conn.dialect.name == "postgresql"
 
     # -- writes --------------------------------------------------------------------------------------------
@@ -229,6 +243,7 @@ class UnitOfWork:
         now = self.repo.clock()
         content["meta"] = {**(content.get("meta") or {}), "versionId": "1", "lastUpdated": iso_instant(now)}
         rows = extract_index_rows(content, self.repo.fhir_base)
+        self._touch_rows(rtype, rid, rows)
         self._pending.append((content, method, rows, now))
         self._pending_keys.add((rtype, rid))
         return WriteResult(Stored(rtype, rid, 1, now, False, content), created=True)
@@ -360,7 +375,10 @@ class UnitOfWork:
         self.conn.execute(H.insert().values(res_type=row.res_type, res_id=row.res_id, version_id=version,
                                             last_updated=now, method=method, deleted=False, content=content))
         self._delete_index_rows(row.pk)
-        self._insert_index_rows([(row.pk, row.res_type, extract_index_rows(content, self.repo.fhir_base))])
+        rows = extract_index_rows(content, self.repo.fhir_base)
+        self._touch_content(row.content)
+        self._touch_rows(row.res_type, row.res_id, rows)
+        self._insert_index_rows([(row.pk, row.res_type, rows)])
         return WriteResult(Stored(row.res_type, row.res_id, version, now, False, content), created=created)
 
     def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
@@ -429,7 +447,53 @@ class UnitOfWork:
         self.conn.execute(H.insert().values(res_type=rtype, res_id=rid, version_id=version, last_updated=now,
                                             method="DELETE", deleted=True, content=None))
         self._delete_index_rows(row.pk)
+        self._touch_content(row.content)
         return Stored(rtype, rid, version, now, True, None)
+
+    # -- patient data versions ---------------------------------------------------------------------------
+
+    def _touch_rows(self, rtype: str, rid: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Note the patients whose compartment a new version with these index rows lies in."""
+        if rtype in UNVERSIONED_TYPES:
+            return
+        if rtype == "Patient":
+            self._touched_patients.add(rid)
+        names = _compartment_index_names(rtype)
+        if names:
+            self._touched_patients.update(r[2] for r in rows.get("idx_reference", ())
+                                          if r[1] == "Patient" and r[0] in names and r[2])
+
+    def _touch_content(self, content: dict[str, Any] | None) -> None:
+        """Note the patients whose compartment a replaced or deleted version lay in."""
+        if not content or content.get("resourceType") in UNVERSIONED_TYPES:
+            return
+        self._touched_patients.update(compartment_patients(content, self.repo.fhir_base))
+
+    def bump_patient_versions(self) -> None:
+        """Give every patient this unit wrote to a new data version (one upsert each; the unit's last write).
+
+        The version is the wall clock in µs, or one more than the previous version if that is not greater, so
+        a version is never reused, not even by a database that was emptied and filled again.
+        """
+        if not self._touched_patients:
+            return
+        touched, self._touched_patients = sorted(self._touched_patients), set()
+        now = time.time_ns() // 1000
+        bigger = "greatest" if self.is_postgres else "max"
+        self.conn.exec_driver_sql(
+            "INSERT INTO patient_version (patient_id, version) VALUES (%(p)s, %(v)s) ON CONFLICT (patient_id) "
+            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)"
+            if self.is_postgres else
+            "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
+            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)",
+            [{"p": p, "v": now} for p in touched],
+        )
+
+    def patient_version(self, patient_id: str) -> int:
+        """The patient's data version (0 before anything of theirs was written). Read it before the data it
+        guards, in the same unit: then what is read is at least as new as the version."""
+        row = self.conn.execute(_PV_SELECT, {"p": patient_id}).first()
+        return int(row[0]) if row else 0
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -863,6 +927,35 @@ _INDEX_COLUMNS = {
 }
 
 
+_PV_SELECT = sa.select(PV.c.version).where(PV.c.patient_id == sa.bindparam("p"))
+
+
+@cache
+def _compartment_params(rtype: str) -> tuple[SearchParam, ...]:
+    """The parameters that put a resource of ``rtype`` in a Patient's compartment (R4 definition)."""
+    found = (search_param(rtype, code) for code in patient_compartment().get(rtype, ()))
+    return tuple(p for p in found if p is not None and p.type == "reference")
+
+
+@cache
+def _compartment_index_names(rtype: str) -> frozenset[str]:
+    return frozenset(n for p in _compartment_params(rtype) for n in p.index_names)
+
+
+def compartment_patients(content: dict[str, Any], base_url: str | None = None) -> set[str]:
+    """The ids of the patients in whose compartment ``content`` lies (a Patient: itself and linked ones)."""
+    rtype = str(content.get("resourceType"))
+    out = {str(content["id"])} if rtype == "Patient" and content.get("id") else set()
+    for param in _compartment_params(rtype):
+        for value in param.extract(content):
+            ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
+            if ref:
+                ttype, tid, _ = parse_reference(ref, base_url)
+                if ttype == "Patient" and tid:
+                    out.add(tid)
+    return out
+
+
 def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return False
@@ -905,6 +998,7 @@ class FhirRepository:
                     uow = UnitOfWork(self, conn)
                     yield uow
                     uow.flush()
+                    uow.bump_patient_versions()
         except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
             # Two writers created the same Type/id at the same moment: the unique index refused the second.
             raise conflict("a concurrent write created the same resource; retry the request") from exc
@@ -954,6 +1048,14 @@ class FhirRepository:
     def history(self, rtype: str | None = None, rid: str | None = None, **kwargs: Any) -> HistoryResult:
         with self.unit(write=False) as uow:
             return uow.history(rtype, rid, **kwargs)
+
+    def patient_version(self, patient_id: str) -> int:
+        """The patient's data version: it changes with every committed write of a resource in the patient's
+        compartment (see :meth:`UnitOfWork.bump_patient_versions`). One primary-key lookup."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_PV_SELECT, {"p": patient_id}).first()
+            conn.rollback()
+        return int(row[0]) if row else 0
 
 
 def summarize(content: dict[str, Any], mode: str | None, elements: list[str] | None) -> dict[str, Any]:

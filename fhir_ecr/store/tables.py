@@ -5,6 +5,9 @@
 - ``resource_history``: every version ever written, including deletions (``content`` null).
 - ``idx_*``: search-index rows of the *current* version, keyed by ``resource.pk`` (see ``indexer``).
 - ``kv``: small server state (e.g. the demo loader's marker).
+- ``patient_version``: a per-patient data version, bumped in the same transaction as every write of a resource
+  in that patient's compartment (``FhirRepository.patient_version``), so caches of computed views can tell
+  in one key lookup whether anything they were computed from has changed, across processes.
 - ``ehr_registration``, ``api_client``: who may launch mECR and who may call its API as a backend client.
 - ``auth_credential``, ``auth_once``: sessions and issued tokens (by hash), single-use ``state``/``jti`` values.
 
@@ -31,6 +34,7 @@ __all__ = [
     "QuantityIndex",
     "UriIndex",
     "KeyValue",
+    "PatientVersion",
     "EhrRegistration",
     "ApiClient",
     "AuthCredential",
@@ -194,6 +198,14 @@ class KeyValue(SQLModel, table=True):
     __tablename__ = "kv"
     key: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True))
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class PatientVersion(SQLModel, table=True):
+    """The data version of one patient: changes whenever a resource in the patient's compartment is written."""
+
+    __tablename__ = "patient_version"
+    patient_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    version: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 class EhrRegistration(SQLModel, table=True):

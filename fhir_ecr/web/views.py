@@ -190,8 +190,11 @@ class GoalCard:
     percent: float | None = None
 
 
-def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]], readings: Mapping[str, list[Any]],
-                tz: str, seen: set[str], hide_sensitive: bool = False) -> list[GoalCard]:
+def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
+                goal_series: Mapping[str, Sequence[tuple[date, float]]], seen: set[str],
+                hide_sensitive: bool = False) -> list[GoalCard]:
+    """One card per goal of the summary; ``goal_series`` holds each goal's daily measurements of the run-chart
+    window (``CoachingService.patient_overview``)."""
     infos = {}
     for g in goals:
         try:
@@ -207,7 +210,7 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]], 
         if hide_sensitive and m is not None and m.sensitive:
             continue
         unit = item.get("unit") or (info.unit if info else None)
-        points = _series(readings.get(code, []), tz, unit) if code else []
+        points = list(goal_series.get(gid, [])) if code else []
         band = _band(info) if info else None
         status = (item.get("achievementStatus") or {}).get("code") or item.get("storedAchievementStatus")
         chart = item.get("runChart") or {}
@@ -309,8 +312,8 @@ def _referrals(repo: FhirRepository, patient_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _run_chart_view(svc: CoachingService, patient_id: str, code: str, label: str) -> dict[str, Any]:
-    data = svc.run_chart(patient_id, [(catalog.LOINC, code)])
+def _run_chart_view(data: Mapping[str, Any], code: str, label: str) -> dict[str, Any]:
+    """The run chart of one series (``CoachingService.run_chart``'s result) drawn for the page."""
     unit = data.get("unit")
     points = [RunPoint(p["date"], float(p["value"]), bool(p["shift"] or p["astronomical"]))
               for p in data.get("point", [])]
@@ -328,29 +331,34 @@ def _run_chart_view(svc: CoachingService, patient_id: str, code: str, label: str
     }
 
 
+def _trend_series() -> list[tuple[str, str, str | None]]:
+    """The wearable trends of the patient page as ``patient_overview`` series: (system, code, display unit)."""
+    return [(catalog.LOINC, m.code, m.convert_to) for m in map(catalog.measure, catalog.WEARABLE_TRENDS)]
+
+
 # -- the coach's patient page -----------------------------------------------------------------------------------
 
 
 def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str) -> dict[str, Any]:
-    """Everything on ``/app/patients/{id}``; records the run-chart signals as seen by ``viewer``."""
+    """Everything on ``/app/patients/{id}``; records the run-chart signals as seen by ``viewer``.
+
+    The coaching figures, the goal and trend sparklines and the run charts all come from one
+    :meth:`~fhir_ecr.coaching.service.CoachingService.patient_overview` (one read of the patient's data, cached
+    per patient data version); the rest (sessions, notes, referrals, messages) is read here."""
     repo = data.repo
     patient = repo.read("Patient", patient_id).content or {}
     svc = coaching_service(data)
-    summary = svc.coaching_summary(patient_id)
+    measures = [catalog.measure(code) for code in catalog.WEARABLE_TRENDS]
+    overview = svc.patient_overview(patient_id, _trend_series())
+    summary = overview["summary"]
     tz, today = summary["timeZone"], summary["today"]
-    goals = _search(repo, "Goal", [("patient", f"Patient/{patient_id}")])
-    goal_codes = {c for g in goals for t in g.get("target", []) or []
-                  for c in [x.get("code") for x in (t.get("measure") or {}).get("coding", []) or []
-                            if x.get("system") == catalog.LOINC] if c}
-    since = today - timedelta(days=svc.run_chart_days - 1)
-    readings = _readings(repo, patient_id, goal_codes | set(catalog.WEARABLE_TRENDS), since)
+    goals = overview["goals"]
     seen = _seen(repo, viewer, patient_id)
-    cards = _goal_cards(summary, goals, readings, tz, seen)
+    cards = _goal_cards(summary, goals, overview["goalSeries"], seen)
     trends = []
-    for code in catalog.WEARABLE_TRENDS:
-        m = catalog.measure(code)
-        points = _series(readings.get(code, []), tz, m.convert_to)
-        trends.append({"code": code, "label": m.label, "unit": m.unit, "points": points,
+    for m in measures:
+        points = overview["series"].get(f"{catalog.LOINC}|{m.code}", [])
+        trends.append({"code": m.code, "label": m.label, "unit": m.unit, "points": points,
                        "latest": points[-1][1] if points else None,
                        "spark": sparkline(points, label=m.label, unit=m.unit, width=132, height=30),
                        "text": describe_series(points, label=m.label, unit=m.unit)})
@@ -364,7 +372,9 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
     selected = series if series in [c["code"] for c in choices] else (choices[0]["code"] if choices else None)
     chart = None
     if selected:
-        chart = _run_chart_view(svc, patient_id, selected, catalog.measure(selected).label)
+        chart_data = overview["runChart"].get(f"{catalog.LOINC}|{selected}") \
+            or svc.run_chart(patient_id, [(catalog.LOINC, selected)])
+        chart = _run_chart_view(chart_data, selected, catalog.measure(selected).label)
     keys = _signal_keys(summary)
     if keys != seen:
         _mark_seen(repo, viewer, patient_id, keys)
@@ -503,7 +513,9 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     patient = repo.read("Patient", patient_id).content or {}
     prefs = preferences(patient)
     svc = coaching_service(data)
-    summary = svc.coaching_summary(patient_id)
+    # The coach's page's overview (trends included), so a patient's own visit warms the coach's next one.
+    overview = svc.patient_overview(patient_id, _trend_series())
+    summary = overview["summary"]
     tz, today = summary["timeZone"], summary["today"]
     todays = {}
     for obs in _search(repo, "Observation", [("patient", f"Patient/{patient_id}"),
@@ -530,12 +542,8 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
         habits.append({**row, "due_today": due, "today": todays.get((row["plan_id"], row["habitId"])),
                        "schedule_text": _schedule_text(h)})
     habits.sort(key=lambda r: (not r["due_today"], r["title"].lower()))
-    goals = _search(repo, "Goal", [("patient", f"Patient/{patient_id}")])
-    codes = {c for g in goals for t in g.get("target", []) or []
-             for c in [x.get("code") for x in (t.get("measure") or {}).get("coding", []) or []
-                       if x.get("system") == catalog.LOINC] if c}
-    readings = _readings(repo, patient_id, codes, today - timedelta(days=svc.run_chart_days - 1))
-    cards = _goal_cards(summary, goals, readings, tz, set(), hide_sensitive=prefs["hide_sensitive"])
+    cards = _goal_cards(summary, overview["goals"], overview["goalSeries"], set(),
+                        hide_sensitive=prefs["hide_sensitive"])
     return {"patient": patient, "name": human_name(patient), "today": today, "tz": tz, "habits": habits,
             "goals": cards, "thread": thread(repo, patient_id), "prefs": prefs,
             "paused": [r for r in _habit_rows(summary, today) if r["paused"]]}

@@ -250,3 +250,33 @@ def test_javascript_shipped_is_small():
     static = Path(__file__).resolve().parents[2] / "fhir_ecr" / "web" / "static"
     total = sum(p.stat().st_size for p in static.glob("*.js"))
     assert total < 100 * 1024, total
+
+
+def test_patient_page_shows_a_write_made_after_a_cached_view(secure_services, secure_client, coach, demo):
+    from fhir_ecr.coaching.cache import view_cache
+
+    from tests.coaching.coaching_support import steps_reading
+
+    first = secure_client.get(f"/app/patients/{PATIENT}")
+    assert first.status_code == 200 and "12,345" not in first.text
+    stats = view_cache(secure_services.engine).stats
+    hits = stats.hits
+    assert secure_client.get(f"/app/patients/{PATIENT}").text.count('class="spark"') == \
+        first.text.count('class="spark"')
+    assert stats.hits > hits  # the second view came from the cache
+    secure_services.repo.create(steps_reading(PATIENT, demo, 12345))  # e.g. a wearable import
+    html = secure_client.get(f"/app/patients/{PATIENT}").text
+    assert re.search(r'aria-label="Walk 8,000 steps a day: latest 12,345 steps', html), html[:300]
+
+
+def test_patient_app_visit_warms_the_coach_page(secure_services, secure_client, demo):
+    from fhir_ecr.coaching.cache import view_cache
+
+    login(secure_services, patient_principal(), secure_client)
+    assert secure_client.get("/app/me").status_code == 200
+    assert secure_client.get(f"/app/patients/{PATIENT}").status_code in (401, 403)  # the cache opens no door
+    stats = view_cache(secure_services.engine).stats
+    hits = stats.hits
+    login(secure_services, coach_principal(), secure_client)
+    assert secure_client.get(f"/app/patients/{PATIENT}").status_code == 200
+    assert stats.hits > hits
