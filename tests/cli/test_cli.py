@@ -35,9 +35,13 @@ def test_help(args: list[str]) -> None:
 
 def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "revision 0004" in capsys.readouterr().out
+    from fhir_ecr.store.db import head_revision
+
+    newest = head_revision()
+    assert newest == "0005"  # the newest migration file (update with each new migration)
+    assert f"revision {newest}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
-    assert "current: 0004; newest: 0004" in capsys.readouterr().out
+    assert f"current: {newest}; newest: {newest}" in capsys.readouterr().out
 
 
 def test_load_resources_and_bundles(env: Any, tmp_path: Path, capsys: Any) -> None:
