@@ -8,7 +8,7 @@
      +-- UnsupportedInputError          well-formed input that this mapping does not handle (an unknown JSON
                                         layout, an Open mHealth schema or FHIR code with no counterpart)
 
-Foreign exceptions (``zipfile.BadZipFile``, ``lxml.etree.XMLSyntaxError``, ``json.JSONDecodeError``,
+Foreign exceptions (``zipfile.BadZipFile``, ``xml.parsers.expat.ExpatError``, ``json.JSONDecodeError``,
 ``fitparse.FitParseError``, ``ValueError`` from number parsing) are translated once, where they are raised,
 and chained with ``from exc``.
 

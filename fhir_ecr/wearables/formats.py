@@ -38,6 +38,7 @@ from mappings.wearables import (
     read_withings,
 )
 from mappings.wearables._common import zone
+from mappings.wearables.apple_health import LightRecord
 
 __all__ = ["FORMATS", "ReaderOptions", "csv_mapping_from_dict", "detect_format", "open_readings"]
 
@@ -56,6 +57,9 @@ class ReaderOptions:
     tz: tzinfo
     csv_mapping: CsvMapping | None = None
     weight_unit: str | None = None  # Fitbit: the account's display unit (kg for the API, lb for the export)
+    # Apple Health: metrics whose records may come as light tuples, and metrics only counted (into the dict)
+    light: frozenset[Metric] = frozenset()
+    counted: dict[Metric, int] | None = None
 
 
 def detect_format(stream: IO[bytes], name: str) -> str:
@@ -154,17 +158,18 @@ def csv_mapping_from_dict(spec: Mapping[str, Any]) -> CsvMapping:
 
 
 def open_readings(fmt: str, stream: IO[bytes], name: str, options: ReaderOptions,
-                  errors: SkipLog) -> Iterator[Reading]:
-    """Readings of ``stream`` in format ``fmt``; record-level problems go to ``errors``."""
+                  errors: SkipLog) -> Iterator[Reading | LightRecord]:
+    """Readings of ``stream`` in format ``fmt``; record-level problems go to ``errors``. Only the Apple Health
+    reader honours ``options.light`` and ``options.counted`` (the others always yield readings)."""
     reader = _READERS.get(fmt)
     if reader is None:
         raise UnsupportedInputError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}", file=name)
     return reader(stream, name, options, errors)
 
 
-def _apple(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
+def _apple(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading | LightRecord]:
     # ActivitySummary rows are local days without a zone: they are the patient's days.
-    return read_apple_health(stream, file=name, errors=errors, summary_tz=o.tz)
+    return read_apple_health(stream, file=name, errors=errors, summary_tz=o.tz, light=o.light, counted=o.counted)
 
 
 def _fitbit(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
@@ -218,7 +223,7 @@ def _with_tz(mapping: CsvMapping, tz: tzinfo) -> CsvMapping:
     return replace(mapping, tz=tz)
 
 
-_READERS: Final[dict[str, Callable[[IO[bytes], str, ReaderOptions, SkipLog], Iterator[Reading]]]] = {
+_READERS: Final[dict[str, Callable[[IO[bytes], str, ReaderOptions, SkipLog], Iterator[Any]]]] = {
     "apple-health": _apple,
     "fitbit": _fitbit,
     "fitbit-export": _fitbit_export,

@@ -11,6 +11,10 @@ of two ways:
 * **Spot readings and sessions** (weight, blood pressure, SpO2, glucose, temperature, BMI, workouts, a
   source's own day totals of other metrics) become Observations (+ a Device per source) as they stream by.
 
+Speed (Apple Health, ``docs/wearables.md``): without ``samples`` the reader hands summary inputs over as light
+tuples and only counts intraday samples (both after every check of a full reading), and a large plain
+``export.xml`` has its second half parsed by a forked process (:class:`_Split`), replayed here in file order.
+
 Writes (``docs/wearables.md``):
 
 * **Deterministic ids.** Each Observation's id is its identifier value (SHA-256 of patient + metric + period +
@@ -46,17 +50,18 @@ import io
 import json
 import logging
 import os
+import pickle
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, Final
 from zoneinfo import ZoneInfo
 
-from mappings.errors import MappingError, SkipLog, SkippedRecord
+from mappings.errors import MalformedInputError, MappingError, SkipLog, SkippedRecord, UnsupportedInputError
 from mappings.wearables import (
     DEFAULT_RULE,
     CsvMapping,
@@ -71,6 +76,7 @@ from mappings.wearables import (
     source_to_device,
     summary_to_observation,
 )
+from mappings.wearables.apple_health import ExportPart, read_apple_health, split_export
 from mappings.wearables.summaries import _days_of  # the same day-splitting rule as the summaries
 
 from ..coaching import fhir_io as coaching_io
@@ -97,6 +103,11 @@ SUMMARY_INPUTS: Final = frozenset({Metric.STEPS, Metric.ACTIVE_MINUTES, Metric.S
 INTRADAY: Final = frozenset({Metric.DISTANCE, Metric.HEART_RATE, Metric.ACTIVE_ENERGY, Metric.SLEEP_AWAKE,
                              Metric.SLEEP_IN_BED})
 _ASLEEP: Final = frozenset({Metric.SLEEP_ASLEEP, Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM})
+#: summary input -> (the summary it adds to, whether it is additive): as _DayTotals.add decides
+_TARGETS: Final = {m: ((m, True) if m in (Metric.STEPS, Metric.ACTIVE_MINUTES) else
+                       (m, False) if m is Metric.RESTING_HEART_RATE else (Metric.SLEEP_DURATION, False))
+                   for m in SUMMARY_INPUTS}
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _SUMMARY_UNITS: Final = {Metric.STEPS: "{steps}", Metric.RESTING_HEART_RATE: "/min"}
 _STATE_PREFIX: Final = "wearable-import:"
 _MAX_PROBLEMS: Final = 100  # located bad records kept for the report (all are counted)
@@ -127,6 +138,7 @@ class ImportOptions:
     batch_readings: int = 1000
     batch_days: int = 92
     skip_verified: bool = True  # a file imported before (same SHA-256) whose resources are unchanged: no parse
+    parallel: bool = True  # a large Apple Health export.xml: its second half is parsed in a second process
 
 
 @dataclass
@@ -296,6 +308,172 @@ def file_sha256(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+# --- a large export.xml in two processes ------------------------------------------------------------------------
+
+_PARALLEL_MIN: Final = 48 * 1024 * 1024  # bytes: below, a second process costs more than it saves
+
+
+class _Split:
+    """An Apple Health ``export.xml`` read in two processes (``docs/wearables.md``).
+
+    :func:`~mappings.wearables.apple_health.split_export` cuts the file near its middle. A forked process reads
+    the second part and writes what it yields (readings, light records, the reader's skipped records, in order)
+    to an anonymous temporary file, while this process reads the first part as usual. Then the second part's
+    items are replayed here, in file order, through the same loop: de-duplication, daily totals, batches,
+    resume and error reporting see exactly the sequence of a one-process read. When the first part's reader
+    does not stop cleanly at the cut, it reads the whole file and the second process's work is discarded.
+
+    Used only where forking is safe and useful: a plain file on disk (not a zip, not an upload stream) of at
+    least 48 MB, without ``--samples``, in a process with a single thread (the CLI, the benchmark).
+    """
+
+    def __init__(self, path: str, name: str, options: ReaderOptions, first: ExportPart, second: ExportPart,
+                 size: int) -> None:
+        import multiprocessing
+        import tempfile
+
+        self.name = name
+        self.options = options
+        self.first = first
+        self.second = second
+        self.size = size
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), after the import loop
+        context = multiprocessing.get_context("fork")
+        self.process = context.Process(target=_read_second_part,
+                                       args=(path, name, options, second, self.out.fileno()), daemon=True)
+        self.process.start()
+
+    @classmethod
+    def plan(cls, stream: IO[bytes], fmt: str, name: str, options: ReaderOptions) -> _Split | None:
+        path = getattr(stream, "name", None)
+        if fmt != "apple-health" or not isinstance(path, str) or not os.path.isfile(path):
+            return None
+        if not _can_fork():
+            return None
+        size = os.path.getsize(path)
+        if size < _PARALLEL_MIN:
+            return None
+        parts = split_export(stream, size)
+        stream.seek(0)
+        return None if parts is None else cls(path, name, options, *parts, size)
+
+    def readings(self, stream: IO[bytes], problems: SkipLog,
+                 progress: Callable[[int], None] | None) -> Iterator[Any]:
+        """The first part's items as they are read, then the second part's."""
+        o = self.options
+        yield from read_apple_health(stream, file=self.name, errors=problems, summary_tz=o.tz, light=o.light,
+                                     counted=o.counted, part=self.first)
+        if not self.first.complete:  # read to the end: the second part is in already
+            return
+        shift = self.first.lines  # the second process numbered its lines from the cut
+        self.process.join()
+        self.out.seek(0)
+        reader = io.BufferedReader(io.FileIO(os.dup(self.out.fileno()), "rb"), 1 << 20)
+        with reader:
+            while True:
+                try:
+                    message = pickle.load(reader)
+                except EOFError:
+                    raise RuntimeError(f"the second process reading {self.name} ended without a result "
+                                       f"(exit code {self.process.exitcode})") from None
+                if isinstance(message, list):
+                    for item in message:
+                        if item.__class__ is _Skipped:
+                            item.replay(problems, shift)
+                        elif item.__class__ is not tuple and item.location:
+                            head, _, line = item.location.rpartition(":")
+                            yield replace(item, location=f"{head}:{int(line) + shift}")
+                        else:
+                            yield item
+                    continue
+                kind, *rest = message
+                if kind == "end":
+                    for metric, n in rest[0].items():
+                        o.counted[metric] += n  # type: ignore[index]
+                    if progress is not None:
+                        progress(self.size - self.second.start)
+                    return
+                if kind == "error":
+                    raise (MalformedInputError if rest[0] == "malformed" else UnsupportedInputError)(
+                        rest[1], file=rest[2], line=None if rest[3] is None else rest[3] + shift, record=rest[4])
+                raise RuntimeError(f"the second process reading {self.name} failed: {rest[0]}")
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.out.close()
+
+
+def _can_fork() -> bool:
+    """Forking is safe here: the platform has it and this process runs one thread (a forked child would not
+    hold the other threads' locks)."""
+    import multiprocessing
+    import threading
+
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """A record the second part's reader skipped (its SkipLog call), replayed in order into the import's."""
+
+    kind: str  # "add" or "ignore"
+    reason: str
+    malformed: bool = True
+    file: str | None = None
+    line: int | None = None
+    record: str | None = None
+
+    def replay(self, log: SkipLog, shift: int) -> None:
+        if self.kind == "ignore":
+            log.ignore(self.reason)
+            return
+        error = (MalformedInputError if self.malformed else UnsupportedInputError)(
+            self.reason, file=self.file, line=None if self.line is None else self.line + shift, record=self.record)
+        log.add(error)
+
+
+class _Recording(SkipLog):
+    """The second process's skip log: each call becomes a :class:`_Skipped` item in the output, in order."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__()
+        self.items = items
+
+    def add(self, error: MappingError) -> None:
+        self.items.append(_Skipped("add", error.reason, not isinstance(error, UnsupportedInputError), error.file,
+                                   error.line, error.record))
+
+    def ignore(self, reason: str) -> None:
+        self.items.append(_Skipped("ignore", reason))
+
+
+def _read_second_part(path: str, name: str, options: ReaderOptions, part: ExportPart, fd: int) -> None:
+    """The second process: read ``part`` and pickle its items in batches to ``fd``, then a closing message."""
+    out = io.BufferedWriter(io.FileIO(os.dup(fd), "wb"), 1 << 20)
+    counted = dict.fromkeys(options.counted or {}, 0)
+    items: list[Any] = []
+    try:
+        with open(path, "rb") as stream:
+            for item in read_apple_health(stream, file=name, errors=_Recording(items), summary_tz=options.tz,
+                                          light=options.light, counted=counted, part=part):
+                items.append(item)
+                if len(items) >= 2000:
+                    pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
+                    items.clear()
+        pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
+        pickle.dump(("end", counted), out, pickle.HIGHEST_PROTOCOL)
+    except MappingError as exc:
+        pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
+        kind = "unsupported" if isinstance(exc, UnsupportedInputError) else "malformed"
+        pickle.dump(("error", kind, exc.reason, exc.file, exc.line, exc.record), out, pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        pickle.dump(("crash", f"{type(exc).__name__}: {exc}"), out, pickle.HIGHEST_PROTOCOL)
+    finally:
+        out.close()
+
+
 # --- daily summaries in constant memory --------------------------------------------------------------------------
 
 
@@ -317,6 +495,8 @@ class _DayTotals:
         self.buckets: dict[tuple[Metric, date, str], list[float]] = {}
         self.sources: dict[str, Source] = {}
         self._recent: dict[tuple[Metric, str], tuple[int, set[tuple[Any, ...]]]] = {}
+        self._offsets: dict[int, int | bool] = {}  # UTC day -> the zone's offset all that day (False: it changes)
+        self._dates: dict[int, date] = {}
 
     def add(self, reading: Reading) -> bool:
         """Count the reading; False when it is an exact duplicate of one already counted."""
@@ -364,6 +544,62 @@ class _DayTotals:
             bucket[slot] += value * share
             bucket[slot + 1] += 1
         return True
+
+    def add_light(self, metric: Metric, value: float, source: Source, key: str, t0: int, t1: int | None) -> bool:
+        """:meth:`add` for a light record of the Apple Health reader (epoch seconds, no label, no local day):
+        the same buckets and duplicate rule, without a Reading and its datetimes."""
+        stream = (metric, key)
+        marker = t0 // 86400
+        recent = self._recent.get(stream)
+        if recent is None or recent[0] != marker:
+            recent = (marker, set())
+            self._recent[stream] = recent
+        ident = (t0, t1, None, None)  # equal (and hashing equal) to add()'s float timestamps
+        seen = recent[1]
+        if ident in seen:
+            return False
+        seen.add(ident)
+        if key not in self.sources:
+            self.sources[key] = source
+        target, additive = _TARGETS[metric]
+        slot = 2 if metric is Metric.SLEEP_DURATION else 4
+        day = self._day
+        if t1 is None or not additive:
+            parts: Iterable[tuple[date, float]] = ((day(t1 if (t1 is not None and not additive) else t0), 1.0),)
+        else:
+            first = day(t0)
+            if day(t1) == first:
+                parts = ((first, 1.0),)
+            else:  # across local midnight: the summaries' own split
+                reading = Reading(metric, value, "", datetime.fromtimestamp(t0, UTC), source,
+                                  end=datetime.fromtimestamp(t1, UTC))
+                parts = _days_of(reading, self.tz, True)
+        buckets = self.buckets
+        for d, share in parts:
+            bucket = buckets.get((target, d, key))
+            if bucket is None:
+                bucket = buckets[(target, d, key)] = [0.0, 0, 0.0, 0, 0.0, 0]
+            bucket[slot] += value * share
+            bucket[slot + 1] += 1
+        return True
+
+    def _day(self, t: int) -> date:
+        """The patient-local date of epoch second ``t``: the zone's offset is looked up once per UTC day, and
+        exactly (per instant) on a day whose offset changes (DST)."""
+        utc_day = t // 86400
+        offset = self._offsets.get(utc_day)
+        if offset is None:
+            first = datetime.fromtimestamp(utc_day * 86400, self.tz).utcoffset()
+            last = datetime.fromtimestamp(utc_day * 86400 + 86399, self.tz).utcoffset()
+            offset = self._offsets[utc_day] = int(first.total_seconds()) if first == last and first is not None \
+                else False
+        if offset is False:
+            return datetime.fromtimestamp(t, self.tz).date()
+        n = (t + offset) // 86400
+        found = self._dates.get(n)
+        if found is None:
+            found = self._dates[n] = date.fromordinal(n + _EPOCH_ORDINAL)
+        return found
 
     def summaries(self, rule: DedupRule) -> list[DailySummary]:
         from mappings.wearables._common import day_bounds
@@ -498,9 +734,14 @@ class WearableImporter:
         try:
             fmt = opts.format or detect_format(stream, name)
             summary.formats.append(fmt)
-            digest = file_sha256(stream)
         except MappingError as exc:
             raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
+        samples = opts.samples
+        # Without samples, summary inputs come as light tuples and intraday samples are only counted (Apple Health)
+        light = frozenset() if samples else SUMMARY_INPUTS
+        counted: dict[Metric, int] = {} if samples else dict.fromkeys(INTRADAY, 0)
+        reader_options = ReaderOptions(tz, opts.csv_mapping, opts.weight_unit, light, counted)
+        digest = file_sha256(stream)
         progress_state = self._load_progress(patient_id, digest, fmt, tz_name)
         if opts.skip_verified and progress_state.manifest:
             verified = self._unchanged_since(progress_state)
@@ -514,6 +755,9 @@ class WearableImporter:
                 summary.seconds = time.perf_counter() - started
                 return summary
             progress_state = _Progress(progress_state.key)
+        # a large export.xml: its second half is parsed by a second process (after the same-file check above,
+        # so that a verified re-import starts none)
+        split = _Split.plan(stream, fmt, name, reader_options) if opts.parallel and not samples else None
         resume_readings = progress_state.readings
         resume_through = progress_state.through
         counting = _Counting(stream, progress)
@@ -522,11 +766,19 @@ class WearableImporter:
         pending: list[Reading] = []
         stored_index = 0
         rule = opts.rule
-        samples = opts.samples
+        light_read = light_duplicates = 0
+        add_light = totals.add_light
         try:
-            readings = open_readings(fmt, counting, name, ReaderOptions(tz, opts.csv_mapping, opts.weight_unit),
-                                     problems)
+            if split is not None:
+                readings = split.readings(counting, problems, progress)
+            else:
+                readings = open_readings(fmt, counting, name, reader_options, problems)
             for reading in readings:
+                if reading.__class__ is tuple:  # a light record: plausible, a summary input, not kept
+                    light_read += 1
+                    if not add_light(*reading):
+                        light_duplicates += 1
+                    continue
                 summary.read += 1
                 if reading.implausible:
                     summary.skip(f"implausible {reading.metric.value} value",
@@ -558,6 +810,18 @@ class WearableImporter:
                     pending = []
         except MappingError as exc:
             raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
+        finally:
+            if split is not None:
+                split.close()
+        summary.read += light_read
+        summary.summarised += light_read - light_duplicates
+        summary.mapped += light_read - light_duplicates
+        if light_duplicates:
+            summary.skip("duplicate reading (same source, metric and period)", light_duplicates)
+        for metric, n in counted.items():
+            if n:
+                summary.read += n
+                summary.skip(f"intraday {metric.value} sample (kept only with --samples)", n)
         if pending:
             self._write_readings(pending, subject, summary, progress_state, stored_index)
         days = totals.summaries(rule)

@@ -21,6 +21,7 @@ __all__ = [
     "parse_offset",
     "require",
     "to_float",
+    "unit_factor",
     "zone",
 ]
 
@@ -87,6 +88,14 @@ def convert(metric: Metric, value: float, unit: str | None) -> tuple[float, str]
         raise UnsupportedInputError(f"unknown {metric.value} unit {unit!r}")
     factor = factors[u]
     return (value if factor == 1.0 else round(value * factor, 6)), CANONICAL_UNITS[metric]
+
+
+def unit_factor(metric: Metric, unit: str | None) -> float | None:
+    """The factor :func:`convert` multiplies a ``metric`` value in ``unit`` by (then rounding to 6 decimals when
+    it is not 1), for the metrics converted by a plain factor; None for an unknown unit or a metric converted
+    otherwise (blood glucose, percentages, temperature)."""
+    factors = _FACTORS.get(metric)
+    return None if factors is None else factors.get((unit or "").strip())
 
 
 def to_float(raw: Any, what: str) -> float:

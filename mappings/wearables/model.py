@@ -24,6 +24,7 @@ __all__ = [
     "Reading",
     "Source",
     "check_plausible",
+    "plausible_limits",
 ]
 
 
@@ -218,6 +219,16 @@ class Reading:
         return self if reason == self.implausible else replace(self, implausible=reason)
 
 
+def plausible_limits(metric: Metric, unit: str, days: int = 1) -> tuple[float, float] | None:
+    """The inclusive plausible range of a ``metric`` value in ``unit`` over ``days`` whole days (at least 1):
+    the upper limit of an additive metric (steps, distance, energy, ...) grows with the days. None: no limit."""
+    bounds = PLAUSIBLE_RANGES.get((metric, unit))
+    if bounds is None:
+        return None
+    low, high = bounds
+    return (low, high * days) if metric in _ADDITIVE else (low, high)
+
+
 def check_plausible(reading: Reading) -> str | None:
     """Why the reading's value is implausible, or ``None`` when it is within limits."""
     days = max(1, math.ceil(reading.duration / timedelta(days=1)))
@@ -225,12 +236,10 @@ def check_plausible(reading: Reading) -> str | None:
     if reading.value is not None:
         checks.append((reading.metric, reading.value, reading.unit))
     for metric, value, unit in checks:
-        bounds = PLAUSIBLE_RANGES.get((metric, unit))
+        bounds = plausible_limits(metric, unit, days)
         if bounds is None:
             continue
         low, high = bounds
-        if metric in _ADDITIVE:
-            high *= days
         if not low <= value <= high:
             return f"{metric.value} {value:g} {unit} outside plausible range {low:g}..{high:g}"
     return None
