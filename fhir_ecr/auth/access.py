@@ -16,6 +16,7 @@ Organization, conformance resources, …) are readable by a patient only when th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from fastapi import Request
@@ -75,6 +76,7 @@ def patient_of(resource: dict[str, Any] | None, base_url: str | None = None) -> 
     return None
 
 
+@cache
 def compartment_types() -> frozenset[str]:
     """Resource types that have a Patient compartment definition (data about a patient)."""
     return frozenset(k for k, v in patient_compartment().items() if v) | {"Patient"}
@@ -204,7 +206,10 @@ class Access:
         if p.kind == "patient":
             self.denied = True
             raise forbidden("a patient may read the history of their own resources only (instance history)")
-        self.require(rtype or "*", "s") if rtype else self._require_all("s")
+        if rtype:
+            self.require(rtype, "s")
+        else:
+            self._require_all("s")
 
     def _require_all(self, letter: str) -> None:
         if not self.can("*", letter):

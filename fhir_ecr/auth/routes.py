@@ -206,18 +206,14 @@ async def smart_callback(request: Request) -> Response:
 
 
 def _peek_state(services: Any, state: str) -> dict[str, Any] | None:
+    """The pending authorization under ``state``, read without consuming it (smart_launch consumes it)."""
     import json
 
-    import sqlalchemy as sa
-
-    from ..store.auth_store import ONCE
-
-    with services.engine.connect() as conn:
-        row = conn.execute(sa.select(ONCE.c.value).where(ONCE.c.key == f"state:{state}"[:128])).first()
-    if row is None:
+    text = services.auth_store.peek_once(f"state:{state}"[:128])
+    if text is None:
         return None
     try:
-        return json.loads(row.value)  # type: ignore[no-any-return]
+        return json.loads(text)  # type: ignore[no-any-return]
     except ValueError:
         return None
 

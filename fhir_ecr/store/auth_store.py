@@ -147,6 +147,12 @@ class AuthStore:
             return False
         return True
 
+    def peek_once(self, key: str) -> str | None:
+        """The value under ``key`` without consuming it (None when absent)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ONCE.c.value).where(ONCE.c.key == key)).first()
+        return None if row is None else str(row.value)
+
     def pop_once(self, key: str) -> str | None:
         """Remove and return the value under ``key``, atomically (DELETE … RETURNING)."""
         with self.engine.begin() as conn:

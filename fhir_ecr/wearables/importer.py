@@ -536,13 +536,7 @@ class _DayTotals:
                 parts = ((first, 1.0),) if end.astimezone(tz).date() == first else tuple(_days_of(reading, tz, True))
         value = reading.value
         assert value is not None
-        buckets = self.buckets
-        for day, share in parts:
-            bucket = buckets.get((target, day, key))
-            if bucket is None:
-                bucket = buckets[(target, day, key)] = [0.0, 0, 0.0, 0, 0.0, 0]
-            bucket[slot] += value * share
-            bucket[slot + 1] += 1
+        self._accumulate(target, key, slot, value, parts)
         return True
 
     def add_light(self, metric: Metric, value: float, source: Source, key: str, t0: int, t1: int | None) -> bool:
@@ -574,6 +568,12 @@ class _DayTotals:
                 reading = Reading(metric, value, "", datetime.fromtimestamp(t0, UTC), source,
                                   end=datetime.fromtimestamp(t1, UTC))
                 parts = _days_of(reading, self.tz, True)
+        self._accumulate(target, key, slot, value, parts)
+        return True
+
+    def _accumulate(self, target: Any, key: str, slot: int, value: float,
+                    parts: Iterable[tuple[date, float]]) -> None:
+        """Add ``value`` (split over local days by ``parts``) to the day buckets at ``slot`` (sum, count)."""
         buckets = self.buckets
         for d, share in parts:
             bucket = buckets.get((target, d, key))
@@ -581,7 +581,6 @@ class _DayTotals:
                 bucket = buckets[(target, d, key)] = [0.0, 0, 0.0, 0, 0.0, 0]
             bucket[slot] += value * share
             bucket[slot + 1] += 1
-        return True
 
     def _day(self, t: int) -> date:
         """The patient-local date of epoch second ``t``: the zone's offset is looked up once per UTC day, and
