@@ -1,16 +1,23 @@
-"""What the caller may do: SMART scopes and the patient compartment, checked for every read and write.
+"""What the caller may do: SMART scopes, the patient compartment and identity rules, checked for every read and
+write.
 
 :class:`Access` is built once per request from the :class:`~fhir_ecr.auth.principal.Principal` the
-authentication middleware found (or none). Routes, operations and pages ask it before they touch data:
+authentication middleware found (or none). It implements the repository's ``Guard`` protocol
+(:class:`fhir_ecr.store.repository.Guard`), so every path to the data — REST, Bundle entries, ``$operations``,
+the coaching service, the pages — is checked in one place:
 
-- :meth:`Access.require` — may the caller do ``letter`` (SMART v2 ``c r u d s``) on ``rtype`` at all?
-- :meth:`Access.require_patient` — may the caller see/change data of this patient? (A patient: only their own.)
-- :meth:`Access.check_resource` — is this resource inside what the caller may see? (Patient compartment.)
-- :attr:`Access.compartment` — the patient id every search of a patient caller is narrowed to.
+- :meth:`Access.require` — may the caller do ``letter`` (SMART v2 ``c r u d s``) on ``rtype`` at all? This is
+  decided from the scopes alone, before anything is read, so a 403 says nothing about any resource.
+- :meth:`Access.confinement` — a patient is confined to their own record: the repository then shows them only
+  what lies in their compartment, the resources their record references (a shared ``Device``, their coach's
+  ``Practitioner``) and definitional resources (:data:`PUBLIC_TYPES`); everything else answers exactly as a
+  resource that does not exist would (404), on every path (read, vread, history, PATCH, If-Match, searches and
+  their chains, ``_has``, includes and totals). See docs/security.md.
+- :meth:`Access.check_write` — a write by a patient must lie wholly in their own compartment (every compartment
+  reference names them) and may not touch the identifiers mECR links records by (:func:`check_identity_edit`).
 
 Scopes: a practitioner is limited by the ``user/`` scopes the EHR granted, a patient by ``patient/`` scopes,
-a backend client by ``system/`` scopes. Resource types outside the Patient compartment (Practitioner,
-Organization, conformance resources, …) are readable by a patient only when their scopes name them.
+a backend client by ``system/`` scopes.
 """
 
 from __future__ import annotations
@@ -22,58 +29,57 @@ from typing import Any
 from fastapi import Request
 
 from ..outcomes import forbidden, not_supported, unauthorized
-from ..store.indexer import parse_reference
+from ..store.repository import Confinement, Stored, compartment_patients
 from ..store.searchparams import patient_compartment, search_param
 from .principal import Principal
 
-__all__ = ["Access", "current_access", "in_patient_compartment"]
+__all__ = [
+    "Access",
+    "PUBLIC_TYPES",
+    "IDENTITY_TYPES",
+    "IDENTIFIER_SOURCE_URL",
+    "LINK_SYSTEM_PREFIX",
+    "current_access",
+    "check_identity_edit",
+    "in_patient_compartment",
+    "trusted_identifier",
+]
 
 #: Types only mECR itself writes: callers may read them (a patient their own), never write them.
 SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
 
+#: Definitional resources: about no one, readable whole by whoever holds a scope for them (docs/security.md).
+PUBLIC_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "Questionnaire"})
+
+#: Types whose identifiers mECR links records to the EHR by (auth/linking.py): only staff may edit them.
+IDENTITY_TYPES = frozenset({"Patient", "Practitioner"})
+
+#: The link identifiers mECR sets on records it linked to an EHR (``urn:mecr:ehr:{ehr}:{Type}``).
+LINK_SYSTEM_PREFIX = "urn:mecr:ehr:"
+
+#: Who set an identifier mECR may link by: ``ehr`` (copied from the EHR at launch or by sync) or ``mecr``
+#: (mECR's own loaders). Only mECR's internal writers set it; no API caller can add or alter such an identifier.
+IDENTIFIER_SOURCE_URL = "https://mecr.dev/fhir/StructureDefinition/identifier-source"
+
 _LETTER_WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+_AUDIT_CAP = 500  # resources named per patient in one request's audit trail
 
 
 def in_patient_compartment(resource: dict[str, Any], patient_id: str, base_url: str | None = None) -> bool:
     """True when ``resource`` is ``Patient/{patient_id}`` or lies in that patient's compartment (R4
     CompartmentDefinition: a compartment parameter of its type references the patient)."""
-    rtype = resource.get("resourceType")
-    if rtype == "Patient":
-        if resource.get("id") == patient_id:
-            return True
-        # Patient.link to the patient (linked records) is in the compartment per the definition.
-    for code in patient_compartment().get(str(rtype), ()):
-        param = search_param(str(rtype), code)
-        if param is None:
-            continue
-        for value in param.extract(resource):
-            ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
-            if not ref:
-                continue
-            t, i, _ = parse_reference(ref, base_url)
-            if t == "Patient" and i == patient_id:
-                return True
-    return False
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient_id
+    return patient_id in compartment_patients(resource, base_url)
 
 
 def patient_of(resource: dict[str, Any] | None, base_url: str | None = None) -> str | None:
-    """The id of the patient whose compartment ``resource`` lies in (the first found), for the audit trail."""
+    """The id of the patient whose compartment ``resource`` lies in (the first in id order), for the audit
+    trail; None when it lies in none (or in several: then :func:`compartment_patients` names them all)."""
     if not resource:
         return None
-    rtype = str(resource.get("resourceType"))
-    if rtype == "Patient":
-        return str(resource.get("id")) if resource.get("id") else None
-    for code in patient_compartment().get(rtype, ()):
-        param = search_param(rtype, code)
-        if param is None:
-            continue
-        for value in param.extract(resource):
-            ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
-            if ref:
-                t, i, _ = parse_reference(ref, base_url)
-                if t == "Patient" and i:
-                    return i
-    return None
+    found = compartment_patients(resource, base_url)
+    return min(found) if len(found) == 1 else None
 
 
 @cache
@@ -82,14 +88,60 @@ def compartment_types() -> frozenset[str]:
     return frozenset(k for k, v in patient_compartment().items() if v) | {"Patient"}
 
 
+def trusted_identifier(ident: Any) -> bool:
+    """An identifier launch linking may match on: a link identifier, or one marked as set by the EHR or mECR."""
+    if not isinstance(ident, dict):
+        return False
+    if str(ident.get("system") or "").startswith(LINK_SYSTEM_PREFIX):
+        return True
+    return any(isinstance(e, dict) and e.get("url") == IDENTIFIER_SOURCE_URL and e.get("valueCode") in ("ehr", "mecr")
+               for e in ident.get("extension") or ())
+
+
+def _canonical(items: Any) -> list[str]:
+    import orjson
+
+    return sorted(orjson.dumps(i, option=orjson.OPT_SORT_KEYS).decode() for i in items or () if i is not None)
+
+
+def check_identity_edit(old: dict[str, Any] | None, new: dict[str, Any], *, staff: bool) -> None:
+    """403 unless this write keeps the identifiers mECR links records by as they were.
+
+    - Nobody but mECR itself (unguarded internal writers) adds or alters a *trusted* identifier (a link
+      identifier ``urn:mecr:ehr:…`` or one carrying the :data:`IDENTIFIER_SOURCE_URL` extension); staff may remove
+      one (to unlink a record).
+    - A patient (any non-staff writer) changes no identifier of a Patient or Practitioner at all (MRN, NPI, …),
+      nor ``Patient.link``: those are how records are matched to the EHR's, so editing them would capture
+      another person's identity at the next launch.
+    """
+    before = (old or {}).get("identifier") or []
+    after = new.get("identifier") or []
+    if not isinstance(after, list):
+        return  # structural validation refuses it
+    kept = set(_canonical(i for i in before if trusted_identifier(i)))
+    if any(c not in kept for c in _canonical(i for i in after if trusted_identifier(i))):
+        raise forbidden("identifiers that link a record to the EHR (urn:mecr:ehr:… or marked with "
+                        f"{IDENTIFIER_SOURCE_URL}) are set by mECR only")
+    if staff or new.get("resourceType") not in IDENTITY_TYPES:
+        return
+    if _canonical(before) != _canonical(after):
+        raise forbidden(f"only the care team may change the identifiers of a {new.get('resourceType')} "
+                        "(MRN, NPI and the EHR link)")
+    if _canonical((old or {}).get("link")) != _canonical(new.get("link")):
+        raise forbidden("only the care team may change Patient.link")
+
+
 @dataclass
 class Access:
-    """The caller's permissions for one request."""
+    """The caller's permissions for one request, and what the request touched (for the audit trail)."""
 
     principal: Principal | None
     fhir_base: str | None = None
-    # What this request touched, for the audit trail: (action letter, "Type/id", patient id or None).
-    touched: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # What this request touched, for the audit trail: patient id ("" for none) -> ordered {"Type/id": letter}.
+    touched_by_patient: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Instance requests a confined caller made for something they may not see (or that does not exist; the two
+    # are recorded alike): (letter, "Type/id").
+    unseen: list[tuple[str, str]] = field(default_factory=list)
     denied: bool = False
 
     # -- who ---------------------------------------------------------------------------------------------------
@@ -110,6 +162,16 @@ class Access:
         p = self.principal
         return p.patient_id if p is not None and p.kind == "patient" else None
 
+    @property
+    def is_developer(self) -> bool:
+        return self.principal is not None and self.principal.kind == "developer"
+
+    @property
+    def touched(self) -> list[tuple[str, str, str | None]]:
+        """(letter, "Type/id", patient id or None) of everything touched, in order (for tests and the audit)."""
+        return [(letter, ref, pid or None) for pid, refs in self.touched_by_patient.items()
+                for ref, letter in refs.items()]
+
     # -- scopes ------------------------------------------------------------------------------------------------
 
     def can(self, rtype: str, letter: str) -> bool:
@@ -122,7 +184,8 @@ class Access:
         return p.scopes.allows(letter, rtype, p.context)  # type: ignore[arg-type]
 
     def require(self, rtype: str, letter: str) -> Principal:
-        """401 when anonymous; 403 when the scopes do not permit ``letter`` on ``rtype``."""
+        """401 when anonymous; 403 when the scopes do not permit ``letter`` on ``rtype``. Decided from the scopes
+        alone: it says nothing about any resource."""
         p = self.require_login()
         if not self.can(rtype, letter):
             self.denied = True
@@ -133,26 +196,18 @@ class Access:
         return p
 
     def require_patient(self, patient_id: str, letter: str = "r", rtype: str = "Patient") -> Principal:
-        """May the caller do ``letter`` on ``rtype`` data of ``Patient/{patient_id}``? 401/403 otherwise."""
+        """May the caller do ``letter`` on ``rtype`` data of ``Patient/{patient_id}``? 401/403 otherwise (for
+        pages and routes that name the patient in their path)."""
         p = self.require(rtype, letter)
         if p.kind == "patient" and patient_id != p.patient_id:
             self.denied = True
-            self.touched.append((letter, f"Patient/{patient_id}", patient_id))
+            self.unseen.append((letter, f"Patient/{patient_id}"))
             raise forbidden("a patient may only access their own record")
         return p
 
-    def check_resource(self, resource: dict[str, Any], letter: str = "r") -> None:
-        """403 unless the caller may ``letter`` this resource (scopes and, for a patient, the compartment)."""
-        rtype = str(resource.get("resourceType"))
-        p = self.require(rtype, letter)
-        if p.kind == "patient" and rtype in compartment_types():
-            assert p.patient_id is not None
-            if not in_patient_compartment(resource, p.patient_id, self.fhir_base):
-                self.denied = True
-                raise forbidden(f"{rtype}/{resource.get('id', '')} is outside the patient's own record")
-
     def visible(self, resource: dict[str, Any]) -> bool:
-        """True when :meth:`check_resource` (read) would pass."""
+        """Scopes permit reading it and, for a patient, it lies in their compartment (compartment types only;
+        shared types need the store: the repository decides those)."""
         p = self.principal
         if p is None:
             return False
@@ -165,38 +220,14 @@ class Access:
 
     # -- the repository's Guard protocol (fhir_ecr.store.repository.Guard) --------------------------------------
 
-    def _touch(self, letter: str, content: dict[str, Any] | None, rtype: str, rid: str) -> None:
-        if len(self.touched) < 500:
-            self.touched.append((letter, f"{rtype}/{rid}", patient_of(content, self.fhir_base)))
+    def allows(self, rtype: str, letter: str) -> bool:
+        return self.can(rtype, letter)
 
-    def check_read(self, stored: Any) -> None:
-        if self.principal is not None and self.principal.kind == "developer":
-            return
-        content = stored.content or {}
-        try:
-            self.check_resource(content, "r")
-        finally:  # refused reads are audited too (with what was asked for)
-            self._touch("r", content, stored.resource_type, stored.id)
-
-    def may_read(self, stored: Any) -> bool:
-        return self.visible(stored.content or {})
-
-    def may_read_deleted(self, stored: Any) -> bool:
-        """A deletion entry in a history: shown unless the caller is a patient (who cannot tell whose it was)."""
+    def confinement(self) -> Confinement | None:
         p = self.principal
-        return p is not None and p.kind != "patient" and self.can(stored.resource_type, "r")
-
-    def after_read(self, found: list[Any]) -> None:
-        if self.principal is not None and self.principal.kind == "developer":
-            return
-        for s in found:
-            self._touch("r", s.content, s.resource_type, s.id)
-
-    def before_search(self, rtype: str) -> str | None:
-        p = self.require(rtype, "s")
-        if p.kind == "patient" and rtype in compartment_types():
-            return p.patient_id
-        return None
+        if p is None or p.kind != "patient":
+            return None
+        return Confinement(p.patient_id or "", PUBLIC_TYPES)
 
     def before_history(self, rtype: str | None, rid: str | None) -> None:
         p = self.require_login()
@@ -208,15 +239,23 @@ class Access:
             raise forbidden("a patient may read the history of their own resources only (instance history)")
         if rtype:
             self.require(rtype, "s")
-        else:
-            self._require_all("s")
+        elif not self.can("*", "s") and not self.is_developer:
+            self.denied = True
+            raise forbidden("system-level history needs a wildcard scope such as user/*.rs")
 
-    def _require_all(self, letter: str) -> None:
-        if not self.can("*", letter):
-            p = self.principal
-            if p is None or p.kind != "developer":
-                self.denied = True
-                raise forbidden("system-level history needs a wildcard scope such as user/*.rs")
+    def after_read(self, found: list[Stored], patient_id: str | None = None) -> None:
+        """Note resources the caller was shown (``patient_id`` when the caller knows whose they are)."""
+        if self.is_developer:
+            return
+        for s in found:
+            self._touch("r", s.resource_type, s.id, s.content, patient_id)
+
+    def hidden(self, letter: str, rtype: str, rid: str) -> None:
+        """A confined caller asked for ``rtype/rid``, which they may not see or which does not exist; both are
+        recorded alike, so not even the audit trail tells them apart."""
+        self.denied = True
+        if len(self.unseen) < _AUDIT_CAP:
+            self.unseen.append((letter, f"{rtype}/{rid}"))
 
     def check_write(self, letter: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         target = new if new is not None else old
@@ -224,15 +263,51 @@ class Access:
         rtype = str(target.get("resourceType"))
         if rtype in SERVER_WRITTEN_TYPES:
             raise not_supported(f"{rtype} resources are written by mECR itself and are read-only", 405)
-        if self.principal is not None and self.principal.kind == "developer":
-            return
+        p = self.require(rtype, letter)
         try:
-            if old is not None:
-                self.check_resource(old, letter)
+            if p.kind == "developer":
+                return
+            if p.kind == "patient":
+                for content in (old, new):
+                    if content is not None:
+                        self._require_own(p, content)
             if new is not None:
-                self.check_resource(new, letter)
+                check_identity_edit(old, new, staff=p.kind != "patient")
+        except Exception:
+            self.denied = True
+            raise
         finally:
-            self._touch(letter, target, rtype, str(target.get("id", "")))
+            if p.kind != "developer":
+                self._touch(letter, rtype, str(target.get("id", "")), target)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _require_own(self, p: Principal, content: dict[str, Any]) -> None:
+        """A patient's write lies wholly in their own compartment: every compartment reference names them."""
+        rtype = str(content.get("resourceType"))
+        own = p.patient_id or ""
+        if rtype == "Patient":
+            if content.get("id") != own or compartment_patients(content, self.fhir_base) - {own}:
+                raise forbidden("a patient may change only their own Patient record")
+            return
+        patients = compartment_patients(content, self.fhir_base)
+        if patients != {own}:
+            where = ", ".join(_compartment_params(rtype)) or "its references"
+            raise forbidden(f"{rtype} must lie in the patient's own record only ({where} may name no one else)")
+
+    def _touch(self, letter: str, rtype: str, rid: str, content: dict[str, Any] | None,
+               patient_id: str | None = None) -> None:
+        patients = {patient_id} if patient_id else compartment_patients(content, self.fhir_base) if content else set()
+        for pid in patients or {""}:
+            refs = self.touched_by_patient.setdefault(pid, {})
+            if len(refs) < _AUDIT_CAP:
+                ref = f"{rtype}/{rid}"
+                refs[ref] = letter if refs.get(ref, "r") == "r" else refs[ref]
+
+
+@cache
+def _compartment_params(rtype: str) -> tuple[str, ...]:
+    return tuple(code for code in patient_compartment().get(rtype, ()) if search_param(rtype, code) is not None)
 
 
 def current_access(request: Request) -> Access:
@@ -245,3 +320,4 @@ def current_access(request: Request) -> Access:
         access = Access(principal, services.fhir_base if services is not None else None)
         request.state.access = access
     return access
+

@@ -1,9 +1,9 @@
-"""The audit trail: one ``AuditEvent`` per request that read or wrote patient data (or was refused).
+"""The audit trail: ``AuditEvent``s for each request that read or wrote patient data (or was refused).
 
 Who (the agent: the practitioner, patient or client, with the network address), what (the entities: the
-resources touched, capped, and each patient concerned, so the event lies in that patient's compartment and the
-patient can read who looked at their record), when (``recorded``), the outcome (0 success, 4 refused or failed)
-and the action (C R U D, E for operations). Events are written by one background thread in batches, through
+patient and the resources of theirs touched, capped — one event per patient, so each event lies in one patient's
+compartment: the patient can read who looked at their record, and nothing about anyone else), when
+(``recorded``), the outcome (0 success, 4 refused or failed) and the action (C R U D, E for operations). Events are written by one background thread in batches, through
 the unguarded repository, so auditing never slows or fails the request it records; they are flushed at shutdown.
 AuditEvent is read-only through the API.
 """
@@ -19,39 +19,62 @@ from typing import Any
 
 from .access import Access
 
-__all__ = ["AuditTrail", "audit_event"]
+__all__ = ["AuditTrail", "audit_events"]
 
 log = logging.getLogger("mecr.audit")
 
 _ACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "R", "e": "E"}
 _SUBTYPE = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 MAX_ENTITIES = 100
+_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 
 
-def audit_event(access: Access, *, method: str, route: str, status: int, address: str | None,
-                recorded: datetime | None = None) -> dict[str, Any] | None:
-    """The AuditEvent for one request, or None when it touched no data and was not refused."""
+def audit_events(access: Access, *, method: str, route: str, status: int, address: str | None,
+                 recorded: datetime | None = None) -> list[dict[str, Any]]:
+    """The AuditEvents for one request: one per patient whose data it touched (each names that patient only,
+    so the event a patient can read in their record says nothing of anyone else — a coach's caseload view writes
+    one per patient), one for what touched no patient's data, and one for a refusal. None when the request
+    touched no data and was not refused."""
     p = access.principal
-    if p is None or p.kind == "developer" or (not access.touched and not access.denied):
-        return None
-    letters = {t[0] for t in access.touched}
-    action = "E" if "$" in route else next((_ACTION[x] for x in "dcu" if x in letters), "R")
-    patients = sorted({t[2] for t in access.touched if t[2]})
-    entities: list[dict[str, Any]] = [
-        {"what": {"reference": f"Patient/{pid}"},
-         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1",
-                  "display": "Person"},
-         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}}
-        for pid in patients[:MAX_ENTITIES]
-    ]
-    seen: set[str] = set()
-    for _, ref, _pid in access.touched:
-        if ref in seen or ref.startswith("Patient/") or len(entities) >= MAX_ENTITIES:
-            continue
-        seen.add(ref)
-        entities.append({"what": {"reference": ref},
-                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                                  "code": "2", "display": "System Object"}})
+    if p is None or p.kind == "developer" or (not access.touched_by_patient and not access.denied):
+        return []
+    buckets = {pid: dict(refs) for pid, refs in access.touched_by_patient.items()}
+    own = p.patient_id if p.kind == "patient" and p.patient_id else ""
+    if access.unseen or not buckets:
+        buckets.setdefault(own, {})
+    events = []
+    for pid, refs in sorted(buckets.items()):
+        letters = set(refs.values())
+        action = "E" if "$" in route else next((_ACTION[x] for x in "dcu" if x in letters), "R")
+        entities: list[dict[str, Any]] = []
+        if pid:
+            entities.append({
+                "what": {"reference": f"Patient/{pid}"},
+                "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
+                         "display": "Patient"}})
+        for ref in refs:
+            if len(entities) >= MAX_ENTITIES:
+                break
+            if not ref.startswith("Patient/"):
+                entities.append({"what": {"reference": ref},
+                                 "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"}})
+        if pid == own:
+            # What a confined caller asked for and may not see (or that does not exist: recorded alike), as
+            # text, never as a reference: the event lies in the caller's record only.
+            for letter, ref in access.unseen[:MAX_ENTITIES]:
+                entities.append({"type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+                                 "description": f"{_SUBTYPE.get(method, 'read')} of {ref}: not found or not "
+                                                "permitted",
+                                 "detail": [{"type": "action", "valueString": letter}]})
+        events.append(_event(access, action, method, route, status, address, recorded, entities))
+    return events
+
+
+def _event(access: Access, action: str, method: str, route: str, status: int, address: str | None,
+           recorded: datetime | None, entities: list[dict[str, Any]]) -> dict[str, Any]:
+    p = access.principal
+    assert p is not None
     if p.fhir_user:
         who: dict[str, Any] = {"reference": p.fhir_user, "display": p.display or p.fhir_user}
     else:

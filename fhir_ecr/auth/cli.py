@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ def add_auth_parsers(sub: Any) -> None:
     ehr_sub.add_parser("list", help="list registered EHRs", description="List registered EHRs (no secrets).")
     rm = ehr_sub.add_parser("remove", help="remove an EHR", description="Remove an EHR registration.")
     rm.add_argument("id")
+    conf = ehr_sub.add_parser(
+        "conflicts", help="identity conflicts launches ran into",
+        description="List the launches mECR refused because the EHR's Patient or Practitioner matched more than "
+        "one mECR record (the same MRN or EHR link on two records) or a record with another birth date. Resolve "
+        "one by correcting the records (e.g. merge or remove the wrong identifier), then clear it with --clear.")
+    conf.add_argument("--clear", metavar="KEY", help="forget a resolved conflict (its KEY from the list)")
 
     client = sub.add_parser(
         "client", help="backend-services clients of mECR's own API",
@@ -110,9 +117,29 @@ def _ehr(args: argparse.Namespace, services: Any) -> int:
         for r in rows:
             print(f"{r['id']}\t{r['iss']}\tclient={r['client_id']}\tauth={r['auth_method']}\t{r['name']}")
         return 0
+    if args.ehr_command == "conflicts":
+        return _conflicts(args, services)
     if not store.remove_ehr(args.id):
         raise RegistryError(f"no EHR with id {args.id!r}")
     print(f"removed EHR {args.id}")
+    return 0
+
+
+def _conflicts(args: argparse.Namespace, services: Any) -> int:
+    from .linking import clear_link_conflict, link_conflicts
+
+    if args.clear:
+        if not clear_link_conflict(services.repo, args.clear):
+            raise RegistryError(f"no conflict {args.clear!r} (mecr ehr conflicts lists them)")
+        print(f"cleared {args.clear}")
+        return 0
+    rows = link_conflicts(services.repo)
+    if not rows:
+        print("no identity conflicts")
+    for r in rows:
+        seen = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["lastSeen"]))
+        print(f"{r['key']}\t{r['reason']}\tmECR records: {', '.join(r['candidates'])}\t"
+              f"{r['count']}x, last {seen} UTC")
     return 0
 
 

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..asgi import StatusRecorder, read_body, replay
 from ..outcomes import issue, outcome
-from .audit import audit_event
+from .audit import audit_events
 from .principal import DEVELOPER
 from .sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
 
@@ -119,9 +119,8 @@ class AuthMiddleware:
             if access is not None and self.services.audit is not None:
                 route = getattr(scope.get("route"), "path", None) or "(no route)"
                 client = scope.get("client")
-                event = audit_event(access, method=scope["method"], route=route, status=recorder.status,
-                                    address=client[0] if client else None)
-                if event is not None:
+                for event in audit_events(access, method=scope["method"], route=route, status=recorder.status,
+                                          address=client[0] if client else None):
                     self.services.audit.record(event)
 
     async def _check_csrf(self, scope: dict[str, Any], headers: dict[str, str], receive: Any,

@@ -36,7 +36,7 @@ from smart_launch.errors import (
     UntrustedIssuerError,
 )
 
-from .linking import link_resource
+from .linking import LinkConflict, link_resource
 from .principal import Principal
 from .registry import COACH_APP_SCOPES, PATIENT_APP_SCOPES, ehr_registration
 from .sessions import SESSION_COOKIE
@@ -194,6 +194,12 @@ async def smart_callback(request: Request) -> Response:
         principal, context, target = await _establish(services, ehr, result)
     except _LaunchContextError as exc:
         return page("Sign-in could not be completed", str(exc), 502)
+    except LinkConflict as exc:
+        log.warning("launch from EHR %s refused: identity conflict (see mecr ehr conflicts)", ehr["id"])
+        return page("This record needs an administrator",
+                    f"mECR cannot tell which of its records belongs to the person the EHR named ({exc.reason}). "
+                    "Nothing was opened or changed. Your practice's mECR administrator can see and resolve this "
+                    "with `mecr ehr conflicts`.", 409)
     tokens = {"access_token": result.token.access_token, "refresh_token": result.token.refresh_token,
               "expires_at": result.token.expires_at, "scope": str(result.scope), "iss": result.iss}
     cookie, _session = await run_in_threadpool(services.sessions.create, principal, context=context,

@@ -40,6 +40,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fhir_ecr.auth.access import IDENTIFIER_SOURCE_URL
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.coaching.progress import AchievementStatus, goal_progress
 from fhir_ecr.coaching.schedule import CheckInStatus, Pause, Weekday
@@ -61,6 +62,9 @@ _DAYS = 60
 #: on the demo's records.
 SANDBOX_MRN_SYSTEM = "http://sandbox-ehr.mecr.dev/mrn"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+#: The demo's people stand for records synced from that EHR: their MRN and NPI are marked as set by the EHR, which
+#: is what lets a launch link by them (fhir_ecr/auth/linking.py).
+_FROM_EHR = [{"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
 
 
 def _put(resource: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +166,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
         {"resourceType": "Organization", "id": f"{p}-clinic", "name": "Riverside Family Practice"},
         {"resourceType": "Practitioner", "id": f"{p}-coach-person", "name": [{"family": "Okafor", "given": ["Jo"]}],
          # the sandbox EHR's coach-dana: a launch from the sandbox links to this record by NPI
-         "identifier": [{"system": NPI_SYSTEM, "value": "1234567893"}]},
+         "identifier": [{"system": NPI_SYSTEM, "value": "1234567893", "extension": _FROM_EHR}]},
         {"resourceType": "PractitionerRole", "id": f"{p}-coach", "meta": {"profile": [io.COACH_PROFILE]},
          "active": True, "practitioner": {"reference": f"Practitioner/{p}-coach-person"},
          "organization": {"reference": clinic},
@@ -171,7 +175,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     for pid, given, mrn in ((ana, "Ana", "MRN-1001"), (ben, "Ben", "MRN-1002"), (cara, "Cara", "MRN-1003")):
         # The sandbox EHR's charts pat-1001..1003 carry these MRNs: a launch links to these records.
         people.append({"resourceType": "Patient", "id": pid, "extension": tz_ext,
-                       "identifier": [{"system": SANDBOX_MRN_SYSTEM, "value": mrn}],
+                       "identifier": [{"system": SANDBOX_MRN_SYSTEM, "value": mrn, "extension": _FROM_EHR}],
                        "name": [{"family": "Demo", "given": [given]}]})
     people.append({"resourceType": "Group", "id": f"{p}-walking-group", "type": "person", "actual": True,
                    "name": "Tuesday walking group",

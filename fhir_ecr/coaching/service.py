@@ -719,15 +719,18 @@ class CoachingService:
             guard = self.repo.guard
             if guard is not None:
                 for rtype in types:  # scope checks, in the order the computation searches
-                    if guard.before_search(rtype) not in (None, patient_id):
-                        cache = None  # confined to another compartment: what they see is not the patient's view
+                    guard.require(rtype, "s")
+                conf = guard.confinement()
+                if conf is not None and conf.patient_id != patient_id:
+                    cache = None  # confined to another record: what they see is not the patient's view
             key = (view, patient_id, version, today, tz, self._params_key(), args)
             if cache is not None:
                 hit = cache.get(key)
                 if hit is not None:
                     value, refs = hit
                     if guard is not None:  # the audit trail names what the view was computed from
-                        guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs])
+                        guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
+                                         patient_id)
                     return value
             value, refs, *more = compute(uow, tz, today)
         if cache is not None:

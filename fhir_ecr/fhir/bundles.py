@@ -134,6 +134,7 @@ class _Entry:
                               f"{self.where}.request.url")
         self.rtype = self.parts[0]
         self.assigned_id: str | None = None
+        self.server_id = False  # assigned_id was made up here (no match, no id in the body)
         if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
             raise bad_request("this entry needs a resource", f"{self.where}.resource")
         if self.method in ("POST", "PUT") and self.resource.get("resourceType") != self.rtype:
@@ -221,7 +222,7 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
         resource = dict(e.resource)
         if "id" not in resource and len(e.parts) == 1:
             resource["id"] = rid
-        result = uow.update(e.rtype, rid, resource, expected_version=e.if_match)
+        result = uow.update(e.rtype, rid, resource, expected_version=e.if_match, server_chosen_id=e.server_id)
         entry = _response(201 if result.created else 200, result.stored, fhir_base, return_pref,
                           location=result.created)
         if not result.changed:
@@ -257,6 +258,36 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
     return {"resource": body, "response": {"status": "200 OK"}}
 
 
+def _assign(e: _Entry, existing: Stored | None) -> None:
+    """The id a conditional PUT writes: the match's, else the body's, else a new one (made up here)."""
+    body_id = e.resource.get("id") if isinstance(e.resource, dict) else None
+    e.assigned_id = existing.id if existing else (body_id or str(uuid.uuid4()))
+    e.server_id = existing is None and not body_id
+
+
+def _check_distinct(entries: list[_Entry], uow: UnitOfWork) -> None:
+    """A transaction names each resource at most once among its writes (R4 http.html#trules: "If any resource
+    identities (including resolved identities from conditional update/delete) overlap in steps 1-3, then the
+    transaction SHALL fail")."""
+    seen: dict[tuple[str, str], int] = {}
+    for e in entries:
+        ids: list[str] = []
+        if e.method in ("PUT", "PATCH", "DELETE") and len(e.parts) == 2:
+            ids = [e.parts[1]]
+        elif e.method == "PUT" and e.assigned_id is not None:
+            ids = [e.assigned_id]
+        elif e.method == "DELETE" and e.query:
+            found = uow.search(parse_search(e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True,
+                                            default_count=2)).matches
+            ids = [s.id for s in found]
+        for rid in ids:
+            first = seen.setdefault((e.rtype, rid), e.index)
+            if first != e.index:
+                raise bad_request(f"Bundle.entry[{first}] and Bundle.entry[{e.index}] both change "
+                                  f"{e.rtype}/{rid}; a transaction may name each resource once",
+                                  f"{e.where}.request.url")
+
+
 def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, return_pref: str | None,
                  strict: bool, run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None) -> dict[str, Any]:
     seen_urls: set[str] = set()
@@ -285,7 +316,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 body_id = e.resource.get("id")
                 if existing is not None and body_id and body_id != existing.id:
                     raise bad_request("the resource id does not match the conditional match", f"{e.where}")
-                e.assigned_id = existing.id if existing else (body_id or str(uuid.uuid4()))
+                _assign(e, existing)
                 target = e.assigned_id
             elif e.method == "PUT":
                 target = e.parts[1]
@@ -306,6 +337,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 raise FhirError(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
             return found.reference
 
+        _check_distinct(entries, uow)
         for e in entries:  # the Bundle is ours (parsed from the request): rewrite in place
             if isinstance(e.resource, dict):
                 _rewrite_references(e.resource, mapping, resolve)
@@ -336,7 +368,7 @@ def _batch(repo: FhirRepository, raw_entries: list[Any], fhir_base: str, return_
                     existing = uow.match_conditional(e.rtype, e.query) if e.query else None
                     if not e.query:
                         raise bad_request("PUT needs Type/id or conditional criteria", f"{e.where}.request.url")
-                    e.assigned_id = existing.id if existing else (e.resource.get("id") or str(uuid.uuid4()))
+                    _assign(e, existing)
                     responses.append(_execute(uow, e, fhir_base, return_pref, strict, run_get))
                 continue
             with repo.unit(write=e.method != "GET") as uow:

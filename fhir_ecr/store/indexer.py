@@ -34,6 +34,8 @@ __all__ = [
     "MIN_US",
     "MAX_US",
     "TABLE_FOR_TYPE",
+    "OTHER_REFERENCES",
+    "other_references",
 ]
 
 MIN_US = -(2**62)
@@ -240,7 +242,37 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
             for v in values:
                 if isinstance(v, str):
                     uri.append((code, v))
+    ref.extend(other_references(resource, ref, base_url))
     return rows
+
+
+#: The index parameter under which references no search parameter covers are kept (``CarePlan.author``,
+#: ``Observation.hasMember`` targets already have theirs): not searchable, but what a patient's record references
+#: decides which shared resources (a Device, their coach's PractitionerRole) the patient may read
+#: (``fhir_ecr.store.visibility``), and ``$everything`` follows them.
+OTHER_REFERENCES = "_reference"
+
+
+def other_references(resource: dict[str, Any], known: list[tuple[Any, ...]],
+                     base_url: str | None = None) -> list[tuple[Any, ...]]:
+    """``(OTHER_REFERENCES, type, id, None)`` for each local reference in ``resource`` (anywhere, contained
+    resources included) whose target is not in the reference rows ``known`` already."""
+    have = {(r[1], r[2]) for r in known}
+    out: list[tuple[Any, ...]] = []
+    stack: list[Any] = [v for k, v in resource.items() if k not in ("meta", "text", "id", "resourceType")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            text = node.get("reference")
+            if isinstance(text, str) and text and not text.startswith("#"):
+                ttype, tid, _ = parse_reference(text, base_url)
+                if ttype is not None and (ttype, tid) not in have:
+                    have.add((ttype, tid))
+                    out.append((OTHER_REFERENCES, ttype, tid, None))
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    return out
 
 
 def _references(param: SearchParam, values: list[Any], base_url: str | None, out: list[tuple[Any, ...]]) -> None:

@@ -8,17 +8,24 @@ Semantics follow https://hl7.org/fhir/R4/search.html:
 - modifiers ``:missing`` (all types), ``:exact`` and ``:contains`` (string), ``:not`` and ``:text`` (token),
   ``:[type]`` (reference), ``:below`` / ``:above`` (uri); any other modifier is refused with 400, because
   ignoring a modifier silently changes what the search means;
-- chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``), any depth;
+- chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``) and reverse chains
+  (``_has:Observation:patient:code=…``), nested up to :data:`MAX_CHAIN_DEPTH` hops (deeper ones are refused with 400:
+  each hop is a nested subquery);
 - ``_id``, ``_lastUpdated``, ``_count``, ``_sort``, ``_include``, ``_revinclude`` (with ``:iterate``),
   ``_summary``, ``_elements``, ``_total``; paging is by an opaque cursor on the default order and by offset on
   a custom ``_sort`` order, and every order ends with the resource key so pages never overlap.
 
 Unknown parameters are reported as warnings, or refused under ``Prefer: handling=strict``.
+
+Confinement: the SQL builders take ``vis``, a function giving the condition on a resource-table alias for the rows
+of a type the caller may see (``fhir_ecr.store.visibility``); every hop of a chain or ``_has`` is narrowed by it, so
+a search tells a confined caller nothing about resources they may not read.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,7 +35,7 @@ import sqlalchemy as sa
 from ..outcomes import bad_request, informational, not_supported
 from .indexer import date_range, normalize_string, parse_reference
 from .searchparams import SearchParam, search_param, search_params
-from .tables import INDEX_TABLES, ResourceRow
+from .tables import INDEX_TABLES, ReferenceIndex, ResourceRow
 
 __all__ = [
     "Criterion",
@@ -41,9 +48,18 @@ __all__ = [
     "sort_sql",
     "RESULT_PARAMETERS",
     "param_condition",
+    "MAX_CHAIN_DEPTH",
+    "Visibility",
 ]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
+REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
+
+#: Chain and ``_has`` hops allowed in one search parameter (``subject:Patient.organization.name`` is two).
+MAX_CHAIN_DEPTH = 4
+
+#: ``vis(rtype, r)``: the condition on resource-table alias ``r`` for the rows of ``rtype`` the caller may see.
+Visibility = Callable[[str, Any], Any]
 
 RESULT_PARAMETERS = {
     "_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty",
@@ -73,6 +89,7 @@ class Criterion:
     values: list[str]
     chain: Criterion | None = None
     chain_types: tuple[str, ...] = ()
+    has: tuple[str, SearchParam] | None = None  # _has: (source type, its reference parameter); ``chain`` on it
 
 
 @dataclass
@@ -112,8 +129,32 @@ def _resolve_param(resource_type: str, name: str) -> SearchParam | None:
     return search_param(resource_type, name)
 
 
-def _parse_criterion(resource_type: str, key: str, value: str) -> Criterion | None:
+def _parse_has(resource_type: str, key: str, value: str, depth: int) -> Criterion:
+    """``_has:Type:param:rest`` (R4 search.html#has): resources of ``resource_type`` that a ``Type`` matching
+    ``rest=value`` references through ``param``."""
+    parts = key.split(":", 3)
+    if len(parts) != 4 or not all(parts[1:]):
+        raise bad_request(f"{key} must have the form _has:Type:reference-parameter:parameter", expression=key)
+    _, source, pname, rest = parts
+    if source not in search_params():
+        raise bad_request(f"unknown resource type {source} in {key}", expression=key)
+    param = search_param(source, pname)
+    if param is None or param.type != "reference":
+        raise bad_request(f"{pname} is not a reference parameter of {source}", expression=key)
+    if param.targets and resource_type not in param.targets:
+        raise bad_request(f"{source}.{pname} cannot refer to {resource_type}", expression=key)
+    inner = _parse_criterion(source, rest, value, depth + 1)
+    if inner is None:
+        raise bad_request(f"unknown search parameter {rest} for {source} in {key}", expression=key)
+    return Criterion("_has", "has", None, None, [], chain=inner, has=(source, param))
+
+
+def _parse_criterion(resource_type: str, key: str, value: str, depth: int = 0) -> Criterion | None:
     """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown."""
+    if depth > MAX_CHAIN_DEPTH:
+        raise bad_request(f"chains and _has may be at most {MAX_CHAIN_DEPTH} levels deep", expression=key)
+    if key.startswith("_has:"):
+        return _parse_has(resource_type, key, value, depth)
     head, dot, rest = key.partition(".")
     name, _, modifier = head.partition(":")
     modifier = modifier or None
@@ -137,7 +178,7 @@ def _parse_criterion(resource_type: str, key: str, value: str) -> Criterion | No
         chained: Criterion | None = None
         usable: list[str] = []
         for t in inner_types:
-            c = _parse_criterion(t, rest, value)
+            c = _parse_criterion(t, rest, value, depth + 1)
             if c is not None:
                 chained = chained or c
                 usable.append(t)
@@ -385,7 +426,8 @@ def _rank(c: Criterion) -> int:
     return _RANK.get(c.type, 8)
 
 
-def search_where(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R) -> list[Any]:
+def search_where(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R,
+                 vis: Visibility | None = None) -> list[Any]:
     """The WHERE conditions of a search of ``resource_type``: the type, not deleted, and the criteria.
 
     When the first criterion looks rows up in an index table, that lookup already implies the type and a
@@ -393,7 +435,7 @@ def search_where(resource_type: str, criteria: list[Criterion], base_url: str | 
     SQLite would otherwise walk every resource of the type by its (type, id) index instead of following the
     lookup.
     """
-    conds = criteria_sql(resource_type, criteria, base_url, r)
+    conds = criteria_sql(resource_type, criteria, base_url, r, vis)
     ordered = sorted(criteria, key=_rank)
     driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing")
     if driven:
@@ -401,7 +443,8 @@ def search_where(resource_type: str, criteria: list[Criterion], base_url: str | 
     return [r.c.res_type == resource_type, r.c.deleted.is_(False), *conds]
 
 
-def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R) -> list[Any]:
+def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R,
+                 vis: Visibility | None = None) -> list[Any]:
     """SQL conditions on the resource table ``r`` for ``criteria`` (ANDed by the caller).
 
     The most selective criterion becomes ``pk IN (index lookup)``, which drives the query through its index;
@@ -409,10 +452,11 @@ def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | 
     Without this, SQLite materialises every ``IN`` list in full (e.g. all step counts of all patients).
     """
     ordered = sorted(criteria, key=_rank)
-    return [_criterion_sql(resource_type, c, base_url, r, correlated=i > 0) for i, c in enumerate(ordered)]
+    return [_criterion_sql(resource_type, c, base_url, r, correlated=i > 0, vis=vis) for i, c in enumerate(ordered)]
 
 
-def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | None) -> Any | None:
+def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | None,
+               vis: Visibility | None = None) -> Any | None:
     """``SELECT DISTINCT res_pk`` of the matches, computed from the index tables alone, or None.
 
     The most selective criterion's index lookup drives; every other criterion is an ``EXISTS`` probe on the
@@ -424,18 +468,29 @@ def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | No
     ordered = sorted(criteria, key=_rank)
     if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing"):
         return None
-    select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True)
+    select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True, vis=vis)
     key = table.c.res_pk
-    others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key) for c in ordered[1:]]
+    others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
+              for c in ordered[1:]]
     return select.where(*others).distinct()
 
 
 def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: Any,
-                   correlated: bool = False, key: Any = None, driver: bool = False) -> Any:
+                   correlated: bool = False, key: Any = None, driver: bool = False,
+                   vis: Visibility | None = None) -> Any:
     """One criterion as SQL: ``key IN (lookup)``, a correlated ``EXISTS`` on ``key`` (``correlated``), or, for
-    the driver of :func:`driven_pks`, ``(SELECT res_pk … , table alias)``. ``key`` defaults to ``r.c.pk``."""
+    the driver of :func:`driven_pks`, ``(SELECT res_pk … , table alias)``. ``key`` defaults to ``r.c.pk``.
+    Every chained or ``_has`` hop only sees the rows ``vis`` allows."""
     if key is None and r is not None:
         key = r.c.pk
+    if c.has is not None:
+        assert c.chain is not None
+        source, param = c.has
+        inner, ref = R.alias(), REF.alias()
+        sources = sa.select(inner.c.pk).where(*_narrowed(source, [c.chain], base_url, inner, vis))
+        targets = sa.select(ref.c.target_id).where(ref.c.res_type == source, param_condition(ref, param),
+                                                   ref.c.target_type == resource_type, ref.c.res_pk.in_(sources))
+        return r.c.res_id.in_(targets)
     if c.param is None:  # _id, _lastUpdated: columns of the resource table
         if c.name == "_id":
             if c.modifier == "missing":
@@ -466,7 +521,7 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
         ors = []
         for t in c.chain_types:
             inner_r = R.alias()
-            ids = sa.select(inner_r.c.res_id).where(*search_where(t, [c.chain], base_url, inner_r))
+            ids = sa.select(inner_r.c.res_id).where(*_narrowed(t, [c.chain], base_url, inner_r, vis))
             ors.append(sa.and_(table.c.target_type == t, table.c.target_id.in_(ids)))
         return matching(sa.or_(*ors))
     if c.modifier == "missing":
@@ -479,6 +534,13 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
         correlated = True
         return sa.not_(matching(sa.or_(*value_conds)))
     return matching(sa.or_(*value_conds))
+
+
+def _narrowed(rtype: str, criteria: list[Criterion], base_url: str | None, r: Any,
+              vis: Visibility | None) -> list[Any]:
+    """The conditions of a search of ``rtype`` on alias ``r``, narrowed to what the caller may see."""
+    conds = search_where(rtype, criteria, base_url, r, vis)
+    return [*conds, vis(rtype, r)] if vis is not None else conds
 
 
 def param_condition(table: Any, param: SearchParam) -> Any:

@@ -103,7 +103,7 @@ def test_patient_standalone_launch_lands_on_app_me(secure_client: Any, secure_se
     assert session.principal.kind == "patient"
     other = secure_services.repo.create({"resourceType": "Patient"}).stored.id
     assert secure_client.get(f"/fhir/Patient/{session.principal.patient_id}").status_code == 200
-    assert secure_client.get(f"/fhir/Patient/{other}").status_code == 403
+    assert secure_client.get(f"/fhir/Patient/{other}").status_code == 404  # as if it did not exist
 
 
 def test_unregistered_iss_is_refused_without_any_request(secure_client: Any, ehr: Any) -> None:

@@ -84,7 +84,7 @@ def test_patient_standalone_launch_from_the_sandbox(app_client: TestClient, secu
     me = app_client.get(f"/fhir/Patient/{session.principal.patient_id}").json()
     assert me["name"][0]["family"] == "Okafor"
     other = secure_services.repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
-    assert app_client.get(f"/fhir/Patient/{other}").status_code == 403
+    assert app_client.get(f"/fhir/Patient/{other}").status_code == 404  # as if it did not exist
     page = app_client.get(f"/app/patients/{other}")
     assert page.status_code == 403 and "Other" not in page.text
 

@@ -77,7 +77,7 @@ def test_patient_sees_only_their_own_compartment(secure_client: Any, secure_serv
     for path in (f"/fhir/Patient/{b['patient']}", f"/fhir/Observation/{b['obs']}",
                  f"/fhir/Patient/{b['patient']}/$everything", f"/fhir/Observation/{b['obs']}/_history/1"):
         r = secure_client.get(path)
-        assert_outcome(r, 403, "forbidden")
+        assert_outcome(r, 404, "not-found")  # as if it did not exist (tests/auth/test_compartment_matrix.py)
         assert "Famb" not in r.text and "valueQuantity" not in r.text  # no data of B in the refusal
     # Searches are narrowed to the compartment, whatever the criteria ask for.
     bundle = secure_client.get("/fhir/Observation").json()
@@ -103,7 +103,9 @@ def test_patient_cannot_write_into_another_record(secure_client: Any, secure_ser
     mine = secure_client.get(f"/fhir/Observation/{a['obs']}").json()
     mine["subject"] = {"reference": f"Patient/{b['patient']}"}
     assert_outcome(secure_client.put(f"/fhir/Observation/{a['obs']}", json=mine, headers=h), 403, "forbidden")
+    # The patient app's scopes hold no delete: refused by scope, before anything is read.
     assert_outcome(secure_client.delete(f"/fhir/Observation/{b['obs']}", headers=h), 403, "forbidden")
+    assert secure_services.repo.read("Observation", b["obs"]).version_id == 1
     # A transaction is judged per entry and is all-or-nothing.
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {**obs, "subject": {"reference": f"Patient/{a['patient']}"}},
@@ -179,7 +181,10 @@ def test_every_access_leaves_an_audit_event(secure_client: Any, secure_services:
     assert read[0]["agent"][0]["network"]["address"]
     whats = {e["what"]["reference"] for e in read[0]["entity"]}
     assert whats == {f"Patient/{a['patient']}", f"Observation/{a['obs']}"}
-    assert {e["what"]["reference"] for e in refused[0]["entity"]} == {f"Patient/{b['patient']}"}
+    # The refusal lies in A's record and says what A asked for, as text: it names B by no reference.
+    assert refused[0]["agent"][0]["who"]["reference"] == f"Patient/{a['patient']}"
+    assert [e.get("what") for e in refused[0]["entity"]] == [{"reference": f"Patient/{a['patient']}"}, None]
+    assert f"Patient/{b['patient']}" in refused[0]["entity"][1]["description"]
     # The patient can read who accessed their record; nobody can write AuditEvents.
     mine = secure_client.get("/fhir/AuditEvent").json()
     assert mine["total"] >= 1

@@ -123,7 +123,7 @@ def test_the_cache_does_not_bypass_scopes_or_the_compartment(repo: Any) -> None:
     other = patient_access(w.other_patient)
     with pytest.raises(FhirError) as refused:
         CoachingService(repo.guarded(other)).coaching_summary(w.patient)
-    assert refused.value.status == 403
+    assert refused.value.status == 404  # another patient's record answers as if it did not exist
     own = patient_access(w.patient)
     assert CoachingService(repo.guarded(own)).coaching_summary(w.patient) == CoachingService(repo).coaching_summary(
         w.patient)

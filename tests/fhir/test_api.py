@@ -192,20 +192,46 @@ def test_transaction_conditional_reference_and_if_none_exist(client: Any) -> Non
 
 def test_transaction_orders_delete_post_put_get(client: Any) -> None:
     put(client, "/fhir/Patient/old", {"resourceType": "Patient", "id": "old"})
+    put(client, "/fhir/Patient/patched", {"resourceType": "Patient", "id": "patched"})
     patch_doc = base64.b64encode(json.dumps([{"op": "add", "path": "/gender", "value": "other"}]).encode()).decode()
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"request": {"method": "GET", "url": "Patient?_summary=count"}},
         {"resource": {"resourceType": "Patient", "id": "kept"}, "request": {"method": "PUT", "url": "Patient/kept"}},
         {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch_doc},
-         "request": {"method": "PATCH", "url": "Patient/kept"}},
+         "request": {"method": "PATCH", "url": "Patient/patched"}},
         {"request": {"method": "DELETE", "url": "Patient/old"}},
     ]}
     out = post(client, "/fhir", bundle)
     assert out.status_code == 200, out.text
     entries = out.json()["entry"]
-    assert entries[0]["resource"]["total"] == 1  # GET ran last: "old" gone, "kept" there
+    assert entries[0]["resource"]["total"] == 2  # GET ran last: "old" gone, "kept" and "patched" there
     assert entries[3]["response"]["status"] == "204 No Content"
-    assert client.get("/fhir/Patient/kept").json()["gender"] == "other"
+    assert client.get("/fhir/Patient/patched").json()["gender"] == "other"
+
+
+@pytest.mark.parametrize("second", [
+    {"resource": {"resourceType": "Patient", "id": "twice", "gender": "male"},
+     "request": {"method": "PUT", "url": "Patient/twice"}},
+    {"request": {"method": "DELETE", "url": "Patient/twice"}},
+    {"request": {"method": "DELETE", "url": "Patient?_id=twice"}},
+    {"resource": {"resourceType": "Patient", "gender": "male"},
+     "request": {"method": "PUT", "url": "Patient?_id=twice"}},
+])
+def test_transaction_naming_a_resource_twice_is_refused(client: Any, second: dict[str, Any]) -> None:
+    """R4 http.html#trules: overlapping identities (conditional ones resolved) fail the transaction, and nothing
+    of it is written."""
+    put(client, "/fhir/Patient/twice", {"resourceType": "Patient", "id": "twice"})
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "twice", "gender": "female"},
+         "request": {"method": "PUT", "url": "Patient/twice"}},
+        {"resource": {"resourceType": "Patient", "name": [{"family": "New"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        second,
+    ]}
+    body = assert_outcome(post(client, "/fhir", bundle), 400, "invalid")
+    assert "both change Patient/twice" in body["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient/twice").json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/Patient").json()["total"] == 1
 
 
 def test_batch_reports_each_entry(client: Any) -> None:

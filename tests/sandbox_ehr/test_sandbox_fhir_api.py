@@ -107,8 +107,12 @@ async def test_patient_token_reads_and_searches_its_own_record(http: httpx.Async
     assert [e["resource"]["id"] for e in patients["entry"]] == ["pat-1001"]
     weights = (await http.get(f"{FHIR_BASE}/Observation", params={"code": "29463-7"}, headers=headers)).json()
     assert weights["total"] == 3
-    coaches = await http.get(f"{FHIR_BASE}/Practitioner", headers=headers)
-    assert coaches.status_code == 200 and coaches.json()["total"] == 2  # not patient data: readable with scope
+    # Practitioners are not in the compartment: a patient sees the ones their record names (their GP), not the
+    # practice's whole staff list (docs/security.md).
+    coaches = (await http.get(f"{FHIR_BASE}/Practitioner", headers=headers)).json()
+    me = (await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers=headers)).json()
+    assert [f"Practitioner/{e['resource']['id']}" for e in coaches["entry"]] == [
+        g["reference"] for g in me["generalPractitioner"]]
 
 
 async def test_patient_writes_stay_inside_the_compartment(http: httpx.AsyncClient) -> None:

@@ -169,9 +169,28 @@ def test_derived_parameters_borrow_exactly_their_rows(resource: dict[str, Any]) 
         original = indexer.candidate_params
         try:
             indexer.candidate_params = lambda r, p=alone: [p]  # type: ignore[assignment]
-            own = extract_index_rows(resource)[table]
+            own = [r for r in extract_index_rows(resource)[table] if r[0] != indexer.OTHER_REFERENCES]
         finally:
             indexer.candidate_params = original  # type: ignore[assignment]
         borrowed = [row[1:] for row in stored[table] if row[0] in param.index_names
                     and (param.query_type_filter is None or row[1] in param.query_type_filter)]
         assert {row[1:] for row in own} == set(borrowed), code
+
+
+def test_references_no_parameter_covers_are_indexed_once() -> None:
+    """Every local reference is indexed: under its search parameter, else once under ``_reference`` (what a
+    patient's record references decides what shared resources they may read)."""
+    from fhir_ecr.store.indexer import OTHER_REFERENCES
+
+    plan = {"resourceType": "CarePlan", "id": "c", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/p"}, "author": {"reference": "PractitionerRole/r"},
+            "contributor": [{"reference": "PractitionerRole/r"}, {"reference": "#contained"},
+                            {"reference": "http://elsewhere.example/fhir/Practitioner/x"}],
+            "activity": [{"reference": {"reference": "ServiceRequest/s"}}],
+            "supportingInfo": [{"reference": "DocumentReference/d"}]}
+    rows = extract_index_rows(plan)["idx_reference"]
+    others = sorted(r[1:3] for r in rows if r[0] == OTHER_REFERENCES)
+    assert others == [("DocumentReference", "d"), ("PractitionerRole", "r")]
+    assert ("activity-reference", "ServiceRequest", "s", None) in rows  # its own parameter covers it
+    assert ("subject", "Patient", "p", None) in rows
+    assert not any(r[0] == OTHER_REFERENCES and r[1] == "Patient" for r in rows)

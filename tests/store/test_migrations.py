@@ -30,3 +30,33 @@ def test_sqlite_runs_in_wal_mode(services: Any, backend: str) -> None:
         return
     with services.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+
+
+def test_0006_indexes_the_references_no_parameter_covers(services: Any) -> None:
+    """Migration 0006 fills in ``_reference`` rows for resources stored before it (here: rows removed, the
+    database stamped back to 0005), exactly as a write makes them now."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from fhir_ecr.store.db import _alembic_config  # noqa: PLC2701 - the migration's own configuration
+
+    repo = services.repo
+    repo.update("PractitionerRole", "pr1", {"resourceType": "PractitionerRole", "id": "pr1"})
+    repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
+    plan = repo.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                        "subject": {"reference": "Patient/p1"}, "author": {"reference": "PractitionerRole/pr1"}})
+
+    def other_rows() -> list[tuple[Any, ...]]:
+        with services.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "SELECT res_type, target_type, target_id FROM idx_reference WHERE param = '_reference'"))]
+
+    written = other_rows()
+    assert written == [("CarePlan", "PractitionerRole", "pr1")]  # subject has its own parameter row
+    with services.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM idx_reference WHERE param = '_reference'")
+        command.stamp(_alembic_config(conn), "0005")
+    assert other_rows() == []
+    upgrade(services.engine)
+    assert other_rows() == written
+    assert plan.stored.id

@@ -1,0 +1,153 @@
+"""What the store hands back: stored versions, write/search/history results, and the row helpers behind them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from .tables import HistoryRow, KeyValue, PatientVersion, ReferenceIndex, ResourceRow
+
+__all__ = [
+    "Stored",
+    "WriteResult",
+    "SearchResult",
+    "HistoryResult",
+    "iso_instant",
+    "now_us",
+    "read_columns",
+    "stored",
+    "stored_parsed",
+    "R",
+    "H",
+    "KV",
+    "PV",
+    "REF",
+    "INDEX_COLUMNS",
+]
+
+R = ResourceRow.__table__  # type: ignore[attr-defined]
+H = HistoryRow.__table__  # type: ignore[attr-defined]
+KV = KeyValue.__table__  # type: ignore[attr-defined]
+PV = PatientVersion.__table__  # type: ignore[attr-defined]
+REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
+
+#: The value columns of each index table (after ``res_pk`` and ``res_type``), in the order the indexer emits them.
+INDEX_COLUMNS = {
+    "idx_token": ("param", "system", "code", "text"),
+    "idx_string": ("param", "value", "exact"),
+    "idx_date": ("param", "low", "high"),
+    "idx_reference": ("param", "target_type", "target_id", "url"),
+    "idx_number": ("param", "value"),
+    "idx_quantity": ("param", "value", "system", "code", "unit"),
+    "idx_uri": ("param", "value"),
+}
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def iso_instant(us: int) -> str:
+    """A FHIR instant for µs since the epoch."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Stored:
+    """A stored resource version. Read paths keep the JSON text as the database returned it (``raw``) and
+    parse it only when ``content`` is used, so a search page or a read can be sent on without a parse and
+    re-serialisation (see :meth:`json`)."""
+
+    __slots__ = ("resource_type", "id", "version_id", "last_updated", "deleted", "_content", "raw")
+
+    def __init__(self, resource_type: str, id: str, version_id: int, last_updated: int, deleted: bool,
+                 content: dict[str, Any] | None = None, raw: str | None = None) -> None:
+        self.resource_type = resource_type
+        self.id = id
+        self.version_id = version_id
+        self.last_updated = last_updated
+        self.deleted = deleted
+        self._content = content
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"Stored({self.resource_type}/{self.id}/_history/{self.version_id}{', deleted' if self.deleted else ''})"
+
+    @property
+    def content(self) -> dict[str, Any] | None:
+        """The resource as a dict (parsed on first use)."""
+        if self._content is None and self.raw is not None:
+            self._content = orjson.loads(self.raw)
+        return self._content
+
+    def json(self) -> Any:
+        """What to hand to ``orjson.dumps``: the stored text as is when it was not parsed, else the dict."""
+        if self._content is None and self.raw is not None:
+            return orjson.Fragment(self.raw)
+        return self._content
+
+    @property
+    def etag(self) -> str:
+        """The weak ETag of this version, ``W/"n"``."""
+        return f'W/"{self.version_id}"'
+
+    @property
+    def last_modified(self) -> str:
+        """``lastUpdated`` as an HTTP date."""
+        return format_datetime(datetime.fromtimestamp(self.last_updated / 1_000_000, UTC), usegmt=True)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass
+class WriteResult:
+    """The outcome of a write: the stored version and whether it created the resource."""
+
+    stored: Stored
+    created: bool
+    changed: bool = True
+
+
+@dataclass
+class SearchResult:
+    """A page of matches, resources brought in by ``_include``/``_revinclude``, the total and paging state."""
+
+    matches: list[Stored]
+    included: list[Stored] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: int | None = None
+    next_offset: int | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class HistoryResult:
+    """A page of history entries, newest first."""
+
+    entries: list[tuple[Stored, str]]  # (version, method)
+    total: int
+    next_offset: int | None
+
+
+def stored(row: Any) -> Stored:
+    """A Stored from a row selected with :func:`read_columns` (content as text)."""
+    return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, row.deleted, raw=row.content)
+
+
+def stored_parsed(row: Any) -> Stored:
+    """A Stored from a row whose JSON column the engine already parsed."""
+    return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, row.deleted, row.content)
+
+
+def read_columns(table: sa.Table) -> list[Any]:
+    """The columns read paths select: the JSON document as text, not parsed (JSONB prints as text too)."""
+    return [table.c.pk, table.c.res_type, table.c.res_id, table.c.version_id, table.c.last_updated,
+            table.c.deleted, sa.cast(table.c.content, sa.Text).label("content"),
+            *([table.c.method] if "method" in table.c else [])]

@@ -1,0 +1,321 @@
+"""The core of a unit of work: the transaction, bulk inserts, the caller's guard and what a confined caller may see.
+
+The unit of work is built in layers, each a module: this core; :mod:`.queries` (search, includes, index reads,
+conditional matching); :mod:`.reads` (read, vread, history, ``$everything``); :mod:`.writes` (create, update,
+patch, delete) — ``UnitOfWork`` is the last. Every layer authorizes before it reads: the guard's scope check
+first (it depends on nothing stored), then, for a caller confined to one patient's record, the resource's
+visibility (:mod:`.visibility`) — what they may not see answers exactly as what does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+import sqlalchemy as sa
+
+from ..outcomes import conflict, gone, not_found
+from .indexer import extract_index_rows
+from .records import H, INDEX_COLUMNS, KV, PV, R, Stored
+from .searchparams import search_params
+from .tables import INDEX_TABLES
+from .visibility import (
+    Confinement,
+    compartment_index_names,
+    compartment_patients,
+    has_compartment,
+    visible_condition,
+)
+
+if TYPE_CHECKING:
+    from .repository import FhirRepository
+
+__all__ = ["Guard", "UnitCore", "UNVERSIONED_TYPES", "PendingCreate"]
+
+#: Types whose writes do not change a patient's data version: AuditEvents are written by mECR about each
+#: request that read patient data; counting them would make every read invalidate what it just cached.
+UNVERSIONED_TYPES = frozenset({"AuditEvent"})
+
+#: (content, method, index rows, lastUpdated µs) of a create not yet written.
+PendingCreate = tuple[dict[str, Any], str, dict[str, list[tuple[Any, ...]]], int]
+
+
+class Guard(Protocol):
+    """One caller's access, checked inside the repository (``fhir_ecr.auth.access.Access`` implements it), so every
+    path to the data — REST routes, Bundles, operations, the coaching service — is checked the same way. The
+    methods that refuse raise a FhirError (401/403)."""
+
+    def require(self, rtype: str, letter: str) -> object:
+        """Scopes permit ``letter`` (c r u d s) on ``rtype``: decided before anything is read."""
+
+    def allows(self, rtype: str, letter: str) -> bool:
+        """Do the scopes permit ``letter`` on ``rtype`` (without refusing: for filtering included resources)?"""
+
+    def confinement(self) -> Confinement | None:
+        """The patient record the caller is confined to, or None for a caller who sees all their scopes allow."""
+
+    def before_history(self, rtype: str | None, rid: str | None) -> None: ...
+
+    def after_read(self, found: list[Stored], patient_id: str | None = None) -> None:
+        """The caller was shown ``found`` (for the audit trail)."""
+
+    def hidden(self, letter: str, rtype: str, rid: str) -> None:
+        """A confined caller asked for ``rtype/rid``, which they may not see or which does not exist."""
+
+    def check_write(self, letter: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """May the caller write ``new`` over ``old`` (scopes, compartment, identity rules)?"""
+
+
+class UnitCore:
+    """A database transaction over the FHIR store. Obtain a ``UnitOfWork`` from ``FhirRepository.unit``."""
+
+    def __init__(self, repo: FhirRepository, conn: sa.Connection) -> None:
+        self.repo = repo
+        self.conn = conn
+        self._pending: list[PendingCreate] = []
+        self._pending_keys: set[tuple[str, str]] = set()
+        self._touched_patients: set[str] = set()  # patients whose compartment this unit wrote to
+        self.is_postgres = conn.dialect.name == "postgresql"
+
+    # -- the caller --------------------------------------------------------------------------------------------
+
+    @property
+    def guard(self) -> Guard | None:
+        return self.repo.guard
+
+    def confinement(self) -> Confinement | None:
+        """The patient record the caller is confined to (None: not confined, or no guard)."""
+        return self.repo.guard.confinement() if self.repo.guard is not None else None
+
+    def _require(self, rtype: str, *letters: str) -> None:
+        if self.repo.guard is not None:
+            for letter in letters:
+                self.repo.guard.require(rtype, letter)
+
+    def _last_content(self, rtype: str, rid: str) -> dict[str, Any] | None:
+        """The newest version of ``rtype/rid`` that has content (for a deleted resource: what it was)."""
+        row = self.conn.execute(
+            sa.select(sa.cast(H.c.content, sa.Text)).where(H.c.res_type == rtype, H.c.res_id == rid,
+                                                           H.c.deleted.is_(False))
+            .order_by(H.c.version_id.desc()).limit(1)
+        ).first()
+        return orjson.loads(row[0]) if row is not None and row[0] is not None else None
+
+    def visible(self, conf: Confinement, rtype: str, rid: str, content: dict[str, Any] | None) -> bool:
+        """May ``conf`` see ``rtype/rid`` (whose content is ``content``; None: deleted, judged by what it was)?"""
+        if rtype in conf.public_types:
+            return True
+        if rtype == "Patient":
+            return rid == conf.patient_id
+        if has_compartment(rtype):
+            if content is None:
+                content = self._last_content(rtype, rid)
+            return content is not None and conf.patient_id in compartment_patients(content, self.repo.fhir_base)
+        found = self.conn.execute(
+            sa.select(R.c.pk).where(R.c.res_type == rtype, R.c.res_id == rid, visible_condition(rtype, conf))
+        ).first()
+        return found is not None
+
+    def _gate(self, rtype: str, rid: str, row: Any, letter: str, version: str | None = None) -> None:
+        """404 when ``row`` (the current row of ``rtype/rid``, or None) does not exist or, for a confined caller,
+        may not be seen — the same answer, so a refusal says nothing about the resource."""
+        conf = self.confinement()
+        if conf is not None:
+            content = None if row is None or row.deleted else _content_of(row)
+            if row is None or not self.visible(conf, rtype, rid, content):
+                assert self.repo.guard is not None
+                self.repo.guard.hidden(letter, rtype, rid)
+                raise not_found(rtype, rid, version)
+        elif row is None:
+            raise not_found(rtype, rid, version)
+
+    def _deleted(self, rtype: str, rid: str, row: Any) -> None:
+        """410 for a deleted resource (its existence is known to the caller: :meth:`_gate` ran first)."""
+        if row.deleted:
+            raise gone(rtype, rid, str(row.version_id))
+
+    def visible_rows(self, rows: Iterable[Any], conf: Confinement) -> list[Any]:
+        """The rows (with ``pk`` and ``res_type``) ``conf`` may see, in their order: one query per shared type."""
+        rows = list(rows)
+        by_type: dict[str, list[int]] = {}
+        for row in rows:
+            if row.res_type not in conf.public_types:
+                by_type.setdefault(row.res_type, []).append(row.pk)
+        seen: set[int] = set()
+        for rtype, pks in by_type.items():
+            for i in range(0, len(pks), 1000):
+                chunk = pks[i: i + 1000]
+                seen.update(self.conn.execute(
+                    sa.select(R.c.pk).where(R.c.pk.in_(chunk), visible_condition(rtype, conf))).scalars())
+        return [row for row in rows if row.res_type in conf.public_types or row.pk in seen]
+
+    def _check_type(self, rtype: str) -> None:
+        if rtype not in search_params():
+            raise not_found(rtype)
+
+    def _current_row(self, rtype: str, rid: str, lock: bool = False) -> Any:
+        stmt = sa.select(R).where(R.c.res_type == rtype, R.c.res_id == rid)
+        if lock and self.is_postgres:
+            stmt = stmt.with_for_update()
+        return self.conn.execute(stmt).first()
+
+    # -- buffered creates ------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write buffered creates (resource rows, history rows, index rows) in bulk."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_keys.clear()
+        # Server-assigned ids are random UUIDs: only client-chosen ids (update-as-create) can already exist.
+        # The unique index stays the last word either way (see FhirRepository.unit).
+        chosen = {(c["resourceType"], c["id"]) for c, method, _, _ in pending if method != "POST"}
+        if chosen:
+            self._check_absent(chosen)
+        pks = self._allocate_pks(len(pending))
+        docs = [orjson.dumps(c).decode() for c, _, _, _ in pending]
+        self._bulk_insert(
+            "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
+            [(pk, c["resourceType"], c["id"], 1, now, False, doc)
+             for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)],
+        )
+        self._bulk_insert(
+            "resource_history", ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
+            [(c["resourceType"], c["id"], 1, now, method, False, doc)
+             for (c, method, _, now), doc in zip(pending, docs, strict=True)],
+        )
+        self._insert_index_rows([(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending,
+                                                                                              strict=True)])
+
+    def _allocate_pks(self, n: int) -> list[int]:
+        """``n`` new resource keys. SQLite: the write lock is held (BEGIN IMMEDIATE), so max + 1 is safe."""
+        if self.is_postgres:
+            rows = self.conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %(n)s)",
+                {"n": n},
+            ).all()
+            return [r[0] for r in rows]
+        start = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resource").scalar_one()
+        return list(range(start + 1, start + n + 1))
+
+    def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows at once: COPY on PostgreSQL, executemany on SQLite (no ORM, no per-row dicts)."""
+        if not rows:
+            return
+        if self.is_postgres:
+            raw = self.conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" * len(columns))
+        self.conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def _check_absent(self, keys: set[tuple[str, str]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            found = self.conn.execute(
+                sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids)).limit(1)
+            ).first()
+            if found:
+                raise conflict(f"{t}/{found.res_id} already exists")
+
+    def _insert_index_rows(self, items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]]) -> None:
+        batches: dict[str, list[tuple[Any, ...]]] = {}
+        for pk, rtype, rows in items:
+            for table_name, table_rows in rows.items():
+                if table_rows:
+                    batch = batches.setdefault(table_name, [])
+                    batch.extend((pk, rtype, *row) for row in table_rows)
+        for table_name, batch in batches.items():
+            self._bulk_insert(table_name, ("res_pk", "res_type", *INDEX_COLUMNS[table_name]), batch)
+
+    def _delete_index_rows(self, pk: int) -> None:
+        for table in INDEX_TABLES.values():
+            self.conn.execute(table.delete().where(table.c.res_pk == pk))
+
+    def _index_rows(self, content: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+        return extract_index_rows(content, self.repo.fhir_base)
+
+    # -- patient data versions -------------------------------------------------------------------------------
+
+    def _touch_rows(self, rtype: str, rid: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Note the patients whose compartment a new version with these index rows lies in."""
+        if rtype in UNVERSIONED_TYPES:
+            return
+        if rtype == "Patient":
+            self._touched_patients.add(rid)
+        names = compartment_index_names(rtype)
+        if names:
+            self._touched_patients.update(r[2] for r in rows.get("idx_reference", ())
+                                          if r[1] == "Patient" and r[0] in names and r[2])
+
+    def _touch_content(self, content: dict[str, Any] | None) -> None:
+        """Note the patients whose compartment a replaced or deleted version lay in."""
+        if not content or content.get("resourceType") in UNVERSIONED_TYPES:
+            return
+        self._touched_patients.update(compartment_patients(content, self.repo.fhir_base))
+
+    def bump_patient_versions(self) -> None:
+        """Give every patient this unit wrote to a new data version (one upsert each; the unit's last write).
+
+        The version is the wall clock in µs, or one more than the previous version if that is not greater, so
+        a version is never reused, not even by a database that was emptied and filled again.
+        """
+        if not self._touched_patients:
+            return
+        touched, self._touched_patients = sorted(self._touched_patients), set()
+        now = time.time_ns() // 1000
+        bigger = "greatest" if self.is_postgres else "max"
+        self.conn.exec_driver_sql(
+            "INSERT INTO patient_version (patient_id, version) VALUES (%(p)s, %(v)s) ON CONFLICT (patient_id) "
+            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)"
+            if self.is_postgres else
+            "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
+            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)",
+            [{"p": p, "v": now} for p in touched],
+        )
+
+    def patient_version(self, patient_id: str) -> int:
+        """The patient's data version (0 before anything of theirs was written). Read it before the data it
+        guards, in the same unit: then what is read is at least as new as the version."""
+        row = self.conn.execute(PV_SELECT, {"p": patient_id}).first()
+        return int(row[0]) if row else 0
+
+    # -- small state -----------------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        row = self.conn.execute(sa.select(KV.c.value).where(KV.c.key == key)).first()
+        return row.value if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        self.conn.execute(KV.delete().where(KV.c.key == key))
+        self.conn.execute(KV.insert().values(key=key, value=value))
+
+    def states(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) of the small state whose key starts with ``prefix``, in key order."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.conn.execute(sa.select(KV.c.key, KV.c.value).where(KV.c.key.like(escaped + "%", escape="\\"))
+                                 .order_by(KV.c.key)).all()
+        return [(r.key, r.value) for r in rows]
+
+    def delete_state(self, key: str) -> None:
+        self.conn.execute(KV.delete().where(KV.c.key == key))
+
+
+PV_SELECT = sa.select(PV.c.version).where(PV.c.patient_id == sa.bindparam("p"))
+
+
+def _content_of(row: Any) -> dict[str, Any] | None:
+    """The content of a row selected whole (parsed by the engine) or with :func:`read_columns` (text)."""
+    content = row.content
+    if isinstance(content, str):
+        parsed: dict[str, Any] = orjson.loads(content)
+        return parsed
+    return content  # type: ignore[no-any-return]
+
