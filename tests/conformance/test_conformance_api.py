@@ -85,7 +85,7 @@ def test_conformance_resources_are_served(client: Any) -> None:
     assert client.get("/fhir/ValueSet/referral-category").json()["resourceType"] == "ValueSet"
     assert client.get("/fhir/CodeSystem/mecr-codes").json()["resourceType"] == "CodeSystem"
     total = client.get("/fhir/StructureDefinition", params={"_summary": "count"}).json()["total"]
-    assert total == 20
+    assert total == 21  # 16 profiles and 5 extensions of the IG
 
 
 def test_conformance_resources_are_not_writable(client: Any) -> None:

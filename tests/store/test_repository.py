@@ -202,6 +202,40 @@ def test_concurrent_conditional_creates_make_one(repo: Any) -> None:
     assert sum(r.created for r in results) == 1
 
 
+def test_concurrent_conditional_creates_with_the_same_meaning_make_one(repo: Any) -> None:
+    """Criteria are normalised before they key the PostgreSQL advisory lock and the search: the order of the
+    parameters, their percent-encoding and result parameters (``_count``, ``_total``, ``_format``) do not make
+    two requests that mean the same thing race past each other."""
+    body = patient(identifier=[{"system": "urn:mrn", "value": "race two"}], gender="female")
+    spellings = ["identifier=urn:mrn|race two&gender=female", "gender=female&identifier=urn%3Amrn%7Crace+two",
+                 "identifier=urn:mrn%7Crace%20two&_count=5&gender=female", "_total=none&gender=female&"
+                 "identifier=urn:mrn|race+two&_format=json"]
+    results: list[Any] = []
+    barrier = threading.Barrier(len(spellings) * 2)
+
+    def create(criteria: str) -> None:
+        barrier.wait()
+        results.append(repo.create(body, if_none_exist=criteria))
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in spellings * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == len(threads)
+    assert len({r.stored.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+
+
+def test_normalized_criteria_drop_result_parameters() -> None:
+    from fhir_ecr.store.queries import normalized_criteria
+
+    assert normalized_criteria("?b=2&a=1&_count=5&_total=none&_format=json&_pretty=true&_summary=count") == [
+        ("a", "1"), ("b", "2")]
+    assert normalized_criteria("a=x%7Cy+z") == normalized_criteria("a=x|y%20z") == [("a", "x|y z")]
+    assert normalized_criteria("_sort=a&a=1") == [("_sort", "a"), ("a", "1")]  # refused later, not dropped
+
+
 def test_everything_returns_compartment_and_references(repo: Any) -> None:
     org = repo.create({"resourceType": "Organization", "name": "Clinic"}).stored
     p = repo.create(patient(managingOrganization={"reference": f"Organization/{org.id}"})).stored

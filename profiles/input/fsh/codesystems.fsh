@@ -85,3 +85,13 @@ Description: "Certifications held by health and wellness coaches. NBC-HWC, CHES 
 * #mches "Master Certified Health Education Specialist (MCHES)" "Advanced certification by the National Commission for Health Education Credentialing (NCHEC)."
 * #hwnc-bc "Health and Wellness Nurse Coach, Board Certified (HWNC-BC)" "Nurse coach certification by the American Holistic Nurses Credentialing Corporation (AHNCC)."
 * #other "Other coaching credential" "Another coaching certification, named in text."
+
+CodeSystem: MecrIdentifierSource
+Id: identifier-source
+Title: "mECR Identifier Source"
+Description: "Who set an identifier on an mECR record. mECR links a record to the EHR's (at a SMART launch, by sync) only by identifiers the EHR or mECR itself set: an identifier a person typed never links anyone, so it cannot be used to capture another person's record."
+* ^status = #active
+* ^caseSensitive = true
+* ^experimental = false
+* #ehr "Set by the EHR" "Copied from the EHR's own record of the person, at a launch or by sync."
+* #mecr "Set by mECR" "Set by mECR's own loaders (for example the demo data or an administrator's import)."

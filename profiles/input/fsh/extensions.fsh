@@ -56,3 +56,12 @@ Context: CarePlan.activity
 * extension[reason].value[x] only CodeableConcept
 * extension[reason].valueCodeableConcept 1..1
 * extension[reason].valueCodeableConcept from MecrHabitPauseReasonVS (extensible)
+
+Extension: MecrIdentifierSourceExtension
+Id: identifier-source
+Title: "mECR Identifier Source"
+Description: "Who set this identifier: the EHR or mECR itself. mECR links its records to the EHR's only by identifiers carrying this extension (or its own link identifiers, system urn:mecr:ehr:{ehr}:{type}); no API caller can add or change an identifier that carries it, so a typed MRN or NPI can never capture another person's record at the next launch."
+Context: Identifier
+* value[x] only code
+* valueCode 1..1
+* valueCode from MecrIdentifierSourceVS (required)

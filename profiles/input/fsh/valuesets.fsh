@@ -153,3 +153,11 @@ Description: "Coaching certifications."
 * ^status = #active
 * ^experimental = false
 * include codes from system MecrCoachCredential
+
+ValueSet: MecrIdentifierSourceVS
+Id: identifier-source
+Title: "mECR Identifier Source"
+Description: "Who set an identifier that mECR may link records by."
+* ^status = #active
+* ^experimental = false
+* include codes from system MecrIdentifierSource
