@@ -11,16 +11,19 @@ Billing reads, beyond the IG:
 - **Duration**: ``Encounter.length`` in minutes (the documented duration); a participant without one takes its
   group session's; failing both, the minutes between ``period.start`` and ``period.end`` (its own, else the
   group session's).
-- **Group size**: the distinct patients of a group session — its participants' sessions (``partOf``) plus the
-  group session's own subject. Each patient is billed once: the group session itself is billed only when its
-  subject has no participant session of their own.
+- **Group size**: the distinct patients of a group session whose own Encounter is ``finished`` — its
+  participants' sessions (``partOf``) plus the group session's own Patient subject. A member who was planned,
+  arrived, left early (``in-progress``) or did not come (``cancelled``) does not count and is not billed
+  (0593T/G0473 are reported per participant who received the service). Each patient is billed once: the group
+  session itself is billed only when its subject has no participant session of their own.
 - **Supervising practitioner**: a ``participant`` of type ATND (v3 ParticipationType "attender": the
   practitioner responsible for overseeing the patient's care during the encounter), else the group session's,
   else the practice file's ``default_supervisor``.
 - **Place**: ``Encounter.location.physicalType`` "ho" (home) or none -> home (POS 10); another -> POS 02.
 - **Payer**: the patient's active ``Coverage`` whose period covers the day (lowest ``order`` first); its first
   ``payor`` Organization's identifiers and reference select the payer of the rule table. A Coverage paid by the
-  patient, or none, is self-pay.
+  patient, or none, is self-pay. The Organization's identifiers go along with their systems: the payer ID on a
+  claim is taken only from a system the rule table names (``payer_id_systems``).
 - **Diagnoses** (ICD-10-CM only, system http://hl7.org/fhir/sid/icd-10-cm): ``Encounter.reasonCode``, then the
   Conditions of ``reasonReference`` and ``diagnosis``, then the patient's active Conditions with onset on or
   before the day and no abatement before it.
@@ -263,9 +266,13 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
     all_parents = {**parents, **{i: encounters[i] for i in possible_parents if i in encounters}}
 
     def members(parent_id: str) -> set[str]:
-        subjects = {r[1] for c in children.get(parent_id, []) if (r := _ref(c.get("subject")))}
-        own = _ref((all_parents.get(parent_id) or {}).get("subject"))
-        return subjects | ({own[1]} if own and own[0] == "Patient" else set())
+        """The patients who received the group session: those whose own Encounter is finished."""
+        subjects = {r[1] for c in children.get(parent_id, []) if c.get("status") == "finished"
+                    and (r := _ref(c.get("subject")))}
+        parent = all_parents.get(parent_id) or {}
+        own = _ref(parent.get("subject"))
+        own_counts = own is not None and own[0] == "Patient" and parent.get("status") == "finished"
+        return subjects | ({own[1]} if own_counts and own is not None else set())
 
     # everything the sessions refer to, read in bulk
     patient_ids = {r[1] for e in encounters.values() if (r := _ref(e.get("subject")))}
@@ -358,28 +365,34 @@ def _insurance(covs: list[dict[str, Any]], payors: dict[str, dict[str, Any]], da
         if payor is None or payor[0] != "Organization":
             return None  # paid by the patient or a relative: self-pay
         org = payors.get(payor[1]) or {}
-        idents = [str(i["value"]) for i in org.get("identifier", []) or [] if i.get("value")]
+        pairs = [(str(i.get("system") or ""), str(i["value"])) for i in org.get("identifier", []) or []
+                 if i.get("value")]
         member = cov.get("subscriberId") or next(
             (i.get("value") for i in cov.get("identifier", []) or [] if i.get("value")), "")
-        return Insurance(coverage_id=cov["id"], payer_ids=(*idents, f"Organization/{payor[1]}"),
-                         payer_name=org.get("name", ""), member_id=str(member),
-                         payer_id=idents[0] if idents else None)
+        return Insurance(coverage_id=cov["id"], payer_ids=(*(v for _, v in pairs), f"Organization/{payor[1]}"),
+                         payer_name=org.get("name", ""), member_id=str(member), identifiers=tuple(pairs))
     return None
 
 
 def load_billed(reader: Reader, patient_ids: Iterable[str]) -> list[BilledItem]:
-    """Lines exported before (ChargeItems with status billed, written by an export) of these patients."""
+    """Lines exported before (ChargeItems an export wrote) of these patients, with their status, units and the
+    Claim that carried them (``supportingInformation``). Only status ``billed`` counts as billed."""
     out: list[BilledItem] = []
     for chunk in _chunks(patient_ids):
         for item in search_all(reader, "ChargeItem", [("patient", ",".join(f"Patient/{i}" for i in chunk))]):
-            if item.get("status") != "billed":
+            status = item.get("status")
+            if status == "entered-in-error":
                 continue
             key = next((i["value"] for i in item.get("identifier", []) if i.get("system") == BILLING_LINE_SYSTEM),
                        None)
             subject = _ref(item.get("subject"))
             code = next((c for _, c in _codes([item.get("code") or {}])), None)
             day = _day(item.get("occurrenceDateTime"))
+            quantity = (item.get("quantity") or {}).get("value")
+            claim = next((r[1] for ref in item.get("supportingInformation") or []
+                          if (r := _ref(ref)) and r[0] == "Claim"), None)
             if key and subject and code and day:
-                out.append(BilledItem(key, subject[1], code, day))
+                out.append(BilledItem(key, subject[1], code, day, str(status), claim,
+                                      int(quantity) if isinstance(quantity, (int, float)) and quantity >= 1 else 1))
     return out
 
