@@ -151,14 +151,15 @@ def _render(req: ExportRequest, rules: RuleTable, lines: list[Line], claims: lis
 
 
 def run_export(repo: Any, rules: RuleTable, req: ExportRequest, *, now: datetime,
-               deliver: Callable[[ExportResult], None] | None = None) -> ExportResult:
+               deliver: Callable[[ExportResult], None] | None = None, tz: str | None = None) -> ExportResult:
     """Export the sessions of ``req`` and (unless ``dry_run``) mark the exported lines billed, atomically.
 
     ``deliver`` (e.g. write the file) runs before the marks are committed: if it raises, nothing is marked.
+    ``tz`` is the practice's time zone: a session's day is its local date there (or in the patient's zone).
     """
     with gc_paused(), repo.unit(write=not req.dry_run) as uow:
         control = int(uow.get_state(CONTROL_KEY) or "0") % 999_999_999 + 1
-        sessions = load_sessions(uow, rules, req.start, req.end)
+        sessions = load_sessions(uow, rules, req.start, req.end, tz=tz)
         billed = load_billed(uow, {s.patient.id for s in sessions})
         evaluation = evaluate(sessions, rules, start=req.start, end=req.end, payer=req.payer, billed=billed,
                               rebill=req.rebill)
@@ -214,22 +215,23 @@ def _record(uow: Any, result: ExportResult, plan: Resubmission, billed: list[Bil
         uow.update("ChargeItem", item["id"], item)
 
 
-def preview(repo: Any, rules: RuleTable, start: date, end: date, payer: str | None = None) -> Evaluation:
+def preview(repo: Any, rules: RuleTable, start: date, end: date, payer: str | None = None, *,
+            tz: str | None = None) -> Evaluation:
     """What an export would bill, without writing anything (already-billed sessions show as findings)."""
     with repo.unit(write=False) as uow:
-        sessions = load_sessions(uow, rules, start, end)
+        sessions = load_sessions(uow, rules, start, end, tz=tz)
         billed = load_billed(uow, {s.patient.id for s in sessions})
     return evaluate(sessions, rules, start=start, end=end, payer=payer, billed=billed)
 
 
 def superbill_for(repo: Any, rules: RuleTable, *, patient_id: str, start: date, end: date,
-                  encounter_id: str | None = None, prepared: date) -> str:
+                  encounter_id: str | None = None, prepared: date, tz: str | None = None) -> str:
     """The superbill HTML of one patient's lines in ``start``..``end`` (or of one session).
 
     A superbill is a statement, not a claim: it lists the lines whether or not they were exported.
     """
     with repo.unit(write=False) as uow:
-        sessions = [s for s in load_sessions(uow, rules, start, end) if s.patient.id == patient_id]
+        sessions = [s for s in load_sessions(uow, rules, start, end, tz=tz) if s.patient.id == patient_id]
     evaluation = evaluate(sessions, rules, start=start, end=end, rebill=True)
     lines = [ln for ln in evaluation.lines if encounter_id is None or ln.encounter_id == encounter_id]
     if encounter_id is not None and not lines:

@@ -19,6 +19,9 @@ Billing reads, beyond the IG:
 - **Supervising practitioner**: a ``participant`` of type ATND (v3 ParticipationType "attender": the
   practitioner responsible for overseeing the patient's care during the encounter), else the group session's,
   else the practice file's ``default_supervisor``.
+- **Day of service**: the local date of ``period.start`` in the patient's time zone (``timezone`` extension),
+  else the practice's (``MECR_DEFAULT_TIME_ZONE``), so that a session written as a UTC instant is billed on the
+  day it happened where it happened; without a zone (library callers), the date as written.
 - **Place**: ``Encounter.location.physicalType`` "ho" (home) or none -> home (POS 10); another -> POS 02.
 - **Payer**: the patient's active ``Coverage`` whose period covers the day (lowest ``order`` first); its first
   ``payor`` Organization's identifiers and reference select the payer of the rule table. A Coverage paid by the
@@ -32,15 +35,16 @@ Billing reads, beyond the IG:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..store.repository import SearchResult
 from ..store.search import SearchQuery, parse_search
 from .model import BilledItem, Credential, Insurance, Modality, Person, Provider, Session
 from .rules import RuleTable
 
-__all__ = ["Reader", "load_sessions", "load_billed", "search_all", "read_many", "ICD10CM", "NPI_SYSTEM",
+__all__ = ["Reader", "load_sessions", "load_billed", "service_day", "search_all", "read_many", "ICD10CM", "NPI_SYSTEM",
            "CREDENTIAL_URL", "MODALITY_URL", "BILLING_LINE_SYSTEM", "TAXONOMY_SYSTEM"]
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -51,6 +55,7 @@ CREDENTIAL_SYSTEM = "https://mecr.dev/fhir/CodeSystem/coach-credential"
 MODALITY_URL = "https://mecr.dev/fhir/StructureDefinition/coaching-session-modality"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 BILLING_LINE_SYSTEM = "https://mecr.dev/fhir/sid/billing-line"
+TIMEZONE_URL = "http://hl7.org/fhir/StructureDefinition/timezone"
 _CHUNK = 200
 _INACTIVE = {"cancelled", "entered-in-error"}
 
@@ -238,15 +243,53 @@ def _icd(concepts: Iterable[dict[str, Any]]) -> list[str]:
     return [c for s, c in _codes(concepts) if s == ICD10CM and c]
 
 
-def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> list[Session]:
-    """The sessions of every Encounter whose type a rule-table service matches, with a day in start..end."""
+def _time_zone(patient: dict[str, Any] | None, default: str) -> str:
+    for ext in (patient or {}).get("extension", []) or []:
+        if ext.get("url") == TIMEZONE_URL and isinstance(ext.get("valueCode"), str):
+            try:
+                ZoneInfo(ext["valueCode"])
+            except (ZoneInfoNotFoundError, ValueError):
+                return default
+            return str(ext["valueCode"])
+    return default
+
+
+def service_day(enc: dict[str, Any], patients: dict[str, dict[str, Any]], tz: str | None) -> date | None:
+    """The date of service: the local date of ``period.start`` in the patient's zone (else ``tz``, the
+    practice's), or the date as written when ``tz`` is None or the start has no time."""
+    value = (enc.get("period") or {}).get("start")
+    if tz is None or not isinstance(value, str) or len(value) <= 10:
+        return _day(value)
+    try:
+        instant = _instant(value)
+    except ValueError:
+        return _day(value)
+    if instant.tzinfo is None:
+        return instant.date()
+    subject = _ref(enc.get("subject"))
+    zone = _time_zone(patients.get(subject[1]) if subject else None, tz)
+    return instant.astimezone(ZoneInfo(zone)).date()
+
+
+def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, tz: str | None = None
+                  ) -> list[Session]:
+    """The sessions of every Encounter whose type a rule-table service matches, with a day in start..end.
+
+    With ``tz`` (the practice's zone, ``MECR_DEFAULT_TIME_ZONE``) the day of a session is the local date of its
+    start in the patient's time zone (Patient ``timezone`` extension), else in ``tz``: a session at 21:30 in New
+    York written as ``02:30Z`` the next day is billed on the day it happened.
+    """
     matches = sorted({m for key in rules.payer_keys for svc in rules.payer(key).services.values()
                       for m in svc.match})
     if not matches:
         return []
-    params = [("date", f"ge{start.isoformat()}"), ("date", f"le{end.isoformat()}"), ("type", ",".join(matches))]
-    encounters = {e["id"]: e for e in search_all(reader, "Encounter", params)
-                  if (d := _day((e.get("period") or {}).get("start"))) is not None and start <= d <= end}
+    pad = timedelta(days=1 if tz is not None else 0)  # instants in UTC may fall a day off the local date
+    params = [("date", f"ge{(start - pad).isoformat()}"), ("date", f"le{(end + pad).isoformat()}"),
+              ("type", ",".join(matches))]
+    found = list(search_all(reader, "Encounter", params))
+    patients = read_many(reader, "Patient", {r[1] for e in found if (r := _ref(e.get("subject")))})
+    days = {e["id"]: d for e in found if (d := service_day(e, patients, tz)) is not None and start <= d <= end}
+    encounters = {e["id"]: e for e in found if e["id"] in days}
     if not encounters:
         return []
     # group sessions: parents of participants, and the participants of every parent
@@ -276,7 +319,6 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
 
     # everything the sessions refer to, read in bulk
     patient_ids = {r[1] for e in encounters.values() if (r := _ref(e.get("subject")))}
-    patients = read_many(reader, "Patient", patient_ids)
     provider_refs: set[tuple[str, str]] = set()
     for e in [*encounters.values(), *all_parents.values()]:
         for code in ("PPRF", "ATND"):
@@ -309,8 +351,7 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
         if subject is None or subject[1] not in patients:
             continue
         pid = subject[1]
-        day = _day(enc["period"]["start"])
-        assert day is not None
+        day = days[enc["id"]]
         parent_ref = _ref(enc.get("partOf"))
         parent = all_parents.get(parent_ref[1]) if parent_ref else None
         group_id, size = None, 1

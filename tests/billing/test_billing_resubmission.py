@@ -164,3 +164,21 @@ def test_a_payer_without_a_payer_id_gives_a_finding_not_pi_default(repo, client,
     assert "eve-1" in findings and "no-payer-id" in findings
     assert "PI*DEFAULT" not in text and "PI*12-3456789" not in text and "PI*ACME-HEALTH~" in text
     assert json.loads(json.dumps(params["claims"]))["valueInteger"] == 2
+
+
+def test_the_day_of_service_is_the_local_date_in_the_practice_zone(repo):
+    """#15.13: a session written as a UTC instant (an EHR's habit) is billed on the day it happened locally."""
+    load(repo, [*practice_resources(), *patient_resources("ana")])
+    late = encounter("late", "ana", "follow-up", T.format(31), 40)
+    late["period"] = {"start": "2026-04-01T01:30:00Z", "end": "2026-04-01T02:10:00Z"}  # 21:30 EDT on 31 March
+    load(repo, [late])
+    march = preview(repo, RULES, *MARCH, tz="America/New_York")
+    assert [(ln.encounter_id, ln.day) for ln in march.lines] == [("late", date(2026, 3, 31))]
+    assert preview(repo, RULES, date(2026, 4, 1), date(2026, 4, 30), tz="America/New_York").lines == []
+    # a patient's own zone wins over the practice's: in Berlin it was already 1 April
+    ana = repo.read("Patient", "ana").content
+    with repo.unit() as uow:
+        uow.update("Patient", "ana", {**ana, "extension": [
+            {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "Europe/Berlin"}]})
+    assert [ln.day for ln in preview(repo, RULES, date(2026, 4, 1), date(2026, 4, 30),
+                                     tz="America/New_York").lines] == [date(2026, 4, 1)]
