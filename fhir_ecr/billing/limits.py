@@ -63,6 +63,8 @@ class History:
 
     def frequency_problem(self, p: Payer, patient_id: str, code: str, day: date, service: Service) -> str | None:
         f = service.frequency
+        if f.lifetime is None and f.year is None and f.day is None:
+            return None
         codes = self._counted(p, service, code)
         seen = [d for c in codes for d in self.days.get((patient_id, c), ())]
         what = code if len(codes) == 1 else f"{code} ({' and '.join(codes)} counted together)"
