@@ -188,6 +188,7 @@ class GoalCard:
     rules: list[str] = field(default_factory=list)
     pdsa: list[str] = field(default_factory=list)
     percent: float | None = None
+    baseline_note: str | None = None  # "not enough baseline yet" before the latest PDSA change (no signal)
 
 
 def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
@@ -220,8 +221,6 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
         display = (status or "no status").replace("-", " ")
         if item.get("stale") and item.get("latestDate"):  # achieved on old evidence only (docs/coaching.md)
             display += f", stale: last reading {item['latestDate']}"
-        if chart.get("withheld") and not chart.get("signal"):
-            display += f" · run chart: {chart['withheld']}"
         cards.append(GoalCard(
             id=gid, description=item.get("description") or "", status=status,
             status_display=display, rule=item.get("statusRule"), unit=unit,
@@ -230,7 +229,8 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
             spark=sparkline(points, label=label, unit=unit, band=band, width=132, height=30) if code else None,
             text=describe_series(points, label=label, unit=unit, band=band) if code else "Not measured",
             measure=code, signal=bool(chart.get("signal")), new_signal=bool(keys - seen), rules=rules,
-            pdsa=list(chart.get("pdsa") or []), percent=item.get("percentOfWay")))
+            pdsa=list(chart.get("pdsa") or []), percent=item.get("percentOfWay"),
+            baseline_note=chart.get("withheld") if (chart.get("baseline") or {}).get("enough") is False else None))
     return cards
 
 

@@ -113,6 +113,21 @@ def test_the_summary_takes_the_baseline_before_the_latest_pdsa_change(repo):
     assert not short.signal and short.overall.withheld == "not-enough-baseline"
 
 
+def test_the_page_says_not_enough_baseline_yet(repo, client):
+    w = make_world(repo, start=date(2026, 1, 1))  # today is 2026-03-20
+    first = date(2026, 2, 20)
+    for n in range(28):
+        repo.create(steps_reading(w.patient, first + timedelta(days=n), (5000 if n < 12 else 11000) + n * 37 % 300))
+    CoachingService(repo).add_pdsa(w.goal, title="walk after lunch", day=first + timedelta(days=12))
+    chart = next(g for g in CoachingService(repo).coaching_summary(w.patient)["goal"]
+                 if g["reference"]["reference"] == f"Goal/{w.goal}")["runChart"]
+    assert chart["signal"] is False and chart["withheld"] == "not enough baseline yet"
+    assert chart["baseline"] == {"points": 12, "needed": 20, "enough": False}
+    page = client.get(f"/app/patients/{w.patient}").text
+    assert "run chart: not enough baseline yet" in page
+    assert "No signal reported: not enough baseline yet (12 of 20 points before the latest PDSA change)" in page
+
+
 # -- 9. strict comparators ----------------------------------------------------------------------------------------
 
 
