@@ -345,7 +345,12 @@ def _day_total(group: list[Session], name: str, service: Service, p: Payer, hist
         for s in usable:
             report(s, name, problem or "too-short", message + detail)
         return
-    made = _line(merged, name, service, code, p, history, report, key, total,
+
+    def each(_: Session, service_name: str | None, finding_code: str, message: str) -> None:
+        for s in usable:  # the day's line bills nothing: say so for every session of the day
+            report(s, service_name, finding_code, message)
+
+    made = _line(merged, name, service, code, p, history, each, key, total,
                  units_for(total, service.unit_minutes, service.max_units, service.midpoint))
     if made is not None:
         result.lines.append(made)

@@ -302,8 +302,26 @@ def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> Go
         description=str((goal.get("description") or {}).get("text", "")),
         achievement=coding.get("code"),
         inferred_direction=inferred,
-        start=parse_local_date(start, "Goal.startDate") if isinstance(start, str) else None,
+        start=_start_date(start),
     )
+
+
+def _start_date(value: Any) -> date | None:
+    """Goal.startDate (a FHIR date, possibly partial: ``2026`` or ``2026-03`` start on their first day)."""
+    if not isinstance(value, str):
+        return None
+    parts = value.split("-")
+    try:
+        if len(parts) == 1:
+            return date(int(parts[0]), 1, 1)
+        if len(parts) == 2:
+            return date(int(parts[0]), int(parts[1]), 1)
+    except ValueError:
+        return None
+    try:
+        return parse_local_date(value, "Goal.startDate")
+    except ScheduleError:
+        return None
 
 
 def goal_info_target(info: GoalInfo, first_value: float) -> GoalTarget | None:

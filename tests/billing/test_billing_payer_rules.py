@@ -102,6 +102,8 @@ def test_two_counselling_sessions_on_one_day_bill_one_code_for_the_total(counsel
     assert [(ln.code, ln.minutes, ln.units) for ln in ev.lines] == [(code, first + second, 1)]
     assert ev.lines[0].key == day_key(PATIENT.id, "preventive-counselling-individual", morning.day)
     assert codes(ev) == [("am", "billed-with-day")]
+    # when the day's line bills nothing, every session of the day says why (no 99401-99404 fees by default)
+    assert codes(run(morning, evening)) == [("am", "no-fee"), ("pm", "no-fee")]
 
 
 def test_counselling_on_different_days_and_group_counselling(counselling_rules):

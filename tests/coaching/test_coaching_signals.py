@@ -276,3 +276,12 @@ def test_patients_without_a_zone_take_the_practice_zone_and_the_page_says_so(chi
     zoned = make_world(repo, tz="Europe/Berlin")
     assert "Days are counted in Europe/Berlin (the patient's time zone)" in client.get(
         f"/app/patients/{zoned.patient}").text
+
+
+@pytest.mark.parametrize(("start", "expected"), [("2026-03-05", date(2026, 3, 5)), ("2026-03", date(2026, 3, 1)),
+                                                 ("2026", date(2026, 1, 1)), (None, None)])
+def test_a_goal_start_may_be_a_partial_fhir_date(start, expected):
+    goal = {"id": "g", "target": [{"measure": {"coding": [WEIGHT]}, "detailQuantity": io.quantity(75, "kg")}]}
+    if start:
+        goal["startDate"] = start
+    assert io.goal_info(goal).start == expected
