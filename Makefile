@@ -22,7 +22,8 @@ install: $(STAMP)  ## create .venv and install mECR with its test dependencies
 
 demo: install  ## load the demo data into SQLite (var/demo.db) and serve on 127.0.0.1:8000
 	mkdir -p var
-	MECR_DATABASE_URL=$${MECR_DATABASE_URL:-sqlite:///$(DEMO_DB)} $(BIN)/mecr demo
+	MECR_DATABASE_URL=$${MECR_DATABASE_URL:-sqlite:///$(DEMO_DB)} \
+	MECR_DEFAULT_TIME_ZONE=$${MECR_DEFAULT_TIME_ZONE:-America/New_York} $(BIN)/mecr demo
 
 postgres:  ## start the local PostgreSQL cluster if it is installed and not running
 	@bash scripts/ensure-postgres.sh

@@ -1,7 +1,8 @@
 """Billing: coaching sessions -> claim lines by a rule table (data), exported as CSV, FHIR Claims or X12 837P.
 
 Layers: :mod:`.rules` (the rule table: services and payers, from YAML), :mod:`.source` (sessions read through
-the repository), :mod:`.engine` (pure: sessions -> lines + findings), :mod:`.claims` (lines -> claims, checks),
+the repository), :mod:`.engine` (pure: sessions -> lines + findings; frequency limits and daily caps in
+:mod:`.limits`), :mod:`.resubmit` (which claim a rebilled line replaces), :mod:`.claims` (lines -> claims, checks),
 the exporters :mod:`.csv_export`, :mod:`.fhir_export`, :mod:`.x12`, :mod:`.superbill`, and :mod:`.service`
 (export + marking in one unit of work). Errors: :mod:`.errors`. See docs/billing.md.
 """

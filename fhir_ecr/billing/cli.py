@@ -87,10 +87,10 @@ def run_billing(args: argparse.Namespace, settings: Any) -> int:
     services = build_services(settings)
     try:
         if args.billing_command == "export":
-            return _export(args, services, rules)
+            return _export(args, services, rules, settings.default_time_zone)
         html = superbill_for(services.repo, rules, patient_id=args.patient, start=args.start,
                              end=args.end or args.start, encounter_id=args.encounter,
-                             prepared=datetime.now(UTC).date())
+                             prepared=datetime.now(UTC).date(), tz=settings.default_time_zone)
         args.output.write_text(html, encoding="utf-8")
         print(f"superbill written to {args.output}")
         return 0
@@ -101,7 +101,7 @@ def run_billing(args: argparse.Namespace, settings: Any) -> int:
         services.engine.dispose()
 
 
-def _export(args: argparse.Namespace, services: Any, rules: Any) -> int:
+def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int:
     req = ExportRequest(args.start, args.end, args.format, payer=args.payer, rebill=args.rebill,
                         dry_run=args.dry_run)
     out: Path = args.output
@@ -114,7 +114,8 @@ def _export(args: argparse.Namespace, services: Any, rules: Any) -> int:
         staged[1].write_bytes(result.findings)
 
     try:
-        result = run_export(services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0), deliver=deliver)
+        result = run_export(services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0), deliver=deliver,
+                            tz=tz)
     except BaseException:
         for p in staged:
             p.unlink(missing_ok=True)

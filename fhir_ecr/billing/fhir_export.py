@@ -4,8 +4,11 @@ Each :class:`~fhir_ecr.billing.model.Claim` becomes a Claim with the R4 mandator
 ``professional``, use ``claim``, patient, created, provider, priority, insurance) plus careTeam (rendering
 provider ``primary``, supervising practitioner ``supervisor``), diagnosis (ICD-10-CM **with** its dot),
 and items (CPT/HCPCS, modifiers, serviced date, CMS place of service, quantity, unit price, net, diagnosis and
-care-team sequences, encounter). The billing provider is the practice, referenced by its NPI. Only ``created``
-and the Bundle's ``timestamp`` and ``identifier`` change between two exports of the same claims.
+care-team sequences, encounter). The billing provider is the practice, referenced by its NPI. A replacement
+claim names the claim it replaces in ``related`` (relationship ``prior``, with the payer's claim number in
+``related.reference`` when known). Only ``created``, the claim ids (numbered from the export's control number)
+and the Bundle's ``timestamp`` and ``identifier`` change between two exports of the same claims. The same Claim
+resources are stored by every export (the record of what was sent, for resubmission).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from .model import Claim, Provider
+from .resubmit import CLAIM_SYSTEM, PAYER_CLAIM_NUMBER_SYSTEM
 from .rules import Practice
 
 __all__ = ["claims_bundle", "claim_resource", "CPT", "HCPCS", "POS_SYSTEM", "code_system"]
@@ -44,8 +48,8 @@ def _money(value: Any) -> dict[str, Any]:
     return {"value": float(value), "currency": "USD"}
 
 
-def claim_resource(c: Claim, practice: Practice, created: str) -> dict[str, Any]:
-    """One professional Claim."""
+def claim_resource(c: Claim, practice: Practice | None, created: str) -> dict[str, Any]:
+    """One professional Claim (without a practice, e.g. a CSV export's record, the provider is a display)."""
     care_team: list[dict[str, Any]] = []
     if c.rendering is not None:
         care_team.append({"sequence": 1, "provider": _provider_ref(c.rendering), "responsible": True,
@@ -74,19 +78,31 @@ def claim_resource(c: Claim, practice: Practice, created: str) -> dict[str, Any]
         if line.modifiers:
             item["modifier"] = [{"coding": [{"system": CPT, "code": m}]} for m in line.modifiers]
         items.append(item)
+    related: dict[str, Any] = {}
+    if c.replaces:
+        prior: dict[str, Any] = {
+            "claim": {"reference": f"Claim/{c.replaces}"},
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship",
+                                         "code": "prior"}]}}
+        if c.payer_claim_number:
+            prior["reference"] = {"system": PAYER_CLAIM_NUMBER_SYSTEM, "value": c.payer_claim_number}
+        related = {"related": [prior]}
+    provider: dict[str, Any] = ({"identifier": {"system": NPI, "value": practice.npi}, "display": practice.name}
+                                if practice is not None else {"display": "billing provider"})
     return {
         "resourceType": "Claim",
         "id": c.id,
-        "identifier": [{"system": "https://mecr.dev/fhir/sid/claim", "value": c.id}],
+        "identifier": [{"system": CLAIM_SYSTEM, "value": c.id}],
         "status": "active",
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
         "use": "claim",
         "patient": {"reference": f"Patient/{c.patient.id}"},
         "billablePeriod": {"start": c.lines[0].day.isoformat(), "end": max(ln.day for ln in c.lines).isoformat()},
         "created": created,
-        "provider": {"identifier": {"system": NPI, "value": practice.npi}, "display": practice.name},
+        "provider": provider,
         "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
                                  "code": "normal"}]},
+        **related,
         **({"careTeam": care_team} if care_team else {}),
         "diagnosis": [{"sequence": i, "diagnosisCodeableConcept": {"coding": [{"system": ICD10CM, "code": d}]}}
                       for i, d in enumerate(c.diagnoses, 1)],

@@ -76,7 +76,9 @@ class Insurance:
     payer_ids: tuple[str, ...]  # payer identifier values and the payor Organization/id reference
     payer_name: str
     member_id: str
-    payer_id: str | None = None  # the id the payer is known by on claims (2010BB NM109)
+    # the payor Organization's identifiers as (system, value): the payer ID on claims (2010BB NM109) is taken
+    # only from a system the rule table names (payers.<key>.payer_id_systems), never guessed
+    identifiers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class Line:
     supervising: Provider | None
     coach: Provider | None
     minutes: int | None
+    payer_id: str | None = None  # 2010BB NM109: from the rule table or a named identifier system of the payer
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +140,15 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class BilledItem:
-    """A line billed before (a ChargeItem), for frequency limits and never-bill-twice."""
+    """A line exported before (a ChargeItem), for frequency limits, never-bill-twice and resubmission."""
 
     key: str
     patient_id: str
     code: str
     day: date
+    status: str = "billed"  # ChargeItem.status: only ``billed`` counts as billed
+    claim: str | None = None  # the id of the Claim that carried it (ChargeItem.supportingInformation)
+    units: int = 1
 
 
 @dataclass
@@ -157,6 +163,15 @@ class Claim:
     supervising: Provider | None
     lines: list[Line] = field(default_factory=list)
     diagnoses: list[str] = field(default_factory=list)  # claim-level, dotted, ≤ 12
+    # CLM05-3 claim frequency: "1" original, "7" replacement of prior claim ``replaces`` (X12 005010X222A1)
+    frequency: str = "1"
+    replaces: str | None = None
+    payer_claim_number: str | None = None  # the replaced claim's payer claim control number (REF*F8), if known
+
+    @property
+    def payer_id(self) -> str | None:
+        """The payer ID of the claim (2010BB NM109): that of its lines."""
+        return self.lines[0].payer_id if self.lines else None
 
     @property
     def total(self) -> Decimal:

@@ -25,6 +25,7 @@ from ..fhir.operations import Operation, OperationCall, OperationRegistry
 from ..outcomes import bad_request, forbidden
 from .rules import RuleTable, load_rules
 from .service import FORMATS, ExportRequest, preview, run_export, superbill_for
+from .source import service_day
 
 __all__ = ["register_billing_operations", "rules_from_settings", "RULES_ENV"]
 
@@ -85,7 +86,8 @@ def _export(call: OperationCall) -> dict[str, Any]:
     req = ExportRequest(_date(call, "from"), _date(call, "to"), fmt,  # type: ignore[arg-type]
                         payer=call.get("payer"), rebill=_flag(call, "rebill"), dry_run=_flag(call, "dryRun"))
     rules = rules_from_settings(call.services.settings)
-    result = run_export(call.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0))
+    result = run_export(call.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0),
+                        tz=call.services.settings.default_time_zone)
     ext = {"csv": "csv", "fhir": "json", "837p": "x12"}[fmt]
     return {"resourceType": "Parameters", "parameter": [
         {"name": "controlNumber", "valueInteger": result.control_number},
@@ -101,7 +103,8 @@ def _export(call: OperationCall) -> dict[str, Any]:
 def _preview(call: OperationCall) -> dict[str, Any]:
     _billing_staff(call, {"Encounter": "s", "Condition": "s", "Coverage": "s"})
     rules = rules_from_settings(call.services.settings)
-    ev = preview(call.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"))
+    ev = preview(call.repo, rules, _date(call, "from"), _date(call, "to"), call.get("payer"),
+                 tz=call.services.settings.default_time_zone)
     params: list[dict[str, Any]] = []
     for ln in ev.lines:
         params.append({"name": "line", "part": [
@@ -122,17 +125,19 @@ def _preview(call: OperationCall) -> dict[str, Any]:
 
 def _superbill(call: OperationCall) -> HTMLResponse:
     rules = rules_from_settings(call.services.settings)
+    tz = call.services.settings.default_time_zone
     today = datetime.now(UTC).date()
     if call.resource_type == "Encounter":
         enc = call.repo.read("Encounter", call.resource_id).content or {}
-        day = date.fromisoformat(str((enc.get("period") or {}).get("start", ""))[:10] or today.isoformat())
         subject = str((enc.get("subject") or {}).get("reference", "")).split("/")[-1]
+        patient = call.repo.read("Patient", subject).content if subject else None
+        day = service_day(enc, {subject: patient or {}}, tz) or today
         html = superbill_for(call.repo, rules, patient_id=subject, start=day, end=day,
-                             encounter_id=call.resource_id, prepared=today)
+                             encounter_id=call.resource_id, prepared=today, tz=tz)
     else:
         start = _date(call, "from")
         html = superbill_for(call.repo, rules, patient_id=str(call.resource_id), start=start,
-                             end=_date(call, "to", start), prepared=today)
+                             end=_date(call, "to", start), prepared=today, tz=tz)
     return HTMLResponse(html)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "GroupSizeCode",
     "Participants",
     "Frequency",
+    "YearLimit",
     "Monthly",
     "Service",
     "Telehealth",
@@ -78,12 +79,30 @@ class Participants(_Model):
     max: int | None = None
 
 
+class YearLimit(_Model):
+    """At most ``max`` lines a year: per ``calendar`` year (1 January to 31 December) or in the ``rolling`` 12
+    months that end on the day of service (the same date a year earlier is outside the window)."""
+
+    max: int = Field(ge=1)
+    window: Literal["calendar", "rolling"]
+
+
 class Frequency(_Model):
-    """Most lines of this service per patient: ever, per calendar year, per day."""
+    """Most lines per patient: ever, per year (calendar or rolling), per day. Services whose frequency names the
+    same ``counter`` count their lines together (G0447 and G0473 share the 22 IBT visits of NCD 210.12)."""
 
     lifetime: int | None = Field(default=None, ge=1)
-    year: int | None = Field(default=None, ge=1)
+    year: YearLimit | None = None
     day: int | None = Field(default=None, ge=1)
+    counter: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+    @field_validator("year", mode="before")
+    @classmethod
+    def _year_says_its_window(cls, value: Any) -> Any:
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            raise ValueError(f"give the window of the yearly limit: {{max: {value}, window: calendar}} or "
+                             f"{{max: {value}, window: rolling}}")
+        return value
 
 
 class Monthly(_Model):
@@ -109,13 +128,24 @@ class Service(_Model):
     participants: Participants = Participants()
     min_minutes: int = Field(default=0, ge=0)
     unit_minutes: int | None = Field(default=None, ge=1)
+    unit_midpoint: int | None = Field(default=None, ge=1)
     max_units: int | None = Field(default=None, ge=1)
+    max_units_per_day: int | None = Field(default=None, ge=1)
+    daily_total: bool = False
     credentials: tuple[str, ...] | None = None
-    required_diagnoses: tuple[str, ...] = ()
+    required_diagnoses: tuple[tuple[str, ...], ...] = ()
     frequency: Frequency = Frequency()
     not_same_day: tuple[str, ...] = ()
     telehealth: bool = False
     modifiers: tuple[str, ...] = ()
+
+    @field_validator("required_diagnoses", mode="before")
+    @classmethod
+    def _groups(cls, value: Any) -> Any:
+        # A flat list is one group ("any of these"); a list of lists is one group per position, in order.
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            return [value]
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_pick_a_code(self) -> Service:
@@ -128,11 +158,25 @@ class Service(_Model):
         for m in self.modifiers:
             if not _MODIFIER.match(m):
                 raise ValueError(f"{m!r} is not a modifier (2 characters)")
-        for r in self.required_diagnoses:
-            lo, _, hi = r.partition("-")
-            if not _ICD10.match(lo) or (hi and not _ICD10.match(hi)):
-                raise ValueError(f"{r!r} is not an ICD-10-CM code or range (e.g. Z68.30-Z68.39)")
+        for group in self.required_diagnoses:
+            if not group:
+                raise ValueError("a required_diagnoses group needs at least one ICD-10-CM code or range")
+            for r in group:
+                lo, _, hi = r.partition("-")
+                if not _ICD10.match(lo) or (hi and not _ICD10.match(hi)):
+                    raise ValueError(f"{r!r} is not an ICD-10-CM code or range (e.g. Z68.30-Z68.39)")
+        if self.unit_midpoint is not None and (self.unit_minutes is None or self.unit_midpoint > self.unit_minutes):
+            raise ValueError("unit_midpoint needs unit_minutes and cannot exceed it")
+        if self.daily_total and self.monthly is not None:
+            raise ValueError("daily_total and monthly exclude each other")
         return self
+
+    @property
+    def midpoint(self) -> int | None:
+        """Minutes that make the first unit: ``unit_midpoint``, else the CPT midpoint (half a unit plus one)."""
+        if not self.unit_minutes:
+            return None
+        return self.unit_midpoint if self.unit_midpoint is not None else self.unit_minutes // 2 + 1
 
     @field_validator("match")
     @classmethod
@@ -152,8 +196,14 @@ class Service(_Model):
         return out
 
 
+Place = Literal["home", "other"]
+
+
 class Telehealth(_Model):
-    """Whether a payer pays telehealth, audio-only, and the POS and modifiers it wants (CMS POS 02/10; 95/93)."""
+    """Whether a payer pays telehealth, audio-only, and the POS and modifiers it wants (CMS POS 02/10; 95/93).
+
+    ``places`` says where the patient may be for each modality (``home``: POS 10; ``other``: POS 02): Medicare
+    pays audio-only only with the beneficiary at home (42 CFR 410.78(a)(3), CY 2025 PFS)."""
 
     allowed: bool = True
     audio_only: bool = False
@@ -161,6 +211,13 @@ class Telehealth(_Model):
     pos_other: str = "02"
     modifier_video: str | None = "95"
     modifier_audio: str | None = "93"
+    places: dict[Literal["video", "audio-only"], tuple[Place, ...]] = Field(
+        default_factory=lambda: {"video": ("home", "other"), "audio-only": ("home", "other")})
+
+    def pays_at(self, modality: str, at_home: bool) -> bool:
+        """True when the payer pays ``modality`` with the patient at home (``at_home``) or elsewhere."""
+        where = self.places.get(modality, ("home", "other"))  # type: ignore[call-overload]
+        return ("home" if at_home else "other") in where
 
 
 class PayerSpec(_Model):
@@ -169,6 +226,7 @@ class PayerSpec(_Model):
     name: str | None = None
     inherits: str | None = None
     payer_id: str | None = None
+    payer_id_systems: tuple[str, ...] | None = None
     match: tuple[str, ...] | None = None
     claim_filing_indicator: str | None = None
     electronic: bool | None = None
@@ -187,7 +245,8 @@ class Payer(_Model):
 
     key: str
     name: str
-    payer_id: str | None = None  # the id on claims (2010BB); None: the payer Organization's first identifier
+    payer_id: str | None = None  # the id on claims (2010BB); None: the payer Organization's identifier below
+    payer_id_systems: tuple[str, ...] = ()  # identifier systems of a payer Organization that hold a payer ID
     match: tuple[str, ...] = ()
     claim_filing_indicator: str = "CI"
     electronic: bool = True

@@ -11,16 +11,22 @@ Billing reads, beyond the IG:
 - **Duration**: ``Encounter.length`` in minutes (the documented duration); a participant without one takes its
   group session's; failing both, the minutes between ``period.start`` and ``period.end`` (its own, else the
   group session's).
-- **Group size**: the distinct patients of a group session — its participants' sessions (``partOf``) plus the
-  group session's own subject. Each patient is billed once: the group session itself is billed only when its
-  subject has no participant session of their own.
+- **Group size**: the distinct patients of a group session whose own Encounter is ``finished`` — its
+  participants' sessions (``partOf``) plus the group session's own Patient subject. A member who was planned,
+  arrived, left early (``in-progress``) or did not come (``cancelled``) does not count and is not billed
+  (0593T/G0473 are reported per participant who received the service). Each patient is billed once: the group
+  session itself is billed only when its subject has no participant session of their own.
 - **Supervising practitioner**: a ``participant`` of type ATND (v3 ParticipationType "attender": the
   practitioner responsible for overseeing the patient's care during the encounter), else the group session's,
   else the practice file's ``default_supervisor``.
+- **Day of service**: the local date of ``period.start`` in the patient's time zone (``timezone`` extension),
+  else the practice's (``MECR_DEFAULT_TIME_ZONE``), so that a session written as a UTC instant is billed on the
+  day it happened where it happened; without a zone (library callers), the date as written.
 - **Place**: ``Encounter.location.physicalType`` "ho" (home) or none -> home (POS 10); another -> POS 02.
 - **Payer**: the patient's active ``Coverage`` whose period covers the day (lowest ``order`` first); its first
   ``payor`` Organization's identifiers and reference select the payer of the rule table. A Coverage paid by the
-  patient, or none, is self-pay.
+  patient, or none, is self-pay. The Organization's identifiers go along with their systems: the payer ID on a
+  claim is taken only from a system the rule table names (``payer_id_systems``).
 - **Diagnoses** (ICD-10-CM only, system http://hl7.org/fhir/sid/icd-10-cm): ``Encounter.reasonCode``, then the
   Conditions of ``reasonReference`` and ``diagnosis``, then the patient's active Conditions with onset on or
   before the day and no abatement before it.
@@ -29,15 +35,16 @@ Billing reads, beyond the IG:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..store.repository import SearchResult
 from ..store.search import SearchQuery, parse_search
 from .model import BilledItem, Credential, Insurance, Modality, Person, Provider, Session
 from .rules import RuleTable
 
-__all__ = ["Reader", "load_sessions", "load_billed", "search_all", "read_many", "ICD10CM", "NPI_SYSTEM",
+__all__ = ["Reader", "load_sessions", "load_billed", "service_day", "search_all", "read_many", "ICD10CM", "NPI_SYSTEM",
            "CREDENTIAL_URL", "MODALITY_URL", "BILLING_LINE_SYSTEM", "TAXONOMY_SYSTEM"]
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -48,6 +55,7 @@ CREDENTIAL_SYSTEM = "https://mecr.dev/fhir/CodeSystem/coach-credential"
 MODALITY_URL = "https://mecr.dev/fhir/StructureDefinition/coaching-session-modality"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 BILLING_LINE_SYSTEM = "https://mecr.dev/fhir/sid/billing-line"
+TIMEZONE_URL = "http://hl7.org/fhir/StructureDefinition/timezone"
 _CHUNK = 200
 _INACTIVE = {"cancelled", "entered-in-error"}
 
@@ -235,15 +243,53 @@ def _icd(concepts: Iterable[dict[str, Any]]) -> list[str]:
     return [c for s, c in _codes(concepts) if s == ICD10CM and c]
 
 
-def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> list[Session]:
-    """The sessions of every Encounter whose type a rule-table service matches, with a day in start..end."""
+def _time_zone(patient: dict[str, Any] | None, default: str) -> str:
+    for ext in (patient or {}).get("extension", []) or []:
+        if ext.get("url") == TIMEZONE_URL and isinstance(ext.get("valueCode"), str):
+            try:
+                ZoneInfo(ext["valueCode"])
+            except (ZoneInfoNotFoundError, ValueError):
+                return default
+            return str(ext["valueCode"])
+    return default
+
+
+def service_day(enc: dict[str, Any], patients: dict[str, dict[str, Any]], tz: str | None) -> date | None:
+    """The date of service: the local date of ``period.start`` in the patient's zone (else ``tz``, the
+    practice's), or the date as written when ``tz`` is None or the start has no time."""
+    value = (enc.get("period") or {}).get("start")
+    if tz is None or not isinstance(value, str) or len(value) <= 10:
+        return _day(value)
+    try:
+        instant = _instant(value)
+    except ValueError:
+        return _day(value)
+    if instant.tzinfo is None:
+        return instant.date()
+    subject = _ref(enc.get("subject"))
+    zone = _time_zone(patients.get(subject[1]) if subject else None, tz)
+    return instant.astimezone(ZoneInfo(zone)).date()
+
+
+def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, tz: str | None = None
+                  ) -> list[Session]:
+    """The sessions of every Encounter whose type a rule-table service matches, with a day in start..end.
+
+    With ``tz`` (the practice's zone, ``MECR_DEFAULT_TIME_ZONE``) the day of a session is the local date of its
+    start in the patient's time zone (Patient ``timezone`` extension), else in ``tz``: a session at 21:30 in New
+    York written as ``02:30Z`` the next day is billed on the day it happened.
+    """
     matches = sorted({m for key in rules.payer_keys for svc in rules.payer(key).services.values()
                       for m in svc.match})
     if not matches:
         return []
-    params = [("date", f"ge{start.isoformat()}"), ("date", f"le{end.isoformat()}"), ("type", ",".join(matches))]
-    encounters = {e["id"]: e for e in search_all(reader, "Encounter", params)
-                  if (d := _day((e.get("period") or {}).get("start"))) is not None and start <= d <= end}
+    pad = timedelta(days=1 if tz is not None else 0)  # instants in UTC may fall a day off the local date
+    params = [("date", f"ge{(start - pad).isoformat()}"), ("date", f"le{(end + pad).isoformat()}"),
+              ("type", ",".join(matches))]
+    found = list(search_all(reader, "Encounter", params))
+    patients = read_many(reader, "Patient", {r[1] for e in found if (r := _ref(e.get("subject")))})
+    days = {e["id"]: d for e in found if (d := service_day(e, patients, tz)) is not None and start <= d <= end}
+    encounters = {e["id"]: e for e in found if e["id"] in days}
     if not encounters:
         return []
     # group sessions: parents of participants, and the participants of every parent
@@ -263,13 +309,16 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
     all_parents = {**parents, **{i: encounters[i] for i in possible_parents if i in encounters}}
 
     def members(parent_id: str) -> set[str]:
-        subjects = {r[1] for c in children.get(parent_id, []) if (r := _ref(c.get("subject")))}
-        own = _ref((all_parents.get(parent_id) or {}).get("subject"))
-        return subjects | ({own[1]} if own and own[0] == "Patient" else set())
+        """The patients who received the group session: those whose own Encounter is finished."""
+        subjects = {r[1] for c in children.get(parent_id, []) if c.get("status") == "finished"
+                    and (r := _ref(c.get("subject")))}
+        parent = all_parents.get(parent_id) or {}
+        own = _ref(parent.get("subject"))
+        own_counts = own is not None and own[0] == "Patient" and parent.get("status") == "finished"
+        return subjects | ({own[1]} if own_counts and own is not None else set())
 
     # everything the sessions refer to, read in bulk
     patient_ids = {r[1] for e in encounters.values() if (r := _ref(e.get("subject")))}
-    patients = read_many(reader, "Patient", patient_ids)
     provider_refs: set[tuple[str, str]] = set()
     for e in [*encounters.values(), *all_parents.values()]:
         for code in ("PPRF", "ATND"):
@@ -302,8 +351,7 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date) -> l
         if subject is None or subject[1] not in patients:
             continue
         pid = subject[1]
-        day = _day(enc["period"]["start"])
-        assert day is not None
+        day = days[enc["id"]]
         parent_ref = _ref(enc.get("partOf"))
         parent = all_parents.get(parent_ref[1]) if parent_ref else None
         group_id, size = None, 1
@@ -358,28 +406,34 @@ def _insurance(covs: list[dict[str, Any]], payors: dict[str, dict[str, Any]], da
         if payor is None or payor[0] != "Organization":
             return None  # paid by the patient or a relative: self-pay
         org = payors.get(payor[1]) or {}
-        idents = [str(i["value"]) for i in org.get("identifier", []) or [] if i.get("value")]
+        pairs = [(str(i.get("system") or ""), str(i["value"])) for i in org.get("identifier", []) or []
+                 if i.get("value")]
         member = cov.get("subscriberId") or next(
             (i.get("value") for i in cov.get("identifier", []) or [] if i.get("value")), "")
-        return Insurance(coverage_id=cov["id"], payer_ids=(*idents, f"Organization/{payor[1]}"),
-                         payer_name=org.get("name", ""), member_id=str(member),
-                         payer_id=idents[0] if idents else None)
+        return Insurance(coverage_id=cov["id"], payer_ids=(*(v for _, v in pairs), f"Organization/{payor[1]}"),
+                         payer_name=org.get("name", ""), member_id=str(member), identifiers=tuple(pairs))
     return None
 
 
 def load_billed(reader: Reader, patient_ids: Iterable[str]) -> list[BilledItem]:
-    """Lines exported before (ChargeItems with status billed, written by an export) of these patients."""
+    """Lines exported before (ChargeItems an export wrote) of these patients, with their status, units and the
+    Claim that carried them (``supportingInformation``). Only status ``billed`` counts as billed."""
     out: list[BilledItem] = []
     for chunk in _chunks(patient_ids):
         for item in search_all(reader, "ChargeItem", [("patient", ",".join(f"Patient/{i}" for i in chunk))]):
-            if item.get("status") != "billed":
+            status = item.get("status")
+            if status == "entered-in-error":
                 continue
             key = next((i["value"] for i in item.get("identifier", []) if i.get("system") == BILLING_LINE_SYSTEM),
                        None)
             subject = _ref(item.get("subject"))
             code = next((c for _, c in _codes([item.get("code") or {}])), None)
             day = _day(item.get("occurrenceDateTime"))
+            quantity = (item.get("quantity") or {}).get("value")
+            claim = next((r[1] for ref in item.get("supportingInformation") or []
+                          if (r := _ref(ref)) and r[0] == "Claim"), None)
             if key and subject and code and day:
-                out.append(BilledItem(key, subject[1], code, day))
+                out.append(BilledItem(key, subject[1], code, day, str(status), claim,
+                                      int(quantity) if isinstance(quantity, (int, float)) and quantity >= 1 else 1))
     return out
 

@@ -5,13 +5,17 @@ Structure (ASC X12N 005010X222A1; segment usage as in pyx12's map ``837.5010.X22
     ISA GS ST BHT  1000A NM1*41 PER  1000B NM1*40
       2000A HL*20 PRV*BI  2010AA NM1*85 N3 N4 REF*EI           billing provider (the practice)
         2000B HL*22 SBR   2010BA NM1*IL N3 N4 DMG  2010BB NM1*PR    subscriber = patient, payer
-          2300 CLM HI  2310B NM1*82 PRV*PE  2310D NM1*DQ         claim, rendering, supervising provider
+          2300 CLM REF*F8 HI  2310B NM1*82 PRV*PE  2310D NM1*DQ  claim, rendering, supervising provider
             2400 LX SV1 DTP*472                                   service lines (≤ 50 per claim)
     SE GE IEA
 
 One ST/SE per payer (and at most 5,000 claims per ST, the implementation guide's recommended limit), all in
 one GS/GE and one ISA/IEA. Everything but the envelope's date, time and control numbers (ISA09/10/13,
-GS04/05/06, BHT03/04/05, GE02, IEA02) is a function of the claims, so the same claims give the same bytes.
+GS04/05/06, BHT03/04/05, GE02, IEA02) and the claim numbers derived from the control number (CLM01) is a function
+of the claims, so the same claims give the same bytes.
+
+CLM05-3 is the claim frequency code: ``1`` original, ``7`` replacement of a prior claim, with the prior claim's
+payer claim control number in REF*F8 (2300, "Payer Claim Control Number") when it is known.
 
 pyx12 checks syntax, code lists and loop structure but not claim balancing, NPI check digits, dots in ICD-10
 codes or pointer ranges (shared/reference/billing.md §4.2): :func:`check_837p` re-reads the text and checks those.
@@ -42,7 +46,7 @@ SUB = ":"
 REP = "^"
 # (segment, element position) of the envelope values that change between two exports of the same claims
 ENVELOPE_ELEMENTS = (("ISA", 9), ("ISA", 10), ("ISA", 13), ("GS", 4), ("GS", 5), ("GS", 6), ("BHT", 3),
-                     ("BHT", 4), ("BHT", 5), ("GE", 2), ("IEA", 2))
+                     ("BHT", 4), ("BHT", 5), ("GE", 2), ("IEA", 2), ("CLM", 1))
 _UNSAFE = re.compile(r"[*:^~\r\n]+")
 
 
@@ -95,8 +99,10 @@ def _subscriber(person: Person) -> list[str]:
 
 def _claim(c: Claim, practice: Practice, report_supervising: bool) -> list[str]:
     hi = [f"{'ABK' if i == 0 else 'ABF'}{SUB}{d.replace('.', '')}" for i, d in enumerate(c.diagnoses)]
-    out = [_seg("CLM", c.id, money(c.total), "", "", f"{c.pos}{SUB}B{SUB}1", "Y", "A", "Y", "Y"),
-           _seg("HI", *hi)]
+    out = [_seg("CLM", c.id, money(c.total), "", "", f"{c.pos}{SUB}B{SUB}{c.frequency}", "Y", "A", "Y", "Y")]
+    if c.frequency in ("7", "8") and c.payer_claim_number:
+        out.append(_seg("REF", "F8", _text(c.payer_claim_number, 50)))
+    out.append(_seg("HI", *hi))
     if c.rendering is not None and c.rendering.npi and c.rendering.npi != practice.npi:
         out.append(_provider_nm1("82", c.rendering))
         if c.rendering.taxonomy:
@@ -179,7 +185,7 @@ def render_837p(claims: Iterable[Claim], rules: RuleTable, envelope: Envelope) -
                                   "", "", "", "MI", _text(ins.member_id, 80)),
                              *_subscriber(first.patient),
                              _seg("NM1", "PR", "2", _text(ins.payer_name or payer.name, 60), "", "", "", "", "PI",
-                                  _text(payer.payer_id or ins.payer_id or payer.key.upper(), 80))]
+                                  _text(first.payer_id, 80))]
                     for c in sub_claims[i: i + MAX_CLAIMS_PER_HL]:
                         body += _claim(c, practice, payer.report_supervising)
             body.append(_seg("SE", str(len(body) + 1), st))

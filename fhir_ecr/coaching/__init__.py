@@ -21,7 +21,13 @@ Errors (all ``ValueError``)::
      └── RunChartError
 """
 
-from fhir_ecr.coaching.adherence import Adherence, AdherencePolicy, adherence, adherence_windows, ledger_adherence
+from fhir_ecr.coaching.adherence import (
+    Adherence,
+    AdherencePolicy,
+    adherence,
+    adherence_windows,
+    ledger_adherence,
+)
 from fhir_ecr.coaching.errors import CoachingError, GoalError, RunChartError, ScheduleError
 from fhir_ecr.coaching.progress import (
     ACHIEVEMENT_SYSTEM,
@@ -37,10 +43,12 @@ from fhir_ecr.coaching.progress import (
     theil_sen_slope,
 )
 from fhir_ecr.coaching.runchart import (
+    ChangeChart,
     Phase,
     Run,
     RunChartAnalysis,
     RunChartRule,
+    analyse_changes,
     analyse_phases,
     analyse_run_chart,
     binomial_quantile,
@@ -101,6 +109,8 @@ __all__ = [
     "Weekday",
     "adherence",
     "adherence_windows",
+    "ChangeChart",
+    "analyse_changes",
     "analyse_phases",
     "analyse_run_chart",
     "binomial_quantile",

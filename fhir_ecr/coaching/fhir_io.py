@@ -237,15 +237,18 @@ class GoalInfo:
     description: str
     achievement: str | None
     inferred_direction: bool = False
+    start: date | None = None  # Goal.startDate
 
 
 def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> GoalInfo:
     """Parse a coaching Goal's first measurable ``target``.
 
-    Comparators: ``>=``/``>`` mean at least, ``<=``/``<`` at most (bounds are inclusive for a measured
-    quantity). A ``detailQuantity`` without a comparator is read as "reach this value": at least when the
-    ``baseline_hint`` (the first measurement) is below it, at most when above (weight 80 -> 75 kg is at
-    most). A ``detailRange`` is a range target. ``target.dueDate`` is the due date.
+    Comparators as FHIR defines them: ``>=`` at least, ``>`` more than (strict), ``<=`` at most, ``<`` less
+    than (strict). A ``detailQuantity`` without a comparator is read as "reach this value": at least when the
+    ``baseline_hint`` is below it, at most when above (weight 80 -> 75 kg is at most); the service passes the
+    goal's own baseline, its first measurement on or after ``Goal.startDate`` (else the goal's creation),
+    never one older than the goal. A ``detailRange`` is a range target. ``target.dueDate`` is the due date;
+    ``startDate`` is :attr:`GoalInfo.start`.
     """
     measure: tuple[tuple[str, str], ...] = ()
     unit = None
@@ -267,9 +270,9 @@ def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> Go
             value = float(q["value"])
             comparator = q.get("comparator")
             if comparator in (">=", ">"):
-                target = GoalTarget.at_least(value, due)
+                target = GoalTarget.at_least(value, due, strict=comparator == ">")
             elif comparator in ("<=", "<"):
-                target = GoalTarget.at_most(value, due)
+                target = GoalTarget.at_most(value, due, strict=comparator == "<")
             elif baseline_hint is not None and baseline_hint > value:
                 target, inferred = GoalTarget.at_most(value, due), True
             else:
@@ -288,6 +291,7 @@ def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> Go
         measure = codings
         break
     coding = ((goal.get("achievementStatus") or {}).get("coding") or [{}])[0]
+    start = goal.get("startDate")
     return GoalInfo(
         id=str(goal.get("id", "")),
         patient_id=ref_id(goal.get("subject"), "Patient"),
@@ -298,7 +302,26 @@ def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> Go
         description=str((goal.get("description") or {}).get("text", "")),
         achievement=coding.get("code"),
         inferred_direction=inferred,
+        start=_start_date(start),
     )
+
+
+def _start_date(value: Any) -> date | None:
+    """Goal.startDate (a FHIR date, possibly partial: ``2026`` or ``2026-03`` start on their first day)."""
+    if not isinstance(value, str):
+        return None
+    parts = value.split("-")
+    try:
+        if len(parts) == 1:
+            return date(int(parts[0]), 1, 1)
+        if len(parts) == 2:
+            return date(int(parts[0]), int(parts[1]), 1)
+    except ValueError:
+        return None
+    try:
+        return parse_local_date(value, "Goal.startDate")
+    except ScheduleError:
+        return None
 
 
 def goal_info_target(info: GoalInfo, first_value: float) -> GoalTarget | None:
@@ -754,10 +777,21 @@ def quantity(value: float, code: str, unit: str | None = None) -> dict[str, Any]
     return {"value": _num(value), "unit": unit or code, "system": "http://unitsofmeasure.org", "code": code}
 
 
+def _moment(obs: Mapping[str, Any]) -> float:
+    """When a reading was taken, as a POSIX instant: the instant of ``effectiveDateTime``/``effectiveInstant`` (or
+    of ``effectivePeriod.end``, else ``.start``), whatever offset it is written with; a date without a time sorts
+    before every timed reading (it says nothing about the hour)."""
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), Mapping) else {}
+    raw = obs.get("effectiveDateTime") or obs.get("effectiveInstant") or period.get("end") or period.get("start")
+    instant = _instant(raw) if isinstance(raw, str) and not _DATE_RE.match(raw) else None
+    return instant.timestamp() if instant is not None else float("-inf")
+
+
 def measurements_by_day(observations: Iterable[Mapping[str, Any]], tz: str, unit: str | None
                         ) -> list[Measurement]:
-    """One measurement per local day: the day's latest reading (by effective time, then storage order)."""
-    per_day: dict[date, tuple[str, float]] = {}
+    """One measurement per local day: the day's latest reading by instant (09:00-05:00 is later than
+    13:30+00:00), then storage order."""
+    per_day: dict[date, tuple[float, float]] = {}
     for obs in observations:
         if obs.get("status") not in ("final", "amended", "corrected"):
             continue
@@ -765,8 +799,7 @@ def measurements_by_day(observations: Iterable[Mapping[str, Any]], tz: str, unit
         value = measurement_value(obs, unit)
         if day is None or value is None:
             continue
-        when = str(obs.get("effectiveDateTime") or obs.get("effectiveInstant")
-                   or (obs.get("effectivePeriod") or {}).get("end") or "")
+        when = _moment(obs)
         current = per_day.get(day)
         if current is None or when >= current[0]:
             per_day[day] = (when, value)

@@ -2,8 +2,10 @@
 
 Input: a :class:`GoalTarget` (at least / at most / within a range, optional due date — FHIR
 ``Goal.target.detailQuantity`` with its comparator, or ``detailRange``, and ``Goal.target.dueDate``)
-and a dated series of :class:`Measurement` values in one unit. Bounds are inclusive: ``<`` and ``<=``
-are the same target for a measured quantity.
+and a dated series of :class:`Measurement` values in one unit. Comparators mean what FHIR says
+(Quantity.comparator, https://hl7.org/fhir/R4/valueset-quantity-comparator.html): ``>=`` and ``<=`` are
+inclusive, ``>`` and ``<`` are **strict** — HbA1c ``< 7 %`` is not met at 7.0 %, ``> 10000`` steps is not met
+at 10000 (a strict bound reached exactly is not met, at distance 0). ``detailRange`` bounds are inclusive.
 
 Figures
 -------
@@ -23,6 +25,10 @@ Figures
   individuals chart). A trend whose ``|trend_change|`` does not exceed it is *flat*.
 * **projected_date** — ``latest.when + ceil(distance / |slope|)`` days, only when not met and the trend
   is towards the target and not flat; otherwise ``None``.
+* **stale** — the latest measurement meets the target but is older than ``stale_after_days`` (default 28)
+  days before ``today``: the goal is achieved (or sustaining) on old evidence only. The status code stays
+  (it is what the evidence says); pages and ``$coaching-summary`` show it as achieved-but-stale, not as fresh
+  success. A reading 28 days old is fresh, 29 days old is stale.
 
 Achievement status (http://terminology.hl7.org/CodeSystem/goal-achievement), first matching row wins:
 
@@ -129,6 +135,8 @@ class GoalTarget:
     low: float | None = None
     high: float | None = None
     due: date | None = None
+    low_strict: bool = False  # ">": the value must be above ``low``, not equal to it
+    high_strict: bool = False  # "<": the value must be below ``high``, not equal to it
 
     def __post_init__(self) -> None:
         if self.comparator is Comparator.AT_LEAST and self.low is None:
@@ -147,14 +155,14 @@ class GoalTarget:
             raise GoalError("the due date must be a date, not a datetime")
 
     @classmethod
-    def at_least(cls, value: float, due: date | None = None) -> GoalTarget:
-        """Met when the value is ``>= value``."""
-        return cls(Comparator.AT_LEAST, low=value, due=due)
+    def at_least(cls, value: float, due: date | None = None, *, strict: bool = False) -> GoalTarget:
+        """Met when the value is ``>= value`` (``> value`` when ``strict``, FHIR comparator ``>``)."""
+        return cls(Comparator.AT_LEAST, low=value, due=due, low_strict=strict)
 
     @classmethod
-    def at_most(cls, value: float, due: date | None = None) -> GoalTarget:
-        """Met when the value is ``<= value``."""
-        return cls(Comparator.AT_MOST, high=value, due=due)
+    def at_most(cls, value: float, due: date | None = None, *, strict: bool = False) -> GoalTarget:
+        """Met when the value is ``<= value`` (``< value`` when ``strict``, FHIR comparator ``<``)."""
+        return cls(Comparator.AT_MOST, high=value, due=due, high_strict=strict)
 
     @classmethod
     def between(cls, low: float, high: float, due: date | None = None) -> GoalTarget:
@@ -163,9 +171,9 @@ class GoalTarget:
 
     def needed_direction(self, value: float) -> int:
         """+1 when the value must go up, -1 when it must go down, 0 when it meets the target."""
-        if self.low is not None and value < self.low:
+        if self.low is not None and (value < self.low or (self.low_strict and value == self.low)):
             return 1
-        if self.high is not None and value > self.high:
+        if self.high is not None and (value > self.high or (self.high_strict and value == self.high)):
             return -1
         return 0
 
@@ -174,7 +182,7 @@ class GoalTarget:
         return self.needed_direction(value) == 0
 
     def distance(self, value: float) -> float:
-        """How far ``value`` is from the bound it fails; 0 when met."""
+        """How far ``value`` is from the bound it fails; 0 when met (and on a strict bound, which is not met)."""
         if self.low is not None and value < self.low:
             return self.low - value
         if self.high is not None and value > self.high:
@@ -210,12 +218,14 @@ class ProgressPolicy:
     sustain_days: int | None = None
     no_progress_below: float = 10.0
     max_rate_per_day: float | None = None
+    stale_after_days: int = 28
 
     def __post_init__(self) -> None:
         positive = {
             "baseline_points": self.baseline_points,
             "trend_window_days": self.trend_window_days,
             "sustain_measurements": self.sustain_measurements,
+            "stale_after_days": self.stale_after_days,
         }
         for name, value in positive.items():
             if value < 1:
@@ -253,6 +263,7 @@ class GoalProgress:
     noise_threshold: float | None = None
     trend_points: int = 0
     projected_date: date | None = None
+    stale: bool = False  # met only by a latest measurement older than ``stale_after_days``
 
 
 def theil_sen_slope(points: Sequence[tuple[float, float]]) -> float:
@@ -346,6 +357,7 @@ def goal_progress(
         noise_threshold=noise,
         trend_points=n_trend,
         projected_date=projected,
+        stale=met and (today - latest.when).days > policy.stale_after_days,
     )
 
 

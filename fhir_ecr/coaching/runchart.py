@@ -14,6 +14,11 @@ Anhøj 2015, https://doi.org/10.1371/journal.pone.0121349; as implemented in qic
   sides, i.e. runs - 1) is below ``qbinom(0.05, n - 1, 0.5)``, the lower 5th percentile of
   Binomial(n - 1, 1/2) (Chen 2010). Computed exactly with :func:`math.comb`.
 
+**Below** :data:`MIN_USEFUL` **(10) useful observations no Anhøj signal is reported**: the rules' limits are
+published and studied for n = 10 to 100 (Anhøj & Olesen 2014; Anhøj & Wentzel-Larsen 2020,
+https://doi.org/10.1371/journal.pone.0233920), and with fewer points a run chart cannot tell a shift from
+chance. The analysis then says why (``withheld = "too-few-useful-points"``) and gives no limits.
+
 Anhøj & Olesen report that together the two rules keep the false-signal rate around 5 % on random data,
 largely independent of ``n`` (but see below).
 
@@ -37,12 +42,20 @@ The false-signal rate of the Anhøj rules depends on where the median comes from
 (the true process median) the useful points are independent fair coin flips and, for 24 points, the
 rules fire on 6.6 % of random series; against the median of the same 24 points (12 above, 12 below by
 construction) the runs are constrained and they fire on 3.1 %. Both are exact values that the tests
-recompute by enumeration and check by simulation.
+recompute by enumeration and check by simulation. Against a median **frozen from a short baseline** and
+extended over later points the rate is far higher, because the baseline's median is itself uncertain: on
+random daily data over an 84-day window, with the baseline the points before a change, it is 44 % for a
+5-point baseline, 29 % for 10 points and still 19 % for 20 points (measured for issue #15).
 
-**Phases** (PDSA cycles): :func:`analyse_phases` splits the series where a change was made; each phase
-gets its own median (from its own first points or all of them) and its own runs analysis, as in
-qicharts2's ``part`` argument. To test a change against the frozen baseline, analyse the whole series
-with ``baseline_points`` set to the baseline's length; once a shift is confirmed, start a new phase.
+**Signals across a PDSA change** (:func:`analyse_changes`, what the coaching summary and the run-chart
+operation report): the series is analysed against **its own median** (the Anhøj setting, ≈ 5 %); a change
+that moved the process shows as an unusually long run or too few crossings around it. The points before
+the **latest** change are the baseline, and a signal is only reported once the baseline has at least
+:data:`MIN_BASELINE` (20) useful points — the upper end of the run-chart literature's usual 10-20 points
+for a baseline (Perla, Provost & Murray 2011, https://doi.org/10.1136/bmjqs.2009.037895; Provost & Murray,
+*The Health Care Data Guide*, 2011); below it the analysis says "not enough baseline yet"
+(``withheld = "not-enough-baseline"``) instead of a signal. Each change also starts a phase with its own
+median (:func:`analyse_phases`, qicharts2's ``part``), for display.
 """
 
 from __future__ import annotations
@@ -58,10 +71,14 @@ from functools import lru_cache
 from fhir_ecr.coaching.errors import RunChartError
 
 __all__ = [
+    "ChangeChart",
+    "MIN_BASELINE",
+    "MIN_USEFUL",
     "Phase",
     "Run",
     "RunChartAnalysis",
     "RunChartRule",
+    "analyse_changes",
     "analyse_phases",
     "analyse_run_chart",
     "binomial_quantile",
@@ -70,6 +87,10 @@ __all__ = [
 ]
 
 ASTRONOMICAL_SIGMAS = 3.5
+MIN_USEFUL = 10  # fewest useful observations with Anhøj limits (published for n = 10..100)
+MIN_BASELINE = 20  # fewest useful points before the latest PDSA change before a signal is reported
+TOO_FEW_POINTS = "too-few-useful-points"
+NOT_ENOUGH_BASELINE = "not-enough-baseline"
 # d2 for moving ranges of two points (Montgomery, Introduction to SQC, App. VI).
 _D2 = 1.128
 
@@ -127,6 +148,7 @@ class RunChartAnalysis:
     astronomical_low: float | None
     astronomical_high: float | None
     rules: tuple[RunChartRule, ...]
+    withheld: str | None = None  # why no Anhøj rule was applied: TOO_FEW_POINTS or NOT_ENOUGH_BASELINE
 
     @property
     def signal(self) -> bool:
@@ -228,6 +250,7 @@ def _analyse(
     baseline_points: int | None,
     astronomical_sigmas: float,
     frozen_median: float | None = None,
+    withhold: str | None = None,
 ) -> RunChartAnalysis:
     if astronomical_sigmas <= 0:
         raise RunChartError(f"astronomical_sigmas must be positive, got {astronomical_sigmas}")
@@ -252,7 +275,9 @@ def _analyse(
     rules: list[RunChartRule] = []
     shift_points: tuple[int, ...] = ()
     run_limit = cross_limit = None
-    if n_useful:
+    if withhold is None and n_useful < MIN_USEFUL:
+        withhold = TOO_FEW_POINTS
+    if withhold is None:
         run_limit = longest_run_limit(n_useful)
         cross_limit = crossings_limit(n_useful)
         if longest > run_limit:
@@ -290,6 +315,7 @@ def _analyse(
         astronomical_low=low,
         astronomical_high=high,
         rules=tuple(rules),
+        withheld=withhold,
     )
 
 
@@ -301,3 +327,59 @@ def _sigma(baseline: Sequence[float]) -> float | None:
     if mr_bar == 0:
         return None
     return mr_bar / _D2
+
+
+@dataclass(frozen=True)
+class ChangeChart:
+    """A series with PDSA changes: the overall analysis (against the series' own median), one analysis per
+    phase, and whether the baseline before the latest change is long enough for a signal."""
+
+    overall: RunChartAnalysis
+    phases: tuple[RunChartAnalysis, ...]
+    changes: tuple[int, ...]  # indices where a change starts a phase, oldest first
+    baseline_useful: int | None  # useful points before the latest change; None without a change
+    min_baseline: int
+
+    @property
+    def enough_baseline(self) -> bool:
+        """False while the latest change has fewer than ``min_baseline`` useful points before it."""
+        return self.baseline_useful is None or self.baseline_useful >= self.min_baseline
+
+    @property
+    def signal(self) -> bool:
+        """True when an Anhøj rule fired over a long enough baseline."""
+        return self.overall.signal
+
+
+def analyse_changes(
+    values: Sequence[float],
+    changes: Sequence[int] = (),
+    labels: Sequence[str] = (),
+    *,
+    min_baseline: int = MIN_BASELINE,
+    astronomical_sigmas: float = ASTRONOMICAL_SIGMAS,
+) -> ChangeChart:
+    """Signals of a series with PDSA changes at the indices ``changes`` (see the module docstring).
+
+    The whole series is analysed against its own median; with a change, the Anhøj rules are applied only when
+    at least ``min_baseline`` useful points (off that median) precede the latest change.
+    """
+    series = _checked(values)
+    starts = list(changes)
+    if any(b <= a for a, b in zip(starts, starts[1:], strict=False)) or (starts and (starts[0] < 1 or
+                                                                                  starts[-1] >= len(series))):
+        raise RunChartError("change indices must increase and lie inside the series, after its first point")
+    if min_baseline < MIN_USEFUL:
+        raise RunChartError(f"min_baseline must be at least {MIN_USEFUL}, got {min_baseline}")
+    center = statistics.median(series)
+    baseline_useful = None
+    if starts:
+        baseline_useful = sum(1 for v in series[: starts[-1]] if v != center)
+    short = baseline_useful is not None and baseline_useful < min_baseline
+    overall = _analyse(series, 0, len(series), "", None, astronomical_sigmas,
+                       withhold=NOT_ENOUGH_BASELINE if short else None)
+    names = list(labels) + [""] * (len(starts) - len(labels))
+    phases = analyse_phases(series, [Phase(0, "baseline"), *(Phase(i, n) for i, n in zip(starts, names,
+                                                                                        strict=False))],
+                            astronomical_sigmas=astronomical_sigmas)
+    return ChangeChart(overall, tuple(phases), tuple(starts), baseline_useful, min_baseline)

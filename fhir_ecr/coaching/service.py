@@ -42,7 +42,7 @@ from fhir_ecr.coaching.adherence import AdherencePolicy, ledger_adherence
 from fhir_ecr.coaching.cache import view_cache
 from fhir_ecr.coaching.errors import CoachingError
 from fhir_ecr.coaching.progress import AchievementStatus, GoalProgress, ProgressPolicy, goal_progress
-from fhir_ecr.coaching.runchart import Phase, RunChartAnalysis, analyse_phases, analyse_run_chart
+from fhir_ecr.coaching.runchart import ChangeChart, RunChartAnalysis, analyse_changes
 from fhir_ecr.coaching.schedule import CheckIn, CheckInStatus, Pause, ledger
 from fhir_ecr.coaching.streaks import StreakPolicy, ledger_streaks
 from fhir_ecr.outcomes import FhirError, bad_request, issue, precondition_failed
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _PAGE = 10_000
+_FIRST_SINCE = 24  # readings read from a goal's start: its first day's latest reading is among them
 _CLOSED_GOALS = {"completed", "cancelled", "rejected", "entered-in-error"}
 _INACTIVE_HABITS = {"stopped", "cancelled", "entered-in-error", "completed"}
 _PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-priority"
@@ -276,16 +277,32 @@ class CoachingService:
             return updated or stored, progress
 
     def _progress(self, info: io.GoalInfo, observations: Sequence[Mapping[str, Any]], tz: str,
-                  today: date) -> tuple[GoalProgress, list[Any]] | None:
+                  today: date, start: date | None = None) -> tuple[GoalProgress, list[Any]] | None:
+        """Progress over one measurement a day. A quantity without comparator takes its direction from the goal's
+        own baseline: its first measurement on or after ``start`` (Goal.startDate, else the day the goal was
+        created), never an older one; with none yet, the goal is in progress (R1: no evidence of its own)."""
         if info.target is None:
             return None
         series = io.measurements_by_day(observations, tz, info.unit)
         with _core_errors():
-            # Re-read the target with the first measurement as the hint for comparator-less quantities.
             target = info.target
-            if series:
-                target = io.goal_info_target(info, series[0].value) or target
+            if info.inferred_direction:
+                own = [m for m in series if start is None or m.when >= start]
+                if not own:
+                    return goal_progress(target, [], today=today, policy=self.progress_policy), series
+                target = io.goal_info_target(info, own[0].value) or target
             return goal_progress(target, series, today=today, policy=self.progress_policy), series
+
+    @staticmethod
+    def _goal_start(uow: UnitOfWork, info: io.GoalInfo, tz: str, stored: Stored | None = None) -> date | None:
+        """Goal.startDate, else the local day the goal was created (its first version)."""
+        if info.start is not None:
+            return info.start
+        try:
+            first = stored if stored is not None and stored.version_id == 1 else uow.vread("Goal", info.id, "1")
+        except FhirError:
+            return None
+        return datetime.fromtimestamp(first.last_updated / 1_000_000, UTC).astimezone(ZoneInfo(tz)).date()
 
     def _recompute(self, uow: UnitOfWork, stored: Stored, tz: str,
                    observations: Sequence[Mapping[str, Any]] | None = None
@@ -298,7 +315,8 @@ class CoachingService:
         if observations is None:
             observations = _search_all(uow, "Observation", [("patient", f"Patient/{info.patient_id}"),
                                                             ("code", _coding_token(info.measure))])
-        result = self._progress(info, observations, tz, self.today(tz))
+        start = self._goal_start(uow, info, tz, stored) if info.inferred_direction else None
+        result = self._progress(info, observations, tz, self.today(tz), start)
         if result is None:
             return None, None
         progress, _ = result
@@ -801,7 +819,17 @@ class CoachingService:
                 ("date", f"ge{(today - timedelta(days=recent_days)).isoformat()}")], _READING_ELEMENTS))
         if measures:
             readings += self._first_readings(uow, patient_id, measures)
-        return _Inputs(patient_id, tz, today, goals, infos, plans, by_habit, readings)
+        # Goals without comparator: their start, and their first readings since (the direction's baseline).
+        starts: dict[str, date] = {}
+        for info in infos:
+            if info.inferred_direction and info.lifecycle not in _CLOSED_GOALS:
+                start = self._goal_start(uow, info, tz)
+                if start is not None:
+                    starts[info.id] = start
+                    readings += list(uow.search_elements(parse_search("Observation", [
+                        subject, ("code", _coding_token(info.measure)), ("date", f"ge{start.isoformat()}"),
+                        ("_sort", "date")], strict=True), _READING_ELEMENTS, limit=_FIRST_SINCE))
+        return _Inputs(patient_id, tz, today, goals, infos, plans, by_habit, readings, starts)
 
     def _summarize(self, inputs: _Inputs) -> tuple[dict[str, Any], dict[str, list[tuple[date, float]]]]:
         """The summary, and each measured goal's daily measurements of the run-chart window."""
@@ -827,7 +855,7 @@ class CoachingService:
             }
             # A reading coded with two of the goal's codings counts once.
             obs_for_goal = list({id(o): o for m in info.measure for o in by_code.get(m, [])}.values())
-            result = self._progress(info, obs_for_goal, tz, today)
+            result = self._progress(info, obs_for_goal, tz, today, inputs.starts.get(info.id))
             if result is not None:
                 progress, series = result
                 item.update(_progress_dict(progress, info))
@@ -965,13 +993,15 @@ class CoachingService:
         if chart is None:
             out["point"] = []
             return out
-        overall, phases, split_notes = chart
+        analysis, split_notes = chart
+        overall = analysis.overall
         shift, astro = set(overall.shift_points), set(overall.astronomical_points)
         out["median"] = overall.median
         out["point"] = [{"date": m.when, "value": m.value, "shift": i in shift, "astronomical": i in astro}
                         for i, m in enumerate(series)]
         out["analysis"] = _analysis_dict(overall, series_dates=[m.when for m in series])
-        out["phase"] = [_analysis_dict(p, series_dates=[m.when for m in series]) for p in phases]
+        out["baseline"] = _baseline_dict(analysis)
+        out["phase"] = [_analysis_dict(p, series_dates=[m.when for m in series]) for p in analysis.phases]
         out["annotation"] = [{"date": n.day, "text": n.text, "title": n.title, "habitId": n.habit_id,
                               "plan": {"reference": f"CarePlan/{n.plan_id}"}} for n in split_notes]
         return out
@@ -992,6 +1022,7 @@ class _Inputs:
     plans: list[dict[str, Any]]
     by_habit: dict[tuple[str, str], list[CheckIn]]
     readings: list[dict[str, Any]]
+    starts: dict[str, date] = field(default_factory=dict)  # goal id -> its start, for goals without comparator
 
     def refs(self) -> list[tuple[str, str]]:
         """The resources the view names (for the audit trail of a cache hit)."""
@@ -1004,12 +1035,10 @@ def _codings(obs: Mapping[str, Any]) -> set[tuple[Any, Any]]:
 
 
 def _run_chart(days: Sequence[date], values: Sequence[float], notes: Sequence[io.PdsaNote]
-               ) -> tuple[RunChartAnalysis, list[RunChartAnalysis], list[io.PdsaNote]] | None:
-    """Overall analysis against the baseline before the first PDSA change, plus one analysis per phase.
-
-    Points before the first change are the frozen baseline (runchart docstring: "to test a change against
-    the frozen baseline, analyse the whole series with baseline_points set to the baseline's length"); each
-    change starts a phase with its own median.
+               ) -> tuple[ChangeChart, list[io.PdsaNote]] | None:
+    """The series' signals with its PDSA changes (runchart.analyse_changes): analysed against its own median,
+    reported only once at least ``MIN_BASELINE`` useful points precede the latest change; each change starts a
+    phase with its own median. A change on the series' first day starts no phase (there is nothing before it).
     """
     if not values:
         return None
@@ -1021,10 +1050,11 @@ def _run_chart(days: Sequence[date], values: Sequence[float], notes: Sequence[io
             continue
         starts.append(index)
         used.append(note)
-    overall = analyse_run_chart(values, baseline_points=starts[0] if starts else None)
-    phases = analyse_phases(values, [Phase(0, "baseline"), *(Phase(i, n.title) for i, n in zip(starts, used,
-                                                                                             strict=True))])
-    return overall, phases, used
+    return analyse_changes(values, starts, [n.title for n in used]), used
+
+
+_WITHHELD_TEXT = {"not-enough-baseline": "not enough baseline yet",
+                  "too-few-useful-points": "too few points for a signal"}
 
 
 def _analysis_dict(a: RunChartAnalysis, series_dates: Sequence[date]) -> dict[str, Any]:
@@ -1043,17 +1073,27 @@ def _analysis_dict(a: RunChartAnalysis, series_dates: Sequence[date]) -> dict[st
         "signal": a.signal,
         "rule": [r.value for r in a.rules],
         "shiftFrom": series_dates[min(a.shift_points)] if a.shift_points else None,
+        "withheld": _WITHHELD_TEXT.get(a.withheld or ""),
     }
 
 
-def _signals_dict(chart: tuple[RunChartAnalysis, list[RunChartAnalysis], list[io.PdsaNote]]) -> dict[str, Any]:
-    overall, _, notes = chart
+def _baseline_dict(chart: ChangeChart) -> dict[str, Any] | None:
+    if chart.baseline_useful is None:
+        return None
+    return {"points": chart.baseline_useful, "needed": chart.min_baseline, "enough": chart.enough_baseline}
+
+
+def _signals_dict(chart: tuple[ChangeChart, list[io.PdsaNote]]) -> dict[str, Any]:
+    analysis, notes = chart
+    overall = analysis.overall
     return {
         "median": overall.median,
         "points": overall.n_obs,
-        "signal": overall.signal,
+        "signal": analysis.signal,
         "rule": [r.value for r in overall.rules],
         "pdsa": [n.title for n in notes],
+        "baseline": _baseline_dict(analysis),
+        "withheld": _WITHHELD_TEXT.get(overall.withheld or ""),
     }
 
 
@@ -1070,4 +1110,6 @@ def _progress_dict(p: GoalProgress, info: io.GoalInfo) -> dict[str, Any]:
         "everMet": p.ever_met,
         "slopePerDay": p.slope_per_day,
         "projectedDate": p.projected_date,
+        # achieved (or sustaining) on a latest reading older than ProgressPolicy.stale_after_days: not fresh
+        "stale": p.stale,
     }

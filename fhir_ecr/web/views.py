@@ -188,6 +188,7 @@ class GoalCard:
     rules: list[str] = field(default_factory=list)
     pdsa: list[str] = field(default_factory=list)
     percent: float | None = None
+    baseline_note: str | None = None  # "not enough baseline yet" before the latest PDSA change (no signal)
 
 
 def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
@@ -217,15 +218,19 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
         rules = list(chart.get("rule") or [])
         keys = {f"{gid}:{r}" for r in rules}
         label = item.get("description") or (m.label if m else "Goal")
+        display = (status or "no status").replace("-", " ")
+        if item.get("stale") and item.get("latestDate"):  # achieved on old evidence only (docs/coaching.md)
+            display += f", stale: last reading {item['latestDate']}"
         cards.append(GoalCard(
             id=gid, description=item.get("description") or "", status=status,
-            status_display=(status or "no status").replace("-", " "), rule=item.get("statusRule"), unit=unit,
+            status_display=display, rule=item.get("statusRule"), unit=unit,
             latest=item.get("latest"), latest_date=item.get("latestDate"), band=band,
             due=info.target.due if info and info.target else None,
             spark=sparkline(points, label=label, unit=unit, band=band, width=132, height=30) if code else None,
             text=describe_series(points, label=label, unit=unit, band=band) if code else "Not measured",
             measure=code, signal=bool(chart.get("signal")), new_signal=bool(keys - seen), rules=rules,
-            pdsa=list(chart.get("pdsa") or []), percent=item.get("percentOfWay")))
+            pdsa=list(chart.get("pdsa") or []), percent=item.get("percentOfWay"),
+            baseline_note=chart.get("withheld") if (chart.get("baseline") or {}).get("enough") is False else None))
     return cards
 
 
@@ -328,6 +333,7 @@ def _run_chart_view(data: Mapping[str, Any], code: str, label: str) -> dict[str,
         "longest_run": analysis.get("longestRun"), "longest_run_limit": analysis.get("longestRunLimit"),
         "crossings": analysis.get("crossings"), "crossings_limit": analysis.get("crossingsLimit"),
         "annotations": notes, "from": data.get("from"), "to": data.get("to"),
+        "withheld": analysis.get("withheld"), "baseline": data.get("baseline"),
     }
 
 
@@ -380,6 +386,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         _mark_seen(repo, viewer, patient_id, keys)
     return {
         "patient": patient, "banner": patient_banner(patient, today), "today": today, "tz": tz,
+        "tz_is_default": io.patient_time_zone(patient, "") == "",
         "goals": cards, "habits": _habit_rows(summary, today), "trends": trends, "chart": chart,
         "series_choices": choices, "selected_series": selected, "sessions": _sessions(repo, patient_id),
         "latest_note": _latest_note(repo, patient_id), "referrals": _referrals(repo, patient_id),

@@ -34,7 +34,9 @@ def coach(*credentials: str, npi: str | None = COACH_NPI, start: date | None = N
 SUPERVISOR = Provider("Practitioner/dr", "Shah", "Amy", SUPERVISOR_NPI, "207Q00000X")
 PATIENT = Person("pat-1", "Rivera", "Ana", date(1978, 4, 12), "female", "1 Main St", "Springfield", "IL", "62701")
 MEDICARE = Insurance("cov-1", ("MEDICARE-IL", "Organization/medicare"), "Medicare", "1EG4TE5MK73")
-COMMERCIAL = Insurance("cov-2", ("ACME-HEALTH", "Organization/acme"), "Acme Health", "ACM123456")
+PAYER_ID_SYSTEM = "https://mecr.dev/fhir/sid/payer-id"
+COMMERCIAL = Insurance("cov-2", ("ACME-HEALTH", "Organization/acme"), "Acme Health", "ACM123456",
+                       ((PAYER_ID_SYSTEM, "ACME-HEALTH"),))
 MEDI_CAL = Insurance("cov-3", ("MEDI-CAL",), "Medi-Cal", "9000000001")
 
 

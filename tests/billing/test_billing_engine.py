@@ -94,8 +94,10 @@ def test_missing_or_expired_credential(kind):
 def test_medicare_telehealth_video_and_audio_only():
     video = only_line(run(session(modality="video")))
     assert (video.pos, video.modifiers) == ("10", ("95",))
-    audio = only_line(run(session(modality="audio-only", at_home=False)))
-    assert (audio.pos, audio.modifiers) == ("02", ("93",))
+    away = only_line(run(session(modality="video", at_home=False)))
+    assert (away.pos, away.modifiers) == ("02", ("95",))
+    audio = only_line(run(session(modality="audio-only")))
+    assert (audio.pos, audio.modifiers) == ("10", ("93",))
 
 
 def test_audio_only_refused_by_a_payer_that_does_not_pay_it():
@@ -122,7 +124,7 @@ def test_charges_come_from_the_payer_fee_schedule():
 
 def test_no_fee_on_file_is_a_finding():
     # Medicare has a G0447 fee in the practice file, the commercial (default) schedule has none
-    ibt = session(types=(f"{HCPCS}|G0447",), minutes=15, diagnoses=("Z68.35",))
+    ibt = session(types=(f"{HCPCS}|G0447",), minutes=15, diagnoses=("E66.9", "Z68.35"))
     assert only_line(run(ibt)).charge == Decimal("27.00")
     f = only_finding(run(replace(ibt, insurance=COMMERCIAL)), "no-fee")
     assert "G0447" in f.message
@@ -149,13 +151,13 @@ def test_missing_diagnosis_and_required_bmi_diagnosis_for_g0447():
     ibt = {"types": (f"{HCPCS}|G0447",), "minutes": 15}
     only_finding(run(session(**ibt, diagnoses=("E66.9",))), "required-diagnosis-missing")
     only_finding(run(session(**ibt, diagnoses=("E66.9", "Z68.29"))), "required-diagnosis-missing")
-    line = only_line(run(session(**ibt, diagnoses=("E66.9", "Z68.35"))))
-    assert line.code == "G0447" and line.diagnoses[0] == "Z68.35"  # the BMI code is pointed at first
-    only_finding(run(session(types=(f"{HCPCS}|G0447",), minutes=14, diagnoses=("Z68.41",))), "too-short")
+    line = only_line(run(session(**ibt, diagnoses=("Z71.3", "Z68.35", "E66.9"))))
+    assert line.code == "G0447" and line.diagnoses[:3] == ("E66.9", "Z68.35", "Z71.3")  # obesity, then BMI
+    only_finding(run(session(types=(f"{HCPCS}|G0447",), minutes=14, diagnoses=("E66.01", "Z68.41"))), "too-short")
 
 
 def test_g0473_group_of_2_to_10():
-    g = {"types": (f"{HCPCS}|G0473",), "minutes": 30, "diagnoses": ("Z68.30",)}
+    g = {"types": (f"{HCPCS}|G0473",), "minutes": 30, "diagnoses": ("E66.811", "Z68.30")}
     only_finding(run(session(**g, group_size=1)), "group-of-one")
     assert only_line(run(session(**g, group_size=10))).code == "G0473"
     only_finding(run(session(**g, group_size=11)), "group-too-large")

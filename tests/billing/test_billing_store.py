@@ -84,10 +84,13 @@ def test_export_marks_lines_billed_and_never_bills_twice(repo):
     assert again.claims == [] and again.marked == 0 and again.control_number == 2
     assert {f.encounter_id for f in again.evaluation.findings if f.code == "already-billed"} == {
         "ana-initial", "ana-video", "ana-audio", "grp-ana", "grp-ben"}
-    # an explicit re-export gives the same claims, byte for byte apart from the envelope
+    # an explicit re-export sends the same claims as replacements (CLM05-3 7) under new claim numbers, byte for
+    # byte the same apart from the envelope, the claim numbers and the frequency code
     rebill = run_export(repo, RULES, ExportRequest(*MARCH, "837p", rebill=True), now=datetime(2026, 4, 3, tzinfo=UTC))
     assert rebill.control_number == 3 and rebill.marked == 5
-    assert _mask(rebill.content.decode()) == _mask(text) and rebill.content != first.content
+    assert {c.frequency for c in rebill.claims} == {"7"} and {c.id for c in rebill.claims}.isdisjoint(
+        c.id for c in first.claims)
+    assert _mask(rebill.content.decode()).replace(":B:7*", ":B:1*") == _mask(text)
 
 
 def test_dry_run_marks_nothing_and_payer_filter(repo):

@@ -41,7 +41,7 @@ def mixed_sessions():
         session(encounter_id="e1", types=(INITIAL,), minutes=50, day=date(2026, 3, 2),
                 diagnoses=("E66.9", "Z68.35", "R73.03", "Z71.3", "Z71.89")),
         session(encounter_id="e2", modality="video", day=date(2026, 3, 9)),
-        session(encounter_id="e3", modality="audio-only", at_home=False, day=date(2026, 3, 16)),
+        session(encounter_id="e3", modality="video", at_home=False, day=date(2026, 3, 16)),
         session(encounter_id="e4", types=(GROUP,), minutes=45, group_size=3, group_id="g", day=date(2026, 3, 23)),
         session(encounter_id="e5", patient=other, insurance=COMMERCIAL, minutes=40, day=date(2026, 3, 5)),
         session(encounter_id="e6", patient=other, insurance=COMMERCIAL, minutes=40, day=date(2026, 4, 5)),
@@ -107,7 +107,7 @@ def test_the_exporter_checks_what_pyx12_misses():
     text = render_837p(claims, RULES, Envelope(1, WHEN))
     assert check_837p(text) == []
     mutations = {
-        "CLM02": (re.sub(r"(CLM\*\w+\*)(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), text, count=1),
+        "CLM02": (re.sub(r"(CLM\*[^*]+\*)(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), text, count=1),
                   "is not the sum of its lines"),
         "NPI": (text.replace("XX*1245319599", "XX*1245319598", 1), "fails the check digit"),
         "dot": (text.replace("ABK:E669", "ABK:E66.9", 1), "not ICD-10-CM without a dot"),

@@ -178,6 +178,7 @@ def test_goal_without_comparator_takes_its_direction_from_the_first_measurement(
     goal = {"resourceType": "Goal", "meta": {"profile": [io.GOAL_PROFILE]}, "lifecycleStatus": "active",
             "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
             "description": {"text": "Weigh 75 kg"}, "subject": {"reference": f"Patient/{w.patient}"},
+            "startDate": "2026-03-10",
             "target": [{"measure": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
                         "detailQuantity": io.quantity(75, "kg")}]}
     gid = repo.create(goal).stored.id
@@ -203,12 +204,12 @@ def test_pdsa_note_and_run_chart_phases(repo):
                  author=f"PractitionerRole/{w.coach}")
     chart = svc.run_chart(w.patient, [("http://loinc.org", "41950-7")], first, first + timedelta(days=49))
     assert len(chart["point"]) == 50
-    assert chart["median"] == 5200  # the median of the 25 baseline points (frozen before the change)
+    # The series' own median (between the 5,000s before the change and the 8,000s after it), with 25 useful
+    # baseline points before the change (>= 20): the run of 25 below it and the run of 25 above it are shifts.
+    assert chart["median"] == 6700
+    assert chart["baseline"] == {"points": 25, "needed": 20, "enough": True}
     assert chart["analysis"]["signal"] and "shift" in chart["analysis"]["rule"]
-    # The run above the median starts before the change: days 23 and 24 (5300, 5400) are above 5200, day 22
-    # is on the median (not a useful point, so it neither breaks nor starts the run) and day 21 is below.
-    assert chart["analysis"]["shiftFrom"] == first + timedelta(days=23)
-    assert [p["shift"] for p in chart["point"]][21:24] == [False, False, True]
+    assert chart["analysis"]["shiftFrom"] == first and all(p["shift"] for p in chart["point"])
     assert [p["label"] for p in chart["phase"]] == ["baseline", "Walk with a colleague"]
     assert chart["phase"][1]["median"] == 8200
     assert chart["annotation"][0]["habitId"] == "walk" and chart["annotation"][0]["date"] == first + timedelta(days=25)
