@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python logging level of the mecr loggers.")
     default_time_zone: str = Field(
         default="UTC",
-        description="IANA time zone for patients whose Patient resource has no timezone extension (check-in "
-        "days, adherence and streaks are counted in the patient's local days).",
+        description="The practice's IANA time zone (e.g. America/New_York): patients whose Patient resource has "
+        "no timezone extension count their days in it (check-ins, adherence, streaks, the date of service on "
+        "claims), and the patient page says so. Set it to the practice's real zone; UTC is nobody's local day.",
     )
     billing_rules: str = Field(
         default="",
