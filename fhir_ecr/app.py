@@ -69,13 +69,18 @@ class AccessLog:
 
 
 def check_auth_mode(settings: Settings) -> None:
-    """``MECR_AUTH=off`` is for development on this machine only: refuse it anywhere else, loudly."""
+    """``MECR_AUTH=off`` is for development on this machine only: refuse it anywhere else, loudly.
+
+    ``settings.host`` must be the address the server really binds to (``mecr serve`` passes ``--host`` in with
+    :meth:`Settings.bound_to`). A server started some other way (``uvicorn --host``) is caught per request by
+    :class:`~fhir_ecr.auth.middleware.AuthMiddleware`, which refuses any request that did not arrive on a
+    loopback address while authorization is off."""
     if settings.auth != "off":
         return
     if settings.environment == "production" or not settings.is_loopback:
         raise SystemExit(f"refusing to start: MECR_AUTH=off (no authorization) with environment="
                          f"{settings.environment} and host={settings.host}; it is allowed only on a loopback "
-                         "address outside production")
+                         "address (127.0.0.1, ::1, localhost) outside production")
     logging.getLogger("mecr.auth").warning(
         "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
 
@@ -94,23 +99,33 @@ def sandbox_database_url(settings: Settings) -> str:
     raise SystemExit("MECR_SANDBOX_EHR with PostgreSQL needs MECR_SANDBOX_DATABASE_URL (a separate database)")
 
 
-def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services) -> None:
+def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services, *,
+                      sandbox_base_url: str | None = None) -> None:
     """Mount the sandbox EHR at /sandbox-ehr/ and register it as the EHR ``sandbox`` (mECR authenticates
-    there with ``private_key_jwt`` and its own keys)."""
+    there with ``private_key_jwt`` and its own keys). Once per app: a second call changes nothing.
+
+    ``sandbox_base_url`` is the sandbox's public base; default ``{base_url}/sandbox-ehr``. Tests give it another
+    host name for the same server, to play an EHR on another site that embeds mECR in a frame."""
     from .auth.registry import add_ehr
     from .sandbox_ehr import SandboxClient, create_sandbox_ehr
 
+    if getattr(app.state, "sandbox_ehr", None) is not None:
+        return
     base = settings.base_url
+    sandbox_base = (sandbox_base_url or f"{base}/sandbox-ehr").rstrip("/")
     sandbox = create_sandbox_ehr(
-        base_url=f"{base}/sandbox-ehr", database_url=sandbox_database_url(settings),
+        base_url=sandbox_base, database_url=sandbox_database_url(settings),
         clients=[SandboxClient("mecr", [f"{base}/smart/callback"], launch_url=f"{base}/smart/launch",
                                login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}", name="mECR",
                                auth_method="private_key_jwt", jwks=services.vault.public_jwks())],
     )
     app.mount("/sandbox-ehr", sandbox)
     app.state.sandbox_ehr = sandbox
-    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{base}/sandbox-ehr/fhir", client_id="mecr",
+    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{sandbox_base}/fhir", client_id="mecr",
             auth_method="private_key_jwt", name="Sandbox EHR", replace=True)
+    origins = getattr(app.state, "ehr_origins", None)
+    if origins is not None:
+        origins.invalidate()
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
