@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,9 +14,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
 from .asgi import StatusRecorder
-from .config import Settings, get_settings
+from .auth.access import SERVER_WRITTEN_TYPES
+from .auth.audit import AuditTrail
+from .auth.middleware import AuthMiddleware
+from .auth.routes import router as smart_router
+from .auth.sessions import SessionManager
+from .auth.vault import Vault
 from .billing.operations import register_billing_operations
 from .coaching.operations import register_coaching_operations
+from .config import Settings, get_settings
 from .conformance import (
     READ_ONLY_TYPES,
     compose_validators,
@@ -28,19 +34,14 @@ from .conformance import (
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.errors import install_error_handlers
 from .fhir.operations import OperationRegistry
-from .auth.routes import router as smart_router
 from .fhir.routes import router as fhir_router
-from .wearables import router as wearables_router
+from .headers import EhrOrigins, install_security_headers
 from .services import Services
-from .auth.access import SERVER_WRITTEN_TYPES
-from .auth.audit import AuditTrail
-from .auth.middleware import AuthMiddleware
-from .auth.sessions import SessionManager
-from .auth.vault import Vault
 from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
+from .wearables import router as wearables_router
 
 __all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
 
@@ -203,6 +204,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.sandbox_ehr:
         mount_sandbox_ehr(app, settings, services)
     app.add_middleware(AccessLog)
+    # nosniff and Referrer-Policy on every response, a Content-Security-Policy on every page (fhir_ecr/headers.py)
+    app.state.ehr_origins = EhrOrigins(services.auth_store.ehrs)
+    install_security_headers(app, ehr_origins=app.state.ehr_origins)
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:

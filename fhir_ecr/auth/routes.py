@@ -79,12 +79,13 @@ def page_html(title: str, message: str, status: int, *, links: list[tuple[str, s
 
 
 def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
-    """A plain, accessible page for launch errors (no data, no stack trace)."""
+    """A plain, accessible page for launch errors (no data, no stack trace); styled by /app/static/plain.css."""
+    from ..web.pages import static_url  # the pages import fhir_ecr.auth: import them late
+
     items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])
     body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
             f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
-            "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;"
-            "color:#1a1a1a}h1{font-size:1.4rem}</style></head><body><main>"
+            f'<link rel="stylesheet" href="{html.escape(static_url("plain.css"))}"></head><body><main>'
             f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
             f"{'<ul>' + items + '</ul>' if items else ''}</main></body></html>")
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})

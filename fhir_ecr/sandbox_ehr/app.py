@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from ..app import build_services, create_app
 from ..config import Settings
 from ..fhir.errors import install_error_handlers
+from ..headers import install_security_headers
 from .chart import Chart
 from .clients import ClientAuthenticator, SandboxClient
 from .gate import FhirGate
@@ -67,7 +70,9 @@ def create_sandbox_ehr(
     app.state.sandbox = SandboxHandle(server, services)
     install_error_handlers(app)
     app.include_router(build_router(server, chart))
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="sandbox-static")
     app.mount("/", FhirGate(engine_app, server, services.repo, max_body_bytes=settings.max_body_bytes))
+    install_security_headers(app, sandbox_prefix=None)  # its pages may be framed by the sandbox only
     return app
 
 

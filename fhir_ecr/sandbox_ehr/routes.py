@@ -53,7 +53,9 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
         context.setdefault("base", server.base_url)
         response = TEMPLATES.TemplateResponse(request, name, context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"  # the consent page must not be framed (clickjacking)
+        # The consent page may be framed by the EHR's own pages only (clickjacking); CSP frame-ancestors 'self'
+        # says the same (fhir_ecr/headers.py).
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
         return response
 
     def error_page(request: Request, message: str, status: int = 400) -> HTMLResponse:
