@@ -17,6 +17,7 @@ from tests.web.web_support import (
     load_demo,
     login,
     patient_principal,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -75,8 +76,7 @@ def test_a_coach_launch_and_the_coach_pages(browser: Any, sandbox_live_server: A
     page.wait_for_url(re.compile(r"/app/patients/[^/]+$"))
     assert watch.style(".skip", "position") == "absolute"  # app.css applies
     # The launch's smart_style_url was fetched (connect-src) and its colours adopted.
-    page.wait_for_function("getComputedStyle(document.documentElement).getPropertyValue('--bg').trim() === "
-                           "'#f6f7f9'")
+    wait_until(page, "getComputedStyle(document.documentElement).getPropertyValue('--bg').trim() === '#f6f7f9'")
     patient_url = page.url
     for path in ("/messages", "/goals/new", "/sessions/new", "/habits", "/print"):
         page.goto(patient_url + path)
