@@ -100,6 +100,18 @@ def test_json_fhir_and_static_responses_get_nosniff(client: TestClient, secure_s
         assert len(r.headers.get_list("x-content-type-options")) == 1
 
 
+def test_an_unexpected_error_gets_nosniff_too(app: Any) -> None:
+    """The wrapper sits outside Starlette's ServerErrorMiddleware, which answers unexpected errors."""
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    app.add_api_route("/boom-for-test", boom)
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as client:
+        r = client.get("/boom-for-test")
+    assert r.status_code == 500 and r.json()["resourceType"] == "OperationOutcome"
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
 def test_the_api_explorer_keeps_working(client: TestClient) -> None:
     r = client.get("/docs")
     assert r.status_code == 200
