@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +54,7 @@ def page_policy(ehr_origins: Iterable[str] = ()) -> str:
     return "; ".join((*_SHARED, f"connect-src 'self'{extra}", f"frame-ancestors 'self'{extra}"))
 
 
+_cached_page_policy = lru_cache(maxsize=16)(page_policy)  # called with the cached tuple of origins
 SANDBOX_POLICY = "; ".join((*_SHARED, "connect-src 'self'", "frame-ancestors 'self'"))
 EXPLORER_POLICY = "; ".join(_EXPLORER)
 
@@ -97,7 +99,7 @@ class SecurityHeaders:
             return EXPLORER_POLICY
         if self.ehr_origins is None or (self.sandbox_prefix and path.startswith(self.sandbox_prefix)):
             return SANDBOX_POLICY
-        return page_policy(await self.ehr_origins.get())
+        return _cached_page_policy(await self.ehr_origins.get())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
