@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,9 +14,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
 from .asgi import StatusRecorder
-from .config import Settings, get_settings
+from .auth.access import SERVER_WRITTEN_TYPES
+from .auth.audit import AuditTrail
+from .auth.middleware import AuthMiddleware
+from .auth.routes import router as smart_router
+from .auth.sessions import SessionManager
+from .auth.vault import Vault
 from .billing.operations import register_billing_operations
 from .coaching.operations import register_coaching_operations
+from .config import Settings, get_settings
 from .conformance import (
     READ_ONLY_TYPES,
     compose_validators,
@@ -28,19 +34,14 @@ from .conformance import (
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.errors import install_error_handlers
 from .fhir.operations import OperationRegistry
-from .auth.routes import router as smart_router
 from .fhir.routes import router as fhir_router
-from .wearables import router as wearables_router
+from .headers import EhrOrigins, install_security_headers
 from .services import Services
-from .auth.access import SERVER_WRITTEN_TYPES
-from .auth.audit import AuditTrail
-from .auth.middleware import AuthMiddleware
-from .auth.sessions import SessionManager
-from .auth.vault import Vault
 from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
+from .wearables import router as wearables_router
 
 __all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
 
@@ -69,13 +70,18 @@ class AccessLog:
 
 
 def check_auth_mode(settings: Settings) -> None:
-    """``MECR_AUTH=off`` is for development on this machine only: refuse it anywhere else, loudly."""
+    """``MECR_AUTH=off`` is for development on this machine only: refuse it anywhere else, loudly.
+
+    ``settings.host`` must be the address the server really binds to (``mecr serve`` passes ``--host`` in with
+    :meth:`Settings.bound_to`). A server started some other way (``uvicorn --host``) is caught per request by
+    :class:`~fhir_ecr.auth.middleware.AuthMiddleware`, which refuses any request that did not arrive on a
+    loopback address while authorization is off."""
     if settings.auth != "off":
         return
     if settings.environment == "production" or not settings.is_loopback:
         raise SystemExit(f"refusing to start: MECR_AUTH=off (no authorization) with environment="
                          f"{settings.environment} and host={settings.host}; it is allowed only on a loopback "
-                         "address outside production")
+                         "address (127.0.0.1, ::1, localhost) outside production")
     logging.getLogger("mecr.auth").warning(
         "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
 
@@ -94,23 +100,33 @@ def sandbox_database_url(settings: Settings) -> str:
     raise SystemExit("MECR_SANDBOX_EHR with PostgreSQL needs MECR_SANDBOX_DATABASE_URL (a separate database)")
 
 
-def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services) -> None:
+def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services, *,
+                      sandbox_base_url: str | None = None) -> None:
     """Mount the sandbox EHR at /sandbox-ehr/ and register it as the EHR ``sandbox`` (mECR authenticates
-    there with ``private_key_jwt`` and its own keys)."""
+    there with ``private_key_jwt`` and its own keys). Once per app: a second call changes nothing.
+
+    ``sandbox_base_url`` is the sandbox's public base; default ``{base_url}/sandbox-ehr``. Tests give it another
+    host name for the same server, to play an EHR on another site that embeds mECR in a frame."""
     from .auth.registry import add_ehr
     from .sandbox_ehr import SandboxClient, create_sandbox_ehr
 
+    if getattr(app.state, "sandbox_ehr", None) is not None:
+        return
     base = settings.base_url
+    sandbox_base = (sandbox_base_url or f"{base}/sandbox-ehr").rstrip("/")
     sandbox = create_sandbox_ehr(
-        base_url=f"{base}/sandbox-ehr", database_url=sandbox_database_url(settings),
+        base_url=sandbox_base, database_url=sandbox_database_url(settings),
         clients=[SandboxClient("mecr", [f"{base}/smart/callback"], launch_url=f"{base}/smart/launch",
                                login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}", name="mECR",
                                auth_method="private_key_jwt", jwks=services.vault.public_jwks())],
     )
     app.mount("/sandbox-ehr", sandbox)
     app.state.sandbox_ehr = sandbox
-    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{base}/sandbox-ehr/fhir", client_id="mecr",
+    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{sandbox_base}/fhir", client_id="mecr",
             auth_method="private_key_jwt", name="Sandbox EHR", replace=True)
+    origins = getattr(app.state, "ehr_origins", None)
+    if origins is not None:
+        origins.invalidate()
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -188,6 +204,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.sandbox_ehr:
         mount_sandbox_ehr(app, settings, services)
     app.add_middleware(AccessLog)
+    # nosniff and Referrer-Policy on every response, a Content-Security-Policy on every page (fhir_ecr/headers.py)
+    app.state.ehr_origins = EhrOrigins(services.auth_store.ehrs)
+    install_security_headers(app, ehr_origins=app.state.ehr_origins)
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:

@@ -3,6 +3,7 @@
 Examples::
 
     mecr serve                      # apply migrations, serve on MECR_HOST:MECR_PORT (127.0.0.1:8000)
+    mecr serve --port 9000          # … on port 9000; links and SMART URLs follow unless MECR_BASE_URL is set
     mecr db upgrade                 # apply migrations only
     mecr load examples/demo/*.json  # load FHIR resources or batch/transaction Bundles from files
     mecr demo                       # load the demo data, then serve
@@ -88,19 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
+    import os
+
     import uvicorn
 
-    from .app import build_services, create_app
+    from .app import build_services, check_auth_mode, create_app
     from .store.db import make_engine, upgrade
 
+    settings = settings.bound_to(host, port)  # a base_url that is not configured follows --host/--port
+    check_auth_mode(settings)  # before anything else: MECR_AUTH=off only on a loopback bind
     engine = make_engine(settings.database_url)
     upgrade(engine)  # once, here, so that worker processes never race to migrate
     engine.dispose()
+    where = settings.local_url
+    print(f"mECR serving on {where}/" + ("" if settings.base_url == where else f" (public URL {settings.base_url}/)"),
+          flush=True)
     # uvicorn's access log prints whole URLs, whose search parameters can hold PHI (names, identifiers):
     # mECR logs its own access lines without them (fhir_ecr.app.AccessLog).
-    options = {"host": host or settings.host, "port": port or settings.port,
+    options = {"host": settings.host, "port": settings.port,
                "log_level": settings.log_level.lower(), "proxy_headers": True, "access_log": False}
-    if workers > 1:  # each worker process builds its own app from the same MECR_* environment
+    if workers > 1:  # each worker process builds its own app from the MECR_* environment: pass the bind on
+        os.environ["MECR_HOST"], os.environ["MECR_PORT"] = settings.host, str(settings.port)
         uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
@@ -195,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = _load_files(settings, args.files, args.quiet)
             print(", ".join(f"{k}: {v}" for k, v in counts.items()))
         elif args.command == "demo":
+            from .app import check_auth_mode
+
+            # The demo serves the sandbox EHR, and every link it prints names the port it really serves.
+            settings = settings.bound_to(args.host, args.port).model_copy(update={"sandbox_ehr": True})
+            if not args.no_serve:
+                check_auth_mode(settings)
             files = sorted(EXAMPLES_DIR.glob("*.json"))
             if not files:
                 raise CliError(f"no demo data in {EXAMPLES_DIR}")
@@ -204,13 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
-            settings = settings.model_copy(update={"sandbox_ehr": True})
             _demo_client(settings)
             if not args.no_serve:
                 base = settings.base_url
                 print(f"mECR demo: {base}/ (launch from the sandbox EHR at {base}/sandbox-ehr/); API token for "
-                      "curl: `mecr client token demo-reader`")
-                _serve(settings, args.host, args.port)
+                      "curl: `mecr client token demo-reader`", flush=True)
+                _serve(settings, None, None)
         elif args.command in ("ehr", "client"):
             from .auth.cli import run_auth
 

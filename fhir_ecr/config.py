@@ -6,14 +6,37 @@ in step.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "settings_markdown"]
+__all__ = ["Settings", "get_settings", "is_loopback_host", "settings_markdown"]
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for an address only this machine can reach: ``localhost``, 127.0.0.0/8, ``::1``.
+
+    ``0.0.0.0`` and ``::`` (every interface), other addresses, other names and unix sockets are not."""
+    if not host:
+        return False
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """The host part of a URL that reaches a server bound to ``host`` from this machine."""
+    if host in ("0.0.0.0", "", "::", "[::]"):  # every interface: this machine reaches it on loopback
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class Settings(BaseSettings):
@@ -27,9 +50,11 @@ class Settings(BaseSettings):
         "postgresql+psycopg://user@host/db selects PostgreSQL.",
     )
     base_url: str = Field(
-        default="http://127.0.0.1:8000",
+        default="",
         description="Public base URL of this server (no trailing slash); the FHIR base is {base_url}/fhir. "
-        "Used in Location headers, Bundle links and fullUrls.",
+        "Used in Location headers, Bundle links and fullUrls, the SMART redirect and launch URLs and the links "
+        "mECR prints. Default: http://{MECR_HOST}:{MECR_PORT} (http://127.0.0.1:{MECR_PORT} when the host is "
+        "0.0.0.0), following `mecr serve --host/--port`. Set it when a proxy or another name is in front.",
     )
     environment: Literal["development", "test", "production"] = Field(
         default="development", description="Deployment environment; production refuses unsafe defaults."
@@ -98,18 +123,52 @@ class Settings(BaseSettings):
     )
     launch_scope: str = Field(
         default="launch openid fhirUser user/Patient.rs user/Practitioner.rs user/Condition.rs "
-        "user/Observation.rs",
-        description="Default scopes mECR asks an EHR for in a coach's EHR launch (an EHR registration can override).",
+        "user/Observation.rs patient/Patient.rs",
+        description="Default scopes mECR asks an EHR for in an EHR launch (an EHR registration can override): a "
+        "coach's, or a patient's from the patient portal, whom the EHR grants patient/ scopes only "
+        "(patient/Patient.rs lets mECR read that patient).",
     )
     patient_scope: str = Field(
         default="launch/patient openid fhirUser patient/Patient.rs",
         description="Default scopes mECR asks an EHR for in a patient's standalone launch.",
     )
 
+    #: True when base_url was not configured but follows host and port (see :meth:`bound_to`).
+    _derived_base_url: bool = PrivateAttr(default=False)
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def local_url(self) -> str:
+        """``http://{host}:{port}``: where ``mecr serve`` listens, as this machine reaches it."""
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @model_validator(mode="after")
+    def _default_base_url(self) -> Settings:
+        if not self.base_url:
+            object.__setattr__(self, "base_url", self.local_url)
+            self._derived_base_url = True
+        return self
+
+    def bound_to(self, host: str | None = None, port: int | None = None) -> Settings:
+        """These settings for a server bound to ``host``:``port`` (``mecr serve --host/--port``); a base_url
+        that was not configured follows them, so every printed link and SMART URL names the real port."""
+        update: dict[str, object] = {}
+        if host:
+            update["host"] = host
+        if port:
+            update["port"] = port
+        if not update:
+            return self
+        # A copy may have replaced the derived value since (model_copy keeps the flag): then it is configured.
+        follows = self._derived_base_url and self.base_url == self.local_url
+        bound = self.model_copy(update=update)
+        if follows:
+            object.__setattr__(bound, "base_url", bound.local_url)
+        return bound
 
     @property
     def fhir_base(self) -> str:
@@ -119,7 +178,7 @@ class Settings(BaseSettings):
     @property
     def is_loopback(self) -> bool:
         """True when ``mecr serve`` binds only to this machine."""
-        return self.host in ("127.0.0.1", "localhost", "::1")
+        return is_loopback_host(self.host)
 
     @property
     def is_sqlite(self) -> bool:
@@ -147,6 +206,8 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         if field.default_factory is not None:
             default = "`sqlite:///<working directory>/mecr.db`" if name == "database_url" else "(computed)"
+        elif name == "base_url":
+            default = "`http://{MECR_HOST}:{MECR_PORT}`"
         elif isinstance(field.default, SecretStr):
             default = "(empty)"
         else:

@@ -2,7 +2,9 @@
 
 For each HTTP request it sets ``scope["state"]["principal"]`` (and ``["session"]`` for a browser session):
 
-- ``MECR_AUTH=off``: the developer principal (may do everything);
+- ``MECR_AUTH=off``: the developer principal (may do everything), but only for a request that arrived on a
+  loopback address (``scope["server"]``, the local end of the connection): a server bound to another interface
+  some way the start-up check did not see (``uvicorn --host 0.0.0.0``) answers everyone else 403;
 - ``MECR_AUTH=external``: whatever an outer layer put there (the sandbox EHR's FHIR server);
 - ``MECR_AUTH=on``: ``Authorization: Bearer <token>`` (a token mECR issued to a system client) or the
   ``mecr_session`` cookie. A bad or expired bearer token is a 401 at once. Unsafe methods authenticated by the
@@ -17,6 +19,7 @@ their own sign-in page. Scope and compartment checks happen later, in :class:`~f
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -26,6 +29,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from ..asgi import StatusRecorder, read_body, replay
+from ..config import is_loopback_host
 from ..outcomes import issue, outcome
 from .audit import audit_events
 from .principal import DEVELOPER
@@ -38,6 +42,9 @@ PUBLIC_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configurati
 # The embedded EHR authenticates its own callers; the token endpoint authenticates clients, not sessions.
 SKIP_PREFIXES = ("/sandbox-ehr", "/auth/token")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Starlette's TestClient calls the app in-process, with no socket, and reports this name as the server.
+_IN_PROCESS = "testserver"
+log = logging.getLogger("mecr.auth")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -68,11 +75,18 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        mode = self.services.settings.auth
+        if mode == "off" and not _arrived_on_loopback(scope):
+            log.error("refused a request: MECR_AUTH=off (no authorization) serves loopback addresses only, and "
+                      "this server was reached on %s; bind it to 127.0.0.1 or turn authorization on",
+                      _local_address(scope))
+            await _reply(send, 403, "this server runs without authorization (MECR_AUTH=off), which is allowed only "
+                         "on a loopback address; it refuses requests from the network", "forbidden")
+            return
         if path.startswith(SKIP_PREFIXES):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        mode = self.services.settings.auth
         if mode == "off":
             state["principal"] = DEVELOPER
         elif mode == "on":
@@ -148,6 +162,19 @@ class AuthMiddleware:
         if not given or not hmac.compare_digest(given.encode(), expected.encode()):
             return receive, False, "missing or wrong CSRF token (reload the page and try again)"
         return receive, True, ""
+
+
+def _local_address(scope: dict[str, Any]) -> str:
+    server = scope.get("server")
+    return str(server[0]) if server else "(unknown: no TCP address)"
+
+
+def _arrived_on_loopback(scope: dict[str, Any]) -> bool:
+    """Whether the connection's local end is a loopback address (unix sockets and unknown ends are not)."""
+    server = scope.get("server")
+    if not server or server[1] is None:
+        return False
+    return is_loopback_host(str(server[0])) or server[0] == _IN_PROCESS
 
 
 def _cookie(headers: dict[str, str]) -> str | None:

@@ -5,17 +5,25 @@
 - ``GET /smart/login?ehr=<id>`` — a patient's standalone launch at a registered EHR.
 - ``GET /smart/callback`` — checks ``state``, exchanges the code, verifies the id_token, reads the EHR's Patient
   (and the user from ``fhirUser``), links them to mECR's records, starts a session, and sends the browser to
-  ``/app/patients/{id}`` (coach) or ``/app/me`` (patient).
+  ``/app/patients/{id}`` (coach) or ``/app/me`` (a patient: standalone, or an EHR launch from the patient portal).
+  A launch mECR refuses on purpose is a 403 page with the reason; an EHR that fails is a 502 page.
 - ``POST /smart/logout`` — ends the session.
 - ``GET /.well-known/jwks.json`` — mECR's public keys (for ``private_key_jwt`` at EHR token endpoints).
 - ``GET /fhir/.well-known/smart-configuration`` and ``POST /auth/token`` — backend-services access to mECR.
+
+The launch cookie (``mecr_launch``) binds ``state`` to this browser. Its value is always one the server issued
+(a client-chosen value is replaced: no session fixation); an issued value is kept while its launch record lives,
+so two launches in two tabs both complete. With ``MECR_COOKIE_SAMESITE=none`` the cookies are also
+``Partitioned`` (CHIPS), so a browser that blocks third-party cookies still keeps them inside the EHR's frame.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -36,17 +44,19 @@ from smart_launch.errors import (
     UntrustedIssuerError,
 )
 
+from ..store.auth_store import secret_hash
 from .linking import LinkConflict, link_resource
 from .principal import Principal
 from .registry import COACH_APP_SCOPES, PATIENT_APP_SCOPES, ehr_registration
 from .sessions import SESSION_COOKIE
 from .token_service import TokenRequestError, issue_client_token
 
-__all__ = ["router", "LAUNCH_COOKIE"]
+__all__ = ["router", "LAUNCH_COOKIE", "LaunchRefused", "delete_cookie", "page", "page_html", "set_cookie"]
 
 log = logging.getLogger("mecr.auth")
 router = APIRouter(tags=["SMART on FHIR"])
 LAUNCH_COOKIE = "mecr_launch"
+LAUNCH_COOKIE_SECONDS = 900
 
 
 class DbStateStore:
@@ -79,12 +89,13 @@ def page_html(title: str, message: str, status: int, *, links: list[tuple[str, s
 
 
 def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
-    """A plain, accessible page for launch errors (no data, no stack trace)."""
+    """A plain, accessible page for launch errors (no data, no stack trace); styled by /app/static/plain.css."""
+    from ..web.pages import static_url  # the pages import fhir_ecr.auth: import them late
+
     items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])
     body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
             f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
-            "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;"
-            "color:#1a1a1a}h1{font-size:1.4rem}</style></head><body><main>"
+            f'<link rel="stylesheet" href="{html.escape(static_url("plain.css"))}"></head><body><main>'
             f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
             f"{'<ul>' + items + '</ul>' if items else ''}</main></body></html>")
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
@@ -101,6 +112,59 @@ def _cookie_options(services: Any) -> dict[str, Any]:
     return {"httponly": True, "samesite": samesite, "secure": _secure(services) or samesite == "none"}
 
 
+def _partition_last_cookie(response: Response) -> None:
+    """Add ``Partitioned`` to the Set-Cookie header just added (Starlette does so only on Python 3.14+).
+
+    CHIPS (https://developer.mozilla.org/en-US/docs/Web/Privacy/Guides/Privacy_sandbox/Partitioned_cookies): a
+    browser that blocks third-party cookies still keeps a partitioned one in a cross-site frame, in a jar of
+    that top-level site, which is all a launch inside the EHR's frame needs."""
+    for i in range(len(response.raw_headers) - 1, -1, -1):
+        name, value = response.raw_headers[i]
+        if name == b"set-cookie":
+            response.raw_headers[i] = (name, value + b"; Partitioned")
+            return
+
+
+def set_cookie(response: Response, services: Any, key: str, value: str, *, max_age: int, path: str) -> None:
+    """Set one of mECR's cookies with the attributes of :func:`_cookie_options` (+ Partitioned with None)."""
+    options = _cookie_options(services)
+    response.set_cookie(key, value, max_age=max_age, path=path, **options)
+    if options["samesite"] == "none":
+        _partition_last_cookie(response)
+
+
+def delete_cookie(response: Response, services: Any, key: str, *, path: str) -> None:
+    """Delete a cookie set by :func:`set_cookie` (a partitioned cookie is deleted only by a partitioned one)."""
+    options = _cookie_options(services)
+    response.delete_cookie(key, path=path, **options)
+    if options["samesite"] == "none":
+        _partition_last_cookie(response)
+
+
+def _launch_record(value: str) -> str:
+    return f"launch-browser:{secret_hash(value)}"
+
+
+def _browser_id(services: Any, offered: str | None) -> str:
+    """The launch cookie's value for a new launch: ``offered`` only if this server issued it and its record
+    lives (then for another 15 minutes); any other value, such as one an attacker planted, is replaced."""
+    store = services.auth_store
+    now = time.time()
+    expires = now + LAUNCH_COOKIE_SECONDS
+    if offered and len(offered) <= 128:
+        record = store.peek_once(_launch_record(offered))
+        try:
+            alive = record is not None and float(record) > now
+        except ValueError:
+            alive = False
+        if alive:
+            store.put_once(_launch_record(offered), str(expires), expires)
+            return offered
+    value = secrets.token_urlsafe(32)
+    store.put_once(_launch_record(value), str(expires), expires)
+    return value
+
+
 async def _client_for(services: Any, ehr: dict[str, Any]) -> SmartLaunchClient:
     registration = ehr_registration(services, ehr)
     return SmartLaunchClient(http_client(services), [registration], DbStateStore(services.auth_store),
@@ -109,7 +173,7 @@ async def _client_for(services: Any, ehr: dict[str, Any]) -> SmartLaunchClient:
 
 async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -> Response:
     services = _services(request)
-    browser = request.cookies.get(LAUNCH_COOKIE) or secrets.token_urlsafe(32)
+    browser = await run_in_threadpool(_browser_id, services, request.cookies.get(LAUNCH_COOKIE))
     try:
         client = await _client_for(services, ehr)
         if launch is not None:
@@ -127,7 +191,7 @@ async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -
     except SmartError as exc:
         return page("The launch could not start", str(exc), 400)
     response = RedirectResponse(redirect.url, status_code=302)
-    response.set_cookie(LAUNCH_COOKIE, browser, max_age=900, path="/smart", **_cookie_options(services))
+    set_cookie(response, services, LAUNCH_COOKIE, browser, max_age=LAUNCH_COOKIE_SECONDS, path="/smart")
     return response
 
 
@@ -161,15 +225,17 @@ async def smart_callback(request: Request) -> Response:
     services = _services(request)
     browser = request.cookies.get(LAUNCH_COOKIE)
     params = dict(request.query_params)
-    if not browser:
-        return page("Sign-in expired", "This sign-in did not start in this browser, or took too long. Open mECR "
-                    "from your EHR again.", 400)
     state_value = params.get("state", "")
     pending_raw = None
     ehr = None
     # Which EHR? The pending authorization names its iss; peek without consuming (the client consumes it).
     if state_value:
         pending_raw = await run_in_threadpool(_peek_state, services, state_value)
+    if not browser:
+        if _is_live(pending_raw):  # this server started the launch moments ago: the cookie was set, not sent back
+            return _cookie_blocked_page(services)
+        return page("Sign-in expired", "This sign-in did not start in this browser, or took too long. Open mECR "
+                    "from your EHR again.", 400)
     if pending_raw is not None:
         ehr = await run_in_threadpool(services.auth_store.ehr_by_iss, pending_raw.get("iss", ""))
     if ehr is None:
@@ -192,7 +258,10 @@ async def smart_callback(request: Request) -> Response:
         return page("Sign-in could not be completed", str(exc), 400)
     try:
         principal, context, target = await _establish(services, ehr, result)
-    except _LaunchContextError as exc:
+    except LaunchRefused as exc:
+        log.info("SMART launch from EHR %s refused: %s", ehr["id"], exc.reason)
+        return page("mECR cannot open this launch", str(exc), 403)
+    except _EhrFailed as exc:
         return page("Sign-in could not be completed", str(exc), 502)
     except LinkConflict as exc:
         log.warning("launch from EHR %s refused: identity conflict (see mecr ehr conflicts)", ehr["id"])
@@ -205,16 +274,39 @@ async def smart_callback(request: Request) -> Response:
     cookie, _session = await run_in_threadpool(services.sessions.create, principal, context=context,
                                                ehr_tokens=tokens)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/",
-                        **_cookie_options(services))
-    response.delete_cookie(LAUNCH_COOKIE, path="/smart")
+    set_cookie(response, services, SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/")
+    delete_cookie(response, services, LAUNCH_COOKIE, path="/smart")
     return response
+
+
+def _is_live(pending: dict[str, Any] | None) -> bool:
+    """A pending authorization that is neither used nor expired."""
+    if pending is None or pending.get("consumed"):
+        return False
+    try:
+        return float(pending.get("expires_at") or 0) > time.time()
+    except (TypeError, ValueError):
+        return False
+
+
+def _cookie_blocked_page(services: Any) -> HTMLResponse:
+    """The launch began here, but its cookie did not come back: the browser blocked it (a cross-site frame)."""
+    settings = services.settings
+    if settings.cookie_samesite != "none":
+        fix = ("Ask your practice's IT team to set MECR_COOKIE_SAMESITE=none (it needs mECR on an https address), "
+               "or open mECR in a new window from your EHR.")
+    elif not settings.base_url.startswith("https://"):
+        fix = ("MECR_COOKIE_SAMESITE=none needs mECR on an https address (MECR_BASE_URL); until then, open mECR in "
+               "a new window from your EHR.")
+    else:
+        fix = "This browser blocks even partitioned cookies in frames: open mECR in a new window from your EHR."
+    return page("The browser blocked mECR's cookie in this frame",
+                "Your EHR opened mECR inside its own page, and the browser did not keep mECR's sign-in cookie "
+                f"there, so the sign-in cannot be completed. {fix}", 400)
 
 
 def _peek_state(services: Any, state: str) -> dict[str, Any] | None:
     """The pending authorization under ``state``, read without consuming it (smart_launch consumes it)."""
-    import json
-
     text = services.auth_store.peek_once(f"state:{state}"[:128])
     if text is None:
         return None
@@ -224,25 +316,37 @@ def _peek_state(services: Any, state: str) -> dict[str, Any] | None:
         return None
 
 
-class _LaunchContextError(Exception):
-    pass
+class LaunchRefused(Exception):
+    """mECR refuses this launch on purpose (a 403 page with the reason)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # a short, PHI-free label for the log
+
+
+class _EhrFailed(Exception):
+    """The EHR did not answer as a SMART EHR must (a 502 page)."""
 
 
 async def _fetch(services: Any, result: LaunchResult, url: str) -> dict[str, Any]:
     base = result.iss.rstrip("/")
     if not url.startswith(base + "/"):
-        raise _LaunchContextError("the EHR named a user outside its own FHIR server")
+        raise LaunchRefused("The EHR named a user outside its own FHIR server; mECR does not follow it.",
+                            "fhirUser outside iss")
     try:
         response = await http_client(services).get(url, auth=result.auth(),
                                                    headers={"Accept": "application/fhir+json"})
     except httpx.HTTPError as exc:
-        raise _LaunchContextError("the EHR's FHIR server did not answer") from exc
+        raise _EhrFailed("the EHR's FHIR server did not answer") from exc
     if response.status_code != 200:
-        raise _LaunchContextError(f"the EHR's FHIR server refused to read {url.rsplit('/', 2)[-2]} "
-                                  f"({response.status_code})")
-    body = response.json()
+        raise _EhrFailed(f"the EHR's FHIR server refused to read {url.rsplit('/', 2)[-2]} "
+                         f"({response.status_code})")
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise _EhrFailed("the EHR's FHIR server returned an unusable resource") from exc
     if not isinstance(body, dict) or not body.get("id"):
-        raise _LaunchContextError("the EHR's FHIR server returned an unusable resource")
+        raise _EhrFailed("the EHR's FHIR server returned an unusable resource")
     return body
 
 
@@ -258,25 +362,50 @@ def _display(resource: dict[str, Any]) -> str:
 
 
 async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -> tuple[Principal, dict[str, Any], str]:
-    """Read the launch's patient and user from the EHR, link them locally, and decide where the user lands."""
+    """Read the launch's patient and user from the EHR, link them locally, and decide where the user lands.
+
+    The user is a patient when ``fhirUser`` is a Patient — in a standalone launch or in an EHR launch from the
+    patient portal — or, in a standalone launch without ``fhirUser``, when the EHR gave a patient context. A
+    patient sees their own record only: a patient context naming someone else is refused. A coach is a
+    Practitioner or PractitionerRole, or the user of an EHR launch that did not say who the user is; a
+    standalone launch that names nobody is refused.
+    """
     base = result.iss.rstrip("/")
+    user_url = result.fhir_user
+    user_type: str | None = None
+    user_id: str | None = None
+    if user_url:
+        parts = user_url.rstrip("/").rsplit("/", 2)
+        user_type, user_id = (parts[-2], parts[-1]) if len(parts) == 3 else ("(unknown)", None)
+    # Refusals first, before anything is read from the EHR or linked to a local record.
+    if user_url and not user_url.startswith(base + "/"):
+        raise LaunchRefused("The EHR named a user outside its own FHIR server; mECR does not follow it.",
+                            "fhirUser outside iss")
+    if user_type not in (None, "Practitioner", "PractitionerRole", "Patient"):
+        raise LaunchRefused(f"mECR opens for practitioners and patients, not for a {user_type}.",
+                            f"user type {user_type}")
+    if user_type == "Patient" and result.patient and user_id != result.patient:
+        raise LaunchRefused("mECR's patient app shows the signed-in patient's own record only, and this launch "
+                            "opened someone else's. Open mECR from your own record.",
+                            "patient user is not the patient in context")
+    if user_type is None and result.launch is None and not result.patient:
+        # A standalone sign-in (the patient portal's) that names neither user nor patient must not fall through
+        # to the coach's workspace.
+        raise LaunchRefused("The sign-in did not say who you are. Sign in again and allow mECR to see your "
+                            "identity and your patient record.", "standalone launch without user or patient")
     local_patient = remote_patient = None
     if result.patient:
         remote_patient = await _fetch(services, result, f"{base}/Patient/{result.patient}")
         local_patient = await run_in_threadpool(link_resource, services.repo, ehr["id"], remote_patient)
-    user_url = result.fhir_user
-    user_type = None
     local_user = None
     user: dict[str, Any] | None = None
     if user_url:
-        user_type = user_url.rstrip("/").split("/")[-2]
-        if user_type in ("Practitioner", "Patient", "PractitionerRole", "RelatedPerson", "Person"):
-            if user_type == "Patient" and remote_patient is not None and user_url.endswith(f"/{remote_patient['id']}"):
-                user = remote_patient
-            else:
-                user = await _fetch(services, result, user_url)
-            if user_type in ("Practitioner", "Patient"):
-                local_user = await run_in_threadpool(link_resource, services.repo, ehr["id"], user)
+        if user_type == "Patient" and remote_patient is not None and user_id == remote_patient["id"]:
+            user = remote_patient
+        else:
+            user = await _fetch(services, result, user_url)
+        if user_type in ("Practitioner", "Patient"):
+            local_user = await run_in_threadpool(link_resource, services.repo, ehr["id"], user)
     context = {
         "need_patient_banner": result.token.need_patient_banner if result.token.need_patient_banner is not None
         else True,
@@ -285,18 +414,17 @@ async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -
         "ehr_id": ehr["id"],
         "ehr_patient": result.patient,
     }
-    is_patient = result.launch is None and (user_type == "Patient" or user_type is None and result.patient)
-    if is_patient:
-        if local_patient is None:
-            raise _LaunchContextError("the patient portal did not say which patient signed in")
-        if user_type == "Patient" and local_user != local_patient:
-            raise _LaunchContextError("the signed-in patient is not the patient in context")
+    if user_type == "Patient" or (user_type is None and result.launch is None):
+        if user_type == "Patient" and remote_patient is None:  # from the portal: their own record is the context
+            local_patient, remote_patient = local_user, user
+            context["ehr_patient"] = user_id
+        if local_patient is None or (user_type == "Patient" and local_user != local_patient):
+            raise LaunchRefused("mECR could not tell which patient signed in. Sign in again and allow mECR to "
+                                "see your patient record.", "no patient context")
         principal = Principal(kind="patient", subject=f"Patient/{local_patient}", patient_id=local_patient,
                               fhir_user=f"Patient/{local_patient}", scopes=_scopes(PATIENT_APP_SCOPES),
                               display=_display(remote_patient or {}), ehr_id=ehr["id"])
         return principal, context, "/app/me"
-    if user_type not in (None, "Practitioner", "PractitionerRole"):
-        raise _LaunchContextError(f"mECR's coach workspace is for practitioners, not {user_type}")
     subject = f"Practitioner/{local_user}" if local_user else f"ehr:{ehr['id']}:user"
     principal = Principal(kind="practitioner", subject=subject, patient_id=local_patient,
                           fhir_user=f"Practitioner/{local_user}" if local_user else None,
@@ -317,7 +445,7 @@ async def smart_logout(request: Request) -> Response:
     if cookie:
         await run_in_threadpool(_services(request).sessions.end, cookie)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(response, _services(request), SESSION_COOKIE, path="/")
     return response
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from ..app import build_services, create_app
 from ..config import Settings
 from ..fhir.errors import install_error_handlers
+from ..headers import install_security_headers
 from .chart import Chart
 from .clients import ClientAuthenticator, SandboxClient
 from .gate import FhirGate
@@ -45,7 +48,8 @@ def create_sandbox_ehr(
     """
     base_url = base_url.rstrip("/")
     # auth="external": the engine trusts the principal FhirGate sets (and still checks scopes with it).
-    settings = Settings(database_url=database_url, base_url=base_url, auth="external")
+    # sandbox_ehr=False whatever MECR_SANDBOX_EHR says: the sandbox's own engine must not mount a sandbox again.
+    settings = Settings(database_url=database_url, base_url=base_url, auth="external", sandbox_ehr=False)
     services = build_services(settings)
     engine_app = create_app(settings, services=services)
     if seed:
@@ -66,7 +70,9 @@ def create_sandbox_ehr(
     app.state.sandbox = SandboxHandle(server, services)
     install_error_handlers(app)
     app.include_router(build_router(server, chart))
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="sandbox-static")
     app.mount("/", FhirGate(engine_app, server, services.repo, max_body_bytes=settings.max_body_bytes))
+    install_security_headers(app, sandbox_prefix=None)  # its pages may be framed by the sandbox only
     return app
 
 

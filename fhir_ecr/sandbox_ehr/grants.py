@@ -34,12 +34,20 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class LaunchContext:
-    """An EHR launch: which coach opened the app for which patient, for which client."""
+    """An EHR launch: which coach opened the app for which patient, for which client. ``practitioner_id`` None:
+    the patient opened the app from the patient portal (they are the user and the patient in context).
+    ``framed``: the EHR shows the app inside its own page (so it shows the patient banner itself)."""
 
     client_id: str
-    practitioner_id: str
+    practitioner_id: str | None
     patient_id: str
     expires_at: float
+    framed: bool = False
+
+    @property
+    def user(self) -> str:
+        """The launching user's reference: ``Practitioner/x``, or ``Patient/x`` from the patient portal."""
+        return f"Practitioner/{self.practitioner_id}" if self.practitioner_id else f"Patient/{self.patient_id}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Grant:
     nonce: str | None = None
     display: str = ""
     fhir_context: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    framed: bool = False  # launched in a frame of the EHR's page
 
 
 class GrantStore:
@@ -102,12 +111,14 @@ class GrantStore:
 
     # -- launches and pending authorizations ------------------------------------------------------------------
 
-    def add_launch(self, client_id: str, practitioner_id: str, patient_id: str) -> str:
+    def add_launch(self, client_id: str, practitioner_id: str | None, patient_id: str, *,
+                   framed: bool = False) -> str:
         now = self._clock()
         launch = new_token()
         with self._lock:
             self._purge(now)
-            self._launches[launch] = LaunchContext(client_id, practitioner_id, patient_id, now + LAUNCH_LIFETIME)
+            self._launches[launch] = LaunchContext(client_id, practitioner_id, patient_id, now + LAUNCH_LIFETIME,
+                                                   framed=framed)
         return launch
 
     def take_launch(self, launch: str) -> LaunchContext | None:

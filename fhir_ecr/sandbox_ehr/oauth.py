@@ -172,14 +172,19 @@ class AuthorizationServer:
 
     # -- EHR launch from the front page ----------------------------------------------------------------------
 
-    def launch_url(self, client_id: str, practitioner_id: str, patient_id: str) -> str:
-        """Where the front page sends the browser: ``{launch_url}?iss={fhir_base}&launch={opaque}``."""
+    def launch_url(self, client_id: str, practitioner_id: str | None, patient_id: str, *,
+                   framed: bool = False) -> str:
+        """Where the front page sends the browser: ``{launch_url}?iss={fhir_base}&launch={opaque}``.
+
+        ``practitioner_id`` None: a patient launches the app from the patient portal (an EHR launch whose user,
+        ``fhirUser``, is the Patient). ``framed``: the EHR shows the app in a frame of its own page."""
         client = self.clients.get(client_id)
         if client is None or not client.launch_url:
             raise OAuthError("invalid_request", "that app has no registered launch URL")
-        if self.people(f"Practitioner/{practitioner_id}") is None or self.people(f"Patient/{patient_id}") is None:
+        if self.people(f"Patient/{patient_id}") is None or (
+                practitioner_id is not None and self.people(f"Practitioner/{practitioner_id}") is None):
             raise OAuthError("invalid_request", "pick a coach and a patient of this EHR")
-        launch = self.grants.add_launch(client_id, practitioner_id, patient_id)
+        launch = self.grants.add_launch(client_id, practitioner_id, patient_id, framed=framed)
         return with_query(client.launch_url, {"iss": self.fhir_base, "launch": launch})
 
     # -- the authorization request ----------------------------------------------------------------------------
@@ -227,8 +232,9 @@ class AuthorizationServer:
         elif requested.ehr_launch:
             raise AuthorizeError("invalid_request", "the 'launch' scope needs the launch parameter of an EHR launch")
         kind: Literal["ehr", "standalone"] = "ehr" if launch else "standalone"
+        portal_user = launch is None or launch.practitioner_id is None
         grantable = grantable_scopes(requested, client.allowed_scope,
-                                     user_kind="practitioner" if launch else "patient", ehr_launch=bool(launch))
+                                     user_kind="patient" if portal_user else "practitioner", ehr_launch=bool(launch))
         if not grantable:
             raise AuthorizeError("invalid_scope", "none of the requested scopes can be granted to this app")
         pending = PendingAuthorization(
@@ -256,10 +262,11 @@ class AuthorizationServer:
             return self.error_redirect(pending.redirect_uri,
                                        OAuthError("access_denied", "the user denied access"), pending.state)
         if pending.launch is not None:
-            user = self.people(f"Practitioner/{pending.launch.practitioner_id}")
+            user = self.people(pending.launch.user)
             context_patient: str | None = pending.launch.patient_id
             granted = pending.grantable
-            user_kind: Literal["practitioner", "patient"] = "practitioner"
+            user_kind: Literal["practitioner", "patient"] = (
+                "practitioner" if pending.launch.practitioner_id else "patient")
         else:
             user = self.people(f"Patient/{patient_id}") if patient_id else None
             if user is None:
@@ -272,16 +279,16 @@ class AuthorizationServer:
             context_patient = patient_id if wants_context else None
             user_kind = "patient"
         if user is None:
-            raise AuthorizeError("invalid_request", "the launch's coach is no longer in the EHR", redirect=False)
+            raise AuthorizeError("invalid_request", "the launch's user is no longer in the EHR", redirect=False)
         fhir_context: tuple[dict[str, Any], ...] = ()
-        if pending.launch is not None:
+        if pending.launch is not None and pending.launch.practitioner_id:
             fhir_context = ({"reference": f"PractitionerRole/role-{pending.launch.practitioner_id}",
                              "type": "PractitionerRole"},)
         grant = Grant(
             gid=new_token(), client_id=pending.client_id, scope=" ".join(granted), user_kind=user_kind,
             user_id=user.reference, patient_id=context_patient, redirect_uri=pending.redirect_uri,
             code_challenge=pending.code_challenge, nonce=pending.nonce, display=user.display,
-            fhir_context=fhir_context,
+            fhir_context=fhir_context, framed=pending.launch is not None and pending.launch.framed,
         )
         code = self.grants.add_code(grant)
         return with_query(pending.redirect_uri, {"code": code, "state": pending.state, "iss": self.issuer})
@@ -373,7 +380,7 @@ class AuthorizationServer:
             body["patient"] = grant.patient_id
         if grant.fhir_context:
             body["fhirContext"] = [dict(item) for item in grant.fhir_context]
-        body["need_patient_banner"] = True  # the sandbox opens the app in the whole window, not in a frame
+        body["need_patient_banner"] = not grant.framed  # in a frame, the EHR's own page shows the patient
         body["smart_style_url"] = self.style_url
         if scopes.openid:
             body["id_token"] = self._id_token(grant, scopes, nonce, now)

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from ..headers import SANDBOX_POLICY, origin_of
 from .chart import Chart
 from .errors import OAuthError
 from .oauth import AuthorizationServer, AuthorizeError
@@ -53,7 +54,9 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
         context.setdefault("base", server.base_url)
         response = TEMPLATES.TemplateResponse(request, name, context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"  # the consent page must not be framed (clickjacking)
+        # The consent page may be framed by the EHR's own pages only (clickjacking); CSP frame-ancestors 'self'
+        # says the same (fhir_ecr/headers.py).
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
         return response
 
     def error_page(request: Request, message: str, status: int = 400) -> HTMLResponse:
@@ -70,13 +73,24 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
 
     @router.post("/launch", summary="EHR launch: send the browser to the app's launch URL")
     async def launch(request: Request) -> Response:
+        """A coach's launch (``practitioner``), or a patient's from the portal (``portal=1``: the patient is the
+        user); ``frame=1`` shows the app inside an EHR page, as EHRs that embed apps do."""
         form = await request.form()
         client_id, coach, patient = (str(form.get(k) or "") for k in ("client_id", "practitioner", "patient"))
+        portal, framed = form.get("portal") == "1", form.get("frame") == "1"
         try:
-            url = await run_in_threadpool(server.launch_url, client_id, coach, patient)
+            url = await run_in_threadpool(lambda: server.launch_url(client_id, None if portal else coach, patient,
+                                                                    framed=framed))
         except OAuthError as exc:
             return error_page(request, exc.description)
-        return RedirectResponse(url, status_code=303)
+        if not framed:
+            return RedirectResponse(url, status_code=303)
+        response = page(request, "launch_frame.html", url=url, patient=await run_in_threadpool(
+            chart.person, f"Patient/{patient}"))
+        # This page frames the app: its origin (and the sandbox's own authorize page, shown in the same frame).
+        app_origin = origin_of(url) or "'none'"
+        response.headers["Content-Security-Policy"] = f"{SANDBOX_POLICY}; frame-src 'self' {app_origin}"
+        return response
 
     # -- the authorization endpoint -----------------------------------------------------------------------
 
@@ -89,10 +103,10 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
             return RedirectResponse(server.error_redirect(params["redirect_uri"], exc, params.get("state")),
                                     status_code=303)
         if pending.launch is not None:
-            coach = await run_in_threadpool(chart.person, f"Practitioner/{pending.launch.practitioner_id}")
+            user = await run_in_threadpool(chart.person, pending.launch.user)
             patient = await run_in_threadpool(chart.person, f"Patient/{pending.launch.patient_id}")
-            return page(request, "authorize_ehr.html", tx=tx, client=client, coach=coach, patient=patient,
-                        scopes=pending.grantable)
+            return page(request, "authorize_ehr.html", tx=tx, client=client, user=user, patient=patient,
+                        portal=pending.launch.practitioner_id is None, scopes=pending.grantable)
         patients = await run_in_threadpool(chart.patients)
         return page(request, "authorize_patient.html", tx=tx, client=client, patients=patients,
                     scopes=pending.grantable)

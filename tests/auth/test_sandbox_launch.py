@@ -89,6 +89,28 @@ def test_patient_standalone_launch_from_the_sandbox(app_client: TestClient, secu
     assert page.status_code == 403 and "Other" not in page.text
 
 
+def test_patient_portal_ehr_launch_lands_on_app_me(app_client: TestClient, secure_services: Any) -> None:
+    """A patient opens mECR from the EHR's patient portal (an EHR launch whose fhirUser is the Patient): their
+    own app, not a 502."""
+    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "portal": "1", "patient": "pat-1005"},
+                        follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith(f"{ORIGIN}/smart/launch?iss=")
+    r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
+    assert r.status_code == 302, r.text
+    callback = _authorize(app_client, r.headers["location"])
+    r = app_client.get(_local(callback), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/app/me"
+    session = secure_services.sessions.load(app_client.cookies.get(SESSION_COOKIE))
+    assert session.principal.kind == "patient" and session.principal.display == "Elena Rossi"
+    me = app_client.get("/app/me")
+    assert me.status_code == 200 and "Elena" in me.text
+    assert app_client.get(f"/fhir/Patient/{session.principal.patient_id}").json()["name"][0]["family"] == "Rossi"
+    other = secure_services.repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
+    assert app_client.get(f"/fhir/Patient/{other}").status_code == 403
+    assert app_client.get("/app/caseload").status_code == 403  # a patient, not a coach
+
+
 def test_home_page_offers_the_launches(app_client: TestClient) -> None:
     r = app_client.get("/")
     assert r.status_code == 200

@@ -21,6 +21,7 @@ from tests.sandbox_ehr.flows import (
     jwt_auth,
     launch_client,
     public,
+    query_of,
 )
 
 pytestmark = pytest.mark.anyio
@@ -161,6 +162,44 @@ async def test_patient_scopes_in_an_ehr_launch_confine_the_coach_to_the_launch_p
     conditions = await http.get(f"{FHIR_BASE}/Condition", auth=result.auth())
     assert conditions.status_code == 200
     assert {e["resource"]["subject"]["reference"] for e in conditions.json()["entry"]} == {"Patient/pat-1001"}
+
+
+async def test_patient_portal_ehr_launch(sandbox, http: httpx.AsyncClient) -> None:
+    """A patient opens the app from the patient portal: an EHR launch whose user is the Patient. Only patient/
+    scopes are granted (user/ ones are dropped), the patient is the context, and the token reads only them."""
+    response = await http.post(f"{BASE}/launch", data={"client_id": "mecr-public", "portal": "1",
+                                                       "patient": "pat-1003"})
+    assert response.status_code == 303, response.text
+    launch = query_of(response.headers["location"])
+    client = launch_client(http, public(), sandbox.clock)
+    redirect = await client.begin_ehr_launch(
+        launch, session_id="portal", scope="launch openid fhirUser user/Patient.rs patient/Patient.rs")
+    callback = await approve(http, redirect, expect=(
+        'Signed in to the patient portal as <strong id="signed-in">Chloe Nguyen</strong>', "your own record"))
+    result = await client.handle_callback(callback, session_id="portal")
+    assert result.patient == "pat-1003"
+    assert result.fhir_user == f"{FHIR_BASE}/Patient/pat-1003"
+    assert str(result.scope) == "launch openid fhirUser patient/Patient.rs"
+    assert result.token.fhir_context == ()  # no PractitionerRole: the user is the patient
+    assert result.token.need_patient_banner is True
+    assert (await http.get(f"{FHIR_BASE}/Patient/pat-1003", auth=result.auth())).status_code == 200
+    assert (await http.get(f"{FHIR_BASE}/Patient/pat-1001", auth=result.auth())).status_code == 403
+
+
+async def test_framed_launch_shows_the_app_inside_the_ehr_page(sandbox, http: httpx.AsyncClient) -> None:
+    response = await http.post(f"{BASE}/launch", data={"client_id": "mecr-public", "practitioner": "coach-dana",
+                                                       "patient": "pat-1001", "frame": "1"})
+    assert response.status_code == 200, response.text
+    src = re.search(r'<iframe class="app" title="Launched app" src="([^"]+)"', response.text)
+    assert src and src.group(1).startswith("http://127.0.0.1:8000/smart/launch?")
+    policy = response.headers["content-security-policy"]
+    assert "frame-src 'self' http://127.0.0.1:8000" in policy and "frame-ancestors 'self'" in policy
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    launch = query_of(src.group(1).replace("&amp;", "&"))
+    client = launch_client(http, public(), sandbox.clock)
+    redirect = await client.begin_ehr_launch(launch, session_id="f", scope=COACH_LAUNCH_SCOPE)
+    result = await client.handle_callback(await approve(http, redirect), session_id="f")
+    assert result.token.need_patient_banner is False  # the EHR's page around the frame shows the patient
 
 
 async def test_refresh_rotates_the_refresh_token(sandbox, http: httpx.AsyncClient) -> None:

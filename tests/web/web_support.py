@@ -11,7 +11,8 @@ from fhir_ecr.coaching.demo import demo_coaching_bundles
 from fhir_ecr.fhir.bundles import process_bundle
 from smart_launch.scopes import ScopeSet
 
-__all__ = ["COACH", "PATIENT", "SESSION_COOKIE", "coach_principal", "load_demo", "login", "patient_principal"]
+__all__ = ["COACH", "PATIENT", "SESSION_COOKIE", "coach_principal", "load_demo", "login", "patient_principal",
+           "wait_until"]
 
 COACH = "Practitioner/demo-coach-person"
 PATIENT = "demo-ana"
@@ -42,3 +43,16 @@ def login(services: Any, principal: Principal, client: Any = None, *, context: d
     if client is not None:
         client.cookies.set(SESSION_COOKIE, cookie)
     return cookie, session
+
+
+def wait_until(page: Any, expression: str, timeout: float = 5000) -> None:
+    """Poll ``expression`` in the page until it is truthy. Playwright's ``wait_for_function`` evaluates its
+    predicate with ``eval`` inside the page, which the pages' Content-Security-Policy (no 'unsafe-eval') forbids;
+    ``page.evaluate`` runs through the DevTools protocol, outside the page's policy."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(50)

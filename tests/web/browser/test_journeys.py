@@ -18,8 +18,15 @@ import pytest
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.store.search import parse_search
 from fhir_ecr.web.messaging import send_message
-
-from tests.web.web_support import PATIENT, SESSION_COOKIE, coach_principal, load_demo, login, patient_principal
+from tests.web.web_support import (
+    PATIENT,
+    SESSION_COOKIE,
+    coach_principal,
+    load_demo,
+    login,
+    patient_principal,
+    wait_until,
+)
 
 CHROMIUM = os.environ.get("MECR_CHROMIUM", "/usr/bin/chromium")
 
@@ -74,11 +81,11 @@ def test_patient_checks_in_offline_and_it_syncs_once(browser, secure_live_server
     walk.locator('button[data-status="partly"]').click()
     walk.locator('button[data-status="done"]').click()  # changed their mind: the queue keeps the latest tap
     walk.locator('button[data-status="done"]').click()
-    page.wait_for_function("document.getElementById('sync-status').textContent.includes('back online')")
+    wait_until(page, "document.getElementById('sync-status').textContent.includes('back online')")
     assert walk.locator('button[data-status="done"]').get_attribute("aria-pressed") == "true"
     assert checkins_today(secure_services, "walk", demo) == []
     context.set_offline(False)
-    page.wait_for_function("localStorage.getItem('mecr.checkins.v1') === '{}'", timeout=10_000)
+    wait_until(page, "localStorage.getItem('mecr.checkins.v1') === '{}'", timeout=10_000)
     stored = checkins_today(secure_services, "walk", demo)
     assert len(stored) == 1
     assert io.checkin_from_observation(stored[0])[2].status.value == "done"
