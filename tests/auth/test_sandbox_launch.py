@@ -107,7 +107,7 @@ def test_patient_portal_ehr_launch_lands_on_app_me(app_client: TestClient, secur
     assert me.status_code == 200 and "Elena" in me.text
     assert app_client.get(f"/fhir/Patient/{session.principal.patient_id}").json()["name"][0]["family"] == "Rossi"
     other = secure_services.repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
-    assert app_client.get(f"/fhir/Patient/{other}").status_code == 403
+    assert app_client.get(f"/fhir/Patient/{other}").status_code == 404  # as if it did not exist
     assert app_client.get("/app/caseload").status_code == 403  # a patient, not a coach
 
 
