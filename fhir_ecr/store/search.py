@@ -8,12 +8,15 @@ Semantics follow https://hl7.org/fhir/R4/search.html:
 - modifiers ``:missing`` (all types), ``:exact`` and ``:contains`` (string), ``:not`` and ``:text`` (token),
   ``:[type]`` (reference), ``:below`` / ``:above`` (uri); any other modifier is refused with 400, because
   ignoring a modifier silently changes what the search means;
-- chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``), any depth;
+- chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``), at most
+  :data:`MAX_CHAIN_DEPTH` hops (deeper chains are refused with 400: each hop is a nested subquery);
 - ``_id``, ``_lastUpdated``, ``_count``, ``_sort``, ``_include``, ``_revinclude`` (with ``:iterate``),
   ``_summary``, ``_elements``, ``_total``; paging is by an opaque cursor on the default order and by offset on
   a custom ``_sort`` order, and every order ends with the resource key so pages never overlap.
 
-Unknown parameters are reported as warnings, or refused under ``Prefer: handling=strict``.
+Unknown parameters are reported as warnings, or refused under ``Prefer: handling=strict``. A NUL character in
+a parameter name or value is refused with 400 (PostgreSQL cannot store or compare text holding one), and so are
+``_offset`` and ``_cursor`` values past what the database's integers hold.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ __all__ = [
     "sort_sql",
     "RESULT_PARAMETERS",
     "param_condition",
+    "MAX_CHAIN_DEPTH",
+    "MAX_OFFSET",
+    "check_text",
 ]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
@@ -60,6 +66,19 @@ _MODIFIERS = {
     "uri": {"missing", "below", "above"},
 }
 _SPECIAL = {"_id": "token", "_lastUpdated": "date"}
+#: Most hops in one chained parameter (``subject:Patient.link:Patient.link…``); ``_has`` levels count too.
+MAX_CHAIN_DEPTH = 4
+#: Largest ``_offset`` accepted (a signed 32-bit integer: past any real result set, inside every database's).
+MAX_OFFSET = 2**31 - 1
+_MAX_CURSOR = 2**63 - 1  # resource keys are 64-bit integers
+_CURSOR = re.compile(r"^[0-9a-z]{1,13}$")
+
+
+def check_text(text: str, expression: str | None = None) -> None:
+    """Refuse (400) a NUL character: no FHIR string may hold one (R4 datatypes.html#string), and PostgreSQL
+    refuses it in text and JSONB (a 500 otherwise); SQLite would store it silently."""
+    if "\x00" in text:
+        raise bad_request("a NUL character (U+0000) is not allowed here", expression=expression)
 
 
 @dataclass
@@ -181,6 +200,10 @@ def parse_search(
     """Parse ``params`` (in order, repeats allowed) into a SearchQuery; raise 400 on a bad value."""
     query = SearchQuery(resource_type, count=default_count)
     for key, value in params:
+        check_text(key)
+        check_text(value, key)
+        if _chain_depth(key) > MAX_CHAIN_DEPTH:
+            raise bad_request(f"{key} chains more than {MAX_CHAIN_DEPTH} references", expression=key)
         base = key.split(":")[0]
         if base in RESULT_PARAMETERS:
             _result_parameter(query, key, value, max_count)
@@ -196,6 +219,11 @@ def parse_search(
     return query
 
 
+def _chain_depth(key: str) -> int:
+    """How many references a parameter name follows: one per chain hop (``.``) and per ``_has`` level."""
+    return key.count(".") + key.count("_has:")
+
+
 def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) -> None:
     base, _, modifier = key.partition(":")
     rtype = query.resource_type
@@ -203,11 +231,13 @@ def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) 
         query.count = min(_non_negative(key, value), max_count)
     elif base == "_offset":
         query.offset = _non_negative(key, value)
+        if query.offset > MAX_OFFSET:
+            raise bad_request(f"_offset must be at most {MAX_OFFSET}", expression=key)
     elif base == "_cursor":
-        try:
-            query.cursor = int(value, 36)
-        except ValueError:
-            raise bad_request(f"bad paging cursor {value!r}", expression=key) from None
+        cursor = int(value, 36) if _CURSOR.match(value) else None
+        if cursor is None or cursor > _MAX_CURSOR:
+            raise bad_request(f"bad paging cursor {value!r}", expression=key)
+        query.cursor = cursor
     elif base == "_sort":
         for item in _split_values(value):
             desc = item.startswith("-")
@@ -233,7 +263,7 @@ def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) 
 
 
 def _non_negative(key: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise bad_request(f"{key} must be a non-negative integer, not {value!r}", expression=key)
     return int(value)
 
