@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
-from .asgi import StatusRecorder
+from .asgi import RequestGuard, StatusRecorder
 from .config import Settings, get_settings
 from .billing.operations import register_billing_operations
 from .coaching.operations import register_coaching_operations
@@ -31,6 +31,7 @@ from .fhir.operations import OperationRegistry
 from .auth.routes import router as smart_router
 from .fhir.routes import router as fhir_router
 from .wearables import router as wearables_router
+from .wearables.routes import UPLOAD_PATH, upload_limit
 from .services import Services
 from .auth.access import SERVER_WRITTEN_TYPES
 from .auth.audit import AuditTrail
@@ -187,6 +188,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_web(app)
     if settings.sandbox_ehr:
         mount_sandbox_ehr(app, settings, services)
+    # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
+                       larger=[(UPLOAD_PATH, upload_limit(services))])
     app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)

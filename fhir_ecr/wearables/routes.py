@@ -8,6 +8,7 @@ the access check, 404 for an unknown patient, 413 too large, 415 not multipart, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,9 +26,11 @@ from ..services import Services, get_services
 from .formats import FORMATS
 from .importer import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 
-__all__ = ["router", "upload_limit"]
+__all__ = ["router", "upload_limit", "UPLOAD_PATH"]
 
 router = APIRouter(tags=["wearables"])
+#: The upload route's path: its bodies get ``max_upload_bytes`` instead of ``max_body_bytes`` (RequestGuard).
+UPLOAD_PATH = re.compile(r"^/api/patients/[^/]+/wearable-imports/?$")
 
 AccessDep = Annotated[Access, Depends(current_access)]
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -70,7 +73,7 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
         raise not_supported("upload the export as multipart/form-data with a 'file' part", 415)
     limit = upload_limit(services)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(f"the upload is larger than the limit of {limit:,} bytes")
     parser = MultiPartParser(request.headers, _limited(request, limit), max_files=1, max_fields=10)
     try:
