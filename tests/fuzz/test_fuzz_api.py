@@ -28,10 +28,13 @@ def fuzz_settings(examples: int) -> Any:
 @pytest.mark.parametrize("who", ["patient", "coach", "system"])
 def test_api_fuzz(fuzz_world: Any, who: str) -> None:
     world = fuzz_world
+    sent = []
 
     @fuzz_settings(EXAMPLES)
     @given(req=requests(world.world))
     def case(req: Any) -> None:
+        sent.append(req)
         check_response(who, req, world.send(who, req), world.world, world.told)
 
     case()
+    assert len(sent) >= EXAMPLES  # the cases were really generated and sent

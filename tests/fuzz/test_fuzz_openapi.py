@@ -103,10 +103,14 @@ def test_openapi_fuzz(fuzz_world: Any) -> None:
     cases = st.one_of([op.as_strategy(generation_mode=mode) for op in operations
                        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)])
 
+    sent = []
+
     @fuzz_settings(EXAMPLES)
     @given(case=cases, who=st.sampled_from(["patient", "coach", "system"]))
     def run(case: Any, who: str) -> None:
         req = _req(case)
+        sent.append(req)
         check_response(who, req, world.send(who, req), world.world, world.told)
 
     run()
+    assert len(sent) >= EXAMPLES  # the cases were really generated and sent
