@@ -9,7 +9,8 @@ Semantics follow https://hl7.org/fhir/R4/search.html:
   ``:[type]`` (reference), ``:below`` / ``:above`` (uri); any other modifier is refused with 400, because
   ignoring a modifier silently changes what the search means;
 - chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``), at most
-  :data:`MAX_CHAIN_DEPTH` hops (deeper chains are refused with 400: each hop is a nested subquery);
+  :data:`MAX_CHAIN_DEPTH` hops and :data:`MAX_CHAIN_TYPES` (type, hop) pairs (more is refused with 400: each is
+  a nested subquery);
 - ``_id``, ``_lastUpdated``, ``_count``, ``_sort``, ``_include``, ``_revinclude`` (with ``:iterate``),
   ``_summary``, ``_elements``, ``_total``; paging is by an opaque cursor on the default order and by offset on
   a custom ``_sort`` order, and every order ends with the resource key so pages never overlap.
@@ -45,6 +46,7 @@ __all__ = [
     "RESULT_PARAMETERS",
     "param_condition",
     "MAX_CHAIN_DEPTH",
+    "MAX_CHAIN_TYPES",
     "MAX_OFFSET",
     "check_text",
 ]
@@ -68,10 +70,13 @@ _MODIFIERS = {
 _SPECIAL = {"_id": "token", "_lastUpdated": "date"}
 #: Most hops in one chained parameter (``subject:Patient.link:Patient.link…``); ``_has`` levels count too.
 MAX_CHAIN_DEPTH = 4
+#: Most (resource type, hop) pairs one chained parameter may expand to: ``subject.name`` is 4 (Patient, Group,
+#: Device, Location), ``entity.entity.name`` on AuditEvent would be 34 x 34.
+MAX_CHAIN_TYPES = 64
 #: Largest ``_offset`` accepted (a signed 32-bit integer: past any real result set, inside every database's).
 MAX_OFFSET = 2**31 - 1
 _MAX_CURSOR = 2**63 - 1  # resource keys are 64-bit integers
-_CURSOR = re.compile(r"^[0-9a-z]{1,13}$")
+_CURSOR = re.compile(r"^[0-9A-Za-z]{1,13}$")
 
 
 def check_text(text: str, expression: str | None = None) -> None:
@@ -131,8 +136,9 @@ def _resolve_param(resource_type: str, name: str) -> SearchParam | None:
     return search_param(resource_type, name)
 
 
-def _parse_criterion(resource_type: str, key: str, value: str) -> Criterion | None:
-    """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown."""
+def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int] | None = None) -> Criterion | None:
+    """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown. ``budget``
+    counts the (type, hop) pairs a chain may expand to (:data:`MAX_CHAIN_TYPES`)."""
     head, dot, rest = key.partition(".")
     name, _, modifier = head.partition(":")
     modifier = modifier or None
@@ -155,8 +161,13 @@ def _parse_criterion(resource_type: str, key: str, value: str) -> Criterion | No
             raise bad_request(f"unknown resource type {modifier} in chain", expression=key)
         chained: Criterion | None = None
         usable: list[str] = []
+        budget = [MAX_CHAIN_TYPES] if budget is None else budget
         for t in inner_types:
-            c = _parse_criterion(t, rest, value)
+            budget[0] -= 1
+            if budget[0] < 0:  # each (type, hop) is a subquery: an untyped chain through "any" grows as 34^depth
+                raise bad_request(f"{key} follows too many resource types; name them with :Type (e.g. "
+                                  f"subject:Patient.name)", expression=key)
+            c = _parse_criterion(t, rest, value, budget)
             if c is not None:
                 chained = chained or c
                 usable.append(t)

@@ -43,6 +43,9 @@ REFUSED = [
     ("/fhir/Observation?subject:Patient.link:Patient.link:Patient.link:Patient.link:Patient.name=x", 400),
     ("/fhir/Patient?_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:"
      "_has:Observation:subject:_has:Observation:subject:code=x", 400),
+    # chains through "any" reference types: 34 types per hop
+    ("/fhir/AuditEvent?entity.entity.entity.entity._id=x", 400),
+    ("/fhir/Observation?focus.subject.focus.subject._id=x", 400),
     # NUL characters
     ("/fhir/Observation?code=%00", 400),
     ("/fhir/Observation?_id=ab%00c", 400),

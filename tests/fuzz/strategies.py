@@ -126,7 +126,8 @@ def search_pairs(draw: st.DrawFn, world: Seeded, rtype: str) -> list[tuple[str, 
         elif kind <= 7:
             refs = [n for n in names if n in params and params[n].type == "reference"] or names
             hops = draw(st.lists(st.sampled_from(["subject", "patient", "member", "link", "device", "sender",
-                                                  "recipient", "performer", "general-practitioner"]),
+                                                  "recipient", "performer", "general-practitioner", "focus",
+                                                  "entity", "based-on", "part-of", "item"]),
                                  min_size=0, max_size=5))
             tail = draw(st.sampled_from(["name", "identifier", "_id", "family", "code", "birthdate"]))
             type_mod = draw(st.sampled_from(["", ":Patient", ":Group", ":Device"]))
@@ -225,7 +226,7 @@ def _patch_ops(draw: st.DrawFn, world: Seeded) -> list[dict[str, Any]]:
 
 
 OPERATIONS = ("$everything", "$coaching-summary", "$run-chart", "$check-in", "$habit", "$pdsa",
-              "$coaching-session", "$validate", "$nope")
+              "$coaching-session", "$validate", "$billing-preview", "$billing-export", "$superbill", "$nope")
 
 
 @st.composite
@@ -317,9 +318,9 @@ def requests(draw: st.DrawFn, world: Seeded) -> Req:
         op = draw(st.sampled_from(OPERATIONS))
         path = draw(st.sampled_from([f"/fhir/{rtype}/{rid}/{op}", f"/fhir/{rtype}/{op}", f"/fhir/Patient/{A}/{op}",
                                      f"/fhir/Patient/{B}/{op}", f"/fhir/CarePlan/{world.plan_a}/{op}",
-                                     f"/fhir/Observation/{op}"]))
+                                     f"/fhir/Observation/{op}", f"/fhir/Claim/{op}"]))
         params = draw(st.lists(st.tuples(st.sampled_from(["patient", "code", "from", "to", "_since", "_count",
-                                                          "_offset", "_type", "date"]),
+                                                          "_offset", "_type", "date", "format", "payer"]),
                                          st.one_of(DATES, INTS, st.sampled_from([A, B, "http://loinc.org|41950-7"]),
                                                    ODD_TEXT)), max_size=4))
         if draw(st.booleans()):
