@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install demo test test-sqlite bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
+.PHONY: install demo test test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -33,6 +33,10 @@ test: install postgres  ## run the test suite (SQLite and PostgreSQL)
 
 test-sqlite: install  ## run the test suite on SQLite only
 	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: install postgres  ## a long API fuzzing campaign, new random cases each run (FUZZ_EXAMPLES per principal and backend; docs/testing.md)
+	MECR_FUZZ_RANDOM=1 MECR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=0 tests/fuzz
 
 bench: install postgres  ## run the benchmarks (minutes; prints figures)
 	$(BIN)/python -m tests.benchmarks.run

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 
 from . import __version__
-from .asgi import StatusRecorder
+from .asgi import RequestGuard, StatusRecorder
 from .auth.access import SERVER_WRITTEN_TYPES
 from .auth.audit import AuditTrail
 from .auth.middleware import AuthMiddleware
@@ -42,6 +42,7 @@ from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
 from .wearables import router as wearables_router
+from .wearables.routes import UPLOAD_PATH, upload_limit
 
 __all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
 
@@ -203,6 +204,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_web(app)
     if settings.sandbox_ehr:
         mount_sandbox_ehr(app, settings, services)
+    # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
+                       larger=[(UPLOAD_PATH, upload_limit(services))])
     app.add_middleware(AccessLog)
     # nosniff and Referrer-Policy on every response, a Content-Security-Policy on every page (fhir_ecr/headers.py)
     app.state.ehr_origins = EhrOrigins(services.auth_store.ehrs)

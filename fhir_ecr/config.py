@@ -69,6 +69,16 @@ class Settings(BaseSettings):
         description="Largest wearable export upload (POST /api/patients/{id}/wearable-imports), in bytes; larger "
         "uploads get 413.",
     )
+    max_unzipped_bytes: int = Field(
+        default=8 * 1024**3,
+        description="Most bytes a wearable import decompresses from one zip archive (upload or `mecr import "
+        "wearable`); a larger archive is refused (413 / exit status 1) before it is decompressed.",
+    )
+    max_zip_ratio: int = Field(
+        default=200,
+        description="Largest uncompressed/compressed size ratio of one zip member over 1 MiB (a zip bomb of "
+        "zeros reaches ~1000); checked from the archive's directory and again while decompressing.",
+    )
     default_page_size: int = Field(default=20, description="Search page size when _count is not given.")
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")

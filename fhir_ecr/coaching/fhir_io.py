@@ -337,6 +337,11 @@ def goal_info_target(info: GoalInfo, first_value: float) -> GoalTarget | None:
 # --- habits -----------------------------------------------------------------------------------------------
 
 
+#: Longest gap of an every-n-days habit (a year): Timing.repeat.period is a FHIR decimal, but a longer habit
+#: is not a habit, and a huge one overflows the day arithmetic of streaks.
+MAX_EVERY_DAYS = 366
+
+
 def timing_repeat(kind: str, *, times: int | None = None, weekdays: Sequence[str] = (),
                   every_days: int | None = None) -> dict[str, Any]:
     """A ``Timing.repeat`` for a habit: ``daily``, ``per-week`` (``times``), ``weekdays`` or ``every-n-days``."""
@@ -351,8 +356,8 @@ def timing_repeat(kind: str, *, times: int | None = None, weekdays: Sequence[str
             raise ScheduleError("a weekday habit needs at least one day of the week")
         return {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": [str(d).lower() for d in weekdays]}
     if kind == "every-n-days":
-        if every_days is None or every_days < 1:
-            raise ScheduleError("an every-n-days habit needs a positive number of days")
+        if every_days is None or not 1 <= every_days <= MAX_EVERY_DAYS:
+            raise ScheduleError(f"an every-n-days habit needs a number of days between 1 and {MAX_EVERY_DAYS}")
         return {"frequency": 1, "period": every_days, "periodUnit": "d"}
     raise ScheduleError(f"unknown schedule kind {kind!r}; expected daily, per-week, weekdays or every-n-days")
 

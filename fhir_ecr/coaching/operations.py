@@ -19,6 +19,10 @@ operation                                  method  why an operation (and not pla
 
 Outputs are ``Parameters`` (or a Bundle for sessions). Bad input is an OperationOutcome: 400 for malformed
 parameters, 404 for an unknown target resource, 412 for a stale ``If-Match``, 422 for business rules.
+
+Dates given to an operation lie in :data:`FIRST_DAY` .. :data:`LAST_DAY` (1900-2199) and a run chart spans at
+most ``MAX_CHART_DAYS`` (:mod:`~fhir_ecr.coaching.service`) days; anything else is a 400. The day arithmetic (padding a range by a day, weeks,
+streaks) then stays inside the calendar, and no computation walks millions of days.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ from fhir_ecr.outcomes import FhirError, bad_request, issue
 __all__ = ["register_coaching_operations"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: The days a coaching operation accepts (check-ins, habit starts and pauses, PDSA notes, run-chart ranges).
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+
+
+def _in_range(day: date, name: str) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise bad_request(f"parameter {name} must lie between {FIRST_DAY} and {LAST_DAY}", name)
+    return day
 
 
 def _one(call: OperationCall, name: str, *, required: bool = False) -> Any:
@@ -69,9 +82,10 @@ def _date(call: OperationCall, name: str) -> date | None:
     if not _DATE.match(raw):
         raise bad_request(f"parameter {name} must be a date (YYYY-MM-DD), not {raw!r}", name)
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise bad_request(f"parameter {name} is not a calendar date: {raw!r}", name) from None
+    return _in_range(day, name)
 
 
 def _day_or_instant(call: OperationCall, name: str) -> tuple[date | None, datetime | None]:
@@ -86,6 +100,7 @@ def _day_or_instant(call: OperationCall, name: str) -> tuple[date | None, dateti
         instant = None
     if instant is None or instant.tzinfo is None:
         raise bad_request(f"parameter {name} must be a date or a dateTime with a time zone, not {raw!r}", name)
+    _in_range(instant.date(), name)
     return None, instant
 
 
@@ -155,7 +170,7 @@ class _Ops:
             weekdays = [str(v) for v in call.get_all("dayOfWeek")]
             every = _text(call, "everyDays")
             for label, raw in (("timesPerWeek", times), ("everyDays", every)):
-                if raw is not None and not raw.isdigit():
+                if raw is not None and not (raw.isascii() and raw.isdigit()):
                     raise bad_request(f"parameter {label} must be a whole number", label)
             start = _date(call, "start")
             goal = _text(call, "goal")

@@ -59,6 +59,8 @@ __all__ = [
 
 _PAGE = 10_000
 _FIRST_SINCE = 24  # readings read from a goal's start: its first day's latest reading is among them
+#: Longest run chart, in days (ten years): a longer one is refused (400) rather than computed.
+MAX_CHART_DAYS = 3660
 _CLOSED_GOALS = {"completed", "cancelled", "rejected", "entered-in-error"}
 _INACTIVE_HABITS = {"stopped", "cancelled", "entered-in-error", "completed"}
 _PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-priority"
@@ -951,6 +953,8 @@ class CoachingService:
             first = start or last - timedelta(days=self.run_chart_days - 1)
             if first > last:
                 raise bad_request(f"from ({first}) is after to ({last})", "from")
+            if (last - first).days >= MAX_CHART_DAYS:
+                raise bad_request(f"a run chart covers at most {MAX_CHART_DAYS} days, not {first} to {last}", "from")
             subject = ("patient", f"Patient/{patient_id}")
             # A day padded on both sides: instants are filtered to the local day after conversion.
             readings = list(_elements(uow, "Observation", [

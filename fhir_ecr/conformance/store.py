@@ -74,12 +74,13 @@ def _bundle_writes_read_only(body: Any) -> str | None:
     for n, entry in enumerate(body.get("entry") or []):
         if not isinstance(entry, dict):
             continue
-        request = entry.get("request") or {}
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
         method = str(request.get("method", "")).upper()
         if method not in _WRITE_METHODS:
             continue
         resource = entry.get("resource")
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        rtype = rtype if isinstance(rtype, str) else None  # a malformed entry: the route answers 400
         target = rtype if rtype in READ_ONLY_TYPES else _first_segment(str(request.get("url", "")))
         if target in READ_ONLY_TYPES and not str(request.get("url", "")).split("?")[0].rstrip("/").endswith(
                 "_search"):

@@ -25,7 +25,7 @@ def _everything(call: OperationCall) -> dict[str, Any]:
     types = {t.strip() for v in call.get_all("_type") for t in str(v).split(",") if t.strip()} or None
     count_raw = str(call.get("_count", services.settings.max_page_size))
     offset_raw = str(call.get("_offset", "0"))
-    if not count_raw.isdigit() or not offset_raw.isdigit():
+    if not (count_raw.isascii() and count_raw.isdigit() and offset_raw.isascii() and offset_raw.isdigit()):
         raise bad_request("_count and _offset must be non-negative integers")
     count = min(int(count_raw), services.settings.max_page_size)
     offset = int(offset_raw)

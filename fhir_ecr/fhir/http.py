@@ -3,6 +3,11 @@
 https://hl7.org/fhir/R4/http.html: JSON is ``application/fhir+json``; ``_format`` overrides ``Accept``; version
 ids travel as weak ETags ``W/"n"``; ``Prefer: return=minimal|representation|OperationOutcome`` chooses the body
 of a write's response; ``Prefer: handling=strict`` makes unknown search parameters an error.
+
+Bodies are read with the size limit (``MECR_MAX_BODY_BYTES``, 413), which the edge middleware
+(:class:`fhir_ecr.asgi.RequestGuard`) also enforces for every other body; ids in the URL follow the FHIR id rule
+(https://hl7.org/fhir/R4/datatypes.html#id: 1-64 of ``A-Z a-z 0-9 - .``) or are refused with 400; a NUL character
+in a JSON body is refused with 400 (no FHIR string may hold one).
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..outcomes import bad_request, not_supported, outcome, too_large
+from ..outcomes import bad_request, not_found, not_supported, outcome, too_large
+from ..store.validation import is_fhir_id
 
 __all__ = [
     "FHIR_JSON",
     "fhir_response",
     "read_json_body",
+    "read_form_body",
+    "check_id",
+    "check_version",
     "parse_etag",
     "prefer",
     "check_format",
@@ -65,17 +74,10 @@ def check_format(request: Request) -> None:
         raise not_supported("this server speaks FHIR JSON only; ask for application/fhir+json", 406)
 
 
-async def read_json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
-    """The request body parsed as JSON; 413 when too large, 415 for a non-JSON media type, 400 when malformed."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    allowed = _PATCH_TYPES if patch else _JSON_TYPES
-    if ctype and ctype not in allowed:
-        if ctype in _XML_FORMATS:
-            raise not_supported("XML bodies are not supported; send application/fhir+json", 415)
-        if not (patch and ctype in _JSON_TYPES):
-            raise not_supported(f"unsupported media type {ctype!r}", 415)
+async def _read_limited(request: Request, max_bytes: int) -> bytes:
+    """The whole body; 413 as soon as it is (or says it is) larger than ``max_bytes``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise too_large(f"the body is {declared} bytes; the limit is {max_bytes}")
     chunks: list[bytes] = []
     size = 0
@@ -84,13 +86,60 @@ async def read_json_body(request: Request, max_bytes: int, *, patch: bool = Fals
         if size > max_bytes:
             raise too_large(f"the body is larger than the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
+    """The request body parsed as JSON; 413 when too large, 415 for a non-JSON media type, 400 when malformed
+    or when a string in it holds a NUL character."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = _PATCH_TYPES if patch else _JSON_TYPES
+    if ctype and ctype not in allowed:
+        if ctype in _XML_FORMATS:
+            raise not_supported("XML bodies are not supported; send application/fhir+json", 415)
+        if not (patch and ctype in _JSON_TYPES):
+            raise not_supported(f"unsupported media type {ctype!r}", 415)
+    raw = await _read_limited(request, max_bytes)
     if not raw.strip():
         raise bad_request("the request body is empty")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
+    if b"\\u0000" in raw and _holds_nul(parsed):  # orjson refuses a raw NUL byte; only the escape can make one
+        raise bad_request("the body holds a NUL character (U+0000), which no FHIR string may contain")
+    return parsed
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+async def read_form_body(request: Request, max_bytes: int) -> str:
+    """An ``application/x-www-form-urlencoded`` body as text (for ``parse_qsl``), with the body size limit."""
+    return (await _read_limited(request, max_bytes)).decode("utf-8", errors="replace")
+
+
+def check_id(rid: str) -> None:
+    """Refuse (400) an id in the URL that breaks the FHIR id rule (https://hl7.org/fhir/R4/datatypes.html#id)."""
+    if not is_fhir_id(rid):
+        shown = rid if len(rid) <= 80 and rid.isprintable() else f"{rid[:40]!r}…"
+        raise bad_request(f"{shown} is not a FHIR id: 1 to 64 of A-Z, a-z, 0-9, '-' and '.'")
+
+
+_MAX_VERSION = 2**31 - 1
+
+
+def check_version(rtype: str, rid: str, vid: str) -> None:
+    """A version id that cannot exist (not a number, or past any integer the store holds) is unknown: 404."""
+    if not (vid.isascii() and vid.isdigit()) or len(vid) > 10 or int(vid) > _MAX_VERSION:
+        raise not_found(rtype, rid, vid[:20])
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?([A-Za-z0-9\-.]+)"?\s*$')

@@ -16,14 +16,24 @@ from starlette.concurrency import run_in_threadpool
 from ..auth.access import current_access
 from ..outcomes import bad_request, not_found, not_supported
 from ..services import Services, get_services
-from ..store.repository import FhirRepository
 from ..store.indexer import date_range
-from ..store.repository import UnitOfWork, summarize
-from ..store.search import parse_search
+from ..store.repository import FhirRepository, UnitOfWork, summarize
+from ..store.search import MAX_OFFSET, check_text, parse_search
 from ..store.searchparams import search_params
 from . import capability
 from .bundles import history_bundle, process_bundle, search_bundle
-from .http import check_format, fhir_response, parse_etag, prefer, read_json_body, resource_headers, write_body
+from .http import (
+    check_format,
+    check_id,
+    check_version,
+    fhir_response,
+    parse_etag,
+    prefer,
+    read_form_body,
+    read_json_body,
+    resource_headers,
+    write_body,
+)
 from .operations import OperationCall, parameters_to_pairs
 
 __all__ = ["router"]
@@ -58,6 +68,7 @@ def _check_type(rtype: str) -> None:
 def _since(params: list[tuple[str, str]]) -> int | None:
     for k, v in params:
         if k == "_since":
+            check_text(v, "_since")
             try:
                 return date_range(v)[0]
             except ValueError:
@@ -68,10 +79,14 @@ def _since(params: list[tuple[str, str]]) -> int | None:
 def _int_param(params: list[tuple[str, str]], name: str, default: int, cap: int | None = None) -> int:
     for k, v in params:
         if k == name:
-            if not v.isdigit():
+            if not (v.isascii() and v.isdigit()):
                 raise bad_request(f"{name} must be a non-negative integer", name)
             value = int(v)
-            return min(value, cap) if cap else value
+            if cap:
+                return min(value, cap)
+            if value > MAX_OFFSET:
+                raise bad_request(f"{name} must be at most {MAX_OFFSET}", name)
+            return value
     return default
 
 
@@ -79,6 +94,8 @@ async def _history(request: Request, services: Services, rtype: str | None, rid:
                    path: str) -> Response:
     """A history Bundle (system, type or instance level) with ``_since``, ``_count`` and ``_offset``."""
     check_format(request)
+    if rid is not None:
+        check_id(rid)
     params = _query_pairs(request)
     result = await run_in_threadpool(
         _repo(request, services).history, rtype, rid, since=_since(params),
@@ -118,6 +135,8 @@ async def batch_or_transaction(request: Request, services: ServicesDep) -> Respo
 def _bundle_get(services: Services, uow: UnitOfWork, rtype: str, url: str) -> dict[str, Any]:
     path, _, query = url.partition("?")
     parts = path.split("/")
+    for part in parts[1:2]:
+        check_id(part)
     if len(parts) == 1:
         pairs = parse_qsl(query, keep_blank_values=True)
         q = parse_search(rtype, pairs, default_count=services.settings.default_page_size,
@@ -126,6 +145,7 @@ def _bundle_get(services: Services, uow: UnitOfWork, rtype: str, url: str) -> di
     if len(parts) == 2:
         stored = uow.read(rtype, parts[1])
     elif len(parts) == 4 and parts[2] == "_history":
+        check_version(rtype, parts[1], parts[3])
         stored = uow.vread(rtype, parts[1], parts[3])
     else:
         raise bad_request(f"unsupported GET url {url!r} in a Bundle")
@@ -162,7 +182,7 @@ async def search_post(rtype: str, request: Request, services: ServicesDep) -> Re
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype and ctype != "application/x-www-form-urlencoded":
         raise not_supported("POST _search takes application/x-www-form-urlencoded", 415)
-    raw = (await request.body()).decode("utf-8", errors="replace")
+    raw = await read_form_body(request, services.settings.max_body_bytes)
     params = _query_pairs(request) + parse_qsl(raw, keep_blank_values=True)
     return await _search(request, services, rtype, params)
 
@@ -233,6 +253,8 @@ async def _operation(request: Request, services: Services, name: str, rtype: str
     check_format(request)
     if rtype is not None:
         _check_type(rtype)
+    if rid is not None:
+        check_id(rid)
     op = services.operations.find(name, rtype, instance=rid is not None)
     params: list[tuple[str, Any]] = list(_query_pairs(request))
     body: Any = None
@@ -259,6 +281,7 @@ async def read(rtype: str, rid: str, request: Request, services: ServicesDep) ->
         return await _operation(request, services, rid, rtype, None)
     check_format(request)
     _check_type(rtype)
+    check_id(rid)
     stored = await run_in_threadpool(_repo(request, services).read, rtype, rid)
     etag = request.headers.get("if-none-match")
     if etag and etag.strip() == stored.etag:
@@ -283,6 +306,7 @@ async def type_operation_post(rtype: str, rid: str, request: Request, services: 
 async def update(rtype: str, rid: str, request: Request, services: ServicesDep) -> Response:
     check_format(request)
     _check_type(rtype)
+    check_id(rid)
     expected = parse_etag(request.headers.get("if-match"))
     body = await read_json_body(request, services.settings.max_body_bytes)
     result = await run_in_threadpool(_repo(request, services).update, rtype, rid, body, expected_version=expected)
@@ -297,6 +321,7 @@ async def update(rtype: str, rid: str, request: Request, services: ServicesDep) 
 async def patch(rtype: str, rid: str, request: Request, services: ServicesDep) -> Response:
     check_format(request)
     _check_type(rtype)
+    check_id(rid)
     expected = parse_etag(request.headers.get("if-match"))
     operations = await read_json_body(request, services.settings.max_body_bytes, patch=True)
     if not isinstance(operations, list):
@@ -309,6 +334,7 @@ async def patch(rtype: str, rid: str, request: Request, services: ServicesDep) -
 @router.delete("/{rtype}/{rid}", summary="Delete")
 async def delete(rtype: str, rid: str, request: Request, services: ServicesDep) -> Response:
     _check_type(rtype)
+    check_id(rid)
     expected = parse_etag(request.headers.get("if-match"))
     repo = _repo(request, services)
 
@@ -331,6 +357,8 @@ async def history_instance(rtype: str, rid: str, request: Request, services: Ser
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Read a version (vread)")
 async def vread(rtype: str, rid: str, vid: str, request: Request, services: ServicesDep) -> Response:
     check_format(request)
+    check_id(rid)
+    check_version(rtype, rid, vid)
     stored = await run_in_threadpool(_repo(request, services).vread, rtype, rid, vid)
     return fhir_response(stored.json(), headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 

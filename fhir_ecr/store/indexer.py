@@ -17,10 +17,11 @@ Dates and datetimes without a time zone are read as UTC (the spec leaves the zon
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from .searchparams import SearchParam, candidate_params
@@ -52,7 +53,6 @@ TABLE_FOR_TYPE = {
 # Answered from the resource table's own columns, so not indexed.
 _SKIP = {"_id", "_lastUpdated"}
 _CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
 
@@ -71,51 +71,63 @@ _DATE_RE = re.compile(
 )
 
 
-def _us(dt: datetime) -> int:
-    delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+_US = 1_000_000
+_US_PER_DAY = 86_400 * _US
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MAX_OFFSET_MINUTES = 14 * 60  # FHIR time zones run from -12:00 to +14:00 (R4 datatypes.html#dateTime)
+
+
+def _day_us(ordinal: int) -> int:
+    """µs since the epoch at 00:00 UTC of the proleptic Gregorian day ``ordinal`` (``date.toordinal()``)."""
+    return (ordinal - _EPOCH_ORDINAL) * _US_PER_DAY
 
 
 def date_range(text: str) -> tuple[int, int]:
     """The [low, high] (inclusive, µs since the epoch, UTC) that a FHIR date/dateTime/instant stands for.
 
     A partial date stands for its whole period: ``2024`` is the year, ``2024-03-05`` the day,
-    ``2024-03-05T10:00`` the minute (R4 search.html#date). Raises ValueError on a malformed value.
+    ``2024-03-05T10:00`` the minute (R4 search.html#date). Raises ValueError on a malformed value, never
+    OverflowError: the arithmetic is on integers, so ``9999-12-31T23:59:59-12:00`` (which is in year 10000 in
+    UTC) and ``0001-01-01T00:00:00+14:00`` (in year 0) have ranges like any other instant. A leap second
+    (``23:59:60``, allowed by FHIR's time pattern) stands for the last microsecond of its minute.
     """
     m = _DATE_RE.match(text.strip())
     if not m:
         raise ValueError(f"not a FHIR date/dateTime: {text!r}")
     g = m.groupdict()
-    tz = UTC
-    if g["tz"] and g["tz"] != "Z":
-        sign = 1 if g["tz"][0] == "+" else -1
-        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
-        from datetime import timezone
-
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     year = int(g["y"])
     if g["m"] is None:
-        start = datetime(year, 1, 1, tzinfo=tz)
-        end = datetime(year + 1, 1, 1, tzinfo=tz)
-    elif g["d"] is None:
-        month = int(g["m"])
-        start = datetime(year, month, 1, tzinfo=tz)
-        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz)
-    elif g["H"] is None:
-        start = datetime(year, int(g["m"]), int(g["d"]), tzinfo=tz)
-        end = start + timedelta(days=1)
-    else:
-        second = int(g["S"] or 0)
-        frac = g["f"]
-        micro = int((frac + "000000")[:6]) if frac else 0
-        start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), second, micro, tzinfo=tz)
-        if g["S"] is None:
-            end = start + timedelta(minutes=1)
-        elif frac:
-            end = start + timedelta(microseconds=10 ** max(0, 6 - len(frac)))
-        else:
-            end = start + timedelta(seconds=1)
-    return _us(start), _us(end) - 1
+        first = date(year, 1, 1).toordinal()
+        return _day_us(first), _day_us(date(year, 12, 31).toordinal() + 1) - 1
+    month = int(g["m"])
+    if g["d"] is None:
+        first = date(year, month, 1).toordinal()
+        return _day_us(first), _day_us(date(year, month, calendar.monthrange(year, month)[1]).toordinal() + 1) - 1
+    day = date(year, month, int(g["d"])).toordinal()
+    if g["H"] is None:
+        return _day_us(day), _day_us(day + 1) - 1
+    hour, minute = int(g["H"]), int(g["M"])
+    if hour > 23 or minute > 59:
+        raise ValueError(f"not a time of day: {text!r}")
+    offset = 0
+    if g["tz"] and g["tz"] != "Z":
+        tz_hours, tz_minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+        if tz_minutes > 59 or tz_hours * 60 + tz_minutes > _MAX_OFFSET_MINUTES:
+            raise ValueError(f"not a time zone offset: {text!r}")
+        offset = (1 if g["tz"][0] == "+" else -1) * (tz_hours * 3600 + tz_minutes * 60) * _US
+    minute_start = _day_us(day) + (hour * 3600 + minute * 60) * _US - offset
+    if g["S"] is None:
+        return minute_start, minute_start + 60 * _US - 1
+    second = int(g["S"])
+    if second > 60:
+        raise ValueError(f"not a time of day: {text!r}")
+    if second == 60:  # a leap second: the last instant of the minute
+        last = minute_start + 60 * _US - 1
+        return last, last
+    frac = g["f"]
+    low = minute_start + second * _US + (int((frac + "000000")[:6]) if frac else 0)
+    width = 10 ** max(0, 6 - len(frac)) if frac else _US
+    return low, low + width - 1
 
 
 def _dates(value: Any) -> Iterable[tuple[int, int]]:

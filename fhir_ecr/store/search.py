@@ -9,13 +9,15 @@ Semantics follow https://hl7.org/fhir/R4/search.html:
   ``:[type]`` (reference), ``:below`` / ``:above`` (uri); any other modifier is refused with 400, because
   ignoring a modifier silently changes what the search means;
 - chains through reference parameters (``subject:Patient.name=…``, ``patient.identifier=…``) and reverse chains
-  (``_has:Observation:patient:code=…``), nested up to :data:`MAX_CHAIN_DEPTH` hops (deeper ones are refused with 400:
-  each hop is a nested subquery);
+  (``_has:Observation:patient:code=…``), at most :data:`MAX_CHAIN_DEPTH` hops (``_has`` levels count) and
+  :data:`MAX_CHAIN_TYPES` (type, hop) pairs (more is refused with 400: each is a nested subquery);
 - ``_id``, ``_lastUpdated``, ``_count``, ``_sort``, ``_include``, ``_revinclude`` (with ``:iterate``),
   ``_summary``, ``_elements``, ``_total``; paging is by an opaque cursor on the default order and by offset on
   a custom ``_sort`` order, and every order ends with the resource key so pages never overlap.
 
-Unknown parameters are reported as warnings, or refused under ``Prefer: handling=strict``.
+Unknown parameters are reported as warnings, or refused under ``Prefer: handling=strict``. A NUL character in
+a parameter name or value is refused with 400 (PostgreSQL cannot store or compare text holding one), and so are
+``_offset`` and ``_cursor`` values past what the database's integers hold.
 
 Confinement: the SQL builders take ``vis``, a function giving the condition on a resource-table alias for the rows
 of a type the caller may see (``fhir_ecr.store.visibility``); every hop of a chain or ``_has`` is narrowed by it, so
@@ -50,13 +52,13 @@ __all__ = [
     "param_condition",
     "MAX_CHAIN_DEPTH",
     "Visibility",
+    "MAX_CHAIN_TYPES",
+    "MAX_OFFSET",
+    "check_text",
 ]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
-
-#: Chain and ``_has`` hops allowed in one search parameter (``subject:Patient.organization.name`` is two).
-MAX_CHAIN_DEPTH = 4
 
 #: ``vis(rtype, r)``: the condition on resource-table alias ``r`` for the rows of ``rtype`` the caller may see.
 Visibility = Callable[[str, Any], Any]
@@ -76,6 +78,22 @@ _MODIFIERS = {
     "uri": {"missing", "below", "above"},
 }
 _SPECIAL = {"_id": "token", "_lastUpdated": "date"}
+#: Most hops in one chained parameter (``subject:Patient.link:Patient.link…``); ``_has`` levels count too.
+MAX_CHAIN_DEPTH = 4
+#: Most (resource type, hop) pairs one chained parameter may expand to: ``subject.name`` is 4 (Patient, Group,
+#: Device, Location), ``entity.entity.name`` on AuditEvent would be 34 x 34.
+MAX_CHAIN_TYPES = 64
+#: Largest ``_offset`` accepted (a signed 32-bit integer: past any real result set, inside every database's).
+MAX_OFFSET = 2**31 - 1
+_MAX_CURSOR = 2**63 - 1  # resource keys are 64-bit integers
+_CURSOR = re.compile(r"^[0-9A-Za-z]{1,13}$")
+
+
+def check_text(text: str, expression: str | None = None) -> None:
+    """Refuse (400) a NUL character: no FHIR string may hold one (R4 datatypes.html#string), and PostgreSQL
+    refuses it in text and JSONB (a 500 otherwise); SQLite would store it silently."""
+    if "\x00" in text:
+        raise bad_request("a NUL character (U+0000) is not allowed here", expression=expression)
 
 
 @dataclass
@@ -129,7 +147,7 @@ def _resolve_param(resource_type: str, name: str) -> SearchParam | None:
     return search_param(resource_type, name)
 
 
-def _parse_has(resource_type: str, key: str, value: str, depth: int) -> Criterion:
+def _parse_has(resource_type: str, key: str, value: str, budget: list[int]) -> Criterion:
     """``_has:Type:param:rest`` (R4 search.html#has): resources of ``resource_type`` that a ``Type`` matching
     ``rest=value`` references through ``param``."""
     parts = key.split(":", 3)
@@ -143,18 +161,19 @@ def _parse_has(resource_type: str, key: str, value: str, depth: int) -> Criterio
         raise bad_request(f"{pname} is not a reference parameter of {source}", expression=key)
     if param.targets and resource_type not in param.targets:
         raise bad_request(f"{source}.{pname} cannot refer to {resource_type}", expression=key)
-    inner = _parse_criterion(source, rest, value, depth + 1)
+    budget[0] -= 1
+    inner = _parse_criterion(source, rest, value, budget)
     if inner is None:
         raise bad_request(f"unknown search parameter {rest} for {source} in {key}", expression=key)
     return Criterion("_has", "has", None, None, [], chain=inner, has=(source, param))
 
 
-def _parse_criterion(resource_type: str, key: str, value: str, depth: int = 0) -> Criterion | None:
-    """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown."""
-    if depth > MAX_CHAIN_DEPTH:
-        raise bad_request(f"chains and _has may be at most {MAX_CHAIN_DEPTH} levels deep", expression=key)
+def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int] | None = None) -> Criterion | None:
+    """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown. ``budget``
+    counts the (type, hop) pairs a chain may expand to (:data:`MAX_CHAIN_TYPES`)."""
+    budget = [MAX_CHAIN_TYPES] if budget is None else budget
     if key.startswith("_has:"):
-        return _parse_has(resource_type, key, value, depth)
+        return _parse_has(resource_type, key, value, budget)
     head, dot, rest = key.partition(".")
     name, _, modifier = head.partition(":")
     modifier = modifier or None
@@ -178,7 +197,11 @@ def _parse_criterion(resource_type: str, key: str, value: str, depth: int = 0) -
         chained: Criterion | None = None
         usable: list[str] = []
         for t in inner_types:
-            c = _parse_criterion(t, rest, value, depth + 1)
+            budget[0] -= 1
+            if budget[0] < 0:  # each (type, hop) is a subquery: an untyped chain through "any" grows as 34^depth
+                raise bad_request(f"{key} follows too many resource types; name them with :Type (e.g. "
+                                  f"subject:Patient.name)", expression=key)
+            c = _parse_criterion(t, rest, value, budget)
             if c is not None:
                 chained = chained or c
                 usable.append(t)
@@ -222,6 +245,10 @@ def parse_search(
     """Parse ``params`` (in order, repeats allowed) into a SearchQuery; raise 400 on a bad value."""
     query = SearchQuery(resource_type, count=default_count)
     for key, value in params:
+        check_text(key)
+        check_text(value, key)
+        if _chain_depth(key) > MAX_CHAIN_DEPTH:
+            raise bad_request(f"{key} chains more than {MAX_CHAIN_DEPTH} references", expression=key)
         base = key.split(":")[0]
         if base in RESULT_PARAMETERS:
             _result_parameter(query, key, value, max_count)
@@ -237,6 +264,11 @@ def parse_search(
     return query
 
 
+def _chain_depth(key: str) -> int:
+    """How many references a parameter name follows: one per chain hop (``.``) and per ``_has`` level."""
+    return key.count(".") + key.count("_has:")
+
+
 def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) -> None:
     base, _, modifier = key.partition(":")
     rtype = query.resource_type
@@ -244,11 +276,13 @@ def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) 
         query.count = min(_non_negative(key, value), max_count)
     elif base == "_offset":
         query.offset = _non_negative(key, value)
+        if query.offset > MAX_OFFSET:
+            raise bad_request(f"_offset must be at most {MAX_OFFSET}", expression=key)
     elif base == "_cursor":
-        try:
-            query.cursor = int(value, 36)
-        except ValueError:
-            raise bad_request(f"bad paging cursor {value!r}", expression=key) from None
+        cursor = int(value, 36) if _CURSOR.match(value) else None
+        if cursor is None or cursor > _MAX_CURSOR:
+            raise bad_request(f"bad paging cursor {value!r}", expression=key)
+        query.cursor = cursor
     elif base == "_sort":
         for item in _split_values(value):
             desc = item.startswith("-")
@@ -274,7 +308,7 @@ def _result_parameter(query: SearchQuery, key: str, value: str, max_count: int) 
 
 
 def _non_negative(key: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise bad_request(f"{key} must be a non-negative integer, not {value!r}", expression=key)
     return int(value)
 

@@ -4,20 +4,50 @@
 ways that matter here except: ``R4B`` adds a few elements (e.g. ``Observation.subject`` targets), never removes
 R4 ones, so every valid R4 resource of these types validates. Its errors (pydantic) are turned into one
 OperationOutcome issue per problem, each with the FHIRPath of the offending element.
+
+Two rules the models do not check are checked first: the id rule (https://hl7.org/fhir/R4/datatypes.html#id:
+at most 64 characters; the store's key column holds 64) and no NUL character in any string
+(https://hl7.org/fhir/R4/datatypes.html#string; PostgreSQL cannot store one in JSONB).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from functools import cache
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from ..outcomes import FhirError, issue
 from .searchparams import resource_types
 
-__all__ = ["validate_resource", "model_for", "validation_issues"]
+__all__ = ["validate_resource", "model_for", "validation_issues", "is_fhir_id"]
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def is_fhir_id(value: str) -> bool:
+    """Whether ``value`` follows the FHIR id rule: 1 to 64 of ``A-Z a-z 0-9 - .``."""
+    return _ID.fullmatch(value) is not None
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The FHIRPath of the first string (or key) holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = path if "\x00" in key else _nul_path(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 @cache
@@ -64,6 +94,19 @@ def validate_resource(resource: dict[str, Any]) -> None:
         model = model_for(rtype)
     except KeyError:
         raise FhirError(issue("not-supported", f"resource type {rtype} is not supported"), 400) from None
+    rid = resource.get("id")
+    if isinstance(rid, str) and not is_fhir_id(rid):
+        raise FhirError(issue("value", "id must be 1 to 64 of A-Z, a-z, 0-9, '-' and '.'", expression=f"{rtype}.id"),
+                        400)
+    try:  # a cheap test first; the walk names the element
+        suspect = b"\\u0000" in orjson.dumps(resource)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits: walk anyway
+        suspect = True
+    if suspect:
+        where = _nul_path(resource, rtype)
+        if where:
+            raise FhirError(issue("value", "a NUL character (U+0000) is not allowed in a FHIR string",
+                                  expression=where), 400)
     try:
         model.model_validate(resource)
     except ValidationError as exc:

@@ -26,6 +26,7 @@ from .importer import (
     WearableImportError,
     parse_source_priority,
 )
+from .ziplimits import ZipLimits
 
 __all__ = ["add_import_parser", "run_import"]
 
@@ -94,7 +95,8 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
             print(f"mecr: error: {path}: cannot read the file: {exc.strerror}", file=sys.stderr)
             return 1
     options = ImportOptions(format=args.format, rule=rule, samples=args.samples, csv_mapping=mapping,
-                            weight_unit=args.weight_unit)
+                            weight_unit=args.weight_unit,
+                            zip_limits=ZipLimits(settings.max_unzipped_bytes, settings.max_zip_ratio))
     services = build_services(settings)
     importer = WearableImporter(services.repo, default_tz=settings.default_time_zone, options=options,
                                 coaching=CoachingService(services.repo, default_tz=settings.default_time_zone))

@@ -7,7 +7,9 @@ Detection looks at the bytes, not only the name: a zip holding ``export.xml`` is
 ``activities-*``/``sleep``/``weight``). A CSV needs a column mapping (:func:`csv_mapping_from_dict`).
 
 Errors: a file that cannot be recognised or opened raises :class:`~mappings.errors.MappingError` (the one
-hierarchy of :mod:`mappings`), naming the file.
+hierarchy of :mod:`mappings`), naming the file. Zip archives are opened here, not by the readers, and read under
+:class:`~fhir_ecr.wearables.ziplimits.ZipLimits` (a zip bomb raises
+:class:`~fhir_ecr.wearables.ziplimits.ArchiveTooLarge`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from mappings.wearables import (
 from mappings.wearables._common import zone
 from mappings.wearables.apple_health import LightRecord
 
+from .ziplimits import ZipLimits, check_members, open_archive, open_member
+
 __all__ = ["FORMATS", "ReaderOptions", "csv_mapping_from_dict", "detect_format", "open_readings"]
 
 #: Format names accepted by ``--format`` and the upload's ``format`` field.
@@ -60,6 +64,7 @@ class ReaderOptions:
     # Apple Health: metrics whose records may come as light tuples, and metrics only counted (into the dict)
     light: frozenset[Metric] = frozenset()
     counted: dict[Metric, int] | None = None
+    zip_limits: ZipLimits = ZipLimits()
 
 
 def detect_format(stream: IO[bytes], name: str) -> str:
@@ -169,7 +174,24 @@ def open_readings(fmt: str, stream: IO[bytes], name: str, options: ReaderOptions
 
 def _apple(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading | LightRecord]:
     # ActivitySummary rows are local days without a zone: they are the patient's days.
-    return read_apple_health(stream, file=name, errors=errors, summary_tz=o.tz, light=o.light, counted=o.counted)
+    head = stream.read(4)
+    stream.seek(0)
+    if not head.startswith(b"PK"):
+        yield from read_apple_health(stream, file=name, errors=errors, summary_tz=o.tz, light=o.light,
+                                     counted=o.counted)
+        return
+    archive, counted = open_archive(stream, name)
+    with archive:
+        exports = [i for i in archive.infolist()
+                   if i.filename.rsplit("/", 1)[-1] == "export.xml" and not i.filename.startswith("__MACOSX/")]
+        if not exports:
+            raise MalformedInputError("the zip holds no export.xml", file=name)
+        member = min(exports, key=lambda i: len(i.filename))  # apple_health_export/export.xml, not a nested copy
+        check_members([member], name, o.zip_limits)
+        label = f"{name}!{member.filename}"
+        with open_member(archive, counted, member, label, o.zip_limits) as xml:
+            yield from read_apple_health(xml, file=label, errors=errors, summary_tz=o.tz, light=o.light,
+                                         counted=o.counted)
 
 
 def _fitbit(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
@@ -184,24 +206,22 @@ def _fitbit_export(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipL
     if not head.startswith(b"PK"):
         yield from read_fitbit_export(stream, name=name, tz=o.tz, errors=errors, **extra)
         return
-    try:
-        archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise MalformedInputError(f"not a readable zip archive ({exc})", file=name) from exc
+    archive, counted = open_archive(stream, name)
     with archive:
-        for member in sorted(archive.namelist()):
-            match = _FITBIT_EXPORT_NAME.search(member)
-            if member.startswith("__MACOSX/") or not match:
-                continue
-            label = f"{name}!{member}"
+        members = sorted((i for i in archive.infolist()
+                          if not i.filename.startswith("__MACOSX/") and _FITBIT_EXPORT_NAME.search(i.filename)),
+                         key=lambda i: i.filename)
+        check_members(members, name, o.zip_limits)
+        for member in members:
+            match = _FITBIT_EXPORT_NAME.search(member.filename)
+            assert match is not None
+            label = f"{name}!{member.filename}"
             try:
-                with archive.open(member) as part:
+                with open_member(archive, counted, member, label, o.zip_limits) as part:
                     yield from read_fitbit_export(part, name=label, tz=o.tz, errors=errors, **extra)
             except UnsupportedInputError as exc:  # a file kind the export mapping does not read
                 errors.ignore(f"unsupported Fitbit export file {match.group(2)}")
                 del exc
-            except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                raise MalformedInputError(f"the zip archive is truncated or corrupt ({exc})", file=label) from exc
 
 
 def _simple(reader: Callable[..., Iterator[Reading]], with_tz: bool) -> Callable[..., Iterator[Reading]]:

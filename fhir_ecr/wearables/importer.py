@@ -84,6 +84,7 @@ from ..outcomes import FhirError, not_found
 from ..store.repository import FhirRepository, Stored, UnitOfWork
 from ..store.search import parse_search
 from .formats import ReaderOptions, detect_format, open_readings
+from .ziplimits import ArchiveTooLarge, ZipLimits
 
 __all__ = [
     "ImportOptions",
@@ -118,12 +119,15 @@ _SUPERSEDED: Final = "daily summary: a higher-priority source is already stored 
 
 
 class WearableImportError(Exception):
-    """A file that cannot be imported at all (empty, truncated, not the format it claims). Names the file."""
+    """A file that cannot be imported at all (empty, truncated, not the format it claims). Names the file.
+    ``too_large``: a zip archive past the limits (:mod:`~fhir_ecr.wearables.ziplimits`)."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 too_large: bool = False) -> None:
         super().__init__(message)
         self.file = file
         self.line = line
+        self.too_large = too_large
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class ImportOptions:
     batch_days: int = 92
     skip_verified: bool = True  # a file imported before (same SHA-256) whose resources are unchanged: no parse
     parallel: bool = True  # a large Apple Health export.xml: its second half is parsed in a second process
+    zip_limits: ZipLimits = ZipLimits()  # uncompressed size and ratio of zip archives (zip bombs)
 
 
 @dataclass
@@ -739,7 +744,7 @@ class WearableImporter:
         # Without samples, summary inputs come as light tuples and intraday samples are only counted (Apple Health)
         light = frozenset() if samples else SUMMARY_INPUTS
         counted: dict[Metric, int] = {} if samples else dict.fromkeys(INTRADAY, 0)
-        reader_options = ReaderOptions(tz, opts.csv_mapping, opts.weight_unit, light, counted)
+        reader_options = ReaderOptions(tz, opts.csv_mapping, opts.weight_unit, light, counted, opts.zip_limits)
         digest = file_sha256(stream)
         progress_state = self._load_progress(patient_id, digest, fmt, tz_name)
         if opts.skip_verified and progress_state.manifest:
@@ -808,7 +813,8 @@ class WearableImporter:
                     self._write_readings(pending, subject, summary, progress_state, stored_index)
                     pending = []
         except MappingError as exc:
-            raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line) from exc
+            raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line,
+                                      too_large=isinstance(exc, ArchiveTooLarge)) from exc
         finally:
             if split is not None:
                 split.close()

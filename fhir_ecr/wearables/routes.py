@@ -3,11 +3,13 @@
 The multipart body is streamed to a temporary file (never held in memory) and refused with 413 as soon as it
 passes the size limit (``max_upload_bytes`` when the settings have it, else ``max_body_bytes``). The import
 runs in the thread pool; the answer is the import summary (201) or an OperationOutcome (4xx): 401/403 from
-the access check, 404 for an unknown patient, 413 too large, 415 not multipart, 422 an unreadable file.
+the access check, 404 for an unknown patient, 413 too large (the upload, or a zip archive past
+``max_unzipped_bytes`` / ``max_zip_ratio``: a zip bomb), 415 not multipart, 422 an unreadable file.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,10 +26,13 @@ from ..outcomes import FhirError, bad_request, issue, not_supported, too_large
 from ..services import Services, get_services
 from .formats import FORMATS
 from .importer import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
+from .ziplimits import ZipLimits
 
-__all__ = ["router", "upload_limit"]
+__all__ = ["router", "upload_limit", "zip_limits", "UPLOAD_PATH"]
 
 router = APIRouter(tags=["wearables"])
+#: The upload route's path: its bodies get ``max_upload_bytes`` instead of ``max_body_bytes`` (RequestGuard).
+UPLOAD_PATH = re.compile(r"^/api/patients/[^/]+/wearable-imports/?$")
 
 AccessDep = Annotated[Access, Depends(current_access)]
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -36,6 +41,11 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 def upload_limit(services: Services) -> int:
     """Largest upload accepted, in bytes."""
     return int(getattr(services.settings, "max_upload_bytes", None) or services.settings.max_body_bytes)
+
+
+def zip_limits(services: Services) -> ZipLimits:
+    """The limits on zip archives (``MECR_MAX_UNZIPPED_BYTES``, ``MECR_MAX_ZIP_RATIO``)."""
+    return ZipLimits(services.settings.max_unzipped_bytes, services.settings.max_zip_ratio)
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -70,7 +80,7 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
         raise not_supported("upload the export as multipart/form-data with a 'file' part", 415)
     limit = upload_limit(services)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(f"the upload is larger than the limit of {limit:,} bytes")
     parser = MultiPartParser(request.headers, _limited(request, limit), max_files=1, max_fields=10)
     try:
@@ -90,7 +100,8 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
         except ValueError as exc:
             raise FhirError(issue("value", str(exc), expression="sourcePriority"), 400) from None
         name = Path(upload.filename or "upload").name
-        options = ImportOptions(format=str(fmt) if fmt else None, **({"rule": rule} if rule else {}))
+        options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services),
+                                **({"rule": rule} if rule else {}))
         summary = await run_in_threadpool(_run_import, services, patient_id, upload, name, options)
     finally:
         await form.close()
@@ -108,4 +119,6 @@ def _run_import(services: Services, patient_id: str, upload: UploadFile, name: s
         return importer.import_stream(patient_id, upload.file, name).to_dict()  # type: ignore[arg-type]
     except WearableImportError as exc:
         where = ", ".join(str(x) for x in (exc.file or name, f"line {exc.line}" if exc.line else None))
+        if exc.too_large:
+            raise too_large(f"{where}: {exc}") from None
         raise FhirError(issue("invalid", f"{where}: {exc}"), 422) from None
