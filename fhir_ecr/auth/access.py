@@ -297,7 +297,15 @@ class Access:
 
     def _touch(self, letter: str, rtype: str, rid: str, content: dict[str, Any] | None,
                patient_id: str | None = None) -> None:
-        patients = {patient_id} if patient_id else compartment_patients(content, self.fhir_base) if content else set()
+        p = self.principal
+        if p is not None and p.kind == "patient":
+            # A patient touches only their own record; a resource that is also in someone else's (the shared
+            # group) is recorded in theirs alone — an event with this agent in another record would name them there.
+            patients = {p.patient_id or ""}
+        elif patient_id:
+            patients = {patient_id}
+        else:
+            patients = compartment_patients(content, self.fhir_base) if content else set()
         for pid in patients or {""}:
             refs = self.touched_by_patient.setdefault(pid, {})
             if len(refs) < _AUDIT_CAP:

@@ -336,6 +336,9 @@ def test_audit_events_name_one_patient_each(secure_client: Any, secure_services:
     assert secure_client.get("/fhir/Observation?_count=50", headers=coach_h).status_code == 200
     secure_client.get(f"/fhir/Observation/{world.b['Observation']}", headers=as_a)  # refused: as if missing
     secure_client.get("/fhir/Observation/nx-observation", headers=as_a)
+    # The walking group lies in both records: A reading it is recorded in A's record only (else B would read
+    # "Patient/a-patient looked at the group" in theirs).
+    assert secure_client.get(f"/fhir/Group/{world.shared_group}", headers=as_a).status_code == 200
     secure_services.audit.flush()
     events = [s.content for s in secure_services.repo.search_params("AuditEvent", [("_count", "500")]).matches
               if s.id not in (world.a["AuditEvent"], world.b["AuditEvent"])]

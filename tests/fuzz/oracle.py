@@ -13,38 +13,21 @@ from typing import Any
 from .seed import B_MARKER, B, Seeded, marker
 from .strategies import Req
 
-__all__ = ["KNOWN_LEAKS", "check_response", "leaked"]
+__all__ = ["ALLOWED_REFERENCES", "check_response", "leaked"]
 
 _API = ("/fhir", "/api", "/auth")
 
-#: Compartment leaks that another branch is closing (issue #12), with the reason. Each has a strict xfail test in
-#: ``test_known_leaks.py``, and :func:`_excused` keeps the fuzzer from failing on exactly that leak (and nothing
-#: more). Once the fix is merged, remove the entry here, its branch in :func:`_excused` and the xfail mark.
-KNOWN_LEAKS: dict[str, str] = {
-    "device": "#12.6 shared resources: a patient can search and read Devices that their own data does not "
-              "reference (patient B's Device, its name)",
-    "group-members": "#12.6 shared resources: a Group in a patient's compartment shows the other members' "
-                     "Patient references",
-    "patch-test": "#12.1 JSON Patch test as an oracle: a PATCH of another patient's resource is applied before "
-                  "access is checked, and the 422 quotes the stored value",
-    "audit": "#12.5 AuditEvents leak the caseload: the event of a coach's search is placed in each patient's "
-             "record and names every patient (and resource) the search returned",
-}
+#: What A may legitimately see of B (docs/security.md, "Known limits"): a resource in A's record may *reference*
+#: B — the shared walking group lists both members — so B's Patient id inside a Group A belongs to is allowed; B's
+#: data never is.
+ALLOWED_REFERENCES = "a Group in A's record lists B among its members (a reference, not B's data)"
 
 
 def _excused(req: Req, status: int, found: dict[str, list[str]], body: str) -> set[str]:
-    """The leaked types that a known leak explains (see :data:`KNOWN_LEAKS`)."""
-    excused = set()
-    if status == 422 and (req.method == "PATCH" or b'"PATCH"' in (req.body or b"")):
-        excused.update(found)
-    if '"resourceType":"AuditEvent"' in body and any(k in req.path for k in ("AuditEvent", "$everything",
-                                                                             "_history")):
-        excused.update(found)
-    if "Device" in found:
-        excused.add("Device")
-    if found.get("Patient") == [B] and ('"resourceType":"Group"' in body or '"resourceType":"Device"' in body):
-        excused.add("Patient")  # B's Patient reference, inside the shared Group or B's Device
-    return excused
+    """The leaked types that :data:`ALLOWED_REFERENCES` explains."""
+    if found.get("Patient") == [B] and '"resourceType":"Group"' in body and B_MARKER.lower() not in body.lower():
+        return {"Patient"}
+    return set()
 
 
 def leaked(req: Req, body: str, world: Seeded, told: set[str] = frozenset()) -> dict[str, list[str]]:
