@@ -44,6 +44,7 @@ from ..outcomes import (
     not_found,
     precondition_failed,
 )
+from . import jsonexact
 from .db import WRITE
 from .indexer import extract_index_rows, parse_reference
 from .search import SearchQuery, driven_pks, param_condition, parse_search, search_where, sort_sql
@@ -130,7 +131,7 @@ class Stored:
     def content(self) -> dict[str, Any] | None:
         """The resource as a dict (parsed on first use)."""
         if self._content is None and self.raw is not None:
-            self._content = orjson.loads(self.raw)
+            self._content = jsonexact.loads(self.raw)
         return self._content
 
     def json(self) -> Any:
@@ -260,7 +261,7 @@ class UnitOfWork:
         if chosen:
             self._check_absent(chosen)
         pks = self._allocate_pks(len(pending))
-        docs = [orjson.dumps(c).decode() for c, _, _, _ in pending]
+        docs = [jsonexact.dumps(c).decode() for c, _, _, _ in pending]
         self._bulk_insert(
             "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
             [(pk, c["resourceType"], c["id"], 1, now, False, doc)

@@ -1,0 +1,181 @@
+"""JSON that keeps every number exactly as it was written: ``1.50`` stays ``1.50``.
+
+FHIR decimals carry their precision (https://hl7.org/fhir/R4/datatypes.html#decimal: "0.010 is regarded as
+different to 0.01, and the original precision should be preserved"; the spec allows "a combination of a (64 bit)
+floating point value with a precision field"), and R4 json.html asks for decimals to be written as JSON numbers
+with that precision kept. orjson, the fast parser mECR uses, reads each number as a binary float or a 64-bit
+integer and writes it back in its own shortest form: ``1.50`` → ``1.5``, ``1e-7`` stays ``1e-7`` but ``1E-7``
+becomes ``1e-7``, ``-0`` → ``0``, an integer beyond 64 bits → ``1.2345678901234568e+29``.
+
+:func:`loads` therefore takes two paths:
+
+- **fast** (most resources): orjson parses the text; one regular-expression search over the text then looks for
+  a number that orjson would write differently. None found → orjson's result is returned as is.
+- **exact**: a number was found (or something inside a string that looked like one: a false alarm costs only
+  time). The stdlib parser reads the text again and each number orjson would change becomes an
+  :class:`ExactFloat` (a ``float`` that remembers its text) or an :class:`ExactInt` (an ``int`` beyond 64 bits, or
+  ``-0``); every other number is the plain ``int``/``float`` orjson gives, so code that computes with values
+  sees the same types on both paths, and arithmetic works as it always did (the result is a plain float).
+
+orjson parses first on both paths, so both accept exactly the same documents (RFC 8259, valid UTF-8, nesting up to
+1024, no ``NaN``; a number beyond the double range such as ``1e400`` is refused).
+
+:func:`dumps` is ``orjson.dumps`` with a ``default`` that writes :class:`ExactFloat`, :class:`ExactInt` and
+:class:`decimal.Decimal` values verbatim (``orjson.Fragment``); a document without them costs what orjson costs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["loads", "dumps", "ExactFloat", "ExactInt", "JSONDecodeError", "may_change"]
+
+#: What :func:`loads` raises for text that is not JSON (a ``ValueError``; ``orjson.JSONDecodeError``).
+JSONDecodeError = orjson.JSONDecodeError
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+# A number token that orjson may not write back as it was read. Checked by tests/store/test_jsonexact.py against
+# orjson itself over every short token and many long ones; it errs only towards "may change".
+#   -0               an integer minus zero (orjson: 0)
+#   16+ digits       beyond what a double keeps (15 significant digits), or an integer near or past 64 bits
+#   exponent         orjson writes exponents its own way (1E5 → 100000.0, 1.5e-10 → 1.5e-10, 1e16 → 1e+16)
+#   x.y0             a fraction with a trailing zero after its first digit (1.50 → 1.5; 2.0 stays 2.0)
+#   0.0000           below 1e-4, where orjson switches to exponent form (0.000001 → 1e-6)
+_RISKY = r"(?:-0(?![.0-9])|-?(?:(?:[0-9]\.?){16}|[0-9]+(?:\.[0-9]+)?[eE]|[0-9]+\.[0-9]+0(?![0-9])|0\.0000))"
+# In a document a number follows ``[``, ``,`` or ``:`` and optional white space; inside a string the same
+# pattern is a false alarm (a slower parse, never a wrong one).
+_RISKY_IN_TEXT = re.compile(r"[\[:,][ \t\n\r]*" + _RISKY)
+_RISKY_IN_BYTES = re.compile((r"[\[:,][ \t\n\r]*" + _RISKY).encode())
+_RISKY_TOKEN = re.compile(_RISKY)
+_CONTAINER_TEXT = re.compile(r"[ \t\n\r]*[\[{]")
+_CONTAINER_BYTES = re.compile(rb"[ \t\n\r]*[\[{]")
+
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
+
+
+class ExactFloat(float):
+    """A float read from JSON text that orjson would write differently; :func:`dumps` writes ``text``.
+
+    ``ExactFloat("1.50") == 1.5``; ``str()`` and ``repr()`` give the text; arithmetic gives plain floats.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> ExactFloat:
+        if not _NUMBER.fullmatch(text):
+            raise ValueError(f"not a JSON number: {text[:40]!r}")
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return ExactFloat, (self.text,)
+
+
+class ExactInt(int):
+    """An integer read from JSON text that orjson cannot write as it was (beyond 64 bits, or ``-0``)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> ExactInt:
+        if not _NUMBER.fullmatch(text) or any(c in text for c in ".eE"):
+            raise ValueError(f"not a JSON integer: {text[:40]!r}")
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return ExactInt, (self.text,)
+
+
+def may_change(data: bytes | str) -> bool:
+    """Whether ``data`` (JSON text) may hold a number that orjson would not write back as it is written."""
+    if isinstance(data, bytes):
+        container, risky = _CONTAINER_BYTES, _RISKY_IN_BYTES
+    else:
+        container, risky = _CONTAINER_TEXT, _RISKY_IN_TEXT
+    if not container.match(data):  # type: ignore[arg-type]  # a bare scalar: let the exact parser decide
+        return True
+    return risky.search(data) is not None  # type: ignore[arg-type]
+
+
+def _float(token: str) -> float:
+    return ExactFloat(token) if _RISKY_TOKEN.match(token) else float(token)
+
+
+def _int(token: str) -> int:
+    if token == "-0":
+        return ExactInt(token)
+    if len(token) > 18:
+        value = int(token)
+        return value if _I64_MIN <= value <= _U64_MAX else ExactInt(token)
+    return int(token)
+
+
+def _reject_constant(name: str) -> Any:  # the stdlib parser accepts NaN and Infinity; JSON does not
+    raise ValueError(f"{name} is not JSON")
+
+
+_exact_decoder = json.JSONDecoder(parse_float=_float, parse_int=_int, parse_constant=_reject_constant)
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Parse JSON text, keeping every number's exact form (see the module docstring). Raises
+    :data:`JSONDecodeError` (a ``ValueError``) when ``data`` is not JSON."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    value = orjson.loads(data)  # validates, and is the answer for most documents
+    if not may_change(data):
+        return value
+    text = data.decode() if isinstance(data, bytes) else data
+    try:
+        return _exact_decoder.decode(text)
+    except RecursionError:  # orjson allows 1024 levels, the stdlib parser fewer
+        raise JSONDecodeError("the document is nested too deeply", text, 0) from None
+    except ValueError as exc:  # not expected once orjson has accepted the text; still a decode error
+        raise JSONDecodeError(str(exc), text, 0) from None
+
+
+def _default(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is ExactFloat or kind is ExactInt:
+        return orjson.Fragment(obj.text)
+    if isinstance(obj, Decimal):
+        if obj.is_finite():
+            return orjson.Fragment(str(obj))
+        raise TypeError(f"{obj} is not a JSON number")
+    # OPT_PASSTHROUGH_SUBCLASS sends every subclass of str, int, float, dict and list here: write its base value
+    # (str.__str__ rather than str(): an Enum's __str__ is not its value).
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):
+        return int.__int__(obj)
+    if isinstance(obj, float):
+        return float.__float__(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    raise TypeError(f"{kind.__name__} is not JSON serializable")
+
+
+def dumps(obj: Any, option: int = 0) -> bytes:
+    """``orjson.dumps`` that writes :class:`ExactFloat`, :class:`ExactInt` and ``Decimal`` values verbatim."""
+    return orjson.dumps(obj, default=_default, option=option | orjson.OPT_PASSTHROUGH_SUBCLASS)
