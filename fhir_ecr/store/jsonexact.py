@@ -17,8 +17,11 @@ becomes ``1e-7``, ``-0`` → ``0``, an integer beyond 64 bits → ``1.2345678901
   ``-0``); every other number is the plain ``int``/``float`` orjson gives, so code that computes with values
   sees the same types on both paths, and arithmetic works as it always did (the result is a plain float).
 
-orjson parses first on both paths, so both accept exactly the same documents (RFC 8259, valid UTF-8, nesting up to
-1024, no ``NaN``; a number beyond the double range such as ``1e400`` is refused).
+orjson parses first on both paths, so both accept the same documents (RFC 8259, valid UTF-8, nesting up to 1024,
+no ``NaN``; a number beyond the double range such as ``1e400`` is refused). The exact path also refuses a number
+with more than 16383 digits after the decimal point once written out (``1e-20000``) or an exponent beyond ±16383:
+PostgreSQL's ``numeric``, which holds JSONB numbers, cannot store it, and a document must not be storable on one
+database and not on the other.
 
 :func:`dumps` is ``orjson.dumps`` with a ``default`` that writes :class:`ExactFloat`, :class:`ExactInt` and
 :class:`decimal.Decimal` values verbatim (``orjson.Fragment``); a document without them costs what orjson costs.
@@ -33,7 +36,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["loads", "dumps", "ExactFloat", "ExactInt", "JSONDecodeError", "may_change"]
+__all__ = ["loads", "dumps", "same", "ExactFloat", "ExactInt", "JSONDecodeError", "may_change"]
 
 #: What :func:`loads` raises for text that is not JSON (a ``ValueError``; ``orjson.JSONDecodeError``).
 JSONDecodeError = orjson.JSONDecodeError
@@ -57,6 +60,8 @@ _CONTAINER_TEXT = re.compile(r"[ \t\n\r]*[\[{]")
 _CONTAINER_BYTES = re.compile(rb"[ \t\n\r]*[\[{]")
 
 _I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
+#: The most digits after the decimal point a number may have written out (PostgreSQL's numeric: 16383).
+MAX_SCALE = 16383
 
 
 class ExactFloat(float):
@@ -117,7 +122,14 @@ def may_change(data: bytes | str) -> bool:
 
 
 def _float(token: str) -> float:
-    return ExactFloat(token) if _RISKY_TOKEN.match(token) else float(token)
+    if not _RISKY_TOKEN.match(token):
+        return float(token)
+    mantissa, _, exponent = token.lower().partition("e")
+    power = int(exponent) if exponent and len(exponent) <= 7 else 0
+    if len(exponent) > 7 or abs(power) > MAX_SCALE or len(mantissa.partition(".")[2]) - power > MAX_SCALE:
+        raise ValueError(f"the number {token[:24]}{'…' if len(token) > 24 else ''} is out of range: at most "
+                         f"{MAX_SCALE} digits after the decimal point and an exponent within ±{MAX_SCALE}")
+    return ExactFloat(token)
 
 
 def _int(token: str) -> int:
@@ -179,3 +191,9 @@ def _default(obj: Any) -> Any:
 def dumps(obj: Any, option: int = 0) -> bytes:
     """``orjson.dumps`` that writes :class:`ExactFloat`, :class:`ExactInt` and ``Decimal`` values verbatim."""
     return orjson.dumps(obj, default=_default, option=option | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two parsed documents are equal *including* how their numbers are written: ``1.5`` and ``1.50``
+    are equal as Python values but not the same FHIR decimal. Key order does not matter."""
+    return bool(a == b) and dumps(a, orjson.OPT_SORT_KEYS) == dumps(b, orjson.OPT_SORT_KEYS)

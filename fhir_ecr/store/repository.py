@@ -968,7 +968,7 @@ def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
             out["meta"] = meta
         return out
 
-    return strip(old) == strip(new)
+    return jsonexact.same(strip(old), strip(new))
 
 
 class FhirRepository:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from fhir_ecr.store import jsonexact
-from fhir_ecr.store.jsonexact import ExactFloat, ExactInt, dumps, loads, may_change
+from fhir_ecr.store.jsonexact import ExactFloat, ExactInt, dumps, loads, may_change, same
 
 # The edge cases of HL7's own decimal example (R4 observation-decimal.json) and the ones orjson changes.
 EDGE = ["1.0", "1.00", "1E-22", "1000000000000000000", "1.000000000000000000E-245", "-1.000000000000000000E+245",
@@ -202,3 +202,23 @@ def test_exact_values_refuse_text_that_is_not_a_json_number(text: str) -> None:
         ExactInt(text)
     with pytest.raises(ValueError):
         ExactInt("1.5")
+
+
+def test_same_tells_precision_apart() -> None:
+    assert same(loads('{"a": 1.50, "b": [1, 2]}'), loads('{"b": [1, 2], "a": 1.50}'))
+    assert not same(loads('{"a": 1.50}'), loads('{"a": 1.5}'))
+    assert loads('{"a": 1.50}') == loads('{"a": 1.5}')  # what plain equality says
+    assert not same(loads('{"a": 1.50}'), loads('{"a": 1.51}'))
+    assert not same(loads("[-0]"), loads("[0]"))
+
+
+@pytest.mark.parametrize("token", ["1e-20000", "0.5e-16383", "0e-16384", "0e99999", "1e-99999999999",
+                                   "0." + "0" * 16383 + "1"])
+def test_numbers_beyond_postgresql_numeric_are_refused(token: str) -> None:
+    with pytest.raises(jsonexact.JSONDecodeError, match="out of range"):
+        loads(f'{{"value": {token}}}')
+
+
+@pytest.mark.parametrize("token", ["1e-16383", "0." + "0" * 16382 + "1", "1e308", "-1e-400"])
+def test_numbers_up_to_the_limit_are_kept(token: str) -> None:
+    assert str(loads(f"[{token}]")[0]) == token
