@@ -12,6 +12,7 @@ resource body must never appear. The database errors are real ones raised by the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -59,7 +60,7 @@ def _failing_statement(conn: sa.Connection, body: str) -> None:
 
 def test_hide_parameters_keeps_values_out_of_a_real_integrity_error(services: Any) -> None:
     """The text of a real IntegrityError (what a careless ``log.error(str(exc))`` would print) has no values."""
-    body = '{"resourceType": "Patient", "name": [{"given": ["%s"]}]}' % NAME
+    body = json.dumps({"resourceType": "Patient", "name": [{"given": [NAME]}]})
     insert = sa.text("INSERT INTO resource (pk, res_type, res_id, version_id, last_updated, deleted, content) "
                      "VALUES (:pk, 'Patient', 'dup', 1, 0, false, :c)")
     with pytest.raises(sa.exc.IntegrityError) as caught, services.engine.begin() as conn:
@@ -71,7 +72,7 @@ def test_hide_parameters_keeps_values_out_of_a_real_integrity_error(services: An
 
 
 def test_a_failing_statement_logs_no_values(services: Any) -> None:
-    body = '{"given": "%s", "mrn": "%s"}' % (NAME, MRN)
+    body = json.dumps({"given": NAME, "mrn": MRN})
     with pytest.raises(sa.exc.DBAPIError) as caught, services.engine.connect() as conn:
         _failing_statement(conn, body)
     if services.engine.dialect.name == "postgresql":
