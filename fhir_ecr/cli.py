@@ -121,13 +121,14 @@ def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
 
     from .app import build_services
     from .fhir.bundles import process_bundle
+    from .store import jsonexact
 
     services = build_services(settings)
     counts = {"files": 0, "created": 0, "updated": 0, "unchanged": 0}
     try:
         for path in tqdm(files, desc="loading", unit="file", disable=quiet):
             try:
-                data = orjson.loads(path.read_bytes())
+                data = jsonexact.loads(path.read_bytes())  # numbers kept exactly (1.50 stays 1.50)
             except OSError as exc:
                 raise CliError(f"{path}: cannot read: {exc.strerror}") from None
             except orjson.JSONDecodeError as exc:

@@ -15,10 +15,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import orjson
-
 from ..outcomes import FhirError, bad_request, issue, not_supported, outcome, precondition_failed
-from ..store.repository import FhirRepository, HistoryResult, SearchResult, Stored, UnitOfWork, iso_instant, summarize
+from ..store import jsonexact
+from ..store.repository import (
+    FhirRepository,
+    HistoryResult,
+    SearchResult,
+    Stored,
+    UnitOfWork,
+    iso_instant,
+    summarize,
+)
 from ..store.search import parse_search
 from ..store.searchparams import search_params
 from .http import parse_etag
@@ -162,8 +169,8 @@ def _patch_operations(entry: _Entry) -> Any:
     res = entry.resource
     if isinstance(res, dict) and res.get("resourceType") == "Binary":
         try:
-            return orjson.loads(base64.b64decode(res.get("data", "")))
-        except (ValueError, orjson.JSONDecodeError) as exc:
+            return jsonexact.loads(base64.b64decode(res.get("data", "")))
+        except ValueError as exc:  # binascii.Error and jsonexact.JSONDecodeError are ValueErrors
             raise bad_request(f"the Binary patch body is not JSON: {exc}", f"{entry.where}.resource.data") from None
     raise not_supported("PATCH in a Bundle takes a Binary holding a JSON Patch", 400)
 

@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..outcomes import bad_request, not_found, not_supported, outcome, too_large
+from ..store import jsonexact
 from ..store.validation import is_fhir_id
 
 __all__ = [
@@ -44,12 +45,13 @@ _JSON_FORMATS = {"json", *_JSON_TYPES}
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
                   pretty: bool = False) -> Response:
-    """A response with a FHIR JSON body (or no body when ``body`` is None)."""
+    """A response with a FHIR JSON body (or no body when ``body`` is None); numbers are written exactly as they
+    were read (:mod:`fhir_ecr.store.jsonexact`)."""
     if body is None:
         return Response(status_code=status, headers=headers)
     option = orjson.OPT_INDENT_2 if pretty else 0
     return Response(
-        content=orjson.dumps(body, option=option),
+        content=jsonexact.dumps(body, option=option),
         status_code=status,
         media_type=f"{FHIR_JSON}; charset=utf-8",
         headers=headers,
@@ -90,8 +92,8 @@ async def _read_limited(request: Request, max_bytes: int) -> bytes:
 
 
 async def read_json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
-    """The request body parsed as JSON; 413 when too large, 415 for a non-JSON media type, 400 when malformed
-    or when a string in it holds a NUL character."""
+    """The request body parsed as JSON (numbers kept exactly, :mod:`fhir_ecr.store.jsonexact`); 413 when too
+    large, 415 for a non-JSON media type, 400 when malformed or when a string in it holds a NUL character."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = _PATCH_TYPES if patch else _JSON_TYPES
     if ctype and ctype not in allowed:
@@ -103,8 +105,8 @@ async def read_json_body(request: Request, max_bytes: int, *, patch: bool = Fals
     if not raw.strip():
         raise bad_request("the request body is empty")
     try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        parsed = jsonexact.loads(raw)
+    except jsonexact.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
     if b"\\u0000" in raw and _holds_nul(parsed):  # orjson refuses a raw NUL byte; only the escape can make one
         raise bad_request("the body holds a NUL character (U+0000), which no FHIR string may contain")

@@ -5,36 +5,60 @@ switched off so that a write transaction starts with ``BEGIN IMMEDIATE`` (it tak
 writers queue instead of deadlocking on a lock upgrade) and a read transaction with a plain ``BEGIN``
 (https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl).
 PostgreSQL runs READ COMMITTED; writers lock the rows they change (``SELECT … FOR UPDATE``).
+
+JSON documents go in and out through :mod:`.jsonexact`, so numbers keep their exact form (``1.50``).
+
+No PHI in logs: engines are created with ``hide_parameters=True``, so neither SQLAlchemy's SQL log nor the text of
+a database error (``str(exc)``) carries the statement's parameters; and SQLAlchemy's DEBUG records on the engine
+logger (the rows a query returned: resource bodies) are dropped (:class:`NoRowLogging`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-__all__ = ["make_engine", "upgrade", "current_revision", "head_revision", "WRITE"]
+from . import jsonexact
+
+__all__ = ["make_engine", "upgrade", "current_revision", "head_revision", "WRITE", "NoRowLogging"]
 
 # Execution option that marks a connection's transaction as a write (BEGIN IMMEDIATE on SQLite).
 WRITE = "mecr_write"
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return jsonexact.dumps(value).decode()
+
+
+class NoRowLogging(logging.Filter):
+    """Drops SQLAlchemy's records below INFO on the engine logger: at DEBUG it logs every row a query returns,
+    that is resource bodies (PHI), whatever ``hide_parameters`` says. SQL text (INFO) and errors still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+def _guard_engine_logger() -> None:
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    if not any(isinstance(f, NoRowLogging) for f in logger.filters):
+        logger.addFilter(NoRowLogging())
 
 
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://…``) set up for the store."""
+    _guard_engine_logger()
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=jsonexact.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=8,
             max_overflow=16,
@@ -62,7 +86,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(
         url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=jsonexact.loads,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,

@@ -12,16 +12,20 @@ quantity    (value, system, code, unit) from Quantity (and its profiles Age, Dur
 uri         value
 ==========  ==========================================================================================
 
-Dates and datetimes without a time zone are read as UTC (the spec leaves the zone to the server).
+Dates and datetimes without a time zone are read as UTC (the spec leaves the zone to the server). Numbers and
+quantities are indexed as doubles whatever type they were parsed as (``int``, ``float``, the exact-text
+:class:`~.jsonexact.ExactFloat`/:class:`~.jsonexact.ExactInt`, or ``Decimal``); the resource keeps their text.
 """
 
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from .searchparams import SearchParam, candidate_params
@@ -55,6 +59,17 @@ _SKIP = {"_id", "_lastUpdated"}
 _CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number's value as a finite double for the number and quantity indexes; None for anything else."""
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def normalize_string(value: str) -> str:
@@ -169,7 +184,7 @@ def _tokens(value: Any) -> Iterable[tuple[str | None, str | None, str | None]]:
         yield None, "true" if value else "false", None
     elif isinstance(value, str):
         yield None, value, None
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, (int, float, Decimal)):
         yield None, str(value), None
     elif isinstance(value, dict):
         if "coding" in value or ("text" in value and "code" not in value and "value" not in value):
@@ -244,12 +259,14 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
                     string.append((code, normalize_string(s)[:255], s[:255]))
         elif ptype == "quantity":
             for v in values:
-                if isinstance(v, dict) and isinstance(v.get("value"), (int, float)):
-                    quantity.append((code, float(v["value"]), v.get("system"), v.get("code"), v.get("unit")))
+                value = _number(v.get("value")) if isinstance(v, dict) else None
+                if value is not None:
+                    quantity.append((code, value, v.get("system"), v.get("code"), v.get("unit")))
         elif ptype == "number":
             for v in values:
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    number.append((code, float(v)))
+                value = _number(v)
+                if value is not None:
+                    number.append((code, value))
         elif ptype == "uri":
             for v in values:
                 if isinstance(v, str):

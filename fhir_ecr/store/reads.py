@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..outcomes import gone, not_found
-from .records import H, REF, R, HistoryResult, Stored, read_columns, stored
 from .queries import UnitQueries
-from .searchparams import patient_compartment, search_param, search_params
+from .records import REF, H, HistoryResult, R, Stored, read_columns, stored
 from .search import param_condition
+from .searchparams import patient_compartment, search_param, search_params
 
 __all__ = ["UnitReads"]
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from . import jsonexact
 from .tables import HistoryRow, KeyValue, PatientVersion, ReferenceIndex, ResourceRow
 
 __all__ = [
@@ -82,7 +83,7 @@ class Stored:
     def content(self) -> dict[str, Any] | None:
         """The resource as a dict (parsed on first use)."""
         if self._content is None and self.raw is not None:
-            self._content = orjson.loads(self.raw)
+            self._content = jsonexact.loads(self.raw)
         return self._content
 
     def json(self) -> Any:

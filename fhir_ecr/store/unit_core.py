@@ -13,12 +13,12 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
 import sqlalchemy as sa
 
 from ..outcomes import conflict, gone, not_found
+from . import jsonexact
 from .indexer import extract_index_rows
-from .records import H, INDEX_COLUMNS, KV, PV, R, Stored
+from .records import INDEX_COLUMNS, KV, PV, H, R, Stored
 from .searchparams import search_params
 from .tables import INDEX_TABLES
 from .visibility import (
@@ -101,7 +101,7 @@ class UnitCore:
                                                            H.c.deleted.is_(False))
             .order_by(H.c.version_id.desc()).limit(1)
         ).first()
-        return orjson.loads(row[0]) if row is not None and row[0] is not None else None
+        return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
 
     def visible(self, conf: Confinement, rtype: str, rid: str, content: dict[str, Any] | None) -> bool:
         """May ``conf`` see ``rtype/rid`` (whose content is ``content``; None: deleted, judged by what it was)?"""
@@ -175,7 +175,7 @@ class UnitCore:
         if chosen:
             self._check_absent(chosen)
         pks = self._allocate_pks(len(pending))
-        docs = [orjson.dumps(c).decode() for c, _, _, _ in pending]
+        docs = [jsonexact.dumps(c).decode() for c, _, _, _ in pending]
         self._bulk_insert(
             "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
             [(pk, c["resourceType"], c["id"], 1, now, False, doc)
@@ -315,7 +315,7 @@ def _content_of(row: Any) -> dict[str, Any] | None:
     """The content of a row selected whole (parsed by the engine) or with :func:`read_columns` (text)."""
     content = row.content
     if isinstance(content, str):
-        parsed: dict[str, Any] = orjson.loads(content)
+        parsed: dict[str, Any] = jsonexact.loads(content)
         return parsed
     return content  # type: ignore[no-any-return]
 

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .indexer import parse_reference
-from .records import R, REF
+from .records import REF, R
 from .searchparams import SearchParam, patient_compartment, search_param
 
 __all__ = [

@@ -17,8 +17,9 @@ from typing import Any
 import jsonpatch
 
 from ..outcomes import FhirError, bad_request, conflict, gone, issue, not_found, precondition_failed
-from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
+from . import jsonexact
 from .reads import UnitReads
+from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
 
 __all__ = ["UnitOfWork"]
 
@@ -34,7 +35,7 @@ def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
             out["meta"] = meta
         return out
 
-    return strip(old) == strip(new)
+    return jsonexact.same(strip(old), strip(new))
 
 
 class UnitOfWork(UnitReads):

@@ -4,6 +4,7 @@ Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
 
 - ``bench_store``: FHIR ingest through transaction Bundles, search latency, server RSS (SQLite and PostgreSQL);
 - ``bench_validation``: cost of profile validation per mECR profile against the plain write path;
+- ``bench_json``: exact JSON numbers (``jsonexact``) against plain orjson, an Observation and a 500-entry Bundle;
 - ``bench_coaching``: ``$coaching-summary`` latency for a patient with two years of data;
 - ``bench_pages``: server-side render time of the coach's patient page (two years of data) and JS shipped;
 - ``bench_billing``: 837P and CSV export of 100,000 coaching sessions;
@@ -25,6 +26,7 @@ def main() -> int:
     runs = [
         ["tests.benchmarks.bench_store", "--scale", str(s)],
         ["tests.benchmarks.bench_validation", "--count", str(max(1000, int(10_000 * s)))],
+        ["tests.benchmarks.bench_json"],
         ["tests.benchmarks.bench_coaching", "--runs", str(max(10, int(40 * s)))],
         ["tests.benchmarks.bench_pages", "--runs", str(max(10, int(30 * s)))],
         ["tests.benchmarks.bench_billing", "--sessions", str(max(1000, int(100_000 * s))),

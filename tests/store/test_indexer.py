@@ -194,3 +194,33 @@ def test_references_no_parameter_covers_are_indexed_once() -> None:
     assert ("activity-reference", "ServiceRequest", "s", None) in rows  # its own parameter covers it
     assert ("subject", "Patient", "p", None) in rows
     assert not any(r[0] == OTHER_REFERENCES and r[1] == "Patient" for r in rows)
+
+
+def test_numbers_of_every_parsed_type_are_indexed() -> None:
+    """Exact values (jsonexact), Decimals, ints and floats all index as doubles; non-numbers and bools do not."""
+    from fhir_ecr.store.jsonexact import loads
+
+    doc = loads(b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+                b'"valueQuantity": {"value": 1.50, "unit": "kg"}, "component": ['
+                b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
+                b'{"code": {"text": "b"}, "valueQuantity": {"value": 1e-7}},'
+                b'{"code": {"text": "c"}, "valueQuantity": {"value": true}},'
+                b'{"code": {"text": "d"}, "valueQuantity": {"value": "7"}}]}')
+    rows = extract_index_rows(doc)["idx_quantity"]
+    assert ("value-quantity", 1.5, None, None, "kg") in rows
+    component = sorted(v for p, v, *_ in rows if p == "component-value-quantity")
+    assert component == [1e-7, 1.2345678901234568e29]
+    doc["valueQuantity"]["value"] = Decimal("2.50")
+    assert ("value-quantity", 2.5, None, None, "kg") in extract_index_rows(doc)["idx_quantity"]
+
+
+def test_structural_validation_accepts_exact_values_and_decimals() -> None:
+    from fhir_ecr.store.jsonexact import loads
+    from fhir_ecr.store.validation import validate_resource
+
+    validate_resource(loads(b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+                            b'"valueQuantity": {"value": 1.50}, "component": ['
+                            b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
+                            b'{"code": {"text": "b"}, "valueInteger": -0}]}'))
+    validate_resource({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                       "valueQuantity": {"value": Decimal("1.50")}})
