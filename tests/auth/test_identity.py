@@ -163,8 +163,8 @@ def test_two_records_with_the_same_ehr_link_are_a_conflict(repo: Any) -> None:
         link_resource(repo, "ehr1", _remote())
 
 
-def test_a_launch_into_a_conflict_is_refused_with_a_page(secure_client: Any, secure_services: Any,  # noqa: F811
-                                                          ehr: Any, mock_ehr: Any) -> None:
+def test_a_launch_into_a_conflict_is_refused_with_a_page(secure_client: Any, secure_services: Any,
+                                                          ehr: Any, mock_ehr: Any) -> None:  # noqa: F811
     for rid in ("one", "two"):  # the mocked EHR's patient carries urn:oid:1.2.3.4|MRN-77
         secure_services.repo.update("Patient", rid, {"resourceType": "Patient", "id": rid, "identifier": [
             {"system": MRN, "value": "MRN-77", "extension": EHR_MARK}]})
