@@ -184,6 +184,17 @@ def _demo_client(settings: Settings) -> None:
         services.engine.dispose()
 
 
+def _describe_error(exc: Exception) -> str:
+    """One line for an unexpected error. A database error says only the first line of the driver's message:
+    its DETAIL and CONTEXT lines can quote the values of a row (PHI)."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError):
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        return f"database error ({type(exc.orig).__name__}): {first}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mecr`` console script."""
     args = build_parser().parse_args(argv)
@@ -242,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a database that cannot be reached, a port in use, …
-        print(f"mecr: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"mecr: error: {_describe_error(exc)}", file=sys.stderr)
         return 1
     return 0
 

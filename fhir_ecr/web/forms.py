@@ -304,7 +304,8 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
     svc = coaching_service(data)
     errors: dict[str, str] = {}
     action = values.get("action")
-    expected = int(values["version"]) if values.get("version", "").isdigit() else None
+    version = values.get("version", "")
+    expected = int(version) if version.isascii() and version.isdigit() and len(version) < 10 else None
     plan_id = str(plan.get("id")) if plan else None
     try:
         if action == "add":

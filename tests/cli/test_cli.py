@@ -72,3 +72,21 @@ def test_load_bad_file_is_a_clear_error(env: Any, tmp_path: Path, capsys: Any, c
 def test_load_missing_file(env: Any, capsys: Any) -> None:
     assert main(["load", "--quiet", "/nonexistent/file.json"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_database_error_is_one_line_without_row_values(env: Any, capsys: Any, monkeypatch: Any) -> None:
+    """PostgreSQL's DETAIL lines quote row values: the command prints the driver's first line only."""
+    import sqlalchemy as sa
+
+    class Orig(Exception):
+        pass
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise sa.exc.IntegrityError("INSERT …", {"name": "Maria Lopez"}, Orig(
+            'duplicate key value violates unique constraint "ix"\nDETAIL:  Key (family)=(Lopez) already exists.'))
+
+    monkeypatch.setattr("fhir_ecr.cli._load_files", boom)
+    assert main(["load", "x.json"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == 'mecr: error: database error (Orig): duplicate key value violates unique constraint "ix"'
+    assert "Lopez" not in err and "Maria" not in err

@@ -170,6 +170,11 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
                                          "habit_id": "walk"}, follow_redirects=False).status_code == 303
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
     assert {h.habit_id: h for h in io.habits_of_plan(plan.content)}["walk"].status == "in-progress"
+    # A version that is not an ASCII number is no version at all (it used to crash int("²")).
+    for odd in ("²", "99999999999999999999999"):
+        resp = secure_client.post(url, data={**base, "version": odd, "action": "pause", "habit_id": "walk",
+                                             "reason": "illness"}, follow_redirects=False)
+        assert resp.status_code in (303, 412), (odd, resp.status_code)
 
 
 def test_messages_both_sides_with_unread_counts(secure_services, secure_client, demo):
