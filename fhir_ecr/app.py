@@ -137,7 +137,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(engine)
     conformance = default_validator()  # the mECR IG's profiles, compiled once per process
     # Structural validation first, so the profile checks only ever see a well-formed resource.
-    repo = FhirRepository(engine, fhir_base=settings.fhir_base,
+    repo = FhirRepository(engine, fhir_base=settings.fhir_base, enforce_references=settings.enforce_references,
                           validator=compose_validators(validate_resource, conformance))
     operations = OperationRegistry()
     register_builtin_operations(operations)

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, description="Search page size when _count is not given.")
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")
+    enforce_references: bool = Field(
+        default=True,
+        description="Refuse a write whose local reference (Patient/123) names no resource on this server (422), "
+        "and a delete of a resource others refer to (409, unless _cascade=delete). Turn off only for a bulk load "
+        "in dependency order; transactions resolve references to their own entries either way.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of the mecr loggers.")
     default_time_zone: str = Field(
         default="UTC",

@@ -140,6 +140,13 @@ class _Entry:
             raise bad_request(f"request.url {url!r} does not name a supported resource type",
                               f"{self.where}.request.url")
         self.rtype = self.parts[0]
+        self.cascade = False  # DELETE …?_cascade=delete (fhir_ecr/store/references.py)
+        if self.method == "DELETE" and "_cascade" in self.query:
+            pairs = parse_qsl(self.query, keep_blank_values=True)
+            if any(k == "_cascade" and v != "delete" for k, v in pairs):
+                raise bad_request("_cascade takes 'delete'", f"{self.where}.request.url")
+            self.cascade = ("_cascade", "delete") in pairs
+            self.query = urlencode([(k, v) for k, v in pairs if k != "_cascade"])
         self.assigned_id: str | None = None
         self.server_id = False  # assigned_id was made up here (no match, no id in the body)
         if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
@@ -244,7 +251,7 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
     if e.method == "DELETE":
         if len(e.parts) == 2:
             try:
-                uow.delete(e.rtype, e.parts[1], expected_version=e.if_match)
+                uow.delete(e.rtype, e.parts[1], expected_version=e.if_match, cascade=e.cascade)
             except FhirError as exc:
                 if exc.status != 404:
                     raise
@@ -254,7 +261,7 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
             if len(found) > 1:
                 raise precondition_failed(f"{e.rtype}?{e.query} matches more than one resource", "multiple-matches")
             for s in found:
-                uow.delete(s.resource_type, s.id)
+                uow.delete(s.resource_type, s.id, cascade=e.cascade)
         else:
             raise bad_request("DELETE needs Type/id or conditional criteria", f"{e.where}.request.url")
         return {"response": {"status": "204 No Content"}}

@@ -6,6 +6,7 @@ interactions declared here are what the CapabilityStatement advertises.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -234,10 +235,23 @@ async def conditional_update(rtype: str, request: Request, services: ServicesDep
 @router.delete("/{rtype}", summary="Conditional delete (single match)")
 async def conditional_delete(rtype: str, request: Request, services: ServicesDep) -> Response:
     _check_type(rtype)
-    if not request.url.query:
+    cascade = _cascade(request)
+    criteria = urlencode([(k, v) for k, v in _query_pairs(request) if k != "_cascade"])
+    if not criteria:
         raise bad_request("DELETE on a type needs search criteria (conditional delete)")
-    await run_in_threadpool(_repo(request, services).conditional_delete, rtype, request.url.query)
+    await run_in_threadpool(partial(_repo(request, services).conditional_delete, cascade=cascade), rtype, criteria)
     return Response(status_code=204)
+
+
+def _cascade(request: Request) -> bool:
+    """``_cascade=delete``: delete what refers to the resource too (HAPI FHIR's parameter; fhir_ecr/store/
+    references.py). Any other value is refused."""
+    value = request.query_params.get("_cascade")
+    if value is None:
+        return False
+    if value != "delete":
+        raise bad_request(f"_cascade takes 'delete', not {value!r}", "_cascade")
+    return True
 
 
 @router.get("/{rtype}/_history", summary="History of a resource type")
@@ -338,9 +352,11 @@ async def delete(rtype: str, rid: str, request: Request, services: ServicesDep) 
     expected = parse_etag(request.headers.get("if-match"))
     repo = _repo(request, services)
 
+    cascade = _cascade(request)
+
     def run() -> None:
         try:
-            repo.delete(rtype, rid, expected_version=expected)
+            repo.delete(rtype, rid, expected_version=expected, cascade=cascade)
         except Exception as exc:  # deleting what does not exist is not an error (R4 http.html#delete)
             if getattr(exc, "status", None) != 404:
                 raise

@@ -66,11 +66,13 @@ class FhirRepository:
     """Reads and writes FHIR resources; each public call is one unit of work."""
 
     def __init__(self, engine: sa.Engine, *, fhir_base: str | None = None, validator: Validator | None = None,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, enforce_references: bool = True) -> None:
         self.engine = engine
         self.fhir_base = fhir_base
         self.validator = validator or validate_resource
         self.clock = clock
+        #: Refuse dangling references and deletes of what others refer to (fhir_ecr.store.references).
+        self.enforce_references = enforce_references
         self.guard: Guard | None = None
 
     def guarded(self, guard: Guard | None) -> FhirRepository:
@@ -89,7 +91,7 @@ class FhirRepository:
                 with conn.begin():
                     uow = UnitOfWork(self, conn)
                     yield uow
-                    uow.flush()
+                    uow.check_references()
                     uow.bump_patient_versions()
         except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
             # Two writers created the same Type/id at the same moment: the unique index refused the second.
@@ -116,18 +118,19 @@ class FhirRepository:
         with self.unit() as uow:
             return uow.patch(rtype, rid, operations, expected_version=expected_version)
 
-    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None) -> Stored | None:
+    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None,
+               cascade: bool = False) -> Stored | None:
         with self.unit() as uow:
-            return uow.delete(rtype, rid, expected_version=expected_version)
+            return uow.delete(rtype, rid, expected_version=expected_version, cascade=cascade)
 
     def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
                            expected_version: int | None = None) -> WriteResult:
         with self.unit() as uow:
             return uow.conditional_update(rtype, criteria, resource, expected_version=expected_version)
 
-    def conditional_delete(self, rtype: str, criteria: str) -> Stored | None:
+    def conditional_delete(self, rtype: str, criteria: str, *, cascade: bool = False) -> Stored | None:
         with self.unit() as uow:
-            return uow.conditional_delete(rtype, criteria)
+            return uow.conditional_delete(rtype, criteria, cascade=cascade)
 
     def search(self, query: SearchQuery) -> SearchResult:
         with self.unit(write=False) as uow:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from ..outcomes import conflict, gone, not_found
+from ..outcomes import FhirError, conflict, gone, issue, not_found
 from . import jsonexact
 from .indexer import extract_index_rows
-from .records import INDEX_COLUMNS, KV, PV, H, R, Stored
+from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored
+from .references import NOT_HOLDING, local_references
 from .searchparams import search_params
 from .tables import INDEX_TABLES
 from .visibility import (
@@ -77,6 +78,12 @@ class UnitCore:
         self._pending: list[PendingCreate] = []
         self._pending_keys: set[tuple[str, str]] = set()
         self._touched_patients: set[str] = set()  # patients whose compartment this unit wrote to
+        # Referential integrity, checked when the unit ends (.references): what its writes refer to
+        # (source type, source id, FHIRPath, target type, target id), and what it deleted.
+        self._refs: list[tuple[str, str, str, str, str]] = []
+        self._deleted: list[tuple[str, str]] = []
+        self._written: set[tuple[str, str]] = set()  # what this unit created or updated
+        self._new_targets: set[tuple[str, str]] = set()  # targets a write refers to that its old version did not
         self.is_postgres = conn.dialect.name == "postgresql"
 
     # -- the caller --------------------------------------------------------------------------------------------
@@ -103,8 +110,10 @@ class UnitCore:
         ).first()
         return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
 
-    def visible(self, conf: Confinement, rtype: str, rid: str, content: dict[str, Any] | None) -> bool:
-        """May ``conf`` see ``rtype/rid`` (whose content is ``content``; None: deleted, judged by what it was)?"""
+    def visible(self, conf: Confinement, rtype: str, rid: str, content: dict[str, Any] | None,
+                exclude: tuple[int, ...] = ()) -> bool:
+        """May ``conf`` see ``rtype/rid`` (whose content is ``content``; None: deleted, judged by what it was)?
+        ``exclude``: keys of resources not to count as part of the record (see :meth:`check_references`)."""
         if rtype in conf.public_types:
             return True
         if rtype == "Patient":
@@ -114,7 +123,8 @@ class UnitCore:
                 content = self._last_content(rtype, rid)
             return content is not None and conf.patient_id in compartment_patients(content, self.repo.fhir_base)
         found = self.conn.execute(
-            sa.select(R.c.pk).where(R.c.res_type == rtype, R.c.res_id == rid, visible_condition(rtype, conf))
+            sa.select(R.c.pk).where(R.c.res_type == rtype, R.c.res_id == rid,
+                                    visible_condition(rtype, conf, R, exclude))
         ).first()
         return found is not None
 
@@ -241,6 +251,91 @@ class UnitCore:
 
     def _index_rows(self, content: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
         return extract_index_rows(content, self.repo.fhir_base)
+
+    # -- referential integrity (fhir_ecr.store.references) ----------------------------------------------------
+
+    def _note_references(self, content: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        """Record what a new version (``content``, replacing ``old``) refers to, for :meth:`check_references`."""
+        rtype = str(content["resourceType"])
+        if not self.repo.enforce_references or rtype in NOT_HOLDING:
+            return
+        rid = str(content["id"])
+        self._written.add((rtype, rid))
+        before = {(t, i) for _, t, i in local_references(old, self.repo.fhir_base)} if old else set()
+        for path, t, i in local_references(content, self.repo.fhir_base):
+            self._refs.append((rtype, rid, path, t, i))
+            if (t, i) not in before:
+                self._new_targets.add((t, i))
+
+    def _present(self, targets: set[tuple[str, str]], written: set[tuple[str, str]],
+                 new: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The targets that exist, are not deleted and (for a confined caller) may be seen; ``written``: what
+        this unit created or updated; ``new``: targets that a write refers to and its old version did not."""
+        by_type: dict[str, list[str]] = {}
+        for t, i in targets:
+            by_type.setdefault(t, []).append(i)
+        found: set[tuple[str, str]] = set()
+        for t, ids in by_type.items():
+            for n in range(0, len(ids), 1000):
+                found.update((t, str(i)) for i in self.conn.execute(
+                    sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids[n: n + 1000]),
+                                                R.c.deleted.is_(False))).scalars())
+        conf = self.confinement()
+        if conf is not None:
+            # What the caller could see before this unit: its own new references must not make a shared
+            # resource visible (then a write would tell them it exists). What the unit wrote itself is theirs.
+            keys = tuple(self._keys(written))
+            found = {(t, i) for t, i in found
+                     if (t, i) in written or (t, i) not in new or self.visible(conf, t, i, None, keys)}
+        return found
+
+    def _keys(self, refs: set[tuple[str, str]]) -> list[int]:
+        keys: list[int] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in refs:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            keys += self.conn.execute(sa.select(R.c.pk).where(R.c.res_type == t, R.c.res_id.in_(ids))).scalars()
+        return keys
+
+    def referrers(self, rtype: str, rid: str, limit: int = 11) -> list[tuple[str, str]]:
+        """Current resources (AuditEvents aside) that refer to ``rtype/rid``, itself aside."""
+        ref = REF.alias()
+        rows = self.conn.execute(
+            sa.select(R.c.res_type, R.c.res_id).join(ref, ref.c.res_pk == R.c.pk)
+            .where(ref.c.target_type == rtype, ref.c.target_id == rid, ref.c.res_type.not_in(sorted(NOT_HOLDING)),
+                   sa.not_(sa.and_(R.c.res_type == rtype, R.c.res_id == rid)))
+            .distinct().order_by(R.c.res_type, R.c.res_id).limit(limit)
+        ).all()
+        return [(r.res_type, r.res_id) for r in rows]
+
+    def check_references(self) -> None:
+        """422 when a write of this unit refers to a resource that is not here (one issue per reference); 409 when
+        a resource this unit deleted is still referred to. Runs when the unit ends (after its last flush)."""
+        self.flush()
+        refs, self._refs = self._refs, []
+        deleted, self._deleted = self._deleted, []
+        written, self._written = self._written, set()
+        new, self._new_targets = self._new_targets, set()
+        if refs:
+            present = self._present({(t, i) for *_, t, i in refs}, written, new)
+            seen: set[tuple[str, str, str]] = set()
+            issues = []
+            for stype, sid, path, t, i in refs:
+                if (t, i) not in present and (stype, sid, path) not in seen:
+                    seen.add((stype, sid, path))
+                    issues.append(issue("processing", f"{path} refers to {t}/{i}, which is not on this server",
+                                        expression=path))
+            if issues:
+                raise FhirError(issues, 422)
+        conf = self.confinement()
+        for rtype, rid in deleted:
+            held = self.referrers(rtype, rid)
+            if held:
+                shown = held if conf is None else []
+                names = ", ".join(f"{t}/{i}" for t, i in shown[:10]) or "other resources"
+                raise conflict(f"{rtype}/{rid} is referred to by {names}; delete those first, or ask "
+                               "_cascade=delete")
 
     # -- patient data versions -------------------------------------------------------------------------------
 

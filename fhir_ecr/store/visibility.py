@@ -88,19 +88,21 @@ def _linking_pairs() -> tuple[tuple[str, tuple[str, ...]], ...]:
                  if t not in _NOT_LINKING and compartment_index_names(t))
 
 
-def _members(patient_id: str) -> Any:
-    """Keys of the resources that make up the patient's record: the Patient and its compartment (audit aside)."""
+def _members(patient_id: str, exclude: tuple[int, ...] = ()) -> Any:
+    """Keys of the resources that make up the patient's record: the Patient and its compartment (audit aside;
+    and the resources ``exclude`` names: a unit of work's own writes, when it asks what was visible before it)."""
     ref = REF.alias()
     pairs = sa.or_(*[sa.and_(ref.c.res_type == t, ref.c.param.in_(names)) for t, names in _linking_pairs()])
     in_compartment = sa.select(ref.c.res_pk).where(ref.c.target_type == "Patient", ref.c.target_id == patient_id,
-                                                   pairs)
+                                                   pairs, *([ref.c.res_pk.not_in(exclude)] if exclude else []))
     me = R.alias()
     patient = sa.select(me.c.pk).where(me.c.res_type == "Patient", me.c.res_id == patient_id)
     return sa.union_all(in_compartment, patient)
 
 
-def visible_condition(rtype: str, conf: Confinement, r: Any = R) -> Any:
-    """A condition on the resource table (alias ``r``, rows of ``rtype``) that holds for the rows ``conf`` may see."""
+def visible_condition(rtype: str, conf: Confinement, r: Any = R, exclude: tuple[int, ...] = ()) -> Any:
+    """A condition on the resource table (alias ``r``, rows of ``rtype``) that holds for the rows ``conf`` may see
+    (a shared type: as the record stood without the resources whose keys ``exclude`` names)."""
     pid = conf.patient_id
     if rtype in conf.public_types:
         return sa.true()
@@ -114,7 +116,8 @@ def visible_condition(rtype: str, conf: Confinement, r: Any = R) -> Any:
             ref.c.param.in_(sorted(names))))
     # A shared type: referenced from the patient's record, or referencing the patient (Device.patient).
     ref, own = REF.alias(), REF.alias()
-    referenced = sa.select(ref.c.target_id).where(ref.c.target_type == rtype, ref.c.res_pk.in_(_members(pid)))
+    referenced = sa.select(ref.c.target_id).where(ref.c.target_type == rtype,
+                                                  ref.c.res_pk.in_(_members(pid, exclude)))
     theirs = sa.select(own.c.res_pk).where(own.c.res_type == rtype, own.c.target_type == "Patient",
                                            own.c.target_id == pid)
     return sa.or_(sa.and_(r.c.res_type == rtype, r.c.res_id.in_(referenced)), r.c.pk.in_(theirs))

@@ -20,6 +20,7 @@ from ..outcomes import FhirError, bad_request, conflict, gone, issue, not_found,
 from . import jsonexact
 from .reads import UnitReads
 from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
+from .references import MAX_CASCADE
 
 __all__ = ["UnitOfWork"]
 
@@ -73,6 +74,7 @@ class UnitOfWork(UnitReads):
         content["meta"] = {**(content.get("meta") or {}), "versionId": "1", "lastUpdated": iso_instant(now)}
         rows = self._index_rows(content)
         self._touch_rows(rtype, rid, rows)
+        self._note_references(content)
         self._pending.append((content, method, rows, now))
         self._pending_keys.add((rtype, rid))
         return WriteResult(Stored(rtype, rid, 1, now, False, content), created=True)
@@ -136,6 +138,7 @@ class UnitOfWork(UnitReads):
                                             last_updated=now, method=method, deleted=False, content=content))
         self._delete_index_rows(row.pk)
         rows = self._index_rows(content)
+        self._note_references(content, row.content)
         self._touch_content(row.content)
         self._touch_rows(row.res_type, row.res_id, rows)
         self._insert_index_rows([(row.pk, row.res_type, rows)])
@@ -152,11 +155,11 @@ class UnitOfWork(UnitReads):
         return self.update(rtype, rid, {**resource, "id": rid}, expected_version=expected_version,
                            server_chosen_id=existing is None and not body_id)
 
-    def conditional_delete(self, rtype: str, criteria: str) -> Stored | None:
+    def conditional_delete(self, rtype: str, criteria: str, *, cascade: bool = False) -> Stored | None:
         """Delete the one resource matching ``criteria`` (412 when several match; nothing when none does)."""
         self._require(rtype, "d")
         existing = self.match_conditional(rtype, criteria)
-        return self.delete(rtype, existing.id) if existing is not None else None
+        return self.delete(rtype, existing.id, cascade=cascade) if existing is not None else None
 
     def patch(self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version; the result must still be valid. The caller's
@@ -186,8 +189,11 @@ class UnitOfWork(UnitReads):
             return WriteResult(stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PATCH", created=False)
 
-    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None) -> Stored | None:
-        """Delete a resource (a new, deleted version). Deleting a deleted resource changes nothing."""
+    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None, cascade: bool = False,
+               _budget: list[int] | None = None) -> Stored | None:
+        """Delete a resource (a new, deleted version). Deleting a deleted resource changes nothing. A resource
+        others refer to is not deleted (409 when the unit ends) unless ``cascade``: then its referrers are deleted
+        first, recursively (each one as the caller may), at most ``MAX_CASCADE`` in all."""
         self._check_type(rtype)
         self._require(rtype, "d")
         self.flush()
@@ -201,6 +207,13 @@ class UnitOfWork(UnitReads):
             return None
         if self.guard is not None:
             self.guard.check_write("d", row.content, None)
+        if cascade and self.repo.enforce_references:
+            budget = [MAX_CASCADE] if _budget is None else _budget
+            for t, i in self.referrers(rtype, rid, limit=MAX_CASCADE + 1):
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise conflict(f"deleting {rtype}/{rid} would cascade to more than {MAX_CASCADE} resources")
+                self.delete(t, i, cascade=True, _budget=budget)
         now = max(self.repo.clock(), row.last_updated + 1)
         version = row.version_id + 1
         done = self.conn.execute(
@@ -213,4 +226,6 @@ class UnitOfWork(UnitReads):
                                             method="DELETE", deleted=True, content=None))
         self._delete_index_rows(row.pk)
         self._touch_content(row.content)
+        if self.repo.enforce_references:
+            self._deleted.append((rtype, rid))
         return Stored(rtype, rid, version, now, True, None)

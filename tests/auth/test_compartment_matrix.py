@@ -123,6 +123,11 @@ INSTANCE_WAYS: dict[str, Way] = {
         _batch("transaction", {"method": "GET", "url": f"{t}/{i}"}))),
     "reference-in-search": lambda c, h, t, i, w: c.get(f"/fhir/Provenance?target={t}/{i}&_total=accurate",
                                                        headers=h),
+    # Referential integrity must not tell A that B's resource exists: a reference to it is as dangling as one
+    # to nothing.
+    "reference-in-write": lambda c, h, t, i, w: c.post("/fhir/Observation", **_json(h, {
+        "resourceType": "Observation", "status": "final", "code": {"text": "note"},
+        "subject": {"reference": f"Patient/{w['a']['Patient']}"}, "focus": [{"reference": f"{t}/{i}"}]})),
 }
 
 #: Instance operations by resource type: (method, name, parameters or body).

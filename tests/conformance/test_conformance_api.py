@@ -63,6 +63,8 @@ def test_write_with_a_broken_profile_is_422_over_http(client: Any) -> None:
     body = assert_outcome(client.post("/fhir/Observation", json=steps), 422, "structure")
     assert [i["expression"] for i in body["issue"] if i["severity"] == "error"] == [["Observation.subject.reference"]]
     steps["subject"] = {"reference": "Patient/example-patient"}
+    for rtype, rid in (("Patient", "example-patient"), ("Device", "example-wrist-tracker")):  # what it refers to
+        assert client.put(f"/fhir/{rtype}/{rid}", json={"resourceType": rtype, "id": rid}).status_code == 201
     assert client.post("/fhir/Observation", json=steps).status_code == 201
 
 

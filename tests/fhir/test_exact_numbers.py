@@ -36,6 +36,14 @@ NUMBERS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def patients(services: Any) -> None:
+    """The patients the Observations here refer to (references must resolve: fhir_ecr/store/references.py)."""
+    with services.repo.unit() as uow:
+        for pid in ("p1", "p2", "loaded", *(f"b{i}" for i in range(25))):
+            uow.update("Patient", pid, {"resourceType": "Patient", "id": pid})
+
+
 def observation_text(patient: str = "Patient/p1", status: str = "final") -> bytes:
     """An Observation whose numbers are written by hand (a dict would go through Python floats)."""
     components = ",".join(

@@ -82,10 +82,15 @@ def test_fhirpy_async_crud_paging_and_conditional_create(live_server: Any) -> No
         assert one.id == two.id
         assert await client.resources("Patient").search(identifier="urn:mrn|fhirpy-1").count() == 1
 
-        await fetched.delete()
+        # The Patient is referred to by its 25 Observations: a plain delete is refused (409), a cascading one
+        # takes them along (fhir_ecr/store/references.py).
         async with httpx.AsyncClient() as raw:
+            refused = await raw.delete(f"{base}/Patient/{patient.id}")
+            assert refused.status_code == 409 and "_cascade=delete" in refused.text
+            assert (await raw.delete(f"{base}/Patient/{patient.id}?_cascade=delete")).status_code == 204
             gone = await raw.get(f"{base}/Patient/{patient.id}")
-        assert gone.status_code == 410
+            assert gone.status_code == 410
+        assert await client.resources("Observation").search(patient=patient.id).count() == 0
 
     asyncio.run(scenario())
 

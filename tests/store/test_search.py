@@ -87,6 +87,9 @@ def test_derived_parameters(repo: Any, world: dict[str, Any]) -> None:
         "component": [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
                        "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}],
     }).stored
+    # A Group with the same id as Bob's Patient record: `subject=<id>` finds both, `patient` only Bob's.
+    repo.update("Group", world["bob"].id, {"resourceType": "Group", "id": world["bob"].id, "type": "person",
+                                            "actual": True})
     group_obs = repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "g"},
                              "subject": {"reference": f"Group/{world['bob'].id}"}}).stored
     assert ids(repo, "Observation", [("combo-code", f"{LOINC}|8480-6")]) == {bp.id}
