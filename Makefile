@@ -7,12 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install demo test test-sqlite bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
+.PHONY: install prereqs demo test test-sqlite bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { echo "make: mECR needs \
+	Python 3.11 and '$(PYTHON)' is not it; install python3.11 (apt-get install python3.11, or pyenv install 3.11) \
+	or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -27,7 +30,10 @@ demo: install  ## load the demo data into SQLite (var/demo.db) and serve on 127.
 postgres:  ## start the local PostgreSQL cluster if it is installed and not running
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres  ## run the test suite (SQLite and PostgreSQL)
+prereqs: postgres  ## say, one line each, what the tests need and is missing (PostgreSQL, Chromium) and how to get it
+	@bash scripts/check-prereqs.sh
+
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium)
 	$(BIN)/python -m pytest -q
 
 test-sqlite: install  ## run the test suite on SQLite only

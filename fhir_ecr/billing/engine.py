@@ -5,7 +5,7 @@ the service as the session's payer overrides it. A session yields one line, or a
 why not (the ``code`` values are listed in :data:`FINDING_CODES` and in docs/billing.md). Monthly services
 (CHI G0019/G0022, CCM 99490/99439) add up a patient's minutes per calendar month instead.
 
-Rules enforced, with their sources (shared/reference/billing.md):
+Rules enforced, with their sources (docs/billing.md, "Sources"):
 
 - 0591T initial assessment, individual; 0592T individual follow-up "at least 30 minutes"; 0593T "group (2 or
   more individuals), at least 30 minutes", reported per participant (AMA CPT Category III, 2020).

@@ -14,7 +14,7 @@ one GS/GE and one ISA/IEA. Everything but the envelope's date, time and control 
 GS04/05/06, BHT03/04/05, GE02, IEA02) is a function of the claims, so the same claims give the same bytes.
 
 pyx12 checks syntax, code lists and loop structure but not claim balancing, NPI check digits, dots in ICD-10
-codes or pointer ranges (shared/reference/billing.md §4.2): :func:`check_837p` re-reads the text and checks those.
+codes or pointer ranges (pyx12 4.0.0, https://github.com/azoner/pyx12): :func:`check_837p` re-reads the text and checks those.
 """
 
 from __future__ import annotations
