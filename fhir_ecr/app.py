@@ -40,6 +40,7 @@ from .auth.vault import Vault
 from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
+from .store.bindings import log_unchecked as log_unchecked_bindings
 from .store.validation import validate_resource
 
 __all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
@@ -119,7 +120,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         upgrade(engine)
     conformance = default_validator()  # the mECR IG's profiles, compiled once per process
-    # Structural validation first, so the profile checks only ever see a well-formed resource.
+    # Structure and required bindings, then profiles: one OperationOutcome lists every problem.
     repo = FhirRepository(engine, fhir_base=settings.fhir_base,
                           validator=compose_validators(validate_resource, conformance))
     operations = OperationRegistry()
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from starlette.concurrency import run_in_threadpool
 
+        log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
         if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
             await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield

@@ -3,7 +3,9 @@
 ``fhir.resources`` 8 ships R4B models (``fhir.resources.R4B``); R4B changed none of the resources mECR serves in
 ways that matter here except: ``R4B`` adds a few elements (e.g. ``Observation.subject`` targets), never removes
 R4 ones, so every valid R4 resource of these types validates. Its errors (pydantic) are turned into one
-OperationOutcome issue per problem, each with the FHIRPath of the offending element.
+OperationOutcome issue per problem, each with the FHIRPath of the offending element, together with the problems
+the models leave unreported after a first one (:mod:`.structure`) and the codes that break a required binding
+of the base spec (:mod:`.bindings`, which the models do not check): one answer lists every problem.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..outcomes import FhirError, issue
+from ..outcomes import FhirError, Issue, issue
+from .bindings import binding_issues
 from .searchparams import resource_types
+from .structure import unreported_issues
 
 __all__ = ["validate_resource", "model_for", "validation_issues"]
 
@@ -56,7 +60,8 @@ def validation_issues(resource_type: str, exc: ValidationError) -> list[dict[str
 
 
 def validate_resource(resource: dict[str, Any]) -> None:
-    """Raise a 400 FhirError listing every structural problem of ``resource`` (a parsed JSON object)."""
+    """Raise a FhirError listing every problem of ``resource`` (a parsed JSON object): 400 when its structure is
+    wrong (with any broken bindings in the same answer), 422 when only required bindings are broken."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         raise FhirError(issue("required", "resourceType is missing", expression="resourceType"), 400)
@@ -64,9 +69,14 @@ def validate_resource(resource: dict[str, Any]) -> None:
         model = model_for(rtype)
     except KeyError:
         raise FhirError(issue("not-supported", f"resource type {rtype} is not supported"), 400) from None
+    structural: list[Issue] = []
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        raise FhirError(validation_issues(rtype, exc), 400) from exc
+        structural = validation_issues(rtype, exc)
+        structural += unreported_issues(model, resource, structural)
     except (ValueError, TypeError) as exc:  # fhir.resources raises these for some primitive checks
-        raise FhirError(issue("value", str(exc)[:500], expression=rtype), 400) from exc
+        structural = [issue("value", str(exc)[:500], expression=rtype)]
+    bindings = binding_issues(resource)
+    if structural or bindings:
+        raise FhirError(structural + bindings, 400 if structural else 422)
