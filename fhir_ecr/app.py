@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .asgi import StatusRecorder
@@ -38,9 +39,9 @@ from .auth.middleware import AuthMiddleware
 from .auth.sessions import SessionManager
 from .auth.vault import Vault
 from .store.auth_store import AuthStore
+from .store.bindings import log_unchecked as log_unchecked_bindings
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
-from .store.bindings import log_unchecked as log_unchecked_bindings
 from .store.validation import validate_resource
 
 __all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             sandbox.state.sandbox.dispose()
         services.engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load Swagger UI and ReDoc from mECR itself: they work offline
         title="mECR",
         version=__version__,
         description="The mobile Electronic Coaching Record: coaching records as FHIR R4 resources.",
