@@ -112,7 +112,8 @@ class BindingTable:
         if type(value) is not dict:
             return
         if contained:
-            child = self.nodes.get(value.get("resourceType"))  # type: ignore[arg-type]
+            rtype = value.get("resourceType")
+            child = self.nodes.get(rtype) if type(rtype) is str else None
         if child is not None:
             self._walk(child, value, path, out)
 
@@ -124,15 +125,22 @@ def _check(binding: _Binding, value: Any) -> str | None:
     if type(value) is not dict:
         return None  # not the JSON shape of the type: the structural validation reports it
     if binding.kind == _CODING:
-        if (value.get("system"), value.get("code")) in binding.pairs:
+        if _pair(value) in binding.pairs:
             return None
         return f"the coding {_coding(value)} is not in"
-    codings = [c for c in value.get("coding") or [] if type(c) is dict]
-    if any((c.get("system"), c.get("code")) in binding.pairs for c in codings):
+    codings = value.get("coding")
+    codings = [c for c in codings if type(c) is dict] if type(codings) is list else []
+    if any(_pair(c) in binding.pairs for c in codings):
         return None
     if not codings:
         return "a concept without a coding (text alone) does not meet"
     return "no coding (" + ", ".join(_coding(c) for c in codings) + ") is in"
+
+
+def _pair(coding: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(system, code) of a coding, or None when they are not strings (the structural validation says so)."""
+    system, code = coding.get("system"), coding.get("code")
+    return (system, code) if type(system) is str and type(code) is str else None
 
 
 def _coding(coding: dict[str, Any]) -> str:

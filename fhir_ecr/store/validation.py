@@ -75,7 +75,8 @@ def validate_resource(resource: dict[str, Any]) -> None:
     except ValidationError as exc:
         structural = validation_issues(rtype, exc)
         structural += unreported_issues(model, resource, structural)
-    except (ValueError, TypeError) as exc:  # fhir.resources raises these for some primitive checks
+    except (ValueError, TypeError, AttributeError) as exc:  # fhir.resources raises these for some primitive
+        # checks (AttributeError: a number where it expects a uri string, e.g. Attachment.url = 1.5)
         structural = [issue("value", str(exc)[:500], expression=rtype)]
     bindings = binding_issues(resource)
     if structural or bindings:

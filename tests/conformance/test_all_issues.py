@@ -81,3 +81,10 @@ def test_bindings_and_profile_errors_together_are_422(client: Any) -> None:
     body = assert_outcome(client.post("/fhir/Observation", json=steps), 422, "code-invalid")
     assert _found(body) == {("code-invalid", "Observation.status"),
                             ("code-invalid", "Observation.valueQuantity.comparator")}
+
+
+def test_a_number_for_a_url_is_a_400_not_a_crash(client: Any) -> None:
+    """fhir.resources raises AttributeError for it (it calls ``startswith`` on the value)."""
+    body = assert_outcome(client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "robot",
+                                                             "photo": [{"url": 1.5}]}), 400, "value")
+    assert ["Patient.gender"] in [i["expression"] for i in body["issue"]]
