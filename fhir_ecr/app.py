@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .asgi import RequestGuard, StatusRecorder
@@ -38,6 +39,7 @@ from .fhir.routes import router as fhir_router
 from .headers import EhrOrigins, install_security_headers
 from .services import Services
 from .store.auth_store import AuthStore
+from .store.bindings import log_unchecked as log_unchecked_bindings
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
@@ -136,7 +138,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         upgrade(engine)
     conformance = default_validator()  # the mECR IG's profiles, compiled once per process
-    # Structural validation first, so the profile checks only ever see a well-formed resource.
+    # Structure and required bindings, then profiles: one OperationOutcome lists every problem.
     repo = FhirRepository(engine, fhir_base=settings.fhir_base, enforce_references=settings.enforce_references,
                           validator=compose_validators(validate_resource, conformance))
     operations = OperationRegistry()
@@ -166,6 +168,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from starlette.concurrency import run_in_threadpool
 
+        log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
         if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
             await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield
@@ -179,7 +182,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             sandbox.state.sandbox.dispose()
         services.engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load Swagger UI and ReDoc from mECR itself: they work offline
         title="mECR",
         version=__version__,
         description="The mobile Electronic Coaching Record: coaching records as FHIR R4 resources.",

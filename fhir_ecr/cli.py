@@ -29,7 +29,8 @@ from .outcomes import FhirError
 
 __all__ = ["main", "build_parser"]
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
+# examples/demo, through the link fhir_ecr/_bundled/demo (a copy in an installed wheel)
+EXAMPLES_DIR = (Path(__file__).parent / "_bundled" / "demo").resolve()
 
 
 class CliError(Exception):

@@ -47,9 +47,12 @@ class Services:
     def capability_statement(self) -> dict[str, Any]:
         """The CapabilityStatement (built once; it only changes with the code)."""
         if self._capability is None:
-            from .fhir.capability import capability_statement
+            from .fhir.capability import capability_statement, security_component, smart_configuration
 
+            security = security_component(smart_configuration(self.settings.base_url)) \
+                if self.settings.auth == "on" else None  # off: nothing to describe; external: the gate's own
             self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started,
+                                                    security=security,
                                                     supported_profiles=self.supported_profiles or None,
                                                     read_only_types=self.read_only_types)
         return self._capability

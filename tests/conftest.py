@@ -24,13 +24,13 @@ from fhir_ecr.config import Settings
 from fhir_ecr.store.tables import metadata
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # real public samples, sources in SOURCES.tsv
 PG_ADMIN_URL = os.environ.get("MECR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("MECR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"mecr test backends: {', '.join(BACKENDS)}; shared fixtures: {SHARED}"
+    return f"mecr test backends: {', '.join(BACKENDS)}; fixtures: {FIXTURES}"
 
 
 def _pg_available() -> str | None:

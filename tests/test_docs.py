@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from fhir_ecr.cli import build_parser
 from fhir_ecr.config import settings_markdown
@@ -45,3 +46,35 @@ def test_makefile_targets_named_in_readme_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in re.findall(r"`make ([a-z-]+)`", (ROOT / "README.md").read_text()):
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_the_api_page_works_offline(browser: Any, live_server: Any) -> None:
+    """/docs loads Swagger UI from mECR itself: with every request to another host refused, the operations
+    are listed (and none was even tried)."""
+    from urllib.parse import urlsplit
+
+    elsewhere: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/*", only_local)
+        page.goto(f"{live_server.url}/docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("/fhir/{rtype}" in p.replace("\u200b", "") for p in paths), paths[:10]
+        assert "/fhir/metadata" in [p.replace("\u200b", "") for p in paths]
+        assert elsewhere == []
+        # ReDoc renders offline too (its footer's logo is the one thing it asks another host for)
+        page.goto(f"{live_server.url}/redoc")
+        page.wait_for_selector("[role=menuitem], .menu-content", timeout=20_000)
+        assert "/fhir/metadata" in page.content()
+    finally:
+        context.close()

@@ -12,7 +12,14 @@ from typing import Any
 from smart_launch import ScopeSet
 
 from .principal import Principal
-from .registry import AUTH_METHODS, RegistryError, add_client, add_ehr
+from .registry import (
+    AUTH_METHODS,
+    RegistryError,
+    add_client,
+    add_client_with_new_key,
+    add_ehr,
+    default_key_file,
+)
 
 __all__ = ["add_auth_parsers", "run_auth"]
 
@@ -61,7 +68,12 @@ def add_auth_parsers(sub: Any) -> None:
     keys = cadd.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks-url", help="URL of the client's public JWKS (https)")
     keys.add_argument("--jwks-file", type=Path, help="file with the client's public JWKS")
-    cadd.add_argument("--scope", required=True, help="allowed system scopes, e.g. 'system/*.rs'")
+    keys.add_argument("--generate-key", action="store_true",
+                      help="make a new key pair: write the private JWK set to --key-file (mode 0600, never "
+                      "overwritten) and register its public half")
+    cadd.add_argument("--key-file", type=Path,
+                      help="with --generate-key: where to write the private key (default: ./CLIENT_ID.private-jwks.json)")
+    cadd.add_argument("--scope", required=True, help="allowed system scopes, e.g. 'system/*.rs' or 'system/*.cruds'")
     cadd.add_argument("--name", help="display name (default: the client id)")
     c_sub.add_parser("list", help="list clients", description="List registered clients.")
     ctok = c_sub.add_parser(
@@ -145,7 +157,18 @@ def _conflicts(args: argparse.Namespace, services: Any) -> int:
 
 def _client(args: argparse.Namespace, services: Any) -> int:
     store = services.auth_store
+    if args.client_command == "add" and args.generate_key:
+        key_file = (args.key_file or default_key_file(args.client_id)).absolute()
+        row = add_client_with_new_key(services, client_id=args.client_id, scope=args.scope, key_file=key_file,
+                                      name=args.name)
+        print(f"registered client {row['client_id']} with scope {row['scope']}")
+        print(f"  private key (keep it secret; mECR has only the public half): {key_file}")
+        print(f"  token endpoint: {services.settings.base_url}/auth/token (private_key_jwt, RS384 or ES384)")
+        print(f"  a token for curl, now: mecr client token {row['client_id']}")
+        return 0
     if args.client_command == "add":
+        if args.key_file is not None:
+            raise RegistryError("--key-file goes with --generate-key")
         jwks = None
         if args.jwks_file is not None:
             try:

@@ -4,15 +4,24 @@ backend service). Managed with ``mecr ehr add|list|remove`` and ``mecr client ad
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from smart_launch import ClientRegistration, ClientSecretBasic, PrivateKeyJwt, PublicClient, ScopeSet
+from smart_launch import (
+    ClientKeySet,
+    ClientRegistration,
+    ClientSecretBasic,
+    PrivateKeyJwt,
+    PublicClient,
+    ScopeSet,
+)
 from smart_launch.errors import ScopeError
 
-__all__ = ["AUTH_METHODS", "EhrRecord", "RegistryError", "add_ehr", "add_client", "ehr_registration",
-           "PATIENT_APP_SCOPES", "COACH_APP_SCOPES"]
+__all__ = ["AUTH_METHODS", "EhrRecord", "RegistryError", "add_ehr", "add_client", "add_client_with_new_key",
+           "default_key_file", "ehr_registration", "PATIENT_APP_SCOPES", "COACH_APP_SCOPES"]
 
 AUTH_METHODS = ("none", "client_secret_basic", "private_key_jwt")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -129,3 +138,40 @@ def add_client(services: Any, *, client_id: str, scope: str, jwks_url: str | Non
     store.add_client(client_id=client_id, name=name or client_id, jwks_url=jwks_url,
                      jwks=json.dumps(jwks) if jwks else None, scope=str(scopes))
     return store.client(client_id)  # type: ignore[no-any-return]
+
+
+def default_key_file(client_id: str) -> Path:
+    """Where ``--generate-key`` writes a client's private key by default: ``./<client id>.private-jwks.json``."""
+    return Path(f"{re.sub(r'[^A-Za-z0-9._-]', '_', client_id)}.private-jwks.json")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only (0600), refusing to replace any existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RegistryError(f"{path} exists; refusing to overwrite a key file (choose another --key-file)") from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise RegistryError(f"{path}: {exc.strerror}") from None
+
+
+def add_client_with_new_key(services: Any, *, client_id: str, scope: str, key_file: Path,
+                            name: str | None = None) -> dict[str, Any]:
+    """Register a client with a fresh key pair (RS384 and ES384): the private JWK set goes to ``key_file``
+    (created 0600, never overwritten), mECR keeps only the public one. Nothing is left behind on failure."""
+    if services.auth_store.client(client_id) is not None:
+        raise RegistryError(f"client {client_id!r} is registered already")
+    keys = ClientKeySet.generate()
+    _write_private(key_file, json.dumps(keys.private_jwks(), indent=1) + "\n")
+    try:
+        return add_client(services, client_id=client_id, scope=scope, jwks=keys.public_jwks(), name=name)
+    except BaseException:
+        key_file.unlink(missing_ok=True)
+        raise

@@ -457,16 +457,9 @@ async def jwks(request: Request) -> JSONResponse:
 
 @router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration of mECR's FHIR API")
 async def smart_configuration(request: Request) -> JSONResponse:
-    settings = _services(request).settings
-    return JSONResponse({
-        "token_endpoint": f"{settings.base_url}/auth/token",
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.rs", "system/*.cruds", "system/*.read", "system/*.write"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
-        "code_challenge_methods_supported": ["S256"],
-    })
+    from ..fhir.capability import smart_configuration as configuration  # one document, also in the metadata
+
+    return JSONResponse(configuration(_services(request).settings.base_url))
 
 
 @router.post("/auth/token", summary="Token endpoint for backend-services clients (client_credentials)")

@@ -7,7 +7,8 @@ why not (the ``code`` values are listed in :data:`FINDING_CODES` and in docs/bil
 by total daily time (``daily_total``: preventive counselling 99401-99404, 99411/99412) add up a patient's
 sessions of one day into one line.
 
-Rules enforced, with their sources (docs/billing.md has the table of rules, sources and rule-table keys):
+Rules enforced, with their sources (docs/billing.md: the table of rules, sources and rule-table keys, and
+"Sources" with the citations in full):
 
 - 0591T initial assessment, individual; 0592T individual follow-up "at least 30 minutes"; 0593T "group (2 or
   more individuals), at least 30 minutes", reported per participant (AMA CPT Category III, 2020).

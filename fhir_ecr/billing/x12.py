@@ -18,7 +18,7 @@ CLM05-3 is the claim frequency code: ``1`` original, ``7`` replacement of a prio
 payer claim control number in REF*F8 (2300, "Payer Claim Control Number") when it is known.
 
 pyx12 checks syntax, code lists and loop structure but not claim balancing, NPI check digits, dots in ICD-10
-codes or pointer ranges (shared/reference/billing.md §4.2): :func:`check_837p` re-reads the text and checks those.
+codes or pointer ranges (pyx12 4.0.0, https://github.com/azoner/pyx12): :func:`check_837p` re-reads the text and checks those.
 """
 
 from __future__ import annotations

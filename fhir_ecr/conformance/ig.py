@@ -20,8 +20,9 @@ MECR_CANONICAL = "https://mecr.dev/fhir"
 
 
 def default_ig_path() -> Path:
-    """``<repo>/profiles/generated``: the committed SUSHI output beside the ``fhir_ecr`` package."""
-    return Path(__file__).resolve().parents[2] / "profiles" / "generated"
+    """``<repo>/profiles/generated``, the committed SUSHI output, through the link ``fhir_ecr/_bundled/ig`` (an
+    installed wheel holds a copy there)."""
+    return (Path(__file__).resolve().parents[1] / "_bundled" / "ig").resolve()
 
 
 def _read(path: Path) -> Any:

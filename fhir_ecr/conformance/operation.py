@@ -2,10 +2,10 @@
 
 ``POST /fhir/{type}/$validate`` with the resource as the body, or a Parameters with ``resource`` and
 optional ``profile`` (also accepted as a query parameter). The answer is always 200 with an
-OperationOutcome: the structural problems (if any, then profiles are not checked), else the profile issues
-(errors and warnings), or one informational issue saying the resource is valid. Without ``profile`` the
-resource is checked against its own mECR ``meta.profile`` claims, exactly as a write would be. ``mode``
-(create/update/delete) is not supported: every call validates the resource as content.
+OperationOutcome listing every problem a write would be refused for -- structure, required bindings of the base
+spec, and the profile issues (errors and warnings) -- or one informational issue saying the resource is valid.
+Without ``profile`` the resource is checked against its own mECR ``meta.profile`` claims, exactly as a write
+would be. ``mode`` (create/update/delete) is not supported: every call validates the resource as content.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..fhir.operations import Operation, OperationCall, OperationRegistry
-from ..outcomes import FhirError, bad_request, issue, outcome
+from ..outcomes import FhirError, Issue, bad_request, issue, outcome
 from ..store.validation import validate_resource
+from .validator import compose_validators
 
 __all__ = ["register_validate_operation", "validate_call"]
 
@@ -30,11 +31,19 @@ def validate_call(call: OperationCall) -> dict[str, Any]:
         raise bad_request(f"$validate on {call.resource_type} needs a {call.resource_type}, "
                           f"not {resource.get('resourceType')!r}", "resourceType")
     profiles = [str(p) for p in call.get_all("profile") if p]
+    warnings: list[Issue] = []
+
+    def check_profiles(res: dict[str, Any]) -> None:
+        found = call.services.conformance.issues(res, profiles or None)
+        if any(i["severity"] in ("error", "fatal") for i in found):
+            raise FhirError(found, 422)
+        warnings.extend(found)
+
     try:
-        validate_resource(resource)
+        compose_validators(validate_resource, check_profiles)(resource)
     except FhirError as exc:
-        return outcome(exc.issues)
-    issues = call.services.conformance.issues(resource, profiles or None)
+        return outcome(exc.issues + warnings)
+    issues = warnings
     if not issues:
         what = ", ".join(profiles) if profiles else "its profile claims"
         issues = [issue("informational", f"valid: no problems found (structure and {what})",

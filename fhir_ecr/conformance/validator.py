@@ -98,11 +98,31 @@ def default_validator(root: Path | None = None) -> ProfileValidator:
     return _for_root(Path(root) if root is not None else default_ig_path())
 
 
+# What a later stage may raise when it reads a resource an earlier stage has already refused as malformed.
+_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+
+
 def compose_validators(*validators: Validator) -> Validator:
-    """One validator that runs ``validators`` in order (structural first, so profiles see a well-formed resource)."""
+    """One validator that runs every one of ``validators`` (structure and bindings first, then profiles) and
+    raises one FhirError with all their issues, so a client sees every problem at once (a problem two stages
+    both find, same code at the same place, is listed once). Its status is the first failing stage's: 400 when
+    the structure is wrong, 422 when only bindings or profiles are broken."""
 
     def validate(resource: dict[str, Any]) -> None:
+        issues: list[Issue] = []
+        status: int | None = None
         for v in validators:
-            v(resource)
+            try:
+                v(resource)
+            except FhirError as exc:
+                seen = {(i["code"], tuple(i.get("expression") or ())) for i in issues}
+                issues += [i for i in exc.issues if (i["code"], tuple(i.get("expression") or ())) not in seen]
+                status = status or exc.status
+            except _UNREADABLE:
+                if status is None:
+                    raise
+                # the profile checks assume a well-formed resource; this one is already refused
+        if status is not None:
+            raise FhirError(issues, status)
 
     return validate

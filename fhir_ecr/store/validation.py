@@ -3,9 +3,11 @@
 ``fhir.resources`` 8 ships R4B models (``fhir.resources.R4B``); R4B changed none of the resources mECR serves in
 ways that matter here except: ``R4B`` adds a few elements (e.g. ``Observation.subject`` targets), never removes
 R4 ones, so every valid R4 resource of these types validates. Its errors (pydantic) are turned into one
-OperationOutcome issue per problem, each with the FHIRPath of the offending element.
+OperationOutcome issue per problem, each with the FHIRPath of the offending element, together with the problems
+the models leave unreported after a first one (:mod:`.structure`) and the codes that break a required binding
+of the base spec (:mod:`.bindings`, which the models do not check): one answer lists every problem.
 
-Two rules the models do not check are checked first: the id rule (https://hl7.org/fhir/R4/datatypes.html#id:
+Two rules the models do not check are checked too: the id rule (https://hl7.org/fhir/R4/datatypes.html#id:
 at most 64 characters; the store's key column holds 64) and no NUL character in any string
 (https://hl7.org/fhir/R4/datatypes.html#string; PostgreSQL cannot store one in JSONB).
 """
@@ -20,8 +22,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ..outcomes import FhirError, issue
+from ..outcomes import FhirError, Issue, issue
+from .bindings import binding_issues
 from .searchparams import resource_types
+from .structure import unreported_issues
 
 __all__ = ["validate_resource", "model_for", "validation_issues", "is_fhir_id"]
 
@@ -86,7 +90,8 @@ def validation_issues(resource_type: str, exc: ValidationError) -> list[dict[str
 
 
 def validate_resource(resource: dict[str, Any]) -> None:
-    """Raise a 400 FhirError listing every structural problem of ``resource`` (a parsed JSON object)."""
+    """Raise a FhirError listing every problem of ``resource`` (a parsed JSON object): 400 when its structure is
+    wrong (with any broken bindings in the same answer), 422 when only required bindings are broken."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         raise FhirError(issue("required", "resourceType is missing", expression="resourceType"), 400)
@@ -94,10 +99,10 @@ def validate_resource(resource: dict[str, Any]) -> None:
         model = model_for(rtype)
     except KeyError:
         raise FhirError(issue("not-supported", f"resource type {rtype} is not supported"), 400) from None
+    structural: list[Issue] = []
     rid = resource.get("id")
     if isinstance(rid, str) and not is_fhir_id(rid):
-        raise FhirError(issue("value", "id must be 1 to 64 of A-Z, a-z, 0-9, '-' and '.'", expression=f"{rtype}.id"),
-                        400)
+        structural.append(issue("value", "id must be 1 to 64 of A-Z, a-z, 0-9, '-' and '.'", expression=f"{rtype}.id"))
     try:  # a cheap test first; the walk names the element
         suspect = b"\\u0000" in orjson.dumps(resource)
     except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits: walk anyway
@@ -105,11 +110,16 @@ def validate_resource(resource: dict[str, Any]) -> None:
     if suspect:
         where = _nul_path(resource, rtype)
         if where:
-            raise FhirError(issue("value", "a NUL character (U+0000) is not allowed in a FHIR string",
-                                  expression=where), 400)
+            structural.append(issue("value", "a NUL character (U+0000) is not allowed in a FHIR string",
+                                    expression=where))
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        raise FhirError(validation_issues(rtype, exc), 400) from exc
-    except (ValueError, TypeError) as exc:  # fhir.resources raises these for some primitive checks
-        raise FhirError(issue("value", str(exc)[:500], expression=rtype), 400) from exc
+        found = validation_issues(rtype, exc)
+        structural += found + unreported_issues(model, resource, found)
+    except (ValueError, TypeError, AttributeError) as exc:  # fhir.resources raises these for some primitive
+        # checks (AttributeError: a number where it expects a uri string, e.g. Attachment.url = 1.5)
+        structural.append(issue("value", str(exc)[:500], expression=rtype))
+    bindings = binding_issues(resource)
+    if structural or bindings:
+        raise FhirError(structural + bindings, 400 if structural else 422)

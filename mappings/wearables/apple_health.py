@@ -1,6 +1,7 @@
 """Apple Health ``export.zip`` / ``export.xml`` -> :class:`Reading`, streamed in constant memory.
 
-Format (``shared/reference/mappings.md`` §2.1): ``<HealthData>`` holding ``<Record>`` (quantity and category
+Format (Apple HealthKit type identifiers, https://developer.apple.com/documentation/healthkit, as written by
+the Health app's "Export All Health Data"; the samples in tests/fixtures/README.md): ``<HealthData>`` holding ``<Record>`` (quantity and category
 samples), ``<Correlation>`` (blood pressure), ``<Workout>`` and ``<ActivitySummary>`` elements; dates are
 ``2016-11-20 17:57:19 -0700``. Rules enforced here:
 
@@ -16,7 +17,7 @@ samples), ``<Correlation>`` (blood pressure), ``<Workout>`` and ``<ActivitySumma
   Anything else - a record with children, another attribute order, a character reference, a comment - goes
   through expat. Both paths produce the same readings (tests compare them on every fixture); line numbers
   stay those of the file.
-* Dates carry the phone's offset *at export time*, not at recording (fixtures README). When a record has an
+* Dates carry the phone's offset *at export time*, not at recording (tests/fixtures/README.md). When a record has an
   ``HKTimeZone`` metadata entry the instant is re-expressed in that zone, so the offset and the local day are
   right; otherwise the offset is kept as written.
 * Records nested in a ``<Correlation>`` also appear top-level (the DTD says so): blood pressure is read once,

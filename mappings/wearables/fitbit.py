@@ -1,6 +1,7 @@
 """Fitbit Web API JSON and Fitbit account-export per-day JSON -> :class:`Reading`.
 
-Time zones (``shared/reference/mappings.md`` §2.2-2.3): the Web API returns local wall time with **no
+Time zones (Fitbit Web API reference, https://dev.fitbit.com/build/reference/web-api/, and the notes of
+openmhealth/shimmer, https://github.com/openmhealth/shimmer/blob/master/README.md): the Web API returns local wall time with **no
 offset** and none can be inferred, so every reader here takes the user's ``tz`` from the caller. The
 account export differs by file: per-minute series (``steps-``, ``heart_rate-``, ``distance-``,
 ``calories-``) carry **UTC** times while the file is split on local days, and sleep logs are device-local

@@ -1,6 +1,7 @@
 """Garmin ``.fit`` (activity, monitoring and weight-scale files) -> :class:`Reading`, via ``fitparse``.
 
-FIT rules applied (``shared/reference/mappings.md`` §2.4, fixtures README):
+FIT rules applied (Garmin FIT protocol and profile, https://developer.garmin.com/fit/protocol/; fitparse,
+https://github.com/dtcooper/python-fitparse; tests/fixtures/README.md):
 
 * Timestamps are UTC (seconds since 1989-12-31). The local offset is ``local_timestamp - timestamp`` of the
   ``activity`` message (activity files) or of ``monitoring_info`` (monitoring files); readings are expressed

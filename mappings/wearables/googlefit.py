@@ -1,6 +1,7 @@
 """Google Fit REST dataset JSON -> :class:`Reading`.
 
-Rules (``shared/reference/mappings.md`` §2.6; fixtures README): times are epoch **nanosecond strings**
+Rules (Google Fit REST API, https://developers.google.com/fit/rest/v1/reference; openmhealth/shimmer,
+https://github.com/openmhealth/shimmer; tests/fixtures/README.md): times are epoch **nanosecond strings**
 (``startTimeNanos``), UTC; values are ``intVal`` (steps, activity segments) or ``fpVal`` (heart rate, weight,
 calories); points are instants (start == end) or intervals. Read one merged stream (``derived:...:merge_*``):
 summing raw and derived streams double-counts. The source of every point is the *stream* (its

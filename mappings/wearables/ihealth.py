@@ -1,6 +1,6 @@
 """iHealth API JSON (``*DataList`` responses) -> :class:`Reading`.
 
-Rules (fixtures README, shimmer's iHealth notes): ``MDate``/``StartTime``/``EndTime`` are epoch seconds
+Rules (tests/fixtures/README.md, shimmer's iHealth notes): ``MDate``/``StartTime``/``EndTime`` are epoch seconds
 **shifted by the record's own** ``TimeZone`` (``"-0800"``, sometimes an integer), i.e. local wall time written
 as if it were UTC; the true instant is ``MDate - offset``. Units are per-response enums: ``BPUnit`` 0 mmHg /
 1 kPa, ``BGUnit`` 0 mg/dL / 1 mmol/L, ``WeightUnit`` 0 kg / 1 lb / 2 stone. Sleep ``HoursSlept`` is in

@@ -1,6 +1,7 @@
 """Withings API JSON -> :class:`Reading` (body measures, daily activity, intraday activity, sleep).
 
-Rules (``shared/reference/mappings.md`` §1.5, §2.5; fixtures README):
+Rules (Withings API reference, https://developer.withings.com/api-reference/; openmhealth/shimmer,
+https://github.com/openmhealth/shimmer; tests/fixtures/README.md):
 
 * Body measures: the value is ``value x 10^unit`` (``{type:1, unit:-3, value:74126}`` = 74.126 kg). Types:
   1 weight kg, 4 height m, 5 fat-free mass, 6 fat ratio %, 8 fat mass, 9 diastolic and 10 systolic mmHg,

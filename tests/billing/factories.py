@@ -10,7 +10,6 @@ from typing import Any
 from fhir_ecr.billing import Credential, Insurance, Person, Provider, Session, load_rules
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 EXAMPLE_PRACTICE = REPO / "fhir_ecr" / "billing" / "practice.example.yaml"
 MECR = "https://mecr.dev/fhir/CodeSystem/mecr-codes"
 INITIAL, FOLLOW_UP, GROUP = (f"{MECR}|coaching-session-{k}" for k in ("initial", "follow-up", "group"))

@@ -1,4 +1,4 @@
-"""Helpers for the conformance tests: the IG, its examples, the compiled validator, shared fixtures."""
+"""Helpers for the conformance tests: the IG, its examples, the compiled validator, the Gravity fixtures."""
 
 from __future__ import annotations
 
@@ -16,16 +16,9 @@ IG_ROOT = REPO / "profiles" / "generated"
 MECR = "https://mecr.dev/fhir/StructureDefinition/"
 
 
-def shared_dir() -> Path:
-    """``<repo>/../shared``: CI clones the repo to another folder with a copy of shared/ beside it."""
-    path = (REPO / ".." / "shared").resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(f"shared/ not found beside the repository at {path}")
-    return path
-
-
 def gravity_dir() -> Path:
-    return shared_dir() / "fixtures" / "fhir" / "gravity-sdoh"
+    """The Gravity SDOH Clinical Care IG examples in tests/fixtures (sources in tests/fixtures/SOURCES.tsv)."""
+    return REPO / "tests" / "fixtures" / "fhir" / "gravity-sdoh"
 
 
 def example(name: str) -> dict[str, Any]:

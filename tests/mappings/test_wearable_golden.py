@@ -1,4 +1,4 @@
-"""Golden-file tests over every real wearable sample in shared/fixtures/wearables.
+"""Golden-file tests over every real wearable sample in tests/fixtures/wearables.
 
 Each case reads one sample with its reader, maps the readings to FHIR, validates every resource against
 ``fhir.resources.R4B`` and compares with ``golden/<case>.fhir.json`` (regenerate only with
@@ -108,7 +108,7 @@ def _case_name(rel: str) -> str:
 
 
 def test_every_vendor_sample_has_a_case() -> None:
-    """A new sample in shared/fixtures/wearables must get a golden case (open-mhealth is covered below)."""
+    """A new sample in tests/fixtures/wearables must get a golden case (open-mhealth is covered below)."""
     on_disk = {
         f"{p.parent.name}/{p.name}" for p in WEARABLES.glob("*/*")
         if p.is_file() and p.parent.name != "open-mhealth" and not p.name.startswith("LICENSE")

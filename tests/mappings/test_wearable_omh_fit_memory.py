@@ -53,7 +53,7 @@ def _registry() -> Registry:
         resource = Resource.from_contents(contents, default_specification=DRAFT4)
         resources.append((OMH_BASE + path.name, resource))
     # systolic/diastolic-blood-pressure-1.1 $ref the IEEE 1752.1 unit-value schema, which is not available
-    # offline; the fixtures README says to map it to a local copy: OmH unit-value-1.0 is the same structure
+    # offline; tests/fixtures/README.md says to map it to a local copy: OmH unit-value-1.0 is the same structure
     unit_value = json.loads((OMH_SCHEMAS / "unit-value-1.0.json").read_text(encoding="utf-8"))
     unit_value["id"] = IEEE_UNIT_VALUE
     resources.append((IEEE_UNIT_VALUE, Resource.from_contents(unit_value, default_specification=DRAFT4)))

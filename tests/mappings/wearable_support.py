@@ -1,4 +1,4 @@
-"""Shared helpers for the mapping tests: where ``shared/`` is, and golden-file comparison."""
+"""Helpers for the mapping tests: where the wearable fixtures are, and golden-file comparison."""
 
 from __future__ import annotations
 
@@ -15,16 +15,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 REGEN = os.environ.get("MECR_REGEN_GOLDEN") == "1"
 
 
-def shared_dir() -> Path:
-    """``<repo>/../shared`` (CI clones the repo elsewhere with a copy of shared/ beside it)."""
-    repo = Path(__file__).resolve().parents[2]
-    candidate = (repo / ".." / "shared").resolve()
-    if not candidate.is_dir():
-        raise RuntimeError(f"shared/ not found beside the repository at {candidate}")
-    return candidate
-
-
-WEARABLES = shared_dir() / "fixtures" / "wearables"
+WEARABLES = Path(__file__).resolve().parents[1] / "fixtures" / "wearables"  # sources: tests/fixtures/SOURCES.tsv
 OMH_SCHEMAS = WEARABLES / "open-mhealth" / "schema" / "omh"
 OMH_TEST_DATA = WEARABLES / "open-mhealth" / "test-data" / "omh"
 

@@ -17,14 +17,6 @@ GENERATED = PROFILES / "generated"
 DOCS = REPO / "docs" / "profiles"
 
 
-def shared_dir() -> Path:
-    """``<repo>/../shared``: CI clones the repo to another folder with a copy of shared/ beside it."""
-    path = (REPO / ".." / "shared").resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(f"shared/ not found beside the repository at {path}")
-    return path
-
-
 def load_tool(name: str) -> ModuleType:
     """Import ``profiles/<name>.py`` (the build scripts are not part of an installed package)."""
     module_name = f"mecr_profiles_{name}"
@@ -61,4 +53,4 @@ def profiles_by_id(index: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def gravity_dir() -> Path:
-    return shared_dir() / "fixtures" / "fhir" / "gravity-sdoh"
+    return REPO / "tests" / "fixtures" / "fhir" / "gravity-sdoh"

@@ -238,8 +238,8 @@ def test_session_without_end_is_allowed_while_in_progress(profiles_by_id: dict[s
 
 # --- alignment with the official IGs ---------------------------------------------------------------
 
-# (profile id, LOINC code slice, LOINC code, UCUM unit or None when a value set decides) from the brief and
-# shared/reference/mappings.md section 1.3.
+# (profile id, LOINC code slice, LOINC code, UCUM unit or None when a value set decides), as cited in
+# mappings/systems.py (FHIR R4 vital signs, HL7 Physical Activity IG 1.0.0, PHR IG sleep codes).
 WEARABLES = [
     ("mecr-daily-steps", "StepsCode", "41950-7", "/d"),
     ("mecr-heart-rate", "HeartRateCode", "8867-4", "/min"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,11 +23,6 @@ AUTHORIZE_URL = "https://ehr.example.org/auth/authorize"
 TOKEN_URL = "https://ehr.example.org/auth/token"
 JWKS_URL = "https://ehr.example.org/auth/jwks"
 REDIRECT_URI = "https://mecr.example.com/smart/callback"
-
-
-def shared_dir() -> Path:
-    """``<repo>/../shared`` (CI clones the repo with a copy of ``shared/`` beside it)."""
-    return Path(__file__).resolve().parents[2] / ".." / "shared"
 
 
 class Clock:

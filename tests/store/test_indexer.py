@@ -14,13 +14,13 @@ from fhirpathpy.models import models
 
 from fhir_ecr.store.indexer import date_range, extract_index_rows, normalize_string, parse_reference
 from fhir_ecr.store.searchparams import _WHERE_RESOLVE, candidate_params, search_params
-from tests.conftest import REPO_ROOT, SHARED
+from tests.conftest import FIXTURES, REPO_ROOT
 
 
 def sample_resources() -> list[dict[str, Any]]:
     """Real resources: the Gravity SDOH examples, the IG's examples and the demo data."""
     out: list[dict[str, Any]] = []
-    for path in sorted((SHARED / "fixtures" / "fhir" / "gravity-sdoh").glob("*.json")):
+    for path in sorted((FIXTURES / "fhir" / "gravity-sdoh").glob("*.json")):
         out.append(json.loads(path.read_text()))
     for path in sorted((REPO_ROOT / "profiles" / "generated" / "resources").glob("*.json")):
         res = json.loads(path.read_text())

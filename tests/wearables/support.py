@@ -13,7 +13,7 @@ from fhir_ecr.coaching import fhir_io as io
 
 __all__ = ["FIXTURES", "Rec", "apple_export", "make_patient", "observations", "summaries_by_day"]
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "wearables"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "wearables"
 WATCH = "<<HKDevice: 0x283a0c0f0>, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,2>"
 PHONE = "<<HKDevice: 0x283a0c1a0>, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2>"
 

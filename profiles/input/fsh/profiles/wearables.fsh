@@ -1,5 +1,5 @@
 // Wearable and home-device readings. Codes and units follow the FHIR R4 vital-signs profiles and the HL7
-// Physical Activity IG (STU1); see shared/reference/mappings.md section 1.
+// Physical Activity IG (STU1, http://hl7.org/fhir/us/physical-activity); codes and units: mappings/systems.py.
 
 Profile: MecrDailySteps
 Parent: Observation
