@@ -31,9 +31,11 @@ _SHARED = ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-s
            "font-src 'self'", "object-src 'none'", "base-uri 'none'")
 # The API explorer (/docs, /redoc) is FastAPI's page: one inline script starts it. Its assets come from the CDN
 # until /docs serves them itself (issue #13.6); then the CDN hosts go from this list.
-_EXPLORER = ("default-src 'self'", "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-             "style-src 'self' https://cdn.jsdelivr.net", "img-src 'self' data: https://fastapi.tiangolo.com",
-             "object-src 'none'", "base-uri 'none'", "frame-ancestors 'self'")
+# The API explorers (Swagger UI, ReDoc) are served from mECR itself (fastapi-offline) and hold no PHI; they start
+# with an inline script, inline styles and (ReDoc) a blob: worker, so their pages allow those and nothing remote.
+_EXPLORER = ("default-src 'self'", "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'",
+             "img-src 'self' data:", "font-src 'self' data:", "worker-src 'self' blob:", "object-src 'none'",
+             "base-uri 'none'", "frame-ancestors 'self'")
 _EXPLORER_PATHS = ("/docs", "/redoc")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
