@@ -105,6 +105,10 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     where = settings.local_url
     print(f"mECR serving on {where}/" + ("" if settings.base_url == where else f" (public URL {settings.base_url}/)"),
           flush=True)
+    # mECR's own log lines (mecr.access, mecr.auth, …) go to stderr beside uvicorn's; none of them holds PHI.
+    import logging
+
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s:     %(name)s %(message)s")
     # uvicorn's access log prints whole URLs, whose search parameters can hold PHI (names, identifiers):
     # mECR logs its own access lines without them (fhir_ecr.app.AccessLog).
     options = {"host": settings.host, "port": settings.port,
