@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import Request
 
-from ..outcomes import forbidden, not_supported, unauthorized
+from ..outcomes import FhirError, forbidden, not_supported, unauthorized
 from ..store.repository import Confinement, Stored, compartment_patients
 from ..store.searchparams import patient_compartment, search_param
 from .principal import Principal
@@ -71,15 +71,6 @@ def in_patient_compartment(resource: dict[str, Any], patient_id: str, base_url: 
     if resource.get("resourceType") == "Patient":
         return resource.get("id") == patient_id
     return patient_id in compartment_patients(resource, base_url)
-
-
-def patient_of(resource: dict[str, Any] | None, base_url: str | None = None) -> str | None:
-    """The id of the patient whose compartment ``resource`` lies in (the first in id order), for the audit
-    trail; None when it lies in none (or in several: then :func:`compartment_patients` names them all)."""
-    if not resource:
-        return None
-    found = compartment_patients(resource, base_url)
-    return min(found) if len(found) == 1 else None
 
 
 @cache
@@ -205,19 +196,6 @@ class Access:
             raise forbidden("a patient may only access their own record")
         return p
 
-    def visible(self, resource: dict[str, Any]) -> bool:
-        """Scopes permit reading it and, for a patient, it lies in their compartment (compartment types only;
-        shared types need the store: the repository decides those)."""
-        p = self.principal
-        if p is None:
-            return False
-        rtype = str(resource.get("resourceType"))
-        if not self.can(rtype, "r"):
-            return False
-        if p.kind == "patient" and rtype in compartment_types():
-            return in_patient_compartment(resource, p.patient_id or "", self.fhir_base)
-        return True
-
     # -- the repository's Guard protocol (fhir_ecr.store.repository.Guard) --------------------------------------
 
     def allows(self, rtype: str, letter: str) -> bool:
@@ -273,7 +251,7 @@ class Access:
                         self._require_own(p, content)
             if new is not None:
                 check_identity_edit(old, new, staff=p.kind != "patient")
-        except Exception:
+        except FhirError:
             self.denied = True
             raise
         finally:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from ..outcomes import FhirError, conflict, gone, issue, not_found
+from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
 from .indexer import extract_index_rows
 from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored
@@ -140,11 +140,6 @@ class UnitCore:
                 raise not_found(rtype, rid, version)
         elif row is None:
             raise not_found(rtype, rid, version)
-
-    def _deleted(self, rtype: str, rid: str, row: Any) -> None:
-        """410 for a deleted resource (its existence is known to the caller: :meth:`_gate` ran first)."""
-        if row.deleted:
-            raise gone(rtype, rid, str(row.version_id))
 
     def visible_rows(self, rows: Iterable[Any], conf: Confinement) -> list[Any]:
         """The rows (with ``pk`` and ``res_type``) ``conf`` may see, in their order: one query per shared type."""
