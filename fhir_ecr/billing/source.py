@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from ..coaching.fhir_io import patient_time_zone
 from ..store.repository import SearchResult
 from ..store.search import SearchQuery, parse_search
 from .model import BilledItem, Credential, Insurance, Modality, Person, Provider, Session
@@ -55,7 +56,6 @@ CREDENTIAL_SYSTEM = "https://mecr.dev/fhir/CodeSystem/coach-credential"
 MODALITY_URL = "https://mecr.dev/fhir/StructureDefinition/coaching-session-modality"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 BILLING_LINE_SYSTEM = "https://mecr.dev/fhir/sid/billing-line"
-TIMEZONE_URL = "http://hl7.org/fhir/StructureDefinition/timezone"
 _CHUNK = 200
 _INACTIVE = {"cancelled", "entered-in-error"}
 
@@ -243,17 +243,6 @@ def _icd(concepts: Iterable[dict[str, Any]]) -> list[str]:
     return [c for s, c in _codes(concepts) if s == ICD10CM and c]
 
 
-def _time_zone(patient: dict[str, Any] | None, default: str) -> str:
-    for ext in (patient or {}).get("extension", []) or []:
-        if ext.get("url") == TIMEZONE_URL and isinstance(ext.get("valueCode"), str):
-            try:
-                ZoneInfo(ext["valueCode"])
-            except (ZoneInfoNotFoundError, ValueError):
-                return default
-            return str(ext["valueCode"])
-    return default
-
-
 def service_day(enc: dict[str, Any], patients: dict[str, dict[str, Any]], tz: str | None) -> date | None:
     """The date of service: the local date of ``period.start`` in the patient's zone (else ``tz``, the
     practice's), or the date as written when ``tz`` is None or the start has no time."""
@@ -267,7 +256,7 @@ def service_day(enc: dict[str, Any], patients: dict[str, dict[str, Any]], tz: st
     if instant.tzinfo is None:
         return instant.date()
     subject = _ref(enc.get("subject"))
-    zone = _time_zone(patients.get(subject[1]) if subject else None, tz)
+    zone = patient_time_zone(patients.get(subject[1]) if subject else None, tz)
     return instant.astimezone(ZoneInfo(zone)).date()
 
 
