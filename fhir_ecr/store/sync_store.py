@@ -284,6 +284,36 @@ class SyncStore:
             with self._write() as c, c.begin():
                 run(c)
 
+    # -- leases ---------------------------------------------------------------------------------------------------
+
+    def lease(self, name: str, holder: str, seconds: int) -> bool:
+        """Take (or renew, for the same ``holder``) the lease ``name`` for ``seconds``: False while another holder's
+        lease runs. A holder that dies simply lets it run out."""
+        from .records import KV
+
+        key, now = f"lease:{name}", _now()
+        try:
+            with self._write() as conn, conn.begin():
+                row = conn.execute(sa.select(KV.c.value).where(KV.c.key == key).with_for_update()).first()
+                if row is not None:
+                    other, _, until = row.value.rpartition("@")
+                    if other != holder and until.isdigit() and int(until) > now:
+                        return False
+                    conn.execute(KV.delete().where(KV.c.key == key))
+                conn.execute(KV.insert().values(key=key, value=f"{holder}@{now + seconds}"))
+        except sa.exc.IntegrityError:  # another holder took it at the same moment (PostgreSQL)
+            return False
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        from .records import KV
+
+        key = f"lease:{name}"
+        with self._write() as conn, conn.begin():
+            row = conn.execute(sa.select(KV.c.value).where(KV.c.key == key)).first()
+            if row is not None and row.value.rpartition("@")[0] == holder:
+                conn.execute(KV.delete().where(KV.c.key == key))
+
     # -- Bulk Data export jobs ----------------------------------------------------------------------------------
 
     def add_export(self, **values: Any) -> None:

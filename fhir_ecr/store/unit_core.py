@@ -9,7 +9,6 @@ visibility (:mod:`.visibility`) — what they may not see answers exactly as wha
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
