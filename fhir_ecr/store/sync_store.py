@@ -216,6 +216,17 @@ class SyncStore:
                 run(c)
         return out
 
+    def by_remote(self, ehr_id: str, res_type: str, remote_ids: Iterable[str]) -> dict[str, str]:
+        """``{EMR id: local id}`` of the links of these EMR resources."""
+        ids = sorted(set(remote_ids))
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                for row in conn.execute(sa.select(LINK.c.remote_id, LINK.c.res_id).where(
+                        LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type, LINK.c.remote_id.in_(ids[i: i + 500]))):
+                    out[row.remote_id] = row.res_id
+        return out
+
     def put_link(self, ehr_id: str, res_type: str, res_id: str, *, direction: str, remote_id: str,
                  remote_version: str | None, pushed_hash: str | None = None, conn: Any = None) -> None:
         values = {"direction": direction, "remote_id": remote_id, "remote_version": remote_version,

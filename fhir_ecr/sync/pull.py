@@ -148,6 +148,8 @@ class Loader:
         counts = counts or PullCounts()
         counts.fetched += len(resources)
         others: list[dict[str, Any]] = []
+        known = self.sync_store.by_remote(self.ehr_id, "Patient", [str(r.get("id")) for r in resources
+                                                                    if r.get("resourceType") == "Patient"])
         for res in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or not res.get("id"):
@@ -157,10 +159,11 @@ class Loader:
             elif rtype not in self.types:
                 counts.reject(1, f"{rtype}: not a type mECR stores")
             elif rtype == "Patient":
-                before = self._patients.get(str(res["id"]))
                 if self._link_patient(res, counts) is not None:
-                    counts.updated += before is not None
-                    counts.created += before is None
+                    if str(res["id"]) in known:
+                        counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
+                    else:
+                        counts.created += 1
             else:
                 others.append(res)
         await self._resolve_patients({i for r in others for t, i in remote_refs(r, self.base) if t == "Patient"},
