@@ -123,6 +123,9 @@ class Deliverer:
         self.config = config
         self.emr = emr
         self.counts = DeliveryCounts()
+        #: Types whose conditional create the EMR cannot evaluate (no ``identifier`` search on them): created with
+        #: ``PUT [type]/[mECR's id]`` instead — as idempotent, where the EMR allows update-as-create.
+        self.put_create: set[str] = set()
 
     # -- the run ------------------------------------------------------------------------------------------------
 
@@ -239,6 +242,8 @@ class Deliverer:
         rtype = item.row.res_type
         if item.content is None:
             return {"method": "DELETE", "url": f"{rtype}/{item.link.remote_id}"}
+        if item.link is None and rtype in self.put_create:
+            return {"method": "PUT", "url": f"{rtype}/{item.row.res_id}"}
         if item.link is None:
             value = f"{rtype}/{item.row.res_id}"
             return {"method": "POST", "url": rtype,
@@ -324,6 +329,12 @@ class Deliverer:
         if status in (408, 425, 429, 401) or status >= 500 or status == 0:
             self._transient(row, EmrUnavailable("push", status, None, _seconds(retry_after)))
             return
+        if status == 400 and item.link is None and row.res_type not in self.put_create and _criteria_refused(outcome):
+            self.put_create.add(row.res_type)
+            if item.body is not None:
+                item.body = {**item.body, "id": row.res_id}
+            await self._send([item])
+            return
         detail = "deleted in the EMR" if status in (404, 410) else f"the EMR refused it ({status})"
         self._park(row, status, detail, outcome)
 
@@ -393,6 +404,17 @@ def backoff(services: Any, row: OutboxRow, exc: EmrUnavailable) -> bool:
     services.sync_store.reschedule(row.id, int(time.time() + delay + 0.999), attempts, status=exc.status,
                                    detail=f"attempt {attempts} failed ({exc.status or 'no answer'})")
     return True
+
+
+def _criteria_refused(outcome: Any) -> bool:
+    """Does a 400 say the EMR cannot evaluate the conditional create's criteria (an unsupported parameter)?"""
+    if not isinstance(outcome, dict):
+        return False
+    for i in outcome.get("issue") or []:
+        text = str(i.get("diagnostics") or "").lower()
+        if i.get("code") == "not-supported" or "search parameter" in text or "ifnoneexist" in text:
+            return True
+    return False
 
 
 def _json_or_none(response: Any) -> Any:
