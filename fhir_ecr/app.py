@@ -146,14 +146,21 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     register_validate_operation(operations)
     register_coaching_operations(operations, default_tz=settings.default_time_zone)
     register_billing_operations(operations)
+    from .bulk import register_bulk_operations  # $export (docs/sync.md)
+
+    register_bulk_operations(operations)
     auth_store = AuthStore(engine)
     vault = Vault(settings, repo)
     sessions = SessionManager(auth_store, vault, session_ttl=settings.session_ttl_seconds,
                               token_ttl=settings.access_token_ttl_seconds)
-    return Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
-                    supported_profiles=conformance.supported_profiles(),
-                    read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
-                    sessions=sessions, audit=AuditTrail(repo))
+    services = Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
+                        supported_profiles=conformance.supported_profiles(),
+                        read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
+                        sessions=sessions, audit=AuditTrail(repo))
+    from .sync import install_sync  # EMR sync: the outbox hook, the job runner (docs/sync.md)
+
+    install_sync(services)
+    return services
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -177,6 +184,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if getattr(services, "http", None) is not None:
             await services.http.aclose()
             services.http = None
+        if services.jobs is not None:
+            services.jobs.close()
         sandbox = getattr(app.state, "sandbox_ehr", None)
         if sandbox is not None:
             sandbox.state.sandbox.dispose()
@@ -200,11 +209,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                                       "If-None-Exist", "Prefer"],
                        expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"])
     app.include_router(smart_router)  # first: /fhir/.well-known/… must not reach the FHIR read route
+    from .bulk import router as bulk_router
+
+    app.include_router(bulk_router)  # /fhir/$export…: before /fhir/{rtype}/{rid} would take them
     app.include_router(fhir_router)
     app.include_router(wearables_router)  # POST /api/patients/{id}/wearable-imports (docs/wearables.md)
     from .web import install_web  # the coach's and the patient's pages under /app (docs/web.md)
 
     install_web(app)
+    from .sync.web import router as sync_pages  # /app/sync, the sync status page (docs/sync.md)
+
+    app.include_router(sync_pages)
     if settings.sandbox_ehr:
         mount_sandbox_ehr(app, settings, services)
     # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.

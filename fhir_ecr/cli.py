@@ -11,6 +11,9 @@ Examples::
     mecr client add sync-bot --jwks-file bot.jwks.json --scope 'system/*.rs'
     mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
     mecr import wearable --patient 123 export.zip                                       # docs/wearables.md
+    mecr sync configure --ehr epic --pull 'Patient, Observation?category=laboratory'   # docs/sync.md
+    mecr sync pull --ehr epic && mecr sync status                                       # EMR sync
+    mecr worker                     # the job workers: scheduled pulls, outbox delivery, Bulk Data exports
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--with-worker", action="store_true",
+                       help="also run the job workers (EMR sync, Bulk Data exports) in this process, as `mecr "
+                       "worker` would (the embedded default: one process)")
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -86,15 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .wearables.cli import add_import_parser  # `mecr import wearable` (docs/wearables.md)
 
     add_import_parser(sub)
+
+    from .sync.cli import add_sync_parsers  # `mecr sync …`, `mecr worker` (docs/sync.md)
+
+    add_sync_parsers(sub)
     return parser
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
-    import os
-
-    import uvicorn
-
-    from .app import build_services, check_auth_mode, create_app
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1,
+           with_worker: bool = False) -> None:
+    from .app import build_services, check_auth_mode
     from .store.db import make_engine, upgrade
 
     settings = settings.bound_to(host, port)  # a base_url that is not configured follows --host/--port
@@ -113,6 +120,26 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     # mECR logs its own access lines without them (fhir_ecr.app.AccessLog).
     options = {"host": settings.host, "port": settings.port,
                "log_level": settings.log_level.lower(), "proxy_headers": True, "access_log": False}
+    consumer = None
+    if with_worker:  # the job workers as threads of this process (jobs run with their own services)
+        job_services = build_services(settings, migrate=False)
+        consumer = job_services.jobs.consumer(embedded=True)
+        consumer.start()
+        print(f"mECR job workers: {consumer.workers} thread(s) in this process", flush=True)
+    try:
+        _run_uvicorn(settings, workers, options)
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    import os
+
+    import uvicorn
+
+    from .app import build_services, create_app
+
     if workers > 1:  # each worker process builds its own app from the MECR_* environment: pass the bind on
         os.environ["MECR_HOST"], os.environ["MECR_PORT"] = settings.host, str(settings.port)
         uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
@@ -206,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     try:
         if args.command == "serve":
-            _serve(settings, args.host, args.port, args.workers)
+            _serve(settings, args.host, args.port, args.workers, args.with_worker)
         elif args.command == "db":
             from .store.db import current_revision, head_revision, make_engine, upgrade
 
@@ -254,6 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .wearables.cli import run_import
 
             return run_import(args, settings)
+        elif args.command == "sync":
+            from .sync.cli import run_sync
+
+            return run_sync(args, settings)
+        elif args.command == "worker":
+            from .sync.cli import run_worker
+
+            return run_worker(args, settings)
     except CliError as exc:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 2

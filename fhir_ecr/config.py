@@ -149,6 +149,50 @@ class Settings(BaseSettings):
         description="Default scopes mECR asks an EHR for in a patient's standalone launch.",
     )
 
+    job_store: str = Field(
+        default="",
+        description="Where the job runner (huey) keeps its queue: `sqlite:///FILE`, `postgresql://…`, "
+        "`redis://HOST:PORT/DB`, or `immediate` (run each job at once in the caller, no worker: tests, the sandbox "
+        "EHR). Default: a SQLite file next to a SQLite store (`mecr-jobs.db` beside `mecr.db`), or the store's "
+        "own PostgreSQL database (schema `mecr_jobs`). See docs/sync.md.",
+    )
+    worker_threads: int = Field(default=2, description="Worker threads of `mecr worker` and `mecr serve "
+                                "--with-worker` (each runs one job at a time).")
+    sync_page_size: int = Field(default=200, description="`_count` of each page of an incremental pull from an "
+                                "EMR.")
+    sync_batch_size: int = Field(default=500, description="Pulled resources written per transaction (a page, or "
+                                 "this many NDJSON lines of a Bulk Data file).")
+    sync_push_batch_size: int = Field(default=100, description="Outbox rows pushed per batch Bundle to an EMR.")
+    sync_pull_overlap_seconds: int = Field(
+        default=10, description="An incremental pull asks the EMR for what changed since the high-water mark "
+        "minus this margin (writes the EMR committed late); re-reading an unchanged resource writes nothing.")
+    sync_retry_base_seconds: float = Field(
+        default=5.0, description="First retry delay of a push that failed for a passing reason (timeout, 5xx, "
+        "429); it doubles with each attempt, with full jitter, up to MECR_SYNC_RETRY_MAX_SECONDS, and an EMR's "
+        "Retry-After is honoured.")
+    sync_retry_max_seconds: float = Field(default=3600.0, description="Longest delay between two push attempts.")
+    sync_max_attempts: int = Field(default=12, description="Push attempts before a row is parked for an "
+                                   "administrator (`mecr sync retry`, the status page).")
+    sync_lease_seconds: int = Field(
+        default=120, description="How long a worker holds the outbox rows or export job it claimed; a worker "
+        "killed mid-job leaves them to be claimed again after this.")
+    sync_timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request to an EMR.")
+    sync_identifier_system: str = Field(
+        default="",
+        description="Identifier system mECR stamps on every resource it pushes to an EMR (the value is "
+        "Type/id), so that a retried create finds the first one (If-None-Exist). Default: the FHIR base "
+        "{base_url}/fhir. Pin it before changing MECR_BASE_URL, or later pushes will not find earlier ones.",
+    )
+    export_dir: str = Field(
+        default="",
+        description="Directory of Bulk Data `$export` files. Default: `mecr-exports/` beside `mecr.db` (the SQLite store), or "
+        "`./mecr-exports` with PostgreSQL.",
+    )
+    export_ttl_seconds: int = Field(default=3600, description="How long the files of a finished `$export` are "
+                                    "kept; then they are deleted and the status URL answers 404.")
+    export_file_lines: int = Field(default=100_000, description="Most resources per NDJSON file of an "
+                                   "`$export` (a type with more gets several files).")
+
     #: True when base_url was not configured but follows host and port (see :meth:`bound_to`).
     _derived_base_url: bool = PrivateAttr(default=False)
 
@@ -200,6 +244,36 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """True when the store is a SQLite database."""
         return self.database_url.startswith("sqlite")
+
+    def _beside_store(self, suffix: str) -> Path | None:
+        if not self.is_sqlite or ":memory:" in self.database_url:
+            return None
+        path = Path(self.database_url.split("///", 1)[1])
+        return path.with_name(path.stem + suffix)
+
+    @property
+    def jobs_url(self) -> str:
+        """The job runner's queue: ``job_store``, or its default (see the setting)."""
+        if self.job_store:
+            return self.job_store
+        beside = self._beside_store("-jobs.db")
+        if beside is not None:
+            return f"sqlite:///{beside}"
+        if self.database_url.startswith("postgresql"):
+            return self.database_url
+        return "immediate"
+
+    @property
+    def export_path(self) -> Path:
+        """Where ``$export`` files go: ``export_dir``, or its default (see the setting)."""
+        if self.export_dir:
+            return Path(self.export_dir)
+        return self._beside_store("-exports") or Path.cwd() / "mecr-exports"
+
+    @property
+    def push_identifier_system(self) -> str:
+        """The identifier system of pushed resources (``sync_identifier_system`` or the FHIR base)."""
+        return self.sync_identifier_system or self.fhir_base
 
 
 @lru_cache

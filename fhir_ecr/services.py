@@ -32,6 +32,9 @@ class Services:
     sessions: Any = None  # fhir_ecr.auth.sessions.SessionManager
     audit: Any = None  # fhir_ecr.auth.audit.AuditTrail
     http: Any = None  # the httpx.AsyncClient mECR uses to talk to EHRs (created on first use; tests inject one)
+    sync_store: Any = None  # fhir_ecr.store.sync_store.SyncStore (EMR sync and Bulk Data export tables)
+    sync: Any = None  # fhir_ecr.sync.service.SyncService
+    jobs: Any = None  # fhir_ecr.jobs.JobRunner
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     _capability: dict[str, Any] | None = None

@@ -39,6 +39,8 @@ __all__ = [
     "IDENTITY_TYPES",
     "IDENTIFIER_SOURCE_URL",
     "LINK_SYSTEM_PREFIX",
+    "RECORD_SOURCE_SYSTEM",
+    "ehr_owned",
     "current_access",
     "check_identity_edit",
     "in_patient_compartment",
@@ -60,6 +62,11 @@ LINK_SYSTEM_PREFIX = "urn:mecr:ehr:"
 #: Who set an identifier mECR may link by: ``ehr`` (copied from the EHR at launch or by sync) or ``mecr``
 #: (mECR's own loaders). Only mECR's internal writers set it; no API caller can add or alter such an identifier.
 IDENTIFIER_SOURCE_URL = "https://mecr.dev/fhir/StructureDefinition/identifier-source"
+
+#: The ``meta.tag`` system mECR's sync marks pulled resources with (code ``ehr``): the EMR owns them, they are
+#: read-only in mECR for every caller (docs/sync.md), and only mECR's sync (an unguarded internal writer) writes
+#: them. ``meta.source`` names the EMR record they came from.
+RECORD_SOURCE_SYSTEM = "https://mecr.dev/fhir/CodeSystem/record-source"
 
 _LETTER_WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 _AUDIT_CAP = 500  # resources named per patient in one request's audit trail
@@ -87,6 +94,17 @@ def trusted_identifier(ident: Any) -> bool:
         return True
     return any(isinstance(e, dict) and e.get("url") == IDENTIFIER_SOURCE_URL and e.get("valueCode") in ("ehr", "mecr")
                for e in ident.get("extension") or ())
+
+
+def ehr_owned(content: dict[str, Any] | None) -> str | None:
+    """The EMR a pulled resource came from (its ``meta.source``, or ``"an EMR"``), None for mECR's own records."""
+    meta = (content or {}).get("meta")
+    if not isinstance(meta, dict):
+        return None
+    for tag in meta.get("tag") or ():
+        if isinstance(tag, dict) and tag.get("system") == RECORD_SOURCE_SYSTEM and tag.get("code") == "ehr":
+            return str(tag.get("display") or "an EMR")
+    return None
 
 
 def _canonical(items: Any) -> list[str]:
@@ -242,6 +260,11 @@ class Access:
         if rtype in SERVER_WRITTEN_TYPES:
             raise not_supported(f"{rtype} resources are written by mECR itself and are read-only", 405)
         p = self.require(rtype, letter)
+        # Pulled from an EMR: the EMR owns it (docs/sync.md); nobody edits, deletes or forges one through mECR.
+        owner = ehr_owned(old) or ehr_owned(new)
+        if owner is not None:
+            self.denied = True
+            raise forbidden(f"this {rtype} comes from {owner}, which owns it: it is read-only in mECR")
         try:
             if p.kind == "developer":
                 return

@@ -26,6 +26,7 @@ one key lookup; caches of computed views key on it (``fhir_ecr.coaching.cache``)
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,7 +39,7 @@ from .db import WRITE
 from .records import HistoryResult, SearchResult, Stored, WriteResult, iso_instant, now_us
 from .search import SearchQuery, parse_search
 from .searchparams import summary_elements
-from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Guard
+from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Change, Guard, WriteHook
 from .validation import validate_resource
 from .visibility import Confinement, compartment_patients
 from .writes import UnitOfWork
@@ -57,7 +58,11 @@ __all__ = [
     "compartment_patients",
     "summarize",
     "UNVERSIONED_TYPES",
+    "Change",
+    "WriteHook",
 ]
+
+log = logging.getLogger("mecr.store")
 
 Validator = Callable[[dict[str, Any]], None]
 
@@ -74,6 +79,8 @@ class FhirRepository:
         #: Refuse dangling references and deletes of what others refer to (fhir_ecr.store.references).
         self.enforce_references = enforce_references
         self.guard: Guard | None = None
+        #: Called at the end of every unit of work that wrote (see :class:`WriteHook`); shared by guarded views.
+        self.write_hooks: list[WriteHook] = []
 
     def guarded(self, guard: Guard | None) -> FhirRepository:
         """This repository as seen by one caller: every read, search and write is checked by ``guard``."""
@@ -92,10 +99,16 @@ class FhirRepository:
                     uow = UnitOfWork(self, conn)
                     yield uow
                     uow.check_references()
+                    after = uow.run_write_hooks()
                     uow.bump_patient_versions()
         except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
             # Two writers created the same Type/id at the same moment: the unique index refused the second.
             raise conflict("a concurrent write created the same resource; retry the request") from exc
+        for done in after:  # committed: what the hooks asked to do afterwards must not fail the write
+            try:
+                done()
+            except Exception as exc:  # noqa: BLE001 - logged by type only (no PHI)
+                log.warning("an after-commit action failed: %s", type(exc).__name__)
 
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
         with self.unit() as uow:

@@ -10,6 +10,8 @@
   in one key lookup whether anything they were computed from has changed, across processes.
 - ``ehr_registration``, ``api_client``: who may launch mECR and who may call its API as a backend client.
 - ``auth_credential``, ``auth_once``: sessions and issued tokens (by hash), single-use ``state``/``jti`` values.
+- ``sync_outbox``, ``sync_link``, ``sync_mark``, ``bulk_export``: EMR sync (docs/sync.md): the transactional outbox
+  of writes to push, which local record is which EMR record, the pull high-water marks, Bulk Data export jobs.
 
 The alembic migrations in ``migrations/versions`` create exactly these tables; a test compares the two.
 """
@@ -39,6 +41,10 @@ __all__ = [
     "ApiClient",
     "AuthCredential",
     "AuthOnce",
+    "SyncOutbox",
+    "SyncLink",
+    "SyncMark",
+    "BulkExport",
     "INDEX_TABLES",
 ]
 
@@ -221,6 +227,10 @@ class EhrRegistration(SQLModel, table=True):
     patient_scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     name: str = Field(sa_column=sa.Column(sa.String(256), nullable=False))
     created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    #: mECR's client id for SMART Backend Services at the EHR (sync); None: the launch client id.
+    backend_client_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(256), nullable=True))
+    #: What sync pulls and pushes for this EHR (JSON, fhir_ecr.sync.config); None: no sync.
+    sync_config: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class ApiClient(SQLModel, table=True):
@@ -256,6 +266,88 @@ class AuthOnce(SQLModel, table=True):
     key: str = Field(sa_column=sa.Column(sa.String(128), primary_key=True))
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     expires: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class SyncOutbox(SQLModel, table=True):
+    """A local write to push to an EMR, recorded in the same transaction as the write (transactional outbox).
+
+    ``state``: ``pending`` (due at ``next_attempt``), ``claimed`` (a worker holds it until ``claimed_until``),
+    ``done``, ``skipped`` (nothing to push, ``detail`` says why) or ``parked`` (a permanent failure, with the EMR's
+    OperationOutcome in ``outcome``, until an administrator retries it). At most one ``pending`` row per resource
+    and EMR: later writes of the same resource update it (the worker pushes the current version)."""
+
+    __tablename__ = "sync_outbox"
+    __table_args__ = (
+        sa.Index("ix_sync_outbox_due", "ehr_id", "state", "next_attempt"),
+        sa.Index("uq_sync_outbox_pending", "ehr_id", "res_type", "res_id", unique=True,
+                 sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'")),
+    )
+    id: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
+    ehr_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    version_id: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    state: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))  # times: epoch seconds
+    next_attempt: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    claimed_until: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    finished: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    last_status: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    outcome: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class SyncLink(SQLModel, table=True):
+    """A local resource and its EMR counterpart: pulled (``direction`` ``pull``) or pushed (``push``), with the
+    EMR's id and version, and for a push the hash of what mECR last sent (to tell its own edit from another's)."""
+
+    __tablename__ = "sync_link"
+    __table_args__ = (sa.Index("ix_sync_link_remote", "ehr_id", "res_type", "remote_id"),)
+    ehr_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    res_type: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    res_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    direction: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    remote_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    remote_version: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    pushed_hash: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    updated: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class SyncMark(SQLModel, table=True):
+    """Pull progress of one EMR and resource type (``res_type`` ``*`` for a Bulk Data pull): the high-water mark
+    (the EMR's ``lastUpdated`` or an export's ``transactionTime``, as the EMR wrote it), the last run's figures,
+    and, for a Bulk Data pull under way, its state (status URL, files done) so a restarted worker resumes it."""
+
+    __tablename__ = "sync_mark"
+    ehr_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    res_type: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    high_water: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    last_started: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    last_finished: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    last_count: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    state: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class BulkExport(SQLModel, table=True):
+    """A Bulk Data ``$export`` job of a system client: what it asked for, its progress and its files."""
+
+    __tablename__ = "bulk_export"
+    __table_args__ = (sa.Index("ix_bulk_export_expires", "expires"),)
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    client_id: str = Field(sa_column=sa.Column(sa.String(256), nullable=False))
+    scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    request: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    params: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    state: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    progress: str | None = Field(default=None, sa_column=sa.Column(sa.String(256), nullable=True))
+    transaction_time: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    claimed_until: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    expires: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    output: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 INDEX_TABLES: dict[str, sa.Table] = {

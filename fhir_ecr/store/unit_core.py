@@ -10,7 +10,8 @@ visibility (:mod:`.visibility`) — what they may not see answers exactly as wha
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from .visibility import (
 if TYPE_CHECKING:
     from .repository import FhirRepository
 
-__all__ = ["Guard", "UnitCore", "UNVERSIONED_TYPES", "PendingCreate"]
+__all__ = ["Guard", "UnitCore", "UNVERSIONED_TYPES", "PendingCreate", "Change", "WriteHook"]
 
 #: Types whose writes do not change a patient's data version: AuditEvents are written by mECR about each
 #: request that read patient data; counting them would make every read invalidate what it just cached.
@@ -41,6 +42,28 @@ UNVERSIONED_TYPES = frozenset({"AuditEvent"})
 
 #: (content, method, index rows, lastUpdated µs) of a create not yet written.
 PendingCreate = tuple[dict[str, Any], str, dict[str, list[tuple[Any, ...]]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One version a unit of work wrote, as its write hooks see it: the new content (None for a deletion) and its
+    token index rows ``(param, system, code, text)``, so a hook can filter by code or category without re-indexing."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    deleted: bool
+    content: dict[str, Any] | None
+    tokens: tuple[tuple[Any, ...], ...] = ()
+
+
+class WriteHook(Protocol):
+    """Called once at the end of each unit of work that wrote something, inside its transaction, with what it
+    wrote. It may add rows through the unit (e.g. :meth:`UnitCore.add_outbox`) — they commit or roll back with the
+    writes — and may return a callable to run after the commit (e.g. to wake a worker). The store knows nothing
+    of what the hook decides (fhir_ecr.sync registers one: docs/sync.md)."""
+
+    def __call__(self, uow: UnitCore, changes: list[Change]) -> Callable[[], None] | None: ...
 
 
 class Guard(Protocol):
@@ -84,6 +107,7 @@ class UnitCore:
         self._deleted: list[tuple[str, str]] = []
         self._written: set[tuple[str, str]] = set()  # what this unit created or updated
         self._new_targets: set[tuple[str, str]] = set()  # targets a write refers to that its old version did not
+        self._changes: list[Change] = []  # what this unit wrote, for the repository's write hooks
         self.is_postgres = conn.dialect.name == "postgresql"
 
     # -- the caller --------------------------------------------------------------------------------------------
@@ -376,6 +400,41 @@ class UnitCore:
         guards, in the same unit: then what is read is at least as new as the version."""
         row = self.conn.execute(PV_SELECT, {"p": patient_id}).first()
         return int(row[0]) if row else 0
+
+    # -- write hooks and the outbox ----------------------------------------------------------------------------
+
+    def _note_change(self, rtype: str, rid: str, version: int, content: dict[str, Any] | None,
+                     rows: dict[str, list[tuple[Any, ...]]] | None) -> None:
+        if self.repo.write_hooks:
+            tokens = tuple(rows.get("idx_token", ())) if rows else ()
+            self._changes.append(Change(rtype, rid, version, content is None, content, tokens))
+
+    def run_write_hooks(self) -> list[Callable[[], None]]:
+        """Call the repository's write hooks with what this unit wrote (inside the transaction); the callables
+        they return run after the commit (:meth:`FhirRepository.unit`)."""
+        self.flush()
+        changes, self._changes = self._changes, []
+        after: list[Callable[[], None]] = []
+        if changes:
+            for hook in self.repo.write_hooks:
+                done = hook(self, changes)
+                if done is not None:
+                    after.append(done)
+        return after
+
+    def add_outbox(self, entries: Iterable[tuple[str, str, str, int]], now: int | None = None) -> int:
+        """Record ``(ehr id, type, id, version)`` writes to push, in this unit's transaction (the transactional
+        outbox): one pending row per EMR and resource — a pending row already there takes the new version."""
+        rows = [(e, t, i, v, int(now if now is not None else time.time())) for e, t, i, v in entries]
+        if not rows:
+            return 0
+        mark = "%s" if self.is_postgres else "?"
+        values = f"({mark}, {mark}, {mark}, {mark}, 'pending', 0, {mark}, {mark})"
+        sql = ("INSERT INTO sync_outbox (ehr_id, res_type, res_id, version_id, state, attempts, created, next_attempt) "
+               f"VALUES {values} ON CONFLICT (ehr_id, res_type, res_id) WHERE state = 'pending' "
+               "DO UPDATE SET version_id = excluded.version_id")
+        self.conn.exec_driver_sql(sql, [(e, t, i, v, n, n) for e, t, i, v, n in rows])
+        return len(rows)
 
     # -- small state -----------------------------------------------------------------------------------------
 

@@ -133,10 +133,11 @@ INSTANCE_WAYS: dict[str, Way] = {
 #: Instance operations by resource type: (method, name, parameters or body).
 INSTANCE_OPS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     "Patient": [("GET", "$everything", None), ("GET", "$coaching-summary", None), ("GET", "$superbill", None),
+                ("GET", "$export", None),
                 ("POST", "$coaching-session", {"resourceType": "Parameters", "parameter": [
                     {"name": "start", "valueDateTime": "2026-11-02T10:00:00Z"},
                     {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"}]})],
-    "Group": [("POST", "$coaching-session", {"resourceType": "Parameters", "parameter": [
+    "Group": [("GET", "$export", None), ("POST", "$coaching-session", {"resourceType": "Parameters", "parameter": [
         {"name": "start", "valueDateTime": "2026-11-02T10:00:00Z"},
         {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"}]})],
     "Encounter": [("GET", "$superbill", None)],
@@ -423,6 +424,11 @@ ROUTES = {
     "/app/me/check-in": "the patient's own app: takes no patient id (tests/web)",
     "/app/caseload": "coaches only (tests/web)",
     "/app/goal-check": "checks a goal's wording; reads no data",
+    "/fhir/$export": "system clients only: 403 to a patient before anything is read (tests/sync/test_export.py)",
+    "/fhir/$export-status/{job_id}": "the requesting client's exports only; anyone else 404 (tests/sync/test_export.py)",
+    "/fhir/$export-file/{job_id}/{name}": "the requesting client's files only; anyone else 404 (tests/sync)",
+    "/app/sync": "coaches only, counts and ids of the practice's sync (tests/sync/test_status_page.py)",
+    "/app/sync/retry": "coaches only (tests/sync/test_status_page.py)",
 }
 
 

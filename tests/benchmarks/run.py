@@ -8,7 +8,9 @@ Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
 - ``bench_coaching``: ``$coaching-summary`` latency for a patient with two years of data;
 - ``bench_pages``: server-side render time of the coach's patient page (two years of data) and JS shipped;
 - ``bench_billing``: 837P and CSV export of 100,000 coaching sessions;
-- ``bench_wearable_import``: a generated Apple Health export (100 MB and 1 GB) imported into SQLite, and again.
+- ``bench_wearable_import``: a generated Apple Health export (100 MB and 1 GB) imported into SQLite, and again;
+- ``bench_sync``: EMR sync against sekmet-fhir (Bulk and paged pulls of 50,000, a push of 10,000) and ``$export``
+  of 1,000,000 Observations.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> int:
         ["tests.benchmarks.bench_billing", "--sessions", str(max(1000, int(100_000 * s))),
          "--patients", str(max(50, int(5_000 * s)))],
         ["tests.benchmarks.bench_wearable_import", "--scale", str(s)],
+        ["tests.benchmarks.bench_sync", "--scale", str(s)],
     ]
     failed = 0
     for module, *rest in runs:

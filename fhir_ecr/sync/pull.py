@@ -1,0 +1,309 @@
+"""Pulling from an EMR: the one write path for pulled resources (:class:`Loader`) and incremental paged pulls.
+
+**Incremental paged pull** of one type (docs/sync.md): ``{Type}?{filters}&_lastUpdated=ge{mark - overlap}&
+_sort=_lastUpdated&_count=N``. Each page is written in one transaction together with the new high-water mark
+(the largest ``lastUpdated`` on it), so a worker killed between pages resumes after the last page it committed.
+The next page is asked for afresh from that mark (a keyset on ``lastUpdated``) rather than through the EMR's
+``next`` link: an EMR that pages by offset (most do) shifts its pages when a resource changes during the pull, and
+a resource could slip between two of them; asking from the mark cannot skip one — a resource changed meanwhile
+simply comes again, later. Only when a whole page shares one ``lastUpdated`` (no progress) is the ``next`` link
+followed. Resources seen twice (the page boundary, the overlap) are written once: an unchanged resource is no
+write at all.
+
+**The write path** (:class:`Loader`, also used by Bulk Data pulls): resources mECR pushed itself (they carry its
+push identifier) are left alone; Patients are linked by identifier exactly as a launch links them
+(:func:`fhir_ecr.auth.linking.link_resource`: link identifier, then MRN set by the EHR, conflicts refused and
+recorded for ``mecr ehr conflicts``); every other resource becomes mECR's read-only copy
+(:func:`fhir_ecr.sync.mapping.pulled`) with its references mapped: to the linked Patient, to resources pulled
+before or in the same batch, else the EMR's absolute URL. A resource about a Patient who cannot be linked is not
+written (counted as rejected). The batch is one unit of work; if the store refuses it (a resource that is not
+valid FHIR), it is written again one resource at a time so that only the bad ones are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..auth.linking import LinkConflict, link_resource
+from ..outcomes import FhirError
+from ..store.indexer import date_range
+from ..store.records import iso_instant
+from ..store.search import parse_search
+from ..store.searchparams import search_params
+from .client import EmrClient, EmrUnavailable
+from .config import PullSpec
+from .mapping import is_pushed_by, link_system, local_id, pulled, remote_refs
+
+__all__ = ["Loader", "PullCounts", "pull_type", "instant_us"]
+
+log = logging.getLogger("mecr.sync")
+
+
+@dataclass
+class PullCounts:
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    own: int = 0  # copies of mECR's own pushed resources, left alone
+    rejected: int = 0
+    pages: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, other: PullCounts) -> None:
+        for name in ("fetched", "created", "updated", "unchanged", "own", "rejected", "pages"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons = (self.reasons + other.reasons)[:5]
+
+    def reject(self, n: int, reason: str) -> None:
+        self.rejected += n
+        if reason not in self.reasons and len(self.reasons) < 5:
+            self.reasons.append(reason)
+
+    def line(self) -> str:
+        return (f"fetched={self.fetched} created={self.created} updated={self.updated} unchanged={self.unchanged} "
+                f"own={self.own} rejected={self.rejected} pages={self.pages}")
+
+
+def instant_us(text: str) -> int:
+    """µs since the epoch of a FHIR instant (its lower bound)."""
+    return date_range(text)[0]
+
+
+def _ms_instant(us: int) -> str:
+    """A FHIR instant with milliseconds (what every server parses), rounded down."""
+    return iso_instant(us - us % 1000)[:23] + "Z"
+
+
+class Loader:
+    """Writes batches of one EMR's resources into the store (see the module docstring)."""
+
+    def __init__(self, services: Any, ehr_id: str, emr: EmrClient) -> None:
+        self.services = services
+        self.repo = services.repo
+        self.ehr_id = ehr_id
+        self.emr = emr
+        self.base = emr.base
+        self.push_system = services.settings.push_identifier_system
+        self.sync_store = services.sync_store
+        self.types = frozenset(search_params())
+        self._patients: dict[str, str | None] = {}  # EMR Patient id -> local id (None: cannot be linked)
+
+    # -- Patients ---------------------------------------------------------------------------------------------
+
+    def _link_patient(self, remote: dict[str, Any], counts: PullCounts) -> str | None:
+        rid = str(remote.get("id"))
+        try:
+            local = link_resource(self.repo, self.ehr_id, remote)
+        except LinkConflict:
+            counts.reject(1, "Patient: identity conflict (mecr ehr conflicts)")
+            self._patients[rid] = None
+            return None
+        except FhirError as exc:
+            counts.reject(1, f"Patient: refused by the store ({exc.status})")
+            self._patients[rid] = None
+            return None
+        self._patients[rid] = local
+        version = str((remote.get("meta") or {}).get("versionId") or "") or None
+        self.sync_store.put_link(self.ehr_id, "Patient", local, direction="pull", remote_id=rid,
+                                 remote_version=version)
+        return local
+
+    async def _resolve_patients(self, ids: set[str], counts: PullCounts) -> None:
+        """Find the local record of each EMR Patient id: linked before, else read from the EMR and linked now."""
+        todo = sorted(i for i in ids if i not in self._patients)
+        if not todo:
+            return
+        system = link_system(self.ehr_id, "Patient")
+        with self.repo.unit(write=False) as uow:
+            for n in range(0, len(todo), 200):
+                chunk = todo[n: n + 200]
+                query = parse_search("Patient", [("identifier", ",".join(f"{system}|{i}" for i in chunk))],
+                                     default_count=1000, max_count=1000)
+                for found in uow.search(query).matches:
+                    for ident in (found.content or {}).get("identifier") or []:
+                        if ident.get("system") == system and ident.get("value") in chunk:
+                            self._patients[str(ident["value"])] = found.id
+        missing = [i for i in todo if i not in self._patients]
+        for n in range(0, len(missing), 50):
+            chunk = missing[n: n + 50]
+            bundle = await self.emr.get_json("Patient", what=f"EHR {self.ehr_id}: read Patients",
+                                             params=[("_id", ",".join(chunk)), ("_count", str(len(chunk)))])
+            for entry in bundle.get("entry") or []:
+                res = entry.get("resource") or {}
+                if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk:
+                    self._link_patient(res, counts)
+        for i in missing:
+            self._patients.setdefault(i, None)
+
+    # -- a batch ----------------------------------------------------------------------------------------------
+
+    async def load(self, resources: list[dict[str, Any]], *, mark: tuple[str, dict[str, Any]] | None = None,
+                   counts: PullCounts | None = None) -> PullCounts:
+        """Write ``resources`` (as read from the EMR); ``mark`` = (type, fields) is recorded in the same
+        transaction (a page's high-water mark, a Bulk Data file's progress)."""
+        counts = counts or PullCounts()
+        counts.fetched += len(resources)
+        others: list[dict[str, Any]] = []
+        known = self.sync_store.by_remote(self.ehr_id, "Patient", [str(r.get("id")) for r in resources
+                                                                    if r.get("resourceType") == "Patient"])
+        for res in resources:
+            rtype = res.get("resourceType")
+            if not isinstance(rtype, str) or not res.get("id"):
+                counts.reject(1, "a resource without type or id")
+            elif is_pushed_by(res, self.push_system):
+                counts.own += 1
+            elif rtype not in self.types:
+                counts.reject(1, f"{rtype}: not a type mECR stores")
+            elif rtype == "Patient":
+                if self._link_patient(res, counts) is not None:
+                    if str(res["id"]) in known:
+                        counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
+                    else:
+                        counts.created += 1
+            else:
+                others.append(res)
+        await self._resolve_patients({i for r in others for t, i in remote_refs(r, self.base) if t == "Patient"},
+                                     counts)
+        contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
+        batch_keys = {(str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
+                      for r in others}
+        present = self._present({(t, local_id(self.ehr_id, t, i)) for r in others for t, i in
+                                 remote_refs(r, self.base) if t != "Patient"} - batch_keys) | batch_keys
+        for res in others:
+            unlinked = [i for t, i in remote_refs(res, self.base) if t == "Patient" and not self._patients.get(i)]
+            if unlinked:
+                counts.reject(1, f"{res['resourceType']}: its Patient is not linked (identity conflict?)")
+                continue
+
+            def resolve(t: str, i: str) -> str | None:
+                if t == "Patient":
+                    local = self._patients.get(i)
+                    return f"Patient/{local}" if local else None
+                key = (t, local_id(self.ehr_id, t, i))
+                return f"{t}/{key[1]}" if key in present else None
+
+            contents.append((res, pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)))
+        if contents or mark is not None:
+            try:
+                self._write(contents, mark, counts)
+            except FhirError:
+                for pair in contents:  # one at a time: leave out only what the store refuses
+                    try:
+                        self._write([pair], None, counts)
+                    except FhirError as exc:
+                        counts.reject(1, f"{pair[0]['resourceType']}: refused by the store ({exc.status})")
+                if mark is not None:
+                    self._write([], mark, counts)
+        return counts
+
+    def _present(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            if t in self.types:
+                by_type.setdefault(t, []).append(i)
+        found: set[tuple[str, str]] = set()
+        if not by_type:
+            return found
+        with self.repo.unit(write=False) as uow:
+            for t, ids in by_type.items():
+                for n in range(0, len(ids), 500):
+                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500])), ("_elements", "id")],
+                                         default_count=1000, max_count=1000)
+                    found.update((t, s.id) for s in uow.search(query).matches)
+        return found
+
+    def _write(self, contents: list[tuple[dict[str, Any], dict[str, Any]]], mark: tuple[str, dict[str, Any]] | None,
+               counts: PullCounts) -> None:
+        tally = {"created": 0, "updated": 0, "unchanged": 0}
+        with self.repo.unit() as uow:
+            by_type: dict[str, list[str]] = {}
+            for _, c in contents:
+                by_type.setdefault(c["resourceType"], []).append(c["id"])
+            existing: set[tuple[str, str]] = set()
+            for t, ids in by_type.items():
+                for n in range(0, len(ids), 500):
+                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500])), ("_elements", "id")],
+                                         default_count=1000, max_count=1000)
+                    existing.update((t, s.id) for s in uow.search(query).matches)
+            links = []
+            for remote, content in contents:
+                key = (content["resourceType"], content["id"])
+                if key in existing:
+                    result = uow.update(key[0], key[1], content)
+                    tally["updated" if result.changed else "unchanged"] += 1
+                else:
+                    uow.create(content, resource_id=key[1], method="PUT")
+                    existing.add(key)
+                    tally["created"] += 1
+                links.append((key[0], key[1], str(remote["id"]),
+                              str((remote.get("meta") or {}).get("versionId") or "") or None))
+            uow.flush()
+            self.sync_store.put_pull_links(uow.conn, self.ehr_id, links)
+            if mark is not None:
+                self.sync_store.put_mark(self.ehr_id, mark[0], conn=uow.conn, **mark[1])
+        for name, n in tally.items():
+            setattr(counts, name, getattr(counts, name) + n)
+
+
+def _last_updated(res: dict[str, Any]) -> str | None:
+    value = (res.get("meta") or {}).get("lastUpdated")
+    return value if isinstance(value, str) else None
+
+
+async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_seconds: int,
+                    full: bool = False) -> PullCounts:
+    """An incremental paged pull of one type (see the module docstring); returns its counts."""
+    services, ehr_id = loader.services, loader.ehr_id
+    store = services.sync_store
+    mark = store.mark(ehr_id, spec.type) or {}
+    high_water: str | None = None if full else mark.get("high_water")
+    started = int(time.time())
+    store.put_mark(ehr_id, spec.type, last_started=started)
+    counts = PullCounts()
+    cursor = _ms_instant(instant_us(high_water) - overlap_seconds * 1_000_000) if high_water else None
+    seen: set[tuple[str, str]] = set()  # (id, versionId) already written at the cursor's instant
+    next_url: str | None = None
+    what = f"EHR {ehr_id}: search {spec.type}"
+    for _ in range(1_000_000):  # bounded: each round either advances the cursor or follows a next link
+        if next_url is not None:
+            bundle = await loader.emr.get_json(next_url, what=what)
+        else:
+            params = [*spec.query, ("_sort", "_lastUpdated"), ("_count", str(page_size))]
+            if cursor is not None:
+                params.append(("_lastUpdated", f"ge{cursor}"))
+            bundle = await loader.emr.get_json(spec.type, what=what, params=params)
+        if bundle.get("resourceType") != "Bundle":
+            raise EmrUnavailable(f"{what}: the answer is not a Bundle")
+        entries = [e.get("resource") for e in bundle.get("entry") or []
+                   if isinstance(e, dict) and (e.get("search") or {}).get("mode", "match") == "match"]
+        page = [r for r in entries if isinstance(r, dict) and r.get("resourceType") == spec.type]
+        counts.pages += 1
+        fresh = [r for r in page if (str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) not in seen]
+        stamps = [(instant_us(s), s) for s in (_last_updated(r) for r in page) if s]
+        top = max(stamps)[1] if stamps else None
+        new_high = high_water
+        if top is not None and (high_water is None or instant_us(top) > instant_us(high_water)):
+            new_high = top
+        fields = {"high_water": new_high, "last_error": None}
+        await loader.load(fresh, mark=(spec.type, fields), counts=counts)
+        high_water = new_high
+        links = {link.get("relation"): link.get("url") for link in bundle.get("link") or [] if isinstance(link, dict)}
+        if len(page) < page_size or not links.get("next"):
+            break
+        if top is None or (cursor is not None and instant_us(top) <= instant_us(cursor)):
+            next_url = links["next"]  # a whole page at one instant: page through it the EMR's way
+            seen.update((str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) for r in page)
+            continue
+        next_url = None
+        cursor = top
+        seen = {(str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) for r in page
+                if _last_updated(r) and instant_us(_last_updated(r) or "") == instant_us(top)}
+    store.put_mark(ehr_id, spec.type, last_finished=int(time.time()), last_count=counts.fetched,
+                   last_error=("; ".join(counts.reasons) if counts.rejected else None))
+    log.info("pull ehr=%s type=%s mode=paged %s duration=%ds", ehr_id, spec.type, counts.line(),
+             int(time.time()) - started)
+    return counts

@@ -1,0 +1,191 @@
+"""The jobs the job runner (:mod:`fhir_ecr.jobs`) runs, each ``job(services, *args)``; ``mecr sync pull|push`` run
+the same functions in the foreground.
+
+- ``pull(ehr)``: a paged pull of every configured type, or the kick-off of a Bulk Data export (then ``bulk_poll``);
+- ``bulk_poll(ehr)``: one poll of the EMR's export; scheduled again at its ``Retry-After``, or downloads and loads;
+- ``deliver(ehr)``: push due outbox rows; schedules itself again for the next row that falls due;
+- ``export(job)``: run one of mECR's own Bulk Data exports (:mod:`fhir_ecr.bulk`);
+- ``tick()``: every minute and when a worker starts: due pulls, due outbox rows, exports to resume, expired export
+  files to delete, old delivered outbox rows to forget.
+
+A pull of one EMR never runs twice at once: it holds a lease in the store (a worker that dies lets it run out).
+A passing EMR failure makes huey retry the job (at the EMR's Retry-After when it gave one); a permanent one is
+recorded on the EMR's marks for the status page and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from .bulk_pull import BULK_MARK, kick_off, poll
+from .client import EmrError, EmrRefused, EmrUnavailable
+from .pull import Loader, PullCounts, pull_type
+from .push import Deliverer, DeliveryCounts, backoff
+
+__all__ = ["pull", "bulk_poll", "deliver", "export", "tick", "pull_now", "deliver_now"]
+
+log = logging.getLogger("mecr.sync")
+
+
+def _holder() -> str:
+    return f"{os.getpid()}:{threading.get_ident()}"
+
+
+def _record_error(services: Any, ehr_id: str, types: list[str], exc: EmrError) -> None:
+    text = f"{type(exc).__name__}: {exc}"[:500]
+    for rtype in types:
+        services.sync_store.put_mark(ehr_id, rtype, last_error=text)
+    log.warning("pull ehr=%s failed: %s status=%s", ehr_id, type(exc).__name__, exc.status)
+
+
+def _retry(services: Any, exc: EmrUnavailable) -> Exception:
+    if exc.retry_after is not None:
+        return services.jobs.retry_in(exc.retry_after)
+    return exc
+
+
+def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) -> PullCounts | None:
+    """The ``pull`` job (see the module docstring); None when another worker is pulling this EMR."""
+    sync = services.sync
+    row, config = sync.ehr(ehr_id)
+    lease = f"pull:{ehr_id}"
+    if not services.sync_store.lease(lease, _holder(), services.settings.sync_lease_seconds * 10):
+        log.info("pull ehr=%s skipped: another worker is pulling it", ehr_id)
+        return None
+    types = [BULK_MARK] if config.mode == "bulk" else config.pull_types
+    try:
+        async def run() -> tuple[float | None, PullCounts]:
+            emr = await sync.emr(row, config)
+            loader = Loader(services, ehr_id, emr)
+            if config.mode == "bulk":
+                return await kick_off(loader, config, full=full), PullCounts()
+            total = PullCounts()
+            for spec in config.pull:
+                total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
+                                          overlap_seconds=services.settings.sync_pull_overlap_seconds, full=full))
+            return None, total
+
+        wait, counts = sync.run(run)
+    except EmrUnavailable as exc:
+        _record_error(services, ehr_id, types, exc)
+        raise _retry(services, exc) from exc
+    except EmrRefused as exc:
+        _record_error(services, ehr_id, types, exc)
+        return None
+    finally:
+        services.sync_store.release(lease, _holder())
+    if wait is not None and schedule:
+        services.jobs.enqueue("bulk_poll", ehr_id, delay=wait)
+    return counts
+
+
+def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float | None, PullCounts] | None:
+    """The ``bulk_poll`` job: one poll; schedules the next one while the EMR is at work."""
+    sync = services.sync
+    row, config = sync.ehr(ehr_id)
+    lease = f"pull:{ehr_id}"
+    if not services.sync_store.lease(lease, _holder(), services.settings.sync_lease_seconds * 10):
+        return None
+    try:
+        async def run() -> tuple[float | None, PullCounts]:
+            emr = await sync.emr(row, config)
+            return await poll(Loader(services, ehr_id, emr), config, batch_size=services.settings.sync_batch_size)
+
+        wait, counts = sync.run(run)
+    except EmrUnavailable as exc:
+        _record_error(services, ehr_id, [BULK_MARK], exc)
+        raise _retry(services, exc) from exc
+    except EmrRefused as exc:
+        _record_error(services, ehr_id, [BULK_MARK], exc)
+        services.sync_store.put_mark(ehr_id, BULK_MARK, state=None)  # start afresh next time
+        return None
+    finally:
+        services.sync_store.release(lease, _holder())
+    if wait is not None and schedule:
+        services.jobs.enqueue("bulk_poll", ehr_id, delay=wait)
+    return wait, counts
+
+
+def deliver(services: Any, ehr_id: str) -> DeliveryCounts:
+    """The ``deliver`` job: push the EMR's due outbox rows; come back when the next one falls due."""
+    sync = services.sync
+    row, config = sync.ehr(ehr_id)
+
+    async def run() -> DeliveryCounts:
+        try:
+            emr = await sync.emr(row, config)
+        except EmrUnavailable as exc:  # no token, no discovery: every due row waits its backoff
+            counts = DeliveryCounts()
+            for r in services.sync_store.claim(ehr_id, services.settings.sync_push_batch_size,
+                                               services.settings.sync_lease_seconds):
+                counts.retried += backoff(services, r, exc)
+            log.warning("push ehr=%s failed: %s", ehr_id, type(exc).__name__)
+            return counts
+        return await Deliverer(services, row, config, emr).run()
+
+    counts = sync.run(run)
+    due = services.sync_store.next_due(ehr_id)
+    if due is not None:
+        services.jobs.enqueue("deliver", ehr_id, delay=max(0.0, due - time.time()))
+    return counts
+
+
+def export(services: Any, job_id: str) -> None:
+    """The ``export`` job: one of mECR's own Bulk Data exports."""
+    from ..bulk.export import run_export
+
+    run_export(services, job_id)
+
+
+def tick(services: Any) -> None:
+    """The minute's housekeeping (see the module docstring)."""
+    now = int(time.time())
+    store = services.sync_store
+    for row, config in services.sync.configured():
+        if not config.enabled or config.interval_minutes <= 0:
+            continue
+        started = [m["last_started"] for m in store.marks(row["id"]) if m.get("last_started")]
+        if not started or now - max(started) >= config.interval_minutes * 60:
+            services.jobs.enqueue("pull", row["id"])
+        mark = store.mark(row["id"], BULK_MARK)
+        if mark and mark.get("state"):
+            services.jobs.enqueue("bulk_poll", row["id"])
+    for ehr_id in store.due_ehrs(now):
+        services.jobs.enqueue("deliver", ehr_id)
+    from ..bulk.export import housekeeping
+
+    housekeeping(services)
+    store.purge_outbox(now - 7 * 86400)
+
+
+# -- the foreground (``mecr sync pull|push``) ----------------------------------------------------------------------
+
+
+def pull_now(services: Any, ehr_id: str, full: bool = False, wait: bool = True) -> PullCounts | None:
+    """Pull now in this process; a Bulk Data pull is polled here (sleeping at the EMR's Retry-After)."""
+    counts = pull(services, ehr_id, full, schedule=not wait)
+    _, config = services.sync.ehr(ehr_id)
+    if config.mode != "bulk" or not wait:
+        return counts
+    while True:
+        result = bulk_poll(services, ehr_id, schedule=False)
+        if result is None:
+            return None
+        delay, counts = result
+        if delay is None:
+            return counts
+        time.sleep(min(delay, 120.0))
+
+
+def deliver_now(services: Any, ehr_id: str) -> DeliveryCounts:
+    sync = services.sync
+    row, config = sync.ehr(ehr_id)
+
+    async def run() -> DeliveryCounts:
+        return await Deliverer(services, row, config, await sync.emr(row, config)).run(budget_seconds=3600)
+
+    return sync.run(run)

@@ -1,0 +1,87 @@
+"""Faults with respx at the EMR's edge: 5xx and 429 with Retry-After (retried with backoff, never sooner than the
+EMR asked), a permanent refusal (parked with the EMR's OperationOutcome), an expired token (refreshed once)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import respx
+
+from fhir_ecr.sync import tasks
+from tests.sync.support import register
+
+BASE = "https://emr.example/fhir"
+CONFIG = {"token_endpoint": "https://emr.example/token", "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+          "grant_types_supported": ["client_credentials"], "scopes_supported": ["system/*.cruds"],
+          "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"], "capabilities": []}
+
+
+def _setup(services: Any) -> str:
+    register(services, BASE, pull="Patient", push="Goal", batch=False)
+    pid = "p-local"
+    services.repo.update("Patient", pid, {"resourceType": "Patient", "id": pid,
+                                          "identifier": [{"system": "urn:mecr:ehr:emr:Patient", "value": "p1"}]})
+    services.repo.create({"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "walk"},
+                          "subject": {"reference": f"Patient/{pid}"}})
+    return pid
+
+
+def _mock(router: respx.MockRouter, tokens: list[str]) -> None:
+    router.get(f"{BASE}/.well-known/smart-configuration").respond(json=CONFIG)
+
+    def token(request: httpx.Request) -> httpx.Response:
+        tokens.append(f"t{len(tokens)}")
+        return httpx.Response(200, json={"access_token": tokens[-1], "token_type": "bearer", "expires_in": 300,
+                                         "scope": "system/*.cruds"})
+
+    router.post("https://emr.example/token").mock(side_effect=token)
+
+
+def test_503_and_429_are_retried_after_retry_after_then_delivered(services: Any) -> None:
+    _setup(services)
+    tokens: list[str] = []
+    with respx.mock(assert_all_called=False) as router:
+        _mock(router, tokens)
+        router.post(f"{BASE}/Goal").mock(side_effect=[
+            httpx.Response(503), httpx.Response(429, headers={"Retry-After": "120"}),
+            httpx.Response(201, json={"resourceType": "Goal", "id": "g9", "meta": {"versionId": "1"}})])
+        assert tasks.deliver_now(services, "emr").retried == 1
+        row = services.sync_store.outbox("emr")[0]
+        assert row.state == "pending" and row.attempts == 1 and row.last_status == 503
+        services.sync_store.reschedule(row.id, int(time.time()), row.attempts)  # its time has come
+        assert tasks.deliver_now(services, "emr").retried == 1
+        row = services.sync_store.outbox("emr")[0]
+        assert row.next_attempt >= time.time() + 119  # the EMR's Retry-After, not the shorter backoff
+        services.sync_store.reschedule(row.id, int(time.time()), row.attempts)
+        assert tasks.deliver_now(services, "emr").delivered == 1
+    assert services.sync_store.outbox("emr")[0].state == "done"
+    assert tokens == ["t0"]  # one token for the whole run: cached
+
+
+def test_a_refusal_is_parked_with_the_emr_outcome(services: Any) -> None:
+    _setup(services)
+    with respx.mock(assert_all_called=False) as router:
+        _mock(router, [])
+        router.post(f"{BASE}/Goal").respond(422, json={"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "business-rule", "diagnostics": "goal needs a target"}]})
+        assert tasks.deliver_now(services, "emr").parked == 1
+    row = services.sync_store.outbox("emr", ["parked"])[0]
+    assert row.last_status == 422 and "goal needs a target" in (row.outcome or "")
+
+
+def test_an_expired_token_is_refreshed_once(services: Any) -> None:
+    _setup(services)
+    tokens: list[str] = []
+    with respx.mock(assert_all_called=False) as router:
+        _mock(router, tokens)
+
+        def goal(request: httpx.Request) -> httpx.Response:
+            if request.headers["Authorization"] == "Bearer t0":
+                return httpx.Response(401)
+            return httpx.Response(201, json={"resourceType": "Goal", "id": "g1", "meta": {"versionId": "1"}})
+
+        router.post(f"{BASE}/Goal").mock(side_effect=goal)
+        assert tasks.deliver_now(services, "emr").delivered == 1
+    assert tokens == ["t0", "t1"]
