@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from .outcomes import FhirError
 __all__ = ["main", "build_parser"]
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
+DEMO_BILLING = EXAMPLES_DIR.parent / "demo-billing.yaml"  # the demo practice's billing file (docs/billing.md)
 
 
 class CliError(Exception):
@@ -207,8 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from .app import check_auth_mode
 
-            # The demo serves the sandbox EHR, and every link it prints names the port it really serves.
-            settings = settings.bound_to(args.host, args.port).model_copy(update={"sandbox_ehr": True})
+            # The demo serves the sandbox EHR, and every link it prints names the port it really serves; its
+            # billing operations use the demo practice's billing file unless MECR_BILLING_RULES names another.
+            settings = settings.bound_to(args.host, args.port).model_copy(update={
+                "sandbox_ehr": True, "billing_rules": settings.billing_rules or str(DEMO_BILLING)})
             if not args.no_serve:
                 check_auth_mode(settings)
             files = sorted(EXAMPLES_DIR.glob("*.json"))
@@ -220,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
+                  f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
             _demo_client(settings)
             if not args.no_serve:
                 base = settings.base_url
