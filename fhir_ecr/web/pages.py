@@ -138,17 +138,19 @@ _MESSAGES = {
 }
 
 
-def error_page(request: Request, exc: FhirError) -> HTMLResponse:
+def error_page(request: Request, exc: FhirError, *, say: bool = False) -> HTMLResponse:
     """The HTML page for an error below ``/app``: sign-in (401), not allowed (403), not found, or generic —
-    each with a way back (the page the reader came from, when it is one of ours, and their start page)."""
+    each with a way back (the page the reader came from, when it is one of ours, and their start page).
+    ``say``: show the error's own words (a refused CSRF token, a body too large) rather than the status's."""
     if exc.status == 401:
         return page(request, "signin.html", {"title": "Sign in"}, 401)
-    detail = _MESSAGES.get(exc.status) or "; ".join(str(i.get("diagnostics", "")) for i in exc.issues)
+    own = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
+    detail = (own if say and own and exc.status < 500 else None) or _MESSAGES.get(exc.status) or own
     referer = request.headers.get("referer") or ""
     base = str(request.base_url).rstrip("/")
     back = referer[len(base):] if referer.startswith(base + "/app") else None
-    if back == request.url.path:
-        back = None
+    if back == request.url.path and request.method == "GET":
+        back = None  # the page that failed is no way back
     return page(request, "error.html", {"title": _TITLES.get(exc.status, "Something went wrong"),
                                         "status": exc.status, "detail": detail, "back": back}, exc.status)
 
@@ -204,7 +206,8 @@ class HtmlErrors:
                         [{"severity": "error", "code": "processing", "diagnostics": ""}], status)
         request = Request(scope, receive)
         try:
-            response = error_page(request, exc)
+            # a middleware's refusal says why (e.g. "missing or wrong CSRF token (reload the page and try again)")
+            response = error_page(request, exc, say=status != 404)
         except Exception:  # the error page itself failed (the template, the state): a plain page, never JSON
             response = HTMLResponse(f"<!doctype html><title>Error {status}</title><h1>Error {status}</h1>"
                                     '<p><a href="/app">Go to the start page</a></p>', status)

@@ -418,6 +418,8 @@ ROUTES = {
     "/app/me/check-in": "the patient's own app: takes no patient id (tests/web)",
     "/app/caseload": "coaches only (tests/web)",
     "/app/goal-check": "checks a goal's wording; reads no data",
+    "/app/signout": "ends the caller's own session; names no patient (tests/web/test_coach_day.py)",
+    "/app/signed-out": "the signed-out page; reads no data (tests/web/test_coach_day.py)",
 }
 
 
