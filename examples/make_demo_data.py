@@ -132,6 +132,54 @@ def quantity_obs(oid: str, pid: str, code: str, display: str, day: date, value: 
     return obs
 
 
+# How often each practice patient checks in (done, partly), and for how many of the last days they have not
+# (James stopped four days ago: the caseload shows his walk without a check-in).
+CHECK_IN = {"maria-lopez": (0.8, 0.1, 0), "james-okafor": (0.6, 0.2, 4), "lin-chen": (0.9, 0.05, 0)}
+
+
+def habit_plan(pid: str, index: int, rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The patient's habit plan (mecr-habit-plan, built with the coaching service's own builders) and a month of
+    check-ins: a daily walk after dinner, vegetables with lunch on weekdays, and strength training twice a week,
+    paused for a knee injury since the second week."""
+    from fhir_ecr.coaching import fhir_io as io
+    from fhir_ecr.coaching.schedule import CheckInStatus, Pause
+
+    walk = io.habit_activity("walk", "Walk after dinner", io.timing_repeat("daily"), START,
+                             goal_id=f"{pid}-goal-steps")
+    veg = io.habit_activity("vegetables", "Vegetables with lunch",
+                            io.timing_repeat("weekdays", weekdays=["mon", "tue", "wed", "thu", "fri"]), START,
+                            goal_id=f"{pid}-goal-weight")
+    strength = io.habit_activity("strength", "Strength training", io.timing_repeat("per-week", times=2), START,
+                                 goal_id=f"{pid}-goal-weight")
+    injured = START + timedelta(days=9)
+    strength["detail"]["status"] = "on-hold"
+    strength["detail"]["statusReason"] = io._pause_reason("injury", "Knee injury")
+    strength["extension"].append(io.pause_extension(Pause(injured, None, "injury"), "Knee injury"))
+    plan = {"resourceType": "CarePlan", "id": f"{pid}-habits", "meta": {"profile": [io.PLAN_PROFILE]},
+            "status": "active", "intent": "plan",
+            "category": [{"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
+            "title": "Healthy habits programme", "subject": {"reference": f"Patient/{pid}"},
+            "period": {"start": START.isoformat()}, "author": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+            "goal": [{"reference": f"Goal/{pid}-goal-steps"}, {"reference": f"Goal/{pid}-goal-weight"}],
+            "activity": [walk, veg, strength]}
+    done, partly, quiet = CHECK_IN[pid]
+    habits = {h.habit_id: h for h in io.habits_of_plan(plan)}
+    checkins = []
+    for d in range(DAYS - quiet):
+        day = START + timedelta(days=d)
+        due = ["walk"] + (["vegetables"] if day.weekday() < 5 else []) + (
+            ["strength"] if day < injured and day.weekday() in (1, 4) else [])
+        for hid in due:
+            roll = rng.random()
+            status = CheckInStatus.DONE if roll < done else CheckInStatus.PARTLY if roll < done + partly else None
+            if status is None:
+                continue
+            obs = io.checkin_observation(habits[hid], pid, day, status)
+            obs["id"] = f"{pid}-{hid}-{day:%Y%m%d}"
+            checkins.append(obs)
+    return plan, checkins
+
+
 def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
     pid, given, family, gender, birth, mrn, steps0, steps_trend, weight0, weight_trend, tz = row
     rng = random.Random(1000 + index)
@@ -201,30 +249,7 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
          "expressedBy": {"reference": "PractitionerRole/coach-sam-rivera-role"},
          "addresses": [{"reference": f"Condition/{pid}-prediabetes"}]},
     ]
-    careplan = {
-        "resourceType": "CarePlan", "id": f"{pid}-habits", "status": "active", "intent": "plan",
-        "title": "Healthy habits programme",
-        "category": [{"text": "Habit plan"}],
-        "subject": {"reference": f"Patient/{pid}"},
-        "period": {"start": START.isoformat()},
-        "author": {"reference": "PractitionerRole/coach-sam-rivera-role"},
-        "goal": [{"reference": f"Goal/{pid}-goal-steps"},
-                 {"reference": f"Goal/{pid}-goal-weight"}],
-        "activity": [
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Walk after dinner"}, "status": "in-progress",
-                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-steps"}]}},
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Vegetables with lunch"},
-                        "status": "in-progress",
-                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
-                                                       "dayOfWeek": ["mon", "tue", "wed", "thu", "fri"]}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Strength training"}, "status": "on-hold",
-                        "statusReason": {"text": "Paused: knee injury"},
-                        "scheduledTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
-        ],
-    }
+    careplan, checkins = habit_plan(pid, index, rng)
     observations = []
     for d in range(DAYS):
         day = START + timedelta(days=d)
@@ -293,7 +318,7 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
             "owner": {"reference": "Organization/springfield-food-bank"},
         }
         resources += [referral, task]
-    return [bundle(resources, PRACTICE_AS_OF), bundle(observations, PRACTICE_AS_OF)]
+    return [bundle(resources, PRACTICE_AS_OF), bundle(observations + checkins, PRACTICE_AS_OF)]
 
 
 def main() -> None:

@@ -91,10 +91,10 @@ def _zone_name(tz: str | None) -> str:
         return str(tz)
 
 
-def _streak_words(h: Any) -> str:
+def _streak_words(h: Any, repaired: bool = True) -> str:
     from .views import streak_words  # views imports the coaching service; load it only when a page renders
 
-    return streak_words(h)
+    return streak_words(h, repaired=repaired)
 
 
 TEMPLATES.env.globals.update(static_url=static_url, fmt=charts.fmt_number, streak_words=_streak_words)

@@ -217,7 +217,12 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
          css: str = "runchart") -> Markup:
     """The figure as an SVG (scales with its container through ``viewBox``); its text alternative is
     :meth:`RunChartFigure.sentence`. ``font`` is in user units: draw a narrow figure for phones so that
-    its labels stay at least 12 px on a 360 px screen."""
+    its labels stay at least 12 px on a 360 px screen (a narrow figure's labels leave the unit to the caption)."""
+    narrow = width < 480
+
+    def label(v: float | None) -> str:
+        return fmt_number(v, None if narrow else fig.unit)
+
     summary = fig.sentence()
     head = (f'<svg class="{css}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(summary)}" '
             f'focusable="false" preserveAspectRatio="xMidYMid meet"><title>{escape(summary)}</title>')
@@ -227,7 +232,7 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
     values = [p.value for p in fig.points]
     medians = [m for m in [fig.median, *(ph.median for ph in fig.phases)] if m is not None]
     lo, hi = min(values + medians), max(values + medians)
-    labels = [fmt_number(v, fig.unit) for v in (lo, hi)]
+    labels = [label(v) for v in (lo, hi)]
     left = max(len(t) for t in labels) * font * 0.58 + 10
     right, top, bottom = width - 6.0, 2.6 * font + 6, height - 1.6 * font - 4
     span = hi - lo or 1.0
@@ -243,6 +248,7 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
 
     fs = f' font-size="{_f(font)}"'
     parts = [head]
+    on_top: list[str] = []  # the median labels, drawn over the points (with a halo) so none hides them
     for v, text in zip((lo, hi), labels, strict=True):
         parts.append(f'<text class="rc-axis" x="{_f(left - 6)}" y="{_f(y(v) + font / 3)}" text-anchor="end"{fs}>'
                      f"{escape(text)}</text>")
@@ -255,15 +261,17 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
         parts.append(f'<line class="rc-median-all" x1="{_f(left)}" x2="{_f(right)}" y1="{_f(ym)}" y2="{_f(ym)}">'
                      f"<title>Median of all days: {escape(fig.n(fig.median))}</title></line>")
         name = "median, all days" if fig.phases else "median"
-        parts.append(f'<text class="rc-axis rc-median-label" x="{_f(right)}" y="{_f(ym - 4)}" text-anchor="end"{fs}>'
-                     f"{name} {escape(fig.n(fig.median))}</text>")
+        on_top.append(f'<text class="rc-axis rc-median-label" x="{_f(right)}" y="{_f(ym - 4)}" text-anchor="end"{fs}>'
+                      f"{name} {escape(label(fig.median))}</text>")
     for ph in fig.phases:
         x1, x2 = x(max(ph.start, first)), x(min(ph.end, last))
         yp = y(ph.median)
         parts.append(f'<line class="rc-median" x1="{_f(x1)}" x2="{_f(max(x2, x1 + 1))}" y1="{_f(yp)}" '
                      f'y2="{_f(yp)}"><title>{escape(ph.name)}: median {escape(fig.n(ph.median))}</title></line>')
-        parts.append(f'<text class="rc-axis rc-phase-label" x="{_f(x1 + 3)}" y="{_f(yp + font + 2)}"{fs}>'
-                     f"median {escape(fig.n(ph.median))}</text>")
+        # on the line's side away from the median of all days, with a halo (CSS) so points do not hide it
+        below = fig.median is not None and ph.median < fig.median
+        on_top.append(f'<text class="rc-axis rc-phase-label" x="{_f(x1 + 3)}" '
+                      f'y="{_f(yp + font + 3 if below else yp - 5)}"{fs}>median {escape(label(ph.median))}</text>')
     shown = [(d, t) for d, t in fig.changes if first <= d <= last]
     for i, (day, title) in enumerate(shown):
         ax = x(day)
@@ -281,5 +289,6 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
             parts.append(f'<circle class="{cls}" cx="{_f(x(p.day))}" cy="{_f(y(p.value))}" r="{_f(r * 1.6)}"/>')
         else:
             parts.append(f'<circle class="rc-point" cx="{_f(x(p.day))}" cy="{_f(y(p.value))}" r="{_f(r)}"/>')
+    parts += on_top
     parts.append("</svg>")
     return Markup("".join(parts))

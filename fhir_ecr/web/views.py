@@ -419,7 +419,7 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
             "paused": [r for r in _habit_rows(summary, today) if r["paused"]]}
 
 
-def streak_words(h: Mapping[str, Any]) -> str:
+def streak_words(h: Mapping[str, Any], *, repaired: bool = True) -> str:
     """A habit's streak in words, as the app and the coach's page say it: "12-day streak", "no check-ins yet"
     (a new habit has no streak of zero: it has none yet), "no streak now (best 9 days)"."""
     if h.get("lastCheckIn") is None:
@@ -428,7 +428,7 @@ def streak_words(h: Mapping[str, Any]) -> str:
     unit, current, best = streak.get("unit", "day"), streak.get("current", 0), streak.get("best", 0)
     if not current:
         return f"no streak now (best {best} {unit}{'s' if best != 1 else ''})"
-    text = f"{current}-{unit} streak" + (" (repaired)" if streak.get("repaired") else "")
+    text = f"{current}-{unit} streak" + (" (repaired)" if repaired and streak.get("repaired") else "")
     return text + (f", best {best}" if best > current else "")
 
 

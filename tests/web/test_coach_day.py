@@ -15,6 +15,7 @@ from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.web import views
 from fhir_ecr.web.messaging import send_message
 from fhir_ecr.web.runcharts import RunChartFigure, draw
+from tests.auth.test_sandbox_launch import ORIGIN, _authorize, _local
 from tests.web.web_support import PATIENT, coach_principal, load_demo, login, patient_principal
 
 NY = "America/New_York"
@@ -308,7 +309,19 @@ def test_a_run_chart_without_enough_baseline_says_so_everywhere():
 # -- the launch: Deny, and the demo's people ----------------------------------------------------------------------
 
 
-from tests.auth.test_sandbox_launch import _local, app_client  # noqa: E402,F401  (the sandbox launch fixture)
+@pytest.fixture
+def app_client(sandbox_settings, secure_services):
+    """mECR with the sandbox EHR, reached in process (as tests/auth/test_sandbox_launch.py does)."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from fhir_ecr.app import create_app
+
+    secure_services.settings = sandbox_settings
+    app = create_app(sandbox_settings, services=secure_services)
+    secure_services.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN)
+    with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as client:
+        yield client
 
 
 def test_deny_explains_and_offers_a_retry(app_client):
@@ -329,8 +342,6 @@ def test_the_sandbox_launch_finds_the_demo_people_unchanged(app_client, secure_s
     from pathlib import Path
 
     from fhir_ecr.fhir.bundles import process_bundle
-    from tests.auth.test_sandbox_launch import _authorize
-
     people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "30-coaching-people.json"
     process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
                    max_entries=1000)

@@ -153,16 +153,23 @@
   if (document.querySelector("[data-signed-out]")) {
     var out = document.getElementById("cleared");
     try { localStorage.removeItem("mecr.checkins.v1"); } catch (e) { /* storage disabled */ }
-    var cleared = window.caches ? caches.keys().then(function (keys) {
-      return Promise.all(keys.filter(function (k) { return k.indexOf("mecr-") === 0; }).map(function (k) { return caches.delete(k); }));
-    }) : Promise.resolve();
-    var unregistered = navigator.serviceWorker ? navigator.serviceWorker.getRegistrations().then(function (regs) {
-      return Promise.all(regs.map(function (r) { return r.unregister(); }));
-    }) : Promise.resolve();
-    Promise.all([cleared, unregistered]).then(function () {
-      document.body.setAttribute("data-cleared", "true");
-      if (out) out.textContent = "Nothing of your session is kept on this device.";
-    }).catch(function () { document.body.setAttribute("data-cleared", "error"); });
+    var unregister = function () {
+      return navigator.serviceWorker ? navigator.serviceWorker.getRegistrations().then(function (regs) {
+        return Promise.all(regs.map(function (r) { return r.unregister(); }));
+      }) : Promise.resolve();
+    };
+    var clear = function () {
+      return window.caches ? caches.keys().then(function (keys) {
+        return Promise.all(keys.filter(function (k) { return k.indexOf("mecr-") === 0; }).map(function (k) { return caches.delete(k); }));
+      }) : Promise.resolve();
+    };
+    /* the worker goes first, so it cannot store a page after the caches are gone; a write it had under way is
+       cleared by the second pass */
+    unregister().then(clear).then(function () { return new Promise(function (done) { setTimeout(done, 300); }); })
+      .then(clear).then(function () {
+        document.body.setAttribute("data-cleared", "true");
+        if (out) out.textContent = "Nothing of your session is kept on this device.";
+      }).catch(function () { document.body.setAttribute("data-cleared", "error"); });
   }
 
   /* Wearable upload: send the file with the CSRF header and show what was imported. */
