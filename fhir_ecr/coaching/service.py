@@ -805,8 +805,9 @@ class CoachingService:
         """What the caseload shows of a patient, from the same computation as :meth:`patient_overview` (whose
         cache entry fills this one, and the other way round for the summary): ``summary``, ``goals`` (the Goal
         resources), ``goalSeries`` (goal id -> the daily measurements of the run-chart window, in the goal's
-        unit: the patient page's sparkline points) and ``lastData`` (the local day of the patient's latest
-        Observation of any kind up to today — a wearable reading or a check-in — or None)."""
+        unit: the patient page's sparkline points), ``lastData`` (the local day of the patient's latest
+        Observation of any kind up to today — a wearable reading or a check-in — or None) and ``refs`` (the
+        ``(type, id)`` of the Goals and CarePlans it was computed from, for a caller's own audit trail)."""
         return self._cached_view("glance", patient_id, (), _GLANCE_TYPES,  # type: ignore[no-any-return]
                                  lambda uow, tz, today: self._glance_compute(uow, patient_id, tz, today))
 
@@ -878,7 +879,7 @@ class CoachingService:
             None)
         last = io.effective_local_date(latest, inputs.tz) if latest is not None else None
         return {"summary": summary, "goals": inputs.goals, "goalSeries": goal_series,
-                "lastData": min(last, inputs.today) if last is not None else None}
+                "lastData": min(last, inputs.today) if last is not None else None, "refs": inputs.refs()}
 
     def _gather(self, uow: UnitOfWork, patient_id: str, tz: str, today: date,
                 extra_codes: Sequence[tuple[str, str]]) -> _Inputs:

@@ -132,6 +132,7 @@ class Counts:
     unanswered: int = 0
     oldest_unanswered: str | None = None  # its ``sent``
     unread_for_team: int = 0
+    ids: tuple[str, ...] = ()  # the messages counted
 
 
 def counts(repo: FhirRepository, patient_ids: list[str], since: str, chunk: int = 200) -> dict[str, Counts]:
@@ -155,7 +156,7 @@ def counts(repo: FhirRepository, patient_ids: list[str], since: str, chunk: int 
                 break
             tail.append(m)
         out[pid] = Counts(len(tail), tail[-1].sent if tail else None,
-                          sum(1 for m in messages if m.from_patient and not m.read))
+                          sum(1 for m in messages if m.from_patient and not m.read), tuple(m.id for m in messages))
     return out
 
 

@@ -123,11 +123,14 @@ def test_a_row_shows_the_patient_pages_numbers(secure_client, world, coach):
 def test_caseload_views_come_from_the_cache_and_follow_writes(secure_services, secure_client, world, coach):
     from tests.coaching.coaching_support import steps_reading
 
+    from fhir_ecr.web.caseload import _row_cache
+
     secure_client.get("/app/caseload")
-    stats = view_cache(secure_services.engine).stats
-    hits = stats.hits
+    views, rows_ = view_cache(secure_services.engine).stats, _row_cache(secure_services.engine).stats
+    before = (views.hits, views.misses, rows_.hits)
     secure_client.get("/app/caseload")
-    assert stats.hits >= hits + 15  # every row from the cache
+    assert rows_.hits == before[2] + 16  # every row (15) and the coach's list of patients from the cache
+    assert (views.hits, views.misses) == before[:2]  # nothing computed, no glance even looked up
     # a new reading for Sid (silent for 10 days) ends his silence on the next view
     today = datetime.now(ZoneInfo(TZ)).date()
     secure_services.repo.create(steps_reading(world["Sid Stone"], today, 9000))
