@@ -294,8 +294,8 @@ def _not_authorized_page(services: Any, ehr: dict[str, Any], pending: dict[str, 
     if exc.error == "access_denied":
         again = ("open mECR from the patient's chart in your EHR again and choose Allow" if launched
                  else "sign in again and choose Allow")
-        return page("mECR was not allowed in", "The sign-in was declined (Deny), so mECR has not opened and "
-                    f"nothing was shared with it. To use mECR, {again}.", 403, links=links)
+        return page("mECR was not allowed in", "The sign-in was declined (Deny): the EHR did not authorize mECR, so "
+                    f"mECR has not opened and nothing was shared with it. To use mECR, {again}.", 403, links=links)
     detail = exc.error_description or exc.error or "access denied"
     return page("The EHR did not authorize mECR", f"The EHR answered: {detail}. Nothing was shared with mECR.", 403,
                 links=links)
