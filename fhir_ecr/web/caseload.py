@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from ..auth.access import LINK_SYSTEM_PREFIX
 from ..coaching import fhir_io as io
 from ..coaching.cache import ViewCache
 from ..coaching.referral_wait import open_referrals
@@ -126,7 +127,7 @@ def caseload_patients(data: Data, principal: Any, scope: str, versions: Mapping[
 def _matches(patient: Mapping[str, Any], needle: str) -> bool:
     return needle in human_name(patient).lower() or any(
         needle in str(i.get("value", "")).lower() for i in patient.get("identifier", []) or []
-        if not str(i.get("system", "")).startswith("urn:mecr:ehr:"))
+        if not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX))
 
 
 def _seen(repo: FhirRepository, viewer: str) -> dict[str, set[str]]:
