@@ -104,7 +104,7 @@ def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | N
     # the polyline's points with plain arithmetic on day numbers (a caseload draws hundreds of these)
     day0, span = pts[0][0].toordinal(), (pts[-1][0].toordinal() - pts[0][0].toordinal()) or 1
     kx, ky, base = (width - 2 * pad) / span, (height - 2 * pad) / ((hi - lo) or 1.0), height - pad
-    coords = " ".join(["%.1f,%.1f" % (pad + (d.toordinal() - day0) * kx, base - (v - lo) * ky) for d, v in pts])
+    coords = " ".join([f"{pad + (d.toordinal() - day0) * kx:.1f},{base - (v - lo) * ky:.1f}" for d, v in pts])
     if len(pts) == 1:
         parts.append(f'<circle class="spark-last" cx="{_f(x(pts[0][0]))}" cy="{_f(y(pts[0][1]))}" r="2"/>')
     else:

@@ -121,9 +121,8 @@ def test_a_row_shows_the_patient_pages_numbers(secure_client, world, coach):
 
 
 def test_caseload_views_come_from_the_cache_and_follow_writes(secure_services, secure_client, world, coach):
-    from tests.coaching.coaching_support import steps_reading
-
     from fhir_ecr.web.caseload import _row_cache
+    from tests.coaching.coaching_support import steps_reading
 
     secure_client.get("/app/caseload")
     views, rows_ = view_cache(secure_services.engine).stats, _row_cache(secure_services.engine).stats
