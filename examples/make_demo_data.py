@@ -1,13 +1,20 @@
 """Write the demo data in ``examples/demo/`` (deterministic: same bytes every run).
 
-The demo practice has one health and well-being coach (NBHWC-certified) supervised by a physician, three
-patients with coaching goals, a habit plan each, a month of daily wearable observations (steps, sleep, resting
-heart rate, weight), a coaching session and a community referral (ServiceRequest + Task). Every file is a FHIR
-transaction Bundle whose entries use PUT with fixed ids, so loading it twice changes nothing.
+The demo practice has one health and well-being coach (NBHWC-certified, with an NPI) supervised by a physician,
+three patients with coaching goals, a habit plan each, a month of daily wearable observations (steps, sleep,
+resting heart rate, weight), a coaching session and a community referral (ServiceRequest + Task, in the mECR
+referral profiles). Every file is a FHIR transaction Bundle whose entries use PUT with fixed ids, so loading it
+twice changes nothing. These three patients (Maria Lopez, James Okafor, Lin Chen) are mECR's own: they are not
+in the sandbox EHR, and their MRNs (``MRN-2001``..``2003``, the practice's own system) are not the sandbox's.
 
-The coaching demo (``30-`` to ``33-``: three people with goals, habit plans, two months of check-ins and wearable
-daily summaries, PDSA changes and sessions; see :mod:`fhir_ecr.coaching.demo`) is written as of ``COACHING_AS_OF``
-and stamped so: ``mecr demo`` moves its dates to the day it runs, so it always ends yesterday (docs/coaching.md).
+The coaching demo (``30-`` to ``33-``: the sandbox EHR's Ana Lopez, Brian Okafor and Chloe Nguyen with goals,
+habit plans, two months of check-ins and wearable daily summaries, PDSA changes and sessions; see
+:mod:`fhir_ecr.coaching.demo`) is written as of ``COACHING_AS_OF``, the practice's patients as of the day after
+their month (``PRACTICE_AS_OF``); both are stamped so: ``mecr demo`` moves their dates to the day it runs, so
+every demo patient's data ends yesterday (docs/coaching.md).
+
+Billing: the patients have demographics, diagnoses and coverage (or pay themselves), the coaches hold a credential
+and ``examples/demo-billing.yaml`` is the practice's billing file, which ``mecr demo`` uses (docs/billing.md).
 
 Usage: ``python examples/make_demo_data.py`` (``make demo-data``).
 """
@@ -28,16 +35,26 @@ COACHING_FILES = ["30-coaching-people.json", "31-coaching-goals-and-plans.json",
                   "33-coaching-sessions.json"]
 START = date(2026, 10, 26)  # the month of observations runs from here for 30 days
 DAYS = 30
+PRACTICE_AS_OF = START + timedelta(days=DAYS)  # the practice's data ends the day before: "yesterday"
+AS_OF_URL = "https://mecr.dev/fhir/StructureDefinition/demo-as-of"
+MRN_SYSTEM = "urn:oid:2.16.840.1.113883.3.4242.1"  # the practice's own medical record numbers
+MR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR",
+                       "display": "Medical record number"}]}
+MECR = "https://mecr.dev/fhir"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 PATIENTS = [
     # id, given, family, gender, birthDate, mrn, base steps, step trend/day, weight kg, weight trend/day, tz offset
-    ("maria-lopez", "Maria", "Lopez", "female", "1968-04-12", "MRN-1001", 5200, 80, 92.0, -0.05, "-05:00"),
-    ("james-okafor", "James", "Okafor", "male", "1975-09-30", "MRN-1002", 7800, 10, 104.5, -0.02, "-05:00"),
-    ("lin-chen", "Lin", "Chen", "female", "1990-01-22", "MRN-1003", 9500, -20, 68.0, 0.0, "-08:00"),
+    ("maria-lopez", "Maria", "Lopez", "female", "1968-04-12", "MRN-2001", 5200, 80, 92.0, -0.05, "-05:00"),
+    ("james-okafor", "James", "Okafor", "male", "1975-09-30", "MRN-2002", 7800, 10, 104.5, -0.02, "-05:00"),
+    ("lin-chen", "Lin", "Chen", "female", "1990-01-22", "MRN-2003", 9500, -20, 68.0, 0.0, "-08:00"),
 ]
+# who pays: a payer Organization of the coaching demo (fhir_ecr/coaching/demo.py) and the member id; None: self-pay
+COVERAGE = {"maria-lopez": ("demo-payer-prairie", "PHP-3308115"), "james-okafor": ("demo-payer-lakeshore",
+                                                                                 "LKM-20417-02"), "lin-chen": None}
+ADDRESS = {"maria-lopez": "8 Elm Court", "james-okafor": "301 South Grand Avenue", "lin-chen": "77 Lake Drive"}
 
 
 def put(resource: dict[str, Any]) -> dict[str, Any]:
@@ -45,15 +62,20 @@ def put(resource: dict[str, Any]) -> dict[str, Any]:
     return {"fullUrl": f"urn:mecr:{ref}", "resource": resource, "request": {"method": "PUT", "url": ref}}
 
 
-def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [put(r) for r in resources]}
+def bundle(resources: list[dict[str, Any]], as_of: date | None = None) -> dict[str, Any]:
+    """A transaction Bundle; stamped with its day (``mecr demo`` moves its dates to the day it runs) if given."""
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction"}
+    if as_of is not None:
+        out["meta"] = {"extension": [{"url": AS_OF_URL, "valueDate": as_of.isoformat()}]}
+    out["entry"] = [put(r) for r in resources]
+    return out
 
 
 def practice() -> list[dict[str, Any]]:
     return [
         {"resourceType": "Organization", "id": "riverside-family-practice", "active": True,
          "name": "Riverside Family Practice",
-         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1144221847"}],
          "telecom": [{"system": "phone", "value": "555-0100"}],
          "address": [{"line": ["12 River Road"], "city": "Springfield", "state": "IL", "postalCode": "62701"}]},
         {"resourceType": "Practitioner", "id": "dr-amy-shah", "active": True,
@@ -61,13 +83,19 @@ def practice() -> list[dict[str, Any]]:
          "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1245319599"}]},
         {"resourceType": "Practitioner", "id": "coach-sam-rivera", "active": True,
          "name": [{"family": "Rivera", "given": ["Sam"]}],
-         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1679576722"}],
+         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1538510037"}],
          "qualification": [{"code": {"text": "National Board Certified Health & Wellness Coach (NBC-HWC)"},
                             "issuer": {"display": "NBHWC"}}]},
         {"resourceType": "PractitionerRole", "id": "coach-sam-rivera-role", "active": True,
+         "meta": {"profile": [f"{MECR}/StructureDefinition/mecr-coach"]},
+         "extension": [{"url": f"{MECR}/StructureDefinition/coach-credential", "extension": [
+             {"url": "code", "valueCodeableConcept": {"coding": [{"system": f"{MECR}/CodeSystem/coach-credential",
+                                                                   "code": "nbc-hwc"}]}},
+             {"url": "period", "valuePeriod": {"start": "2024-05-01", "end": "2029-04-30"}}]}],
          "practitioner": {"reference": "Practitioner/coach-sam-rivera"},
          "organization": {"reference": "Organization/riverside-family-practice"},
-         "code": [{"text": "Health and wellness coach"}]},
+         "code": [{"coding": [{"system": f"{MECR}/CodeSystem/mecr-codes", "code": "health-and-wellness-coach"}],
+                   "text": "Health and wellness coach"}]},
         {"resourceType": "PractitionerRole", "id": "dr-amy-shah-role", "active": True,
          "practitioner": {"reference": "Practitioner/dr-amy-shah"},
          "organization": {"reference": "Organization/riverside-family-practice"},
@@ -104,18 +132,72 @@ def quantity_obs(oid: str, pid: str, code: str, display: str, day: date, value: 
     return obs
 
 
+# How often each practice patient checks in (done, partly), and for how many of the last days they have not
+# (James stopped four days ago: the caseload shows his walk without a check-in).
+CHECK_IN = {"maria-lopez": (0.8, 0.1, 0), "james-okafor": (0.6, 0.2, 4), "lin-chen": (0.9, 0.05, 0)}
+
+
+def habit_plan(pid: str, index: int, rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The patient's habit plan (mecr-habit-plan, built with the coaching service's own builders) and a month of
+    check-ins: a daily walk after dinner, vegetables with lunch on weekdays, and strength training twice a week,
+    paused for a knee injury since the second week."""
+    from fhir_ecr.coaching import fhir_io as io
+    from fhir_ecr.coaching.schedule import CheckInStatus, Pause
+
+    walk = io.habit_activity("walk", "Walk after dinner", io.timing_repeat("daily"), START,
+                             goal_id=f"{pid}-goal-steps")
+    veg = io.habit_activity("vegetables", "Vegetables with lunch",
+                            io.timing_repeat("weekdays", weekdays=["mon", "tue", "wed", "thu", "fri"]), START,
+                            goal_id=f"{pid}-goal-weight")
+    strength = io.habit_activity("strength", "Strength training", io.timing_repeat("per-week", times=2), START,
+                                 goal_id=f"{pid}-goal-weight")
+    injured = START + timedelta(days=9)
+    strength["detail"]["status"] = "on-hold"
+    strength["detail"]["statusReason"] = io._pause_reason("injury", "Knee injury")
+    strength["extension"].append(io.pause_extension(Pause(injured, None, "injury"), "Knee injury"))
+    plan = {"resourceType": "CarePlan", "id": f"{pid}-habits", "meta": {"profile": [io.PLAN_PROFILE]},
+            "status": "active", "intent": "plan",
+            "category": [{"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
+            "title": "Healthy habits programme", "subject": {"reference": f"Patient/{pid}"},
+            "period": {"start": START.isoformat()}, "author": {"reference": "PractitionerRole/coach-sam-rivera-role"},
+            "goal": [{"reference": f"Goal/{pid}-goal-steps"}, {"reference": f"Goal/{pid}-goal-weight"}],
+            "activity": [walk, veg, strength]}
+    done, partly, quiet = CHECK_IN[pid]
+    habits = {h.habit_id: h for h in io.habits_of_plan(plan)}
+    checkins = []
+    for d in range(DAYS - quiet):
+        day = START + timedelta(days=d)
+        due = ["walk"] + (["vegetables"] if day.weekday() < 5 else []) + (
+            ["strength"] if day < injured and day.weekday() in (1, 4) else [])
+        for hid in due:
+            roll = rng.random()
+            status = CheckInStatus.DONE if roll < done else CheckInStatus.PARTLY if roll < done + partly else None
+            if status is None:
+                continue
+            obs = io.checkin_observation(habits[hid], pid, day, status)
+            obs["id"] = f"{pid}-{hid}-{day:%Y%m%d}"
+            checkins.append(obs)
+    return plan, checkins
+
+
 def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
     pid, given, family, gender, birth, mrn, steps0, steps_trend, weight0, weight_trend, tz = row
     rng = random.Random(1000 + index)
     patient = {
         "resourceType": "Patient", "id": pid, "active": True,
-        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.4242.1", "value": mrn}],
+        "identifier": [{"use": "usual", "type": MR_TYPE, "system": MRN_SYSTEM, "value": mrn}],
         "name": [{"use": "official", "family": family, "given": [given]}],
         "gender": gender, "birthDate": birth,
         "telecom": [{"system": "email", "value": f"{given.lower()}.{family.lower()}@example.org"}],
-        "generalPractitioner": [{"reference": "Practitioner/dr-amy-shah"}],
+        "address": [{"use": "home", "line": [ADDRESS[pid]], "city": "Springfield", "state": "IL",
+                     "postalCode": "62701"}],
+        "generalPractitioner": [{"reference": "Practitioner/dr-amy-shah"},
+                                {"reference": "PractitionerRole/coach-sam-rivera-role"}],
         "managingOrganization": {"reference": "Organization/riverside-family-practice"},
     }
+    if tz == "-08:00":  # Lin lives on Pacific time: her days are counted there (docs/coaching.md)
+        patient["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
+                                 "valueCode": "America/Los_Angeles"}]
     condition = {
         "resourceType": "Condition", "id": f"{pid}-prediabetes",
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
@@ -125,7 +207,19 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R73.03",
                              "display": "Prediabetes"}]},
         "subject": {"reference": f"Patient/{pid}"},
+        "recordedDate": "2026-06-02",
     }
+    coverage = []
+    if COVERAGE[pid]:
+        payer, member = COVERAGE[pid]
+        coverage.append({
+            "resourceType": "Coverage", "id": f"{pid}-coverage", "status": "active",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIP",
+                                 "display": "health insurance plan policy"}]},
+            "subscriberId": member, "beneficiary": {"reference": f"Patient/{pid}"},
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                                         "code": "self"}]},
+            "period": {"start": "2026-01-01"}, "payor": [{"reference": f"Organization/{payer}"}]})
     goals = [
         {"resourceType": "Goal", "id": f"{pid}-goal-steps", "lifecycleStatus": "active",
          "achievementStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
@@ -155,30 +249,7 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
          "expressedBy": {"reference": "PractitionerRole/coach-sam-rivera-role"},
          "addresses": [{"reference": f"Condition/{pid}-prediabetes"}]},
     ]
-    careplan = {
-        "resourceType": "CarePlan", "id": f"{pid}-habits", "status": "active", "intent": "plan",
-        "title": "Healthy habits programme",
-        "category": [{"text": "Habit plan"}],
-        "subject": {"reference": f"Patient/{pid}"},
-        "period": {"start": START.isoformat()},
-        "author": {"reference": "PractitionerRole/coach-sam-rivera-role"},
-        "goal": [{"reference": f"Goal/{pid}-goal-steps"},
-                 {"reference": f"Goal/{pid}-goal-weight"}],
-        "activity": [
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Walk after dinner"}, "status": "in-progress",
-                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-steps"}]}},
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Vegetables with lunch"},
-                        "status": "in-progress",
-                        "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
-                                                       "dayOfWeek": ["mon", "tue", "wed", "thu", "fri"]}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
-            {"detail": {"kind": "ServiceRequest", "code": {"text": "Strength training"}, "status": "on-hold",
-                        "statusReason": {"text": "Paused: knee injury"},
-                        "scheduledTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}},
-                        "goal": [{"reference": f"Goal/{pid}-goal-weight"}]}},
-        ],
-    }
+    careplan, checkins = habit_plan(pid, index, rng)
     observations = []
     for d in range(DAYS):
         day = START + timedelta(days=d)
@@ -199,41 +270,55 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
                                              weight, "kg", "kg", "vital-signs", "demo-phone", tz))
     session_day = START + timedelta(days=14)
     encounter = {
-        "resourceType": "Encounter", "id": f"{pid}-session-1", "status": "finished",
+        "resourceType": "Encounter", "id": f"{pid}-session-1",
+        "meta": {"profile": [f"{MECR}/StructureDefinition/mecr-coaching-session"]},
+        "extension": [{"url": f"{MECR}/StructureDefinition/coaching-session-modality",
+                       "valueCoding": {"system": f"{MECR}/CodeSystem/session-modality",
+                                       "code": "in-person"}}],
+        "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
                   "display": "ambulatory"},
-        "type": [{"text": "Health and well-being coaching session"}],
+        "type": [{"coding": [{"system": f"{MECR}/CodeSystem/mecr-codes", "code": "coaching-session-follow-up"}],
+                  "text": "Health and well-being coaching session"}],
         "subject": {"reference": f"Patient/{pid}"},
-        "participant": [{"individual": {"reference": "PractitionerRole/coach-sam-rivera-role"}}],
+        "participant": [{"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                               "code": "PPRF"}]}],
+                         "individual": {"reference": "PractitionerRole/coach-sam-rivera-role"}}],
         "period": {"start": f"{session_day}T15:00:00{tz}", "end": f"{session_day}T15:40:00{tz}"},
         "length": {"value": 40, "unit": "min", "system": UCUM, "code": "min"},
         "reasonReference": [{"reference": f"Condition/{pid}-prediabetes"}],
         "serviceProvider": {"reference": "Organization/riverside-family-practice"},
     }
-    resources = [patient, condition, *goals, careplan, encounter]
+    resources = [patient, condition, *coverage, *goals, careplan, encounter]
     if index == 0:
         referral = {
-            "resourceType": "ServiceRequest", "id": f"{pid}-referral-food", "status": "active", "intent": "order",
+            "resourceType": "ServiceRequest", "id": f"{pid}-referral-food",
+            "meta": {"profile": [f"{MECR}/StructureDefinition/mecr-community-referral"]},
+            "status": "active", "intent": "order",
             "category": [{"coding": [{"system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes",
                                       "code": "food-insecurity", "display": "Food Insecurity"}]}],
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "467771000124109",
                                  "display": "Assistance with application for food pantry program"}]},
             "subject": {"reference": f"Patient/{pid}"},
             "requester": {"reference": "PractitionerRole/coach-sam-rivera-role"},
-            "performer": [{"reference": "Organization/springfield-food-bank"}],
+            "performer": [{"reference": "Organization/springfield-food-bank",
+                           "display": "Springfield Community Food Bank"}],
             "authoredOn": f"{session_day}T15:35:00{tz}",
         }
         task = {
-            "resourceType": "Task", "id": f"{pid}-referral-food-task", "status": "requested", "intent": "order",
+            "resourceType": "Task", "id": f"{pid}-referral-food-task",
+            "meta": {"profile": [f"{MECR}/StructureDefinition/mecr-referral-task"]},
+            "status": "requested", "intent": "order",
             "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
             "focus": {"reference": f"ServiceRequest/{pid}-referral-food"},
             "for": {"reference": f"Patient/{pid}"},
             "authoredOn": f"{session_day}T15:35:00{tz}",
+            "lastModified": f"{session_day}T15:35:00{tz}",
             "requester": {"reference": "PractitionerRole/coach-sam-rivera-role"},
             "owner": {"reference": "Organization/springfield-food-bank"},
         }
         resources += [referral, task]
-    return [bundle(resources), bundle(observations)]
+    return [bundle(resources, PRACTICE_AS_OF), bundle(observations + checkins, PRACTICE_AS_OF)]
 
 
 def main() -> None:

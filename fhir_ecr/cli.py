@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = ["main", "build_parser"]
 
 # examples/demo, through the link fhir_ecr/_bundled/demo (a copy in an installed wheel)
 EXAMPLES_DIR = (Path(__file__).parent / "_bundled" / "demo").resolve()
+# the demo practice's billing file (docs/billing.md): examples/demo-billing.yaml, through the same kind of link
+DEMO_BILLING = (Path(__file__).parent / "_bundled" / "demo-billing.yaml").resolve()
 
 
 class CliError(Exception):
@@ -250,8 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from .app import check_auth_mode
 
-            # The demo serves the sandbox EHR, and every link it prints names the port it really serves.
-            settings = settings.bound_to(args.host, args.port).model_copy(update={"sandbox_ehr": True})
+            # The demo serves the sandbox EHR, and every link it prints names the port it really serves; its
+            # billing operations use the demo practice's billing file unless MECR_BILLING_RULES names another.
+            settings = settings.bound_to(args.host, args.port).model_copy(update={
+                "sandbox_ehr": True, "billing_rules": settings.billing_rules or str(DEMO_BILLING)})
             if not args.no_serve:
                 check_auth_mode(settings)
             files = sorted(EXAMPLES_DIR.glob("*.json"))
@@ -263,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
+                  f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
             _demo_client(settings)
             if not args.no_serve:
                 base = settings.base_url

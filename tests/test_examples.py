@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,15 @@ def test_demo_loads_round_trips_and_is_idempotent(settings: Any, services: Any, 
             got.pop("meta")
             assert got == res
     # the demo supports the searches the README shows
+    # the practice's month of data is moved too: it ends yesterday (30 days: today - 30 .. today - 1)
+    since = (demo_today() - timedelta(days=24)).isoformat()
     r = client.get("/fhir/Observation", params={"patient": "maria-lopez", "code": "http://loinc.org|41950-7",
-                                                "date": "ge2026-11-01", "_count": "5"}).json()
-    assert r["total"] == 24 and len(r["entry"]) == 5  # 26 Oct + 30 days: 1-24 Nov
+                                                "date": f"ge{since}", "_count": "5"}).json()
+    assert r["total"] == 24 and len(r["entry"]) == 5
+    latest = client.get("/fhir/Observation", params={"patient": "maria-lopez", "_sort": "-date", "_count": "1"}).json()
+    newest = latest["entry"][0]["resource"]
+    when = newest.get("effectiveDateTime") or newest["effectivePeriod"]["start"]
+    assert when[:10] == str(demo_today() - timedelta(days=1))
     everything = client.get("/fhir/Patient/maria-lopez/$everything").json()
     kinds = {e["resource"]["resourceType"] for e in everything["entry"]}
     assert {"Patient", "Goal", "CarePlan", "Observation", "Encounter", "ServiceRequest", "Task", "Condition",

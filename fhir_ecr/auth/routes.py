@@ -248,7 +248,7 @@ async def smart_callback(request: Request) -> Response:
         return page("Sign-in could not be completed", "This sign-in response is unknown, used already, expired "
                     "or belongs to another browser. Open mECR from your EHR again.", 400)
     except AuthorizationError as exc:
-        return page("The EHR did not authorize mECR", exc.error_description or exc.error or "access denied", 403)
+        return _not_authorized_page(services, ehr, pending_raw, exc)
     except EhrUnavailableError:
         return page("The EHR is not answering", "The sign-in could not be completed; try again.", 502)
     except (TokenError, IdTokenError) as exc:
@@ -277,6 +277,28 @@ async def smart_callback(request: Request) -> Response:
     set_cookie(response, services, SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/")
     delete_cookie(response, services, LAUNCH_COOKIE, path="/smart")
     return response
+
+
+def _not_authorized_page(services: Any, ehr: dict[str, Any], pending: dict[str, Any] | None,
+                         exc: AuthorizationError) -> HTMLResponse:
+    """The EHR sent ``error=…`` back (the person chose Deny, or the EHR refused): say what happened, that nothing
+    was shared, and how to try again — a new sign-in for a patient, the EHR for a launch (docs/web.md)."""
+    launched = bool((pending or {}).get("launch"))
+    base = services.settings.base_url.rstrip("/")
+    links: list[tuple[str, str]] = []
+    if launched and services.settings.sandbox_ehr and str(ehr.get("iss", "")).startswith(f"{base}/sandbox-ehr"):
+        links.append(("Try again: launch mECR from the sandbox EHR", "/sandbox-ehr/"))
+    elif not launched:
+        links.append(("Try again: sign in and choose Allow", f"/smart/login?ehr={ehr['id']}"))
+    links.append(("mECR's start page", "/"))
+    if exc.error == "access_denied":
+        again = ("open mECR from the patient's chart in your EHR again and choose Allow" if launched
+                 else "sign in again and choose Allow")
+        return page("mECR was not allowed in", "The sign-in was declined (Deny): the EHR did not authorize mECR, so "
+                    f"mECR has not opened and nothing was shared with it. To use mECR, {again}.", 403, links=links)
+    detail = exc.error_description or exc.error or "access denied"
+    return page("The EHR did not authorize mECR", f"The EHR answered: {detail}. Nothing was shared with mECR.", 403,
+                links=links)
 
 
 def _is_live(pending: dict[str, Any] | None) -> bool:

@@ -7,6 +7,8 @@ Examples::
     mecr billing superbill --patient maria-lopez --from 2026-03-01 --to 2026-03-31 -o superbill.html
 
 The findings (sessions that bill nothing, and why) are written next to the output as ``<name>.findings.csv``.
+An 837P export that would hold no claim writes no interchange and records nothing: the command says why (lines
+that are self-pay and go on a superbill, sessions with findings, or no sessions at all) and exits with 1.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .rules import load_rules
 from .service import FORMATS, ExportRequest, ExportResult, run_export, superbill_for
 from .x12 import validate_837p
 
-__all__ = ["add_billing_parser", "run_billing", "findings_path"]
+__all__ = ["add_billing_parser", "run_billing", "findings_path", "why_no_claims"]
 
 
 def _date(value: str) -> date:
@@ -101,6 +103,37 @@ def run_billing(args: argparse.Namespace, settings: Any) -> int:
         services.engine.dispose()
 
 
+class _NoClaims(Exception):
+    """An 837P export with no claim: abort it (nothing is recorded) and say why."""
+
+    def __init__(self, result: ExportResult) -> None:
+        super().__init__("no claims")
+        self.result = result
+
+
+def why_no_claims(result: ExportResult, start: date, end: date, rules: Any, payer: str | None = None) -> str:
+    """Why an export holds no claim, in words: self-pay lines (superbill), sessions with findings, or none."""
+    reasons = []
+    lines = result.evaluation.lines
+    self_pay = [ln for ln in lines if ln.insurance is None or not rules.payer(ln.payer).electronic]
+    if self_pay:
+        patients = sorted({ln.patient.id for ln in self_pay})
+        n = len(self_pay)
+        named = ", ".join(patients[:5]) + (f" and {len(patients) - 5} more" if len(patients) > 5 else "")
+        reasons.append(f"{n} line{'s are' if n != 1 else ' is'} self-pay ({named}): see `mecr billing superbill "
+                       f"--patient {patients[0]} --from {start} --to {end} -o superbill.html`")
+    findings = result.evaluation.findings
+    if findings:
+        by_code: dict[str, int] = {}
+        for f in findings:
+            by_code[f.code] = by_code.get(f.code, 0) + 1
+        listed = ", ".join(f"{n} {code}" for code, n in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))
+        reasons.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({listed}): see the findings file")
+    if not reasons:
+        reasons.append(f"no coaching session between {start} and {end}" + (f" for payer {payer}" if payer else ""))
+    return "; ".join(reasons)
+
+
 def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int:
     req = ExportRequest(args.start, args.end, args.format, payer=args.payer, rebill=args.rebill,
                         dry_run=args.dry_run)
@@ -108,6 +141,9 @@ def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int
     staged = [out.with_name(out.name + ".partial"), findings_path(out).with_name(findings_path(out).name + ".partial")]
 
     def deliver(result: ExportResult) -> None:
+        if args.format == "837p" and not result.claims:
+            findings_path(out).write_bytes(result.findings)
+            raise _NoClaims(result)  # before anything is recorded: the export is rolled back
         if args.validate and args.format == "837p" and result.claims:
             validate_837p(result.content.decode())
         staged[0].write_bytes(result.content)
@@ -116,6 +152,12 @@ def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int
     try:
         result = run_export(services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0), deliver=deliver,
                             tz=tz)
+    except _NoClaims as empty:
+        for p in staged:
+            p.unlink(missing_ok=True)
+        print(f"mecr: no claims to export, so no 837P was written and nothing was marked: "
+              f"{why_no_claims(empty.result, args.start, args.end, rules, args.payer)} ({findings_path(out)})", file=sys.stderr)
+        return 1
     except BaseException:
         for p in staged:
             p.unlink(missing_ok=True)

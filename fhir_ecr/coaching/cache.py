@@ -27,8 +27,9 @@ from typing import Any
 
 __all__ = ["CacheStats", "ViewCache", "view_cache", "DEFAULT_SIZE"]
 
-#: Entries per database. A summary is a few kB pickled; the page's overview about 20 kB.
-DEFAULT_SIZE = 1024
+#: Entries per database: a summary is a few kB pickled, a caseload glance about 5 kB, the page's overview about
+#: 20 kB. 2,048 hold the glance and the summary of a 1,000-patient practice with room for the pages opened.
+DEFAULT_SIZE = 2048
 
 
 @dataclass

@@ -1,7 +1,13 @@
 """Demo coaching data as FHIR transaction Bundles: every coaching feature on three people, deterministic.
 
 :func:`demo_coaching_bundles` returns Bundles to POST to ``/fhir`` in order (people, goals and plans, daily
-data, sessions). Everything is relative to ``today`` (all three live in ``America/New_York``):
+data, sessions). The three people are the sandbox EHR's first three patients — Ana Lopez, Brian Okafor and
+Chloe Nguyen (ids ``demo-ana``, ``demo-ben``, ``demo-cara``), with the EHR's names, sex, birth dates, MRNs and
+problem lists — and their coach is the sandbox's Dana Whitfield, so a launch from the sandbox lands on these
+records and changes nothing in them. They bill (docs/billing.md): the coach's role carries her NBC-HWC
+credential, Ana and Brian have a Coverage with a payer whose Organization holds a payer ID
+(``https://mecr.dev/fhir/sid/payer-id``), Chloe pays herself, and each has an address and diagnoses.
+Everything is relative to ``today`` (all three live in ``America/New_York``):
 
 * **Ana** has a steps goal (>= 8000 /d) and a sleep goal (>= 7 h), and a habit plan with a daily walk (coded
   with LOINC steps, 8000 /d, so wearable days count), "screens off by 22:00" **paused** for travel ten days
@@ -12,11 +18,11 @@ data, sessions). Everything is relative to ``today`` (all three live in ``Americ
   the run chart after the change, and a goal met every day since (sustaining). Her sleep summaries stay flat
   below target (no-change).
 * Ana's weight goal (at most 84 kg) was met on her last weigh-in: achieved.
-* **Ben** strength-trains three times a week (a weekly habit, counted in weeks); **Cara**'s daily walk
+* **Brian** strength-trains three times a week (a weekly habit, counted in weeks); **Chloe**'s daily walk
   streak keeps breaking. Their goals are not measured (in-progress, no run chart).
-* Ana, Ben and Cara attend a **group session**: one group-level Encounter whose subject is their ``Group``,
-  one Encounter per person ``partOf`` it, each with a session note. Ana also had a video follow-up, Ben an
-  initial in-person session and Cara an audio-only follow-up.
+* Ana, Brian and Chloe attend a **group session**: one group-level Encounter whose subject is their ``Group``,
+  one Encounter per person ``partOf`` it, each with a session note. Ana also had a video follow-up, Brian an
+  initial in-person session and Chloe an audio-only follow-up.
 
 Wearable days are daily summaries in the IG's profiles (mecr-daily-steps, -sleep-duration, -body-weight,
 -resting-heart-rate). Each goal's stored ``achievementStatus`` is what the service computes from its data.
@@ -65,6 +71,20 @@ NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 #: The demo's people stand for records synced from that EHR: their MRN and NPI are marked as set by the EHR, which
 #: is what lets a launch link by them (fhir_ecr/auth/linking.py).
 _FROM_EHR = [{"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
+ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
+PAYER_ID_SYSTEM = "https://mecr.dev/fhir/sid/payer-id"
+COACH_CREDENTIAL_URL = f"{io.CANONICAL}/StructureDefinition/coach-credential"
+COACH_CREDENTIAL_SYSTEM = f"{io.CANONICAL}/CodeSystem/coach-credential"
+#: The sandbox EHR's pat-1001..1003 (fhir_ecr/sandbox_ehr/seed.py): MRN, name, sex, birth date and problems as the
+#: EHR has them, and who pays for their coaching (a payer of the demo, with the member id; None: self-pay).
+_PEOPLE = [
+    ("MRN-1001", "Ana", "Lopez", "female", "1978-03-14",
+     [("Z71.3", "Dietary counseling and surveillance"), ("E66.9", "Obesity, unspecified")], "prairie", "PHP-4471020"),
+    ("MRN-1002", "Brian", "Okafor", "male", "1965-11-02",
+     [("R73.03", "Prediabetes"), ("I10", "Essential (primary) hypertension")], "lakeshore", "LKM-88310-01"),
+    ("MRN-1003", "Chloe", "Nguyen", "female", "1990-06-21", [("Z71.3", "Dietary counseling and surveillance")],
+     None, None),
+]
 
 
 def _put(resource: dict[str, Any]) -> dict[str, Any]:
@@ -164,19 +184,66 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     tz_ext = [{"url": io.TIMEZONE_URL, "valueCode": DEMO_TZ}]
     people: list[dict[str, Any]] = [
         {"resourceType": "Organization", "id": f"{p}-clinic", "name": "Riverside Family Practice"},
-        {"resourceType": "Practitioner", "id": f"{p}-coach-person", "name": [{"family": "Okafor", "given": ["Jo"]}],
-         # the sandbox EHR's coach-dana: a launch from the sandbox links to this record by NPI
-         "identifier": [{"system": NPI_SYSTEM, "value": "1234567893", "extension": _FROM_EHR}]},
+        # the sandbox EHR's coach-dana (same name and NPI): a launch from the sandbox links to this record by NPI
+        {"resourceType": "Practitioner", "id": f"{p}-coach-person", "active": True,
+         "identifier": [{"system": NPI_SYSTEM, "value": "1234567893", "extension": _FROM_EHR}],
+         "name": [{"use": "official", "family": "Whitfield", "given": ["Dana"], "suffix": ["NBC-HWC"]}],
+         "telecom": [{"system": "email", "value": "dana.whitfield@riverside.example", "use": "work"}]},
         {"resourceType": "PractitionerRole", "id": f"{p}-coach", "meta": {"profile": [io.COACH_PROFILE]},
+         # the credential the coaching codes 0591T-0593T ask for (docs/billing.md), valid for five years
+         "extension": [{"url": COACH_CREDENTIAL_URL, "extension": [
+             {"url": "code", "valueCodeableConcept": {"coding": [{"system": COACH_CREDENTIAL_SYSTEM,
+                                                                   "code": "nbc-hwc"}]}},
+             {"url": "period", "valuePeriod": {"start": (today - timedelta(days=700)).isoformat(),
+                                               "end": (today + timedelta(days=1126)).isoformat()}}]}],
          "active": True, "practitioner": {"reference": f"Practitioner/{p}-coach-person"},
          "organization": {"reference": clinic},
          "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}]},
     ]
-    for pid, given, mrn in ((ana, "Ana", "MRN-1001"), (ben, "Ben", "MRN-1002"), (cara, "Cara", "MRN-1003")):
-        # The sandbox EHR's charts pat-1001..1003 carry these MRNs: a launch links to these records.
-        people.append({"resourceType": "Patient", "id": pid, "extension": tz_ext,
-                       "identifier": [{"system": SANDBOX_MRN_SYSTEM, "value": mrn, "extension": _FROM_EHR}],
-                       "name": [{"family": "Demo", "given": [given]}]})
+    payers = {}
+    for key, name, payer_id in (("prairie", "Prairie Health Plan", "PHP01"), ("lakeshore", "Lakeshore Mutual", "LKM22")):
+        payers[key] = f"{p}-payer-{key}"
+        people.append({"resourceType": "Organization", "id": payers[key], "active": True, "name": name,
+                       "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
+                                             "code": "ins", "display": "Insurance Company"}]}],
+                       "identifier": [{"system": PAYER_ID_SYSTEM, "value": payer_id}]})
+    for pid, person in ((ana, _PEOPLE[0]), (ben, _PEOPLE[1]), (cara, _PEOPLE[2])):
+        mrn, given, family, gender, born, problems, payer, member = person
+        # The sandbox EHR's charts pat-1001..1003 are these people (same names, birth dates and MRNs): a launch
+        # links to these records by MRN and finds nothing to change.
+        people.append({"resourceType": "Patient", "id": pid, "extension": tz_ext, "active": True,
+                       "identifier": [{"use": "usual", "type": {"coding": [{
+                           "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR",
+                           "display": "Medical record number"}]}, "system": SANDBOX_MRN_SYSTEM, "value": mrn,
+                           "extension": _FROM_EHR}],
+                       "name": [{"use": "official", "family": family, "given": [given]}],
+                       "gender": gender, "birthDate": born,
+                       "telecom": [{"system": "phone", "value": f"555-01{mrn[-2:]}", "use": "mobile"}],
+                       "address": [{"use": "home", "line": [f"{40 + int(mrn[-1]) * 7} Mill Street"],
+                                    "city": "Springfield", "state": "IL", "postalCode": "62704"}],
+                       "managingOrganization": {"reference": clinic},
+                       "generalPractitioner": [{"reference": coach}]})
+        for n, (code, display) in enumerate(problems, start=1):
+            people.append({"resourceType": "Condition", "id": f"{pid}-condition-{n}",
+                           "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                     "condition-clinical", "code": "active"}]},
+                           "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                         "condition-ver-status", "code": "confirmed"}]},
+                           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                "condition-category", "code": "problem-list-item"}]}],
+                           "code": {"coding": [{"system": ICD10_SYSTEM, "code": code, "display": display}],
+                                    "text": display},
+                           "subject": {"reference": f"Patient/{pid}"},
+                           "recordedDate": (today - timedelta(days=400)).isoformat()})
+        if payer:  # Chloe pays herself: no Coverage, her sessions go on a superbill
+            people.append({"resourceType": "Coverage", "id": f"{pid}-coverage", "status": "active",
+                           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                                "code": "HIP", "display": "health insurance plan policy"}]},
+                           "subscriberId": member, "beneficiary": {"reference": f"Patient/{pid}"},
+                           "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                  "subscriber-relationship", "code": "self"}]},
+                           "period": {"start": (today - timedelta(days=400)).isoformat()},
+                           "payor": [{"reference": f"Organization/{payers[payer]}"}]})
     people.append({"resourceType": "Group", "id": f"{p}-walking-group", "type": "person", "actual": True,
                    "name": "Tuesday walking group",
                    "member": [{"entity": {"reference": f"Patient/{x}"}} for x in (ana, ben, cara)]})
@@ -190,7 +257,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
         "weight": _goal(f"{p}-goal-weight", ana, "Weigh 84 kg or less", "weight-management", "29463-7", "<=",
                         84, "kg", start, due),
     }
-    # Ben's and Cara's goals are not measured (no target.measure): they stay in-progress and have no run chart.
+    # Brian's and Chloe's goals are not measured (no target.measure): they stay in-progress and have no run chart.
     unmeasured = {
         "strength": _goal(f"{p}-goal-ben-strength", ben, "Get stronger: carry the shopping upstairs easily",
                           "physical-activity", "", "", 0, "", start, due),
@@ -220,14 +287,14 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     stretch = io.habit_activity("stretch", "Stretch 10 minutes",
                                 io.timing_repeat("weekdays", weekdays=[d.fhir_code for d in stretch_days]), start)
     ana_plan = _plan(f"{p}-ana-habits", ana, "Ana's habits", start, coach, [walk, screens, stretch])
-    # Ben: weigh in every day, strength training three times a week.
+    # Brian: weigh in every day, strength training three times a week.
     strength = io.habit_activity("strength", "Strength training", io.timing_repeat("per-week", times=3), start,
                                  goal_id=unmeasured["strength"]["id"])
-    ben_plan = _plan(f"{p}-ben-habits", ben, "Ben's habits", start, coach, [strength])
-    # Cara: a daily walk that keeps slipping.
+    ben_plan = _plan(f"{p}-ben-habits", ben, "Brian's habits", start, coach, [strength])
+    # Chloe: a daily walk that keeps slipping.
     cara_walk = io.habit_activity("walk", "Walk 20 minutes", io.timing_repeat("daily"), start,
                                   goal_id=unmeasured["cara-walk"]["id"])
-    cara_plan = _plan(f"{p}-cara-habits", cara, "Cara's habits", start, coach, [cara_walk])
+    cara_plan = _plan(f"{p}-cara-habits", cara, "Chloe's habits", start, coach, [cara_walk])
     plans = [ana_plan, ben_plan, cara_plan]
 
     data: list[dict[str, Any]] = []
@@ -275,10 +342,10 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
         rhr = int(round(66 + _wobble(n, 1.5, 0.8)))
         data.append(_reading(f"{p}-ana-rhr-d{ago:03d}", ana, "mecr-resting-heart-rate", "40443-4",
                              "Heart rate --resting", rhr, "beats/minute", "/min", "activity", day_only))
-        # Ben: strength training every other day (at least three days in any seven, whatever the week boundaries).
+        # Brian: strength training every other day (at least three days in any seven, whatever the week boundaries).
         if n % 2 == 0:
             checkin(ben_plan, "strength", ben, day, CheckInStatus.DONE, ago)
-        # Cara: a daily walk that keeps slipping.
+        # Chloe: a daily walk that keeps slipping.
         if n % 5 in (0, 1, 3) or (n % 7 == 6):
             checkin(cara_plan, "walk", cara, day, CheckInStatus.DONE if n % 3 else CheckInStatus.PARTLY, ago)
     for key, goal in goals.items():
@@ -301,7 +368,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     for eid, pid, kind, modality, when, minutes in (
             (f"{p}-video-session", ana, "follow-up", "video", change_day - timedelta(days=1), 32),
             (f"{p}-ben-initial-session", ben, "initial", "in-person", start, 55),
-            (f"{p}-cara-audio-session", cara, "follow-up", "audio-only", today - timedelta(days=8), 25)):
+            (f"{p}-cara-audio-session", cara, "follow-up", "audio-only", today - timedelta(days=8), 30)):
         s = datetime.combine(when, datetime.min.time(), zone).replace(hour=16)
         sessions.append(_encounter(eid, f"Patient/{pid}", kind, modality, s, s + timedelta(minutes=minutes), None,
                                    coach, clinic))

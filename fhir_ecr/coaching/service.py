@@ -54,6 +54,7 @@ __all__ = [
     "CoachingService",
     "WearableResult",
     "business_rule",
+    "shift_direction",
     "unknown_reference",
 ]
 
@@ -794,8 +795,91 @@ class CoachingService:
                                                              inputs.readings, inputs.infos, inputs.plans)
             value = {"summary": summary, "goals": inputs.goals, "goalSeries": goal_series, "series": out_series,
                      "runChart": charts}
-            return value, inputs.refs(), {("summary", ()): summary}
+            return value, inputs.refs(), {("summary", ()): summary,
+                                          ("glance", ()): self._glance(uow, inputs, summary, goal_series)}
         return self._cached_view("overview", patient_id, wanted, _SUMMARY_TYPES, compute)  # type: ignore[no-any-return]
+
+    # -- the caseload's view: the same computation as the page's, less the trends and run charts ------------------
+
+    def patient_glance(self, patient_id: str) -> dict[str, Any]:
+        """What the caseload shows of a patient, from the same computation as :meth:`patient_overview` (whose
+        cache entry fills this one, and the other way round for the summary): ``summary``, ``goals`` (the Goal
+        resources), ``goalSeries`` (goal id -> the daily measurements of the run-chart window, in the goal's
+        unit: the patient page's sparkline points), ``lastData`` (the local day of the patient's latest
+        Observation of any kind up to today — a wearable reading or a check-in — or None) and ``refs`` (the
+        ``(type, id)`` of the Goals and CarePlans it was computed from, for a caller's own audit trail)."""
+        return self._cached_view("glance", patient_id, (), _GLANCE_TYPES,  # type: ignore[no-any-return]
+                                 lambda uow, tz, today: self._glance_compute(uow, patient_id, tz, today))
+
+    def patient_glances(self, patient_ids: Sequence[str]) -> dict[str, dict[str, Any] | FhirError]:
+        """:meth:`patient_glance` of many patients in one read transaction (the caseload), with the same access
+        checks and cache entries. A patient the caller may not see is left out; a patient whose data cannot be
+        computed (a malformed Goal, say) maps to the :class:`FhirError`, so one record never hides the rest."""
+        cache = view_cache(self.repo.engine) if self.use_cache else None
+        guard = self.repo.guard
+        params = self._params_key()
+        out: dict[str, dict[str, Any] | FhirError] = {}
+        fresh: list[tuple[Hashable, Any, list[tuple[str, str]], dict[Any, Any]]] = []
+        with self.repo.unit(write=False) as uow:
+            # versions first, then the data they guard (as _cached_view)
+            versions = {pid: uow.patient_version(pid) for pid in dict.fromkeys(patient_ids)}
+            patients: dict[str, dict[str, Any]] = {}
+            ids = list(versions)
+            for i in range(0, len(ids), 200):
+                for p in _search_all(uow, "Patient", [("_id", ",".join(ids[i:i + 200]))]):
+                    patients[str(p.get("id"))] = p
+            confined = None
+            if guard is not None:
+                for rtype in _GLANCE_TYPES:
+                    guard.require(rtype, "s")
+                conf = guard.confinement()
+                confined = conf.patient_id if conf is not None else None
+            for pid in ids:
+                content = patients.get(pid)
+                if content is None:
+                    continue
+                tz = io.patient_time_zone(content, self.default_tz)
+                today = self.today(tz)
+                use = cache if confined in (None, pid) else None
+                key = ("glance", pid, versions[pid], today, tz, params, ())
+                hit = use.get(key) if use is not None else None
+                if hit is not None:
+                    value, refs = hit
+                    if guard is not None:
+                        guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
+                                         pid)
+                    out[pid] = value
+                    continue
+                try:
+                    value, refs, more = self._glance_compute(uow, pid, tz, today)
+                except FhirError as exc:
+                    out[pid] = exc
+                    continue
+                out[pid] = value
+                if use is not None:
+                    fresh.append((key, value, refs, more))
+        if cache is not None:
+            for key, value, refs, more in fresh:
+                cache.put(key, (value, refs))
+                for (other, other_args), other_value in more.items():
+                    cache.put((other, *key[1:-1], other_args), (other_value, refs))  # type: ignore[index]
+        return out
+
+    def _glance_compute(self, uow: UnitOfWork, patient_id: str, tz: str, today: date
+                        ) -> tuple[dict[str, Any], list[tuple[str, str]], dict[Any, Any]]:
+        inputs = self._gather(uow, patient_id, tz, today, ())
+        summary, goal_series = self._summarize(inputs)
+        return self._glance(uow, inputs, summary, goal_series), inputs.refs(), {("summary", ()): summary}
+
+    def _glance(self, uow: UnitOfWork, inputs: _Inputs, summary: dict[str, Any],
+                goal_series: dict[str, list[tuple[date, float]]]) -> dict[str, Any]:
+        latest = next(iter(uow.search_elements(parse_search("Observation", [
+            ("patient", f"Patient/{inputs.patient_id}"), ("date", f"le{inputs.today.isoformat()}"),
+            ("_sort", "-date")], strict=True), ["effectiveDateTime", "effectiveInstant", "effectivePeriod"], limit=1)),
+            None)
+        last = io.effective_local_date(latest, inputs.tz) if latest is not None else None
+        return {"summary": summary, "goals": inputs.goals, "goalSeries": goal_series,
+                "lastData": min(last, inputs.today) if last is not None else None, "refs": inputs.refs()}
 
     def _gather(self, uow: UnitOfWork, patient_id: str, tz: str, today: date,
                 extra_codes: Sequence[tuple[str, str]]) -> _Inputs:
@@ -1012,6 +1096,7 @@ class CoachingService:
 
 
 _SUMMARY_TYPES = ("Goal", "CarePlan", "Observation")  # what the summary searches, in that order
+_GLANCE_TYPES = ("Patient", *_SUMMARY_TYPES)  # the caseload's batch also searches the Patients
 
 
 @dataclass
@@ -1077,6 +1162,11 @@ def _analysis_dict(a: RunChartAnalysis, series_dates: Sequence[date]) -> dict[st
         "signal": a.signal,
         "rule": [r.value for r in a.rules],
         "shiftFrom": series_dates[min(a.shift_points)] if a.shift_points else None,
+        "direction": shift_direction(a),
+        # every run longer than the limit, oldest first: which side of the median, from, to, how many points
+        "shift": [{"side": "above" if r.side > 0 else "below", "from": series_dates[r.indices[0]],
+                   "to": series_dates[r.indices[-1]], "points": r.length}
+                  for r in a.runs if a.longest_run_limit is not None and r.length > a.longest_run_limit],
         "withheld": _WITHHELD_TEXT.get(a.withheld or ""),
     }
 
@@ -1087,6 +1177,17 @@ def _baseline_dict(chart: ChangeChart) -> dict[str, Any] | None:
     return {"points": chart.baseline_useful, "needed": chart.min_baseline, "enough": chart.enough_baseline}
 
 
+def shift_direction(a: RunChartAnalysis) -> str | None:
+    """``"up"`` or ``"down"``: the side of the median of the latest run longer than the limit (a shift), or
+    None when no shift fired (a signal of too few crossings alone has no direction)."""
+    if a.longest_run_limit is None:
+        return None
+    runs = [r for r in a.runs if r.length > a.longest_run_limit]
+    if not runs:
+        return None
+    return "up" if max(runs, key=lambda r: r.indices[-1]).side > 0 else "down"
+
+
 def _signals_dict(chart: tuple[ChangeChart, list[io.PdsaNote]]) -> dict[str, Any]:
     analysis, notes = chart
     overall = analysis.overall
@@ -1095,6 +1196,7 @@ def _signals_dict(chart: tuple[ChangeChart, list[io.PdsaNote]]) -> dict[str, Any
         "points": overall.n_obs,
         "signal": analysis.signal,
         "rule": [r.value for r in overall.rules],
+        "direction": shift_direction(overall) if analysis.signal else None,
         "pdsa": [n.title for n in notes],
         "baseline": _baseline_dict(analysis),
         "withheld": _WITHHELD_TEXT.get(overall.withheld or ""),

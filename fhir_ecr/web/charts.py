@@ -1,13 +1,9 @@
-"""Inline SVG charts for the pages: sparklines and run charts, as pure functions (no I/O, no clock).
+"""Inline SVG sparklines for the pages, as pure functions (no I/O, no clock); run charts: :mod:`.runcharts`.
 
 Tufte's sparkline: a word-sized line with no axes or gridlines; the latest value marked, the minimum and
 maximum marked, and the target drawn as a pale band, so "where is it now, against where it should be" reads
 at a glance. Every chart carries its own text alternative (``role="img"``, ``<title>`` and ``aria-label``),
 and :func:`describe_series` gives the same sentence for use next to the chart.
-
-The run chart follows the IHI/Anhøj convention: points joined in time order, the median as a horizontal
-line (per phase when PDSA changes split the series), signal points (a shift or an astronomical point)
-highlighted, and PDSA changes as labelled vertical lines.
 
 Usage::
 
@@ -19,52 +15,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from html import escape
 
 from markupsafe import Markup
 
-__all__ = ["Annotation", "PhaseLine", "RunPoint", "describe_series", "fmt_number", "run_chart", "sparkline"]
+__all__ = ["describe_series", "fmt_number", "sparkline"]
 
 Band = tuple[float | None, float | None]  # (low, high); None = open towards that edge
-
-
-@dataclass(frozen=True)
-class RunPoint:
-    """One point of a run chart; ``signal`` when a rule (shift, astronomical point) flags it."""
-
-    day: date
-    value: float
-    signal: bool = False
-
-
-@dataclass(frozen=True)
-class PhaseLine:
-    """The median of one phase (baseline, or the days after a PDSA change)."""
-
-    start: date
-    end: date
-    median: float
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """A PDSA change drawn as a vertical line on its day."""
-
-    day: date
-    text: str
 
 
 def fmt_number(value: float | None, unit: str | None = None) -> str:
     """A value for people: thousands separators, at most one decimal, and a short unit."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    if abs(value) >= 100 or float(value).is_integer():
-        text = f"{round(value):,}"
-    else:
-        text = f"{value:,.1f}"
+    text = f"{round(value):,}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.1f}"
     short = _UNIT_WORDS.get(unit or "", unit or "")
     return f"{text} {short}".strip()
 
@@ -136,7 +101,10 @@ def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | N
         bottom = y(band[0]) if band[0] is not None else float(height)
         parts.append(f'<rect class="spark-band" x="0" y="{_f(top)}" width="{width}" '
                      f'height="{_f(max(bottom - top, 1.0))}"/>')
-    coords = " ".join(f"{_f(x(d))},{_f(y(v))}" for d, v in pts)
+    # the polyline's points with plain arithmetic on day numbers (a caseload draws hundreds of these)
+    day0, span = pts[0][0].toordinal(), (pts[-1][0].toordinal() - pts[0][0].toordinal()) or 1
+    kx, ky, base = (width - 2 * pad) / span, (height - 2 * pad) / ((hi - lo) or 1.0), height - pad
+    coords = " ".join([f"{pad + (d.toordinal() - day0) * kx:.1f},{base - (v - lo) * ky:.1f}" for d, v in pts])
     if len(pts) == 1:
         parts.append(f'<circle class="spark-last" cx="{_f(x(pts[0][0]))}" cy="{_f(y(pts[0][1]))}" r="2"/>')
     else:
@@ -146,66 +114,5 @@ def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | N
         parts.append(f'<circle class="spark-min" cx="{_f(x(pts[i_min][0]))}" cy="{_f(y(values[i_min]))}" r="1.6"/>')
         parts.append(f'<circle class="spark-max" cx="{_f(x(pts[i_max][0]))}" cy="{_f(y(values[i_max]))}" r="1.6"/>')
         parts.append(f'<circle class="spark-last" cx="{_f(x(pts[-1][0]))}" cy="{_f(y(values[-1]))}" r="2"/>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def run_chart(points: Sequence[RunPoint], *, label: str, unit: str | None = None,
-              median: float | None = None, phases: Sequence[PhaseLine] = (),
-              annotations: Sequence[Annotation] = (), width: int = 640, height: int = 220) -> Markup:
-    """A run chart: the daily points in time order, the median (per phase), signal points highlighted and
-    PDSA changes as labelled vertical lines. Scales with its container (``viewBox``)."""
-    n_signal = sum(1 for p in points if p.signal)
-    if points:
-        summary = (f"Run chart of {label}: {len(points)} days from {points[0].day:%b %-d, %Y} to "
-                   f"{points[-1].day:%b %-d, %Y}; median {fmt_number(median, unit)}; "
-                   f"{n_signal} signal point{'s' if n_signal != 1 else ''}"
-                   + (f"; PDSA changes: {', '.join(f'{a.text} ({a.day:%b %-d})' for a in annotations)}"
-                      if annotations else "") + ".")
-    else:
-        summary = f"Run chart of {label}: no data in this period."
-    head = (f'<svg class="runchart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(summary)}" '
-            f'focusable="false" preserveAspectRatio="xMidYMid meet"><title>{escape(summary)}</title>')
-    if not points:
-        return Markup(head + f'<text class="rc-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-                      "No data in this period</text></svg>")
-    left, right, top, bottom = 78.0, width - 10.0, 22.0, height - 22.0
-    pts = sorted(points, key=lambda p: p.day)
-    values = [p.value for p in pts]
-    medians = [m for m in [median, *(ph.median for ph in phases)] if m is not None]
-    lo, hi = min(values + medians), max(values + medians)
-    y = _scale(lo, hi, top, bottom)
-    x = _x_scale(pts[0].day, pts[-1].day, left, right)
-    parts = [head]
-    # y labels: min, max (and the median on its line); no grid
-    for v in {lo, hi}:
-        parts.append(f'<text class="rc-axis" x="{left - 6}" y="{_f(y(v) + 4)}" text-anchor="end">'
-                     f"{escape(fmt_number(v, unit))}</text>")
-    parts.append(f'<text class="rc-axis" x="{left}" y="{height - 6}">{pts[0].day:%b %-d}</text>')
-    parts.append(f'<text class="rc-axis" x="{right}" y="{height - 6}" text-anchor="end">{pts[-1].day:%b %-d}</text>')
-    if phases:
-        for ph in phases:
-            x1, x2 = x(max(ph.start, pts[0].day)), x(min(ph.end, pts[-1].day))
-            parts.append(f'<line class="rc-median" x1="{_f(x1)}" x2="{_f(max(x2, x1 + 1))}" y1="{_f(y(ph.median))}" '
-                         f'y2="{_f(y(ph.median))}"><title>Median {escape(ph.label)}: '
-                         f"{escape(fmt_number(ph.median, unit))}</title></line>")
-    elif median is not None:
-        parts.append(f'<line class="rc-median" x1="{left}" x2="{right}" y1="{_f(y(median))}" y2="{_f(y(median))}"/>')
-        parts.append(f'<text class="rc-axis rc-median-label" x="{left - 6}" y="{_f(y(median) + 4)}" '
-                     f'text-anchor="end">md</text>')
-    for i, a in enumerate(annotations):
-        if not pts[0].day <= a.day <= pts[-1].day:
-            continue
-        ax = x(a.day)
-        short = a.text if len(a.text) <= 28 else a.text[:27] + "…"
-        parts.append(f'<g class="rc-pdsa"><line x1="{_f(ax)}" x2="{_f(ax)}" y1="{top - 8}" y2="{bottom}"/>'
-                     f'<text x="{_f(ax + 3)}" y="{top - 10 + 11 * (i % 2)}">PDSA: {escape(short)}</text>'
-                     f"<title>PDSA change on {a.day:%b %-d}: {escape(a.text)}</title></g>")
-    coords = " ".join(f"{_f(x(p.day))},{_f(y(p.value))}" for p in pts)
-    parts.append(f'<polyline class="rc-line" points="{coords}"/>')
-    for p in pts:
-        cls = "rc-signal" if p.signal else "rc-point"
-        r = 3.6 if p.signal else 2.2
-        parts.append(f'<circle class="{cls}" cx="{_f(x(p.day))}" cy="{_f(y(p.value))}" r="{r}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -11,21 +11,27 @@
 ``/app/patients/{id}/messages``        the coach's side of the conversation
 ``/app/me``                            the patient app (PWA): today, goals, messages, settings
 ``/app/me/check-in``                   POST JSON, idempotent per habit per local day (offline queue)
+``/app/signout``                       POST: end the session (coach or patient) -> ``/app/signed-out``
+``/app/signed-out``                    the "you have signed out" page, with the way back in
 =====================================  ==========================================================
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Access, current_access
+from ..auth.routes import delete_cookie
+from ..auth.sessions import SESSION_COOKIE
 from ..coaching import fhir_io as io
 from ..outcomes import FhirError, bad_request
+from . import caseload as caseload_view
 from . import catalog, forms, views
 from .messaging import mark_read, send_message, thread
 from .pages import STATIC_DIR, PageRoute, page, require_coach, require_patient_app
@@ -59,6 +65,30 @@ def _coach_page_guard(access: Access, patient_id: str) -> None:
     access.require_patient(patient_id, "r")
 
 
+def _viewer_tz(data: views.Data, access: Access) -> str:
+    """The zone the viewer reads times in: a patient's own; a coach's own setting (the ``timezone`` extension
+    on their Practitioner), else the practice's (``MECR_DEFAULT_TIME_ZONE``)."""
+    p = access.principal
+    try:
+        if p is not None and p.kind == "patient" and p.patient_id:
+            return io.patient_time_zone(data.repo.read("Patient", p.patient_id).content, data.default_tz)
+        if p is not None and p.fhir_user and p.fhir_user.startswith("Practitioner/"):
+            return io.patient_time_zone(data.repo.read("Practitioner", p.fhir_user.split("/", 1)[1]).content,
+                                        data.default_tz)
+    except FhirError:
+        pass
+    return data.default_tz
+
+
+def _head(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
+    """What every page about one patient starts with: the banner (read through the caller's repository, so a
+    record the caller may not see is a 404/403 here) and the viewer's time zone."""
+    tz = _viewer_tz(data, access)
+    patient = data.repo.read("Patient", patient_id).content or {}
+    return {"banner": views.patient_banner(patient, datetime.now(ZoneInfo(tz)).date()), "viewer_tz": tz,
+            "patient_tz": io.patient_time_zone(patient, data.default_tz), "patient": patient}
+
+
 # -- landing ----------------------------------------------------------------------------------------------------
 
 
@@ -86,25 +116,29 @@ async def signin(request: Request) -> Response:
 async def caseload(request: Request, access: AccessDep, q: str = "", show: str = "all",
                    scope: str = "mine") -> Response:
     principal = require_coach(access)
-    data = await run_in_threadpool(views.caseload, _data(request, access), principal, _viewer(access), q=q,
-                                   show=show, scope=scope)
-    return page(request, "caseload.html", {"title": "Caseload", **data})
+    data = _data(request, access)
+    tz = await run_in_threadpool(_viewer_tz, data, access)
+    found = await run_in_threadpool(caseload_view.caseload, data, principal, _viewer(access), q=q, show=show,
+                                    scope=scope, viewer_tz=tz)
+    return page(request, "caseload.html", {"title": "Caseload", "viewer_tz": tz, **found})
 
 
 @router.get("/patients/{patient_id}")
 async def patient(request: Request, patient_id: str, access: AccessDep, series: str | None = None) -> Response:
     _coach_page_guard(access, patient_id)
-    data = await run_in_threadpool(views.patient_page, _data(request, access), patient_id, series=series,
-                                   viewer=_viewer(access))
-    return page(request, "patient.html", {"title": data["banner"]["name"], **data})
+    store = _data(request, access)
+    data = await run_in_threadpool(views.patient_page, store, patient_id, series=series, viewer=_viewer(access))
+    tz = await run_in_threadpool(_viewer_tz, store, access)
+    return page(request, "patient.html", {"title": data["banner"]["name"], "viewer_tz": tz, **data})
 
 
 @router.get("/patients/{patient_id}/print")
 async def patient_print(request: Request, patient_id: str, access: AccessDep) -> Response:
     _coach_page_guard(access, patient_id)
-    data = await run_in_threadpool(views.patient_page, _data(request, access), patient_id, series=None,
-                                   viewer=_viewer(access))
-    return page(request, "print.html", {"title": f"Summary: {data['banner']['name']}", **data})
+    store = _data(request, access)
+    data = await run_in_threadpool(views.patient_page, store, patient_id, series=None, viewer=_viewer(access))
+    tz = await run_in_threadpool(_viewer_tz, store, access)
+    return page(request, "print.html", {"title": f"Summary: {data['banner']['name']}", "viewer_tz": tz, **data})
 
 
 # -- coach: messages --------------------------------------------------------------------------------------------
@@ -114,12 +148,13 @@ async def patient_print(request: Request, patient_id: str, access: AccessDep) ->
 async def coach_messages(request: Request, patient_id: str, access: AccessDep) -> Response:
     _coach_page_guard(access, patient_id)
     data = _data(request, access)
-    patient_res = await run_in_threadpool(data.repo.read, "Patient", patient_id)
+    head = await run_in_threadpool(_head, data, access, patient_id)
     await run_in_threadpool(mark_read, data.repo, patient_id, reader_is_patient=False)
     conv = await run_in_threadpool(thread, data.repo, patient_id)
-    return page(request, "messages.html", {"title": "Messages", "thread": conv, "patient_id": patient_id,
-                                           "name": views.human_name(patient_res.content), "side": "coach",
-                                           "post_url": f"/app/patients/{patient_id}/messages", "errors": {}})
+    return page(request, "messages.html", {"title": f"Messages: {head['banner']['name']}", "thread": conv,
+                                           "patient_id": patient_id, "name": head["banner"]["name"],
+                                           "side": "coach", "post_url": f"/app/patients/{patient_id}/messages",
+                                           "errors": {}, **head})
 
 
 @router.post("/patients/{patient_id}/messages")
@@ -137,10 +172,11 @@ async def coach_send(request: Request, patient_id: str, access: AccessDep) -> Re
         if exc.status != 400:
             raise
         conv = await run_in_threadpool(thread, data.repo, patient_id)
+        head = await run_in_threadpool(_head, data, access, patient_id)
         return page(request, "messages.html", {
-            "title": "Messages", "thread": conv, "patient_id": patient_id, "name": "", "side": "coach",
-            "post_url": f"/app/patients/{patient_id}/messages", "errors": {"text": str(exc.issues[0]["diagnostics"])},
-            "text": single.get("text", "")}, 422)
+            "title": f"Messages: {head['banner']['name']}", "thread": conv, "patient_id": patient_id,
+            "name": head["banner"]["name"], "side": "coach", "post_url": f"/app/patients/{patient_id}/messages",
+            "errors": {"text": str(exc.issues[0]["diagnostics"])}, "text": single.get("text", ""), **head}, 422)
     back = single.get("back") or f"/app/patients/{patient_id}/messages"
     if not back.startswith("/app/"):
         back = f"/app/patients/{patient_id}/messages"
@@ -150,8 +186,9 @@ async def coach_send(request: Request, patient_id: str, access: AccessDep) -> Re
 # -- coach: document a session ----------------------------------------------------------------------------------
 
 
-def _session_choices(data: views.Data, patient_id: str, principal: Any) -> dict[str, Any]:
+def _session_choices(data: views.Data, access: Access, patient_id: str, principal: Any) -> dict[str, Any]:
     repo = data.repo
+    head = _head(data, access, patient_id)
     roles = views._search(repo, "PractitionerRole", [("role", f"{io.MECR_CODES}|health-and-wellness-coach")], 100)
     people = {}
     for r in roles:
@@ -169,10 +206,7 @@ def _session_choices(data: views.Data, patient_id: str, principal: Any) -> dict[
     goals = [{"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
              for g in views._search(repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
              if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")]
-    patient = repo.read("Patient", patient_id).content or {}
-    return {"coaches": coaches, "groups": groups, "goal_choices": goals, "patient": patient,
-            "banner": views.patient_banner(patient, date.today()),
-            "patient_tz": io.patient_time_zone(patient, data.default_tz)}
+    return {"coaches": coaches, "groups": groups, "goal_choices": goals, **head}
 
 
 @router.get("/patients/{patient_id}/sessions/new")
@@ -180,12 +214,15 @@ async def session_form(request: Request, patient_id: str, access: AccessDep) -> 
     principal = require_coach(access)
     access.require_patient(patient_id, "c", "Encounter")
     data = _data(request, access)
-    choices = await run_in_threadpool(_session_choices, data, patient_id, principal)
+    choices = await run_in_threadpool(_session_choices, data, access, patient_id, principal)
     mine = next((c["id"] for c in choices["coaches"] if c["mine"]), None)
     if mine is None and len(choices["coaches"]) == 1:
         mine = choices["coaches"][0]["id"]
-    values = {"modality": "video", "session_type": "follow-up", "time_zone": choices["patient_tz"],
-              "coach": mine or "", "goals": []}
+    # Documented straight after the session: it started now, in the coach's zone (to the five minutes before).
+    now = datetime.now(ZoneInfo(choices["viewer_tz"]))
+    now -= timedelta(minutes=now.minute % 5)
+    values = {"modality": "video", "session_type": "follow-up", "time_zone": choices["viewer_tz"],
+              "coach": mine or "", "goals": [], "date": now.date().isoformat(), "start_time": f"{now:%H:%M}"}
     return page(request, "session_form.html", {"title": "Document a session", "values": values, "errors": {},
                                                "patient_id": patient_id, **choices})
 
@@ -201,7 +238,7 @@ async def session_submit(request: Request, patient_id: str, access: AccessDep) -
     if result.ok:
         eid = result.written.encounters[0].id if result.written.encounters else ""
         return RedirectResponse(f"/app/patients/{patient_id}?saved=session&encounter={eid}", 303)
-    choices = await run_in_threadpool(_session_choices, data, patient_id, principal)
+    choices = await run_in_threadpool(_session_choices, data, access, patient_id, principal)
     return page(request, "session_form.html", {"title": "Document a session", "values": result.values,
                                                "errors": result.errors, "patient_id": patient_id, **choices},
                 result.status)
@@ -210,32 +247,35 @@ async def session_submit(request: Request, patient_id: str, access: AccessDep) -
 # -- coach: goals -----------------------------------------------------------------------------------------------
 
 
-def _goal_page(request: Request, patient_id: str, values: dict[str, Any], errors: dict[str, str],
-               goal_id: str | None, status: int = 200) -> Response:
+def _goal_page(request: Request, head: dict[str, Any], patient_id: str, values: dict[str, Any],
+               errors: dict[str, str], goal_id: str | None, status: int = 200) -> Response:
     checks = forms.smart_check(values.get("description", ""), values.get("measure", ""), values.get("value", ""),
                                values.get("due", ""), date.today())
     return page(request, "goal_form.html", {
         "title": "Edit goal" if goal_id else "New goal", "values": values, "errors": errors, "goal_id": goal_id,
         "patient_id": patient_id, "checks": checks, "categories": catalog.goal_categories(),
-        "measures": catalog.target_measures()}, status)
+        "measures": catalog.target_measures(), **head}, status)
 
 
 @router.get("/patients/{patient_id}/goals/new")
 async def goal_new(request: Request, patient_id: str, access: AccessDep) -> Response:
     require_coach(access)
     access.require_patient(patient_id, "c", "Goal")
-    await run_in_threadpool(_data(request, access).repo.read, "Patient", patient_id)
-    return _goal_page(request, patient_id, {"direction": "at_least", "category": "physical-activity"}, {}, None)
+    head = await run_in_threadpool(_head, _data(request, access), access, patient_id)
+    return _goal_page(request, head, patient_id, {"direction": "at_least", "category": "physical-activity"}, {},
+                      None)
 
 
 @router.get("/patients/{patient_id}/goals/{goal_id}/edit")
 async def goal_edit(request: Request, patient_id: str, goal_id: str, access: AccessDep) -> Response:
     require_coach(access)
     access.require_patient(patient_id, "u", "Goal")
-    goal = (await run_in_threadpool(_data(request, access).repo.read, "Goal", goal_id)).content or {}
+    data = _data(request, access)
+    head = await run_in_threadpool(_head, data, access, patient_id)
+    goal = (await run_in_threadpool(data.repo.read, "Goal", goal_id)).content or {}
     if io.ref_id(goal.get("subject"), "Patient") != patient_id:
         raise bad_request("this goal belongs to another patient")
-    return _goal_page(request, patient_id, forms.goal_form_values(goal), {}, goal_id)
+    return _goal_page(request, head, patient_id, forms.goal_form_values(goal), {}, goal_id)
 
 
 @router.post("/patients/{patient_id}/goals")
@@ -245,10 +285,12 @@ async def goal_submit(request: Request, patient_id: str, access: AccessDep, goal
     access.require_patient(patient_id, "u" if goal_id else "c", "Goal")
     single, _ = await _form(request)
     values = forms.goal_values(single)
-    result = await run_in_threadpool(forms.submit_goal, _data(request, access), patient_id, values, goal_id=goal_id)
+    data = _data(request, access)
+    result = await run_in_threadpool(forms.submit_goal, data, patient_id, values, goal_id=goal_id)
     if result.ok:
         return RedirectResponse(f"/app/patients/{patient_id}?saved=goal", 303)
-    return _goal_page(request, patient_id, result.values, result.errors, goal_id, result.status)
+    head = await run_in_threadpool(_head, data, access, patient_id)
+    return _goal_page(request, head, patient_id, result.values, result.errors, goal_id, result.status)
 
 
 @router.get("/goal-check")
@@ -266,7 +308,7 @@ def _plans(data: views.Data, patient_id: str) -> list[dict[str, Any]]:
                                                  ("category", f"{io.MECR_CODES}|habit-plan")], 20)
 
 
-def _habits_context(data: views.Data, patient_id: str) -> dict[str, Any]:
+def _habits_context(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
     plans = [p for p in _plans(data, patient_id) if p.get("status") in ("active", "draft", "on-hold")]
     plan = plans[0] if plans else None
     habits = []
@@ -278,17 +320,17 @@ def _habits_context(data: views.Data, patient_id: str) -> dict[str, Any]:
     goals = [{"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
              for g in views._search(data.repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
              if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")]
-    patient = data.repo.read("Patient", patient_id).content or {}
+    head = _head(data, access, patient_id)
     return {"plan": plan, "version": (plan.get("meta") or {}).get("versionId") if plan else "", "habits": habits,
             "goal_choices": goals, "reasons": catalog.pause_reasons(), "patient_id": patient_id,
-            "name": views.human_name(patient)}
+            "name": head["banner"]["name"], **head}
 
 
 @router.get("/patients/{patient_id}/habits")
 async def habits(request: Request, patient_id: str, access: AccessDep) -> Response:
     require_coach(access)
     access.require_patient(patient_id, "r", "CarePlan")
-    ctx = await run_in_threadpool(_habits_context, _data(request, access), patient_id)
+    ctx = await run_in_threadpool(_habits_context, _data(request, access), access, patient_id)
     return page(request, "habits.html", {"title": "Habits", "values": {"schedule": "daily"}, "errors": {},
                                          "action": "", **ctx})
 
@@ -300,14 +342,14 @@ async def habits_submit(request: Request, patient_id: str, access: AccessDep) ->
     single, multi = await _form(request)
     values = forms.habit_values(single, multi)
     data = _data(request, access)
-    ctx = await run_in_threadpool(_habits_context, data, patient_id)
+    ctx = await run_in_threadpool(_habits_context, data, access, patient_id)
     if values.get("plan") and ctx["plan"] is not None and values["plan"] != ctx["plan"].get("id"):
         values["version"] = "0"  # the form was for another plan: let the service refuse it as stale
     coach = principal.fhir_user if principal.fhir_user and principal.fhir_user.startswith("Practitioner") else None
     result = await run_in_threadpool(forms.submit_habit, data, patient_id, values, plan=ctx["plan"], coach=coach)
     if result.ok:
         return RedirectResponse(f"/app/patients/{patient_id}/habits?saved={values.get('action')}", 303)
-    ctx = await run_in_threadpool(_habits_context, data, patient_id)
+    ctx = await run_in_threadpool(_habits_context, data, access, patient_id)
     return page(request, "habits.html", {"title": "Habits", "values": result.values, "errors": result.errors,
                                          "action": values.get("action"), **ctx}, result.status)
 
@@ -320,9 +362,13 @@ async def me(request: Request, access: AccessDep, patient: str | None = None) ->
     _, pid = require_patient_app(access, patient)
     access.require_patient(pid, "r")
     data = await run_in_threadpool(views.patient_app, _data(request, access), pid)
-    return page(request, "me.html", {"title": "Today", "patient_id": pid,
+    return page(request, "me.html", {"title": "Today", "patient_id": pid, "viewer_tz": data["tz"],
                                      "preview": patient if access.principal and
                                      access.principal.kind == "developer" else None, **data})
+
+
+def _patient_tz(data: views.Data, patient_id: str) -> str:
+    return io.patient_time_zone(data.repo.read("Patient", patient_id).content, data.default_tz)
 
 
 @router.get("/me/messages")
@@ -332,9 +378,11 @@ async def me_messages(request: Request, access: AccessDep, patient: str | None =
     data = _data(request, access)
     await run_in_threadpool(mark_read, data.repo, pid, reader_is_patient=True)
     conv = await run_in_threadpool(thread, data.repo, pid)
+    tz = await run_in_threadpool(_patient_tz, data, pid)
     q = f"?patient={patient}" if patient else ""
     return page(request, "messages.html", {"title": "Messages", "thread": conv, "patient_id": pid, "name": "",
-                                           "side": "patient", "post_url": f"/app/me/messages{q}", "errors": {}})
+                                           "side": "patient", "post_url": f"/app/me/messages{q}", "errors": {},
+                                           "viewer_tz": tz})
 
 
 @router.post("/me/messages")
@@ -350,10 +398,11 @@ async def me_send(request: Request, access: AccessDep, patient: str | None = Non
         if exc.status != 400:
             raise
         conv = await run_in_threadpool(thread, data.repo, pid)
+        tz = await run_in_threadpool(_patient_tz, data, pid)
         return page(request, "messages.html", {
             "title": "Messages", "thread": conv, "patient_id": pid, "name": "", "side": "patient",
             "post_url": f"/app/me/messages{q}", "errors": {"text": str(exc.issues[0]["diagnostics"])},
-            "text": single.get("text", "")}, 422)
+            "text": single.get("text", ""), "viewer_tz": tz}, 422)
     return RedirectResponse(f"/app/me/messages{q}", 303)
 
 
@@ -392,12 +441,42 @@ async def me_check_in(request: Request, access: AccessDep, patient: str | None =
             day = date.fromisoformat(str(body["date"]))
         except ValueError:
             raise bad_request("date must be YYYY-MM-DD", "date") from None
-    svc = views.coaching_service(_data(request, access))
-    result = await run_in_threadpool(svc.check_in, str(body.get("plan", "")), str(body.get("habit", "")),
-                                     str(body.get("status", "")), day=day, patient_id=pid)
+    data = _data(request, access)
+    svc = views.coaching_service(data)
+    plan, habit = str(body.get("plan", "")), str(body.get("habit", ""))
+    result = await run_in_threadpool(svc.check_in, plan, habit, str(body.get("status", "")), day=day, patient_id=pid)
+    # The habit's streak as the app shows it, from the page's own overview (so the next visit is warm too).
+    streak = await run_in_threadpool(views.habit_streak, data, pid, plan, habit)
     return JSONResponse({"id": result.stored.id, "localDate": result.day.isoformat(), "created": result.created,
                          "changed": result.changed, "version": result.stored.version_id,
-                         "goalAchievementStatus": result.goal_status})
+                         "goalAchievementStatus": result.goal_status, "streak": streak})
+
+
+# -- signing out ------------------------------------------------------------------------------------------------
+
+
+@router.post("/signout")
+async def signout(request: Request, access: AccessDep) -> Response:
+    """End the session (coach or patient) and go to the "signed out" page, which also clears the patient app's
+    offline copy of ``/app/me`` from the service worker's cache (the cached page is the patient's own data)."""
+    services = request.app.state.services
+    p = access.principal
+    who = "patient" if p is not None and p.kind == "patient" else "coach"
+    cookie = getattr(request.state, "session_cookie", None) or request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await run_in_threadpool(services.sessions.end, cookie)
+    response = RedirectResponse(f"/app/signed-out?who={who}", 303)
+    delete_cookie(response, services, SESSION_COOKIE, path="/")
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response
+
+
+@router.get("/signed-out")
+async def signed_out(request: Request, who: str = "coach") -> Response:
+    settings = request.app.state.services.settings
+    return page(request, "signed_out.html", {"title": "Signed out", "who": "patient" if who == "patient" else "coach",
+                                             "sandbox": bool(getattr(settings, "sandbox_ehr", False)),
+                                             "principal": None, "is_coach": False})
 
 
 # -- PWA files (the service worker must be served from /app/ to control /app/me) ---------------------------------

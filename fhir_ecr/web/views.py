@@ -2,49 +2,46 @@
 
 The figures (progress, achievementStatus, adherence, streaks, run-chart signals) come from
 :class:`~fhir_ecr.coaching.service.CoachingService`; this module only selects, orders and shapes them for
-the templates. Two page-level notions are defined here because only the pages use them:
+the templates. One page-level notion is defined here because only the pages use it:
 
 - **New signal**: a run-chart signal (goal, rule) the viewer has not seen on the patient page yet. The page
   records what it showed in the store's key-value state (``web:seen:{viewer}:{patient}``).
-- **Attention score** (caseload order): new signals first, then unanswered messages, goals slipping
-  (achievementStatus worsening / no-progress / not-achieving), habits without a check-in for
-  ``STALE_DAYS`` days, then older signals. Weights in :data:`ATTENTION_WEIGHTS`.
+
+The caseload's reasons and ranking are :mod:`fhir_ecr.coaching.triage` (drawn by :mod:`.caseload`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from ..auth.access import LINK_SYSTEM_PREFIX
 from ..coaching import fhir_io as io
+from ..coaching.referral_wait import OpenReferral, open_referrals
 from ..coaching.schedule import ScheduleKind
 from ..coaching.service import CoachingService
 from ..coaching.sessions import parse_session_note
+from ..coaching.triage import signal_keys
 from ..services import Services
 from ..store.repository import FhirRepository
 from ..store.search import parse_search
 from . import catalog
-from .charts import Annotation, PhaseLine, RunPoint, describe_series, run_chart, sparkline
-from .messaging import Thread, thread
+from .charts import describe_series, sparkline
+from .messaging import thread
+from .runcharts import RunChartFigure, draw
 
 __all__ = [
-    "ATTENTION_WEIGHTS",
-    "CaseloadRow",
-    "STALE_DAYS",
-    "caseload",
     "coaching_service",
     "Data",
     "patient_banner",
     "patient_app",
     "patient_page",
+    "search_all",
 ]
 
-STALE_DAYS = 3
-SLIPPING = {"worsening", "no-progress", "not-achieved", "not-attainable"}
-ATTENTION_WEIGHTS = {"new_signal": 100, "unanswered": 40, "slipping": 25, "stale_habit": 10, "signal": 5}
 _SESSION_TYPES = {"coaching-session-initial": "Initial session", "coaching-session-follow-up": "Follow-up",
                   "coaching-session-group": "Group session"}
 _PATIENT_PREFS = "https://mecr.dev/fhir/StructureDefinition/app-preferences"
@@ -76,6 +73,20 @@ def _search(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], lim
     return [s.content for s in repo.search(query).matches if s.content is not None]
 
 
+def search_all(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], page: int = 1000
+               ) -> list[dict[str, Any]]:
+    """Every match of a search, page by page (the caseload of a large practice)."""
+    query = parse_search(rtype, params, default_count=page, max_count=page)
+    query.total = "none"
+    out: list[dict[str, Any]] = []
+    while True:
+        result = repo.search(query)
+        out += [s.content for s in result.matches if s.content is not None]
+        if result.next_cursor is None:
+            return out
+        query.cursor = result.next_cursor
+
+
 # -- people ---------------------------------------------------------------------------------------------------
 
 
@@ -91,17 +102,31 @@ def human_name(resource: Mapping[str, Any] | None) -> str:
     return "(no name)"
 
 
+_MR = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
+
+
+def medical_record_number(patient: Mapping[str, Any]) -> str | None:
+    """The patient's MRN for people to read: the identifier typed MR (v2-0203), else the first business
+    identifier — never mECR's link to an EHR's internal id (``urn:mecr:ehr:…``), which means nothing on a ward."""
+    idents = [i for i in patient.get("identifier", []) or []
+              if i.get("value") and not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX)]
+    typed = next((i for i in idents if any((c.get("system"), c.get("code")) == _MR
+                                           for c in (i.get("type") or {}).get("coding", []) or [])), None)
+    chosen = typed or (idents[0] if idents else None)
+    return str(chosen["value"]) if chosen else None
+
+
 def patient_banner(patient: Mapping[str, Any], today: date) -> dict[str, Any]:
-    """Name, age, sex and an identifier: what a banner needs to tell the coach whose record this is."""
+    """Name, age, sex, date of birth and MRN: two identifiers at least (name and date of birth, The Joint
+    Commission NPSG.01.01.01) and the record number the chart shows, so no page can be about the wrong person."""
     birth = patient.get("birthDate")
     age = None
     if isinstance(birth, str) and len(birth) >= 10:
         born = date.fromisoformat(birth[:10])
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    ident = next((i for i in patient.get("identifier", []) or [] if i.get("value")), None)
+    mrn = medical_record_number(patient)
     return {"id": patient.get("id"), "name": human_name(patient), "birthDate": birth, "age": age,
-            "gender": patient.get("gender"),
-            "identifier": (f"{(ident.get('type') or {}).get('text') or 'ID'} {ident['value']}") if ident else None}
+            "gender": patient.get("gender"), "mrn": mrn, "identifier": f"MRN {mrn}" if mrn else None}
 
 
 def preferences(patient: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,26 +169,6 @@ def _band(info: io.GoalInfo) -> tuple[float | None, float | None] | None:
     if t is None:
         return None
     return (t.low, t.high)
-
-
-def _readings(repo: FhirRepository, patient_id: str, codes: Iterable[str], since: date) -> dict[str, list[dict[str, Any]]]:
-    codes = sorted(set(codes))
-    if not codes:
-        return {}
-    found = _search(repo, "Observation", [("patient", f"Patient/{patient_id}"),
-                                          ("code", ",".join(f"{catalog.LOINC}|{c}" for c in codes)),
-                                          ("date", f"ge{since.isoformat()}")], limit=5000)
-    by_code: dict[str, list[dict[str, Any]]] = {c: [] for c in codes}
-    for obs in found:
-        for c in (obs.get("code") or {}).get("coding", []) or []:
-            if c.get("system") == catalog.LOINC and c.get("code") in by_code:
-                by_code[c["code"]].append(obs)
-                break
-    return by_code
-
-
-def _series(observations: Sequence[Mapping[str, Any]], tz: str, unit: str | None) -> list[tuple[date, float]]:
-    return [(m.when, m.value) for m in io.measurements_by_day(observations, tz, unit)]
 
 
 @dataclass
@@ -234,16 +239,6 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
     return cards
 
 
-def _signal_keys(summary: Mapping[str, Any]) -> set[str]:
-    out = set()
-    for item in summary.get("goal", []):
-        chart = item.get("runChart") or {}
-        if chart.get("signal"):
-            gid = item["reference"]["reference"].split("/", 1)[1]
-            out |= {f"{gid}:{r}" for r in chart.get("rule") or []}
-    return out
-
-
 def _seen_key(viewer: str, patient_id: str) -> str:
     return f"web:seen:{viewer}:{patient_id}"
 
@@ -279,6 +274,7 @@ def _habit_rows(summary: Mapping[str, Any], today: date) -> list[dict[str, Any]]
             "rate30": (adherence.get(30) or {}).get("rate"),
             "rate90": (adherence.get(90) or {}).get("rate"),
             "days_since": (today - last).days if last else None,
+            "never": last is None,
         })
     return rows
 
@@ -293,7 +289,7 @@ def _sessions(repo: FhirRepository, patient_id: str, limit: int = 5) -> list[dic
             continue  # the group-level Encounter; the patient's own one (partOf it) is listed
         period = enc.get("period") or {}
         out.append({"id": enc.get("id"), "type": _SESSION_TYPES.get(code or "", code or "Session"),
-                    "modality": modality, "start": str(period.get("start", ""))[:16].replace("T", " "),
+                    "modality": modality, "start": str(period.get("start", "")),
                     "minutes": (enc.get("length") or {}).get("value")})
     return out[:limit]
 
@@ -308,33 +304,17 @@ def _latest_note(repo: FhirRepository, patient_id: str) -> dict[str, str] | None
             "next_steps": note.next_steps}
 
 
-def _referrals(repo: FhirRepository, patient_id: str) -> list[dict[str, Any]]:
-    out = []
-    for sr in _search(repo, "ServiceRequest", [("subject", f"Patient/{patient_id}"), ("status", "active")], 20):
-        out.append({"id": sr.get("id"), "text": (sr.get("code") or {}).get("text")
-                    or next((c.get("display") for c in (sr.get("code") or {}).get("coding", []) or []), None)
-                    or "Referral", "date": str(sr.get("authoredOn", ""))[:10]})
-    return out
+def _referrals(repo: FhirRepository, patient_id: str, today: date, tz: str) -> list[OpenReferral]:
+    return open_referrals(repo, [patient_id], today, tz).get(patient_id, [])
 
 
 def _run_chart_view(data: Mapping[str, Any], code: str, label: str) -> dict[str, Any]:
-    """The run chart of one series (``CoachingService.run_chart``'s result) drawn for the page."""
-    unit = data.get("unit")
-    points = [RunPoint(p["date"], float(p["value"]), bool(p["shift"] or p["astronomical"]))
-              for p in data.get("point", [])]
-    phases = [PhaseLine(p["from"], p["to"], float(p["median"]), p.get("label") or "")
-              for p in data.get("phase", []) if p.get("median") is not None] if len(data.get("phase", [])) > 1 else []
-    notes = [Annotation(a["date"], a["title"]) for a in data.get("annotation", [])]
-    analysis = data.get("analysis") or {}
-    return {
-        "code": code, "label": label, "unit": unit, "points": points,
-        "svg": run_chart(points, label=label, unit=unit, median=data.get("median"), phases=phases, annotations=notes),
-        "median": data.get("median"), "signal": analysis.get("signal", False), "rules": analysis.get("rule", []),
-        "longest_run": analysis.get("longestRun"), "longest_run_limit": analysis.get("longestRunLimit"),
-        "crossings": analysis.get("crossings"), "crossings_limit": analysis.get("crossingsLimit"),
-        "annotations": notes, "from": data.get("from"), "to": data.get("to"),
-        "withheld": analysis.get("withheld"), "baseline": data.get("baseline"),
-    }
+    """The run chart of one series (``CoachingService.run_chart``'s result): one figure, from which the
+    caption, both drawings (wide, and narrow for phones), their text alternative and the data table come."""
+    fig = RunChartFigure.from_service(data, label)
+    return {"code": code, "label": label, "figure": fig, "sentence": fig.sentence(), "svg": draw(fig),
+            "svg_narrow": draw(fig, width=330, height=280, css="runchart runchart-narrow"), "table": fig.table(),
+            "changes": fig.changes}
 
 
 def _trend_series() -> list[tuple[str, str, str | None]]:
@@ -381,7 +361,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         chart_data = overview["runChart"].get(f"{catalog.LOINC}|{selected}") \
             or svc.run_chart(patient_id, [(catalog.LOINC, selected)])
         chart = _run_chart_view(chart_data, selected, catalog.measure(selected).label)
-    keys = _signal_keys(summary)
+    keys = signal_keys(summary)
     if keys != seen:
         _mark_seen(repo, viewer, patient_id, keys)
     return {
@@ -389,126 +369,9 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         "tz_is_default": io.patient_time_zone(patient, "") == "",
         "goals": cards, "habits": _habit_rows(summary, today), "trends": trends, "chart": chart,
         "series_choices": choices, "selected_series": selected, "sessions": _sessions(repo, patient_id),
-        "latest_note": _latest_note(repo, patient_id), "referrals": _referrals(repo, patient_id),
+        "latest_note": _latest_note(repo, patient_id), "referrals": _referrals(repo, patient_id, today, tz),
         "thread": thread(repo, patient_id), "summary": summary,
     }
-
-
-# -- the caseload -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CaseloadRow:
-    """One patient of the caseload, with why they need attention."""
-
-    patient_id: str
-    name: str
-    score: int
-    reasons: list[str]
-    new_signals: int
-    signals: int
-    slipping: int
-    stale_habits: int
-    unanswered: int
-    unread: int
-    spark: Any
-    spark_text: str
-    last_message: str | None
-
-
-def caseload_patients(data: Data, principal: Any, scope: str) -> tuple[list[dict[str, Any]], str]:
-    """The patients of the caseload and the scope used: ``mine`` (linked to the coach by
-    ``generalPractitioner`` or a session they led) or ``all`` (the practice); ``mine`` falls back to ``all``
-    when the coach has no linked patients yet (a developer always sees all)."""
-    repo = data.repo
-    everyone = _search(repo, "Patient", [], limit=500)
-    if scope == "all" or principal is None or principal.kind != "practitioner" or not principal.fhir_user:
-        return everyone, "all"
-    refs = {principal.fhir_user}
-    refs |= {f"PractitionerRole/{r.get('id')}" for r in _search(
-        repo, "PractitionerRole", [("practitioner", principal.fhir_user)], 50)}
-    mine: set[str] = set()
-    for ref in refs:
-        for p in _search(repo, "Patient", [("general-practitioner", ref)], 500):
-            mine.add(str(p.get("id")))
-        for enc in _search(repo, "Encounter", [("participant", ref)], 1000):
-            pid = io.ref_id(enc.get("subject"), "Patient")
-            if pid:
-                mine.add(pid)
-    if principal.patient_id:
-        mine.add(principal.patient_id)
-    if not mine:
-        return everyone, "all"
-    return [p for p in everyone if str(p.get("id")) in mine], "mine"
-
-
-def caseload_row(data: Data, patient: Mapping[str, Any], viewer: str) -> CaseloadRow:
-    """The attention summary of one patient (a shorter history than the patient page: 90 days)."""
-    repo = data.repo
-    pid = str(patient.get("id"))
-    svc = coaching_service(data, history_days=90)
-    summary = svc.coaching_summary(pid)
-    tz, today = summary["timeZone"], summary["today"]
-    keys = _signal_keys(summary)
-    new = keys - _seen(repo, viewer, pid)
-    slipping = [g for g in summary.get("goal", [])
-                if ((g.get("achievementStatus") or {}).get("code") or g.get("storedAchievementStatus")) in SLIPPING]
-    stale = []
-    for h in _habit_rows(summary, today):
-        if h["paused"] or h["start"] > today - timedelta(days=STALE_DAYS):
-            continue
-        if h["days_since"] is None or h["days_since"] >= STALE_DAYS:
-            stale.append(h)
-    msgs: Thread = thread(repo, pid, limit=20)
-    reasons = []
-    if new:
-        n = len({k.split(":")[0] for k in new})
-        reasons.append(f"new run-chart signal{'s on ' + str(n) + ' goals' if n > 1 else ''}")
-    if msgs.unanswered:
-        reasons.append(f"{msgs.unanswered} unanswered message{'s' * (msgs.unanswered > 1)}")
-    if slipping:
-        reasons.append(f"{len(slipping)} goal{'s' * (len(slipping) > 1)} slipping")
-    if stale:
-        reasons.append(f"{len(stale)} habit{'s' * (len(stale) > 1)} not checked in for {STALE_DAYS}+ days")
-    w = ATTENTION_WEIGHTS
-    score = (w["new_signal"] * len(new) + w["unanswered"] * min(msgs.unanswered, 3) + w["slipping"] * len(slipping)
-             + w["stale_habit"] * len(stale) + w["signal"] * len(keys - new))
-    first = next((g for g in summary.get("goal", []) if g.get("unit")), None)
-    spark, text = None, "No measured goal"
-    if first is not None:
-        goal = repo.read("Goal", first["reference"]["reference"].split("/", 1)[1]).content or {}
-        info = io.goal_info(goal)
-        code = next((c for s, c in info.measure if s == catalog.LOINC), None)
-        if code:
-            obs = _readings(repo, pid, [code], today - timedelta(days=27)).get(code, [])
-            points = _series(obs, tz, info.unit)
-            label = first.get("description") or catalog.measure(code).label
-            spark = sparkline(points, label=label, unit=info.unit, band=_band(info), width=96, height=22)
-            text = describe_series(points, label=label, unit=info.unit, band=_band(info))
-    return CaseloadRow(pid, human_name(patient), score, reasons, len(new), len(keys), len(slipping), len(stale),
-                       msgs.unanswered, msgs.unread_for_team, spark, text,
-                       msgs.last.text[:80] if msgs.last and msgs.last.from_patient else None)
-
-
-def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str = "all",
-             scope: str = "mine") -> dict[str, Any]:
-    """The caseload page: rows ranked by attention score (then name), filtered and searched."""
-    patients, used_scope = caseload_patients(data, principal, scope)
-    needle = q.strip().lower()
-    if needle:
-        patients = [p for p in patients if needle in human_name(p).lower()
-                    or any(needle in str(i.get("value", "")).lower() for i in p.get("identifier", []) or [])]
-    rows = [caseload_row(data, p, viewer) for p in patients]
-    filters = {
-        "attention": lambda r: r.score > 0,
-        "signals": lambda r: r.signals > 0,
-        "messages": lambda r: r.unanswered > 0 or r.unread > 0,
-        "slipping": lambda r: r.slipping > 0,
-        "all": lambda r: True,
-    }
-    keep = filters.get(show, filters["all"])
-    rows = sorted((r for r in rows if keep(r)), key=lambda r: (-r.score, r.name.lower(), r.patient_id))
-    return {"rows": rows, "scope": used_scope, "q": q, "show": show, "total": len(patients)}
 
 
 # -- the patient app --------------------------------------------------------------------------------------------
@@ -554,6 +417,31 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     return {"patient": patient, "name": human_name(patient), "today": today, "tz": tz, "habits": habits,
             "goals": cards, "thread": thread(repo, patient_id), "prefs": prefs,
             "paused": [r for r in _habit_rows(summary, today) if r["paused"]]}
+
+
+def streak_words(h: Mapping[str, Any], *, repaired: bool = True) -> str:
+    """A habit's streak in words, as the app and the coach's page say it: "12-day streak", "no check-ins yet"
+    (a new habit has no streak of zero: it has none yet), "no streak now (best 9 days)"."""
+    if h.get("lastCheckIn") is None:
+        return "no check-ins yet"
+    streak = h.get("streak") or {}
+    unit, current, best = streak.get("unit", "day"), streak.get("current", 0), streak.get("best", 0)
+    if not current:
+        return f"no streak now (best {best} {unit}{'s' if best != 1 else ''})"
+    text = f"{current}-{unit} streak" + (" (repaired)" if repaired and streak.get("repaired") else "")
+    return text + (f", best {best}" if best > current else "")
+
+
+def habit_streak(data: Data, patient_id: str, plan_id: str, habit_id: str) -> dict[str, Any] | None:
+    """One habit's streak after a check-in, from the app's own overview (computed now, so the next visit of
+    the app or of the coach's page is warm)."""
+    overview = coaching_service(data).patient_overview(patient_id, _trend_series())
+    for h in overview["summary"].get("habit", []):
+        if h["plan"]["reference"] == f"CarePlan/{plan_id}" and h.get("habitId") == habit_id:
+            streak = h.get("streak") or {}
+            return {"current": streak.get("current"), "best": streak.get("best"), "unit": streak.get("unit"),
+                    "text": streak_words(h)}
+    return None
 
 
 def _schedule_text(h: io.Habit) -> str:

@@ -429,6 +429,8 @@ ROUTES = {
     "/fhir/$export-file/{job_id}/{name}": "the requesting client's files only; anyone else 404 (tests/sync)",
     "/app/sync": "coaches only, counts and ids of the practice's sync (tests/sync/test_status_page.py)",
     "/app/sync/retry": "coaches only (tests/sync/test_status_page.py)",
+    "/app/signout": "ends the caller's own session; names no patient (tests/web/test_coach_day.py)",
+    "/app/signed-out": "the signed-out page; reads no data (tests/web/test_coach_day.py)",
 }
 
 

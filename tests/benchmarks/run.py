@@ -7,6 +7,7 @@ Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
 - ``bench_json``: exact JSON numbers (``jsonexact``) against plain orjson, an Observation and a 500-entry Bundle;
 - ``bench_coaching``: ``$coaching-summary`` latency for a patient with two years of data;
 - ``bench_pages``: server-side render time of the coach's patient page (two years of data) and JS shipped;
+- ``bench_caseload``: the caseload of 500 patients with two years of data each, warm and after a nightly import;
 - ``bench_billing``: 837P and CSV export of 100,000 coaching sessions;
 - ``bench_wearable_import``: a generated Apple Health export (100 MB and 1 GB) imported into SQLite, and again;
 - ``bench_sync``: EMR sync against sekmet-fhir (Bulk and paged pulls of 50,000, a push of 10,000) and ``$export``
@@ -31,6 +32,8 @@ def main() -> int:
         ["tests.benchmarks.bench_json"],
         ["tests.benchmarks.bench_coaching", "--runs", str(max(10, int(40 * s)))],
         ["tests.benchmarks.bench_pages", "--runs", str(max(10, int(30 * s)))],
+        ["tests.benchmarks.bench_caseload", "--patients", str(max(50, int(500 * s))), "--runs", str(max(10, int(20 * s))),
+         "--cold-runs", "2" if s < 1 else "3"],
         ["tests.benchmarks.bench_billing", "--sessions", str(max(1000, int(100_000 * s))),
          "--patients", str(max(50, int(5_000 * s)))],
         ["tests.benchmarks.bench_wearable_import", "--scale", str(s)],

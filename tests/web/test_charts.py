@@ -1,4 +1,4 @@
-"""The SVG chart builders: text alternatives, target bands, min/max and latest marks, signal points."""
+"""The sparkline builder: text alternatives, target bands, min/max and latest marks (run charts: test_runcharts)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from datetime import date, timedelta
 from xml.etree import ElementTree
 
-from fhir_ecr.web.charts import Annotation, PhaseLine, RunPoint, describe_series, fmt_number, run_chart, sparkline
+from fhir_ecr.web.charts import describe_series, fmt_number, sparkline
 
 D0 = date(2026, 3, 1)
 
@@ -17,7 +17,6 @@ def days(values):
 
 def parse(svg):
     return ElementTree.fromstring(str(svg))
-
 
 
 def test_sparkline_marks_latest_min_max_and_band():
@@ -62,32 +61,6 @@ def test_sparkline_single_point_and_uneven_days():
                                              label="x")) if el.get("class") == "spark-line")
     xs = [float(p.split(",")[0]) for p in line.get("points").split()]
     assert abs((xs[2] - xs[1]) / (xs[1] - xs[0]) - 9) < 0.1
-
-
-def test_run_chart_highlights_signals_draws_median_and_pdsa():
-    points = [RunPoint(D0 + timedelta(days=i), v, signal=i >= 6) for i, v in enumerate([5, 6, 5, 4, 6, 5, 9, 9, 8, 9])]
-    svg = run_chart(points, label="Steps", unit="/d", median=5.5,
-                    annotations=[Annotation(D0 + timedelta(days=6), "Walk <with> a friend")])
-    root = parse(svg)
-    assert len([el for el in root if el.get("class") == "rc-signal"]) == 4
-    assert len([el for el in root if el.get("class") == "rc-point"]) == 6
-    assert any(el.get("class") == "rc-median" for el in root)
-    pdsa = next(el for el in root if el.get("class") == "rc-pdsa")
-    assert "Walk <with> a friend" in "".join(pdsa.itertext())
-    alt = root.get("aria-label")
-    assert "10 days" in alt and "4 signal points" in alt and "PDSA changes: Walk <with> a friend (Mar 7)" in alt
-
-
-def test_run_chart_phase_medians_and_empty():
-    points = [RunPoint(D0 + timedelta(days=i), float(i)) for i in range(10)]
-    svg = run_chart(points, label="Sleep", unit="h", median=4.5,
-                    phases=[PhaseLine(D0, D0 + timedelta(days=4), 2.0, "baseline"),
-                            PhaseLine(D0 + timedelta(days=5), D0 + timedelta(days=9), 7.0, "change")])
-    medians = [el for el in parse(svg) if el.get("class") == "rc-median"]
-    assert len(medians) == 2 and medians[0].get("y1") != medians[1].get("y1")
-    empty = str(run_chart([], label="Sleep"))
-    assert "no data in this period" in empty
-    parse(empty)
 
 
 def test_describe_and_format():

@@ -11,7 +11,6 @@ import pytest
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.store.search import parse_search
 from fhir_ecr.web.messaging import send_message, thread
-
 from tests.web.web_support import PATIENT, coach_principal, load_demo, login, patient_principal
 
 
@@ -48,7 +47,7 @@ def test_coach_patient_page_shows_the_coaching_picture(secure_client, coach, dem
     resp = secure_client.get(f"/app/patients/{PATIENT}")
     assert resp.status_code == 200, resp.text[:500]
     html = resp.text
-    assert 'class="banner"' in html and "Ana Demo" in html
+    assert 'class="banner"' in html and "Ana Lopez" in html and "MRN MRN-1001" in html
     assert resp.headers["cache-control"] == "no-store"
     # goals as sparklines with a text alternative, the status and the new run-chart signal
     assert html.count('class="spark"') >= 1 + 4  # the steps goal + four wearable trends
@@ -86,7 +85,7 @@ def test_unknown_patient_is_a_404_page(secure_client, coach):
 
 def test_print_view(secure_client, coach):
     resp = secure_client.get(f"/app/patients/{PATIENT}/print")
-    assert resp.status_code == 200 and "Coaching summary: Ana Demo" in resp.text and "data-print" in resp.text
+    assert resp.status_code == 200 and "Coaching summary: Ana Lopez" in resp.text and "data-print" in resp.text
 
 
 def test_session_form_keeps_values_on_error_and_writes_the_encounter(secure_services, secure_client, coach, demo):
@@ -198,7 +197,7 @@ def test_messages_both_sides_with_unread_counts(secure_services, secure_client, 
     assert [m.from_patient for m in conv.messages] == [False, True] and conv.unanswered == 1
     login(secure_services, coach_principal(), secure_client)
     rows = secure_client.get("/app/caseload").text
-    assert "1 unanswered message" in rows and 'aria-label="1 unread messages"' in rows
+    assert "1 unanswered message (today)" in rows and 'aria-label="1 unread message"' in rows
 
 
 def test_check_in_is_idempotent_per_day_and_needs_csrf(secure_services, secure_client, patient, demo):
@@ -240,9 +239,11 @@ def test_caseload_ranks_a_new_signal_first_and_filters(secure_services, secure_c
     html = secure_client.get("/app/caseload", params={"scope": "all"}).text
     order = re.findall(r'data-patient="([\w-]+)"', html)
     assert order[0] == PATIENT and order[1] == "demo-cara"  # new signal (100) before an unanswered message (40)
-    assert "new run-chart signal" in html
-    only = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "cara"}).text)
+    assert "Steps: new signal, moving toward the goal" in html
+    only = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "nguyen"}).text)
     assert only == ["demo-cara"]
+    by_mrn = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "mrn-1002"}).text)
+    assert by_mrn == ["demo-ben"]
     msgs = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload",
                                                                     params={"show": "messages"}).text)
     assert msgs == ["demo-cara"]
@@ -259,7 +260,6 @@ def test_javascript_shipped_is_small():
 
 def test_patient_page_shows_a_write_made_after_a_cached_view(secure_services, secure_client, coach, demo):
     from fhir_ecr.coaching.cache import view_cache
-
     from tests.coaching.coaching_support import steps_reading
 
     first = secure_client.get(f"/app/patients/{PATIENT}")

@@ -20,16 +20,17 @@ PATIENT = "demo-ana"
 
 def coach_principal(fhir_user: str = COACH, scopes: str = "user/*.cruds") -> Principal:
     return Principal(kind="practitioner", subject=fhir_user, scopes=ScopeSet.parse(scopes), fhir_user=fhir_user,
-                     patient_id=None, display="Jo Okafor")
+                     patient_id=None, display="Dana Whitfield")
 
 
 def patient_principal(patient_id: str = PATIENT) -> Principal:
     return Principal(kind="patient", subject=f"Patient/{patient_id}", scopes=ScopeSet.parse("patient/*.cruds"),
-                     fhir_user=f"Patient/{patient_id}", patient_id=patient_id, display="Ana Demo")
+                     fhir_user=f"Patient/{patient_id}", patient_id=patient_id, display="Ana Lopez")
 
 
 def load_demo(services: Any, today: date | None = None) -> date:
-    """Load the coaching demo (Ana, Ben, Cara, their coach) straight into the store; returns its ``today``."""
+    """Load the coaching demo (Ana Lopez, Brian Okafor, Chloe Nguyen, their coach Dana Whitfield) straight into
+    the store; returns its ``today``."""
     today = today or datetime.now(UTC).date()
     for bundle in demo_coaching_bundles(today):
         process_bundle(services.repo, bundle, fhir_base=services.fhir_base, max_entries=10_000)

@@ -69,10 +69,13 @@
       try { return new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date()); }
       catch (e) { return app.getAttribute("data-today"); }
     };
+    var WORDS = { "done": "done", "partly": "partly done", "not-done": "not today" };
+    var said = "";
     var show = function () {
       var n = Object.keys(load()).length;
       status.textContent = n ? (n + (n === 1 ? " check-in" : " check-ins") + " saved on this device; " +
-        (navigator.onLine ? "sending…" : "they will be sent when you are back online.")) : "";
+        (navigator.onLine ? "sending…" : "they will be sent when you are back online.")) : said;
+      status.classList.toggle("ok", !n && !!said);
     };
     var mark = function (li, value, pending) {
       $all(".tap", li).forEach(function (b) {
@@ -100,8 +103,18 @@
             save(cur);
             var li = $('li[data-plan="' + item.plan + '"][data-habit="' + item.habit + '"]');
             if (li && item.date === localDay()) mark(li, r.ok ? item.status : "", false);
-            if (!r.ok) status.textContent = "A check-in could not be saved (" + r.status + "). Please try again.";
-            next(i + 1);
+            if (!r.ok) {
+              status.textContent = "A check-in could not be saved (" + r.status + "). Please try again.";
+              next(i + 1);
+              return;
+            }
+            return r.json().then(function (body) {
+              /* the streak as the server now counts it, and a word for screen readers (the live region) */
+              var title = li ? $(".habit-title", li).textContent : "Check-in";
+              var streak = body && body.streak;
+              if (li && streak && streak.text) $("[data-streak]", li).textContent = streak.text;
+              said = title + ": " + (WORDS[item.status] || item.status) + " saved" + (streak && streak.text ? "; " + streak.text : "") + ".";
+            }).catch(function () {}).then(function () { next(i + 1); });
           })
           .catch(function () { flushing = false; show(); });  /* offline: keep the rest for later */
       };
@@ -125,6 +138,38 @@
     if ("serviceWorker" in navigator && app.getAttribute("data-sw")) {
       navigator.serviceWorker.register(app.getAttribute("data-sw"), { scope: "/app/" }).catch(function () {});
     }
+  }
+
+  /* Sign out: warn before unsent check-ins are dropped with the session. */
+  $all("form[data-signout]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      var n = 0;
+      try { n = Object.keys(JSON.parse(localStorage.getItem("mecr.checkins.v1") || "{}")).length; } catch (e) { n = 0; }
+      if (n && !window.confirm(n + (n === 1 ? " check-in has" : " check-ins have") + " not been sent yet and will be lost. Sign out anyway?")) ev.preventDefault();
+    });
+  });
+
+  /* Signed out: the patient app's offline copy (service worker cache) and check-in queue leave the device. */
+  if (document.querySelector("[data-signed-out]")) {
+    var out = document.getElementById("cleared");
+    try { localStorage.removeItem("mecr.checkins.v1"); } catch (e) { /* storage disabled */ }
+    var unregister = function () {
+      return navigator.serviceWorker ? navigator.serviceWorker.getRegistrations().then(function (regs) {
+        return Promise.all(regs.map(function (r) { return r.unregister(); }));
+      }) : Promise.resolve();
+    };
+    var clear = function () {
+      return window.caches ? caches.keys().then(function (keys) {
+        return Promise.all(keys.filter(function (k) { return k.indexOf("mecr-") === 0; }).map(function (k) { return caches.delete(k); }));
+      }) : Promise.resolve();
+    };
+    /* the worker goes first, so it cannot store a page after the caches are gone; a write it had under way is
+       cleared by the second pass */
+    unregister().then(clear).then(function () { return new Promise(function (done) { setTimeout(done, 300); }); })
+      .then(clear).then(function () {
+        document.body.setAttribute("data-cleared", "true");
+        if (out) out.textContent = "Nothing of your session is kept on this device.";
+      }).catch(function () { document.body.setAttribute("data-cleared", "error"); });
   }
 
   /* Wearable upload: send the file with the CSRF header and show what was imported. */

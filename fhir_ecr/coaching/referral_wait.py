@@ -1,0 +1,106 @@
+"""Open community referrals and how long each has been waiting on someone (the caseload's "waiting on" reason).
+
+One function, :func:`open_referrals`, reads what is in the store; the referral workflow (issue #17) can later
+answer it from its own code without the caseload changing. The rule:
+
+- a referral is a ``ServiceRequest`` with the mECR community-referral profile
+  (``profiles/input/fsh/profiles/referral.fsh``: :data:`REFERRAL_PROFILE`) whose ``status`` is ``active``;
+- it is **open** while none of its Tasks (``Task.focus`` = the ServiceRequest; the mECR Referral Task tracks
+  its fulfilment, as the Gravity SDOHCC Task for Referral Management does) has ended: ``completed``,
+  ``rejected``, ``cancelled`` or ``failed`` (FHIR R4 task-status, https://hl7.org/fhir/R4/valueset-task-status.html);
+- it has been **waiting** since its latest Task's ``lastModified`` (the last time anyone moved it), else the
+  ServiceRequest's ``authoredOn``, counted in whole local days in the practice's time zone.
+
+Reads go through the caller's repository, so scopes and compartments apply and the reads are audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.store.repository import FhirRepository
+from fhir_ecr.store.search import parse_search
+
+__all__ = ["ENDED_TASK", "OpenReferral", "REFERRAL_PROFILE", "open_referrals"]
+
+REFERRAL_PROFILE = f"{io.CANONICAL}/StructureDefinition/mecr-community-referral"
+ENDED_TASK = frozenset({"completed", "rejected", "cancelled", "failed"})
+_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class OpenReferral:
+    """A community referral still waiting on someone."""
+
+    id: str
+    patient_id: str
+    text: str  # the service asked for
+    performer: str | None  # who it waits on, as the referral names them (display), if it does
+    since: date
+    waiting_days: int
+
+
+def _text(sr: Mapping[str, Any]) -> str:
+    code = sr.get("code") or {}
+    return str(code.get("text") or next((c.get("display") for c in code.get("coding", []) or []
+                                         if c.get("display")), None) or "Referral")
+
+
+def _local_day(value: Any, tz: str) -> date | None:
+    if not isinstance(value, str):
+        return None
+    return io.effective_local_date({"effectiveDateTime": value}, tz)
+
+
+def _search(repo: FhirRepository, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    query = parse_search(rtype, params, default_count=1000, max_count=1000)
+    query.total = "none"
+    out: list[dict[str, Any]] = []
+    while True:
+        result = repo.search(query)
+        out += [s.content for s in result.matches if s.content is not None]
+        if result.next_cursor is None:
+            return out
+        query.cursor = result.next_cursor
+
+
+def open_referrals(repo: FhirRepository, patient_ids: Iterable[str], today: date, tz: str
+                   ) -> dict[str, list[OpenReferral]]:
+    """The open community referrals of each patient (see the module docstring), longest waiting first."""
+    ids = list(dict.fromkeys(patient_ids))
+    requests: list[dict[str, Any]] = []
+    for i in range(0, len(ids), _CHUNK):
+        subjects = ",".join(f"Patient/{p}" for p in ids[i:i + _CHUNK])
+        requests += [sr for sr in _search(repo, "ServiceRequest", [("subject", subjects), ("status", "active")])
+                     if REFERRAL_PROFILE in ((sr.get("meta") or {}).get("profile") or [])]
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    sr_ids = [str(sr.get("id")) for sr in requests]
+    for i in range(0, len(sr_ids), _CHUNK):
+        focus = ",".join(f"ServiceRequest/{s}" for s in sr_ids[i:i + _CHUNK])
+        for task in _search(repo, "Task", [("focus", focus)]):
+            ref = io.ref_id(task.get("focus"), "ServiceRequest")
+            if ref:
+                tasks.setdefault(ref, []).append(task)
+    out: dict[str, list[OpenReferral]] = {}
+    for sr in requests:
+        sid = str(sr.get("id"))
+        mine = tasks.get(sid, [])
+        if any(t.get("status") in ENDED_TASK for t in mine):
+            continue
+        moved = [d for t in mine if (d := _local_day(t.get("lastModified"), tz)) is not None]
+        since = max(moved) if moved else _local_day(sr.get("authoredOn"), tz)
+        if since is None:
+            since = today
+        pid = io.ref_id(sr.get("subject"), "Patient")
+        if pid is None:
+            continue
+        performer = next((p.get("display") for p in sr.get("performer", []) or [] if p.get("display")), None)
+        out.setdefault(pid, []).append(OpenReferral(sid, pid, _text(sr), performer, since,
+                                                    max((today - since).days, 0)))
+    for found in out.values():
+        found.sort(key=lambda r: (-r.waiting_days, r.id))
+    return out
