@@ -155,7 +155,7 @@ class AuditTrail:
         try:
             with self.repo.unit() as uow:
                 for e in events:
-                    uow.create(e)
+                    uow.create(e, validated=True)  # built here, to the R4 AuditEvent shape
         except Exception as exc:  # the trail must not take the server down; the failure itself is logged
             log.error("could not write %d AuditEvents: %s", len(events), type(exc).__name__)
 

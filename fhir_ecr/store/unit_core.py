@@ -395,6 +395,16 @@ class UnitCore:
             [{"p": p, "v": now} for p in touched],
         )
 
+    def patient_versions(self, patient_ids: Iterable[str]) -> dict[str, int]:
+        """The data versions of many patients (0 for one never written), one statement per 500."""
+        out = dict.fromkeys(patient_ids, 0)
+        ids = list(out)
+        for i in range(0, len(ids), 500):
+            for row in self.conn.execute(sa.select(PV.c.patient_id, PV.c.version)
+                                         .where(PV.c.patient_id.in_(ids[i:i + 500]))):
+                out[row.patient_id] = int(row.version)
+        return out
+
     def patient_version(self, patient_id: str) -> int:
         """The patient's data version (0 before anything of theirs was written). Read it before the data it
         guards, in the same unit: then what is read is at least as new as the version."""

@@ -261,8 +261,7 @@ def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str 
             cache = None  # a patient confined to their record never shares a coach's rows
     with repo.unit(write=False) as uow:  # versions first: a row is never older than its key's version
         ids = [str(r[0]) for r in uow.search_index_values(parse_search("Patient", [], strict=True))]
-        many = getattr(uow, "patient_versions", None)  # one statement for all, where the store offers it
-        versions = many(ids) if many is not None else {pid: uow.patient_version(pid) for pid in ids}
+        versions = uow.patient_versions(ids)  # one statement for all
     patients, used_scope = caseload_patients(data, principal, scope, versions, search_all(repo, "Patient", []))
     total = len(patients)
     needle = q.strip().lower()

@@ -257,3 +257,13 @@ def test_read_with_odd_ids_is_404(repo: Any, bad: str) -> None:
     with pytest.raises(FhirError) as err:
         repo.read("Patient", bad)
     assert err.value.status == 404
+
+
+def test_patient_versions_in_one_call(repo: Any) -> None:
+    """Many patients' data versions at once (the caseload's cache keys): 0 for a patient never written."""
+    a = repo.create(patient()).stored.id
+    b = repo.create(patient()).stored.id
+    with repo.unit(write=False) as uow:
+        many = uow.patient_versions([a, b, "never"])
+        assert many == {a: uow.patient_version(a), b: uow.patient_version(b), "never": 0}
+    assert many[a] > 0 and many[b] > 0
