@@ -31,8 +31,8 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parent / "demo"
 COACHING_AS_OF = date(2026, 11, 23)  # fixed, so the files are the same bytes every run; `mecr demo` moves it to today
-COACHING_FILES = ["30-coaching-people.json", "31-coaching-goals-and-plans.json", "32-coaching-daily-data.json",
-                  "33-coaching-sessions.json"]
+COACHING_FILES = ["02-coaching-people.json", "03-coaching-goals-and-plans.json", "04-coaching-daily-data.json",
+                  "05-coaching-sessions.json"]
 START = date(2026, 10, 26)  # the month of observations runs from here for 30 days
 DAYS = 30
 PRACTICE_AS_OF = START + timedelta(days=DAYS)  # the practice's data ends the day before: "yesterday"

@@ -139,7 +139,7 @@ def test_launch_lands_on_the_demo_records(app_client: TestClient, secure_service
 
     from fhir_ecr.fhir.bundles import process_bundle
 
-    people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "30-coaching-people.json"
+    people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "02-coaching-people.json"
     process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
                    max_entries=1000)
     r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",

@@ -16,7 +16,7 @@ from fhir_ecr.outcomes import FhirError
 from tests.coaching.coaching_support import pin_clock
 
 REPEATED = ("goal", "habit", "adherence", "pause", "repaired", "rule", "pdsa", "point", "phase", "annotation")
-FILES = sorted(EXAMPLES_DIR.glob("3*-coaching-*.json"))
+FILES = sorted(EXAMPLES_DIR.glob("0*-coaching-*.json"))
 
 
 def load(client: Any, repo: Any, today: date) -> list[dict[str, Any]]:
@@ -38,8 +38,8 @@ def summary(client: Any, pid: str) -> dict[str, Any]:
 
 
 def test_the_files_are_the_generator_output_stamped_with_their_day() -> None:
-    assert [p.name for p in FILES] == ["30-coaching-people.json", "31-coaching-goals-and-plans.json",
-                                       "32-coaching-daily-data.json", "33-coaching-sessions.json"]
+    assert [p.name for p in FILES] == ["02-coaching-people.json", "03-coaching-goals-and-plans.json",
+                                       "04-coaching-daily-data.json", "05-coaching-sessions.json"]
     stamps = {json.loads(p.read_text())["meta"]["extension"][0]["valueDate"] for p in FILES}
     assert len(stamps) == 1
     as_of = date.fromisoformat(stamps.pop())

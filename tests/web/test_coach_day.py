@@ -342,7 +342,7 @@ def test_the_sandbox_launch_finds_the_demo_people_unchanged(app_client, secure_s
     from pathlib import Path
 
     from fhir_ecr.fhir.bundles import process_bundle
-    people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "30-coaching-people.json"
+    people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "02-coaching-people.json"
     process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
                    max_entries=1000)
     before = secure_services.repo.read("Patient", "demo-ana").content
