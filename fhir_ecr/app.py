@@ -160,6 +160,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     from .sync import install_sync  # EMR sync: the outbox hook, the job runner (docs/sync.md)
 
     install_sync(services)
+    from .referrals.hook import install_referrals  # the referral workflow's checks (docs/referrals.md)
+
+    install_referrals(services)
     return services
 
 

@@ -221,6 +221,8 @@ class Access:
 
     def confinement(self) -> Confinement | None:
         p = self.principal
+        if p is not None and p.organization is not None:
+            return Confinement("", PUBLIC_TYPES, organization=p.organization)
         if p is None or p.kind != "patient":
             return None
         return Confinement(p.patient_id or "", PUBLIC_TYPES)
@@ -243,6 +245,9 @@ class Access:
         """Note resources the caller was shown (``patient_id`` when the caller knows whose they are)."""
         if self.is_developer:
             return
+        if self.principal is not None and self.principal.organization is not None:
+            for s in found:
+                minimum_necessary(s)
         for s in found:
             self._touch("r", s.resource_type, s.id, s.content, patient_id)
 
@@ -312,6 +317,26 @@ class Access:
             if len(refs) < _AUDIT_CAP:
                 ref = f"{rtype}/{rid}"
                 refs[ref] = letter if refs.get(ref, "r") == "r" else refs[ref]
+
+
+#: What an organisation sees of the person it was referred (minimum necessary, docs/referrals.md): who they are
+#: and how to reach them — never the chart.
+MINIMUM_PATIENT_FIELDS = ("resourceType", "id", "meta", "name", "telecom", "address", "communication")
+
+
+def minimum_necessary(found: Stored) -> None:
+    """Cut a Patient shown to a community organisation down to :data:`MINIMUM_PATIENT_FIELDS`, marked
+    ``SUBSETTED`` (https://hl7.org/fhir/R4/v3/ObservationValue/cs.html#v3-ObservationValue-SUBSETTED)."""
+    content = found.content
+    if found.resource_type != "Patient" or content is None:
+        return
+    cut = {k: v for k, v in content.items() if k in MINIMUM_PATIENT_FIELDS}
+    meta = dict(cut.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                                           "code": "SUBSETTED"}]
+    cut["meta"] = meta
+    found._content = cut  # noqa: SLF001 - the Stored is this read's own
+    found.raw = None
 
 
 @cache

@@ -75,6 +75,11 @@ def add_auth_parsers(sub: Any) -> None:
                       help="with --generate-key: where to write the private key (default: ./CLIENT_ID.private-jwks.json)")
     cadd.add_argument("--scope", required=True, help="allowed system scopes, e.g. 'system/*.rs' or 'system/*.cruds'")
     cadd.add_argument("--name", help="display name (default: the client id)")
+    cadd.add_argument("--organization", metavar="ORG_ID",
+                      help="bind the client to a community organisation (its Organization id): it then sees and "
+                      "updates only the referral Tasks that organisation owns, with what the patient's consent "
+                      "covers (docs/referrals.md); give it e.g. --scope 'system/Task.rus system/ServiceRequest.r "
+                      "system/Patient.r system/Procedure.c'")
     c_sub.add_parser("list", help="list clients", description="List registered clients.")
     ctok = c_sub.add_parser(
         "token", help="print an access token for a registered client (operator shortcut)",
@@ -160,7 +165,7 @@ def _client(args: argparse.Namespace, services: Any) -> int:
     if args.client_command == "add" and args.generate_key:
         key_file = (args.key_file or default_key_file(args.client_id)).absolute()
         row = add_client_with_new_key(services, client_id=args.client_id, scope=args.scope, key_file=key_file,
-                                      name=args.name)
+                                      name=args.name, organization=args.organization)
         print(f"registered client {row['client_id']} with scope {row['scope']}")
         print(f"  private key (keep it secret; mECR has only the public half): {key_file}")
         print(f"  token endpoint: {services.settings.base_url}/auth/token (private_key_jwt, RS384 or ES384)")
@@ -178,7 +183,7 @@ def _client(args: argparse.Namespace, services: Any) -> int:
             except ValueError:
                 raise RegistryError(f"{args.jwks_file}: not JSON") from None
         row = add_client(services, client_id=args.client_id, scope=args.scope, jwks_url=args.jwks_url, jwks=jwks,
-                         name=args.name)
+                         name=args.name, organization=args.organization)
         print(f"registered client {row['client_id']} with scope {row['scope']}")
         print(f"  token endpoint: {services.settings.base_url}/auth/token (private_key_jwt, RS384 or ES384)")
         return 0
@@ -193,7 +198,8 @@ def _client(args: argparse.Namespace, services: Any) -> int:
         if not registered.covers(scope):
             raise RegistryError(f"{args.scope!r} exceeds the client's registered scope {row['scope']!r}")
         principal = Principal(kind="system", subject=f"client:{row['client_id']}", scopes=scope,
-                              client_id=row["client_id"], display=row["name"])
+                              client_id=row["client_id"], display=row["name"],
+                              organization=row.get("organization") or None)
         sessions = services.sessions
         ttl, sessions.token_ttl = sessions.token_ttl, args.ttl
         try:
@@ -208,7 +214,8 @@ def _client(args: argparse.Namespace, services: Any) -> int:
             print("no clients registered (mecr client add --help)")
         for r in rows:
             keys = r["jwks_url"] or "inline JWKS"
-            print(f"{r['client_id']}\tscope={r['scope']}\tkeys={keys}\t{r['name']}")
+            org = f"\torganization={r['organization']}" if r.get("organization") else ""
+            print(f"{r['client_id']}\tscope={r['scope']}\tkeys={keys}\t{r['name']}{org}")
         return 0
     if not store.remove_client(args.client_id):
         raise RegistryError(f"no client {args.client_id!r}")

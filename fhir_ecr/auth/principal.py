@@ -32,6 +32,9 @@ class Principal:
     session_id: str | None = None
     display: str = ""
     ehr_id: str | None = None  # the registered EHR the session came from
+    #: A community organisation's system client (or referral link): ``Organization`` id it acts for; the guard
+    #: confines it to the referrals that organisation was sent (docs/referrals.md).
+    organization: str | None = None
 
     @property
     def context(self) -> Literal["patient", "user", "system"]:

@@ -115,8 +115,12 @@ def ehr_registration(services: Any, row: dict[str, Any]) -> ClientRegistration:
 
 
 def add_client(services: Any, *, client_id: str, scope: str, jwks_url: str | None = None,
-               jwks: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-    """Register a backend-services client of mECR's API (``system/`` scopes only; keys by URL or inline)."""
+               jwks: dict[str, Any] | None = None, name: str | None = None,
+               organization: str | None = None) -> dict[str, Any]:
+    """Register a backend-services client of mECR's API (``system/`` scopes only; keys by URL or inline).
+    ``organization``: the community organisation it acts for (an ``Organization`` id; docs/referrals.md)."""
+    if organization is not None and not re.match(r"^[A-Za-z0-9\-.]{1,64}$", organization):
+        raise RegistryError("--organization must be an Organization id (1-64 letters, digits, '-' or '.')")
     if not client_id or len(client_id) > 256:
         raise RegistryError("client id must be 1-256 characters")
     if bool(jwks_url) == bool(jwks):
@@ -136,7 +140,8 @@ def add_client(services: Any, *, client_id: str, scope: str, jwks_url: str | Non
     if store.client(client_id) is not None:
         raise RegistryError(f"client {client_id!r} is registered already")
     store.add_client(client_id=client_id, name=name or client_id, jwks_url=jwks_url,
-                     jwks=json.dumps(jwks) if jwks else None, scope=str(scopes))
+                     jwks=json.dumps(jwks) if jwks else None, scope=str(scopes),
+                     organization=organization)
     return store.client(client_id)  # type: ignore[no-any-return]
 
 
@@ -163,7 +168,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def add_client_with_new_key(services: Any, *, client_id: str, scope: str, key_file: Path,
-                            name: str | None = None) -> dict[str, Any]:
+                            name: str | None = None, organization: str | None = None) -> dict[str, Any]:
     """Register a client with a fresh key pair (RS384 and ES384): the private JWK set goes to ``key_file``
     (created 0600, never overwritten), mECR keeps only the public one. Nothing is left behind on failure."""
     if services.auth_store.client(client_id) is not None:
@@ -171,7 +176,8 @@ def add_client_with_new_key(services: Any, *, client_id: str, scope: str, key_fi
     keys = ClientKeySet.generate()
     _write_private(key_file, json.dumps(keys.private_jwks(), indent=1) + "\n")
     try:
-        return add_client(services, client_id=client_id, scope=scope, jwks=keys.public_jwks(), name=name)
+        return add_client(services, client_id=client_id, scope=scope, jwks=keys.public_jwks(), name=name,
+                          organization=organization)
     except BaseException:
         key_file.unlink(missing_ok=True)
         raise

@@ -28,13 +28,15 @@ CSRF_FIELD = "csrf_token"
 
 def principal_to_dict(p: Principal) -> dict[str, Any]:
     return {"kind": p.kind, "subject": p.subject, "scopes": str(p.scopes), "patient_id": p.patient_id,
-            "fhir_user": p.fhir_user, "client_id": p.client_id, "display": p.display, "ehr_id": p.ehr_id}
+            "fhir_user": p.fhir_user, "client_id": p.client_id, "display": p.display, "ehr_id": p.ehr_id,
+            "organization": p.organization}
 
 
 def principal_from_dict(d: dict[str, Any], session_id: str | None = None) -> Principal:
     return Principal(kind=d["kind"], subject=d["subject"], scopes=ScopeSet.parse(d.get("scopes") or ""),
                      patient_id=d.get("patient_id"), fhir_user=d.get("fhir_user"), client_id=d.get("client_id"),
-                     display=d.get("display") or "", ehr_id=d.get("ehr_id"), session_id=session_id)
+                     display=d.get("display") or "", ehr_id=d.get("ehr_id"), session_id=session_id,
+                     organization=d.get("organization"))
 
 
 @dataclass

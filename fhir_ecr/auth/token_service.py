@@ -116,7 +116,8 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
         raise TokenRequestError("invalid_scope", f"none of the requested scopes is allowed; registered: "
                                 f"{client['scope']}")
     principal = Principal(kind="system", subject=f"client:{client_id}", scopes=ScopeSet.parse(granted),
-                          client_id=str(client_id), display=client["name"])
+                          client_id=str(client_id), display=client["name"],
+                          organization=client.get("organization") or None)
     token, ttl = services.sessions.issue_token(principal)
     return {"access_token": token, "token_type": "bearer", "expires_in": ttl, "scope": " ".join(granted)}
 

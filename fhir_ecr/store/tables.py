@@ -243,6 +243,8 @@ class ApiClient(SQLModel, table=True):
     jwks: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     created: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    #: The community organisation (Organization id) the client acts for; None for the practice's own clients.
+    organization: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
 
 
 class AuthCredential(SQLModel, table=True):

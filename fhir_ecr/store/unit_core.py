@@ -140,9 +140,9 @@ class UnitCore:
         ``exclude``: keys of resources not to count as part of the record (see :meth:`check_references`)."""
         if rtype in conf.public_types:
             return True
-        if rtype == "Patient":
+        if conf.organization is None and rtype == "Patient":
             return rid == conf.patient_id
-        if has_compartment(rtype):
+        if conf.organization is None and has_compartment(rtype):
             if content is None:
                 content = self._last_content(rtype, rid)
             return content is not None and conf.patient_id in compartment_patients(content, self.repo.fhir_base)

@@ -11,6 +11,13 @@ A patient (the :class:`Confinement` the guard returns) sees, of each resource ty
   record references (their Observations' ``device``, their CarePlan's author), or that reference them
   (``Device.patient``).
 
+A community **organisation** (a system client bound to an ``Organization``, or the holder of a referral link:
+``organization`` set) sees only the referrals it was sent, and only while the patient's consent to share with
+it stands (the Gravity SDOH CC IG's consent rule, docs/referrals.md): the referral Tasks it owns that have left
+the practice (not ``draft``) for patients with an active ``Consent`` naming it (``provision.actor``), their
+``ServiceRequest`` and ``Patient``, the ``Procedure`` records it performed for those patients, itself, and the
+public types — never anything else of the chart.
+
 The same rule drives every path: the main query of a search, every hop of a chain and of ``_has``, includes
 (and what ``:iterate`` continues from), totals, and single reads. What a caller may not see answers as if it
 did not exist.
@@ -26,6 +33,7 @@ import sqlalchemy as sa
 
 from .indexer import parse_reference
 from .records import REF, R
+from .tables import TokenIndex
 from .searchparams import SearchParam, patient_compartment, search_param
 
 __all__ = [
@@ -48,6 +56,8 @@ class Confinement:
 
     patient_id: str
     public_types: frozenset[str] = frozenset()
+    #: A community organisation's id: the caller sees its referrals only (see the module docstring).
+    organization: str | None = None
 
 
 @cache
@@ -106,6 +116,8 @@ def visible_condition(rtype: str, conf: Confinement, r: Any = R, exclude: tuple[
     pid = conf.patient_id
     if rtype in conf.public_types:
         return sa.true()
+    if conf.organization is not None:
+        return _organisation_condition(rtype, conf.organization, r)
     if rtype == "Patient":
         return r.c.res_id == pid
     names = compartment_index_names(rtype)
@@ -121,3 +133,53 @@ def visible_condition(rtype: str, conf: Confinement, r: Any = R, exclude: tuple[
     theirs = sa.select(own.c.res_pk).where(own.c.res_type == rtype, own.c.target_type == "Patient",
                                            own.c.target_id == pid)
     return sa.or_(sa.and_(r.c.res_type == rtype, r.c.res_id.in_(referenced)), r.c.pk.in_(theirs))
+
+
+TOK = TokenIndex.__table__  # type: ignore[attr-defined]
+
+
+def organisation_tasks(org: str) -> Any:
+    """Keys of the Tasks organisation ``org`` may see: it owns them, they have left the practice (not ``draft``)
+    and their patient has an active Consent naming ``org`` as a recipient (``Consent.provision.actor``)."""
+    own, draft, subj = REF.alias(), TOK.alias(), REF.alias()
+    c_pat, c_actor, c_status = REF.alias(), REF.alias(), TOK.alias()
+    consenting = sa.select(c_pat.c.target_id).where(
+        c_pat.c.res_type == "Consent", c_pat.c.param == "patient", c_pat.c.target_type == "Patient",
+        c_pat.c.res_pk.in_(sa.select(c_actor.c.res_pk).where(
+            c_actor.c.res_type == "Consent", c_actor.c.param == "actor", c_actor.c.target_type == "Organization",
+            c_actor.c.target_id == org)),
+        c_pat.c.res_pk.in_(sa.select(c_status.c.res_pk).where(
+            c_status.c.res_type == "Consent", c_status.c.param == "status", c_status.c.code == "active")))
+    return sa.select(own.c.res_pk).where(
+        own.c.res_type == "Task", own.c.param == "owner", own.c.target_type == "Organization", own.c.target_id == org,
+        own.c.res_pk.not_in(sa.select(draft.c.res_pk).where(draft.c.res_type == "Task", draft.c.param == "status",
+                                                            draft.c.code == "draft")),
+        own.c.res_pk.in_(sa.select(subj.c.res_pk).where(subj.c.res_type == "Task", subj.c.param == "subject",
+                                                        subj.c.target_type == "Patient",
+                                                        subj.c.target_id.in_(consenting))))
+
+
+def _targets_of_tasks(org: str, param: str, target_type: str) -> Any:
+    ref = REF.alias()
+    return sa.select(ref.c.target_id).where(ref.c.res_type == "Task", ref.c.param == param,
+                                            ref.c.target_type == target_type, ref.c.res_pk.in_(organisation_tasks(org)))
+
+
+def _organisation_condition(rtype: str, org: str, r: Any) -> Any:
+    if rtype == "Task":
+        return r.c.pk.in_(organisation_tasks(org))
+    if rtype == "ServiceRequest":
+        return sa.and_(r.c.res_type == rtype, r.c.res_id.in_(_targets_of_tasks(org, "focus", "ServiceRequest")))
+    if rtype == "Patient":
+        return sa.and_(r.c.res_type == rtype, r.c.res_id.in_(_targets_of_tasks(org, "subject", "Patient")))
+    if rtype == "Procedure":
+        perf, subj = REF.alias(), REF.alias()
+        return sa.and_(
+            r.c.pk.in_(sa.select(perf.c.res_pk).where(perf.c.res_type == rtype, perf.c.param == "performer",
+                                                      perf.c.target_type == "Organization", perf.c.target_id == org)),
+            r.c.pk.in_(sa.select(subj.c.res_pk).where(subj.c.res_type == rtype, subj.c.param == "subject",
+                                                      subj.c.target_type == "Patient", subj.c.target_id.in_(
+                                                          _targets_of_tasks(org, "subject", "Patient")))))
+    if rtype == "Organization":
+        return sa.and_(r.c.res_type == rtype, r.c.res_id == org)
+    return sa.false()

@@ -105,9 +105,10 @@ Description: "Intents of a community referral ServiceRequest: an order, as in th
 ValueSet: MecrReferralTaskStatusVS
 Id: referral-task-status
 Title: "mECR Referral Task Status"
-Description: "Task statuses a referral Task may have. draft and ready are left out: a referral Task exists once it is sent, and a referral is never merely 'ready'."
+Description: "Task statuses a referral Task may have (the Gravity SDOH CC referral workflow): draft while the practice prepares it (before the patient's consent), then requested when it leaves the practice. ready is left out: a referral is never merely 'ready'."
 * ^status = #active
 * ^experimental = false
+* http://hl7.org/fhir/task-status#draft
 * http://hl7.org/fhir/task-status#requested
 * http://hl7.org/fhir/task-status#received
 * http://hl7.org/fhir/task-status#accepted
