@@ -232,9 +232,10 @@ class Access:
         if rid is not None and rtype is not None:
             self.require(rtype, "r")
             return
-        if p.kind == "patient":
+        if p.kind == "patient" or p.organization is not None:
             self.denied = True
-            raise forbidden("a patient may read the history of their own resources only (instance history)")
+            raise forbidden(f"a {'patient' if p.kind == 'patient' else 'community organisation'} may read the "
+                            "history of the resources they may see only (instance history)")
         if rtype:
             self.require(rtype, "s")
         elif not self.can("*", "s") and not self.is_developer:

@@ -146,11 +146,13 @@ def referral_hook(uow: Any, changes: list[Change]) -> Callable[[], None] | None:
                     change.deleted or is_referral_task(change.content))):
                 continue
             old = _previous(uow, change)
+            referral = change.resource_type == "Task" and (is_referral_task(change.content) or is_referral_task(old))
+            if referral:
+                check_transition(old, change.content, role)
             if org:
                 _check_organisation_write(uow, org, change, old)
-            if change.resource_type != "Task" or not (is_referral_task(change.content) or is_referral_task(old)):
+            if not referral:
                 continue
-            check_transition(old, change.content, role)
             new = change.content
             if new is None:
                 continue

@@ -138,8 +138,10 @@ class UnitReads(UnitQueries):
                                                   R.c.deleted.is_(False))
             ).all()
         conf = self.confinement()
-        if conf is not None:  # the compartment is the patient's own (the read above passed the gate)
+        if conf is not None:  # a patient's compartment is their own (the read above passed the gate)
             referenced = self.visible_rows(referenced, conf)
+            if conf.organization is not None:  # an organisation sees only its referrals of the patient
+                compartment = self.visible_rows(compartment, conf)
         seen: set[tuple[str, str]] = set()
         out: list[Stored] = []
         if types is None or "Patient" in types:
