@@ -95,6 +95,17 @@ class Settings(BaseSettings):
         "no timezone extension count their days in it (check-ins, adherence, streaks, the date of service on "
         "claims), and the patient page says so. Set it to the practice's real zone; UTC is nobody's local day.",
     )
+    referral_link_days: int = Field(
+        default=14, ge=1, le=90,
+        description="How many days a community organisation's referral link (`/r/{token}`) works before it "
+        "expires; the coach can revoke it sooner or make a new one (docs/referrals.md).",
+    )
+    referral_response_days: str = Field(
+        default="7",
+        description="Days without a response from the organisation after which a requested referral is flagged "
+        "on the caseload: one number for every need (`7`), optionally followed by per-category overrides with "
+        "the Gravity SDOH category code, e.g. `7,food-insecurity=3,housing-instability=10` (docs/referrals.md).",
+    )
     billing_rules: str = Field(
         default="",
         description="Practice billing rule files (YAML) merged over the shipped rules, separated by the OS path "

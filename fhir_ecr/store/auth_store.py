@@ -128,6 +128,18 @@ class AuthStore:
         with self.engine.begin() as conn:
             conn.execute(CRED.delete().where(CRED.c.key_hash == secret_hash(secret)))
 
+    def live_credentials(self, kind: str, contains: str) -> list[CredentialRow]:
+        """The live credentials of ``kind`` whose data contains ``contains`` (e.g. a referral's links)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(CRED).where(CRED.c.kind == kind, CRED.c.data.contains(contains),
+                                                      CRED.c.expires > int(self.clock()))).all()
+        return [CredentialRow(r.kind, r.data, r.secret_enc, r.created, r.expires) for r in rows]
+
+    def delete_credentials(self, kind: str, contains: str) -> int:
+        """Delete every credential of ``kind`` whose data contains ``contains``; how many there were."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(CRED.delete().where(CRED.c.kind == kind, CRED.c.data.contains(contains))).rowcount)
+
     # -- single-use values -------------------------------------------------------------------------------------
 
     def put_once(self, key: str, value: str, expires: float) -> None:

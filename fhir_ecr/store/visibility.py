@@ -33,8 +33,8 @@ import sqlalchemy as sa
 
 from .indexer import parse_reference
 from .records import REF, R
-from .tables import TokenIndex
 from .searchparams import SearchParam, patient_compartment, search_param
+from .tables import TokenIndex
 
 __all__ = [
     "Confinement",
