@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .sync.cli import add_sync_parsers  # `mecr sync …`, `mecr worker` (docs/sync.md)
 
     add_sync_parsers(sub)
+
+    from .referrals.cli import add_referrals_parser  # `mecr referrals …` (docs/referrals.md)
+
+    add_referrals_parser(sub)
     return parser
 
 
@@ -292,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .sync.cli import run_sync
 
             return run_sync(args, settings)
+        elif args.command == "referrals":
+            from .referrals.cli import run_referrals
+
+            return run_referrals(args, settings)
         elif args.command == "worker":
             from .sync.cli import run_worker
 
