@@ -207,6 +207,16 @@ class Settings(BaseSettings):
     #: True when base_url was not configured but follows host and port (see :meth:`bound_to`).
     _derived_base_url: bool = PrivateAttr(default=False)
 
+    @field_validator("referral_response_days")
+    @classmethod
+    def _check_response_days(cls, value: str) -> str:
+        import re
+
+        for part in (p.strip() for p in value.split(",")):
+            if part and not re.fullmatch(r"([a-z0-9-]+=)?[1-9][0-9]{0,2}", part):
+                raise ValueError(f"MECR_REFERRAL_RESPONSE_DAYS: {part!r} is not DAYS or CATEGORY=DAYS")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

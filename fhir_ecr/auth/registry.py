@@ -30,8 +30,11 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 COACH_APP_SCOPES = "user/*.cruds"
 #: What a patient's session may do in mECR's own store (always within their own compartment): read everything
 #: of theirs; record check-ins, wearable data, goals they set, messages and their settings.
+#: A patient also accepts or declines a referral the coach prepared (records their Consent, moves the referral
+#: Task: the workflow lets a patient do only that; docs/referrals.md).
 PATIENT_APP_SCOPES = ("patient/*.rs patient/Observation.cu patient/Device.cu patient/Communication.cu "
-                      "patient/Goal.cu patient/QuestionnaireResponse.cu patient/Patient.u")
+                      "patient/Goal.cu patient/QuestionnaireResponse.cu patient/Patient.u patient/Consent.c "
+                      "patient/Task.u")
 
 
 class RegistryError(ValueError):

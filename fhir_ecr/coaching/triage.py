@@ -292,10 +292,16 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
         reasons.append(Reason("session-overdue", f"no session in {SESSION_DUE_DAYS} days", WEIGHTS["session-overdue"]))
     # referrals waiting on someone
     for r in referrals:
-        long_wait = r.waiting_days >= REFERRAL_LONG_DAYS
+        long_wait = r.waiting_days >= REFERRAL_LONG_DAYS or r.overdue
         who = f" on {r.performer}" if r.performer else ""
-        reasons.append(Reason("referral", f"referral waiting{who} {_days(r.waiting_days)}: {_short(r.text, 32)}",
-                              WEIGHTS["referral-long" if long_wait else "referral"]))
+        if r.overdue:  # closing the loop on time: the organisation has not answered (docs/referrals.md)
+            text = f"no answer{' from ' + r.performer if r.performer else ''} in {_days(r.waiting_days)}: " \
+                   f"{_short(r.text, 32)}"
+        elif r.status == "draft":
+            text = f"referral waiting on the patient's consent {_days(r.waiting_days)}: {_short(r.text, 32)}"
+        else:
+            text = f"referral waiting{who} {_days(r.waiting_days)}: {_short(r.text, 32)}"
+        reasons.append(Reason("referral", text, WEIGHTS["referral-long" if long_wait else "referral"]))
     active_goals = [i for i in items if i.get("lifecycleStatus") not in ("proposed", "on-hold")]
     if not active_goals:
         reasons.append(Reason("no-goals", "no goals yet", WEIGHTS["no-goals"]))

@@ -114,8 +114,8 @@ def check_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
     status = str(new.get("status") or "")
     before = None if old is None else str(old.get("status") or "")
     if old is None:
-        if role == "organisation":
-            raise forbidden("the organisation updates the referral Tasks it owns; the practice creates them")
+        if role in ("organisation", "patient"):
+            raise forbidden(f"the {role} updates referral Tasks; the practice creates them")
         if status not in INITIAL or not _may_set(role, status):
             raise _refuse(None, status, role)
     else:

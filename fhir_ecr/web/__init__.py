@@ -22,7 +22,10 @@ __all__ = ["install_web"]
 
 def install_web(app: FastAPI) -> None:
     """Mount the pages (``/app/...``) and their static files (``/app/static``) on ``app``."""
+    from ..referrals.web import router as referral_pages  # /app/…/referrals (docs/referrals.md)
+
     app.include_router(router)
+    app.include_router(referral_pages)
     app.include_router(api_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 

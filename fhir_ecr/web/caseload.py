@@ -308,7 +308,7 @@ def _compute_rows(data: Data, patients: list[dict[str, Any]], seen: Mapping[str,
     glances = coaching_service(data).patient_glances(ids)
     contact = counts(repo, ids, (today - timedelta(days=MESSAGE_WINDOW_DAYS)).isoformat())
     sessions, encounters = _sessions(repo, ids, today, tz)
-    waiting = open_referrals(repo, ids, today, str(tz))
+    waiting = open_referrals(repo, ids, today, str(tz), data.referral_days)
     out = {}
     for patient in patients:
         pid = str(patient.get("id"))

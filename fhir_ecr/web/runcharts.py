@@ -81,6 +81,9 @@ class RunChartFigure:
     useful: int | None
     withheld: str | None
     baseline: Mapping[str, Any] | None
+    #: Outcomes of the goal's community referrals in the window: (day, words), e.g. "food pantry enrolled".
+    #: Marked on the chart without starting a phase (they are not a PDSA change of the coaching plan).
+    events: tuple[tuple[date, str], ...] = ()
 
     @classmethod
     def from_service(cls, data: Mapping[str, Any], label: str) -> RunChartFigure:
@@ -186,7 +189,13 @@ class RunChartFigure:
                 f"{len(self.points)} days.")
         # every PDSA change starts a phase, and the phases are named with the change and its day
         return " ".join(x for x in (head, self.medians_text(), self.signal_text(), self.limits_text(),
-                                    self.marks_text()) if x)
+                                    self.marks_text(), self.events_text()) if x)
+
+    def events_text(self) -> str:
+        """The referral outcomes marked on the chart, in words."""
+        shown = [f"{text}, {day:%b %-d}" for day, text in self.events
+                 if self.points and self.points[0].day <= day <= self.points[-1].day]
+        return f"Referral outcome{'s' if len(shown) > 1 else ''}: {'; '.join(shown)}." if shown else ""
 
     def table(self) -> list[dict[str, str]]:
         """One row per point: day, value, phase, that phase's median, mark."""
@@ -280,6 +289,15 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
         parts.append(f'<g class="rc-pdsa"><line x1="{_f(ax)}" x2="{_f(ax)}" y1="{_f(row + 2)}" y2="{_f(bottom)}"/>'
                      f'<text x="{_f(ax + 3)}" y="{_f(row)}"{fs}>{escape(_fit("PDSA: " + title, room, font))}</text>'
                      f"<title>PDSA change on {day:%b %-d}: {escape(title)}</title></g>")
+    for day, text in fig.events:
+        if first <= day <= last:
+            ax = x(day)
+            anchor = "end" if ax > (left + right) / 2 else "start"
+            tx = ax - 3 if anchor == "end" else ax + 3
+            parts.append(f'<g class="rc-event"><line x1="{_f(ax)}" x2="{_f(ax)}" y1="{_f(top)}" y2="{_f(bottom)}"/>'
+                         f'<text x="{_f(tx)}" y="{_f(bottom - 4)}" text-anchor="{anchor}"{fs}>'
+                         f'{escape(_fit(f"{text}, {day:%b %-d}", (right - left) / 2, font))}</text>'
+                         f"<title>Referral outcome on {day:%b %-d}: {escape(text)}</title></g>")
     coords = " ".join(f"{_f(x(p.day))},{_f(y(p.value))}" for p in fig.points)
     parts.append(f'<polyline class="rc-line" points="{coords}"/>')
     r = max(font / 5.5, 2.0)

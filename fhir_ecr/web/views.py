@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from ..auth.access import LINK_SYSTEM_PREFIX
 from ..coaching import fhir_io as io
-from ..coaching.referral_wait import OpenReferral, open_referrals
+from ..coaching.referral_wait import response_days
 from ..coaching.schedule import ScheduleKind
 from ..coaching.service import CoachingService
 from ..coaching.sessions import parse_session_note
 from ..coaching.triage import signal_keys
+from ..referrals.service import referrals_of as referral_list
 from ..services import Services
 from ..store.repository import FhirRepository
 from ..store.search import parse_search
@@ -54,11 +55,18 @@ class Data:
 
     repo: FhirRepository
     default_tz: str = "UTC"
+    referral_response: str = "7"  # MECR_REFERRAL_RESPONSE_DAYS
 
     @classmethod
     def of(cls, services: Services, access: Any) -> Data:
         repo = services.repo_for(access) if hasattr(services, "repo_for") else services.repo
-        return cls(repo, services.settings.default_time_zone)
+        return cls(repo, services.settings.default_time_zone,
+                   str(getattr(services.settings, "referral_response_days", "7")))
+
+    @property
+    def referral_days(self) -> Any:
+        """Response days per SDOH category (``coaching.referral_wait.response_days``)."""
+        return response_days(self.referral_response)
 
 
 def coaching_service(data: Data, **kwargs: Any) -> CoachingService:
@@ -194,6 +202,7 @@ class GoalCard:
     pdsa: list[str] = field(default_factory=list)
     percent: float | None = None
     baseline_note: str | None = None  # "not enough baseline yet" before the latest PDSA change (no signal)
+    referrals: list[Any] = field(default_factory=list)  # the community referrals serving it (referrals.Referral)
 
 
 def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
@@ -304,14 +313,12 @@ def _latest_note(repo: FhirRepository, patient_id: str) -> dict[str, str] | None
             "next_steps": note.next_steps}
 
 
-def _referrals(repo: FhirRepository, patient_id: str, today: date, tz: str) -> list[OpenReferral]:
-    return open_referrals(repo, [patient_id], today, tz).get(patient_id, [])
-
-
-def _run_chart_view(data: Mapping[str, Any], code: str, label: str) -> dict[str, Any]:
+def _run_chart_view(data: Mapping[str, Any], code: str, label: str,
+                    events: tuple[tuple[date, str], ...] = ()) -> dict[str, Any]:
     """The run chart of one series (``CoachingService.run_chart``'s result): one figure, from which the
-    caption, both drawings (wide, and narrow for phones), their text alternative and the data table come."""
-    fig = RunChartFigure.from_service(data, label)
+    caption, both drawings (wide, and narrow for phones), their text alternative and the data table come.
+    ``events``: outcomes of referrals serving the chart's goals (docs/referrals.md)."""
+    fig = replace(RunChartFigure.from_service(data, label), events=events)
     return {"code": code, "label": label, "figure": fig, "sentence": fig.sentence(), "svg": draw(fig),
             "svg_narrow": draw(fig, width=330, height=280, css="runchart runchart-narrow"), "table": fig.table(),
             "changes": fig.changes}
@@ -356,11 +363,17 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         if t["points"] and t["code"] not in [c["code"] for c in choices]:
             choices.append({"code": t["code"], "label": t["label"]})
     selected = series if series in [c["code"] for c in choices] else (choices[0]["code"] if choices else None)
+    referrals = referral_list(repo, patient_id)
+    for card in cards:  # a goal's progress shows what its referrals achieved
+        card.referrals = [r for r in referrals if r.goal_id == card.id]
     chart = None
     if selected:
         chart_data = overview["runChart"].get(f"{catalog.LOINC}|{selected}") \
             or svc.run_chart(patient_id, [(catalog.LOINC, selected)])
-        chart = _run_chart_view(chart_data, selected, catalog.measure(selected).label)
+        goal_ids = {c.id for c in cards if c.measure == selected}
+        events = tuple((date.fromisoformat(r.outcome_date), r.outcome) for r in referrals
+                       if r.goal_id in goal_ids and r.outcome and r.outcome_date)
+        chart = _run_chart_view(chart_data, selected, catalog.measure(selected).label, events)
     keys = signal_keys(summary)
     if keys != seen:
         _mark_seen(repo, viewer, patient_id, keys)
@@ -369,7 +382,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         "tz_is_default": io.patient_time_zone(patient, "") == "",
         "goals": cards, "habits": _habit_rows(summary, today), "trends": trends, "chart": chart,
         "series_choices": choices, "selected_series": selected, "sessions": _sessions(repo, patient_id),
-        "latest_note": _latest_note(repo, patient_id), "referrals": _referrals(repo, patient_id, today, tz),
+        "latest_note": _latest_note(repo, patient_id), "referrals": referrals,
         "thread": thread(repo, patient_id), "summary": summary,
     }
 
@@ -416,7 +429,8 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
                         hide_sensitive=prefs["hide_sensitive"])
     return {"patient": patient, "name": human_name(patient), "today": today, "tz": tz, "habits": habits,
             "goals": cards, "thread": thread(repo, patient_id), "prefs": prefs,
-            "paused": [r for r in _habit_rows(summary, today) if r["paused"]]}
+            "paused": [r for r in _habit_rows(summary, today) if r["paused"]],
+            "referrals": referral_list(repo, patient_id)}
 
 
 def streak_words(h: Mapping[str, Any], *, repaired: bool = True) -> str:
