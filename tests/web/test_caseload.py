@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fhir_ecr.coaching.cache import view_cache
-from fhir_ecr.coaching.referral_wait import REFERRAL_PROFILE, open_referrals
+from fhir_ecr.coaching.referral_wait import REFERRAL_PROFILE, open_referrals, response_days
 from tests.web.caseload_world import EXPECTED, TZ, build_caseload_world
 from tests.web.web_support import coach_principal, login, patient_principal
 
@@ -61,7 +61,8 @@ def test_every_reason_fires_for_its_patient_and_rows_are_ranked_by_need(secure_c
     assert ("signal-worse", "Steps: new signal, moving away from the goal") in by_name["Wendy Walsh"]["reasons"]
     assert ("no-data", f"no data for 10 days (since {_day(10)})") in by_name["Sid Stone"]["reasons"]
     assert ("message", "1 unanswered message (today)") in by_name["Mo Mills"]["reasons"]
-    assert any(t.startswith("referral waiting on the food bank 20 days") for _, t in by_name["Rita Ross"]["reasons"])
+    # requested 20 days ago and no answer yet: past the 7 response days (MECR_REFERRAL_RESPONSE_DAYS)
+    assert any(t.startswith("no answer from the food bank in 20 days") for _, t in by_name["Rita Ross"]["reasons"])
     # the primary goal: label, sparkline, latest value with unit, target band
     olive = by_name["Olive Olsen"]["goal"]
     assert 'class="spark"' in olive and "Steps" in olive and "8,200 steps" in olive and "target ≥ 8,000 steps" in olive
@@ -157,6 +158,10 @@ def test_open_referrals_wait_since_the_tasks_last_move(secure_services, world):
     rita = world["Rita Ross"]
     found = open_referrals(repo, [rita], today, TZ)[rita]
     assert [(r.waiting_days, r.performer) for r in found] == [(20, "the food bank")]
+    # no answer to a request for 20 days: overdue after 7 (the default), not when food needs 30 (a setting)
+    assert found[0].overdue and found[0].status == "requested" and found[0].category == "food-insecurity"
+    assert not open_referrals(repo, [rita], today, TZ, response_days("7,food-insecurity=30"))[rita][0].overdue
+    assert open_referrals(repo, [rita], today, TZ, response_days("30,food-insecurity=20"))[rita][0].overdue
     task = next(s for s in repo.search_params("Task", [("patient", f"Patient/{rita}")]).matches)
     moved = (datetime.now(ZoneInfo(TZ)) - timedelta(days=2)).isoformat(timespec="seconds")
     repo.update("Task", task.id, {**(task.content or {}), "status": "accepted", "lastModified": moved,
