@@ -372,12 +372,15 @@ def test_pages_and_uploads_refuse_b_as_they_refuse_nobody(secure_client: Any, se
     csrf = login(secure_client, secure_services, patient(world.a["Patient"], ALL_SCOPES))
     for path in ("/app/patients/{}", "/app/patients/{}/print", "/app/patients/{}/messages",
                  "/app/patients/{}/sessions/new", "/app/patients/{}/goals/new", "/app/patients/{}/habits",
-                 "/app/patients/{}/goals/x/edit"):
+                 "/app/patients/{}/goals/x/edit", "/app/patients/{}/referrals/new",
+                 "/app/patients/{}/referrals/x"):
         real, fake = (secure_client.get(path.format(i)) for i in (world.b["Patient"], "nx-patient"))
         assert real.status_code == fake.status_code == 403, path
         assert MARK not in real.text
     for path in ("/app/patients/{}/messages", "/app/patients/{}/sessions", "/app/patients/{}/goals",
-                 "/app/patients/{}/goals/x", "/app/patients/{}/habits"):
+                 "/app/patients/{}/goals/x", "/app/patients/{}/habits", "/app/patients/{}/referrals",
+                 "/app/patients/{}/referrals/x/link", "/app/patients/{}/referrals/x/revoke",
+                 "/app/patients/{}/referrals/x/consent", "/app/patients/{}/referrals/x/cancel"):
         real, fake = (secure_client.post(path.format(i), data={"csrf_token": csrf}) for i in
                       (world.b["Patient"], "nx-patient"))
         assert real.status_code == fake.status_code == 403, path
@@ -429,6 +432,17 @@ ROUTES = {
     "/fhir/$export-file/{job_id}/{name}": "the requesting client's files only; anyone else 404 (tests/sync)",
     "/app/sync": "coaches only, counts and ids of the practice's sync (tests/sync/test_status_page.py)",
     "/app/sync/retry": "coaches only (tests/sync/test_status_page.py)",
+    "/app/patients/{patient_id}/referrals/new": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}/link": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}/revoke": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}/consent":
+        "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}/cancel": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/me/referrals/{task_id}": "the patient's own referrals only: another's answers 404 "
+                                   "(tests/referrals/test_pages.py)",
+    "/r/{token}": "the organisation's link: confined to its referral (tests/referrals/test_link_page.py)",
     "/app/signout": "ends the caller's own session; names no patient (tests/web/test_coach_day.py)",
     "/app/signed-out": "the signed-out page; reads no data (tests/web/test_coach_day.py)",
 }
