@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..coaching.fhir_io import ref_id
 from ..outcomes import FhirError, VersionConflict, forbidden, issue
 from ..store import jsonexact
 from ..store.records import H
@@ -70,13 +71,6 @@ def _previous(uow: Any, change: Change) -> dict[str, Any] | None:
     return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
 
 
-def _ref_id(ref: Any, rtype: str) -> str | None:
-    value = ref.get("reference") if isinstance(ref, dict) else None
-    if isinstance(value, str) and value.startswith(f"{rtype}/"):
-        return value.split("/")[1]
-    return None
-
-
 def _now_iso(uow: Any) -> str:
     return datetime.fromtimestamp(uow.repo.clock() / 1e6, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -84,8 +78,8 @@ def _now_iso(uow: Any) -> str:
 def _require_consent(internal: UnitOfWork, task: dict[str, Any], now_iso: str) -> None:
     """``requested`` sends the referral out of the practice: the patient must have agreed to share with the
     organisation that owns it (Gravity SDOH CC IG; docs/referrals.md)."""
-    pid = _ref_id(task.get("for"), "Patient")
-    org = _ref_id(task.get("owner"), "Organization")
+    pid = ref_id(task.get("for"), "Patient")
+    org = ref_id(task.get("owner"), "Organization")
     if org is None:
         raise VersionConflict(issue("business-rule", "a referral is requested of an organisation: set Task.owner "
                                     "to the Organization before it leaves the practice", expression="Task.owner"), 409)

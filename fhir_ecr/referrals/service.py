@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..coaching.fhir_io import ref_id
 from ..outcomes import bad_request, invalid, issue
 from ..store.repository import FhirRepository
 from .consent import build_consent
@@ -48,11 +49,6 @@ def _category(sr: dict[str, Any]) -> str | None:
             if c.get("system") == SDOH_SYSTEM:
                 return str(c.get("code"))
     return None
-
-
-def _ref_id(ref: Any, rtype: str) -> str | None:
-    value = ref.get("reference") if isinstance(ref, dict) else None
-    return value.split("/", 1)[1] if isinstance(value, str) and value.startswith(f"{rtype}/") else None
 
 
 @dataclass
@@ -128,11 +124,11 @@ def create_referral(repo: FhirRepository, *, patient_id: str, organization_id: s
 def _referral(task: dict[str, Any], sr: dict[str, Any] | None, org_name: str | None,
               outputs: dict[str, dict[str, Any]]) -> Referral:
     sr = sr or {}
-    goal = next((_ref_id(e.get("valueReference"), "Goal") for e in sr.get("extension") or ()
+    goal = next((ref_id(e.get("valueReference"), "Goal") for e in sr.get("extension") or ()
                  if e.get("url") == PERTAINS_TO_GOAL), None)
     outcome = outcome_date = None
     for out in task.get("output") or ():
-        pid = _ref_id(out.get("valueReference"), "Procedure")
+        pid = ref_id(out.get("valueReference"), "Procedure")
         proc = outputs.get(pid or "")
         if proc:
             outcome = str((proc.get("code") or {}).get("text") or need_text(proc))
@@ -140,10 +136,10 @@ def _referral(task: dict[str, Any], sr: dict[str, Any] | None, org_name: str | N
                                or task.get("lastModified") or "")[:10] or None
     owner = task.get("owner") or {}
     return Referral(
-        task_id=str(task["id"]), sr_id=str(_ref_id(task.get("focus"), "ServiceRequest") or ""),
-        patient_id=str(_ref_id(task.get("for"), "Patient") or ""), status=str(task.get("status")),
-        need=need_text(sr) if sr else "Referral", category=_category(sr), organization=_ref_id(owner, "Organization"),
-        organization_name=org_name or str(owner.get("display") or _ref_id(owner, "Organization") or "—"),
+        task_id=str(task["id"]), sr_id=str(ref_id(task.get("focus"), "ServiceRequest") or ""),
+        patient_id=str(ref_id(task.get("for"), "Patient") or ""), status=str(task.get("status")),
+        need=need_text(sr) if sr else "Referral", category=_category(sr), organization=ref_id(owner, "Organization"),
+        organization_name=org_name or str(owner.get("display") or ref_id(owner, "Organization") or "—"),
         goal_id=goal, authored=str(task.get("authoredOn") or "")[:10],
         last_modified=str(task.get("lastModified") or task.get("authoredOn") or "")[:19],
         reason=(task.get("statusReason") or {}).get("text"),
@@ -163,12 +159,12 @@ def referrals_of(repo: FhirRepository, patient_id: str) -> list[Referral]:
 def _resolve(repo: FhirRepository, tasks: list[dict[str, Any]]) -> list[Referral]:
     if not tasks:
         return []
-    srs = _by_id(repo, "ServiceRequest", {_ref_id(t.get("focus"), "ServiceRequest") for t in tasks})
-    orgs = _by_id(repo, "Organization", {_ref_id(t.get("owner"), "Organization") for t in tasks})
-    procs = _by_id(repo, "Procedure", {_ref_id(o.get("valueReference"), "Procedure") for t in tasks
+    srs = _by_id(repo, "ServiceRequest", {ref_id(t.get("focus"), "ServiceRequest") for t in tasks})
+    orgs = _by_id(repo, "Organization", {ref_id(t.get("owner"), "Organization") for t in tasks})
+    procs = _by_id(repo, "Procedure", {ref_id(o.get("valueReference"), "Procedure") for t in tasks
                                        for o in t.get("output") or ()})
-    out = [_referral(t, srs.get(_ref_id(t.get("focus"), "ServiceRequest") or ""),
-                     (orgs.get(_ref_id(t.get("owner"), "Organization") or "") or {}).get("name"), procs)
+    out = [_referral(t, srs.get(ref_id(t.get("focus"), "ServiceRequest") or ""),
+                     (orgs.get(ref_id(t.get("owner"), "Organization") or "") or {}).get("name"), procs)
            for t in tasks]
     out.sort(key=lambda r: (r.authored, r.task_id), reverse=True)
     return out
@@ -214,7 +210,7 @@ def organisation_act(repo: FhirRepository, task_id: str, action: str, *, organiz
         if note.strip():
             task["note"] = [*task.get("note", []), {"authorString": org_name, "time": now, "text": note.strip()[:2000]}]
         if action == "complete":
-            sr = uow.read("ServiceRequest", str(_ref_id(task.get("focus"), "ServiceRequest"))).content or {}
+            sr = uow.read("ServiceRequest", str(ref_id(task.get("focus"), "ServiceRequest"))).content or {}
             proc: dict[str, Any] = {
                 "resourceType": "Procedure", "status": "completed",
                 "basedOn": [{"reference": f"ServiceRequest/{sr.get('id')}"}],
