@@ -1,0 +1,112 @@
+"""Browser journey (headless Chromium) of a closed-loop referral (docs/referrals.md): the coach refers Ana to the
+demo practice's food pantry with her consent; the food bank opens its link at phone width, accepts and completes;
+the coach's page shows completed and the steps goal's run chart marks the outcome; an expired and a revoked link
+show a clear page and change nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_ecr.store.auth_store import CRED, secret_hash
+from tests.web.browser.test_journeys import browser, signed_in  # noqa: F401 - the module's Chromium fixture
+from tests.web.web_support import PATIENT, coach_principal, load_demo, login
+
+DEMO_PRACTICE = Path(__file__).resolve().parents[3] / "examples" / "demo" / "01-practice.json"
+STEPS = "41950-7"
+
+
+@pytest.fixture
+def demo(secure_services: Any) -> Any:
+    load_demo(secure_services)
+    bundle = json.loads(DEMO_PRACTICE.read_text())
+    for entry in bundle["entry"]:  # the demo practice's food bank and its pantry
+        r = entry["resource"]
+        if (r["resourceType"], r["id"]) in (("Organization", "springfield-food-bank"),
+                                            ("HealthcareService", "food-bank-pantry")):
+            secure_services.repo.update(r["resourceType"], r["id"], r)
+    return secure_services
+
+
+def _refer(browser: Any, server: Any, services: Any) -> tuple[Any, str]:  # noqa: F811
+    cookie, _ = login(services, coach_principal())
+    context = signed_in(browser, server, cookie)
+    page = context.new_page()
+    page.goto(f"{server.url}/app/patients/{PATIENT}/referrals/new?service=food-bank-pantry")
+    assert "Springfield Community Food Bank" in page.content()
+    page.fill('input[name="need"]', "Weekly groceries from the pantry")
+    page.select_option('select[name="goal"]', "demo-goal-steps")
+    page.check('[data-testid="consent"]')
+    page.click('button:has-text("Make the referral")')
+    page.wait_for_selector('[data-testid="referral-status"]')
+    assert page.inner_text('[data-testid="referral-status"]') == "requested"
+    page.click('[data-testid="make-link"]')
+    url = page.input_value('[data-testid="link-url"]')
+    assert "/r/" in url
+    return context, url
+
+
+def test_the_loop_closes_and_the_goal_chart_marks_it(browser: Any, secure_live_server: Any,  # noqa: F811
+                                                      demo: Any) -> None:
+    server, services = secure_live_server, demo
+    coach_ctx, url = _refer(browser, server, services)
+    # the food bank, on a phone, with no account
+    org = browser.new_context(viewport={"width": 390, "height": 844})
+    page = org.new_page()
+    page.goto(url)
+    assert page.inner_text('[data-testid="person-name"]').strip() == "Ana Lopez"
+    body = page.content()
+    assert "555-0101" in body and "Weekly groceries" in body
+    assert "8,000" not in body and "Walk" not in body  # the goal is the practice's, not the organisation's
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits the phone
+    page.click('[data-testid="accept"]')
+    page.wait_for_selector('[data-testid="done"]')
+    assert page.inner_text('[data-testid="status"]') == "accepted"
+    page.fill('#provided', "Food pantry enrolled")
+    page.click('[data-testid="complete"]')
+    page.wait_for_selector('[data-testid="done"]')
+    assert page.inner_text('[data-testid="status"]') == "completed"
+    org.close()
+    # the coach sees it closed, on the goal and on its run chart
+    page = coach_ctx.new_page()
+    page.goto(f"{server.url}/app/patients/{PATIENT}?series={STEPS}")
+    assert "completed" in page.inner_text('[data-testid="referrals"]')
+    assert "Food pantry enrolled" in page.inner_text('[data-testid="goal-referral"]')
+    mark = page.locator("svg.runchart .rc-event text").first
+    assert mark.inner_text().startswith("Food pantry enrolled, ")
+    coach_ctx.close()
+
+
+def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(browser: Any,  # noqa: F811
+                                                                       secure_live_server: Any, demo: Any) -> None:
+    server, services = secure_live_server, demo
+    coach_ctx, url = _refer(browser, server, services)
+    token = url.rsplit("/", 1)[1]
+    org = browser.new_context(viewport={"width": 390, "height": 844})
+    page = org.new_page()
+    page.goto(url)  # opened while it worked: the form is on screen
+    with services.engine.begin() as conn:
+        conn.execute(CRED.update().where(CRED.c.key_hash == secret_hash(token)).values(expires=int(time.time()) - 1))
+    page.click('[data-testid="accept"]')  # replayed after expiry
+    page.wait_for_selector('[data-testid="link-gone"]')
+    assert "This link no longer works" in page.content() and "Ana" not in page.content()
+    tasks = services.repo.search_params("Task", [("patient", f"Patient/{PATIENT}"), ("status", "accepted")])
+    assert tasks.matches == []
+    # a fresh link, then revoked by the coach
+    cpage = coach_ctx.pages[0]
+    cpage.click('[data-testid="make-link"]')
+    fresh = cpage.input_value('[data-testid="link-url"]')
+    page.goto(fresh)
+    assert page.locator('[data-testid="accept"]').count() == 1
+    cpage.click('[data-testid="revoke-link"]')
+    cpage.wait_for_selector("text=The organisation's link was revoked.")
+    page.click('[data-testid="accept"]')
+    page.wait_for_selector('[data-testid="link-gone"]')
+    assert services.repo.search_params("Task", [("patient", f"Patient/{PATIENT}"),
+                                                ("status", "requested")]).matches
+    org.close()
+    coach_ctx.close()
