@@ -191,10 +191,17 @@ class RunChartFigure:
         return " ".join(x for x in (head, self.medians_text(), self.signal_text(), self.limits_text(),
                                     self.marks_text(), self.events_text()) if x)
 
+    def shown_events(self) -> list[tuple[date, str]]:
+        """The referral outcomes inside the chart: from its first point to the end of its period (an outcome
+        after the latest reading still shows, at the right edge)."""
+        if not self.points:
+            return []
+        end = max(self.points[-1].day, self.end or self.points[-1].day)
+        return [(day, text) for day, text in self.events if self.points[0].day <= day <= end]
+
     def events_text(self) -> str:
         """The referral outcomes marked on the chart, in words."""
-        shown = [f"{text}, {day:%b %-d}" for day, text in self.events
-                 if self.points and self.points[0].day <= day <= self.points[-1].day]
+        shown = [f"{text}, {day:%b %-d}" for day, text in self.shown_events()]
         return f"Referral outcome{'s' if len(shown) > 1 else ''}: {'; '.join(shown)}." if shown else ""
 
     def table(self) -> list[dict[str, str]]:
@@ -250,6 +257,8 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
         return bottom - (v - lo) / span * (bottom - top)
 
     first, last = fig.points[0].day, fig.points[-1].day
+    events = fig.shown_events()
+    last = max([last, *(d for d, _ in events)])  # an outcome after the latest reading widens the axis
     days = (last - first).days or 1
 
     def x(d: date) -> float:
@@ -289,7 +298,7 @@ def draw(fig: RunChartFigure, *, width: int = 640, height: int = 240, font: floa
         parts.append(f'<g class="rc-pdsa"><line x1="{_f(ax)}" x2="{_f(ax)}" y1="{_f(row + 2)}" y2="{_f(bottom)}"/>'
                      f'<text x="{_f(ax + 3)}" y="{_f(row)}"{fs}>{escape(_fit("PDSA: " + title, room, font))}</text>'
                      f"<title>PDSA change on {day:%b %-d}: {escape(title)}</title></g>")
-    for day, text in fig.events:
+    for day, text in events:
         if first <= day <= last:
             ax = x(day)
             anchor = "end" if ax > (left + right) / 2 else "start"

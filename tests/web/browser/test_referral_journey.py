@@ -77,7 +77,8 @@ def test_the_loop_closes_and_the_goal_chart_marks_it(browser: Any, secure_live_s
     assert "completed" in page.inner_text('[data-testid="referrals"]')
     assert "Food pantry enrolled" in page.inner_text('[data-testid="goal-referral"]')
     mark = page.locator("svg.runchart .rc-event text").first
-    assert mark.inner_text().startswith("Food pantry enrolled, ")
+    assert (mark.text_content() or "").startswith("Food pantry enrolled, ")
+    assert "Referral outcome: Food pantry enrolled" in (page.locator("svg.runchart title").first.text_content() or "")
     coach_ctx.close()
 
 
