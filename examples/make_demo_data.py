@@ -304,6 +304,24 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
             "performer": [{"reference": "Organization/springfield-food-bank",
                            "display": "Springfield Community Food Bank"}],
             "authoredOn": f"{session_day}T15:35:00{tz}",
+            "supportingInfo": [{"reference": f"Consent/{pid}-consent-food-bank"}],
+        }
+        # The patient's consent to share the referral with the food bank (Gravity SDOHCC Consent shape; the
+        # recipient is provision.actor, role IRCP): what lets the food bank see it (docs/referrals.md).
+        consent = {
+            "resourceType": "Consent", "id": f"{pid}-consent-food-bank", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy", "display": "Privacy Consent"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL",
+                                      "display": "information disclosure"}]}],
+            "patient": {"reference": f"Patient/{pid}"}, "dateTime": str(session_day),
+            "organization": [{"reference": "Organization/riverside-family-practice"}],
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentpolicycodes",
+                                       "code": "hipaa-auth", "display": "HIPAA Authorization"}]},
+            "provision": {"type": "permit", "period": {"start": str(session_day)},
+                          "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                    "v3-ParticipationType", "code": "IRCP"}]},
+                                     "reference": {"reference": "Organization/springfield-food-bank"}}]},
         }
         task = {
             "resourceType": "Task", "id": f"{pid}-referral-food-task",
@@ -317,7 +335,7 @@ def patient_files(row: tuple[Any, ...], index: int) -> list[dict[str, Any]]:
             "requester": {"reference": "PractitionerRole/coach-sam-rivera-role"},
             "owner": {"reference": "Organization/springfield-food-bank"},
         }
-        resources += [referral, task]
+        resources += [consent, referral, task]
     return [bundle(resources, PRACTICE_AS_OF), bundle(observations + checkins, PRACTICE_AS_OF)]
 
 
