@@ -192,3 +192,29 @@ def test_a_cookie_session_is_checked_the_same(secure_client: Any, world: Any) ->
     r = secure_client.put("/fhir/Task/t1", json=task("t1", "sr1", "p1", "completed"),
                           headers={"X-CSRF-Token": csrf})
     assert r.status_code == 409
+
+
+def test_a_client_registered_for_an_organisation_gets_a_confined_token(secure_client: Any, world: Any) -> None:
+    """`mecr client add … --organization ORG`: the token endpoint binds the client's tokens to the Organization."""
+    import time
+
+    from fhir_ecr.auth.registry import RegistryError, add_client
+    from smart_launch import ClientKeySet, build_client_assertion
+
+    keys = ClientKeySet.generate()
+    with pytest.raises(RegistryError):
+        add_client(world, client_id="bad", scope="system/Task.rs", jwks=keys.public_jwks(), organization="no/pe")
+    add_client(world, client_id="food-bank-platform", scope="system/Task.rus system/Patient.r",
+               jwks=keys.public_jwks(), organization="food-bank")
+    _send(secure_client, world)
+    assertion = build_client_assertion(keys, client_id="food-bank-platform",
+                                       token_url=f"{world.settings.base_url}/auth/token", now=time.time())
+    r = secure_client.post("/auth/token", data={
+        "grant_type": "client_credentials", "scope": "system/Task.rus system/Patient.r",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+    assert r.status_code == 200, r.text
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert [e["resource"]["id"] for e in secure_client.get("/fhir/Task", headers=h).json()["entry"]] == ["t1"]
+    assert secure_client.get("/fhir/Task/t2", headers=h).status_code == 404
+    assert world.auth_store.client("food-bank-platform")["organization"] == "food-bank"
