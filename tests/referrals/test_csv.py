@@ -79,3 +79,11 @@ def test_link_command_prints_a_link_and_revokes(env: Any, capsys: Any) -> None:
     assert "/r/" in url and len(url.rsplit("/", 1)[1]) >= 40
     assert main(["referrals", "link", "t1", "--revoke"]) == 0
     assert "revoked 1 link" in capsys.readouterr().out
+
+
+def test_client_add_binds_an_organisation(env: Any, capsys: Any, tmp_path: Path) -> None:
+    key = tmp_path / "fb.json"
+    assert main(["client", "add", "fb-platform", "--generate-key", "--key-file", str(key), "--scope",
+                 "system/Task.rus system/Patient.r", "--organization", "food-bank"]) == 0
+    assert main(["client", "list"]) == 0
+    assert "organization=food-bank" in capsys.readouterr().out
