@@ -28,6 +28,7 @@ from .visibility import (
     compartment_index_names,
     compartment_patients,
     has_compartment,
+    organisation_sees,
     visible_condition,
 )
 
@@ -140,6 +141,10 @@ class UnitCore:
         ``exclude``: keys of resources not to count as part of the record (see :meth:`check_references`)."""
         if rtype in conf.public_types:
             return True
+        if conf.organization is not None:
+            if content is None:
+                content = self._last_content(rtype, rid)
+            return organisation_sees(self.conn, conf.organization, rtype, rid, content, self.repo.fhir_base)
         if conf.organization is None and rtype == "Patient":
             return rid == conf.patient_id
         if conf.organization is None and has_compartment(rtype):
