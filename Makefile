@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install prereqs demo test test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
+.PHONY: install prereqs demo check test test-fast test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -34,8 +34,20 @@ postgres:  ## start the local PostgreSQL cluster if it is installed and not runn
 prereqs: postgres  ## say, one line each, what the tests need and is missing (PostgreSQL, Chromium) and how to get it
 	@bash scripts/check-prereqs.sh
 
-test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium)
-	$(BIN)/python -m pytest -q
+check: install  ## the quality gate: ruff check, ruff format --check, mypy (strict for smart_launch, mappings, store)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Coverage of the three packages, measured in every `make test`; the total is printed, with no threshold.
+COVERAGE := --cov=fhir_ecr --cov=mappings --cov=smart_launch --cov-report=
+
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium); prints the coverage total
+	$(BIN)/python -m pytest -q $(COVERAGE)
+	@echo "coverage: $$($(BIN)/coverage report --format=total)% of the lines of fhir_ecr, mappings and smart_launch"
+
+test-fast: install prereqs  ## the test suite without the tests marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test-sqlite: install  ## run the test suite on SQLite only
 	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q

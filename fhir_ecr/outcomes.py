@@ -106,7 +106,7 @@ class FhirError(Exception):
 
 
 def _describe(item: Issue) -> str:
-    text = item.get("diagnostics", item["code"])
+    text = str(item.get("diagnostics") or item["code"])
     where = item.get("expression")
     return f"{', '.join(where)}: {text}" if where else text
 

@@ -190,7 +190,7 @@ class Access:
             return False
         if p.kind == "developer":
             return True
-        return p.scopes.allows(letter, rtype, p.context)  # type: ignore[arg-type]
+        return p.scopes.allows(letter, rtype, p.context)
 
     def require(self, rtype: str, letter: str) -> Principal:
         """401 when anonymous; 403 when the scopes do not permit ``letter`` on ``rtype``. Decided from the scopes

@@ -69,7 +69,7 @@ class DbStateStore:
         await run_in_threadpool(self.store.put_once, f"state:{key}"[:128], value, expires_at)
 
     async def pop(self, key: str) -> str | None:
-        return await run_in_threadpool(self.store.pop_once, f"state:{key}"[:128])  # type: ignore[no-any-return]
+        return await run_in_threadpool(self.store.pop_once, f"state:{key}"[:128])
 
 
 def _services(request: Request) -> Any:

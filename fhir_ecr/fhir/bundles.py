@@ -126,7 +126,7 @@ class _Entry:
         if not isinstance(url, str) or not url:
             raise bad_request("request.url is required", f"{self.where}.request.url")
         self.full_url = raw.get("fullUrl")
-        self.resource = raw.get("resource")
+        self.resource: Any = raw.get("resource")
         self.if_match = parse_etag(request.get("ifMatch"), "ifMatch")
         self.if_none_exist = request.get("ifNoneExist")
         if "://" in url:
@@ -149,10 +149,11 @@ class _Entry:
             self.query = urlencode([(k, v) for k, v in pairs if k != "_cascade"])
         self.assigned_id: str | None = None
         self.server_id = False  # assigned_id was made up here (no match, no id in the body)
-        if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
-            raise bad_request("this entry needs a resource", f"{self.where}.resource")
-        if self.method in ("POST", "PUT") and self.resource.get("resourceType") != self.rtype:
-            raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
+        if self.method in ("POST", "PUT"):
+            if not isinstance(self.resource, dict):
+                raise bad_request("this entry needs a resource", f"{self.where}.resource")
+            if self.resource.get("resourceType") != self.rtype:
+                raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
 
 
 def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> None:
@@ -315,6 +316,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
         mapping: dict[str, str] = {}
         # Conditional creates/updates first decide which resource they are, so references can point at it.
         for e in entries:
+            target: str | None
             if e.method == "POST":
                 existing = uow.match_conditional(e.rtype, e.if_none_exist) if e.if_none_exist else None
                 if existing is not None:

@@ -8,7 +8,7 @@ every chained, ``_has`` and included hop, so matches, totals and includes only e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -166,7 +166,7 @@ class UnitQueries(UnitCore):
             result.included = self._includes(query, rows, None)
         return result
 
-    def _includes(self, query: SearchQuery, rows: list[Any], conf: Confinement | None) -> list[Stored]:
+    def _includes(self, query: SearchQuery, rows: Sequence[Any], conf: Confinement | None) -> list[Stored]:
         """``_include`` / ``_revinclude`` (``:iterate`` up to three levels). Includes are only what the caller's
         scopes and confinement let them see, and iteration continues only from those."""
         seen = {(r.res_type, r.res_id) for r in rows}
@@ -239,6 +239,7 @@ class UnitQueries(UnitCore):
         self.flush()
         where, _ = self._where(rtype, query, conf)
         # One JSON array of the elements per row (null where absent), so each document is parsed once.
+        picked: Any
         if self.is_postgres:
             picked = sa.cast(sa.func.jsonb_build_array(
                 *[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]), sa.Text)

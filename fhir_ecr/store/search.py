@@ -175,8 +175,8 @@ def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int]
     if key.startswith("_has:"):
         return _parse_has(resource_type, key, value, budget)
     head, dot, rest = key.partition(".")
-    name, _, modifier = head.partition(":")
-    modifier = modifier or None
+    name, _, given_modifier = head.partition(":")
+    modifier = given_modifier or None
     if name in _SPECIAL:
         if dot:
             raise bad_request(f"{name} cannot be chained", expression=key)
@@ -387,7 +387,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _value_condition(c: Criterion, table: sa.Table, value: str, base_url: str | None) -> Any:
+def _value_condition(c: Criterion, table: sa.FromClause, value: str, base_url: str | None) -> Any:
     name, t = c.name, c.type
     if t == "token":
         if c.modifier == "text":

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 from zoneinfo import ZoneInfo
 
 from mappings.errors import MalformedInputError, MappingError, SkipLog, SkippedRecord, UnsupportedInputError
@@ -522,6 +522,8 @@ class _DayTotals:
         recent[1].add(ident)
         if key not in self.sources:
             self.sources[key] = source
+        target: Metric
+        parts: tuple[tuple[date, float], ...]
         if metric is Metric.STEPS or metric is Metric.ACTIVE_MINUTES:
             target, additive = metric, True
         elif metric is Metric.RESTING_HEART_RATE:
@@ -764,7 +766,7 @@ class WearableImporter:
         split = _Split.plan(stream, fmt, name, reader_options) if opts.parallel and not samples else None
         resume_readings = progress_state.readings
         resume_through = progress_state.through
-        counting = _Counting(stream, progress)
+        counting = cast(IO[bytes], _Counting(stream, progress))
         totals = _DayTotals(tz)
         problems = _Problems(summary)
         pending: list[Reading] = []

@@ -10,7 +10,7 @@ the access check, 404 for an unknown patient, 413 too large (the upload, or a zi
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +48,7 @@ def zip_limits(services: Services) -> ZipLimits:
     return ZipLimits(services.settings.max_unzipped_bytes, services.settings.max_zip_ratio)
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
@@ -100,8 +100,8 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
         except ValueError as exc:
             raise FhirError(issue("value", str(exc), expression="sourcePriority"), 400) from None
         name = Path(upload.filename or "upload").name
-        options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services),
-                                **({"rule": rule} if rule else {}))
+        extra: dict[str, Any] = {"rule": rule} if rule else {}
+        options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services), **extra)
         summary = await run_in_threadpool(_run_import, services, patient_id, upload, name, options)
     finally:
         await form.close()
@@ -116,7 +116,7 @@ def _run_import(services: Services, patient_id: str, upload: UploadFile, name: s
     # The parser has spooled the part to a temporary file (seekable, on disk beyond 1 MB): read it from there.
     upload.file.seek(0)
     try:
-        return importer.import_stream(patient_id, upload.file, name).to_dict()  # type: ignore[arg-type]
+        return importer.import_stream(patient_id, upload.file, name).to_dict()
     except WearableImportError as exc:
         where = ", ".join(str(x) for x in (exc.file or name, f"line {exc.line}" if exc.line else None))
         if exc.too_large:

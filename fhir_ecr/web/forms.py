@@ -362,10 +362,10 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
                 if values.get("reason") not in {c for c, _ in catalog.pause_reasons()}:
                     errors["reason"] = "Choose why the habit is paused."
                 until = _date(values, errors, "until")
-                start = _date(values, errors, "start")
+                pause_from = _date(values, errors, "start")
                 if errors:
                     return FormResult(values, errors, status=422)
-                written = svc.pause_habit(plan_id, hid, values["reason"], start=start, until=until,
+                written = svc.pause_habit(plan_id, hid, values["reason"], start=pause_from, until=until,
                                           reason_text=values.get("reason_text") or None, expected_version=expected)
             elif action == "resume":
                 on = _date(values, errors, "date")

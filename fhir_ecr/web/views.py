@@ -348,7 +348,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
                        "latest": points[-1][1] if points else None,
                        "spark": sparkline(points, label=m.label, unit=m.unit, width=132, height=30),
                        "text": describe_series(points, label=m.label, unit=m.unit)})
-    choices = []
+    choices: list[dict[str, Any]] = []
     for card in cards:
         if card.measure and card.measure not in [c["code"] for c in choices]:
             choices.append({"code": card.measure, "label": catalog.measure(card.measure).label})
@@ -399,8 +399,8 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     schedules = {}
     for plan in plans:
         try:
-            for h in io.habits_of_plan(plan):
-                schedules[(h.plan_id, h.habit_id)] = h
+            for habit in io.habits_of_plan(plan):
+                schedules[(habit.plan_id, habit.habit_id)] = habit
         except ValueError:
             continue
     habits = []

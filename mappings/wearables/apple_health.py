@@ -44,7 +44,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from math import isfinite
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 from xml.parsers import expat
 
 from mappings.errors import MalformedInputError, MappingError, SkipLog, UnsupportedInputError
@@ -159,7 +159,7 @@ def read_apple_health(
     if head.startswith(b"PK"):
         yield from _read_zip(stream if stream.seekable() else io.BytesIO(head + stream.read()), file, options)
         return
-    body: IO[bytes] = stream if stream.seekable() else _Prefixed(head, stream)
+    body: IO[bytes] = stream if stream.seekable() else cast(IO[bytes], _Prefixed(head, stream))
     yield from _Scanner(file, *options).run(body)
 
 
@@ -330,7 +330,7 @@ class _Scanner:
         self.counted = counted if counted is not None else {}
         self.light = light | frozenset(self.counted)
         self.fast = fast_path and bool(self.light)
-        self.out: list[Reading | LightRecord] = []
+        self.out: list[Reading | LightRecord | _LogCall] = []
         self.export_tz: tzinfo | None = None
         self.root: str | None = None
         self.seen = False  # a handled element was read
@@ -399,7 +399,7 @@ class _Scanner:
         skipped record and the readings around it in file order)."""
         out, self.out = self.out, []
         for item in out:
-            if item.__class__ is _LogCall:
+            if isinstance(item, _LogCall):
                 item.call()
             else:
                 yield item
@@ -465,7 +465,7 @@ class _Scanner:
                             if count:
                                 counted[metric] += 1
                             else:
-                                append((metric, number, source[0], source[1], t0, t1))
+                                append((metric, number, source[0], source[1], t0, t1))  # type: ignore[arg-type,index]
                             self.seen = True
                             pos = m.end()
                             continue
@@ -610,7 +610,7 @@ class _Scanner:
 
     def _factor(self, info: tuple[Any, ...], raw: bytes | str | None) -> float | None:
         units = info[1]
-        got = units.get(raw, 0)
+        got: float | None = units.get(raw, 0)
         if got == 0:
             text = "" if raw is None else _text(raw)
             got = None if text is None else unit_factor(info[0], text)
