@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1,
            with_worker: bool = False) -> None:
-    from .app import build_services, check_auth_mode
+    from .app import check_auth_mode
+    from .composition import build_services
     from .store.db import make_engine, upgrade
 
     settings = settings.bound_to(host, port)  # a base_url that is not configured follows --host/--port
@@ -141,20 +142,21 @@ def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> N
 
     import uvicorn
 
-    from .app import build_services, create_app
+    from .composition import build_services
+    from .server import serve_app
 
     if workers > 1:  # each worker process builds its own app from the MECR_* environment: pass the bind on
         os.environ["MECR_HOST"], os.environ["MECR_PORT"] = settings.host, str(settings.port)
-        uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
+        uvicorn.run("fhir_ecr.server:worker_app", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
+        uvicorn.run(serve_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
 def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
                 transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
     from tqdm import tqdm
 
-    from .app import build_services
+    from .composition import build_services
     from .fhir.bundles import process_bundle
     from .store import jsonexact
 
@@ -207,8 +209,8 @@ def _demo_client(settings: Settings) -> None:
     """Register ``demo-reader`` (system/*.rs), so `mecr client token demo-reader` gives curl a token."""
     from smart_launch import ClientKeySet
 
-    from .app import build_services
     from .auth.registry import add_client
+    from .composition import build_services
 
     services = build_services(settings)
     try:

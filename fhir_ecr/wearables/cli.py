@@ -76,8 +76,8 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``mecr import wearable``; returns the exit status (errors are one line on stderr, no traceback)."""
     from tqdm import tqdm
 
-    from ..app import build_services
     from ..coaching.service import CoachingService
+    from ..composition import build_services
 
     try:
         rule = parse_source_priority(args.source_priority)

@@ -124,7 +124,7 @@ def run(backend: str, runs: int, cold_runs: int, patients: int, days: int, sqlit
         ) -> dict[str, float]:
     from fastapi.testclient import TestClient
 
-    from fhir_ecr.app import build_services
+    from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
 
     data = _Db(backend, sqlite_file)

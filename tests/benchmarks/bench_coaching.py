@@ -34,10 +34,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fhir_ecr.app import build_services, create_app
+from fhir_ecr.app import create_app
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.composition import build_services
 from fhir_ecr.config import Settings
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
