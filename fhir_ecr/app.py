@@ -86,16 +86,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         from starlette.concurrency import run_in_threadpool
 
         log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
-        if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
-            await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
+        # serve the IG's conformance resources (idempotent)
+        await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield
-        if services.audit is not None:
-            services.audit.close()
-        if getattr(services, "http", None) is not None:
+        services.audit.close()
+        if services.http is not None:
             await services.http.aclose()
             services.http = None
-        if services.jobs is not None:
-            services.jobs.close()
+        services.jobs.close()
         sandbox = getattr(app.state, "sandbox_ehr", None)
         if sandbox is not None:
             sandbox.state.sandbox.dispose()

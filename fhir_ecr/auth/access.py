@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import Request
 
+from ..canonical import IDENTIFIER_SOURCE_URL, RECORD_SOURCE_SYSTEM
 from ..outcomes import FhirError, forbidden, not_supported, unauthorized
 from ..store.repository import Confinement, Stored, compartment_patients
 from ..store.searchparams import patient_compartment, search_param
@@ -59,14 +60,7 @@ IDENTITY_TYPES = frozenset({"Patient", "Practitioner"})
 #: The link identifiers mECR sets on records it linked to an EHR (``urn:mecr:ehr:{ehr}:{Type}``).
 LINK_SYSTEM_PREFIX = "urn:mecr:ehr:"
 
-#: Who set an identifier mECR may link by: ``ehr`` (copied from the EHR at launch or by sync) or ``mecr``
-#: (mECR's own loaders). Only mECR's internal writers set it; no API caller can add or alter such an identifier.
-IDENTIFIER_SOURCE_URL = "https://mecr.dev/fhir/StructureDefinition/identifier-source"
-
-#: The ``meta.tag`` system mECR's sync marks pulled resources with (code ``ehr``): the EMR owns them, they are
-#: read-only in mECR for every caller (docs/sync.md), and only mECR's sync (an unguarded internal writer) writes
-#: them. ``meta.source`` names the EMR record they came from.
-RECORD_SOURCE_SYSTEM = "https://mecr.dev/fhir/CodeSystem/record-source"
+# IDENTIFIER_SOURCE_URL and RECORD_SOURCE_SYSTEM (imported above, re-exported) live in fhir_ecr/canonical.py.
 
 _LETTER_WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 _AUDIT_CAP = 500  # resources named per patient in one request's audit trail

@@ -128,7 +128,7 @@ def _superbill(call: OperationCall) -> HTMLResponse:
     tz = call.services.settings.default_time_zone
     today = datetime.now(UTC).date()
     if call.resource_type == "Encounter":
-        enc = call.repo.read("Encounter", call.resource_id).content or {}
+        enc = call.repo.read("Encounter", call.instance_id).content or {}
         subject = str((enc.get("subject") or {}).get("reference", "")).split("/")[-1]
         patient = call.repo.read("Patient", subject).content if subject else None
         day = service_day(enc, {subject: patient or {}}, tz) or today

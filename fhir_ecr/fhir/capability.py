@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..auth.discovery import smart_configuration
+from ..services import Services
 from ..store.searchparams import RESOURCE_LEVEL, search_params
 from .operations import OperationRegistry
 
-__all__ = ["capability_statement", "smart_configuration", "security_component", "TYPE_INTERACTIONS",
+__all__ = ["capability_statement", "capability_for", "smart_configuration", "security_component", "TYPE_INTERACTIONS",
            "SYSTEM_INTERACTIONS", "SEARCH_RESULT_PARAMS", "OAUTH_URIS"]
 
 # Filled by the routes module when it declares its routes; read here.
@@ -34,21 +36,6 @@ SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-servi
 _OAUTH_URI_FIELDS = (("authorization_endpoint", "authorize"), ("token_endpoint", "token"),
                      ("revocation_endpoint", "revoke"), ("introspection_endpoint", "introspect"),
                      ("registration_endpoint", "register"), ("management_endpoint", "manage"))
-
-
-def smart_configuration(base_url: str) -> dict[str, Any]:
-    """mECR's SMART configuration (``/fhir/.well-known/smart-configuration``): backend-services clients get
-    tokens from ``/auth/token`` with ``private_key_jwt`` (docs/smart.md). mECR has no authorization endpoint of
-    its own (people reach it through an EHR launch) and no revocation endpoint (``mecr client remove`` revokes)."""
-    return {
-        "token_endpoint": f"{base_url}/auth/token",
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.rs", "system/*.cruds", "system/*.read", "system/*.write"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
-        "code_challenge_methods_supported": ["S256"],
-    }
 
 
 def security_component(config: dict[str, Any]) -> dict[str, Any]:
@@ -135,3 +122,17 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
         "patchFormat": ["application/json-patch+json"],
         "rest": [rest],
     }
+
+
+def capability_for(services: Services) -> dict[str, Any]:
+    """The running server's CapabilityStatement, built once per :class:`~fhir_ecr.services.Services` (it only
+    changes with the code and the settings)."""
+    if services._capability is None:
+        settings = services.settings
+        security = security_component(smart_configuration(settings.base_url)) \
+            if settings.auth == "on" else None  # off: nothing to describe; external: the gate's own
+        services._capability = capability_statement(services.fhir_base, services.operations,
+                                                    software_date=services.started, security=security,
+                                                    supported_profiles=services.supported_profiles or None,
+                                                    read_only_types=services.read_only_types)
+    return services._capability

@@ -12,18 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..auth import Access, current_access
 from ..coaching.service import CoachingService
+from ..deps import AccessDep, ServicesDep
 from ..outcomes import FhirError, bad_request, issue, not_supported, too_large
-from ..services import Services, get_services
+from ..services import Services
 from .formats import FORMATS
 from .importer import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 from .ziplimits import ZipLimits
@@ -34,13 +34,11 @@ router = APIRouter(tags=["wearables"])
 #: The upload route's path: its bodies get ``max_upload_bytes`` instead of ``max_body_bytes`` (RequestGuard).
 UPLOAD_PATH = re.compile(r"^/api/patients/[^/]+/wearable-imports/?$")
 
-AccessDep = Annotated[Access, Depends(current_access)]
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def upload_limit(services: Services) -> int:
     """Largest upload accepted, in bytes."""
-    return int(getattr(services.settings, "max_upload_bytes", None) or services.settings.max_body_bytes)
+    return services.settings.max_upload_bytes
 
 
 def zip_limits(services: Services) -> ZipLimits:

@@ -10,7 +10,6 @@ keep their OperationOutcomes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
@@ -23,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from ..assets import STATIC_DIR, static_url
 from ..auth import Access, Principal
 from ..outcomes import FhirError, forbidden, unauthorized
 from . import charts
@@ -31,25 +31,7 @@ __all__ = ["HtmlErrors", "JSON_PATHS", "PageRoute", "STATIC_DIR", "TEMPLATES", "
            "require_patient_app"]
 
 HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def _fingerprint(name: str) -> str:
-    try:
-        return hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:10]
-    except FileNotFoundError:
-        return "0"
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def static_url(name: str) -> str:
-    """``/app/static/{name}?v=<content hash>``: cached for long, refreshed when the file changes."""
-    if name not in _VERSIONS:
-        _VERSIONS[name] = _fingerprint(name)
-    return f"/app/static/{name}?v={_VERSIONS[name]}"
 
 
 def _pct(rate: float | None) -> str:

@@ -19,17 +19,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import Access, current_access
+from ..auth import Access
 from ..auth.routes import delete_cookie
 from ..auth.sessions import SESSION_COOKIE
 from ..coaching import fhir_io as io
+from ..deps import AccessDep
 from ..outcomes import FhirError, bad_request
 from . import caseload as caseload_view
 from . import catalog, forms, views
@@ -41,7 +42,6 @@ __all__ = ["api_router", "router"]
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
 api_router = APIRouter(prefix="/app", include_in_schema=False)  # JSON for the pages' scripts
 
-AccessDep = Annotated[Access, Depends(current_access)]
 
 
 def _data(request: Request, access: Access) -> views.Data:
@@ -475,7 +475,7 @@ async def signout(request: Request, access: AccessDep) -> Response:
 async def signed_out(request: Request, who: str = "coach") -> Response:
     settings = request.app.state.services.settings
     return page(request, "signed_out.html", {"title": "Signed out", "who": "patient" if who == "patient" else "coach",
-                                             "sandbox": bool(getattr(settings, "sandbox_ehr", False)),
+                                             "sandbox": settings.sandbox_ehr,
                                              "principal": None, "is_coach": False})
 
 

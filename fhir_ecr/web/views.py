@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from ..auth.access import LINK_SYSTEM_PREFIX
+from ..canonical import APP_PREFERENCES_URL
 from ..coaching import fhir_io as io
 from ..coaching.referral_wait import OpenReferral, open_referrals
 from ..coaching.schedule import ScheduleKind
@@ -44,7 +45,7 @@ __all__ = [
 
 _SESSION_TYPES = {"coaching-session-initial": "Initial session", "coaching-session-follow-up": "Follow-up",
                   "coaching-session-group": "Group session"}
-_PATIENT_PREFS = "https://mecr.dev/fhir/StructureDefinition/app-preferences"
+_PATIENT_PREFS = APP_PREFERENCES_URL
 
 
 @dataclass(frozen=True)
