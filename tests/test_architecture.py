@@ -258,3 +258,21 @@ def test_the_boundary_rules_catch_what_they_should(module: str, target: str, wro
 def test_a_cycle_is_found() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_error_factories_raise_typed_errors() -> None:
+    """One error vocabulary (fhir_ecr/outcomes.py): each factory makes its subclass, with its status."""
+    from fhir_ecr import outcomes as o
+
+    cases = [(o.bad_request("x"), o.BadRequest, 400), (o.invalid(o.issue("value", "x")), o.Invalid, 400),
+             (o.invalid(o.issue("processing", "x"), 422), o.BusinessRule, 422),
+             (o.business_rule(o.issue("processing", "x")), o.BusinessRule, 422),
+             (o.not_found("Patient", "1"), o.NotFound, 404), (o.gone("Patient", "1", "2"), o.Gone, 410),
+             (o.not_supported("x", 415), o.NotSupported, 415), (o.conflict("x"), o.Conflict, 409),
+             (o.precondition_failed("x"), o.PreconditionFailed, 412), (o.too_large("x"), o.TooLarge, 413),
+             (o.unauthorized("x"), o.Unauthorized, 401), (o.forbidden("x"), o.Forbidden, 403),
+             (o.server_error(), o.ServerError, 500)]
+    for error, kind, status in cases:
+        assert type(error) is kind and error.status == status, (error, kind)
+        assert isinstance(error, o.FhirError)
+    assert isinstance(o.conflict("x"), o.VersionConflict) and isinstance(o.precondition_failed("x"), o.VersionConflict)

@@ -10,12 +10,22 @@ and reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ..outcomes import FhirError, bad_request, issue, not_supported, outcome, precondition_failed
+from ..outcomes import (
+    FhirError,
+    NotFound,
+    TooLarge,
+    bad_request,
+    issue,
+    not_supported,
+    outcome,
+    precondition_failed,
+)
 from ..store import jsonexact
 from ..store.repository import (
     FhirRepository,
@@ -196,7 +206,7 @@ def process_bundle(repo: FhirRepository, bundle: Any, *, fhir_base: str, max_ent
     if not isinstance(raw_entries, list):
         raise bad_request("Bundle.entry must be a list", "Bundle.entry")
     if len(raw_entries) > max_entries:
-        raise FhirError(issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is "
+        raise TooLarge(issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is "
                                             f"{max_entries}"), 413)
     if btype == "transaction":
         entries = [_Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
@@ -251,11 +261,8 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
         return _response(200, result.stored, fhir_base, return_pref)
     if e.method == "DELETE":
         if len(e.parts) == 2:
-            try:
+            with contextlib.suppress(NotFound):  # deleting what is not there answers 204 (docs/architecture.md)
                 uow.delete(e.rtype, e.parts[1], expected_version=e.if_match, cascade=e.cascade)
-            except FhirError as exc:
-                if exc.status != 404:
-                    raise
         elif e.query:
             found = uow.search(parse_search(e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True,
                                             default_count=2)).matches
@@ -350,7 +357,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 raise bad_request(f"conditional reference {conditional} names an unknown type")
             found = uow.match_conditional(rtype, query)
             if found is None:
-                raise FhirError(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
+                raise NotFound(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
             return found.reference
 
         _check_distinct(entries, uow)

@@ -80,7 +80,7 @@ from mappings.wearables.apple_health import ExportPart, read_apple_health, split
 from mappings.wearables.summaries import _days_of  # the same day-splitting rule as the summaries
 
 from ..coaching import fhir_io as coaching_io
-from ..outcomes import FhirError, not_found
+from ..outcomes import Conflict, Gone, NotFound, not_found
 from ..store.repository import FhirRepository, Stored, UnitOfWork
 from ..store.search import parse_search
 from .formats import ReaderOptions, detect_format, open_readings
@@ -859,10 +859,8 @@ class WearableImporter:
     def _patient_tz(self, patient_id: str) -> str:
         try:
             patient = self.repo.read("Patient", patient_id)
-        except FhirError as exc:
-            if exc.status in (404, 410):
-                raise not_found("Patient", patient_id) from None
-            raise
+        except (NotFound, Gone):
+            raise not_found("Patient", patient_id) from None
         return coaching_io.patient_time_zone(patient.content, self.default_tz)
 
     def _load_progress(self, patient_id: str, digest: str, fmt: str, tz_name: str) -> _Progress:
@@ -972,9 +970,7 @@ class WearableImporter:
         try:
             with self.repo.unit() as uow:
                 return write(uow, False)
-        except FhirError as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
             with self.repo.unit() as uow:
                 return write(uow, True)
 

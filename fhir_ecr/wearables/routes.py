@@ -22,7 +22,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ..coaching.service import CoachingService
 from ..deps import AccessDep, ServicesDep
-from ..outcomes import FhirError, bad_request, issue, not_supported, too_large
+from ..outcomes import Invalid, bad_request, business_rule, issue, not_supported, too_large
 from ..services import Services
 from .formats import FORMATS
 from .importer import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
@@ -91,12 +91,12 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
             raise bad_request("the upload has no 'file' part", "file")
         fmt = form.get("format")
         if fmt is not None and fmt not in FORMATS:
-            raise FhirError(issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400)
+            raise Invalid(issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400)
         priority = form.get("sourcePriority")
         try:
             rule = parse_source_priority([str(priority)]) if priority else None
         except ValueError as exc:
-            raise FhirError(issue("value", str(exc), expression="sourcePriority"), 400) from None
+            raise Invalid(issue("value", str(exc), expression="sourcePriority"), 400) from None
         name = Path(upload.filename or "upload").name
         extra: dict[str, Any] = {"rule": rule} if rule else {}
         options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services), **extra)
@@ -119,4 +119,4 @@ def _run_import(services: Services, patient_id: str, upload: UploadFile, name: s
         where = ", ".join(str(x) for x in (exc.file or name, f"line {exc.line}" if exc.line else None))
         if exc.too_large:
             raise too_large(f"{where}: {exc}") from None
-        raise FhirError(issue("invalid", f"{where}: {exc}"), 422) from None
+        raise business_rule(issue("invalid", f"{where}: {exc}")) from None

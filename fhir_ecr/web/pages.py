@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from ..assets import STATIC_DIR, static_url
 from ..auth import Access, Principal
-from ..outcomes import FhirError, forbidden, unauthorized
+from ..outcomes import FhirError, Unauthorized, forbidden, unauthorized
 from . import charts
 
 __all__ = ["HtmlErrors", "JSON_PATHS", "PageRoute", "STATIC_DIR", "TEMPLATES", "error_page", "page", "require_coach",
@@ -124,7 +124,7 @@ def error_page(request: Request, exc: FhirError, *, say: bool = False) -> HTMLRe
     """The HTML page for an error below ``/app``: sign-in (401), not allowed (403), not found, or generic —
     each with a way back (the page the reader came from, when it is one of ours, and their start page).
     ``say``: show the error's own words (a refused CSRF token, a body too large) rather than the status's."""
-    if exc.status == 401:
+    if isinstance(exc, Unauthorized):
         return page(request, "signin.html", {"title": "Sign in"}, 401)
     own = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
     detail = (own if say and own and exc.status < 500 else None) or _MESSAGES.get(exc.status) or own
