@@ -34,11 +34,11 @@ from ..store.repository import (
     Stored,
     UnitOfWork,
     iso_instant,
-    summarize,
 )
 from ..store.search import parse_search
 from ..store.searchparams import search_params
 from .http import parse_etag
+from .summary import summarize
 
 __all__ = ["search_bundle", "history_bundle", "process_bundle", "paging_link"]
 

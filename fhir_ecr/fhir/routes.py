@@ -19,7 +19,7 @@ from ..deps import ServicesDep
 from ..outcomes import bad_request, not_found, not_supported
 from ..services import Services
 from ..store.indexer import date_range
-from ..store.repository import FhirRepository, UnitOfWork, summarize
+from ..store.repository import FhirRepository, UnitOfWork
 from ..store.search import MAX_OFFSET, check_text, parse_search
 from ..store.searchparams import search_params
 from . import capability
@@ -37,6 +37,7 @@ from .http import (
     write_body,
 )
 from .operations import OperationCall, parameters_to_pairs
+from .summary import summarize
 
 __all__ = ["router"]
 

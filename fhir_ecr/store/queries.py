@@ -17,16 +17,8 @@ import sqlalchemy as sa
 
 from ..outcomes import bad_request, precondition_failed
 from .records import REF, R, SearchResult, Stored, read_columns, stored
-from .search import (
-    RESULT_PARAMETERS,
-    SearchQuery,
-    Visibility,
-    driven_pks,
-    param_condition,
-    parse_search,
-    search_where,
-    sort_sql,
-)
+from .search import RESULT_PARAMETERS, SearchQuery, parse_search
+from .search_sql import Visibility, driven_pks, param_condition, search_where, sort_sql
 from .searchparams import SearchParam, search_param
 from .tables import INDEX_TABLES
 from .unit_core import UnitCore

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from ..outcomes import gone, not_found
 from .queries import UnitQueries
 from .records import REF, H, HistoryResult, R, Stored, read_columns, stored
-from .search import param_condition
+from .search_sql import param_condition
 from .searchparams import patient_compartment, search_param, search_params
 
 __all__ = ["UnitReads"]
