@@ -7,7 +7,7 @@ of two ways:
   (metric, patient-local day, source) partial sums; when the whole file has been read, the sums become the
   day's summaries through :func:`mappings.wearables.daily_summaries` (its de-duplication rule: per metric the
   highest-priority source with data, never the sum of sources). Intraday samples are not stored (unless
-  ``samples=True``): the store holds the summaries and the spot readings (issue 7).
+  ``samples=True``): the store holds the summaries and the spot readings (docs/wearables.md).
 * **Spot readings and sessions** (weight, blood pressure, SpO2, glucose, temperature, BMI, workouts, a
   source's own day totals of other metrics) become Observations (+ a Device per source) as they stream by.
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, cast
@@ -118,14 +118,6 @@ class WearableImporter:
         self.writer = writer or BatchWriter(repo, self.options.rule)
 
     # -- public --------------------------------------------------------------------------------------------
-
-    def import_paths(self, patient_id: str, paths: Iterable[Path | str],
-                     progress: Callable[[int], None] | None = None) -> ImportSummary:
-        """Import several files in turn; the summary adds them up. Stops at the first unreadable file."""
-        total = ImportSummary()
-        for path in paths:
-            total.merge(self.import_path(patient_id, path, progress=progress))
-        return total
 
     def import_path(self, patient_id: str, path: Path | str, *, name: str | None = None,
                     progress: Callable[[int], None] | None = None) -> ImportSummary:
