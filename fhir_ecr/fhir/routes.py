@@ -43,11 +43,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR R4 REST API"])
 
-capability.TYPE_INTERACTIONS[:] = [
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
-]
-capability.SYSTEM_INTERACTIONS[:] = ["transaction", "batch", "history-system"]
-
 
 def _repo(request: Request, services: Services) -> FhirRepository:
     """The repository as this caller sees it: every read, search and write checked by their Access."""
@@ -113,7 +108,7 @@ async def _history(request: Request, services: Services, rtype: str | None, rid:
 @router.get("/metadata", summary="CapabilityStatement (generated from the implementation)")
 async def metadata(request: Request, services: ServicesDep) -> Response:
     check_format(request)
-    return fhir_response(capability.capability_for(services), pretty=_pretty(request))
+    return fhir_response(capability.capability_for(services, router.routes), pretty=_pretty(request))
 
 
 @router.post("", summary="Batch or transaction Bundle")
