@@ -39,18 +39,23 @@ check: install  ## the quality gate: ruff check, ruff format --check, mypy (stri
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Coverage of the three packages, measured in every `make test`; the total is printed, with no threshold.
+# the suite runs on every core (pytest-xdist), a test file per worker so module fixtures load once; TEST_WORKERS=0
+# runs it in one process
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+# Coverage of the three packages, measured in every `make test` (pytest-cov combines the workers' data); the
+# total is printed, with no threshold.
 COVERAGE := --cov=fhir_ecr --cov=mappings --cov=smart_launch --cov-report=
 
-test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium); prints the coverage total
-	$(BIN)/python -m pytest -q $(COVERAGE)
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium) on every core; prints the coverage total
+	$(BIN)/python -m pytest -q $(XDIST) $(COVERAGE)
 	@echo "coverage: $$($(BIN)/coverage report --format=total)% of the lines of fhir_ecr, mappings and smart_launch"
 
-test-fast: install prereqs  ## the test suite without the tests marked slow
-	$(BIN)/python -m pytest -q -m "not slow"
+test-fast: install prereqs  ## the test suite without the tests marked slow, on every core
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 test-sqlite: install  ## run the test suite on SQLite only
-	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q
+	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q $(XDIST)
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: install postgres  ## a long API fuzzing campaign, new random cases each run (FUZZ_EXAMPLES per principal and backend; docs/testing.md)
