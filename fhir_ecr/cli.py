@@ -11,6 +11,7 @@ Examples::
     mecr client add sync-bot --jwks-file bot.jwks.json --scope 'system/*.rs'
     mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
     mecr import wearable --patient 123 export.zip                                       # docs/wearables.md
+    mecr import directory examples/directory/            # an HSDS community directory   # docs/community.md
     mecr sync configure --ehr epic --pull 'Patient, Observation?category=laboratory'   # docs/sync.md
     mecr sync pull --ehr epic && mecr sync status                                       # EMR sync
     mecr worker                     # the job workers: scheduled pulls, outbox delivery, Bulk Data exports
@@ -284,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .billing.cli import run_billing
 
             return run_billing(args, settings)
+        elif args.command == "import" and args.import_command == "directory":
+            from .directory.cli import run_directory_import
+
+            return run_directory_import(args, settings)
         elif args.command == "import":
             from .wearables.cli import run_import
 

@@ -146,7 +146,9 @@ def date_range(text: str) -> tuple[int, int]:
 
 
 def _dates(value: Any) -> Iterable[tuple[int, int]]:
-    if isinstance(value, str):
+    if isinstance(value, tuple):  # a range computed by a mECR parameter's extractor (mecr_params)
+        yield value
+    elif isinstance(value, str):
         yield date_range(value)
     elif isinstance(value, dict):
         if "start" in value or "end" in value:  # Period

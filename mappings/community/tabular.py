@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -81,6 +82,9 @@ def _number(value: str, column: str, table: str, file: str | None) -> int | floa
     except ValueError:
         raise MalformedInputError(f"{column} must be a number, not {value!r}", file=file,
                                   record=f"{table}.csv") from None
+    if not math.isfinite(number):
+        raise MalformedInputError(f"{column} must be a finite number, not {value!r}", file=file,
+                                  record=f"{table}.csv")
     return int(number) if number.is_integer() and "." not in value else number
 
 

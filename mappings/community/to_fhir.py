@@ -318,13 +318,25 @@ def _eligibility_code(kinds: list[str]) -> dict[str, Any]:
     return {"coding": [{"system": ELIGIBILITY_SYSTEM, "code": k, "display": _ELIGIBILITY_DISPLAY[k]} for k in kinds]}
 
 
+def _code(value: Any) -> str:
+    """Text as a FHIR ``code`` (no leading, trailing or repeated whitespace: R4 datatypes.html#code)."""
+    return " ".join(str(value).split())
+
+
+def _uri(value: Any) -> str | None:
+    """Text as a FHIR ``uri`` (no whitespace), or None."""
+    text = str(value).strip()
+    return text if text and not any(c.isspace() for c in text) else None
+
+
 def _taxonomy_coding(term: Obj) -> dict[str, Any] | None:
     detail = term.get("taxonomy_detail") or {}
-    system = detail.get("uri") or (f"{TAXONOMY_SYSTEM}/{term['taxonomy']}" if term.get("taxonomy") else None)
-    code = term.get("code") or term.get("id")
+    local = f"{TAXONOMY_SYSTEM}/{_code(term['taxonomy']).replace(' ', '-')}" if term.get("taxonomy") else None
+    system = _uri(detail["uri"]) if detail.get("uri") else None
+    code = _code(term.get("code") or term.get("id") or "")
     if not code:
         return None
-    coding = {"system": system, "code": str(code), "display": term.get("name")}
+    coding = {"system": system or local, "code": code, "display": term.get("name")}
     return {k: v for k, v in coding.items() if v}
 
 
@@ -402,8 +414,8 @@ def healthcare_service(svc: Obj, directory: Directory, *, source: str | None, lo
 
 def _language(lang: Obj) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if lang.get("code"):
-        coding = {"system": BCP47, "code": str(lang["code"])}
+    if lang.get("code") and _code(lang["code"]):
+        coding = {"system": BCP47, "code": _code(lang["code"])}
         if lang.get("name"):
             coding["display"] = str(lang["name"])
         out["coding"] = [coding]
