@@ -10,12 +10,14 @@
   (``active`` false, Location ``status`` inactive), so referrals that name it stay valid.
 * **Bulk writes.** Batches of :data:`BATCH` resources, each one unit of work (one transaction, written with
   the store's bulk insert path); Organizations first, then Locations, then HealthcareServices, so every
-  reference points at a resource already stored. The store's validator runs once per *shape* of resource (the
+  reference points at a resource already stored (the store's per-reference checks are skipped, as for any bulk
+  load in dependency order). The store's validator runs once per *shape* of resource (the
   mapping writes codes and times it has checked, so resources of one shape are valid alike).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +35,7 @@ from ..store.search import parse_search
 
 __all__ = ["BATCH", "DirectoryImporter", "DirectorySummary", "source_uri"]
 
-BATCH = 500
+BATCH = 2000
 _TYPES = ("Organization", "Location", "HealthcareService")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -75,13 +77,17 @@ class DirectorySummary:
         return "\n".join(lines)
 
 
-def _shape(node: Any) -> Any:
-    """The structure of a mapped resource (keys all the way down, list members' distinct shapes)."""
-    if isinstance(node, dict):
-        return tuple((k, _shape(v)) for k, v in node.items())
-    if isinstance(node, list):
-        return ("[]", frozenset(_shape(v) for v in node))
-    return type(node).__name__
+def _shape(resource: dict[str, Any]) -> Any:
+    """The structure of a mapped resource: its elements and, for each, the keys of its members (two levels)."""
+    parts = []
+    for key, value in resource.items():
+        if isinstance(value, list):
+            parts.append((key, frozenset(tuple(v) if isinstance(v, dict) else type(v) for v in value)))
+        elif isinstance(value, dict):
+            parts.append((key, tuple(value)))
+        else:
+            parts.append((key, type(value)))
+    return tuple(parts)
 
 
 def _same(old: Stored, new: dict[str, Any]) -> bool:
@@ -96,7 +102,11 @@ class DirectoryImporter:
     """Writes directories into ``repo`` (an unguarded repository: the CLI and the demo loader)."""
 
     def __init__(self, repo: FhirRepository, *, batch: int = BATCH) -> None:
-        self.repo = repo
+        # Every reference the mapping writes names a resource of the same import, written in an earlier batch
+        # (or earlier in the same one): the bulk-load case for which the store's reference checks can be off
+        # (fhir_ecr/store/references.py). A reference to an entry the directory does not hold is never written.
+        self.repo = copy.copy(repo)
+        self.repo.enforce_references = False
         self.batch = batch
         self._validated: set[Any] = set()
 

@@ -74,6 +74,8 @@ def _number(value: Any) -> float | None:
 
 def normalize_string(value: str) -> str:
     """Case- and accent-insensitive form used by string search (R4 search.html#string)."""
+    if value.isascii():  # NFKD leaves ASCII as it is and it has no combining marks
+        return value.casefold().strip()
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 

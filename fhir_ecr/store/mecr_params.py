@@ -13,7 +13,7 @@ URL (docs/community.md):
 ``HealthcareService?eligibility``    token  ``eligibility.code`` (``age``, ``income``, ``residency``, ``other``)
 ``HealthcareService?min-age`` / ``max-age``  number  the eligibility age range
 ``HealthcareService?age``       special    services whose age range includes the age (or that have none)
-``HealthcareService?available-day``  token  ``availableTime.daysOfWeek`` (``mon`` ... ``sun``)
+``HealthcareService?available-day``  special  open at some time that day (``mon`` ... ``sun``)
 ``HealthcareService?open-at``   special    ``mon-14:30``: open at that time of the week (``availableTime``)
 ``Location?near``               special    R4's ``latitude|longitude|distance|units`` (units ``km`` (default),
                                            ``mi``, ``m``; distance default 25 km), within the distance
@@ -53,6 +53,10 @@ _DEFAULT_KM = 25.0
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 _OPEN_AT = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(\d{1,2}):(\d{2}))?$")
 _LAT, _LON = "position-latitude", "position-longitude"
+#: Words not worth an index row (English function words; a service's description is mostly these).
+_STOPWORDS = frozenset("""a an and are as at be by for from has have in into is it its of on or our that the their
+this to was we who will with you your all any can people""".split())
+_MAX_WORDS = 60  # index rows per service at most (a long description adds little past its first words)
 
 
 def _raw(rtype: str, code: str, ptype: str, expression: str) -> dict[str, Any]:
@@ -78,8 +82,8 @@ def _keywords(resource: dict[str, Any]) -> list[str]:
     texts += [e["extension"][1].get("valueString") for e in resource.get("extension") or ()
               if e.get("extension") and len(e["extension"]) == 2
               and e["extension"][0].get("valueCode") in ("alternate_name",)]
-    words = {normalize_string(w) for t in texts if isinstance(t, str) for w in _WORD.findall(t)}
-    return sorted(w for w in words if len(w) > 1)
+    words = dict.fromkeys(normalize_string(w) for t in texts if isinstance(t, str) for w in _WORD.findall(t))
+    return [w for w in words if len(w) > 1 and w not in _STOPWORDS][:_MAX_WORDS]  # the name's words first
 
 
 def _minutes(time: Any) -> int | None:
@@ -153,9 +157,15 @@ def week_minute(value: str) -> tuple[int, int]:
     return minute, minute
 
 
-def _open_at_sql(c: Any, key: Any) -> Any:
+def _available_day_sql(c: Any, key: Any) -> Any:
+    return _open_at_sql(c, key, "available-day")
+
+
+def _open_at_sql(c: Any, key: Any, name: str = "open-at") -> Any:
     ors = []
     for value in c.values:
+        if name == "available-day" and "-" in value:
+            raise bad_request(f"available-day takes a day (mon ... sun), not {value!r}", expression=name)
         low, high = week_minute(value)
         w = INDEX_TABLES["idx_date"].alias()
         ors.append(sa.exists(w.c.res_pk).where(w.c.res_pk == key, w.c.param == "available-window",
@@ -267,7 +277,8 @@ def mecr_params() -> tuple[SearchParam, ...]:
         category, keyword, window, min_age, max_age,
         _compile(_raw(hs, "communication", "token", "HealthcareService.communication")),
         _compile(_raw(hs, "eligibility", "token", "HealthcareService.eligibility.code")),
-        _compile(_raw(hs, "available-day", "token", "HealthcareService.availableTime.daysOfWeek")),
+        _special(hs, "available-day", "HealthcareService.availableTime.daysOfWeek (mon ... sun)",
+                 _available_day_sql),
         _special(hs, "age", "HealthcareService.eligibility (age range includes the value)", _age_sql),
         _special(hs, "open-at", "HealthcareService.availableTime (open at day-HH:MM)", _open_at_sql),
         replace(_compile(_raw("Location", _LAT, "number", "Location.position.latitude")), internal=True),

@@ -81,8 +81,10 @@ KEYWORDS: Final = {
     "language-access": ("interpreter", "interpreting", "esl", "english classes"),
 }
 
-_PATTERNS: Final = {code: re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
-                    for code, words in KEYWORDS.items()}
+_CATEGORY_OF: Final = {w: code for code, words in KEYWORDS.items() for w in words}
+# One pass over the text: the longest phrases first, so "food bank" is found before "food".
+_PATTERN: Final = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(_CATEGORY_OF, key=len, reverse=True))
+                             + r")\b", re.IGNORECASE)
 
 
 def is_sdoh_taxonomy(taxonomy: str | None) -> bool:
@@ -97,7 +99,8 @@ def categorize(texts: Iterable[str | None], coded: Iterable[str] = ()) -> list[s
     if known:
         return [c for c in CATEGORIES if c in known]
     text = "\n".join(t for t in texts if t)
-    return [code for code, pattern in _PATTERNS.items() if pattern.search(text)]
+    found = {_CATEGORY_OF[m.group(0).lower()] for m in _PATTERN.finditer(text)}
+    return [c for c in CATEGORIES if c in found]
 
 
 def category_coding(code: str) -> dict[str, str]:
