@@ -54,8 +54,7 @@ _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 _OPEN_AT = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(\d{1,2}):(\d{2}))?$")
 _LAT, _LON = "position-latitude", "position-longitude"
 #: Words not worth an index row (English function words; a service's description is mostly these).
-_STOPWORDS = frozenset("""a an and are as at be by for from has have in into is it its of on or our that the their
-this to was we who will with you your all any can people""".split())
+_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into", "is", "it", "its", "of", "on", "or", "our", "that", "the", "their", "this", "to", "was", "we", "who", "will", "with", "you", "your", "all", "any", "can", "people"])
 _MAX_WORDS = 60  # index rows per service at most (a long description adds little past its first words)
 
 
