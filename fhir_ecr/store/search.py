@@ -459,6 +459,8 @@ def _rank(c: Criterion) -> int:
         return 0
     if c.type == "special":
         return 7
+    if c.chain is not None and c.chain.type == "special" and c.modifier is None:
+        return 2  # ``location.near=…``: the few Locations around a point drive better than a common category
     if c.modifier in ("not", "missing", "contains", "text") or c.chain is not None:
         return 9
     if c.name == "_lastUpdated":
