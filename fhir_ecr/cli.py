@@ -151,6 +151,21 @@ def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> N
         uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
+def _load_demo_directory(settings: Settings) -> str:
+    """Import the demo's community directory (examples/demo/directory, docs/community.md); idempotent."""
+    from .app import build_services
+    from .directory.importer import DirectoryImporter
+    from .directory.sources import read_directory
+
+    services = build_services(settings)
+    try:
+        read = read_directory(EXAMPLES_DIR / "directory", name="springfield-demo")
+        summary = DirectoryImporter(services.repo).import_directory(read.directory, name=read.name)
+    finally:
+        services.engine.dispose()
+    return ", ".join(f"{k}: {sum(getattr(summary, k).values())}" for k in ("created", "updated", "unchanged"))
+
+
 def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
                 transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
     from tqdm import tqdm
@@ -269,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            print("demo directory: " + _load_demo_directory(settings))
             print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
                   f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
             _demo_client(settings)
