@@ -6,9 +6,10 @@ URL (docs/community.md):
 
 ==============================  =========  ================================================================
 ``HealthcareService?category``  token      the same rows as ``service-category`` (the Gravity SDOH code)
-``HealthcareService?keyword``   string     each word of name, description, alias, categories, types and
-                                           program; ``keyword=pantry`` matches a word starting ``pantry``;
-                                           repeat it to AND words (``keyword=food&keyword=bank``)
+``HealthcareService?keyword``   special    a word of the name, description, alias, categories, types,
+                                           program or organization (whole words, singular or plural: rows
+                                           of the internal token parameter ``keyword-word``); repeat it to
+                                           AND words (``keyword=food&keyword=bank``)
 ``HealthcareService?communication``  token  ``communication`` (a BCP-47 code: ``es``, ``urn:ietf:bcp:47|es``)
 ``HealthcareService?eligibility``    token  ``eligibility.code`` (``age``, ``income``, ``residency``, ``other``)
 ``HealthcareService?min-age`` / ``max-age``  number  the eligibility age range
@@ -72,6 +73,35 @@ def _texts(node: Any) -> list[str]:
     if isinstance(node, list):
         return [t for item in node for t in _texts(item)]
     return []
+
+
+def _singular(word: str) -> str:
+    """A naive English singular, so "pantries" finds "pantry" and "meals" finds "meal"."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _keyword_rows(resource: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(_singular(w) for w in _keywords(resource)))
+
+
+def _keyword_sql(c: Any, key: Any) -> Any:
+    words = []
+    for value in c.values:
+        found = _WORD.findall(value)
+        if len(found) != 1:
+            raise bad_request(f"keyword takes one word, not {value!r} (repeat keyword= for several)",
+                              expression="keyword")
+        words.append(_singular(normalize_string(found[0])))
+    t = INDEX_TABLES["idx_token"].alias()
+    return key.in_(sa.select(t.c.res_pk).where(t.c.res_type == "HealthcareService", t.c.param == "keyword-word",
+                                               t.c.code.in_(words)))
+
+
+_keyword_sql.drives = True  # type: ignore[attr-defined]
 
 
 def _keywords(resource: dict[str, Any]) -> list[str]:
@@ -229,6 +259,9 @@ def _near_sql(c: Any, key: Any) -> Any:
     return sa.or_(*ors)
 
 
+_near_sql.drives = True  # type: ignore[attr-defined]
+
+
 def _near_postalcode_sql(c: Any, key: Any) -> Any:
     ors = []
     for value in c.values:
@@ -252,6 +285,9 @@ def _near_postalcode_sql(c: Any, key: Any) -> Any:
     return sa.or_(*ors)
 
 
+_near_postalcode_sql.drives = True  # type: ignore[attr-defined]
+
+
 def _special(rtype: str, code: str, expression: str, sql: Any) -> SearchParam:
     return SearchParam(resource_type=rtype, code=code, type="special", expression=expression,
                        url=f"{MECR_PARAM_BASE}{rtype}-{code}", special=sql, roots=frozenset())
@@ -261,9 +297,9 @@ def _special(rtype: str, code: str, expression: str, sql: Any) -> SearchParam:
 def mecr_params() -> tuple[SearchParam, ...]:
     """mECR's own search parameters (module docstring), compiled."""
     hs = "HealthcareService"
-    keyword = replace(_compile(_raw(hs, "keyword", "string", "HealthcareService.name | HealthcareService.comment")),
-                      extract=_keywords, roots=frozenset({"name", "comment", "category", "type", "specialty",
-                                                          "program", "providedBy", "extension"}))
+    keyword = replace(_compile(_raw(hs, "keyword-word", "token", "HealthcareService.name")), internal=True,
+                      extract=_keyword_rows, roots=frozenset({"name", "comment", "category", "type", "specialty",
+                                                              "program", "providedBy", "extension"}))
     window = replace(_compile(_raw(hs, "available-window", "date", "HealthcareService.availableTime")),
                      extract=_windows, internal=True)
     min_age = replace(_compile(_raw(hs, "min-age", "number", "HealthcareService.eligibility.extension")),
@@ -278,6 +314,8 @@ def mecr_params() -> tuple[SearchParam, ...]:
         _compile(_raw(hs, "eligibility", "token", "HealthcareService.eligibility.code")),
         _special(hs, "available-day", "HealthcareService.availableTime.daysOfWeek (mon ... sun)",
                  _available_day_sql),
+        _special(hs, "keyword", "words of HealthcareService.name | comment | category | type | program | "
+                 "providedBy.display (whole words, singular or plural)", _keyword_sql),
         _special(hs, "age", "HealthcareService.eligibility (age range includes the value)", _age_sql),
         _special(hs, "open-at", "HealthcareService.availableTime (open at day-HH:MM)", _open_at_sql),
         replace(_compile(_raw("Location", _LAT, "number", "Location.position.latitude")), internal=True),

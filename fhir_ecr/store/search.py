@@ -453,14 +453,19 @@ def _value_condition(c: Criterion, table: sa.Table, value: str, base_url: str | 
 _RANK = {"reference": 1, "token": 2, "uri": 2, "string": 3, "date": 4, "quantity": 5, "number": 5}
 
 
+def _drives(c: Criterion) -> bool:
+    """A mECR special criterion whose SQL is ``key IN (index lookup)`` (``near``, ``keyword``): it can drive."""
+    return c.type == "special" and c.param is not None and getattr(c.param.special, "drives", False)
+
+
 def _rank(c: Criterion) -> int:
     """How selective a criterion usually is (lower first): the first one drives the query."""
     if c.name == "_id":
         return 0
     if c.type == "special":
-        return 7
-    if c.chain is not None and c.chain.type == "special" and c.modifier is None:
-        return 2  # ``location.near=…``: the few Locations around a point drive better than a common category
+        return 2 if _drives(c) else 7
+    if c.chain is not None and _drives(c.chain) and c.modifier is None:
+        return 1  # ``location.near=…``: the few Locations around a point drive better than a common category
     if c.modifier in ("not", "missing", "contains", "text") or c.chain is not None:
         return 9
     if c.name == "_lastUpdated":
@@ -480,7 +485,7 @@ def search_where(resource_type: str, criteria: list[Criterion], base_url: str | 
     conds = criteria_sql(resource_type, criteria, base_url, r, vis)
     ordered = sorted(criteria, key=_rank)
     driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing") \
-        and ordered[0].type != "special"
+        and (ordered[0].type != "special" or _drives(ordered[0]))
     if driven:
         return conds
     return [r.c.res_type == resource_type, r.c.deleted.is_(False), *conds]

@@ -75,7 +75,9 @@ def test_by_category(loaded: Any, client: Any) -> None:
 
 def test_by_keyword(loaded: Any, client: Any) -> None:
     assert _ids(client, "HealthcareService?keyword=pantry") == ["pantry"]
-    assert _ids(client, "HealthcareService?keyword=groc") == ["pantry"]  # a word of the description, by prefix
+    assert _ids(client, "HealthcareService?keyword=grocery") == ["pantry"]  # "groceries" in its description
+    assert _ids(client, "HealthcareService?keyword=pantries") == ["pantry"]  # singular or plural
+    assert _ids(client, "HealthcareService?keyword=pant") == []  # whole words
     assert _ids(client, "HealthcareService?keyword=food&keyword=bank") == ["chicago"]
     # "meals" is found by its category's name (Food Insecurity)
     assert _ids(client, "HealthcareService?keyword=FOOD") == ["chicago", "meals", "pantry"]
@@ -129,6 +131,7 @@ def test_language_and_eligibility(loaded: Any, client: Any) -> None:
     "Location?near=39|-89|far|km", "Location?near:missing=true", "HealthcareService?open-at=someday",
     "HealthcareService?open-at=mon-25:00", "HealthcareService?available-day=mon-10:00", "HealthcareService?age=old",
     "Location?near-postalcode=|5|km", "HealthcareService?location.near=1|2|-5|km",
+    "HealthcareService?keyword=food bank",
 ])
 def test_bad_values_are_400(loaded: Any, client: Any, query: str) -> None:
     assert_outcome(client.get(f"/fhir/{query}", headers={"Prefer": "handling=strict"}), 400)
@@ -144,7 +147,7 @@ def test_the_capability_statement_lists_the_directory_parameters(client: Any) ->
     hs = by_type["HealthcareService"]
     for name in ("category", "keyword", "communication", "eligibility", "age", "open-at", "available-day"):
         assert hs[name]["definition"] == f"https://mecr.dev/fhir/SearchParameter/HealthcareService-{name}", name
-    assert hs["age"]["type"] == "special" and hs["keyword"]["type"] == "string"
+    assert hs["age"]["type"] == "special" and hs["keyword"]["type"] == "special" and "keyword-word" not in hs
     assert by_type["Location"]["near"]["type"] == "special"
     assert "near-postalcode" in by_type["Location"] and "position-latitude" not in by_type["Location"]
     assert "available-window" not in hs
