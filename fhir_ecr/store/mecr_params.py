@@ -88,7 +88,7 @@ def _keyword_rows(resource: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(_singular(w) for w in _keywords(resource)))
 
 
-def _keyword_sql(c: Any, key: Any) -> Any:
+def _keyword_lookup(c: Any) -> Any:
     words = []
     for value in c.values:
         found = _WORD.findall(value)
@@ -97,11 +97,16 @@ def _keyword_sql(c: Any, key: Any) -> Any:
                               expression="keyword")
         words.append(_singular(normalize_string(found[0])))
     t = INDEX_TABLES["idx_token"].alias()
-    return key.in_(sa.select(t.c.res_pk).where(t.c.res_type == "HealthcareService", t.c.param == "keyword-word",
-                                               t.c.code.in_(words)))
+    return sa.select(t.c.res_pk.label("res_pk")).where(t.c.res_type == "HealthcareService",
+                                                       t.c.param == "keyword-word", t.c.code.in_(words))
+
+
+def _keyword_sql(c: Any, key: Any) -> Any:
+    return key.in_(_keyword_lookup(c))
 
 
 _keyword_sql.drives = True  # type: ignore[attr-defined]
+_keyword_sql.lookup = _keyword_lookup  # type: ignore[attr-defined]
 
 
 def _keywords(resource: dict[str, Any]) -> list[str]:
@@ -241,8 +246,8 @@ def _within(lat0: Any, lon0: Any, cos0: Any, km: float) -> tuple[Any, Any]:
     return (lat, lon), cond
 
 
-def _near_sql(c: Any, key: Any) -> Any:
-    ors = []
+def _near_lookup(c: Any) -> Any:
+    selects = []
     for value in c.values:
         parts = value.split("|")
         try:
@@ -254,16 +259,21 @@ def _near_sql(c: Any, key: Any) -> Any:
             raise bad_request("near: latitude must be within -90..90 and longitude -180..180", expression="near")
         km = _distance(parts[2:], "near")
         (lat, lon), cond = _within(lat0, lon0, math.cos(math.radians(lat0)), km)
-        ors.append(key.in_(sa.select(lat.c.res_pk).select_from(lat).join(lon, lon.c.res_pk == lat.c.res_pk)
-                           .where(cond)))
-    return sa.or_(*ors)
+        selects.append(sa.select(lat.c.res_pk.label("res_pk")).select_from(lat)
+                       .join(lon, lon.c.res_pk == lat.c.res_pk).where(cond))
+    return selects[0] if len(selects) == 1 else sa.union(*selects)
+
+
+def _near_sql(c: Any, key: Any) -> Any:
+    return key.in_(_near_lookup(c))
 
 
 _near_sql.drives = True  # type: ignore[attr-defined]
+_near_sql.lookup = _near_lookup  # type: ignore[attr-defined]
 
 
-def _near_postalcode_sql(c: Any, key: Any) -> Any:
-    ors = []
+def _near_postalcode_lookup(c: Any) -> Any:
+    selects = []
     for value in c.values:
         parts = value.split("|")
         code = normalize_string(parts[0])
@@ -280,12 +290,17 @@ def _near_postalcode_sql(c: Any, key: Any) -> Any:
 
         lat0, lon0 = centroid(_LAT), centroid(_LON)
         (lat, lon), cond = _within(lat0, lon0, sa.func.cos(sa.func.radians(lat0)), km)
-        ors.append(key.in_(sa.select(lat.c.res_pk).select_from(lat).join(lon, lon.c.res_pk == lat.c.res_pk)
-                           .where(cond)))
-    return sa.or_(*ors)
+        selects.append(sa.select(lat.c.res_pk.label("res_pk")).select_from(lat)
+                       .join(lon, lon.c.res_pk == lat.c.res_pk).where(cond))
+    return selects[0] if len(selects) == 1 else sa.union(*selects)
+
+
+def _near_postalcode_sql(c: Any, key: Any) -> Any:
+    return key.in_(_near_postalcode_lookup(c))
 
 
 _near_postalcode_sql.drives = True  # type: ignore[attr-defined]
+_near_postalcode_sql.lookup = _near_postalcode_lookup  # type: ignore[attr-defined]
 
 
 def _special(rtype: str, code: str, expression: str, sql: Any) -> SearchParam:

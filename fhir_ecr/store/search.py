@@ -515,8 +515,15 @@ def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | No
     """
     ordered = sorted(criteria, key=_rank)
     if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing") \
-            or ordered[0].type == "special":
+            or ordered[0].type == "special" and not _drives(ordered[0]):
         return None
+    if ordered[0].type == "special":  # a mECR parameter's own index lookup (store/mecr_params.py)
+        assert ordered[0].param is not None and ordered[0].param.special is not None
+        found = ordered[0].param.special.lookup(ordered[0]).subquery()
+        select, key = sa.select(found.c.res_pk), found.c.res_pk
+        others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
+                  for c in ordered[1:]]
+        return select.where(*others).distinct()
     select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True, vis=vis)
     key = table.c.res_pk
     others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
