@@ -101,12 +101,6 @@ def _keyword_lookup(c: Any) -> Any:
                                                        t.c.param == "keyword-word", t.c.code.in_(words))
 
 
-def _keyword_sql(c: Any, key: Any) -> Any:
-    return key.in_(_keyword_lookup(c))
-
-
-_keyword_sql.drives = True  # type: ignore[attr-defined]
-_keyword_sql.lookup = _keyword_lookup  # type: ignore[attr-defined]
 
 
 def _keywords(resource: dict[str, Any]) -> list[str]:
@@ -230,8 +224,9 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return math.hypot(dx, dy)
 
 
-def _within(lat0: Any, lon0: Any, cos0: Any, km: float) -> tuple[Any, Any]:
-    """(the latitude/longitude index aliases joined, the band + distance condition) around (lat0, lon0)."""
+def _within(lat0: Any, lon0: Any, cos0: Any, km: float) -> Any:
+    """``SELECT res_pk`` of the Locations within ``km`` of (lat0, lon0): a band lookup on the latitude index, the
+    longitude row of each, the distance."""
     lat, lon = INDEX_TABLES["idx_number"].alias(), INDEX_TABLES["idx_number"].alias()
     dlat = km / KM_PER_DEGREE
     # longitude band: at least the latitude band's width, wider towards the poles (cos0 >= 0.01)
@@ -243,7 +238,20 @@ def _within(lat0: Any, lon0: Any, cos0: Any, km: float) -> tuple[Any, Any]:
                    lon.c.res_pk == lat.c.res_pk, lon.c.param == _LON,
                    lon.c.value >= lon0 - dlon, lon.c.value <= lon0 + dlon,
                    dy * dy + dx * dx <= km * km)
-    return (lat, lon), cond
+    return sa.select(lat.c.res_pk.label("res_pk")).select_from(lat).join(lon, lon.c.res_pk == lat.c.res_pk).where(cond)
+
+
+def _union(selects: list[Any]) -> Any:
+    return selects[0] if len(selects) == 1 else sa.union(*selects)
+
+
+def _driving(lookup: Any) -> Any:
+    """The special parameter whose SQL is ``key IN (lookup)``: it can also drive a search (``search.driven_pks``)."""
+    def sql(c: Any, key: Any) -> Any:
+        return key.in_(lookup(c))
+    sql.drives = True  # type: ignore[attr-defined]
+    sql.lookup = lookup  # type: ignore[attr-defined]
+    return sql
 
 
 def _near_lookup(c: Any) -> Any:
@@ -258,18 +266,8 @@ def _near_lookup(c: Any) -> Any:
         if not (-90 <= lat0 <= 90 and -180 <= lon0 <= 180):
             raise bad_request("near: latitude must be within -90..90 and longitude -180..180", expression="near")
         km = _distance(parts[2:], "near")
-        (lat, lon), cond = _within(lat0, lon0, math.cos(math.radians(lat0)), km)
-        selects.append(sa.select(lat.c.res_pk.label("res_pk")).select_from(lat)
-                       .join(lon, lon.c.res_pk == lat.c.res_pk).where(cond))
-    return selects[0] if len(selects) == 1 else sa.union(*selects)
-
-
-def _near_sql(c: Any, key: Any) -> Any:
-    return key.in_(_near_lookup(c))
-
-
-_near_sql.drives = True  # type: ignore[attr-defined]
-_near_sql.lookup = _near_lookup  # type: ignore[attr-defined]
+        selects.append(_within(lat0, lon0, math.cos(math.radians(lat0)), km))
+    return _union(selects)
 
 
 def _near_postalcode_lookup(c: Any) -> Any:
@@ -289,18 +287,8 @@ def _near_postalcode_lookup(c: Any) -> Any:
                                                              pts.c.res_pk.in_(members)).scalar_subquery()
 
         lat0, lon0 = centroid(_LAT), centroid(_LON)
-        (lat, lon), cond = _within(lat0, lon0, sa.func.cos(sa.func.radians(lat0)), km)
-        selects.append(sa.select(lat.c.res_pk.label("res_pk")).select_from(lat)
-                       .join(lon, lon.c.res_pk == lat.c.res_pk).where(cond))
-    return selects[0] if len(selects) == 1 else sa.union(*selects)
-
-
-def _near_postalcode_sql(c: Any, key: Any) -> Any:
-    return key.in_(_near_postalcode_lookup(c))
-
-
-_near_postalcode_sql.drives = True  # type: ignore[attr-defined]
-_near_postalcode_sql.lookup = _near_postalcode_lookup  # type: ignore[attr-defined]
+        selects.append(_within(lat0, lon0, sa.func.cos(sa.func.radians(lat0)), km))
+    return _union(selects)
 
 
 def _special(rtype: str, code: str, expression: str, sql: Any) -> SearchParam:
@@ -330,12 +318,12 @@ def mecr_params() -> tuple[SearchParam, ...]:
         _special(hs, "available-day", "HealthcareService.availableTime.daysOfWeek (mon ... sun)",
                  _available_day_sql),
         _special(hs, "keyword", "words of HealthcareService.name | comment | category | type | program | "
-                 "providedBy.display (whole words, singular or plural)", _keyword_sql),
+                 "providedBy.display (whole words, singular or plural)", _driving(_keyword_lookup)),
         _special(hs, "age", "HealthcareService.eligibility (age range includes the value)", _age_sql),
         _special(hs, "open-at", "HealthcareService.availableTime (open at day-HH:MM)", _open_at_sql),
         replace(_compile(_raw("Location", _LAT, "number", "Location.position.latitude")), internal=True),
         replace(_compile(_raw("Location", _LON, "number", "Location.position.longitude")), internal=True),
-        _special("Location", "near", "Location.position (latitude|longitude|distance|units)", _near_sql),
+        _special("Location", "near", "Location.position (latitude|longitude|distance|units)", _driving(_near_lookup)),
         _special("Location", "near-postalcode", "Location.position near the centroid of Location.address.postalCode",
-                 _near_postalcode_sql),
+                 _driving(_near_postalcode_lookup)),
     )

@@ -15,7 +15,6 @@ import pytest
 import respx
 
 from fhir_ecr.cli import main
-from fhir_ecr.config import get_settings
 from fhir_ecr.directory.generate import generate_directory
 from fhir_ecr.directory.importer import DirectoryImporter
 from fhir_ecr.directory.sources import DirectoryReadError, read_directory
@@ -25,39 +24,31 @@ HSDS = Path(__file__).resolve().parents[1] / "fixtures" / "community" / "hsds-3.
 SERVICE = "hsds-ac148810-d857-441c-9679-408f346de14b"
 
 
-@pytest.fixture
-def env(settings: Any, services: Any, monkeypatch: Any) -> Any:
-    monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
-    get_settings.cache_clear()
-    yield services
-    get_settings.cache_clear()
-
-
 def _versions(repo: Any, rtype: str) -> dict[str, str]:
     found = repo.search_params(rtype, [("_count", "1000")])
     return {s.id: s.content["meta"]["versionId"] for s in found.matches}
 
 
-def test_the_csv_package_imports_and_a_second_import_writes_nothing(env: Any, capsys: Any) -> None:
+def test_the_csv_package_imports_and_a_second_import_writes_nothing(cli_env: Any, capsys: Any) -> None:
     assert main(["import", "directory", "--quiet", str(HSDS / "csv")]) == 0
     out = capsys.readouterr().out
     assert "directory csv" in out and "created: 4 (1 HealthcareService, 2 Location, 1 Organization)" in out
     assert "rows whose parent is in no table (not imported): 1" in out
     assert "location coordinates out of range" in out
-    before = {t: _versions(env.repo, t) for t in ("Organization", "Location", "HealthcareService")}
-    history = env.repo.history("HealthcareService", SERVICE)
+    before = {t: _versions(cli_env.repo, t) for t in ("Organization", "Location", "HealthcareService")}
+    history = cli_env.repo.history("HealthcareService", SERVICE)
     assert main(["import", "directory", "--quiet", "--json", str(HSDS / "csv")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["created"] == {} and report["updated"] == {} and report["removed"] == {}
     assert report["unchanged"] == {"HealthcareService": 1, "Location": 2, "Organization": 1}
-    assert {t: _versions(env.repo, t) for t in before} == before
-    assert len(env.repo.history("HealthcareService", SERVICE).entries) == len(history.entries) == 1
-    svc = env.repo.read("HealthcareService", SERVICE).content
+    assert {t: _versions(cli_env.repo, t) for t in before} == before
+    assert len(cli_env.repo.history("HealthcareService", SERVICE).entries) == len(history.entries) == 1
+    svc = cli_env.repo.read("HealthcareService", SERVICE).content
     assert svc["meta"]["source"] == "urn:mecr:directory:csv"
     assert svc["meta"]["tag"][0]["code"] == "directory"
 
 
-def test_every_file_form_gives_the_same_service(env: Any, tmp_path: Path) -> None:
+def test_every_file_form_gives_the_same_service(cli_env: Any, tmp_path: Path) -> None:
     forms: dict[str, Any] = {}
     package = tmp_path / "pkg"
     shutil.copytree(HSDS / "csv", package)
@@ -81,7 +72,7 @@ def test_every_file_form_gives_the_same_service(env: Any, tmp_path: Path) -> Non
 
 
 @respx.mock
-def test_a_url_of_an_hsds_api_is_read_page_by_page(env: Any) -> None:
+def test_a_url_of_an_hsds_api_is_read_page_by_page(cli_env: Any) -> None:
     d = generate_directory(6, seed=3)
     items = services_json(d)
     pages = [items[:3], items[3:]]
@@ -93,12 +84,12 @@ def test_a_url_of_an_hsds_api_is_read_page_by_page(env: Any) -> None:
     read = read_directory("https://hsds.example.org/services")
     assert route.call_count == 2
     assert read.name == "services" and read.directory.services.keys() == d.services.keys()
-    summary = DirectoryImporter(env.repo).import_directory(read.directory, name=read.name)
+    summary = DirectoryImporter(cli_env.repo).import_directory(read.directory, name=read.name)
     assert summary.created["HealthcareService"] == 6
 
 
 @respx.mock
-def test_a_url_of_a_datapackage_fetches_its_tables(env: Any) -> None:
+def test_a_url_of_a_datapackage_fetches_its_tables(cli_env: Any) -> None:
     d = generate_directory(3, seed=5)
     tables = write_tabular(d)
     respx.get("https://data.example.org/hsds/datapackage.json").mock(
@@ -113,8 +104,8 @@ def test_a_url_of_a_datapackage_fetches_its_tables(env: Any) -> None:
         read_directory("https://data.example.org/missing.json")
 
 
-def test_entries_gone_from_the_directory_are_retired_not_deleted(env: Any) -> None:
-    importer = DirectoryImporter(env.repo)
+def test_entries_gone_from_the_directory_are_retired_not_deleted(cli_env: Any) -> None:
+    importer = DirectoryImporter(cli_env.repo)
     full = generate_directory(9, seed=11)
     importer.import_directory(full, name="county")
     other = generate_directory(3, seed=12)
@@ -129,9 +120,9 @@ def test_entries_gone_from_the_directory_are_retired_not_deleted(env: Any) -> No
     from mappings.community import fhir_id
 
     for sid in gone:
-        assert env.repo.read("HealthcareService", fhir_id(sid)).content["active"] is False
+        assert cli_env.repo.read("HealthcareService", fhir_id(sid)).content["active"] is False
     # the other directory is untouched, and a re-import of the smaller one retires nothing more
-    assert all(s.content["active"] for s in env.repo.search_params(
+    assert all(s.content["active"] for s in cli_env.repo.search_params(
         "HealthcareService", [("_source", "urn:mecr:directory:elsewhere")]).matches)
     assert importer.import_directory(smaller, name="county").removed == {}
     # --keep-missing leaves them as they are
@@ -139,7 +130,7 @@ def test_entries_gone_from_the_directory_are_retired_not_deleted(env: Any) -> No
                                      remove_missing=False).removed == {}
 
 
-def test_bad_inputs_exit_1_with_one_line(env: Any, capsys: Any, tmp_path: Path) -> None:
+def test_bad_inputs_exit_1_with_one_line(cli_env: Any, capsys: Any, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["import", "directory", "--quiet", str(tmp_path / "bad.json")]) == 1
     err = capsys.readouterr().err
@@ -154,7 +145,7 @@ def test_bad_inputs_exit_1_with_one_line(env: Any, capsys: Any, tmp_path: Path) 
     (tmp_path / "locations.csv").write_text("id,name,latitude\nl1,Hall,north\n")
     assert main(["import", "directory", "--quiet", str(tmp_path / "locations.csv")]) == 1
     assert "latitude must be a number" in capsys.readouterr().err
-    assert env.repo.search_params("Location", []).matches == []
+    assert cli_env.repo.search_params("Location", []).matches == []
     with pytest.raises(SystemExit) as exc:
         main(["import", "directory", "--help"])
     assert exc.value.code == 0

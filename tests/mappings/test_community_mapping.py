@@ -1,7 +1,7 @@
 """HSDS 3.0 <-> FHIR (mappings.community): golden files over the Open Referral and Gravity fixtures, both HSDS
 forms (nested JSON and the tabular package), round trips both ways, categories, eligibility and errors.
 
-Golden files live in ``golden/community/`` (regenerate only with ``MECR_REGEN_GOLDEN=1``, then review the diff);
+Golden files live in ``golden/community/`` (``<case>.fhir.json``; ``gravity-to-hsds.fhir.json`` holds HSDS tables; regenerate only with ``MECR_REGEN_GOLDEN=1``, then review the diff);
 those made from the HSDS examples are adaptations of CC BY-SA 4.0 material (see their README).
 """
 
@@ -16,7 +16,7 @@ import pytest
 from fhir.resources.R4B.healthcareservice import HealthcareService
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.organization import Organization
-from wearable_support import GOLDEN_DIR, REGEN, _compact
+from wearable_support import check_golden
 
 from mappings.community import (
     SDOHCC_CATEGORY,
@@ -39,21 +39,9 @@ from mappings.errors import MalformedInputError, SkipLog, UnsupportedInputError
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # sources: tests/fixtures/SOURCES.tsv
 HSDS = FIXTURES / "community" / "hsds-3.0" / "examples"
 GRAVITY = FIXTURES / "fhir" / "gravity-sdoh"
-GOLDEN = GOLDEN_DIR / "community"
 JSON_CASES = ["service_full.json", "organization_full.json", "service_at_location_full.json", "service_list.json",
               "organization_list.json", "service_at_location_list.json", "location.json", "tabular.json"]
 MODELS = {"Organization": Organization, "Location": Location, "HealthcareService": HealthcareService}
-
-
-def _check_golden(name: str, payload: dict[str, Any]) -> None:
-    path = GOLDEN / name
-    text = _compact(payload)
-    if REGEN:
-        path.write_text(text, encoding="utf-8")
-        return
-    if not path.exists():
-        pytest.fail(f"golden file {path.name} is missing: run with MECR_REGEN_GOLDEN=1 and review it")
-    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text), f"output differs from {path.name}"
 
 
 def _validate(resources: list[dict[str, Any]]) -> None:
@@ -77,7 +65,7 @@ def test_hsds_json_examples_golden(case: str) -> None:
     directory = read_hsds_json(json.loads((HSDS / case).read_text(encoding="utf-8")), file=case)
     resources = directory_to_fhir(directory, source="urn:mecr:directory:examples", log=log)
     _validate(resources)
-    _check_golden(f"{case}.fhir.json", {"resources": resources, "ignored": dict(sorted(log.ignored.items()))})
+    check_golden(f"community/{case}", {"resources": resources, "ignored": dict(sorted(log.ignored.items()))})
 
 
 def test_hsds_tabular_package_golden() -> None:
@@ -88,7 +76,7 @@ def test_hsds_tabular_package_golden() -> None:
     _validate(resources)
     # the example attribute's link_id names nothing in the package (a dangling id of the HSDS examples)
     assert orphans == ["attributes ae58cc39-8b70-4ab1-8aea-786882e5ac8e"]
-    _check_golden("csv.fhir.json", {"resources": resources, "ignored": dict(sorted(log.ignored.items()))})
+    check_golden("community/csv", {"resources": resources, "ignored": dict(sorted(log.ignored.items()))})
 
 
 def test_the_service_example_maps_field_by_field() -> None:
@@ -199,7 +187,7 @@ def test_gravity_examples_to_hsds_golden_and_back() -> None:
     resources = _gravity()
     directory = directory_from_fhir(resources)
     tables = write_tabular(directory)
-    _check_golden("gravity.hsds.json", {"tables": {t: rows for t, rows in tables.items() if rows}})
+    check_golden("community/gravity-to-hsds", {"tables": {t: rows for t, rows in tables.items() if rows}})
     svc = next(iter(directory.services.values()))
     assert svc["name"] == "Family Counseling Services"
     assert svc["service_at_locations"][0]["location_id"] == next(iter(directory.locations))
