@@ -48,10 +48,18 @@ def operation_definition(name: str) -> str:
     return f"{CANONICAL}/OperationDefinition/{name}"
 
 
+def search_parameter(name: str) -> str:
+    """``{CANONICAL}/SearchParameter/{name}``: one of mECR's own search parameters."""
+    return f"{CANONICAL}/SearchParameter/{name}"
+
+
 def sid(name: str) -> str:
     """``{CANONICAL}/sid/{name}``: an identifier system mECR assigns outside the IG (billing, payers)."""
     return f"{CANONICAL}/sid/{name}"
 
+
+#: The base of mECR's own SearchParameter URLs (fhir_ecr/store/mecr_params.py).
+SEARCH_PARAMETER_BASE: Final = search_parameter("")
 
 # --- identity and provenance (docs/smart.md, docs/sync.md) -----------------------------------------------------
 
@@ -95,6 +103,7 @@ PAYER_CLAIM_NUMBER_SYSTEM: Final = sid("payer-claim-number")  # the payer's clai
 
 __all__ = [
     "CANONICAL", "structure_definition", "code_system", "naming_system", "value_set", "operation_definition", "sid",
+    "search_parameter", "SEARCH_PARAMETER_BASE",
     "IDENTIFIER_SOURCE_URL", "RECORD_SOURCE_SYSTEM",
     "GOAL_PROFILE", "PLAN_PROFILE", "CHECKIN_PROFILE", "SESSION_PROFILE", "COACH_PROFILE", "REFERRAL_PROFILE",
     "HABIT_ID_URL", "HABIT_PAUSE_URL", "MODALITY_URL", "DEMO_AS_OF_URL", "APP_PREFERENCES_URL", "MECR_CODES",

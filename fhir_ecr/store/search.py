@@ -167,8 +167,12 @@ def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int]
             raise not_supported(f"modifier :{modifier} is not supported on {name}", expression=key)
         return Criterion(name, ptype, None, modifier, _split_values(value))
     param = _resolve_param(resource_type, name)
-    if param is None:
+    if param is None or param.internal:
         return None
+    if param.special is not None:  # mECR's own parameters that build their SQL (store/mecr_params.py)
+        if dot or modifier:
+            raise bad_request(f"{name} takes no modifier and cannot be chained", expression=key)
+        return Criterion(name, "special", param, None, _split_values(value))
     if dot:
         if param.type != "reference":
             raise bad_request(f"{name} is not a reference parameter and cannot be chained", expression=key)
