@@ -157,8 +157,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         supported_profiles=conformance.supported_profiles(),
                         read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
                         sessions=sessions, audit=AuditTrail(repo))
+    from .coaching.derived import install_derived  # the coaching views' derived tables (docs/architecture.md)
     from .sync import install_sync  # EMR sync: the outbox hook, the job runner (docs/sync.md)
 
+    install_derived(repo)
     install_sync(services)
     return services
 

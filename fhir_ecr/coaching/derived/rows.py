@@ -1,0 +1,61 @@
+"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` and its rows of
+``derived_observation_code``, computed from the search-index rows the store computed for the write — so a
+derived row says exactly what a search of the index would find (the same patient, codes and date range).
+
+Nothing here depends on the patient's time zone or on their plans and goals: a time-zone change or a habit
+edit changes no derived row, and the local-day arithmetic stays in the views (docs/architecture.md,
+"Derived data").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from fhir_ecr.coaching.fhir_io import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
+from fhir_ecr.store.searchparams import search_param
+
+__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "observation_rows"]
+
+OBSERVATION_COLUMNS = ("res_pk", "res_id", "patient_id", "low", "high", "is_checkin", "checkin_key",
+                       "checkin_result", "status")
+CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
+CHECKIN_CODE = (MECR_CODES, "habit-check-in")
+
+
+@cache
+def _names(param: str) -> frozenset[str]:
+    found = search_param("Observation", param)
+    assert found is not None, param
+    return frozenset(found.index_names)
+
+
+def _max_code(tokens: Sequence[tuple[Any, ...]], names: frozenset[str], system: str | None) -> str | None:
+    """The greatest code of the token rows of a parameter (with that system): what ``search_index_values`` reads."""
+    codes = [t[2] for t in tokens if t[0] in names and (system is None or t[1] == system) and t[2] is not None]
+    return max(codes) if codes else None
+
+
+def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]]
+                     ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
+    """The derived rows of the Observation ``rid`` (key ``pk``) from its index rows (``extract_index_rows``):
+    (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its subject is no Patient."""
+    patient_names, type_filter = _names("patient"), frozenset({"Patient"})
+    patient = next((r[2] for r in index.get("idx_reference", ()) if r[0] in patient_names and r[1] in type_filter),
+                   None)
+    if patient is None:
+        return None, []
+    date_names = _names("date")
+    dates = [(r[1], r[2]) for r in index.get("idx_date", ()) if r[0] in date_names]
+    low, high = dates[0] if dates else (None, None)
+    tokens = index.get("idx_token", ())
+    code_names = _names("code")
+    codings = list(dict.fromkeys((t[1], t[2]) for t in tokens if t[0] in code_names and t[2] is not None))
+    is_checkin = CHECKIN_CODE in codings
+    obs = (pk, rid, patient, low, high, is_checkin,
+           _max_code(tokens, _names("identifier"), CHECKIN_ID_SYSTEM) if is_checkin else None,
+           _max_code(tokens, _names("value-concept"), CHECKIN_RESULT_SYSTEM) if is_checkin else None,
+           _max_code(tokens, _names("status"), None))
+    codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
+    return obs, codes
