@@ -27,7 +27,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-@pytest.mark.parametrize("args", [[], ["serve"], ["db"], ["load"], ["demo"]])
+@pytest.mark.parametrize("args", [[], ["serve"], ["db"], ["db", "rebuild-derived"], ["load"], ["demo"]])
 def test_help(args: list[str]) -> None:
     out = run(*args, "--help")
     assert out.returncode == 0 and "usage: mecr" in out.stdout
@@ -42,6 +42,24 @@ def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
     assert f"revision {newest}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert f"current: {newest}; newest: {newest}" in capsys.readouterr().out
+
+
+def test_db_rebuild_derived(env: Any, capsys: Any) -> None:
+    repo = env.repo
+    pid = repo.create({"resourceType": "Patient"}).stored.id
+    for value in (1, 2):
+        repo.create({"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+                     "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                     "effectiveDateTime": "2026-01-0%d" % value, "valueQuantity": {"value": value}})
+    with repo.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM derived_observation_code")
+        conn.exec_driver_sql("DELETE FROM derived_observation")
+    assert main(["db", "rebuild-derived", "--patient", pid]) == 0
+    assert f"rebuilt for 2 Observations of Patient/{pid}" in capsys.readouterr().out
+    assert main(["db", "rebuild-derived"]) == 0
+    assert "rebuilt for 2 Observations" in capsys.readouterr().out
+    with repo.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM derived_observation_code").scalar_one() == 2
 
 
 def test_load_resources_and_bundles(env: Any, tmp_path: Path, capsys: Any) -> None:
