@@ -358,14 +358,15 @@ class BulkExport(SQLModel, table=True):
 class DerivedObservation(SQLModel, table=True):
     """One row per current Observation whose subject is a Patient (derived data, kept by a write hook): its key,
     id, patient, ``date`` range (µs, as ``idx_date`` holds it) and, for a habit check-in, the token values a
-    check-in ledger needs (identifier key, result code, status)."""
+    check-in ledger needs (identifier key, result code, status); ``elements``, the JSON of the few top-level elements
+    the views read of a reading (status, code, effective[x], valueQuantity)."""
 
     __tablename__ = "derived_observation"
     __table_args__ = (
         sa.Index("ix_derived_observation_latest", "patient_id", "high"),
         sa.Index("ix_derived_observation_checkin", "patient_id", "is_checkin", "high"),
     )
-    res_pk: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
     res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
@@ -374,6 +375,7 @@ class DerivedObservation(SQLModel, table=True):
     checkin_key: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     checkin_result: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     status: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    elements: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
 
 
 class DerivedObservationCode(SQLModel, table=True):

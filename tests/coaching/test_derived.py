@@ -19,6 +19,7 @@ from fhir_ecr.coaching.derived.maintain import STATE_KEY
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.outcomes import FhirError
+from fhir_ecr.store import jsonexact
 from fhir_ecr.store.tables import DerivedObservation, DerivedObservationCode
 from tests.coaching.coaching_support import make_world, steps_reading
 
@@ -30,8 +31,9 @@ ZONES = ["America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"]
 
 
 def _rows(repo: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Both tables' rows (the kept elements parsed: PostgreSQL's JSONB gives a rebuild its own key order)."""
     with repo.engine.connect() as conn:
-        return ([tuple(r) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
+        return ([(*r[:-1], jsonexact.loads(r[-1])) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
                 [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))])
 
 
@@ -170,6 +172,8 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
     stored = repo.create(steps_reading(world.patient, START, 5000)).stored
     obs, codes = _rows(repo)
     assert [r[1] for r in obs] == [stored.id] and obs[0][2] == world.patient
+    assert obs[0][-1] == {"status": "final", "code": stored.content["code"], "effectiveDateTime": "2026-03-01",
+                          "valueQuantity": stored.content["valueQuantity"]}
     assert [(r[3], r[4]) for r in codes] == [("http://loinc.org", "41950-7")]
 
 

@@ -54,7 +54,8 @@ class DerivedHook:
                 replaced.add(change.pk)
         if last:
             _delete(uow, sorted(replaced))
-            _insert(uow, ((c.pk, c.id, c.index or {}) for c in last.values() if not c.deleted))  # type: ignore[misc]
+            _insert(uow, ((c.pk, c.id, c.index or {}, c.content) for c in last.values()  # type: ignore[misc]
+                          if not c.deleted and c.content is not None))
         return None
 
     def ready(self, uow: UnitOfWork) -> bool:
@@ -75,11 +76,11 @@ def _delete(uow: Any, pks: list[int]) -> None:
         uow.conn.execute(OBS.delete().where(OBS.c.res_pk.in_(chunk)))
 
 
-def _insert(uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]]]]) -> int:
+def _insert(uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]], dict[str, Any]]]) -> int:
     obs_rows: list[tuple[Any, ...]] = []
     code_rows: list[tuple[Any, ...]] = []
-    for pk, rid, index in items:
-        obs, codes = observation_rows(pk, rid, index)
+    for pk, rid, index, content in items:
+        obs, codes = observation_rows(pk, rid, index, content)
         if obs is not None:
             obs_rows.append(obs)
             code_rows += codes
@@ -122,13 +123,14 @@ def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
             where = [R.c.res_type == "Observation", R.c.deleted.is_(False), R.c.pk.in_(_patient_pks(patient_id))]
         done, after = 0, 0
         while True:
-            page = uow.conn.execute(sa.select(R.c.pk, R.c.res_id, R.c.content).where(*where, R.c.pk > after)
+            page = uow.conn.execute(sa.select(R.c.pk, R.c.res_id, sa.cast(R.c.content, sa.Text).label("content"))
+                                    .where(*where, R.c.pk > after)
                                     .order_by(R.c.pk).limit(_CHUNK)).all()
             if not page:
                 break
             after = page[-1].pk
-            done += _insert(uow, ((row.pk, row.res_id, extract_index_rows(_doc(row.content), repo.fhir_base))
-                                  for row in page))
+            docs = [(row.pk, row.res_id, _doc(row.content)) for row in page]
+            done += _insert(uow, ((pk, rid, extract_index_rows(doc, repo.fhir_base), doc) for pk, rid, doc in docs))
         if patient_id is None:
             uow.set_state(STATE_KEY, "ready")
     return done

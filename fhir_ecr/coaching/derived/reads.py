@@ -3,9 +3,8 @@ Observation of the patient) or the derived tables (an index range of a few small
 
 Both sources answer the same five questions with the same results, in the same order — the derived one is the
 search it replaces, run against a table that holds one row per Observation (or per coding) with the patient,
-codes and date range already joined. Documents are still read through the caller's unit of work
-(``search_elements`` with ``_id``), so the guard and the audit trail see each Observation a view reads, as
-before; check-in rows are noted with the guard the way ``search_index_values`` notes them.
+codes and date range already joined, and the few elements a view reads of a reading. Every Observation a view
+reads is noted with the caller's guard (the audit trail), as the searches note them.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.store import jsonexact
 from fhir_ecr.store.repository import Stored, UnitOfWork
 from fhir_ecr.store.search import date_condition, parse_search
 from fhir_ecr.store.tables import DerivedObservation, DerivedObservationCode
@@ -25,7 +25,6 @@ __all__ = ["ObservationSource", "IndexSource", "DerivedSource", "coding_token", 
 
 OBS = DerivedObservation.__table__  # type: ignore[attr-defined]
 CODES = DerivedObservationCode.__table__  # type: ignore[attr-defined]
-_IDS = 200  # ids per `_id` search
 
 
 def coding_token(codings: Sequence[tuple[str, str]]) -> str:
@@ -53,9 +52,10 @@ class ObservationSource(Protocol):
         ``le…``), in key order, with only the elements ``names``."""
         ...
 
-    def first_ids(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int) -> set[str]:
-        """For each measure, the ids of its first ``n`` Observations by date (earliest first, undated last,
-        then key order)."""
+    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
+                       names: list[str]) -> list[dict[str, Any]]:
+        """For each measure, its first ``n`` Observations by date (earliest first, undated last, then key order):
+        all of them once, in key order, with only the elements ``names``."""
         ...
 
     def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
@@ -82,7 +82,8 @@ class IndexSource:
         return list(elements(uow, "Observation", [("patient", f"Patient/{patient}"), ("code", coding_token(codes)),
                                                   *(("date", d) for d in dates)], names))
 
-    def first_ids(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int) -> set[str]:
+    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
+                       names: list[str]) -> list[dict[str, Any]]:
         query = parse_search("Observation", [("patient", f"Patient/{patient}"), ("code", coding_token(measures))],
                              strict=True)
         rows = uow.search_index_values(query, [("code", system, code) for system, code in measures], ["date"])
@@ -92,7 +93,9 @@ class IndexSource:
             having = sorted((r for r in rows if r[1 + i] is not None),
                             key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0))
             first.update(str(r[0]) for r in having[:n])
-        return first
+        if not first:
+            return []
+        return list(elements(uow, "Observation", [("_id", ",".join(sorted(first)))], names))
 
     def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
                     limit: int, names: list[str]) -> list[dict[str, Any]]:
@@ -110,12 +113,17 @@ def _codes_condition(codes: Sequence[tuple[str, str]]) -> Any:
     return sa.or_(*(sa.and_(CODES.c.code == c, CODES.c.system == s) for s, c in codes))
 
 
-def _by_ids(uow: UnitOfWork, ids: Sequence[str], names: list[str]) -> dict[str, dict[str, Any]]:
-    """The Observations ``ids`` (with only ``names``), read through the unit of work (guard and audit)."""
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(ids), _IDS):
-        for doc in elements(uow, "Observation", [("_id", ",".join(ids[i:i + _IDS]))], names):
-            out[str(doc["id"])] = doc
+def _docs(uow: UnitOfWork, stmt: Any, names: list[str]) -> list[dict[str, Any]]:
+    """The Observations ``stmt`` selects (``res_id``, ``elements``), as ``search_elements`` returns them: only the
+    elements ``names``; each noted with the guard (the audit trail)."""
+    wanted = set(names)
+    out = []
+    for rid, kept in uow.conn.execute(stmt).all():
+        doc = {"resourceType": "Observation", "id": rid}
+        doc.update((k, v) for k, v in jsonexact.loads(kept).items() if k in wanted)
+        out.append(doc)
+    if uow.guard is not None:
+        uow.guard.after_read([Stored("Observation", str(d["id"]), 0, 0, False, d) for d in out])
     return out
 
 
@@ -137,26 +145,24 @@ class DerivedSource:
     def readings(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str],
                  names: list[str]) -> list[dict[str, Any]]:
         uow.flush()
-        found = uow.conn.execute(
-            sa.select(OBS.c.res_pk, OBS.c.res_id).where(OBS.c.res_pk.in_(
-                sa.select(CODES.c.res_pk).where(CODES.c.patient_id == patient, _codes_condition(codes),
-                                                *(date_condition("date", d, CODES.c.low, CODES.c.high)
-                                                  for d in dates))))
-            .order_by(OBS.c.res_pk)).all()
-        ids = [str(r.res_id) for r in found]
-        docs = _by_ids(uow, ids, names)
-        return [docs[i] for i in ids if i in docs]
+        matching = sa.select(CODES.c.res_pk).where(
+            CODES.c.patient_id == patient, _codes_condition(codes),
+            *(date_condition("date", d, CODES.c.low, CODES.c.high) for d in dates))
+        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(matching))
+                     .order_by(OBS.c.res_pk), names)
 
-    def first_ids(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int) -> set[str]:
+    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
+                       names: list[str]) -> list[dict[str, Any]]:
         uow.flush()
-        first: set[str] = set()
-        for system, code in measures:
-            pks = (sa.select(CODES.c.res_pk)
-                   .where(CODES.c.patient_id == patient, CODES.c.code == code, CODES.c.system == system)
-                   .order_by(CODES.c.low.is_(None), CODES.c.low, CODES.c.res_pk).limit(n).subquery())
-            first.update(str(r[0]) for r in uow.conn.execute(
-                sa.select(OBS.c.res_id).where(OBS.c.res_pk.in_(sa.select(pks.c.res_pk)))))
-        return first
+        firsts = [sa.select(CODES.c.res_pk)
+                  .where(CODES.c.patient_id == patient, CODES.c.code == code, CODES.c.system == system)
+                  .order_by(CODES.c.low.is_(None), CODES.c.low, CODES.c.res_pk).limit(n).subquery()
+                  for system, code in measures]
+        if not firsts:
+            return []
+        pks = sa.union(*(sa.select(f.c.res_pk) for f in firsts)).subquery()
+        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(sa.select(pks.c.res_pk)))
+                     .order_by(OBS.c.res_pk), names)
 
     def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
                     limit: int, names: list[str]) -> list[dict[str, Any]]:
@@ -165,18 +171,12 @@ class DerivedSource:
                 .where(CODES.c.patient_id == patient, _codes_condition(codes),
                        date_condition("date", f"ge{start.isoformat()}", CODES.c.low, CODES.c.high))
                 .distinct().order_by(CODES.c.low, CODES.c.res_pk).limit(limit).subquery())
-        ids = [str(r.res_id) for r in uow.conn.execute(
-            sa.select(OBS.c.res_id).join(page, page.c.res_pk == OBS.c.res_pk)
-            .order_by(page.c.low, page.c.res_pk)).all()]
-        docs = _by_ids(uow, ids, names)
-        return [docs[i] for i in ids if i in docs]
+        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).join(page, page.c.res_pk == OBS.c.res_pk)
+                     .order_by(page.c.low, page.c.res_pk), names)
 
     def latest(self, uow: UnitOfWork, patient: str, today: date, names: list[str]) -> dict[str, Any] | None:
         uow.flush()
-        row = uow.conn.execute(
-            sa.select(OBS.c.res_id).where(OBS.c.patient_id == patient,
-                                          date_condition("date", f"le{today.isoformat()}", OBS.c.low, OBS.c.high))
-            .order_by(OBS.c.high.desc(), OBS.c.res_pk).limit(1)).first()
-        if row is None:
-            return None
-        return _by_ids(uow, [str(row.res_id)], names).get(str(row.res_id))
+        found = _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(
+            OBS.c.patient_id == patient, date_condition("date", f"le{today.isoformat()}", OBS.c.low, OBS.c.high))
+            .order_by(OBS.c.high.desc(), OBS.c.res_pk).limit(1), names)
+        return found[0] if found else None

@@ -14,12 +14,15 @@ from functools import cache
 from typing import Any
 
 from fhir_ecr.coaching.fhir_io import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
+from fhir_ecr.store import jsonexact
 from fhir_ecr.store.searchparams import search_param
 
-__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "observation_rows"]
+__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "ELEMENTS", "observation_rows"]
 
 OBSERVATION_COLUMNS = ("res_pk", "res_id", "patient_id", "low", "high", "is_checkin", "checkin_key",
-                       "checkin_result", "status")
+                       "checkin_result", "status", "elements")
+#: The top-level elements kept of each Observation (what the views read of a reading: io.measurements_by_day).
+ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
 CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
 CHECKIN_CODE = (MECR_CODES, "habit-check-in")
 
@@ -37,10 +40,11 @@ def _max_code(tokens: Sequence[tuple[Any, ...]], names: frozenset[str], system: 
     return max(codes) if codes else None
 
 
-def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]]
+def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
                      ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
-    """The derived rows of the Observation ``rid`` (key ``pk``) from its index rows (``extract_index_rows``):
-    (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its subject is no Patient."""
+    """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
+    (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
+    subject is no Patient."""
     patient_names, type_filter = _names("patient"), frozenset({"Patient"})
     patient = next((r[2] for r in index.get("idx_reference", ()) if r[0] in patient_names and r[1] in type_filter),
                    None)
@@ -56,6 +60,7 @@ def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, 
     obs = (pk, rid, patient, low, high, is_checkin,
            _max_code(tokens, _names("identifier"), CHECKIN_ID_SYSTEM) if is_checkin else None,
            _max_code(tokens, _names("value-concept"), CHECKIN_RESULT_SYSTEM) if is_checkin else None,
-           _max_code(tokens, _names("status"), None))
+           _max_code(tokens, _names("status"), None),
+           jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode())
     codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
     return obs, codes

@@ -19,6 +19,7 @@ branch_labels = None
 depends_on = None
 
 STATE_KEY = "derived.coaching"
+PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
 
 
 def upgrade() -> None:
@@ -26,7 +27,7 @@ def upgrade() -> None:
     if not inspector.has_table("derived_observation"):
         op.create_table(
             "derived_observation",
-            sa.Column("res_pk", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("res_pk", PK, primary_key=True, autoincrement=False),
             sa.Column("res_id", sa.String(64), nullable=False),
             sa.Column("patient_id", sa.String(64), nullable=False),
             sa.Column("low", sa.BigInteger, nullable=True),
@@ -35,6 +36,7 @@ def upgrade() -> None:
             sa.Column("checkin_key", sa.Text, nullable=True),
             sa.Column("checkin_result", sa.Text, nullable=True),
             sa.Column("status", sa.String(64), nullable=True),
+            sa.Column("elements", sa.Text, nullable=False),
         )
         op.create_index("ix_derived_observation_latest", "derived_observation", ["patient_id", "high"])
         op.create_index("ix_derived_observation_checkin", "derived_observation", ["patient_id", "is_checkin", "high"])
