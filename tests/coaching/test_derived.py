@@ -198,3 +198,52 @@ def test_a_stale_store_reads_the_index_until_rebuilt(repo: Any) -> None:
     with repo.unit(write=False) as uow:
         assert uow.get_state(STATE_KEY) == "ready" and derived_ready(repo, uow)
     assert _views(repo, world.patient) == expected
+
+
+def _writer(url: str, patient: str, shared: str, seed: int, n: int) -> int:
+    """One process's writes for ``patient``: new readings, updates of a shared one, deletions of its own."""
+    import random
+
+    from fhir_ecr.app import build_services
+    from fhir_ecr.config import Settings
+
+    services = build_services(Settings(database_url=url, environment="test"), migrate=False)
+    repo, rnd, mine, done = services.repo, random.Random(seed), [], 0
+    try:
+        for i in range(n):
+            choice = rnd.random()
+            try:
+                if choice < 0.5:
+                    mine.append(repo.create(_reading(patient, rnd.randrange(40), i, rnd.randrange(3), HEART)).stored.id)
+                elif choice < 0.8:
+                    current = repo.read("Observation", shared)
+                    content = copy.deepcopy(current.content)
+                    content["valueQuantity"]["value"] = seed * 1000 + i
+                    content["effectiveDateTime"] = (START + timedelta(days=rnd.randrange(40))).isoformat()
+                    repo.update("Observation", shared, content)
+                elif mine:
+                    repo.delete("Observation", mine.pop(rnd.randrange(len(mine))))
+                done += 1
+            except FhirError as exc:  # 409: the other process changed the same resource first; retried by callers
+                assert exc.status == 409
+    finally:
+        services.engine.dispose()
+    return done
+
+
+def test_several_processes_writing_one_patient_keep_the_rows_right(repo: Any, settings: Any) -> None:
+    import multiprocessing
+
+    install_derived(repo)
+    world = make_world(repo)
+    shared = repo.create(_reading(world.patient, 3, 100, 0, HEART)).stored.id
+    repo.engine.dispose()  # no pooled connection crosses the fork
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        done = pool.starmap(_writer, [(settings.database_url, world.patient, shared, seed, 25) for seed in (1, 2, 3)])
+    assert sum(done) > 50
+    incremental = _rows(repo)
+    assert len(incremental[0]) > 20
+    assert _views(repo, world.patient) == _views(_index_only(repo), world.patient)
+    rebuild(repo)
+    assert _rows(repo) == incremental
