@@ -50,7 +50,7 @@ def test_db_rebuild_derived(env: Any, capsys: Any) -> None:
     for value in (1, 2):
         repo.create({"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-                     "effectiveDateTime": "2026-01-0%d" % value, "valueQuantity": {"value": value}})
+                     "effectiveDateTime": f"2026-01-0{value}", "valueQuantity": {"value": value}})
     with repo.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM derived_observation_code")
         conn.exec_driver_sql("DELETE FROM derived_observation")
