@@ -34,33 +34,43 @@ def _names(param: str) -> frozenset[str]:
     return frozenset(found.index_names)
 
 
-def _max_code(tokens: Sequence[tuple[Any, ...]], names: frozenset[str], system: str | None) -> str | None:
-    """The greatest code of the token rows of a parameter (with that system): what ``search_index_values`` reads."""
-    codes = [t[2] for t in tokens if t[0] in names and (system is None or t[1] == system) and t[2] is not None]
-    return max(codes) if codes else None
-
-
 def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
                      ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
     """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
-    subject is no Patient."""
-    patient_names, type_filter = _names("patient"), frozenset({"Patient"})
-    patient = next((r[2] for r in index.get("idx_reference", ()) if r[0] in patient_names and r[1] in type_filter),
-                   None)
+    subject is no Patient. For each token parameter, the greatest code is kept (what ``search_index_values``
+    reads)."""
+    patient_names = _names("patient")
+    patient = None
+    for r in index.get("idx_reference", ()):
+        if r[0] in patient_names and r[1] == "Patient":
+            patient = r[2]
+            break
     if patient is None:
         return None, []
     date_names = _names("date")
-    dates = [(r[1], r[2]) for r in index.get("idx_date", ()) if r[0] in date_names]
-    low, high = dates[0] if dates else (None, None)
-    tokens = index.get("idx_token", ())
-    code_names = _names("code")
-    codings = list(dict.fromkeys((t[1], t[2]) for t in tokens if t[0] in code_names and t[2] is not None))
+    low = high = None
+    for r in index.get("idx_date", ()):
+        if r[0] in date_names:
+            low, high = r[1], r[2]
+            break
+    code_names, id_names, value_names, status_names = (_names("code"), _names("identifier"),
+                                                       _names("value-concept"), _names("status"))
+    codings: dict[tuple[Any, Any], None] = {}
+    key = result = status = None
+    for param, system, code, _ in index.get("idx_token", ()):
+        if code is None:
+            continue
+        if param in code_names:
+            codings[(system, code)] = None
+        if param in id_names and system == CHECKIN_ID_SYSTEM and (key is None or code > key):
+            key = code
+        if param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
+            result = code
+        if param in status_names and (status is None or code > status):
+            status = code
     is_checkin = CHECKIN_CODE in codings
-    obs = (pk, rid, patient, low, high, is_checkin,
-           _max_code(tokens, _names("identifier"), CHECKIN_ID_SYSTEM) if is_checkin else None,
-           _max_code(tokens, _names("value-concept"), CHECKIN_RESULT_SYSTEM) if is_checkin else None,
-           _max_code(tokens, _names("status"), None),
-           jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode())
+    obs = (pk, rid, patient, low, high, is_checkin, key if is_checkin else None, result if is_checkin else None,
+           status, jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode())
     codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
     return obs, codes
