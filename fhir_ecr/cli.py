@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild-derived", help="recompute the coaching views' derived tables from the stored Observations",
         description="Recompute the derived tables the coaching views read (derived_observation, "
         "derived_observation_code) from the stored Observations, in one transaction. Every write keeps them "
-        "current; run this once after migration 0008 over a store that already held Observations (until then "
+        "current; run this once after migration 0009 over a store that already held Observations (until then "
         "the views read the search index), or to repair one patient's rows.")
     rebuild.add_argument("--patient", metavar="ID", help="only this patient's Observations (default: all, which "
                          "also marks the tables complete)")

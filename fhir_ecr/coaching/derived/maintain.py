@@ -9,7 +9,7 @@ rebuild-derived``); both go through :func:`~fhir_ecr.coaching.derived.rows.obser
 rebuild and the incremental upkeep agree (tests/coaching/test_derived.py).
 
 The kv flag ``derived.coaching`` says whether the tables are complete: ``ready`` (a new database, or after a
-full rebuild) or ``stale`` (migration 0008 over a database that already held Observations); no flag at all
+full rebuild) or ``stale`` (migration 0009 over a database that already held Observations); no flag at all
 counts as ready (every table was emptied together). The views read the
 derived tables only when the hook is installed and the flag is ``ready``.
 """

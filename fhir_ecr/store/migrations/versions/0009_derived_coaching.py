@@ -5,16 +5,16 @@ transaction as the writes (fhir_ecr.coaching.derived; docs/architecture.md, "Der
 A database that already holds Observations is marked ``stale`` (kv ``derived.coaching``): the views keep reading
 the search index until ``mecr db rebuild-derived`` has filled the tables; an empty one is ``ready`` at once.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
