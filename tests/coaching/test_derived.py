@@ -178,7 +178,7 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
 
 
 def test_a_stale_store_reads_the_index_until_rebuilt(repo: Any) -> None:
-    """Migration 0008 over a store that already held Observations marks the tables stale: the views keep to the
+    """Migration 0009 over a store that already held Observations marks the tables stale: the views keep to the
     search index (still right) until `mecr db rebuild-derived` has filled them."""
     hook = install_derived(repo)
     world = make_world(repo)
