@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -439,7 +439,8 @@ class UnitCore:
         changes, self._changes = self._changes, []
         if self._new_pks:  # creates were buffered: their keys are known now
             new_pks, self._new_pks = self._new_pks, {}
-            changes = [c if c.pk is not None else replace(c, pk=new_pks.get((c.resource_type, c.id)))
+            changes = [c if c.pk is not None else Change(c.resource_type, c.id, c.version_id, c.deleted, c.content,
+                                                         c.tokens, new_pks.get((c.resource_type, c.id)), c.index)
                        for c in changes]
         after: list[Callable[[], None]] = []
         if changes:
