@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Apply all database migrations to MECR_DATABASE_URL.")
     db_sub.add_parser("current", help="print the database's migration revision",
                       description="Print the migration revision of MECR_DATABASE_URL and the newest one.")
+    rebuild = db_sub.add_parser(
+        "rebuild-derived", help="recompute the coaching views' derived tables from the stored Observations",
+        description="Recompute the derived tables the coaching views read (derived_observation, "
+        "derived_observation_code) from the stored Observations, in one transaction. Every write keeps them "
+        "current; run this once after migration 0009 over a store that already held Observations (until then "
+        "the views read the search index), or to repair one patient's rows.")
+    rebuild.add_argument("--patient", metavar="ID", help="only this patient's Observations (default: all, which "
+                         "also marks the tables complete)")
 
     load = sub.add_parser(
         "load", help="load FHIR JSON files (resources or batch/transaction Bundles)",
@@ -262,6 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.db_command == "upgrade":
                 upgrade(engine)
                 print(f"database at revision {current_revision(engine)}")
+            elif args.db_command == "rebuild-derived":
+                from .app import build_services
+                from .coaching.derived import rebuild
+
+                services = build_services(settings)
+                done = rebuild(services.repo, args.patient)
+                services.engine.dispose()
+                print(f"derived rows rebuilt for {done} Observations"
+                      + (f" of Patient/{args.patient}" if args.patient else ""))
             else:
                 print(f"current: {current_revision(engine) or '(empty)'}; newest: {head_revision()}")
             engine.dispose()

@@ -9,6 +9,7 @@ from .auth.sessions import SessionManager
 from .auth.vault import Vault
 from .billing.operations import register_billing_operations
 from .bulk import register_bulk_operations
+from .coaching.derived import install_derived
 from .coaching.operations import register_coaching_operations
 from .config import Settings
 from .conformance import READ_ONLY_TYPES, compose_validators, default_validator, register_validate_operation
@@ -47,5 +48,6 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         supported_profiles=conformance.supported_profiles(),
                         read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
                         sessions=sessions, audit=AuditTrail(repo))
+    install_derived(repo)  # the coaching views' derived tables, kept at write time (docs/architecture.md)
     install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
     return services

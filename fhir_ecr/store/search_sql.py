@@ -20,7 +20,7 @@ from .search import _PREFIXES, Criterion
 from .searchparams import SearchParam, search_param
 from .tables import INDEX_TABLES, ReferenceIndex, ResourceRow
 
-__all__ = ["Visibility", "criteria_sql", "driven_pks", "param_condition", "search_where", "sort_sql"]
+__all__ = ["Visibility", "criteria_sql", "date_condition", "driven_pks", "param_condition", "search_where", "sort_sql"]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
@@ -54,6 +54,13 @@ def _range_condition(prefix: str, low_col: Any, high_col: Any, s_low: Any, s_hig
     if prefix == "eb":
         return high_col < s_low
     raise not_supported(f"prefix {prefix} is not supported on {name}", expression=name)
+
+
+def date_condition(name: str, value: str, low_col: Any, high_col: Any) -> Any:
+    """The condition a date search value (``ge2026-01-01``) puts on a (low, high) range in µs, exactly as a search
+    applies it to the ``idx_date`` rows: for tables that keep an indexed copy of a date (derived data)."""
+    prefix, low, high = _date_value(name, value)
+    return _range_condition(prefix, low_col, high_col, low, high, name)
 
 
 def _date_value(name: str, value: str) -> tuple[str, int, int]:
