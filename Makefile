@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/var/demo.db
 
-.PHONY: install prereqs demo test test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
+.PHONY: install prereqs demo check test test-fast test-sqlite fuzz bench bench-quick docs demo-data screenshots vendor-definitions postgres clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -34,13 +34,25 @@ postgres:  ## start the local PostgreSQL cluster if it is installed and not runn
 prereqs: postgres  ## say, one line each, what the tests need and is missing (PostgreSQL, Chromium) and how to get it
 	@bash scripts/check-prereqs.sh
 
+check: install  ## the quality gate: ruff check, ruff format --check, mypy (strict for smart_launch, mappings, store)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 # the suite runs on every core (pytest-xdist), a test file per worker so module fixtures load once; TEST_WORKERS=0
 # runs it in one process
 TEST_WORKERS ?= auto
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+# Coverage of the three packages, measured in every `make test` (pytest-cov combines the workers' data); the
+# total is printed, with no threshold.
+COVERAGE := --cov=fhir_ecr --cov=mappings --cov=smart_launch --cov-report=
 
-test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium) on every core
-	$(BIN)/python -m pytest -q $(XDIST)
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium) on every core; prints the coverage total
+	$(BIN)/python -m pytest -q $(XDIST) $(COVERAGE)
+	@echo "coverage: $$($(BIN)/coverage report --format=total)% of the lines of fhir_ecr, mappings and smart_launch"
+
+test-fast: install prereqs  ## the test suite without the tests marked slow, on every core
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 test-sqlite: install  ## run the test suite on SQLite only
 	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q $(XDIST)
@@ -58,8 +70,9 @@ bench-quick: install postgres  ## the benchmarks at a tenth of their size
 docs: install  ## regenerate the generated docs (docs/configuration.md)
 	$(BIN)/python -c "from fhir_ecr.config import settings_markdown; print(settings_markdown(), end='')" > docs/configuration.md
 
-demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
+demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py (and its directory)
 	$(BIN)/python examples/make_demo_data.py
+	$(BIN)/python examples/make_demo_directory.py
 
 screenshots: install  ## regenerate docs/screenshots (headless Chromium, desktop and phone widths)
 	$(BIN)/python scripts/screenshots.py

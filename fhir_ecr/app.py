@@ -15,38 +15,21 @@ from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .asgi import RequestGuard, StatusRecorder
-from .auth.access import SERVER_WRITTEN_TYPES
-from .auth.audit import AuditTrail
 from .auth.middleware import AuthMiddleware
 from .auth.routes import router as smart_router
-from .auth.sessions import SessionManager
-from .auth.vault import Vault
-from .billing.operations import register_billing_operations
-from .coaching.operations import register_coaching_operations
+from .composition import build_services
 from .config import Settings, get_settings
-from .conformance import (
-    READ_ONLY_TYPES,
-    compose_validators,
-    default_validator,
-    install_read_only_guard,
-    load_conformance_resources,
-    register_validate_operation,
-)
-from .fhir.builtin_ops import register_builtin_operations
+from .conformance import install_read_only_guard, load_conformance_resources
 from .fhir.errors import install_error_handlers
-from .fhir.operations import OperationRegistry
 from .fhir.routes import router as fhir_router
 from .headers import EhrOrigins, install_security_headers
 from .services import Services
-from .store.auth_store import AuthStore
 from .store.bindings import log_unchecked as log_unchecked_bindings
-from .store.db import make_engine, upgrade
-from .store.repository import FhirRepository
-from .store.validation import validate_resource
 from .wearables import router as wearables_router
 from .wearables.routes import UPLOAD_PATH, upload_limit
 
-__all__ = ["create_app", "build_services", "check_auth_mode", "worker_app", "AccessLog"]
+# build_services is re-exported for callers written before it moved to fhir_ecr.composition (#14).
+__all__ = ["create_app", "build_services", "check_auth_mode", "AccessLog"]
 
 
 class AccessLog:
@@ -89,85 +72,9 @@ def check_auth_mode(settings: Settings) -> None:
         "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
 
 
-SANDBOX_EHR_ID = "sandbox"
-
-
-def sandbox_database_url(settings: Settings) -> str:
-    """The sandbox EHR's own database: ``MECR_SANDBOX_DATABASE_URL``, or a SQLite file next to the store."""
-    if settings.sandbox_database_url:
-        return settings.sandbox_database_url
-    if settings.is_sqlite:
-        path = settings.database_url.split("///", 1)[1]
-        stem = path[:-3] if path.endswith(".db") else path
-        return f"sqlite:///{stem}-sandbox-ehr.db"
-    raise SystemExit("MECR_SANDBOX_EHR with PostgreSQL needs MECR_SANDBOX_DATABASE_URL (a separate database)")
-
-
-def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services, *,
-                      sandbox_base_url: str | None = None) -> None:
-    """Mount the sandbox EHR at /sandbox-ehr/ and register it as the EHR ``sandbox`` (mECR authenticates
-    there with ``private_key_jwt`` and its own keys). Once per app: a second call changes nothing.
-
-    ``sandbox_base_url`` is the sandbox's public base; default ``{base_url}/sandbox-ehr``. Tests give it another
-    host name for the same server, to play an EHR on another site that embeds mECR in a frame."""
-    from .auth.registry import add_ehr
-    from .sandbox_ehr import SandboxClient, create_sandbox_ehr
-
-    if getattr(app.state, "sandbox_ehr", None) is not None:
-        return
-    base = settings.base_url
-    sandbox_base = (sandbox_base_url or f"{base}/sandbox-ehr").rstrip("/")
-    sandbox = create_sandbox_ehr(
-        base_url=sandbox_base, database_url=sandbox_database_url(settings),
-        clients=[SandboxClient("mecr", [f"{base}/smart/callback"], launch_url=f"{base}/smart/launch",
-                               login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}", name="mECR",
-                               auth_method="private_key_jwt", jwks=services.vault.public_jwks())],
-    )
-    app.mount("/sandbox-ehr", sandbox)
-    app.state.sandbox_ehr = sandbox
-    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{sandbox_base}/fhir", client_id="mecr",
-            auth_method="private_key_jwt", name="Sandbox EHR", replace=True)
-    origins = getattr(app.state, "ehr_origins", None)
-    if origins is not None:
-        origins.invalidate()
-
-
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Engine, repository and operations for ``settings`` (applying migrations unless told not to)."""
-    engine = make_engine(settings.database_url)
-    if migrate:
-        upgrade(engine)
-    conformance = default_validator()  # the mECR IG's profiles, compiled once per process
-    # Structure and required bindings, then profiles: one OperationOutcome lists every problem.
-    repo = FhirRepository(engine, fhir_base=settings.fhir_base, enforce_references=settings.enforce_references,
-                          validator=compose_validators(validate_resource, conformance))
-    operations = OperationRegistry()
-    register_builtin_operations(operations)
-    register_validate_operation(operations)
-    register_coaching_operations(operations, default_tz=settings.default_time_zone)
-    register_billing_operations(operations)
-    from .bulk import register_bulk_operations  # $export (docs/sync.md)
-
-    register_bulk_operations(operations)
-    auth_store = AuthStore(engine)
-    vault = Vault(settings, repo)
-    sessions = SessionManager(auth_store, vault, session_ttl=settings.session_ttl_seconds,
-                              token_ttl=settings.access_token_ttl_seconds)
-    services = Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
-                        supported_profiles=conformance.supported_profiles(),
-                        read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
-                        sessions=sessions, audit=AuditTrail(repo))
-    from .sync import install_sync  # EMR sync: the outbox hook, the job runner (docs/sync.md)
-
-    install_sync(services)
-    from .referrals.hook import install_referrals  # the referral workflow's checks (docs/referrals.md)
-
-    install_referrals(services)
-    return services
-
-
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """The mECR application: the FHIR API at /fhir, the OpenAPI page at /docs."""
+    """The mECR application: the FHIR API at /fhir, the OpenAPI page at /docs. (The sandbox EHR is mounted by
+    :func:`fhir_ecr.server.serve_app`, the app ``mecr serve`` runs.)"""
     settings = settings or get_settings()
     check_auth_mode(settings)
     services = services or build_services(settings)
@@ -179,16 +86,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         from starlette.concurrency import run_in_threadpool
 
         log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
-        if services.conformance is not None:  # serve the IG's conformance resources (idempotent)
-            await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
+        # serve the IG's conformance resources (idempotent)
+        await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
         yield
-        if services.audit is not None:
-            services.audit.close()
-        if getattr(services, "http", None) is not None:
+        services.audit.close()
+        if services.http is not None:
             await services.http.aclose()
             services.http = None
-        if services.jobs is not None:
-            services.jobs.close()
+        services.jobs.close()
         sandbox = getattr(app.state, "sandbox_ehr", None)
         if sandbox is not None:
             sandbox.state.sandbox.dispose()
@@ -226,8 +131,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from .referrals.pages import router as referral_link_pages  # /r/{token}, the organisation's link
 
     app.include_router(referral_link_pages)
-    if settings.sandbox_ehr:
-        mount_sandbox_ehr(app, settings, services)
     # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
                        larger=[(UPLOAD_PATH, upload_limit(services))])
@@ -270,9 +173,3 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return {"status": "ok"}
 
     return app
-
-
-def worker_app() -> FastAPI:
-    """App factory for ``mecr serve --workers N`` (the parent process has already applied migrations)."""
-    settings = get_settings()
-    return create_app(settings, services=build_services(settings, migrate=False))

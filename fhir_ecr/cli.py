@@ -11,6 +11,7 @@ Examples::
     mecr client add sync-bot --jwks-file bot.jwks.json --scope 'system/*.rs'
     mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
     mecr import wearable --patient 123 export.zip                                       # docs/wearables.md
+    mecr import directory examples/directory/            # an HSDS community directory   # docs/community.md
     mecr sync configure --ehr epic --pull 'Patient, Observation?category=laboratory'   # docs/sync.md
     mecr sync pull --ehr epic && mecr sync status                                       # EMR sync
     mecr worker                     # the job workers: scheduled pulls, outbox delivery, Bulk Data exports
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Apply all database migrations to MECR_DATABASE_URL.")
     db_sub.add_parser("current", help="print the database's migration revision",
                       description="Print the migration revision of MECR_DATABASE_URL and the newest one.")
+    rebuild = db_sub.add_parser(
+        "rebuild-derived", help="recompute the coaching views' derived tables from the stored Observations",
+        description="Recompute the derived tables the coaching views read (derived_observation, "
+        "derived_observation_code) from the stored Observations, in one transaction. Every write keeps them "
+        "current; run this once after migration 0009 over a store that already held Observations (until then "
+        "the views read the search index), or to repair one patient's rows.")
+    rebuild.add_argument("--patient", metavar="ID", help="only this patient's Observations (default: all, which "
+                         "also marks the tables complete)")
 
     load = sub.add_parser(
         "load", help="load FHIR JSON files (resources or batch/transaction Bundles)",
@@ -108,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1,
            with_worker: bool = False) -> None:
-    from .app import build_services, check_auth_mode
+    from .app import check_auth_mode
+    from .composition import build_services
     from .store.db import make_engine, upgrade
 
     settings = settings.bound_to(host, port)  # a base_url that is not configured follows --host/--port
@@ -145,20 +155,36 @@ def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> N
 
     import uvicorn
 
-    from .app import build_services, create_app
+    from .composition import build_services
+    from .server import serve_app
 
     if workers > 1:  # each worker process builds its own app from the MECR_* environment: pass the bind on
         os.environ["MECR_HOST"], os.environ["MECR_PORT"] = settings.host, str(settings.port)
-        uvicorn.run("fhir_ecr.app:worker_app", factory=True, workers=workers, **options)
+        uvicorn.run("fhir_ecr.server:worker_app", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
+        uvicorn.run(serve_app(settings, services=build_services(settings, migrate=False)), **options)
+
+
+def _load_demo_directory(settings: Settings) -> str:
+    """Import the demo's community directory (examples/demo/directory, docs/community.md); idempotent."""
+    from .app import build_services
+    from .directory.importer import DirectoryImporter
+    from .directory.sources import read_directory
+
+    services = build_services(settings)
+    try:
+        read = read_directory(EXAMPLES_DIR / "directory", name="springfield-demo")
+        summary = DirectoryImporter(services.repo).import_directory(read.directory, name=read.name)
+    finally:
+        services.engine.dispose()
+    return ", ".join(f"{k}: {sum(getattr(summary, k).values())}" for k in ("created", "updated", "unchanged"))
 
 
 def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
                 transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
     from tqdm import tqdm
 
-    from .app import build_services
+    from .composition import build_services
     from .fhir.bundles import process_bundle
     from .store import jsonexact
 
@@ -211,8 +237,8 @@ def _demo_client(settings: Settings) -> None:
     """Register ``demo-reader`` (system/*.rs), so `mecr client token demo-reader` gives curl a token."""
     from smart_launch import ClientKeySet
 
-    from .app import build_services
     from .auth.registry import add_client
+    from .composition import build_services
 
     services = build_services(settings)
     try:
@@ -248,6 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.db_command == "upgrade":
                 upgrade(engine)
                 print(f"database at revision {current_revision(engine)}")
+            elif args.db_command == "rebuild-derived":
+                from .app import build_services
+                from .coaching.derived import rebuild
+
+                services = build_services(settings)
+                done = rebuild(services.repo, args.patient)
+                services.engine.dispose()
+                print(f"derived rows rebuilt for {done} Observations"
+                      + (f" of Patient/{args.patient}" if args.patient else ""))
             else:
                 print(f"current: {current_revision(engine) or '(empty)'}; newest: {head_revision()}")
             engine.dispose()
@@ -272,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            print("demo directory: " + _load_demo_directory(settings))
             print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
                   f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
             _demo_client(settings)
@@ -288,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .billing.cli import run_billing
 
             return run_billing(args, settings)
+        elif args.command == "import" and args.import_command == "directory":
+            from .directory.cli import run_directory_import
+
+            return run_directory_import(args, settings)
         elif args.command == "import":
             from .wearables.cli import run_import
 

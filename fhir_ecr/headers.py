@@ -29,8 +29,6 @@ __all__ = ["EhrOrigins", "SecurityHeaders", "install_security_headers", "origin_
 
 _SHARED = ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
            "font-src 'self'", "object-src 'none'", "base-uri 'none'")
-# The API explorer (/docs, /redoc) is FastAPI's page: one inline script starts it. Its assets come from the CDN
-# until /docs serves them itself (issue #13.6); then the CDN hosts go from this list.
 # The API explorers (Swagger UI, ReDoc) are served from mECR itself (fastapi-offline) and hold no PHI; they start
 # with an inline script, inline styles and (ReDoc) a blob: worker, so their pages allow those and nothing remote.
 _EXPLORER = ("default-src 'self'", "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'",

@@ -99,7 +99,7 @@ class JobRunner:
 
     @property
     def immediate(self) -> bool:
-        return self.url == "immediate"
+        return bool(self.url == "immediate")
 
     @property
     def huey(self) -> Huey:
@@ -145,7 +145,8 @@ class JobRunner:
         """The exception that makes huey run the current job again after ``seconds`` (an EMR's Retry-After)."""
         from huey.exceptions import RetryTask
 
-        return RetryTask(delay=max(1, int(seconds + 0.999)))
+        retry: Exception = RetryTask(delay=max(1, int(seconds + 0.999)))
+        return retry
 
     # -- workers ------------------------------------------------------------------------------------------------
 

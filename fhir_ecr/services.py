@@ -1,66 +1,68 @@
-"""The application's services, built once by ``create_app`` and handed to routes as a dependency."""
+"""The application's services, built once by the composition root (:func:`fhir_ecr.composition.build_services`)
+and handed to routes as a dependency (:mod:`fhir_ecr.deps`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import Request
 
 from .config import Settings
-from .fhir.operations import OperationRegistry
-from .store.repository import FhirRepository
+from .store.auth_store import AuthStore
+from .store.repository import FhirRepository, Guard
+from .store.sync_store import SyncStore
+
+if TYPE_CHECKING:  # types only: these packages sit above this module (tests/test_architecture.py)
+    import httpx
+
+    from .auth.audit import AuditTrail
+    from .auth.sessions import SessionManager
+    from .auth.vault import Vault
+    from .conformance import ProfileValidator
+    from .fhir.operations import OperationRegistry
+    from .jobs import JobRunner
+    from .sync.service import SyncService
 
 __all__ = ["Services", "get_services"]
 
 
 @dataclass
 class Services:
-    """Settings, the repository and the operation registry of one application instance."""
+    """Settings, the repository, the operation registry and the auth services of one application instance."""
 
     settings: Settings
     engine: sa.Engine
     repo: FhirRepository
     operations: OperationRegistry
-    conformance: Any = None  # the ProfileValidator of the mECR IG (fhir_ecr.conformance), used by $validate
+    conformance: ProfileValidator  # the mECR IG's profiles (fhir_ecr.conformance), used by $validate
+    auth_store: AuthStore
+    vault: Vault
+    sessions: SessionManager
+    audit: AuditTrail
     supported_profiles: dict[str, list[str]] = field(default_factory=dict)  # type -> mECR profile URLs
     read_only_types: frozenset[str] = frozenset()  # types the API serves but does not let callers write
-    auth_store: Any = None  # fhir_ecr.store.auth_store.AuthStore
-    vault: Any = None  # fhir_ecr.auth.vault.Vault
-    sessions: Any = None  # fhir_ecr.auth.sessions.SessionManager
-    audit: Any = None  # fhir_ecr.auth.audit.AuditTrail
-    http: Any = None  # the httpx.AsyncClient mECR uses to talk to EHRs (created on first use; tests inject one)
-    sync_store: Any = None  # fhir_ecr.store.sync_store.SyncStore (EMR sync and Bulk Data export tables)
-    sync: Any = None  # fhir_ecr.sync.service.SyncService
-    jobs: Any = None  # fhir_ecr.jobs.JobRunner
+    http: httpx.AsyncClient | None = None  # mECR's client for EHRs (created on first use; tests inject one)
+    # EMR sync, its tables and the job runner: set by fhir_ecr.sync.install_sync, which build_services calls
+    sync_store: SyncStore = field(init=False, repr=False)
+    sync: SyncService = field(init=False, repr=False)
+    jobs: JobRunner = field(init=False, repr=False)
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
-    _capability: dict[str, Any] | None = None
+    _capability: dict[str, Any] | None = None  # the CapabilityStatement, built once by fhir.capability
 
     @property
     def fhir_base(self) -> str:
         return self.settings.fhir_base
 
-    def repo_for(self, access: Any) -> FhirRepository:
+    def repo_for(self, access: Guard) -> FhirRepository:
         """The repository as one caller sees it (every access checked by their ``Access``)."""
         return self.repo.guarded(access)
-
-    def capability_statement(self) -> dict[str, Any]:
-        """The CapabilityStatement (built once; it only changes with the code)."""
-        if self._capability is None:
-            from .fhir.capability import capability_statement, security_component, smart_configuration
-
-            security = security_component(smart_configuration(self.settings.base_url)) \
-                if self.settings.auth == "on" else None  # off: nothing to describe; external: the gate's own
-            self._capability = capability_statement(self.fhir_base, self.operations, software_date=self.started,
-                                                    security=security,
-                                                    supported_profiles=self.supported_profiles or None,
-                                                    read_only_types=self.read_only_types)
-        return self._capability
 
 
 def get_services(request: Request) -> Services:
     """FastAPI dependency: the running application's services."""
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: Services = request.app.state.services
+    return services

@@ -110,8 +110,9 @@ def main() -> int:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from fhir_ecr.app import build_services, create_app
+    from fhir_ecr.app import create_app
     from fhir_ecr.auth.sessions import SESSION_COOKIE
+    from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
     from tests.conftest import free_port
 

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fhir_ecr.app import build_services, create_app
+from fhir_ecr.app import create_app
+from fhir_ecr.composition import build_services
 from fhir_ecr.config import Settings
+from fhir_ecr.server import serve_app
 from fhir_ecr.store.tables import metadata
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +144,17 @@ def secure_client(secure_app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def cli_env(settings: Settings, services: Any, monkeypatch: Any) -> Iterator[Any]:
+    """The services of a test database that ``fhir_ecr.cli.main`` also uses (``MECR_DATABASE_URL``)."""
+    from fhir_ecr.config import get_settings
+
+    monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield services
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def repo(services: Any) -> Any:
     return services.repo
 
@@ -201,7 +214,7 @@ def _live(settings: Settings, services: Any) -> LiveServer:
         services.settings = live_settings
         services.repo.fhir_base = live_settings.fhir_base
         services._capability = None
-        return create_app(live_settings, services=services)
+        return serve_app(live_settings, services=services)
 
     return LiveServer(factory, settings)
 

@@ -78,3 +78,66 @@ def test_the_api_page_works_offline(browser: Any, live_server: Any) -> None:
         assert "/fhir/metadata" in page.content()
     finally:
         context.close()
+
+
+def _documented_text() -> str:
+    return "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))) + (ROOT / "README.md").read_text()
+
+
+def _template(path: str) -> str:
+    """A route path with its parameters unnamed: ``/app/patients/{id}`` and ``…/{patient_id}`` are one route."""
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def _app_routes(app: Any) -> set[str]:
+    paths: set[str] = set()
+
+    def walk(routes: Any) -> None:
+        for r in routes:
+            if hasattr(r, "original_router"):
+                walk(r.original_router.routes)
+            elif hasattr(r, "routes") and not hasattr(r, "methods"):
+                walk(r.routes)
+            elif hasattr(r, "methods") and hasattr(r, "path"):
+                paths.add(r.path)
+
+    walk(app.routes)
+    # the API explorer's own pages (FastAPI's) and the static files are not mECR's routes
+    return {p for p in paths if not p.startswith(("/docs", "/redoc", "/static-offline-docs", "/app/static"))}
+
+
+def test_every_route_of_the_app_is_documented(tmp_path: Path) -> None:
+    """Every route the application serves (FHIR, SMART, pages, uploads, sync, health) is named in the docs."""
+    from fhir_ecr.app import create_app
+    from fhir_ecr.composition import build_services
+    from fhir_ecr.config import Settings
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'docs.db'}", environment="test")
+    services = build_services(settings)
+    try:
+        app = create_app(settings, services=services)
+    finally:
+        services.engine.dispose()
+    text = _template(_documented_text())
+    missing = [path for path in sorted(_app_routes(app))
+               if not re.search(re.escape(_template(path)) + r"(?![\w/{])", text)]
+    assert not missing, f"routes not named in docs/*.md or README.md: {missing}"
+
+
+def _subcommands(parser: Any, prefix: str) -> list[str]:
+    import argparse
+
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append(f"{prefix} {name}")
+                found += _subcommands(sub, f"{prefix} {name}")
+    return found
+
+
+def test_every_cli_subcommand_is_documented() -> None:
+    """`mecr ehr add`, `mecr sync pull`, …: every command and sub-command is named in the README or docs."""
+    text = _documented_text()
+    missing = [c for c in _subcommands(build_parser(), "mecr") if not re.search(re.escape(c) + r"(?![\w-])", text)]
+    assert not missing, f"commands not named in docs/*.md or README.md: {missing}"

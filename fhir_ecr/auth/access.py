@@ -28,6 +28,9 @@ from typing import Any
 
 from fastapi import Request
 
+from mappings.community.systems import DIRECTORY_TAG
+
+from ..canonical import IDENTIFIER_SOURCE_URL, RECORD_SOURCE_SYSTEM
 from ..outcomes import FhirError, forbidden, not_supported, unauthorized
 from ..store.repository import Confinement, Stored, compartment_patients
 from ..store.searchparams import patient_compartment, search_param
@@ -36,6 +39,7 @@ from .principal import Principal
 __all__ = [
     "Access",
     "PUBLIC_TYPES",
+    "PUBLIC_TAGS",
     "IDENTITY_TYPES",
     "IDENTIFIER_SOURCE_URL",
     "LINK_SYSTEM_PREFIX",
@@ -53,20 +57,16 @@ SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
 #: Definitional resources: about no one, readable whole by whoever holds a scope for them (docs/security.md).
 PUBLIC_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "Questionnaire"})
 
+#: Tags that make a resource readable by every patient: the community directory's entries (docs/community.md).
+PUBLIC_TAGS = frozenset({DIRECTORY_TAG})
+
 #: Types whose identifiers mECR links records to the EHR by (auth/linking.py): only staff may edit them.
 IDENTITY_TYPES = frozenset({"Patient", "Practitioner"})
 
 #: The link identifiers mECR sets on records it linked to an EHR (``urn:mecr:ehr:{ehr}:{Type}``).
 LINK_SYSTEM_PREFIX = "urn:mecr:ehr:"
 
-#: Who set an identifier mECR may link by: ``ehr`` (copied from the EHR at launch or by sync) or ``mecr``
-#: (mECR's own loaders). Only mECR's internal writers set it; no API caller can add or alter such an identifier.
-IDENTIFIER_SOURCE_URL = "https://mecr.dev/fhir/StructureDefinition/identifier-source"
-
-#: The ``meta.tag`` system mECR's sync marks pulled resources with (code ``ehr``): the EMR owns them, they are
-#: read-only in mECR for every caller (docs/sync.md), and only mECR's sync (an unguarded internal writer) writes
-#: them. ``meta.source`` names the EMR record they came from.
-RECORD_SOURCE_SYSTEM = "https://mecr.dev/fhir/CodeSystem/record-source"
+# IDENTIFIER_SOURCE_URL and RECORD_SOURCE_SYSTEM (imported above, re-exported) live in fhir_ecr/canonical.py.
 
 _LETTER_WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 _AUDIT_CAP = 500  # resources named per patient in one request's audit trail
@@ -190,7 +190,7 @@ class Access:
             return False
         if p.kind == "developer":
             return True
-        return p.scopes.allows(letter, rtype, p.context)  # type: ignore[arg-type]
+        return p.scopes.allows(letter, rtype, p.context)
 
     def require(self, rtype: str, letter: str) -> Principal:
         """401 when anonymous; 403 when the scopes do not permit ``letter`` on ``rtype``. Decided from the scopes
@@ -225,7 +225,7 @@ class Access:
             return Confinement("", PUBLIC_TYPES, organization=p.organization)
         if p is None or p.kind != "patient":
             return None
-        return Confinement(p.patient_id or "", PUBLIC_TYPES)
+        return Confinement(p.patient_id or "", PUBLIC_TYPES, PUBLIC_TAGS)
 
     def before_history(self, rtype: str | None, rid: str | None) -> None:
         p = self.require_login()

@@ -95,7 +95,7 @@ def add_auth_parsers(sub: Any) -> None:
 
 
 def run_auth(args: argparse.Namespace, settings: Any) -> int:
-    from ..app import build_services
+    from ..composition import build_services
 
     services = build_services(settings)
     try:

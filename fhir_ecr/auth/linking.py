@@ -56,7 +56,7 @@ def link_identifier_system(ehr_id: str, rtype: str) -> str:
 
 def _from_ehr(ident: dict[str, Any]) -> dict[str, Any]:
     """A business identifier as mECR stores it: its fields, marked as set by the EHR."""
-    out = {k: ident[k] for k in ("system", "value", "type", "use", "period") if k in ident}
+    out: dict[str, Any] = {k: ident[k] for k in ("system", "value", "type", "use", "period") if k in ident}
     out["extension"] = [{"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
     return out
 

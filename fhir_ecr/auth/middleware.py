@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,7 +46,7 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _IN_PROCESS = "testserver"
 log = logging.getLogger("mecr.auth")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:

@@ -45,10 +45,6 @@ class Principal:
             return "system"
         return "user"
 
-    @property
-    def is_patient(self) -> bool:
-        return self.kind == "patient"
-
 
 DEVELOPER = Principal(kind="developer", subject="developer", scopes=ScopeSet.parse("user/*.cruds system/*.cruds"),
                       display="Developer (MECR_AUTH=off)")

@@ -44,6 +44,8 @@ from smart_launch.errors import (
     UntrustedIssuerError,
 )
 
+from ..assets import static_url
+from ..services import Services
 from ..store.auth_store import secret_hash
 from .linking import LinkConflict, link_resource
 from .principal import Principal
@@ -69,18 +71,18 @@ class DbStateStore:
         await run_in_threadpool(self.store.put_once, f"state:{key}"[:128], value, expires_at)
 
     async def pop(self, key: str) -> str | None:
-        return await run_in_threadpool(self.store.pop_once, f"state:{key}"[:128])  # type: ignore[no-any-return]
+        return await run_in_threadpool(self.store.pop_once, f"state:{key}"[:128])
 
 
 def _services(request: Request) -> Any:
     return request.app.state.services
 
 
-def http_client(services: Any) -> httpx.AsyncClient:
+def http_client(services: Services) -> httpx.AsyncClient:
     """The one outbound HTTP client (to EHRs); tests inject their own as ``services.http``."""
-    if getattr(services, "http", None) is None:
+    if services.http is None:
         services.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
-    return services.http  # type: ignore[no-any-return]
+    return services.http
 
 
 def page_html(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
@@ -90,8 +92,6 @@ def page_html(title: str, message: str, status: int, *, links: list[tuple[str, s
 
 def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
     """A plain, accessible page for launch errors (no data, no stack trace); styled by /app/static/plain.css."""
-    from ..web.pages import static_url  # the pages import fhir_ecr.auth: import them late
-
     items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])
     body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
             f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
@@ -479,7 +479,7 @@ async def jwks(request: Request) -> JSONResponse:
 
 @router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration of mECR's FHIR API")
 async def smart_configuration(request: Request) -> JSONResponse:
-    from ..fhir.capability import smart_configuration as configuration  # one document, also in the metadata
+    from .discovery import smart_configuration as configuration  # one document, also in the metadata
 
     return JSONResponse(configuration(_services(request).settings.base_url))
 

@@ -79,7 +79,7 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
         raise TokenRequestError("invalid_client", "the assertion header needs a kid", 401)
     jwks = await _client_jwks(client, http)
     try:
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]  # a JWKS dict, checked by joserfc
         key = keys.get_by_kid(header["kid"])
         verified = jwt.decode(assertion, key, algorithms=[str(alg)]).claims
     except (JoseError, ValueError, KeyError, TypeError) as exc:

@@ -52,7 +52,7 @@ def build_claims(lines: Iterable[Line], rules: RuleTable, *, control: int = 0,
         if line.insurance is None or not rules.payer(line.payer).electronic:
             continue
         prior = originals.get(line.key)
-        key = (line.payer, line.insurance.coverage_id, line.patient.id,
+        key: tuple[str, ...] = (line.payer, line.insurance.coverage_id, line.patient.id,
                line.rendering.reference if line.rendering else "", line.rendering.npi or "" if line.rendering
                else "", line.supervising.npi or "" if line.supervising else "", f"{line.day:%Y-%m}",
                prior.id if prior else "")

@@ -79,7 +79,7 @@ def _rule_files(args: argparse.Namespace, settings: Any) -> list[Path]:
 
 def run_billing(args: argparse.Namespace, settings: Any) -> int:
     """Run ``mecr billing …``; returns the exit status (2 for a billing error)."""
-    from ..app import build_services
+    from ..composition import build_services
 
     try:
         rules = load_rules(*_rule_files(args, settings))

@@ -466,7 +466,7 @@ def _line(s: Session, name: str, service: Service, code: str, p: Payer, history:
             return None
         if not th.pays_at(s.modality, s.at_home):
             where = " or ".join("at home (POS 10)" if w == "home" else "away from home (POS 02)"
-                                for w in th.places.get(s.modality, ()))  # type: ignore[call-overload]
+                                for w in th.places.get(s.modality, ()))
             report(s, name, "telehealth-place-not-covered",
                    f"{p.name} pays {s.modality} {code} only with the patient {where or 'nowhere'}; the patient "
                    f"was {'at home' if s.at_home else 'away from home'}")

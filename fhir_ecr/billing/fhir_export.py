@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from ..canonical import BILLING_EXPORT_SYSTEM
 from .model import Claim, Provider
 from .resubmit import CLAIM_SYSTEM, PAYER_CLAIM_NUMBER_SYSTEM
 from .rules import Practice
@@ -117,7 +118,7 @@ def claims_bundle(claims: Iterable[Claim], practice: Practice, *, created: datet
     stamp = created.isoformat(timespec="seconds").replace("+00:00", "Z")
     return {
         "resourceType": "Bundle",
-        "identifier": {"system": "https://mecr.dev/fhir/sid/billing-export", "value": export_id},
+        "identifier": {"system": BILLING_EXPORT_SYSTEM, "value": export_id},
         "type": "collection",
         "timestamp": stamp,
         "entry": [{"fullUrl": f"urn:uuid:{uuid.uuid5(_NS, c.id)}", "resource": claim_resource(c, practice, stamp)}

@@ -83,7 +83,7 @@ def _export(call: OperationCall) -> dict[str, Any]:
     fmt = str(call.get("format", "837p"))
     if fmt not in FORMATS:
         raise bad_request(f"format must be one of {', '.join(FORMATS)}", "format")
-    req = ExportRequest(_date(call, "from"), _date(call, "to"), fmt,  # type: ignore[arg-type]
+    req = ExportRequest(_date(call, "from"), _date(call, "to"), fmt,
                         payer=call.get("payer"), rebill=_flag(call, "rebill"), dry_run=_flag(call, "dryRun"))
     rules = rules_from_settings(call.services.settings)
     result = run_export(call.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0),
@@ -128,7 +128,7 @@ def _superbill(call: OperationCall) -> HTMLResponse:
     tz = call.services.settings.default_time_zone
     today = datetime.now(UTC).date()
     if call.resource_type == "Encounter":
-        enc = call.repo.read("Encounter", call.resource_id).content or {}
+        enc = call.repo.read("Encounter", call.instance_id).content or {}
         subject = str((enc.get("subject") or {}).get("reference", "")).split("/")[-1]
         patient = call.repo.read("Patient", subject).content if subject else None
         day = service_day(enc, {subject: patient or {}}, tz) or today

@@ -24,13 +24,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+from ..canonical import CLAIM_SYSTEM, PAYER_CLAIM_NUMBER_SYSTEM
 from .model import BilledItem, Finding, Line
 
 __all__ = ["PriorClaim", "Resubmission", "plan_resubmission", "CLAIM_SYSTEM", "PAYER_CLAIM_NUMBER_SYSTEM",
            "prior_claim"]
 
-CLAIM_SYSTEM = "https://mecr.dev/fhir/sid/claim"  # our claim number (CLM01, the patient control number)
-PAYER_CLAIM_NUMBER_SYSTEM = "https://mecr.dev/fhir/sid/payer-claim-number"  # the payer's claim control number
 
 
 @dataclass(frozen=True)

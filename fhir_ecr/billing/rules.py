@@ -212,7 +212,7 @@ class Telehealth(_Model):
     modifier_video: str | None = "95"
     modifier_audio: str | None = "93"
     places: dict[Literal["video", "audio-only"], tuple[Place, ...]] = Field(
-        default_factory=lambda: {"video": ("home", "other"), "audio-only": ("home", "other")})
+        default_factory=lambda: {"video": ("home", "other"), "audio-only": ("home", "other")})  # type: ignore[arg-type]
 
     def pays_at(self, modality: str, at_home: bool) -> bool:
         """True when the payer pays ``modality`` with the patient at home (``at_home``) or elsewhere."""
@@ -328,7 +328,8 @@ class RuleTable:
             return copy.deepcopy(spec)
         if parent not in self.payer_specs:
             raise RuleTableError("rules", [f"payers.{key}.inherits: no payer {parent!r}"])
-        return deep_merge(self._merged_spec(parent, (*seen, key)), spec)
+        merged: dict[str, Any] = deep_merge(self._merged_spec(parent, (*seen, key)), spec)
+        return merged
 
     def _resolve(self, key: str, seen: tuple[str, ...]) -> Payer:
         spec = self._merged_spec(key, seen)

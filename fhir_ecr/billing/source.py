@@ -39,6 +39,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from ..canonical import BILLING_LINE_SYSTEM, CREDENTIAL_SYSTEM, CREDENTIAL_URL, MODALITY_URL
 from ..coaching.fhir_io import patient_time_zone
 from ..store.repository import SearchResult
 from ..store.search import SearchQuery, parse_search
@@ -51,11 +52,7 @@ __all__ = ["Reader", "load_sessions", "load_billed", "service_day", "search_all"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 TAXONOMY_SYSTEM = "http://nucc.org/provider-taxonomy"
-CREDENTIAL_URL = "https://mecr.dev/fhir/StructureDefinition/coach-credential"
-CREDENTIAL_SYSTEM = "https://mecr.dev/fhir/CodeSystem/coach-credential"
-MODALITY_URL = "https://mecr.dev/fhir/StructureDefinition/coaching-session-modality"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-BILLING_LINE_SYSTEM = "https://mecr.dev/fhir/sid/billing-line"
 _CHUNK = 200
 _INACTIVE = {"cancelled", "entered-in-error"}
 

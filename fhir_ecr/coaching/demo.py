@@ -46,7 +46,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fhir_ecr.auth.access import IDENTIFIER_SOURCE_URL
+from fhir_ecr.canonical import IDENTIFIER_SOURCE_URL
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.coaching.progress import AchievementStatus, goal_progress
 from fhir_ecr.coaching.schedule import CheckInStatus, Pause, Weekday

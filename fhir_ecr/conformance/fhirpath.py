@@ -25,9 +25,11 @@ from typing import Any
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.models import models
-from fhirpathpy.parser import parse
+from fhirpathpy.parser import parse as _untyped_parse
 
 __all__ = ["Constraint", "compile_constraint", "skip_reason", "R4_MODEL"]
+
+parse: Callable[[str], Any] = _untyped_parse  # fhirpathpy's parser is untyped: its tree is Any here
 
 log = logging.getLogger("mecr.conformance")
 

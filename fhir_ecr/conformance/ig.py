@@ -12,11 +12,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..canonical import CANONICAL
 from .errors import IgLoadError
 
 __all__ = ["ImplementationGuide", "default_ig_path", "load_ig", "MECR_CANONICAL"]
 
-MECR_CANONICAL = "https://mecr.dev/fhir"
+MECR_CANONICAL = CANONICAL
 
 
 def default_ig_path() -> Path:

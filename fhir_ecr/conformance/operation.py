@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..fhir.operations import Operation, OperationCall, OperationRegistry
-from ..outcomes import FhirError, Issue, bad_request, issue, outcome
+from ..outcomes import FhirError, Issue, bad_request, business_rule, issue, outcome
 from ..store.validation import validate_resource
 from .validator import compose_validators
 
@@ -36,7 +36,7 @@ def validate_call(call: OperationCall) -> dict[str, Any]:
     def check_profiles(res: dict[str, Any]) -> None:
         found = call.services.conformance.issues(res, profiles or None)
         if any(i["severity"] in ("error", "fatal") for i in found):
-            raise FhirError(found, 422)
+            raise business_rule(found)
         warnings.extend(found)
 
     try:

@@ -74,7 +74,8 @@ def _bundle_writes_read_only(body: Any) -> str | None:
     for n, entry in enumerate(body.get("entry") or []):
         if not isinstance(entry, dict):
             continue
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        raw_request = entry.get("request")
+        request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
         method = str(request.get("method", "")).upper()
         if method not in _WRITE_METHODS:
             continue

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..outcomes import FhirError, Issue, issue
+from ..outcomes import FhirError, Issue, business_rule, invalid, issue
 from .checker import check_profile
 from .compiler import CompiledProfile, compile_profile
 from .ig import ImplementationGuide, default_ig_path, load_ig
@@ -85,7 +85,7 @@ class ProfileValidator:
             return
         found = self.issues(resource)
         if any(i["severity"] in ("error", "fatal") for i in found):
-            raise FhirError(found, 422)
+            raise business_rule(found)
 
 
 @cache
@@ -123,6 +123,6 @@ def compose_validators(*validators: Validator) -> Validator:
                     raise
                 # the profile checks assume a well-formed resource; this one is already refused
         if status is not None:
-            raise FhirError(issues, status)
+            raise invalid(issues, status)
 
     return validate

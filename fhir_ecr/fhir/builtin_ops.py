@@ -30,7 +30,7 @@ def _everything(call: OperationCall) -> dict[str, Any]:
     count = min(int(count_raw), services.settings.max_page_size)
     offset = int(offset_raw)
     with call.repo.unit(write=False) as uow:
-        found, total = uow.everything(call.resource_id, since=since_us, types=types, count=count, offset=offset)
+        found, total = uow.everything(call.instance_id, since=since_us, types=types, count=count, offset=offset)
     path = f"Patient/{call.resource_id}/$everything"
     params = [(k, str(v)) for k, v in call.params if isinstance(v, (str, int))]
     links = [{"relation": "self", "url": paging_link(services.fhir_base, path, params)}]

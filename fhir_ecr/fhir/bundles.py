@@ -10,12 +10,22 @@ and reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ..outcomes import FhirError, bad_request, issue, not_supported, outcome, precondition_failed
+from ..outcomes import (
+    FhirError,
+    NotFound,
+    TooLarge,
+    bad_request,
+    issue,
+    not_supported,
+    outcome,
+    precondition_failed,
+)
 from ..store import jsonexact
 from ..store.repository import (
     FhirRepository,
@@ -24,11 +34,11 @@ from ..store.repository import (
     Stored,
     UnitOfWork,
     iso_instant,
-    summarize,
 )
 from ..store.search import parse_search
 from ..store.searchparams import search_params
 from .http import parse_etag
+from .summary import summarize
 
 __all__ = ["search_bundle", "history_bundle", "process_bundle", "paging_link"]
 
@@ -126,7 +136,7 @@ class _Entry:
         if not isinstance(url, str) or not url:
             raise bad_request("request.url is required", f"{self.where}.request.url")
         self.full_url = raw.get("fullUrl")
-        self.resource = raw.get("resource")
+        self.resource: Any = raw.get("resource")
         self.if_match = parse_etag(request.get("ifMatch"), "ifMatch")
         self.if_none_exist = request.get("ifNoneExist")
         if "://" in url:
@@ -149,10 +159,11 @@ class _Entry:
             self.query = urlencode([(k, v) for k, v in pairs if k != "_cascade"])
         self.assigned_id: str | None = None
         self.server_id = False  # assigned_id was made up here (no match, no id in the body)
-        if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
-            raise bad_request("this entry needs a resource", f"{self.where}.resource")
-        if self.method in ("POST", "PUT") and self.resource.get("resourceType") != self.rtype:
-            raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
+        if self.method in ("POST", "PUT"):
+            if not isinstance(self.resource, dict):
+                raise bad_request("this entry needs a resource", f"{self.where}.resource")
+            if self.resource.get("resourceType") != self.rtype:
+                raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
 
 
 def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> None:
@@ -195,7 +206,7 @@ def process_bundle(repo: FhirRepository, bundle: Any, *, fhir_base: str, max_ent
     if not isinstance(raw_entries, list):
         raise bad_request("Bundle.entry must be a list", "Bundle.entry")
     if len(raw_entries) > max_entries:
-        raise FhirError(issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is "
+        raise TooLarge(issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is "
                                             f"{max_entries}"), 413)
     if btype == "transaction":
         entries = [_Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
@@ -250,11 +261,8 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
         return _response(200, result.stored, fhir_base, return_pref)
     if e.method == "DELETE":
         if len(e.parts) == 2:
-            try:
+            with contextlib.suppress(NotFound):  # deleting what is not there answers 204 (docs/architecture.md)
                 uow.delete(e.rtype, e.parts[1], expected_version=e.if_match, cascade=e.cascade)
-            except FhirError as exc:
-                if exc.status != 404:
-                    raise
         elif e.query:
             found = uow.search(parse_search(e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True,
                                             default_count=2)).matches
@@ -315,6 +323,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
         mapping: dict[str, str] = {}
         # Conditional creates/updates first decide which resource they are, so references can point at it.
         for e in entries:
+            target: str | None
             if e.method == "POST":
                 existing = uow.match_conditional(e.rtype, e.if_none_exist) if e.if_none_exist else None
                 if existing is not None:
@@ -348,7 +357,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 raise bad_request(f"conditional reference {conditional} names an unknown type")
             found = uow.match_conditional(rtype, query)
             if found is None:
-                raise FhirError(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
+                raise NotFound(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
             return found.reference
 
         _check_distinct(entries, uow)

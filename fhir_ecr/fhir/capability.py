@@ -1,8 +1,8 @@
 """The CapabilityStatement, generated from what the server really implements.
 
 Nothing here is hand-written per resource: the types and search parameters come from the store's compiled
-SearchParameter definitions, the interactions from the route table (:data:`TYPE_INTERACTIONS`, which the
-routes module defines next to the routes themselves), and the operations from the operation registry.
+SearchParameter definitions, the interactions from the routes the FHIR router really has (:func:`interactions`,
+each interaction by its method and URL pattern of R4 http.html), and the operations from the operation registry.
 
 Security is described from the one SMART configuration document (:func:`smart_configuration`, served at
 ``/fhir/.well-known/smart-configuration``), so the two cannot disagree: :func:`security_component` turns its
@@ -13,18 +13,36 @@ makes the well-known document the discovery mechanism, and clients of 1.0 still 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
+from ..auth.discovery import smart_configuration
+from ..services import Services
 from ..store.searchparams import RESOURCE_LEVEL, search_params
 from .operations import OperationRegistry
 
-__all__ = ["capability_statement", "smart_configuration", "security_component", "TYPE_INTERACTIONS",
-           "SYSTEM_INTERACTIONS", "SEARCH_RESULT_PARAMS", "OAUTH_URIS"]
+__all__ = ["capability_statement", "capability_for", "smart_configuration", "security_component", "interactions",
+           "TYPE_INTERACTIONS", "SYSTEM_INTERACTIONS", "SEARCH_RESULT_PARAMS", "OAUTH_URIS"]
 
-# Filled by the routes module when it declares its routes; read here.
-TYPE_INTERACTIONS: list[str] = []
-SYSTEM_INTERACTIONS: list[str] = []
+#: Each RESTful interaction and the request that performs it (https://hl7.org/fhir/R4/http.html), in the order
+#: the CapabilityStatement lists them.
+TYPE_INTERACTIONS: dict[str, tuple[str, str]] = {
+    "read": ("GET", "/fhir/{rtype}/{rid}"),
+    "vread": ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+    "update": ("PUT", "/fhir/{rtype}/{rid}"),
+    "patch": ("PATCH", "/fhir/{rtype}/{rid}"),
+    "delete": ("DELETE", "/fhir/{rtype}/{rid}"),
+    "history-instance": ("GET", "/fhir/{rtype}/{rid}/_history"),
+    "history-type": ("GET", "/fhir/{rtype}/_history"),
+    "create": ("POST", "/fhir/{rtype}"),
+    "search-type": ("GET", "/fhir/{rtype}"),
+}
+SYSTEM_INTERACTIONS: dict[str, tuple[str, str]] = {
+    "transaction": ("POST", "/fhir"),
+    "batch": ("POST", "/fhir"),
+    "history-system": ("GET", "/fhir/_history"),
+}
 READ_INTERACTIONS = {"read", "vread", "search-type", "history-instance", "history-type"}
 SEARCH_RESULT_PARAMS = ["_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total"]
 
@@ -34,21 +52,6 @@ SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-servi
 _OAUTH_URI_FIELDS = (("authorization_endpoint", "authorize"), ("token_endpoint", "token"),
                      ("revocation_endpoint", "revoke"), ("introspection_endpoint", "introspect"),
                      ("registration_endpoint", "register"), ("management_endpoint", "manage"))
-
-
-def smart_configuration(base_url: str) -> dict[str, Any]:
-    """mECR's SMART configuration (``/fhir/.well-known/smart-configuration``): backend-services clients get
-    tokens from ``/auth/token`` with ``private_key_jwt`` (docs/smart.md). mECR has no authorization endpoint of
-    its own (people reach it through an EHR launch) and no revocation endpoint (``mecr client remove`` revokes)."""
-    return {
-        "token_endpoint": f"{base_url}/auth/token",
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.rs", "system/*.cruds", "system/*.read", "system/*.write"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
-        "code_challenge_methods_supported": ["S256"],
-    }
 
 
 def security_component(config: dict[str, Any]) -> dict[str, Any]:
@@ -66,11 +69,21 @@ def security_component(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def interactions(routes: Iterable[Any], table: dict[str, tuple[str, str]]) -> list[str]:
+    """The interactions of ``table`` that one of ``routes`` (a router's routes) performs."""
+    served = {(method, route.path) for route in routes for method in getattr(route, "methods", None) or ()}
+    return [code for code, request in table.items() if request in served]
+
+
 def capability_statement(fhir_base: str, operations: OperationRegistry, *, software_date: str,
                          security: dict[str, Any] | None = None,
                          supported_profiles: dict[str, list[str]] | None = None,
-                         read_only_types: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The server's CapabilityStatement."""
+                         read_only_types: frozenset[str] = frozenset(),
+                         routes: Iterable[Any] = ()) -> dict[str, Any]:
+    """The server's CapabilityStatement; ``routes`` are the FHIR router's (they decide the interactions)."""
+    routes = list(routes)
+    type_interactions = interactions(routes, TYPE_INTERACTIONS)
+    system_interactions = interactions(routes, SYSTEM_INTERACTIONS)
     resources = []
     for rtype, params in sorted(search_params().items()):
         entry: dict[str, Any] = {
@@ -80,7 +93,7 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
         if supported_profiles and supported_profiles.get(rtype):
             entry["supportedProfile"] = supported_profiles[rtype]
         entry.update({
-            "interaction": [{"code": code} for code in TYPE_INTERACTIONS
+            "interaction": [{"code": code} for code in type_interactions
                             if rtype not in read_only_types or code in READ_INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,
@@ -100,7 +113,7 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
             "searchParam": [
                 {"name": p.code, "definition": p.url, "type": p.type, "documentation": p.expression}
                 for p in sorted(params.values(), key=lambda p: p.code)
-                if p.code not in RESOURCE_LEVEL or p.code in ("_id", "_lastUpdated", "_tag", "_profile",
+                if not p.internal and p.code not in RESOURCE_LEVEL or p.code in ("_id", "_lastUpdated", "_tag", "_profile",
                                                               "_security", "_source")
             ],
         })
@@ -116,7 +129,7 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
         "mode": "server",
         "documentation": "mECR FHIR R4 API: coaching records as FHIR resources.",
         "resource": resources,
-        "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+        "interaction": [{"code": code} for code in system_interactions],
         "searchParam": [{"name": n, "type": "special" if n != "_count" else "number"} for n in SEARCH_RESULT_PARAMS],
         "operation": [{"name": op.code, "definition": op.canonical} for op in operations.all() if op.system],
     }
@@ -135,3 +148,17 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
         "patchFormat": ["application/json-patch+json"],
         "rest": [rest],
     }
+
+
+def capability_for(services: Services, routes: Iterable[Any]) -> dict[str, Any]:
+    """The running server's CapabilityStatement (``routes``: the FHIR router's), built once per
+    :class:`~fhir_ecr.services.Services` (it only changes with the code and the settings)."""
+    if services._capability is None:
+        settings = services.settings
+        security = security_component(smart_configuration(settings.base_url)) \
+            if settings.auth == "on" else None  # off: nothing to describe; external: the gate's own
+        services._capability = capability_statement(services.fhir_base, services.operations,
+                                                    software_date=services.started, security=security,
+                                                    supported_profiles=services.supported_profiles or None,
+                                                    read_only_types=services.read_only_types, routes=routes)
+    return services._capability

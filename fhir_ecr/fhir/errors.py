@@ -56,7 +56,9 @@ def describe(exc: BaseException, frames: int = 4) -> str:
     >>> describe(KeyError("Ana Lopez"))
     'KeyError'
     """
-    chain, seen, cur = [], set(), exc
+    chain: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         chain.append(_name(cur))

@@ -13,7 +13,11 @@ from typing import Any
 
 from fastapi import Request
 
+from ..auth.access import Access
+from ..canonical import operation_definition
 from ..outcomes import bad_request, not_supported
+from ..services import Services
+from ..store.repository import FhirRepository
 
 __all__ = ["Operation", "OperationCall", "OperationRegistry", "registry", "parameters_to_pairs"]
 
@@ -23,17 +27,20 @@ class OperationCall:
     """What a handler gets: the request, the app's services, where it was invoked, and its parameters."""
 
     request: Request
-    services: Any
+    services: Services
     resource_type: str | None
     resource_id: str | None
     params: list[tuple[str, Any]]
-    body: Any = None
-    repo: Any = None  # the repository as the caller sees it (guarded by their Access); services.repo if None
-    access: Any = None  # the caller's fhir_ecr.auth.Access
+    body: Any = None  # the parsed JSON body of a POST (a Parameters resource or another resource)
+    repo: FhirRepository = field(kw_only=True)  # the repository as the caller sees it (guarded by their Access)
+    access: Access = field(kw_only=True)  # the caller's Access
 
-    def __post_init__(self) -> None:
-        if self.repo is None:
-            self.repo = self.services.repo
+    @property
+    def instance_id(self) -> str:
+        """The resource id of an instance-level call (``[type]/[id]/$op``); 400 for a type- or system-level one."""
+        if self.resource_id is None:
+            raise bad_request("this operation is invoked on one resource: [type]/[id]/$operation")
+        return self.resource_id
 
     def get(self, name: str, default: Any = None) -> Any:
         for key, value in self.params:
@@ -66,7 +73,7 @@ class Operation:
 
     @property
     def canonical(self) -> str:
-        return f"https://mecr.dev/fhir/OperationDefinition/{self.name}"
+        return operation_definition(self.name)
 
     def definition(self) -> dict[str, Any]:
         """The OperationDefinition resource."""

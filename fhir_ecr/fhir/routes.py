@@ -7,18 +7,19 @@ interactions declared here are what the CapabilityStatement advertises.
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth.access import current_access
+from ..deps import ServicesDep
 from ..outcomes import bad_request, not_found, not_supported
-from ..services import Services, get_services
+from ..services import Services
 from ..store.indexer import date_range
-from ..store.repository import FhirRepository, UnitOfWork, summarize
+from ..store.repository import FhirRepository, UnitOfWork
 from ..store.search import MAX_OFFSET, check_text, parse_search
 from ..store.searchparams import search_params
 from . import capability
@@ -36,16 +37,11 @@ from .http import (
     write_body,
 )
 from .operations import OperationCall, parameters_to_pairs
+from .summary import summarize
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR R4 REST API"])
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-capability.TYPE_INTERACTIONS[:] = [
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
-]
-capability.SYSTEM_INTERACTIONS[:] = ["transaction", "batch", "history-system"]
 
 
 def _repo(request: Request, services: Services) -> FhirRepository:
@@ -112,7 +108,7 @@ async def _history(request: Request, services: Services, rtype: str | None, rid:
 @router.get("/metadata", summary="CapabilityStatement (generated from the implementation)")
 async def metadata(request: Request, services: ServicesDep) -> Response:
     check_format(request)
-    return fhir_response(services.capability_statement(), pretty=_pretty(request))
+    return fhir_response(capability.capability_for(services, router.routes), pretty=_pretty(request))
 
 
 @router.post("", summary="Batch or transaction Bundle")

@@ -11,7 +11,8 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from ..app import build_services, create_app
+from ..app import create_app
+from ..composition import build_services
 from ..config import Settings
 from ..fhir.errors import install_error_handlers
 from ..headers import install_security_headers

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..asgi import read_body, replay
 from ..auth import Principal, in_patient_compartment
-from ..outcomes import FhirError, forbidden, issue, too_large
+from ..outcomes import FhirError, NotFound, Unauthorized, forbidden, issue, too_large
 from ..store.indexer import parse_reference
 from ..store.repository import FhirRepository
 from ..store.searchparams import patient_compartment, search_param
@@ -78,7 +78,7 @@ class FhirGate:
             return
         path = _route_path(scope)
         if path != "/fhir" and not path.startswith("/fhir/"):
-            await _send_outcome(send, FhirError(issue("not-found", "no such page in the sandbox EHR"), 404))
+            await _send_outcome(send, NotFound(issue("not-found", "no such page in the sandbox EHR"), 404))
             return
         segments = [s for s in path[len("/fhir"):].split("/") if s]
         method = scope["method"]
@@ -89,13 +89,13 @@ class FhirGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            await _send_outcome(send, FhirError(issue("login", "a bearer access token is required"), 401),
+            await _send_outcome(send, Unauthorized(issue("login", "a bearer access token is required"), 401),
                                 {"WWW-Authenticate": 'Bearer realm="sandbox-ehr"'})
             return
         try:
             principal = self.server.principal(token.strip())
         except InvalidJwt as exc:
-            await _send_outcome(send, FhirError(issue("login", f"invalid access token: {exc}"), 401), {
+            await _send_outcome(send, Unauthorized(issue("login", f"invalid access token: {exc}"), 401), {
                 "WWW-Authenticate": f'Bearer realm="sandbox-ehr", error="invalid_token", error_description="{exc}"'})
             return
 

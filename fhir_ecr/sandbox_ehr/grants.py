@@ -23,7 +23,6 @@ __all__ = ["Grant", "GrantStore", "LaunchContext", "PendingAuthorization", "new_
 #: RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED"; SMART says about one.
 CODE_LIFETIME = 60.0
 LAUNCH_LIFETIME = 300.0
-PENDING_LIFETIME = 600.0
 REFRESH_LIFETIME = 30 * 24 * 3600.0
 
 

@@ -115,15 +115,6 @@ class AuthStore:
             return None
         return CredentialRow(row.kind, row.data, row.secret_enc, row.created, row.expires)
 
-    def update_credential(self, secret: str, *, data: str | None = None, secret_enc: str | None = None) -> None:
-        values: dict[str, Any] = {}
-        if data is not None:
-            values["data"] = data
-        if secret_enc is not None:
-            values["secret_enc"] = secret_enc
-        with self.engine.begin() as conn:
-            conn.execute(CRED.update().where(CRED.c.key_hash == secret_hash(secret)).values(**values))
-
     def delete_credential(self, secret: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(CRED.delete().where(CRED.c.key_hash == secret_hash(secret)))

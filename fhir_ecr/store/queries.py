@@ -8,7 +8,7 @@ every chained, ``_has`` and included hop, so matches, totals and includes only e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -17,16 +17,8 @@ import sqlalchemy as sa
 
 from ..outcomes import bad_request, precondition_failed
 from .records import REF, R, SearchResult, Stored, read_columns, stored
-from .search import (
-    RESULT_PARAMETERS,
-    SearchQuery,
-    Visibility,
-    driven_pks,
-    param_condition,
-    parse_search,
-    search_where,
-    sort_sql,
-)
+from .search import RESULT_PARAMETERS, SearchQuery, parse_search
+from .search_sql import Visibility, driven_pks, param_condition, search_where, sort_sql
 from .searchparams import SearchParam, search_param
 from .tables import INDEX_TABLES
 from .unit_core import UnitCore
@@ -166,7 +158,7 @@ class UnitQueries(UnitCore):
             result.included = self._includes(query, rows, None)
         return result
 
-    def _includes(self, query: SearchQuery, rows: list[Any], conf: Confinement | None) -> list[Stored]:
+    def _includes(self, query: SearchQuery, rows: Sequence[Any], conf: Confinement | None) -> list[Stored]:
         """``_include`` / ``_revinclude`` (``:iterate`` up to three levels). Includes are only what the caller's
         scopes and confinement let them see, and iteration continues only from those."""
         seen = {(r.res_type, r.res_id) for r in rows}
@@ -239,6 +231,7 @@ class UnitQueries(UnitCore):
         self.flush()
         where, _ = self._where(rtype, query, conf)
         # One JSON array of the elements per row (null where absent), so each document is parsed once.
+        picked: Any
         if self.is_postgres:
             picked = sa.cast(sa.func.jsonb_build_array(
                 *[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]), sa.Text)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from ..outcomes import gone, not_found
 from .queries import UnitQueries
 from .records import REF, H, HistoryResult, R, Stored, read_columns, stored
-from .search import param_condition
+from .search_sql import param_condition
 from .searchparams import patient_compartment, search_param, search_params
 
 __all__ = ["UnitReads"]
@@ -33,6 +33,7 @@ class UnitReads(UnitQueries):
             sa.select(*read_columns(R)).where(R.c.res_type == rtype, R.c.res_id == rid)
         ).first()
         self._gate(rtype, rid, row, "r")
+        assert row is not None  # _gate answered 404 for an unknown id
         if row.deleted:
             raise gone(rtype, rid, str(row.version_id))
         found = stored(row)
@@ -92,7 +93,7 @@ class UnitReads(UnitQueries):
             total, rows = len(shown), shown[offset: offset + count + 1]
         else:
             total = self.conn.execute(sa.select(sa.func.count()).select_from(H).where(*where)).scalar_one()
-            rows = self.conn.execute(ordered.offset(offset).limit(count + 1)).all()
+            rows = list(self.conn.execute(ordered.offset(offset).limit(count + 1)).all())
         more = len(rows) > count
         entries = [(stored(r), r.method) for r in rows[:count]]
         guard = self.guard

@@ -38,7 +38,6 @@ from ..outcomes import conflict
 from .db import WRITE
 from .records import HistoryResult, SearchResult, Stored, WriteResult, iso_instant, now_us
 from .search import SearchQuery, parse_search
-from .searchparams import summary_elements
 from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Change, Guard, WriteHook
 from .validation import validate_resource
 from .visibility import Confinement, compartment_patients
@@ -56,7 +55,6 @@ __all__ = [
     "Validator",
     "iso_instant",
     "compartment_patients",
-    "summarize",
     "UNVERSIONED_TYPES",
     "Change",
     "WriteHook",
@@ -164,32 +162,3 @@ class FhirRepository:
             row = conn.execute(PV_SELECT, {"p": patient_id}).first()
             conn.rollback()
         return int(row[0]) if row else 0
-
-
-def summarize(content: dict[str, Any], mode: str | None, elements: list[str] | None) -> dict[str, Any]:
-    """Apply ``_summary`` (true/text/data) or ``_elements`` to a resource (R4 search.html#summary)."""
-    if not mode and not elements:
-        return content
-    rtype = content.get("resourceType", "")
-    keep_always = {"resourceType", "id", "meta"}
-    if elements:
-        wanted = keep_always | set(elements)
-        out = {k: v for k, v in content.items() if k in wanted or _choice_match(k, elements)}
-    elif mode == "true":
-        names = summary_elements().get(rtype, frozenset())
-        out = {k: v for k, v in content.items() if k in keep_always or k in names or _choice_match(k, names)}
-    elif mode == "text":
-        out = {k: v for k, v in content.items() if k in keep_always | {"text"}}
-    elif mode == "data":
-        out = {k: v for k, v in content.items() if k != "text"}
-    else:
-        return content
-    meta = dict(out.get("meta") or {})
-    tag = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
-    meta["tag"] = [*meta.get("tag", []), tag]
-    out["meta"] = meta
-    return out
-
-
-def _choice_match(key: str, names: Any) -> bool:
-    return any(key.startswith(n) and len(key) > len(n) and key[len(n)].isupper() for n in names)

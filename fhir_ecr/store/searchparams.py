@@ -62,6 +62,11 @@ class SearchParam:
     # Non-empty when this parameter's index rows are those of other parameters (see ``_derive``): it is not
     # indexed itself, and a search on it reads the rows stored under these codes.
     stored_as: tuple[str, ...] = ()
+    # mECR's own parameters (``mecr_params``): ``special`` builds the SQL of a criterion itself
+    # (``special(criterion, key_column) -> condition``), ``internal`` ones only hold index rows for a special one
+    # and cannot be searched directly.
+    special: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    internal: bool = False
 
     @property
     def index_names(self) -> tuple[str, ...]:
@@ -75,7 +80,8 @@ class SearchParam:
 
 
 def _load(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("fhir_ecr.store").joinpath("data", name).read_text())
+    data: dict[str, Any] = json.loads(resources.files("fhir_ecr.store").joinpath("data", name).read_text())
+    return data
 
 
 @cache
@@ -223,7 +229,7 @@ def _fhirpath_extractor(expression: str) -> Extractor:
     fn = fp_compile(expression, model=models["r4"])
 
     def extract(resource: dict[str, Any]) -> list[Any]:
-        return [v if isinstance(v, (dict, list, str, int, float, bool)) else str(v) for v in fn(resource)]
+        return [v if isinstance(v, (dict, list, str, int, float, bool)) else str(v) for v in fn(resource, None)]
 
     return extract
 
@@ -236,10 +242,11 @@ def _compile(raw: dict[str, Any]) -> SearchParam:
         target_filter.add(m.group(1))
     plain = _WHERE_RESOLVE.sub("", expression)
     parts = [_compile_part(p, rtype) for p in _split_union(plain)]
-    fast = all(p is not None for p in parts)
-    extract = _fast_extractor(parts) if fast else _fhirpath_extractor(plain)  # type: ignore[arg-type]
+    compiled = [p for p in parts if p is not None]
+    fast = len(compiled) == len(parts)
+    extract = _fast_extractor(compiled) if fast else _fhirpath_extractor(plain)
     if fast:
-        roots = frozenset(str(steps[0][1]) for steps in parts if steps and steps[0][0] != "where")  # type: ignore[index]
+        roots = frozenset(str(steps[0][1]) for steps in compiled if steps and steps[0][0] != "where")
     else:
         roots = frozenset(re.findall(rf"\b{rtype}\.([a-zA-Z]+)", plain))
     return SearchParam(
@@ -296,7 +303,12 @@ def search_params() -> dict[str, dict[str, SearchParam]]:
         if raw["type"] == "composite":
             continue
         out.setdefault(raw["resourceType"], {})[raw["code"]] = _compile(raw)
-    return {rtype: _derive(params) for rtype, params in out.items()}
+    from .mecr_params import mecr_params  # mECR's own parameters are compiled with this module's helpers
+
+    derived = {rtype: _derive(params) for rtype, params in out.items()}
+    for param in mecr_params():
+        derived.setdefault(param.resource_type, {})[param.code] = param
+    return derived
 
 
 def search_param(resource_type: str, code: str) -> SearchParam | None:

@@ -8,6 +8,9 @@
 - ``patient_version``: a per-patient data version, bumped in the same transaction as every write of a resource
   in that patient's compartment (``FhirRepository.patient_version``), so caches of computed views can tell
   in one key lookup whether anything they were computed from has changed, across processes.
+- ``derived_observation``, ``derived_observation_code``: derived data kept by a write hook registered from outside the
+  store (the coaching views': ``fhir_ecr.coaching.derived``, docs/architecture.md "Derived data"), in the same
+  transaction as the Observation writes they project; the store only hosts them.
 - ``ehr_registration``, ``api_client``: who may launch mECR and who may call its API as a backend client.
 - ``auth_credential``, ``auth_once``: sessions and issued tokens (by hash), single-use ``state``/``jti`` values.
 - ``sync_outbox``, ``sync_link``, ``sync_mark``, ``bulk_export``: EMR sync (docs/sync.md): the transactional outbox
@@ -45,6 +48,8 @@ __all__ = [
     "SyncLink",
     "SyncMark",
     "BulkExport",
+    "DerivedObservation",
+    "DerivedObservationCode",
     "INDEX_TABLES",
 ]
 
@@ -350,6 +355,44 @@ class BulkExport(SQLModel, table=True):
     expires: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     output: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class DerivedObservation(SQLModel, table=True):
+    """One row per current Observation whose subject is a Patient (derived data, kept by a write hook): its key,
+    id, patient, ``date`` range (µs, as ``idx_date`` holds it) and, for a habit check-in, the token values a
+    check-in ledger needs (identifier key, result code, status); ``elements``, the JSON of the few top-level elements
+    the views read of a reading (status, code, effective[x], valueQuantity)."""
+
+    __tablename__ = "derived_observation"
+    __table_args__ = (
+        sa.Index("ix_derived_observation_latest", "patient_id", "high"),
+        sa.Index("ix_derived_observation_checkin", "patient_id", "is_checkin", "high"),
+    )
+    res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
+    res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    is_checkin: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False))
+    checkin_key: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    checkin_result: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    status: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    elements: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class DerivedObservationCode(SQLModel, table=True):
+    """One row per distinct ``code`` coding of a row of ``derived_observation`` (with its patient and date range
+    again, so that "this patient's readings of these codes since then" is one index range)."""
+
+    __tablename__ = "derived_observation_code"
+    __table_args__ = (sa.Index("ix_derived_observation_code_lookup", "patient_id", "code", "system", "low"),)
+    res_pk: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    system: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    code: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
 
 
 INDEX_TABLES: dict[str, sa.Table] = {

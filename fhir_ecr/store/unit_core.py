@@ -48,7 +48,9 @@ PendingCreate = tuple[dict[str, Any], str, dict[str, list[tuple[Any, ...]]], int
 @dataclass(frozen=True, slots=True)
 class Change:
     """One version a unit of work wrote, as its write hooks see it: the new content (None for a deletion) and its
-    token index rows ``(param, system, code, text)``, so a hook can filter by code or category without re-indexing."""
+    token index rows ``(param, system, code, text)``, so a hook can filter by code or category without re-indexing;
+    ``pk``, the resource's key (stable across versions: derived rows key on it), and ``index``, all its search
+    index rows by table (``{"idx_date": [(param, low, high)], ...}``, see ``records.INDEX_COLUMNS``)."""
 
     resource_type: str
     id: str
@@ -56,6 +58,8 @@ class Change:
     deleted: bool
     content: dict[str, Any] | None
     tokens: tuple[tuple[Any, ...], ...] = ()
+    pk: int | None = None
+    index: dict[str, list[tuple[Any, ...]]] | None = None
 
 
 class WriteHook(Protocol):
@@ -109,6 +113,7 @@ class UnitCore:
         self._written: set[tuple[str, str]] = set()  # what this unit created or updated
         self._new_targets: set[tuple[str, str]] = set()  # targets a write refers to that its old version did not
         self._changes: list[Change] = []  # what this unit wrote, for the repository's write hooks
+        self._new_pks: dict[tuple[str, str], int] = {}  # keys given to buffered creates (for the write hooks)
         self.is_postgres = conn.dialect.name == "postgresql"
 
     # -- the caller --------------------------------------------------------------------------------------------
@@ -145,9 +150,9 @@ class UnitCore:
             if content is None:
                 content = self._last_content(rtype, rid)
             return organisation_sees(self.conn, conf.organization, rtype, rid, content, self.repo.fhir_base)
-        if conf.organization is None and rtype == "Patient":
+        if rtype == "Patient":
             return rid == conf.patient_id
-        if conf.organization is None and has_compartment(rtype):
+        if has_compartment(rtype):
             if content is None:
                 content = self._last_content(rtype, rid)
             return content is not None and conf.patient_id in compartment_patients(content, self.repo.fhir_base)
@@ -209,6 +214,9 @@ class UnitCore:
         if chosen:
             self._check_absent(chosen)
         pks = self._allocate_pks(len(pending))
+        if self.repo.write_hooks:
+            self._new_pks.update(((c["resourceType"], c["id"]), pk) for pk, (c, _, _, _) in zip(pks, pending,
+                                                                                                strict=True))
         docs = [jsonexact.dumps(c).decode() for c, _, _, _ in pending]
         self._bulk_insert(
             "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
@@ -233,6 +241,11 @@ class UnitCore:
             return [r[0] for r in rows]
         start = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resource").scalar_one()
         return list(range(start + 1, start + n + 1))
+
+    def bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows into ``table`` in this unit's transaction: COPY on PostgreSQL, ``executemany`` on
+        SQLite (for write hooks that keep derived tables)."""
+        self._bulk_insert(table, columns, rows)
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Insert many rows at once: COPY on PostgreSQL, executemany on SQLite (no ORM, no per-row dicts)."""
@@ -419,16 +432,21 @@ class UnitCore:
     # -- write hooks and the outbox ----------------------------------------------------------------------------
 
     def _note_change(self, rtype: str, rid: str, version: int, content: dict[str, Any] | None,
-                     rows: dict[str, list[tuple[Any, ...]]] | None) -> None:
+                     rows: dict[str, list[tuple[Any, ...]]] | None, pk: int | None = None) -> None:
         if self.repo.write_hooks:
             tokens = tuple(rows.get("idx_token", ())) if rows else ()
-            self._changes.append(Change(rtype, rid, version, content is None, content, tokens))
+            self._changes.append(Change(rtype, rid, version, content is None, content, tokens, pk, rows))
 
     def run_write_hooks(self) -> list[Callable[[], None]]:
         """Call the repository's write hooks with what this unit wrote (inside the transaction); the callables
         they return run after the commit (:meth:`FhirRepository.unit`)."""
         self.flush()
         changes, self._changes = self._changes, []
+        if self._new_pks:  # creates were buffered: their keys are known now
+            new_pks, self._new_pks = self._new_pks, {}
+            changes = [c if c.pk is not None else Change(c.resource_type, c.id, c.version_id, c.deleted, c.content,
+                                                         c.tokens, new_pks.get((c.resource_type, c.id)), c.index)
+                       for c in changes]
         after: list[Callable[[], None]] = []
         if changes:
             for hook in self.repo.write_hooks:

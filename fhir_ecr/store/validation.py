@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ..outcomes import FhirError, Issue, issue
+from ..outcomes import Invalid, Issue, NotSupported, invalid, issue
 from .bindings import binding_issues
 from .searchparams import resource_types
 from .structure import unreported_issues
@@ -94,11 +94,11 @@ def validate_resource(resource: dict[str, Any]) -> None:
     wrong (with any broken bindings in the same answer), 422 when only required bindings are broken."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
-        raise FhirError(issue("required", "resourceType is missing", expression="resourceType"), 400)
+        raise Invalid(issue("required", "resourceType is missing", expression="resourceType"), 400)
     try:
         model = model_for(rtype)
     except KeyError:
-        raise FhirError(issue("not-supported", f"resource type {rtype} is not supported"), 400) from None
+        raise NotSupported(issue("not-supported", f"resource type {rtype} is not supported"), 400) from None
     structural: list[Issue] = []
     rid = resource.get("id")
     if isinstance(rid, str) and not is_fhir_id(rid):
@@ -122,4 +122,4 @@ def validate_resource(resource: dict[str, Any]) -> None:
         structural.append(issue("value", str(exc)[:500], expression=rtype))
     bindings = binding_issues(resource)
     if structural or bindings:
-        raise FhirError(structural + bindings, 400 if structural else 422)
+        raise invalid(structural + bindings, 400 if structural else 422)

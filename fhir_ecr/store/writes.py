@@ -142,7 +142,7 @@ class UnitOfWork(UnitReads):
         self._note_references(content, row.content)
         self._touch_content(row.content)
         self._touch_rows(row.res_type, row.res_id, rows)
-        self._note_change(row.res_type, row.res_id, version, content, rows)
+        self._note_change(row.res_type, row.res_id, version, content, rows, row.pk)
         self._insert_index_rows([(row.pk, row.res_type, rows)])
         return WriteResult(Stored(row.res_type, row.res_id, version, now, False, content), created=created)
 
@@ -228,7 +228,7 @@ class UnitOfWork(UnitReads):
                                             method="DELETE", deleted=True, content=None))
         self._delete_index_rows(row.pk)
         self._touch_content(row.content)
-        self._note_change(rtype, rid, version, None, None)
+        self._note_change(rtype, rid, version, None, None, row.pk)
         if self.repo.enforce_references:
             self._deleted.append((rtype, rid))
         return Stored(rtype, rid, version, now, True, None)

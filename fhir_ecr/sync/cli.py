@@ -76,7 +76,7 @@ def _targets(services: Any, ehr: str | None) -> list[str]:
 
 
 def run_sync(args: argparse.Namespace, settings: Any) -> int:
-    from ..app import build_services
+    from ..composition import build_services
     from .client import EmrError
     from .config import ConfigError
     from .service import SyncSetupError
@@ -183,7 +183,7 @@ def run_worker(args: argparse.Namespace, settings: Any) -> int:
     """``mecr worker``: the consumer in the foreground, until SIGINT/SIGTERM."""
     import logging
 
-    from ..app import build_services
+    from ..composition import build_services
 
     logging.basicConfig(level=settings.log_level, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry EMR URLs with search parameters

@@ -195,12 +195,12 @@ def _apple(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> I
 
 
 def _fitbit(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
-    extra = {"weight_unit": o.weight_unit} if o.weight_unit else {}
+    extra: dict[str, Any] = {"weight_unit": o.weight_unit} if o.weight_unit else {}
     return read_fitbit(stream, tz=o.tz, file=name, errors=errors, **extra)
 
 
 def _fitbit_export(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
-    extra = {"weight_unit": o.weight_unit} if o.weight_unit else {}
+    extra: dict[str, Any] = {"weight_unit": o.weight_unit} if o.weight_unit else {}
     head = stream.read(4)
     stream.seek(0)
     if not head.startswith(b"PK"):

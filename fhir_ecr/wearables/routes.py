@@ -10,20 +10,20 @@ the access check, 404 for an unknown patient, 413 too large (the upload, or a zi
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..auth import Access, current_access
 from ..coaching.service import CoachingService
-from ..outcomes import FhirError, bad_request, issue, not_supported, too_large
-from ..services import Services, get_services
+from ..deps import AccessDep, ServicesDep
+from ..outcomes import Invalid, bad_request, business_rule, issue, not_supported, too_large
+from ..services import Services
 from .formats import FORMATS
 from .importer import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 from .ziplimits import ZipLimits
@@ -34,13 +34,11 @@ router = APIRouter(tags=["wearables"])
 #: The upload route's path: its bodies get ``max_upload_bytes`` instead of ``max_body_bytes`` (RequestGuard).
 UPLOAD_PATH = re.compile(r"^/api/patients/[^/]+/wearable-imports/?$")
 
-AccessDep = Annotated[Access, Depends(current_access)]
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def upload_limit(services: Services) -> int:
     """Largest upload accepted, in bytes."""
-    return int(getattr(services.settings, "max_upload_bytes", None) or services.settings.max_body_bytes)
+    return services.settings.max_upload_bytes
 
 
 def zip_limits(services: Services) -> ZipLimits:
@@ -48,7 +46,7 @@ def zip_limits(services: Services) -> ZipLimits:
     return ZipLimits(services.settings.max_unzipped_bytes, services.settings.max_zip_ratio)
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
@@ -93,15 +91,15 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
             raise bad_request("the upload has no 'file' part", "file")
         fmt = form.get("format")
         if fmt is not None and fmt not in FORMATS:
-            raise FhirError(issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400)
+            raise Invalid(issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400)
         priority = form.get("sourcePriority")
         try:
             rule = parse_source_priority([str(priority)]) if priority else None
         except ValueError as exc:
-            raise FhirError(issue("value", str(exc), expression="sourcePriority"), 400) from None
+            raise Invalid(issue("value", str(exc), expression="sourcePriority"), 400) from None
         name = Path(upload.filename or "upload").name
-        options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services),
-                                **({"rule": rule} if rule else {}))
+        extra: dict[str, Any] = {"rule": rule} if rule else {}
+        options = ImportOptions(format=str(fmt) if fmt else None, zip_limits=zip_limits(services), **extra)
         summary = await run_in_threadpool(_run_import, services, patient_id, upload, name, options)
     finally:
         await form.close()
@@ -116,9 +114,9 @@ def _run_import(services: Services, patient_id: str, upload: UploadFile, name: s
     # The parser has spooled the part to a temporary file (seekable, on disk beyond 1 MB): read it from there.
     upload.file.seek(0)
     try:
-        return importer.import_stream(patient_id, upload.file, name).to_dict()  # type: ignore[arg-type]
+        return importer.import_stream(patient_id, upload.file, name).to_dict()
     except WearableImportError as exc:
         where = ", ".join(str(x) for x in (exc.file or name, f"line {exc.line}" if exc.line else None))
         if exc.too_large:
             raise too_large(f"{where}: {exc}") from None
-        raise FhirError(issue("invalid", f"{where}: {exc}"), 422) from None
+        raise business_rule(issue("invalid", f"{where}: {exc}")) from None

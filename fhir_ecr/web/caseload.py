@@ -183,7 +183,8 @@ def _instant(value: Any, tz: ZoneInfo) -> datetime | None:
 
 
 def _age(patient: Mapping[str, Any], today: date) -> int | None:
-    return patient_banner(patient, today)["age"]
+    age = patient_banner(patient, today)["age"]
+    return int(age) if age is not None else None
 
 
 def _row(patient: Mapping[str, Any], glance: Mapping[str, Any] | FhirError | None, t: Triage | None,
@@ -326,7 +327,7 @@ def _compute_rows(data: Data, patients: list[dict[str, Any]], seen: Mapping[str,
                        label=lambda code: catalog.measure(code).label if code else None)
             refs = [tuple(r) for r in glance.get("refs") or []]  # as the coaching views' own cache hits name
         row = _row(patient, glance, t, c.unread_for_team if c else 0, today)
-        row.refs = tuple(refs)  # type: ignore[arg-type]
+        row.refs = tuple(refs)
         row.html = Markup(_ROW_TEMPLATE().render(r=row, viewer_tz=str(tz)))
         out[pid] = row
     return out

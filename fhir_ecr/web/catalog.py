@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from ..canonical import GOAL_CATEGORY_SYSTEM, PAUSE_REASON_SYSTEM, TARGET_MEASURE_VALUE_SET
 from ..conformance.ig import load_ig
 
 __all__ = ["LOINC", "Measure", "WEARABLE_TRENDS", "goal_categories", "measure", "pause_reasons", "target_measures"]
 
 LOINC = "http://loinc.org"
-_CANON = "https://mecr.dev/fhir"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def measure(code: str, display: str | None = None) -> Measure:
 @cache
 def target_measures() -> tuple[Measure, ...]:
     """The IG's coaching-target-measure value set, as measures (what a SMART goal can be measured by)."""
-    vs = load_ig().value_sets.get(f"{_CANON}/ValueSet/coaching-target-measure") or {}
+    vs = load_ig().value_sets.get(TARGET_MEASURE_VALUE_SET) or {}
     out = []
     for inc in (vs.get("compose") or {}).get("include") or []:
         for c in inc.get("concept") or []:
@@ -86,10 +86,10 @@ def _concepts(url: str) -> tuple[tuple[str, str], ...]:
 @cache
 def goal_categories() -> tuple[tuple[str, str], ...]:
     """(code, display) of the IG's coaching-goal-category CodeSystem."""
-    return _concepts(f"{_CANON}/CodeSystem/coaching-goal-category")
+    return _concepts(GOAL_CATEGORY_SYSTEM)
 
 
 @cache
 def pause_reasons() -> tuple[tuple[str, str], ...]:
     """(code, display) of the IG's habit-pause-reason CodeSystem."""
-    return _concepts(f"{_CANON}/CodeSystem/habit-pause-reason")
+    return _concepts(PAUSE_REASON_SYSTEM)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..coaching import fhir_io as io
 from ..coaching.sessions import MODALITIES, SessionNote, record_session
-from ..outcomes import FhirError
+from ..outcomes import FhirError, PreconditionFailed
 from . import catalog
 from .views import Data, coaching_service
 
@@ -362,10 +362,10 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
                 if values.get("reason") not in {c for c, _ in catalog.pause_reasons()}:
                     errors["reason"] = "Choose why the habit is paused."
                 until = _date(values, errors, "until")
-                start = _date(values, errors, "start")
+                pause_from = _date(values, errors, "start")
                 if errors:
                     return FormResult(values, errors, status=422)
-                written = svc.pause_habit(plan_id, hid, values["reason"], start=start, until=until,
+                written = svc.pause_habit(plan_id, hid, values["reason"], start=pause_from, until=until,
                                           reason_text=values.get("reason_text") or None, expected_version=expected)
             elif action == "resume":
                 on = _date(values, errors, "date")
@@ -384,9 +384,9 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
                                            expected_version=expected)
             else:
                 return FormResult(values, {"": "Unknown action."}, status=400)
+    except PreconditionFailed:
+        return FormResult(values, {"": "Someone changed this plan since you opened the page. Your change was "
+                                       "not saved: reload and try again."}, status=412)
     except FhirError as exc:
-        if exc.status == 412:
-            return FormResult(values, {"": "Someone changed this plan since you opened the page. Your change was "
-                                           "not saved: reload and try again."}, status=412)
         return _service_error(exc, values, "title" if action == "add" else "")
     return FormResult(values, written=written)

@@ -10,7 +10,6 @@ keep their OperationOutcomes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
@@ -23,33 +22,16 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from ..assets import STATIC_DIR, static_url
 from ..auth import Access, Principal
-from ..outcomes import FhirError, forbidden, unauthorized
+from ..outcomes import FhirError, Unauthorized, forbidden, unauthorized
 from . import charts
 
 __all__ = ["HtmlErrors", "JSON_PATHS", "PageRoute", "STATIC_DIR", "TEMPLATES", "error_page", "page", "require_coach",
            "require_patient_app"]
 
 HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def _fingerprint(name: str) -> str:
-    try:
-        return hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:10]
-    except FileNotFoundError:
-        return "0"
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def static_url(name: str) -> str:
-    """``/app/static/{name}?v=<content hash>``: cached for long, refreshed when the file changes."""
-    if name not in _VERSIONS:
-        _VERSIONS[name] = _fingerprint(name)
-    return f"/app/static/{name}?v={_VERSIONS[name]}"
 
 
 def _pct(rate: float | None) -> str:
@@ -142,7 +124,7 @@ def error_page(request: Request, exc: FhirError, *, say: bool = False) -> HTMLRe
     """The HTML page for an error below ``/app``: sign-in (401), not allowed (403), not found, or generic —
     each with a way back (the page the reader came from, when it is one of ours, and their start page).
     ``say``: show the error's own words (a refused CSRF token, a body too large) rather than the status's."""
-    if exc.status == 401:
+    if isinstance(exc, Unauthorized):
         return page(request, "signin.html", {"title": "Sign in"}, 401)
     own = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
     detail = (own if say and own and exc.status < 500 else None) or _MESSAGES.get(exc.status) or own

@@ -19,18 +19,19 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import Access, current_access
+from ..auth import Access
 from ..auth.routes import delete_cookie
 from ..auth.sessions import SESSION_COOKIE
 from ..coaching import fhir_io as io
-from ..outcomes import FhirError, bad_request
+from ..deps import AccessDep
+from ..outcomes import BadRequest, FhirError, Unauthorized, bad_request, issue
 from . import caseload as caseload_view
 from . import catalog, forms, views
 from .messaging import mark_read, send_message, thread
@@ -41,7 +42,6 @@ __all__ = ["api_router", "router"]
 router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False)
 api_router = APIRouter(prefix="/app", include_in_schema=False)  # JSON for the pages' scripts
 
-AccessDep = Annotated[Access, Depends(current_access)]
 
 
 def _data(request: Request, access: Access) -> views.Data:
@@ -97,7 +97,7 @@ def _head(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
 async def home(access: AccessDep) -> Response:
     p = access.principal
     if p is None:
-        raise FhirError({"severity": "error", "code": "login", "diagnostics": "sign in"}, 401)
+        raise Unauthorized(issue("login", "sign in"), 401)
     if p.kind == "patient":
         return RedirectResponse("/app/me", 303)
     require_coach(access)
@@ -168,9 +168,7 @@ async def coach_send(request: Request, patient_id: str, access: AccessDep) -> Re
     try:
         await run_in_threadpool(send_message, data.repo, patient_id, single.get("text", ""), from_patient=False,
                                 sender=sender)
-    except FhirError as exc:
-        if exc.status != 400:
-            raise
+    except BadRequest as exc:  # send_message's own refusals (no text, too long): the form shows them
         conv = await run_in_threadpool(thread, data.repo, patient_id)
         head = await run_in_threadpool(_head, data, access, patient_id)
         return page(request, "messages.html", {
@@ -394,9 +392,7 @@ async def me_send(request: Request, access: AccessDep, patient: str | None = Non
     q = f"?patient={patient}" if patient else ""
     try:
         await run_in_threadpool(send_message, data.repo, pid, single.get("text", ""), from_patient=True)
-    except FhirError as exc:
-        if exc.status != 400:
-            raise
+    except BadRequest as exc:  # send_message's own refusals (no text, too long): the form shows them
         conv = await run_in_threadpool(thread, data.repo, pid)
         tz = await run_in_threadpool(_patient_tz, data, pid)
         return page(request, "messages.html", {
@@ -475,7 +471,7 @@ async def signout(request: Request, access: AccessDep) -> Response:
 async def signed_out(request: Request, who: str = "coach") -> Response:
     settings = request.app.state.services.settings
     return page(request, "signed_out.html", {"title": "Signed out", "who": "patient" if who == "patient" else "coach",
-                                             "sandbox": bool(getattr(settings, "sandbox_ehr", False)),
+                                             "sandbox": settings.sandbox_ehr,
                                              "principal": None, "is_coach": False})
 
 

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from ..auth.access import LINK_SYSTEM_PREFIX
+from ..canonical import APP_PREFERENCES_URL
 from ..coaching import fhir_io as io
 from ..coaching.referral_wait import response_days
 from ..coaching.schedule import ScheduleKind
@@ -45,7 +46,7 @@ __all__ = [
 
 _SESSION_TYPES = {"coaching-session-initial": "Initial session", "coaching-session-follow-up": "Follow-up",
                   "coaching-session-group": "Group session"}
-_PATIENT_PREFS = "https://mecr.dev/fhir/StructureDefinition/app-preferences"
+_PATIENT_PREFS = APP_PREFERENCES_URL
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
                        "latest": points[-1][1] if points else None,
                        "spark": sparkline(points, label=m.label, unit=m.unit, width=132, height=30),
                        "text": describe_series(points, label=m.label, unit=m.unit)})
-    choices = []
+    choices: list[dict[str, Any]] = []
     for card in cards:
         if card.measure and card.measure not in [c["code"] for c in choices]:
             choices.append({"code": card.measure, "label": catalog.measure(card.measure).label})
@@ -412,8 +413,8 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     schedules = {}
     for plan in plans:
         try:
-            for h in io.habits_of_plan(plan):
-                schedules[(h.plan_id, h.habit_id)] = h
+            for habit in io.habits_of_plan(plan):
+                schedules[(habit.plan_id, habit.habit_id)] = habit
         except ValueError:
             continue
     habits = []

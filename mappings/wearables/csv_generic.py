@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import IO
+from typing import IO, cast
 
 from mappings.errors import MalformedInputError, MappingError, SkipLog
 from mappings.wearables._common import convert
@@ -67,7 +67,8 @@ def read_csv(
     errors: SkipLog | None = None,
 ) -> Iterator[Reading]:
     """Yield readings from a CSV stream laid out as ``mapping`` says; rows are numbered as file lines."""
-    text: IO[str] = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") if _is_binary(stream) else stream  # type: ignore[arg-type]
+    text: IO[str] = (io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
+                     if _is_binary(stream) else cast(IO[str], stream))
     for _ in range(mapping.skip_lines):
         text.readline()
     reader = csv.DictReader(text, delimiter=mapping.delimiter)

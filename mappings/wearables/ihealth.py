@@ -10,7 +10,7 @@ the record's local day; their ``Calories`` include basal energy and are not mapp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
@@ -62,7 +62,7 @@ def read_ihealth(
             raise MalformedInputError(f"{key!r} is not a list", file=file)
         build = _builder(key, doc)
         yield from guarded(items, build, errors=errors, file=file,
-                           locate=lambda i, r, key=key: f"{key}[{i}] DataID {r.get('DataID') if isinstance(r, dict) else '?'}")
+                           locate=_locator(key))
 
 
 def _unit(doc: dict[str, Any], key: str, table: dict[int, str]) -> str:
@@ -136,3 +136,9 @@ def _pulse(record: dict[str, Any], at: datetime, common: dict[str, Any]) -> list
     return [Reading(Metric.HEART_RATE, to_float(record["HR"], "HR"), "/min", at, _SOURCE, **common)]
 
 
+def _locator(key: str) -> Callable[[int, Any], str]:
+    """Where record ``i`` of list ``key`` is, for the skip log."""
+    def locate(i: int, r: Any) -> str:
+        return f"{key}[{i}] DataID {r.get('DataID') if isinstance(r, dict) else '?'}"
+
+    return locate

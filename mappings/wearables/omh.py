@@ -233,7 +233,7 @@ def _value(obs: dict[str, Any]) -> tuple[float, str]:
 def _component(obs: dict[str, Any], code: str) -> float:
     for comp in obs.get("component", []):
         if any(c.get("code") == code for c in comp.get("code", {}).get("coding", [])):
-            return comp["valueQuantity"]["value"]
+            return float(comp["valueQuantity"]["value"])
     raise MalformedInputError(f"blood pressure Observation lacks component {code}")
 
 

@@ -132,6 +132,8 @@ def daily_summaries(
         if key in seen:
             continue
         seen.add(key)
+        target: Metric
+        additive: bool
         if reading.metric in (Metric.STEPS, Metric.ACTIVE_MINUTES):
             target, additive = reading.metric, True
         elif reading.metric is Metric.SLEEP_DURATION or reading.metric in _ASLEEP:
@@ -151,12 +153,12 @@ def daily_summaries(
             buckets[(target, day, reading.source.key)][kind].append(reading.value * share)
 
     per_day: dict[tuple[Metric, date], list[tuple[str, float]]] = defaultdict(list)
-    for (metric, day, key), kinds in buckets.items():
+    for (metric, day, source_key), kinds in buckets.items():
         values = kinds.get("daily") or kinds.get("sessions") or kinds.get("interval") or []
         if not values:
             continue
         value = sum(values) / len(values) if metric is Metric.RESTING_HEART_RATE else sum(values)
-        per_day[(metric, day)].append((key, value))
+        per_day[(metric, day)].append((source_key, value))
 
     out = []
     for (metric, day), candidates in sorted(per_day.items(), key=lambda kv: (kv[0][1], SUMMARY_METRICS.index(kv[0][0]))):

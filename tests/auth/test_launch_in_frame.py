@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_ecr.app import create_app, mount_sandbox_ehr
+from fhir_ecr.app import create_app
 from fhir_ecr.config import Settings
+from fhir_ecr.sandbox_ehr.mount import mount_sandbox_ehr
 from tests.conftest import CHROMIUM, free_port
 
 pytestmark = pytest.mark.slow

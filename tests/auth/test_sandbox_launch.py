@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_ecr.app import create_app
 from fhir_ecr.auth.sessions import SESSION_COOKIE
+from fhir_ecr.server import serve_app
 
 ORIGIN = "http://127.0.0.1:8000"
 _TX = re.compile(r'name="tx" value="([^"]+)"')
@@ -27,7 +27,7 @@ _CHECKED = re.compile(r'name="scope" value="([^"]+)" checked')
 @pytest.fixture
 def app_client(sandbox_settings: Any, secure_services: Any) -> Iterator[TestClient]:
     secure_services.settings = sandbox_settings
-    app = create_app(sandbox_settings, services=secure_services)
+    app = serve_app(sandbox_settings, services=secure_services)
     secure_services.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN)
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as client:
         yield client

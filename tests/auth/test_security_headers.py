@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_ecr.app import create_app
 from fhir_ecr.auth.registry import add_ehr
 from fhir_ecr.headers import EhrOrigins, origin_of, page_policy
+from fhir_ecr.server import serve_app
 from tests.auth.support import coach, login, patient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def assert_page_headers(response: Any, *, frame_ancestors: list[str] | None = No
 @pytest.fixture
 def app(sandbox_settings: Any, secure_services: Any) -> Any:
     secure_services.settings = sandbox_settings
-    app = create_app(sandbox_settings, services=secure_services)
+    app = serve_app(sandbox_settings, services=secure_services)
     yield app
     app.state.sandbox_ehr.state.sandbox.dispose()
 

@@ -13,6 +13,7 @@ from starlette.routing import Mount
 
 from fhir_ecr.app import check_auth_mode, create_app
 from fhir_ecr.config import Settings, get_settings, is_loopback_host
+from fhir_ecr.server import serve_app
 from tests.helpers import assert_outcome
 
 
@@ -86,7 +87,7 @@ def test_sandbox_is_mounted_once_with_mecr_sandbox_ehr_in_the_environment(sandbo
     monkeypatch.setenv("MECR_SANDBOX_EHR", "true")
     get_settings.cache_clear()
     try:
-        app = create_app(sandbox_settings, services=secure_services)
+        app = serve_app(sandbox_settings, services=secure_services)
     finally:
         get_settings.cache_clear()
     mounts = [r for r in app.routes if isinstance(r, Mount) and r.path == "/sandbox-ehr"]
@@ -96,7 +97,7 @@ def test_sandbox_is_mounted_once_with_mecr_sandbox_ehr_in_the_environment(sandbo
     engine_app = inner[0].app.app
     assert not engine_app.state.services.settings.sandbox_ehr
     assert not any(isinstance(r, Mount) and r.path == "/sandbox-ehr" for r in engine_app.routes)
-    from fhir_ecr.app import mount_sandbox_ehr
+    from fhir_ecr.sandbox_ehr.mount import mount_sandbox_ehr
 
     mount_sandbox_ehr(app, sandbox_settings, secure_services)  # a second call changes nothing
     assert len([r for r in app.routes if isinstance(r, Mount) and r.path == "/sandbox-ehr"]) == 1

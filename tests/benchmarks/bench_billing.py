@@ -100,7 +100,7 @@ def _pipeline(table, sessions) -> dict[str, float]:
 
 
 def bench_store(n: int) -> float:
-    from fhir_ecr.app import build_services
+    from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
 
     table = rules()

@@ -75,7 +75,7 @@ def main() -> None:
             tasks.pull_now(svc, "emr")
             local = svc.repo.search_params("Patient", [("_count", "1")]).matches[0].id
             with svc.repo.unit() as uow:
-                for i in range(n_push):
+                for _ in range(n_push):
                     uow.create({"resourceType": "Encounter", "status": "finished",
                                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
                                           "code": "AMB"},

@@ -129,8 +129,8 @@ def generate(path: Path, megabytes: float) -> tuple[int, int]:
 
 
 def _setup(url: str) -> str:
-    from fhir_ecr.app import build_services
     from fhir_ecr.coaching import fhir_io as io
+    from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
 
     services = build_services(Settings(database_url=url))
@@ -144,8 +144,8 @@ def _setup(url: str) -> str:
 
 def child(url: str, patient: str, path: str, profile: bool, full: bool) -> None:
     """Import ``path`` (in this process) and print the figures as JSON."""
-    from fhir_ecr.app import build_services
     from fhir_ecr.coaching.service import CoachingService
+    from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
     from fhir_ecr.wearables import ImportOptions, WearableImporter
 

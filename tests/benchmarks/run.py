@@ -11,6 +11,7 @@ Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
 - ``bench_billing``: 837P and CSV export of 100,000 coaching sessions;
 - ``bench_wearable_import``: a generated Apple Health export (100 MB and 1 GB) imported into SQLite, and again;
 - ``bench_referrals``: the organisation confinement on a Task search and the referral write hook on updates;
+- ``bench_directory``: the community directory: import of 50,000 HSDS services, search by category and distance;
 - ``bench_sync``: EMR sync against sekmet-fhir (Bulk and paged pulls of 50,000, a push of 10,000) and ``$export``
   of 1,000,000 Observations.
 """
@@ -40,6 +41,8 @@ def main() -> int:
         ["tests.benchmarks.bench_wearable_import", "--scale", str(s)],
         ["tests.benchmarks.bench_referrals", "--patients", str(max(300, int(2000 * s))),
          "--runs", str(max(10, int(50 * s)))],
+        ["tests.benchmarks.bench_directory", "--services", str(max(2000, int(50_000 * s))),
+         "--runs", str(max(50, int(200 * s)))],
         ["tests.benchmarks.bench_sync", "--scale", str(s)],
     ]
     failed = 0

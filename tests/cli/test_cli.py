@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fhir_ecr.cli import main
+from fhir_ecr.cli import build_parser, main
 from fhir_ecr.config import get_settings
 
 
@@ -27,9 +27,30 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-@pytest.mark.parametrize("args", [[], ["serve"], ["db"], ["load"], ["demo"]])
-def test_help(args: list[str]) -> None:
-    out = run(*args, "--help")
+def _commands(parser: Any, prefix: list[str]) -> list[list[str]]:
+    import argparse
+
+    found = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _commands(sub, [*prefix, name])
+    return found
+
+
+@pytest.mark.parametrize("args", _commands(build_parser(), []), ids=lambda a: " ".join(a) or "mecr")
+def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command and sub-command answers --help (in-process: argparse exits 0 after printing it)."""
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: mecr {' '.join(args)}".rstrip()) and "-h, --help" in out
+
+
+def test_the_module_runs_as_a_program() -> None:
+    """``python -m fhir_ecr.cli`` is the console script (one subprocess: the entry point itself)."""
+    out = run("--help")
     assert out.returncode == 0 and "usage: mecr" in out.stdout
 
 
@@ -38,7 +59,7 @@ def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
     from fhir_ecr.store.db import head_revision
 
     newest = head_revision()
-    assert newest == "0008"  # the newest migration file (update with each new migration)
+    assert newest == "0010"  # the newest migration file (update with each new migration)
     assert f"revision {newest}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert f"current: {newest}; newest: {newest}" in capsys.readouterr().out

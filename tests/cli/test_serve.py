@@ -111,7 +111,7 @@ def test_auth_off_with_uvicorn_host_flag_refuses_requests_from_the_network(tmp_p
     env = clean_env(tmp_path, MECR_AUTH="off")
     subprocess.run(mecr("db", "upgrade"), env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "fhir_ecr.app:worker_app", "--host", "0.0.0.0",
+    command = [sys.executable, "-m", "uvicorn", "--factory", "fhir_ecr.server:worker_app", "--host", "0.0.0.0",
                "--port", str(port)]
     with serving(command, env, tmp_path, f"http://127.0.0.1:{port}") as proc:
         assert httpx.get(f"http://127.0.0.1:{port}/fhir/Patient").status_code == 200

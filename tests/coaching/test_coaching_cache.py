@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from fhir_ecr.app import build_services
 from fhir_ecr.auth import Access, Principal
 from fhir_ecr.coaching.cache import view_cache
 from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.composition import build_services
 from fhir_ecr.outcomes import FhirError
 from smart_launch.scopes import ScopeSet
-
 from tests.coaching.coaching_support import NOW, make_world, pin_clock, steps_reading
 
 TODAY = date(2026, 3, 20)

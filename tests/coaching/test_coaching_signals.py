@@ -19,7 +19,8 @@ import pytest
 from fhir_ecr.coaching import fhir_io as io
 from fhir_ecr.coaching.progress import GoalTarget, Measurement, goal_progress
 from fhir_ecr.coaching.runchart import MIN_BASELINE, analyse_changes, analyse_run_chart
-from fhir_ecr.coaching.service import CoachingService, _run_chart
+from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.coaching.view_shapes import _run_chart
 from tests.coaching.coaching_support import make_world, pin_clock, steps_reading
 
 DAY0 = date(2026, 1, 1)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fhir_ecr.app import create_app
+from fhir_ecr.server import serve_app
 from tests.auth.support import SystemClient, login, patient
 from tests.helpers import assert_outcome
 
@@ -86,7 +87,7 @@ def test_the_sandbox_ehr_shares_the_limit(sandbox_settings: Any, secure_services
 
     settings = sandbox_settings.model_copy(update={"max_body_bytes": LIMIT})
     secure_services.settings = settings
-    with TestClient(create_app(settings, services=secure_services), raise_server_exceptions=False,
+    with TestClient(serve_app(settings, services=secure_services), raise_server_exceptions=False,
                     base_url="http://127.0.0.1:8000") as client:
         for path in ("/sandbox-ehr/token", "/sandbox-ehr/authorize", "/sandbox-ehr/authorize/decision"):
             r = client.post(path, content=_chunks(2 * LIMIT), headers=FORM)

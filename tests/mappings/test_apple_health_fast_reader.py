@@ -20,6 +20,7 @@ from wearable_support import WEARABLES
 from mappings.errors import MappingError, SkipLog
 from mappings.wearables import Metric, Reading, read_apple_health
 from mappings.wearables import apple_health as ah
+from mappings.wearables import apple_health_scan as ah_scan
 
 LA = ZoneInfo("America/Los_Angeles")
 LIGHT = frozenset({Metric.STEPS, Metric.ACTIVE_MINUTES, Metric.SLEEP_ASLEEP, Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP,
@@ -111,7 +112,7 @@ def _same_every_way(data: bytes, monkeypatch: pytest.MonkeyPatch, *, skip: bool 
     assert normalised(_outcome(light(True), skip)) == expected
     assert normalised(_outcome(light(False), skip)) == expected
     with monkeypatch.context() as m:
-        m.setattr(ah, "_CHUNK", 61)
+        m.setattr(ah_scan, "_CHUNK", 61)
         assert normalised(_outcome(light(True), skip)) == expected
     if split:
         assert normalised(_outcome(lambda log, counted: _split(data, log, counted), skip)) == expected

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
-from tests.smart_launch.conftest import FHIR_BASE, TOKEN_URL, Clock, smart_configuration
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
@@ -27,6 +26,7 @@ from smart_launch import (
     discovery_url,
     generate_private_jwks,
 )
+from tests.smart_launch.conftest import FHIR_BASE, TOKEN_URL, Clock, smart_configuration
 
 pytestmark = pytest.mark.anyio
 SYSTEM_SCOPE = "system/Patient.rs system/Observation.rs"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 import respx
-from tests.smart_launch.conftest import FHIR_BASE, TOKEN_URL, smart_configuration
 
 from smart_launch import (
     DiscoveryError,
@@ -14,6 +13,7 @@ from smart_launch import (
     fetch_smart_configuration,
     parse_smart_configuration,
 )
+from tests.smart_launch.conftest import FHIR_BASE, TOKEN_URL, smart_configuration
 
 pytestmark = pytest.mark.anyio
 

@@ -11,16 +11,6 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
-from tests.smart_launch.conftest import (
-    FHIR_BASE,
-    ISSUER,
-    JWKS_URL,
-    REDIRECT_URI,
-    TOKEN_URL,
-    Clock,
-    IssuerKeys,
-    smart_configuration,
-)
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -50,6 +40,16 @@ from smart_launch import (
     discovery_url,
 )
 from smart_launch.client_auth import ClientAuthentication
+from tests.smart_launch.conftest import (
+    FHIR_BASE,
+    ISSUER,
+    JWKS_URL,
+    REDIRECT_URI,
+    TOKEN_URL,
+    Clock,
+    IssuerKeys,
+    smart_configuration,
+)
 
 pytestmark = pytest.mark.anyio
 

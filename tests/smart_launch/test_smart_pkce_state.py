@@ -8,7 +8,6 @@ import math
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests.smart_launch.conftest import FHIR_BASE, REDIRECT_URI, Clock, smart_configuration
 
 from smart_launch import (
     ConfigurationError,
@@ -25,6 +24,7 @@ from smart_launch import (
     parse_smart_configuration,
 )
 from smart_launch.state import STATE_BYTES, consume_state, new_state, save_pending
+from tests.smart_launch.conftest import FHIR_BASE, REDIRECT_URI, Clock, smart_configuration
 
 pytestmark = pytest.mark.anyio
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.smart_launch.conftest import ISSUER, Clock, IssuerKeys
 
 from smart_launch import IdTokenError, ScopeSet, TokenError, parse_token_response, validate_id_token
 from smart_launch.tokens import FhirContextItem, merge_refreshed
+from tests.smart_launch.conftest import ISSUER, Clock, IssuerKeys
 
 REQUESTED = ScopeSet.parse("launch openid fhirUser offline_access patient/Goal.cruds patient/Observation.rs")
 

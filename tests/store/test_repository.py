@@ -104,12 +104,11 @@ def test_update_replaces_index_rows(repo: Any) -> None:
 
 
 def test_failed_unit_leaves_nothing(repo: Any) -> None:
-    with pytest.raises(FhirError):
-        with repo.unit() as uow:
-            uow.create(patient())
-            uow.create(patient())
-            uow.flush()
-            uow.create({"resourceType": "Patient", "gender": 12})  # invalid
+    with pytest.raises(FhirError), repo.unit() as uow:
+        uow.create(patient())
+        uow.create(patient())
+        uow.flush()
+        uow.create({"resourceType": "Patient", "gender": 12})  # invalid
     assert count_rows(repo, "resource") == 0
     assert count_rows(repo, "resource_history") == 0
     assert sum(count_rows(repo, t) for t in INDEX_TABLES) == 0

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import fhir_ecr.wearables.importer as importer_module
+import fhir_ecr.wearables.parallel as parallel_module
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError
 from tests.wearables.support import (
     PHONE,
@@ -89,18 +89,18 @@ def _essence(repo: Any, patient: str) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def split_everything(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Split exports of any size, and record the splits made."""
-    monkeypatch.setattr(importer_module, "_PARALLEL_MIN", 0)
+    monkeypatch.setattr(parallel_module, "_PARALLEL_MIN", 0)
     # the test process may run other tests' threads; the second process only reads the file and a temp file
-    monkeypatch.setattr(importer_module, "_can_fork", lambda: True)
+    monkeypatch.setattr(parallel_module, "_can_fork", lambda: True)
     made: list[Any] = []
-    plan = importer_module._Split.plan.__func__  # type: ignore[attr-defined]
+    plan = parallel_module.SplitExport.plan.__func__  # type: ignore[attr-defined]
 
     def recording(cls: Any, *args: Any) -> Any:
         split = plan(cls, *args)
         made.append(split)
         return split
 
-    monkeypatch.setattr(importer_module._Split, "plan", classmethod(recording))
+    monkeypatch.setattr(parallel_module.SplitExport, "plan", classmethod(recording))
     return made
 
 

@@ -13,6 +13,7 @@ import pytest
 from fhir_ecr.coaching import fhir_io as coaching_io
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
+from fhir_ecr.wearables.upsert import BatchWriter
 from tests.coaching.coaching_support import make_world
 from tests.wearables.support import (
     FIXTURES,
@@ -109,14 +110,30 @@ def _resume_file() -> bytes:
     return apple_export(records)
 
 
+class CrashingWriter(BatchWriter):
+    """The importer's batch writer, failing (as a crash would) when asked for batch ``after + 1``."""
+
+    def __init__(self, repo: Any, rule: Any, after: int) -> None:
+        super().__init__(repo, rule)
+        self.after = after
+        self.batches = 0
+
+    def run(self, write: Any) -> Any:
+        self.batches += 1
+        if self.batches > self.after:
+            raise RuntimeError("simulated crash")
+        return super().run(write)
+
+
 @pytest.mark.parametrize("crash_after", [2, 4])
 def test_a_crash_halfway_leaves_whole_batches_and_resuming_finishes_without_duplicates(
         repo: Any, crash_after: int) -> None:
     patient, reference = make_patient(repo), make_patient(repo)
     data = _resume_file()
     options = {"batch_readings": 4, "batch_days": 1}  # 12 weights: 3 reading batches; then 1 batch per day
-    crashing = _importer(repo, **options)
-    crashing.fail_after_batches = crash_after
+    opts = ImportOptions(**options)
+    crashing = WearableImporter(repo, coaching=CoachingService(repo), options=opts,
+                                writer=CrashingWriter(repo, opts.rule, crash_after))
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.import_stream(patient, io.BytesIO(data), "export.xml")
     partial = observations(repo, patient)

@@ -315,10 +315,10 @@ def app_client(sandbox_settings, secure_services):
     import httpx
     from fastapi.testclient import TestClient
 
-    from fhir_ecr.app import create_app
+    from fhir_ecr.server import serve_app
 
     secure_services.settings = sandbox_settings
-    app = create_app(sandbox_settings, services=secure_services)
+    app = serve_app(sandbox_settings, services=secure_services)
     secure_services.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN)
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as client:
         yield client

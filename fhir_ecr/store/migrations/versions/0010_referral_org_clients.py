@@ -1,16 +1,16 @@
 """Referrals (issue #17, branch h17b): a backend-services client may be bound to a community organisation
 (``api_client.organization``); the guard then confines it to that organisation's referrals (docs/referrals.md).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,148 @@
+"""Keeping the coaching views' derived tables current: a write hook, a rebuild, and the readiness flag.
+
+:class:`DerivedHook` is registered on the repository from the composition root (``install_derived``, called by
+``create_app``; the store imports nothing from here). The store calls it at the end of every unit of work that
+wrote, inside the transaction, with what was written: for each Observation it replaces the derived rows of
+that resource key with those of the new version (none for a deletion), so the derived tables commit or roll
+back with the writes. :func:`rebuild` recomputes them from the stored Observations (``mecr db
+rebuild-derived``); both go through :func:`~fhir_ecr.coaching.derived.rows.observation_rows`, which is why a
+rebuild and the incremental upkeep agree (tests/coaching/test_derived.py).
+
+The kv flag ``derived.coaching`` says whether the tables are complete: ``ready`` (a new database, or after a
+full rebuild) or ``stale`` (migration 0009 over a database that already held Observations); no flag at all
+counts as ready (every table was emptied together). The views read the
+derived tables only when the hook is installed and the flag is ``ready``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from fhir_ecr.coaching.derived.rows import CODE_COLUMNS, OBSERVATION_COLUMNS, observation_rows
+from fhir_ecr.store import jsonexact
+from fhir_ecr.store.indexer import extract_index_rows
+from fhir_ecr.store.repository import Change, FhirRepository, UnitOfWork
+from fhir_ecr.store.searchparams import search_param
+from fhir_ecr.store.tables import INDEX_TABLES, DerivedObservation, DerivedObservationCode, ResourceRow
+
+__all__ = ["DerivedHook", "STATE_KEY", "install_derived", "derived_hook", "rebuild", "derived_ready"]
+
+STATE_KEY = "derived.coaching"
+OBS = DerivedObservation.__table__  # type: ignore[attr-defined]
+CODES = DerivedObservationCode.__table__  # type: ignore[attr-defined]
+R = ResourceRow.__table__  # type: ignore[attr-defined]
+_CHUNK = 500
+
+
+class DerivedHook:
+    """The write hook that keeps ``derived_observation`` and ``derived_observation_code`` current."""
+
+    def __init__(self) -> None:
+        self._ready: set[int] = set()  # ids of engines whose flag was seen "ready" (it never goes back)
+
+    def __call__(self, uow: Any, changes: list[Change]) -> Callable[[], None] | None:
+        last: dict[int, Change] = {}
+        replaced: set[int] = set()
+        for change in changes:
+            if change.resource_type != "Observation" or change.pk is None:
+                continue
+            last[change.pk] = change
+            if change.version_id > 1:  # an earlier version may have rows
+                replaced.add(change.pk)
+        if last:
+            _delete(uow, sorted(replaced))
+            _insert(uow, ((c.pk, c.id, c.index or {}, c.content) for c in last.values()  # type: ignore[misc]
+                          if not c.deleted and c.content is not None))
+        return None
+
+    def ready(self, uow: UnitOfWork) -> bool:
+        """Whether the derived tables are complete in this database (the kv flag; cached once it is ``ready``)."""
+        key = id(uow.repo.engine)
+        if key in self._ready:
+            return True
+        if uow.get_state(STATE_KEY) != "stale":  # no flag: tables emptied together (a new store)
+            self._ready.add(key)
+            return True
+        return False
+
+
+def _delete(uow: Any, pks: list[int]) -> None:
+    for i in range(0, len(pks), _CHUNK):
+        chunk = pks[i:i + _CHUNK]
+        uow.conn.execute(CODES.delete().where(CODES.c.res_pk.in_(chunk)))
+        uow.conn.execute(OBS.delete().where(OBS.c.res_pk.in_(chunk)))
+
+
+def _insert(uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]], dict[str, Any]]]) -> int:
+    obs_rows: list[tuple[Any, ...]] = []
+    code_rows: list[tuple[Any, ...]] = []
+    for pk, rid, index, content in items:
+        obs, codes = observation_rows(pk, rid, index, content)
+        if obs is not None:
+            obs_rows.append(obs)
+            code_rows += codes
+    uow.bulk_insert("derived_observation", OBSERVATION_COLUMNS, obs_rows)
+    uow.bulk_insert("derived_observation_code", CODE_COLUMNS, code_rows)
+    return len(obs_rows)
+
+
+def derived_hook(repo: FhirRepository) -> DerivedHook | None:
+    """The derived-data hook installed on ``repo`` (shared by its guarded views), if any."""
+    return next((h for h in repo.write_hooks if isinstance(h, DerivedHook)), None)
+
+
+def install_derived(repo: FhirRepository) -> DerivedHook:
+    """Register the hook on ``repo`` (once) and return it: every later write keeps the derived tables current."""
+    hook = derived_hook(repo)
+    if hook is None:
+        hook = DerivedHook()
+        repo.write_hooks.append(hook)
+    return hook
+
+
+def derived_ready(repo: FhirRepository, uow: UnitOfWork) -> bool:
+    """Whether the views may read the derived tables: the hook is installed and the tables are complete."""
+    hook = derived_hook(repo)
+    return hook is not None and hook.ready(uow)
+
+
+def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
+    """Recompute the derived rows from the stored Observations (all, or one patient's), in one transaction;
+    returns how many Observations have rows. A full rebuild marks the tables ``ready``."""
+    with repo.unit() as uow:
+        if patient_id is None:
+            uow.conn.execute(CODES.delete())
+            uow.conn.execute(OBS.delete())
+            where = [R.c.res_type == "Observation", R.c.deleted.is_(False)]
+        else:
+            uow.conn.execute(CODES.delete().where(CODES.c.patient_id == patient_id))
+            uow.conn.execute(OBS.delete().where(OBS.c.patient_id == patient_id))
+            where = [R.c.res_type == "Observation", R.c.deleted.is_(False), R.c.pk.in_(_patient_pks(patient_id))]
+        done, after = 0, 0
+        while True:
+            page = uow.conn.execute(sa.select(R.c.pk, R.c.res_id, sa.cast(R.c.content, sa.Text).label("content"))
+                                    .where(*where, R.c.pk > after)
+                                    .order_by(R.c.pk).limit(_CHUNK)).all()
+            if not page:
+                break
+            after = page[-1].pk
+            docs = [(row.pk, row.res_id, _doc(row.content)) for row in page]
+            done += _insert(uow, ((pk, rid, extract_index_rows(doc, repo.fhir_base), doc) for pk, rid, doc in docs))
+        if patient_id is None:
+            uow.set_state(STATE_KEY, "ready")
+    return done
+
+
+def _patient_pks(patient_id: str) -> Any:
+    ref = INDEX_TABLES["idx_reference"]
+    param = search_param("Observation", "patient")
+    assert param is not None
+    return sa.select(ref.c.res_pk).where(ref.c.res_type == "Observation", ref.c.param.in_(param.index_names),
+                                         ref.c.target_type == "Patient", ref.c.target_id == patient_id)
+
+
+def _doc(content: Any) -> dict[str, Any]:
+    return content if isinstance(content, dict) else jsonexact.loads(content)  # type: ignore[no-any-return]

@@ -1,0 +1,76 @@
+"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` and its rows of
+``derived_observation_code``, computed from the search-index rows the store computed for the write — so a
+derived row says exactly what a search of the index would find (the same patient, codes and date range).
+
+Nothing here depends on the patient's time zone or on their plans and goals: a time-zone change or a habit
+edit changes no derived row, and the local-day arithmetic stays in the views (docs/architecture.md,
+"Derived data").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from fhir_ecr.coaching.fhir_io import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
+from fhir_ecr.store import jsonexact
+from fhir_ecr.store.searchparams import search_param
+
+__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "ELEMENTS", "observation_rows"]
+
+OBSERVATION_COLUMNS = ("res_pk", "res_id", "patient_id", "low", "high", "is_checkin", "checkin_key",
+                       "checkin_result", "status", "elements")
+#: The top-level elements kept of each Observation (what the views read of a reading: io.measurements_by_day).
+ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
+CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
+CHECKIN_CODE = (MECR_CODES, "habit-check-in")
+
+
+@cache
+def _names(param: str) -> frozenset[str]:
+    found = search_param("Observation", param)
+    assert found is not None, param
+    return frozenset(found.index_names)
+
+
+def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
+                     ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
+    """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
+    (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
+    subject is no Patient. For each token parameter, the greatest code is kept (what ``search_index_values``
+    reads)."""
+    patient_names = _names("patient")
+    patient = None
+    for r in index.get("idx_reference", ()):
+        if r[0] in patient_names and r[1] == "Patient":
+            patient = r[2]
+            break
+    if patient is None:
+        return None, []
+    date_names = _names("date")
+    low = high = None
+    for r in index.get("idx_date", ()):
+        if r[0] in date_names:
+            low, high = r[1], r[2]
+            break
+    code_names, id_names, value_names, status_names = (_names("code"), _names("identifier"),
+                                                       _names("value-concept"), _names("status"))
+    codings: dict[tuple[Any, Any], None] = {}
+    key = result = status = None
+    for param, system, code, _ in index.get("idx_token", ()):
+        if code is None:
+            continue
+        if param in code_names:
+            codings[(system, code)] = None
+        if param in id_names and system == CHECKIN_ID_SYSTEM and (key is None or code > key):
+            key = code
+        if param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
+            result = code
+        if param in status_names and (status is None or code > status):
+            status = code
+    is_checkin = CHECKIN_CODE in codings
+    obs = (pk, rid, patient, low, high, is_checkin, key if is_checkin else None, result if is_checkin else None,
+           status, jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode())
+    codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
+    return obs, codes

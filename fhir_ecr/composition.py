@@ -1,0 +1,55 @@
+"""The composition root: ``build_services(settings)`` wires the engine, the repository, the operations and the
+auth services of one process. The app, the CLIs and the job workers call it; nothing below it imports it."""
+
+from __future__ import annotations
+
+from .auth.access import SERVER_WRITTEN_TYPES
+from .auth.audit import AuditTrail
+from .auth.sessions import SessionManager
+from .auth.vault import Vault
+from .billing.operations import register_billing_operations
+from .bulk import register_bulk_operations
+from .coaching.derived import install_derived
+from .coaching.operations import register_coaching_operations
+from .config import Settings
+from .conformance import READ_ONLY_TYPES, compose_validators, default_validator, register_validate_operation
+from .fhir.builtin_ops import register_builtin_operations
+from .fhir.operations import OperationRegistry
+from .referrals.hook import install_referrals
+from .services import Services
+from .store.auth_store import AuthStore
+from .store.db import make_engine, upgrade
+from .store.repository import FhirRepository
+from .store.validation import validate_resource
+from .sync import install_sync
+
+__all__ = ["build_services"]
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Engine, repository and operations for ``settings`` (applying migrations unless told not to)."""
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    conformance = default_validator()  # the mECR IG's profiles, compiled once per process
+    # Structure and required bindings, then profiles: one OperationOutcome lists every problem.
+    repo = FhirRepository(engine, fhir_base=settings.fhir_base, enforce_references=settings.enforce_references,
+                          validator=compose_validators(validate_resource, conformance))
+    operations = OperationRegistry()
+    register_builtin_operations(operations)
+    register_validate_operation(operations)
+    register_coaching_operations(operations, default_tz=settings.default_time_zone)
+    register_billing_operations(operations)
+    register_bulk_operations(operations)  # $export (docs/sync.md)
+    auth_store = AuthStore(engine)
+    vault = Vault(settings, repo)
+    sessions = SessionManager(auth_store, vault, session_ttl=settings.session_ttl_seconds,
+                              token_ttl=settings.access_token_ttl_seconds)
+    services = Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
+                        supported_profiles=conformance.supported_profiles(),
+                        read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
+                        sessions=sessions, audit=AuditTrail(repo))
+    install_derived(repo)  # the coaching views' derived tables, kept at write time (docs/architecture.md)
+    install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
+    install_referrals(services)  # the referral workflow's checks and Provenance (docs/referrals.md)
+    return services

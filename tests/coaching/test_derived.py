@@ -1,0 +1,249 @@
+"""The coaching views' derived tables (fhir_ecr.coaching.derived): kept in the writes' transaction, equal to a
+rebuild after any sequence of writes, and the views computed from them equal to the views computed from the
+search index — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching.derived import derived_ready, install_derived, rebuild
+from fhir_ecr.coaching.derived.maintain import STATE_KEY
+from fhir_ecr.coaching.schedule import CheckInStatus
+from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.outcomes import FhirError
+from fhir_ecr.store import jsonexact
+from fhir_ecr.store.tables import DerivedObservation, DerivedObservationCode
+from tests.coaching.coaching_support import make_world, steps_reading
+
+OBS = DerivedObservation.__table__  # type: ignore[attr-defined]
+CODES = DerivedObservationCode.__table__  # type: ignore[attr-defined]
+HEART = {"system": "http://loinc.org", "code": "8867-4"}
+START = date(2026, 3, 1)
+ZONES = ["America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"]
+
+
+def _rows(repo: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Both tables' rows (the kept elements parsed: PostgreSQL's JSONB gives a rebuild its own key order)."""
+    with repo.engine.connect() as conn:
+        return ([(*r[:-1], jsonexact.loads(r[-1])) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
+                [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))])
+
+
+def _index_only(repo: Any) -> Any:
+    """The same store without the derived-data hook: its views read the search index."""
+    plain = copy.copy(repo)
+    plain.write_hooks = [h for h in repo.write_hooks if type(h).__name__ != "DerivedHook"]
+    return plain
+
+
+def _views(repo: Any, patient: str) -> dict[str, Any]:
+    svc = CoachingService(repo, use_cache=False)
+    series = [(HEART["system"], HEART["code"], "/min")]
+    return {"summary": svc.coaching_summary(patient), "glance": svc.patient_glance(patient),
+            "overview": svc.patient_overview(patient, series),
+            "chart": svc.run_chart(patient, [(HEART["system"], HEART["code"])], START, START + timedelta(days=40))}
+
+
+def _reading(patient: str, day: int, value: int, kind: int, code: dict[str, str]) -> dict[str, Any]:
+    obs = steps_reading(patient, START + timedelta(days=day), value)
+    obs["code"] = {"coding": [dict(code)]}
+    obs["meta"] = {"source": "urn:test"}  # not the daily-steps profile: the code varies
+    if kind == 1:  # an instant late in the UTC day: its local day depends on the time zone
+        obs["effectiveDateTime"] = f"{(START + timedelta(days=day)).isoformat()}T23:30:00Z"
+    elif kind == 2:  # a period (a daily summary)
+        d = (START + timedelta(days=day)).isoformat()
+        obs.pop("effectiveDateTime")
+        obs["effectivePeriod"] = {"start": f"{d}T00:00:00-05:00", "end": f"{d}T23:59:59-05:00"}
+    elif kind == 3:
+        obs["status"] = "entered-in-error"
+    return obs
+
+
+op = st.one_of(
+    st.tuples(st.just("reading"), st.integers(0, 40), st.integers(0, 20_000), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("checkin"), st.integers(0, 19), st.sampled_from(list(CheckInStatus)), st.booleans()),
+    st.tuples(st.just("update"), st.integers(0, 50), st.integers(0, 40), st.integers(0, 20_000)),
+    st.tuples(st.just("delete"), st.integers(0, 50)),
+    st.tuples(st.just("move"), st.integers(0, 50)),
+    st.tuples(st.just("zone"), st.sampled_from(ZONES)),
+    st.tuples(st.just("habit"), st.sampled_from(["rename", "pause", "resume"])),
+    st.tuples(st.just("batch"), st.integers(0, 40), st.integers(1, 6)),
+)
+
+
+def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tuple[Any, ...]) -> None:
+    kind = step[0]
+    habits = {h.habit_id: h for h in io.habits_of_plan(repo.read("CarePlan", world.plan).content)}
+    if kind == "reading":
+        _, day, value, shape, heart = step
+        ids.append(repo.create(_reading(world.patient, day, value, shape, HEART if heart else
+                                        {"system": "http://loinc.org", "code": "41950-7"})).stored.id)
+    elif kind == "checkin":
+        _, day, status, gym = step
+        obs = io.checkin_observation(habits["gym" if gym else "walk"], world.patient, START + timedelta(days=day),
+                                     status)
+        key = obs["identifier"][0]
+        found = repo.search_params("Observation", [("identifier", f"{key['system']}|{key['value']}")])
+        if found.matches:
+            repo.update("Observation", found.matches[0].id, {**obs, "id": found.matches[0].id})
+        else:
+            ids.append(repo.create(obs).stored.id)
+    elif kind in ("update", "delete", "move") and ids:
+        rid = ids[step[1] % len(ids)]
+        try:
+            current = repo.read("Observation", rid)
+        except FhirError:  # 410: deleted by an earlier step
+            return
+        if kind == "delete":
+            repo.delete("Observation", rid)
+        else:
+            content = copy.deepcopy(current.content)
+            if kind == "move":
+                content["subject"] = {"reference": f"Patient/{world.other_patient}"}
+            elif "valueQuantity" in content:
+                content["valueQuantity"]["value"] = step[3]
+                if "effectiveDateTime" in content:
+                    content["effectiveDateTime"] = (START + timedelta(days=step[2])).isoformat()
+            repo.update("Observation", rid, content)
+    elif kind == "zone":
+        svc.set_time_zone(world.patient, step[1])
+    elif kind == "habit":
+        try:
+            if step[1] == "rename":
+                svc.change_habit(world.plan, "walk", title=f"Walk {len(ids)}")
+            elif step[1] == "pause":
+                svc.pause_habit(world.plan, "gym", "illness", start=START + timedelta(days=5))
+            else:
+                svc.resume_habit(world.plan, "gym", on=START + timedelta(days=9))
+        except FhirError:
+            pass  # e.g. resuming a habit that is not paused: nothing written
+    elif kind == "batch":  # several writes in one unit of work, one of them changed again before it ends
+        _, day, n = step
+        with repo.unit() as uow:
+            made = [uow.create(_reading(world.patient, day + i % 3, 100 * i, i % 3, HEART)).stored for i in range(n)]
+            content = copy.deepcopy(made[0].content)
+            content["valueQuantity"]["value"] = 7
+            uow.update("Observation", made[0].id, content)
+            if n > 2:
+                uow.delete("Observation", made[1].id)
+        ids += [m.id for m in made]
+
+
+@settings(max_examples=15, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(steps=st.lists(op, min_size=1, max_size=14))
+def test_rebuild_equals_incremental_and_views_equal_index_views(repo: Any, steps: list[tuple[Any, ...]]) -> None:
+    install_derived(repo)
+    world = make_world(repo)
+    svc = CoachingService(repo)
+    ids: list[str] = []
+    for step in steps:
+        _apply(repo, svc, world, ids, step)
+    incremental = _rows(repo)
+    with repo.unit(write=False) as uow:
+        assert derived_ready(repo, uow)
+    assert _views(repo, world.patient) == _views(_index_only(repo), world.patient)
+    assert _views(repo, world.other_patient) == _views(_index_only(repo), world.other_patient)
+    rebuild(repo, world.patient)
+    rebuild(repo, world.other_patient)
+    assert _rows(repo) == incremental
+    rebuild(repo)
+    assert _rows(repo) == incremental
+
+
+def test_rows_roll_back_with_the_write(repo: Any) -> None:
+    install_derived(repo)
+    world = make_world(repo)
+    before = _rows(repo)
+    with pytest.raises(RuntimeError), repo.unit() as uow:
+        uow.create(steps_reading(world.patient, START, 5000))
+        uow.flush()
+        raise RuntimeError("the request failed after the write")
+    assert _rows(repo) == before
+    stored = repo.create(steps_reading(world.patient, START, 5000)).stored
+    obs, codes = _rows(repo)
+    assert [r[1] for r in obs] == [stored.id] and obs[0][2] == world.patient
+    assert obs[0][-1] == {"status": "final", "code": stored.content["code"], "effectiveDateTime": "2026-03-01",
+                          "valueQuantity": stored.content["valueQuantity"]}
+    assert [(r[3], r[4]) for r in codes] == [("http://loinc.org", "41950-7")]
+
+
+def test_a_stale_store_reads_the_index_until_rebuilt(repo: Any) -> None:
+    """Migration 0009 over a store that already held Observations marks the tables stale: the views keep to the
+    search index (still right) until `mecr db rebuild-derived` has filled them."""
+    hook = install_derived(repo)
+    world = make_world(repo)
+    for day in range(5):
+        repo.create(steps_reading(world.patient, START + timedelta(days=day), 9000 + day))
+    expected = _views(_index_only(repo), world.patient)
+    with repo.engine.begin() as conn:  # as if the rows had been written before the hook existed
+        conn.execute(CODES.delete())
+        conn.execute(OBS.delete())
+    with repo.unit() as uow:
+        uow.set_state(STATE_KEY, "stale")
+    hook._ready.clear()
+    with repo.unit(write=False) as uow:
+        assert not derived_ready(repo, uow)
+    assert _views(repo, world.patient) == expected
+    assert rebuild(repo) == 5
+    with repo.unit(write=False) as uow:
+        assert uow.get_state(STATE_KEY) == "ready" and derived_ready(repo, uow)
+    assert _views(repo, world.patient) == expected
+
+
+def _writer(url: str, patient: str, shared: str, seed: int, n: int) -> int:
+    """One process's writes for ``patient``: new readings, updates of a shared one, deletions of its own."""
+    import random
+
+    from fhir_ecr.app import build_services
+    from fhir_ecr.config import Settings
+
+    services = build_services(Settings(database_url=url, environment="test"), migrate=False)
+    repo, rnd, mine, done = services.repo, random.Random(seed), [], 0
+    try:
+        for i in range(n):
+            choice = rnd.random()
+            try:
+                if choice < 0.5:
+                    mine.append(repo.create(_reading(patient, rnd.randrange(40), i, rnd.randrange(3), HEART)).stored.id)
+                elif choice < 0.8:
+                    current = repo.read("Observation", shared)
+                    content = copy.deepcopy(current.content)
+                    content["valueQuantity"]["value"] = seed * 1000 + i
+                    content["effectiveDateTime"] = (START + timedelta(days=rnd.randrange(40))).isoformat()
+                    repo.update("Observation", shared, content)
+                elif mine:
+                    repo.delete("Observation", mine.pop(rnd.randrange(len(mine))))
+                done += 1
+            except FhirError as exc:  # 409: the other process changed the same resource first; retried by callers
+                assert exc.status == 409
+    finally:
+        services.engine.dispose()
+    return done
+
+
+def test_several_processes_writing_one_patient_keep_the_rows_right(repo: Any, settings: Any) -> None:
+    import multiprocessing
+
+    install_derived(repo)
+    world = make_world(repo)
+    shared = repo.create(_reading(world.patient, 3, 100, 0, HEART)).stored.id
+    repo.engine.dispose()  # no pooled connection crosses the fork
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        done = pool.starmap(_writer, [(settings.database_url, world.patient, shared, seed, 25) for seed in (1, 2, 3)])
+    assert sum(done) > 50
+    incremental = _rows(repo)
+    assert len(incremental[0]) > 20
+    assert _views(repo, world.patient) == _views(_index_only(repo), world.patient)
+    rebuild(repo)
+    assert _rows(repo) == incremental
