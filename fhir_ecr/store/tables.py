@@ -394,6 +394,6 @@ class DerivedObservationCode(SQLModel, table=True):
 
 
 INDEX_TABLES: dict[str, sa.Table] = {
-    m.__tablename__: m.__table__  # type: ignore[attr-defined]
+    m.__tablename__: m.__table__  # type: ignore[union-attr]
     for m in (TokenIndex, StringIndex, DateIndex, ReferenceIndex, NumberIndex, QuantityIndex, UriIndex)
 }
