@@ -166,26 +166,29 @@ class Loader:
                         counts.created += 1
             else:
                 others.append(res)
-        await self._resolve_patients({i for r in others for t, i in remote_refs(r, self.base) if t == "Patient"},
-                                     counts)
+        refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
+        await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
         contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
         batch_keys = {(str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
                       for r in others}
-        present = self._present({(t, local_id(self.ehr_id, t, i)) for r in others for t, i in
-                                 remote_refs(r, self.base) if t != "Patient"} - batch_keys) | batch_keys
-        for res in others:
-            unlinked = [i for t, i in remote_refs(res, self.base) if t == "Patient" and not self._patients.get(i)]
-            if unlinked:
+        present = self._present({(t, local_id(self.ehr_id, t, i)) for rs in refs for t, i in rs
+                                 if t != "Patient"} - batch_keys) | batch_keys
+        local_ids: dict[tuple[str, str], str | None] = {}
+
+        def resolve(t: str, i: str) -> str | None:
+            if t == "Patient":
+                local = self._patients.get(i)
+                return f"Patient/{local}" if local else None
+            found = local_ids.get((t, i), "")
+            if found == "":
+                key = (t, local_id(self.ehr_id, t, i))
+                found = local_ids[(t, i)] = f"{t}/{key[1]}" if key in present else None
+            return found
+
+        for res, rs in zip(others, refs, strict=True):
+            if any(t == "Patient" and not self._patients.get(i) for t, i in rs):
                 counts.reject(1, f"{res['resourceType']}: its Patient is not linked (identity conflict?)")
                 continue
-
-            def resolve(t: str, i: str) -> str | None:
-                if t == "Patient":
-                    local = self._patients.get(i)
-                    return f"Patient/{local}" if local else None
-                key = (t, local_id(self.ehr_id, t, i))
-                return f"{t}/{key[1]}" if key in present else None
-
             contents.append((res, pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)))
         if contents or mark is not None:
             try:
