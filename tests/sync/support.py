@@ -29,7 +29,7 @@ HARNESS_TOKEN = "harness-token"
 class Sekmet:
     """A running sekmet-fhir server (own process)."""
 
-    def __init__(self, tmp: Path, *, token_lifetime: int = 3600) -> None:
+    def __init__(self, tmp: Path, *, token_lifetime: int = 3600, inbound_validation: str = "strict") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         settings = {
@@ -39,6 +39,7 @@ class Sekmet:
                             "smart_clients": [{"client_id": "mecr", "jwks": KEYS.public_jwks(),
                                                "scopes": "system/*.*"}]},
             "simulator": {"enabled": False}, "log_inbound": False,
+            "validation": {"inbound": inbound_validation},
         }
         self.config = tmp / "sekmet.yaml"
         self.config.write_text(yaml.safe_dump(settings))
