@@ -77,3 +77,27 @@ def test_pulled_resources_are_read_only_in_mecr(services: Any, sekmet: Sekmet, c
     forged = {k: v for k, v in body.items() if k != "id"}
     assert_outcome(client.post("/fhir/Observation", json=forged), 403, "forbidden")
     assert services.repo.read("Observation", oid).version_id == 1
+
+
+def test_default_pull_brings_allergies_and_medications(services: Any, sekmet: Sekmet) -> None:
+    """The default configuration pulls what the coach needs, AllergyIntolerance and MedicationStatement included,
+    each as a read-only copy about the linked Patient."""
+    sekmet.put(patient("p1", "MRN-1", "Lopez"))
+    sekmet.put({"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91935009",
+                                     "display": "Allergy to peanut"}]}})
+    sekmet.put({"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "860975", "display": "metformin 500 mg"}]}})
+    register(services, sekmet.base, push="")  # the default pull
+    counts = tasks.pull_now(services, "emr")
+    assert counts is not None and counts.rejected == 0, counts
+    pid = local(services, "Patient")[0]["id"]
+    allergies = local(services, "AllergyIntolerance", patient=pid)
+    meds = local(services, "MedicationStatement", subject=f"Patient/{pid}")
+    assert [a["id"] for a in allergies] == [local_id("emr", "AllergyIntolerance", "a1")]
+    assert [m["id"] for m in meds] == [local_id("emr", "MedicationStatement", "m1")]
+    assert allergies[0]["meta"]["tag"][0]["code"] == "ehr" and meds[0]["meta"]["source"].endswith("/m1")
+    marks = {m["res_type"] for m in services.sync_store.marks("emr") if m.get("high_water")}
+    assert {"AllergyIntolerance", "MedicationStatement", "Patient"} <= marks
