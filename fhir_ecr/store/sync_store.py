@@ -244,6 +244,11 @@ class SyncStore:
             with self._write() as c, c.begin():
                 run(c)
 
+    def drop_links(self, conn: Any, ehr_id: str, res_type: str, res_ids: list[str]) -> None:
+        """Forget the links of these local resources (their copies were deleted), in the caller's unit of work."""
+        conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type,
+                                         LINK.c.res_id.in_(res_ids)))
+
     def record_pushes(self, ehr_id: str, links: list[tuple[str, str, str, str | None, str | None]],
                       finished: list[tuple[int, str, int | None, str | None]]) -> None:
         """In one transaction: the links ``(type, local id, EMR id, EMR version, pushed hash)`` of resources a

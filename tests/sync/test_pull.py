@@ -101,3 +101,26 @@ def test_default_pull_brings_allergies_and_medications(services: Any, sekmet: Se
     assert allergies[0]["meta"]["tag"][0]["code"] == "ehr" and meds[0]["meta"]["source"].endswith("/m1")
     marks = {m["res_type"] for m in services.sync_store.marks("emr") if m.get("high_water")}
     assert {"AllergyIntolerance", "MedicationStatement", "Patient"} <= marks
+
+
+def test_a_deletion_in_the_emr_deletes_the_copy(services: Any, sekmet: Sekmet) -> None:
+    """An incremental pull reads the type's history since its mark: a resource the EMR deleted has its copy deleted
+    in mECR (a search never returns it); one deleted and created again stays."""
+    _seed(sekmet, 4)
+    register(services, sekmet.base, pull="Patient, Encounter, Observation", push="")
+    tasks.pull_now(services, "emr")
+    assert len(local(services, "Observation")) == 4
+    assert sekmet.http.delete("/Observation/w2").status_code in (200, 204)
+    assert sekmet.http.delete("/Observation/w3").status_code in (200, 204)
+    sekmet.put(weight("w3", "p1", "90.00"))  # deleted, then written again
+    counts = tasks.pull_now(services, "emr")
+    assert counts is not None and counts.deleted == 1, counts
+    ids = {o["id"] for o in local(services, "Observation")}
+    assert local_id("emr", "Observation", "w2") not in ids and local_id("emr", "Observation", "w3") in ids
+    assert services.sync_store.links("emr", "Observation", [local_id("emr", "Observation", "w2")]) == {}
+    # a copy others still refer to is kept, and said so
+    assert sekmet.http.delete("/Encounter/enc1").status_code in (200, 204)
+    again = tasks.pull_now(services, "emr")
+    assert again is not None and again.deleted == 0 and again.rejected == 1, again
+    assert "still referred to" in again.reasons[0]
+    assert services.repo.read("Encounter", local_id("emr", "Encounter", "enc1")).content is not None
