@@ -34,11 +34,16 @@ postgres:  ## start the local PostgreSQL cluster if it is installed and not runn
 prereqs: postgres  ## say, one line each, what the tests need and is missing (PostgreSQL, Chromium) and how to get it
 	@bash scripts/check-prereqs.sh
 
-test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium)
-	$(BIN)/python -m pytest -q
+# the suite runs on every core (pytest-xdist), a test file per worker so module fixtures load once; TEST_WORKERS=0
+# runs it in one process
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+test: install prereqs  ## run the test suite (SQLite and PostgreSQL, browser tests in Chromium) on every core
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-sqlite: install  ## run the test suite on SQLite only
-	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q
+	MECR_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -q $(XDIST)
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: install postgres  ## a long API fuzzing campaign, new random cases each run (FUZZ_EXAMPLES per principal and backend; docs/testing.md)
