@@ -85,3 +85,19 @@ def test_an_expired_token_is_refreshed_once(services: Any) -> None:
         router.post(f"{BASE}/Goal").mock(side_effect=goal)
         assert tasks.deliver_now(services, "emr").delivered == 1
     assert tokens == ["t0", "t1"]
+
+
+def test_a_timeout_is_retried_later_then_delivered(services: Any) -> None:
+    _setup(services)
+    with respx.mock(assert_all_called=False) as router:
+        _mock(router, [])
+        router.post(f"{BASE}/Goal").mock(side_effect=[
+            httpx.ReadTimeout("the EMR is slow"),
+            httpx.Response(201, json={"resourceType": "Goal", "id": "g7", "meta": {"versionId": "1"}})])
+        assert tasks.deliver_now(services, "emr").retried == 1
+        row = services.sync_store.outbox("emr")[0]
+        assert row.state == "pending" and row.attempts == 1 and row.last_status is None
+        assert row.next_attempt > time.time()  # backed off, not hammered
+        services.sync_store.reschedule(row.id, int(time.time()), row.attempts)
+        assert tasks.deliver_now(services, "emr").delivered == 1
+    assert services.sync_store.links("emr", "Goal", [row.res_id])[row.res_id].remote_id == "g7"
