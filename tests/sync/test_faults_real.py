@@ -41,6 +41,14 @@ def proxy(sekmet: Sekmet) -> Iterator[FaultyProxy]:
     server.stop()
 
 
+def _chart(services: Any, sekmet: Sekmet, proxy: FaultyProxy, n: int, mode: str = "paged") -> None:
+    """A patient with ``n`` weights at the EMR, and mECR set to pull both through the proxy."""
+    sekmet.put(patient("p1", "MRN-1", "Lopez"))
+    for i in range(n):
+        sekmet.put(weight(f"w{i}", "p1", f"{70 + i}.25"))
+    register(services, proxy.base, pull="Patient, Observation", push="", mode=mode)
+
+
 def _encounter(pid: str) -> dict[str, Any]:
     return {"resourceType": "Encounter", "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
@@ -86,10 +94,7 @@ def test_kill_9_mid_push_then_resume(services: Any, sekmet: Sekmet, proxy: Fault
 
 def test_dropped_connection_mid_ndjson_resumes_at_the_next_line(services: Any, sekmet: Sekmet,
                                                                 proxy: FaultyProxy) -> None:
-    sekmet.put(patient("p1", "MRN-1", "Lopez"))
-    for i in range(30):
-        sekmet.put(weight(f"w{i}", "p1", f"{70 + i}.25"))
-    register(services, proxy.base, pull="Patient, Observation", push="", mode="bulk")
+    _chart(services, sekmet, proxy, 30, "bulk")
     services.settings = services.settings.model_copy(update={"sync_batch_size": 5})
     proxy.faults.cut_ndjson, proxy.faults.cut_after_lines = 1, 13
     with pytest.raises(EmrUnavailable, match="broke off"):
@@ -107,10 +112,7 @@ def test_dropped_connection_mid_ndjson_resumes_at_the_next_line(services: Any, s
 
 
 def test_token_expired_mid_paged_pull_is_refreshed_once(services: Any, sekmet: Sekmet, proxy: FaultyProxy) -> None:
-    sekmet.put(patient("p1", "MRN-1", "Lopez"))
-    for i in range(12):
-        sekmet.put(weight(f"w{i}", "p1", f"{70 + i}.5"))
-    register(services, proxy.base, pull="Patient, Observation", push="")
+    _chart(services, sekmet, proxy, 12)
     services.settings = services.settings.model_copy(update={"sync_page_size": 3})
     proxy.faults.expire_token_after = 3  # a few pages in
     counts = tasks.pull_now(services, "emr")
@@ -123,10 +125,7 @@ def test_token_expired_mid_paged_pull_is_refreshed_once(services: Any, sekmet: S
 
 def test_token_expired_mid_bulk_download_is_refreshed_once(services: Any, sekmet: Sekmet,
                                                            proxy: FaultyProxy) -> None:
-    sekmet.put(patient("p1", "MRN-1", "Lopez"))
-    for i in range(8):
-        sekmet.put(weight(f"w{i}", "p1", f"{70 + i}.5"))
-    register(services, proxy.base, pull="Patient, Observation", push="", mode="bulk")
+    _chart(services, sekmet, proxy, 8, "bulk")
     proxy.faults.expire_token_after = 2  # kick-off and first poll pass; a later poll or a file is refused
     counts = tasks.pull_now(services, "emr")
     assert counts is not None and counts.rejected == 0, counts
