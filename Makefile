@@ -58,8 +58,9 @@ bench-quick: install postgres  ## the benchmarks at a tenth of their size
 docs: install  ## regenerate the generated docs (docs/configuration.md)
 	$(BIN)/python -c "from fhir_ecr.config import settings_markdown; print(settings_markdown(), end='')" > docs/configuration.md
 
-demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py
+demo-data: install  ## regenerate examples/demo from examples/make_demo_data.py (and its directory)
 	$(BIN)/python examples/make_demo_data.py
+	$(BIN)/python examples/make_demo_directory.py
 
 screenshots: install  ## regenerate docs/screenshots (headless Chromium, desktop and phone widths)
 	$(BIN)/python scripts/screenshots.py

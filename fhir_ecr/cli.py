@@ -11,6 +11,7 @@ Examples::
     mecr client add sync-bot --jwks-file bot.jwks.json --scope 'system/*.rs'
     mecr billing export --from 2026-03-01 --to 2026-03-31 --format 837p -o march.x12   # docs/billing.md
     mecr import wearable --patient 123 export.zip                                       # docs/wearables.md
+    mecr import directory examples/directory/            # an HSDS community directory   # docs/community.md
     mecr sync configure --ehr epic --pull 'Patient, Observation?category=laboratory'   # docs/sync.md
     mecr sync pull --ehr epic && mecr sync status                                       # EMR sync
     mecr worker                     # the job workers: scheduled pulls, outbox delivery, Bulk Data exports
@@ -150,6 +151,21 @@ def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> N
         uvicorn.run(create_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
+def _load_demo_directory(settings: Settings) -> str:
+    """Import the demo's community directory (examples/demo/directory, docs/community.md); idempotent."""
+    from .app import build_services
+    from .directory.importer import DirectoryImporter
+    from .directory.sources import read_directory
+
+    services = build_services(settings)
+    try:
+        read = read_directory(EXAMPLES_DIR / "directory", name="springfield-demo")
+        summary = DirectoryImporter(services.repo).import_directory(read.directory, name=read.name)
+    finally:
+        services.engine.dispose()
+    return ", ".join(f"{k}: {sum(getattr(summary, k).values())}" for k in ("created", "updated", "unchanged"))
+
+
 def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
                 transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
     from tqdm import tqdm
@@ -268,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             today = demo_today()
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+            print("demo directory: " + _load_demo_directory(settings))
             print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
                   f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
             _demo_client(settings)
@@ -284,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .billing.cli import run_billing
 
             return run_billing(args, settings)
+        elif args.command == "import" and args.import_command == "directory":
+            from .directory.cli import run_directory_import
+
+            return run_directory_import(args, settings)
         elif args.command == "import":
             from .wearables.cli import run_import
 

@@ -142,6 +142,17 @@ def secure_client(secure_app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def cli_env(settings: Settings, services: Any, monkeypatch: Any) -> Iterator[Any]:
+    """The services of a test database that ``fhir_ecr.cli.main`` also uses (``MECR_DATABASE_URL``)."""
+    from fhir_ecr.config import get_settings
+
+    monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield services
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def repo(services: Any) -> Any:
     return services.repo
 

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 MAX_FILE_BYTES = 2 * 1024 * 1024
-LICENCES = {"Apache-2.0", "MIT"}
+LICENCES = {"Apache-2.0", "MIT", "CC-BY-SA-4.0"}
 
 
 def _sources() -> dict[str, dict[str, str]]:

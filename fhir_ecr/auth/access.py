@@ -28,6 +28,8 @@ from typing import Any
 
 from fastapi import Request
 
+from mappings.community.systems import DIRECTORY_TAG
+
 from ..outcomes import FhirError, forbidden, not_supported, unauthorized
 from ..store.repository import Confinement, Stored, compartment_patients
 from ..store.searchparams import patient_compartment, search_param
@@ -36,6 +38,7 @@ from .principal import Principal
 __all__ = [
     "Access",
     "PUBLIC_TYPES",
+    "PUBLIC_TAGS",
     "IDENTITY_TYPES",
     "IDENTIFIER_SOURCE_URL",
     "LINK_SYSTEM_PREFIX",
@@ -52,6 +55,9 @@ SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
 
 #: Definitional resources: about no one, readable whole by whoever holds a scope for them (docs/security.md).
 PUBLIC_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "Questionnaire"})
+
+#: Tags that make a resource readable by every patient: the community directory's entries (docs/community.md).
+PUBLIC_TAGS = frozenset({DIRECTORY_TAG})
 
 #: Types whose identifiers mECR links records to the EHR by (auth/linking.py): only staff may edit them.
 IDENTITY_TYPES = frozenset({"Patient", "Practitioner"})
@@ -223,7 +229,7 @@ class Access:
         p = self.principal
         if p is None or p.kind != "patient":
             return None
-        return Confinement(p.patient_id or "", PUBLIC_TYPES)
+        return Confinement(p.patient_id or "", PUBLIC_TYPES, PUBLIC_TAGS)
 
     def before_history(self, rtype: str | None, rid: str | None) -> None:
         p = self.require_login()

@@ -100,7 +100,7 @@ def capability_statement(fhir_base: str, operations: OperationRegistry, *, softw
             "searchParam": [
                 {"name": p.code, "definition": p.url, "type": p.type, "documentation": p.expression}
                 for p in sorted(params.values(), key=lambda p: p.code)
-                if p.code not in RESOURCE_LEVEL or p.code in ("_id", "_lastUpdated", "_tag", "_profile",
+                if not p.internal and p.code not in RESOURCE_LEVEL or p.code in ("_id", "_lastUpdated", "_tag", "_profile",
                                                               "_security", "_source")
             ],
         })

@@ -50,6 +50,19 @@ def _guard_engine_logger() -> None:
         logger.addFilter(NoRowLogging())
 
 
+def _math_functions(dbapi_conn: Any) -> None:
+    """``cos`` and ``radians`` for SQLite builds without its math functions (the directory's distance search,
+    ``fhir_ecr/store/mecr_params.py``); PostgreSQL has them."""
+    import math
+    import sqlite3
+
+    try:
+        dbapi_conn.execute("SELECT cos(0), radians(0)")
+    except sqlite3.OperationalError:
+        dbapi_conn.create_function("cos", 1, math.cos, deterministic=True)
+        dbapi_conn.create_function("radians", 1, math.radians, deterministic=True)
+
+
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://…``) set up for the store."""
     _guard_engine_logger()
@@ -76,6 +89,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
+            _math_functions(dbapi_conn)
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:

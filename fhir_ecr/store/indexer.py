@@ -74,6 +74,8 @@ def _number(value: Any) -> float | None:
 
 def normalize_string(value: str) -> str:
     """Case- and accent-insensitive form used by string search (R4 search.html#string)."""
+    if value.isascii():  # NFKD leaves ASCII as it is and it has no combining marks
+        return value.casefold().strip()
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 
@@ -146,7 +148,9 @@ def date_range(text: str) -> tuple[int, int]:
 
 
 def _dates(value: Any) -> Iterable[tuple[int, int]]:
-    if isinstance(value, str):
+    if isinstance(value, tuple):  # a range computed by a mECR parameter's extractor (mecr_params)
+        yield value
+    elif isinstance(value, str):
         yield date_range(value)
     elif isinstance(value, dict):
         if "start" in value or "end" in value:  # Period

@@ -185,8 +185,12 @@ def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int]
             raise not_supported(f"modifier :{modifier} is not supported on {name}", expression=key)
         return Criterion(name, ptype, None, modifier, _split_values(value))
     param = _resolve_param(resource_type, name)
-    if param is None:
+    if param is None or param.internal:
         return None
+    if param.special is not None:  # mECR's own parameters that build their SQL (store/mecr_params.py)
+        if dot or modifier:
+            raise bad_request(f"{name} takes no modifier and cannot be chained", expression=key)
+        return Criterion(name, "special", param, None, _split_values(value))
     if dot:
         if param.type != "reference":
             raise bad_request(f"{name} is not a reference parameter and cannot be chained", expression=key)
@@ -449,10 +453,19 @@ def _value_condition(c: Criterion, table: sa.Table, value: str, base_url: str | 
 _RANK = {"reference": 1, "token": 2, "uri": 2, "string": 3, "date": 4, "quantity": 5, "number": 5}
 
 
+def _drives(c: Criterion) -> bool:
+    """A mECR special criterion whose SQL is ``key IN (index lookup)`` (``near``, ``keyword``): it can drive."""
+    return c.type == "special" and c.param is not None and getattr(c.param.special, "drives", False)
+
+
 def _rank(c: Criterion) -> int:
     """How selective a criterion usually is (lower first): the first one drives the query."""
     if c.name == "_id":
         return 0
+    if c.type == "special":
+        return 2 if _drives(c) else 7
+    if c.chain is not None and _drives(c.chain) and c.modifier is None:
+        return 1  # ``location.near=…``: the few Locations around a point drive better than a common category
     if c.modifier in ("not", "missing", "contains", "text") or c.chain is not None:
         return 9
     if c.name == "_lastUpdated":
@@ -471,7 +484,8 @@ def search_where(resource_type: str, criteria: list[Criterion], base_url: str | 
     """
     conds = criteria_sql(resource_type, criteria, base_url, r, vis)
     ordered = sorted(criteria, key=_rank)
-    driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing")
+    driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing") \
+        and (ordered[0].type != "special" or _drives(ordered[0]))
     if driven:
         return conds
     return [r.c.res_type == resource_type, r.c.deleted.is_(False), *conds]
@@ -500,8 +514,16 @@ def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | No
     the resource table (``_id``, ``_lastUpdated``) or the best criterion cannot drive (``:not``, ``:missing``).
     """
     ordered = sorted(criteria, key=_rank)
-    if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing"):
+    if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing") \
+            or ordered[0].type == "special" and not _drives(ordered[0]):
         return None
+    if ordered[0].type == "special":  # a mECR parameter's own index lookup (store/mecr_params.py)
+        assert ordered[0].param is not None and ordered[0].param.special is not None
+        found = ordered[0].param.special.lookup(ordered[0]).subquery()
+        select, key = sa.select(found.c.res_pk), found.c.res_pk
+        others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
+                  for c in ordered[1:]]
+        return select.where(*others).distinct()
     select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True, vis=vis)
     key = table.c.res_pk
     others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
@@ -525,6 +547,9 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
         targets = sa.select(ref.c.target_id).where(ref.c.res_type == source, param_condition(ref, param),
                                                    ref.c.target_type == resource_type, ref.c.res_pk.in_(sources))
         return r.c.res_id.in_(targets)
+    if c.type == "special":
+        assert c.param is not None and c.param.special is not None
+        return c.param.special(c, key)
     if c.param is None:  # _id, _lastUpdated: columns of the resource table
         if c.name == "_id":
             if c.modifier == "missing":

@@ -62,6 +62,11 @@ class SearchParam:
     # Non-empty when this parameter's index rows are those of other parameters (see ``_derive``): it is not
     # indexed itself, and a search on it reads the rows stored under these codes.
     stored_as: tuple[str, ...] = ()
+    # mECR's own parameters (``mecr_params``): ``special`` builds the SQL of a criterion itself
+    # (``special(criterion, key_column) -> condition``), ``internal`` ones only hold index rows for a special one
+    # and cannot be searched directly.
+    special: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    internal: bool = False
 
     @property
     def index_names(self) -> tuple[str, ...]:
@@ -296,7 +301,12 @@ def search_params() -> dict[str, dict[str, SearchParam]]:
         if raw["type"] == "composite":
             continue
         out.setdefault(raw["resourceType"], {})[raw["code"]] = _compile(raw)
-    return {rtype: _derive(params) for rtype, params in out.items()}
+    from .mecr_params import mecr_params  # mECR's own parameters are compiled with this module's helpers
+
+    derived = {rtype: _derive(params) for rtype, params in out.items()}
+    for param in mecr_params():
+        derived.setdefault(param.resource_type, {})[param.code] = param
+    return derived
 
 
 def search_param(resource_type: str, code: str) -> SearchParam | None:

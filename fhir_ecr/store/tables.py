@@ -59,7 +59,7 @@ class ResourceRow(SQLModel, table=True):
 
     __tablename__ = "resource"
     __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
-                      # a type's resources in key order (cursor paging, Bulk Data export): migration 0008
+                      # a type's resources in key order (cursor paging, Bulk Data export): migration 0009
                       sa.Index("ix_resource_type_pk", "res_type", "pk"))
 
     pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))

@@ -7,6 +7,9 @@ A patient (the :class:`Confinement` the guard returns) sees, of each resource ty
 - a type with a Patient compartment definition (Observation, Goal, Communication, Group, …): the resources one of
   whose compartment parameters references them (``Observation.subject`` or ``.performer``, …);
 - a *public* type (definitional resources: StructureDefinition, ValueSet, …): all of them;
+- a resource of a type without a Patient compartment that carries one of the *public tags* (the community
+  directory's Organizations, Locations and HealthcareServices, tagged ``record-source#directory``): about no
+  one, so readable by every patient (docs/community.md);
 - any other type the API serves (Device, Practitioner, Organization, Location, …): the resources their own
   record references (their Observations' ``device``, their CarePlan's author), or that reference them
   (``Device.patient``).
@@ -27,6 +30,9 @@ import sqlalchemy as sa
 from .indexer import parse_reference
 from .records import REF, R
 from .searchparams import SearchParam, patient_compartment, search_param
+from .tables import INDEX_TABLES
+
+TOKEN = INDEX_TABLES["idx_token"]
 
 __all__ = [
     "Confinement",
@@ -44,10 +50,12 @@ _NOT_LINKING = frozenset({"AuditEvent"})
 
 @dataclass(frozen=True)
 class Confinement:
-    """A caller confined to ``Patient/{patient_id}``'s record, who may also read ``public_types`` whole."""
+    """A caller confined to ``Patient/{patient_id}``'s record, who may also read ``public_types`` whole and the
+    resources (of types without a Patient compartment) tagged with one of ``public_tags`` (system, code)."""
 
     patient_id: str
     public_types: frozenset[str] = frozenset()
+    public_tags: frozenset[tuple[str, str]] = frozenset()
 
 
 @cache
@@ -120,4 +128,10 @@ def visible_condition(rtype: str, conf: Confinement, r: Any = R, exclude: tuple[
                                                   ref.c.res_pk.in_(_members(pid, exclude)))
     theirs = sa.select(own.c.res_pk).where(own.c.res_type == rtype, own.c.target_type == "Patient",
                                            own.c.target_id == pid)
-    return sa.or_(sa.and_(r.c.res_type == rtype, r.c.res_id.in_(referenced)), r.c.pk.in_(theirs))
+    shown = [sa.and_(r.c.res_type == rtype, r.c.res_id.in_(referenced)), r.c.pk.in_(theirs)]
+    if conf.public_tags:
+        tag = TOKEN.alias()
+        shown.append(r.c.pk.in_(sa.select(tag.c.res_pk).where(
+            tag.c.res_type == rtype, tag.c.param == "_tag",
+            sa.or_(*[sa.and_(tag.c.system == system, tag.c.code == code) for system, code in sorted(conf.public_tags)]))))
+    return sa.or_(*shown)

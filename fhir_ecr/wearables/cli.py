@@ -33,8 +33,8 @@ __all__ = ["add_import_parser", "run_import"]
 
 def add_import_parser(sub: Any) -> None:
     """Add ``import wearable`` to the ``mecr`` subcommands."""
-    imp = sub.add_parser("import", help="import data from files (wearable exports)",
-                         description="Import data from files into the store.")
+    imp = sub.add_parser("import", help="import data (wearable exports, community directories)",
+                         description="Import data from files or URLs into the store.")
     kinds = imp.add_subparsers(dest="import_command", metavar="KIND", required=True)
     wearable = kinds.add_parser(
         "wearable", help="import wearable exports for one patient",
@@ -70,6 +70,9 @@ def add_import_parser(sub: Any) -> None:
                           "summaries and spot readings")
     wearable.add_argument("--json", action="store_true", help="print the summary as JSON")
     wearable.add_argument("--quiet", action="store_true", help="no progress bar")
+    from ..directory.cli import add_directory_parser  # `mecr import directory` (docs/community.md)
+
+    add_directory_parser(kinds)
 
 
 def run_import(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from .directory import router as directory_router
 from .pages import STATIC_DIR, HtmlErrors
 from .routes import api_router, router
 
@@ -23,6 +24,7 @@ __all__ = ["install_web"]
 def install_web(app: FastAPI) -> None:
     """Mount the pages (``/app/...``) and their static files (``/app/static``) on ``app``."""
     app.include_router(router)
+    app.include_router(directory_router)  # /app/directory (docs/community.md)
     app.include_router(api_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 

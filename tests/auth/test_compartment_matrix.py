@@ -423,6 +423,8 @@ ROUTES = {
     "/app/me/settings": "the patient's own app: takes no patient id (tests/web)",
     "/app/me/check-in": "the patient's own app: takes no patient id (tests/web)",
     "/app/caseload": "coaches only (tests/web)",
+    "/app/directory": "coaches only; the public directory, ?patient= read through the coach's guard "
+                      "(tests/directory/test_directory_page.py)",
     "/app/goal-check": "checks a goal's wording; reads no data",
     "/fhir/$export": "system clients only: 403 to a patient before anything is read (tests/sync/test_export.py)",
     "/fhir/$export-status/{job_id}": "the requesting client's exports only; anyone else 404 (tests/sync/test_export.py)",

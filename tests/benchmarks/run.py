@@ -10,6 +10,7 @@ Each benchmark is its own module and can be run alone (see docs/benchmarks.md):
 - ``bench_caseload``: the caseload of 500 patients with two years of data each, warm and after a nightly import;
 - ``bench_billing``: 837P and CSV export of 100,000 coaching sessions;
 - ``bench_wearable_import``: a generated Apple Health export (100 MB and 1 GB) imported into SQLite, and again;
+- ``bench_directory``: the community directory: import of 50,000 HSDS services, search by category and distance;
 - ``bench_sync``: EMR sync against sekmet-fhir (Bulk and paged pulls of 50,000, a push of 10,000) and ``$export``
   of 1,000,000 Observations.
 """
@@ -37,6 +38,8 @@ def main() -> int:
         ["tests.benchmarks.bench_billing", "--sessions", str(max(1000, int(100_000 * s))),
          "--patients", str(max(50, int(5_000 * s)))],
         ["tests.benchmarks.bench_wearable_import", "--scale", str(s)],
+        ["tests.benchmarks.bench_directory", "--services", str(max(2000, int(50_000 * s))),
+         "--runs", str(max(50, int(200 * s)))],
         ["tests.benchmarks.bench_sync", "--scale", str(s)],
     ]
     failed = 0

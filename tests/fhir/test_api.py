@@ -283,7 +283,10 @@ def test_capability_statement_is_what_is_implemented(client: Any) -> None:
         assert r.status_code == 200, (resource["type"], r.text)
         for sp in resource["searchParam"]:
             value = {"token": "x", "string": "x", "reference": "x", "date": "2020", "number": "1",
-                     "quantity": "1", "uri": "http://x"}[sp["type"]]
+                     "quantity": "1", "uri": "http://x",
+                     "special": {"near": "39.8|-89.6|5|km", "near-postalcode": "62701|5|km", "age": "30",
+                                 "open-at": "mon-10:00", "available-day": "mon", "keyword": "food"}.get(sp["name"])
+                     }[sp["type"]]
             r = client.get(f"/fhir/{resource['type']}", params={sp["name"]: value, "_count": "0",
                                                                 "_total": "none"},
                            headers={"Prefer": "handling=strict"})

@@ -5,15 +5,15 @@ the Bulk Data export reads a million Observations that way, and a plain ``GET /O
 page. The only index starting with ``res_type`` was (res_type, res_id), so each page sorted every resource of
 the type first: an export slowed down with the size of the store. With this index each page is a range scan.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
