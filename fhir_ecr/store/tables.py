@@ -63,7 +63,9 @@ class ResourceRow(SQLModel, table=True):
     """The current version of each resource."""
 
     __tablename__ = "resource"
-    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),)
+    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+                      # a type's resources in key order (cursor paging, Bulk Data export): migration 0010
+                      sa.Index("ix_resource_type_pk", "res_type", "pk"))
 
     pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

@@ -1,7 +1,8 @@
 """The jobs the job runner (:mod:`fhir_ecr.jobs`) runs, each ``job(services, *args)``; ``mecr sync pull|push`` run
 the same functions in the foreground.
 
-- ``pull(ehr)``: a paged pull of every configured type, or the kick-off of a Bulk Data export (then ``bulk_poll``);
+- ``pull(ehr)``: a paged pull of every configured type (a type the EMR refuses is recorded on its mark and the
+  others go on), or the kick-off of a Bulk Data export (then ``bulk_poll``);
 - ``bulk_poll(ehr)``: one poll of the EMR's export; scheduled again at its ``Retry-After``, or downloads and loads;
 - ``deliver(ehr)``: push due outbox rows; schedules itself again for the next row that falls due;
 - ``export(job)``: run one of mECR's own Bulk Data exports (:mod:`fhir_ecr.bulk`);
@@ -65,8 +66,12 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
                 return await kick_off(loader, config, full=full), PullCounts()
             total = PullCounts()
             for spec in config.pull:
-                total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
-                                          overlap_seconds=services.settings.sync_pull_overlap_seconds, full=full))
+                try:
+                    total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
+                                              overlap_seconds=services.settings.sync_pull_overlap_seconds,
+                                              full=full))
+                except EmrRefused as exc:  # e.g. a type this EMR does not serve: the other types go on
+                    _record_error(services, ehr_id, [spec.type], exc)
             return None, total
 
         wait, counts = sync.run(run)
