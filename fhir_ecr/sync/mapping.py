@@ -148,7 +148,7 @@ def push_body(local: dict[str, Any], *, identifier_system: str, mecr_base: str, 
               remote_id: str | None = None) -> dict[str, Any]:
     """What mECR sends the EMR for its ``local`` resource (``remote_id``: the EMR's id, for an update)."""
     rtype, rid = str(local["resourceType"]), str(local["id"])
-    body = _copy({k: v for k, v in local.items() if k not in ("id", "meta")})
+    body: dict[str, Any] = _copy({k: v for k, v in local.items() if k not in ("id", "meta")})
     profiles = (local.get("meta") or {}).get("profile")
     if profiles:
         body["meta"] = {"profile": list(profiles)}
