@@ -43,6 +43,8 @@ RESOURCE_TYPES = [
     "Encounter", "Appointment", "Communication", "Questionnaire", "QuestionnaireResponse", "Consent",
     "DocumentReference", "Provenance", "AuditEvent", "Claim", "ChargeItem", "Coverage", "RelatedPerson", "List",
     "Basic", "StructureDefinition", "ValueSet", "CodeSystem",
+    # Pulled from EMRs for the coach (issue #18): allergies and the medications a patient takes.
+    "AllergyIntolerance", "MedicationStatement",
 ]
 SEARCH_TYPES = {"number", "date", "string", "token", "reference", "quantity", "uri", "composite"}
 

@@ -114,7 +114,7 @@ def kick_off(call: OperationCall) -> Response:
         parse_search(ftype, pairs, strict=True)  # 400 for an unknown parameter or a bad value
         filters.setdefault(ftype, []).append(pairs)
     if level == "group":
-        call.repo.read("Group", call.resource_id)  # 404 for a group that does not exist (after the checks above)
+        call.repo.read("Group", call.instance_id)  # 404 for a group that does not exist (after the checks above)
     services = call.services
     job_id = uuid.uuid4().hex
     assert principal is not None
@@ -163,7 +163,8 @@ def _access(job: dict[str, Any], params: dict[str, Any]) -> Access:
 
 
 def job_dir(services: Any, job_id: str) -> Path:
-    return services.settings.export_path / job_id
+    root: Path = services.settings.export_path
+    return root / job_id
 
 
 class _Files:

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_ecr.coaching.errors import GoalError, ScheduleError
@@ -648,7 +648,7 @@ def checkins_from_tokens(rows: Iterable[Sequence[str | None]]
             if habit is None or not _DATE_RE.match(day):
                 unkeyed.append(str(rid))
             continue
-        by_habit.setdefault(habit, []).append(checkin)
+        by_habit.setdefault(cast("tuple[str, str]", habit), []).append(cast(CheckIn, checkin))
     return by_habit, unkeyed
 
 
@@ -786,7 +786,7 @@ def _moment(obs: Mapping[str, Any]) -> float:
     """When a reading was taken, as a POSIX instant: the instant of ``effectiveDateTime``/``effectiveInstant`` (or
     of ``effectivePeriod.end``, else ``.start``), whatever offset it is written with; a date without a time sorts
     before every timed reading (it says nothing about the hour)."""
-    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), Mapping) else {}
+    period: Mapping[str, Any] = obs["effectivePeriod"] if isinstance(obs.get("effectivePeriod"), Mapping) else {}
     raw = obs.get("effectiveDateTime") or obs.get("effectiveInstant") or period.get("end") or period.get("start")
     instant = _instant(raw) if isinstance(raw, str) and not _DATE_RE.match(raw) else None
     return instant.timestamp() if instant is not None else float("-inf")

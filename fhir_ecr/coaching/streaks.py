@@ -122,7 +122,8 @@ def ledger_streaks(led: Ledger, policy: StreakPolicy | None = None) -> Streaks:
     kept_states = (OccurrenceState.DONE, OccurrenceState.PARTLY) if policy.partly_keeps_streak \
         else (OccurrenceState.DONE,)
     # The running streak: length, first and last kept occurrence, repaired occurrences (ordinals).
-    length, first, last, repaired = 0, 0, 0, []
+    length, first, last = 0, 0, 0
+    repaired: list[int] = []
     best: tuple[int, int, int, list[int]] | None = None  # length, first, last, repairs up to last
     starts, states = led.starts, led.states
     for i, state in enumerate(states):

@@ -329,9 +329,9 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
     if ranked:
         item = ranked[0]
         gid = item["reference"]["reference"].split("/", 1)[1]
-        info = infos.get(gid)
-        code = next((c for s, c in info.measure if s == "http://loinc.org"), None) if info else None
-        band = (info.target.low, info.target.high) if info and info.target else None
+        goal_info = infos.get(gid)
+        code = next((c for s, c in goal_info.measure if s == "http://loinc.org"), None) if goal_info else None
+        band = (goal_info.target.low, goal_info.target.high) if goal_info and goal_info.target else None
         primary = PrimaryGoal(gid, str(item.get("description") or ""), code, item.get("unit"), band,
                               list(series.get(gid, [])), item.get("latest"), item.get("latestDate"))
     scheduled = earned = 0.0

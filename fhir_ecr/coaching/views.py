@@ -117,7 +117,8 @@ class CoachingViews(CoachingBase):
         and every series with points)."""
         wanted = tuple((s, c, u) for s, c, u in series)
 
-        def compute(uow: UnitOfWork, tz: str, today: date) -> tuple[Any, list[tuple[str, str]]]:
+        # (value, refs, the other views computed on the way)
+        def compute(uow: UnitOfWork, tz: str, today: date) -> Any:
             inputs = self._gather(uow, patient_id, tz, today, [(s, c) for s, c, _ in wanted])
             summary, goal_series = self._summarize(inputs)
             start = today - timedelta(days=self.run_chart_days - 1)
@@ -159,7 +160,7 @@ class CoachingViews(CoachingBase):
         guard = self.repo.guard
         params = self._params_key()
         out: dict[str, dict[str, Any] | FhirError] = {}
-        fresh: list[tuple[Hashable, Any, list[tuple[str, str]], dict[Any, Any]]] = []
+        fresh: list[tuple[tuple[Any, ...], Any, list[tuple[str, str]], dict[Any, Any]]] = []
         with self.repo.unit(write=False) as uow:
             # versions first, then the data they guard (as _cached_view)
             versions = {pid: uow.patient_version(pid) for pid in dict.fromkeys(patient_ids)}
@@ -181,7 +182,7 @@ class CoachingViews(CoachingBase):
                 tz = io.patient_time_zone(content, self.default_tz)
                 today = self.today(tz)
                 use = cache if confined in (None, pid) else None
-                key = ("glance", pid, versions[pid], today, tz, params, ())
+                key: tuple[Any, ...] = ("glance", pid, versions[pid], today, tz, params, ())
                 hit = use.get(key) if use is not None else None
                 if hit is not None:
                     value, refs = hit
@@ -202,7 +203,7 @@ class CoachingViews(CoachingBase):
             for key, value, refs, more in fresh:
                 cache.put(key, (value, refs))
                 for (other, other_args), other_value in more.items():
-                    cache.put((other, *key[1:-1], other_args), (other_value, refs))  # type: ignore[index]
+                    cache.put((other, *key[1:-1], other_args), (other_value, refs))
         return out
 
     def _glance_compute(self, uow: UnitOfWork, patient_id: str, tz: str, today: date
@@ -378,8 +379,9 @@ class CoachingViews(CoachingBase):
                 infos = [io.goal_info(g) for g in goals]
             value = self._chart(patient_id, wanted, first, last, tz, readings, infos, plans)
             return value, [*(("Goal", str(g.get("id"))) for g in goals), *(("CarePlan", str(p.get("id"))) for p in plans)]
-        return self._cached_view("run-chart", patient_id, (wanted, start, end), ("Observation", "Goal", "CarePlan"),
-                                 compute)  # type: ignore[no-any-return]
+        chart: dict[str, Any] = self._cached_view("run-chart", patient_id, (wanted, start, end),
+                                                  ("Observation", "Goal", "CarePlan"), compute)
+        return chart
 
     def _chart(self, patient_id: str, codings: Sequence[tuple[str, str]], start: date, end: date, tz: str,
                readings: Sequence[Mapping[str, Any]], infos: Sequence[io.GoalInfo],

@@ -116,8 +116,8 @@ def _address(loc: dict[str, Any] | None) -> str:
 
 def _card(svc: dict[str, Any], included: dict[str, dict[str, Any]], center: tuple[float, float] | None
           ) -> dict[str, Any]:
-    sites = [included.get(str(ref.get("reference"))) for ref in svc.get("location") or ()]
-    sites = [s for s in sites if s is not None]
+    found = [included.get(str(ref.get("reference"))) for ref in svc.get("location") or ()]
+    sites = [s for s in found if s is not None]
     distance = None
     nearest = sites[0] if sites else None
     if center is not None:

@@ -74,7 +74,8 @@ def generate_directory(services: int, *, seed: int = 17, zips: dict[str, tuple[f
     codes = sorted(areas)
     d = Directory()
     deg = spread_km / 111.0
-    org_id, org_locations = "", []
+    org_id = ""
+    org_locations: list[Any] = []
     for n in range(services):
         if n % 3 == 0:  # an organization offers three services at its one or two sites
             place = _PLACES[(n // 3) % len(_PLACES)]

@@ -79,7 +79,7 @@ class DirectorySummary:
 
 def _shape(resource: dict[str, Any]) -> Any:
     """The structure of a mapped resource: its elements and, for each, the keys of its members (two levels)."""
-    parts = []
+    parts: list[tuple[str, Any]] = []
     for key, value in resource.items():
         if isinstance(value, list):
             parts.append((key, frozenset(tuple(v) if isinstance(v, dict) else type(v) for v in value)))

@@ -12,7 +12,7 @@ import orjson
 import sqlalchemy as sa
 
 from . import jsonexact
-from .tables import HistoryRow, KeyValue, PatientVersion, ReferenceIndex, ResourceRow
+from .tables import INDEX_TABLES, REFERENCE_INDEX, HistoryRow, KeyValue, PatientVersion, ResourceRow
 
 __all__ = [
     "Stored",
@@ -36,18 +36,10 @@ R = ResourceRow.__table__  # type: ignore[attr-defined]
 H = HistoryRow.__table__  # type: ignore[attr-defined]
 KV = KeyValue.__table__  # type: ignore[attr-defined]
 PV = PatientVersion.__table__  # type: ignore[attr-defined]
-REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
+REF = REFERENCE_INDEX
 
 #: The value columns of each index table (after ``res_pk`` and ``res_type``), in the order the indexer emits them.
-INDEX_COLUMNS = {
-    "idx_token": ("param", "system", "code", "text"),
-    "idx_string": ("param", "value", "exact"),
-    "idx_date": ("param", "low", "high"),
-    "idx_reference": ("param", "target_type", "target_id", "url"),
-    "idx_number": ("param", "value"),
-    "idx_quantity": ("param", "value", "system", "code", "unit"),
-    "idx_uri": ("param", "value"),
-}
+INDEX_COLUMNS = {name: tuple(c.name for c in table.columns)[3:] for name, table in INDEX_TABLES.items()}
 
 
 def now_us() -> int:

@@ -18,12 +18,12 @@ from ..outcomes import bad_request, not_supported
 from .indexer import date_range, normalize_string, parse_reference
 from .search import _PREFIXES, Criterion
 from .searchparams import SearchParam, search_param
-from .tables import INDEX_TABLES, ReferenceIndex, ResourceRow
+from .tables import INDEX_TABLES, REFERENCE_INDEX, ResourceRow
 
 __all__ = ["Visibility", "criteria_sql", "date_condition", "driven_pks", "param_condition", "search_where", "sort_sql"]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
-REF = ReferenceIndex.__table__  # type: ignore[attr-defined]
+REF = REFERENCE_INDEX
 
 #: ``vis(rtype, r)``: the condition on resource-table alias ``r`` for the rows of ``rtype`` the caller may see.
 Visibility = Callable[[str, Any], Any]

@@ -244,6 +244,44 @@ class SyncStore:
             with self._write() as c, c.begin():
                 run(c)
 
+    def drop_links(self, conn: Any, ehr_id: str, res_type: str, res_ids: list[str]) -> None:
+        """Forget the links of these local resources (their copies were deleted), in the caller's unit of work."""
+        conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type,
+                                         LINK.c.res_id.in_(res_ids)))
+
+    def record_pushes(self, ehr_id: str, links: list[tuple[str, str, str, str | None, str | None]],
+                      finished: list[tuple[int, str, int | None, str | None]]) -> None:
+        """In one transaction: the links ``(type, local id, EMR id, EMR version, pushed hash)`` of resources a
+        batch pushed, and the outbox rows it ended ``(row id, state, status, detail)``."""
+        if not links and not finished:
+            return
+        now = _now()
+        with self._write() as conn, conn.begin():
+            by_type: dict[str, list[str]] = {}
+            for t, i, *_ in links:
+                by_type.setdefault(t, []).append(i)
+            for t, ids in by_type.items():
+                for n in range(0, len(ids), 500):
+                    conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == t,
+                                                     LINK.c.res_id.in_(ids[n: n + 500])))
+            if links:
+                latest = {(t, i): (t, i, r, v, h) for t, i, r, v, h in links}  # a resource twice: the last one
+                conn.execute(LINK.insert(), [{"ehr_id": ehr_id, "res_type": t, "res_id": i, "direction": "push",
+                                              "remote_id": r, "remote_version": v, "pushed_hash": h, "updated": now}
+                                             for t, i, r, v, h in latest.values()])
+            if finished:
+                conn.execute(OUTBOX.update().where(OUTBOX.c.id == sa.bindparam("row_id")).values(
+                    state=sa.bindparam("new_state"), claimed_until=None, finished=now,
+                    last_status=sa.bindparam("status"), detail=sa.bindparam("new_detail"), outcome=None),
+                    [{"row_id": r, "new_state": st, "status": code, "new_detail": d} for r, st, code, d in finished])
+
+    def claimed(self, row_ids: Iterable[int]) -> set[int]:
+        """Which of these outbox rows are still claimed (not finished or rescheduled meanwhile)."""
+        ids = sorted(set(row_ids))
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids),
+                                                                 OUTBOX.c.state == "claimed")).scalars())
+
     def put_pull_links(self, conn: Any, ehr_id: str, rows: list[tuple[str, str, str, str | None]]) -> None:
         """Record ``(type, local id, EMR id, EMR version)`` of pulled resources, in the caller's unit of work."""
         if not rows:

@@ -31,13 +31,13 @@ __all__ = [
     "metadata",
     "ResourceRow",
     "HistoryRow",
-    "TokenIndex",
-    "StringIndex",
-    "DateIndex",
-    "ReferenceIndex",
-    "NumberIndex",
-    "QuantityIndex",
-    "UriIndex",
+    "TOKEN_INDEX",
+    "STRING_INDEX",
+    "DATE_INDEX",
+    "REFERENCE_INDEX",
+    "NUMBER_INDEX",
+    "QUANTITY_INDEX",
+    "URI_INDEX",
     "KeyValue",
     "PatientVersion",
     "EhrRegistration",
@@ -63,7 +63,9 @@ class ResourceRow(SQLModel, table=True):
     """The current version of each resource."""
 
     __tablename__ = "resource"
-    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),)
+    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+                      # a type's resources in key order (cursor paging, Bulk Data export): migration 0010
+                      sa.Index("ix_resource_type_pk", "res_type", "pk"))
 
     pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
@@ -94,113 +96,40 @@ class HistoryRow(SQLModel, table=True):
     content: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON_DOC, nullable=True))
 
 
-def _res_pk() -> Any:
-    return Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-
-
-def _text(length: int = 255, nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=sa.Column(sa.String(length), nullable=nullable))
-
-
-class TokenIndex(SQLModel, table=True):
-    __tablename__ = "idx_token"
-    __table_args__ = (
-        sa.Index("ix_token_lookup", "res_type", "param", "code", "system", "res_pk"),
-        sa.Index("ix_token_res", "res_pk", "param", "code", "system"),
+def _index_table(name: str, values: list[sa.Column[Any]], lookup: tuple[str, ...], *extra: sa.Index) -> sa.Table:
+    """A search-index table, declared once for all seven: a row key, the resource's key and type, the search
+    parameter, then ``values``. ``ix_*_lookup`` (res_type, param, *lookup, res_pk) drives a search from a value;
+    ``ix_*_res`` (res_pk, param, *lookup) answers the per-candidate probes from the index alone."""
+    short = name.removeprefix("idx_")
+    return sa.Table(
+        name, metadata,
+        sa.Column("rowid", PK, primary_key=True, autoincrement=True),
+        sa.Column("res_pk", sa.BigInteger, nullable=False),
+        sa.Column("res_type", sa.String(64), nullable=False),
+        sa.Column("param", sa.String(64), nullable=False),
+        *values,
+        sa.Index(f"ix_{short}_lookup", "res_type", "param", *lookup, "res_pk"),
+        sa.Index(f"ix_{short}_res", "res_pk", "param", *lookup),
+        *extra,
     )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    system: str | None = _text()
-    code: str | None = _text()
-    text: str | None = _text()
 
 
-class StringIndex(SQLModel, table=True):
-    __tablename__ = "idx_string"
-    __table_args__ = (
-        sa.Index("ix_string_lookup", "res_type", "param", "value", "res_pk"),
-        sa.Index("ix_string_res", "res_pk", "param", "value"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    value: str = _text(255, False)
-    exact: str = _text(255, False)
+def _text(column: str, length: int = 255, nullable: bool = True) -> sa.Column[Any]:
+    return sa.Column(column, sa.String(length), nullable=nullable)
 
 
-class DateIndex(SQLModel, table=True):
-    __tablename__ = "idx_date"
-    __table_args__ = (
-        sa.Index("ix_date_lookup", "res_type", "param", "low", "high", "res_pk"),
-        sa.Index("ix_date_res", "res_pk", "param", "low", "high"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    low: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-    high: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-
-
-class ReferenceIndex(SQLModel, table=True):
-    __tablename__ = "idx_reference"
-    __table_args__ = (
-        sa.Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type", "res_pk"),
-        sa.Index("ix_reference_target", "target_type", "target_id"),
-        sa.Index("ix_reference_res", "res_pk", "param", "target_id", "target_type"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    target_type: str | None = _text(64)
-    target_id: str | None = _text(64)
-    url: str | None = _text(1024)
-
-
-class NumberIndex(SQLModel, table=True):
-    __tablename__ = "idx_number"
-    __table_args__ = (
-        sa.Index("ix_number_lookup", "res_type", "param", "value", "res_pk"),
-        sa.Index("ix_number_res", "res_pk", "param", "value"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    value: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
-
-
-class QuantityIndex(SQLModel, table=True):
-    __tablename__ = "idx_quantity"
-    __table_args__ = (
-        sa.Index("ix_quantity_lookup", "res_type", "param", "value", "res_pk"),
-        sa.Index("ix_quantity_res", "res_pk", "param", "value"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    value: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
-    system: str | None = _text()
-    code: str | None = _text()
-    unit: str | None = _text()
-
-
-class UriIndex(SQLModel, table=True):
-    __tablename__ = "idx_uri"
-    __table_args__ = (
-        sa.Index("ix_uri_lookup", "res_type", "param", "value", "res_pk"),
-        sa.Index("ix_uri_res", "res_pk", "param", "value"),
-    )
-    rowid: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
-    res_pk: int = _res_pk()
-    res_type: str = _text(64, False)
-    param: str = _text(64, False)
-    value: str = _text(1024, False)
+TOKEN_INDEX = _index_table("idx_token", [_text("system"), _text("code"), _text("text")], ("code", "system"))
+STRING_INDEX = _index_table("idx_string", [_text("value", nullable=False), _text("exact", nullable=False)],
+                            ("value",))
+DATE_INDEX = _index_table("idx_date", [sa.Column("low", sa.BigInteger, nullable=False),
+                                       sa.Column("high", sa.BigInteger, nullable=False)], ("low", "high"))
+REFERENCE_INDEX = _index_table(
+    "idx_reference", [_text("target_type", 64), _text("target_id", 64), _text("url", 1024)],
+    ("target_id", "target_type"), sa.Index("ix_reference_target", "target_type", "target_id"))
+NUMBER_INDEX = _index_table("idx_number", [sa.Column("value", sa.Float, nullable=False)], ("value",))
+QUANTITY_INDEX = _index_table("idx_quantity", [sa.Column("value", sa.Float, nullable=False), _text("system"),
+                                               _text("code"), _text("unit")], ("value",))
+URI_INDEX = _index_table("idx_uri", [_text("value", 1024, nullable=False)], ("value",))
 
 
 class KeyValue(SQLModel, table=True):
@@ -395,7 +324,7 @@ class DerivedObservationCode(SQLModel, table=True):
     high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
 
 
-INDEX_TABLES: dict[str, sa.Table] = {
-    m.__tablename__: m.__table__  # type: ignore[attr-defined]
-    for m in (TokenIndex, StringIndex, DateIndex, ReferenceIndex, NumberIndex, QuantityIndex, UriIndex)
-}
+#: The search-index tables by name; their value columns (after ``rowid``, ``res_pk`` and ``res_type``) are
+#: ``records.INDEX_COLUMNS``, derived from these declarations.
+INDEX_TABLES: dict[str, sa.Table] = {t.name: t for t in (TOKEN_INDEX, STRING_INDEX, DATE_INDEX, REFERENCE_INDEX,
+                                                         NUMBER_INDEX, QUANTITY_INDEX, URI_INDEX)}

@@ -12,6 +12,7 @@
    (:class:`~fhir_ecr.sync.pull.Loader`) in batches; each batch commits with the count of lines done in its file,
    so a dropped connection or a killed worker resumes at the next line. Then the high-water marks become the
    manifest's ``transactionTime`` (the spec's ``_since`` for the next export), and the status URL is deleted.
+   Resources the manifest lists as ``deleted`` (Bulk Data 2.0, with ``_since``) have their copies deleted in mECR.
 
 The state of an export under way is kept in the ``*`` mark of the EMR (status URL, polls, files done).
 """
@@ -107,6 +108,8 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
                              "requiresAccessToken": manifest.get("requiresAccessToken", True),
                              "output": [{"type": o.get("type"), "url": o.get("url")} for o in manifest["output"]
                                         if isinstance(o, dict) and o.get("url")],
+                             "deleted": [o["url"] for o in manifest.get("deleted") or []
+                                         if isinstance(o, dict) and o.get("url")],
                              "errors": len(manifest.get("error") or [])}
         store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state))
         manifest = state["manifest"]
@@ -134,6 +137,12 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
         state["files"][url] = -1
         await loader.load(batch, mark=(BULK_MARK, {"state": json.dumps(state)}), counts=counts)
         counts.pages += 1
+    for url in manifest.get("deleted") or []:
+        if int(state["files"].get(url, 0)) < 0:
+            continue
+        await _deleted_file(loader, url, with_token, counts)
+        state["files"][url] = -1
+        store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state))
     when = manifest.get("transactionTime")
     now = int(time.time())
     for rtype in {*config.pull_types, BULK_MARK}:
@@ -146,3 +155,25 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
     log.info("pull ehr=%s mode=bulk %s files=%d error_files=%d", ehr_id, counts.line(), len(files),
              manifest.get("errors", 0))
     return None, counts
+
+
+async def _deleted_file(loader: Loader, url: str, with_token: bool, counts: PullCounts) -> None:
+    """One of the manifest's ``deleted`` files (Bulk Data 2.0: resources deleted since ``_since``, each line a
+    Bundle whose entries' ``request`` is ``DELETE Type/id``): their copies are deleted in mECR, as a paged pull's
+    history does (:meth:`~fhir_ecr.sync.pull.Loader.delete`). Deleting again what is gone changes nothing, so a
+    file read twice (a dropped connection) does no harm."""
+    gone: dict[str, list[str]] = {}
+    async for line in loader.emr.lines(url, what=f"EHR {loader.ehr_id}: Bulk Data deleted file",
+                                       with_token=with_token):
+        try:
+            bundle = jsonexact.loads(line)
+        except ValueError as exc:
+            raise EmrUnavailable(f"EHR {loader.ehr_id}: a Bulk Data line is not JSON") from exc
+        for entry in (bundle.get("entry") or []) if isinstance(bundle, dict) else []:
+            request = entry.get("request") if isinstance(entry, dict) else None
+            if isinstance(request, dict) and str(request.get("method") or "").upper() == "DELETE":
+                rtype, _, rid = str(request.get("url") or "").strip("/").rpartition("/")
+                if rtype and rid:
+                    gone.setdefault(rtype.rsplit("/", 1)[-1], []).append(rid)
+    for rtype, ids in gone.items():
+        loader.delete(rtype, sorted(set(ids)), counts)

@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl, urlencode
 __all__ = ["PullSpec", "PushSpec", "SyncConfig", "ConfigError", "DEFAULT_PULL", "DEFAULT_PUSH", "parse_specs"]
 
 #: What the coach needs from the chart (issue #18): demographics, problems, vitals and labs, coverage, the EMR's own
-#: goals and plans, visits. (AllergyIntolerance and MedicationStatement need the store to serve those types first:
-#: docs/sync.md.)
+#: goals and plans, visits, allergies and the medications the patient takes (what a coach must know before
+#: advising on food or exercise). An EMR that refuses one type's search does not stop the others (docs/sync.md).
 DEFAULT_PULL = ("Patient, Condition, Observation?category=vital-signs,laboratory, Coverage, Goal, CarePlan, "
-                "Encounter")
+                "Encounter, AllergyIntolerance, MedicationStatement")
 #: What the physician needs from coaching: goals, habit plans, sessions and their notes.
 DEFAULT_PUSH = "Goal, CarePlan, Encounter, DocumentReference"
 #: Types mECR never pushes: identity is linked, not copied (docs/smart.md), and the audit trail is mECR's own.

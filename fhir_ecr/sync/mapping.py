@@ -86,10 +86,23 @@ def remote_refs(resource: dict[str, Any], emr_base: str) -> Iterator[tuple[str, 
 def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resolver) -> dict[str, Any]:
     """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was)."""
     rtype, rid = str(remote["resourceType"]), str(remote["id"])
-    content: dict[str, Any] = _copy(remote)
+    base = emr_base.rstrip("/")
+    targets: dict[str, str] = {}  # reference text -> what it becomes (a batch repeats the same few references)
+
+    def map_ref(text: str) -> str:
+        mapped = targets.get(text)
+        if mapped is None:
+            target = _emr_target(text, emr_base)
+            mapped = text if target is None else resolve(*target) or f"{base}/{target[0]}/{target[1]}"
+            targets[text] = mapped
+        return mapped
+
+    # One walk copies the resource and maps its references (the JSON is copied and walked once).
+    content: dict[str, Any] = {k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v))
+                               for k, v in remote.items()}
     content["id"] = local_id(ehr_id, rtype, rid)
     meta = {k: v for k, v in (remote.get("meta") or {}).items() if k in ("profile", "security")}
-    meta["source"] = f"{emr_base.rstrip('/')}/{rtype}/{rid}"
+    meta["source"] = f"{base}/{rtype}/{rid}"
     meta["tag"] = [{"system": RECORD_SOURCE_SYSTEM, "code": "ehr", "display": f"EHR {ehr_id}"}]
     content["meta"] = meta
     idents = [i for i in content.get("identifier") or [] if isinstance(i, dict)
@@ -99,14 +112,22 @@ def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resol
             ext = [e for e in ident.get("extension") or [] if e.get("url") != IDENTIFIER_SOURCE_URL]
             ident["extension"] = [*ext, {"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
     content["identifier"] = [*idents, {"system": link_system(ehr_id, rtype), "value": rid}]
-    base = emr_base.rstrip("/")
-    for node in _ref_nodes({k: v for k, v in content.items() if k not in _SKIP}):
-        target = _emr_target(node["reference"], emr_base)
-        if target is None:
-            continue
-        mapped = resolve(*target)
-        node["reference"] = mapped if mapped is not None else f"{base}/{target[0]}/{target[1]}"
     return content
+
+
+def _copy_mapped(value: Any, map_ref: Callable[[str], str]) -> Any:
+    """A deep copy of JSON data in which every Reference's ``reference`` string is replaced by ``map_ref`` of it
+    (``meta``, ``id`` and ``resourceType`` below are copied as they are, as :func:`_ref_nodes` skips them)."""
+    if isinstance(value, dict):
+        out = {k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v)) if isinstance(v, (dict, list)) else v
+               for k, v in value.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str):
+            out["reference"] = map_ref(ref)
+        return out
+    if isinstance(value, list):
+        return [_copy_mapped(v, map_ref) if isinstance(v, (dict, list)) else v for v in value]
+    return value
 
 
 def _copy(value: Any) -> Any:
@@ -127,7 +148,7 @@ def push_body(local: dict[str, Any], *, identifier_system: str, mecr_base: str, 
               remote_id: str | None = None) -> dict[str, Any]:
     """What mECR sends the EMR for its ``local`` resource (``remote_id``: the EMR's id, for an update)."""
     rtype, rid = str(local["resourceType"]), str(local["id"])
-    body = _copy({k: v for k, v in local.items() if k not in ("id", "meta")})
+    body: dict[str, Any] = _copy({k: v for k, v in local.items() if k not in ("id", "meta")})
     profiles = (local.get("meta") or {}).get("profile")
     if profiles:
         body["meta"] = {"profile": list(profiles)}

@@ -33,7 +33,7 @@ from ..store.indexer import date_range
 from ..store.records import iso_instant
 from ..store.search import parse_search
 from ..store.searchparams import search_params
-from .client import EmrClient, EmrUnavailable
+from .client import EmrClient, EmrRefused, EmrUnavailable
 from .config import PullSpec
 from .mapping import is_pushed_by, link_system, local_id, pulled, remote_refs
 
@@ -50,11 +50,12 @@ class PullCounts:
     unchanged: int = 0
     own: int = 0  # copies of mECR's own pushed resources, left alone
     rejected: int = 0
+    deleted: int = 0  # copies of resources the EMR deleted, deleted in mECR too
     pages: int = 0
     reasons: list[str] = field(default_factory=list)
 
     def add(self, other: PullCounts) -> None:
-        for name in ("fetched", "created", "updated", "unchanged", "own", "rejected", "pages"):
+        for name in ("fetched", "created", "updated", "unchanged", "own", "rejected", "deleted", "pages"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons = (self.reasons + other.reasons)[:5]
 
@@ -65,7 +66,7 @@ class PullCounts:
 
     def line(self) -> str:
         return (f"fetched={self.fetched} created={self.created} updated={self.updated} unchanged={self.unchanged} "
-                f"own={self.own} rejected={self.rejected} pages={self.pages}")
+                f"own={self.own} rejected={self.rejected} deleted={self.deleted} pages={self.pages}")
 
 
 def instant_us(text: str) -> int:
@@ -166,26 +167,29 @@ class Loader:
                         counts.created += 1
             else:
                 others.append(res)
-        await self._resolve_patients({i for r in others for t, i in remote_refs(r, self.base) if t == "Patient"},
-                                     counts)
+        refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
+        await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
         contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
         batch_keys = {(str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
                       for r in others}
-        present = self._present({(t, local_id(self.ehr_id, t, i)) for r in others for t, i in
-                                 remote_refs(r, self.base) if t != "Patient"} - batch_keys) | batch_keys
-        for res in others:
-            unlinked = [i for t, i in remote_refs(res, self.base) if t == "Patient" and not self._patients.get(i)]
-            if unlinked:
+        present = self._present({(t, local_id(self.ehr_id, t, i)) for rs in refs for t, i in rs
+                                 if t != "Patient"} - batch_keys) | batch_keys
+        local_ids: dict[tuple[str, str], str | None] = {}
+
+        def resolve(t: str, i: str) -> str | None:
+            if t == "Patient":
+                local = self._patients.get(i)
+                return f"Patient/{local}" if local else None
+            found = local_ids.get((t, i), "")
+            if found == "":
+                key = (t, local_id(self.ehr_id, t, i))
+                found = local_ids[(t, i)] = f"{t}/{key[1]}" if key in present else None
+            return found
+
+        for res, rs in zip(others, refs, strict=True):
+            if any(t == "Patient" and not self._patients.get(i) for t, i in rs):
                 counts.reject(1, f"{res['resourceType']}: its Patient is not linked (identity conflict?)")
                 continue
-
-            def resolve(t: str, i: str) -> str | None:
-                if t == "Patient":
-                    local = self._patients.get(i)
-                    return f"Patient/{local}" if local else None
-                key = (t, local_id(self.ehr_id, t, i))
-                return f"{t}/{key[1]}" if key in present else None
-
             contents.append((res, pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)))
         if contents or mark is not None:
             try:
@@ -199,6 +203,22 @@ class Loader:
                 if mark is not None:
                     self._write([], mark, counts)
         return counts
+
+    def delete(self, rtype: str, remote_ids: list[str], counts: PullCounts) -> None:
+        """Delete mECR's copies of the EMR's resources ``rtype/remote_ids``, which the EMR deleted. A copy that
+        other records still refer to is kept (the store refuses the delete) and counted as rejected."""
+        if rtype == "Patient" or rtype not in self.types:
+            return  # mECR's Patient is mECR's record (coaching hangs on it): a deleted chart is not a deleted coachee
+        ids = [local_id(self.ehr_id, rtype, r) for r in remote_ids]
+        present = {i for _, i in self._present({(rtype, i) for i in ids})}
+        for local in (i for i in ids if i in present):
+            try:
+                with self.repo.unit() as uow:
+                    uow.delete(rtype, local)
+                    self.sync_store.drop_links(uow.conn, self.ehr_id, rtype, [local])
+                counts.deleted += 1
+            except FhirError as exc:
+                counts.reject(1, f"{rtype}: deleted in the EMR, kept in mECR ({exc.status}: still referred to)")
 
     def _present(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
         by_type: dict[str, list[str]] = {}
@@ -265,6 +285,7 @@ async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_s
     store.put_mark(ehr_id, spec.type, last_started=started)
     counts = PullCounts()
     cursor = _ms_instant(instant_us(high_water) - overlap_seconds * 1_000_000) if high_water else None
+    since = cursor  # deletions are looked for from where this pull starts (not on a first or --full pull)
     seen: set[tuple[str, str]] = set()  # (id, versionId) already written at the cursor's instant
     next_url: str | None = None
     what = f"EHR {ehr_id}: search {spec.type}"
@@ -302,8 +323,49 @@ async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_s
         cursor = top
         seen = {(str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) for r in page
                 if _last_updated(r) and instant_us(_last_updated(r) or "") == instant_us(top)}
+    if since is not None:
+        await _pull_deletions(loader, spec.type, since, page_size, counts)
     store.put_mark(ehr_id, spec.type, last_finished=int(time.time()), last_count=counts.fetched,
                    last_error=("; ".join(counts.reasons) if counts.rejected else None))
     log.info("pull ehr=%s type=%s mode=paged %s duration=%ds", ehr_id, spec.type, counts.line(),
              int(time.time()) - started)
     return counts
+
+
+async def _pull_deletions(loader: Loader, rtype: str, since: str, page_size: int, counts: PullCounts) -> None:
+    """The EMR's deletions of ``rtype`` since ``since``: ``GET [type]/_history?_since=…`` (a search never returns a
+    deleted resource; https://hl7.org/fhir/R4/http.html#history lists a deletion as an entry whose ``request`` is
+    ``DELETE``). A resource whose newest entry is a deletion has its copy deleted in mECR. An EMR that does not
+    serve a type's history (it refuses the request) only leaves deletions unpropagated."""
+    what = f"EHR {loader.ehr_id}: history of {rtype}"
+    newest: dict[str, tuple[tuple[str, int], bool]] = {}  # EMR id -> (its newest entry's rank, a deletion?)
+    url: str | None = None
+    for n in range(10_000):  # bounded by the EMR's paging
+        try:
+            if url is None:
+                bundle = await loader.emr.get_json(f"{rtype}/_history", what=what,
+                                                   params=[("_since", since), ("_count", str(page_size))])
+            else:
+                bundle = await loader.emr.get_json(url, what=what)
+        except EmrRefused:
+            return
+        for order, entry in enumerate(bundle.get("entry") or []):
+            if not isinstance(entry, dict):
+                continue
+            request, response = entry.get("request") or {}, entry.get("response") or {}
+            resource = entry.get("resource") or {}
+            rid = resource.get("id") or str(request.get("url") or entry.get("fullUrl") or "").rstrip("/").split("/")[-1]
+            if not rid:
+                continue
+            # Newest first (the spec's order) unless the entries say when: the first seen wins a tie.
+            when = str(response.get("lastModified") or (resource.get("meta") or {}).get("lastUpdated") or "")
+            key = (when, -(n * 100_000 + order))
+            if rid not in newest or key > newest[rid][0]:
+                newest[rid] = (key, str(request.get("method") or "").upper() == "DELETE")
+        url = next((link.get("url") for link in bundle.get("link") or []
+                    if isinstance(link, dict) and link.get("relation") == "next"), None)
+        if not url:
+            break
+    gone = sorted(rid for rid, (_, deleted) in newest.items() if deleted)
+    if gone:
+        loader.delete(rtype, gone, counts)

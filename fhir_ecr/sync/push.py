@@ -41,6 +41,7 @@ from typing import Any
 from ..auth.access import ehr_owned
 from ..outcomes import FhirError
 from ..store.repository import Change
+from ..store.search import parse_search
 from ..store.sync_store import OutboxRow
 from ..store.visibility import compartment_patients
 from .client import EmrClient, EmrRefused, EmrUnavailable, check
@@ -126,6 +127,11 @@ class Deliverer:
         #: Types whose conditional create the EMR cannot evaluate (no ``identifier`` search on them): created with
         #: ``PUT [type]/[mECR's id]`` instead — as idempotent, where the EMR allows update-as-create.
         self.put_create: set[str] = set()
+        #: ``(type, local id)`` -> the EMR's id, as found during this run (links, pulled copies, this run's pushes).
+        self._remote: dict[tuple[str, str], str | None] = {}
+        #: What a batch's answers decided, written together when the batch is done (:meth:`_flush`).
+        self._links: list[tuple[str, str, str, str | None, str | None]] = []
+        self._finished: list[tuple[int, str, int | None, str | None]] = []
 
     # -- the run ------------------------------------------------------------------------------------------------
 
@@ -139,61 +145,91 @@ class Deliverer:
             try:
                 await self._deliver(rows)
             except EmrUnavailable as exc:
+                self._flush()
+                still = self.store.claimed(r.id for r in rows)
                 for row in rows:
-                    if self._still_claimed(row):
+                    if row.id in still:
                         self._transient(row, exc)
                 break
+            finally:
+                self._flush()
         log.info("push ehr=%s %s", self.ehr_id, self.counts.line())
         return self.counts
 
-    def _still_claimed(self, row: OutboxRow) -> bool:
-        current = self.store.outbox(self.ehr_id, ["claimed"], limit=1_000_000)
-        return any(r.id == row.id for r in current)
+    def _flush(self) -> None:
+        """Record the batch's links and finished rows in one transaction."""
+        links, finished = self._links, self._finished
+        self._links, self._finished = [], []
+        self.store.record_pushes(self.ehr_id, links, finished)
+
+    def _finish(self, row: OutboxRow, state: str, *, status: int | None = None, detail: str | None = None) -> None:
+        self._finished.append((row.id, state, status, detail))
+
+    def _link(self, row: OutboxRow, remote_id: str, version: str | None, pushed_hash: str | None) -> None:
+        self._links.append((row.res_type, row.res_id, remote_id, version, pushed_hash))
+        self._remote[(row.res_type, row.res_id)] = remote_id
 
     async def _deliver(self, rows: list[OutboxRow]) -> None:
-        items = [self._prepare(row) for row in rows]
-        items = [i for i in items if i is not None]
+        items = self._prepare(rows)
         waiting = items
-        for _ in range(4):  # referred-to resources first
+        for n in range(4):  # referred-to resources first (a chain deeper than 4 goes out in the last pass)
             if not waiting:
                 break
             pending_keys = {(i.row.res_type, i.row.res_id) for i in waiting}
             ready = [i for i in waiting if not (self._targets(i) & (pending_keys - {(i.row.res_type, i.row.res_id)}))]
-            if not ready:
+            if not ready or n == 3:
                 ready = waiting
             for item in ready:
                 item.body = None  # map references now, with the links the previous pass made
             await self._send([i for i in ready if self._build(i)])
-            waiting = [i for i in waiting if i not in ready]
+            sent = {id(i) for i in ready}
+            waiting = [i for i in waiting if id(i) not in sent]
 
     # -- one row ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, row: OutboxRow) -> _Item | None:
-        try:
-            content = self.repo.read(row.res_type, row.res_id).content
-        except FhirError as exc:
-            if exc.status == 410:
-                content = None
+    def _prepare(self, rows: list[OutboxRow]) -> list[_Item]:
+        """Read the batch's resources and links (a few statements for the whole batch), skip what is not pushed."""
+        by_type: dict[str, list[str]] = {}
+        for row in rows:
+            by_type.setdefault(row.res_type, []).append(row.res_id)
+        current: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.repo.unit(write=False) as uow:
+            for t, ids in by_type.items():
+                for n in range(0, len(ids), 500):
+                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500]))], default_count=1000,
+                                         max_count=1000)
+                    current.update(((t, s.id), s.content) for s in uow.search(query).matches)
+        # Not found: deleted in mECR (a delete to push when it was pushed before).
+        contents = {row.id: current.get((row.res_type, row.res_id)) for row in rows}
+        links = {(t, i): link for t, ids in by_type.items() for i, link in self.store.links(self.ehr_id, t, ids).items()}
+        patients = {p for c in contents.values() if c is not None
+                    for p in compartment_patients(c, self.settings.fhir_base)}
+        self._lookup("Patient", patients)
+        items = []
+        for row in rows:
+            content, link = contents[row.id], links.get((row.res_type, row.res_id))
+            if content is None and link is None:
+                self._skip(row, "deleted before it was pushed")
+            elif content is not None and ehr_owned(content):
+                self._skip(row, "pulled from an EMR: not pushed back")
+            elif content is not None and any(self._remote_id("Patient", p) is None
+                                             for p in compartment_patients(content, self.settings.fhir_base)):
+                self._skip(row, f"the patient is not linked to EHR {self.ehr_id}")
             else:
-                self.store.finish(row.id, "skipped", detail="the resource is no longer in mECR")
-                self.counts.skipped += 1
-                return None
-        link = self.store.links(self.ehr_id, row.res_type, [row.res_id]).get(row.res_id)
-        if content is None and link is None:
-            self.store.finish(row.id, "skipped", detail="deleted before it was pushed")
-            self.counts.skipped += 1
-            return None
-        if content is not None and ehr_owned(content):
-            self.store.finish(row.id, "skipped", detail="pulled from an EMR: not pushed back")
-            self.counts.skipped += 1
-            return None
-        if content is not None:
-            for patient in compartment_patients(content, self.settings.fhir_base):
-                if self._remote_id("Patient", patient) is None:
-                    self.store.finish(row.id, "skipped", detail=f"the patient is not linked to EHR {self.ehr_id}")
-                    self.counts.skipped += 1
-                    return None
-        return _Item(row, content, link=link)
+                items.append(_Item(row, content, link=link))
+        return items
+
+    def _skip(self, row: OutboxRow, detail: str) -> None:
+        self._finish(row, "skipped", detail=detail)
+        self.counts.skipped += 1
+
+    def _lookup(self, rtype: str, ids: set[str]) -> None:
+        """Fill the cache of EMR ids of these local resources from their links (one statement)."""
+        todo = [i for i in ids if (rtype, i) not in self._remote]
+        if todo:
+            found = self.store.links(self.ehr_id, rtype, todo)
+            for i, link in found.items():
+                self._remote[(rtype, i)] = str(link.remote_id)
 
     def _targets(self, item: _Item) -> set[tuple[str, str]]:
         from ..store.references import local_references
@@ -203,18 +239,22 @@ class Deliverer:
         return {(t, i) for _, t, i in local_references(item.content, self.settings.fhir_base)}
 
     def _remote_id(self, rtype: str, rid: str) -> str | None:
+        key = (rtype, rid)
+        if key in self._remote:
+            return self._remote[key]
         link = self.store.links(self.ehr_id, rtype, [rid]).get(rid)
-        if link is not None:
-            return str(link.remote_id)
-        try:
-            content = self.repo.read(rtype, rid).content or {}
-        except FhirError:
-            return None
-        system = link_system(self.ehr_id, rtype)
-        for ident in content.get("identifier") or []:
-            if isinstance(ident, dict) and ident.get("system") == system and ident.get("value"):
-                return str(ident["value"])
-        return None
+        found: str | None = str(link.remote_id) if link is not None else None
+        if found is None:  # a pulled copy (or a Patient linked by a launch) names its EMR id in its link identifier
+            try:
+                content = self.repo.read(rtype, rid).content or {}
+            except FhirError:
+                content = {}
+            system = link_system(self.ehr_id, rtype)
+            found = next((str(i["value"]) for i in content.get("identifier") or []
+                          if isinstance(i, dict) and i.get("system") == system and i.get("value")), None)
+        if found is not None or rtype == "Patient":  # others may be pushed later in this run
+            self._remote[key] = found
+        return found
 
     def _build(self, item: _Item) -> bool:
         if item.content is None:
@@ -229,7 +269,7 @@ class Deliverer:
                               remote_id=str(item.link.remote_id) if item.link is not None else None)
         item.hash = content_hash(item.body)
         if item.link is not None and item.link.pushed_hash == item.hash and not self._forced(item):
-            self.store.finish(item.row.id, "done", detail="unchanged since the last push")
+            self._finish(item.row, "done", detail="unchanged since the last push")
             self.counts.unchanged += 1
             return False
         return True
@@ -299,7 +339,7 @@ class Deliverer:
         row = item.row
         if 200 <= status < 300:
             if item.content is None:
-                self.store.finish(row.id, "done", status=status, detail="deleted in the EMR")
+                self._finish(row, "done", status=status, detail="deleted in the EMR")
                 self.counts.delivered += 1
                 return
             remote_id, version = _where(location, etag, resource)
@@ -310,20 +350,20 @@ class Deliverer:
                 # The conditional create found an earlier push whose content is older: update it next.
                 self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push", remote_id=remote_id,
                                     remote_version=version, pushed_hash=None)
+                self._remote[(row.res_type, row.res_id)] = remote_id
                 self.store.reschedule(row.id, int(time.time()), row.attempts, status=status,
                                       detail="created earlier; updating")
                 self.counts.retried += 1
                 return
-            self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push", remote_id=remote_id,
-                                remote_version=version, pushed_hash=item.hash)
-            self.store.finish(row.id, "done", status=status)
+            self._link(row, remote_id, version, item.hash)
+            self._finish(row, "done", status=status)
             self.counts.delivered += 1
             return
         if status == 412 and item.link is not None:
             await self._conflict(item)
             return
         if status in (404, 410) and item.content is None:
-            self.store.finish(row.id, "done", status=status, detail="already gone in the EMR")
+            self._finish(row, "done", status=status, detail="already gone in the EMR")
             self.counts.delivered += 1
             return
         if status in (408, 425, 429, 401) or status >= 500 or status == 0:

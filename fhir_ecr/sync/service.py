@@ -76,7 +76,7 @@ class SyncService:
             runner = asyncio.Runner()
             self._local.runner = runner
             self._local.clients = {}
-        return runner.run(make())  # type: ignore[arg-type]
+        return runner.run(make())  # type: ignore[arg-type,no-any-return]
 
     async def emr(self, row: dict[str, Any], config: SyncConfig) -> EmrClient:
         """This thread's client of the EMR of ``row`` (created, and signed in, on first use)."""
@@ -106,7 +106,7 @@ class SyncService:
         async def shut() -> None:
             for _, client in clients.values():
                 await client.http.aclose()
-                await client.token_http.aclose()  # type: ignore[attr-defined]
+                await client.token_http.aclose()
 
         runner.run(shut())
         runner.close()

@@ -1,7 +1,8 @@
 """The jobs the job runner (:mod:`fhir_ecr.jobs`) runs, each ``job(services, *args)``; ``mecr sync pull|push`` run
 the same functions in the foreground.
 
-- ``pull(ehr)``: a paged pull of every configured type, or the kick-off of a Bulk Data export (then ``bulk_poll``);
+- ``pull(ehr)``: a paged pull of every configured type (a type the EMR refuses is recorded on its mark and the
+  others go on), or the kick-off of a Bulk Data export (then ``bulk_poll``);
 - ``bulk_poll(ehr)``: one poll of the EMR's export; scheduled again at its ``Retry-After``, or downloads and loads;
 - ``deliver(ehr)``: push due outbox rows; schedules itself again for the next row that falls due;
 - ``export(job)``: run one of mECR's own Bulk Data exports (:mod:`fhir_ecr.bulk`);
@@ -25,6 +26,7 @@ from .bulk_pull import BULK_MARK, kick_off, poll
 from .client import EmrError, EmrRefused, EmrUnavailable
 from .pull import Loader, PullCounts, pull_type
 from .push import Deliverer, DeliveryCounts, backoff
+from .service import SyncService
 
 __all__ = ["pull", "bulk_poll", "deliver", "export", "tick", "pull_now", "deliver_now"]
 
@@ -44,13 +46,14 @@ def _record_error(services: Any, ehr_id: str, types: list[str], exc: EmrError) -
 
 def _retry(services: Any, exc: EmrUnavailable) -> Exception:
     if exc.retry_after is not None:
-        return services.jobs.retry_in(exc.retry_after)
+        retry: Exception = services.jobs.retry_in(exc.retry_after)
+        return retry
     return exc
 
 
 def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) -> PullCounts | None:
     """The ``pull`` job (see the module docstring); None when another worker is pulling this EMR."""
-    sync = services.sync
+    sync: SyncService = services.sync
     row, config = sync.ehr(ehr_id)
     lease = f"pull:{ehr_id}"
     if not services.sync_store.lease(lease, _holder(), services.settings.sync_lease_seconds * 10):
@@ -65,8 +68,12 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
                 return await kick_off(loader, config, full=full), PullCounts()
             total = PullCounts()
             for spec in config.pull:
-                total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
-                                          overlap_seconds=services.settings.sync_pull_overlap_seconds, full=full))
+                try:
+                    total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
+                                              overlap_seconds=services.settings.sync_pull_overlap_seconds,
+                                              full=full))
+                except EmrRefused as exc:  # e.g. a type this EMR does not serve: the other types go on
+                    _record_error(services, ehr_id, [spec.type], exc)
             return None, total
 
         wait, counts = sync.run(run)
@@ -85,7 +92,7 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
 
 def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float | None, PullCounts] | None:
     """The ``bulk_poll`` job: one poll; schedules the next one while the EMR is at work."""
-    sync = services.sync
+    sync: SyncService = services.sync
     row, config = sync.ehr(ehr_id)
     lease = f"pull:{ehr_id}"
     if not services.sync_store.lease(lease, _holder(), services.settings.sync_lease_seconds * 10):
@@ -112,7 +119,7 @@ def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float 
 
 def deliver(services: Any, ehr_id: str) -> DeliveryCounts:
     """The ``deliver`` job: push the EMR's due outbox rows; come back when the next one falls due."""
-    sync = services.sync
+    sync: SyncService = services.sync
     row, config = sync.ehr(ehr_id)
 
     async def run() -> DeliveryCounts:
@@ -182,7 +189,7 @@ def pull_now(services: Any, ehr_id: str, full: bool = False, wait: bool = True) 
 
 
 def deliver_now(services: Any, ehr_id: str) -> DeliveryCounts:
-    sync = services.sync
+    sync: SyncService = services.sync
     row, config = sync.ehr(ehr_id)
 
     async def run() -> DeliveryCounts:

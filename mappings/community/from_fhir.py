@@ -95,7 +95,7 @@ def _organization(res: dict[str, Any]) -> Obj:
     org.update({k: v for k, v in (("email", email), ("website", url)) if v})
     if phones:
         org["phones"] = phones
-    idents = []
+    idents: list[dict[str, Any]] = []
     for ident in res.get("identifier") or ():
         system = str(ident.get("system") or "")
         if system == TAX_ID_SYSTEM:
@@ -238,9 +238,9 @@ def _service(res: dict[str, Any], org_ids: dict[str, str], loc_ids: dict[str, st
             service_areas.append({"id": _child_id(sid, "service_area", len(service_areas)), "name": ref["display"]})
     if service_areas:
         svc["service_areas"] = service_areas
-    languages = []
+    languages: list[dict[str, Any]] = []
     for lang in res.get("communication") or ():
-        coding = next(iter(lang.get("coding") or ()), {})
+        coding: dict[str, Any] = next(iter(lang.get("coding") or ()), {})
         entry = {"id": _child_id(sid, "language", len(languages)), "code": coding.get("code"),
                  "name": lang.get("text") or coding.get("display")}
         languages.append({k: v for k, v in entry.items() if v})

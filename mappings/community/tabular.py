@@ -179,9 +179,9 @@ def read_tabular(tables: Mapping[str, Iterable[Mapping[str, Any]]], *, file: str
             lost.append(f"attributes {attr['id']}")
             continue
         shown = _strip(attr, ("link_id", "taxonomy_term_id"))
-        term = terms.get(attr.get("taxonomy_term_id", ""))
-        if term is not None:
-            shown["taxonomy_term"] = term
+        found = terms.get(attr.get("taxonomy_term_id", ""))
+        if found is not None:
+            shown["taxonomy_term"] = found
         owner.setdefault("attributes", []).append(shown)
     return d
 

@@ -124,8 +124,10 @@ def _telecom(phones: Iterable[Obj], email: Any = None, url: Any = None) -> list[
         out.append({"system": "email", "value": str(email)})
     if url:
         out.append({"system": "url", "value": str(url)})
-    seen: set[tuple[str, str]] = set()
-    return [t for t in out if (t["system"], t["value"]) not in seen and not seen.add((t["system"], t["value"]))]
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in out:
+        unique.setdefault((t["system"], t["value"]), t)
+    return list(unique.values())
 
 
 def _meta(source: str | None) -> dict[str, Any]:

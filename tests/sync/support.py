@@ -29,7 +29,7 @@ HARNESS_TOKEN = "harness-token"
 class Sekmet:
     """A running sekmet-fhir server (own process)."""
 
-    def __init__(self, tmp: Path, *, token_lifetime: int = 3600) -> None:
+    def __init__(self, tmp: Path, *, token_lifetime: int = 3600, inbound_validation: str = "strict") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         settings = {
@@ -39,6 +39,7 @@ class Sekmet:
                             "smart_clients": [{"client_id": "mecr", "jwks": KEYS.public_jwks(),
                                                "scopes": "system/*.*"}]},
             "simulator": {"enabled": False}, "log_inbound": False,
+            "validation": {"inbound": inbound_validation},
         }
         self.config = tmp / "sekmet.yaml"
         self.config.write_text(yaml.safe_dump(settings))
@@ -89,7 +90,36 @@ class Sekmet:
         return out
 
 
+def store_keys(services: Any) -> None:
+    """Store the keys sekmet trusts as mECR's signing keys: a worker process reads them from the store, as in
+    production."""
+    sealed = services.vault._fernet.encrypt(json.dumps(KEYS.private_jwks()).encode()).decode()
+    with services.repo.unit() as uow:
+        uow.set_state("auth.signing_jwks", sealed)
 
+
+def start_worker(settings: Any, tmp: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``mecr worker`` as its own process, on the test's store and job queue (``env``: more MECR_ settings)."""
+    environ = {**os.environ, "MECR_DATABASE_URL": settings.database_url, "MECR_BASE_URL": settings.base_url,
+               "MECR_ENVIRONMENT": "test", "MECR_AUTH": "off", "MECR_SYNC_LEASE_SECONDS": "1",
+               "MECR_JOB_STORE": settings.jobs_url, "MECR_WORKER_THREADS": "1", **env}
+    exe = Path(sys.executable).with_name("mecr")
+    return subprocess.Popen([str(exe), "worker"], env=environ, stdout=(tmp / "worker.log").open("ab"),
+                            stderr=subprocess.STDOUT, cwd=tmp)
+
+
+def kill_9(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def wait_for(condition: Any, timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll ``condition()`` until it is true; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
 
 
 def patient(pid: str, mrn: str, family: str, born: str = "1970-01-01") -> dict[str, Any]:

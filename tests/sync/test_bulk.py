@@ -60,7 +60,8 @@ def _bulk_client(base: str, headers: dict[str, str], path: str, params: dict[str
         return {"manifest": manifest, "lines": lines, "status_url": status_url}
 
 
-def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_live_server: Any) -> None:
+def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_live_server: Any,
+                                                   tmp_path: Any) -> None:
     repo = secure_services.repo
     repo.update("Patient", "pa", {"resourceType": "Patient", "id": "pa"})
     repo.update("Patient", "pb", {"resourceType": "Patient", "id": "pb"})
@@ -69,7 +70,8 @@ def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_
                      "subject": {"reference": f"Patient/{'pa' if i < 3 else 'pb'}"}, "valueQuantity": {"value": 1.50}})
     repo.update("Group", "g1", {"resourceType": "Group", "id": "g1", "type": "person", "actual": True,
                                 "member": [{"entity": {"reference": "Patient/pa"}}]})
-    secure_services.settings = secure_services.settings.model_copy(update={"job_store": "immediate"})
+    secure_services.settings = secure_services.settings.model_copy(update={  # files in the test's folder
+        "job_store": "immediate", "export_dir": str(tmp_path / "exports")})
     from fhir_ecr.jobs import JobRunner
 
     secure_services.jobs = JobRunner(secure_services.settings)

@@ -77,3 +77,50 @@ def test_pulled_resources_are_read_only_in_mecr(services: Any, sekmet: Sekmet, c
     forged = {k: v for k, v in body.items() if k != "id"}
     assert_outcome(client.post("/fhir/Observation", json=forged), 403, "forbidden")
     assert services.repo.read("Observation", oid).version_id == 1
+
+
+def test_default_pull_brings_allergies_and_medications(services: Any, sekmet: Sekmet) -> None:
+    """The default configuration pulls what the coach needs, AllergyIntolerance and MedicationStatement included,
+    each as a read-only copy about the linked Patient."""
+    sekmet.put(patient("p1", "MRN-1", "Lopez"))
+    sekmet.put({"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91935009",
+                                     "display": "Allergy to peanut"}]}})
+    sekmet.put({"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "860975", "display": "metformin 500 mg"}]}})
+    register(services, sekmet.base, push="")  # the default pull
+    counts = tasks.pull_now(services, "emr")
+    assert counts is not None and counts.rejected == 0, counts
+    pid = local(services, "Patient")[0]["id"]
+    allergies = local(services, "AllergyIntolerance", patient=pid)
+    meds = local(services, "MedicationStatement", subject=f"Patient/{pid}")
+    assert [a["id"] for a in allergies] == [local_id("emr", "AllergyIntolerance", "a1")]
+    assert [m["id"] for m in meds] == [local_id("emr", "MedicationStatement", "m1")]
+    assert allergies[0]["meta"]["tag"][0]["code"] == "ehr" and meds[0]["meta"]["source"].endswith("/m1")
+    marks = {m["res_type"] for m in services.sync_store.marks("emr") if m.get("high_water")}
+    assert {"AllergyIntolerance", "MedicationStatement", "Patient"} <= marks
+
+
+def test_a_deletion_in_the_emr_deletes_the_copy(services: Any, sekmet: Sekmet) -> None:
+    """An incremental pull reads the type's history since its mark: a resource the EMR deleted has its copy deleted
+    in mECR (a search never returns it); one deleted and created again stays."""
+    _seed(sekmet, 4)
+    register(services, sekmet.base, pull="Patient, Encounter, Observation", push="")
+    tasks.pull_now(services, "emr")
+    assert len(local(services, "Observation")) == 4
+    assert sekmet.http.delete("/Observation/w2").status_code in (200, 204)
+    assert sekmet.http.delete("/Observation/w3").status_code in (200, 204)
+    sekmet.put(weight("w3", "p1", "90.00"))  # deleted, then written again
+    counts = tasks.pull_now(services, "emr")
+    assert counts is not None and counts.deleted == 1, counts
+    ids = {o["id"] for o in local(services, "Observation")}
+    assert local_id("emr", "Observation", "w2") not in ids and local_id("emr", "Observation", "w3") in ids
+    assert services.sync_store.links("emr", "Observation", [local_id("emr", "Observation", "w2")]) == {}
+    # a copy others still refer to is kept, and said so
+    assert sekmet.http.delete("/Encounter/enc1").status_code in (200, 204)
+    again = tasks.pull_now(services, "emr")
+    assert again is not None and again.deleted == 0 and again.rejected == 1, again
+    assert "still referred to" in again.reasons[0]
+    assert services.repo.read("Encounter", local_id("emr", "Encounter", "enc1")).content is not None

@@ -97,3 +97,40 @@ def test_a_lost_response_does_not_duplicate(services: Any, sekmet: Sekmet, clien
     assert len(sekmet.search("Encounter")) == 1
     link = services.sync_store.links("emr", "Encounter", [session["id"]])[session["id"]]
     assert link.remote_id == r.json()["id"]
+
+
+def test_a_412_when_only_the_emr_version_moved_is_re_applied(services: Any, sekmet: Sekmet, client: Any) -> None:
+    """The EMR's copy got a new version without a change of content (e.g. the EMR re-saved it): mECR re-reads it on
+    the 412, sees what it last pushed, and applies its change on the new version — nothing is parked."""
+    pid = _linked(services, sekmet, batch=False)
+    goal = client.post("/fhir/Goal", json=_goal(pid, "walk 30 minutes")).json()
+    assert tasks.deliver_now(services, "emr").delivered == 1
+    remote = sekmet.search("Goal")[0]
+    resaved = sekmet.put({**remote, "meta": {}})  # the same content, saved again by the EMR
+    assert resaved["meta"]["versionId"] != remote["meta"]["versionId"]
+    goal = client.get(f"/fhir/Goal/{goal['id']}").json()
+    client.put(f"/fhir/Goal/{goal['id']}", json={**goal, "description": {"text": "walk 40 minutes"}})
+    counts = tasks.deliver_now(services, "emr")
+    assert counts.delivered == 1 and counts.parked == 0, counts
+    final = sekmet.search("Goal")
+    assert len(final) == 1 and final[0]["description"]["text"] == "walk 40 minutes"
+    assert int(final[0]["meta"]["versionId"]) == int(resaved["meta"]["versionId"]) + 1
+    link = services.sync_store.links("emr", "Goal", [goal["id"]])[goal["id"]]
+    assert link.remote_version == final[0]["meta"]["versionId"]
+
+
+def test_metrics_in_the_logs_carry_no_phi(services: Any, sekmet: Sekmet, client: Any, caplog: Any) -> None:
+    """Each pull and push logs one line of counts (docs/sync.md, "Metrics in the logs"): types, the EHR's registry
+    id, counts and durations — never a name, an identifier, an id or a URL."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mecr.sync")
+    pid = _linked(services, sekmet)
+    goal = client.post("/fhir/Goal", json=_goal(pid, "walk to the Lopez bakery")).json()
+    tasks.deliver_now(services, "emr")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mecr.sync"]
+    assert any(m.startswith("pull ehr=emr type=Patient mode=paged fetched=1 created=1 ") for m in lines), lines
+    assert any(m.startswith("push ehr=emr delivered=1 ") for m in lines), lines
+    remote = sekmet.search("Goal")[0]["id"]
+    for secret in ("Lopez", "MRN-1", "p1", pid, goal["id"], remote, sekmet.base, "http"):
+        assert not any(secret in m for m in lines), (secret, lines)

@@ -145,4 +145,4 @@ def _patient_pks(patient_id: str) -> Any:
 
 
 def _doc(content: Any) -> dict[str, Any]:
-    return content if isinstance(content, dict) else jsonexact.loads(content)  # type: ignore[no-any-return]
+    return content if isinstance(content, dict) else jsonexact.loads(content)
