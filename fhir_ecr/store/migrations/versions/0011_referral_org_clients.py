@@ -1,16 +1,16 @@
 """Referrals (issue #17, branch h17b): a backend-services client may be bound to a community organisation
 (``api_client.organization``); the guard then confines it to that organisation's referrals (docs/referrals.md).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
