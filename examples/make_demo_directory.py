@@ -24,8 +24,9 @@ def main() -> None:
         old.unlink()
     for table, rows in used.items():
         (OUT / f"{table}.csv").write_text(csv_text(table, rows), encoding="utf-8")
-    (OUT / "datapackage.json").write_text(json.dumps(datapackage("springfield-demo", used), indent=1) + "\n",
-                                          encoding="utf-8")
+    (OUT / "datapackage.json").write_text(
+        json.dumps(datapackage("springfield-demo", used), indent=1) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

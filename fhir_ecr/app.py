@@ -51,8 +51,13 @@ class AccessLog:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(no route)"
-            self.log.info("%s %s %s %.1fms", scope["method"], template, recorder.status,
-                          (time.perf_counter() - start) * 1000)
+            self.log.info(
+                "%s %s %s %.1fms",
+                scope["method"],
+                template,
+                recorder.status,
+                (time.perf_counter() - start) * 1000,
+            )
 
 
 def check_auth_mode(settings: Settings) -> None:
@@ -65,11 +70,14 @@ def check_auth_mode(settings: Settings) -> None:
     if settings.auth != "off":
         return
     if settings.environment == "production" or not settings.is_loopback:
-        raise SystemExit(f"refusing to start: MECR_AUTH=off (no authorization) with environment="
-                         f"{settings.environment} and host={settings.host}; it is allowed only on a loopback "
-                         "address (127.0.0.1, ::1, localhost) outside production")
+        raise SystemExit(
+            f"refusing to start: MECR_AUTH=off (no authorization) with environment="
+            f"{settings.environment} and host={settings.host}; it is allowed only on a loopback "
+            "address (127.0.0.1, ::1, localhost) outside production"
+        )
     logging.getLogger("mecr.auth").warning(
-        "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only.")
+        "MECR_AUTH=off: NO AUTHORIZATION -- every caller may read and change every record. Development only."
+    )
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -111,11 +119,22 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(AuthMiddleware, services=services)
     # CORS for browser SMART apps of other origins: bearer tokens only (no credentials, so session cookies are
     # never sent cross-site); discovery and metadata are public anyway (SMART App Launch, server obligations).
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=False,
-                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
-                                      "If-None-Exist", "Prefer"],
-                       expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Accept",
+            "If-Match",
+            "If-None-Match",
+            "If-None-Exist",
+            "Prefer",
+        ],
+        expose_headers=["ETag", "Location", "Last-Modified", "Content-Location"],
+    )
     app.include_router(smart_router)  # first: /fhir/.well-known/… must not reach the FHIR read route
     from .bulk import router as bulk_router
 
@@ -132,8 +151,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app.include_router(referral_link_pages)
     # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
-                       larger=[(UPLOAD_PATH, upload_limit(services))])
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, larger=[(UPLOAD_PATH, upload_limit(services))]
+    )
     app.add_middleware(AccessLog)
     # nosniff and Referrer-Policy on every response, a Content-Security-Policy on every page (fhir_ecr/headers.py)
     app.state.ehr_origins = EhrOrigins(services.auth_store.ehrs)
@@ -157,9 +177,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             links.append(("Coaches: launch mECR from the sandbox EHR", "/sandbox-ehr/"))
         links += [(f"Patients: sign in through {e['name']}", f"/smart/login?ehr={e['id']}") for e in ehrs]
         links += [("FHIR API (OpenAPI)", "/docs"), ("CapabilityStatement", "/fhir/metadata")]
-        return page_html("mECR — the coaching record", "Coaches open mECR from inside their EHR, already on the "
-                         "right patient. Patients sign in through their practice's patient portal.", 200,
-                         links=links)
+        return page_html(
+            "mECR — the coaching record",
+            "Coaches open mECR from inside their EHR, already on the "
+            "right patient. Patients sign in through their practice's patient portal.",
+            200,
+            links=links,
+        )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
     async def healthz() -> dict[str, str]:

@@ -77,9 +77,14 @@ class BodyTooLarge(FhirError):
 
 def _reply(status: int, code: str, diagnostics: str) -> tuple[Message, Message]:
     body = orjson.dumps(outcome([issue(code, diagnostics)]))
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/fhir+json; charset=utf-8"),
-                         (b"content-length", str(len(body)).encode())]}
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/fhir+json; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
     return start, {"type": "http.response.body", "body": body}
 
 
@@ -99,8 +104,9 @@ class RequestGuard:
     upload), which get the limit paired with it.
     """
 
-    def __init__(self, app: Any, *, max_body_bytes: int,
-                 larger: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
+    def __init__(
+        self, app: Any, *, max_body_bytes: int, larger: Sequence[tuple[re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.larger = list(larger)
@@ -114,7 +120,9 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if _holds_nul(scope):
-            for message in _reply(400, "invalid", "a NUL character (U+0000) is not allowed in a URL or a header"):
+            for message in _reply(
+                400, "invalid", "a NUL character (U+0000) is not allowed in a URL or a header"
+            ):
                 await send(message)
             return
         limit = self.limit_for(scope.get("path", ""))
@@ -136,7 +144,9 @@ class RequestGuard:
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > limit:
-                    raise BodyTooLarge(too_large(f"the request body is larger than {limit} bytes").issues, 413)
+                    raise BodyTooLarge(
+                        too_large(f"the request body is larger than {limit} bytes").issues, 413
+                    )
             return message
 
         started = False

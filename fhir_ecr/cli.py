@@ -54,32 +54,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mecr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    serve = sub.add_parser("serve", help="apply database migrations and serve the API",
-                           description="Apply migrations, then serve the FHIR API (and the OpenAPI page at /docs).")
+    serve = sub.add_parser(
+        "serve",
+        help="apply database migrations and serve the API",
+        description="Apply migrations, then serve the FHIR API (and the OpenAPI page at /docs).",
+    )
     serve.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    serve.add_argument("--with-worker", action="store_true",
-                       help="also run the job workers (EMR sync, Bulk Data exports) in this process, as `mecr "
-                       "worker` would (the embedded default: one process)")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the job workers (EMR sync, Bulk Data exports) in this process, as `mecr "
+        "worker` would (the embedded default: one process)",
+    )
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    db_sub.add_parser("upgrade", help="apply all migrations (idempotent)",
-                      description="Apply all database migrations to MECR_DATABASE_URL.")
-    db_sub.add_parser("current", help="print the database's migration revision",
-                      description="Print the migration revision of MECR_DATABASE_URL and the newest one.")
+    db_sub.add_parser(
+        "upgrade",
+        help="apply all migrations (idempotent)",
+        description="Apply all database migrations to MECR_DATABASE_URL.",
+    )
+    db_sub.add_parser(
+        "current",
+        help="print the database's migration revision",
+        description="Print the migration revision of MECR_DATABASE_URL and the newest one.",
+    )
     rebuild = db_sub.add_parser(
-        "rebuild-derived", help="recompute the coaching views' derived tables from the stored Observations",
+        "rebuild-derived",
+        help="recompute the coaching views' derived tables from the stored Observations",
         description="Recompute the derived tables the coaching views read (derived_observation, "
         "derived_observation_code) from the stored Observations, in one transaction. Every write keeps them "
         "current; run this once after migration 0009 over a store that already held Observations (until then "
-        "the views read the search index), or to repair one patient's rows.")
-    rebuild.add_argument("--patient", metavar="ID", help="only this patient's Observations (default: all, which "
-                         "also marks the tables complete)")
+        "the views read the search index), or to repair one patient's rows.",
+    )
+    rebuild.add_argument(
+        "--patient",
+        metavar="ID",
+        help="only this patient's Observations (default: all, which also marks the tables complete)",
+    )
 
     load = sub.add_parser(
-        "load", help="load FHIR JSON files (resources or batch/transaction Bundles)",
+        "load",
+        help="load FHIR JSON files (resources or batch/transaction Bundles)",
         description="Load FHIR R4 JSON files into the store. A batch or transaction Bundle is processed as "
         "such; a single resource with an id is written with update (PUT) semantics, one without is created. "
         "Each file is all-or-nothing.",
@@ -88,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = sub.add_parser(
-        "demo", help="load the demo data and serve",
+        "demo",
+        help="load the demo data and serve",
         description="Load the demo data in examples/demo (idempotent) into MECR_DATABASE_URL, then serve.",
     )
     demo.add_argument("--no-serve", action="store_true", help="load the demo data and exit")
@@ -115,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1,
-           with_worker: bool = False) -> None:
+def _serve(
+    settings: Settings, host: str | None, port: int | None, workers: int = 1, with_worker: bool = False
+) -> None:
     from .app import check_auth_mode
     from .composition import build_services
     from .store.db import make_engine, upgrade
@@ -127,16 +147,24 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     upgrade(engine)  # once, here, so that worker processes never race to migrate
     engine.dispose()
     where = settings.local_url
-    print(f"mECR serving on {where}/" + ("" if settings.base_url == where else f" (public URL {settings.base_url}/)"),
-          flush=True)
+    print(
+        f"mECR serving on {where}/"
+        + ("" if settings.base_url == where else f" (public URL {settings.base_url}/)"),
+        flush=True,
+    )
     # mECR's own log lines (mecr.access, mecr.auth, …) go to stderr beside uvicorn's; none of them holds PHI.
     import logging
 
     logging.basicConfig(level=settings.log_level, format="%(levelname)s:     %(name)s %(message)s")
     # uvicorn's access log prints whole URLs, whose search parameters can hold PHI (names, identifiers):
     # mECR logs its own access lines without them (fhir_ecr.app.AccessLog).
-    options = {"host": settings.host, "port": settings.port,
-               "log_level": settings.log_level.lower(), "proxy_headers": True, "access_log": False}
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": True,
+        "access_log": False,
+    }
     consumer = None
     if with_worker:  # the job workers as threads of this process (jobs run with their own services)
         job_services = build_services(settings, migrate=False)
@@ -180,8 +208,12 @@ def _load_demo_directory(settings: Settings) -> str:
     return ", ".join(f"{k}: {sum(getattr(summary, k).values())}" for k in ("created", "updated", "unchanged"))
 
 
-def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
-                transform: Callable[[Any], Any] | None = None) -> dict[str, int]:
+def _load_files(
+    settings: Settings,
+    files: Sequence[Path],
+    quiet: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+) -> dict[str, int]:
     from tqdm import tqdm
 
     from .composition import build_services
@@ -201,10 +233,17 @@ def _load_files(settings: Settings, files: Sequence[Path], quiet: bool = False,
             if transform is not None:
                 data = transform(data)
             try:
-                if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") in (
-                        "batch", "transaction"):
-                    response = process_bundle(services.repo, data, fhir_base=services.fhir_base,
-                                              max_entries=settings.max_bundle_entries)
+                if (
+                    isinstance(data, dict)
+                    and data.get("resourceType") == "Bundle"
+                    and data.get("type") in ("batch", "transaction")
+                ):
+                    response = process_bundle(
+                        services.repo,
+                        data,
+                        fhir_base=services.fhir_base,
+                        max_entries=settings.max_bundle_entries,
+                    )
                     for entry in response["entry"]:
                         status = entry["response"]["status"]
                         if status.startswith("201"):
@@ -243,8 +282,13 @@ def _demo_client(settings: Settings) -> None:
     services = build_services(settings)
     try:
         if services.auth_store.client("demo-reader") is None:
-            add_client(services, client_id="demo-reader", scope="system/*.rs", name="Demo read-only client",
-                       jwks=ClientKeySet.generate(["ES384"]).public_jwks())
+            add_client(
+                services,
+                client_id="demo-reader",
+                scope="system/*.rs",
+                name="Demo read-only client",
+                jwks=ClientKeySet.generate(["ES384"]).public_jwks(),
+            )
     finally:
         services.engine.dispose()
 
@@ -281,8 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 services = build_services(settings)
                 done = rebuild(services.repo, args.patient)
                 services.engine.dispose()
-                print(f"derived rows rebuilt for {done} Observations"
-                      + (f" of Patient/{args.patient}" if args.patient else ""))
+                print(
+                    f"derived rows rebuilt for {done} Observations"
+                    + (f" of Patient/{args.patient}" if args.patient else "")
+                )
             else:
                 print(f"current: {current_revision(engine) or '(empty)'}; newest: {head_revision()}")
             engine.dispose()
@@ -294,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # The demo serves the sandbox EHR, and every link it prints names the port it really serves; its
             # billing operations use the demo practice's billing file unless MECR_BILLING_RULES names another.
-            settings = settings.bound_to(args.host, args.port).model_copy(update={
-                "sandbox_ehr": True, "billing_rules": settings.billing_rules or str(DEMO_BILLING)})
+            settings = settings.bound_to(args.host, args.port).model_copy(
+                update={"sandbox_ehr": True, "billing_rules": settings.billing_rules or str(DEMO_BILLING)}
+            )
             if not args.no_serve:
                 check_auth_mode(settings)
             files = sorted(EXAMPLES_DIR.glob("*.json"))
@@ -308,13 +355,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = _load_files(settings, files, transform=lambda data: rebase_demo_bundle(data, today))
             print("demo data: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
             print("demo directory: " + _load_demo_directory(settings))
-            print(f"billing: mecr billing export --rules {settings.billing_rules} --from "
-                  f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12")
+            print(
+                f"billing: mecr billing export --rules {settings.billing_rules} --from "
+                f"{today - timedelta(days=60)} --to {today} --format 837p -o demo.x12"
+            )
             _demo_client(settings)
             if not args.no_serve:
                 base = settings.base_url
-                print(f"mECR demo: {base}/ (launch from the sandbox EHR at {base}/sandbox-ehr/); API token for "
-                      "curl: `mecr client token demo-reader`", flush=True)
+                print(
+                    f"mECR demo: {base}/ (launch from the sandbox EHR at {base}/sandbox-ehr/); API token for "
+                    "curl: `mecr client token demo-reader`",
+                    flush=True,
+                )
                 _serve(settings, None, None)
         elif args.command in ("ehr", "client"):
             from .auth.cli import run_auth

@@ -33,8 +33,12 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(engine)
     conformance = default_validator()  # the mECR IG's profiles, compiled once per process
     # Structure and required bindings, then profiles: one OperationOutcome lists every problem.
-    repo = FhirRepository(engine, fhir_base=settings.fhir_base, enforce_references=settings.enforce_references,
-                          validator=compose_validators(validate_resource, conformance))
+    repo = FhirRepository(
+        engine,
+        fhir_base=settings.fhir_base,
+        enforce_references=settings.enforce_references,
+        validator=compose_validators(validate_resource, conformance),
+    )
     operations = OperationRegistry()
     register_builtin_operations(operations)
     register_validate_operation(operations)
@@ -43,12 +47,25 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     register_bulk_operations(operations)  # $export (docs/sync.md)
     auth_store = AuthStore(engine)
     vault = Vault(settings, repo)
-    sessions = SessionManager(auth_store, vault, session_ttl=settings.session_ttl_seconds,
-                              token_ttl=settings.access_token_ttl_seconds)
-    services = Services(settings=settings, engine=engine, repo=repo, operations=operations, conformance=conformance,
-                        supported_profiles=conformance.supported_profiles(),
-                        read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES, auth_store=auth_store, vault=vault,
-                        sessions=sessions, audit=AuditTrail(repo))
+    sessions = SessionManager(
+        auth_store,
+        vault,
+        session_ttl=settings.session_ttl_seconds,
+        token_ttl=settings.access_token_ttl_seconds,
+    )
+    services = Services(
+        settings=settings,
+        engine=engine,
+        repo=repo,
+        operations=operations,
+        conformance=conformance,
+        supported_profiles=conformance.supported_profiles(),
+        read_only_types=READ_ONLY_TYPES | SERVER_WRITTEN_TYPES,
+        auth_store=auth_store,
+        vault=vault,
+        sessions=sessions,
+        audit=AuditTrail(repo),
+    )
     install_derived(repo)  # the coaching views' derived tables, kept at write time (docs/architecture.md)
     install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
     install_referrals(services)  # the referral workflow's checks and Provenance (docs/referrals.md)

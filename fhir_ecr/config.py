@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `mecr serve` binds to.")
     port: int = Field(default=8000, description="Port `mecr serve` listens on.")
     max_body_bytes: int = Field(
-        default=32 * 1024 * 1024, description="Largest request body accepted, in bytes; larger bodies get 413."
+        default=32 * 1024 * 1024,
+        description="Largest request body accepted, in bytes; larger bodies get 413.",
     )
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024,
@@ -96,7 +97,9 @@ class Settings(BaseSettings):
         "claims), and the patient page says so. Set it to the practice's real zone; UTC is nobody's local day.",
     )
     referral_link_days: int = Field(
-        default=14, ge=1, le=90,
+        default=14,
+        ge=1,
+        le=90,
         description="How many days a community organisation's referral link (`/r/{token}`) works before it "
         "expires; the coach can revoke it sooner or make a new one (docs/referrals.md).",
     )
@@ -125,9 +128,12 @@ class Settings(BaseSettings):
         "string; `python -c 'import secrets; print(secrets.token_urlsafe(48))'`). Required in production; in "
         "development and tests a key is generated and kept in the database, with a warning.",
     )
-    session_ttl_seconds: int = Field(default=8 * 3600, description="Lifetime of a browser session, in seconds.")
+    session_ttl_seconds: int = Field(
+        default=8 * 3600, description="Lifetime of a browser session, in seconds."
+    )
     access_token_ttl_seconds: int = Field(
-        default=300, description="Lifetime of the access tokens mECR issues to system clients, in seconds.")
+        default=300, description="Lifetime of the access tokens mECR issues to system clients, in seconds."
+    )
     cookie_secure: bool | None = Field(
         default=None,
         description="Mark the session cookie Secure. Default: on when base_url is https.",
@@ -167,26 +173,46 @@ class Settings(BaseSettings):
         "EHR). Default: a SQLite file next to a SQLite store (`mecr-jobs.db` beside `mecr.db`), or the store's "
         "own PostgreSQL database (schema `mecr_jobs`). See docs/sync.md.",
     )
-    worker_threads: int = Field(default=2, description="Worker threads of `mecr worker` and `mecr serve "
-                                "--with-worker` (each runs one job at a time).")
-    sync_page_size: int = Field(default=200, description="`_count` of each page of an incremental pull from an "
-                                "EMR.")
-    sync_batch_size: int = Field(default=500, description="Pulled resources written per transaction (a page, or "
-                                 "this many NDJSON lines of a Bulk Data file).")
-    sync_push_batch_size: int = Field(default=100, description="Outbox rows pushed per batch Bundle to an EMR.")
+    worker_threads: int = Field(
+        default=2,
+        description="Worker threads of `mecr worker` and `mecr serve "
+        "--with-worker` (each runs one job at a time).",
+    )
+    sync_page_size: int = Field(
+        default=200, description="`_count` of each page of an incremental pull from an EMR."
+    )
+    sync_batch_size: int = Field(
+        default=500,
+        description="Pulled resources written per transaction (a page, or "
+        "this many NDJSON lines of a Bulk Data file).",
+    )
+    sync_push_batch_size: int = Field(
+        default=100, description="Outbox rows pushed per batch Bundle to an EMR."
+    )
     sync_pull_overlap_seconds: int = Field(
-        default=10, description="An incremental pull asks the EMR for what changed since the high-water mark "
-        "minus this margin (writes the EMR committed late); re-reading an unchanged resource writes nothing.")
+        default=10,
+        description="An incremental pull asks the EMR for what changed since the high-water mark "
+        "minus this margin (writes the EMR committed late); re-reading an unchanged resource writes nothing.",
+    )
     sync_retry_base_seconds: float = Field(
-        default=5.0, description="First retry delay of a push that failed for a passing reason (timeout, 5xx, "
+        default=5.0,
+        description="First retry delay of a push that failed for a passing reason (timeout, 5xx, "
         "429); it doubles with each attempt, with full jitter, up to MECR_SYNC_RETRY_MAX_SECONDS, and an EMR's "
-        "Retry-After is honoured.")
-    sync_retry_max_seconds: float = Field(default=3600.0, description="Longest delay between two push attempts.")
-    sync_max_attempts: int = Field(default=12, description="Push attempts before a row is parked for an "
-                                   "administrator (`mecr sync retry`, the status page).")
+        "Retry-After is honoured.",
+    )
+    sync_retry_max_seconds: float = Field(
+        default=3600.0, description="Longest delay between two push attempts."
+    )
+    sync_max_attempts: int = Field(
+        default=12,
+        description="Push attempts before a row is parked for an "
+        "administrator (`mecr sync retry`, the status page).",
+    )
     sync_lease_seconds: int = Field(
-        default=120, description="How long a worker holds the outbox rows or export job it claimed; a worker "
-        "killed mid-job leaves them to be claimed again after this.")
+        default=120,
+        description="How long a worker holds the outbox rows or export job it claimed; a worker "
+        "killed mid-job leaves them to be claimed again after this.",
+    )
     sync_timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request to an EMR.")
     sync_identifier_system: str = Field(
         default="",
@@ -199,10 +225,15 @@ class Settings(BaseSettings):
         description="Directory of Bulk Data `$export` files. Default: `mecr-exports/` beside `mecr.db` (the SQLite store), or "
         "`./mecr-exports` with PostgreSQL.",
     )
-    export_ttl_seconds: int = Field(default=3600, description="How long the files of a finished `$export` are "
-                                    "kept; then they are deleted and the status URL answers 404.")
-    export_file_lines: int = Field(default=100_000, description="Most resources per NDJSON file of an "
-                                   "`$export` (a type with more gets several files).")
+    export_ttl_seconds: int = Field(
+        default=3600,
+        description="How long the files of a finished `$export` are "
+        "kept; then they are deleted and the status URL answers 404.",
+    )
+    export_file_lines: int = Field(
+        default=100_000,
+        description="Most resources per NDJSON file of an `$export` (a type with more gets several files).",
+    )
 
     #: True when base_url was not configured but follows host and port (see :meth:`bound_to`).
     _derived_base_url: bool = PrivateAttr(default=False)

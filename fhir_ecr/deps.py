@@ -1,7 +1,7 @@
 """The FastAPI dependencies of mECR's routes, as named ``Annotated`` aliases (one module, used by every router).
 
-    @router.get("/fhir/{rtype}/{rid}")
-    async def read(rtype: str, rid: str, access: AccessDep, services: ServicesDep) -> Response: ...
+@router.get("/fhir/{rtype}/{rid}")
+async def read(rtype: str, rid: str, access: AccessDep, services: ServicesDep) -> Response: ...
 """
 
 from __future__ import annotations

@@ -27,13 +27,28 @@ from starlette.concurrency import run_in_threadpool
 
 __all__ = ["EhrOrigins", "SecurityHeaders", "install_security_headers", "origin_of", "page_policy"]
 
-_SHARED = ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-           "font-src 'self'", "object-src 'none'", "base-uri 'none'")
+_SHARED = (
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+)
 # The API explorers (Swagger UI, ReDoc) are served from mECR itself (fastapi-offline) and hold no PHI; they start
 # with an inline script, inline styles and (ReDoc) a blob: worker, so their pages allow those and nothing remote.
-_EXPLORER = ("default-src 'self'", "script-src 'self' 'unsafe-inline'", "style-src 'self' 'unsafe-inline'",
-             "img-src 'self' data:", "font-src 'self' data:", "worker-src 'self' blob:", "object-src 'none'",
-             "base-uri 'none'", "frame-ancestors 'self'")
+_EXPLORER = (
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
+    "font-src 'self' data:",
+    "worker-src 'self' blob:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'self'",
+)
 _EXPLORER_PATHS = ("/docs", "/redoc")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
@@ -62,8 +77,13 @@ EXPLORER_POLICY = "; ".join(_EXPLORER)
 class EhrOrigins:
     """The origins of the registered EHRs' ``iss`` URLs, re-read at most every ``ttl`` seconds."""
 
-    def __init__(self, load: Callable[[], Iterable[dict[str, Any]]], *, ttl: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Iterable[dict[str, Any]]],
+        *,
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
         self.ttl = ttl
         self.clock = clock
@@ -88,8 +108,9 @@ class SecurityHeaders:
     """ASGI middleware: see the module docstring. ``ehr_origins`` None: pages may be framed by this site only
     (the sandbox EHR served on its own); ``sandbox_prefix`` is where a mounted sandbox EHR lives."""
 
-    def __init__(self, app: Any, *, ehr_origins: EhrOrigins | None = None,
-                 sandbox_prefix: str | None = "/sandbox-ehr") -> None:
+    def __init__(
+        self, app: Any, *, ehr_origins: EhrOrigins | None = None, sandbox_prefix: str | None = "/sandbox-ehr"
+    ) -> None:
         self.app = app
         self.ehr_origins = ehr_origins
         self.sandbox_prefix = sandbox_prefix
@@ -130,8 +151,9 @@ def _is_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return any(k.lower() == b"content-type" and v.lower().startswith(b"text/html") for k, v in headers)
 
 
-def install_security_headers(app: Any, *, ehr_origins: EhrOrigins | None = None,
-                             sandbox_prefix: str | None = "/sandbox-ehr") -> None:
+def install_security_headers(
+    app: Any, *, ehr_origins: EhrOrigins | None = None, sandbox_prefix: str | None = "/sandbox-ehr"
+) -> None:
     """Wrap ``app``'s whole middleware stack (outside Starlette's ServerErrorMiddleware, so even a 500 gets the
     headers) in :class:`SecurityHeaders`."""
     build = app.build_middleware_stack

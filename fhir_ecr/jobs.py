@@ -65,12 +65,16 @@ def _make_huey(url: str) -> Huey:
         import psycopg
 
         dsn = _libpq_dsn(url)
-        with psycopg.connect(dsn, autocommit=True) as conn:  # migration 0007 makes it; a separate queue DB may not
+        with psycopg.connect(
+            dsn, autocommit=True
+        ) as conn:  # migration 0007 makes it; a separate queue DB may not
             conn.execute("CREATE SCHEMA IF NOT EXISTS mecr_jobs")
         return PostgresHuey("mecr", dsn=dsn, options="-c search_path=mecr_jobs", **options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisHuey("mecr", url=url, **options)
-    raise ValueError(f"MECR_JOB_STORE must be sqlite:///…, postgresql://…, redis://… or immediate, not {url!r}")
+    raise ValueError(
+        f"MECR_JOB_STORE must be sqlite:///…, postgresql://…, redis://… or immediate, not {url!r}"
+    )
 
 
 class EmbeddedConsumer(Consumer):  # type: ignore[misc]
@@ -150,14 +154,21 @@ class JobRunner:
 
     # -- workers ------------------------------------------------------------------------------------------------
 
-    def consumer(self, workers: int | None = None, *, embedded: bool = False, periodic: bool = True) -> Consumer:
+    def consumer(
+        self, workers: int | None = None, *, embedded: bool = False, periodic: bool = True
+    ) -> Consumer:
         """A huey consumer of this queue with ``workers`` threads (``MECR_WORKER_THREADS``); ``embedded``: for
         a thread of another program (no signal handlers). It enqueues one tick on start (crash recovery)."""
         if self.immediate:
             raise ValueError("MECR_JOB_STORE=immediate runs jobs in the caller; a worker needs a queue")
         cls = EmbeddedConsumer if embedded else Consumer
-        consumer = cls(self.huey, workers=workers or self.settings.worker_threads, periodic=periodic,
-                       worker_type="thread", max_delay=2.0)
+        consumer = cls(
+            self.huey,
+            workers=workers or self.settings.worker_threads,
+            periodic=periodic,
+            worker_type="thread",
+            max_delay=2.0,
+        )
         self.enqueue("tick_now")
         return consumer
 

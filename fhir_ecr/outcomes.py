@@ -122,8 +122,12 @@ def status_for(resource: dict[str, Any]) -> int:
 class FhirError(Exception):
     """An error that is answered with an OperationOutcome."""
 
-    def __init__(self, issues: Issue | Sequence[Issue], status: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        issues: Issue | Sequence[Issue],
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.issues: list[Issue] = [issues] if isinstance(issues, dict) else list(issues)
         self.outcome = outcome(self.issues)
         self.status = status or status_for(self.outcome)
@@ -214,7 +218,9 @@ def not_found(resource_type: str, resource_id: str | None = None, version: str |
 
 def gone(resource_type: str, resource_id: str, version: str) -> Gone:
     """410: the resource was deleted (its last version is ``version``)."""
-    return Gone(issue("deleted", f"{resource_type}/{resource_id} was deleted"), 410, {"ETag": f'W/"{version}"'})
+    return Gone(
+        issue("deleted", f"{resource_type}/{resource_id} was deleted"), 410, {"ETag": f'W/"{version}"'}
+    )
 
 
 def not_supported(diagnostics: str, status: int = 400, expression: str | None = None) -> NotSupported:

@@ -50,7 +50,8 @@ class Services:
     sync: SyncService = field(init=False, repr=False)
     jobs: JobRunner = field(init=False, repr=False)
     started: str = field(
-        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
     _capability: dict[str, Any] | None = None  # the CapabilityStatement, built once by fhir.capability
 
     @property

@@ -109,7 +109,9 @@ CALORIES_ACTIVITY: Final = Code(LOINC, "55424-6", "Calories burned in unspecifie
 EXERCISE_DURATION: Final = Code(LOINC, "55411-3", "Exercise duration")
 AVG_HEART_RATE_ACTIVITY: Final = Code(LOINC, "55425-3", "Heart rate unspecified time mean by Pedometer")
 ACTIVE_MINUTES_DAY: Final = Code(
-    LOINC, "68516-4", "On those days that you engage in moderate to strenuous exercise, how many minutes, on average, do you exercise"
+    LOINC,
+    "68516-4",
+    "On those days that you engage in moderate to strenuous exercise, how many minutes, on average, do you exercise",
 )
 ACTIVE_MINUTES_WEEK: Final = Code(
     LOINC, "82290-8", "Frequency of moderate to vigorous aerobic physical activity"
@@ -133,9 +135,7 @@ SYSTOLIC_BP: Final = Code(LOINC, "8480-6", "Systolic blood pressure")
 DIASTOLIC_BP: Final = Code(LOINC, "8462-4", "Diastolic blood pressure")
 #: The R4 vital-signs profile requires 2708-6; US Core pulse oximetry adds 59408-5: both are sent.
 SPO2_ARTERIAL: Final = Code(LOINC, "2708-6", "Oxygen saturation in Arterial blood")
-SPO2_PULSE_OXIMETRY: Final = Code(
-    LOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"
-)
+SPO2_PULSE_OXIMETRY: Final = Code(LOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry")
 BLOOD_GLUCOSE_MASS: Final = Code(LOINC, "2339-0", "Glucose [Mass/volume] in Blood")
 BLOOD_GLUCOSE_MOLES: Final = Code(LOINC, "15074-8", "Glucose [Moles/volume] in Blood")
 

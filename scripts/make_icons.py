@@ -39,10 +39,13 @@ def main() -> int:
         browser = pw.chromium.launch(executable_path=args.chromium)
         for name, size in SIZES.items():
             page = browser.new_page(viewport={"width": size, "height": size}, device_scale_factor=1)
-            page.set_content(f'<html><body style="margin:0">{svg.replace("<svg ", f"<svg width={size} height={size} ", 1)}'
-                             "</body></html>")
-            (STATIC / name).write_bytes(page.screenshot(omit_background=True, clip={
-                "x": 0, "y": 0, "width": size, "height": size}))
+            page.set_content(
+                f'<html><body style="margin:0">{svg.replace("<svg ", f"<svg width={size} height={size} ", 1)}'
+                "</body></html>"
+            )
+            (STATIC / name).write_bytes(
+                page.screenshot(omit_background=True, clip={"x": 0, "y": 0, "width": size, "height": size})
+            )
             page.close()
         browser.close()
     (STATIC / "favicon.ico").write_bytes(ico((STATIC / "favicon-32.png").read_bytes(), 32))

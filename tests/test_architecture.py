@@ -35,8 +35,13 @@ KNOWN_CROSSINGS = {
 #: Modules allowed to spell a ``https://mecr.dev/fhir`` URL: the one definition, the mappings' own systems
 #: (``mappings`` imports nothing from ``fhir_ecr``),
 #: and (TODO(#14), h19's area) the coaching module that still defines its block of URLs itself.
-CANONICAL_HOMES = {"fhir_ecr/canonical.py", "mappings/systems.py", "mappings/community/systems.py",
-                   "fhir_ecr/coaching/fhir_io.py", "fhir_ecr/coaching/demo.py"}
+CANONICAL_HOMES = {
+    "fhir_ecr/canonical.py",
+    "mappings/systems.py",
+    "mappings/community/systems.py",
+    "fhir_ecr/coaching/fhir_io.py",
+    "fhir_ecr/coaching/demo.py",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ def _module_name(path: Path) -> tuple[str, bool]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -163,9 +169,13 @@ def test_no_import_cycle_between_packages() -> None:
     graph = {a: {b for b in targets if (a, b) not in KNOWN_CYCLE_EDGES} for a, targets in edges.items()}
     problems = []
     for component in _cycles(graph):
-        lines = [f"  {imp.module}:{imp.line} imports {imp.target}"
-                 for a in component for b in component if b in graph.get(a, ())
-                 for imp in edges[a][b]]
+        lines = [
+            f"  {imp.module}:{imp.line} imports {imp.target}"
+            for a in component
+            for b in component
+            if b in graph.get(a, ())
+            for imp in edges[a][b]
+        ]
         problems.append(f"cycle {' <-> '.join(component)}:\n" + "\n".join(lines))
     assert not problems, "\n".join(problems)
 
@@ -178,17 +188,51 @@ def test_the_known_cycles_still_exist() -> None:
 
 
 #: (importing modules, forbidden targets, why). A module matches a prefix when it is the prefix or below it.
-WEB = ("fastapi", "starlette", "fhir_ecr.web", "fhir_ecr.fhir.http", "fhir_ecr.fhir.routes",
-       "fhir_ecr.deps", "fhir_ecr.app", "fhir_ecr.server", "fhir_ecr.asgi", "fhir_ecr.headers")
-DOMAIN = ("fhir_ecr.coaching", "fhir_ecr.billing", "fhir_ecr.wearables", "fhir_ecr.sync", "fhir_ecr.referrals",
-          "fhir_ecr.directory")
+WEB = (
+    "fastapi",
+    "starlette",
+    "fhir_ecr.web",
+    "fhir_ecr.fhir.http",
+    "fhir_ecr.fhir.routes",
+    "fhir_ecr.deps",
+    "fhir_ecr.app",
+    "fhir_ecr.server",
+    "fhir_ecr.asgi",
+    "fhir_ecr.headers",
+)
+DOMAIN = (
+    "fhir_ecr.coaching",
+    "fhir_ecr.billing",
+    "fhir_ecr.wearables",
+    "fhir_ecr.sync",
+    "fhir_ecr.referrals",
+    "fhir_ecr.directory",
+)
 #: The HTTP adapters of a domain package (its routes, pages and commands): they are the edge, not the domain.
 EDGE_MODULE = re.compile(r"\.(routes|web|cli|operations)$")
-FHIR_ECR_OUTSIDE_STORE = ("fhir_ecr.auth", "fhir_ecr.coaching", "fhir_ecr.billing", "fhir_ecr.wearables", "fhir_ecr.directory",
-                          "fhir_ecr.sync", "fhir_ecr.referrals", "fhir_ecr.bulk", "fhir_ecr.web", "fhir_ecr.fhir",
-                          "fhir_ecr.conformance", "fhir_ecr.sandbox_ehr", "fhir_ecr.app", "fhir_ecr.server",
-                          "fhir_ecr.composition", "fhir_ecr.services", "fhir_ecr.deps", "fhir_ecr.jobs",
-                          "fhir_ecr.cli", "fhir_ecr.asgi", "fhir_ecr.headers")
+FHIR_ECR_OUTSIDE_STORE = (
+    "fhir_ecr.auth",
+    "fhir_ecr.coaching",
+    "fhir_ecr.billing",
+    "fhir_ecr.wearables",
+    "fhir_ecr.directory",
+    "fhir_ecr.sync",
+    "fhir_ecr.referrals",
+    "fhir_ecr.bulk",
+    "fhir_ecr.web",
+    "fhir_ecr.fhir",
+    "fhir_ecr.conformance",
+    "fhir_ecr.sandbox_ehr",
+    "fhir_ecr.app",
+    "fhir_ecr.server",
+    "fhir_ecr.composition",
+    "fhir_ecr.services",
+    "fhir_ecr.deps",
+    "fhir_ecr.jobs",
+    "fhir_ecr.cli",
+    "fhir_ecr.asgi",
+    "fhir_ecr.headers",
+)
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -225,33 +269,47 @@ def test_the_known_crossings_still_exist() -> None:
 
 def test_the_app_never_imports_the_sandbox_ehr() -> None:
     """The sandbox EHR is mounted by the command that serves (fhir_ecr/server.py), not by create_app."""
-    assert not [i for i in IMPORTS if i.module == "fhir_ecr.app" and _under(i.target, ("fhir_ecr.sandbox_ehr",))]
+    assert not [
+        i for i in IMPORTS if i.module == "fhir_ecr.app" and _under(i.target, ("fhir_ecr.sandbox_ehr",))
+    ]
 
 
 def _spells_a_canonical_url(path: Path) -> bool:
     """Whether a string in the code (docstrings aside) holds ``https://mecr.dev/fhir``."""
     tree = ast.parse(path.read_text())
     docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
-    return any(isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-               and "https://mecr.dev/fhir" in node.value for node in ast.walk(tree))
+    return any(
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and "https://mecr.dev/fhir" in node.value
+        for node in ast.walk(tree)
+    )
 
 
 def test_canonical_urls_are_spelt_once() -> None:
-    spelt = sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
-                   if _spells_a_canonical_url(p))
+    spelt = sorted(
+        str(p.relative_to(ROOT))
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if _spells_a_canonical_url(p)
+    )
     stray = [p for p in spelt if p not in CANONICAL_HOMES]
     assert not stray, f"use fhir_ecr/canonical.py instead of spelling the URL: {stray}"
 
 
-@pytest.mark.parametrize(("module", "target", "wrong"), [
-    ("mappings.wearables.fitbit", "fhir_ecr.outcomes", True),
-    ("fhir_ecr.store.repository", "fastapi", True),
-    ("fhir_ecr.store.repository", "fhir_ecr.coaching.service", True),
-    ("fhir_ecr.coaching.service", "fhir_ecr.fhir.http", True),
-    ("fhir_ecr.coaching.service", "starlette.responses", True),
-    ("fhir_ecr.wearables.routes", "fastapi", False),
-    ("fhir_ecr.store.repository", "fhir_ecr.outcomes", False),
-])
+@pytest.mark.parametrize(
+    ("module", "target", "wrong"),
+    [
+        ("mappings.wearables.fitbit", "fhir_ecr.outcomes", True),
+        ("fhir_ecr.store.repository", "fastapi", True),
+        ("fhir_ecr.store.repository", "fhir_ecr.coaching.service", True),
+        ("fhir_ecr.coaching.service", "fhir_ecr.fhir.http", True),
+        ("fhir_ecr.coaching.service", "starlette.responses", True),
+        ("fhir_ecr.wearables.routes", "fastapi", False),
+        ("fhir_ecr.store.repository", "fhir_ecr.outcomes", False),
+    ],
+)
 def test_the_boundary_rules_catch_what_they_should(module: str, target: str, wrong: bool) -> None:
     """The checks above can fail: a made-up import of each kind is (or is not) reported."""
     assert bool(_crossings([Import(module, target, 1)])) is wrong
@@ -266,15 +324,24 @@ def test_the_error_factories_raise_typed_errors() -> None:
     """One error vocabulary (fhir_ecr/outcomes.py): each factory makes its subclass, with its status."""
     from fhir_ecr import outcomes as o
 
-    cases = [(o.bad_request("x"), o.BadRequest, 400), (o.invalid(o.issue("value", "x")), o.Invalid, 400),
-             (o.invalid(o.issue("processing", "x"), 422), o.BusinessRule, 422),
-             (o.business_rule(o.issue("processing", "x")), o.BusinessRule, 422),
-             (o.not_found("Patient", "1"), o.NotFound, 404), (o.gone("Patient", "1", "2"), o.Gone, 410),
-             (o.not_supported("x", 415), o.NotSupported, 415), (o.conflict("x"), o.Conflict, 409),
-             (o.precondition_failed("x"), o.PreconditionFailed, 412), (o.too_large("x"), o.TooLarge, 413),
-             (o.unauthorized("x"), o.Unauthorized, 401), (o.forbidden("x"), o.Forbidden, 403),
-             (o.server_error(), o.ServerError, 500)]
+    cases = [
+        (o.bad_request("x"), o.BadRequest, 400),
+        (o.invalid(o.issue("value", "x")), o.Invalid, 400),
+        (o.invalid(o.issue("processing", "x"), 422), o.BusinessRule, 422),
+        (o.business_rule(o.issue("processing", "x")), o.BusinessRule, 422),
+        (o.not_found("Patient", "1"), o.NotFound, 404),
+        (o.gone("Patient", "1", "2"), o.Gone, 410),
+        (o.not_supported("x", 415), o.NotSupported, 415),
+        (o.conflict("x"), o.Conflict, 409),
+        (o.precondition_failed("x"), o.PreconditionFailed, 412),
+        (o.too_large("x"), o.TooLarge, 413),
+        (o.unauthorized("x"), o.Unauthorized, 401),
+        (o.forbidden("x"), o.Forbidden, 403),
+        (o.server_error(), o.ServerError, 500),
+    ]
     for error, kind, status in cases:
         assert type(error) is kind and error.status == status, (error, kind)
         assert isinstance(error, o.FhirError)
-    assert isinstance(o.conflict("x"), o.VersionConflict) and isinstance(o.precondition_failed("x"), o.VersionConflict)
+    assert isinstance(o.conflict("x"), o.VersionConflict) and isinstance(
+        o.precondition_failed("x"), o.VersionConflict
+    )

@@ -24,8 +24,9 @@ def test_every_fhir_route_is_in_the_api_guide() -> None:
             continue
         path = re.compile(re.escape(route.path) + r"(?![\w/{])")
         for method in route.methods:
-            assert any(path.search(row) and method in row.split("|")[1] for row in rows), \
+            assert any(path.search(row) and method in row.split("|")[1] for row in rows), (
                 f"{method} {route.path} is not in the route table of docs/api.md"
+            )
 
 
 def test_every_cli_command_is_in_the_readme() -> None:
@@ -81,7 +82,10 @@ def test_the_api_page_works_offline(browser: Any, live_server: Any) -> None:
 
 
 def _documented_text() -> str:
-    return "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))) + (ROOT / "README.md").read_text()
+    return (
+        "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
+        + (ROOT / "README.md").read_text()
+    )
 
 
 def _template(path: str) -> str:
@@ -119,8 +123,11 @@ def test_every_route_of_the_app_is_documented(tmp_path: Path) -> None:
     finally:
         services.engine.dispose()
     text = _template(_documented_text())
-    missing = [path for path in sorted(_app_routes(app))
-               if not re.search(re.escape(_template(path)) + r"(?![\w/{])", text)]
+    missing = [
+        path
+        for path in sorted(_app_routes(app))
+        if not re.search(re.escape(_template(path)) + r"(?![\w/{])", text)
+    ]
     assert not missing, f"routes not named in docs/*.md or README.md: {missing}"
 
 
@@ -139,5 +146,7 @@ def _subcommands(parser: Any, prefix: str) -> list[str]:
 def test_every_cli_subcommand_is_documented() -> None:
     """`mecr ehr add`, `mecr sync pull`, …: every command and sub-command is named in the README or docs."""
     text = _documented_text()
-    missing = [c for c in _subcommands(build_parser(), "mecr") if not re.search(re.escape(c) + r"(?![\w-])", text)]
+    missing = [
+        c for c in _subcommands(build_parser(), "mecr") if not re.search(re.escape(c) + r"(?![\w-])", text)
+    ]
     assert not missing, f"commands not named in docs/*.md or README.md: {missing}"

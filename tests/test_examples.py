@@ -33,14 +33,16 @@ def test_every_demo_resource_is_valid(path: Path) -> None:
 
 def test_demo_generator_is_deterministic(tmp_path: Path) -> None:
     before = {p.name: p.read_bytes() for p in DEMO_FILES}
-    subprocess.run([sys.executable, str(EXAMPLES_DIR.parent / "make_demo_data.py")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(EXAMPLES_DIR.parent / "make_demo_data.py")], check=True, capture_output=True
+    )
     after = {p.name: p.read_bytes() for p in sorted(EXAMPLES_DIR.glob("*.json"))}
     assert before == after, "examples/demo is stale: run `make demo-data` and commit"
 
 
-def test_demo_loads_round_trips_and_is_idempotent(settings: Any, services: Any, client: Any, monkeypatch: Any,
-                                                  capsys: Any) -> None:
+def test_demo_loads_round_trips_and_is_idempotent(
+    settings: Any, services: Any, client: Any, monkeypatch: Any, capsys: Any
+) -> None:
     monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("MECR_BASE_URL", settings.base_url)
     from fhir_ecr.config import get_settings
@@ -67,14 +69,33 @@ def test_demo_loads_round_trips_and_is_idempotent(settings: Any, services: Any, 
     # the demo supports the searches the README shows
     # the practice's month of data is moved too: it ends yesterday (30 days: today - 30 .. today - 1)
     since = (demo_today() - timedelta(days=24)).isoformat()
-    r = client.get("/fhir/Observation", params={"patient": "maria-lopez", "code": "http://loinc.org|41950-7",
-                                                "date": f"ge{since}", "_count": "5"}).json()
+    r = client.get(
+        "/fhir/Observation",
+        params={
+            "patient": "maria-lopez",
+            "code": "http://loinc.org|41950-7",
+            "date": f"ge{since}",
+            "_count": "5",
+        },
+    ).json()
     assert r["total"] == 24 and len(r["entry"]) == 5
-    latest = client.get("/fhir/Observation", params={"patient": "maria-lopez", "_sort": "-date", "_count": "1"}).json()
+    latest = client.get(
+        "/fhir/Observation", params={"patient": "maria-lopez", "_sort": "-date", "_count": "1"}
+    ).json()
     newest = latest["entry"][0]["resource"]
     when = newest.get("effectiveDateTime") or newest["effectivePeriod"]["start"]
     assert when[:10] == str(demo_today() - timedelta(days=1))
     everything = client.get("/fhir/Patient/maria-lopez/$everything").json()
     kinds = {e["resource"]["resourceType"] for e in everything["entry"]}
-    assert {"Patient", "Goal", "CarePlan", "Observation", "Encounter", "ServiceRequest", "Task", "Condition",
-            "Device", "Organization"} <= kinds
+    assert {
+        "Patient",
+        "Goal",
+        "CarePlan",
+        "Observation",
+        "Encounter",
+        "ServiceRequest",
+        "Task",
+        "Condition",
+        "Device",
+        "Organization",
+    } <= kinds

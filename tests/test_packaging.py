@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 def _source_copy(dest: Path) -> Path:
     """The working tree's files, tracked or new but not ignored (links kept as links), without build leftovers
     such as build/ or .venv/."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True, capture_output=True,
-                           text=True).stdout.split("\0")
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
     for name in filter(None, names):
         src = REPO / name
         if not src.is_symlink() and not src.exists():
@@ -57,26 +62,43 @@ def test_mecr_version(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_the_demo_outside_the_source_tree(tmp_path: Path) -> None:
     src = _source_copy(tmp_path / "src")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"),
-                            str(src)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = built.stdout + built.stderr
     assert built.returncode == 0, log[-3000:]
-    noise = [line for line in log.splitlines() if re.search(r"deprecat", line, re.I)
-             and "WARNING: Location" not in line]
+    noise = [
+        line
+        for line in log.splitlines()
+        if re.search(r"deprecat", line, re.I) and "WARNING: Location" not in line
+    ]
     assert noise == [], noise
     (wheel,) = (tmp_path / "dist").glob("mecr-*.whl")
     assert wheel.name.startswith(f"mecr-{fhir_ecr.__version__}-")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("fhir_ecr/_bundled/demo/01-practice.json", "fhir_ecr/_bundled/ig/index.json",
-                   "fhir_ecr/store/migrations/versions/0001_initial.py", "fhir_ecr/store/migrations/script.py.mako",
-                   "fhir_ecr/store/data/required-bindings.json", "fhir_ecr/web/templates/base.html",
-                   "fhir_ecr/web/static/app.js", "fhir_ecr/billing/rules.yaml",
-                   f"mecr-{fhir_ecr.__version__}.dist-info/licenses/LICENSE"):
+    for needed in (
+        "fhir_ecr/_bundled/demo/01-practice.json",
+        "fhir_ecr/_bundled/ig/index.json",
+        "fhir_ecr/store/migrations/versions/0001_initial.py",
+        "fhir_ecr/store/migrations/script.py.mako",
+        "fhir_ecr/store/data/required-bindings.json",
+        "fhir_ecr/web/templates/base.html",
+        "fhir_ecr/web/static/app.js",
+        "fhir_ecr/billing/rules.yaml",
+        f"mecr-{fhir_ecr.__version__}.dist-info/licenses/LICENSE",
+    ):
         assert needed in names, needed
 
     site = tmp_path / "site"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site),
-                                str(wheel)], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
     empty = tmp_path / "elsewhere"
     empty.mkdir()
@@ -84,11 +106,23 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_source_tree(tmp_path: 
     env.update(PYTHONPATH=str(site), MECR_DATABASE_URL=f"sqlite:///{empty / 'demo.db'}")
 
     def mecr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(site / "bin" / "mecr"), *args], cwd=empty, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [str(site / "bin" / "mecr"), *args],
+            cwd=empty,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
-    where = subprocess.run([sys.executable, "-c", "import fhir_ecr; print(fhir_ecr.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import fhir_ecr; print(fhir_ecr.__file__)"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(site), where  # the installed copy, not the source tree
     version = mecr("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"mecr {fhir_ecr.__version__}"

@@ -41,21 +41,31 @@ def test_every_fixture_is_listed_with_its_source_licence_and_digest() -> None:
 def test_every_fixture_has_its_sources_licence_text_beside_it() -> None:
     """A LICENSE (or LICENSE-<repo>) of the file's repository in its folder or a folder above it."""
     sources = _sources()
-    licences = {(Path(n).parent, row["repository"]) for n, row in sources.items() if Path(n).name.startswith("LICENSE")}
+    licences = {
+        (Path(n).parent, row["repository"])
+        for n, row in sources.items()
+        if Path(n).name.startswith("LICENSE")
+    }
     for name, row in sources.items():
         folders = Path(name).parents
-        assert any((folder, row["repository"]) in licences for folder in folders), f"no licence text for {name}"
+        assert any((folder, row["repository"]) in licences for folder in folders), (
+            f"no licence text for {name}"
+        )
 
 
 def test_no_tracked_file_is_over_2_mb() -> None:
-    big = [(name, (REPO / name).stat().st_size) for name in _git("ls-files", "-z").split("\0")
-           if name and (REPO / name).is_file() and (REPO / name).stat().st_size > MAX_FILE_BYTES]
+    big = [
+        (name, (REPO / name).stat().st_size)
+        for name in _git("ls-files", "-z").split("\0")
+        if name and (REPO / name).is_file() and (REPO / name).stat().st_size > MAX_FILE_BYTES
+    ]
     assert not big, f"generate large test data in the test instead: {big}"
 
 
 def test_no_file_refers_to_a_shared_folder_outside_the_repository() -> None:
-    result = subprocess.run(["bash", str(REPO / ".ci" / "checks.d" / "no-shared.sh")], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(REPO / ".ci" / "checks.d" / "no-shared.sh")], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -70,13 +80,21 @@ def test_a_fresh_clone_collects_every_test_with_nothing_beside_it(tmp_path: Path
     clone = empty / "mecr"
     assert sorted(p.name for p in empty.iterdir()) == ["mecr"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                            cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "error" not in out.lower().split("collected")[-1], out[-4000:]
     # Tests parametrized over the fixtures are collected from the clone's own copies.
-    for node in ("test_vendor_sample_golden[apple-health/export6s3sample.xml]",
-                 "test_gravity_referral_tasks_meet_the_mecr_referral_task_profile",
-                 "test_omh_bodies_golden[step-count-3.0]"):
+    for node in (
+        "test_vendor_sample_golden[apple-health/export6s3sample.xml]",
+        "test_gravity_referral_tasks_meet_the_mecr_referral_task_profile",
+        "test_omh_bodies_golden[step-count-3.0]",
+    ):
         assert node in out, f"{node} was not collected in the clone"

@@ -92,8 +92,12 @@ def trusted_identifier(ident: Any) -> bool:
         return False
     if str(ident.get("system") or "").startswith(LINK_SYSTEM_PREFIX):
         return True
-    return any(isinstance(e, dict) and e.get("url") == IDENTIFIER_SOURCE_URL and e.get("valueCode") in ("ehr", "mecr")
-               for e in ident.get("extension") or ())
+    return any(
+        isinstance(e, dict)
+        and e.get("url") == IDENTIFIER_SOURCE_URL
+        and e.get("valueCode") in ("ehr", "mecr")
+        for e in ident.get("extension") or ()
+    )
 
 
 def ehr_owned(content: dict[str, Any] | None) -> str | None:
@@ -129,13 +133,17 @@ def check_identity_edit(old: dict[str, Any] | None, new: dict[str, Any], *, staf
         return  # structural validation refuses it
     kept = set(_canonical(i for i in before if trusted_identifier(i)))
     if any(c not in kept for c in _canonical(i for i in after if trusted_identifier(i))):
-        raise forbidden("identifiers that link a record to the EHR (urn:mecr:ehr:… or marked with "
-                        f"{IDENTIFIER_SOURCE_URL}) are set by mECR only")
+        raise forbidden(
+            "identifiers that link a record to the EHR (urn:mecr:ehr:… or marked with "
+            f"{IDENTIFIER_SOURCE_URL}) are set by mECR only"
+        )
     if staff or new.get("resourceType") not in IDENTITY_TYPES:
         return
     if _canonical(before) != _canonical(after):
-        raise forbidden(f"only the care team may change the identifiers of a {new.get('resourceType')} "
-                        "(MRN, NPI and the EHR link)")
+        raise forbidden(
+            f"only the care team may change the identifiers of a {new.get('resourceType')} "
+            "(MRN, NPI and the EHR link)"
+        )
     if _canonical((old or {}).get("link")) != _canonical(new.get("link")):
         raise forbidden("only the care team may change Patient.link")
 
@@ -178,8 +186,11 @@ class Access:
     @property
     def touched(self) -> list[tuple[str, str, str | None]]:
         """(letter, "Type/id", patient id or None) of everything touched, in order (for tests and the audit)."""
-        return [(letter, ref, pid or None) for pid, refs in self.touched_by_patient.items()
-                for ref, letter in refs.items()]
+        return [
+            (letter, ref, pid or None)
+            for pid, refs in self.touched_by_patient.items()
+            for ref, letter in refs.items()
+        ]
 
     # -- scopes ------------------------------------------------------------------------------------------------
 
@@ -198,7 +209,9 @@ class Access:
         p = self.require_login()
         if not self.can(rtype, letter):
             self.denied = True
-            raise forbidden(f"the granted scopes do not permit {_LETTER_WORDS.get(letter, letter)} on {rtype}")
+            raise forbidden(
+                f"the granted scopes do not permit {_LETTER_WORDS.get(letter, letter)} on {rtype}"
+            )
         if p.kind == "patient" and letter in "cud" and rtype not in compartment_types():
             self.denied = True
             raise forbidden(f"a patient cannot {_LETTER_WORDS[letter]} {rtype} resources")
@@ -234,8 +247,10 @@ class Access:
             return
         if p.kind == "patient" or p.organization is not None:
             self.denied = True
-            raise forbidden(f"a {'patient' if p.kind == 'patient' else 'community organisation'} may read the "
-                            "history of the resources they may see only (instance history)")
+            raise forbidden(
+                f"a {'patient' if p.kind == 'patient' else 'community organisation'} may read the "
+                "history of the resources they may see only (instance history)"
+            )
         if rtype:
             self.require(rtype, "s")
         elif not self.can("*", "s") and not self.is_developer:
@@ -300,10 +315,13 @@ class Access:
         patients = compartment_patients(content, self.fhir_base)
         if patients != {own}:
             where = ", ".join(_compartment_params(rtype)) or "its references"
-            raise forbidden(f"{rtype} must lie in the patient's own record only ({where} may name no one else)")
+            raise forbidden(
+                f"{rtype} must lie in the patient's own record only ({where} may name no one else)"
+            )
 
-    def _touch(self, letter: str, rtype: str, rid: str, content: dict[str, Any] | None,
-               patient_id: str | None = None) -> None:
+    def _touch(
+        self, letter: str, rtype: str, rid: str, content: dict[str, Any] | None, patient_id: str | None = None
+    ) -> None:
         p = self.principal
         if p is not None and p.kind == "patient":
             # A patient touches only their own record; a resource that is also in someone else's (the shared
@@ -333,8 +351,10 @@ def minimum_necessary(found: Stored) -> None:
         return
     cut = {k: v for k, v in content.items() if k in MINIMUM_PATIENT_FIELDS}
     meta = dict(cut.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                                           "code": "SUBSETTED"}]
+    meta["tag"] = [
+        *meta.get("tag", []),
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"},
+    ]
     cut["meta"] = meta
     found._content = cut  # noqa: SLF001 - the Stored is this read's own
     found.raw = None
@@ -342,7 +362,9 @@ def minimum_necessary(found: Stored) -> None:
 
 @cache
 def _compartment_params(rtype: str) -> tuple[str, ...]:
-    return tuple(code for code in patient_compartment().get(rtype, ()) if search_param(rtype, code) is not None)
+    return tuple(
+        code for code in patient_compartment().get(rtype, ()) if search_param(rtype, code) is not None
+    )
 
 
 def current_access(request: Request) -> Access:
@@ -355,4 +377,3 @@ def current_access(request: Request) -> Access:
         access = Access(principal, services.fhir_base if services is not None else None)
         request.state.access = access
     return access
-

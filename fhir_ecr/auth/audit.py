@@ -29,8 +29,15 @@ MAX_ENTITIES = 100
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 
 
-def audit_events(access: Access, *, method: str, route: str, status: int, address: str | None,
-                 recorded: datetime | None = None) -> list[dict[str, Any]]:
+def audit_events(
+    access: Access,
+    *,
+    method: str,
+    route: str,
+    status: int,
+    address: str | None,
+    recorded: datetime | None = None,
+) -> list[dict[str, Any]]:
     """The AuditEvents for one request: one per patient whose data it touched (each names that patient only,
     so the event a patient can read in their record says nothing of anyone else — a coach's caseload view writes
     one per patient), one for what touched no patient's data, and one for a refusal. None when the request
@@ -48,38 +55,61 @@ def audit_events(access: Access, *, method: str, route: str, status: int, addres
         action = "E" if "$" in route else next((_ACTION[x] for x in "dcu" if x in letters), "R")
         entities: list[dict[str, Any]] = []
         if pid:
-            entities.append({
-                "what": {"reference": f"Patient/{pid}"},
-                "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
-                         "display": "Patient"}})
+            entities.append(
+                {
+                    "what": {"reference": f"Patient/{pid}"},
+                    "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
+                    "role": {
+                        "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                        "code": "1",
+                        "display": "Patient",
+                    },
+                }
+            )
         for ref in refs:
             if len(entities) >= MAX_ENTITIES:
                 break
             if not ref.startswith("Patient/"):
-                entities.append({"what": {"reference": ref},
-                                 "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"}})
+                entities.append(
+                    {
+                        "what": {"reference": ref},
+                        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+                    }
+                )
         if pid == own:
             # What a confined caller asked for and may not see (or that does not exist: recorded alike), as
             # text, never as a reference: the event lies in the caller's record only.
             for letter, ref in access.unseen[:MAX_ENTITIES]:
-                entities.append({"type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                                 "description": f"{_SUBTYPE.get(method, 'read')} of {ref}: not found or not "
-                                                "permitted",
-                                 "detail": [{"type": "action", "valueString": letter}]})
+                entities.append(
+                    {
+                        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+                        "description": f"{_SUBTYPE.get(method, 'read')} of {ref}: not found or not permitted",
+                        "detail": [{"type": "action", "valueString": letter}],
+                    }
+                )
         events.append(_event(access, action, method, route, status, address, recorded, entities))
     return events
 
 
-def _event(access: Access, action: str, method: str, route: str, status: int, address: str | None,
-           recorded: datetime | None, entities: list[dict[str, Any]]) -> dict[str, Any]:
+def _event(
+    access: Access,
+    action: str,
+    method: str,
+    route: str,
+    status: int,
+    address: str | None,
+    recorded: datetime | None,
+    entities: list[dict[str, Any]],
+) -> dict[str, Any]:
     p = access.principal
     assert p is not None
     if p.fhir_user:
         who: dict[str, Any] = {"reference": p.fhir_user, "display": p.display or p.fhir_user}
     else:
-        who = {"identifier": {"system": "urn:mecr:client", "value": p.client_id or p.subject},
-               "display": p.display or p.subject}
+        who = {
+            "identifier": {"system": "urn:mecr:client", "value": p.client_id or p.subject},
+            "display": p.display or p.subject,
+        }
     agent: dict[str, Any] = {"who": who, "requestor": True}
     if p.session_id:
         agent["altId"] = f"session:{p.session_id}"
@@ -88,17 +118,29 @@ def _event(access: Access, action: str, method: str, route: str, status: int, ad
     when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-                 "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": _SUBTYPE.get(method, "read")}],
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
+        "subtype": [
+            {"system": "http://hl7.org/fhir/restful-interaction", "code": _SUBTYPE.get(method, "read")}
+        ],
         "action": action,
         "recorded": when,
         "outcome": "0" if status < 400 else "4",
         "outcomeDesc": f"{method} {route} -> {status}",
         "agent": [agent],
-        "source": {"observer": {"display": "mECR"},
-                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
-                             "display": "Application Server"}]},
+        "source": {
+            "observer": {"display": "mECR"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
     }
     if entities:
         event["entity"] = entities

@@ -44,8 +44,12 @@ class LinkConflict(FhirError):
     """The EHR's record matches more than one local record, or one that is evidently another person (409)."""
 
     def __init__(self, reason: str, candidates: list[str]) -> None:
-        super().__init__(conflict(f"identity conflict: {reason}; an administrator must resolve it "
-                                  "(mecr ehr conflicts)").issues, 409)
+        super().__init__(
+            conflict(
+                f"identity conflict: {reason}; an administrator must resolve it (mecr ehr conflicts)"
+            ).issues,
+            409,
+        )
         self.reason = reason
         self.candidates = candidates
 
@@ -63,8 +67,10 @@ def _from_ehr(ident: dict[str, Any]) -> dict[str, Any]:
 
 def _carries(content: dict[str, Any], system: str, value: str) -> bool:
     """The local record carries ``system|value`` as an identifier the EHR or mECR set."""
-    return any(trusted_identifier(i) and i.get("system") == system and i.get("value") == value
-               for i in content.get("identifier") or [])
+    return any(
+        trusted_identifier(i) and i.get("system") == system and i.get("value") == value
+        for i in content.get("identifier") or []
+    )
 
 
 def _same_person(local: dict[str, Any], remote: dict[str, Any]) -> bool:
@@ -91,8 +97,14 @@ def link_resource(repo: FhirRepository, ehr_id: str, remote: dict[str, Any]) -> 
 def _link(repo: FhirRepository, ehr_id: str, remote: dict[str, Any]) -> str:
     rtype = remote["resourceType"]
     link = {"system": link_identifier_system(ehr_id, rtype), "value": str(remote["id"])}
-    business = [i for i in remote.get("identifier") or [] if isinstance(i, dict) and i.get("system")
-                and i.get("value") and not str(i["system"]).startswith(LINK_SYSTEM_PREFIX)]
+    business = [
+        i
+        for i in remote.get("identifier") or []
+        if isinstance(i, dict)
+        and i.get("system")
+        and i.get("value")
+        and not str(i["system"]).startswith(LINK_SYSTEM_PREFIX)
+    ]
     with repo.unit() as uow:
         found = _match(uow, rtype, link["system"], link["value"])
         if len(found) > 1:
@@ -102,20 +114,25 @@ def _link(repo: FhirRepository, ehr_id: str, remote: dict[str, Any]) -> str:
             for ident in business:
                 matches = _match(uow, rtype, ident["system"], ident["value"])
                 if len(matches) > 1:
-                    raise LinkConflict(f"{len(matches)} {rtype} records carry the EHR's identifier "
-                                       f"{ident['system']}", [s.id for s in matches])
+                    raise LinkConflict(
+                        f"{len(matches)} {rtype} records carry the EHR's identifier {ident['system']}",
+                        [s.id for s in matches],
+                    )
                 if matches:
                     found, by_business = matches, True
                     break
         if found:
             local = dict(found[0].content or {})
             if by_business and not _same_person(local, remote):
-                raise LinkConflict(f"the {rtype} record with the EHR's identifier has another birth date",
-                                   [found[0].id])
+                raise LinkConflict(
+                    f"the {rtype} record with the EHR's identifier has another birth date", [found[0].id]
+                )
             updated = dict(local)
             idents = list(updated.get("identifier") or [])
             for ident in [link, *[_from_ehr(i) for i in business]]:
-                if not any(i.get("system") == ident["system"] and i.get("value") == ident["value"] for i in idents):
+                if not any(
+                    i.get("system") == ident["system"] and i.get("value") == ident["value"] for i in idents
+                ):
                     idents.append(ident)
             updated["identifier"] = idents
             for key in _DEMOGRAPHICS.get(rtype, ()):
@@ -138,8 +155,17 @@ def _record_conflict(repo: FhirRepository, ehr_id: str, remote: dict[str, Any], 
     now = int(time.time())
     with repo.unit() as uow:
         old = uow.get_state(key)
-        entry = orjson.loads(old) if old else {"ehr": ehr_id, "type": remote["resourceType"],
-                                               "ehrId": str(remote["id"]), "firstSeen": now, "count": 0}
+        entry = (
+            orjson.loads(old)
+            if old
+            else {
+                "ehr": ehr_id,
+                "type": remote["resourceType"],
+                "ehrId": str(remote["id"]),
+                "firstSeen": now,
+                "count": 0,
+            }
+        )
         entry.update(reason=exc.reason, candidates=exc.candidates, lastSeen=now, count=entry["count"] + 1)
         uow.set_state(key, orjson.dumps(entry).decode())
 

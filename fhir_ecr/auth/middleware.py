@@ -55,8 +55,10 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 async def _reply(send: Send, status: int, diagnostics: str, code: str, www: str | None = None) -> None:
     body = orjson.dumps(outcome([issue(code, diagnostics)]))
-    headers = [(b"content-type", b"application/fhir+json; charset=utf-8"),
-               (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/fhir+json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if www:
         headers.append((b"www-authenticate", www.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -77,11 +79,18 @@ class AuthMiddleware:
         path: str = scope.get("path", "")
         mode = self.services.settings.auth
         if mode == "off" and not _arrived_on_loopback(scope):
-            log.error("refused a request: MECR_AUTH=off (no authorization) serves loopback addresses only, and "
-                      "this server was reached on %s; bind it to 127.0.0.1 or turn authorization on",
-                      _local_address(scope))
-            await _reply(send, 403, "this server runs without authorization (MECR_AUTH=off), which is allowed only "
-                         "on a loopback address; it refuses requests from the network", "forbidden")
+            log.error(
+                "refused a request: MECR_AUTH=off (no authorization) serves loopback addresses only, and "
+                "this server was reached on %s; bind it to 127.0.0.1 or turn authorization on",
+                _local_address(scope),
+            )
+            await _reply(
+                send,
+                403,
+                "this server runs without authorization (MECR_AUTH=off), which is allowed only "
+                "on a loopback address; it refuses requests from the network",
+                "forbidden",
+            )
             return
         if path.startswith(SKIP_PREFIXES):
             await self.app(scope, receive, send)
@@ -95,13 +104,23 @@ class AuthMiddleware:
             if authz:
                 kind, _, token = authz.partition(" ")
                 if kind.lower() != "bearer" or not token.strip():
-                    await _reply(send, 401, "the Authorization header must be 'Bearer <access token>'", "login",
-                                 'Bearer realm="mecr", error="invalid_request"')
+                    await _reply(
+                        send,
+                        401,
+                        "the Authorization header must be 'Bearer <access token>'",
+                        "login",
+                        'Bearer realm="mecr", error="invalid_request"',
+                    )
                     return
                 principal = await run_in_threadpool(self.services.sessions.resolve_token, token.strip())
                 if principal is None:
-                    await _reply(send, 401, "the access token is invalid or expired", "login",
-                                 'Bearer realm="mecr", error="invalid_token"')
+                    await _reply(
+                        send,
+                        401,
+                        "the access token is invalid or expired",
+                        "login",
+                        'Bearer realm="mecr", error="invalid_token"',
+                    )
                     return
                 state["principal"] = principal
             else:
@@ -110,7 +129,9 @@ class AuthMiddleware:
                     session = await run_in_threadpool(self.services.sessions.load, cookie)
                     if session is not None:
                         if scope["method"] in _UNSAFE:
-                            receive, ok, why = await self._check_csrf(scope, headers, receive, session.csrf_token)
+                            receive, ok, why = await self._check_csrf(
+                                scope, headers, receive, session.csrf_token
+                            )
                             if not ok:
                                 await _reply(send, 403, why, "forbidden")
                                 return
@@ -119,8 +140,13 @@ class AuthMiddleware:
                         state["session_cookie"] = cookie
         principal = state.get("principal")
         if principal is None and path.startswith(PROTECTED_PREFIXES) and path not in PUBLIC_PATHS:
-            await _reply(send, 401, "authentication required: a SMART session or a bearer token", "login",
-                         'Bearer realm="mecr"')
+            await _reply(
+                send,
+                401,
+                "authentication required: a SMART session or a bearer token",
+                "login",
+                'Bearer realm="mecr"',
+            )
             return
         if mode != "on" or principal is None:
             await self.app(scope, receive, send)
@@ -133,12 +159,18 @@ class AuthMiddleware:
             if access is not None and self.services.audit is not None:
                 route = getattr(scope.get("route"), "path", None) or "(no route)"
                 client = scope.get("client")
-                for event in audit_events(access, method=scope["method"], route=route, status=recorder.status,
-                                          address=client[0] if client else None):
+                for event in audit_events(
+                    access,
+                    method=scope["method"],
+                    route=route,
+                    status=recorder.status,
+                    address=client[0] if client else None,
+                ):
                     self.services.audit.record(event)
 
-    async def _check_csrf(self, scope: dict[str, Any], headers: dict[str, str], receive: Any,
-                          expected: str) -> tuple[Any, bool, str]:
+    async def _check_csrf(
+        self, scope: dict[str, Any], headers: dict[str, str], receive: Any, expected: str
+    ) -> tuple[Any, bool, str]:
         origin = headers.get("origin")
         if origin and origin != "null":
             ours = urlsplit(self.services.settings.base_url)

@@ -46,5 +46,9 @@ class Principal:
         return "user"
 
 
-DEVELOPER = Principal(kind="developer", subject="developer", scopes=ScopeSet.parse("user/*.cruds system/*.cruds"),
-                      display="Developer (MECR_AUTH=off)")
+DEVELOPER = Principal(
+    kind="developer",
+    subject="developer",
+    scopes=ScopeSet.parse("user/*.cruds system/*.cruds"),
+    display="Developer (MECR_AUTH=off)",
+)

@@ -20,8 +20,18 @@ from smart_launch import (
 )
 from smart_launch.errors import ScopeError
 
-__all__ = ["AUTH_METHODS", "EhrRecord", "RegistryError", "add_ehr", "add_client", "add_client_with_new_key",
-           "default_key_file", "ehr_registration", "PATIENT_APP_SCOPES", "COACH_APP_SCOPES"]
+__all__ = [
+    "AUTH_METHODS",
+    "EhrRecord",
+    "RegistryError",
+    "add_ehr",
+    "add_client",
+    "add_client_with_new_key",
+    "default_key_file",
+    "ehr_registration",
+    "PATIENT_APP_SCOPES",
+    "COACH_APP_SCOPES",
+]
 
 AUTH_METHODS = ("none", "client_secret_basic", "private_key_jwt")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -32,9 +42,11 @@ COACH_APP_SCOPES = "user/*.cruds"
 #: of theirs; record check-ins, wearable data, goals they set, messages and their settings.
 #: A patient also accepts or declines a referral the coach prepared (records their Consent, moves the referral
 #: Task: the workflow lets a patient do only that; docs/referrals.md).
-PATIENT_APP_SCOPES = ("patient/*.rs patient/Observation.cu patient/Device.cu patient/Communication.cu "
-                      "patient/Goal.cu patient/QuestionnaireResponse.cu patient/Patient.u patient/Consent.c "
-                      "patient/Task.u")
+PATIENT_APP_SCOPES = (
+    "patient/*.rs patient/Observation.cu patient/Device.cu patient/Communication.cu "
+    "patient/Goal.cu patient/QuestionnaireResponse.cu patient/Patient.u patient/Consent.c "
+    "patient/Task.u"
+)
 
 
 class RegistryError(ValueError):
@@ -54,8 +66,16 @@ class EhrRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EhrRecord:
-        return cls(row["id"], row["iss"], row["client_id"], row["auth_method"], row["launch_scope"],
-                   row["patient_scope"], row["name"], bool(row.get("secret_enc")))
+        return cls(
+            row["id"],
+            row["iss"],
+            row["client_id"],
+            row["auth_method"],
+            row["launch_scope"],
+            row["patient_scope"],
+            row["name"],
+            bool(row.get("secret_enc")),
+        )
 
 
 def _check_scope(text: str, what: str) -> str:
@@ -66,9 +86,19 @@ def _check_scope(text: str, what: str) -> str:
     return " ".join(text.split())
 
 
-def add_ehr(services: Any, *, ehr_id: str, iss: str, client_id: str, auth_method: str = "none",
-            secret: str | None = None, launch_scope: str | None = None, patient_scope: str | None = None,
-            name: str | None = None, replace: bool = False) -> EhrRecord:
+def add_ehr(
+    services: Any,
+    *,
+    ehr_id: str,
+    iss: str,
+    client_id: str,
+    auth_method: str = "none",
+    secret: str | None = None,
+    launch_scope: str | None = None,
+    patient_scope: str | None = None,
+    name: str | None = None,
+    replace: bool = False,
+) -> EhrRecord:
     """Register an EHR (validated); ``replace`` updates an existing registration with the same id."""
     if not _ID.match(ehr_id):
         raise RegistryError("the EHR id must be 1-64 lowercase letters, digits, '-' or '_'")
@@ -84,7 +114,9 @@ def add_ehr(services: Any, *, ehr_id: str, iss: str, client_id: str, auth_method
     if auth_method != "client_secret_basic" and secret:
         raise RegistryError("a secret only goes with --auth client_secret_basic")
     values = {
-        "iss": iss, "client_id": client_id, "auth_method": auth_method,
+        "iss": iss,
+        "client_id": client_id,
+        "auth_method": auth_method,
         "secret_enc": services.vault.encrypt(secret) if secret else None,
         "launch_scope": _check_scope(launch_scope or services.settings.launch_scope, "launch scope"),
         "patient_scope": _check_scope(patient_scope or services.settings.patient_scope, "patient scope"),
@@ -113,13 +145,21 @@ def ehr_registration(services: Any, row: dict[str, Any]) -> ClientRegistration:
         auth = PrivateKeyJwt(row["client_id"], services.vault.signing_keys)
     else:
         auth = PublicClient(row["client_id"])
-    return ClientRegistration(iss=row["iss"], auth=auth,
-                              redirect_uris=(f"{services.settings.base_url}/smart/callback",))
+    return ClientRegistration(
+        iss=row["iss"], auth=auth, redirect_uris=(f"{services.settings.base_url}/smart/callback",)
+    )
 
 
-def add_client(services: Any, *, client_id: str, scope: str, jwks_url: str | None = None,
-               jwks: dict[str, Any] | None = None, name: str | None = None,
-               organization: str | None = None) -> dict[str, Any]:
+def add_client(
+    services: Any,
+    *,
+    client_id: str,
+    scope: str,
+    jwks_url: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    name: str | None = None,
+    organization: str | None = None,
+) -> dict[str, Any]:
     """Register a backend-services client of mECR's API (``system/`` scopes only; keys by URL or inline).
     ``organization``: the community organisation it acts for (an ``Organization`` id; docs/referrals.md)."""
     if organization is not None and not re.match(r"^[A-Za-z0-9\-.]{1,64}$", organization):
@@ -142,9 +182,14 @@ def add_client(services: Any, *, client_id: str, scope: str, jwks_url: str | Non
     store = services.auth_store
     if store.client(client_id) is not None:
         raise RegistryError(f"client {client_id!r} is registered already")
-    store.add_client(client_id=client_id, name=name or client_id, jwks_url=jwks_url,
-                     jwks=json.dumps(jwks) if jwks else None, scope=str(scopes),
-                     organization=organization)
+    store.add_client(
+        client_id=client_id,
+        name=name or client_id,
+        jwks_url=jwks_url,
+        jwks=json.dumps(jwks) if jwks else None,
+        scope=str(scopes),
+        organization=organization,
+    )
     return store.client(client_id)  # type: ignore[no-any-return]
 
 
@@ -158,7 +203,9 @@ def _write_private(path: Path, text: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise RegistryError(f"{path} exists; refusing to overwrite a key file (choose another --key-file)") from None
+        raise RegistryError(
+            f"{path} exists; refusing to overwrite a key file (choose another --key-file)"
+        ) from None
     except OSError as exc:
         raise RegistryError(f"{path}: {exc.strerror}") from None
     try:
@@ -170,8 +217,15 @@ def _write_private(path: Path, text: str) -> None:
         raise RegistryError(f"{path}: {exc.strerror}") from None
 
 
-def add_client_with_new_key(services: Any, *, client_id: str, scope: str, key_file: Path,
-                            name: str | None = None, organization: str | None = None) -> dict[str, Any]:
+def add_client_with_new_key(
+    services: Any,
+    *,
+    client_id: str,
+    scope: str,
+    key_file: Path,
+    name: str | None = None,
+    organization: str | None = None,
+) -> dict[str, Any]:
     """Register a client with a fresh key pair (RS384 and ES384): the private JWK set goes to ``key_file``
     (created 0600, never overwritten), mECR keeps only the public one. Nothing is left behind on failure."""
     if services.auth_store.client(client_id) is not None:
@@ -179,8 +233,14 @@ def add_client_with_new_key(services: Any, *, client_id: str, scope: str, key_fi
     keys = ClientKeySet.generate()
     _write_private(key_file, json.dumps(keys.private_jwks(), indent=1) + "\n")
     try:
-        return add_client(services, client_id=client_id, scope=scope, jwks=keys.public_jwks(), name=name,
-                          organization=organization)
+        return add_client(
+            services,
+            client_id=client_id,
+            scope=scope,
+            jwks=keys.public_jwks(),
+            name=name,
+            organization=organization,
+        )
     except BaseException:
         key_file.unlink(missing_ok=True)
         raise

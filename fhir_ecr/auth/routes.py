@@ -85,19 +85,25 @@ def http_client(services: Services) -> httpx.AsyncClient:
     return services.http
 
 
-def page_html(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+def page_html(
+    title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None
+) -> HTMLResponse:
     """A plain, accessible page (the home page and the launch error pages)."""
     return page(title, message, status, links=links)
 
 
-def page(title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+def page(
+    title: str, message: str, status: int, *, links: list[tuple[str, str]] | None = None
+) -> HTMLResponse:
     """A plain, accessible page for launch errors (no data, no stack trace); styled by /app/static/plain.css."""
     items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(t)}</a></li>' for t, u in links or [])
-    body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
-            f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
-            f'<link rel="stylesheet" href="{html.escape(static_url("plain.css"))}"></head><body><main>'
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-            f"{'<ul>' + items + '</ul>' if items else ''}</main></body></html>")
+    body = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
+        f"content='width=device-width, initial-scale=1'><title>{html.escape(title)} – mECR</title>"
+        f'<link rel="stylesheet" href="{html.escape(static_url("plain.css"))}"></head><body><main>'
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+        f"{'<ul>' + items + '</ul>' if items else ''}</main></body></html>"
+    )
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
@@ -167,8 +173,12 @@ def _browser_id(services: Any, offered: str | None) -> str:
 
 async def _client_for(services: Any, ehr: dict[str, Any]) -> SmartLaunchClient:
     registration = ehr_registration(services, ehr)
-    return SmartLaunchClient(http_client(services), [registration], DbStateStore(services.auth_store),
-                             allow_insecure_http=services.settings.environment != "production")
+    return SmartLaunchClient(
+        http_client(services),
+        [registration],
+        DbStateStore(services.auth_store),
+        allow_insecure_http=services.settings.environment != "production",
+    )
 
 
 async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -> Response:
@@ -177,17 +187,25 @@ async def _begin(request: Request, ehr: dict[str, Any], *, launch: str | None) -
     try:
         client = await _client_for(services, ehr)
         if launch is not None:
-            redirect = await client.begin_ehr_launch({"iss": ehr["iss"], "launch": launch}, session_id=browser,
-                                                     scope=ehr["launch_scope"])
+            redirect = await client.begin_ehr_launch(
+                {"iss": ehr["iss"], "launch": launch}, session_id=browser, scope=ehr["launch_scope"]
+            )
         else:
             redirect = await client.authorize(ehr["iss"], session_id=browser, scope=ehr["patient_scope"])
     except EhrUnavailableError:
-        return page("The EHR is not answering", "mECR could not reach the EHR to start the sign-in. Try again in "
-                    "a moment; if it persists, tell your practice's IT team.", 502)
+        return page(
+            "The EHR is not answering",
+            "mECR could not reach the EHR to start the sign-in. Try again in "
+            "a moment; if it persists, tell your practice's IT team.",
+            502,
+        )
     except DiscoveryError as exc:
         log.warning("SMART discovery refused for EHR %s: %s", ehr["id"], type(exc).__name__)
-        return page("This EHR's SMART configuration is not usable",
-                    f"mECR will not sign in through this EHR: {exc}", 502)
+        return page(
+            "This EHR's SMART configuration is not usable",
+            f"mECR will not sign in through this EHR: {exc}",
+            502,
+        )
     except SmartError as exc:
         return page("The launch could not start", str(exc), 400)
     response = RedirectResponse(redirect.url, status_code=302)
@@ -200,13 +218,19 @@ async def smart_launch(request: Request) -> Response:
     iss = request.query_params.get("iss")
     launch = request.query_params.get("launch")
     if not iss or not launch:
-        return page("Incomplete launch", "An EHR launch needs both iss and launch parameters. Open mECR from "
-                    "your EHR.", 400)
+        return page(
+            "Incomplete launch",
+            "An EHR launch needs both iss and launch parameters. Open mECR from your EHR.",
+            400,
+        )
     ehr = await run_in_threadpool(_services(request).auth_store.ehr_by_iss, iss)
     if ehr is None:
-        return page("This EHR is not registered with mECR",
-                    "mECR only accepts launches from EHRs its administrator registered (mecr ehr add). Nothing "
-                    "was sent to the server that asked for this launch.", 400)
+        return page(
+            "This EHR is not registered with mECR",
+            "mECR only accepts launches from EHRs its administrator registered (mecr ehr add). Nothing "
+            "was sent to the server that asked for this launch.",
+            400,
+        )
     return await _begin(request, ehr, launch=launch)
 
 
@@ -215,8 +239,12 @@ async def smart_login(request: Request) -> Response:
     ehr_id = request.query_params.get("ehr", "")
     ehr = await run_in_threadpool(_services(request).auth_store.ehr, ehr_id) if ehr_id else None
     if ehr is None:
-        return page("Unknown patient portal", "Choose your practice's patient portal from the mECR home page.",
-                    404, links=[("mECR home", "/")])
+        return page(
+            "Unknown patient portal",
+            "Choose your practice's patient portal from the mECR home page.",
+            404,
+            links=[("mECR home", "/")],
+        )
     return await _begin(request, ehr, launch=None)
 
 
@@ -232,21 +260,33 @@ async def smart_callback(request: Request) -> Response:
     if state_value:
         pending_raw = await run_in_threadpool(_peek_state, services, state_value)
     if not browser:
-        if _is_live(pending_raw):  # this server started the launch moments ago: the cookie was set, not sent back
+        if _is_live(
+            pending_raw
+        ):  # this server started the launch moments ago: the cookie was set, not sent back
             return _cookie_blocked_page(services)
-        return page("Sign-in expired", "This sign-in did not start in this browser, or took too long. Open mECR "
-                    "from your EHR again.", 400)
+        return page(
+            "Sign-in expired",
+            "This sign-in did not start in this browser, or took too long. Open mECR from your EHR again.",
+            400,
+        )
     if pending_raw is not None:
         ehr = await run_in_threadpool(services.auth_store.ehr_by_iss, pending_raw.get("iss", ""))
     if ehr is None:
-        return page("Sign-in could not be completed", "This sign-in response is unknown, used already or "
-                    "expired. Open mECR from your EHR again.", 400)
+        return page(
+            "Sign-in could not be completed",
+            "This sign-in response is unknown, used already or expired. Open mECR from your EHR again.",
+            400,
+        )
     try:
         client = await _client_for(services, ehr)
         result = await client.handle_callback(params, session_id=browser)
     except StateError:
-        return page("Sign-in could not be completed", "This sign-in response is unknown, used already, expired "
-                    "or belongs to another browser. Open mECR from your EHR again.", 400)
+        return page(
+            "Sign-in could not be completed",
+            "This sign-in response is unknown, used already, expired "
+            "or belongs to another browser. Open mECR from your EHR again.",
+            400,
+        )
     except AuthorizationError as exc:
         return _not_authorized_page(services, ehr, pending_raw, exc)
     except EhrUnavailableError:
@@ -265,40 +305,68 @@ async def smart_callback(request: Request) -> Response:
         return page("Sign-in could not be completed", str(exc), 502)
     except LinkConflict as exc:
         log.warning("launch from EHR %s refused: identity conflict (see mecr ehr conflicts)", ehr["id"])
-        return page("This record needs an administrator",
-                    f"mECR cannot tell which of its records belongs to the person the EHR named ({exc.reason}). "
-                    "Nothing was opened or changed. Your practice's mECR administrator can see and resolve this "
-                    "with `mecr ehr conflicts`.", 409)
-    tokens = {"access_token": result.token.access_token, "refresh_token": result.token.refresh_token,
-              "expires_at": result.token.expires_at, "scope": str(result.scope), "iss": result.iss}
-    cookie, _session = await run_in_threadpool(services.sessions.create, principal, context=context,
-                                               ehr_tokens=tokens)
+        return page(
+            "This record needs an administrator",
+            f"mECR cannot tell which of its records belongs to the person the EHR named ({exc.reason}). "
+            "Nothing was opened or changed. Your practice's mECR administrator can see and resolve this "
+            "with `mecr ehr conflicts`.",
+            409,
+        )
+    tokens = {
+        "access_token": result.token.access_token,
+        "refresh_token": result.token.refresh_token,
+        "expires_at": result.token.expires_at,
+        "scope": str(result.scope),
+        "iss": result.iss,
+    }
+    cookie, _session = await run_in_threadpool(
+        services.sessions.create, principal, context=context, ehr_tokens=tokens
+    )
     response = RedirectResponse(target, status_code=303)
-    set_cookie(response, services, SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/")
+    set_cookie(
+        response, services, SESSION_COOKIE, cookie, max_age=services.settings.session_ttl_seconds, path="/"
+    )
     delete_cookie(response, services, LAUNCH_COOKIE, path="/smart")
     return response
 
 
-def _not_authorized_page(services: Any, ehr: dict[str, Any], pending: dict[str, Any] | None,
-                         exc: AuthorizationError) -> HTMLResponse:
+def _not_authorized_page(
+    services: Any, ehr: dict[str, Any], pending: dict[str, Any] | None, exc: AuthorizationError
+) -> HTMLResponse:
     """The EHR sent ``error=…`` back (the person chose Deny, or the EHR refused): say what happened, that nothing
     was shared, and how to try again — a new sign-in for a patient, the EHR for a launch (docs/web.md)."""
     launched = bool((pending or {}).get("launch"))
     base = services.settings.base_url.rstrip("/")
     links: list[tuple[str, str]] = []
-    if launched and services.settings.sandbox_ehr and str(ehr.get("iss", "")).startswith(f"{base}/sandbox-ehr"):
+    if (
+        launched
+        and services.settings.sandbox_ehr
+        and str(ehr.get("iss", "")).startswith(f"{base}/sandbox-ehr")
+    ):
         links.append(("Try again: launch mECR from the sandbox EHR", "/sandbox-ehr/"))
     elif not launched:
         links.append(("Try again: sign in and choose Allow", f"/smart/login?ehr={ehr['id']}"))
     links.append(("mECR's start page", "/"))
     if exc.error == "access_denied":
-        again = ("open mECR from the patient's chart in your EHR again and choose Allow" if launched
-                 else "sign in again and choose Allow")
-        return page("mECR was not allowed in", "The sign-in was declined (Deny): the EHR did not authorize mECR, so "
-                    f"mECR has not opened and nothing was shared with it. To use mECR, {again}.", 403, links=links)
+        again = (
+            "open mECR from the patient's chart in your EHR again and choose Allow"
+            if launched
+            else "sign in again and choose Allow"
+        )
+        return page(
+            "mECR was not allowed in",
+            "The sign-in was declined (Deny): the EHR did not authorize mECR, so "
+            f"mECR has not opened and nothing was shared with it. To use mECR, {again}.",
+            403,
+            links=links,
+        )
     detail = exc.error_description or exc.error or "access denied"
-    return page("The EHR did not authorize mECR", f"The EHR answered: {detail}. Nothing was shared with mECR.", 403,
-                links=links)
+    return page(
+        "The EHR did not authorize mECR",
+        f"The EHR answered: {detail}. Nothing was shared with mECR.",
+        403,
+        links=links,
+    )
 
 
 def _is_live(pending: dict[str, Any] | None) -> bool:
@@ -315,16 +383,25 @@ def _cookie_blocked_page(services: Any) -> HTMLResponse:
     """The launch began here, but its cookie did not come back: the browser blocked it (a cross-site frame)."""
     settings = services.settings
     if settings.cookie_samesite != "none":
-        fix = ("Ask your practice's IT team to set MECR_COOKIE_SAMESITE=none (it needs mECR on an https address), "
-               "or open mECR in a new window from your EHR.")
+        fix = (
+            "Ask your practice's IT team to set MECR_COOKIE_SAMESITE=none (it needs mECR on an https address), "
+            "or open mECR in a new window from your EHR."
+        )
     elif not settings.base_url.startswith("https://"):
-        fix = ("MECR_COOKIE_SAMESITE=none needs mECR on an https address (MECR_BASE_URL); until then, open mECR in "
-               "a new window from your EHR.")
+        fix = (
+            "MECR_COOKIE_SAMESITE=none needs mECR on an https address (MECR_BASE_URL); until then, open mECR in "
+            "a new window from your EHR."
+        )
     else:
-        fix = "This browser blocks even partitioned cookies in frames: open mECR in a new window from your EHR."
-    return page("The browser blocked mECR's cookie in this frame",
-                "Your EHR opened mECR inside its own page, and the browser did not keep mECR's sign-in cookie "
-                f"there, so the sign-in cannot be completed. {fix}", 400)
+        fix = (
+            "This browser blocks even partitioned cookies in frames: open mECR in a new window from your EHR."
+        )
+    return page(
+        "The browser blocked mECR's cookie in this frame",
+        "Your EHR opened mECR inside its own page, and the browser did not keep mECR's sign-in cookie "
+        f"there, so the sign-in cannot be completed. {fix}",
+        400,
+    )
 
 
 def _peek_state(services: Any, state: str) -> dict[str, Any] | None:
@@ -353,16 +430,20 @@ class _EhrFailed(Exception):
 async def _fetch(services: Any, result: LaunchResult, url: str) -> dict[str, Any]:
     base = result.iss.rstrip("/")
     if not url.startswith(base + "/"):
-        raise LaunchRefused("The EHR named a user outside its own FHIR server; mECR does not follow it.",
-                            "fhirUser outside iss")
+        raise LaunchRefused(
+            "The EHR named a user outside its own FHIR server; mECR does not follow it.",
+            "fhirUser outside iss",
+        )
     try:
-        response = await http_client(services).get(url, auth=result.auth(),
-                                                   headers={"Accept": "application/fhir+json"})
+        response = await http_client(services).get(
+            url, auth=result.auth(), headers={"Accept": "application/fhir+json"}
+        )
     except httpx.HTTPError as exc:
         raise _EhrFailed("the EHR's FHIR server did not answer") from exc
     if response.status_code != 200:
-        raise _EhrFailed(f"the EHR's FHIR server refused to read {url.rsplit('/', 2)[-2]} "
-                         f"({response.status_code})")
+        raise _EhrFailed(
+            f"the EHR's FHIR server refused to read {url.rsplit('/', 2)[-2]} ({response.status_code})"
+        )
     try:
         body = response.json()
     except ValueError as exc:
@@ -383,7 +464,9 @@ def _display(resource: dict[str, Any]) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
-async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -> tuple[Principal, dict[str, Any], str]:
+async def _establish(
+    services: Any, ehr: dict[str, Any], result: LaunchResult
+) -> tuple[Principal, dict[str, Any], str]:
     """Read the launch's patient and user from the EHR, link them locally, and decide where the user lands.
 
     The user is a patient when ``fhirUser`` is a Patient — in a standalone launch or in an EHR launch from the
@@ -401,20 +484,28 @@ async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -
         user_type, user_id = (parts[-2], parts[-1]) if len(parts) == 3 else ("(unknown)", None)
     # Refusals first, before anything is read from the EHR or linked to a local record.
     if user_url and not user_url.startswith(base + "/"):
-        raise LaunchRefused("The EHR named a user outside its own FHIR server; mECR does not follow it.",
-                            "fhirUser outside iss")
+        raise LaunchRefused(
+            "The EHR named a user outside its own FHIR server; mECR does not follow it.",
+            "fhirUser outside iss",
+        )
     if user_type not in (None, "Practitioner", "PractitionerRole", "Patient"):
-        raise LaunchRefused(f"mECR opens for practitioners and patients, not for a {user_type}.",
-                            f"user type {user_type}")
+        raise LaunchRefused(
+            f"mECR opens for practitioners and patients, not for a {user_type}.", f"user type {user_type}"
+        )
     if user_type == "Patient" and result.patient and user_id != result.patient:
-        raise LaunchRefused("mECR's patient app shows the signed-in patient's own record only, and this launch "
-                            "opened someone else's. Open mECR from your own record.",
-                            "patient user is not the patient in context")
+        raise LaunchRefused(
+            "mECR's patient app shows the signed-in patient's own record only, and this launch "
+            "opened someone else's. Open mECR from your own record.",
+            "patient user is not the patient in context",
+        )
     if user_type is None and result.launch is None and not result.patient:
         # A standalone sign-in (the patient portal's) that names neither user nor patient must not fall through
         # to the coach's workspace.
-        raise LaunchRefused("The sign-in did not say who you are. Sign in again and allow mECR to see your "
-                            "identity and your patient record.", "standalone launch without user or patient")
+        raise LaunchRefused(
+            "The sign-in did not say who you are. Sign in again and allow mECR to see your "
+            "identity and your patient record.",
+            "standalone launch without user or patient",
+        )
     local_patient = remote_patient = None
     if result.patient:
         remote_patient = await _fetch(services, result, f"{base}/Patient/{result.patient}")
@@ -429,7 +520,8 @@ async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -
         if user_type in ("Practitioner", "Patient"):
             local_user = await run_in_threadpool(link_resource, services.repo, ehr["id"], user)
     context = {
-        "need_patient_banner": result.token.need_patient_banner if result.token.need_patient_banner is not None
+        "need_patient_banner": result.token.need_patient_banner
+        if result.token.need_patient_banner is not None
         else True,
         "smart_style_url": result.token.smart_style_url,
         "encounter": result.encounter,
@@ -437,21 +529,37 @@ async def _establish(services: Any, ehr: dict[str, Any], result: LaunchResult) -
         "ehr_patient": result.patient,
     }
     if user_type == "Patient" or (user_type is None and result.launch is None):
-        if user_type == "Patient" and remote_patient is None:  # from the portal: their own record is the context
+        if (
+            user_type == "Patient" and remote_patient is None
+        ):  # from the portal: their own record is the context
             local_patient, remote_patient = local_user, user
             context["ehr_patient"] = user_id
         if local_patient is None or (user_type == "Patient" and local_user != local_patient):
-            raise LaunchRefused("mECR could not tell which patient signed in. Sign in again and allow mECR to "
-                                "see your patient record.", "no patient context")
-        principal = Principal(kind="patient", subject=f"Patient/{local_patient}", patient_id=local_patient,
-                              fhir_user=f"Patient/{local_patient}", scopes=_scopes(PATIENT_APP_SCOPES),
-                              display=_display(remote_patient or {}), ehr_id=ehr["id"])
+            raise LaunchRefused(
+                "mECR could not tell which patient signed in. Sign in again and allow mECR to "
+                "see your patient record.",
+                "no patient context",
+            )
+        principal = Principal(
+            kind="patient",
+            subject=f"Patient/{local_patient}",
+            patient_id=local_patient,
+            fhir_user=f"Patient/{local_patient}",
+            scopes=_scopes(PATIENT_APP_SCOPES),
+            display=_display(remote_patient or {}),
+            ehr_id=ehr["id"],
+        )
         return principal, context, "/app/me"
     subject = f"Practitioner/{local_user}" if local_user else f"ehr:{ehr['id']}:user"
-    principal = Principal(kind="practitioner", subject=subject, patient_id=local_patient,
-                          fhir_user=f"Practitioner/{local_user}" if local_user else None,
-                          scopes=_scopes(COACH_APP_SCOPES), display=_display(user) if user else "Coach",
-                          ehr_id=ehr["id"])
+    principal = Principal(
+        kind="practitioner",
+        subject=subject,
+        patient_id=local_patient,
+        fhir_user=f"Practitioner/{local_user}" if local_user else None,
+        scopes=_scopes(COACH_APP_SCOPES),
+        display=_display(user) if user else "Coach",
+        ehr_id=ehr["id"],
+    )
     return principal, context, f"/app/patients/{local_patient}" if local_patient else "/app/caseload"
 
 
@@ -490,8 +598,11 @@ async def token(request: Request) -> JSONResponse:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if ctype != "application/x-www-form-urlencoded":
-        return JSONResponse({"error": "invalid_request", "error_description": "send a form-encoded body"}, 400,
-                            headers=headers)
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "send a form-encoded body"},
+            400,
+            headers=headers,
+        )
     form = {k: str(v) for k, v in (await request.form()).items()}
     try:
         body = await issue_client_token(services, form, http_client(services))

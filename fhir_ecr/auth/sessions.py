@@ -18,8 +18,16 @@ from smart_launch.scopes import ScopeSet
 from ..store.auth_store import AuthStore
 from .principal import Principal
 
-__all__ = ["SESSION_COOKIE", "CSRF_HEADER", "CSRF_FIELD", "Session", "SessionManager", "create_session",
-           "principal_to_dict", "principal_from_dict"]
+__all__ = [
+    "SESSION_COOKIE",
+    "CSRF_HEADER",
+    "CSRF_FIELD",
+    "Session",
+    "SessionManager",
+    "create_session",
+    "principal_to_dict",
+    "principal_from_dict",
+]
 
 SESSION_COOKIE = "mecr_session"
 CSRF_HEADER = "x-csrf-token"
@@ -27,16 +35,32 @@ CSRF_FIELD = "csrf_token"
 
 
 def principal_to_dict(p: Principal) -> dict[str, Any]:
-    return {"kind": p.kind, "subject": p.subject, "scopes": str(p.scopes), "patient_id": p.patient_id,
-            "fhir_user": p.fhir_user, "client_id": p.client_id, "display": p.display, "ehr_id": p.ehr_id,
-            "organization": p.organization}
+    return {
+        "kind": p.kind,
+        "subject": p.subject,
+        "scopes": str(p.scopes),
+        "patient_id": p.patient_id,
+        "fhir_user": p.fhir_user,
+        "client_id": p.client_id,
+        "display": p.display,
+        "ehr_id": p.ehr_id,
+        "organization": p.organization,
+    }
 
 
 def principal_from_dict(d: dict[str, Any], session_id: str | None = None) -> Principal:
-    return Principal(kind=d["kind"], subject=d["subject"], scopes=ScopeSet.parse(d.get("scopes") or ""),
-                     patient_id=d.get("patient_id"), fhir_user=d.get("fhir_user"), client_id=d.get("client_id"),
-                     display=d.get("display") or "", ehr_id=d.get("ehr_id"), session_id=session_id,
-                     organization=d.get("organization"))
+    return Principal(
+        kind=d["kind"],
+        subject=d["subject"],
+        scopes=ScopeSet.parse(d.get("scopes") or ""),
+        patient_id=d.get("patient_id"),
+        fhir_user=d.get("fhir_user"),
+        client_id=d.get("client_id"),
+        display=d.get("display") or "",
+        ehr_id=d.get("ehr_id"),
+        session_id=session_id,
+        organization=d.get("organization"),
+    )
 
 
 @dataclass
@@ -66,8 +90,13 @@ class SessionManager:
 
     # -- browser sessions ------------------------------------------------------------------------------------
 
-    def create(self, principal: Principal, *, context: dict[str, Any] | None = None,
-               ehr_tokens: dict[str, Any] | None = None) -> tuple[str, Session]:
+    def create(
+        self,
+        principal: Principal,
+        *,
+        context: dict[str, Any] | None = None,
+        ehr_tokens: dict[str, Any] | None = None,
+    ) -> tuple[str, Session]:
         cookie = secrets.token_urlsafe(32)
         sid = secrets.token_hex(8)
         csrf = secrets.token_urlsafe(32)
@@ -83,8 +112,13 @@ class SessionManager:
         if row is None:
             return None
         data = json.loads(row.data)
-        return Session(data["id"], principal_from_dict(data["principal"], data["id"]), data["csrf"],
-                       data.get("context") or {}, row.expires)
+        return Session(
+            data["id"],
+            principal_from_dict(data["principal"], data["id"]),
+            data["csrf"],
+            data.get("context") or {},
+            row.expires,
+        )
 
     def ehr_tokens(self, cookie: str) -> dict[str, Any] | None:
         row = self.store.credential(cookie, "session")
@@ -99,8 +133,9 @@ class SessionManager:
 
     def issue_token(self, principal: Principal) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
-        self.store.put_credential(token, "token", json.dumps(principal_to_dict(principal)),
-                                  int(time.time()) + self.token_ttl)
+        self.store.put_credential(
+            token, "token", json.dumps(principal_to_dict(principal)), int(time.time()) + self.token_ttl
+        )
         return token, self.token_ttl
 
     def resolve_token(self, token: str) -> Principal | None:
@@ -116,7 +151,12 @@ def _with_session(p: Principal, sid: str) -> Principal:
     return replace(p, session_id=sid)
 
 
-def create_session(services: Any, principal: Principal, *, context: dict[str, Any] | None = None,
-                   ehr_tokens: dict[str, Any] | None = None) -> tuple[str, Session]:
+def create_session(
+    services: Any,
+    principal: Principal,
+    *,
+    context: dict[str, Any] | None = None,
+    ehr_tokens: dict[str, Any] | None = None,
+) -> tuple[str, Session]:
     """A new session for ``principal`` (tests and the launch callback): (cookie value, session)."""
     return services.sessions.create(principal, context=context, ehr_tokens=ehr_tokens)  # type: ignore[no-any-return]

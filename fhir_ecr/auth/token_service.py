@@ -61,7 +61,9 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 async def issue_client_token(services: Any, form: dict[str, str], http: httpx.AsyncClient) -> dict[str, Any]:
     """Handle one client_credentials token request; the token response body or :class:`TokenRequestError`."""
     if form.get("grant_type") != "client_credentials":
-        raise TokenRequestError("unsupported_grant_type", "this endpoint issues client_credentials grants only")
+        raise TokenRequestError(
+            "unsupported_grant_type", "this endpoint issues client_credentials grants only"
+        )
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE or not form.get("client_assertion"):
         raise TokenRequestError("invalid_client", "authenticate with a private_key_jwt client_assertion", 401)
     assertion = form["client_assertion"]
@@ -71,10 +73,14 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
     if client is None:
         raise TokenRequestError("invalid_client", "unknown client", 401)
     if claims.get("sub") != client_id:
-        raise TokenRequestError("invalid_client", "the assertion's sub must equal its iss (the client id)", 401)
+        raise TokenRequestError(
+            "invalid_client", "the assertion's sub must equal its iss (the client id)", 401
+        )
     alg = header.get("alg")
     if alg not in ALGORITHMS:
-        raise TokenRequestError("invalid_client", f"assertion alg must be one of {', '.join(ALGORITHMS)}", 401)
+        raise TokenRequestError(
+            "invalid_client", f"assertion alg must be one of {', '.join(ALGORITHMS)}", 401
+        )
     if not header.get("kid"):
         raise TokenRequestError("invalid_client", "the assertion header needs a kid", 401)
     jwks = await _client_jwks(client, http)
@@ -83,8 +89,11 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
         key = keys.get_by_kid(header["kid"])
         verified = jwt.decode(assertion, key, algorithms=[str(alg)]).claims
     except (JoseError, ValueError, KeyError, TypeError) as exc:
-        raise TokenRequestError("invalid_client", "the assertion's signature does not verify with the client's "
-                                "registered keys", 401) from exc
+        raise TokenRequestError(
+            "invalid_client",
+            "the assertion's signature does not verify with the client's registered keys",
+            401,
+        ) from exc
     token_url = f"{services.settings.base_url}/auth/token"
     aud = verified.get("aud")
     if (aud if isinstance(aud, list) else [aud]) != [token_url]:
@@ -113,11 +122,17 @@ async def issue_client_token(services: Any, form: dict[str, str], http: httpx.As
             candidates = [g for g in registered if asked.covers(ScopeSet.parse(g))]
         granted += [c for c in candidates if c not in granted]
     if not granted:
-        raise TokenRequestError("invalid_scope", f"none of the requested scopes is allowed; registered: "
-                                f"{client['scope']}")
-    principal = Principal(kind="system", subject=f"client:{client_id}", scopes=ScopeSet.parse(granted),
-                          client_id=str(client_id), display=client["name"],
-                          organization=client.get("organization") or None)
+        raise TokenRequestError(
+            "invalid_scope", f"none of the requested scopes is allowed; registered: {client['scope']}"
+        )
+    principal = Principal(
+        kind="system",
+        subject=f"client:{client_id}",
+        scopes=ScopeSet.parse(granted),
+        client_id=str(client_id),
+        display=client["name"],
+        organization=client.get("organization") or None,
+    )
     token, ttl = services.sessions.issue_token(principal)
     return {"access_token": token, "token_type": "bearer", "expires_in": ttl, "scope": " ".join(granted)}
 

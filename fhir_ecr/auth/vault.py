@@ -63,8 +63,10 @@ class Vault:
             if value is None:
                 value = secrets.token_urlsafe(48)
                 uow.set_state(_DEV_KEY, value)
-        log.warning("MECR_SECRET_KEY is not set: using a development key stored in the database; "
-                    "tokens at rest are not protected. Set MECR_SECRET_KEY outside development.")
+        log.warning(
+            "MECR_SECRET_KEY is not set: using a development key stored in the database; "
+            "tokens at rest are not protected. Set MECR_SECRET_KEY outside development."
+        )
         return value
 
     def encrypt(self, text: str) -> str:
@@ -74,7 +76,9 @@ class Vault:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise VaultError("cannot decrypt: MECR_SECRET_KEY changed or the value was tampered with") from exc
+            raise VaultError(
+                "cannot decrypt: MECR_SECRET_KEY changed or the value was tampered with"
+            ) from exc
 
     @property
     def signing_keys(self) -> ClientKeySet:

@@ -24,8 +24,16 @@ from .model import Claim, Line
 from .resubmit import PriorClaim
 from .rules import RuleTable
 
-__all__ = ["build_claims", "check_claims", "claim_number", "MAX_LINES", "MAX_DIAGNOSES", "MAX_POINTERS",
-           "ICD10_NO_DOT", "MAX_CLAIM_NUMBER"]
+__all__ = [
+    "build_claims",
+    "check_claims",
+    "claim_number",
+    "MAX_LINES",
+    "MAX_DIAGNOSES",
+    "MAX_POINTERS",
+    "ICD10_NO_DOT",
+    "MAX_CLAIM_NUMBER",
+]
 
 MAX_LINES = 50
 MAX_DIAGNOSES = 12
@@ -42,8 +50,13 @@ def claim_number(control: int, n: int) -> str:
     return f"M{control}-{n}"
 
 
-def build_claims(lines: Iterable[Line], rules: RuleTable, *, control: int = 0,
-                 originals: Mapping[str, PriorClaim] | None = None) -> list[Claim]:
+def build_claims(
+    lines: Iterable[Line],
+    rules: RuleTable,
+    *,
+    control: int = 0,
+    originals: Mapping[str, PriorClaim] | None = None,
+) -> list[Claim]:
     """Group the lines of electronic payers into claims (stable order: same lines, same claims) numbered for the
     export ``control``; ``originals`` maps a line key to the earlier claim the line's new claim replaces."""
     originals = originals or {}
@@ -52,25 +65,44 @@ def build_claims(lines: Iterable[Line], rules: RuleTable, *, control: int = 0,
         if line.insurance is None or not rules.payer(line.payer).electronic:
             continue
         prior = originals.get(line.key)
-        key: tuple[str, ...] = (line.payer, line.insurance.coverage_id, line.patient.id,
-               line.rendering.reference if line.rendering else "", line.rendering.npi or "" if line.rendering
-               else "", line.supervising.npi or "" if line.supervising else "", f"{line.day:%Y-%m}",
-               prior.id if prior else "")
+        key: tuple[str, ...] = (
+            line.payer,
+            line.insurance.coverage_id,
+            line.patient.id,
+            line.rendering.reference if line.rendering else "",
+            line.rendering.npi or "" if line.rendering else "",
+            line.supervising.npi or "" if line.supervising else "",
+            f"{line.day:%Y-%m}",
+            prior.id if prior else "",
+        )
         groups[key].append(line)
     claims: list[Claim] = []
     for key in sorted(groups):
         current: Claim | None = None
         for line in sorted(groups[key], key=lambda ln: (ln.day, ln.encounter_id, ln.code)):
-            new_dx = [d for d in dict.fromkeys(line.diagnoses[:MAX_POINTERS]) if current is None
-                      or d not in current.diagnoses]
-            if (current is None or len(current.lines) >= MAX_LINES
-                    or len(current.diagnoses) + len(new_dx) > MAX_DIAGNOSES):
+            new_dx = [
+                d
+                for d in dict.fromkeys(line.diagnoses[:MAX_POINTERS])
+                if current is None or d not in current.diagnoses
+            ]
+            if (
+                current is None
+                or len(current.lines) >= MAX_LINES
+                or len(current.diagnoses) + len(new_dx) > MAX_DIAGNOSES
+            ):
                 assert line.insurance is not None
                 prior = originals.get(line.key)
-                current = Claim(id=claim_number(control, len(claims) + 1), patient=line.patient, payer=line.payer,
-                                insurance=line.insurance, rendering=line.rendering, supervising=line.supervising,
-                                frequency="7" if prior else "1", replaces=prior.id if prior else None,
-                                payer_claim_number=prior.payer_claim_number if prior else None)
+                current = Claim(
+                    id=claim_number(control, len(claims) + 1),
+                    patient=line.patient,
+                    payer=line.payer,
+                    insurance=line.insurance,
+                    rendering=line.rendering,
+                    supervising=line.supervising,
+                    frequency="7" if prior else "1",
+                    replaces=prior.id if prior else None,
+                    payer_claim_number=prior.payer_claim_number if prior else None,
+                )
                 claims.append(current)
                 new_dx = list(dict.fromkeys(line.diagnoses[:MAX_POINTERS]))
             current.lines.append(line)
@@ -95,8 +127,10 @@ def check_claims(claims: Iterable[Claim]) -> list[str]:
             problems.append(f"claim number {number} is used by {n} claims")
     for replaced, n in Counter(c.replaces for c in claims if c.replaces).items():
         if n > 1:
-            problems.append(f"claim {replaced} would be replaced by {n} claims (its lines no longer fit on one "
-                            "claim): void it and bill them as new claims")
+            problems.append(
+                f"claim {replaced} would be replaced by {n} claims (its lines no longer fit on one "
+                "claim): void it and bill them as new claims"
+            )
     for c in claims:
         where = f"claim {c.id}"
         if len(c.id) > MAX_CLAIM_NUMBER:
@@ -128,7 +162,10 @@ def check_claims(claims: Iterable[Claim]) -> list[str]:
                 problems.append(f"{where} line {n}: diagnoses {missing} are not on the claim")
                 continue
             pointers = c.pointers(ln)
-            if not pointers or len(pointers) > MAX_POINTERS or not all(1 <= p <= len(c.diagnoses)
-                                                                        for p in pointers):
+            if (
+                not pointers
+                or len(pointers) > MAX_POINTERS
+                or not all(1 <= p <= len(c.diagnoses) for p in pointers)
+            ):
                 problems.append(f"{where} line {n}: diagnosis pointers {pointers} out of range")
     return problems

@@ -38,26 +38,40 @@ def _date(value: str) -> date:
 
 def add_billing_parser(sub: Any) -> None:
     """Add ``billing export`` and ``billing superbill`` to the ``mecr`` subcommands."""
-    billing = sub.add_parser("billing", help="export coaching sessions for billing; print superbills",
-                             description="Billing of coaching sessions: claim lines by a rule table (docs/billing.md).")
+    billing = sub.add_parser(
+        "billing",
+        help="export coaching sessions for billing; print superbills",
+        description="Billing of coaching sessions: claim lines by a rule table (docs/billing.md).",
+    )
     bsub = billing.add_subparsers(dest="billing_command", metavar="ACTION", required=True)
     rules_help = f"practice file merged over the shipped rules (repeatable; default: ${RULES_ENV})"
     export = bsub.add_parser(
-        "export", help="export sessions as CSV, a FHIR Claim Bundle or an X12 837P",
+        "export",
+        help="export sessions as CSV, a FHIR Claim Bundle or an X12 837P",
         description="Export the coaching sessions of a date range and mark the exported lines billed (ChargeItem). "
-        "A session already exported is skipped unless --rebill. Findings go to <output>.findings.csv.")
+        "A session already exported is skipped unless --rebill. Findings go to <output>.findings.csv.",
+    )
     export.add_argument("--from", dest="start", type=_date, required=True, help="first day (YYYY-MM-DD)")
-    export.add_argument("--to", dest="end", type=_date, required=True, help="last day, inclusive (YYYY-MM-DD)")
+    export.add_argument(
+        "--to", dest="end", type=_date, required=True, help="last day, inclusive (YYYY-MM-DD)"
+    )
     export.add_argument("--payer", help="only this payer of the rule table (e.g. medicare)")
     export.add_argument("--format", choices=FORMATS, default="837p", help="output format (default 837p)")
     export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     export.add_argument("--rules", action="append", type=Path, default=None, help=rules_help)
-    export.add_argument("--rebill", action="store_true", help="export sessions that were exported before again")
+    export.add_argument(
+        "--rebill", action="store_true", help="export sessions that were exported before again"
+    )
     export.add_argument("--dry-run", action="store_true", help="write the file but mark nothing billed")
-    export.add_argument("--validate", action="store_true", help="837p: also validate with pyx12 before writing")
-    sb = bsub.add_parser("superbill", help="print a superbill (HTML) for a patient's sessions",
-                         description="Write a printable superbill of a patient's sessions in a date range, or of "
-                         "one session (--encounter).")
+    export.add_argument(
+        "--validate", action="store_true", help="837p: also validate with pyx12 before writing"
+    )
+    sb = bsub.add_parser(
+        "superbill",
+        help="print a superbill (HTML) for a patient's sessions",
+        description="Write a printable superbill of a patient's sessions in a date range, or of "
+        "one session (--encounter).",
+    )
     sb.add_argument("--patient", required=True, help="Patient id")
     sb.add_argument("--from", dest="start", type=_date, required=True, help="first day (YYYY-MM-DD)")
     sb.add_argument("--to", dest="end", type=_date, help="last day (default: --from)")
@@ -90,9 +104,16 @@ def run_billing(args: argparse.Namespace, settings: Any) -> int:
     try:
         if args.billing_command == "export":
             return _export(args, services, rules, settings.default_time_zone)
-        html = superbill_for(services.repo, rules, patient_id=args.patient, start=args.start,
-                             end=args.end or args.start, encounter_id=args.encounter,
-                             prepared=datetime.now(UTC).date(), tz=settings.default_time_zone)
+        html = superbill_for(
+            services.repo,
+            rules,
+            patient_id=args.patient,
+            start=args.start,
+            end=args.end or args.start,
+            encounter_id=args.encounter,
+            prepared=datetime.now(UTC).date(),
+            tz=settings.default_time_zone,
+        )
         args.output.write_text(html, encoding="utf-8")
         print(f"superbill written to {args.output}")
         return 0
@@ -120,25 +141,37 @@ def why_no_claims(result: ExportResult, start: date, end: date, rules: Any, paye
         patients = sorted({ln.patient.id for ln in self_pay})
         n = len(self_pay)
         named = ", ".join(patients[:5]) + (f" and {len(patients) - 5} more" if len(patients) > 5 else "")
-        reasons.append(f"{n} line{'s are' if n != 1 else ' is'} self-pay ({named}): see `mecr billing superbill "
-                       f"--patient {patients[0]} --from {start} --to {end} -o superbill.html`")
+        reasons.append(
+            f"{n} line{'s are' if n != 1 else ' is'} self-pay ({named}): see `mecr billing superbill "
+            f"--patient {patients[0]} --from {start} --to {end} -o superbill.html`"
+        )
     findings = result.evaluation.findings
     if findings:
         by_code: dict[str, int] = {}
         for f in findings:
             by_code[f.code] = by_code.get(f.code, 0) + 1
-        listed = ", ".join(f"{n} {code}" for code, n in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))
-        reasons.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({listed}): see the findings file")
+        listed = ", ".join(
+            f"{n} {code}" for code, n in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        reasons.append(
+            f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({listed}): see the findings file"
+        )
     if not reasons:
-        reasons.append(f"no coaching session between {start} and {end}" + (f" for payer {payer}" if payer else ""))
+        reasons.append(
+            f"no coaching session between {start} and {end}" + (f" for payer {payer}" if payer else "")
+        )
     return "; ".join(reasons)
 
 
 def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int:
-    req = ExportRequest(args.start, args.end, args.format, payer=args.payer, rebill=args.rebill,
-                        dry_run=args.dry_run)
+    req = ExportRequest(
+        args.start, args.end, args.format, payer=args.payer, rebill=args.rebill, dry_run=args.dry_run
+    )
     out: Path = args.output
-    staged = [out.with_name(out.name + ".partial"), findings_path(out).with_name(findings_path(out).name + ".partial")]
+    staged = [
+        out.with_name(out.name + ".partial"),
+        findings_path(out).with_name(findings_path(out).name + ".partial"),
+    ]
 
     def deliver(result: ExportResult) -> None:
         if args.format == "837p" and not result.claims:
@@ -150,13 +183,17 @@ def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int
         staged[1].write_bytes(result.findings)
 
     try:
-        result = run_export(services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0), deliver=deliver,
-                            tz=tz)
+        result = run_export(
+            services.repo, rules, req, now=datetime.now(UTC).replace(microsecond=0), deliver=deliver, tz=tz
+        )
     except _NoClaims as empty:
         for p in staged:
             p.unlink(missing_ok=True)
-        print(f"mecr: no claims to export, so no 837P was written and nothing was marked: "
-              f"{why_no_claims(empty.result, args.start, args.end, rules, args.payer)} ({findings_path(out)})", file=sys.stderr)
+        print(
+            f"mecr: no claims to export, so no 837P was written and nothing was marked: "
+            f"{why_no_claims(empty.result, args.start, args.end, rules, args.payer)} ({findings_path(out)})",
+            file=sys.stderr,
+        )
         return 1
     except BaseException:
         for p in staged:
@@ -164,7 +201,9 @@ def _export(args: argparse.Namespace, services: Any, rules: Any, tz: str) -> int
         raise
     staged[0].replace(out)
     staged[1].replace(findings_path(out))
-    print(f"export {result.control_number}: {len(result.exported)} lines, {len(result.claims)} claims, "
-          f"{len(result.evaluation.findings)} findings ({findings_path(out)}); "
-          f"{'nothing marked (dry run)' if req.dry_run else f'{result.marked} lines marked billed'}")
+    print(
+        f"export {result.control_number}: {len(result.exported)} lines, {len(result.claims)} claims, "
+        f"{len(result.evaluation.findings)} findings ({findings_path(out)}); "
+        f"{'nothing marked (dry run)' if req.dry_run else f'{result.marked} lines marked billed'}"
+    )
     return 0

@@ -16,9 +16,29 @@ from .model import Claim, Finding, Line
 __all__ = ["LINE_COLUMNS", "FINDING_COLUMNS", "lines_csv", "findings_csv"]
 
 LINE_COLUMNS = (
-    "claim_id", "line_number", "payer", "patient_id", "patient_name", "member_id", "encounter", "service_date",
-    "service", "code", "modifiers", "units", "pos", "diagnoses", "diagnosis_pointers", "charge",
-    "rendering_npi", "rendering_name", "supervising_npi", "coach", "coach_npi", "minutes", "line_key",
+    "claim_id",
+    "line_number",
+    "payer",
+    "patient_id",
+    "patient_name",
+    "member_id",
+    "encounter",
+    "service_date",
+    "service",
+    "code",
+    "modifiers",
+    "units",
+    "pos",
+    "diagnoses",
+    "diagnosis_pointers",
+    "charge",
+    "rendering_npi",
+    "rendering_name",
+    "supervising_npi",
+    "coach",
+    "coach_npi",
+    "minutes",
+    "line_key",
 )
 FINDING_COLUMNS = ("encounter", "patient_id", "service_date", "service", "finding", "message")
 
@@ -36,13 +56,31 @@ def lines_csv(claims: Iterable[Claim], lines: Iterable[Line]) -> str:
 
     def row(line: Line, claim_id: str, number: str, pointers: str) -> list[str]:
         r, s, c = line.rendering, line.supervising, line.coach
-        return [claim_id, number, line.payer, line.patient.id, _name(line.patient.family, line.patient.given),
-                line.insurance.member_id if line.insurance else "", line.encounter_id, line.day.isoformat(),
-                line.service, line.code, ":".join(line.modifiers), str(line.units), line.pos,
-                ";".join(line.diagnoses), pointers, f"{line.charge:.2f}", (r.npi or "") if r else "",
-                _name(r.family, r.given) if r else "", (s.npi or "") if s else "",
-                _name(c.family, c.given) if c else "", (c.npi or "") if c else "",
-                "" if line.minutes is None else str(line.minutes), line.key]
+        return [
+            claim_id,
+            number,
+            line.payer,
+            line.patient.id,
+            _name(line.patient.family, line.patient.given),
+            line.insurance.member_id if line.insurance else "",
+            line.encounter_id,
+            line.day.isoformat(),
+            line.service,
+            line.code,
+            ":".join(line.modifiers),
+            str(line.units),
+            line.pos,
+            ";".join(line.diagnoses),
+            pointers,
+            f"{line.charge:.2f}",
+            (r.npi or "") if r else "",
+            _name(r.family, r.given) if r else "",
+            (s.npi or "") if s else "",
+            _name(c.family, c.given) if c else "",
+            (c.npi or "") if c else "",
+            "" if line.minutes is None else str(line.minutes),
+            line.key,
+        ]
 
     for claim in claims:
         for n, line in enumerate(claim.lines, 1):

@@ -74,7 +74,7 @@ FINDING_CODES: dict[str, str] = {
     "incomplete-demographics": "the subscriber's member id, birth date, sex or address is missing",
     "no-payer-id": "no payer ID: none in the rule table and no payer identifier of a system it names",
     "replacement-incomplete": "a replacement claim would drop lines of the claim it replaces that this export "
-                              "did not evaluate",
+    "did not evaluate",
     "month-incomplete": "the export range does not cover the whole calendar month of a monthly service",
 }
 
@@ -118,8 +118,9 @@ def npi_valid(npi: str | None) -> bool:
     return (10 - total % 10) % 10 == int(npi[9])
 
 
-def units_for(minutes: int, unit_minutes: int | None, max_units: int | None = None,
-              midpoint: int | None = None) -> int:
+def units_for(
+    minutes: int, unit_minutes: int | None, max_units: int | None = None, midpoint: int | None = None
+) -> int:
     """Units of a timed code: one per ``unit_minutes`` with the midpoint rule — the first unit once ``midpoint``
     minutes are reached (default half a unit plus one: 16 of 30), each further unit ``unit_minutes`` later
     (30-minute units, 16-minute midpoint: 15 -> 0, 16 -> 1, 45 -> 1, 46 -> 2, 60 -> 2)."""
@@ -135,18 +136,28 @@ def _pick_code(service: Service, s: Session) -> tuple[str | None, str | None, st
     p = service.participants
     if s.group_size < p.min:
         if p.min >= 2 and s.group_size == 1:
-            return None, "group-of-one", f"{service.codes[0]} needs at least {p.min} participants; this group had 1"
+            return (
+                None,
+                "group-of-one",
+                f"{service.codes[0]} needs at least {p.min} participants; this group had 1",
+            )
         return None, "group-of-one", f"needs at least {p.min} participants, had {s.group_size}"
     if p.max is not None and s.group_size > p.max:
         if p.max == 1:
-            return None, "not-individual", (f"{service.codes[0]} is an individual code; the session had "
-                                             f"{s.group_size} participants")
+            return (
+                None,
+                "not-individual",
+                (f"{service.codes[0]} is an individual code; the session had {s.group_size} participants"),
+            )
         return None, "group-too-large", f"at most {p.max} participants, had {s.group_size}"
     if s.minutes is None:
         return None, "no-duration", "no documented duration (Encounter.length or period)"
     if s.minutes < service.min_minutes:
-        return None, "too-short", (f"{s.minutes} min is under the {service.min_minutes} min "
-                                   f"{'/'.join(service.codes)} needs")
+        return (
+            None,
+            "too-short",
+            (f"{s.minutes} min is under the {service.min_minutes} min {'/'.join(service.codes)} needs"),
+        )
     if service.code:
         return service.code, None, ""
     if service.bands:
@@ -169,8 +180,9 @@ def _credential_problem(service: Service, coach: Provider | None, day: date) -> 
     held = [c for c in coach.credentials if c.code in service.credentials]
     if not held:
         have = ", ".join(c.code for c in coach.credentials) or "none"
-        return "no-credential", (f"coach {coach.reference} holds {have}; the code needs one of "
-                                 f"{', '.join(service.credentials)}")
+        return "no-credential", (
+            f"coach {coach.reference} holds {have}; the code needs one of {', '.join(service.credentials)}"
+        )
     if not any(c.valid_on(day) for c in held):
         return "credential-expired", f"coach {coach.reference}'s credential is not valid on {day.isoformat()}"
     return None
@@ -191,9 +203,16 @@ def _rendering(payer: Payer, s: Session) -> tuple[Provider | None, tuple[str, st
 
 def _demographics_problem(s: Session) -> str | None:
     p, ins = s.patient, s.insurance
-    missing = [name for name, value in (
-        ("member id", ins.member_id if ins else None), ("birth date", p.birth_date), ("sex", p.gender),
-        ("address", p.address_line and p.city and p.state and p.postal_code)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("member id", ins.member_id if ins else None),
+            ("birth date", p.birth_date),
+            ("sex", p.gender),
+            ("address", p.address_line and p.city and p.state and p.postal_code),
+        )
+        if not value
+    ]
     return f"Patient/{p.id}: missing {', '.join(missing)}" if missing else None
 
 
@@ -208,8 +227,16 @@ class _Bucket:
     payer: Payer | None = None
 
 
-def evaluate(sessions: Iterable[Session], rules: RuleTable, *, start: date, end: date,
-             payer: str | None = None, billed: Iterable[BilledItem] = (), rebill: bool = False) -> Evaluation:
+def evaluate(
+    sessions: Iterable[Session],
+    rules: RuleTable,
+    *,
+    start: date,
+    end: date,
+    payer: str | None = None,
+    billed: Iterable[BilledItem] = (),
+    rebill: bool = False,
+) -> Evaluation:
     """Lines and findings for the sessions from ``start`` to ``end`` (inclusive) of ``payer`` (all if None).
 
     ``billed`` are lines exported before (only those with status ``billed`` count): their sessions are skipped
@@ -242,11 +269,14 @@ def evaluate(sessions: Iterable[Session], rules: RuleTable, *, start: date, end:
             continue
         ck = (p.key, s.types)
         if ck not in service_cache:
-            service_cache[ck] = next((n for n, svc in p.services.items() if any(t in svc.match for t in s.types)),
-                                     None)
+            service_cache[ck] = next(
+                (n for n, svc in p.services.items() if any(t in svc.match for t in s.types)), None
+            )
         name = service_cache[ck]
         if name is None:
-            finding(s, None, "no-billable-service", f"no service matches the session type {', '.join(s.types)}")
+            finding(
+                s, None, "no-billable-service", f"no service matches the session type {', '.join(s.types)}"
+            )
             continue
         service = p.services[name]
         if not service.enabled:
@@ -282,15 +312,38 @@ def evaluate(sessions: Iterable[Session], rules: RuleTable, *, start: date, end:
         if code is None:
             finding(s, name, problem or "too-short", message)
             continue
-        made = _line(s, name, service, code, p, history, finding, key, s.minutes,
-                     units_for(s.minutes or 0, service.unit_minutes, service.max_units, service.midpoint))
+        made = _line(
+            s,
+            name,
+            service,
+            code,
+            p,
+            history,
+            finding,
+            key,
+            s.minutes,
+            units_for(s.minutes or 0, service.unit_minutes, service.max_units, service.midpoint),
+        )
         if made is not None:
             result.lines.append(made)
             history.add(s.patient.id, code, s.day, made.units)
 
     for (patient_id, name, payer_key, month), bucket in sorted(months.items()):
-        _month(bucket, patient_id, name, payer_key, month, rules, history, finding, billed_keys, rebill, start,
-               end, result)
+        _month(
+            bucket,
+            patient_id,
+            name,
+            payer_key,
+            month,
+            rules,
+            history,
+            finding,
+            billed_keys,
+            rebill,
+            start,
+            end,
+            result,
+        )
     result.lines.sort(key=lambda ln: (ln.payer, ln.patient.id, ln.day, ln.encounter_id, ln.code))
     result.findings.sort(key=lambda f: (f.day, f.encounter_id, f.code))
     return result
@@ -318,16 +371,29 @@ def _usable(group: Sequence[Session], name: str, service: Service, report: _Repo
     return usable
 
 
-def _day_total(group: list[Session], name: str, service: Service, p: Payer, history: _History, report: _Report,
-               billed_keys: set[str], rebill: bool, result: Evaluation) -> None:
+def _day_total(
+    group: list[Session],
+    name: str,
+    service: Service,
+    p: Payer,
+    history: _History,
+    report: _Report,
+    billed_keys: set[str],
+    rebill: bool,
+    result: Evaluation,
+) -> None:
     """One line for a patient's sessions of one day of a service billed by total time (CPT time rule: bill the
     code for the day's total time, once, not one code per session)."""
     first = group[0]
     key = day_key(first.patient.id, name, first.day)
     if key in billed_keys and not rebill:
         for s in group:
-            report(s, name, "already-billed", f"{name} of {first.day} was exported before (re-export with the "
-                   "rebill flag)")
+            report(
+                s,
+                name,
+                "already-billed",
+                f"{name} of {first.day} was exported before (re-export with the rebill flag)",
+            )
         return
     usable = _usable(group, name, service, report)
     if not usable:
@@ -338,8 +404,14 @@ def _day_total(group: list[Session], name: str, service: Service, p: Payer, hist
     for s in usable:
         dx += [d for d in s.diagnoses if d not in dx]
     modality, at_home = _merged_modality(usable)
-    merged = replace(anchor, minutes=total, modality=modality, at_home=at_home,  # type: ignore[arg-type]
-                     group_size=max(s.group_size for s in usable), diagnoses=tuple(dx))
+    merged = replace(
+        anchor,
+        minutes=total,
+        modality=modality,  # type: ignore[arg-type]
+        at_home=at_home,
+        group_size=max(s.group_size for s in usable),
+        diagnoses=tuple(dx),
+    )
     code, problem, message = _pick_code(service, merged)
     if code is None:
         detail = f" (the day's {len(usable)} sessions together)" if len(usable) > 1 else ""
@@ -351,19 +423,46 @@ def _day_total(group: list[Session], name: str, service: Service, p: Payer, hist
         for s in usable:  # the day's line bills nothing: say so for every session of the day
             report(s, service_name, finding_code, message)
 
-    made = _line(merged, name, service, code, p, history, each, key, total,
-                 units_for(total, service.unit_minutes, service.max_units, service.midpoint))
+    made = _line(
+        merged,
+        name,
+        service,
+        code,
+        p,
+        history,
+        each,
+        key,
+        total,
+        units_for(total, service.unit_minutes, service.max_units, service.midpoint),
+    )
     if made is not None:
         result.lines.append(made)
         history.add(anchor.patient.id, code, anchor.day, made.units)
         for s in usable[:-1]:
-            report(s, name, "billed-with-day", f"billed on the {code} line of {anchor.day} with "
-                   f"Encounter/{anchor.encounter_id}: {total} min in {len(usable)} sessions (CPT time rule)")
+            report(
+                s,
+                name,
+                "billed-with-day",
+                f"billed on the {code} line of {anchor.day} with "
+                f"Encounter/{anchor.encounter_id}: {total} min in {len(usable)} sessions (CPT time rule)",
+            )
 
 
-def _month(bucket: _Bucket, patient_id: str, name: str, payer_key: str, month: str, rules: RuleTable,
-           history: _History, report: _Report, billed_keys: set[str], rebill: bool, start: date, end: date,
-           result: Evaluation) -> None:
+def _month(
+    bucket: _Bucket,
+    patient_id: str,
+    name: str,
+    payer_key: str,
+    month: str,
+    rules: RuleTable,
+    history: _History,
+    report: _Report,
+    billed_keys: set[str],
+    rebill: bool,
+    start: date,
+    end: date,
+    result: Evaluation,
+) -> None:
     p = bucket.payer or rules.payer(payer_key)
     service = p.services[name]
     assert service.monthly is not None
@@ -372,8 +471,13 @@ def _month(bucket: _Bucket, patient_id: str, name: str, payer_key: str, month: s
     last_day = (date(first.year + (first.month == 12), first.month % 12 + 1, 1)).toordinal() - 1
     if first < start or date.fromordinal(last_day) > end:
         for s in bucket.sessions:
-            report(s, name, "month-incomplete", f"{name} counts minutes per calendar month; the range "
-                   f"{start}..{end} does not cover all of {month}")
+            report(
+                s,
+                name,
+                "month-incomplete",
+                f"{name} counts minutes per calendar month; the range "
+                f"{start}..{end} does not cover all of {month}",
+            )
         return
     usable = _usable(bucket.sessions, name, service, report)
     total = sum(s.minutes or 0 for s in usable)
@@ -387,8 +491,21 @@ def _month(bucket: _Bucket, patient_id: str, name: str, payer_key: str, month: s
     dx: list[str] = []
     for s in usable:
         dx += [d for d in s.diagnoses if d not in dx]
-    merged = Session(anchor.encounter_id, anchor.patient, anchor.day, total, anchor.types, "in-person",
-                     True, None, 1, anchor.coach, anchor.supervisor, tuple(dx), anchor.insurance)
+    merged = Session(
+        anchor.encounter_id,
+        anchor.patient,
+        anchor.day,
+        total,
+        anchor.types,
+        "in-person",
+        True,
+        None,
+        1,
+        anchor.coach,
+        anchor.supervisor,
+        tuple(dx),
+        anchor.insurance,
+    )
     key = _monthly_key(patient_id, name, month, m.code)
     if key in billed_keys and not rebill:
         report(anchor, name, "already-billed", f"{name} for {month} was exported before")
@@ -402,21 +519,35 @@ def _month(bucket: _Bucket, patient_id: str, name: str, payer_key: str, month: s
         if m.addon_max_units:
             units = min(units, m.addon_max_units)
         if units > 0:
-            addon = _line(merged, name, service, m.addon_code, p, history, report,
-                          _monthly_key(patient_id, name, month, m.addon_code), total, units, skip_frequency=True)
+            addon = _line(
+                merged,
+                name,
+                service,
+                m.addon_code,
+                p,
+                history,
+                report,
+                _monthly_key(patient_id, name, month, m.addon_code),
+                total,
+                units,
+                skip_frequency=True,
+            )
             if addon is not None:
                 result.lines.append(addon)
 
 
-def _excluded(p: Payer, service: Service, code: str, cache: dict[tuple[str, str], tuple[str, ...]]
-              ) -> tuple[str, ...]:
+def _excluded(
+    p: Payer, service: Service, code: str, cache: dict[tuple[str, str], tuple[str, ...]]
+) -> tuple[str, ...]:
     """Codes not billed the same day as ``code`` — symmetric: 0591T "not the same day as 0592T" also keeps
     0592T off a day that has 0591T."""
     key = (p.key, code)
     found = cache.get(key)
     if found is None:
-        found = cache[key] = (*service.not_same_day, *(
-            c for other in p.services.values() if code in other.not_same_day for c in other.codes))
+        found = cache[key] = (
+            *service.not_same_day,
+            *(c for other in p.services.values() if code in other.not_same_day for c in other.codes),
+        )
     return found
 
 
@@ -426,8 +557,9 @@ def _payer_id(p: Payer, s: Session) -> str | None:
         return p.payer_id
     if s.insurance is None:
         return None
-    return next((value for system, value in s.insurance.identifiers if system in p.payer_id_systems and value),
-                None)
+    return next(
+        (value for system, value in s.insurance.identifiers if system in p.payer_id_systems and value), None
+    )
 
 
 def _diagnoses(service: Service, code: str, dx: list[str]) -> tuple[list[str] | None, str]:
@@ -439,15 +571,30 @@ def _diagnoses(service: Service, code: str, dx: list[str]) -> tuple[list[str] | 
     for n, group in enumerate(service.required_diagnoses):
         hit = next((d for d in dx if d not in leading and icd10_in_range(d, group)), None)
         if hit is None:
-            where = "" if len(service.required_diagnoses) == 1 else \
-                (" listed first" if n == 0 else f" listed after {', '.join(leading)}")
+            where = (
+                ""
+                if len(service.required_diagnoses) == 1
+                else (" listed first" if n == 0 else f" listed after {', '.join(leading)}")
+            )
             return None, f"{code} needs a diagnosis in {', '.join(group)}{where}"
         leading.append(hit)
     return leading + [d for d in dx if d not in leading], ""
 
 
-def _line(s: Session, name: str, service: Service, code: str, p: Payer, history: _History, report: _Report,
-          key: str, minutes: int | None, units: int, *, skip_frequency: bool = False) -> Line | None:
+def _line(
+    s: Session,
+    name: str,
+    service: Service,
+    code: str,
+    p: Payer,
+    history: _History,
+    report: _Report,
+    key: str,
+    minutes: int | None,
+    units: int,
+    *,
+    skip_frequency: bool = False,
+) -> Line | None:
     cred = _credential_problem(service, s.coach, s.day)
     if cred is not None:
         report(s, name, *cred)
@@ -457,27 +604,42 @@ def _line(s: Session, name: str, service: Service, code: str, p: Payer, history:
     if s.modality != "in-person":
         th = p.telehealth
         if not (th.allowed and service.telehealth):
-            report(s, name, "telehealth-not-covered",
-                   f"{p.name} does not pay {code} by telehealth" if th.allowed else
-                   f"{p.name} does not pay telehealth")
+            report(
+                s,
+                name,
+                "telehealth-not-covered",
+                f"{p.name} does not pay {code} by telehealth"
+                if th.allowed
+                else f"{p.name} does not pay telehealth",
+            )
             return None
         if s.modality == "audio-only" and not th.audio_only:
             report(s, name, "audio-only-not-allowed", f"{p.name} does not pay audio-only {code}")
             return None
         if not th.pays_at(s.modality, s.at_home):
-            where = " or ".join("at home (POS 10)" if w == "home" else "away from home (POS 02)"
-                                for w in th.places.get(s.modality, ()))
-            report(s, name, "telehealth-place-not-covered",
-                   f"{p.name} pays {s.modality} {code} only with the patient {where or 'nowhere'}; the patient "
-                   f"was {'at home' if s.at_home else 'away from home'}")
+            where = " or ".join(
+                "at home (POS 10)" if w == "home" else "away from home (POS 02)"
+                for w in th.places.get(s.modality, ())
+            )
+            report(
+                s,
+                name,
+                "telehealth-place-not-covered",
+                f"{p.name} pays {s.modality} {code} only with the patient {where or 'nowhere'}; the patient "
+                f"was {'at home' if s.at_home else 'away from home'}",
+            )
             return None
         pos = th.pos_home if s.at_home else th.pos_other
         modifier = th.modifier_audio if s.modality == "audio-only" else th.modifier_video
         if modifier:
             modifiers.append(modifier)
     if p.supervisor_required and s.supervisor is None:
-        report(s, name, "missing-supervisor",
-               f"{p.name} bills {code} incident to a supervising practitioner; none is on the session")
+        report(
+            s,
+            name,
+            "missing-supervisor",
+            f"{p.name} bills {code} incident to a supervising practitioner; none is on the session",
+        )
         return None
     rendering, problem = _rendering(p, s)
     if problem is not None:
@@ -485,8 +647,9 @@ def _line(s: Session, name: str, service: Service, code: str, p: Payer, history:
         return None
     supervising = s.supervisor
     if supervising is not None and supervising.npi and p.electronic and not npi_valid(supervising.npi):
-        report(s, name, "invalid-npi",
-               f"{supervising.reference}: NPI {supervising.npi} fails the check digit")
+        report(
+            s, name, "invalid-npi", f"{supervising.reference}: NPI {supervising.npi} fails the check digit"
+        )
         return None
     dx, why = _diagnoses(service, code, list(s.diagnoses))
     if dx is None:
@@ -513,8 +676,14 @@ def _line(s: Session, name: str, service: Service, code: str, p: Payer, history:
         room = cap - history.units_on(s.patient.id, code, s.day)
         if room < units:
             over = units - max(room, 0)
-            report(s, name, "daily-unit-limit", f"{code} is billed at most {cap} units per patient per day; "
-                   f"{over} of this session's {units} units are over it" + (f" ({room} billed)" if room > 0 else ""))
+            report(
+                s,
+                name,
+                "daily-unit-limit",
+                f"{code} is billed at most {cap} units per patient per day; "
+                f"{over} of this session's {units} units are over it"
+                + (f" ({room} billed)" if room > 0 else ""),
+            )
             if room <= 0:
                 return None
             units = room
@@ -531,11 +700,32 @@ def _line(s: Session, name: str, service: Service, code: str, p: Payer, history:
         payer_id = _payer_id(p, s)
         if payer_id is None:
             systems = ", ".join(p.payer_id_systems) or "none"
-            report(s, name, "no-payer-id", f"{p.name}: no payer_id in the rule table and no identifier of the "
-                   f"payer Organization in a payer-ID system the table names ({systems})")
+            report(
+                s,
+                name,
+                "no-payer-id",
+                f"{p.name}: no payer_id in the rule table and no identifier of the "
+                f"payer Organization in a payer-ID system the table names ({systems})",
+            )
             return None
-    return Line(key=key, encounter_id=s.encounter_id, patient=s.patient, day=s.day, service=name, code=code,
-                description=service.description, modifiers=tuple(modifiers), units=units, pos=pos,
-                diagnoses=tuple(dx), charge=(fee * units).quantize(Decimal("0.01")), payer=p.key,
-                insurance=s.insurance, rendering=rendering, supervising=supervising, coach=s.coach,
-                minutes=minutes, payer_id=payer_id)
+    return Line(
+        key=key,
+        encounter_id=s.encounter_id,
+        patient=s.patient,
+        day=s.day,
+        service=name,
+        code=code,
+        description=service.description,
+        modifiers=tuple(modifiers),
+        units=units,
+        pos=pos,
+        diagnoses=tuple(dx),
+        charge=(fee * units).quantize(Decimal("0.01")),
+        payer=p.key,
+        insurance=s.insurance,
+        rendering=rendering,
+        supervising=supervising,
+        coach=s.coach,
+        minutes=minutes,
+        payer_id=payer_id,
+    )

@@ -53,20 +53,46 @@ def claim_resource(c: Claim, practice: Practice | None, created: str) -> dict[st
     """One professional Claim (without a practice, e.g. a CSV export's record, the provider is a display)."""
     care_team: list[dict[str, Any]] = []
     if c.rendering is not None:
-        care_team.append({"sequence": 1, "provider": _provider_ref(c.rendering), "responsible": True,
-                          "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole",
-                                               "code": "primary"}]}})
-    if c.supervising is not None and (c.rendering is None or c.supervising.reference != c.rendering.reference):
-        care_team.append({"sequence": len(care_team) + 1, "provider": _provider_ref(c.supervising),
-                          "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole",
-                                               "code": "supervisor"}]}})
+        care_team.append(
+            {
+                "sequence": 1,
+                "provider": _provider_ref(c.rendering),
+                "responsible": True,
+                "role": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole",
+                            "code": "primary",
+                        }
+                    ]
+                },
+            }
+        )
+    if c.supervising is not None and (
+        c.rendering is None or c.supervising.reference != c.rendering.reference
+    ):
+        care_team.append(
+            {
+                "sequence": len(care_team) + 1,
+                "provider": _provider_ref(c.supervising),
+                "role": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole",
+                            "code": "supervisor",
+                        }
+                    ]
+                },
+            }
+        )
     items = []
     for n, line in enumerate(c.lines, 1):
         item: dict[str, Any] = {
             "sequence": n,
             "diagnosisSequence": c.pointers(line),
-            "productOrService": {"coding": [{"system": code_system(line.code), "code": line.code,
-                                             "display": line.description}]},
+            "productOrService": {
+                "coding": [{"system": code_system(line.code), "code": line.code, "display": line.description}]
+            },
             "servicedDate": line.day.isoformat(),
             "locationCodeableConcept": {"coding": [{"system": POS_SYSTEM, "code": line.pos}]},
             "quantity": {"value": line.units},
@@ -83,37 +109,59 @@ def claim_resource(c: Claim, practice: Practice | None, created: str) -> dict[st
     if c.replaces:
         prior: dict[str, Any] = {
             "claim": {"reference": f"Claim/{c.replaces}"},
-            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship",
-                                         "code": "prior"}]}}
+            "relationship": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship",
+                        "code": "prior",
+                    }
+                ]
+            },
+        }
         if c.payer_claim_number:
             prior["reference"] = {"system": PAYER_CLAIM_NUMBER_SYSTEM, "value": c.payer_claim_number}
         related = {"related": [prior]}
-    provider: dict[str, Any] = ({"identifier": {"system": NPI, "value": practice.npi}, "display": practice.name}
-                                if practice is not None else {"display": "billing provider"})
+    provider: dict[str, Any] = (
+        {"identifier": {"system": NPI, "value": practice.npi}, "display": practice.name}
+        if practice is not None
+        else {"display": "billing provider"}
+    )
     return {
         "resourceType": "Claim",
         "id": c.id,
         "identifier": [{"system": CLAIM_SYSTEM, "value": c.id}],
         "status": "active",
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "type": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]
+        },
         "use": "claim",
         "patient": {"reference": f"Patient/{c.patient.id}"},
-        "billablePeriod": {"start": c.lines[0].day.isoformat(), "end": max(ln.day for ln in c.lines).isoformat()},
+        "billablePeriod": {
+            "start": c.lines[0].day.isoformat(),
+            "end": max(ln.day for ln in c.lines).isoformat(),
+        },
         "created": created,
         "provider": provider,
-        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
-                                 "code": "normal"}]},
+        "priority": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]
+        },
         **related,
         **({"careTeam": care_team} if care_team else {}),
-        "diagnosis": [{"sequence": i, "diagnosisCodeableConcept": {"coding": [{"system": ICD10CM, "code": d}]}}
-                      for i, d in enumerate(c.diagnoses, 1)],
-        "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/{c.insurance.coverage_id}"}}],
+        "diagnosis": [
+            {"sequence": i, "diagnosisCodeableConcept": {"coding": [{"system": ICD10CM, "code": d}]}}
+            for i, d in enumerate(c.diagnoses, 1)
+        ],
+        "insurance": [
+            {"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/{c.insurance.coverage_id}"}}
+        ],
         "item": items,
         "total": _money(c.total),
     }
 
 
-def claims_bundle(claims: Iterable[Claim], practice: Practice, *, created: datetime, export_id: str) -> dict[str, Any]:
+def claims_bundle(
+    claims: Iterable[Claim], practice: Practice, *, created: datetime, export_id: str
+) -> dict[str, Any]:
     """A ``collection`` Bundle of the claims (``created`` and ``export_id`` are the only varying parts)."""
     stamp = created.isoformat(timespec="seconds").replace("+00:00", "Z")
     return {
@@ -121,6 +169,8 @@ def claims_bundle(claims: Iterable[Claim], practice: Practice, *, created: datet
         "identifier": {"system": BILLING_EXPORT_SYSTEM, "value": export_id},
         "type": "collection",
         "timestamp": stamp,
-        "entry": [{"fullUrl": f"urn:uuid:{uuid.uuid5(_NS, c.id)}", "resource": claim_resource(c, practice, stamp)}
-                  for c in claims],
+        "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.uuid5(_NS, c.id)}", "resource": claim_resource(c, practice, stamp)}
+            for c in claims
+        ],
     }

@@ -32,7 +32,6 @@ def months_before(day: date, months: int) -> date:
     return date(y, m, min(day.day, last))
 
 
-
 class History:
     """Codes a patient had, by day (and units by day): lines billed before plus lines made earlier in this run."""
 
@@ -61,7 +60,9 @@ class History:
             self.counters[p.key] = shared
         return shared.get(counter, (code,))
 
-    def frequency_problem(self, p: Payer, patient_id: str, code: str, day: date, service: Service) -> str | None:
+    def frequency_problem(
+        self, p: Payer, patient_id: str, code: str, day: date, service: Service
+    ) -> str | None:
         f = service.frequency
         if f.lifetime is None and f.year is None and f.day is None:
             return None
@@ -70,8 +71,10 @@ class History:
         what = code if len(codes) == 1 else f"{code} ({' and '.join(codes)} counted together)"
         if f.lifetime is not None and len(seen) >= f.lifetime:
             first = min(seen)
-            return (f"{what} is billed at most {f.lifetime}x per patient; this patient had it on "
-                    f"{first.isoformat()}" + (" and later" if len(seen) > 1 else ""))
+            return (
+                f"{what} is billed at most {f.lifetime}x per patient; this patient had it on "
+                f"{first.isoformat()}" + (" and later" if len(seen) > 1 else "")
+            )
         if f.year is not None:
             if f.year.window == "calendar":
                 count = sum(1 for d in seen if d.year == day.year)
@@ -81,8 +84,10 @@ class History:
                 count = sum(1 for d in seen if after < d <= day)
                 span = f"12 months {(after + timedelta(days=1)).isoformat()}..{day.isoformat()}"
             if count >= f.year.max:
-                return f"{what} is billed at most {f.year.max}x per patient in a {f.year.window} year; " \
-                       f"this patient had {count} in the {span}"
+                return (
+                    f"{what} is billed at most {f.year.max}x per patient in a {f.year.window} year; "
+                    f"this patient had {count} in the {span}"
+                )
         if f.day is not None and sum(1 for d in seen if d == day) >= f.day:
             return f"{what} is billed at most {f.day}x per patient per day"
         return None

@@ -166,7 +166,9 @@ class Claim:
     # CLM05-3 claim frequency: "1" original, "7" replacement of prior claim ``replaces`` (X12 005010X222A1)
     frequency: str = "1"
     replaces: str | None = None
-    payer_claim_number: str | None = None  # the replaced claim's payer claim control number (REF*F8), if known
+    payer_claim_number: str | None = (
+        None  # the replaced claim's payer claim control number (REF*F8), if known
+    )
 
     @property
     def payer_id(self) -> str | None:

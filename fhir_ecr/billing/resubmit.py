@@ -27,9 +27,14 @@ from datetime import date
 from ..canonical import CLAIM_SYSTEM, PAYER_CLAIM_NUMBER_SYSTEM
 from .model import BilledItem, Finding, Line
 
-__all__ = ["PriorClaim", "Resubmission", "plan_resubmission", "CLAIM_SYSTEM", "PAYER_CLAIM_NUMBER_SYSTEM",
-           "prior_claim"]
-
+__all__ = [
+    "PriorClaim",
+    "Resubmission",
+    "plan_resubmission",
+    "CLAIM_SYSTEM",
+    "PAYER_CLAIM_NUMBER_SYSTEM",
+    "prior_claim",
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,11 @@ def prior_claim(resource: Mapping[str, object]) -> PriorClaim:
     """A stored Claim resource as a :class:`PriorClaim`."""
     number = None
     for ident in resource.get("identifier") or []:  # type: ignore[attr-defined]
-        if isinstance(ident, Mapping) and ident.get("system") == PAYER_CLAIM_NUMBER_SYSTEM and ident.get("value"):
+        if (
+            isinstance(ident, Mapping)
+            and ident.get("system") == PAYER_CLAIM_NUMBER_SYSTEM
+            and ident.get("value")
+        ):
             number = str(ident["value"])
     return PriorClaim(str(resource.get("id")), str(resource.get("status") or "active"), number)
 
@@ -66,8 +75,15 @@ class Resubmission:
     removed: list[BilledItem] = field(default_factory=list)
 
 
-def plan_resubmission(lines: Iterable[Line], findings: Iterable[Finding], billed: Iterable[BilledItem],
-                      priors: Mapping[str, PriorClaim], *, start: date, end: date) -> Resubmission:
+def plan_resubmission(
+    lines: Iterable[Line],
+    findings: Iterable[Finding],
+    billed: Iterable[BilledItem],
+    priors: Mapping[str, PriorClaim],
+    *,
+    start: date,
+    end: date,
+) -> Resubmission:
     """Decide, for lines being exported again, the claim each replaces (see the module docstring)."""
     lines = list(lines)
     carried: dict[str, list[BilledItem]] = defaultdict(list)  # claim id -> the billed lines it carries
@@ -94,14 +110,23 @@ def plan_resubmission(lines: Iterable[Line], findings: Iterable[Finding], billed
             withheld[claim_id] = (
                 f"claim {claim_id} also carries {', '.join(b.key for b in unseen[:3])}"
                 f"{' and more' if len(unseen) > 3 else ''}, which this export ({start}..{end}) did not evaluate; a "
-                f"replacement would drop it: rebill {min(days)}..{max(days)} (the whole claim) instead")
+                f"replacement would drop it: rebill {min(days)}..{max(days)} (the whole claim) instead"
+            )
         else:
             out.removed += gone
     for ln in lines:
         prior = out.originals.get(ln.key)
         if prior is not None and prior.id in withheld:
-            out.findings.append(Finding(ln.encounter_id, ln.patient.id, ln.day, ln.service,
-                                        "replacement-incomplete", withheld[prior.id]))
+            out.findings.append(
+                Finding(
+                    ln.encounter_id,
+                    ln.patient.id,
+                    ln.day,
+                    ln.service,
+                    "replacement-incomplete",
+                    withheld[prior.id],
+                )
+            )
             del out.originals[ln.key]
         else:
             out.lines.append(ln)

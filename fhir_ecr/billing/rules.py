@@ -100,8 +100,10 @@ class Frequency(_Model):
     @classmethod
     def _year_says_its_window(cls, value: Any) -> Any:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
-            raise ValueError(f"give the window of the yearly limit: {{max: {value}, window: calendar}} or "
-                             f"{{max: {value}, window: rolling}}")
+            raise ValueError(
+                f"give the window of the yearly limit: {{max: {value}, window: calendar}} or "
+                f"{{max: {value}, window: rolling}}"
+            )
         return value
 
 
@@ -165,7 +167,9 @@ class Service(_Model):
                 lo, _, hi = r.partition("-")
                 if not _ICD10.match(lo) or (hi and not _ICD10.match(hi)):
                     raise ValueError(f"{r!r} is not an ICD-10-CM code or range (e.g. Z68.30-Z68.39)")
-        if self.unit_midpoint is not None and (self.unit_minutes is None or self.unit_midpoint > self.unit_minutes):
+        if self.unit_midpoint is not None and (
+            self.unit_minutes is None or self.unit_midpoint > self.unit_minutes
+        ):
             raise ValueError("unit_midpoint needs unit_minutes and cannot exceed it")
         if self.daily_total and self.monthly is not None:
             raise ValueError("daily_total and monthly exclude each other")
@@ -212,7 +216,8 @@ class Telehealth(_Model):
     modifier_video: str | None = "95"
     modifier_audio: str | None = "93"
     places: dict[Literal["video", "audio-only"], tuple[Place, ...]] = Field(
-        default_factory=lambda: {"video": ("home", "other"), "audio-only": ("home", "other")})  # type: ignore[arg-type]
+        default_factory=lambda: {"video": ("home", "other"), "audio-only": ("home", "other")}  # type: ignore[arg-type]
+    )
 
     def pays_at(self, modality: str, at_home: bool) -> bool:
         """True when the payer pays ``modality`` with the patient at home (``at_home``) or elsewhere."""
@@ -321,7 +326,9 @@ class RuleTable:
 
     def _merged_spec(self, key: str, seen: tuple[str, ...]) -> dict[str, Any]:
         if key in seen:
-            raise RuleTableError("rules", [f"payers.{key}: inherits in a cycle ({' -> '.join((*seen, key))})"])
+            raise RuleTableError(
+                "rules", [f"payers.{key}: inherits in a cycle ({' -> '.join((*seen, key))})"]
+            )
         spec = self.payer_specs[key]
         parent = spec.get("inherits") or ("default" if key != "default" else None)
         if parent is None:
@@ -343,23 +350,33 @@ class RuleTable:
                 services[name] = base
                 continue
             try:
-                services[name] = Service.model_validate(deep_merge(base.model_dump(exclude_defaults=True), over))
+                services[name] = Service.model_validate(
+                    deep_merge(base.model_dump(exclude_defaults=True), over)
+                )
             except ValidationError as exc:
                 problems += _problems(exc, f"payers.{key}.services.{name}")
         for name in overrides:
             if name not in self.services:
                 problems.append(f"payers.{key}.services.{name}: no such service")
         try:
-            payer = Payer.model_validate({"key": key, "payer_id": spec.get("payer_id"),
-                                          **{k: v for k, v in spec.items() if v is not None and k != "payer_id"},
-                                          "services": services, "name": spec.get("name") or key})
+            payer = Payer.model_validate(
+                {
+                    "key": key,
+                    "payer_id": spec.get("payer_id"),
+                    **{k: v for k, v in spec.items() if v is not None and k != "payer_id"},
+                    "services": services,
+                    "name": spec.get("name") or key,
+                }
+            )
         except ValidationError as exc:
             problems += _problems(exc, f"payers.{key}")
         if problems:
             raise RuleTableError(", ".join(self.sources) or "rules", problems)
         for code in payer.fees:
             if not _CODE.match(code):
-                raise RuleTableError(", ".join(self.sources), [f"payers.{key}.fees.{code}: not a CPT/HCPCS code"])
+                raise RuleTableError(
+                    ", ".join(self.sources), [f"payers.{key}.fees.{code}: not a CPT/HCPCS code"]
+                )
         return payer
 
     @cached_property
@@ -440,8 +457,9 @@ def load_rules(*practice_files: str | Path, include_defaults: bool = True) -> Ru
     if "default" not in table.payers:
         raise RuleTableError(label, ["payers.default is required"])
     raw_payers = {k: v.model_dump(exclude_none=True) for k, v in table.payers.items()}
-    rules = RuleTable(services=dict(table.services), payer_specs=raw_payers, practice=table.practice,
-                      sources=tuple(sources))
+    rules = RuleTable(
+        services=dict(table.services), payer_specs=raw_payers, practice=table.practice, sources=tuple(sources)
+    )
     rules.check_all()
     return rules
 

@@ -41,12 +41,26 @@ from .source import BILLING_LINE_SYSTEM, load_billed, load_sessions, read_many
 from .superbill import render_superbill
 from .x12 import Envelope, render_837p
 
-__all__ = ["ExportRequest", "ExportResult", "run_export", "preview", "superbill_for", "charge_item_id",
-           "FORMATS", "MEDIA_TYPES", "CONTROL_KEY", "gc_paused"]
+__all__ = [
+    "ExportRequest",
+    "ExportResult",
+    "run_export",
+    "preview",
+    "superbill_for",
+    "charge_item_id",
+    "FORMATS",
+    "MEDIA_TYPES",
+    "CONTROL_KEY",
+    "gc_paused",
+]
 
 Format = Literal["csv", "fhir", "837p"]
 FORMATS: tuple[Format, ...] = ("csv", "fhir", "837p")
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "fhir": "application/fhir+json", "837p": "application/edi-x12"}
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "fhir": "application/fhir+json",
+    "837p": "application/edi-x12",
+}
 CONTROL_KEY = "billing.control-number"
 
 
@@ -85,9 +99,14 @@ class ExportResult:
     @property
     def record(self) -> dict[str, Any]:
         """The export record kept in the store (``billing.export.<control number>``)."""
-        return {"controlNumber": self.control_number, "created": self.created.isoformat(),
-                "lines": len(self.exported), "claims": len(self.claims),
-                "findings": len(self.evaluation.findings), "sha256": hashlib.sha256(self.content).hexdigest()}
+        return {
+            "controlNumber": self.control_number,
+            "created": self.created.isoformat(),
+            "lines": len(self.exported),
+            "claims": len(self.claims),
+            "findings": len(self.evaluation.findings),
+            "sha256": hashlib.sha256(self.content).hexdigest(),
+        }
 
 
 @contextmanager
@@ -137,8 +156,14 @@ def _priors(uow: Any, billed: list[BilledItem], lines: list[Line]) -> dict[str, 
     return {cid: prior_claim(res) for cid, res in read_many(uow, "Claim", ids).items()} if ids else {}
 
 
-def _render(req: ExportRequest, rules: RuleTable, lines: list[Line], claims: list[Claim], control: int,
-            created: datetime) -> tuple[bytes, list[Line]]:
+def _render(
+    req: ExportRequest,
+    rules: RuleTable,
+    lines: list[Line],
+    claims: list[Claim],
+    control: int,
+    created: datetime,
+) -> tuple[bytes, list[Line]]:
     if req.format == "csv":
         return lines_csv(claims, lines).encode(), list(lines)
     exported = [ln for c in claims for ln in c.lines]
@@ -150,8 +175,15 @@ def _render(req: ExportRequest, rules: RuleTable, lines: list[Line], claims: lis
     return orjson.dumps(bundle, option=orjson.OPT_INDENT_2), exported
 
 
-def run_export(repo: Any, rules: RuleTable, req: ExportRequest, *, now: datetime,
-               deliver: Callable[[ExportResult], None] | None = None, tz: str | None = None) -> ExportResult:
+def run_export(
+    repo: Any,
+    rules: RuleTable,
+    req: ExportRequest,
+    *,
+    now: datetime,
+    deliver: Callable[[ExportResult], None] | None = None,
+    tz: str | None = None,
+) -> ExportResult:
     """Export the sessions of ``req`` and (unless ``dry_run``) mark the exported lines billed, atomically.
 
     ``deliver`` (e.g. write the file) runs before the marks are committed: if it raises, nothing is marked.
@@ -161,37 +193,72 @@ def run_export(repo: Any, rules: RuleTable, req: ExportRequest, *, now: datetime
         control = int(uow.get_state(CONTROL_KEY) or "0") % 999_999_999 + 1
         sessions = load_sessions(uow, rules, req.start, req.end, tz=tz)
         billed = load_billed(uow, {s.patient.id for s in sessions})
-        evaluation = evaluate(sessions, rules, start=req.start, end=req.end, payer=req.payer, billed=billed,
-                              rebill=req.rebill)
+        evaluation = evaluate(
+            sessions, rules, start=req.start, end=req.end, payer=req.payer, billed=billed, rebill=req.rebill
+        )
         plan = Resubmission(list(evaluation.lines))
         if req.rebill:
-            plan = plan_resubmission(evaluation.lines, evaluation.findings, billed,
-                                     _priors(uow, billed, evaluation.lines), start=req.start, end=req.end)
-            evaluation = Evaluation(plan.lines, sorted([*evaluation.findings, *plan.findings],
-                                                       key=lambda f: (f.day, f.encounter_id, f.code)))
+            plan = plan_resubmission(
+                evaluation.lines,
+                evaluation.findings,
+                billed,
+                _priors(uow, billed, evaluation.lines),
+                start=req.start,
+                end=req.end,
+            )
+            evaluation = Evaluation(
+                plan.lines,
+                sorted([*evaluation.findings, *plan.findings], key=lambda f: (f.day, f.encounter_id, f.code)),
+            )
         claims = build_claims(plan.lines, rules, control=control, originals=plan.originals)
         problems = check_claims(claims)
         if problems:
             raise ExportCheckError(problems)
         content, exported = _render(req, rules, plan.lines, claims, control, now)
-        result = ExportResult(control, now, content, findings_csv(evaluation.findings).encode(),
-                              MEDIA_TYPES[req.format], evaluation, claims, exported)
+        result = ExportResult(
+            control,
+            now,
+            content,
+            findings_csv(evaluation.findings).encode(),
+            MEDIA_TYPES[req.format],
+            evaluation,
+            claims,
+            exported,
+        )
         if req.dry_run:
             if deliver is not None:
                 deliver(result)
             return result
         _record(uow, result, plan, billed, req.format, rules, now)
         uow.set_state(CONTROL_KEY, str(control))
-        uow.set_state(f"billing.export.{control}", json.dumps(
-            {**result.record, "format": req.format, "from": req.start.isoformat(), "to": req.end.isoformat(),
-             "payer": req.payer, "rebill": req.rebill}, sort_keys=True))
+        uow.set_state(
+            f"billing.export.{control}",
+            json.dumps(
+                {
+                    **result.record,
+                    "format": req.format,
+                    "from": req.start.isoformat(),
+                    "to": req.end.isoformat(),
+                    "payer": req.payer,
+                    "rebill": req.rebill,
+                },
+                sort_keys=True,
+            ),
+        )
         if deliver is not None:
             deliver(result)
     return result
 
 
-def _record(uow: Any, result: ExportResult, plan: Resubmission, billed: list[BilledItem], fmt: str,
-            rules: RuleTable, now: datetime) -> None:
+def _record(
+    uow: Any,
+    result: ExportResult,
+    plan: Resubmission,
+    billed: list[BilledItem],
+    fmt: str,
+    rules: RuleTable,
+    now: datetime,
+) -> None:
     """Store the claims as sent, then mark each exported line billed on its claim; lines a replacement dropped
     (no longer billable) become ``not-billable``."""
     stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -210,13 +277,19 @@ def _record(uow: Any, result: ExportResult, plan: Resubmission, billed: list[Bil
     for gone in plan.removed:
         item = dict(uow.read("ChargeItem", charge_item_id(gone.key)).content or {})
         item["status"] = "not-billable"
-        item["note"] = [*(item.get("note") or []), {"text": f"no longer billable: left off replacement claim(s) of "
-                                                            f"{gone.claim} in billing export {result.control_number}"}]
+        item["note"] = [
+            *(item.get("note") or []),
+            {
+                "text": f"no longer billable: left off replacement claim(s) of "
+                f"{gone.claim} in billing export {result.control_number}"
+            },
+        ]
         uow.update("ChargeItem", item["id"], item)
 
 
-def preview(repo: Any, rules: RuleTable, start: date, end: date, payer: str | None = None, *,
-            tz: str | None = None) -> Evaluation:
+def preview(
+    repo: Any, rules: RuleTable, start: date, end: date, payer: str | None = None, *, tz: str | None = None
+) -> Evaluation:
     """What an export would bill, without writing anything (already-billed sessions show as findings)."""
     with repo.unit(write=False) as uow:
         sessions = load_sessions(uow, rules, start, end, tz=tz)
@@ -224,8 +297,17 @@ def preview(repo: Any, rules: RuleTable, start: date, end: date, payer: str | No
     return evaluate(sessions, rules, start=start, end=end, payer=payer, billed=billed)
 
 
-def superbill_for(repo: Any, rules: RuleTable, *, patient_id: str, start: date, end: date,
-                  encounter_id: str | None = None, prepared: date, tz: str | None = None) -> str:
+def superbill_for(
+    repo: Any,
+    rules: RuleTable,
+    *,
+    patient_id: str,
+    start: date,
+    end: date,
+    encounter_id: str | None = None,
+    prepared: date,
+    tz: str | None = None,
+) -> str:
     """The superbill HTML of one patient's lines in ``start``..``end`` (or of one session).
 
     A superbill is a statement, not a claim: it lists the lines whether or not they were exported.
@@ -236,7 +318,9 @@ def superbill_for(repo: Any, rules: RuleTable, *, patient_id: str, start: date, 
     lines = [ln for ln in evaluation.lines if encounter_id is None or ln.encounter_id == encounter_id]
     if encounter_id is not None and not lines:
         why = [f.message for f in evaluation.findings if f.encounter_id == encounter_id]
-        raise BillingError(issue("not-found", f"Encounter/{encounter_id} bills nothing"
-                                 + (f": {why[0]}" if why else "")), 404)
+        raise BillingError(
+            issue("not-found", f"Encounter/{encounter_id} bills nothing" + (f": {why[0]}" if why else "")),
+            404,
+        )
     period = start.isoformat() if start == end else f"{start.isoformat()} to {end.isoformat()}"
     return render_superbill(lines, rules.practice, period=period, prepared=prepared)

@@ -46,8 +46,20 @@ from ..store.search import SearchQuery, parse_search
 from .model import BilledItem, Credential, Insurance, Modality, Person, Provider, Session
 from .rules import RuleTable
 
-__all__ = ["Reader", "load_sessions", "load_billed", "service_day", "search_all", "read_many", "ICD10CM", "NPI_SYSTEM",
-           "CREDENTIAL_URL", "MODALITY_URL", "BILLING_LINE_SYSTEM", "TAXONOMY_SYSTEM"]
+__all__ = [
+    "Reader",
+    "load_sessions",
+    "load_billed",
+    "service_day",
+    "search_all",
+    "read_many",
+    "ICD10CM",
+    "NPI_SYSTEM",
+    "CREDENTIAL_URL",
+    "MODALITY_URL",
+    "BILLING_LINE_SYSTEM",
+    "TAXONOMY_SYSTEM",
+]
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -80,7 +92,7 @@ def search_all(reader: Reader, rtype: str, params: list[tuple[str, str]]) -> Ite
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
     items = sorted(set(values))
     for i in range(0, len(items), _CHUNK):
-        yield items[i: i + _CHUNK]
+        yield items[i : i + _CHUNK]
 
 
 def read_many(reader: Reader, rtype: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -175,8 +187,14 @@ def _credentials(role: dict[str, Any] | None, person: dict[str, Any] | None) -> 
         if ext.get("url") != CREDENTIAL_URL:
             continue
         parts = {e.get("url"): e for e in ext.get("extension", []) or []}
-        code = next((c for s, c in _codes([(parts.get("code") or {}).get("valueCodeableConcept") or {}])
-                     if s == CREDENTIAL_SYSTEM), None)
+        code = next(
+            (
+                c
+                for s, c in _codes([(parts.get("code") or {}).get("valueCodeableConcept") or {}])
+                if s == CREDENTIAL_SYSTEM
+            ),
+            None,
+        )
         if code:
             period = (parts.get("period") or {}).get("valuePeriod") or {}
             creds.append(Credential(code, _day(period.get("start")), _day(period.get("end"))))
@@ -210,18 +228,33 @@ class _Providers:
         if role is None and person is None:
             return None
         family, given = _name(person)
-        taxonomy = next((c for s, c in _codes([*(role or {}).get("code", []), *(role or {}).get("specialty", [])])
-                         if s == TAXONOMY_SYSTEM), None)
-        return Provider(f"{rtype}/{rid}", family, given, _npi(role) or _npi(person), taxonomy,
-                        _credentials(role, person))
+        taxonomy = next(
+            (
+                c
+                for s, c in _codes([*(role or {}).get("code", []), *(role or {}).get("specialty", [])])
+                if s == TAXONOMY_SYSTEM
+            ),
+            None,
+        )
+        return Provider(
+            f"{rtype}/{rid}", family, given, _npi(role) or _npi(person), taxonomy, _credentials(role, person)
+        )
 
 
 def _person(patient: dict[str, Any]) -> Person:
     family, given = _name(patient)
     addr = (patient.get("address") or [{}])[0]
-    return Person(patient["id"], family, given, _day(patient.get("birthDate")), patient.get("gender"),
-                  ((addr.get("line") or [None])[0]), addr.get("city"), addr.get("state"),
-                  addr.get("postalCode"))
+    return Person(
+        patient["id"],
+        family,
+        given,
+        _day(patient.get("birthDate")),
+        patient.get("gender"),
+        ((addr.get("line") or [None])[0]),
+        addr.get("city"),
+        addr.get("state"),
+        addr.get("postalCode"),
+    )
 
 
 def _active_condition(cond: dict[str, Any], day: date) -> bool:
@@ -230,8 +263,9 @@ def _active_condition(cond: dict[str, Any], day: date) -> bool:
         return False
     if any(c == "entered-in-error" for _, c in _codes([cond.get("verificationStatus") or {}])):
         return False
-    onset = _day(cond.get("onsetDateTime") or (cond.get("onsetPeriod") or {}).get("start")
-                 or cond.get("recordedDate"))
+    onset = _day(
+        cond.get("onsetDateTime") or (cond.get("onsetPeriod") or {}).get("start") or cond.get("recordedDate")
+    )
     abated = _day(cond.get("abatementDateTime") or (cond.get("abatementPeriod") or {}).get("end"))
     return (onset is None or onset <= day) and (abated is None or abated >= day)
 
@@ -257,24 +291,31 @@ def service_day(enc: dict[str, Any], patients: dict[str, dict[str, Any]], tz: st
     return instant.astimezone(ZoneInfo(zone)).date()
 
 
-def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, tz: str | None = None
-                  ) -> list[Session]:
+def load_sessions(
+    reader: Reader, rules: RuleTable, start: date, end: date, *, tz: str | None = None
+) -> list[Session]:
     """The sessions of every Encounter whose type a rule-table service matches, with a day in start..end.
 
     With ``tz`` (the practice's zone, ``MECR_DEFAULT_TIME_ZONE``) the day of a session is the local date of its
     start in the patient's time zone (Patient ``timezone`` extension), else in ``tz``: a session at 21:30 in New
     York written as ``02:30Z`` the next day is billed on the day it happened.
     """
-    matches = sorted({m for key in rules.payer_keys for svc in rules.payer(key).services.values()
-                      for m in svc.match})
+    matches = sorted(
+        {m for key in rules.payer_keys for svc in rules.payer(key).services.values() for m in svc.match}
+    )
     if not matches:
         return []
     pad = timedelta(days=1 if tz is not None else 0)  # instants in UTC may fall a day off the local date
-    params = [("date", f"ge{(start - pad).isoformat()}"), ("date", f"le{(end + pad).isoformat()}"),
-              ("type", ",".join(matches))]
+    params = [
+        ("date", f"ge{(start - pad).isoformat()}"),
+        ("date", f"le{(end + pad).isoformat()}"),
+        ("type", ",".join(matches)),
+    ]
     found = list(search_all(reader, "Encounter", params))
     patients = read_many(reader, "Patient", {r[1] for e in found if (r := _ref(e.get("subject")))})
-    days = {e["id"]: d for e in found if (d := service_day(e, patients, tz)) is not None and start <= d <= end}
+    days = {
+        e["id"]: d for e in found if (d := service_day(e, patients, tz)) is not None and start <= d <= end
+    }
     encounters = {e["id"]: e for e in found if e["id"] in days}
     if not encounters:
         return []
@@ -282,13 +323,23 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, t
     parent_ids = {r[1] for e in encounters.values() if (r := _ref(e.get("partOf")))}
     parents = {i: encounters[i] for i in parent_ids if i in encounters}
     parents |= read_many(reader, "Encounter", parent_ids - set(parents))
-    group_types = {m for key in rules.payer_keys for svc in rules.payer(key).services.values()
-                   if svc.participants.min >= 2 or svc.by_group_size for m in svc.match}
-    possible_parents = set(parents) | {i for i, e in encounters.items() if not e.get("partOf")
-                                       and any(f"{s}|{c}" in group_types for s, c in _codes(e.get("type", [])))}
+    group_types = {
+        m
+        for key in rules.payer_keys
+        for svc in rules.payer(key).services.values()
+        if svc.participants.min >= 2 or svc.by_group_size
+        for m in svc.match
+    }
+    possible_parents = set(parents) | {
+        i
+        for i, e in encounters.items()
+        if not e.get("partOf") and any(f"{s}|{c}" in group_types for s, c in _codes(e.get("type", [])))
+    }
     children: dict[str, list[dict[str, Any]]] = {i: [] for i in possible_parents}
     for chunk in _chunks(possible_parents):
-        for child in search_all(reader, "Encounter", [("part-of", ",".join(f"Encounter/{i}" for i in chunk))]):
+        for child in search_all(
+            reader, "Encounter", [("part-of", ",".join(f"Encounter/{i}" for i in chunk))]
+        ):
             ref = _ref(child.get("partOf"))
             if ref and child.get("status") not in _INACTIVE:
                 children.setdefault(ref[1], []).append(child)
@@ -296,8 +347,11 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, t
 
     def members(parent_id: str) -> set[str]:
         """The patients who received the group session: those whose own Encounter is finished."""
-        subjects = {r[1] for c in children.get(parent_id, []) if c.get("status") == "finished"
-                    and (r := _ref(c.get("subject")))}
+        subjects = {
+            r[1]
+            for c in children.get(parent_id, [])
+            if c.get("status") == "finished" and (r := _ref(c.get("subject")))
+        }
         parent = all_parents.get(parent_id) or {}
         own = _ref(parent.get("subject"))
         own_counts = own is not None and own[0] == "Patient" and parent.get("status") == "finished"
@@ -321,13 +375,18 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, t
         for cov in search_all(reader, "Coverage", [("beneficiary", ",".join(f"Patient/{i}" for i in chunk))]):
             if cov.get("status") == "active" and (r := _ref(cov.get("beneficiary"))):
                 coverages.setdefault(r[1], []).append(cov)
-    payor_ids = {r[1] for covs in coverages.values() for c in covs for p in (c.get("payor") or [])[:1]
-                 if (r := _ref(p)) and r[0] == "Organization"}
+    payor_ids = {
+        r[1]
+        for covs in coverages.values()
+        for c in covs
+        for p in (c.get("payor") or [])[:1]
+        if (r := _ref(p)) and r[0] == "Organization"
+    }
     payors = read_many(reader, "Organization", payor_ids)
     conditions: dict[str, list[dict[str, Any]]] = {}
     for chunk in _chunks(patient_ids):
         for cond in search_all(reader, "Condition", [("patient", ",".join(f"Patient/{i}" for i in chunk))]):
-            if (r := _ref(cond.get("subject"))):
+            if r := _ref(cond.get("subject")):
                 conditions.setdefault(r[1], []).append(cond)
     by_id = {c["id"]: c for conds in conditions.values() for c in conds}
 
@@ -354,23 +413,39 @@ def load_sessions(reader: Reader, rules: RuleTable, start: date, end: date, *, t
         if minutes is None:
             minutes = _minutes(enc) if parent is None or _minutes(enc) is not None else _minutes(parent)
         coach = providers.get(_participant(enc, "PPRF") or (_participant(parent, "PPRF") if parent else None))
-        sup_ref = _participant(enc, "ATND") or (_participant(parent, "ATND") if parent else None) or default_sup
+        sup_ref = (
+            _participant(enc, "ATND") or (_participant(parent, "ATND") if parent else None) or default_sup
+        )
         supervisor = providers.get(sup_ref)
-        sessions.append(Session(
-            encounter_id=enc["id"], patient=_person(patients[pid]), day=day, minutes=minutes,
-            types=tuple(f"{s}|{c}" for s, c in _codes(enc.get("type", []) or [])),
-            modality=_modality(enc), at_home=_at_home(enc), group_id=group_id, group_size=size,
-            coach=coach, supervisor=supervisor,
-            diagnoses=_diagnoses(enc, conditions.get(pid, []), by_id, day),
-            insurance=_insurance(coverages.get(pid, []), payors, day), status=enc.get("status", "unknown"),
-        ))
+        sessions.append(
+            Session(
+                encounter_id=enc["id"],
+                patient=_person(patients[pid]),
+                day=day,
+                minutes=minutes,
+                types=tuple(f"{s}|{c}" for s, c in _codes(enc.get("type", []) or [])),
+                modality=_modality(enc),
+                at_home=_at_home(enc),
+                group_id=group_id,
+                group_size=size,
+                coach=coach,
+                supervisor=supervisor,
+                diagnoses=_diagnoses(enc, conditions.get(pid, []), by_id, day),
+                insurance=_insurance(coverages.get(pid, []), payors, day),
+                status=enc.get("status", "unknown"),
+            )
+        )
     return sessions
 
 
-def _diagnoses(enc: dict[str, Any], patient_conditions: list[dict[str, Any]], by_id: dict[str, dict[str, Any]],
-               day: date) -> tuple[str, ...]:
+def _diagnoses(
+    enc: dict[str, Any], patient_conditions: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], day: date
+) -> tuple[str, ...]:
     out = list(_icd(enc.get("reasonCode", []) or []))
-    refs = [*(enc.get("reasonReference") or []), *((d or {}).get("condition") for d in enc.get("diagnosis") or [])]
+    refs = [
+        *(enc.get("reasonReference") or []),
+        *((d or {}).get("condition") for d in enc.get("diagnosis") or []),
+    ]
     for ref in refs:
         r = _ref(ref)
         if r and r[0] == "Condition" and r[1] in by_id:
@@ -392,12 +467,21 @@ def _insurance(covs: list[dict[str, Any]], payors: dict[str, dict[str, Any]], da
         if payor is None or payor[0] != "Organization":
             return None  # paid by the patient or a relative: self-pay
         org = payors.get(payor[1]) or {}
-        pairs = [(str(i.get("system") or ""), str(i["value"])) for i in org.get("identifier", []) or []
-                 if i.get("value")]
+        pairs = [
+            (str(i.get("system") or ""), str(i["value"]))
+            for i in org.get("identifier", []) or []
+            if i.get("value")
+        ]
         member = cov.get("subscriberId") or next(
-            (i.get("value") for i in cov.get("identifier", []) or [] if i.get("value")), "")
-        return Insurance(coverage_id=cov["id"], payer_ids=(*(v for _, v in pairs), f"Organization/{payor[1]}"),
-                         payer_name=org.get("name", ""), member_id=str(member), identifiers=tuple(pairs))
+            (i.get("value") for i in cov.get("identifier", []) or [] if i.get("value")), ""
+        )
+        return Insurance(
+            coverage_id=cov["id"],
+            payer_ids=(*(v for _, v in pairs), f"Organization/{payor[1]}"),
+            payer_name=org.get("name", ""),
+            member_id=str(member),
+            identifiers=tuple(pairs),
+        )
     return None
 
 
@@ -410,16 +494,32 @@ def load_billed(reader: Reader, patient_ids: Iterable[str]) -> list[BilledItem]:
             status = item.get("status")
             if status == "entered-in-error":
                 continue
-            key = next((i["value"] for i in item.get("identifier", []) if i.get("system") == BILLING_LINE_SYSTEM),
-                       None)
+            key = next(
+                (i["value"] for i in item.get("identifier", []) if i.get("system") == BILLING_LINE_SYSTEM),
+                None,
+            )
             subject = _ref(item.get("subject"))
             code = next((c for _, c in _codes([item.get("code") or {}])), None)
             day = _day(item.get("occurrenceDateTime"))
             quantity = (item.get("quantity") or {}).get("value")
-            claim = next((r[1] for ref in item.get("supportingInformation") or []
-                          if (r := _ref(ref)) and r[0] == "Claim"), None)
+            claim = next(
+                (
+                    r[1]
+                    for ref in item.get("supportingInformation") or []
+                    if (r := _ref(ref)) and r[0] == "Claim"
+                ),
+                None,
+            )
             if key and subject and code and day:
-                out.append(BilledItem(key, subject[1], code, day, str(status), claim,
-                                      int(quantity) if isinstance(quantity, (int, float)) and quantity >= 1 else 1))
+                out.append(
+                    BilledItem(
+                        key,
+                        subject[1],
+                        code,
+                        day,
+                        str(status),
+                        claim,
+                        int(quantity) if isinstance(quantity, (int, float)) and quantity >= 1 else 1,
+                    )
+                )
     return out
-

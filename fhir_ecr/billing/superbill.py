@@ -24,8 +24,12 @@ __all__ = ["render_superbill"]
 
 @cache
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("fhir_ecr.billing", "templates"),
-                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=PackageLoader("fhir_ecr.billing", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def _unique(providers: Sequence[Provider | None]) -> list[Provider]:
@@ -39,8 +43,9 @@ def _unique(providers: Sequence[Provider | None]) -> list[Provider]:
 def render_superbill(lines: Sequence[Line], practice: Practice | None, *, period: str, prepared: date) -> str:
     """The superbill HTML for ``lines`` (one patient); ``period`` labels it ("2026-03" or a session date)."""
     if practice is None:
-        raise BillingError(issue("processing", "a superbill needs the practice (practice: in the practice file)"),
-                           422)
+        raise BillingError(
+            issue("processing", "a superbill needs the practice (practice: in the practice file)"), 422
+        )
     if not lines:
         raise BillingError(issue("not-found", f"no billable services for {period}"), 404)
     if len({ln.patient.id for ln in lines}) != 1:
@@ -49,12 +54,21 @@ def render_superbill(lines: Sequence[Line], practice: Practice | None, *, period
     diagnoses = list(dict.fromkeys(d for ln in ordered for d in ln.diagnoses[:4]))
     pointers = [[diagnoses.index(d) + 1 for d in ln.diagnoses[:4]] for ln in ordered]
     zip_code = practice.address.postal_code
-    return _env().get_template("superbill.html").render(
-        practice=practice, patient=ordered[0].patient, period=period, prepared=prepared.isoformat(),
-        zip=f"{zip_code[:5]}-{zip_code[5:]}" if len(zip_code) == 9 else zip_code,
-        tin=f"{practice.tin[:2]}-{practice.tin[2:]}",
-        coaches=_unique([ln.coach for ln in ordered]),
-        supervisors=_unique([ln.supervising for ln in ordered]),
-        diagnoses=diagnoses, lines=ordered, pointers=pointers,
-        total=sum((ln.charge for ln in ordered), Decimal("0")),
+    return (
+        _env()
+        .get_template("superbill.html")
+        .render(
+            practice=practice,
+            patient=ordered[0].patient,
+            period=period,
+            prepared=prepared.isoformat(),
+            zip=f"{zip_code[:5]}-{zip_code[5:]}" if len(zip_code) == 9 else zip_code,
+            tin=f"{practice.tin[:2]}-{practice.tin[2:]}",
+            coaches=_unique([ln.coach for ln in ordered]),
+            supervisors=_unique([ln.supervising for ln in ordered]),
+            diagnoses=diagnoses,
+            lines=ordered,
+            pointers=pointers,
+            total=sum((ln.charge for ln in ordered), Decimal("0")),
+        )
     )

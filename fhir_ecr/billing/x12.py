@@ -45,8 +45,20 @@ ELE = "*"
 SUB = ":"
 REP = "^"
 # (segment, element position) of the envelope values that change between two exports of the same claims
-ENVELOPE_ELEMENTS = (("ISA", 9), ("ISA", 10), ("ISA", 13), ("GS", 4), ("GS", 5), ("GS", 6), ("BHT", 3),
-                     ("BHT", 4), ("BHT", 5), ("GE", 2), ("IEA", 2), ("CLM", 1))
+ENVELOPE_ELEMENTS = (
+    ("ISA", 9),
+    ("ISA", 10),
+    ("ISA", 13),
+    ("GS", 4),
+    ("GS", 5),
+    ("GS", 6),
+    ("BHT", 3),
+    ("BHT", 4),
+    ("BHT", 5),
+    ("GE", 2),
+    ("IEA", 2),
+    ("CLM", 1),
+)
 _UNSAFE = re.compile(r"[*:^~\r\n]+")
 
 
@@ -91,9 +103,15 @@ def _provider_nm1(qualifier: str, p: Provider) -> str:
 def _subscriber(person: Person) -> list[str]:
     return [
         _seg("N3", _text(person.address_line, 55)),
-        _seg("N4", _text(person.city, 30), _text(person.state, 2), (person.postal_code or "").replace("-", "")),
-        _seg("DMG", "D8", person.birth_date.strftime("%Y%m%d") if person.birth_date else "",
-             _gender(person.gender)),
+        _seg(
+            "N4", _text(person.city, 30), _text(person.state, 2), (person.postal_code or "").replace("-", "")
+        ),
+        _seg(
+            "DMG",
+            "D8",
+            person.birth_date.strftime("%Y%m%d") if person.birth_date else "",
+            _gender(person.gender),
+        ),
     ]
 
 
@@ -108,15 +126,30 @@ def _claim(c: Claim, practice: Practice, report_supervising: bool) -> list[str]:
         if c.rendering.taxonomy:
             out.append(_seg("PRV", "PE", "PXC", c.rendering.taxonomy))
     sup = c.supervising
-    if report_supervising and sup is not None and sup.npi and (c.rendering is None or sup.npi != c.rendering.npi):
+    if (
+        report_supervising
+        and sup is not None
+        and sup.npi
+        and (c.rendering is None or sup.npi != c.rendering.npi)
+    ):
         out.append(_provider_nm1("DQ", sup))
     for n, line in enumerate(c.lines, 1):
         proc = SUB.join(["HC", line.code, *line.modifiers[:4]])
         pointers = SUB.join(str(p) for p in c.pointers(line))
-        out += [_seg("LX", str(n)),
-                _seg("SV1", proc, money(line.charge), "UN", str(line.units),
-                     line.pos if line.pos != c.pos else "", "", pointers),
-                _seg("DTP", "472", "D8", line.day.strftime("%Y%m%d"))]
+        out += [
+            _seg("LX", str(n)),
+            _seg(
+                "SV1",
+                proc,
+                money(line.charge),
+                "UN",
+                str(line.units),
+                line.pos if line.pos != c.pos else "",
+                "",
+                pointers,
+            ),
+            _seg("DTP", "472", "D8", line.day.strftime("%Y%m%d")),
+        ]
     return out
 
 
@@ -124,8 +157,12 @@ def render_837p(claims: Iterable[Claim], rules: RuleTable, envelope: Envelope) -
     """The 837P interchange for ``claims`` (one ST per payer); raises ExportCheckError if a check fails."""
     practice = rules.practice
     if practice is None:
-        raise ExportCheckError(["no practice in the rule table: an 837P needs the billing provider "
-                                "(add a practice: section to the practice file)"])
+        raise ExportCheckError(
+            [
+                "no practice in the rule table: an 837P needs the billing provider "
+                "(add a practice: section to the practice file)"
+            ]
+        )
     if len(practice.address.postal_code) != 9:
         raise ExportCheckError(["the billing provider's ZIP code must have 9 digits (2010AA N403)"])
     if not npi_valid(practice.npi):
@@ -151,24 +188,32 @@ def render_837p(claims: Iterable[Claim], rules: RuleTable, envelope: Envelope) -
         payer = rules.payer(payer_key)
         payer_claims = by_payer[payer_key]
         for chunk_start in range(0, len(payer_claims), MAX_CLAIMS_PER_ST):
-            chunk = payer_claims[chunk_start: chunk_start + MAX_CLAIMS_PER_ST]
+            chunk = payer_claims[chunk_start : chunk_start + MAX_CLAIMS_PER_ST]
             st_count += 1
             st = f"{st_count:04d}"
             body = [
                 _seg("ST", "837", st, "005010X222A1"),
                 _seg("BHT", "0019", "00", f"{ctrl}{st}", day8, hhmm, "CH"),
                 _seg("NM1", "41", "2", _text(practice.submitter.name, 60), "", "", "", "", "46", sender),
-                _seg("PER", "IC", _text(practice.submitter.contact or practice.submitter.name, 60), "TE",
-                     practice.submitter.phone or practice.phone or ""),
+                _seg(
+                    "PER",
+                    "IC",
+                    _text(practice.submitter.contact or practice.submitter.name, 60),
+                    "TE",
+                    practice.submitter.phone or practice.phone or "",
+                ),
                 _seg("NM1", "40", "2", _text(practice.receiver.name, 60), "", "", "", "", "46", receiver),
                 _seg("HL", "1", "", "20", "1"),
             ]
             if practice.taxonomy:
                 body.append(_seg("PRV", "BI", "PXC", practice.taxonomy))
             a = practice.address
-            body += [_seg("NM1", "85", "2", _text(practice.name, 60), "", "", "", "", "XX", practice.npi),
-                     _seg("N3", _text(a.line, 55)), _seg("N4", _text(a.city, 30), a.state, a.postal_code),
-                     _seg("REF", "EI", practice.tin)]
+            body += [
+                _seg("NM1", "85", "2", _text(practice.name, 60), "", "", "", "", "XX", practice.npi),
+                _seg("N3", _text(a.line, 55)),
+                _seg("N4", _text(a.city, 30), a.state, a.postal_code),
+                _seg("REF", "EI", practice.tin),
+            ]
             hl = 1
             subscribers: dict[tuple[str, str], list[Claim]] = {}
             for c in chunk:
@@ -179,14 +224,36 @@ def render_837p(claims: Iterable[Claim], rules: RuleTable, envelope: Envelope) -
                     first = sub_claims[i]
                     hl += 1
                     ins = first.insurance
-                    body += [_seg("HL", str(hl), "1", "22", "0"),
-                             _seg("SBR", "P", "18", "", "", "", "", "", "", payer.claim_filing_indicator),
-                             _seg("NM1", "IL", "1", _text(first.patient.family, 60), _text(first.patient.given, 35),
-                                  "", "", "", "MI", _text(ins.member_id, 80)),
-                             *_subscriber(first.patient),
-                             _seg("NM1", "PR", "2", _text(ins.payer_name or payer.name, 60), "", "", "", "", "PI",
-                                  _text(first.payer_id, 80))]
-                    for c in sub_claims[i: i + MAX_CLAIMS_PER_HL]:
+                    body += [
+                        _seg("HL", str(hl), "1", "22", "0"),
+                        _seg("SBR", "P", "18", "", "", "", "", "", "", payer.claim_filing_indicator),
+                        _seg(
+                            "NM1",
+                            "IL",
+                            "1",
+                            _text(first.patient.family, 60),
+                            _text(first.patient.given, 35),
+                            "",
+                            "",
+                            "",
+                            "MI",
+                            _text(ins.member_id, 80),
+                        ),
+                        *_subscriber(first.patient),
+                        _seg(
+                            "NM1",
+                            "PR",
+                            "2",
+                            _text(ins.payer_name or payer.name, 60),
+                            "",
+                            "",
+                            "",
+                            "",
+                            "PI",
+                            _text(first.payer_id, 80),
+                        ),
+                    ]
+                    for c in sub_claims[i : i + MAX_CLAIMS_PER_HL]:
                         body += _claim(c, practice, payer.report_supervising)
             body.append(_seg("SE", str(len(body) + 1), st))
             segs += body
@@ -268,8 +335,9 @@ def validate_837p(text: str) -> str:
 
     param = pyx12.params.params()
     ack, errors = io.StringIO(), io.StringIO()
-    ok = pyx12.x12n_document.x12n_document(param=param, src_file=io.StringIO(text), fd_997=ack,
-                                           fd_html=None, fd_xmldoc=None, fd_json=errors)
+    ok = pyx12.x12n_document.x12n_document(
+        param=param, src_file=io.StringIO(text), fd_997=ack, fd_html=None, fd_xmldoc=None, fd_json=errors
+    )
     if ok:
         return ack.getvalue()
     from ..outcomes import issue

@@ -80,8 +80,9 @@ def kick_off(call: OperationCall) -> Response:
         raise not_supported(f"unsupported $export parameters: {', '.join(unknown)}", 400)
     fmt = (_values(call, "_outputFormat") or ["application/fhir+ndjson"])[-1]
     if fmt not in OUTPUT_FORMATS:
-        raise not_supported(f"_outputFormat {fmt!r} is not supported; use application/fhir+ndjson", 400,
-                            "_outputFormat")
+        raise not_supported(
+            f"_outputFormat {fmt!r} is not supported; use application/fhir+ndjson", 400, "_outputFormat"
+        )
     served = set(search_params())
     asked = _values(call, "_type")
     for t in asked:
@@ -89,7 +90,13 @@ def kick_off(call: OperationCall) -> Response:
             raise bad_request(f"_type {t!r} is not a resource type this server has", "_type")
         access.require(t, "r")
         access.require(t, "s")
-    level = "group" if call.resource_type == "Group" else "patient" if call.resource_type == "Patient" else "system"
+    level = (
+        "group"
+        if call.resource_type == "Group"
+        else "patient"
+        if call.resource_type == "Patient"
+        else "system"
+    )
     candidates = asked or sorted(served - _NOT_BY_DEFAULT)
     if level != "system":
         compartment = {t for t, params in patient_compartment().items() if params} | {"Patient"}
@@ -114,37 +121,75 @@ def kick_off(call: OperationCall) -> Response:
         parse_search(ftype, pairs, strict=True)  # 400 for an unknown parameter or a bad value
         filters.setdefault(ftype, []).append(pairs)
     if level == "group":
-        call.repo.read("Group", call.instance_id)  # 404 for a group that does not exist (after the checks above)
+        call.repo.read(
+            "Group", call.instance_id
+        )  # 404 for a group that does not exist (after the checks above)
     services = call.services
     job_id = uuid.uuid4().hex
     assert principal is not None
     services.sync_store.add_export(
-        id=job_id, client_id=principal.client_id or principal.kind, scope=str(principal.scopes),
-        request=str(call.request.url), state="queued", transaction_time=_now_instant(), created=int(time.time()),
-        params=json.dumps({"level": level, "group": call.resource_id, "types": types, "since": since,
-                           "filters": filters, "principal": principal.kind, "display": principal.display}))
+        id=job_id,
+        client_id=principal.client_id or principal.kind,
+        scope=str(principal.scopes),
+        request=str(call.request.url),
+        state="queued",
+        transaction_time=_now_instant(),
+        created=int(time.time()),
+        params=json.dumps(
+            {
+                "level": level,
+                "group": call.resource_id,
+                "types": types,
+                "since": since,
+                "filters": filters,
+                "principal": principal.kind,
+                "display": principal.display,
+            }
+        ),
+    )
     services.jobs.enqueue("export", job_id)
     log.info("export job=%s kick-off level=%s types=%d", job_id, level, len(types))
-    body = jsonexact.dumps(outcome([issue("informational", "export started; poll Content-Location for its status",
-                                          severity="information")]))
-    return Response(body, status_code=202, media_type="application/fhir+json",
-                    headers={"Content-Location": f"{services.fhir_base}/$export-status/{job_id}"})
+    body = jsonexact.dumps(
+        outcome(
+            [
+                issue(
+                    "informational",
+                    "export started; poll Content-Location for its status",
+                    severity="information",
+                )
+            ]
+        )
+    )
+    return Response(
+        body,
+        status_code=202,
+        media_type="application/fhir+json",
+        headers={"Content-Location": f"{services.fhir_base}/$export-status/{job_id}"},
+    )
 
 
 def register_bulk_operations(registry: OperationRegistry) -> None:
     """``$export`` at system level, on Patient (type) and on a Group (instance)."""
-    registry.register(Operation(
-        name="export", title="Bulk Data export",
-        description="FHIR Bulk Data Access 2.0 kick-off: all data the system client may read (system level), "
-                    "all patients' data (Patient/$export) or a group's (Group/{id}/$export), as NDJSON files "
-                    "produced asynchronously (Prefer: respond-async; poll Content-Location).",
-        handler=kick_off, resource_types=("Patient", "Group"), system=True, type=True, instance=True,
-        parameters=[
-            {"name": "_outputFormat", "use": "in", "min": 0, "max": "1", "type": "string"},
-            {"name": "_since", "use": "in", "min": 0, "max": "1", "type": "instant"},
-            {"name": "_type", "use": "in", "min": 0, "max": "*", "type": "string"},
-            {"name": "_typeFilter", "use": "in", "min": 0, "max": "*", "type": "string"},
-        ]))
+    registry.register(
+        Operation(
+            name="export",
+            title="Bulk Data export",
+            description="FHIR Bulk Data Access 2.0 kick-off: all data the system client may read (system level), "
+            "all patients' data (Patient/$export) or a group's (Group/{id}/$export), as NDJSON files "
+            "produced asynchronously (Prefer: respond-async; poll Content-Location).",
+            handler=kick_off,
+            resource_types=("Patient", "Group"),
+            system=True,
+            type=True,
+            instance=True,
+            parameters=[
+                {"name": "_outputFormat", "use": "in", "min": 0, "max": "1", "type": "string"},
+                {"name": "_since", "use": "in", "min": 0, "max": "1", "type": "instant"},
+                {"name": "_type", "use": "in", "min": 0, "max": "*", "type": "string"},
+                {"name": "_typeFilter", "use": "in", "min": 0, "max": "*", "type": "string"},
+            ],
+        )
+    )
 
 
 # -- the job ------------------------------------------------------------------------------------------------------
@@ -157,8 +202,13 @@ def _access(job: dict[str, Any], params: dict[str, Any]) -> Access:
 
     if params.get("principal") == "developer":
         return Access(DEVELOPER)
-    principal = Principal(kind="system", subject=f"client:{job['client_id']}", scopes=ScopeSet.parse(job["scope"]),
-                          client_id=job["client_id"], display=params.get("display") or job["client_id"])
+    principal = Principal(
+        kind="system",
+        subject=f"client:{job['client_id']}",
+        scopes=ScopeSet.parse(job["scope"]),
+        client_id=job["client_id"],
+        display=params.get("display") or job["client_id"],
+    )
     return Access(principal)
 
 
@@ -181,8 +231,9 @@ class _Files:
             self.close()
             name = f"{self.rtype}-{len(self.outputs) + 1}.ndjson"
             self._file = (self.folder / name).open("wb", buffering=1 << 20)
-            self.outputs.append({"type": self.rtype, "url": f"{self.base}/$export-file/{self.job_id}/{name}",
-                                 "count": 0})
+            self.outputs.append(
+                {"type": self.rtype, "url": f"{self.base}/$export-file/{self.job_id}/{name}", "count": 0}
+            )
             self._lines = 0
         self._file.write(line)
         self._file.write(b"\n")
@@ -218,15 +269,18 @@ def _searches(rtype: str, params: dict[str, Any], members: list[str] | None) -> 
     if members is None:
         return [base + list(f) for f in filters]
     if rtype == "Patient":
-        return [base + list(f) + [("_id", ",".join(members[n: n + 100]))] for f in filters
-                for n in range(0, len(members), 100)]
+        return [
+            base + list(f) + [("_id", ",".join(members[n : n + 100]))]
+            for f in filters
+            for n in range(0, len(members), 100)
+        ]
     out = []
     for code in patient_compartment().get(rtype, ()):
         param = search_param(rtype, code)
         if param is None or param.type != "reference":
             continue
         for n in range(0, len(members), 100):
-            refs = ",".join(f"Patient/{m}" for m in members[n: n + 100])
+            refs = ",".join(f"Patient/{m}" for m in members[n : n + 100])
             out += [base + list(f) + [(code, refs)] for f in filters]
     return out
 
@@ -252,8 +306,11 @@ def run_export(services: Any, job_id: str) -> None:
         members = _members(repo, params["group"], services.fhir_base) if params["level"] == "group" else None
         for rtype in params["types"]:
             files = _Files(folder, rtype, settings.export_file_lines, services.fhir_base, job_id)
-            seen: set[str] | None = set() if (members is not None or len(params.get("filters", {}).get(rtype) or [])
-                                              > 1) else None
+            seen: set[str] | None = (
+                set()
+                if (members is not None or len(params.get("filters", {}).get(rtype) or []) > 1)
+                else None
+            )
             try:
                 for search in _searches(rtype, params, members):
                     cursor: int | None = None
@@ -272,28 +329,48 @@ def run_export(services: Any, job_id: str) -> None:
                         if result.next_cursor is None:
                             break
                         cursor = result.next_cursor
-                        if not store.update_export(job_id, only_states=["running"], progress=f"{rtype}: {total}",
-                                                   claimed_until=int(time.time()) + settings.sync_lease_seconds * 10):
+                        if not store.update_export(
+                            job_id,
+                            only_states=["running"],
+                            progress=f"{rtype}: {total}",
+                            claimed_until=int(time.time()) + settings.sync_lease_seconds * 10,
+                        ):
                             shutil.rmtree(folder, ignore_errors=True)  # cancelled meanwhile
                             return
             finally:
                 files.close()
             outputs += files.outputs
     except FhirError as exc:
-        store.update_export(job_id, only_states=["running"], state="failed", error=str(exc)[:500],
-                            expires=int(time.time()) + settings.export_ttl_seconds)
+        store.update_export(
+            job_id,
+            only_states=["running"],
+            state="failed",
+            error=str(exc)[:500],
+            expires=int(time.time()) + settings.export_ttl_seconds,
+        )
         shutil.rmtree(folder, ignore_errors=True)
         log.warning("export job=%s failed: %s", job_id, exc.status)
         return
     now = int(time.time())
-    done = store.update_export(job_id, only_states=["running"], state="complete", progress=None,
-                               output=json.dumps(outputs), expires=now + settings.export_ttl_seconds,
-                               claimed_until=None)
+    done = store.update_export(
+        job_id,
+        only_states=["running"],
+        state="complete",
+        progress=None,
+        output=json.dumps(outputs),
+        expires=now + settings.export_ttl_seconds,
+        claimed_until=None,
+    )
     if not done:
         shutil.rmtree(folder, ignore_errors=True)
         return
-    log.info("export job=%s complete resources=%d files=%d duration=%.1fs", job_id, total, len(outputs),
-             time.monotonic() - started)
+    log.info(
+        "export job=%s complete resources=%d files=%d duration=%.1fs",
+        job_id,
+        total,
+        len(outputs),
+        time.monotonic() - started,
+    )
 
 
 def housekeeping(services: Any) -> None:

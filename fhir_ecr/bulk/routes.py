@@ -52,8 +52,9 @@ def _job_for(request: Request, services: Services, job_id: str) -> dict[str, Any
 
 
 def _fhir_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(jsonexact.dumps(body), status_code=status, media_type="application/fhir+json",
-                    headers=headers or {})
+    return Response(
+        jsonexact.dumps(body), status_code=status, media_type="application/fhir+json", headers=headers or {}
+    )
 
 
 @router.get("/$export-status/{job_id}", summary="Bulk Data export status (poll)")
@@ -61,16 +62,31 @@ async def export_status(job_id: str, request: Request, services: ServicesDep) ->
     job = await run_in_threadpool(_job_for, request, services, job_id)
     state = job["state"]
     if state in ("queued", "running"):
-        return Response(status_code=202, headers={"X-Progress": (job["progress"] or state)[:100], "Retry-After": "2"})
+        return Response(
+            status_code=202, headers={"X-Progress": (job["progress"] or state)[:100], "Retry-After": "2"}
+        )
     if state == "failed":
-        return _fhir_json({"resourceType": "OperationOutcome", "issue": [issue(
-            "exception", "the export failed; start a new one", severity="fatal")]}, 500)
+        return _fhir_json(
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [issue("exception", "the export failed; start a new one", severity="fatal")],
+            },
+            500,
+        )
     if state == "cancelled":
         raise not_found("export", job_id)
-    manifest = {"transactionTime": job["transaction_time"], "request": job["request"], "requiresAccessToken": True,
-                "output": json.loads(job["output"] or "[]"), "error": []}
-    return Response(json.dumps(manifest), media_type="application/json",
-                    headers={"Expires": formatdate(job["expires"] or 0, usegmt=True)})
+    manifest = {
+        "transactionTime": job["transaction_time"],
+        "request": job["request"],
+        "requiresAccessToken": True,
+        "output": json.loads(job["output"] or "[]"),
+        "error": [],
+    }
+    return Response(
+        json.dumps(manifest),
+        media_type="application/json",
+        headers={"Expires": formatdate(job["expires"] or 0, usegmt=True)},
+    )
 
 
 @router.delete("/$export-status/{job_id}", summary="Cancel or delete a Bulk Data export")
@@ -87,8 +103,13 @@ async def export_delete(job_id: str, request: Request, services: ServicesDep) ->
         shutil.rmtree(job_dir(services, job_id), ignore_errors=True)
 
     await run_in_threadpool(run)
-    return _fhir_json({"resourceType": "OperationOutcome", "issue": [issue(
-        "informational", "export deleted", severity="information")]}, 202)
+    return _fhir_json(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [issue("informational", "export deleted", severity="information")],
+        },
+        202,
+    )
 
 
 @router.get("/$export-file/{job_id}/{name}", summary="A file of a finished Bulk Data export")

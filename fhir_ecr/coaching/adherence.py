@@ -141,5 +141,7 @@ def adherence_windows(
         if days < 1:
             raise ScheduleError(f"an adherence window needs at least one day, got {days}")
     longest = max(windows, default=1)
-    led = ledger(schedule, checkins, pauses, today=today, start=today - timedelta(days=longest - 1), end=today)
+    led = ledger(
+        schedule, checkins, pauses, today=today, start=today - timedelta(days=longest - 1), end=today
+    )
     return {days: ledger_adherence(led, days, policy) for days in windows}

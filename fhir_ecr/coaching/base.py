@@ -50,7 +50,6 @@ def _core_errors() -> Iterator[None]:
         raise FhirError(issue("invalid", str(exc)), 400) from exc
 
 
-
 def _search_all(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Every match, fetched in pages of ``_PAGE`` (one query for a normal patient), without a total count."""
     query = parse_search(rtype, params, strict=True, default_count=_PAGE, max_count=_PAGE)
@@ -64,11 +63,17 @@ def _search_all(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]]) -> l
         query.cursor = result.next_cursor
 
 
-
 # What the summary reads of each check-in and each reading (io.checkin_from_observation, io.measurements_by_day).
 # What the summary reads of each check-in and each reading (io.checkin_from_observation, io.measurements_by_day).
 _CHECKIN_ELEMENTS = ["status", "extension", "basedOn", "effectiveDateTime", "valueCodeableConcept"]
-_READING_ELEMENTS = ["status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity"]
+_READING_ELEMENTS = [
+    "status",
+    "code",
+    "effectiveDateTime",
+    "effectiveInstant",
+    "effectivePeriod",
+    "valueQuantity",
+]
 
 
 class CoachingBase:
@@ -119,9 +124,14 @@ class CoachingBase:
         content = uow.read("Patient", patient_id).content or {}
         return content, io.patient_time_zone(content, self.default_tz)
 
-
-    def _progress(self, info: io.GoalInfo, observations: Sequence[Mapping[str, Any]], tz: str,
-                  today: date, start: date | None = None) -> tuple[GoalProgress, list[Any]] | None:
+    def _progress(
+        self,
+        info: io.GoalInfo,
+        observations: Sequence[Mapping[str, Any]],
+        tz: str,
+        today: date,
+        start: date | None = None,
+    ) -> tuple[GoalProgress, list[Any]] | None:
         """Progress over one measurement a day. A quantity without comparator takes its direction from the goal's
         own baseline: its first measurement on or after ``start`` (Goal.startDate, else the day the goal was
         created), never an older one; with none yet, the goal is in progress (R1: no evidence of its own)."""
@@ -143,7 +153,9 @@ class CoachingBase:
         if info.start is not None:
             return info.start
         try:
-            first = stored if stored is not None and stored.version_id == 1 else uow.vread("Goal", info.id, "1")
+            first = (
+                stored if stored is not None and stored.version_id == 1 else uow.vread("Goal", info.id, "1")
+            )
         except FhirError:
             return None
         return datetime.fromtimestamp(first.last_updated / 1_000_000, UTC).astimezone(ZoneInfo(tz)).date()

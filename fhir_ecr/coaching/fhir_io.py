@@ -117,10 +117,17 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HABIT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,63}$")
 # UCUM units the coaching series convert between, as factors to a base unit of their family.
 _UNIT_FAMILIES: dict[str, tuple[str, float]] = {
-    "s": ("time", 1.0), "min": ("time", 60.0), "h": ("time", 3600.0),
-    "g": ("mass", 1.0), "kg": ("mass", 1000.0), "[lb_av]": ("mass", 453.59237),
+    "s": ("time", 1.0),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+    "g": ("mass", 1.0),
+    "kg": ("mass", 1000.0),
+    "[lb_av]": ("mass", 453.59237),
     # A daily count: the IG's steps unit is /d, wearables and people also write these.
-    "/d": ("per-day", 1.0), "{steps}": ("per-day", 1.0), "{steps}/d": ("per-day", 1.0), "1/d": ("per-day", 1.0),
+    "/d": ("per-day", 1.0),
+    "{steps}": ("per-day", 1.0),
+    "{steps}/d": ("per-day", 1.0),
+    "1/d": ("per-day", 1.0),
 }
 
 
@@ -256,7 +263,8 @@ def goal_info(goal: Mapping[str, Any], baseline_hint: float | None = None) -> Go
     inferred = False
     for t in goal.get("target", []) or []:
         codings = tuple(
-            (c["system"], c["code"]) for c in (t.get("measure") or {}).get("coding", []) or []
+            (c["system"], c["code"])
+            for c in (t.get("measure") or {}).get("coding", []) or []
             if c.get("system") and c.get("code")
         )
         if not codings:
@@ -342,8 +350,9 @@ def goal_info_target(info: GoalInfo, first_value: float) -> GoalTarget | None:
 MAX_EVERY_DAYS = 366
 
 
-def timing_repeat(kind: str, *, times: int | None = None, weekdays: Sequence[str] = (),
-                  every_days: int | None = None) -> dict[str, Any]:
+def timing_repeat(
+    kind: str, *, times: int | None = None, weekdays: Sequence[str] = (), every_days: int | None = None
+) -> dict[str, Any]:
     """A ``Timing.repeat`` for a habit: ``daily``, ``per-week`` (``times``), ``weekdays`` or ``every-n-days``."""
     if kind == "daily":
         return {"frequency": 1, "period": 1, "periodUnit": "d"}
@@ -354,10 +363,17 @@ def timing_repeat(kind: str, *, times: int | None = None, weekdays: Sequence[str
     if kind == "weekdays":
         if not weekdays:
             raise ScheduleError("a weekday habit needs at least one day of the week")
-        return {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": [str(d).lower() for d in weekdays]}
+        return {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+            "dayOfWeek": [str(d).lower() for d in weekdays],
+        }
     if kind == "every-n-days":
         if every_days is None or not 1 <= every_days <= MAX_EVERY_DAYS:
-            raise ScheduleError(f"an every-n-days habit needs a number of days between 1 and {MAX_EVERY_DAYS}")
+            raise ScheduleError(
+                f"an every-n-days habit needs a number of days between 1 and {MAX_EVERY_DAYS}"
+            )
         return {"frequency": 1, "period": every_days, "periodUnit": "d"}
     raise ScheduleError(f"unknown schedule kind {kind!r}; expected daily, per-week, weekdays or every-n-days")
 
@@ -403,7 +419,7 @@ def _pauses(activity: Mapping[str, Any]) -> tuple[Pause, ...]:
         period = (sub.get("period") or {}).get("valuePeriod") or {}
         start = parse_local_date(period.get("start"), "habit pause start")
         end = parse_local_date(period["end"], "habit pause end") if period.get("end") else None
-        reason = ((sub.get("reason") or {}).get("valueCodeableConcept") or {})
+        reason = (sub.get("reason") or {}).get("valueCodeableConcept") or {}
         code = ((reason.get("coding") or [{}])[0]).get("code") or reason.get("text") or ""
         out.append(Pause(start, end, str(code)))
     return tuple(sorted(out, key=lambda p: p.start))
@@ -452,7 +468,9 @@ def habit_from_activity(plan_id: str, activity: Mapping[str, Any], index: int) -
     repeat = timing.get("repeat") or {}
     bounds = repeat.get("boundsPeriod") or {}
     if not bounds.get("start"):
-        raise ScheduleError(f"habit {ids[0]['valueString']!r} has no start (scheduledTiming.repeat.boundsPeriod.start)")
+        raise ScheduleError(
+            f"habit {ids[0]['valueString']!r} has no start (scheduledTiming.repeat.boundsPeriod.start)"
+        )
     start = parse_local_date(str(bounds["start"])[:10], "habit start")
     end = parse_local_date(str(bounds["end"])[:10], "habit end") if bounds.get("end") else None
     goal_id = next((ref_id(g, "Goal") for g in detail.get("goal", []) or [] if ref_id(g, "Goal")), None)
@@ -467,8 +485,11 @@ def habit_from_activity(plan_id: str, activity: Mapping[str, Any], index: int) -
         goal_id=goal_id,
         schedule=schedule_from_timing(repeat, start=start, end=end),
         pauses=_pauses(activity),
-        codings=tuple((c["system"], c["code"]) for c in code.get("coding", []) or []
-                      if c.get("system") and c.get("code")),
+        codings=tuple(
+            (c["system"], c["code"])
+            for c in code.get("coding", []) or []
+            if c.get("system") and c.get("code")
+        ),
         daily_amount=detail.get("dailyAmount"),
         index=index,
     )
@@ -548,17 +569,33 @@ def checkin_observation(
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": day.isoformat(),
         "performer": [{"reference": performer or f"Patient/{patient_id}"}],
-        "valueCodeableConcept": {"coding": [{"system": CHECKIN_RESULT_SYSTEM, "code": status.value,
-                                             "display": _RESULT_DISPLAY[status.value]}]},
+        "valueCodeableConcept": {
+            "coding": [
+                {
+                    "system": CHECKIN_RESULT_SYSTEM,
+                    "code": status.value,
+                    "display": _RESULT_DISPLAY[status.value],
+                }
+            ]
+        },
     }
     if habit.goal_id:
         obs["focus"] = [{"reference": f"Goal/{habit.goal_id}"}]
     if quantity:
-        obs["component"] = [{
-            "code": {"coding": [{"system": MECR_CODES, "code": "habit-check-in-amount",
-                                 "display": "Habit check-in amount"}]},
-            "valueQuantity": dict(quantity),
-        }]
+        obs["component"] = [
+            {
+                "code": {
+                    "coding": [
+                        {
+                            "system": MECR_CODES,
+                            "code": "habit-check-in-amount",
+                            "display": "Habit check-in amount",
+                        }
+                    ]
+                },
+                "valueQuantity": dict(quantity),
+            }
+        ]
     if note:
         obs["note"] = [{"text": note}]
     if derived_from:
@@ -587,8 +624,14 @@ def checkin_from_observation(obs: Mapping[str, Any]) -> tuple[str, str, CheckIn]
         if coding.get("system") == CHECKIN_RESULT_SYSTEM:
             code = coding.get("code")
             break
-    if habit_id is None or not plan_id or not isinstance(raw_day, str) or not _DATE_RE.match(raw_day) \
-            or not isinstance(code, str) or code not in _CHECKIN_STATUS:
+    if (
+        habit_id is None
+        or not plan_id
+        or not isinstance(raw_day, str)
+        or not _DATE_RE.match(raw_day)
+        or not isinstance(code, str)
+        or code not in _CHECKIN_STATUS
+    ):
         return None
     qty = None
     for comp in obs.get("component") or ():
@@ -612,12 +655,16 @@ def _checkin(day: str, result: str | None) -> CheckIn | None:
 
 
 CHECKIN_TOKENS: list[tuple[str, str | None, str | None]] = [
-    ("identifier", CHECKIN_ID_SYSTEM, None), ("value-concept", CHECKIN_RESULT_SYSTEM, None), ("status", None, None)]
+    ("identifier", CHECKIN_ID_SYSTEM, None),
+    ("value-concept", CHECKIN_RESULT_SYSTEM, None),
+    ("status", None, None),
+]
 """The token values :func:`checkins_from_tokens` reads (``UnitOfWork.search_index_values``)."""
 
 
-def checkins_from_tokens(rows: Iterable[Sequence[str | None]]
-                         ) -> tuple[dict[tuple[str, str], list[CheckIn]], list[str]]:
+def checkins_from_tokens(
+    rows: Iterable[Sequence[str | None]],
+) -> tuple[dict[tuple[str, str], list[CheckIn]], list[str]]:
     """Check-ins from their search-index tokens, without reading a document: each row is ``(id, check-in
     identifier value, result code, status)`` (:data:`CHECKIN_TOKENS`).
 
@@ -639,8 +686,9 @@ def checkins_from_tokens(rows: Iterable[Sequence[str | None]]
         habit = habits.get(prefix, ()) if prefix else None
         if habit == ():
             plan_id, slash, habit_id = prefix.partition("/")
-            habit = habits[prefix] = (plan_id, habit_id) if plan_id and slash and _HABIT_ID_RE.match(habit_id) \
-                else None
+            habit = habits[prefix] = (
+                (plan_id, habit_id) if plan_id and slash and _HABIT_ID_RE.match(habit_id) else None
+            )
         checkin = shared.get((day, result or ""), False)
         if checkin is False:
             checkin = shared[(day, result or "")] = _checkin(day, result)
@@ -667,12 +715,23 @@ class PdsaNote:
     text: str
 
 
-def pdsa_annotation(day: date, title: str, *, plan: str = "", do: str = "", study: str = "", act: str = "",
-                    author: str | None = None) -> dict[str, Any]:
+def pdsa_annotation(
+    day: date,
+    title: str,
+    *,
+    plan: str = "",
+    do: str = "",
+    study: str = "",
+    act: str = "",
+    author: str | None = None,
+) -> dict[str, Any]:
     """An ``activity.progress`` Annotation recording one PDSA cycle's change, dated the day it started."""
     lines = [f"{PDSA_PREFIX} {title.strip()}"]
-    lines += [f"{label}: {value.strip()}" for label, value in
-              (("Plan", plan), ("Do", do), ("Study", study), ("Act", act)) if value and value.strip()]
+    lines += [
+        f"{label}: {value.strip()}"
+        for label, value in (("Plan", plan), ("Do", do), ("Study", study), ("Act", act))
+        if value and value.strip()
+    ]
     note: dict[str, Any] = {"time": day.isoformat(), "text": "\n".join(lines)}
     if author:
         note["authorReference"] = {"reference": author}
@@ -692,7 +751,7 @@ def pdsa_notes(plan: Mapping[str, Any], habits: Sequence[Habit]) -> list[PdsaNot
             if not text.startswith(PDSA_PREFIX) or not isinstance(note.get("time"), str):
                 continue
             day = parse_local_date(note["time"][:10], "PDSA note time")
-            title = text.splitlines()[0][len(PDSA_PREFIX):].strip()
+            title = text.splitlines()[0][len(PDSA_PREFIX) :].strip()
             out.append(PdsaNote(habit.plan_id, habit.habit_id, habit.goal_id, day, title, text))
     return sorted(out, key=lambda n: n.day)
 
@@ -749,8 +808,9 @@ def to_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Parameters", "parameter": _params(values)}
 
 
-def parameters_to_dict(parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                       repeated: Iterable[str] = ()) -> dict[str, Any]:
+def parameters_to_dict(
+    parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]], repeated: Iterable[str] = ()
+) -> dict[str, Any]:
     """The inverse of :func:`to_parameters`: a name seen once is a value, more often a list.
 
     Names in ``repeated`` are always lists (so "one goal" and "two goals" have the same shape).
@@ -786,14 +846,22 @@ def _moment(obs: Mapping[str, Any]) -> float:
     """When a reading was taken, as a POSIX instant: the instant of ``effectiveDateTime``/``effectiveInstant`` (or
     of ``effectivePeriod.end``, else ``.start``), whatever offset it is written with; a date without a time sorts
     before every timed reading (it says nothing about the hour)."""
-    period: Mapping[str, Any] = obs["effectivePeriod"] if isinstance(obs.get("effectivePeriod"), Mapping) else {}
-    raw = obs.get("effectiveDateTime") or obs.get("effectiveInstant") or period.get("end") or period.get("start")
+    period: Mapping[str, Any] = (
+        obs["effectivePeriod"] if isinstance(obs.get("effectivePeriod"), Mapping) else {}
+    )
+    raw = (
+        obs.get("effectiveDateTime")
+        or obs.get("effectiveInstant")
+        or period.get("end")
+        or period.get("start")
+    )
     instant = _instant(raw) if isinstance(raw, str) and not _DATE_RE.match(raw) else None
     return instant.timestamp() if instant is not None else float("-inf")
 
 
-def measurements_by_day(observations: Iterable[Mapping[str, Any]], tz: str, unit: str | None
-                        ) -> list[Measurement]:
+def measurements_by_day(
+    observations: Iterable[Mapping[str, Any]], tz: str, unit: str | None
+) -> list[Measurement]:
     """One measurement per local day: the day's latest reading by instant (09:00-05:00 is later than
     13:30+00:00), then storage order."""
     per_day: dict[date, tuple[float, float]] = {}
@@ -809,4 +877,3 @@ def measurements_by_day(observations: Iterable[Mapping[str, Any]], tz: str, unit
         if current is None or when >= current[0]:
             per_day[day] = (when, value)
     return [Measurement(day, v) for day, (_, v) in sorted(per_day.items())]
-

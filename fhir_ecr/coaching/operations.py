@@ -99,7 +99,9 @@ def _day_or_instant(call: OperationCall, name: str) -> tuple[date | None, dateti
     except ValueError:
         instant = None
     if instant is None or instant.tzinfo is None:
-        raise bad_request(f"parameter {name} must be a date or a dateTime with a time zone, not {raw!r}", name)
+        raise bad_request(
+            f"parameter {name} must be a date or a dateTime with a time zone, not {raw!r}", name
+        )
     _in_range(instant.date(), name)
     return None, instant
 
@@ -112,9 +114,14 @@ def _quantity(call: OperationCall, name: str) -> dict[str, Any] | None:
         try:
             return io.quantity(float(value), "1")
         except ValueError:
-            raise bad_request(f"parameter {name} must be a Quantity or a number, not {value!r}", name) from None
-    if not isinstance(value, Mapping) or isinstance(value.get("value"), bool) \
-            or not isinstance(value.get("value"), (int, float)):
+            raise bad_request(
+                f"parameter {name} must be a Quantity or a number, not {value!r}", name
+            ) from None
+    if (
+        not isinstance(value, Mapping)
+        or isinstance(value.get("value"), bool)
+        or not isinstance(value.get("value"), (int, float))
+    ):
         raise bad_request(f"parameter {name} must be a Quantity with a numeric value", name)
     if value["value"] < 0:
         raise bad_request(f"parameter {name} cannot be negative", name)
@@ -148,16 +155,25 @@ class _Ops:
             if patient_id is None:
                 raise bad_request(f"patient must reference a Patient, not {patient!r}", "patient")
         result = self.service(call).check_in(
-            str(call.resource_id), str(habit_id), str(status), day=day, at=at,
-            quantity=_quantity(call, "quantity"), note=_text(call, "note"), patient_id=patient_id)
-        return io.to_parameters({
-            "return": result.stored.content,
-            "created": result.created,
-            "changed": result.changed,
-            "localDate": result.day,
-            "version": result.stored.version_id,
-            "goalAchievementStatus": result.goal_status,
-        })
+            str(call.resource_id),
+            str(habit_id),
+            str(status),
+            day=day,
+            at=at,
+            quantity=_quantity(call, "quantity"),
+            note=_text(call, "note"),
+            patient_id=patient_id,
+        )
+        return io.to_parameters(
+            {
+                "return": result.stored.content,
+                "created": result.created,
+                "changed": result.changed,
+                "localDate": result.day,
+                "version": result.stored.version_id,
+                "goalAchievementStatus": result.goal_status,
+            }
+        )
 
     def habit(self, call: OperationCall) -> dict[str, Any]:
         svc = self.service(call)
@@ -177,39 +193,68 @@ class _Ops:
             amount = _quantity(call, "dailyAmount")
             codes = [v for v in call.get_all("code") if isinstance(v, Mapping)]
             try:
-                repeat = io.timing_repeat(str(kind), times=int(times) if times else None, weekdays=weekdays,
-                                          every_days=int(every) if every else None)
+                repeat = io.timing_repeat(
+                    str(kind),
+                    times=int(times) if times else None,
+                    weekdays=weekdays,
+                    every_days=int(every) if every else None,
+                )
                 # The habit starts today in the patient's zone unless a start is given.
                 with svc.repo.unit(write=False) as uow:
                     plan = uow.read("CarePlan", plan_id).content or {}
                     pid = io.ref_id(plan.get("subject"), "Patient") or ""
                     tz = io.patient_time_zone(uow.read("Patient", pid).content, svc.default_tz)
                 activity = io.habit_activity(
-                    str(_text(call, "habitId", required=True)), str(_text(call, "title", required=True)), repeat,
-                    start or svc.today(tz), description=_text(call, "description"),
-                    goal_id=io.ref_id(goal, "Goal") or goal if goal else None, code=codes, daily_amount=amount)
+                    str(_text(call, "habitId", required=True)),
+                    str(_text(call, "title", required=True)),
+                    repeat,
+                    start or svc.today(tz),
+                    description=_text(call, "description"),
+                    goal_id=io.ref_id(goal, "Goal") or goal if goal else None,
+                    code=codes,
+                    daily_amount=amount,
+                )
             except ValueError as exc:
                 raise bad_request(str(exc)) from exc
             stored = svc.add_habit(plan_id, activity, expected_version=expected)
         else:
             habit_id = str(_text(call, "habitId", required=True))
             if action == "pause":
-                stored = svc.pause_habit(plan_id, habit_id, str(_text(call, "reason", required=True)),
-                                         start=_date(call, "start"), until=_date(call, "until"),
-                                         reason_text=_text(call, "reasonText"), expected_version=expected)
+                stored = svc.pause_habit(
+                    plan_id,
+                    habit_id,
+                    str(_text(call, "reason", required=True)),
+                    start=_date(call, "start"),
+                    until=_date(call, "until"),
+                    reason_text=_text(call, "reasonText"),
+                    expected_version=expected,
+                )
             elif action == "resume":
-                stored = svc.resume_habit(plan_id, habit_id, on=_date(call, "date"), expected_version=expected)
+                stored = svc.resume_habit(
+                    plan_id, habit_id, on=_date(call, "date"), expected_version=expected
+                )
             elif action == "stop":
                 stored = svc.stop_habit(plan_id, habit_id, on=_date(call, "date"), expected_version=expected)
             elif action == "change":
                 goal = _text(call, "goal")
-                stored = svc.change_habit(plan_id, habit_id, title=_text(call, "title"),
-                                          description=_text(call, "description"),
-                                          goal_id=(io.ref_id(goal, "Goal") or goal) if goal else None,
-                                          daily_amount=_quantity(call, "dailyAmount"), expected_version=expected)
+                stored = svc.change_habit(
+                    plan_id,
+                    habit_id,
+                    title=_text(call, "title"),
+                    description=_text(call, "description"),
+                    goal_id=(io.ref_id(goal, "Goal") or goal) if goal else None,
+                    daily_amount=_quantity(call, "dailyAmount"),
+                    expected_version=expected,
+                )
             else:
-                raise FhirError(issue("value", f"action must be add, change, pause, resume or stop, not {action!r}",
-                                      expression="action"), 400)
+                raise FhirError(
+                    issue(
+                        "value",
+                        f"action must be add, change, pause, resume or stop, not {action!r}",
+                        expression="action",
+                    ),
+                    400,
+                )
         return io.to_parameters({"return": stored.content, "version": stored.version_id})
 
     def run_chart(self, call: OperationCall) -> dict[str, Any]:
@@ -242,10 +287,17 @@ class _Ops:
 
     def pdsa(self, call: OperationCall) -> dict[str, Any]:
         stored = self.service(call).add_pdsa(
-            str(call.resource_id), title=str(_text(call, "title", required=True)), day=_date(call, "date"),
-            habit_id=_text(call, "habitId"), plan=_text(call, "plan") or "", do=_text(call, "do") or "",
-            study=_text(call, "study") or "", act=_text(call, "act") or "", author=_text(call, "author"),
-            expected_version=_expected_version(call))
+            str(call.resource_id),
+            title=str(_text(call, "title", required=True)),
+            day=_date(call, "date"),
+            habit_id=_text(call, "habitId"),
+            plan=_text(call, "plan") or "",
+            do=_text(call, "do") or "",
+            study=_text(call, "study") or "",
+            act=_text(call, "act") or "",
+            author=_text(call, "author"),
+            expected_version=_expected_version(call),
+        )
         return io.to_parameters({"return": stored.content, "version": stored.version_id})
 
 
@@ -257,59 +309,134 @@ def register_coaching_operations(registry: OperationRegistry, **service_kwargs: 
     """Add the coaching operations to ``registry``; ``service_kwargs`` go to :class:`CoachingService`
     (e.g. ``default_tz="America/New_York"``)."""
     ops = _Ops(**service_kwargs)
-    registry.register(Operation(
-        name="coaching-summary", title="Coaching summary",
-        description="Goals with progress (achievementStatus by the goal-progress rule) and recent run-chart "
-                    "signals; habits with adherence over 7/30/90 days and current/best streaks.",
-        handler=ops.summary, resource_types=("Patient",), instance=True,
-        parameters=[_p("return", "Parameters", use="out", min_=1)],
-    ))
-    registry.register(Operation(
-        name="check-in", title="Habit check-in",
-        description="Record done / partly / not-done for one habit of this habit plan on one patient-local "
-                    "day; idempotent per habit and day (the latest wins, earlier ones stay in history).",
-        handler=ops.check_in, resource_types=("CarePlan",), instance=True, affects_state=True,
-        parameters=[_p("habitId", "string", min_=1), _p("status", "code", min_=1), _p("date", "string"),
-                    _p("quantity", "Quantity"), _p("note", "string"), _p("patient", "Reference"),
-                    _p("return", "Observation", use="out", min_=1)],
-    ))
-    registry.register(Operation(
-        name="habit", title="Change a habit",
-        description="Add, change, pause (on-hold with a reason), resume or stop a habit of this habit plan; "
-                    "If-Match carries the plan version the change was made against.",
-        handler=ops.habit, resource_types=("CarePlan",), instance=True, affects_state=True,
-        parameters=[_p("action", "code", min_=1), _p("habitId", "string", min_=1), _p("title", "string"),
-                    _p("description", "string"), _p("schedule", "code"), _p("timesPerWeek", "integer"),
-                    _p("dayOfWeek", "code", max_="*"), _p("everyDays", "integer"), _p("start", "date"),
-                    _p("goal", "Reference"), _p("dailyAmount", "Quantity"), _p("code", "Coding", max_="*"),
-                    _p("reason", "code"), _p("reasonText", "string"), _p("until", "date"), _p("date", "date"),
-                    _p("return", "CarePlan", use="out", min_=1)],
-    ))
-    registry.register(Operation(
-        name="run-chart", title="Run chart",
-        description="A patient's daily series of one measure between two local dates, its median and the "
-                    "Anhøj shift/crossings and astronomical signals, with PDSA changes as phases.",
-        handler=ops.run_chart, resource_types=("Observation",), type=True,
-        parameters=[_p("patient", "string", min_=1), _p("code", "token", min_=1, max_="*"), _p("from", "date"),
-                    _p("to", "date"), _p("return", "Parameters", use="out", min_=1)],
-    ))
-    registry.register(Operation(
-        name="coaching-session", title="Record a coaching session",
-        description="Write a finished coaching session: an Encounter for the patient, or for a Group one "
-                    "group-level Encounter and one per member partOf it; plus the structured note.",
-        handler=ops.session, resource_types=("Patient", "Group"), instance=True, affects_state=True,
-        parameters=[_p("coach", "Reference", min_=1), _p("start", "dateTime", min_=1), _p("end", "dateTime", min_=1),
-                    _p("modality", "code", min_=1), _p("sessionType", "code"), _p("reason", "string", max_="*"),
-                    _p("goal", "Reference", max_="*"), _p("diagnosis", "Reference", max_="*"),
-                    _p("reviewed", "string"), _p("barriers", "string"), _p("nextSteps", "string"),
-                    _p("return", "Bundle", use="out", min_=1)],
-    ))
-    registry.register(Operation(
-        name="pdsa", title="Record a PDSA change",
-        description="Note a PDSA cycle's change on the habit serving this goal (CarePlan.activity.progress); "
-                    "run charts of the goal's measure start a new phase on that date.",
-        handler=ops.pdsa, resource_types=("Goal",), instance=True, affects_state=True,
-        parameters=[_p("title", "string", min_=1), _p("date", "date"), _p("habitId", "string"),
-                    _p("plan", "string"), _p("do", "string"), _p("study", "string"), _p("act", "string"),
-                    _p("author", "Reference"), _p("return", "CarePlan", use="out", min_=1)],
-    ))
+    registry.register(
+        Operation(
+            name="coaching-summary",
+            title="Coaching summary",
+            description="Goals with progress (achievementStatus by the goal-progress rule) and recent run-chart "
+            "signals; habits with adherence over 7/30/90 days and current/best streaks.",
+            handler=ops.summary,
+            resource_types=("Patient",),
+            instance=True,
+            parameters=[_p("return", "Parameters", use="out", min_=1)],
+        )
+    )
+    registry.register(
+        Operation(
+            name="check-in",
+            title="Habit check-in",
+            description="Record done / partly / not-done for one habit of this habit plan on one patient-local "
+            "day; idempotent per habit and day (the latest wins, earlier ones stay in history).",
+            handler=ops.check_in,
+            resource_types=("CarePlan",),
+            instance=True,
+            affects_state=True,
+            parameters=[
+                _p("habitId", "string", min_=1),
+                _p("status", "code", min_=1),
+                _p("date", "string"),
+                _p("quantity", "Quantity"),
+                _p("note", "string"),
+                _p("patient", "Reference"),
+                _p("return", "Observation", use="out", min_=1),
+            ],
+        )
+    )
+    registry.register(
+        Operation(
+            name="habit",
+            title="Change a habit",
+            description="Add, change, pause (on-hold with a reason), resume or stop a habit of this habit plan; "
+            "If-Match carries the plan version the change was made against.",
+            handler=ops.habit,
+            resource_types=("CarePlan",),
+            instance=True,
+            affects_state=True,
+            parameters=[
+                _p("action", "code", min_=1),
+                _p("habitId", "string", min_=1),
+                _p("title", "string"),
+                _p("description", "string"),
+                _p("schedule", "code"),
+                _p("timesPerWeek", "integer"),
+                _p("dayOfWeek", "code", max_="*"),
+                _p("everyDays", "integer"),
+                _p("start", "date"),
+                _p("goal", "Reference"),
+                _p("dailyAmount", "Quantity"),
+                _p("code", "Coding", max_="*"),
+                _p("reason", "code"),
+                _p("reasonText", "string"),
+                _p("until", "date"),
+                _p("date", "date"),
+                _p("return", "CarePlan", use="out", min_=1),
+            ],
+        )
+    )
+    registry.register(
+        Operation(
+            name="run-chart",
+            title="Run chart",
+            description="A patient's daily series of one measure between two local dates, its median and the "
+            "Anhøj shift/crossings and astronomical signals, with PDSA changes as phases.",
+            handler=ops.run_chart,
+            resource_types=("Observation",),
+            type=True,
+            parameters=[
+                _p("patient", "string", min_=1),
+                _p("code", "token", min_=1, max_="*"),
+                _p("from", "date"),
+                _p("to", "date"),
+                _p("return", "Parameters", use="out", min_=1),
+            ],
+        )
+    )
+    registry.register(
+        Operation(
+            name="coaching-session",
+            title="Record a coaching session",
+            description="Write a finished coaching session: an Encounter for the patient, or for a Group one "
+            "group-level Encounter and one per member partOf it; plus the structured note.",
+            handler=ops.session,
+            resource_types=("Patient", "Group"),
+            instance=True,
+            affects_state=True,
+            parameters=[
+                _p("coach", "Reference", min_=1),
+                _p("start", "dateTime", min_=1),
+                _p("end", "dateTime", min_=1),
+                _p("modality", "code", min_=1),
+                _p("sessionType", "code"),
+                _p("reason", "string", max_="*"),
+                _p("goal", "Reference", max_="*"),
+                _p("diagnosis", "Reference", max_="*"),
+                _p("reviewed", "string"),
+                _p("barriers", "string"),
+                _p("nextSteps", "string"),
+                _p("return", "Bundle", use="out", min_=1),
+            ],
+        )
+    )
+    registry.register(
+        Operation(
+            name="pdsa",
+            title="Record a PDSA change",
+            description="Note a PDSA cycle's change on the habit serving this goal (CarePlan.activity.progress); "
+            "run charts of the goal's measure start a new phase on that date.",
+            handler=ops.pdsa,
+            resource_types=("Goal",),
+            instance=True,
+            affects_state=True,
+            parameters=[
+                _p("title", "string", min_=1),
+                _p("date", "date"),
+                _p("habitId", "string"),
+                _p("plan", "string"),
+                _p("do", "string"),
+                _p("study", "string"),
+                _p("act", "string"),
+                _p("author", "Reference"),
+                _p("return", "CarePlan", use="out", min_=1),
+            ],
+        )
+    )

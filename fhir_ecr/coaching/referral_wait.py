@@ -71,14 +71,24 @@ def response_days(setting: str) -> Callable[[str | None], int]:
 
 
 def _category(sr: Mapping[str, Any]) -> str | None:
-    return next((str(c.get("code")) for cat in sr.get("category") or () for c in cat.get("coding") or ()
-                 if c.get("system") == SDOH_SYSTEM), None)
+    return next(
+        (
+            str(c.get("code"))
+            for cat in sr.get("category") or ()
+            for c in cat.get("coding") or ()
+            if c.get("system") == SDOH_SYSTEM
+        ),
+        None,
+    )
 
 
 def _text(sr: Mapping[str, Any]) -> str:
     code = sr.get("code") or {}
-    return str(code.get("text") or next((c.get("display") for c in code.get("coding", []) or []
-                                         if c.get("display")), None) or "Referral")
+    return str(
+        code.get("text")
+        or next((c.get("display") for c in code.get("coding", []) or [] if c.get("display")), None)
+        or "Referral"
+    )
 
 
 def _local_day(value: Any, tz: str) -> date | None:
@@ -99,21 +109,29 @@ def _search(repo: FhirRepository, rtype: str, params: list[tuple[str, str]]) -> 
         query.cursor = result.next_cursor
 
 
-def open_referrals(repo: FhirRepository, patient_ids: Iterable[str], today: date, tz: str,
-                   days_for: Callable[[str | None], int] | None = None) -> dict[str, list[OpenReferral]]:
+def open_referrals(
+    repo: FhirRepository,
+    patient_ids: Iterable[str],
+    today: date,
+    tz: str,
+    days_for: Callable[[str | None], int] | None = None,
+) -> dict[str, list[OpenReferral]]:
     """The open community referrals of each patient (see the module docstring), longest waiting first;
     ``days_for`` gives the response days of a category (default: 7 for all)."""
     days_for = days_for or response_days("7")
     ids = list(dict.fromkeys(patient_ids))
     requests: list[dict[str, Any]] = []
     for i in range(0, len(ids), _CHUNK):
-        subjects = ",".join(f"Patient/{p}" for p in ids[i:i + _CHUNK])
-        requests += [sr for sr in _search(repo, "ServiceRequest", [("subject", subjects), ("status", "active")])
-                     if REFERRAL_PROFILE in ((sr.get("meta") or {}).get("profile") or [])]
+        subjects = ",".join(f"Patient/{p}" for p in ids[i : i + _CHUNK])
+        requests += [
+            sr
+            for sr in _search(repo, "ServiceRequest", [("subject", subjects), ("status", "active")])
+            if REFERRAL_PROFILE in ((sr.get("meta") or {}).get("profile") or [])
+        ]
     tasks: dict[str, list[dict[str, Any]]] = {}
     sr_ids = [str(sr.get("id")) for sr in requests]
     for i in range(0, len(sr_ids), _CHUNK):
-        focus = ",".join(f"ServiceRequest/{s}" for s in sr_ids[i:i + _CHUNK])
+        focus = ",".join(f"ServiceRequest/{s}" for s in sr_ids[i : i + _CHUNK])
         for task in _search(repo, "Task", [("focus", focus)]):
             ref = io.ref_id(task.get("focus"), "ServiceRequest")
             if ref:
@@ -132,14 +150,26 @@ def open_referrals(repo: FhirRepository, patient_ids: Iterable[str], today: date
         if pid is None:
             continue
         performer = next((p.get("display") for p in sr.get("performer", []) or [] if p.get("display")), None)
-        latest = max(mine, key=lambda t: str(t.get("lastModified") or t.get("authoredOn") or ""), default=None)
+        latest = max(
+            mine, key=lambda t: str(t.get("lastModified") or t.get("authoredOn") or ""), default=None
+        )
         status = str((latest or {}).get("status") or "")
         if performer is None and latest is not None:
             performer = (latest.get("owner") or {}).get("display")
         waiting, category = max((today - since).days, 0), _category(sr)
-        out.setdefault(pid, []).append(OpenReferral(
-            sid, pid, _text(sr), performer, since, waiting, status, category,
-            status in AWAITING_ANSWER and waiting >= days_for(category)))
+        out.setdefault(pid, []).append(
+            OpenReferral(
+                sid,
+                pid,
+                _text(sr),
+                performer,
+                since,
+                waiting,
+                status,
+                category,
+                status in AWAITING_ANSWER and waiting >= days_for(category),
+            )
+        )
     for found in out.values():
         found.sort(key=lambda r: (-r.waiting_days, r.id))
     return out

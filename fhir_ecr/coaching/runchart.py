@@ -366,8 +366,9 @@ def analyse_changes(
     """
     series = _checked(values)
     starts = list(changes)
-    if any(b <= a for a, b in zip(starts, starts[1:], strict=False)) or (starts and (starts[0] < 1 or
-                                                                                  starts[-1] >= len(series))):
+    if any(b <= a for a, b in zip(starts, starts[1:], strict=False)) or (
+        starts and (starts[0] < 1 or starts[-1] >= len(series))
+    ):
         raise RunChartError("change indices must increase and lie inside the series, after its first point")
     if min_baseline < MIN_USEFUL:
         raise RunChartError(f"min_baseline must be at least {MIN_USEFUL}, got {min_baseline}")
@@ -376,10 +377,13 @@ def analyse_changes(
     if starts:
         baseline_useful = sum(1 for v in series[: starts[-1]] if v != center)
     short = baseline_useful is not None and baseline_useful < min_baseline
-    overall = _analyse(series, 0, len(series), "", None, astronomical_sigmas,
-                       withhold=NOT_ENOUGH_BASELINE if short else None)
+    overall = _analyse(
+        series, 0, len(series), "", None, astronomical_sigmas, withhold=NOT_ENOUGH_BASELINE if short else None
+    )
     names = list(labels) + [""] * (len(starts) - len(labels))
-    phases = analyse_phases(series, [Phase(0, "baseline"), *(Phase(i, n) for i, n in zip(starts, names,
-                                                                                        strict=False))],
-                            astronomical_sigmas=astronomical_sigmas)
+    phases = analyse_phases(
+        series,
+        [Phase(0, "baseline"), *(Phase(i, n) for i, n in zip(starts, names, strict=False))],
+        astronomical_sigmas=astronomical_sigmas,
+    )
     return ChangeChart(overall, tuple(phases), tuple(starts), baseline_useful, min_baseline)

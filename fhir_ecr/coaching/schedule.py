@@ -405,8 +405,15 @@ def ledger(
     return led
 
 
-def _fill_days(led: Ledger, schedule: Schedule, rank: Mapping[int, int], paused: set[int], first: int, last: int,
-               today: int) -> None:
+def _fill_days(
+    led: Ledger,
+    schedule: Schedule,
+    rank: Mapping[int, int],
+    paused: set[int],
+    first: int,
+    last: int,
+    today: int,
+) -> None:
     for o in _due_ordinals(schedule, first, last):
         if o in paused:
             state, req, n_done, n_partly = OccurrenceState.PAUSED, 0, 0, 0
@@ -427,8 +434,15 @@ def _fill_days(led: Ledger, schedule: Schedule, rank: Mapping[int, int], paused:
         led.states.append(state)
 
 
-def _fill_weeks(led: Ledger, schedule: Schedule, rank: Mapping[int, int], pauses: Sequence[Pause], first: int,
-                last: int, today: int) -> None:
+def _fill_weeks(
+    led: Ledger,
+    schedule: Schedule,
+    rank: Mapping[int, int],
+    pauses: Sequence[Pause],
+    first: int,
+    last: int,
+    today: int,
+) -> None:
     week_first = first - (date.fromordinal(first).weekday() - schedule.week_start) % 7
     # A week is judged whole, so its days beyond the range (later this week, or before a window's start) count.
     active_first = schedule.start.toordinal()

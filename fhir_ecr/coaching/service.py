@@ -152,12 +152,17 @@ class CoachingService(CoachingViews):
             target: dict[str, Any] = {"measure": {"coding": [dict(measure)]}}
             if between is not None:
                 low, high = between
-                target["detailRange"] = {"low": io.quantity(low, unit or "1"), "high": io.quantity(high, unit or "1")}
+                target["detailRange"] = {
+                    "low": io.quantity(low, unit or "1"),
+                    "high": io.quantity(high, unit or "1"),
+                }
             else:
                 value = at_least if at_least is not None else at_most
                 assert value is not None
-                target["detailQuantity"] = {**io.quantity(value, unit or "1"),
-                                            "comparator": ">=" if at_least is not None else "<="}
+                target["detailQuantity"] = {
+                    **io.quantity(value, unit or "1"),
+                    "comparator": ">=" if at_least is not None else "<=",
+                }
             if due:
                 target["dueDate"] = due.isoformat()
             goal["target"] = [target]
@@ -183,17 +188,25 @@ class CoachingService(CoachingViews):
             tz = self._patient(uow, pid)[1] if pid else self.default_tz
             updated, progress = self._recompute(uow, stored, tz)
             return updated or stored, progress
-    def _recompute(self, uow: UnitOfWork, stored: Stored, tz: str,
-                   observations: Sequence[Mapping[str, Any]] | None = None
-                   ) -> tuple[Stored | None, GoalProgress | None]:
+
+    def _recompute(
+        self,
+        uow: UnitOfWork,
+        stored: Stored,
+        tz: str,
+        observations: Sequence[Mapping[str, Any]] | None = None,
+    ) -> tuple[Stored | None, GoalProgress | None]:
         goal = stored.content or {}
         with _core_errors():
             info = io.goal_info(goal)
         if info.target is None or info.lifecycle in _CLOSED_GOALS or info.patient_id is None:
             return None, None
         if observations is None:
-            observations = _search_all(uow, "Observation", [("patient", f"Patient/{info.patient_id}"),
-                                                            ("code", _coding_token(info.measure))])
+            observations = _search_all(
+                uow,
+                "Observation",
+                [("patient", f"Patient/{info.patient_id}"), ("code", _coding_token(info.measure))],
+            )
         start = self._goal_start(uow, info, tz, stored) if info.inferred_direction else None
         result = self._progress(info, observations, tz, self.today(tz), start)
         if result is None:
@@ -208,23 +221,38 @@ class CoachingService(CoachingViews):
 
     # -- habit plans -------------------------------------------------------------------------------------
 
-    def create_plan(self, patient_id: str, title: str, habits: Sequence[Mapping[str, Any]], *,
-                    author: str | None = None, start: date | None = None, plan_id: str | None = None) -> Stored:
+    def create_plan(
+        self,
+        patient_id: str,
+        title: str,
+        habits: Sequence[Mapping[str, Any]],
+        *,
+        author: str | None = None,
+        start: date | None = None,
+        plan_id: str | None = None,
+    ) -> Stored:
         """Create a habit plan (``mecr-habit-plan`` CarePlan) with its first habits (build them with
         :func:`~fhir_ecr.coaching.fhir_io.habit_activity`)."""
         if not habits:
-            raise bad_request("a habit plan needs at least one habit (mecr-habit-plan: activity 1..*)", "activity")
+            raise bad_request(
+                "a habit plan needs at least one habit (mecr-habit-plan: activity 1..*)", "activity"
+            )
         with self.repo.unit() as uow:
             self._patient(uow, patient_id)  # 404 for an unknown patient
             first = start or min(
-                io.parse_local_date(h["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["start"], "start")
-                for h in habits)
+                io.parse_local_date(
+                    h["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["start"], "start"
+                )
+                for h in habits
+            )
             plan: dict[str, Any] = {
                 "resourceType": "CarePlan",
                 "meta": {"profile": [io.PLAN_PROFILE]},
                 "status": "active",
                 "intent": "plan",
-                "category": [{"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
+                "category": [
+                    {"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}
+                ],
                 "title": title,
                 "subject": {"reference": f"Patient/{patient_id}"},
                 "period": {"start": first.isoformat()},
@@ -260,19 +288,26 @@ class CoachingService(CoachingViews):
         if goal_ids:
             plan["goal"] = [{"reference": f"Goal/{g}"} for g in goal_ids]
 
-    def _plan(self, uow: UnitOfWork, plan_id: str, expected_version: int | None) -> tuple[Stored, dict[str, Any]]:
+    def _plan(
+        self, uow: UnitOfWork, plan_id: str, expected_version: int | None
+    ) -> tuple[Stored, dict[str, Any]]:
         stored = uow.read("CarePlan", plan_id)
         content = stored.content or {}
-        if not any(c.get("system") == io.MECR_CODES and c.get("code") == "habit-plan"
-                   for cat in content.get("category", []) or [] for c in cat.get("coding", []) or []):
+        if not any(
+            c.get("system") == io.MECR_CODES and c.get("code") == "habit-plan"
+            for cat in content.get("category", []) or []
+            for c in cat.get("coding", []) or []
+        ):
             raise business_rule(f"CarePlan/{plan_id} is not a habit plan", "CarePlan.category")
         if expected_version is not None and stored.version_id != expected_version:
             raise precondition_failed(
-                f"CarePlan/{plan_id} is at version {stored.version_id}, not {expected_version} (If-Match)")
+                f"CarePlan/{plan_id} is at version {stored.version_id}, not {expected_version} (If-Match)"
+            )
         return stored, copy.deepcopy(content)
 
-    def _modify_plan(self, plan_id: str, expected_version: int | None,
-                     change: Callable[[dict[str, Any], date], None]) -> Stored:
+    def _modify_plan(
+        self, plan_id: str, expected_version: int | None, change: Callable[[dict[str, Any], date], None]
+    ) -> Stored:
         with self.repo.unit() as uow:
             stored, content = self._plan(uow, plan_id, expected_version)
             patient_id = io.ref_id(content.get("subject"), "Patient") or ""
@@ -284,22 +319,37 @@ class CoachingService(CoachingViews):
     @staticmethod
     def _activity(content: dict[str, Any], habit_id: str) -> dict[str, Any]:
         for activity in content.get("activity", []) or []:
-            if any(e.get("url") == io.HABIT_ID_URL and e.get("valueString") == habit_id
-                   for e in activity.get("extension", []) or []):
+            if any(
+                e.get("url") == io.HABIT_ID_URL and e.get("valueString") == habit_id
+                for e in activity.get("extension", []) or []
+            ):
                 return activity  # type: ignore[no-any-return]
         raise unknown_reference(f"habit {habit_id!r} is not in CarePlan/{content.get('id')}", "habitId")
 
-    def add_habit(self, plan_id: str, activity: Mapping[str, Any], *, expected_version: int | None = None) -> Stored:
+    def add_habit(
+        self, plan_id: str, activity: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Stored:
         """Add a habit (a :func:`~fhir_ecr.coaching.fhir_io.habit_activity`) to the plan."""
+
         def change(content: dict[str, Any], today: date) -> None:
             content.setdefault("activity", []).append(copy.deepcopy(dict(activity)))
+
         return self._modify_plan(plan_id, expected_version, change)
 
-    def change_habit(self, plan_id: str, habit_id: str, *, title: str | None = None,
-                     description: str | None = None, repeat: Mapping[str, Any] | None = None,
-                     goal_id: str | None = None, daily_amount: Mapping[str, Any] | None = None,
-                     expected_version: int | None = None) -> Stored:
+    def change_habit(
+        self,
+        plan_id: str,
+        habit_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        repeat: Mapping[str, Any] | None = None,
+        goal_id: str | None = None,
+        daily_amount: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Stored:
         """Change what a habit is, its schedule (the new schedule applies to its whole history), goal or amount."""
+
         def change(content: dict[str, Any], today: date) -> None:
             detail = self._activity(content, habit_id)["detail"]
             if title is not None:
@@ -308,24 +358,38 @@ class CoachingService(CoachingViews):
                 detail["description"] = description
             if repeat is not None:
                 bounds = detail["scheduledTiming"]["repeat"].get("boundsPeriod")
-                detail["scheduledTiming"]["repeat"] = {**{k: v for k, v in repeat.items() if k != "boundsPeriod"},
-                                                       "boundsPeriod": bounds}
+                detail["scheduledTiming"]["repeat"] = {
+                    **{k: v for k, v in repeat.items() if k != "boundsPeriod"},
+                    "boundsPeriod": bounds,
+                }
             if goal_id is not None:
                 detail["goal"] = [{"reference": f"Goal/{goal_id}"}]
             if daily_amount is not None:
                 detail["dailyAmount"] = dict(daily_amount)
+
         return self._modify_plan(plan_id, expected_version, change)
 
-    def pause_habit(self, plan_id: str, habit_id: str, reason: str, *, start: date | None = None,
-                    until: date | None = None, reason_text: str | None = None,
-                    expected_version: int | None = None) -> Stored:
+    def pause_habit(
+        self,
+        plan_id: str,
+        habit_id: str,
+        reason: str,
+        *,
+        start: date | None = None,
+        until: date | None = None,
+        reason_text: str | None = None,
+        expected_version: int | None = None,
+    ) -> Stored:
         """Pause a habit from ``start`` (default today) to ``until`` (open when None): status on-hold with
         statusReason (mecr-plan-2) and a ``habit-pause`` entry, so the paused days leave adherence and streaks."""
+
         def change(content: dict[str, Any], today: date) -> None:
             activity = self._activity(content, habit_id)
             detail = activity["detail"]
             if detail.get("status") in _INACTIVE_HABITS:
-                raise business_rule(f"habit {habit_id!r} is {detail.get('status')} and cannot be paused", "habitId")
+                raise business_rule(
+                    f"habit {habit_id!r} is {detail.get('status')} and cannot be paused", "habitId"
+                )
             if detail.get("status") == "on-hold":
                 raise business_rule(f"habit {habit_id!r} is already paused", "habitId")
             first = start or today
@@ -339,11 +403,14 @@ class CoachingService(CoachingViews):
             detail["status"] = "on-hold"
             detail["statusReason"] = io._pause_reason(reason, reason_text)
             activity.setdefault("extension", []).append(io.pause_extension(pause, reason_text))
+
         return self._modify_plan(plan_id, expected_version, change)
 
-    def resume_habit(self, plan_id: str, habit_id: str, *, on: date | None = None,
-                     expected_version: int | None = None) -> Stored:
+    def resume_habit(
+        self, plan_id: str, habit_id: str, *, on: date | None = None, expected_version: int | None = None
+    ) -> Stored:
         """Resume a paused habit on ``on`` (default today): the open pause ends the day before."""
+
         def change(content: dict[str, Any], today: date) -> None:
             activity = self._activity(content, habit_id)
             if activity["detail"].get("status") != "on-hold":
@@ -352,6 +419,7 @@ class CoachingService(CoachingViews):
             self._close_pause(activity, resume, plan_id)
             activity["detail"]["status"] = "in-progress"
             activity["detail"].pop("statusReason", None)
+
         return self._modify_plan(plan_id, expected_version, change)
 
     @staticmethod
@@ -372,9 +440,11 @@ class CoachingService(CoachingViews):
                 kept.append(io.end_pause(ext, resume - timedelta(days=1)))
         activity["extension"] = kept
 
-    def stop_habit(self, plan_id: str, habit_id: str, *, on: date | None = None,
-                   expected_version: int | None = None) -> Stored:
+    def stop_habit(
+        self, plan_id: str, habit_id: str, *, on: date | None = None, expected_version: int | None = None
+    ) -> Stored:
         """Stop a habit: status stopped, the schedule ends on ``on`` (default today), an open pause ends."""
+
         def change(content: dict[str, Any], today: date) -> None:
             activity = self._activity(content, habit_id)
             detail = activity["detail"]
@@ -388,11 +458,23 @@ class CoachingService(CoachingViews):
             bounds["end"] = end.isoformat()
             detail["status"] = "stopped"
             detail.pop("statusReason", None)
+
         return self._modify_plan(plan_id, expected_version, change)
 
-    def add_pdsa(self, goal_id: str, *, title: str, day: date | None = None, habit_id: str | None = None,
-                 plan: str = "", do: str = "", study: str = "", act: str = "", author: str | None = None,
-                 expected_version: int | None = None) -> Stored:
+    def add_pdsa(
+        self,
+        goal_id: str,
+        *,
+        title: str,
+        day: date | None = None,
+        habit_id: str | None = None,
+        plan: str = "",
+        do: str = "",
+        study: str = "",
+        act: str = "",
+        author: str | None = None,
+        expected_version: int | None = None,
+    ) -> Stored:
         """Record a PDSA change for a goal as an ``activity.progress`` note on the habit that carries it.
 
         ``habit_id`` picks the habit; without it the goal must be served by exactly one habit.
@@ -400,16 +482,23 @@ class CoachingService(CoachingViews):
         with self.repo.unit(write=False) as uow:
             goal = uow.read("Goal", goal_id).content or {}
             pid = io.ref_id(goal.get("subject"), "Patient") or ""
-            plans = _search_all(uow, "CarePlan", [("patient", f"Patient/{pid}"),
-                                                  ("category", f"{io.MECR_CODES}|habit-plan")])
+            plans = _search_all(
+                uow, "CarePlan", [("patient", f"Patient/{pid}"), ("category", f"{io.MECR_CODES}|habit-plan")]
+            )
         with _core_errors():
-            serving = [h for p in plans for h in io.habits_of_plan(p) if h.goal_id == goal_id
-                       and (habit_id is None or h.habit_id == habit_id)]
+            serving = [
+                h
+                for p in plans
+                for h in io.habits_of_plan(p)
+                if h.goal_id == goal_id and (habit_id is None or h.habit_id == habit_id)
+            ]
         if not serving:
             what = f"habit {habit_id!r}" if habit_id else "no habit"
             raise unknown_reference(f"{what} serving Goal/{goal_id} was found", "habitId")
         if len(serving) > 1:
-            raise bad_request(f"Goal/{goal_id} is served by several habits; say which with habitId", "habitId")
+            raise bad_request(
+                f"Goal/{goal_id} is served by several habits; say which with habitId", "habitId"
+            )
         habit = serving[0]
 
         def change(content: dict[str, Any], today: date) -> None:
@@ -418,7 +507,9 @@ class CoachingService(CoachingViews):
                 raise business_rule(f"a PDSA change cannot be dated in the future ({when} > {today})", "date")
             activity = self._activity(content, habit.habit_id)
             activity.setdefault("progress", []).append(
-                io.pdsa_annotation(when, title, plan=plan, do=do, study=study, act=act, author=author))
+                io.pdsa_annotation(when, title, plan=plan, do=do, study=study, act=act, author=author)
+            )
+
         return self._modify_plan(habit.plan_id, expected_version, change)
 
     # -- check-ins ---------------------------------------------------------------------------------------
@@ -445,19 +536,44 @@ class CoachingService(CoachingViews):
         try:
             parsed_status = CheckInStatus(str(status.value if isinstance(status, CheckInStatus) else status))
         except ValueError:
-            raise FhirError(issue("value", f"status must be done, partly or not-done, not {status!r}",
-                                  expression="status"), 400) from None
+            raise FhirError(
+                issue(
+                    "value", f"status must be done, partly or not-done, not {status!r}", expression="status"
+                ),
+                400,
+            ) from None
         with self.repo.unit() as uow:
-            result = self._check_in(uow, plan_id, habit_id, parsed_status, day=day, at=at, quantity=quantity,
-                                    note=note, patient_id=patient_id)
+            result = self._check_in(
+                uow,
+                plan_id,
+                habit_id,
+                parsed_status,
+                day=day,
+                at=at,
+                quantity=quantity,
+                note=note,
+                patient_id=patient_id,
+            )
             assert result is not None  # only an only_upgrade write can be skipped
             return result
 
-    def _check_in(self, uow: UnitOfWork, plan_id: str, habit_id: str, status: CheckInStatus, *,
-                  day: date | None, at: datetime | None, quantity: Mapping[str, Any] | None, note: str | None,
-                  patient_id: str | None, derived_from: str | None = None, only_upgrade: bool = False,
-                  plan_content: Mapping[str, Any] | None = None, tz: str | None = None
-                  ) -> CheckInResult | None:
+    def _check_in(
+        self,
+        uow: UnitOfWork,
+        plan_id: str,
+        habit_id: str,
+        status: CheckInStatus,
+        *,
+        day: date | None,
+        at: datetime | None,
+        quantity: Mapping[str, Any] | None,
+        note: str | None,
+        patient_id: str | None,
+        derived_from: str | None = None,
+        only_upgrade: bool = False,
+        plan_content: Mapping[str, Any] | None = None,
+        tz: str | None = None,
+    ) -> CheckInResult | None:
         if plan_content is None:
             _, content = self._plan(uow, plan_id, None)
         else:
@@ -466,8 +582,10 @@ class CoachingService(CoachingViews):
         if owner is None:
             raise business_rule(f"CarePlan/{plan_id} has no patient subject")
         if patient_id is not None and patient_id != owner:
-            raise business_rule(f"habit plan CarePlan/{plan_id} belongs to another patient, not Patient/{patient_id}",
-                                "patient")
+            raise business_rule(
+                f"habit plan CarePlan/{plan_id} belongs to another patient, not Patient/{patient_id}",
+                "patient",
+            )
         if tz is None:
             tz = self._patient(uow, owner)[1]
         activity = self._activity(content, habit_id)
@@ -477,7 +595,9 @@ class CoachingService(CoachingViews):
         if day is None:
             day = at.astimezone(ZoneInfo(tz)).date() if at is not None else today
         if day > today:
-            raise business_rule(f"a check-in cannot be for a future day ({day}; today is {today} in {tz})", "date")
+            raise business_rule(
+                f"a check-in cannot be for a future day ({day}; today is {today} in {tz})", "date"
+            )
         if day < habit.start:
             raise business_rule(f"habit {habit_id!r} started on {habit.start}; no check-in for {day}", "date")
         if habit.end is not None and day > habit.end:
@@ -492,13 +612,20 @@ class CoachingService(CoachingViews):
             parsed = io.checkin_from_observation(previous)
             if parsed is not None and parsed[2].status is CheckInStatus.DONE:
                 return None
-        obs = io.checkin_observation(habit, owner, day, status, quantity=quantity, note=note,
-                                     derived_from=derived_from)
+        obs = io.checkin_observation(
+            habit, owner, day, status, quantity=quantity, note=note, derived_from=derived_from
+        )
         if previous is not None:
+
             def essence(o: Mapping[str, Any]) -> tuple[Any, ...]:
-                return tuple(o.get(k) for k in ("valueCodeableConcept", "component", "note", "focus", "derivedFrom"))
+                return tuple(
+                    o.get(k) for k in ("valueCodeableConcept", "component", "note", "focus", "derivedFrom")
+                )
+
             # R4 observation-status: a changed result after the first report is "amended".
-            obs["status"] = previous.get("status", "final") if essence(previous) == essence(obs) else "amended"
+            obs["status"] = (
+                previous.get("status", "final") if essence(previous) == essence(obs) else "amended"
+            )
             if obs["status"] not in ("final", "amended", "corrected"):
                 obs["status"] = "amended"
         written = uow.conditional_update("Observation", criteria, obs)
@@ -532,7 +659,9 @@ class CoachingService(CoachingViews):
         pid = io.ref_id(observation.get("subject"), "Patient")
         if pid is None:
             raise bad_request("the wearable Observation has no Patient subject", "Observation.subject")
-        codings = {(c.get("system"), c.get("code")) for c in (observation.get("code") or {}).get("coding", []) or []}
+        codings = {
+            (c.get("system"), c.get("code")) for c in (observation.get("code") or {}).get("coding", []) or []
+        }
         with self.repo.unit() as uow:
             if observation.get("id"):
                 stored: Stored | None = uow.read("Observation", str(observation["id"]))
@@ -550,8 +679,15 @@ class CoachingService(CoachingViews):
             day = io.effective_local_date(content, tz)
             if day is None:
                 return result
-            plans = _search_all(uow, "CarePlan", [("patient", f"Patient/{pid}"),
-                                                  ("category", f"{io.MECR_CODES}|habit-plan"), ("status", "active")])
+            plans = _search_all(
+                uow,
+                "CarePlan",
+                [
+                    ("patient", f"Patient/{pid}"),
+                    ("category", f"{io.MECR_CODES}|habit-plan"),
+                    ("status", "active"),
+                ],
+            )
             for plan in plans:
                 with _core_errors():
                     habits = io.habits_of_plan(plan)
@@ -568,12 +704,24 @@ class CoachingService(CoachingViews):
                     value = io.measurement_value(content, habit.daily_amount.get("code"))
                     if not isinstance(target, (int, float)) or value is None or value < float(target):
                         continue
-                    amount = io.quantity(value, str(habit.daily_amount.get("code") or "1"),
-                                         habit.daily_amount.get("unit"))
-                    written = self._check_in(uow, habit.plan_id, habit.habit_id, CheckInStatus.DONE, day=day, at=None,
-                                             quantity=amount, note=None, patient_id=pid,
-                                             derived_from=f"Observation/{stored.id}", only_upgrade=True,
-                                             plan_content=plan, tz=tz)
+                    amount = io.quantity(
+                        value, str(habit.daily_amount.get("code") or "1"), habit.daily_amount.get("unit")
+                    )
+                    written = self._check_in(
+                        uow,
+                        habit.plan_id,
+                        habit.habit_id,
+                        CheckInStatus.DONE,
+                        day=day,
+                        at=None,
+                        quantity=amount,
+                        note=None,
+                        patient_id=pid,
+                        derived_from=f"Observation/{stored.id}",
+                        only_upgrade=True,
+                        plan_content=plan,
+                        tz=tz,
+                    )
                     if written is not None:
                         result.checkins.append(written)
             goals = _search_all(uow, "Goal", [("patient", f"Patient/{pid}")])

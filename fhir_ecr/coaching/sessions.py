@@ -38,12 +38,23 @@ from fhir_ecr.coaching.service import CoachingService, business_rule, unknown_re
 from fhir_ecr.outcomes import FhirError, bad_request, issue
 from fhir_ecr.store.repository import Stored, UnitOfWork
 
-__all__ = ["MODALITIES", "SESSION_TYPES", "SessionNote", "SessionResult", "parse_session_note",
-           "record_session", "session_from_parameters", "session_note_document"]
+__all__ = [
+    "MODALITIES",
+    "SESSION_TYPES",
+    "SessionNote",
+    "SessionResult",
+    "parse_session_note",
+    "record_session",
+    "session_from_parameters",
+    "session_note_document",
+]
 
 MODALITIES = {"in-person": "AMB", "video": "VR", "audio-only": "VR"}
-SESSION_TYPES = {"initial": "coaching-session-initial", "follow-up": "coaching-session-follow-up",
-                 "group": "coaching-session-group"}
+SESSION_TYPES = {
+    "initial": "coaching-session-initial",
+    "follow-up": "coaching-session-follow-up",
+    "group": "coaching-session-group",
+}
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _CLASS_DISPLAY = {"AMB": "ambulatory", "VR": "virtual"}
 _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
@@ -69,32 +80,57 @@ class SessionResult:
     def bundle(self, fhir_base: str) -> dict[str, Any]:
         """A ``collection`` Bundle of everything written."""
         items = [*([self.group] if self.group else []), *self.encounters, *self.notes]
-        return {"resourceType": "Bundle", "type": "collection", "entry": [
-            {"fullUrl": f"{fhir_base}/{s.resource_type}/{s.id}", "resource": s.content} for s in items]}
+        return {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                {"fullUrl": f"{fhir_base}/{s.resource_type}/{s.id}", "resource": s.content} for s in items
+            ],
+        }
 
 
 _SECTIONS = (("Reviewed", "reviewed"), ("Barriers", "barriers"), ("Next steps", "next_steps"))
 
 
-def session_note_document(patient_id: str, encounter_id: str, coach_ref: str, start: datetime, end: datetime,
-                          note: SessionNote, goals: Sequence[str]) -> dict[str, Any]:
+def session_note_document(
+    patient_id: str,
+    encounter_id: str,
+    coach_ref: str,
+    start: datetime,
+    end: datetime,
+    note: SessionNote,
+    goals: Sequence[str],
+) -> dict[str, Any]:
     """The DocumentReference holding one participant's structured session note."""
-    text = "\n\n".join(f"## {title}\n{getattr(note, attr).strip()}" for title, attr in _SECTIONS
-                        if getattr(note, attr).strip())
+    text = "\n\n".join(
+        f"## {title}\n{getattr(note, attr).strip()}"
+        for title, attr in _SECTIONS
+        if getattr(note, attr).strip()
+    )
     doc: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}],
-                 "text": "Coaching session note"},
+        "type": {
+            "coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}],
+            "text": "Coaching session note",
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "date": _iso(end),
         "author": [{"reference": coach_ref}],
         "description": "Coaching session note",
-        "content": [{"attachment": {"contentType": "text/markdown; charset=utf-8",
-                                    "data": base64.b64encode(text.encode()).decode(),
-                                    "title": "Coaching session note"}}],
-        "context": {"encounter": [{"reference": f"Encounter/{encounter_id}"}],
-                    "period": {"start": _iso(start), "end": _iso(end)}},
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/markdown; charset=utf-8",
+                    "data": base64.b64encode(text.encode()).decode(),
+                    "title": "Coaching session note",
+                }
+            }
+        ],
+        "context": {
+            "encounter": [{"reference": f"Encounter/{encounter_id}"}],
+            "period": {"start": _iso(start), "end": _iso(end)},
+        },
     }
     if goals:
         doc["context"]["related"] = [{"reference": g} for g in goals]
@@ -132,10 +168,15 @@ def _coach(uow: UnitOfWork, coach: str) -> dict[str, Any]:
         role = uow.read("PractitionerRole", cid).content or {}
     except FhirError:
         raise unknown_reference(f"PractitionerRole/{cid} does not exist", "coach") from None
-    is_coach = any(c.get("system") == io.MECR_CODES and c.get("code") == "health-and-wellness-coach"
-                   for cc in role.get("code", []) or [] for c in cc.get("coding", []) or [])
+    is_coach = any(
+        c.get("system") == io.MECR_CODES and c.get("code") == "health-and-wellness-coach"
+        for cc in role.get("code", []) or []
+        for c in cc.get("coding", []) or []
+    )
     if not is_coach:
-        raise business_rule(f"PractitionerRole/{cid} is not a health and wellness coach (mecr-coach)", "coach")
+        raise business_rule(
+            f"PractitionerRole/{cid} is not a health and wellness coach (mecr-coach)", "coach"
+        )
     return role
 
 
@@ -179,23 +220,40 @@ def record_session(
     if end > service.now():
         raise business_rule("a finished session cannot end in the future", "end")
     if modality not in MODALITIES:
-        raise FhirError(issue("value", f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}",
-                              expression="modality"), 400)
+        raise FhirError(
+            issue(
+                "value",
+                f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}",
+                expression="modality",
+            ),
+            400,
+        )
     group_id = io.ref_id(subject, "Group")
     if group_id is None and session_type not in ("initial", "follow-up"):
-        raise FhirError(issue("value", f"sessionType must be initial or follow-up, not {session_type!r}",
-                              expression="sessionType"), 400)
+        raise FhirError(
+            issue(
+                "value",
+                f"sessionType must be initial or follow-up, not {session_type!r}",
+                expression="sessionType",
+            ),
+            400,
+        )
     with service.repo.unit() as uow:
         role = _coach(uow, coach)
         coach_ref = f"PractitionerRole/{io.ref_id(coach, 'PractitionerRole') or coach}"
         if group_id is not None:
             group = uow.read("Group", group_id).content or {}
-            members = [io.ref_id(m.get("entity"), "Patient") for m in group.get("member", []) or []
-                       if not m.get("inactive")]
+            members = [
+                io.ref_id(m.get("entity"), "Patient")
+                for m in group.get("member", []) or []
+                if not m.get("inactive")
+            ]
             patients = [m for m in members if m]
             if len(patients) < 2:
-                raise business_rule(f"Group/{group_id} needs at least two active patient members for a group "
-                                    "session", "subject")
+                raise business_rule(
+                    f"Group/{group_id} needs at least two active patient members for a group session",
+                    "subject",
+                )
             kind = "group"
         else:
             pid = io.ref_id(subject, "Patient")
@@ -214,22 +272,34 @@ def record_session(
             enc: dict[str, Any] = {
                 "resourceType": "Encounter",
                 "meta": {"profile": [io.SESSION_PROFILE]},
-                "extension": [{"url": io.MODALITY_URL,
-                               "valueCoding": {"system": io.MODALITY_SYSTEM, "code": modality}}],
+                "extension": [
+                    {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": modality}}
+                ],
                 "status": "finished",
                 "class": {"system": _ACT_CODE, "code": cls, "display": _CLASS_DISPLAY[cls]},
                 "type": [{"coding": [{"system": io.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
                 "subject": {"reference": f"Patient/{pid}" if pid is not None else f"Group/{group_id}"},
-                "participant": [{"type": [{"coding": [{"system": _PARTICIPATION, "code": "PPRF"}]}],
-                                 "individual": {"reference": coach_ref}}],
+                "participant": [
+                    {
+                        "type": [{"coding": [{"system": _PARTICIPATION, "code": "PPRF"}]}],
+                        "individual": {"reference": coach_ref},
+                    }
+                ],
                 "period": {"start": _iso(start), "end": _iso(end)},
-                "length": {"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
+                "length": {
+                    "value": minutes,
+                    "unit": "min",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "min",
+                },
             }
             if reasons:
                 enc["reasonCode"] = [{"text": r} for r in reasons]
             dx = [ref for ref, owner in diagnosis_owner.items() if owner == pid]
             if dx and (group_id is None or part_of is not None):  # bill the participant, not the container
-                enc["diagnosis"] = [{"condition": {"reference": ref}, "rank": i + 1} for i, ref in enumerate(dx)]
+                enc["diagnosis"] = [
+                    {"condition": {"reference": ref}, "rank": i + 1} for i, ref in enumerate(dx)
+                ]
             if role.get("organization"):
                 enc["serviceProvider"] = role["organization"]
             if part_of:
@@ -247,14 +317,20 @@ def record_session(
             own_goals = [ref for ref, owner in goal_owner.items() if owner == pid]
             if note is None and not own_goals:
                 continue
-            result.notes.append(uow.create(session_note_document(
-                pid, stored.id, coach_ref, start, end, note or SessionNote(), own_goals)).stored)
+            result.notes.append(
+                uow.create(
+                    session_note_document(
+                        pid, stored.id, coach_ref, start, end, note or SessionNote(), own_goals
+                    )
+                ).stored
+            )
         uow.flush()
         return result
 
 
 def session_from_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for :func:`record_session` from operation parameters (strings parsed, 400 if bad)."""
+
     def text(name: str, required: bool = False) -> str | None:
         value = values.get(name)
         if isinstance(value, list):
@@ -302,4 +378,3 @@ def session_from_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
         "diagnoses": many("diagnosis"),
         "note": note if any((note.reviewed, note.barriers, note.next_steps)) else None,
     }
-

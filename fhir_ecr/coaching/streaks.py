@@ -119,8 +119,11 @@ def ledger_streaks(led: Ledger, policy: StreakPolicy | None = None) -> Streaks:
     week_start = int(schedule.week_start)
     max_repairs = policy.max_repairs
     skip = (OccurrenceState.PAUSED, OccurrenceState.PENDING)
-    kept_states = (OccurrenceState.DONE, OccurrenceState.PARTLY) if policy.partly_keeps_streak \
+    kept_states = (
+        (OccurrenceState.DONE, OccurrenceState.PARTLY)
+        if policy.partly_keeps_streak
         else (OccurrenceState.DONE,)
+    )
     # The running streak: length, first and last kept occurrence, repaired occurrences (ordinals).
     length, first, last = 0, 0, 0
     repaired: list[int] = []
@@ -159,4 +162,6 @@ def ledger_streaks(led: Ledger, policy: StreakPolicy | None = None) -> Streaks:
 
 
 def _streak(length: int, first: int, last: int, repaired: list[int]) -> Streak:
-    return Streak(length, date.fromordinal(first), date.fromordinal(last), tuple(date.fromordinal(r) for r in repaired))
+    return Streak(
+        length, date.fromordinal(first), date.fromordinal(last), tuple(date.fromordinal(r) for r in repaired)
+    )

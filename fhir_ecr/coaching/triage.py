@@ -75,9 +75,23 @@ EVIDENCE_DAYS = 28
 SESSION_DUE_DAYS = 30
 REFERRAL_LONG_DAYS = 14
 SLIPPING = frozenset({"worsening", "no-progress", "not-achieved", "not-attainable"})
-WEIGHTS = {"signal-worse": 100, "signal": 90, "signal-better": 60, "no-data": 35, "no-data-long": 70,
-           "message": 40, "message-old": 20, "goal-slipping": 25, "goal-stale": 15, "habit": 10,
-           "session-overdue": 20, "session-today": 15, "referral": 10, "referral-long": 20, "no-goals": 12}
+WEIGHTS = {
+    "signal-worse": 100,
+    "signal": 90,
+    "signal-better": 60,
+    "no-data": 35,
+    "no-data-long": 70,
+    "message": 40,
+    "message-old": 20,
+    "goal-slipping": 25,
+    "goal-stale": 15,
+    "habit": 10,
+    "session-overdue": 20,
+    "session-today": 15,
+    "referral": 10,
+    "referral-long": 20,
+    "no-goals": 12,
+}
 _PRIORITY = {"high-priority": 0, "medium-priority": 1, "low-priority": 2}
 _INACTIVE_HABITS = {"stopped", "cancelled", "entered-in-error", "completed"}
 
@@ -187,9 +201,16 @@ def _short(text: str, limit: int = 28) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], contact: Contact,
-           sessions: SessionDates, referrals: Sequence[OpenReferral] = (),
-           label: Callable[[str | None], str | None] = lambda code: None) -> Triage:
+def triage(
+    glance: Mapping[str, Any],
+    *,
+    today: date,
+    seen: Collection[str],
+    contact: Contact,
+    sessions: SessionDates,
+    referrals: Sequence[OpenReferral] = (),
+    label: Callable[[str | None], str | None] = lambda code: None,
+) -> Triage:
     """The reasons a patient needs the coach today, ranked, and the row's figures (see the module docstring).
 
     ``label`` names a LOINC measure for people ("Steps"); goals fall back to their description."""
@@ -225,9 +246,13 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
         chart = item.get("runChart") or {}
         meaning = _meaning(chart.get("direction"), infos.get(gid), chart.get("median"))
         kind = {"worse": "signal-worse", "better": "signal-better"}.get(meaning or "", "signal")
-        words = {"signal-worse": "new signal, moving away from the goal",
-                 "signal-better": "new signal, moving toward the goal"}.get(kind, "new signal, " + (
-                     "too few crossings" if "crossings" in (chart.get("rule") or []) else "a shift"))
+        words = {
+            "signal-worse": "new signal, moving away from the goal",
+            "signal-better": "new signal, moving toward the goal",
+        }.get(
+            kind,
+            "new signal, " + ("too few crossings" if "crossings" in (chart.get("rule") or []) else "a shift"),
+        )
         reasons.append(Reason(kind, f"{name(gid, item)}: {words}", WEIGHTS[kind]))
     # silence
     last = glance.get("lastData")
@@ -240,8 +265,13 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
             silent = True
     elif (today - last).days >= NO_DATA_DAYS:
         n = (today - last).days
-        reasons.append(Reason("no-data", f"no data for {_days(n)} (since {last:%b %-d})",
-                              WEIGHTS["no-data-long" if n >= LONG_SILENCE_DAYS else "no-data"]))
+        reasons.append(
+            Reason(
+                "no-data",
+                f"no data for {_days(n)} (since {last:%b %-d})",
+                WEIGHTS["no-data-long" if n >= LONG_SILENCE_DAYS else "no-data"],
+            )
+        )
         silent = True
     # messages
     if contact.unanswered:
@@ -255,21 +285,38 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
         gid = item["reference"]["reference"].split("/", 1)[1]
         status = _status(item)
         if status in SLIPPING:
-            reasons.append(Reason("goal-slipping", f"{name(gid, item)} goal: {status.replace('-', ' ')}",
-                                  WEIGHTS["goal-slipping"]))
+            reasons.append(
+                Reason(
+                    "goal-slipping",
+                    f"{name(gid, item)} goal: {status.replace('-', ' ')}",
+                    WEIGHTS["goal-slipping"],
+                )
+            )
             continue
         if not item.get("unit"):
             continue
         latest = item.get("latestDate")
         begun = starts.get(gid)
         if item.get("stale") and latest:
-            reasons.append(Reason("goal-stale", f"{name(gid, item)} goal: met on old evidence ({latest:%b %-d})",
-                                  WEIGHTS["goal-stale"]))
+            reasons.append(
+                Reason(
+                    "goal-stale",
+                    f"{name(gid, item)} goal: met on old evidence ({latest:%b %-d})",
+                    WEIGHTS["goal-stale"],
+                )
+            )
         elif latest is None and begun is not None and (today - begun).days >= EVIDENCE_DAYS:
-            reasons.append(Reason("goal-stale", f"{name(gid, item)} goal: no readings", WEIGHTS["goal-stale"]))
+            reasons.append(
+                Reason("goal-stale", f"{name(gid, item)} goal: no readings", WEIGHTS["goal-stale"])
+            )
         elif latest is not None and (today - latest).days > EVIDENCE_DAYS:
-            reasons.append(Reason("goal-stale", f"{name(gid, item)} goal: last reading {latest:%b %-d}",
-                                  WEIGHTS["goal-stale"]))
+            reasons.append(
+                Reason(
+                    "goal-stale",
+                    f"{name(gid, item)} goal: last reading {latest:%b %-d}",
+                    WEIGHTS["goal-stale"],
+                )
+            )
     # habits without check-ins (the silence reason says it already when everything is silent)
     stale = []
     for h in habits:
@@ -281,22 +328,30 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
     if stale and not silent:
         if len(stale) == 1:
             h, days = stale[0]
-            text = f"{_short(h['title'])}: " + (f"no check-in for {_days(days)}" if days else "no check-ins yet")
+            text = f"{_short(h['title'])}: " + (
+                f"no check-in for {_days(days)}" if days else "no check-ins yet"
+            )
         else:
             text = f"{len(stale)} habits without a check-in for {STALE_DAYS}+ days"
         reasons.append(Reason("habit", text, WEIGHTS["habit"] * len(stale)))
     # sessions
     if sessions.next is not None and sessions.next.date() == today:
-        reasons.append(Reason("session-today", f"session today {sessions.next:%H:%M}", WEIGHTS["session-today"]))
+        reasons.append(
+            Reason("session-today", f"session today {sessions.next:%H:%M}", WEIGHTS["session-today"])
+        )
     elif sessions.next is None and (sessions.last is None or (today - sessions.last).days > SESSION_DUE_DAYS):
-        reasons.append(Reason("session-overdue", f"no session in {SESSION_DUE_DAYS} days", WEIGHTS["session-overdue"]))
+        reasons.append(
+            Reason("session-overdue", f"no session in {SESSION_DUE_DAYS} days", WEIGHTS["session-overdue"])
+        )
     # referrals waiting on someone
     for r in referrals:
         long_wait = r.waiting_days >= REFERRAL_LONG_DAYS or r.overdue
         who = f" on {r.performer}" if r.performer else ""
         if r.overdue:  # closing the loop on time: the organisation has not answered (docs/referrals.md)
-            text = f"no answer{' from ' + r.performer if r.performer else ''} in {_days(r.waiting_days)}: " \
-                   f"{_short(r.text, 32)}"
+            text = (
+                f"no answer{' from ' + r.performer if r.performer else ''} in {_days(r.waiting_days)}: "
+                f"{_short(r.text, 32)}"
+            )
         elif r.status == "draft":
             text = f"referral waiting on the patient's consent {_days(r.waiting_days)}: {_short(r.text, 32)}"
         else:
@@ -315,25 +370,38 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
         if item.get("unit"):
             evidence |= latest is not None and (today - latest).days <= EVIDENCE_DAYS
         else:
-            evidence |= any((h.get("servesGoal") or {}).get("reference") == f"Goal/{gid}" and h.get("lastCheckIn")
-                            and (today - h["lastCheckIn"]).days <= EVIDENCE_DAYS for h in habits)
+            evidence |= any(
+                (h.get("servesGoal") or {}).get("reference") == f"Goal/{gid}"
+                and h.get("lastCheckIn")
+                and (today - h["lastCheckIn"]).days <= EVIDENCE_DAYS
+                for h in habits
+            )
     missing = None
     if not reasons and not evidence:
-        missing = (f"no reading or check-in for the goals in {EVIDENCE_DAYS} days" if last
-                   else "no data yet")
+        missing = f"no reading or check-in for the goals in {EVIDENCE_DAYS} days" if last else "no data yet"
 
     primary = None
     series = glance.get("goalSeries") or {}
-    ranked = sorted((i for i in active_goals if i.get("unit")),
-                    key=lambda i: priority.get(i["reference"]["reference"].split("/", 1)[1], 3))
+    ranked = sorted(
+        (i for i in active_goals if i.get("unit")),
+        key=lambda i: priority.get(i["reference"]["reference"].split("/", 1)[1], 3),
+    )
     if ranked:
         item = ranked[0]
         gid = item["reference"]["reference"].split("/", 1)[1]
         goal_info = infos.get(gid)
         code = next((c for s, c in goal_info.measure if s == "http://loinc.org"), None) if goal_info else None
         band = (goal_info.target.low, goal_info.target.high) if goal_info and goal_info.target else None
-        primary = PrimaryGoal(gid, str(item.get("description") or ""), code, item.get("unit"), band,
-                              list(series.get(gid, [])), item.get("latest"), item.get("latestDate"))
+        primary = PrimaryGoal(
+            gid,
+            str(item.get("description") or ""),
+            code,
+            item.get("unit"),
+            band,
+            list(series.get(gid, [])),
+            item.get("latest"),
+            item.get("latestDate"),
+        )
     scheduled = earned = 0.0
     for h in habits:
         if h.get("status") == "on-hold":
@@ -342,6 +410,14 @@ def triage(glance: Mapping[str, Any], *, today: date, seen: Collection[str], con
         if week:
             scheduled += week.get("scheduled") or 0
             earned += week.get("earned") or 0
-    return Triage(reasons=reasons, on_track=not reasons and evidence, missing=missing, primary=primary,
-                  adherence7=earned / scheduled if scheduled else None, new_signals=len(new_goals),
-                  last_data=last, next_session=sessions.next, kinds={r.kind for r in reasons})
+    return Triage(
+        reasons=reasons,
+        on_track=not reasons and evidence,
+        missing=missing,
+        primary=primary,
+        adherence7=earned / scheduled if scheduled else None,
+        new_signals=len(new_goals),
+        last_data=last,
+        next_session=sessions.next,
+        kinds={r.kind for r in reasons},
+    )

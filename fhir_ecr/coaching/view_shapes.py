@@ -18,8 +18,9 @@ def _codings(obs: Mapping[str, Any]) -> set[tuple[Any, Any]]:
     return {(c.get("system"), c.get("code")) for c in (obs.get("code") or {}).get("coding", []) or []}
 
 
-def _run_chart(days: Sequence[date], values: Sequence[float], notes: Sequence[io.PdsaNote]
-               ) -> tuple[ChangeChart, list[io.PdsaNote]] | None:
+def _run_chart(
+    days: Sequence[date], values: Sequence[float], notes: Sequence[io.PdsaNote]
+) -> tuple[ChangeChart, list[io.PdsaNote]] | None:
     """The series' signals with its PDSA changes (runchart.analyse_changes): analysed against its own median,
     reported only once at least ``MIN_BASELINE`` useful points precede the latest change; each change starts a
     phase with its own median. A change on the series' first day starts no phase (there is nothing before it).
@@ -37,8 +38,10 @@ def _run_chart(days: Sequence[date], values: Sequence[float], notes: Sequence[io
     return analyse_changes(values, starts, [n.title for n in used]), used
 
 
-_WITHHELD_TEXT = {"not-enough-baseline": "not enough baseline yet",
-                  "too-few-useful-points": "too few points for a signal"}
+_WITHHELD_TEXT = {
+    "not-enough-baseline": "not enough baseline yet",
+    "too-few-useful-points": "too few points for a signal",
+}
 
 
 def _analysis_dict(a: RunChartAnalysis, series_dates: Sequence[date]) -> dict[str, Any]:
@@ -59,9 +62,16 @@ def _analysis_dict(a: RunChartAnalysis, series_dates: Sequence[date]) -> dict[st
         "shiftFrom": series_dates[min(a.shift_points)] if a.shift_points else None,
         "direction": shift_direction(a),
         # every run longer than the limit, oldest first: which side of the median, from, to, how many points
-        "shift": [{"side": "above" if r.side > 0 else "below", "from": series_dates[r.indices[0]],
-                   "to": series_dates[r.indices[-1]], "points": r.length}
-                  for r in a.runs if a.longest_run_limit is not None and r.length > a.longest_run_limit],
+        "shift": [
+            {
+                "side": "above" if r.side > 0 else "below",
+                "from": series_dates[r.indices[0]],
+                "to": series_dates[r.indices[-1]],
+                "points": r.length,
+            }
+            for r in a.runs
+            if a.longest_run_limit is not None and r.length > a.longest_run_limit
+        ],
         "withheld": _WITHHELD_TEXT.get(a.withheld or ""),
     }
 
@@ -114,4 +124,3 @@ def _progress_dict(p: GoalProgress, info: io.GoalInfo) -> dict[str, Any]:
         # achieved (or sustaining) on a latest reading older than ProgressPolicy.stale_after_days: not fresh
         "stale": p.stale,
     }
-

@@ -60,16 +60,29 @@ class CoachingViews(CoachingBase):
     # reading the version before the data, so what is cached is never older than its version.
 
     def _params_key(self) -> Hashable:
-        key = (self.default_tz, self.progress_policy, self.streak_policy, self.adherence_policy, self.windows,
-               self.run_chart_days, self.history_days)
+        key = (
+            self.default_tz,
+            self.progress_policy,
+            self.streak_policy,
+            self.adherence_policy,
+            self.windows,
+            self.run_chart_days,
+            self.history_days,
+        )
         try:
             hash(key)
         except TypeError:  # a policy with unhashable fields: its repr names every setting
             return repr(key)
         return key
 
-    def _cached_view(self, view: str, patient_id: str, args: Hashable, types: Sequence[str],
-                     compute: Callable[[UnitOfWork, str, date], tuple[Any, ...]]) -> Any:
+    def _cached_view(
+        self,
+        view: str,
+        patient_id: str,
+        args: Hashable,
+        types: Sequence[str],
+        compute: Callable[[UnitOfWork, str, date], tuple[Any, ...]],
+    ) -> Any:
         """``compute(uow, tz, today) -> (value, [(type, id) read][, {(other view, its args): its value}])``
         through the view cache (the optional third item: views computed along the way, cached as well)."""
         cache = view_cache(self.repo.engine) if self.use_cache else None
@@ -90,8 +103,10 @@ class CoachingViews(CoachingBase):
                 if hit is not None:
                     value, refs = hit
                     if guard is not None:  # the audit trail names what the view was computed from
-                        guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
-                                         patient_id)
+                        guard.after_read(
+                            [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
+                            patient_id,
+                        )
                     return value
             value, refs, *more = compute(uow, tz, today)
         if cache is not None:
@@ -102,13 +117,16 @@ class CoachingViews(CoachingBase):
 
     def coaching_summary(self, patient_id: str) -> dict[str, Any]:
         """Goals with progress and recent run-chart signals, habits with adherence and streaks (a dict)."""
+
         def compute(uow: UnitOfWork, tz: str, today: date) -> tuple[Any, list[tuple[str, str]]]:
             inputs = self._gather(uow, patient_id, tz, today, ())
             return self._summarize(inputs)[0], inputs.refs()
+
         return self._cached_view("summary", patient_id, (), _SUMMARY_TYPES, compute)  # type: ignore[no-any-return]
 
-    def patient_overview(self, patient_id: str, series: Sequence[tuple[str, str, str | None]] = ()
-                         ) -> dict[str, Any]:
+    def patient_overview(
+        self, patient_id: str, series: Sequence[tuple[str, str, str | None]] = ()
+    ) -> dict[str, Any]:
         """What the coach's patient page shows, from one read of the patient's data: ``summary`` (as
         :meth:`coaching_summary`), ``goals`` (the Goal resources), ``goalSeries`` (goal id -> the daily
         ``(date, value)`` measurements of the run-chart window, in the goal's unit), ``series`` (for each
@@ -125,19 +143,43 @@ class CoachingViews(CoachingBase):
             out_series: dict[str, list[tuple[date, float]]] = {}
             for system, code, unit in wanted:
                 obs = [o for o in inputs.readings if (system, code) in _codings(o)]
-                out_series[f"{system}|{code}"] = [(m.when, m.value) for m in io.measurements_by_day(obs, tz, unit)
-                                                  if start <= m.when <= today]
+                out_series[f"{system}|{code}"] = [
+                    (m.when, m.value)
+                    for m in io.measurements_by_day(obs, tz, unit)
+                    if start <= m.when <= today
+                ]
             charts: dict[str, Any] = {}
-            measures = [m for i in inputs.infos if i.target is not None and i.lifecycle not in _CLOSED_GOALS
-                        for m in i.measure]
+            measures = [
+                m
+                for i in inputs.infos
+                if i.target is not None and i.lifecycle not in _CLOSED_GOALS
+                for m in i.measure
+            ]
             for system, code in [*measures, *((s, c) for s, c, _ in wanted if out_series[f"{s}|{c}"])]:
                 if f"{system}|{code}" not in charts:
-                    charts[f"{system}|{code}"] = self._chart(patient_id, [(system, code)], start, today, tz,
-                                                             inputs.readings, inputs.infos, inputs.plans)
-            value = {"summary": summary, "goals": inputs.goals, "goalSeries": goal_series, "series": out_series,
-                     "runChart": charts}
-            return value, inputs.refs(), {("summary", ()): summary,
-                                          ("glance", ()): self._glance(uow, inputs, summary, goal_series)}
+                    charts[f"{system}|{code}"] = self._chart(
+                        patient_id,
+                        [(system, code)],
+                        start,
+                        today,
+                        tz,
+                        inputs.readings,
+                        inputs.infos,
+                        inputs.plans,
+                    )
+            value = {
+                "summary": summary,
+                "goals": inputs.goals,
+                "goalSeries": goal_series,
+                "series": out_series,
+                "runChart": charts,
+            }
+            return (
+                value,
+                inputs.refs(),
+                {("summary", ()): summary, ("glance", ()): self._glance(uow, inputs, summary, goal_series)},
+            )
+
         return self._cached_view("overview", patient_id, wanted, _SUMMARY_TYPES, compute)  # type: ignore[no-any-return]
 
     # -- the caseload's view: the same computation as the page's, less the trends and run charts ------------------
@@ -149,8 +191,13 @@ class CoachingViews(CoachingBase):
         unit: the patient page's sparkline points), ``lastData`` (the local day of the patient's latest
         Observation of any kind up to today — a wearable reading or a check-in — or None) and ``refs`` (the
         ``(type, id)`` of the Goals and CarePlans it was computed from, for a caller's own audit trail)."""
-        return self._cached_view("glance", patient_id, (), _GLANCE_TYPES,  # type: ignore[no-any-return]
-                                 lambda uow, tz, today: self._glance_compute(uow, patient_id, tz, today))
+        return self._cached_view(  # type: ignore[no-any-return]
+            "glance",
+            patient_id,
+            (),
+            _GLANCE_TYPES,
+            lambda uow, tz, today: self._glance_compute(uow, patient_id, tz, today),
+        )
 
     def patient_glances(self, patient_ids: Sequence[str]) -> dict[str, dict[str, Any] | FhirError]:
         """:meth:`patient_glance` of many patients in one read transaction (the caseload), with the same access
@@ -167,7 +214,7 @@ class CoachingViews(CoachingBase):
             patients: dict[str, dict[str, Any]] = {}
             ids = list(versions)
             for i in range(0, len(ids), 200):
-                for p in _search_all(uow, "Patient", [("_id", ",".join(ids[i:i + 200]))]):
+                for p in _search_all(uow, "Patient", [("_id", ",".join(ids[i : i + 200]))]):
                     patients[str(p.get("id"))] = p
             confined = None
             if guard is not None:
@@ -187,8 +234,9 @@ class CoachingViews(CoachingBase):
                 if hit is not None:
                     value, refs = hit
                     if guard is not None:
-                        guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
-                                         pid)
+                        guard.after_read(
+                            [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs], pid
+                        )
                     out[pid] = value
                     continue
                 try:
@@ -206,19 +254,31 @@ class CoachingViews(CoachingBase):
                     cache.put((other, *key[1:-1], other_args), (other_value, refs))
         return out
 
-    def _glance_compute(self, uow: UnitOfWork, patient_id: str, tz: str, today: date
-                        ) -> tuple[dict[str, Any], list[tuple[str, str]], dict[Any, Any]]:
+    def _glance_compute(
+        self, uow: UnitOfWork, patient_id: str, tz: str, today: date
+    ) -> tuple[dict[str, Any], list[tuple[str, str]], dict[Any, Any]]:
         inputs = self._gather(uow, patient_id, tz, today, ())
         summary, goal_series = self._summarize(inputs)
         return self._glance(uow, inputs, summary, goal_series), inputs.refs(), {("summary", ()): summary}
 
-    def _glance(self, uow: UnitOfWork, inputs: _Inputs, summary: dict[str, Any],
-                goal_series: dict[str, list[tuple[date, float]]]) -> dict[str, Any]:
+    def _glance(
+        self,
+        uow: UnitOfWork,
+        inputs: _Inputs,
+        summary: dict[str, Any],
+        goal_series: dict[str, list[tuple[date, float]]],
+    ) -> dict[str, Any]:
         latest = self._source(uow, inputs.patient_id).latest(
-            uow, inputs.patient_id, inputs.today, ["effectiveDateTime", "effectiveInstant", "effectivePeriod"])
+            uow, inputs.patient_id, inputs.today, ["effectiveDateTime", "effectiveInstant", "effectivePeriod"]
+        )
         last = io.effective_local_date(latest, inputs.tz) if latest is not None else None
-        return {"summary": summary, "goals": inputs.goals, "goalSeries": goal_series,
-                "lastData": min(last, inputs.today) if last is not None else None, "refs": inputs.refs()}
+        return {
+            "summary": summary,
+            "goals": inputs.goals,
+            "goalSeries": goal_series,
+            "lastData": min(last, inputs.today) if last is not None else None,
+            "refs": inputs.refs(),
+        }
 
     def _source(self, uow: UnitOfWork, patient_id: str) -> ObservationSource:
         """The derived tables when they are kept and complete and the caller sees this patient's record whole
@@ -229,8 +289,9 @@ class CoachingViews(CoachingBase):
             return _DERIVED
         return _INDEX
 
-    def _gather(self, uow: UnitOfWork, patient_id: str, tz: str, today: date,
-                extra_codes: Sequence[tuple[str, str]]) -> _Inputs:
+    def _gather(
+        self, uow: UnitOfWork, patient_id: str, tz: str, today: date, extra_codes: Sequence[tuple[str, str]]
+    ) -> _Inputs:
         """Everything the summary (and the page) is computed from, read in one unit of work."""
         subject = ("patient", f"Patient/{patient_id}")
         goals = _search_all(uow, "Goal", [subject])
@@ -242,18 +303,25 @@ class CoachingViews(CoachingBase):
         by_habit = self._checkins(uow, source, patient_id, since)
         with _core_errors():
             infos = [io.goal_info(g) for g in goals]
-        measures = sorted({m for i in infos if i.target is not None and i.lifecycle not in _CLOSED_GOALS
-                           for m in i.measure})
+        measures = sorted(
+            {m for i in infos if i.target is not None and i.lifecycle not in _CLOSED_GOALS for m in i.measure}
+        )
         codes = sorted({*measures, *extra_codes})
         readings: list[dict[str, Any]] = []
         if codes:
             recent_days = max(self.run_chart_days, self.progress_policy.trend_window_days) + 1
-            readings = source.readings(uow, patient_id, codes, [f"ge{(today - timedelta(days=recent_days)).isoformat()}"],
-                                       _READING_ELEMENTS)
+            readings = source.readings(
+                uow,
+                patient_id,
+                codes,
+                [f"ge{(today - timedelta(days=recent_days)).isoformat()}"],
+                _READING_ELEMENTS,
+            )
         if measures:
             # the readings of each measure's first days (the goal baseline): its first 4 * baseline_points by date
-            readings += source.first_readings(uow, patient_id, measures, self.progress_policy.baseline_points * 4,
-                                              _READING_ELEMENTS)
+            readings += source.first_readings(
+                uow, patient_id, measures, self.progress_policy.baseline_points * 4, _READING_ELEMENTS
+            )
         # Goals without comparator: their start, and their first readings since (the direction's baseline).
         starts: dict[str, date] = {}
         for info in infos:
@@ -261,16 +329,21 @@ class CoachingViews(CoachingBase):
                 start = self._goal_start(uow, info, tz)
                 if start is not None:
                     starts[info.id] = start
-                    readings += source.first_since(uow, patient_id, info.measure, start, _FIRST_SINCE,
-                                                   _READING_ELEMENTS)
+                    readings += source.first_since(
+                        uow, patient_id, info.measure, start, _FIRST_SINCE, _READING_ELEMENTS
+                    )
         return _Inputs(patient_id, tz, today, goals, infos, plans, by_habit, readings, starts)
 
     def _summarize(self, inputs: _Inputs) -> tuple[dict[str, Any], dict[str, list[tuple[date, float]]]]:
         """The summary, and each measured goal's daily measurements of the run-chart window."""
         tz, today = inputs.tz, inputs.today
         with _core_errors():
-            habits = [h for p in inputs.plans if p.get("status") not in ("revoked", "entered-in-error")
-                      for h in io.habits_of_plan(p)]
+            habits = [
+                h
+                for p in inputs.plans
+                if p.get("status") not in ("revoked", "entered-in-error")
+                for h in io.habits_of_plan(p)
+            ]
             notes = [n for p in inputs.plans for n in io.pdsa_notes(p, io.habits_of_plan(p))]
         by_code: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for obs in inputs.readings:
@@ -309,29 +382,43 @@ class CoachingViews(CoachingBase):
                 windows = {d: ledger_adherence(led, d, self.adherence_policy) for d in self.windows}
                 streak = ledger_streaks(led, self.streak_policy)
             last = max((c.day for c in cis), default=None)
-            habit_out.append({
-                "plan": {"reference": f"CarePlan/{habit.plan_id}"},
-                "habitId": habit.habit_id,
-                "title": habit.title,
-                "status": habit.status,
-                "statusReason": habit.status_reason,
-                "servesGoal": {"reference": f"Goal/{habit.goal_id}"} if habit.goal_id else None,
-                "schedule": habit.schedule.kind.value,
-                "start": habit.start,
-                "end": habit.end,
-                "pause": [{"start": p.start, "end": p.end, "reason": p.reason or None} for p in habit.pauses],
-                "adherence": [{"days": d, "rate": a.rate, "scheduled": a.scheduled, "earned": a.earned,
-                               "done": a.done, "partly": a.partly, "missed": a.missed, "paused": a.paused}
-                              for d, a in windows.items()],
-                "streak": {
-                    "unit": streak.unit.value,
-                    "current": streak.current_length,
-                    "currentStart": streak.current.start if streak.current else None,
-                    "repaired": list(streak.current.repaired) if streak.current else [],
-                    "best": streak.best_length,
-                },
-                "lastCheckIn": last,
-            })
+            habit_out.append(
+                {
+                    "plan": {"reference": f"CarePlan/{habit.plan_id}"},
+                    "habitId": habit.habit_id,
+                    "title": habit.title,
+                    "status": habit.status,
+                    "statusReason": habit.status_reason,
+                    "servesGoal": {"reference": f"Goal/{habit.goal_id}"} if habit.goal_id else None,
+                    "schedule": habit.schedule.kind.value,
+                    "start": habit.start,
+                    "end": habit.end,
+                    "pause": [
+                        {"start": p.start, "end": p.end, "reason": p.reason or None} for p in habit.pauses
+                    ],
+                    "adherence": [
+                        {
+                            "days": d,
+                            "rate": a.rate,
+                            "scheduled": a.scheduled,
+                            "earned": a.earned,
+                            "done": a.done,
+                            "partly": a.partly,
+                            "missed": a.missed,
+                            "paused": a.paused,
+                        }
+                        for d, a in windows.items()
+                    ],
+                    "streak": {
+                        "unit": streak.unit.value,
+                        "current": streak.current_length,
+                        "currentStart": streak.current.start if streak.current else None,
+                        "repaired": list(streak.current.repaired) if streak.current else [],
+                        "best": streak.best_length,
+                    },
+                    "lastCheckIn": last,
+                }
+            )
         summary = {
             "patient": {"reference": f"Patient/{inputs.patient_id}"},
             "today": today,
@@ -341,22 +428,28 @@ class CoachingViews(CoachingBase):
         }
         return summary, goal_series
 
-    def _checkins(self, uow: UnitOfWork, source: ObservationSource, patient_id: str, since: date
-                  ) -> dict[tuple[str, str], list[CheckIn]]:
+    def _checkins(
+        self, uow: UnitOfWork, source: ObservationSource, patient_id: str, since: date
+    ) -> dict[tuple[str, str], list[CheckIn]]:
         """The patient's check-ins dated ``since`` or later by (plan id, habit id), from their index tokens (a
         check-in's identifier, result and status: io.checkins_from_tokens); only check-ins without a check-in
         identifier are read as documents (a few elements each)."""
         by_habit, unkeyed = io.checkins_from_tokens(source.checkin_rows(uow, patient_id, since))
         for i in range(0, len(unkeyed), 200):
-            ids = ",".join(unkeyed[i:i + 200])
+            ids = ",".join(unkeyed[i : i + 200])
             for obs in _elements(uow, "Observation", [("_id", ids)], _CHECKIN_ELEMENTS):
                 parsed = io.checkin_from_observation(obs)
                 if parsed is not None:
                     by_habit.setdefault((parsed[0], parsed[1]), []).append(parsed[2])
         return by_habit
 
-    def run_chart(self, patient_id: str, codings: Sequence[tuple[str, str]], start: date | None = None,
-                  end: date | None = None) -> dict[str, Any]:
+    def run_chart(
+        self,
+        patient_id: str,
+        codings: Sequence[tuple[str, str]],
+        start: date | None = None,
+        end: date | None = None,
+    ) -> dict[str, Any]:
         """The daily series of a measure for a patient between two local dates, its median and signals,
         with the PDSA notes of habits serving goals on that measure as phase boundaries."""
         wanted = tuple((s, c) for s, c in codings)
@@ -367,25 +460,47 @@ class CoachingViews(CoachingBase):
             if first > last:
                 raise bad_request(f"from ({first}) is after to ({last})", "from")
             if (last - first).days >= MAX_CHART_DAYS:
-                raise bad_request(f"a run chart covers at most {MAX_CHART_DAYS} days, not {first} to {last}", "from")
+                raise bad_request(
+                    f"a run chart covers at most {MAX_CHART_DAYS} days, not {first} to {last}", "from"
+                )
             subject = ("patient", f"Patient/{patient_id}")
             # A day padded on both sides: instants are filtered to the local day after conversion.
             readings = self._source(uow, patient_id).readings(
-                uow, patient_id, wanted, [f"ge{(first - timedelta(days=1)).isoformat()}",
-                                          f"le{(last + timedelta(days=1)).isoformat()}"], _READING_ELEMENTS)
+                uow,
+                patient_id,
+                wanted,
+                [
+                    f"ge{(first - timedelta(days=1)).isoformat()}",
+                    f"le{(last + timedelta(days=1)).isoformat()}",
+                ],
+                _READING_ELEMENTS,
+            )
             goals = _search_all(uow, "Goal", [subject])
             plans = _search_all(uow, "CarePlan", [subject, ("category", f"{io.MECR_CODES}|habit-plan")])
             with _core_errors():
                 infos = [io.goal_info(g) for g in goals]
             value = self._chart(patient_id, wanted, first, last, tz, readings, infos, plans)
-            return value, [*(("Goal", str(g.get("id"))) for g in goals), *(("CarePlan", str(p.get("id"))) for p in plans)]
-        chart: dict[str, Any] = self._cached_view("run-chart", patient_id, (wanted, start, end),
-                                                  ("Observation", "Goal", "CarePlan"), compute)
+            return value, [
+                *(("Goal", str(g.get("id"))) for g in goals),
+                *(("CarePlan", str(p.get("id"))) for p in plans),
+            ]
+
+        chart: dict[str, Any] = self._cached_view(
+            "run-chart", patient_id, (wanted, start, end), ("Observation", "Goal", "CarePlan"), compute
+        )
         return chart
 
-    def _chart(self, patient_id: str, codings: Sequence[tuple[str, str]], start: date, end: date, tz: str,
-               readings: Sequence[Mapping[str, Any]], infos: Sequence[io.GoalInfo],
-               plans: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def _chart(
+        self,
+        patient_id: str,
+        codings: Sequence[tuple[str, str]],
+        start: date,
+        end: date,
+        tz: str,
+        readings: Sequence[Mapping[str, Any]],
+        infos: Sequence[io.GoalInfo],
+        plans: Sequence[Mapping[str, Any]],
+    ) -> dict[str, Any]:
         """:meth:`run_chart` over readings already read (those of other codes are left out here)."""
         wanted = set(codings)
         readings = [o for o in readings if wanted & _codings(o)]
@@ -393,10 +508,20 @@ class CoachingViews(CoachingBase):
             goal_ids = {i.id for i in infos if set(i.measure) & wanted}
             unit = next((i.unit for i in infos if i.id in goal_ids and i.unit), None)
             if unit is None:
-                unit = next(((o.get("valueQuantity") or {}).get("code") for o in readings
-                             if (o.get("valueQuantity") or {}).get("code")), None)
-            notes = [n for p in plans for n in io.pdsa_notes(p, io.habits_of_plan(p))
-                     if n.goal_id in goal_ids and start <= n.day <= end]
+                unit = next(
+                    (
+                        (o.get("valueQuantity") or {}).get("code")
+                        for o in readings
+                        if (o.get("valueQuantity") or {}).get("code")
+                    ),
+                    None,
+                )
+            notes = [
+                n
+                for p in plans
+                for n in io.pdsa_notes(p, io.habits_of_plan(p))
+                if n.goal_id in goal_ids and start <= n.day <= end
+            ]
             series = [m for m in io.measurements_by_day(readings, tz, unit) if start <= m.when <= end]
         chart = _run_chart([m.when for m in series], [m.value for m in series], notes)
         out: dict[str, Any] = {
@@ -414,13 +539,23 @@ class CoachingViews(CoachingBase):
         overall = analysis.overall
         shift, astro = set(overall.shift_points), set(overall.astronomical_points)
         out["median"] = overall.median
-        out["point"] = [{"date": m.when, "value": m.value, "shift": i in shift, "astronomical": i in astro}
-                        for i, m in enumerate(series)]
+        out["point"] = [
+            {"date": m.when, "value": m.value, "shift": i in shift, "astronomical": i in astro}
+            for i, m in enumerate(series)
+        ]
         out["analysis"] = _analysis_dict(overall, series_dates=[m.when for m in series])
         out["baseline"] = _baseline_dict(analysis)
         out["phase"] = [_analysis_dict(p, series_dates=[m.when for m in series]) for p in analysis.phases]
-        out["annotation"] = [{"date": n.day, "text": n.text, "title": n.title, "habitId": n.habit_id,
-                              "plan": {"reference": f"CarePlan/{n.plan_id}"}} for n in split_notes]
+        out["annotation"] = [
+            {
+                "date": n.day,
+                "text": n.text,
+                "title": n.title,
+                "habitId": n.habit_id,
+                "plan": {"reference": f"CarePlan/{n.plan_id}"},
+            }
+            for n in split_notes
+        ]
         return out
 
 
@@ -440,11 +575,13 @@ class _Inputs:
     plans: list[dict[str, Any]]
     by_habit: dict[tuple[str, str], list[CheckIn]]
     readings: list[dict[str, Any]]
-    starts: dict[str, date] = field(default_factory=dict)  # goal id -> its start, for goals without comparator
+    starts: dict[str, date] = field(
+        default_factory=dict
+    )  # goal id -> its start, for goals without comparator
 
     def refs(self) -> list[tuple[str, str]]:
         """The resources the view names (for the audit trail of a cache hit)."""
-        return [*(("Goal", str(g.get("id"))) for g in self.goals),
-                *(("CarePlan", str(p.get("id"))) for p in self.plans)]
-
-
+        return [
+            *(("Goal", str(g.get("id"))) for g in self.goals),
+            *(("CarePlan", str(p.get("id"))) for p in self.plans),
+        ]

@@ -56,7 +56,7 @@ class _Walk:
         if rule.choice:
             n = len(rule.name)
             for key, value in obj.items():
-                if key.startswith(rule.name) and key[n:n + 1].isupper():
+                if key.startswith(rule.name) and key[n : n + 1].isupper():
                     found.append((key, value, choice_type(key[n:])))
         elif rule.name in obj:
             found.append((rule.name, obj[rule.name], rule.types[0].code if len(rule.types) == 1 else None))
@@ -94,12 +94,17 @@ class _Walk:
         if value is None:
             return
         if rule.has_fixed and value != rule.fixed:
-            self.error("value", f"{rule.path}: must be exactly {_show(rule.fixed)}, not {_show(value)}", item.expr)
+            self.error(
+                "value", f"{rule.path}: must be exactly {_show(rule.fixed)}, not {_show(value)}", item.expr
+            )
         if rule.has_pattern and not matches_pattern(value, rule.pattern):
             self.error("value", f"{rule.path}: must match the pattern {_show(rule.pattern)}", item.expr)
         if rule.binding_codes is not None and not in_codes(value, rule.binding_codes):
-            self.error("code-invalid", f"{rule.path}: {_show(_code_of(value))} is not in the required value set "
-                       f"{rule.binding}", item.expr)
+            self.error(
+                "code-invalid",
+                f"{rule.path}: {_show(_code_of(value))} is not in the required value set {rule.binding}",
+                item.expr,
+            )
         type_rule = rule.type_rule(item.type_code)
         if type_rule is not None and isinstance(value, dict):
             if type_rule.code == "Reference" and type_rule.target_types is not None:
@@ -107,8 +112,11 @@ class _Walk:
                 target = reference_type(ref, self.resource) if isinstance(ref, str) else None
                 if target is not None and target not in type_rule.target_types:
                     allowed = ", ".join(sorted(type_rule.target_types))
-                    self.error("structure", f"{rule.path}: a reference to {target} is not allowed here "
-                               f"(allowed: {allowed})", f"{item.expr}.reference")
+                    self.error(
+                        "structure",
+                        f"{rule.path}: a reference to {target} is not allowed here (allowed: {allowed})",
+                        f"{item.expr}.reference",
+                    )
             for url in type_rule.profiles:
                 ext = self.extensions.get(url)
                 if ext is not None:
@@ -122,8 +130,11 @@ class _Walk:
         allowed = rule.type_codes()
         if item.type_code in allowed:
             return True
-        self.error("structure", f"{rule.path}: type {item.type_code} is not allowed here "
-                   f"(allowed: {', '.join(sorted(allowed))})", item.expr)
+        self.error(
+            "structure",
+            f"{rule.path}: type {item.type_code} is not allowed here (allowed: {', '.join(sorted(allowed))})",
+            item.expr,
+        )
         return False
 
     def slicing(self, rule: ElementRule, items: list[_Item], expr: str) -> None:
@@ -135,19 +146,28 @@ class _Walk:
             matched = [i for i in valid if s.matcher(i.value, i.type_code)]
             matched_any.update(id(i) for i in matched)
             if len(matched) < s.min:
-                self.error("structure", f"{rule.path}: slice '{s.slice_name}' needs at least {s.min}, "
-                           f"found {len(matched)}", expr)
+                self.error(
+                    "structure",
+                    f"{rule.path}: slice '{s.slice_name}' needs at least {s.min}, found {len(matched)}",
+                    expr,
+                )
             if s.max is not None and len(matched) > s.max:
-                self.error("structure", f"{rule.path}: slice '{s.slice_name}' allows at most {s.max}, "
-                           f"found {len(matched)}", expr)
+                self.error(
+                    "structure",
+                    f"{rule.path}: slice '{s.slice_name}' allows at most {s.max}, found {len(matched)}",
+                    expr,
+                )
             for item in matched:
                 self.item(s, item)
         if rule.slicing.rules == "closed":
             for item in valid:
                 if id(item) not in matched_any:
-                    self.error("structure", f"{rule.path}: matches none of the slices "
-                               f"({', '.join(str(s.slice_name) for s in rule.slices)}) and the slicing is closed",
-                               item.expr)
+                    self.error(
+                        "structure",
+                        f"{rule.path}: matches none of the slices "
+                        f"({', '.join(str(s.slice_name) for s in rule.slices)}) and the slicing is closed",
+                        item.expr,
+                    )
 
 
 def _code_of(value: Any) -> Any:
@@ -163,8 +183,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def check_profile(profile: CompiledProfile, resource: dict[str, Any],
-                  extensions: dict[str, CompiledProfile]) -> list[Issue]:
+def check_profile(
+    profile: CompiledProfile, resource: dict[str, Any], extensions: dict[str, CompiledProfile]
+) -> list[Issue]:
     """Every problem of ``resource`` against ``profile``: element rules, then invariants (deduplicated)."""
     walk = _Walk(resource, extensions)
     rtype = profile.type
@@ -176,11 +197,23 @@ def check_profile(profile: CompiledProfile, resource: dict[str, Any],
         held = c.holds(resource)
         where = c.element_path.replace("[x]", "")
         if held is None:
-            walk.issues.append(issue("processing", f"constraint {c.key} could not be evaluated", severity="warning",
-                                     expression=where))
+            walk.issues.append(
+                issue(
+                    "processing",
+                    f"constraint {c.key} could not be evaluated",
+                    severity="warning",
+                    expression=where,
+                )
+            )
         elif not held:
-            walk.issues.append(issue("invariant", f"{c.key}: {c.human}", expression=where,
-                                     severity="error" if c.severity == "error" else "warning"))
+            walk.issues.append(
+                issue(
+                    "invariant",
+                    f"{c.key}: {c.human}",
+                    expression=where,
+                    severity="error" if c.severity == "error" else "warning",
+                )
+            )
     out: list[Issue] = []
     seen: set[tuple[str, str, str, str]] = set()
     for i in walk.issues:

@@ -20,17 +20,47 @@ from .errors import ProfileCompileError
 from .fhirpath import Constraint, compile_constraint, skip_reason
 from .terminology import Code, ValueSetIndex, canonical_url
 
-__all__ = ["ElementRule", "TypeRule", "Slicing", "CompiledProfile", "compile_profile", "choice_type",
-           "RESOURCE_TYPES"]
+__all__ = [
+    "ElementRule",
+    "TypeRule",
+    "Slicing",
+    "CompiledProfile",
+    "compile_profile",
+    "choice_type",
+    "RESOURCE_TYPES",
+]
 
 _R4 = models["r4"]["type2Parent"]
 RESOURCE_TYPES = frozenset(t for t, parent in _R4.items() if parent in ("DomainResource", "Resource")) | {
-    "Resource", "DomainResource"}
+    "Resource",
+    "DomainResource",
+}
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
 # FHIR R4 primitive types (https://hl7.org/fhir/R4/datatypes.html#primitive): their type codes start lower-case.
-PRIMITIVES = frozenset({
-    "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id", "instant", "integer",
-    "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid", "xhtml"})
+PRIMITIVES = frozenset(
+    {
+        "base64Binary",
+        "boolean",
+        "canonical",
+        "code",
+        "date",
+        "dateTime",
+        "decimal",
+        "id",
+        "instant",
+        "integer",
+        "markdown",
+        "oid",
+        "positiveInt",
+        "string",
+        "time",
+        "unsignedInt",
+        "uri",
+        "url",
+        "uuid",
+        "xhtml",
+    }
+)
 _NONE: Any = object()
 
 
@@ -124,7 +154,9 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
     """https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.pattern_x_: every value in
     the pattern is in the instance; a list in the pattern needs each of its items matched by some item."""
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
+        return isinstance(value, dict) and all(
+            k in value and matches_pattern(value[k], v) for k, v in pattern.items()
+        )
     if isinstance(pattern, list):
         return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
     return bool(value == pattern)
@@ -141,8 +173,14 @@ def values_at(value: Any, path: str) -> list[Any]:
             if isinstance(v, dict):
                 got = v.get(step, _NONE)
                 if got is _NONE:  # a choice element named without [x]: take whichever type is present
-                    got = next((x for k, x in v.items() if k.startswith(step) and k[len(step):len(step) + 1].isupper()),
-                               _NONE)
+                    got = next(
+                        (
+                            x
+                            for k, x in v.items()
+                            if k.startswith(step) and k[len(step) : len(step) + 1].isupper()
+                        ),
+                        _NONE,
+                    )
                 if got is not _NONE:
                     nxt.extend(got if isinstance(got, list) else [got])
         current = nxt
@@ -153,8 +191,8 @@ def item_choice_type(value: Any, name: str) -> str | None:
     """The type of the choice element ``name[x]`` inside ``value`` (``valueReference`` -> Reference)."""
     if isinstance(value, dict):
         for key in value:
-            if key.startswith(name) and key[len(name):len(name) + 1].isupper():
-                return choice_type(key[len(name):])
+            if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
+                return choice_type(key[len(name) :])
     return None
 
 
@@ -171,8 +209,8 @@ class _Compiler:
             url = canonical_url(url)
             if url in self.sds:
                 types.add(self.sds[url]["type"])
-            elif url.startswith(CORE_SD) and url[len(CORE_SD):] in RESOURCE_TYPES:
-                types.add(url[len(CORE_SD):])
+            elif url.startswith(CORE_SD) and url[len(CORE_SD) :] in RESOURCE_TYPES:
+                types.add(url[len(CORE_SD) :])
             else:
                 return None  # a profile outside the IG and core (e.g. vitalsigns): its type is not known here
         return None if not types or types & {"Resource", "DomainResource"} else frozenset(types)
@@ -184,14 +222,21 @@ class _Compiler:
         types = tuple(
             TypeRule(
                 code=_type_code(t["code"]),
-                target_types=self.target_types(t.get("targetProfile", [])) if t["code"] == "Reference" else None,
+                target_types=self.target_types(t.get("targetProfile", []))
+                if t["code"] == "Reference"
+                else None,
                 profiles=tuple(t.get("profile", [])),
             )
             for t in el.get("type", [])
         )
         rule = ElementRule(
-            id=el["id"], path=el["path"], name=base.removesuffix("[x]"), choice=base.endswith("[x]"),
-            min=int(el.get("min", 0)), max=None if max_raw == "*" else int(max_raw), types=types,
+            id=el["id"],
+            path=el["path"],
+            name=base.removesuffix("[x]"),
+            choice=base.endswith("[x]"),
+            min=int(el.get("min", 0)),
+            max=None if max_raw == "*" else int(max_raw),
+            types=types,
             slice_name=slice_name or None,
         )
         for key, value in el.items():
@@ -204,13 +249,18 @@ class _Compiler:
             rule.binding = binding["valueSet"]
             rule.binding_codes = self.valuesets.codes(rule.binding)
             if rule.binding_codes is None:
-                why = (self.valuesets.unexpandable.get(canonical_url(rule.binding))
-                       or "not an IG ValueSet: core R4 code lists are enforced by the structural validation")
+                why = (
+                    self.valuesets.unexpandable.get(canonical_url(rule.binding))
+                    or "not an IG ValueSet: core R4 code lists are enforced by the structural validation"
+                )
                 self.unchecked_bindings[el["id"]] = f"{rule.binding}: {why}"
         if "slicing" in el:
             s = el["slicing"]
-            rule.slicing = Slicing([(d["type"], d["path"]) for d in s.get("discriminator", [])],
-                                   s.get("rules", "open"), bool(s.get("ordered", False)))
+            rule.slicing = Slicing(
+                [(d["type"], d["path"]) for d in s.get("discriminator", [])],
+                s.get("rules", "open"),
+                bool(s.get("ordered", False)),
+            )
         return rule
 
     def tree(self) -> tuple[ElementRule, list[Constraint], dict[str, str]]:
@@ -282,7 +332,9 @@ class _Compiler:
                 return lambda value, type_code: any(v == fixed for v in values_at(value, path))
             if target.has_pattern:
                 pattern = target.pattern
-                return lambda value, type_code: any(matches_pattern(v, pattern) for v in values_at(value, path))
+                return lambda value, type_code: any(
+                    matches_pattern(v, pattern) for v in values_at(value, path)
+                )
             if target.binding_codes is not None:
                 codes = target.binding_codes
                 return lambda value, type_code: any(in_codes(v, codes) for v in values_at(value, path))
@@ -330,11 +382,19 @@ def in_codes(value: Any, codes: frozenset[Code]) -> bool:
     return False
 
 
-def compile_profile(sd: dict[str, Any], sds: dict[str, dict[str, Any]], valuesets: ValueSetIndex) -> CompiledProfile:
+def compile_profile(
+    sd: dict[str, Any], sds: dict[str, dict[str, Any]], valuesets: ValueSetIndex
+) -> CompiledProfile:
     """Compile one StructureDefinition (with a snapshot); ``sds`` are the IG's, to type reference targets."""
     if not sd.get("snapshot", {}).get("element"):
         raise ProfileCompileError(f"{sd.get('url')}: the StructureDefinition has no snapshot")
     compiler = _Compiler(sd, sds, valuesets)
     root, constraints, skipped = compiler.tree()
-    return CompiledProfile(url=sd["url"], type=sd["type"], root=root, constraints=constraints,
-                           skipped_constraints=skipped, unchecked_bindings=compiler.unchecked_bindings)
+    return CompiledProfile(
+        url=sd["url"],
+        type=sd["type"],
+        root=root,
+        constraints=constraints,
+        skipped_constraints=skipped,
+        unchecked_bindings=compiler.unchecked_bindings,
+    )

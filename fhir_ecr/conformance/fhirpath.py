@@ -63,10 +63,23 @@ def skip_reason(expression: str | None) -> str | None:
 
 
 _MACROS = frozenset({"where", "select", "all", "exists", "repeat", "aggregate"})
-_OPERATORS = frozenset({
-    "ImpliesExpression", "AndExpression", "OrExpression", "XorExpression", "EqualityExpression",
-    "InequalityExpression", "MembershipExpression", "AdditiveExpression", "MultiplicativeExpression",
-    "UnionExpression", "TypeExpression", "PolarityExpression", "IndexerExpression"})
+_OPERATORS = frozenset(
+    {
+        "ImpliesExpression",
+        "AndExpression",
+        "OrExpression",
+        "XorExpression",
+        "EqualityExpression",
+        "InequalityExpression",
+        "MembershipExpression",
+        "AdditiveExpression",
+        "MultiplicativeExpression",
+        "UnionExpression",
+        "TypeExpression",
+        "PolarityExpression",
+        "IndexerExpression",
+    }
+)
 _ROOT_CONSTANTS = frozenset({"resource", "rootResource", "context", "ucum"})
 
 
@@ -131,7 +144,7 @@ def root_elements(expression: str) -> frozenset[str] | None:
 def _present(resource: dict[str, Any], names: frozenset[str]) -> bool:
     for key in resource:
         name = key[1:] if key.startswith("_") else key
-        if name in names or any(name.startswith(n) and name[len(n):len(n) + 1].isupper() for n in names):
+        if name in names or any(name.startswith(n) and name[len(n) : len(n) + 1].isupper() for n in names):
             return True
     return False
 

@@ -54,7 +54,11 @@ class ImplementationGuide:
 
     def conformance_resources(self) -> list[dict[str, Any]]:
         """Every StructureDefinition, ValueSet and CodeSystem of the IG (what the server serves read-only)."""
-        return [*self.structure_definitions().values(), *self.value_sets.values(), *self.code_systems.values()]
+        return [
+            *self.structure_definitions().values(),
+            *self.value_sets.values(),
+            *self.code_systems.values(),
+        ]
 
     def is_mecr_canonical(self, url: str) -> bool:
         """Whether ``url`` lies under the IG's canonical base (``https://mecr.dev/fhir/...``)."""
@@ -83,5 +87,7 @@ def _load(root: Path) -> ImplementationGuide:
         value_sets=section("valueSets"),
         code_systems=section("codeSystems"),
         examples=section("examples"),
-        examples_by_profile={url: list(paths) for url, paths in (index.get("examplesByProfile") or {}).items()},
+        examples_by_profile={
+            url: list(paths) for url, paths in (index.get("examplesByProfile") or {}).items()
+        },
     )

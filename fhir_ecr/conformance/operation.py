@@ -28,8 +28,11 @@ def validate_call(call: OperationCall) -> dict[str, Any]:
     if not isinstance(resource, dict):
         raise bad_request("$validate needs a resource: the request body, or a Parameters 'resource'")
     if resource.get("resourceType") != call.resource_type:
-        raise bad_request(f"$validate on {call.resource_type} needs a {call.resource_type}, "
-                          f"not {resource.get('resourceType')!r}", "resourceType")
+        raise bad_request(
+            f"$validate on {call.resource_type} needs a {call.resource_type}, "
+            f"not {resource.get('resourceType')!r}",
+            "resourceType",
+        )
     profiles = [str(p) for p in call.get_all("profile") if p]
     warnings: list[Issue] = []
 
@@ -46,23 +49,26 @@ def validate_call(call: OperationCall) -> dict[str, Any]:
     issues = warnings
     if not issues:
         what = ", ".join(profiles) if profiles else "its profile claims"
-        issues = [issue("informational", f"valid: no problems found (structure and {what})",
-                        severity="information")]
+        issues = [
+            issue("informational", f"valid: no problems found (structure and {what})", severity="information")
+        ]
     return outcome(issues)
 
 
 def register_validate_operation(registry: OperationRegistry) -> None:
     """Add ``$validate`` (type level, every resource type) to ``registry``."""
-    registry.register(Operation(
-        name="validate",
-        title="Validate a resource",
-        description="Checks a resource's structure and its mECR profiles (those it claims in meta.profile, or "
-                    "the one given as 'profile') without storing it; answers an OperationOutcome.",
-        handler=validate_call,
-        type=True,
-        parameters=[
-            {"name": "resource", "use": "in", "min": 0, "max": "1", "type": "Resource"},
-            {"name": "profile", "use": "in", "min": 0, "max": "1", "type": "uri"},
-            {"name": "return", "use": "out", "min": 1, "max": "1", "type": "OperationOutcome"},
-        ],
-    ))
+    registry.register(
+        Operation(
+            name="validate",
+            title="Validate a resource",
+            description="Checks a resource's structure and its mECR profiles (those it claims in meta.profile, or "
+            "the one given as 'profile') without storing it; answers an OperationOutcome.",
+            handler=validate_call,
+            type=True,
+            parameters=[
+                {"name": "resource", "use": "in", "min": 0, "max": "1", "type": "Resource"},
+                {"name": "profile", "use": "in", "min": 0, "max": "1", "type": "uri"},
+                {"name": "return", "use": "out", "min": 1, "max": "1", "type": "OperationOutcome"},
+            ],
+        )
+    )

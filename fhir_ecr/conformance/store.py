@@ -84,7 +84,8 @@ def _bundle_writes_read_only(body: Any) -> str | None:
         rtype = rtype if isinstance(rtype, str) else None  # a malformed entry: the route answers 400
         target = rtype if rtype in READ_ONLY_TYPES else _first_segment(str(request.get("url", "")))
         if target in READ_ONLY_TYPES and not str(request.get("url", "")).split("?")[0].rstrip("/").endswith(
-                "_search"):
+            "_search"
+        ):
             return f"Bundle.entry[{n}]"
     return None
 
@@ -105,14 +106,21 @@ class ReadOnlyGuard:
         if path != self.prefix and not path.startswith(self.prefix + "/"):
             await self.app(scope, receive, send)
             return
-        parts = [p for p in path[len(self.prefix):].split("/") if p]
+        parts = [p for p in path[len(self.prefix) :].split("/") if p]
         if parts and parts[0] in READ_ONLY_TYPES:
             is_operation = any(p.startswith("$") for p in parts[1:])
             is_search = len(parts) == 2 and parts[1] == "_search" and scope["method"] == "POST"
             if not (is_operation or is_search):
-                body = outcome([issue("not-supported", f"{parts[0]} resources are the implementation guide's and "
-                                      "are read-only here; change them in profiles/ and rebuild",
-                                      expression=parts[0])])
+                body = outcome(
+                    [
+                        issue(
+                            "not-supported",
+                            f"{parts[0]} resources are the implementation guide's and "
+                            "are read-only here; change them in profiles/ and rebuild",
+                            expression=parts[0],
+                        )
+                    ]
+                )
                 await fhir_response(body, 405, {"Allow": "GET, HEAD"})(scope, receive, send)
                 return
         if not parts and scope["method"] == "POST":
@@ -129,12 +137,22 @@ class ReadOnlyGuard:
             except orjson.JSONDecodeError:
                 where = None  # the route answers the malformed body
         else:
-            body = outcome([issue("too-long", f"the request body is larger than {self.max_body_bytes} bytes")])
+            body = outcome(
+                [issue("too-long", f"the request body is larger than {self.max_body_bytes} bytes")]
+            )
             await fhir_response(body, 413)(scope, receive, send)
             return
         if where is not None:
-            body = outcome([issue("forbidden", "StructureDefinition, ValueSet and CodeSystem resources are the "
-                                  "implementation guide's and are read-only here", expression=where)])
+            body = outcome(
+                [
+                    issue(
+                        "forbidden",
+                        "StructureDefinition, ValueSet and CodeSystem resources are the "
+                        "implementation guide's and are read-only here",
+                        expression=where,
+                    )
+                ]
+            )
             await fhir_response(body, 403)(scope, receive, send)
             return
         await self.app(scope, replay(raw, receive), send)

@@ -70,11 +70,18 @@ class ProfileValidator:
             profile = self.profiles.get(url)
             if profile is None:
                 if explicit or self.ig.is_mecr_canonical(url):
-                    out.append(issue("not-supported", f"{url} is not a profile of this server (mECR IG "
-                                     f"{self.ig.canonical})", expression=where))
+                    out.append(
+                        issue(
+                            "not-supported",
+                            f"{url} is not a profile of this server (mECR IG {self.ig.canonical})",
+                            expression=where,
+                        )
+                    )
                 continue
             if profile.type != rtype:
-                out.append(issue("structure", f"{url} profiles {profile.type}, not {rtype}", expression=where))
+                out.append(
+                    issue("structure", f"{url} profiles {profile.type}, not {rtype}", expression=where)
+                )
                 continue
             out += check_profile(profile, resource, self.extensions)
         return out

@@ -23,7 +23,8 @@ __all__ = ["add_directory_parser", "run_directory_import"]
 def add_directory_parser(kinds: Any) -> None:
     """Add ``import directory`` to the ``mecr import`` kinds."""
     p = kinds.add_parser(
-        "directory", help="import a community resource directory (Open Referral HSDS 3.0)",
+        "directory",
+        help="import a community resource directory (Open Referral HSDS 3.0)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Import an Open Referral HSDS 3.0 directory as FHIR Organizations, Locations and "
         "HealthcareServices that coaches search (categories coded with the Gravity SDOH codes). SOURCE is a "
@@ -39,11 +40,17 @@ def add_directory_parser(kinds: Any) -> None:
         "See docs/community.md for the mapping and the search parameters.",
     )
     p.add_argument("source", metavar="SOURCE", help="folder, file or http(s) URL of the HSDS directory")
-    p.add_argument("--name", metavar="NAME",
-                   help="the directory's name (lower-case letters, digits, hyphens; default: from SOURCE); "
-                   "resources are tagged meta.source urn:mecr:directory:NAME")
-    p.add_argument("--keep-missing", action="store_true",
-                   help="do not retire entries an earlier import of this directory had and this one has not")
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the directory's name (lower-case letters, digits, hyphens; default: from SOURCE); "
+        "resources are tagged meta.source urn:mecr:directory:NAME",
+    )
+    p.add_argument(
+        "--keep-missing",
+        action="store_true",
+        help="do not retire entries an earlier import of this directory had and this one has not",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,11 +72,14 @@ def run_directory_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"mecr: error: {exc}", file=sys.stderr)
         return 1
     services = build_services(settings)
-    total = len(read.directory) + sum(len(s.get("service_areas") or ()) for s in read.directory.services.values())
+    total = len(read.directory) + sum(
+        len(s.get("service_areas") or ()) for s in read.directory.services.values()
+    )
     bar = tqdm(total=total, unit="res", desc="importing", disable=args.quiet, file=sys.stderr)
     try:
         summary = DirectoryImporter(services.repo).import_directory(
-            read.directory, name=read.name, remove_missing=not args.keep_missing, progress=bar.update)
+            read.directory, name=read.name, remove_missing=not args.keep_missing, progress=bar.update
+        )
     except FhirError as exc:
         bar.close()
         print(f"mecr: error: {args.source}: {exc}", file=sys.stderr)
@@ -78,6 +88,9 @@ def run_directory_import(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
         services.engine.dispose()
     summary.orphans = len(read.orphans)
-    print(json.dumps({"directory": read.name, **summary.to_dict()}, indent=2) if args.json
-          else f"directory {read.name}\n{summary.text()}")
+    print(
+        json.dumps({"directory": read.name, **summary.to_dict()}, indent=2)
+        if args.json
+        else f"directory {read.name}\n{summary.text()}"
+    )
     return 0

@@ -27,7 +27,14 @@ from ..store.search import parse_search
 __all__ = ["DirectoryQuery", "Found", "find_services", "patient_needs", "zip_centroid", "LANGUAGES"]
 
 #: Languages offered in the page's filter (BCP-47 code -> name); any other code works through the API.
-LANGUAGES = {"en": "English", "es": "Spanish", "ar": "Arabic", "zh": "Chinese", "fr": "French", "vi": "Vietnamese"}
+LANGUAGES = {
+    "en": "English",
+    "es": "Spanish",
+    "ar": "Arabic",
+    "zh": "Chinese",
+    "fr": "French",
+    "vi": "Vietnamese",
+}
 
 
 @dataclass
@@ -55,7 +62,9 @@ class Found:
     notes: list[str] = field(default_factory=list)
 
 
-def _all(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], limit: int = 1000) -> list[dict[str, Any]]:
+def _all(
+    repo: FhirRepository, rtype: str, params: list[tuple[str, str]], limit: int = 1000
+) -> list[dict[str, Any]]:
     query = parse_search(rtype, params, default_count=limit, max_count=limit)
     query.total = "none"
     return [s.content for s in repo.search(query).matches if s.content is not None]
@@ -63,17 +72,23 @@ def _all(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], limit:
 
 def zip_centroid(repo: FhirRepository, postal_code: str) -> tuple[float, float] | None:
     """The mean position of the directory's Locations with ``postal_code`` (None when there is none)."""
-    points = [(loc["position"]["latitude"], loc["position"]["longitude"])
-              for loc in _all(repo, "Location", [("address-postalcode", postal_code)])
-              if isinstance(loc.get("position"), dict) and "latitude" in loc["position"]]
+    points = [
+        (loc["position"]["latitude"], loc["position"]["longitude"])
+        for loc in _all(repo, "Location", [("address-postalcode", postal_code)])
+        if isinstance(loc.get("position"), dict) and "latitude" in loc["position"]
+    ]
     if not points:
         return None
     return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
 
 
 def _codes(concepts: Any) -> list[str]:
-    return [str(c.get("code")) for cc in concepts or () for c in (cc.get("coding") or ())
-            if c.get("system") == SDOHCC_CATEGORY and c.get("code") in CATEGORIES]
+    return [
+        str(c.get("code"))
+        for cc in concepts or ()
+        for c in (cc.get("coding") or ())
+        if c.get("system") == SDOHCC_CATEGORY and c.get("code") in CATEGORIES
+    ]
 
 
 def patient_needs(repo: FhirRepository, patient_id: str) -> tuple[list[str], str]:
@@ -109,32 +124,45 @@ def _hours(svc: dict[str, Any]) -> list[str]:
 
 def _address(loc: dict[str, Any] | None) -> str:
     a = (loc or {}).get("address") or {}
-    parts = [", ".join(a.get("line") or ()), a.get("city"), " ".join(p for p in (a.get("state"), a.get("postalCode"))
-                                                                      if p)]
+    parts = [
+        ", ".join(a.get("line") or ()),
+        a.get("city"),
+        " ".join(p for p in (a.get("state"), a.get("postalCode")) if p),
+    ]
     return ", ".join(p for p in parts if p)
 
 
-def _card(svc: dict[str, Any], included: dict[str, dict[str, Any]], center: tuple[float, float] | None
-          ) -> dict[str, Any]:
+def _card(
+    svc: dict[str, Any], included: dict[str, dict[str, Any]], center: tuple[float, float] | None
+) -> dict[str, Any]:
     found = [included.get(str(ref.get("reference"))) for ref in svc.get("location") or ()]
     sites = [s for s in found if s is not None]
     distance = None
     nearest = sites[0] if sites else None
     if center is not None:
-        located = [(distance_km(*center, s["position"]["latitude"], s["position"]["longitude"]), s)
-                   for s in sites if isinstance(s.get("position"), dict)]
+        located = [
+            (distance_km(*center, s["position"]["latitude"], s["position"]["longitude"]), s)
+            for s in sites
+            if isinstance(s.get("position"), dict)
+        ]
         if located:
             distance, nearest = min(located, key=lambda x: x[0])
     org = included.get(str((svc.get("providedBy") or {}).get("reference")))
     phone = next((t.get("value") for t in svc.get("telecom") or () if t.get("system") == "phone"), None)
     return {
-        "id": svc["id"], "name": svc.get("name") or svc["id"],
+        "id": svc["id"],
+        "name": svc.get("name") or svc["id"],
         "organization": (org or {}).get("name") or (svc.get("providedBy") or {}).get("display") or "",
         "categories": [CATEGORIES[c] for c in _codes(svc.get("category"))],
-        "description": svc.get("comment") or "", "address": _address(nearest),
-        "distance_km": distance, "phone": phone, "hours": _hours(svc),
-        "languages": [lang.get("text") or next((c.get("code") for c in lang.get("coding") or ()), "")
-                      for lang in svc.get("communication") or ()],
+        "description": svc.get("comment") or "",
+        "address": _address(nearest),
+        "distance_km": distance,
+        "phone": phone,
+        "hours": _hours(svc),
+        "languages": [
+            lang.get("text") or next((c.get("code") for c in lang.get("coding") or ()), "")
+            for lang in svc.get("communication") or ()
+        ],
         "eligibility": [e.get("comment") for e in svc.get("eligibility") or () if e.get("comment")],
     }
 
@@ -163,9 +191,12 @@ def find_services(repo: FhirRepository, q: DirectoryQuery, *, now: datetime, tz:
     if q.age is not None:
         params.append(("age", str(q.age)))
     # Enough matches to sort by distance, then the page shows the nearest ``limit``.
-    query = parse_search("HealthcareService", params + [("_include", "HealthcareService:location"),
-                                                          ("_include", "HealthcareService:organization")],
-                         default_count=200, max_count=200)
+    query = parse_search(
+        "HealthcareService",
+        params + [("_include", "HealthcareService:location"), ("_include", "HealthcareService:organization")],
+        default_count=200,
+        max_count=200,
+    )
     result = repo.search(query)
     included = {f"{s.resource_type}/{s.id}": s.content for s in result.included if s.content is not None}
     cards = [_card(s.content, included, found.center) for s in result.matches if s.content is not None]

@@ -60,8 +60,9 @@ class DirectorySummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
-        return {k: dict(sorted(getattr(self, k).items())) for k in ("created", "updated", "unchanged", "removed")} | {
-            "ignored": dict(self.ignored.most_common()), "orphans": self.orphans}
+        return {
+            k: dict(sorted(getattr(self, k).items())) for k in ("created", "updated", "unchanged", "removed")
+        } | {"ignored": dict(self.ignored.most_common()), "orphans": self.orphans}
 
     def text(self) -> str:
         """One line per count, for people."""
@@ -92,7 +93,9 @@ def _shape(resource: dict[str, Any]) -> Any:
 
 def _same(old: Stored, new: dict[str, Any]) -> bool:
     content = dict(old.content or {})
-    meta = {k: v for k, v in (content.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+    meta = {
+        k: v for k, v in (content.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")
+    }
     mine = dict(new)
     new_meta = mine.pop("meta", None) or {}
     return meta == new_meta and jsonexact.same(content, mine)
@@ -110,15 +113,21 @@ class DirectoryImporter:
         self.batch = batch
         self._validated: set[Any] = set()
 
-    def import_directory(self, directory: Directory, *, name: str, remove_missing: bool = True,
-                         progress: Callable[[int], None] | None = None) -> DirectorySummary:
+    def import_directory(
+        self,
+        directory: Directory,
+        *,
+        name: str,
+        remove_missing: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> DirectorySummary:
         """Write ``directory`` as the directory ``name``; ``progress(n)`` is called as n resources are done."""
         source = source_uri(name)
         log = SkipLog()
         resources = directory_to_fhir(directory, source=source, log=log)
         summary = DirectorySummary(ignored=Counter(log.ignored))
         for i in range(0, len(resources), self.batch):
-            chunk = resources[i: i + self.batch]
+            chunk = resources[i : i + self.batch]
             with self.repo.unit() as uow:
                 self._write(uow, chunk, summary)
             if progress is not None:
@@ -131,8 +140,10 @@ class DirectoryImporter:
     def _existing(self, uow: UnitOfWork, rtype: str, ids: Sequence[str]) -> dict[str, Stored]:
         found: dict[str, Stored] = {}
         for i in range(0, len(ids), 500):
-            chunk = list(ids[i: i + 500])
-            query = parse_search(rtype, [("_id", ",".join(chunk))], default_count=len(chunk), max_count=len(chunk))
+            chunk = list(ids[i : i + 500])
+            query = parse_search(
+                rtype, [("_id", ",".join(chunk))], default_count=len(chunk), max_count=len(chunk)
+            )
             query.total = "none"
             found.update((s.id, s) for s in uow.search(query).matches)
         return found
@@ -169,7 +180,7 @@ class DirectoryImporter:
             stale = [s for s in self._of_source(rtype, source) if (rtype, s.id) not in keep]
             for i in range(0, len(stale), self.batch):
                 with self.repo.unit() as uow:
-                    for stored in stale[i: i + self.batch]:
+                    for stored in stale[i : i + self.batch]:
                         content = dict(stored.content or {})
                         if rtype == "Location":
                             if content.get("status") == "inactive":
@@ -185,8 +196,12 @@ class DirectoryImporter:
     def _of_source(self, rtype: str, source: str) -> Iterable[Stored]:
         cursor: int | None = None
         while True:
-            query = parse_search(rtype, [("_source", source), ("_tag", f"{DIRECTORY_TAG[0]}|{DIRECTORY_TAG[1]}")],
-                                 default_count=1000, max_count=1000)
+            query = parse_search(
+                rtype,
+                [("_source", source), ("_tag", f"{DIRECTORY_TAG[0]}|{DIRECTORY_TAG[1]}")],
+                default_count=1000,
+                max_count=1000,
+            )
             query.total = "none"
             query.cursor = cursor
             result = self.repo.search(query)

@@ -65,8 +65,11 @@ def _text(data: bytes, label: str) -> str:
 def _from_files(files: dict[str, bytes], label: str) -> tuple[Directory, list[str]]:
     """A directory from named file contents (a folder's or a zip's)."""
     orphans: list[str] = []
-    names = {PurePosixPath(n).name: n for n in files if not PurePosixPath(n).name.startswith(".")
-             and "__MACOSX" not in n}
+    names = {
+        PurePosixPath(n).name: n
+        for n in files
+        if not PurePosixPath(n).name.startswith(".") and "__MACOSX" not in n
+    }
     if "datapackage.json" in names:
         package = _json(files[names["datapackage.json"]], label)
         base = PurePosixPath(names["datapackage.json"]).parent
@@ -74,13 +77,16 @@ def _from_files(files: dict[str, bytes], label: str) -> tuple[Directory, list[st
         for res in package.get("resources") or ():
             path = str(base / str(res.get("path") or ""))
             if path not in files:
-                raise DirectoryReadError(f"datapackage.json lists {res.get('path')}, which is not there", file=label)
+                raise DirectoryReadError(
+                    f"datapackage.json lists {res.get('path')}, which is not there", file=label
+                )
             tables[str(res.get("name") or res.get("path"))] = read_csv_text(_text(files[path], path))
         return read_tabular(tables, file=label, orphans=orphans), orphans
     csvs = {n: files[p] for n, p in names.items() if n.endswith(".csv")}
     if csvs:
-        return read_tabular({n: read_csv_text(_text(d, n)) for n, d in csvs.items()}, file=label,
-                            orphans=orphans), orphans
+        return read_tabular(
+            {n: read_csv_text(_text(d, n)) for n, d in csvs.items()}, file=label, orphans=orphans
+        ), orphans
     directory = Directory()
     jsons = sorted(n for n in names if n.endswith(".json"))
     if not jsons:
@@ -119,8 +125,9 @@ def _read_bytes(data: bytes, label: str, filename: str) -> tuple[Directory, list
     return read_hsds_json(doc, file=label), []
 
 
-def read_directory(location: str | Path, *, client: httpx.Client | None = None,
-                   name: str | None = None) -> DirectorySource:
+def read_directory(
+    location: str | Path, *, client: httpx.Client | None = None, name: str | None = None
+) -> DirectorySource:
     """Read the directory at ``location`` (a folder, a file or an http(s) URL; module docstring)."""
     text = str(location)
     try:
@@ -128,15 +135,22 @@ def read_directory(location: str | Path, *, client: httpx.Client | None = None,
             return _read_url(text, client, name)
         path = Path(text)
         if path.is_dir():
-            files = {str(p.relative_to(path).as_posix()): p.read_bytes() for p in sorted(path.rglob("*"))
-                     if p.is_file()}
+            files = {
+                str(p.relative_to(path).as_posix()): p.read_bytes()
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+            }
             directory, orphans = _from_files(files, text)
-            return DirectorySource(directory, name or _name(path.name), sum(len(d) for d in files.values()), orphans)
+            return DirectorySource(
+                directory, name or _name(path.name), sum(len(d) for d in files.values()), orphans
+            )
         data = path.read_bytes()
         if path.name == "datapackage.json":
             files = {p.name: p.read_bytes() for p in path.parent.glob("*") if p.is_file()}
             directory, orphans = _from_files(files, text)
-            return DirectorySource(directory, name or _name(text), sum(len(d) for d in files.values()), orphans)
+            return DirectorySource(
+                directory, name or _name(text), sum(len(d) for d in files.values()), orphans
+            )
         directory, orphans = _read_bytes(data, text, path.name)
         return DirectorySource(directory, name or _name(text), len(data), orphans)
     except OSError as exc:
@@ -154,8 +168,11 @@ def _pages(first: str, client: httpx.Client) -> Iterator[tuple[str, bytes]]:
             doc = json.loads(data)
         except ValueError:
             return
-        if not (isinstance(doc, dict) and isinstance(doc.get("contents"), list)) or doc.get("last_page", True) \
-                or not doc.get("contents"):
+        if (
+            not (isinstance(doc, dict) and isinstance(doc.get("contents"), list))
+            or doc.get("last_page", True)
+            or not doc.get("contents")
+        ):
             return
         page = int(doc.get("page_number") or number + 1) + 1
         parsed = httpx.URL(first)

@@ -30,21 +30,27 @@ def _everything(call: OperationCall) -> dict[str, Any]:
     count = min(int(count_raw), services.settings.max_page_size)
     offset = int(offset_raw)
     with call.repo.unit(write=False) as uow:
-        found, total = uow.everything(call.instance_id, since=since_us, types=types, count=count, offset=offset)
+        found, total = uow.everything(
+            call.instance_id, since=since_us, types=types, count=count, offset=offset
+        )
     path = f"Patient/{call.resource_id}/$everything"
     params = [(k, str(v)) for k, v in call.params if isinstance(v, (str, int))]
     links = [{"relation": "self", "url": paging_link(services.fhir_base, path, params)}]
     if offset + count < total:
-        links.append({"relation": "next", "url": paging_link(services.fhir_base, path, params,
-                                                             _offset=offset + count)})
+        links.append(
+            {"relation": "next", "url": paging_link(services.fhir_base, path, params, _offset=offset + count)}
+        )
     return {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": total,
         "link": links,
         "entry": [
-            {"fullUrl": f"{services.fhir_base}/{s.resource_type}/{s.id}", "resource": s.json(),
-             "search": {"mode": "match"}}
+            {
+                "fullUrl": f"{services.fhir_base}/{s.resource_type}/{s.id}",
+                "resource": s.json(),
+                "search": {"mode": "match"},
+            }
             for s in found
         ],
     }
@@ -52,18 +58,20 @@ def _everything(call: OperationCall) -> dict[str, Any]:
 
 def register_builtin_operations(registry: OperationRegistry) -> None:
     """Add the core operations to ``registry``."""
-    registry.register(Operation(
-        name="everything",
-        title="Patient everything",
-        description="The patient, every resource in the patient's compartment, and the resources they "
-                    "reference (Practitioner, Organization, Device, …).",
-        handler=_everything,
-        resource_types=("Patient",),
-        instance=True,
-        parameters=[
-            {"name": "_since", "use": "in", "min": 0, "max": "1", "type": "instant"},
-            {"name": "_type", "use": "in", "min": 0, "max": "*", "type": "code"},
-            {"name": "_count", "use": "in", "min": 0, "max": "1", "type": "integer"},
-            {"name": "return", "use": "out", "min": 1, "max": "1", "type": "Bundle"},
-        ],
-    ))
+    registry.register(
+        Operation(
+            name="everything",
+            title="Patient everything",
+            description="The patient, every resource in the patient's compartment, and the resources they "
+            "reference (Practitioner, Organization, Device, …).",
+            handler=_everything,
+            resource_types=("Patient",),
+            instance=True,
+            parameters=[
+                {"name": "_since", "use": "in", "min": 0, "max": "1", "type": "instant"},
+                {"name": "_type", "use": "in", "min": 0, "max": "*", "type": "code"},
+                {"name": "_count", "use": "in", "min": 0, "max": "1", "type": "integer"},
+                {"name": "return", "use": "out", "min": 1, "max": "1", "type": "Bundle"},
+            ],
+        )
+    )

@@ -53,8 +53,9 @@ def paging_link(fhir_base: str, path: str, params: list[tuple[str, str]], **over
     return f"{fhir_base}/{path}" + (f"?{query}" if query else "")
 
 
-def _entry(fhir_base: str, stored: Stored, mode: str, summary: str | None = None,
-           elements: list[str] | None = None) -> dict[str, Any]:
+def _entry(
+    fhir_base: str, stored: Stored, mode: str, summary: str | None = None, elements: list[str] | None = None
+) -> dict[str, Any]:
     content = summarize(stored.content or {}, summary, elements) if (summary or elements) else stored.json()
     return {
         "fullUrl": f"{fhir_base}/{stored.resource_type}/{stored.id}",
@@ -63,18 +64,30 @@ def _entry(fhir_base: str, stored: Stored, mode: str, summary: str | None = None
     }
 
 
-def search_bundle(fhir_base: str, path: str, params: list[tuple[str, str]], result: SearchResult,
-                  summary: str | None = None, elements: list[str] | None = None) -> dict[str, Any]:
+def search_bundle(
+    fhir_base: str,
+    path: str,
+    params: list[tuple[str, str]],
+    result: SearchResult,
+    summary: str | None = None,
+    elements: list[str] | None = None,
+) -> dict[str, Any]:
     """A searchset Bundle for one page of results."""
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         bundle["total"] = result.total
     links = [{"relation": "self", "url": paging_link(fhir_base, path, params)}]
     if result.next_cursor is not None:
-        links.append({"relation": "next", "url": paging_link(
-            fhir_base, path, params, _cursor=_base36(result.next_cursor))})
+        links.append(
+            {
+                "relation": "next",
+                "url": paging_link(fhir_base, path, params, _cursor=_base36(result.next_cursor)),
+            }
+        )
     elif result.next_offset is not None:
-        links.append({"relation": "next", "url": paging_link(fhir_base, path, params, _offset=result.next_offset)})
+        links.append(
+            {"relation": "next", "url": paging_link(fhir_base, path, params, _offset=result.next_offset)}
+        )
     bundle["link"] = links
     entries = [_entry(fhir_base, s, "match", summary, elements) for s in result.matches]
     entries += [_entry(fhir_base, s, "include", summary, elements) for s in result.included]
@@ -97,24 +110,43 @@ def _base36(n: int) -> str:
             return out
 
 
-def history_bundle(fhir_base: str, path: str, params: list[tuple[str, str]], result: HistoryResult) -> dict[str, Any]:
+def history_bundle(
+    fhir_base: str, path: str, params: list[tuple[str, str]], result: HistoryResult
+) -> dict[str, Any]:
     """A history Bundle, newest version first."""
     links = [{"relation": "self", "url": paging_link(fhir_base, path, params)}]
     if result.next_offset is not None:
-        links.append({"relation": "next", "url": paging_link(fhir_base, path, params, _offset=result.next_offset)})
+        links.append(
+            {"relation": "next", "url": paging_link(fhir_base, path, params, _offset=result.next_offset)}
+        )
     entries = []
     for stored, method in result.entries:
         url = f"{stored.resource_type}/{stored.id}"
         entry: dict[str, Any] = {"fullUrl": f"{fhir_base}/{url}"}
         if not stored.deleted:
             entry["resource"] = stored.json()
-        entry["request"] = {"method": method, "url": url if method in ("PUT", "DELETE", "PATCH") else
-                            stored.resource_type}
-        status = "201 Created" if method == "POST" or stored.version_id == 1 else (
-            "204 No Content" if method == "DELETE" else "200 OK")
-        entry["response"] = {"status": status, "etag": stored.etag, "lastModified": iso_instant(stored.last_updated)}
+        entry["request"] = {
+            "method": method,
+            "url": url if method in ("PUT", "DELETE", "PATCH") else stored.resource_type,
+        }
+        status = (
+            "201 Created"
+            if method == "POST" or stored.version_id == 1
+            else ("204 No Content" if method == "DELETE" else "200 OK")
+        )
+        entry["response"] = {
+            "status": status,
+            "etag": stored.etag,
+            "lastModified": iso_instant(stored.last_updated),
+        }
         entries.append(entry)
-    return {"resourceType": "Bundle", "type": "history", "total": result.total, "link": links, "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": result.total,
+        "link": links,
+        "entry": entries,
+    }
 
 
 # --- batch / transaction ----------------------------------------------------------------------------------------
@@ -131,7 +163,9 @@ class _Entry:
             raise bad_request("each entry needs a request", f"{self.where}.request")
         self.method = str(request.get("method", "")).upper()
         if self.method not in _ORDER:
-            raise bad_request(f"unsupported request.method {request.get('method')!r}", f"{self.where}.request.method")
+            raise bad_request(
+                f"unsupported request.method {request.get('method')!r}", f"{self.where}.request.method"
+            )
         url = request.get("url")
         if not isinstance(url, str) or not url:
             raise bad_request("request.url is required", f"{self.where}.request.url")
@@ -147,8 +181,9 @@ class _Entry:
             path = path.strip("/")
         self.parts = path.split("/") if path else []
         if not self.parts or self.parts[0] not in search_params():
-            raise bad_request(f"request.url {url!r} does not name a supported resource type",
-                              f"{self.where}.request.url")
+            raise bad_request(
+                f"request.url {url!r} does not name a supported resource type", f"{self.where}.request.url"
+            )
         self.rtype = self.parts[0]
         self.cascade = False  # DELETE …?_cascade=delete (fhir_ecr/store/references.py)
         if self.method == "DELETE" and "_cascade" in self.query:
@@ -163,7 +198,9 @@ class _Entry:
             if not isinstance(self.resource, dict):
                 raise bad_request("this entry needs a resource", f"{self.where}.resource")
             if self.resource.get("resourceType") != self.rtype:
-                raise bad_request(f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType")
+                raise bad_request(
+                    f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType"
+                )
 
 
 def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> None:
@@ -189,13 +226,22 @@ def _patch_operations(entry: _Entry) -> Any:
         try:
             return jsonexact.loads(base64.b64decode(res.get("data", "")))
         except ValueError as exc:  # binascii.Error and jsonexact.JSONDecodeError are ValueErrors
-            raise bad_request(f"the Binary patch body is not JSON: {exc}", f"{entry.where}.resource.data") from None
+            raise bad_request(
+                f"the Binary patch body is not JSON: {exc}", f"{entry.where}.resource.data"
+            ) from None
     raise not_supported("PATCH in a Bundle takes a Binary holding a JSON Patch", 400)
 
 
-def process_bundle(repo: FhirRepository, bundle: Any, *, fhir_base: str, max_entries: int,
-                   return_pref: str | None = None, strict: bool = False,
-                   run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+def process_bundle(
+    repo: FhirRepository,
+    bundle: Any,
+    *,
+    fhir_base: str,
+    max_entries: int,
+    return_pref: str | None = None,
+    strict: bool = False,
+    run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Process a batch or transaction Bundle and return the response Bundle."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise bad_request("POST to the base URL takes a Bundle", "Bundle")
@@ -206,16 +252,23 @@ def process_bundle(repo: FhirRepository, bundle: Any, *, fhir_base: str, max_ent
     if not isinstance(raw_entries, list):
         raise bad_request("Bundle.entry must be a list", "Bundle.entry")
     if len(raw_entries) > max_entries:
-        raise TooLarge(issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is "
-                                            f"{max_entries}"), 413)
+        raise TooLarge(
+            issue("too-costly", f"the Bundle has {len(raw_entries)} entries; the limit is {max_entries}"), 413
+        )
     if btype == "transaction":
         entries = [_Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
         return _transaction(repo, entries, fhir_base, return_pref, strict, run_get)
     return _batch(repo, raw_entries, fhir_base, return_pref, strict, run_get)
 
 
-def _response(status: int, stored: Stored | None, fhir_base: str, return_pref: str | None,
-              location: bool = False, body: Any = None) -> dict[str, Any]:
+def _response(
+    status: int,
+    stored: Stored | None,
+    fhir_base: str,
+    return_pref: str | None,
+    location: bool = False,
+    body: Any = None,
+) -> dict[str, Any]:
     response: dict[str, Any] = {"status": _STATUS_TEXT.get(status, str(status))}
     entry: dict[str, Any] = {}
     if stored is not None:
@@ -232,8 +285,14 @@ def _response(status: int, stored: Stored | None, fhir_base: str, return_pref: s
     return entry
 
 
-def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None, strict: bool,
-             run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None) -> dict[str, Any]:
+def _execute(
+    uow: UnitOfWork,
+    e: _Entry,
+    fhir_base: str,
+    return_pref: str | None,
+    strict: bool,
+    run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None,
+) -> dict[str, Any]:
     if e.method == "POST":
         result = uow.create(e.resource, resource_id=e.assigned_id, if_none_exist=None)
         return _response(201, result.stored, fhir_base, return_pref, location=True)
@@ -248,11 +307,19 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
         if "id" not in resource and len(e.parts) == 1:
             resource["id"] = rid
         result = uow.update(e.rtype, rid, resource, expected_version=e.if_match, server_chosen_id=e.server_id)
-        entry = _response(201 if result.created else 200, result.stored, fhir_base, return_pref,
-                          location=result.created)
+        entry = _response(
+            201 if result.created else 200, result.stored, fhir_base, return_pref, location=result.created
+        )
         if not result.changed:
-            entry["response"]["outcome"] = outcome([issue("informational", "unchanged: the resource already had "
-                                                         "this content", severity="information")])
+            entry["response"]["outcome"] = outcome(
+                [
+                    issue(
+                        "informational",
+                        "unchanged: the resource already had this content",
+                        severity="information",
+                    )
+                ]
+            )
         return entry
     if e.method == "PATCH":
         if len(e.parts) != 2:
@@ -261,13 +328,20 @@ def _execute(uow: UnitOfWork, e: _Entry, fhir_base: str, return_pref: str | None
         return _response(200, result.stored, fhir_base, return_pref)
     if e.method == "DELETE":
         if len(e.parts) == 2:
-            with contextlib.suppress(NotFound):  # deleting what is not there answers 204 (docs/architecture.md)
+            with contextlib.suppress(
+                NotFound
+            ):  # deleting what is not there answers 204 (docs/architecture.md)
                 uow.delete(e.rtype, e.parts[1], expected_version=e.if_match, cascade=e.cascade)
         elif e.query:
-            found = uow.search(parse_search(e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True,
-                                            default_count=2)).matches
+            found = uow.search(
+                parse_search(
+                    e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True, default_count=2
+                )
+            ).matches
             if len(found) > 1:
-                raise precondition_failed(f"{e.rtype}?{e.query} matches more than one resource", "multiple-matches")
+                raise precondition_failed(
+                    f"{e.rtype}?{e.query} matches more than one resource", "multiple-matches"
+                )
             for s in found:
                 uow.delete(s.resource_type, s.id, cascade=e.cascade)
         else:
@@ -299,19 +373,30 @@ def _check_distinct(entries: list[_Entry], uow: UnitOfWork) -> None:
         elif e.method == "PUT" and e.assigned_id is not None:
             ids = [e.assigned_id]
         elif e.method == "DELETE" and e.query:
-            found = uow.search(parse_search(e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True,
-                                            default_count=2)).matches
+            found = uow.search(
+                parse_search(
+                    e.rtype, parse_qsl(e.query, keep_blank_values=True), strict=True, default_count=2
+                )
+            ).matches
             ids = [s.id for s in found]
         for rid in ids:
             first = seen.setdefault((e.rtype, rid), e.index)
             if first != e.index:
-                raise bad_request(f"Bundle.entry[{first}] and Bundle.entry[{e.index}] both change "
-                                  f"{e.rtype}/{rid}; a transaction may name each resource once",
-                                  f"{e.where}.request.url")
+                raise bad_request(
+                    f"Bundle.entry[{first}] and Bundle.entry[{e.index}] both change "
+                    f"{e.rtype}/{rid}; a transaction may name each resource once",
+                    f"{e.where}.request.url",
+                )
 
 
-def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, return_pref: str | None,
-                 strict: bool, run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None) -> dict[str, Any]:
+def _transaction(
+    repo: FhirRepository,
+    entries: list[_Entry],
+    fhir_base: str,
+    return_pref: str | None,
+    strict: bool,
+    run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None,
+) -> dict[str, Any]:
     seen_urls: set[str] = set()
     for e in entries:
         if e.full_url:
@@ -349,7 +434,7 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
             if e.full_url:
                 mapping[e.full_url] = ref
                 if e.full_url.startswith(fhir_base + "/"):
-                    mapping[e.full_url[len(fhir_base) + 1:]] = ref
+                    mapping[e.full_url[len(fhir_base) + 1 :]] = ref
 
         def resolve(conditional: str) -> str | None:
             rtype, _, query = conditional.partition("?")
@@ -357,7 +442,9 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
                 raise bad_request(f"conditional reference {conditional} names an unknown type")
             found = uow.match_conditional(rtype, query)
             if found is None:
-                raise NotFound(issue("not-found", f"conditional reference {conditional} matches nothing"), 404)
+                raise NotFound(
+                    issue("not-found", f"conditional reference {conditional} matches nothing"), 404
+                )
             return found.reference
 
         _check_distinct(entries, uow)
@@ -380,8 +467,14 @@ def _transaction(repo: FhirRepository, entries: list[_Entry], fhir_base: str, re
     }
 
 
-def _batch(repo: FhirRepository, raw_entries: list[Any], fhir_base: str, return_pref: str | None, strict: bool,
-           run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None) -> dict[str, Any]:
+def _batch(
+    repo: FhirRepository,
+    raw_entries: list[Any],
+    fhir_base: str,
+    return_pref: str | None,
+    strict: bool,
+    run_get: Callable[[UnitOfWork, str, str], dict[str, Any]] | None,
+) -> dict[str, Any]:
     responses = []
     for i, raw in enumerate(raw_entries):
         try:
@@ -390,7 +483,9 @@ def _batch(repo: FhirRepository, raw_entries: list[Any], fhir_base: str, return_
                 with repo.unit() as uow:
                     existing = uow.match_conditional(e.rtype, e.query) if e.query else None
                     if not e.query:
-                        raise bad_request("PUT needs Type/id or conditional criteria", f"{e.where}.request.url")
+                        raise bad_request(
+                            "PUT needs Type/id or conditional criteria", f"{e.where}.request.url"
+                        )
                     _assign(e, existing)
                     responses.append(_execute(uow, e, fhir_base, return_pref, strict, run_get))
                 continue
@@ -402,6 +497,7 @@ def _batch(repo: FhirRepository, raw_entries: list[Any], fhir_base: str, return_
                         continue
                 responses.append(_execute(uow, e, fhir_base, return_pref, strict, run_get))
         except FhirError as exc:
-            responses.append({"resource": exc.outcome, "response": {"status": str(exc.status),
-                                                                    "outcome": exc.outcome}})
+            responses.append(
+                {"resource": exc.outcome, "response": {"status": str(exc.status), "outcome": exc.outcome}}
+            )
     return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}

@@ -31,8 +31,15 @@ __all__ = ["install_error_handlers", "describe", "RedactTracebacks"]
 
 log = logging.getLogger("mecr.errors")
 
-_HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden", 413: "too-long",
-               415: "not-supported", 406: "not-supported"}
+_HTTP_CODES = {
+    404: "not-found",
+    405: "not-supported",
+    401: "login",
+    403: "forbidden",
+    413: "too-long",
+    415: "not-supported",
+    406: "not-supported",
+}
 
 
 #: Loggers outside mECR that log exceptions with their traceback (and so their message).
@@ -102,7 +109,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         issues = [
-            issue("invalid", str(e.get("msg", "invalid")), expression=".".join(str(x) for x in e.get("loc", ())))
+            issue(
+                "invalid", str(e.get("msg", "invalid")), expression=".".join(str(x) for x in e.get("loc", ()))
+            )
             for e in exc.errors()
         ]
         return fhir_response(outcome(issues), 400)

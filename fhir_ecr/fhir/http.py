@@ -43,8 +43,9 @@ _XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "a
 _JSON_FORMATS = {"json", *_JSON_TYPES}
 
 
-def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
-                  pretty: bool = False) -> Response:
+def fhir_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None, pretty: bool = False
+) -> Response:
     """A response with a FHIR JSON body (or no body when ``body`` is None); numbers are written exactly as they
     were read (:mod:`fhir_ecr.store.jsonexact`)."""
     if body is None:
@@ -108,7 +109,9 @@ async def read_json_body(request: Request, max_bytes: int, *, patch: bool = Fals
         parsed = jsonexact.loads(raw)
     except jsonexact.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
-    if b"\\u0000" in raw and _holds_nul(parsed):  # orjson refuses a raw NUL byte; only the escape can make one
+    if b"\\u0000" in raw and _holds_nul(
+        parsed
+    ):  # orjson refuses a raw NUL byte; only the escape can make one
         raise bad_request("the body holds a NUL character (U+0000), which no FHIR string may contain")
     return parsed
 
@@ -153,7 +156,7 @@ def parse_etag(value: str | None, header: str = "If-Match") -> int | None:
         return None
     m = _ETAG.match(value)
     if not m or not m.group(1).isdigit():
-        raise bad_request(f"{header} must be a version ETag such as W/\"3\", not {value!r}")
+        raise bad_request(f'{header} must be a version ETag such as W/"3", not {value!r}')
     return int(m.group(1))
 
 

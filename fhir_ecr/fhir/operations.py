@@ -32,7 +32,9 @@ class OperationCall:
     resource_id: str | None
     params: list[tuple[str, Any]]
     body: Any = None  # the parsed JSON body of a POST (a Parameters resource or another resource)
-    repo: FhirRepository = field(kw_only=True)  # the repository as the caller sees it (guarded by their Access)
+    repo: FhirRepository = field(
+        kw_only=True
+    )  # the repository as the caller sees it (guarded by their Access)
     access: Access = field(kw_only=True)  # the caller's Access
 
     @property

@@ -87,16 +87,22 @@ def _int_param(params: list[tuple[str, str]], name: str, default: int, cap: int 
     return default
 
 
-async def _history(request: Request, services: Services, rtype: str | None, rid: str | None,
-                   path: str) -> Response:
+async def _history(
+    request: Request, services: Services, rtype: str | None, rid: str | None, path: str
+) -> Response:
     """A history Bundle (system, type or instance level) with ``_since``, ``_count`` and ``_offset``."""
     check_format(request)
     if rid is not None:
         check_id(rid)
     params = _query_pairs(request)
     result = await run_in_threadpool(
-        _repo(request, services).history, rtype, rid, since=_since(params),
-        count=_int_param(params, "_count", services.settings.default_page_size, services.settings.max_page_size),
+        _repo(request, services).history,
+        rtype,
+        rid,
+        since=_since(params),
+        count=_int_param(
+            params, "_count", services.settings.default_page_size, services.settings.max_page_size
+        ),
         offset=_int_param(params, "_offset", 0),
     )
     return fhir_response(history_bundle(services.fhir_base, path, params, result), pretty=_pretty(request))
@@ -121,8 +127,12 @@ async def batch_or_transaction(request: Request, services: ServicesDep) -> Respo
 
     def run() -> dict[str, Any]:
         return process_bundle(
-            repo, body, fhir_base=services.fhir_base, max_entries=services.settings.max_bundle_entries,
-            return_pref=pref.get("return"), strict=pref.get("handling") == "strict",
+            repo,
+            body,
+            fhir_base=services.fhir_base,
+            max_entries=services.settings.max_bundle_entries,
+            return_pref=pref.get("return"),
+            strict=pref.get("handling") == "strict",
             run_get=lambda uow, rtype, url: _bundle_get(services, uow, rtype, url),
         )
 
@@ -136,8 +146,12 @@ def _bundle_get(services: Services, uow: UnitOfWork, rtype: str, url: str) -> di
         check_id(part)
     if len(parts) == 1:
         pairs = parse_qsl(query, keep_blank_values=True)
-        q = parse_search(rtype, pairs, default_count=services.settings.default_page_size,
-                         max_count=services.settings.max_page_size)
+        q = parse_search(
+            rtype,
+            pairs,
+            default_count=services.settings.default_page_size,
+            max_count=services.settings.max_page_size,
+        )
         return search_bundle(services.fhir_base, rtype, pairs, uow.search(q), q.summary, q.elements)
     if len(parts) == 2:
         stored = uow.read(rtype, parts[1])
@@ -157,11 +171,18 @@ async def history_system(request: Request, services: ServicesDep) -> Response:
 # --- type level -----------------------------------------------------------------------------------------------
 
 
-async def _search(request: Request, services: Services, rtype: str, params: list[tuple[str, str]]) -> Response:
+async def _search(
+    request: Request, services: Services, rtype: str, params: list[tuple[str, str]]
+) -> Response:
     _check_type(rtype)
     strict = prefer(request).get("handling") == "strict"
-    query = parse_search(rtype, params, strict=strict, default_count=services.settings.default_page_size,
-                         max_count=services.settings.max_page_size)
+    query = parse_search(
+        rtype,
+        params,
+        strict=strict,
+        default_count=services.settings.default_page_size,
+        max_count=services.settings.max_page_size,
+    )
     result = await run_in_threadpool(_repo(request, services).search, query)
     bundle = search_bundle(services.fhir_base, rtype, params, result, query.summary, query.elements)
     return fhir_response(bundle, pretty=_pretty(request))
@@ -203,8 +224,10 @@ async def create(rtype: str, request: Request, services: ServicesDep) -> Respons
     status = 201 if result.created else 200
     info = "created" if result.created else "an existing resource matched If-None-Exist"
     return fhir_response(
-        write_body(result.stored, pref, info), status,
-        resource_headers(result.stored, services.fhir_base, location=True), pretty=_pretty(request),
+        write_body(result.stored, pref, info),
+        status,
+        resource_headers(result.stored, services.fhir_base, location=True),
+        pretty=_pretty(request),
     )
 
 
@@ -219,12 +242,15 @@ async def conditional_update(rtype: str, request: Request, services: ServicesDep
     if not isinstance(body, dict) or body.get("resourceType") != rtype:
         raise bad_request(f"the body must be a {rtype} resource", "resourceType")
     expected = parse_etag(request.headers.get("if-match"))
-    result = await run_in_threadpool(_repo(request, services).conditional_update, rtype, request.url.query, body,
-                                     expected_version=expected)
+    result = await run_in_threadpool(
+        _repo(request, services).conditional_update, rtype, request.url.query, body, expected_version=expected
+    )
     status = 201 if result.created else 200
     return fhir_response(
-        write_body(result.stored, prefer(request).get("return"), "created" if result.created else "updated"), status,
-        resource_headers(result.stored, services.fhir_base, location=result.created), pretty=_pretty(request),
+        write_body(result.stored, prefer(request).get("return"), "created" if result.created else "updated"),
+        status,
+        resource_headers(result.stored, services.fhir_base, location=result.created),
+        pretty=_pretty(request),
     )
 
 
@@ -235,7 +261,9 @@ async def conditional_delete(rtype: str, request: Request, services: ServicesDep
     criteria = urlencode([(k, v) for k, v in _query_pairs(request) if k != "_cascade"])
     if not criteria:
         raise bad_request("DELETE on a type needs search criteria (conditional delete)")
-    await run_in_threadpool(partial(_repo(request, services).conditional_delete, cascade=cascade), rtype, criteria)
+    await run_in_threadpool(
+        partial(_repo(request, services).conditional_delete, cascade=cascade), rtype, criteria
+    )
     return Response(status_code=204)
 
 
@@ -258,8 +286,9 @@ async def history_type(rtype: str, request: Request, services: ServicesDep) -> R
 # --- operations -------------------------------------------------------------------------------------------------
 
 
-async def _operation(request: Request, services: Services, name: str, rtype: str | None,
-                     rid: str | None) -> Response:
+async def _operation(
+    request: Request, services: Services, name: str, rtype: str | None, rid: str | None
+) -> Response:
     check_format(request)
     if rtype is not None:
         _check_type(rtype)
@@ -274,8 +303,16 @@ async def _operation(request: Request, services: Services, name: str, rtype: str
             params += parameters_to_pairs(body)
     elif op.affects_state:
         raise not_supported(f"operation {name} changes state and must be invoked with POST", 405)
-    call = OperationCall(request, services, rtype, rid, params, body, repo=_repo(request, services),
-                         access=current_access(request))
+    call = OperationCall(
+        request,
+        services,
+        rtype,
+        rid,
+        params,
+        body,
+        repo=_repo(request, services),
+        access=current_access(request),
+    )
     result = await run_in_threadpool(op.handler, call)
     if isinstance(result, Response):
         return result
@@ -300,8 +337,11 @@ async def read(rtype: str, rid: str, request: Request, services: ServicesDep) ->
     summary = request.query_params.get("_summary")
     elements = request.query_params.get("_elements")
     if summary or elements:
-        body = summarize(stored.content or {}, summary if summary != "false" else None,
-                         [e.strip() for e in elements.split(",")] if elements else None)
+        body = summarize(
+            stored.content or {},
+            summary if summary != "false" else None,
+            [e.strip() for e in elements.split(",")] if elements else None,
+        )
     return fhir_response(body, headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
 
 
@@ -319,11 +359,15 @@ async def update(rtype: str, rid: str, request: Request, services: ServicesDep) 
     check_id(rid)
     expected = parse_etag(request.headers.get("if-match"))
     body = await read_json_body(request, services.settings.max_body_bytes)
-    result = await run_in_threadpool(_repo(request, services).update, rtype, rid, body, expected_version=expected)
+    result = await run_in_threadpool(
+        _repo(request, services).update, rtype, rid, body, expected_version=expected
+    )
     status = 201 if result.created else 200
     return fhir_response(
-        write_body(result.stored, prefer(request).get("return"), "created" if result.created else "updated"), status,
-        resource_headers(result.stored, services.fhir_base, location=result.created), pretty=_pretty(request),
+        write_body(result.stored, prefer(request).get("return"), "created" if result.created else "updated"),
+        status,
+        resource_headers(result.stored, services.fhir_base, location=result.created),
+        pretty=_pretty(request),
     )
 
 
@@ -336,9 +380,15 @@ async def patch(rtype: str, rid: str, request: Request, services: ServicesDep) -
     operations = await read_json_body(request, services.settings.max_body_bytes, patch=True)
     if not isinstance(operations, list):
         raise bad_request("a JSON Patch body is a list of operations")
-    result = await run_in_threadpool(_repo(request, services).patch, rtype, rid, operations, expected_version=expected)
-    return fhir_response(write_body(result.stored, prefer(request).get("return"), "patched"), 200,
-                         resource_headers(result.stored, services.fhir_base), pretty=_pretty(request))
+    result = await run_in_threadpool(
+        _repo(request, services).patch, rtype, rid, operations, expected_version=expected
+    )
+    return fhir_response(
+        write_body(result.stored, prefer(request).get("return"), "patched"),
+        200,
+        resource_headers(result.stored, services.fhir_base),
+        pretty=_pretty(request),
+    )
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete")
@@ -372,18 +422,23 @@ async def vread(rtype: str, rid: str, vid: str, request: Request, services: Serv
     check_id(rid)
     check_version(rtype, rid, vid)
     stored = await run_in_threadpool(_repo(request, services).vread, rtype, rid, vid)
-    return fhir_response(stored.json(), headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request))
+    return fhir_response(
+        stored.json(), headers=resource_headers(stored, services.fhir_base), pretty=_pretty(request)
+    )
 
 
 # Last, so that /{rtype}/{rid}/_history is matched first.
 @router.get("/{rtype}/{rid}/{op}", summary="Instance-level $operation (GET)")
-async def instance_operation(rtype: str, rid: str, op: str, request: Request, services: ServicesDep) -> Response:
+async def instance_operation(
+    rtype: str, rid: str, op: str, request: Request, services: ServicesDep
+) -> Response:
     if not op.startswith("$"):
         raise not_found(f"{rtype}/{rid}/{op}")
     return await _operation(request, services, op, rtype, rid)
 
 
 @router.post("/{rtype}/{rid}/{op}", summary="Instance-level $operation (POST)")
-async def instance_operation_post(rtype: str, rid: str, op: str, request: Request,
-                                  services: ServicesDep) -> Response:
+async def instance_operation_post(
+    rtype: str, rid: str, op: str, request: Request, services: ServicesDep
+) -> Response:
     return await instance_operation(rtype, rid, op, request, services)

@@ -13,25 +13,38 @@ __all__ = ["add_referrals_parser", "run_referrals"]
 
 def add_referrals_parser(sub: Any) -> None:
     ref = sub.add_parser(
-        "referrals", help="community referrals: CSV status exchange, organisation links",
+        "referrals",
+        help="community referrals: CSV status exchange, organisation links",
         description="Community referrals (docs/referrals.md): export and import their status as CSV for platforms "
-        "that exchange spreadsheets, and make or revoke an organisation's link to one referral.")
+        "that exchange spreadsheets, and make or revoke an organisation's link to one referral.",
+    )
     r_sub = ref.add_subparsers(dest="referrals_command", metavar="ACTION", required=True)
-    exp = r_sub.add_parser("export", help="write referral status as CSV",
-                           description="Write one CSV row per referral Task: ids, need, status, reason, last "
-                           "change, latest note, what was provided. No names or chart data.")
+    exp = r_sub.add_parser(
+        "export",
+        help="write referral status as CSV",
+        description="Write one CSV row per referral Task: ids, need, status, reason, last "
+        "change, latest note, what was provided. No names or chart data.",
+    )
     exp.add_argument("--organization", metavar="ORG_ID", help="only the referrals this Organization owns")
     exp.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
-    imp = r_sub.add_parser("import", help="apply a CSV of referral status as an organisation",
-                           description="Apply each row (task_id, status, status_reason, note, provided) as the "
-                           "organisation: only its own referrals, only the steps the workflow allows it (accepted, "
-                           "rejected with a reason, in-progress, completed with what was provided). Prints one "
-                           "line per row: changed, unchanged or refused (why). Exit status 1 when a row was refused.")
+    imp = r_sub.add_parser(
+        "import",
+        help="apply a CSV of referral status as an organisation",
+        description="Apply each row (task_id, status, status_reason, note, provided) as the "
+        "organisation: only its own referrals, only the steps the workflow allows it (accepted, "
+        "rejected with a reason, in-progress, completed with what was provided). Prints one "
+        "line per row: changed, unchanged or refused (why). Exit status 1 when a row was refused.",
+    )
     imp.add_argument("file", type=Path, help="the CSV file")
-    imp.add_argument("--organization", metavar="ORG_ID", required=True, help="the Organization the rows come from")
-    link = r_sub.add_parser("link", help="make (or revoke) an organisation's link to one referral",
-                            description="Print a new link to the referral Task for its owner organisation (older "
-                            "links of that referral stop working), or revoke its links.")
+    imp.add_argument(
+        "--organization", metavar="ORG_ID", required=True, help="the Organization the rows come from"
+    )
+    link = r_sub.add_parser(
+        "link",
+        help="make (or revoke) an organisation's link to one referral",
+        description="Print a new link to the referral Task for its owner organisation (older "
+        "links of that referral stop working), or revoke its links.",
+    )
     link.add_argument("task_id")
     link.add_argument("--days", type=int, help="days the link works (default MECR_REFERRAL_LINK_DAYS)")
     link.add_argument("--revoke", action="store_true", help="revoke the referral's links instead")
@@ -70,13 +83,19 @@ def run_referrals(args: argparse.Namespace, settings: Any) -> int:
             except Exception:  # noqa: BLE001 - an unknown organisation is the operator's mistake
                 raise CliError(f"no Organization/{args.organization}") from None
             try:
-                results = import_rows(repo, text, organization=args.organization,
-                                      org_name=str(org.get("name") or args.organization))
+                results = import_rows(
+                    repo,
+                    text,
+                    organization=args.organization,
+                    org_name=str(org.get("name") or args.organization),
+                )
             except ValueError as exc:
                 raise CliError(str(exc)) from None
             for r in results:
                 print(f"line {r.line}\t{r.task_id}\t{r.result}" + (f"\t{r.detail}" if r.detail else ""))
-            counts = {k: sum(1 for r in results if r.result == k) for k in ("changed", "unchanged", "refused")}
+            counts = {
+                k: sum(1 for r in results if r.result == k) for k in ("changed", "unchanged", "refused")
+            }
             print(", ".join(f"{k}: {v}" for k, v in counts.items()), file=sys.stderr)
             return 1 if counts["refused"] else 0
         from .links import issue_link, revoke_links

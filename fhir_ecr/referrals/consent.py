@@ -15,10 +15,16 @@ from typing import Any
 
 __all__ = ["CONSENT_CATEGORY", "build_consent", "covers"]
 
-CONSENT_CATEGORY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL",
-                    "display": "information disclosure"}
-_IRCP = {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP",
-         "display": "information recipient"}
+CONSENT_CATEGORY = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+    "code": "IDSCL",
+    "display": "information disclosure",
+}
+_IRCP = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+    "code": "IRCP",
+    "display": "information recipient",
+}
 
 
 def covers(consent: Mapping[str, Any], patient_id: str, org_id: str, now_iso: str) -> bool:
@@ -31,31 +37,65 @@ def covers(consent: Mapping[str, Any], patient_id: str, org_id: str, now_iso: st
     if provision.get("type") == "deny":
         return False
     period = provision.get("period") or {}
-    if (period.get("start") and str(period["start"]) > now_iso) or (period.get("end") and str(period["end"]) < now_iso[:len(str(period["end"]))]):
+    if (period.get("start") and str(period["start"]) > now_iso) or (
+        period.get("end") and str(period["end"]) < now_iso[: len(str(period["end"]))]
+    ):
         return False
-    return any((a.get("reference") or {}).get("reference") == f"Organization/{org_id}"
-               for a in provision.get("actor") or () if isinstance(a, dict))
+    return any(
+        (a.get("reference") or {}).get("reference") == f"Organization/{org_id}"
+        for a in provision.get("actor") or ()
+        if isinstance(a, dict)
+    )
 
 
-def build_consent(patient_id: str, org_id: str, org_name: str, *, today: str, custodian: str | None = None,
-                  end: str | None = None, purpose: str = "the referral") -> dict[str, Any]:
+def build_consent(
+    patient_id: str,
+    org_id: str,
+    org_name: str,
+    *,
+    today: str,
+    custodian: str | None = None,
+    end: str | None = None,
+    purpose: str = "the referral",
+) -> dict[str, Any]:
     """The Consent mECR records when the patient agrees to share ``purpose`` with an organisation (the minimum:
     their name, how to reach them and the need; docs/referrals.md)."""
     consent: dict[str, Any] = {
         "resourceType": "Consent",
         "meta": {"profile": ["http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Consent"]},
         "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                              "code": "patient-privacy", "display": "Privacy Consent"}]},
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                    "display": "Privacy Consent",
+                }
+            ]
+        },
         "category": [{"coding": [CONSENT_CATEGORY]}],
         "patient": {"reference": f"Patient/{patient_id}"},
         "dateTime": today,
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentpolicycodes",
-                                   "code": "hipaa-auth", "display": "HIPAA Authorization"}],
-                       "text": f"Share my name, contact details and {purpose} with {org_name}"},
-        "provision": {"type": "permit", "period": {"start": today, **({"end": end} if end else {})},
-                      "actor": [{"role": {"coding": [_IRCP]},
-                                 "reference": {"reference": f"Organization/{org_id}", "display": org_name}}]},
+        "policyRule": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentpolicycodes",
+                    "code": "hipaa-auth",
+                    "display": "HIPAA Authorization",
+                }
+            ],
+            "text": f"Share my name, contact details and {purpose} with {org_name}",
+        },
+        "provision": {
+            "type": "permit",
+            "period": {"start": today, **({"end": end} if end else {})},
+            "actor": [
+                {
+                    "role": {"coding": [_IRCP]},
+                    "reference": {"reference": f"Organization/{org_id}", "display": org_name},
+                }
+            ],
+        },
     }
     if custodian:
         consent["organization"] = [{"reference": custodian}]

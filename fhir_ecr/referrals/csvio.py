@@ -27,8 +27,17 @@ from .workflow import MECR_TASK_PROFILE
 
 __all__ = ["COLUMNS", "RowResult", "export_rows", "import_rows", "write_csv"]
 
-COLUMNS = ("task_id", "service_request_id", "organization", "need", "status", "status_reason", "last_modified",
-           "note", "provided")
+COLUMNS = (
+    "task_id",
+    "service_request_id",
+    "organization",
+    "need",
+    "status",
+    "status_reason",
+    "last_modified",
+    "note",
+    "provided",
+)
 _STATUS_ACTION = {"accepted": "accept", "rejected": "reject", "in-progress": "start", "completed": "complete"}
 
 
@@ -48,8 +57,11 @@ def export_rows(repo: FhirRepository, organization: str | None = None) -> list[d
     tasks: list[dict[str, Any]] = []
     result = repo.search_params("Task", params)
     while True:
-        tasks += [s.content for s in result.matches
-                  if s.content and MECR_TASK_PROFILE in ((s.content.get("meta") or {}).get("profile") or ())]
+        tasks += [
+            s.content
+            for s in result.matches
+            if s.content and MECR_TASK_PROFILE in ((s.content.get("meta") or {}).get("profile") or ())
+        ]
         if result.next_cursor is None:
             break
         from ..store.search import parse_search
@@ -58,9 +70,20 @@ def export_rows(repo: FhirRepository, organization: str | None = None) -> list[d
         query.cursor = result.next_cursor
         result = repo.search(query)
     refs: list[Referral] = _resolve(repo, tasks)
-    rows = [{"task_id": r.task_id, "service_request_id": r.sr_id, "organization": r.organization or "",
-             "need": r.need, "status": r.status, "status_reason": r.reason or "", "last_modified": r.last_modified,
-             "note": r.notes[-1]["text"] if r.notes else "", "provided": r.outcome or ""} for r in refs]
+    rows = [
+        {
+            "task_id": r.task_id,
+            "service_request_id": r.sr_id,
+            "organization": r.organization or "",
+            "need": r.need,
+            "status": r.status,
+            "status_reason": r.reason or "",
+            "last_modified": r.last_modified,
+            "note": r.notes[-1]["text"] if r.notes else "",
+            "provided": r.outcome or "",
+        }
+        for r in refs
+    ]
     return sorted(rows, key=lambda row: row["task_id"])
 
 
@@ -91,12 +114,20 @@ def import_rows(repo: FhirRepository, text: str, *, organization: str, org_name:
             if want and want != current.get("status"):
                 action = _STATUS_ACTION.get(want)
                 if action is None:
-                    raise ValueError(f"status {want!r} is not one an organisation sets "
-                                     f"({', '.join(_STATUS_ACTION)})")
+                    raise ValueError(
+                        f"status {want!r} is not one an organisation sets ({', '.join(_STATUS_ACTION)})"
+                    )
                 seen = {n.get("text") for n in current.get("note") or ()}
-                organisation_act(repo, tid, action, organization=organization, org_name=org_name,
-                                 reason=row.get("status_reason") or "", provided=row.get("provided") or "",
-                                 note=note if note and note not in seen else "")
+                organisation_act(
+                    repo,
+                    tid,
+                    action,
+                    organization=organization,
+                    org_name=org_name,
+                    reason=row.get("status_reason") or "",
+                    provided=row.get("provided") or "",
+                    note=note if note and note not in seen else "",
+                )
                 done.append(want)
             elif note and note not in {n.get("text") for n in current.get("note") or ()}:
                 organisation_act(repo, tid, "note", organization=organization, org_name=org_name, note=note)
@@ -104,8 +135,14 @@ def import_rows(repo: FhirRepository, text: str, *, organization: str, org_name:
             out.append(RowResult(line, tid, "changed" if done else "unchanged", ", ".join(done)))
         except FhirError as exc:
             why = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
-            out.append(RowResult(line, tid, "refused", why if exc.status != 404 else "no such referral for "
-                                 f"Organization/{organization}"))
+            out.append(
+                RowResult(
+                    line,
+                    tid,
+                    "refused",
+                    why if exc.status != 404 else f"no such referral for Organization/{organization}",
+                )
+            )
         except ValueError as exc:
             out.append(RowResult(line, tid, "refused", str(exc)))
     return out

@@ -48,8 +48,16 @@ def role_of(principal: Any) -> Role:
 
 def agent_of(principal: Any) -> dict[str, Any]:
     """Provenance.agent for a caller: their resource when they have one, else their name and client id."""
-    agent: dict[str, Any] = {"type": {"coding": [{
-        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]}}
+    agent: dict[str, Any] = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                    "code": "author",
+                }
+            ]
+        }
+    }
     who: dict[str, Any] = {"display": (principal.display or principal.subject) if principal else "mECR"}
     if principal is not None and principal.fhir_user:
         who["reference"] = principal.fhir_user
@@ -65,14 +73,22 @@ def agent_of(principal: Any) -> dict[str, Any]:
 def _previous(uow: Any, change: Change) -> dict[str, Any] | None:
     if change.version_id <= 1:
         return None
-    row = uow.conn.execute(sa.select(sa.cast(H.c.content, sa.Text)).where(
-        H.c.res_type == change.resource_type, H.c.res_id == change.id,
-        H.c.version_id == change.version_id - 1)).first()
+    row = uow.conn.execute(
+        sa.select(sa.cast(H.c.content, sa.Text)).where(
+            H.c.res_type == change.resource_type,
+            H.c.res_id == change.id,
+            H.c.version_id == change.version_id - 1,
+        )
+    ).first()
     return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
 
 
 def _now_iso(uow: Any) -> str:
-    return datetime.fromtimestamp(uow.repo.clock() / 1e6, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(uow.repo.clock() / 1e6, UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _require_consent(internal: UnitOfWork, task: dict[str, Any], now_iso: str) -> None:
@@ -81,19 +97,38 @@ def _require_consent(internal: UnitOfWork, task: dict[str, Any], now_iso: str) -
     pid = ref_id(task.get("for"), "Patient")
     org = ref_id(task.get("owner"), "Organization")
     if org is None:
-        raise VersionConflict(issue("business-rule", "a referral is requested of an organisation: set Task.owner "
-                                    "to the Organization before it leaves the practice", expression="Task.owner"), 409)
-    found = internal.search(parse_search("Consent", [("patient", f"Patient/{pid}"), ("status", "active")],
-                                         default_count=1000, max_count=1000))
+        raise VersionConflict(
+            issue(
+                "business-rule",
+                "a referral is requested of an organisation: set Task.owner "
+                "to the Organization before it leaves the practice",
+                expression="Task.owner",
+            ),
+            409,
+        )
+    found = internal.search(
+        parse_search(
+            "Consent",
+            [("patient", f"Patient/{pid}"), ("status", "active")],
+            default_count=1000,
+            max_count=1000,
+        )
+    )
     if not any(s.content and covers(s.content, pid or "", org, now_iso) for s in found.matches):
-        raise VersionConflict(issue(
-            "business-rule", f"no active Consent of the patient to share with Organization/{org}: record the "
-            "patient's consent (Consent.provision.actor = the organisation) before the referral is requested",
-            expression="Task.status"), 409)
+        raise VersionConflict(
+            issue(
+                "business-rule",
+                f"no active Consent of the patient to share with Organization/{org}: record the "
+                "patient's consent (Consent.provision.actor = the organisation) before the referral is requested",
+                expression="Task.status",
+            ),
+            409,
+        )
 
 
-def _provenance(task: dict[str, Any], version: int, before: str | None, after: str, principal: Any,
-                now_iso: str) -> dict[str, Any]:
+def _provenance(
+    task: dict[str, Any], version: int, before: str | None, after: str, principal: Any, now_iso: str
+) -> dict[str, Any]:
     text = f"{before} → {after}" if before else f"created as {after}"
     prov: dict[str, Any] = {
         "resourceType": "Provenance",
@@ -110,17 +145,21 @@ def _provenance(task: dict[str, Any], version: int, before: str | None, after: s
 
 def _check_organisation_write(uow: Any, org: str, change: Change, old: dict[str, Any] | None) -> None:
     if change.resource_type not in _ORG_TYPES or change.deleted:
-        raise forbidden(f"an organisation may not {'delete' if change.deleted else 'write'} "
-                        f"{change.resource_type} resources here; it updates its referral Tasks and records the "
-                        "Procedures it performed")
+        raise forbidden(
+            f"an organisation may not {'delete' if change.deleted else 'write'} "
+            f"{change.resource_type} resources here; it updates its referral Tasks and records the "
+            "Procedures it performed"
+        )
     if change.resource_type == "Task" and not is_referral_task(change.content):
         raise forbidden("an organisation updates only the referral Tasks it owns")
     if change.resource_type == "Procedure" and old is not None:
         raise forbidden("an organisation records a Procedure once; it does not change it")
     conf = Confinement("", frozenset(), organization=org)
     if not uow.visible(conf, change.resource_type, change.id, change.content):
-        raise forbidden(f"this {change.resource_type} is not about a referral Organization/{org} was sent "
-                        "(a Procedure must name the organisation as performer and a referred patient as subject)")
+        raise forbidden(
+            f"this {change.resource_type} is not about a referral Organization/{org} was sent "
+            "(a Procedure must name the organisation as performer and a referred patient as subject)"
+        )
 
 
 def referral_hook(uow: Any, changes: list[Change]) -> Callable[[], None] | None:
@@ -136,11 +175,14 @@ def referral_hook(uow: Any, changes: list[Change]) -> Callable[[], None] | None:
     now_iso = _now_iso(uow)
     try:
         for change in changes:
-            if role != "organisation" and (change.resource_type != "Task" or not (
-                    change.deleted or is_referral_task(change.content))):
+            if role != "organisation" and (
+                change.resource_type != "Task" or not (change.deleted or is_referral_task(change.content))
+            ):
                 continue
             old = _previous(uow, change)
-            referral = change.resource_type == "Task" and (is_referral_task(change.content) or is_referral_task(old))
+            referral = change.resource_type == "Task" and (
+                is_referral_task(change.content) or is_referral_task(old)
+            )
             if referral:
                 check_transition(old, change.content, role)
             if org:

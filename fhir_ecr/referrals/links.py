@@ -21,14 +21,24 @@ from smart_launch import ScopeSet
 
 from ..auth import Principal
 
-__all__ = ["KIND", "LINK_SCOPES", "Link", "issue_link", "link_principal", "message_text", "resolve_link",
-           "revoke_links", "live_links"]
+__all__ = [
+    "KIND",
+    "LINK_SCOPES",
+    "Link",
+    "issue_link",
+    "link_principal",
+    "message_text",
+    "resolve_link",
+    "revoke_links",
+    "live_links",
+]
 
 KIND = "referral-link"
 #: What the holder of a link may do: read the referral, its patient (minimum necessary) and update the Task,
 #: record the Procedure it performed.
-LINK_SCOPES = ("system/Task.rus system/ServiceRequest.rs system/Patient.r system/Procedure.crs "
-               "system/Organization.rs")
+LINK_SCOPES = (
+    "system/Task.rus system/ServiceRequest.rs system/Patient.r system/Procedure.crs system/Organization.rs"
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,9 @@ class Link:
     issued_by: str
 
 
-def issue_link(services: Any, task_id: str, organization: str, issued_by: str, days: int | None = None) -> str:
+def issue_link(
+    services: Any, task_id: str, organization: str, issued_by: str, days: int | None = None
+) -> str:
     """A new link token for ``Task/{task_id}`` owned by ``Organization/{organization}`` (older links of that
     referral are revoked: one live link per referral)."""
     revoke_links(services, task_id)
@@ -61,8 +73,13 @@ def resolve_link(services: Any, token: str) -> Link | None:
     if row is None:
         return None
     data = json.loads(row.data)
-    return Link(str(data["task"]), str(data["organization"]), int(row.created), int(row.expires),
-                str(data.get("issued_by") or ""))
+    return Link(
+        str(data["task"]),
+        str(data["organization"]),
+        int(row.created),
+        int(row.expires),
+        str(data.get("issued_by") or ""),
+    )
 
 
 def live_links(services: Any, task_id: str) -> list[Link]:
@@ -70,8 +87,15 @@ def live_links(services: Any, task_id: str) -> list[Link]:
     out = []
     for row in services.auth_store.live_credentials(KIND, json.dumps({"task": task_id})[1:-1]):
         data = json.loads(row.data)
-        out.append(Link(str(data["task"]), str(data["organization"]), int(row.created), int(row.expires),
-                        str(data.get("issued_by") or "")))
+        out.append(
+            Link(
+                str(data["task"]),
+                str(data["organization"]),
+                int(row.created),
+                int(row.expires),
+                str(data.get("issued_by") or ""),
+            )
+        )
     return out
 
 
@@ -82,15 +106,22 @@ def revoke_links(services: Any, task_id: str) -> int:
 
 def link_principal(link: Link) -> Principal:
     """Who a link's holder is: the organisation, confined to its referrals (docs/referrals.md)."""
-    return Principal(kind="system", subject=f"referral-link:{link.task_id}", scopes=ScopeSet.parse(LINK_SCOPES),
-                     display=f"Referral link (Organization/{link.organization})", organization=link.organization)
+    return Principal(
+        kind="system",
+        subject=f"referral-link:{link.task_id}",
+        scopes=ScopeSet.parse(LINK_SCOPES),
+        display=f"Referral link (Organization/{link.organization})",
+        organization=link.organization,
+    )
 
 
 def message_text(url: str, org_name: str, practice: str, need: str, expires: str) -> dict[str, str]:
     """What the coach copies into an email or a text message: no PHI in it, only the link."""
-    email = (f"Hello {org_name},\n\n{practice} has referred someone to you for: {need}.\n"
-             f"The person agreed that we share their name, contact details and what they need with you.\n\n"
-             f"Open the referral to accept or decline it, and to tell us when it is done:\n{url}\n\n"
-             f"The link works until {expires} and only for this referral. Please do not forward it.\n")
+    email = (
+        f"Hello {org_name},\n\n{practice} has referred someone to you for: {need}.\n"
+        f"The person agreed that we share their name, contact details and what they need with you.\n\n"
+        f"Open the referral to accept or decline it, and to tell us when it is done:\n{url}\n\n"
+        f"The link works until {expires} and only for this referral. Please do not forward it.\n"
+    )
     sms = f"{practice}: a new referral for {org_name}. Open to accept or decline (until {expires}): {url}"
     return {"email": email, "sms": sms}

@@ -39,9 +39,13 @@ __all__ = ["router", "CSRF_COOKIE"]
 
 router = APIRouter(include_in_schema=False)
 CSRF_COOKIE = "mecr_rl_csrf"
-_DONE = {"accepted": "You accepted the referral. Thank you!", "rejected": "You declined the referral.",
-         "in-progress": "Marked as started.", "completed": "Marked as done. Thank you for closing the loop!",
-         "note": "Your note was added."}
+_DONE = {
+    "accepted": "You accepted the referral. Thank you!",
+    "rejected": "You declined the referral.",
+    "in-progress": "Marked as started.",
+    "completed": "Marked as done. Thank you for closing the loop!",
+    "note": "Your note was added.",
+}
 
 
 def _audit(request: Request, access: Access, status: int) -> None:
@@ -49,8 +53,13 @@ def _audit(request: Request, access: Access, status: int) -> None:
     if services.audit is None:
         return
     client = request.client
-    for event in audit_events(access, method=request.method, route="/r/{token}", status=status,
-                              address=client.host if client else None):
+    for event in audit_events(
+        access,
+        method=request.method,
+        route="/r/{token}",
+        status=status,
+        address=client.host if client else None,
+    ):
         services.audit.record(event)
 
 
@@ -58,19 +67,46 @@ def _gone(request: Request) -> HTMLResponse:
     return page(request, "referral_link_gone.html", {"title": "This link no longer works"}, 410)
 
 
-def _render(request: Request, link: Link, access: Access, *, csrf: str, message: str | None = None,
-            error: str | None = None, status: int = 200) -> HTMLResponse:
+def _render(
+    request: Request,
+    link: Link,
+    access: Access,
+    *,
+    csrf: str,
+    message: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     services = request.app.state.services
     repo = services.repo_for(access)
     referral, person = organisation_view(repo, link.task_id)
     moves = allowed_next(referral.status, "organisation")
     expires = datetime.fromtimestamp(link.expires, UTC).strftime("%b %-d, %Y")
-    response = page(request, "referral_link.html", {
-        "title": f"Referral: {referral.need}", "referral": referral, "person": person, "moves": moves,
-        "csrf": csrf, "message": message, "error": error, "expires": expires}, status)
+    response = page(
+        request,
+        "referral_link.html",
+        {
+            "title": f"Referral: {referral.need}",
+            "referral": referral,
+            "person": person,
+            "moves": moves,
+            "csrf": csrf,
+            "message": message,
+            "error": error,
+            "expires": expires,
+        },
+        status,
+    )
     # the token is in the URL: the site-wide Referrer-Policy (same-origin) never sends it to another site
-    response.set_cookie(CSRF_COOKIE, csrf, max_age=3600 * 8, path="/r/", httponly=True, samesite="strict",
-                        secure=services.settings.base_url.startswith("https://"))
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        max_age=3600 * 8,
+        path="/r/",
+        httponly=True,
+        samesite="strict",
+        secure=services.settings.base_url.startswith("https://"),
+    )
     return response
 
 
@@ -84,7 +120,9 @@ async def referral_link_page(request: Request, token: str, done: str | None = No
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     status = 200
     try:
-        return await run_in_threadpool(lambda: _render(request, link, access, csrf=csrf, message=_DONE.get(done or "")))
+        return await run_in_threadpool(
+            lambda: _render(request, link, access, csrf=csrf, message=_DONE.get(done or ""))
+        )
     except FhirError as exc:
         status = exc.status
         if exc.status == 404:  # consent withdrawn or the referral gone: nothing to show
@@ -100,7 +138,10 @@ def _same_origin(request: Request) -> bool:
         return True
     ours = urlsplit(request.app.state.services.settings.base_url)
     theirs = urlsplit(origin)
-    return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc) or theirs.netloc == request.headers.get("host")
+    return (theirs.scheme, theirs.netloc) == (
+        ours.scheme,
+        ours.netloc,
+    ) or theirs.netloc == request.headers.get("host")
 
 
 @router.post("/r/{token}")
@@ -117,22 +158,41 @@ async def referral_link_action(request: Request, token: str) -> Response:
     if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()) or not _same_origin(request):
         access.denied = True
         _audit(request, access, 403)
-        return page(request, "error.html", {"title": "Not allowed", "status": 403,
-                                            "detail": "This form is out of date. Reload the page and try again."}, 403)
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Not allowed",
+                "status": 403,
+                "detail": "This form is out of date. Reload the page and try again.",
+            },
+            403,
+        )
     action = form.get("action", "")
     status = 303
     try:
         org_name = await run_in_threadpool(_org_name, services, access, link)
-        new = await run_in_threadpool(lambda: organisation_act(
-            services.repo_for(access), link.task_id, action, organization=link.organization, org_name=org_name,
-            reason=form.get("reason", ""), note=form.get("note", ""), provided=form.get("provided", "")))
+        new = await run_in_threadpool(
+            lambda: organisation_act(
+                services.repo_for(access),
+                link.task_id,
+                action,
+                organization=link.organization,
+                org_name=org_name,
+                reason=form.get("reason", ""),
+                note=form.get("note", ""),
+                provided=form.get("provided", ""),
+            )
+        )
     except FhirError as exc:
         status = exc.status
         if exc.status == 404:
             return _gone(request)
         why = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
         code = exc.status
-        return await run_in_threadpool(lambda: _render(request, link, access, csrf=cookie, error=why, status=code))
+        return await run_in_threadpool(
+            lambda: _render(request, link, access, csrf=cookie, error=why, status=code)
+        )
     finally:
         _audit(request, access, status)
     done = "note" if action == "note" else new
@@ -141,7 +201,9 @@ async def referral_link_action(request: Request, token: str) -> Response:
 
 def _org_name(services: Any, access: Access, link: Link) -> str:
     try:
-        return str((services.repo_for(access).read("Organization", link.organization).content or {}).get("name")
-                   or link.organization)
+        return str(
+            (services.repo_for(access).read("Organization", link.organization).content or {}).get("name")
+            or link.organization
+        )
     except FhirError:
         return link.organization

@@ -37,10 +37,17 @@ router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False
 AccessDep = Annotated[Access, Depends(current_access)]
 
 #: The Gravity SDOH categories a coach refers for most (the referral profile allows all of MecrReferralCategoryVS).
-SDOH_CATEGORIES = [("food-insecurity", "Food"), ("housing-instability", "Housing"),
-                   ("transportation-insecurity", "Transportation"), ("social-connection", "Social connection"),
-                   ("financial-insecurity", "Money"), ("stress", "Stress"), ("employment-status", "Employment"),
-                   ("digital-access", "Digital access"), ("sdoh-category-unspecified", "Other")]
+SDOH_CATEGORIES = [
+    ("food-insecurity", "Food"),
+    ("housing-instability", "Housing"),
+    ("transportation-insecurity", "Transportation"),
+    ("social-connection", "Social connection"),
+    ("financial-insecurity", "Money"),
+    ("stress", "Stress"),
+    ("employment-status", "Employment"),
+    ("digital-access", "Digital access"),
+    ("sdoh-category-unspecified", "Other"),
+]
 
 
 def _now() -> str:
@@ -71,36 +78,76 @@ def _service_choice(repo: FhirRepository, service_id: str | None) -> dict[str, A
         org = repo.read("Organization", org_id).content or {}
     except FhirError:
         return None
-    category = next((str(c.get("code")) for cat in svc.get("category") or () for c in cat.get("coding") or ()
-                     if c.get("system") == SDOH_SYSTEM), None)
-    return {"id": svc.get("id"), "name": svc.get("name") or "the service", "org_id": org_id,
-            "org_name": org.get("name") or org_id, "category": category}
+    category = next(
+        (
+            str(c.get("code"))
+            for cat in svc.get("category") or ()
+            for c in cat.get("coding") or ()
+            if c.get("system") == SDOH_SYSTEM
+        ),
+        None,
+    )
+    return {
+        "id": svc.get("id"),
+        "name": svc.get("name") or "the service",
+        "org_id": org_id,
+        "org_name": org.get("name") or org_id,
+        "category": category,
+    }
 
 
 def _new_context(repo: FhirRepository, patient_id: str, service_id: str | None) -> dict[str, Any]:
     patient = repo.read("Patient", patient_id).content or {}
-    goals = [s.content for s in repo.search_params("Goal", [("patient", f"Patient/{patient_id}"),
-                                                            ("_count", "100")]).matches
-             if s.content and s.content.get("lifecycleStatus") in ("active", "accepted", "planned", "proposed")]
-    services = [] if service_id else [
-        {"id": s.id, "name": (s.content or {}).get("name") or s.id}
-        for s in repo.search_params("HealthcareService", [("_count", "50")]).matches]
-    name = " ".join([*((patient.get("name") or [{}])[0].get("given") or []),
-                     (patient.get("name") or [{}])[0].get("family") or ""]).strip()
-    return {"patient_id": patient_id, "patient_name": name or "The patient", "service": _service_choice(
-        repo, service_id), "services": services, "categories": SDOH_CATEGORIES,
-            "goals": [{"id": g["id"], "text": (g.get("description") or {}).get("text") or g["id"]} for g in goals]}
+    goals = [
+        s.content
+        for s in repo.search_params("Goal", [("patient", f"Patient/{patient_id}"), ("_count", "100")]).matches
+        if s.content and s.content.get("lifecycleStatus") in ("active", "accepted", "planned", "proposed")
+    ]
+    services = (
+        []
+        if service_id
+        else [
+            {"id": s.id, "name": (s.content or {}).get("name") or s.id}
+            for s in repo.search_params("HealthcareService", [("_count", "50")]).matches
+        ]
+    )
+    name = " ".join(
+        [
+            *((patient.get("name") or [{}])[0].get("given") or []),
+            (patient.get("name") or [{}])[0].get("family") or "",
+        ]
+    ).strip()
+    return {
+        "patient_id": patient_id,
+        "patient_name": name or "The patient",
+        "service": _service_choice(repo, service_id),
+        "services": services,
+        "categories": SDOH_CATEGORIES,
+        "goals": [
+            {"id": g["id"], "text": (g.get("description") or {}).get("text") or g["id"]} for g in goals
+        ],
+    }
 
 
 @router.get("/patients/{patient_id}/referrals/new")
-async def referral_new(request: Request, patient_id: str, access: AccessDep, service: str | None = None) -> Response:
+async def referral_new(
+    request: Request, patient_id: str, access: AccessDep, service: str | None = None
+) -> Response:
     require_coach(access)
     access.require_patient(patient_id, "c", "ServiceRequest")
     ctx = await run_in_threadpool(_new_context, _repo(request, access), patient_id, service)
-    values = {"category": (ctx["service"] or {}).get("category") or "food-insecurity",
-              "need": (ctx["service"] or {}).get("name") or "", "note": "", "goal": "", "consent": ""}
-    return page(request, "referral_new.html", {"title": "Refer to a community service", "values": values,
-                                               "errors": {}, **ctx})
+    values = {
+        "category": (ctx["service"] or {}).get("category") or "food-insecurity",
+        "need": (ctx["service"] or {}).get("name") or "",
+        "note": "",
+        "goal": "",
+        "consent": "",
+    }
+    return page(
+        request,
+        "referral_new.html",
+        {"title": "Refer to a community service", "values": values, "errors": {}, **ctx},
+    )
 
 
 @router.post("/patients/{patient_id}/referrals")
@@ -123,17 +170,32 @@ async def referral_create(request: Request, patient_id: str, access: AccessDep) 
         svc = ctx["service"]
         requester = principal.fhir_user if principal.fhir_user else "Organization/" + svc["org_id"]
         try:
-            _, task_id = await run_in_threadpool(lambda: create_referral(
-                repo, patient_id=patient_id, organization_id=svc["org_id"], organization_name=svc["org_name"],
-                need=form["need"], category=form["category"], requester=requester, service_id=svc["id"],
-                goal_id=form.get("goal") or None, note=form.get("note"), consent=form.get("consent") == "yes"))
+            _, task_id = await run_in_threadpool(
+                lambda: create_referral(
+                    repo,
+                    patient_id=patient_id,
+                    organization_id=svc["org_id"],
+                    organization_name=svc["org_name"],
+                    need=form["need"],
+                    category=form["category"],
+                    requester=requester,
+                    service_id=svc["id"],
+                    goal_id=form.get("goal") or None,
+                    note=form.get("note"),
+                    consent=form.get("consent") == "yes",
+                )
+            )
             return RedirectResponse(f"/app/patients/{patient_id}/referrals/{task_id}?saved=1", 303)
         except FhirError as exc:
             if exc.status in (401, 403, 404):
                 raise
             errors[""] = "; ".join(str(i.get("diagnostics", "")) for i in exc.issues if i.get("diagnostics"))
-    return page(request, "referral_new.html", {"title": "Refer to a community service", "values": form,
-                                               "errors": errors, **ctx}, 422)
+    return page(
+        request,
+        "referral_new.html",
+        {"title": "Refer to a community service", "values": form, "errors": errors, **ctx},
+        422,
+    )
 
 
 def _referral_of(repo: FhirRepository, patient_id: str, task_id: str) -> Referral:
@@ -148,10 +210,14 @@ def _steps(repo: FhirRepository, task_id: str) -> list[dict[str, str]]:
     for s in repo.search_params("Provenance", [("target", f"Task/{task_id}"), ("_count", "100")]).matches:
         c = s.content or {}
         agent = (c.get("agent") or [{}])[0].get("who") or {}
-        out.append({"when": str(c.get("recorded") or "")[:16].replace("T", " "),
-                    "what": str((c.get("activity") or {}).get("text") or ""),
-                    "who": str(agent.get("display") or ""),
-                    "why": "; ".join(str(r.get("text")) for r in c.get("reason") or ())})
+        out.append(
+            {
+                "when": str(c.get("recorded") or "")[:16].replace("T", " "),
+                "what": str((c.get("activity") or {}).get("text") or ""),
+                "who": str(agent.get("display") or ""),
+                "why": "; ".join(str(r.get("text")) for r in c.get("reason") or ()),
+            }
+        )
     return out
 
 
@@ -161,10 +227,19 @@ def _detail(request: Request, access: Access, patient_id: str, task_id: str, **e
     services = request.app.state.services
     links = live_links(services, task_id)
     until = datetime.fromtimestamp(links[0].expires, UTC).strftime("%b %-d, %Y") if links else None
-    return page(request, "referral_detail.html", {
-        "title": f"Referral: {referral.need}", "patient_id": patient_id, "referral": referral,
-        "steps": _steps(repo, task_id) if access.can("Provenance", "s") else [], "link_until": until,
-        "saved": request.query_params.get("saved"), **extra})
+    return page(
+        request,
+        "referral_detail.html",
+        {
+            "title": f"Referral: {referral.need}",
+            "patient_id": patient_id,
+            "referral": referral,
+            "steps": _steps(repo, task_id) if access.can("Provenance", "s") else [],
+            "link_until": until,
+            "saved": request.query_params.get("saved"),
+            **extra,
+        },
+    )
 
 
 @router.get("/patients/{patient_id}/referrals/{task_id}")
@@ -183,13 +258,17 @@ async def referral_link(request: Request, patient_id: str, task_id: str, access:
     def make() -> Response:
         referral = _referral_of(_repo(request, access), patient_id, task_id)
         if referral.status == "draft" or referral.ended or not referral.organization:
-            raise invalid(issue("business-rule", "a link is made for a referral that was sent and is still open"),
-                          409)
+            raise invalid(
+                issue("business-rule", "a link is made for a referral that was sent and is still open"), 409
+            )
         token = issue_link(services, task_id, referral.organization, principal.subject)
         url = f"{services.settings.base_url}/r/{token}"
         until = datetime.fromtimestamp(live_links(services, task_id)[0].expires, UTC).strftime("%b %-d, %Y")
-        texts = message_text(url, referral.organization_name, "Your patient's care team", referral.need, until)
+        texts = message_text(
+            url, referral.organization_name, "Your patient's care team", referral.need, until
+        )
         return _detail(request, access, patient_id, task_id, new_link=url, texts=texts)
+
     return await run_in_threadpool(make)
 
 
@@ -202,8 +281,14 @@ async def referral_revoke(request: Request, patient_id: str, task_id: str, acces
     return RedirectResponse(f"/app/patients/{patient_id}/referrals/{task_id}?saved=revoked", 303)
 
 
-def _move(repo: FhirRepository, task_id: str, status: str, *, reason: str | None = None,
-          consent_for: tuple[str, str, str] | None = None) -> None:
+def _move(
+    repo: FhirRepository,
+    task_id: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    consent_for: tuple[str, str, str] | None = None,
+) -> None:
     """Move the referral Task to ``status`` (recording the patient's Consent first, when given) in one unit;
     the write hook checks the step."""
     with repo.unit() as uow:
@@ -225,8 +310,14 @@ async def referral_consent(request: Request, patient_id: str, task_id: str, acce
     access.require_patient(patient_id, "u", "Task")
     repo = _repo(request, access)
     referral = await run_in_threadpool(_referral_of, repo, patient_id, task_id)
-    await run_in_threadpool(lambda: _move(repo, task_id, "requested", consent_for=(
-        patient_id, referral.organization or "", referral.organization_name)))
+    await run_in_threadpool(
+        lambda: _move(
+            repo,
+            task_id,
+            "requested",
+            consent_for=(patient_id, referral.organization or "", referral.organization_name),
+        )
+    )
     return RedirectResponse(f"/app/patients/{patient_id}/referrals/{task_id}?saved=sent", 303)
 
 
@@ -244,15 +335,23 @@ async def referral_cancel(request: Request, patient_id: str, task_id: str, acces
 
 
 @router.post("/me/referrals/{task_id}")
-async def my_referral(request: Request, task_id: str, access: AccessDep, patient: str | None = None) -> Response:
+async def my_referral(
+    request: Request, task_id: str, access: AccessDep, patient: str | None = None
+) -> Response:
     _, pid = require_patient_app(access, patient)
     access.require_patient(pid, "u", "Task")
     form = await _form(request)
     repo = _repo(request, access)
     referral = await run_in_threadpool(_referral_of, repo, pid, task_id)
     if form.get("action") == "accept":
-        await run_in_threadpool(lambda: _move(repo, task_id, "requested", consent_for=(
-            pid, referral.organization or "", referral.organization_name)))
+        await run_in_threadpool(
+            lambda: _move(
+                repo,
+                task_id,
+                "requested",
+                consent_for=(pid, referral.organization or "", referral.organization_name),
+            )
+        )
     else:
         await run_in_threadpool(lambda: _move(repo, task_id, "cancelled", reason="declined by the patient"))
         await run_in_threadpool(revoke_links, request.app.state.services, task_id)

@@ -23,12 +23,24 @@ from typing import Any, Literal
 from ..outcomes import FhirError, VersionConflict, forbidden, invalid, issue
 
 __all__ = [
-    "END", "GRAVITY_TASK_PROFILE", "MECR_TASK_PROFILE", "ORGANISATION_SETS", "PRACTICE_SETS", "REASON_NEEDED",
-    "Role", "TRANSITIONS", "allowed_next", "check_transition", "is_referral_task", "setter_of",
+    "END",
+    "GRAVITY_TASK_PROFILE",
+    "MECR_TASK_PROFILE",
+    "ORGANISATION_SETS",
+    "PRACTICE_SETS",
+    "REASON_NEEDED",
+    "Role",
+    "TRANSITIONS",
+    "allowed_next",
+    "check_transition",
+    "is_referral_task",
+    "setter_of",
 ]
 
 MECR_TASK_PROFILE = "https://mecr.dev/fhir/StructureDefinition/mecr-referral-task"
-GRAVITY_TASK_PROFILE = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement"
+GRAVITY_TASK_PROFILE = (
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement"
+)
 
 #: Who writes: the practice (coach, care team), the patient (accepts or declines in their app: the practice's
 #: side), the organisation the Task is owned by, or ``any`` (the developer principal; mECR's own loaders skip
@@ -36,7 +48,9 @@ GRAVITY_TASK_PROFILE = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefini
 Role = Literal["practice", "patient", "organisation", "any"]
 
 PRACTICE_SETS = frozenset({"draft", "requested", "cancelled"})
-ORGANISATION_SETS = frozenset({"received", "accepted", "rejected", "in-progress", "on-hold", "failed", "completed"})
+ORGANISATION_SETS = frozenset(
+    {"received", "accepted", "rejected", "in-progress", "on-hold", "failed", "completed"}
+)
 END = frozenset({"completed", "rejected", "cancelled", "failed"})
 #: Statuses that need ``Task.statusReason`` (Gravity: the organisation says why it declined, holds or failed;
 #: the practice why it withdrew).
@@ -49,14 +63,28 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     "accepted": frozenset({"in-progress", "on-hold", "completed", "failed", "cancelled"}),
     "in-progress": frozenset({"on-hold", "completed", "failed", "cancelled"}),
     "on-hold": frozenset({"in-progress", "completed", "failed", "cancelled"}),
-    "completed": frozenset(), "rejected": frozenset(), "cancelled": frozenset(), "failed": frozenset(),
+    "completed": frozenset(),
+    "rejected": frozenset(),
+    "cancelled": frozenset(),
+    "failed": frozenset(),
 }
 #: What a new referral Task may start as (the practice creates it; ``requested`` sends it at once).
 INITIAL = frozenset({"draft", "requested"})
 #: What the organisation may change on an update besides ``status`` (Gravity: it reports progress, reasons,
 #: notes and outputs; the request itself — focus, patient, owner, requester — is the practice's).
-ORGANISATION_FIELDS = frozenset({"status", "statusReason", "businessStatus", "note", "output", "lastModified",
-                                 "meta", "text", "executionPeriod"})
+ORGANISATION_FIELDS = frozenset(
+    {
+        "status",
+        "statusReason",
+        "businessStatus",
+        "note",
+        "output",
+        "lastModified",
+        "meta",
+        "text",
+        "executionPeriod",
+    }
+)
 #: What stays as the practice created it, whoever writes (the Task follows one referral of one person).
 FIXED_FIELDS = ("focus", "for", "requester", "intent", "code")
 
@@ -95,8 +123,14 @@ def _refuse(old: str | None, new: str, role: Role) -> FhirError:
     where = f"from {old!r}" if old is not None else "for a new referral Task"
     who = "" if role == "any" else f" by the {role}"
     allowed = ", ".join(may) if may else "none (the referral has ended)" if old in END else "none"
-    return VersionConflict(issue("business-rule", f"status {new!r} is not allowed {where}{who}; allowed: {allowed}",
-                                 expression="Task.status"), 409)
+    return VersionConflict(
+        issue(
+            "business-rule",
+            f"status {new!r} is not allowed {where}{who}; allowed: {allowed}",
+            expression="Task.status",
+        ),
+        409,
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -109,7 +143,9 @@ def check_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
     make, 422 for a missing reason."""
     if new is None:
         if role not in ("any",):
-            raise forbidden("a referral Task is not deleted: cancel it (the practice) or reject it (the organisation)")
+            raise forbidden(
+                "a referral Task is not deleted: cancel it (the practice) or reject it (the organisation)"
+            )
         return
     status = str(new.get("status") or "")
     before = None if old is None else str(old.get("status") or "")
@@ -123,11 +159,16 @@ def check_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
             if not _same(old.get(name), new.get(name)):
                 raise forbidden(f"Task.{name} of a referral does not change once created")
         if role == "organisation":
-            changed = sorted(k for k in set(old) | set(new) if k not in ORGANISATION_FIELDS | {"id", "resourceType"}
-                             and not _same(old.get(k), new.get(k)))
+            changed = sorted(
+                k
+                for k in set(old) | set(new)
+                if k not in ORGANISATION_FIELDS | {"id", "resourceType"} and not _same(old.get(k), new.get(k))
+            )
             if changed:
-                raise forbidden(f"the organisation may change only the status, reasons, notes and outputs of a "
-                                f"referral Task, not {', '.join(changed)}")
+                raise forbidden(
+                    f"the organisation may change only the status, reasons, notes and outputs of a "
+                    f"referral Task, not {', '.join(changed)}"
+                )
         elif before not in ("draft", None) and not _same(old.get("owner"), new.get("owner")):
             raise forbidden("the owner of a referral Task changes only while it is a draft")
         if status != before:
@@ -135,7 +176,17 @@ def check_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
                 raise _refuse(before, status, role)
         elif role == "organisation" and before in END:
             raise _refuse(before, status, role)
-    if status in REASON_NEEDED and status != before and not (new.get("statusReason") or {}).get("text") \
-            and not (new.get("statusReason") or {}).get("coding"):
-        raise invalid(issue("required", f"a referral Task that is {status} needs a statusReason (why)",
-                            expression="Task.statusReason"), 422)
+    if (
+        status in REASON_NEEDED
+        and status != before
+        and not (new.get("statusReason") or {}).get("text")
+        and not (new.get("statusReason") or {}).get("coding")
+    ):
+        raise invalid(
+            issue(
+                "required",
+                f"a referral Task that is {status} needs a statusReason (why)",
+                expression="Task.statusReason",
+            ),
+            422,
+        )

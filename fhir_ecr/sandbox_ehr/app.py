@@ -58,7 +58,11 @@ def create_sandbox_ehr(
     signer = TokenSigner(load_signing_key(services.repo))
     chart = Chart(services.repo)
     server = AuthorizationServer(
-        base_url=base_url, clients=list(clients), signer=signer, people=chart.person, clock=clock,
+        base_url=base_url,
+        clients=list(clients),
+        signer=signer,
+        people=chart.person,
+        clock=clock,
         authenticator=ClientAuthenticator(list(clients), clock=clock, http=http),
     )
 
@@ -67,7 +71,9 @@ def create_sandbox_ehr(
         yield  # runs only when the sandbox is served on its own, not when mounted
         services.engine.dispose()
 
-    app = FastAPI(title="mECR sandbox EHR", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="mECR sandbox EHR", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.sandbox = SandboxHandle(server, services)
     install_error_handlers(app)
     app.include_router(build_router(server, chart))

@@ -48,7 +48,9 @@ class Chart:
     def patients(self) -> list[ChartPatient]:
         out = []
         for r in self._all("Patient"):
-            mrn = next((i.get("value", "") for i in r.get("identifier", []) if i.get("system") == MRN_SYSTEM), "")
+            mrn = next(
+                (i.get("value", "") for i in r.get("identifier", []) if i.get("system") == MRN_SYSTEM), ""
+            )
             out.append(ChartPatient(r["id"], human_name(r), r.get("birthDate", ""), mrn))
         return sorted(out, key=lambda p: p.name)
 

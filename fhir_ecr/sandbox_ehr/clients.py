@@ -108,8 +108,13 @@ class ClientAuthenticator:
     each (cached) fetch. Seen assertion ``jti`` values are remembered until their ``exp`` (replay → refused).
     """
 
-    def __init__(self, clients: Sequence[SandboxClient], *, clock: Callable[[], float] = time.time,
-                 http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        clients: Sequence[SandboxClient],
+        *,
+        clock: Callable[[], float] = time.time,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self._clients = {c.client_id: c for c in clients}
         if len(self._clients) != len(clients):
             raise ValueError("client ids must be unique")
@@ -126,8 +131,9 @@ class ClientAuthenticator:
     def clients(self) -> tuple[SandboxClient, ...]:
         return tuple(self._clients.values())
 
-    async def authenticate(self, headers: Mapping[str, str], form: Mapping[str, str], *,
-                           token_url: str) -> SandboxClient:
+    async def authenticate(
+        self, headers: Mapping[str, str], form: Mapping[str, str], *, token_url: str
+    ) -> SandboxClient:
         """The authenticated client of a token request, or :class:`OAuthError` ``invalid_client``."""
         authorization = headers.get("authorization", "")
         body_client_id = form.get("client_id")

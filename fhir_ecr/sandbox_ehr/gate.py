@@ -49,7 +49,7 @@ def _compartment_types() -> frozenset[str]:
 
 def _route_path(scope: Scope) -> str:
     path, root = str(scope["path"]), str(scope.get("root_path", ""))
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def _send_outcome(send: Send, error: FhirError, extra_headers: dict[str, str] | None = None) -> None:
@@ -64,8 +64,9 @@ async def _send_outcome(send: Send, error: FhirError, extra_headers: dict[str, s
 class FhirGate:
     """Bearer-token authentication and SMART scope enforcement in front of the sandbox's FHIR engine."""
 
-    def __init__(self, app: ASGIApp, server: AuthorizationServer, repo: FhirRepository, *,
-                 max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, server: AuthorizationServer, repo: FhirRepository, *, max_body_bytes: int
+    ) -> None:
         self.app = app
         self.server = server
         self.repo = repo
@@ -80,7 +81,7 @@ class FhirGate:
         if path != "/fhir" and not path.startswith("/fhir/"):
             await _send_outcome(send, NotFound(issue("not-found", "no such page in the sandbox EHR"), 404))
             return
-        segments = [s for s in path[len("/fhir"):].split("/") if s]
+        segments = [s for s in path[len("/fhir") :].split("/") if s]
         method = scope["method"]
         if segments == ["metadata"] and method in ("GET", "HEAD"):
             await self.app(scope, receive, send)
@@ -89,14 +90,22 @@ class FhirGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            await _send_outcome(send, Unauthorized(issue("login", "a bearer access token is required"), 401),
-                                {"WWW-Authenticate": 'Bearer realm="sandbox-ehr"'})
+            await _send_outcome(
+                send,
+                Unauthorized(issue("login", "a bearer access token is required"), 401),
+                {"WWW-Authenticate": 'Bearer realm="sandbox-ehr"'},
+            )
             return
         try:
             principal = self.server.principal(token.strip())
         except InvalidJwt as exc:
-            await _send_outcome(send, Unauthorized(issue("login", f"invalid access token: {exc}"), 401), {
-                "WWW-Authenticate": f'Bearer realm="sandbox-ehr", error="invalid_token", error_description="{exc}"'})
+            await _send_outcome(
+                send,
+                Unauthorized(issue("login", f"invalid access token: {exc}"), 401),
+                {
+                    "WWW-Authenticate": f'Bearer realm="sandbox-ehr", error="invalid_token", error_description="{exc}"'
+                },
+            )
             return
 
         body: bytes | None = None
@@ -107,8 +116,9 @@ class FhirGate:
                 await _send_outcome(send, exc)
                 return
         try:
-            query, reach = await self._enforce(principal, method, segments,
-                                               scope.get("query_string", b"").decode("latin-1"), headers, body)
+            query, reach = await self._enforce(
+                principal, method, segments, scope.get("query_string", b"").decode("latin-1"), headers, body
+            )
         except FhirError as exc:
             await _send_outcome(send, exc)
             return
@@ -166,8 +176,15 @@ class FhirGate:
             return False
         return in_patient_compartment(resource, patient_id, self.server.fhir_base)
 
-    async def _enforce(self, p: Principal, method: str, segs: list[str], query: str, headers: dict[str, str],
-                       body: bytes | None) -> tuple[str | None, str]:
+    async def _enforce(
+        self,
+        p: Principal,
+        method: str,
+        segs: list[str],
+        query: str,
+        headers: dict[str, str],
+        body: bytes | None,
+    ) -> tuple[str | None, str]:
         """Raise 403 unless allowed. Returns a narrowed query string for a compartment search (else None) and
         the reach the request was allowed with (``all`` or ``compartment``)."""
         if not segs or segs[0].startswith("$") or segs[0] == "_history":
@@ -193,8 +210,10 @@ class FhirGate:
                 self._check_body(rtype, body, patient)
                 return None, reach
             if letter != "s" or rest:
-                raise forbidden("conditional writes, POST searches and history are not available inside a "
-                                "patient compartment")
+                raise forbidden(
+                    "conditional writes, POST searches and history are not available inside a "
+                    "patient compartment"
+                )
             return self._narrow_search(rtype, query, patient), reach
 
         rid = rest[0]
@@ -245,7 +264,9 @@ class FhirGate:
             narrowing = ("_id", patient)
         else:
             params = [c for c in patient_compartment().get(rtype, ()) if search_param(rtype, c) is not None]
-            code = "patient" if search_param(rtype, "patient") is not None else (params[0] if params else None)
+            code = (
+                "patient" if search_param(rtype, "patient") is not None else (params[0] if params else None)
+            )
             if code is None:
                 raise forbidden(f"{rtype} cannot be searched inside a patient compartment")
             link_params = set(params) | {"patient", "subject"}

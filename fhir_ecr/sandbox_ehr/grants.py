@@ -46,7 +46,9 @@ class LaunchContext:
     @property
     def user(self) -> str:
         """The launching user's reference: ``Practitioner/x``, or ``Patient/x`` from the patient portal."""
-        return f"Practitioner/{self.practitioner_id}" if self.practitioner_id else f"Patient/{self.patient_id}"
+        return (
+            f"Practitioner/{self.practitioner_id}" if self.practitioner_id else f"Patient/{self.patient_id}"
+        )
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,16 @@ class GrantStore:
 
     # -- launches and pending authorizations ------------------------------------------------------------------
 
-    def add_launch(self, client_id: str, practitioner_id: str | None, patient_id: str, *,
-                   framed: bool = False) -> str:
+    def add_launch(
+        self, client_id: str, practitioner_id: str | None, patient_id: str, *, framed: bool = False
+    ) -> str:
         now = self._clock()
         launch = new_token()
         with self._lock:
             self._purge(now)
-            self._launches[launch] = LaunchContext(client_id, practitioner_id, patient_id, now + LAUNCH_LIFETIME,
-                                                   framed=framed)
+            self._launches[launch] = LaunchContext(
+                client_id, practitioner_id, patient_id, now + LAUNCH_LIFETIME, framed=framed
+            )
         return launch
 
     def take_launch(self, launch: str) -> LaunchContext | None:
@@ -163,7 +167,9 @@ class GrantStore:
             grant, expires_at, used = entry
             if used:
                 self._revoke(grant.gid, now)
-                raise OAuthError("invalid_grant", "authorization code was already used; its tokens are revoked")
+                raise OAuthError(
+                    "invalid_grant", "authorization code was already used; its tokens are revoked"
+                )
             self._codes[code] = (grant, expires_at, True)
         if expires_at <= now:
             raise OAuthError("invalid_grant", "authorization code has expired")

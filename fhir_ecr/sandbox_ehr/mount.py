@@ -29,8 +29,9 @@ def sandbox_database_url(settings: Settings) -> str:
     raise SystemExit("MECR_SANDBOX_EHR with PostgreSQL needs MECR_SANDBOX_DATABASE_URL (a separate database)")
 
 
-def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services, *,
-                      sandbox_base_url: str | None = None) -> None:
+def mount_sandbox_ehr(
+    app: FastAPI, settings: Settings, services: Services, *, sandbox_base_url: str | None = None
+) -> None:
     """Mount the sandbox EHR at /sandbox-ehr/ and register it as the EHR ``sandbox`` (mECR authenticates
     there with ``private_key_jwt`` and its own keys). Once per app: a second call changes nothing.
 
@@ -41,15 +42,31 @@ def mount_sandbox_ehr(app: FastAPI, settings: Settings, services: Services, *,
     base = settings.base_url
     sandbox_base = (sandbox_base_url or f"{base}/sandbox-ehr").rstrip("/")
     sandbox = create_sandbox_ehr(
-        base_url=sandbox_base, database_url=sandbox_database_url(settings),
-        clients=[SandboxClient("mecr", [f"{base}/smart/callback"], launch_url=f"{base}/smart/launch",
-                               login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}", name="mECR",
-                               auth_method="private_key_jwt", jwks=services.vault.public_jwks())],
+        base_url=sandbox_base,
+        database_url=sandbox_database_url(settings),
+        clients=[
+            SandboxClient(
+                "mecr",
+                [f"{base}/smart/callback"],
+                launch_url=f"{base}/smart/launch",
+                login_url=f"{base}/smart/login?ehr={SANDBOX_EHR_ID}",
+                name="mECR",
+                auth_method="private_key_jwt",
+                jwks=services.vault.public_jwks(),
+            )
+        ],
     )
     app.mount("/sandbox-ehr", sandbox)
     app.state.sandbox_ehr = sandbox
-    add_ehr(services, ehr_id=SANDBOX_EHR_ID, iss=f"{sandbox_base}/fhir", client_id="mecr",
-            auth_method="private_key_jwt", name="Sandbox EHR", replace=True)
+    add_ehr(
+        services,
+        ehr_id=SANDBOX_EHR_ID,
+        iss=f"{sandbox_base}/fhir",
+        client_id="mecr",
+        auth_method="private_key_jwt",
+        name="Sandbox EHR",
+        replace=True,
+    )
     origins = getattr(app.state, "ehr_origins", None)
     if origins is not None:
         origins.invalidate()

@@ -45,16 +45,38 @@ _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")  # BASE64URL(SHA256) without padding
 
 CAPABILITIES = [
-    "launch-ehr", "launch-standalone", "authorize-post",
-    "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
     "sso-openid-connect",
-    "context-banner", "context-style", "context-ehr-patient", "context-standalone-patient",
-    "permission-offline", "permission-online", "permission-patient", "permission-user",
-    "permission-v1", "permission-v2",
+    "context-banner",
+    "context-style",
+    "context-ehr-patient",
+    "context-standalone-patient",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
+    "permission-v2",
 ]
 SCOPES_SUPPORTED = [
-    "openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
-    "patient/*.cruds", "user/*.cruds", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read",
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "offline_access",
+    "online_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.rs",
+    "patient/*.read",
+    "user/*.read",
+    "system/*.read",
 ]
 
 
@@ -67,7 +89,9 @@ class AuthorizeError(OAuthError):
         self.redirect = redirect
 
 
-def grantable_scopes(requested: ScopeSet, allowed: ScopeSet, *, user_kind: str, ehr_launch: bool) -> tuple[str, ...]:
+def grantable_scopes(
+    requested: ScopeSet, allowed: ScopeSet, *, user_kind: str, ehr_launch: bool
+) -> tuple[str, ...]:
     """The requested scopes this client may be granted for this kind of user (the grant may be narrower).
 
     A resource scope must be covered by the client's registration; ``system/`` scopes are never granted to a
@@ -117,9 +141,16 @@ class AuthorizationServer:
     ``people`` looks a ``Practitioner/x`` or ``Patient/x`` reference up in the sandbox chart (None if absent).
     """
 
-    def __init__(self, *, base_url: str, clients: list[SandboxClient], signer: TokenSigner,
-                 people: Callable[[str], Person | None], clock: Callable[[], float] = time.time,
-                 authenticator: ClientAuthenticator) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        clients: list[SandboxClient],
+        signer: TokenSigner,
+        people: Callable[[str], Person | None],
+        clock: Callable[[], float] = time.time,
+        authenticator: ClientAuthenticator,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.fhir_base = f"{self.base_url}/fhir"
         self.issuer = self.base_url
@@ -172,8 +203,9 @@ class AuthorizationServer:
 
     # -- EHR launch from the front page ----------------------------------------------------------------------
 
-    def launch_url(self, client_id: str, practitioner_id: str | None, patient_id: str, *,
-                   framed: bool = False) -> str:
+    def launch_url(
+        self, client_id: str, practitioner_id: str | None, patient_id: str, *, framed: bool = False
+    ) -> str:
         """Where the front page sends the browser: ``{launch_url}?iss={fhir_base}&launch={opaque}``.
 
         ``practitioner_id`` None: a patient launches the app from the patient portal (an EHR launch whose user,
@@ -182,7 +214,8 @@ class AuthorizationServer:
         if client is None or not client.launch_url:
             raise OAuthError("invalid_request", "that app has no registered launch URL")
         if self.people(f"Patient/{patient_id}") is None or (
-                practitioner_id is not None and self.people(f"Practitioner/{practitioner_id}") is None):
+            practitioner_id is not None and self.people(f"Practitioner/{practitioner_id}") is None
+        ):
             raise OAuthError("invalid_request", "pick a coach and a patient of this EHR")
         launch = self.grants.add_launch(client_id, practitioner_id, patient_id, framed=framed)
         return with_query(client.launch_url, {"iss": self.fhir_base, "launch": launch})
@@ -200,7 +233,9 @@ class AuthorizationServer:
             raise AuthorizeError("invalid_request", "unknown client_id", redirect=False)
         redirect_uri = params.get("redirect_uri")
         if not redirect_uri or redirect_uri not in client.redirect_uris:
-            raise AuthorizeError("invalid_request", "redirect_uri is not registered for this client", redirect=False)
+            raise AuthorizeError(
+                "invalid_request", "redirect_uri is not registered for this client", redirect=False
+            )
         if params.get("response_type") != "code":
             raise AuthorizeError("unsupported_response_type", "response_type must be 'code'")
         state = params.get("state")
@@ -212,7 +247,9 @@ class AuthorizationServer:
             raise AuthorizeError("invalid_request", f"aud must be this EHR's FHIR base URL {self.fhir_base}")
         challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
         if not challenge or not method:
-            raise AuthorizeError("invalid_request", "PKCE is required: send code_challenge and code_challenge_method")
+            raise AuthorizeError(
+                "invalid_request", "PKCE is required: send code_challenge and code_challenge_method"
+            )
         if method != "S256":
             raise AuthorizeError("invalid_request", "code_challenge_method must be S256")
         if not _CHALLENGE.match(challenge):
@@ -226,21 +263,36 @@ class AuthorizationServer:
         if launch_value is not None:
             launch = self.grants.take_launch(launch_value)
             if launch is None or launch.client_id != client.client_id:
-                raise AuthorizeError("invalid_request", "launch is unknown, expired, already used or not for this app")
+                raise AuthorizeError(
+                    "invalid_request", "launch is unknown, expired, already used or not for this app"
+                )
             if not requested.ehr_launch:
                 raise AuthorizeError("invalid_scope", "an EHR launch must request the 'launch' scope")
         elif requested.ehr_launch:
-            raise AuthorizeError("invalid_request", "the 'launch' scope needs the launch parameter of an EHR launch")
+            raise AuthorizeError(
+                "invalid_request", "the 'launch' scope needs the launch parameter of an EHR launch"
+            )
         kind: Literal["ehr", "standalone"] = "ehr" if launch else "standalone"
         portal_user = launch is None or launch.practitioner_id is None
-        grantable = grantable_scopes(requested, client.allowed_scope,
-                                     user_kind="patient" if portal_user else "practitioner", ehr_launch=bool(launch))
+        grantable = grantable_scopes(
+            requested,
+            client.allowed_scope,
+            user_kind="patient" if portal_user else "practitioner",
+            ehr_launch=bool(launch),
+        )
         if not grantable:
             raise AuthorizeError("invalid_scope", "none of the requested scopes can be granted to this app")
         pending = PendingAuthorization(
-            client_id=client.client_id, redirect_uri=redirect_uri, state=state, code_challenge=challenge,
-            requested_scope=str(requested), grantable=grantable, kind=kind,
-            expires_at=self.clock() + 600, nonce=params.get("nonce") or None, launch=launch,
+            client_id=client.client_id,
+            redirect_uri=redirect_uri,
+            state=state,
+            code_challenge=challenge,
+            requested_scope=str(requested),
+            grantable=grantable,
+            kind=kind,
+            expires_at=self.clock() + 600,
+            nonce=params.get("nonce") or None,
+            launch=launch,
         )
         return self.grants.add_pending(pending), pending, client
 
@@ -251,22 +303,28 @@ class AuthorizationServer:
         params["iss"] = self.issuer
         return with_query(redirect_uri, params)
 
-    def decide(self, tx: str, *, allow: bool, patient_id: str | None = None,
-               scopes: list[str] | None = None) -> str:
+    def decide(
+        self, tx: str, *, allow: bool, patient_id: str | None = None, scopes: list[str] | None = None
+    ) -> str:
         """The user's decision on the sandbox page; returns the redirect to the app (code or error)."""
         pending = self.grants.take_pending(tx)
         if pending is None:
-            raise AuthorizeError("invalid_request", "this authorization request expired or was already answered",
-                                 redirect=False)
+            raise AuthorizeError(
+                "invalid_request",
+                "this authorization request expired or was already answered",
+                redirect=False,
+            )
         if not allow:
-            return self.error_redirect(pending.redirect_uri,
-                                       OAuthError("access_denied", "the user denied access"), pending.state)
+            return self.error_redirect(
+                pending.redirect_uri, OAuthError("access_denied", "the user denied access"), pending.state
+            )
         if pending.launch is not None:
             user = self.people(pending.launch.user)
             context_patient: str | None = pending.launch.patient_id
             granted = pending.grantable
             user_kind: Literal["practitioner", "patient"] = (
-                "practitioner" if pending.launch.practitioner_id else "patient")
+                "practitioner" if pending.launch.practitioner_id else "patient"
+            )
         else:
             user = self.people(f"Patient/{patient_id}") if patient_id else None
             if user is None:
@@ -275,20 +333,35 @@ class AuthorizationServer:
             granted = tuple(s for s in pending.grantable if scopes is None or s in scopes)
             set_ = ScopeSet(granted)
             wants_context = "patient" in set_.launch_contexts or any(
-                s.context == "patient" for s in set_.resource_scopes)
+                s.context == "patient" for s in set_.resource_scopes
+            )
             context_patient = patient_id if wants_context else None
             user_kind = "patient"
         if user is None:
-            raise AuthorizeError("invalid_request", "the launch's user is no longer in the EHR", redirect=False)
+            raise AuthorizeError(
+                "invalid_request", "the launch's user is no longer in the EHR", redirect=False
+            )
         fhir_context: tuple[dict[str, Any], ...] = ()
         if pending.launch is not None and pending.launch.practitioner_id:
-            fhir_context = ({"reference": f"PractitionerRole/role-{pending.launch.practitioner_id}",
-                             "type": "PractitionerRole"},)
+            fhir_context = (
+                {
+                    "reference": f"PractitionerRole/role-{pending.launch.practitioner_id}",
+                    "type": "PractitionerRole",
+                },
+            )
         grant = Grant(
-            gid=new_token(), client_id=pending.client_id, scope=" ".join(granted), user_kind=user_kind,
-            user_id=user.reference, patient_id=context_patient, redirect_uri=pending.redirect_uri,
-            code_challenge=pending.code_challenge, nonce=pending.nonce, display=user.display,
-            fhir_context=fhir_context, framed=pending.launch is not None and pending.launch.framed,
+            gid=new_token(),
+            client_id=pending.client_id,
+            scope=" ".join(granted),
+            user_kind=user_kind,
+            user_id=user.reference,
+            patient_id=context_patient,
+            redirect_uri=pending.redirect_uri,
+            code_challenge=pending.code_challenge,
+            nonce=pending.nonce,
+            display=user.display,
+            fhir_context=fhir_context,
+            framed=pending.launch is not None and pending.launch.framed,
         )
         code = self.grants.add_code(grant)
         return with_query(pending.redirect_uri, {"code": code, "state": pending.state, "iss": self.issuer})
@@ -343,12 +416,21 @@ class AuthorizationServer:
             raise OAuthError("unauthorized_client", "client_credentials needs private_key_jwt authentication")
         requested = ScopeSet.parse(form.get("scope"))
         allowed = client.allowed_scope
-        granted = [s.raw for s in requested.resource_scopes
-                   if s.context == "system" and allowed.covers(ScopeSet([s.raw]))]
+        granted = [
+            s.raw
+            for s in requested.resource_scopes
+            if s.context == "system" and allowed.covers(ScopeSet([s.raw]))
+        ]
         if not granted:
             raise OAuthError("invalid_scope", "request system/ scopes this client is registered for")
-        grant = Grant(gid=new_token(), client_id=client.client_id, scope=" ".join(granted), user_kind="system",
-                      user_id=f"client:{client.client_id}", display=client.display_name)
+        grant = Grant(
+            gid=new_token(),
+            client_id=client.client_id,
+            scope=" ".join(granted),
+            user_kind="system",
+            user_id=f"client:{client.client_id}",
+            display=client.display_name,
+        )
         return self._issue(grant, nonce=None, refresh=False)
 
     def _issue(self, grant: Grant, *, nonce: str | None, refresh: bool) -> dict[str, Any]:
@@ -360,9 +442,17 @@ class AuthorizationServer:
         if grant.user_kind == "patient":
             principal_patient = grant.user_id.split("/", 1)[1]
         claims: dict[str, Any] = {
-            "iss": self.issuer, "aud": self.fhir_base, "sub": grant.user_id, "client_id": grant.client_id,
-            "scope": grant.scope, "kind": grant.user_kind, "gid": grant.gid, "iat": now, "exp": now + lifetime,
-            "jti": new_token(), "name": grant.display,
+            "iss": self.issuer,
+            "aud": self.fhir_base,
+            "sub": grant.user_id,
+            "client_id": grant.client_id,
+            "scope": grant.scope,
+            "kind": grant.user_kind,
+            "gid": grant.gid,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": new_token(),
+            "name": grant.display,
         }
         if principal_patient:
             claims["patient"] = principal_patient
@@ -391,8 +481,12 @@ class AuthorizationServer:
     def _id_token(self, grant: Grant, scopes: ScopeSet, nonce: str | None, now: int) -> str:
         """OIDC Core §2 claims; ``fhirUser`` is the user's absolute FHIR URL (scopes-and-launch-context.md)."""
         claims: dict[str, Any] = {
-            "iss": self.issuer, "sub": grant.user_id, "aud": grant.client_id, "iat": now,
-            "exp": now + ID_TOKEN_LIFETIME, "auth_time": now,
+            "iss": self.issuer,
+            "sub": grant.user_id,
+            "aud": grant.client_id,
+            "iat": now,
+            "exp": now + ID_TOKEN_LIFETIME,
+            "auth_time": now,
         }
         if scopes.fhir_user or "profile" in scopes:
             claims["fhirUser"] = f"{self.fhir_base}/{grant.user_id}"
@@ -407,15 +501,20 @@ class AuthorizationServer:
         """The :class:`~fhir_ecr.auth.Principal` of a valid access token; :class:`~.keys.InvalidJwt` otherwise."""
         from .keys import InvalidJwt
 
-        claims = self.signer.verify_access_token(access_token, issuer=self.issuer, audience=self.fhir_base,
-                                                 now=self.clock())
+        claims = self.signer.verify_access_token(
+            access_token, issuer=self.issuer, audience=self.fhir_base, now=self.clock()
+        )
         if self.grants.is_revoked(claims.get("gid")):
             raise InvalidJwt("the token was revoked")
         kind = claims.get("kind")
         if kind not in ("practitioner", "patient", "system"):
             raise InvalidJwt("the token has no user kind")
         return Principal(
-            kind=kind, subject=str(claims.get("sub")), scopes=ScopeSet.parse(claims.get("scope")),
-            patient_id=claims.get("patient"), fhir_user=claims.get("fhirUser"), client_id=claims.get("client_id"),
+            kind=kind,
+            subject=str(claims.get("sub")),
+            scopes=ScopeSet.parse(claims.get("scope")),
+            patient_id=claims.get("patient"),
+            fhir_user=claims.get("fhirUser"),
+            client_id=claims.get("client_id"),
             display=str(claims.get("name") or ""),
         )

@@ -28,10 +28,17 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PUBLIC_JSON = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
 
 SMART_STYLE = {
-    "color_background": "#f6f7f9", "color_error": "#a4262c", "color_highlight": "#0b6bcb",
-    "color_modal_backdrop": "rgba(0,0,0,0.4)", "color_success": "#107c10", "color_text": "#1b1b1b",
-    "dim_border_radius": "6px", "dim_font_size": "16px", "dim_spacing_size": "16px",
-    "font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif",
+    "color_background": "#f6f7f9",
+    "color_error": "#a4262c",
+    "color_highlight": "#0b6bcb",
+    "color_modal_backdrop": "rgba(0,0,0,0.4)",
+    "color_success": "#107c10",
+    "color_text": "#1b1b1b",
+    "dim_border_radius": "6px",
+    "dim_font_size": "16px",
+    "dim_spacing_size": "16px",
+    "font_family_body": "system-ui, sans-serif",
+    "font_family_heading": "system-ui, sans-serif",
 }
 
 
@@ -68,8 +75,14 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
     async def home(request: Request) -> HTMLResponse:
         coaches, patients = await run_in_threadpool(lambda: (chart.practitioners(), chart.patients()))
         clients = [c for c in server.clients.clients if c.launch_url or c.login_url]
-        return page(request, "index.html", coaches=coaches, patients=patients, clients=clients,
-                    fhir_base=server.fhir_base)
+        return page(
+            request,
+            "index.html",
+            coaches=coaches,
+            patients=patients,
+            clients=clients,
+            fhir_base=server.fhir_base,
+        )
 
     @router.post("/launch", summary="EHR launch: send the browser to the app's launch URL")
     async def launch(request: Request) -> Response:
@@ -79,14 +92,19 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
         client_id, coach, patient = (str(form.get(k) or "") for k in ("client_id", "practitioner", "patient"))
         portal, framed = form.get("portal") == "1", form.get("frame") == "1"
         try:
-            url = await run_in_threadpool(lambda: server.launch_url(client_id, None if portal else coach, patient,
-                                                                    framed=framed))
+            url = await run_in_threadpool(
+                lambda: server.launch_url(client_id, None if portal else coach, patient, framed=framed)
+            )
         except OAuthError as exc:
             return error_page(request, exc.description)
         if not framed:
             return RedirectResponse(url, status_code=303)
-        response = page(request, "launch_frame.html", url=url, patient=await run_in_threadpool(
-            chart.person, f"Patient/{patient}"))
+        response = page(
+            request,
+            "launch_frame.html",
+            url=url,
+            patient=await run_in_threadpool(chart.person, f"Patient/{patient}"),
+        )
         # This page frames the app: its origin (and the sandbox's own authorize page, shown in the same frame).
         app_origin = origin_of(url) or "'none'"
         response.headers["Content-Security-Policy"] = f"{SANDBOX_POLICY}; frame-src 'self' {app_origin}"
@@ -100,16 +118,31 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
         except AuthorizeError as exc:
             if not exc.redirect:
                 return error_page(request, f"This app's request was refused: {exc.description}.")
-            return RedirectResponse(server.error_redirect(params["redirect_uri"], exc, params.get("state")),
-                                    status_code=303)
+            return RedirectResponse(
+                server.error_redirect(params["redirect_uri"], exc, params.get("state")), status_code=303
+            )
         if pending.launch is not None:
             user = await run_in_threadpool(chart.person, pending.launch.user)
             patient = await run_in_threadpool(chart.person, f"Patient/{pending.launch.patient_id}")
-            return page(request, "authorize_ehr.html", tx=tx, client=client, user=user, patient=patient,
-                        portal=pending.launch.practitioner_id is None, scopes=pending.grantable)
+            return page(
+                request,
+                "authorize_ehr.html",
+                tx=tx,
+                client=client,
+                user=user,
+                patient=patient,
+                portal=pending.launch.practitioner_id is None,
+                scopes=pending.grantable,
+            )
         patients = await run_in_threadpool(chart.patients)
-        return page(request, "authorize_patient.html", tx=tx, client=client, patients=patients,
-                    scopes=pending.grantable)
+        return page(
+            request,
+            "authorize_patient.html",
+            tx=tx,
+            client=client,
+            patients=patients,
+            scopes=pending.grantable,
+        )
 
     @router.get("/authorize", summary="SMART authorization endpoint (GET)")
     async def authorize_get(request: Request) -> Response:
@@ -133,9 +166,13 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
         allow = form.get("decision") == "allow"
         try:
             url = await run_in_threadpool(
-                lambda: server.decide(str(form.get("tx") or ""), allow=allow,
-                                      patient_id=str(form.get("patient") or "") or None,
-                                      scopes=[str(s) for s in form.getlist("scope")]))
+                lambda: server.decide(
+                    str(form.get("tx") or ""),
+                    allow=allow,
+                    patient_id=str(form.get("patient") or "") or None,
+                    scopes=[str(s) for s in form.getlist("scope")],
+                )
+            )
         except AuthorizeError as exc:
             return error_page(request, exc.description)
         return RedirectResponse(url, status_code=303)
@@ -145,8 +182,13 @@ def build_router(server: AuthorizationServer, chart: Chart) -> APIRouter:
     @router.post("/token", summary="SMART token endpoint")
     async def token(request: Request) -> Response:
         try:
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-                raise OAuthError("invalid_request", "send the token request as application/x-www-form-urlencoded")
+            if (
+                request.headers.get("content-type", "").split(";")[0].strip()
+                != "application/x-www-form-urlencoded"
+            ):
+                raise OAuthError(
+                    "invalid_request", "send the token request as application/x-www-form-urlencoded"
+                )
             form = _single_values(await request.form(), "token request")
             body = await server.token(request.headers, form)
         except OAuthError as exc:

@@ -94,23 +94,38 @@ class AuthStore:
 
     def remove_client(self, client_id: str) -> bool:
         with self.engine.begin() as conn:
-            conn.execute(CRED.delete().where(CRED.c.kind == "token", CRED.c.data.contains(f'"client_id": {json.dumps(client_id)}')))
+            conn.execute(
+                CRED.delete().where(
+                    CRED.c.kind == "token", CRED.c.data.contains(f'"client_id": {json.dumps(client_id)}')
+                )
+            )
             return bool(conn.execute(CLIENT.delete().where(CLIENT.c.client_id == client_id)).rowcount)
 
     # -- sessions and tokens ---------------------------------------------------------------------------------
 
-    def put_credential(self, secret: str, kind: str, data: str, expires: int, secret_enc: str | None = None) -> None:
+    def put_credential(
+        self, secret: str, kind: str, data: str, expires: int, secret_enc: str | None = None
+    ) -> None:
         now = int(self.clock())
         with self.engine.begin() as conn:
             conn.execute(CRED.delete().where(CRED.c.expires < now))  # purge as we go: the table stays small
-            conn.execute(CRED.insert().values(key_hash=secret_hash(secret), kind=kind, data=data,
-                                              secret_enc=secret_enc, created=now, expires=expires))
+            conn.execute(
+                CRED.insert().values(
+                    key_hash=secret_hash(secret),
+                    kind=kind,
+                    data=data,
+                    secret_enc=secret_enc,
+                    created=now,
+                    expires=expires,
+                )
+            )
 
     def credential(self, secret: str, kind: str) -> CredentialRow | None:
         """The live credential for ``secret`` of ``kind`` (None when unknown or expired)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(CRED).where(CRED.c.key_hash == secret_hash(secret),
-                                                     CRED.c.kind == kind)).first()
+            row = conn.execute(
+                sa.select(CRED).where(CRED.c.key_hash == secret_hash(secret), CRED.c.kind == kind)
+            ).first()
         if row is None or row.expires <= self.clock():
             return None
         return CredentialRow(row.kind, row.data, row.secret_enc, row.created, row.expires)
@@ -122,14 +137,21 @@ class AuthStore:
     def live_credentials(self, kind: str, contains: str) -> list[CredentialRow]:
         """The live credentials of ``kind`` whose data contains ``contains`` (e.g. a referral's links)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(CRED).where(CRED.c.kind == kind, CRED.c.data.contains(contains),
-                                                      CRED.c.expires > int(self.clock()))).all()
+            rows = conn.execute(
+                sa.select(CRED).where(
+                    CRED.c.kind == kind, CRED.c.data.contains(contains), CRED.c.expires > int(self.clock())
+                )
+            ).all()
         return [CredentialRow(r.kind, r.data, r.secret_enc, r.created, r.expires) for r in rows]
 
     def delete_credentials(self, kind: str, contains: str) -> int:
         """Delete every credential of ``kind`` whose data contains ``contains``; how many there were."""
         with self.engine.begin() as conn:
-            return int(conn.execute(CRED.delete().where(CRED.c.kind == kind, CRED.c.data.contains(contains))).rowcount)
+            return int(
+                conn.execute(
+                    CRED.delete().where(CRED.c.kind == kind, CRED.c.data.contains(contains))
+                ).rowcount
+            )
 
     # -- single-use values -------------------------------------------------------------------------------------
 
@@ -159,7 +181,9 @@ class AuthStore:
     def pop_once(self, key: str) -> str | None:
         """Remove and return the value under ``key``, atomically (DELETE … RETURNING)."""
         with self.engine.begin() as conn:
-            row = conn.execute(ONCE.delete().where(ONCE.c.key == key).returning(ONCE.c.value, ONCE.c.expires)).first()
+            row = conn.execute(
+                ONCE.delete().where(ONCE.c.key == key).returning(ONCE.c.value, ONCE.c.expires)
+            ).first()
         if row is None or row.expires <= self.clock():
             return None
         return str(row.value)

@@ -107,8 +107,13 @@ class BindingTable:
         if binding is not None:
             problem = _check(binding, value)
             if problem:
-                out.append(issue("code-invalid", f"{problem} {binding.describe()}, to which {path} is bound "
-                                 "(required)", expression=path))
+                out.append(
+                    issue(
+                        "code-invalid",
+                        f"{problem} {binding.describe()}, to which {path} is bound (required)",
+                        expression=path,
+                    )
+                )
         if type(value) is not dict:
             return
         if contained:
@@ -164,8 +169,10 @@ def log_unchecked() -> str:
     Called once when the server starts (the app's lifespan)."""
     table = binding_table()
     elements = sorted(e for entry in table.not_checked.values() for e in entry["elements"])
-    line = (f"required bindings: {table.checked_elements} elements checked against {table.value_sets} value sets "
-            f"of the FHIR R4 base spec; {len(elements)} not checked, as their value sets need a terminology server "
-            f"({', '.join(elements)}; docs/validation.md, 'Required bindings')")
+    line = (
+        f"required bindings: {table.checked_elements} elements checked against {table.value_sets} value sets "
+        f"of the FHIR R4 base spec; {len(elements)} not checked, as their value sets need a terminology server "
+        f"({', '.join(elements)}; docs/validation.md, 'Required bindings')"
+    )
     log.warning(line)
     return line

@@ -119,7 +119,9 @@ def date_range(text: str) -> tuple[int, int]:
     month = int(g["m"])
     if g["d"] is None:
         first = date(year, month, 1).toordinal()
-        return _day_us(first), _day_us(date(year, month, calendar.monthrange(year, month)[1]).toordinal() + 1) - 1
+        return _day_us(first), _day_us(
+            date(year, month, calendar.monthrange(year, month)[1]).toordinal() + 1
+        ) - 1
     day = date(year, month, int(g["d"])).toordinal()
     if g["H"] is None:
         return _day_us(day), _day_us(day + 1) - 1
@@ -286,8 +288,9 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
 OTHER_REFERENCES = "_reference"
 
 
-def other_references(resource: dict[str, Any], known: list[tuple[Any, ...]],
-                     base_url: str | None = None) -> list[tuple[Any, ...]]:
+def other_references(
+    resource: dict[str, Any], known: list[tuple[Any, ...]], base_url: str | None = None
+) -> list[tuple[Any, ...]]:
     """``(OTHER_REFERENCES, type, id, None)`` for each local reference in ``resource`` (anywhere, contained
     resources included) whose target is not in the reference rows ``known`` already."""
     have = {(r[1], r[2]) for r in known}
@@ -308,7 +311,9 @@ def other_references(resource: dict[str, Any], known: list[tuple[Any, ...]],
     return out
 
 
-def _references(param: SearchParam, values: list[Any], base_url: str | None, out: list[tuple[Any, ...]]) -> None:
+def _references(
+    param: SearchParam, values: list[Any], base_url: str | None, out: list[tuple[Any, ...]]
+) -> None:
     code, allowed = param.code, param.target_filter
     for v in values:
         text = v.get("reference") if isinstance(v, dict) else v if isinstance(v, str) else None

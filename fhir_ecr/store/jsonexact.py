@@ -134,8 +134,10 @@ def _float(token: str) -> float:
     mantissa, _, exponent = token.lower().partition("e")
     power = int(exponent) if exponent and len(exponent) <= 7 else 0
     if len(exponent) > 7 or abs(power) > MAX_SCALE or len(mantissa.partition(".")[2]) - power > MAX_SCALE:
-        raise ValueError(f"the number {token[:24]}{'…' if len(token) > 24 else ''} is out of range: at most "
-                         f"{MAX_SCALE} digits after the decimal point and an exponent within ±{MAX_SCALE}")
+        raise ValueError(
+            f"the number {token[:24]}{'…' if len(token) > 24 else ''} is out of range: at most "
+            f"{MAX_SCALE} digits after the decimal point and an exponent within ±{MAX_SCALE}"
+        )
     return ExactFloat(token)
 
 

@@ -56,21 +56,67 @@ _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 _OPEN_AT = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(\d{1,2}):(\d{2}))?$")
 _LAT, _LON = "position-latitude", "position-longitude"
 #: Words not worth an index row (English function words; a service's description is mostly these).
-_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into", "is", "it", "its", "of", "on", "or", "our", "that", "the", "their", "this", "to", "was", "we", "who", "will", "with", "you", "your", "all", "any", "can", "people"])
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "that",
+        "the",
+        "their",
+        "this",
+        "to",
+        "was",
+        "we",
+        "who",
+        "will",
+        "with",
+        "you",
+        "your",
+        "all",
+        "any",
+        "can",
+        "people",
+    ]
+)
 _MAX_WORDS = 60  # index rows per service at most (a long description adds little past its first words)
 
 
 def _raw(rtype: str, code: str, ptype: str, expression: str) -> dict[str, Any]:
-    return {"resourceType": rtype, "code": code, "type": ptype, "expression": expression,
-            "url": f"{MECR_PARAM_BASE}{rtype}-{code}"}
+    return {
+        "resourceType": rtype,
+        "code": code,
+        "type": ptype,
+        "expression": expression,
+        "url": f"{MECR_PARAM_BASE}{rtype}-{code}",
+    }
 
 
 def _texts(node: Any) -> list[str]:
     if isinstance(node, str):
         return [node]
     if isinstance(node, dict):
-        return [t for key in ("text", "display", "value", "valueString") if key in node for t in _texts(node[key])] + \
-            [t for c in node.get("coding") or () for t in _texts(c)]
+        return [
+            t for key in ("text", "display", "value", "valueString") if key in node for t in _texts(node[key])
+        ] + [t for c in node.get("coding") or () for t in _texts(c)]
     if isinstance(node, list):
         return [t for item in node for t in _texts(item)]
     return []
@@ -94,23 +140,27 @@ def _keyword_lookup(c: Any) -> Any:
     for value in c.values:
         found = _WORD.findall(value)
         if len(found) != 1:
-            raise bad_request(f"keyword takes one word, not {value!r} (repeat keyword= for several)",
-                              expression="keyword")
+            raise bad_request(
+                f"keyword takes one word, not {value!r} (repeat keyword= for several)", expression="keyword"
+            )
         words.append(_singular(normalize_string(found[0])))
     t = INDEX_TABLES["idx_token"].alias()
-    return sa.select(t.c.res_pk.label("res_pk")).where(t.c.res_type == "HealthcareService",
-                                                       t.c.param == "keyword-word", t.c.code.in_(words))
-
-
+    return sa.select(t.c.res_pk.label("res_pk")).where(
+        t.c.res_type == "HealthcareService", t.c.param == "keyword-word", t.c.code.in_(words)
+    )
 
 
 def _keywords(resource: dict[str, Any]) -> list[str]:
     texts = [resource.get("name"), resource.get("comment")]
     for key in ("category", "type", "specialty", "program", "providedBy"):
         texts += _texts(resource.get(key))
-    texts += [e["extension"][1].get("valueString") for e in resource.get("extension") or ()
-              if e.get("extension") and len(e["extension"]) == 2
-              and e["extension"][0].get("valueCode") in ("alternate_name",)]
+    texts += [
+        e["extension"][1].get("valueString")
+        for e in resource.get("extension") or ()
+        if e.get("extension")
+        and len(e["extension"]) == 2
+        and e["extension"][0].get("valueCode") in ("alternate_name",)
+    ]
     words = dict.fromkeys(normalize_string(w) for t in texts if isinstance(t, str) for w in _WORD.findall(t))
     return [w for w in words if len(w) > 1 and w not in _STOPWORDS][:_MAX_WORDS]  # the name's words first
 
@@ -155,10 +205,12 @@ def _age_bound(bound: str) -> Any:
                 if ext.get("url", "").endswith("/eligibility-age-range") and value is not None:
                     out.append(value)
         return out
+
     return extract
 
 
 # --- SQL of the special parameters ---------------------------------------------------------------------------
+
 
 def _age_sql(c: Any, key: Any) -> Any:
     ors = []
@@ -168,8 +220,12 @@ def _age_sql(c: Any, key: Any) -> Any:
         except ValueError:
             raise bad_request(f"age must be a number of years, not {value!r}", expression="age") from None
         low, high = INDEX_TABLES["idx_number"].alias(), INDEX_TABLES["idx_number"].alias()
-        too_young = sa.exists(low.c.res_pk).where(low.c.res_pk == key, low.c.param == "min-age", low.c.value > age)
-        too_old = sa.exists(high.c.res_pk).where(high.c.res_pk == key, high.c.param == "max-age", high.c.value < age)
+        too_young = sa.exists(low.c.res_pk).where(
+            low.c.res_pk == key, low.c.param == "min-age", low.c.value > age
+        )
+        too_old = sa.exists(high.c.res_pk).where(
+            high.c.res_pk == key, high.c.param == "max-age", high.c.value < age
+        )
         ors.append(sa.and_(sa.not_(too_young), sa.not_(too_old)))
     return sa.or_(*ors)
 
@@ -178,7 +234,9 @@ def week_minute(value: str) -> tuple[int, int]:
     """``mon-14:30`` -> (minute of the week, same); ``mon`` -> the whole day's [first, last] minute."""
     m = _OPEN_AT.match(value.strip().lower())
     if not m or (m.group(2) and (int(m.group(2)) > 23 or int(m.group(3)) > 59)):
-        raise bad_request(f"open-at takes a day and a time such as mon-14:30, not {value!r}", expression="open-at")
+        raise bad_request(
+            f"open-at takes a day and a time such as mon-14:30, not {value!r}", expression="open-at"
+        )
     base = DAYS.index(m.group(1)) * 1440
     if m.group(2) is None:
         return base, base + 1439
@@ -197,8 +255,11 @@ def _open_at_sql(c: Any, key: Any, name: str = "open-at") -> Any:
             raise bad_request(f"available-day takes a day (mon ... sun), not {value!r}", expression=name)
         low, high = week_minute(value)
         w = INDEX_TABLES["idx_date"].alias()
-        ors.append(sa.exists(w.c.res_pk).where(w.c.res_pk == key, w.c.param == "available-window",
-                                               w.c.low <= high, w.c.high >= low))
+        ors.append(
+            sa.exists(w.c.res_pk).where(
+                w.c.res_pk == key, w.c.param == "available-window", w.c.low <= high, w.c.high >= low
+            )
+        )
     return sa.or_(*ors)
 
 
@@ -212,7 +273,9 @@ def _distance(parts: list[str], name: str) -> float:
     try:
         km = float(distance) * _UNITS[unit]
     except ValueError:
-        raise bad_request(f"{name}: the distance must be a number, not {distance!r}", expression=name) from None
+        raise bad_request(
+            f"{name}: the distance must be a number, not {distance!r}", expression=name
+        ) from None
     if not 0 <= km <= 20_000:
         raise bad_request(f"{name}: the distance must be between 0 and 20000 km", expression=name)
     return km
@@ -231,15 +294,28 @@ def _within(lat0: Any, lon0: Any, cos0: Any, km: float) -> Any:
     lat, lon = INDEX_TABLES["idx_number"].alias(), INDEX_TABLES["idx_number"].alias()
     dlat = km / KM_PER_DEGREE
     # longitude band: at least the latitude band's width, wider towards the poles (cos0 >= 0.01)
-    dlon = dlat / max(cos0, 0.01) if isinstance(cos0, float) else dlat / sa.case((cos0 < 0.01, 0.01), else_=cos0)
+    dlon = (
+        dlat / max(cos0, 0.01) if isinstance(cos0, float) else dlat / sa.case((cos0 < 0.01, 0.01), else_=cos0)
+    )
     dy = (lat.c.value - lat0) * KM_PER_DEGREE
     dx = (lon.c.value - lon0) * (KM_PER_DEGREE * cos0 if isinstance(cos0, float) else cos0 * KM_PER_DEGREE)
-    cond = sa.and_(lat.c.res_type == "Location", lat.c.param == _LAT,
-                   lat.c.value >= lat0 - dlat, lat.c.value <= lat0 + dlat,
-                   lon.c.res_pk == lat.c.res_pk, lon.c.param == _LON,
-                   lon.c.value >= lon0 - dlon, lon.c.value <= lon0 + dlon,
-                   dy * dy + dx * dx <= km * km)
-    return sa.select(lat.c.res_pk.label("res_pk")).select_from(lat).join(lon, lon.c.res_pk == lat.c.res_pk).where(cond)
+    cond = sa.and_(
+        lat.c.res_type == "Location",
+        lat.c.param == _LAT,
+        lat.c.value >= lat0 - dlat,
+        lat.c.value <= lat0 + dlat,
+        lon.c.res_pk == lat.c.res_pk,
+        lon.c.param == _LON,
+        lon.c.value >= lon0 - dlon,
+        lon.c.value <= lon0 + dlon,
+        dy * dy + dx * dx <= km * km,
+    )
+    return (
+        sa.select(lat.c.res_pk.label("res_pk"))
+        .select_from(lat)
+        .join(lon, lon.c.res_pk == lat.c.res_pk)
+        .where(cond)
+    )
 
 
 def _union(selects: list[Any]) -> Any:
@@ -248,8 +324,10 @@ def _union(selects: list[Any]) -> Any:
 
 def _driving(lookup: Any) -> Any:
     """The special parameter whose SQL is ``key IN (lookup)``: it can also drive a search (``search.driven_pks``)."""
+
     def sql(c: Any, key: Any) -> Any:
         return key.in_(lookup(c))
+
     sql.drives = True  # type: ignore[attr-defined]
     sql.lookup = lookup  # type: ignore[attr-defined]
     return sql
@@ -262,10 +340,13 @@ def _near_lookup(c: Any) -> Any:
         try:
             lat0, lon0 = float(parts[0]), float(parts[1])
         except (ValueError, IndexError):
-            raise bad_request(f"near takes latitude|longitude|distance|units, not {value!r}",
-                              expression="near") from None
+            raise bad_request(
+                f"near takes latitude|longitude|distance|units, not {value!r}", expression="near"
+            ) from None
         if not (-90 <= lat0 <= 90 and -180 <= lon0 <= 180):
-            raise bad_request("near: latitude must be within -90..90 and longitude -180..180", expression="near")
+            raise bad_request(
+                "near: latitude must be within -90..90 and longitude -180..180", expression="near"
+            )
         km = _distance(parts[2:], "near")
         selects.append(_within(lat0, lon0, math.cos(math.radians(lat0)), km))
     return _union(selects)
@@ -277,15 +358,21 @@ def _near_postalcode_lookup(c: Any) -> Any:
         parts = value.split("|")
         code = normalize_string(parts[0])
         if not code:
-            raise bad_request("near-postalcode takes postal code|distance|units", expression="near-postalcode")
+            raise bad_request(
+                "near-postalcode takes postal code|distance|units", expression="near-postalcode"
+            )
         km = _distance(parts[1:], "near-postalcode")
         zips, pts = INDEX_TABLES["idx_string"].alias(), INDEX_TABLES["idx_number"].alias()
-        members = sa.select(zips.c.res_pk).where(zips.c.res_type == "Location", zips.c.param == "address-postalcode",
-                                                 zips.c.value == code)
+        members = sa.select(zips.c.res_pk).where(
+            zips.c.res_type == "Location", zips.c.param == "address-postalcode", zips.c.value == code
+        )
 
         def centroid(param: str, pts: Any = pts, members: Any = members) -> Any:
-            return sa.select(sa.func.avg(pts.c.value)).where(pts.c.res_type == "Location", pts.c.param == param,
-                                                             pts.c.res_pk.in_(members)).scalar_subquery()
+            return (
+                sa.select(sa.func.avg(pts.c.value))
+                .where(pts.c.res_type == "Location", pts.c.param == param, pts.c.res_pk.in_(members))
+                .scalar_subquery()
+            )
 
         lat0, lon0 = centroid(_LAT), centroid(_LON)
         selects.append(_within(lat0, lon0, sa.func.cos(sa.func.radians(lat0)), km))
@@ -293,38 +380,82 @@ def _near_postalcode_lookup(c: Any) -> Any:
 
 
 def _special(rtype: str, code: str, expression: str, sql: Any) -> SearchParam:
-    return SearchParam(resource_type=rtype, code=code, type="special", expression=expression,
-                       url=f"{MECR_PARAM_BASE}{rtype}-{code}", special=sql, roots=frozenset())
+    return SearchParam(
+        resource_type=rtype,
+        code=code,
+        type="special",
+        expression=expression,
+        url=f"{MECR_PARAM_BASE}{rtype}-{code}",
+        special=sql,
+        roots=frozenset(),
+    )
 
 
 @cache
 def mecr_params() -> tuple[SearchParam, ...]:
     """mECR's own search parameters (module docstring), compiled."""
     hs = "HealthcareService"
-    keyword = replace(_compile(_raw(hs, "keyword-word", "token", "HealthcareService.name")), internal=True,
-                      extract=_keyword_rows, roots=frozenset({"name", "comment", "category", "type", "specialty",
-                                                              "program", "providedBy", "extension"}))
-    window = replace(_compile(_raw(hs, "available-window", "date", "HealthcareService.availableTime")),
-                     extract=_windows, internal=True)
-    min_age = replace(_compile(_raw(hs, "min-age", "number", "HealthcareService.eligibility.extension")),
-                      extract=_age_bound("low"), roots=frozenset({"eligibility"}))
-    max_age = replace(_compile(_raw(hs, "max-age", "number", "HealthcareService.eligibility.extension")),
-                      extract=_age_bound("high"), roots=frozenset({"eligibility"}))
-    category = replace(_compile(_raw(hs, "category", "token", "HealthcareService.category")),
-                       stored_as=("service-category",))
+    keyword = replace(
+        _compile(_raw(hs, "keyword-word", "token", "HealthcareService.name")),
+        internal=True,
+        extract=_keyword_rows,
+        roots=frozenset(
+            {"name", "comment", "category", "type", "specialty", "program", "providedBy", "extension"}
+        ),
+    )
+    window = replace(
+        _compile(_raw(hs, "available-window", "date", "HealthcareService.availableTime")),
+        extract=_windows,
+        internal=True,
+    )
+    min_age = replace(
+        _compile(_raw(hs, "min-age", "number", "HealthcareService.eligibility.extension")),
+        extract=_age_bound("low"),
+        roots=frozenset({"eligibility"}),
+    )
+    max_age = replace(
+        _compile(_raw(hs, "max-age", "number", "HealthcareService.eligibility.extension")),
+        extract=_age_bound("high"),
+        roots=frozenset({"eligibility"}),
+    )
+    category = replace(
+        _compile(_raw(hs, "category", "token", "HealthcareService.category")), stored_as=("service-category",)
+    )
     return (
-        category, keyword, window, min_age, max_age,
+        category,
+        keyword,
+        window,
+        min_age,
+        max_age,
         _compile(_raw(hs, "communication", "token", "HealthcareService.communication")),
         _compile(_raw(hs, "eligibility", "token", "HealthcareService.eligibility.code")),
-        _special(hs, "available-day", "HealthcareService.availableTime.daysOfWeek (mon ... sun)",
-                 _available_day_sql),
-        _special(hs, "keyword", "words of HealthcareService.name | comment | category | type | program | "
-                 "providedBy.display (whole words, singular or plural)", _driving(_keyword_lookup)),
+        _special(
+            hs,
+            "available-day",
+            "HealthcareService.availableTime.daysOfWeek (mon ... sun)",
+            _available_day_sql,
+        ),
+        _special(
+            hs,
+            "keyword",
+            "words of HealthcareService.name | comment | category | type | program | "
+            "providedBy.display (whole words, singular or plural)",
+            _driving(_keyword_lookup),
+        ),
         _special(hs, "age", "HealthcareService.eligibility (age range includes the value)", _age_sql),
         _special(hs, "open-at", "HealthcareService.availableTime (open at day-HH:MM)", _open_at_sql),
         replace(_compile(_raw("Location", _LAT, "number", "Location.position.latitude")), internal=True),
         replace(_compile(_raw("Location", _LON, "number", "Location.position.longitude")), internal=True),
-        _special("Location", "near", "Location.position (latitude|longitude|distance|units)", _driving(_near_lookup)),
-        _special("Location", "near-postalcode", "Location.position near the centroid of Location.address.postalCode",
-                 _driving(_near_postalcode_lookup)),
+        _special(
+            "Location",
+            "near",
+            "Location.position (latitude|longitude|distance|units)",
+            _driving(_near_lookup),
+        ),
+        _special(
+            "Location",
+            "near-postalcode",
+            "Location.position near the centroid of Location.address.postalCode",
+            _driving(_near_postalcode_lookup),
+        ),
     )

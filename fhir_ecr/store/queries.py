@@ -66,7 +66,9 @@ class UnitQueries(UnitCore):
             self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         found = self.search(query).matches
         if len(found) > 1:
-            raise precondition_failed(f"{rtype}?{criteria} matches more than one resource", "multiple-matches")
+            raise precondition_failed(
+                f"{rtype}?{criteria} matches more than one resource", "multiple-matches"
+            )
         return found[0] if found else None
 
     def search(self, query: SearchQuery) -> SearchResult:
@@ -82,8 +84,11 @@ class UnitQueries(UnitCore):
         """The WHERE conditions of ``query`` and its index-driven keys (or None)."""
         vis = self._vis(conf)
         pks = driven_pks(rtype, query.criteria, self.repo.fhir_base, vis)
-        where = [R.c.pk.in_(pks)] if pks is not None else search_where(rtype, query.criteria, self.repo.fhir_base,
-                                                                       R, vis)
+        where = (
+            [R.c.pk.in_(pks)]
+            if pks is not None
+            else search_where(rtype, query.criteria, self.repo.fhir_base, R, vis)
+        )
         if conf is not None:
             where.append(visible_condition(rtype, conf))
         return where, pks
@@ -98,12 +103,16 @@ class UnitQueries(UnitCore):
             return self._search_by_index(query, pks, want_total, page_only)
 
         def count() -> int:
-            return int(self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one())
+            return int(
+                self.conn.execute(sa.select(sa.func.count()).select_from(R).where(*where)).scalar_one()
+            )
 
         # The total rides along with the page as a window count (one pass over the matches instead of two),
         # except after a cursor, whose page does not see the matches before it.
         separate_total = want_total and (page_only or query.cursor is not None)
-        result = SearchResult(matches=[], total=count() if separate_total else None, warnings=list(query.warnings))
+        result = SearchResult(
+            matches=[], total=count() if separate_total else None, warnings=list(query.warnings)
+        )
         if page_only:
             return result
         window = want_total and not separate_total
@@ -130,13 +139,17 @@ class UnitQueries(UnitCore):
             result.included = self._includes(query, rows, conf)
         return result
 
-    def _search_by_index(self, query: SearchQuery, pks: Any, want_total: bool, page_only: bool) -> SearchResult:
+    def _search_by_index(
+        self, query: SearchQuery, pks: Any, want_total: bool, page_only: bool
+    ) -> SearchResult:
         """A search in the default order whose matches come from the index tables (see ``driven_pks``): find
         the page's keys there (with the total as a window count in the same pass), then read just those rows."""
         result = SearchResult(matches=[], warnings=list(query.warnings))
         matches = pks.subquery()
         if want_total and (page_only or query.cursor is not None):
-            result.total = int(self.conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one())
+            result.total = int(
+                self.conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one()
+            )
         if page_only:
             return result
         window = want_total and result.total is None
@@ -148,9 +161,11 @@ class UnitQueries(UnitCore):
             result.total = int(keys[0].total_) if keys else 0
         more = len(keys) > query.count
         page = [k.res_pk for k in keys[: query.count]]
-        rows = self.conn.execute(
-            sa.select(*read_columns(R)).where(R.c.pk.in_(page)).order_by(R.c.pk)
-        ).all() if page else []
+        rows = (
+            self.conn.execute(sa.select(*read_columns(R)).where(R.c.pk.in_(page)).order_by(R.c.pk)).all()
+            if page
+            else []
+        )
         result.matches = [stored(r) for r in rows]
         if more:
             result.next_cursor = page[-1]
@@ -181,8 +196,11 @@ class UnitQueries(UnitCore):
                     cond.append(REF.c.target_type == inc.target_type)
                 targets = sa.select(REF.c.target_type, REF.c.target_id).where(*cond).distinct().subquery()
                 found += self.conn.execute(
-                    sa.select(*read_columns(R)).join(targets, sa.and_(R.c.res_type == targets.c.target_type,
-                                                      R.c.res_id == targets.c.target_id))
+                    sa.select(*read_columns(R))
+                    .join(
+                        targets,
+                        sa.and_(R.c.res_type == targets.c.target_type, R.c.res_id == targets.c.target_id),
+                    )
                     .where(R.c.deleted.is_(False))
                 ).all()
             for inc in revs:
@@ -211,8 +229,9 @@ class UnitQueries(UnitCore):
             frontier = [(row.pk, row.res_type, row.res_id) for row in fresh]
         return included
 
-    def search_elements(self, query: SearchQuery, elements: list[str], *, limit: int | None = None
-                        ) -> Iterator[dict[str, Any]]:
+    def search_elements(
+        self, query: SearchQuery, elements: list[str], *, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The matches of ``query``, each as a partial resource holding only ``resourceType``, ``id`` and the named
         top-level ``elements``, picked out in the database (FHIR ``_elements``,
         https://hl7.org/fhir/R4/search.html#elements, without the SUBSETTED tag).
@@ -233,8 +252,10 @@ class UnitQueries(UnitCore):
         # One JSON array of the elements per row (null where absent), so each document is parsed once.
         picked: Any
         if self.is_postgres:
-            picked = sa.cast(sa.func.jsonb_build_array(
-                *[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]), sa.Text)
+            picked = sa.cast(
+                sa.func.jsonb_build_array(*[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]),
+                sa.Text,
+            )
             skip = 0
         else:  # with two or more paths json_extract returns an array (https://sqlite.org/json1.html#jex)
             picked = sa.func.json_extract(R.c.content, "$.id", *[f"$.{e}" for e in elements])
@@ -256,13 +277,19 @@ class UnitQueries(UnitCore):
                     if value is not None:
                         content[name] = value
                 if guard is not None:
-                    guard.after_read([Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content)])
+                    guard.after_read(
+                        [Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content)]
+                    )
                 yield content
 
         return partial()
 
-    def search_index_values(self, query: SearchQuery, tokens: list[tuple[str, str | None, str | None]] | None = None,
-                            dates: list[str] | None = None) -> list[tuple[Any, ...]]:
+    def search_index_values(
+        self,
+        query: SearchQuery,
+        tokens: list[tuple[str, str | None, str | None]] | None = None,
+        dates: list[str] | None = None,
+    ) -> list[tuple[Any, ...]]:
         """One row per match of ``query``, read from the search index alone (no document is read or parsed): its
         id; for each ``(param, system, code)`` of ``tokens`` the code of its value of that token parameter with
         that system (any when None) and that code (any when None), or None (the greatest code when several
@@ -278,9 +305,16 @@ class UnitQueries(UnitCore):
         specs: list[tuple[str, SearchParam, list[Any]]] = []  # (index table, parameter, extra conditions)
         tok = INDEX_TABLES["idx_token"]
         for name, system, code in tokens or []:
-            specs.append(("idx_token", self._index_param(rtype, name, "token"),
-                          [*([tok.c.system == system] if system is not None else []),
-                           *([tok.c.code == code] if code is not None else [])]))
+            specs.append(
+                (
+                    "idx_token",
+                    self._index_param(rtype, name, "token"),
+                    [
+                        *([tok.c.system == system] if system is not None else []),
+                        *([tok.c.code == code] if code is not None else []),
+                    ],
+                )
+            )
         specs += [("idx_date", self._index_param(rtype, name, "date"), []) for name in dates or []]
         conf = self._scoped(rtype)
         self.flush()
@@ -301,21 +335,27 @@ class UnitQueries(UnitCore):
                 joined = joined.outerjoin(table, sa.and_(table.c.res_pk == R.c.pk, table.c.param.in_(names)))
                 column = table.c.code if name == "idx_token" else table.c.low
                 agg = sa.func.max if name == "idx_token" else sa.func.min
-                cols += [agg(sa.case((sa.and_(param_condition(table, p), *extra), column))) for p, extra in mine]
+                cols += [
+                    agg(sa.case((sa.and_(param_condition(table, p), *extra), column))) for p, extra in mine
+                ]
             # specs list the tokens before the dates, the order the columns were built in
             stmt = sa.select(R.c.res_id, *cols).select_from(joined).where(*where).group_by(R.c.pk, R.c.res_id)
             rows = self.conn.execute(stmt.order_by(R.c.pk)).all()
         else:
             # SQLite: one probe of the index's (res_pk, param, ...) key per match and value, no join, no grouping.
-            picks = [sa.select(value(INDEX_TABLES[t])).where(INDEX_TABLES[t].c.res_pk == R.c.pk,
-                                                             param_condition(INDEX_TABLES[t], p), *extra)
-                     .scalar_subquery() for t, p, extra in specs]
+            picks = [
+                sa.select(value(INDEX_TABLES[t]))
+                .where(INDEX_TABLES[t].c.res_pk == R.c.pk, param_condition(INDEX_TABLES[t], p), *extra)
+                .scalar_subquery()
+                for t, p, extra in specs
+            ]
             rows = self.conn.execute(sa.select(R.c.res_id, *picks).where(*where).order_by(R.c.pk)).all()
         # Plain tuples, fetched at once (fetchall): thousands of rows read by attribute cost more than the query.
         out = [tuple(r) for r in rows]
         if self.guard is not None:
-            self.guard.after_read([Stored(rtype, str(r[0]), 0, 0, False, {"resourceType": rtype, "id": r[0]})
-                                   for r in out])
+            self.guard.after_read(
+                [Stored(rtype, str(r[0]), 0, 0, False, {"resourceType": rtype, "id": r[0]}) for r in out]
+            )
         return out
 
     @staticmethod

@@ -51,13 +51,22 @@ class UnitReads(UnitQueries):
         ).first()
         self._gate(rtype, rid, current, "r", version)
         number = int(version) if version.isdigit() and len(version) < 19 else None
-        row = self.conn.execute(
-            sa.select(*read_columns(H)).where(H.c.res_type == rtype, H.c.res_id == rid,
-                                              H.c.version_id == number)
-        ).first() if number is not None else None
+        row = (
+            self.conn.execute(
+                sa.select(*read_columns(H)).where(
+                    H.c.res_type == rtype, H.c.res_id == rid, H.c.version_id == number
+                )
+            ).first()
+            if number is not None
+            else None
+        )
         conf = self.confinement()
-        if row is not None and conf is not None and not row.deleted and not self.visible(
-                conf, rtype, rid, stored(row).content):
+        if (
+            row is not None
+            and conf is not None
+            and not row.deleted
+            and not self.visible(conf, rtype, rid, stored(row).content)
+        ):
             row = None  # a version from before the resource was the caller's: as if it did not exist
         if row is None:
             raise not_found(rtype, rid, version)
@@ -68,8 +77,15 @@ class UnitReads(UnitQueries):
             self.guard.after_read([found])
         return found
 
-    def history(self, rtype: str | None = None, rid: str | None = None, *, since: int | None = None,
-                count: int = 20, offset: int = 0) -> HistoryResult:
+    def history(
+        self,
+        rtype: str | None = None,
+        rid: str | None = None,
+        *,
+        since: int | None = None,
+        count: int = 20,
+        offset: int = 0,
+    ) -> HistoryResult:
         """Versions newest first: of one resource, of a type, or of the whole server. A confined caller sees
         the history of a resource they may see, without deletions and versions that were not theirs."""
         self.flush()
@@ -88,9 +104,12 @@ class UnitReads(UnitQueries):
         ordered = sa.select(*read_columns(H)).where(*where).order_by(H.c.last_updated.desc(), H.c.pk.desc())
         if conf is not None and rid is not None and rtype is not None:
             # One resource's versions: judge each, then page (the total counts only what is shown).
-            shown = [r for r in self.conn.execute(ordered).all()
-                     if not r.deleted and self.visible(conf, rtype, rid, stored(r).content)]
-            total, rows = len(shown), shown[offset: offset + count + 1]
+            shown = [
+                r
+                for r in self.conn.execute(ordered).all()
+                if not r.deleted and self.visible(conf, rtype, rid, stored(r).content)
+            ]
+            total, rows = len(shown), shown[offset : offset + count + 1]
         else:
             total = self.conn.execute(sa.select(sa.func.count()).select_from(H).where(*where)).scalar_one()
             rows = list(self.conn.execute(ordered.offset(offset).limit(count + 1)).all())
@@ -102,8 +121,15 @@ class UnitReads(UnitQueries):
             guard.after_read([st for st, _ in entries if st.content is not None])
         return HistoryResult(entries, total, offset + count if more else None)
 
-    def everything(self, patient_id: str, *, since: int | None = None, types: set[str] | None = None,
-                   count: int = 1000, offset: int = 0) -> tuple[list[Stored], int]:
+    def everything(
+        self,
+        patient_id: str,
+        *,
+        since: int | None = None,
+        types: set[str] | None = None,
+        count: int = 1000,
+        offset: int = 0,
+    ) -> tuple[list[Stored], int]:
         """Patient/$everything: the patient, its compartment, and what those resources reference."""
         patient = self.read("Patient", patient_id)
         clauses = []
@@ -124,8 +150,11 @@ class UnitReads(UnitQueries):
         compartment = self.conn.execute(sa.select(*read_columns(R)).where(*where).order_by(R.c.pk)).all()
         refs = self.conn.execute(
             sa.select(REF.c.target_type, REF.c.target_id)
-            .where(REF.c.res_pk.in_([r.pk for r in compartment] or [-1]), REF.c.target_type.is_not(None),
-                   REF.c.target_type != "Patient")
+            .where(
+                REF.c.res_pk.in_([r.pk for r in compartment] or [-1]),
+                REF.c.target_type.is_not(None),
+                REF.c.target_type != "Patient",
+            )
             .distinct()
         ).all()
         referenced: list[Any] = []
@@ -135,8 +164,9 @@ class UnitReads(UnitQueries):
                 by_type.setdefault(t, set()).add(i)
         for t, ids in by_type.items():
             referenced += self.conn.execute(
-                sa.select(*read_columns(R)).where(R.c.res_type == t, R.c.res_id.in_(sorted(ids)),
-                                                  R.c.deleted.is_(False))
+                sa.select(*read_columns(R)).where(
+                    R.c.res_type == t, R.c.res_id.in_(sorted(ids)), R.c.deleted.is_(False)
+                )
             ).all()
         conf = self.confinement()
         if conf is not None:  # a patient's compartment is their own (the read above passed the gate)
@@ -155,5 +185,5 @@ class UnitReads(UnitQueries):
         guard = self.guard
         if guard is not None:
             out = [s for s in out if guard.allows(s.resource_type, "r")]
-            guard.after_read(out[offset: offset + count])
-        return out[offset: offset + count], len(out)
+            guard.after_read(out[offset : offset + count])
+        return out[offset : offset + count], len(out)

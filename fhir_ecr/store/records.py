@@ -48,7 +48,9 @@ def now_us() -> int:
 
 def iso_instant(us: int) -> str:
     """A FHIR instant for µs since the epoch."""
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
 
 
 class Stored:
@@ -58,8 +60,16 @@ class Stored:
 
     __slots__ = ("resource_type", "id", "version_id", "last_updated", "deleted", "_content", "raw")
 
-    def __init__(self, resource_type: str, id: str, version_id: int, last_updated: int, deleted: bool,
-                 content: dict[str, Any] | None = None, raw: str | None = None) -> None:
+    def __init__(
+        self,
+        resource_type: str,
+        id: str,
+        version_id: int,
+        last_updated: int,
+        deleted: bool,
+        content: dict[str, Any] | None = None,
+        raw: str | None = None,
+    ) -> None:
         self.resource_type = resource_type
         self.id = id
         self.version_id = version_id
@@ -141,6 +151,13 @@ def stored_parsed(row: Any) -> Stored:
 
 def read_columns(table: sa.Table) -> list[Any]:
     """The columns read paths select: the JSON document as text, not parsed (JSONB prints as text too)."""
-    return [table.c.pk, table.c.res_type, table.c.res_id, table.c.version_id, table.c.last_updated,
-            table.c.deleted, sa.cast(table.c.content, sa.Text).label("content"),
-            *([table.c.method] if "method" in table.c else [])]
+    return [
+        table.c.pk,
+        table.c.res_type,
+        table.c.res_id,
+        table.c.version_id,
+        table.c.last_updated,
+        table.c.deleted,
+        sa.cast(table.c.content, sa.Text).label("content"),
+        *([table.c.method] if "method" in table.c else []),
+    ]

@@ -46,6 +46,10 @@ def local_references(resource: dict[str, Any], base_url: str | None = None) -> I
                 ttype, tid, _ = parse_reference(text, base_url)
                 if ttype is not None and tid is not None:
                     yield path, ttype, tid
-            stack.extend(reversed([(f"{path}.{k}", v) for k, v in node.items() if isinstance(v, (dict, list))]))
+            stack.extend(
+                reversed([(f"{path}.{k}", v) for k, v in node.items() if isinstance(v, (dict, list))])
+            )
         elif isinstance(node, list):
-            stack.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(node) if isinstance(v, (dict, list))]))
+            stack.extend(
+                reversed([(f"{path}[{i}]", v) for i, v in enumerate(node) if isinstance(v, (dict, list))])
+            )

@@ -68,8 +68,15 @@ Validator = Callable[[dict[str, Any]], None]
 class FhirRepository:
     """Reads and writes FHIR resources; each public call is one unit of work."""
 
-    def __init__(self, engine: sa.Engine, *, fhir_base: str | None = None, validator: Validator | None = None,
-                 clock: Callable[[], int] = now_us, enforce_references: bool = True) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        fhir_base: str | None = None,
+        validator: Validator | None = None,
+        clock: Callable[[], int] = now_us,
+        enforce_references: bool = True,
+    ) -> None:
         self.engine = engine
         self.fhir_base = fhir_base
         self.validator = validator or validate_resource
@@ -120,22 +127,27 @@ class FhirRepository:
         with self.unit(write=False) as uow:
             return uow.vread(rtype, rid, version)
 
-    def update(self, rtype: str, rid: str, resource: dict[str, Any], *,
-               expected_version: int | None = None) -> WriteResult:
+    def update(
+        self, rtype: str, rid: str, resource: dict[str, Any], *, expected_version: int | None = None
+    ) -> WriteResult:
         with self.unit() as uow:
             return uow.update(rtype, rid, resource, expected_version=expected_version)
 
-    def patch(self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None) -> WriteResult:
+    def patch(
+        self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None
+    ) -> WriteResult:
         with self.unit() as uow:
             return uow.patch(rtype, rid, operations, expected_version=expected_version)
 
-    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None,
-               cascade: bool = False) -> Stored | None:
+    def delete(
+        self, rtype: str, rid: str, *, expected_version: int | None = None, cascade: bool = False
+    ) -> Stored | None:
         with self.unit() as uow:
             return uow.delete(rtype, rid, expected_version=expected_version, cascade=cascade)
 
-    def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
-                           expected_version: int | None = None) -> WriteResult:
+    def conditional_update(
+        self, rtype: str, criteria: str, resource: dict[str, Any], *, expected_version: int | None = None
+    ) -> WriteResult:
         with self.unit() as uow:
             return uow.conditional_update(rtype, criteria, resource, expected_version=expected_version)
 

@@ -46,8 +46,19 @@ __all__ = [
 ]
 
 RESULT_PARAMETERS = {
-    "_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty",
-    "_cursor", "_offset", "_contained", "_containedType",
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_total",
+    "_format",
+    "_pretty",
+    "_cursor",
+    "_offset",
+    "_contained",
+    "_containedType",
 }
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _MODIFIERS = {
@@ -89,7 +100,9 @@ class Criterion:
     values: list[str]
     chain: Criterion | None = None
     chain_types: tuple[str, ...] = ()
-    has: tuple[str, SearchParam] | None = None  # _has: (source type, its reference parameter); ``chain`` on it
+    has: tuple[str, SearchParam] | None = (
+        None  # _has: (source type, its reference parameter); ``chain`` on it
+    )
 
 
 @dataclass
@@ -150,7 +163,9 @@ def _parse_has(resource_type: str, key: str, value: str, budget: list[int]) -> C
     return Criterion("_has", "has", None, None, [], chain=inner, has=(source, param))
 
 
-def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int] | None = None) -> Criterion | None:
+def _parse_criterion(
+    resource_type: str, key: str, value: str, budget: list[int] | None = None
+) -> Criterion | None:
     """A Criterion for ``key=value`` on ``resource_type``, or None when the parameter is unknown. ``budget``
     counts the (type, hop) pairs a chain may expand to (:data:`MAX_CHAIN_TYPES`)."""
     budget = [MAX_CHAIN_TYPES] if budget is None else budget
@@ -184,9 +199,14 @@ def _parse_criterion(resource_type: str, key: str, value: str, budget: list[int]
         usable: list[str] = []
         for t in inner_types:
             budget[0] -= 1
-            if budget[0] < 0:  # each (type, hop) is a subquery: an untyped chain through "any" grows as 34^depth
-                raise bad_request(f"{key} follows too many resource types; name them with :Type (e.g. "
-                                  f"subject:Patient.name)", expression=key)
+            if (
+                budget[0] < 0
+            ):  # each (type, hop) is a subquery: an untyped chain through "any" grows as 34^depth
+                raise bad_request(
+                    f"{key} follows too many resource types; name them with :Type (e.g. "
+                    f"subject:Patient.name)",
+                    expression=key,
+                )
             c = _parse_criterion(t, rest, value, budget)
             if c is not None:
                 chained = chained or c

@@ -20,7 +20,15 @@ from .search import _PREFIXES, Criterion
 from .searchparams import SearchParam, search_param
 from .tables import INDEX_TABLES, REFERENCE_INDEX, ResourceRow
 
-__all__ = ["Visibility", "criteria_sql", "date_condition", "driven_pks", "param_condition", "search_where", "sort_sql"]
+__all__ = [
+    "Visibility",
+    "criteria_sql",
+    "date_condition",
+    "driven_pks",
+    "param_condition",
+    "search_where",
+    "sort_sql",
+]
 
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 REF = REFERENCE_INDEX
@@ -189,8 +197,13 @@ def _rank(c: Criterion) -> int:
     return _RANK.get(c.type, 8)
 
 
-def search_where(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R,
-                 vis: Visibility | None = None) -> list[Any]:
+def search_where(
+    resource_type: str,
+    criteria: list[Criterion],
+    base_url: str | None,
+    r: Any = R,
+    vis: Visibility | None = None,
+) -> list[Any]:
     """The WHERE conditions of a search of ``resource_type``: the type, not deleted, and the criteria.
 
     When the first criterion looks rows up in an index table, that lookup already implies the type and a
@@ -200,15 +213,24 @@ def search_where(resource_type: str, criteria: list[Criterion], base_url: str | 
     """
     conds = criteria_sql(resource_type, criteria, base_url, r, vis)
     ordered = sorted(criteria, key=_rank)
-    driven = bool(ordered) and ordered[0].param is not None and ordered[0].modifier not in ("not", "missing") \
+    driven = (
+        bool(ordered)
+        and ordered[0].param is not None
+        and ordered[0].modifier not in ("not", "missing")
         and (ordered[0].type != "special" or _drives(ordered[0]))
+    )
     if driven:
         return conds
     return [r.c.res_type == resource_type, r.c.deleted.is_(False), *conds]
 
 
-def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | None, r: Any = R,
-                 vis: Visibility | None = None) -> list[Any]:
+def criteria_sql(
+    resource_type: str,
+    criteria: list[Criterion],
+    base_url: str | None,
+    r: Any = R,
+    vis: Visibility | None = None,
+) -> list[Any]:
     """SQL conditions on the resource table ``r`` for ``criteria`` (ANDed by the caller).
 
     The most selective criterion becomes ``pk IN (index lookup)``, which drives the query through its index;
@@ -216,11 +238,15 @@ def criteria_sql(resource_type: str, criteria: list[Criterion], base_url: str | 
     Without this, SQLite materialises every ``IN`` list in full (e.g. all step counts of all patients).
     """
     ordered = sorted(criteria, key=_rank)
-    return [_criterion_sql(resource_type, c, base_url, r, correlated=i > 0, vis=vis) for i, c in enumerate(ordered)]
+    return [
+        _criterion_sql(resource_type, c, base_url, r, correlated=i > 0, vis=vis)
+        for i, c in enumerate(ordered)
+    ]
 
 
-def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | None,
-               vis: Visibility | None = None) -> Any | None:
+def driven_pks(
+    resource_type: str, criteria: list[Criterion], base_url: str | None, vis: Visibility | None = None
+) -> Any | None:
     """``SELECT DISTINCT res_pk`` of the matches, computed from the index tables alone, or None.
 
     The most selective criterion's index lookup drives; every other criterion is an ``EXISTS`` probe on the
@@ -230,27 +256,45 @@ def driven_pks(resource_type: str, criteria: list[Criterion], base_url: str | No
     the resource table (``_id``, ``_lastUpdated``) or the best criterion cannot drive (``:not``, ``:missing``).
     """
     ordered = sorted(criteria, key=_rank)
-    if not ordered or any(c.param is None for c in ordered) or ordered[0].modifier in ("not", "missing") \
-            or ordered[0].type == "special" and not _drives(ordered[0]):
+    if (
+        not ordered
+        or any(c.param is None for c in ordered)
+        or ordered[0].modifier in ("not", "missing")
+        or ordered[0].type == "special"
+        and not _drives(ordered[0])
+    ):
         return None
     if ordered[0].type == "special":  # a mECR parameter's own index lookup (store/mecr_params.py)
         assert ordered[0].param is not None and ordered[0].param.special is not None
-        special: Any = ordered[0].param.special  # a driving special parameter has a ``lookup`` (its index rows)
+        special: Any = ordered[
+            0
+        ].param.special  # a driving special parameter has a ``lookup`` (its index rows)
         found = special.lookup(ordered[0]).subquery()
         select, key = sa.select(found.c.res_pk), found.c.res_pk
-        others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
-                  for c in ordered[1:]]
+        others = [
+            _criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
+            for c in ordered[1:]
+        ]
         return select.where(*others).distinct()
     select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True, vis=vis)
     key = table.c.res_pk
-    others = [_criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
-              for c in ordered[1:]]
+    others = [
+        _criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
+        for c in ordered[1:]
+    ]
     return select.where(*others).distinct()
 
 
-def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: Any,
-                   correlated: bool = False, key: Any = None, driver: bool = False,
-                   vis: Visibility | None = None) -> Any:
+def _criterion_sql(
+    resource_type: str,
+    c: Criterion,
+    base_url: str | None,
+    r: Any,
+    correlated: bool = False,
+    key: Any = None,
+    driver: bool = False,
+    vis: Visibility | None = None,
+) -> Any:
     """One criterion as SQL: ``key IN (lookup)``, a correlated ``EXISTS`` on ``key`` (``correlated``), or, for
     the driver of :func:`driven_pks`, ``(SELECT res_pk … , table alias)``. ``key`` defaults to ``r.c.pk``.
     Every chained or ``_has`` hop only sees the rows ``vis`` allows."""
@@ -261,8 +305,12 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
         source, param = c.has
         inner, ref = R.alias(), REF.alias()
         sources = sa.select(inner.c.pk).where(*_narrowed(source, [c.chain], base_url, inner, vis))
-        targets = sa.select(ref.c.target_id).where(ref.c.res_type == source, param_condition(ref, param),
-                                                   ref.c.target_type == resource_type, ref.c.res_pk.in_(sources))
+        targets = sa.select(ref.c.target_id).where(
+            ref.c.res_type == source,
+            param_condition(ref, param),
+            ref.c.target_type == resource_type,
+            ref.c.res_pk.in_(sources),
+        )
         return r.c.res_id.in_(targets)
     if c.type == "special":
         assert c.param is not None and c.param.special is not None
@@ -312,8 +360,9 @@ def _criterion_sql(resource_type: str, c: Criterion, base_url: str | None, r: An
     return matching(sa.or_(*value_conds))
 
 
-def _narrowed(rtype: str, criteria: list[Criterion], base_url: str | None, r: Any,
-              vis: Visibility | None) -> list[Any]:
+def _narrowed(
+    rtype: str, criteria: list[Criterion], base_url: str | None, r: Any, vis: Visibility | None
+) -> list[Any]:
     """The conditions of a search of ``rtype`` on alias ``r``, narrowed to what the caller may see."""
     conds = search_where(rtype, criteria, base_url, r, vis)
     return [*conds, vis(rtype, r)] if vis is not None else conds
@@ -358,8 +407,11 @@ def sort_sql(resource_type: str, sort: list[tuple[str, bool]], r: Any = R) -> li
                 raise bad_request(f"cannot sort by {name}", expression="_sort")
             table = INDEX_TABLES[_table_name(param.type)]
             column = table.c[_SORT_COLUMN[param.type]]
-            agg = sa.func.max(table.c.high) if (param.type == "date" and desc) else (
-                sa.func.max(column) if desc else sa.func.min(column))
+            agg = (
+                sa.func.max(table.c.high)
+                if (param.type == "date" and desc)
+                else (sa.func.max(column) if desc else sa.func.min(column))
+            )
             col = (
                 sa.select(agg)
                 .where(table.c.res_pk == r.c.pk, param_condition(table, param))
@@ -368,4 +420,3 @@ def sort_sql(resource_type: str, sort: list[tuple[str, bool]], r: Any = R) -> li
         terms.append(sa.nulls_last(col.desc()) if desc else sa.nulls_last(col.asc()))
     terms.append(r.c.pk.asc())
     return terms
-

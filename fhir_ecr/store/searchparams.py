@@ -229,7 +229,9 @@ def _fhirpath_extractor(expression: str) -> Extractor:
     fn = fp_compile(expression, model=models["r4"])
 
     def extract(resource: dict[str, Any]) -> list[Any]:
-        return [v if isinstance(v, (dict, list, str, int, float, bool)) else str(v) for v in fn(resource, None)]
+        return [
+            v if isinstance(v, (dict, list, str, int, float, bool)) else str(v) for v in fn(resource, None)
+        ]
 
     return extract
 

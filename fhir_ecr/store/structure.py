@@ -25,9 +25,9 @@ __all__ = ["unreported_issues"]
 
 
 class _Shape(typing.NamedTuple):
-    required: tuple[str, ...]                       # primitive elements with min = 1 (JSON names)
+    required: tuple[str, ...]  # primitive elements with min = 1 (JSON names)
     choices: tuple[tuple[str, tuple[str, ...], bool], ...]  # (prefix, JSON names, one required)
-    children: tuple[tuple[str, Any], ...]           # (JSON name, model class, or None for a contained resource)
+    children: tuple[tuple[str, Any], ...]  # (JSON name, model class, or None for a contained resource)
 
 
 def _model_classes(annotation: Any) -> Iterable[Any]:
@@ -90,15 +90,26 @@ def _walk(model: Any, obj: dict[str, Any], path: str, out: _Found) -> None:
     for alias in shape.required:
         if obj.get(alias) is None and not _has_extension(obj.get(f"_{alias}")):
             where = f"{path}.{alias}"
-            out.append((issue("required", f"Value for the field '{alias}' is required.", expression=where), where))
+            out.append(
+                (issue("required", f"Value for the field '{alias}' is required.", expression=where), where)
+            )
     for prefix, names, needed in shape.choices:
         present = [n for n in names if obj.get(n) is not None]
         if len(present) > 1:
-            out.append((issue("structure", f"{prefix}[x] is a choice of one type, but {', '.join(present)} are "
-                              "all present", expression=path), path))
+            out.append(
+                (
+                    issue(
+                        "structure",
+                        f"{prefix}[x] is a choice of one type, but {', '.join(present)} are all present",
+                        expression=path,
+                    ),
+                    path,
+                )
+            )
         elif needed and not present:
-            out.append((issue("required", f"one of {prefix}[x] is required", expression=f"{path}.{prefix}[x]"),
-                        path))
+            out.append(
+                (issue("required", f"one of {prefix}[x] is required", expression=f"{path}.{prefix}[x]"), path)
+            )
     for alias, child in shape.children:
         value = obj.get(alias)
         items = enumerate(value) if isinstance(value, list) else [(None, value)]

@@ -50,9 +50,21 @@ class OutboxRow:
     @classmethod
     def of(cls, row: Any) -> OutboxRow:
         m = row._mapping
-        return cls(m["id"], m["ehr_id"], m["res_type"], m["res_id"], m["version_id"], m["state"], m["attempts"],
-                   m["created"], m["next_attempt"], m.get("last_status"), m.get("detail"), m.get("outcome"),
-                   m.get("finished"))
+        return cls(
+            m["id"],
+            m["ehr_id"],
+            m["res_type"],
+            m["res_id"],
+            m["version_id"],
+            m["state"],
+            m["attempts"],
+            m["created"],
+            m["next_attempt"],
+            m.get("last_status"),
+            m.get("detail"),
+            m.get("outcome"),
+            m.get("finished"),
+        )
 
 
 def _now() -> int:
@@ -75,8 +87,10 @@ class SyncStore:
         """Take up to ``limit`` due rows of ``ehr_id`` (pending and due, or claimed with an expired lease), oldest
         first, and lease them for ``lease_seconds``."""
         now = _now() if now is None else now
-        due = sa.or_(sa.and_(OUTBOX.c.state == "pending", OUTBOX.c.next_attempt <= now),
-                     sa.and_(OUTBOX.c.state == "claimed", OUTBOX.c.claimed_until < now))
+        due = sa.or_(
+            sa.and_(OUTBOX.c.state == "pending", OUTBOX.c.next_attempt <= now),
+            sa.and_(OUTBOX.c.state == "claimed", OUTBOX.c.claimed_until < now),
+        )
         pick = sa.select(OUTBOX.c.id).where(OUTBOX.c.ehr_id == ehr_id, due).order_by(OUTBOX.c.id).limit(limit)
         if self.is_postgres:
             pick = pick.with_for_update(skip_locked=True)
@@ -84,39 +98,86 @@ class SyncStore:
             ids = list(conn.execute(pick).scalars())
             if not ids:
                 return []
-            rows = conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(ids))
-                                .values(state="claimed", claimed_until=now + lease_seconds)
-                                .returning(*OUTBOX.c)).all()
+            rows = conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id.in_(ids))
+                .values(state="claimed", claimed_until=now + lease_seconds)
+                .returning(*OUTBOX.c)
+            ).all()
         return sorted((OutboxRow.of(r) for r in rows), key=lambda r: r.id)
 
-    def finish(self, row_id: int, state: str, *, status: int | None = None, detail: str | None = None,
-               outcome: str | None = None, attempts: int | None = None) -> None:
+    def finish(
+        self,
+        row_id: int,
+        state: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        outcome: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
         """End a claimed row: ``done``, ``skipped`` or ``parked`` (with the EMR's status and OperationOutcome)."""
-        values: dict[str, Any] = {"state": state, "claimed_until": None, "finished": _now(), "last_status": status,
-                                  "detail": detail, "outcome": outcome}
+        values: dict[str, Any] = {
+            "state": state,
+            "claimed_until": None,
+            "finished": _now(),
+            "last_status": status,
+            "detail": detail,
+            "outcome": outcome,
+        }
         if attempts is not None:
             values["attempts"] = attempts
         with self._write() as conn, conn.begin():
             conn.execute(OUTBOX.update().where(OUTBOX.c.id == row_id).values(**values))
 
-    def reschedule(self, row_id: int, next_attempt: int, attempts: int, *, status: int | None = None,
-                   detail: str | None = None) -> None:
+    def reschedule(
+        self,
+        row_id: int,
+        next_attempt: int,
+        attempts: int,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
         """Put a claimed row back as pending, due at ``next_attempt`` (a transient failure). When a newer pending row
         of the same resource exists already, that one pushes the current version: this one ends as superseded."""
         with self._write() as conn, conn.begin():
             row = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == row_id)).first()
             if row is None:
                 return
-            newer = conn.execute(sa.select(OUTBOX.c.id).where(
-                OUTBOX.c.ehr_id == row.ehr_id, OUTBOX.c.res_type == row.res_type, OUTBOX.c.res_id == row.res_id,
-                OUTBOX.c.state == "pending", OUTBOX.c.id != row_id)).first()
+            newer = conn.execute(
+                sa.select(OUTBOX.c.id).where(
+                    OUTBOX.c.ehr_id == row.ehr_id,
+                    OUTBOX.c.res_type == row.res_type,
+                    OUTBOX.c.res_id == row.res_id,
+                    OUTBOX.c.state == "pending",
+                    OUTBOX.c.id != row_id,
+                )
+            ).first()
             if newer is not None:
-                conn.execute(OUTBOX.update().where(OUTBOX.c.id == row_id).values(
-                    state="done", claimed_until=None, finished=_now(), detail="superseded by a later write"))
+                conn.execute(
+                    OUTBOX.update()
+                    .where(OUTBOX.c.id == row_id)
+                    .values(
+                        state="done",
+                        claimed_until=None,
+                        finished=_now(),
+                        detail="superseded by a later write",
+                    )
+                )
                 return
-            conn.execute(OUTBOX.update().where(OUTBOX.c.id == row_id).values(
-                state="pending", claimed_until=None, next_attempt=next_attempt, attempts=attempts,
-                last_status=status, detail=detail))
+            conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == row_id)
+                .values(
+                    state="pending",
+                    claimed_until=None,
+                    next_attempt=next_attempt,
+                    attempts=attempts,
+                    last_status=status,
+                    detail=detail,
+                )
+            )
 
     def retry(self, row_ids: Iterable[int] | None = None, ehr_id: str | None = None) -> int:
         """An administrator's retry: parked rows (these, or all of ``ehr_id``'s, or all) become pending and due now,
@@ -129,20 +190,33 @@ class SyncStore:
         n = 0
         with self._write() as conn, conn.begin():
             for row in conn.execute(sa.select(OUTBOX).where(*where).order_by(OUTBOX.c.id)).all():
-                newer = conn.execute(sa.select(OUTBOX.c.id).where(
-                    OUTBOX.c.ehr_id == row.ehr_id, OUTBOX.c.res_type == row.res_type,
-                    OUTBOX.c.res_id == row.res_id, OUTBOX.c.state == "pending")).first()
-                values: dict[str, Any] = ({"state": "done", "detail": "superseded by a later write"}
-                                          if newer is not None else
-                                          {"state": "pending", "attempts": 0, "next_attempt": _now(),
-                                           "detail": "retried by an administrator", "outcome": None,
-                                           "finished": None})
+                newer = conn.execute(
+                    sa.select(OUTBOX.c.id).where(
+                        OUTBOX.c.ehr_id == row.ehr_id,
+                        OUTBOX.c.res_type == row.res_type,
+                        OUTBOX.c.res_id == row.res_id,
+                        OUTBOX.c.state == "pending",
+                    )
+                ).first()
+                values: dict[str, Any] = (
+                    {"state": "done", "detail": "superseded by a later write"}
+                    if newer is not None
+                    else {
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt": _now(),
+                        "detail": "retried by an administrator",
+                        "outcome": None,
+                        "finished": None,
+                    }
+                )
                 conn.execute(OUTBOX.update().where(OUTBOX.c.id == row.id).values(**values))
                 n += newer is None
         return n
 
-    def outbox(self, ehr_id: str | None = None, states: Iterable[str] | None = None,
-               limit: int = 100) -> list[OutboxRow]:
+    def outbox(
+        self, ehr_id: str | None = None, states: Iterable[str] | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
         where = []
         if ehr_id is not None:
             where.append(OUTBOX.c.ehr_id == ehr_id)
@@ -154,7 +228,9 @@ class SyncStore:
 
     def outbox_counts(self, ehr_id: str | None = None) -> dict[str, dict[str, int]]:
         """``{ehr id: {state: count}}``."""
-        stmt = sa.select(OUTBOX.c.ehr_id, OUTBOX.c.state, sa.func.count()).group_by(OUTBOX.c.ehr_id, OUTBOX.c.state)
+        stmt = sa.select(OUTBOX.c.ehr_id, OUTBOX.c.state, sa.func.count()).group_by(
+            OUTBOX.c.ehr_id, OUTBOX.c.state
+        )
         if ehr_id is not None:
             stmt = stmt.where(OUTBOX.c.ehr_id == ehr_id)
         out: dict[str, dict[str, int]] = {}
@@ -166,33 +242,47 @@ class SyncStore:
     def oldest_pending(self, ehr_id: str) -> int | None:
         """When the oldest undelivered write (pending or claimed) was recorded."""
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(OUTBOX.c.created)).where(
-                OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state.in_(["pending", "claimed"]))).scalar()
+            value = conn.execute(
+                sa.select(sa.func.min(OUTBOX.c.created)).where(
+                    OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state.in_(["pending", "claimed"])
+                )
+            ).scalar()
         return int(value) if value is not None else None
 
     def next_due(self, ehr_id: str) -> int | None:
         """When the next pending row of ``ehr_id`` falls due (or a claim expires), or None."""
         with self.engine.connect() as conn:
-            a = conn.execute(sa.select(sa.func.min(OUTBOX.c.next_attempt)).where(
-                OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state == "pending")).scalar()
-            b = conn.execute(sa.select(sa.func.min(OUTBOX.c.claimed_until)).where(
-                OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state == "claimed")).scalar()
+            a = conn.execute(
+                sa.select(sa.func.min(OUTBOX.c.next_attempt)).where(
+                    OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state == "pending"
+                )
+            ).scalar()
+            b = conn.execute(
+                sa.select(sa.func.min(OUTBOX.c.claimed_until)).where(
+                    OUTBOX.c.ehr_id == ehr_id, OUTBOX.c.state == "claimed"
+                )
+            ).scalar()
         found = [int(v) for v in (a, b) if v is not None]
         return min(found) if found else None
 
     def due_ehrs(self, now: int | None = None) -> list[str]:
         """The EMRs with a due outbox row (or an expired claim)."""
         now = _now() if now is None else now
-        due = sa.or_(sa.and_(OUTBOX.c.state == "pending", OUTBOX.c.next_attempt <= now),
-                     sa.and_(OUTBOX.c.state == "claimed", OUTBOX.c.claimed_until < now))
+        due = sa.or_(
+            sa.and_(OUTBOX.c.state == "pending", OUTBOX.c.next_attempt <= now),
+            sa.and_(OUTBOX.c.state == "claimed", OUTBOX.c.claimed_until < now),
+        )
         with self.engine.connect() as conn:
             return sorted(conn.execute(sa.select(OUTBOX.c.ehr_id).where(due).distinct()).scalars())
 
     def purge_outbox(self, before: int) -> int:
         """Forget delivered and skipped rows finished before ``before`` (parked rows stay until handled)."""
         with self._write() as conn, conn.begin():
-            return int(conn.execute(OUTBOX.delete().where(OUTBOX.c.state.in_(["done", "skipped"]),
-                                                          OUTBOX.c.finished < before)).rowcount)
+            return int(
+                conn.execute(
+                    OUTBOX.delete().where(OUTBOX.c.state.in_(["done", "skipped"]), OUTBOX.c.finished < before)
+                ).rowcount
+            )
 
     # -- links ---------------------------------------------------------------------------------------------------
 
@@ -205,8 +295,13 @@ class SyncStore:
 
         def run(c: Any) -> None:
             for i in range(0, len(ids), 500):
-                for row in c.execute(sa.select(LINK).where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type,
-                                                           LINK.c.res_id.in_(ids[i: i + 500]))):
+                for row in c.execute(
+                    sa.select(LINK).where(
+                        LINK.c.ehr_id == ehr_id,
+                        LINK.c.res_type == res_type,
+                        LINK.c.res_id.in_(ids[i : i + 500]),
+                    )
+                ):
                     out[row.res_id] = row
 
         if conn is not None:
@@ -222,19 +317,42 @@ class SyncStore:
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                for row in conn.execute(sa.select(LINK.c.remote_id, LINK.c.res_id).where(
-                        LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type, LINK.c.remote_id.in_(ids[i: i + 500]))):
+                for row in conn.execute(
+                    sa.select(LINK.c.remote_id, LINK.c.res_id).where(
+                        LINK.c.ehr_id == ehr_id,
+                        LINK.c.res_type == res_type,
+                        LINK.c.remote_id.in_(ids[i : i + 500]),
+                    )
+                ):
                     out[row.remote_id] = row.res_id
         return out
 
-    def put_link(self, ehr_id: str, res_type: str, res_id: str, *, direction: str, remote_id: str,
-                 remote_version: str | None, pushed_hash: str | None = None, conn: Any = None) -> None:
-        values = {"direction": direction, "remote_id": remote_id, "remote_version": remote_version,
-                  "pushed_hash": pushed_hash, "updated": _now()}
+    def put_link(
+        self,
+        ehr_id: str,
+        res_type: str,
+        res_id: str,
+        *,
+        direction: str,
+        remote_id: str,
+        remote_version: str | None,
+        pushed_hash: str | None = None,
+        conn: Any = None,
+    ) -> None:
+        values = {
+            "direction": direction,
+            "remote_id": remote_id,
+            "remote_version": remote_version,
+            "pushed_hash": pushed_hash,
+            "updated": _now(),
+        }
 
         def run(c: Any) -> None:
-            done = c.execute(LINK.update().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type,
-                                                 LINK.c.res_id == res_id).values(**values))
+            done = c.execute(
+                LINK.update()
+                .where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type, LINK.c.res_id == res_id)
+                .values(**values)
+            )
             if done.rowcount == 0:
                 c.execute(LINK.insert().values(ehr_id=ehr_id, res_type=res_type, res_id=res_id, **values))
 
@@ -246,11 +364,18 @@ class SyncStore:
 
     def drop_links(self, conn: Any, ehr_id: str, res_type: str, res_ids: list[str]) -> None:
         """Forget the links of these local resources (their copies were deleted), in the caller's unit of work."""
-        conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type,
-                                         LINK.c.res_id.in_(res_ids)))
+        conn.execute(
+            LINK.delete().where(
+                LINK.c.ehr_id == ehr_id, LINK.c.res_type == res_type, LINK.c.res_id.in_(res_ids)
+            )
+        )
 
-    def record_pushes(self, ehr_id: str, links: list[tuple[str, str, str, str | None, str | None]],
-                      finished: list[tuple[int, str, int | None, str | None]]) -> None:
+    def record_pushes(
+        self,
+        ehr_id: str,
+        links: list[tuple[str, str, str, str | None, str | None]],
+        finished: list[tuple[int, str, int | None, str | None]],
+    ) -> None:
         """In one transaction: the links ``(type, local id, EMR id, EMR version, pushed hash)`` of resources a
         batch pushed, and the outbox rows it ended ``(row id, state, status, detail)``."""
         if not links and not finished:
@@ -262,25 +387,58 @@ class SyncStore:
                 by_type.setdefault(t, []).append(i)
             for t, ids in by_type.items():
                 for n in range(0, len(ids), 500):
-                    conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == t,
-                                                     LINK.c.res_id.in_(ids[n: n + 500])))
+                    conn.execute(
+                        LINK.delete().where(
+                            LINK.c.ehr_id == ehr_id, LINK.c.res_type == t, LINK.c.res_id.in_(ids[n : n + 500])
+                        )
+                    )
             if links:
-                latest = {(t, i): (t, i, r, v, h) for t, i, r, v, h in links}  # a resource twice: the last one
-                conn.execute(LINK.insert(), [{"ehr_id": ehr_id, "res_type": t, "res_id": i, "direction": "push",
-                                              "remote_id": r, "remote_version": v, "pushed_hash": h, "updated": now}
-                                             for t, i, r, v, h in latest.values()])
+                latest = {
+                    (t, i): (t, i, r, v, h) for t, i, r, v, h in links
+                }  # a resource twice: the last one
+                conn.execute(
+                    LINK.insert(),
+                    [
+                        {
+                            "ehr_id": ehr_id,
+                            "res_type": t,
+                            "res_id": i,
+                            "direction": "push",
+                            "remote_id": r,
+                            "remote_version": v,
+                            "pushed_hash": h,
+                            "updated": now,
+                        }
+                        for t, i, r, v, h in latest.values()
+                    ],
+                )
             if finished:
-                conn.execute(OUTBOX.update().where(OUTBOX.c.id == sa.bindparam("row_id")).values(
-                    state=sa.bindparam("new_state"), claimed_until=None, finished=now,
-                    last_status=sa.bindparam("status"), detail=sa.bindparam("new_detail"), outcome=None),
-                    [{"row_id": r, "new_state": st, "status": code, "new_detail": d} for r, st, code, d in finished])
+                conn.execute(
+                    OUTBOX.update()
+                    .where(OUTBOX.c.id == sa.bindparam("row_id"))
+                    .values(
+                        state=sa.bindparam("new_state"),
+                        claimed_until=None,
+                        finished=now,
+                        last_status=sa.bindparam("status"),
+                        detail=sa.bindparam("new_detail"),
+                        outcome=None,
+                    ),
+                    [
+                        {"row_id": r, "new_state": st, "status": code, "new_detail": d}
+                        for r, st, code, d in finished
+                    ],
+                )
 
     def claimed(self, row_ids: Iterable[int]) -> set[int]:
         """Which of these outbox rows are still claimed (not finished or rescheduled meanwhile)."""
         ids = sorted(set(row_ids))
         with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids),
-                                                                 OUTBOX.c.state == "claimed")).scalars())
+            return set(
+                conn.execute(
+                    sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids), OUTBOX.c.state == "claimed")
+                ).scalars()
+            )
 
     def put_pull_links(self, conn: Any, ehr_id: str, rows: list[tuple[str, str, str, str | None]]) -> None:
         """Record ``(type, local id, EMR id, EMR version)`` of pulled resources, in the caller's unit of work."""
@@ -293,11 +451,27 @@ class SyncStore:
         for t, items in by_type.items():
             ids = [i for i, _, _ in items]
             for n in range(0, len(ids), 500):
-                conn.execute(LINK.delete().where(LINK.c.ehr_id == ehr_id, LINK.c.res_type == t,
-                                                 LINK.c.res_id.in_(ids[n: n + 500])))
-            conn.execute(LINK.insert(), [{"ehr_id": ehr_id, "res_type": t, "res_id": i, "direction": "pull",
-                                          "remote_id": remote, "remote_version": version, "pushed_hash": None,
-                                          "updated": now} for i, remote, version in items])
+                conn.execute(
+                    LINK.delete().where(
+                        LINK.c.ehr_id == ehr_id, LINK.c.res_type == t, LINK.c.res_id.in_(ids[n : n + 500])
+                    )
+                )
+            conn.execute(
+                LINK.insert(),
+                [
+                    {
+                        "ehr_id": ehr_id,
+                        "res_type": t,
+                        "res_id": i,
+                        "direction": "pull",
+                        "remote_id": remote,
+                        "remote_version": version,
+                        "pushed_hash": None,
+                        "updated": now,
+                    }
+                    for i, remote, version in items
+                ],
+            )
 
     # -- high-water marks --------------------------------------------------------------------------------------
 
@@ -322,8 +496,9 @@ class SyncStore:
         given (a page and its high-water mark commit together)."""
 
         def run(c: Any) -> None:
-            done = c.execute(MARK.update().where(MARK.c.ehr_id == ehr_id, MARK.c.res_type == res_type)
-                             .values(**values))
+            done = c.execute(
+                MARK.update().where(MARK.c.ehr_id == ehr_id, MARK.c.res_type == res_type).values(**values)
+            )
             if done.rowcount == 0:
                 c.execute(MARK.insert().values(ehr_id=ehr_id, res_type=res_type, **values))
 
@@ -386,11 +561,17 @@ class SyncStore:
         """Take a queued job (or a running one whose worker's lease ran out): True when this caller runs it."""
         now = _now()
         with self._write() as conn, conn.begin():
-            done = conn.execute(EXPORT.update().where(
-                EXPORT.c.id == job_id,
-                sa.or_(EXPORT.c.state == "queued",
-                       sa.and_(EXPORT.c.state == "running", EXPORT.c.claimed_until < now)))
-                .values(state="running", claimed_until=now + lease_seconds))
+            done = conn.execute(
+                EXPORT.update()
+                .where(
+                    EXPORT.c.id == job_id,
+                    sa.or_(
+                        EXPORT.c.state == "queued",
+                        sa.and_(EXPORT.c.state == "running", EXPORT.c.claimed_until < now),
+                    ),
+                )
+                .values(state="running", claimed_until=now + lease_seconds)
+            )
             return bool(done.rowcount)
 
     def exports(self, states: Iterable[str] | None = None) -> list[dict[str, Any]]:

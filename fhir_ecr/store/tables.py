@@ -63,9 +63,11 @@ class ResourceRow(SQLModel, table=True):
     """The current version of each resource."""
 
     __tablename__ = "resource"
-    __table_args__ = (sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
-                      # a type's resources in key order (cursor paging, Bulk Data export): migration 0010
-                      sa.Index("ix_resource_type_pk", "res_type", "pk"))
+    __table_args__ = (
+        sa.UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+        # a type's resources in key order (cursor paging, Bulk Data export): migration 0010
+        sa.Index("ix_resource_type_pk", "res_type", "pk"),
+    )
 
     pk: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     res_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
@@ -96,13 +98,16 @@ class HistoryRow(SQLModel, table=True):
     content: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON_DOC, nullable=True))
 
 
-def _index_table(name: str, values: list[sa.Column[Any]], lookup: tuple[str, ...], *extra: sa.Index) -> sa.Table:
+def _index_table(
+    name: str, values: list[sa.Column[Any]], lookup: tuple[str, ...], *extra: sa.Index
+) -> sa.Table:
     """A search-index table, declared once for all seven: a row key, the resource's key and type, the search
     parameter, then ``values``. ``ix_*_lookup`` (res_type, param, *lookup, res_pk) drives a search from a value;
     ``ix_*_res`` (res_pk, param, *lookup) answers the per-candidate probes from the index alone."""
     short = name.removeprefix("idx_")
     return sa.Table(
-        name, metadata,
+        name,
+        metadata,
         sa.Column("rowid", PK, primary_key=True, autoincrement=True),
         sa.Column("res_pk", sa.BigInteger, nullable=False),
         sa.Column("res_type", sa.String(64), nullable=False),
@@ -119,16 +124,26 @@ def _text(column: str, length: int = 255, nullable: bool = True) -> sa.Column[An
 
 
 TOKEN_INDEX = _index_table("idx_token", [_text("system"), _text("code"), _text("text")], ("code", "system"))
-STRING_INDEX = _index_table("idx_string", [_text("value", nullable=False), _text("exact", nullable=False)],
-                            ("value",))
-DATE_INDEX = _index_table("idx_date", [sa.Column("low", sa.BigInteger, nullable=False),
-                                       sa.Column("high", sa.BigInteger, nullable=False)], ("low", "high"))
+STRING_INDEX = _index_table(
+    "idx_string", [_text("value", nullable=False), _text("exact", nullable=False)], ("value",)
+)
+DATE_INDEX = _index_table(
+    "idx_date",
+    [sa.Column("low", sa.BigInteger, nullable=False), sa.Column("high", sa.BigInteger, nullable=False)],
+    ("low", "high"),
+)
 REFERENCE_INDEX = _index_table(
-    "idx_reference", [_text("target_type", 64), _text("target_id", 64), _text("url", 1024)],
-    ("target_id", "target_type"), sa.Index("ix_reference_target", "target_type", "target_id"))
+    "idx_reference",
+    [_text("target_type", 64), _text("target_id", 64), _text("url", 1024)],
+    ("target_id", "target_type"),
+    sa.Index("ix_reference_target", "target_type", "target_id"),
+)
 NUMBER_INDEX = _index_table("idx_number", [sa.Column("value", sa.Float, nullable=False)], ("value",))
-QUANTITY_INDEX = _index_table("idx_quantity", [sa.Column("value", sa.Float, nullable=False), _text("system"),
-                                               _text("code"), _text("unit")], ("value",))
+QUANTITY_INDEX = _index_table(
+    "idx_quantity",
+    [sa.Column("value", sa.Float, nullable=False), _text("system"), _text("code"), _text("unit")],
+    ("value",),
+)
 URI_INDEX = _index_table("idx_uri", [_text("value", 1024, nullable=False)], ("value",))
 
 
@@ -215,8 +230,15 @@ class SyncOutbox(SQLModel, table=True):
     __tablename__ = "sync_outbox"
     __table_args__ = (
         sa.Index("ix_sync_outbox_due", "ehr_id", "state", "next_attempt"),
-        sa.Index("uq_sync_outbox_pending", "ehr_id", "res_type", "res_id", unique=True,
-                 sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'")),
+        sa.Index(
+            "uq_sync_outbox_pending",
+            "ehr_id",
+            "res_type",
+            "res_id",
+            unique=True,
+            sqlite_where=sa.text("state = 'pending'"),
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
     )
     id: int | None = Field(default=None, sa_column=sa.Column(PK, primary_key=True, autoincrement=True))
     ehr_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
@@ -326,5 +348,7 @@ class DerivedObservationCode(SQLModel, table=True):
 
 #: The search-index tables by name; their value columns (after ``rowid``, ``res_pk`` and ``res_type``) are
 #: ``records.INDEX_COLUMNS``, derived from these declarations.
-INDEX_TABLES: dict[str, sa.Table] = {t.name: t for t in (TOKEN_INDEX, STRING_INDEX, DATE_INDEX, REFERENCE_INDEX,
-                                                         NUMBER_INDEX, QUANTITY_INDEX, URI_INDEX)}
+INDEX_TABLES: dict[str, sa.Table] = {
+    t.name: t
+    for t in (TOKEN_INDEX, STRING_INDEX, DATE_INDEX, REFERENCE_INDEX, NUMBER_INDEX, QUANTITY_INDEX, URI_INDEX)
+}

@@ -111,7 +111,9 @@ class UnitCore:
         self._refs: list[tuple[str, str, str, str, str]] = []
         self._deleted: list[tuple[str, str]] = []
         self._written: set[tuple[str, str]] = set()  # what this unit created or updated
-        self._new_targets: set[tuple[str, str]] = set()  # targets a write refers to that its old version did not
+        self._new_targets: set[tuple[str, str]] = (
+            set()
+        )  # targets a write refers to that its old version did not
         self._changes: list[Change] = []  # what this unit wrote, for the repository's write hooks
         self._new_pks: dict[tuple[str, str], int] = {}  # keys given to buffered creates (for the write hooks)
         self.is_postgres = conn.dialect.name == "postgresql"
@@ -134,14 +136,21 @@ class UnitCore:
     def _last_content(self, rtype: str, rid: str) -> dict[str, Any] | None:
         """The newest version of ``rtype/rid`` that has content (for a deleted resource: what it was)."""
         row = self.conn.execute(
-            sa.select(sa.cast(H.c.content, sa.Text)).where(H.c.res_type == rtype, H.c.res_id == rid,
-                                                           H.c.deleted.is_(False))
-            .order_by(H.c.version_id.desc()).limit(1)
+            sa.select(sa.cast(H.c.content, sa.Text))
+            .where(H.c.res_type == rtype, H.c.res_id == rid, H.c.deleted.is_(False))
+            .order_by(H.c.version_id.desc())
+            .limit(1)
         ).first()
         return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
 
-    def visible(self, conf: Confinement, rtype: str, rid: str, content: dict[str, Any] | None,
-                exclude: tuple[int, ...] = ()) -> bool:
+    def visible(
+        self,
+        conf: Confinement,
+        rtype: str,
+        rid: str,
+        content: dict[str, Any] | None,
+        exclude: tuple[int, ...] = (),
+    ) -> bool:
         """May ``conf`` see ``rtype/rid`` (whose content is ``content``; None: deleted, judged by what it was)?
         ``exclude``: keys of resources not to count as part of the record (see :meth:`check_references`)."""
         if rtype in conf.public_types:
@@ -155,10 +164,13 @@ class UnitCore:
         if has_compartment(rtype):
             if content is None:
                 content = self._last_content(rtype, rid)
-            return content is not None and conf.patient_id in compartment_patients(content, self.repo.fhir_base)
+            return content is not None and conf.patient_id in compartment_patients(
+                content, self.repo.fhir_base
+            )
         found = self.conn.execute(
-            sa.select(R.c.pk).where(R.c.res_type == rtype, R.c.res_id == rid,
-                                    visible_condition(rtype, conf, R, exclude))
+            sa.select(R.c.pk).where(
+                R.c.res_type == rtype, R.c.res_id == rid, visible_condition(rtype, conf, R, exclude)
+            )
         ).first()
         return found is not None
 
@@ -185,9 +197,12 @@ class UnitCore:
         seen: set[int] = set()
         for rtype, pks in by_type.items():
             for i in range(0, len(pks), 1000):
-                chunk = pks[i: i + 1000]
-                seen.update(self.conn.execute(
-                    sa.select(R.c.pk).where(R.c.pk.in_(chunk), visible_condition(rtype, conf))).scalars())
+                chunk = pks[i : i + 1000]
+                seen.update(
+                    self.conn.execute(
+                        sa.select(R.c.pk).where(R.c.pk.in_(chunk), visible_condition(rtype, conf))
+                    ).scalars()
+                )
         return [row for row in rows if row.res_type in conf.public_types or row.pk in seen]
 
     def _check_type(self, rtype: str) -> None:
@@ -215,21 +230,29 @@ class UnitCore:
             self._check_absent(chosen)
         pks = self._allocate_pks(len(pending))
         if self.repo.write_hooks:
-            self._new_pks.update(((c["resourceType"], c["id"]), pk) for pk, (c, _, _, _) in zip(pks, pending,
-                                                                                                strict=True))
+            self._new_pks.update(
+                ((c["resourceType"], c["id"]), pk) for pk, (c, _, _, _) in zip(pks, pending, strict=True)
+            )
         docs = [jsonexact.dumps(c).decode() for c, _, _, _ in pending]
         self._bulk_insert(
-            "resource", ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
-            [(pk, c["resourceType"], c["id"], 1, now, False, doc)
-             for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)],
+            "resource",
+            ("pk", "res_type", "res_id", "version_id", "last_updated", "deleted", "content"),
+            [
+                (pk, c["resourceType"], c["id"], 1, now, False, doc)
+                for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)
+            ],
         )
         self._bulk_insert(
-            "resource_history", ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
-            [(c["resourceType"], c["id"], 1, now, method, False, doc)
-             for (c, method, _, now), doc in zip(pending, docs, strict=True)],
+            "resource_history",
+            ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
+            [
+                (c["resourceType"], c["id"], 1, now, method, False, doc)
+                for (c, method, _, now), doc in zip(pending, docs, strict=True)
+            ],
         )
-        self._insert_index_rows([(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending,
-                                                                                              strict=True)])
+        self._insert_index_rows(
+            [(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending, strict=True)]
+        )
 
     def _allocate_pks(self, n: int) -> list[int]:
         """``n`` new resource keys. SQLite: the write lock is held (BEGIN IMMEDIATE), so max + 1 is safe."""
@@ -304,8 +327,9 @@ class UnitCore:
             if (t, i) not in before:
                 self._new_targets.add((t, i))
 
-    def _present(self, targets: set[tuple[str, str]], written: set[tuple[str, str]],
-                 new: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    def _present(
+        self, targets: set[tuple[str, str]], written: set[tuple[str, str]], new: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
         """The targets that exist, are not deleted and (for a confined caller) may be seen; ``written``: what
         this unit created or updated; ``new``: targets that a write refers to and its old version did not."""
         by_type: dict[str, list[str]] = {}
@@ -314,16 +338,24 @@ class UnitCore:
         found: set[tuple[str, str]] = set()
         for t, ids in by_type.items():
             for n in range(0, len(ids), 1000):
-                found.update((t, str(i)) for i in self.conn.execute(
-                    sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids[n: n + 1000]),
-                                                R.c.deleted.is_(False))).scalars())
+                found.update(
+                    (t, str(i))
+                    for i in self.conn.execute(
+                        sa.select(R.c.res_id).where(
+                            R.c.res_type == t, R.c.res_id.in_(ids[n : n + 1000]), R.c.deleted.is_(False)
+                        )
+                    ).scalars()
+                )
         conf = self.confinement()
         if conf is not None:
             # What the caller could see before this unit: its own new references must not make a shared
             # resource visible (then a write would tell them it exists). What the unit wrote itself is theirs.
             keys = tuple(self._keys(written))
-            found = {(t, i) for t, i in found
-                     if (t, i) in written or (t, i) not in new or self.visible(conf, t, i, None, keys)}
+            found = {
+                (t, i)
+                for t, i in found
+                if (t, i) in written or (t, i) not in new or self.visible(conf, t, i, None, keys)
+            }
         return found
 
     def _keys(self, refs: set[tuple[str, str]]) -> list[int]:
@@ -332,17 +364,26 @@ class UnitCore:
         for t, i in refs:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
-            keys += self.conn.execute(sa.select(R.c.pk).where(R.c.res_type == t, R.c.res_id.in_(ids))).scalars()
+            keys += self.conn.execute(
+                sa.select(R.c.pk).where(R.c.res_type == t, R.c.res_id.in_(ids))
+            ).scalars()
         return keys
 
     def referrers(self, rtype: str, rid: str, limit: int = 11) -> list[tuple[str, str]]:
         """Current resources (AuditEvents aside) that refer to ``rtype/rid``, itself aside."""
         ref = REF.alias()
         rows = self.conn.execute(
-            sa.select(R.c.res_type, R.c.res_id).join(ref, ref.c.res_pk == R.c.pk)
-            .where(ref.c.target_type == rtype, ref.c.target_id == rid, ref.c.res_type.not_in(sorted(NOT_HOLDING)),
-                   sa.not_(sa.and_(R.c.res_type == rtype, R.c.res_id == rid)))
-            .distinct().order_by(R.c.res_type, R.c.res_id).limit(limit)
+            sa.select(R.c.res_type, R.c.res_id)
+            .join(ref, ref.c.res_pk == R.c.pk)
+            .where(
+                ref.c.target_type == rtype,
+                ref.c.target_id == rid,
+                ref.c.res_type.not_in(sorted(NOT_HOLDING)),
+                sa.not_(sa.and_(R.c.res_type == rtype, R.c.res_id == rid)),
+            )
+            .distinct()
+            .order_by(R.c.res_type, R.c.res_id)
+            .limit(limit)
         ).all()
         return [(r.res_type, r.res_id) for r in rows]
 
@@ -361,8 +402,13 @@ class UnitCore:
             for stype, sid, path, t, i in refs:
                 if (t, i) not in present and (stype, sid, path) not in seen:
                     seen.add((stype, sid, path))
-                    issues.append(issue("processing", f"{path} refers to {t}/{i}, which is not on this server",
-                                        expression=path))
+                    issues.append(
+                        issue(
+                            "processing",
+                            f"{path} refers to {t}/{i}, which is not on this server",
+                            expression=path,
+                        )
+                    )
             if issues:
                 raise FhirError(issues, 422)
         conf = self.confinement()
@@ -371,8 +417,9 @@ class UnitCore:
             if held:
                 shown = held if conf is None else []
                 names = ", ".join(f"{t}/{i}" for t, i in shown[:10]) or "other resources"
-                raise conflict(f"{rtype}/{rid} is referred to by {names}; delete those first, or ask "
-                               "_cascade=delete")
+                raise conflict(
+                    f"{rtype}/{rid} is referred to by {names}; delete those first, or ask _cascade=delete"
+                )
 
     # -- patient data versions -------------------------------------------------------------------------------
 
@@ -384,8 +431,9 @@ class UnitCore:
             self._touched_patients.add(rid)
         names = compartment_index_names(rtype)
         if names:
-            self._touched_patients.update(r[2] for r in rows.get("idx_reference", ())
-                                          if r[1] == "Patient" and r[0] in names and r[2])
+            self._touched_patients.update(
+                r[2] for r in rows.get("idx_reference", ()) if r[1] == "Patient" and r[0] in names and r[2]
+            )
 
     def _touch_content(self, content: dict[str, Any] | None) -> None:
         """Note the patients whose compartment a replaced or deleted version lay in."""
@@ -407,8 +455,8 @@ class UnitCore:
         self.conn.exec_driver_sql(
             "INSERT INTO patient_version (patient_id, version) VALUES (%(p)s, %(v)s) ON CONFLICT (patient_id) "
             f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)"
-            if self.is_postgres else
-            "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
+            if self.is_postgres
+            else "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
             f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)",
             [{"p": p, "v": now} for p in touched],
         )
@@ -418,8 +466,9 @@ class UnitCore:
         out = dict.fromkeys(patient_ids, 0)
         ids = list(out)
         for i in range(0, len(ids), 500):
-            for row in self.conn.execute(sa.select(PV.c.patient_id, PV.c.version)
-                                         .where(PV.c.patient_id.in_(ids[i:i + 500]))):
+            for row in self.conn.execute(
+                sa.select(PV.c.patient_id, PV.c.version).where(PV.c.patient_id.in_(ids[i : i + 500]))
+            ):
                 out[row.patient_id] = int(row.version)
         return out
 
@@ -431,8 +480,15 @@ class UnitCore:
 
     # -- write hooks and the outbox ----------------------------------------------------------------------------
 
-    def _note_change(self, rtype: str, rid: str, version: int, content: dict[str, Any] | None,
-                     rows: dict[str, list[tuple[Any, ...]]] | None, pk: int | None = None) -> None:
+    def _note_change(
+        self,
+        rtype: str,
+        rid: str,
+        version: int,
+        content: dict[str, Any] | None,
+        rows: dict[str, list[tuple[Any, ...]]] | None,
+        pk: int | None = None,
+    ) -> None:
         if self.repo.write_hooks:
             tokens = tuple(rows.get("idx_token", ())) if rows else ()
             self._changes.append(Change(rtype, rid, version, content is None, content, tokens, pk, rows))
@@ -444,9 +500,21 @@ class UnitCore:
         changes, self._changes = self._changes, []
         if self._new_pks:  # creates were buffered: their keys are known now
             new_pks, self._new_pks = self._new_pks, {}
-            changes = [c if c.pk is not None else Change(c.resource_type, c.id, c.version_id, c.deleted, c.content,
-                                                         c.tokens, new_pks.get((c.resource_type, c.id)), c.index)
-                       for c in changes]
+            changes = [
+                c
+                if c.pk is not None
+                else Change(
+                    c.resource_type,
+                    c.id,
+                    c.version_id,
+                    c.deleted,
+                    c.content,
+                    c.tokens,
+                    new_pks.get((c.resource_type, c.id)),
+                    c.index,
+                )
+                for c in changes
+            ]
         after: list[Callable[[], None]] = []
         if changes:
             for hook in self.repo.write_hooks:
@@ -463,9 +531,11 @@ class UnitCore:
             return 0
         mark = "%s" if self.is_postgres else "?"
         values = f"({mark}, {mark}, {mark}, {mark}, 'pending', 0, {mark}, {mark})"
-        sql = ("INSERT INTO sync_outbox (ehr_id, res_type, res_id, version_id, state, attempts, created, next_attempt) "
-               f"VALUES {values} ON CONFLICT (ehr_id, res_type, res_id) WHERE state = 'pending' "
-               "DO UPDATE SET version_id = excluded.version_id")
+        sql = (
+            "INSERT INTO sync_outbox (ehr_id, res_type, res_id, version_id, state, attempts, created, next_attempt) "
+            f"VALUES {values} ON CONFLICT (ehr_id, res_type, res_id) WHERE state = 'pending' "
+            "DO UPDATE SET version_id = excluded.version_id"
+        )
         self.conn.exec_driver_sql(sql, [(e, t, i, v, n, n) for e, t, i, v, n in rows])
         return len(rows)
 
@@ -482,8 +552,11 @@ class UnitCore:
     def states(self, prefix: str) -> list[tuple[str, str]]:
         """Every (key, value) of the small state whose key starts with ``prefix``, in key order."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.conn.execute(sa.select(KV.c.key, KV.c.value).where(KV.c.key.like(escaped + "%", escape="\\"))
-                                 .order_by(KV.c.key)).all()
+        rows = self.conn.execute(
+            sa.select(KV.c.key, KV.c.value)
+            .where(KV.c.key.like(escaped + "%", escape="\\"))
+            .order_by(KV.c.key)
+        ).all()
         return [(r.key, r.value) for r in rows]
 
     def delete_state(self, key: str) -> None:
@@ -500,4 +573,3 @@ def _content_of(row: Any) -> dict[str, Any] | None:
         parsed: dict[str, Any] = jsonexact.loads(content)
         return parsed
     return content  # type: ignore[no-any-return]
-

@@ -102,7 +102,9 @@ def validate_resource(resource: dict[str, Any]) -> None:
     structural: list[Issue] = []
     rid = resource.get("id")
     if isinstance(rid, str) and not is_fhir_id(rid):
-        structural.append(issue("value", "id must be 1 to 64 of A-Z, a-z, 0-9, '-' and '.'", expression=f"{rtype}.id"))
+        structural.append(
+            issue("value", "id must be 1 to 64 of A-Z, a-z, 0-9, '-' and '.'", expression=f"{rtype}.id")
+        )
     try:  # a cheap test first; the walk names the element
         suspect = b"\\u0000" in orjson.dumps(resource)
     except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits: walk anyway
@@ -110,8 +112,9 @@ def validate_resource(resource: dict[str, Any]) -> None:
     if suspect:
         where = _nul_path(resource, rtype)
         if where:
-            structural.append(issue("value", "a NUL character (U+0000) is not allowed in a FHIR string",
-                                    expression=where))
+            structural.append(
+                issue("value", "a NUL character (U+0000) is not allowed in a FHIR string", expression=where)
+            )
     try:
         model.model_validate(resource)
     except ValidationError as exc:

@@ -93,7 +93,13 @@ def compartment_patients(content: dict[str, Any], base_url: str | None = None) -
     out = {str(content["id"])} if rtype == "Patient" and content.get("id") else set()
     for param in compartment_params(rtype):
         for value in param.extract(content):
-            ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
+            ref = (
+                value.get("reference")
+                if isinstance(value, dict)
+                else value
+                if isinstance(value, str)
+                else None
+            )
             if ref:
                 ttype, tid, _ = parse_reference(ref, base_url)
                 if ttype == "Patient" and tid:
@@ -103,8 +109,11 @@ def compartment_patients(content: dict[str, Any], base_url: str | None = None) -
 
 @cache
 def _linking_pairs() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple((t, tuple(sorted(compartment_index_names(t)))) for t in sorted(patient_compartment())
-                 if t not in _NOT_LINKING and compartment_index_names(t))
+    return tuple(
+        (t, tuple(sorted(compartment_index_names(t))))
+        for t in sorted(patient_compartment())
+        if t not in _NOT_LINKING and compartment_index_names(t)
+    )
 
 
 def _members(patient_id: str, exclude: tuple[int, ...] = ()) -> Any:
@@ -112,8 +121,12 @@ def _members(patient_id: str, exclude: tuple[int, ...] = ()) -> Any:
     and the resources ``exclude`` names: a unit of work's own writes, when it asks what was visible before it)."""
     ref = REF.alias()
     pairs = sa.or_(*[sa.and_(ref.c.res_type == t, ref.c.param.in_(names)) for t, names in _linking_pairs()])
-    in_compartment = sa.select(ref.c.res_pk).where(ref.c.target_type == "Patient", ref.c.target_id == patient_id,
-                                                   pairs, *([ref.c.res_pk.not_in(exclude)] if exclude else []))
+    in_compartment = sa.select(ref.c.res_pk).where(
+        ref.c.target_type == "Patient",
+        ref.c.target_id == patient_id,
+        pairs,
+        *([ref.c.res_pk.not_in(exclude)] if exclude else []),
+    )
     me = R.alias()
     patient = sa.select(me.c.pk).where(me.c.res_type == "Patient", me.c.res_id == patient_id)
     return sa.union_all(in_compartment, patient)
@@ -132,21 +145,39 @@ def visible_condition(rtype: str, conf: Confinement, r: Any = R, exclude: tuple[
     names = compartment_index_names(rtype)
     if names:
         ref = REF.alias()
-        return r.c.pk.in_(sa.select(ref.c.res_pk).where(
-            ref.c.target_type == "Patient", ref.c.target_id == pid, ref.c.res_type == rtype,
-            ref.c.param.in_(sorted(names))))
+        return r.c.pk.in_(
+            sa.select(ref.c.res_pk).where(
+                ref.c.target_type == "Patient",
+                ref.c.target_id == pid,
+                ref.c.res_type == rtype,
+                ref.c.param.in_(sorted(names)),
+            )
+        )
     # A shared type: referenced from the patient's record, or referencing the patient (Device.patient).
     ref, own = REF.alias(), REF.alias()
-    referenced = sa.select(ref.c.target_id).where(ref.c.target_type == rtype,
-                                                  ref.c.res_pk.in_(_members(pid, exclude)))
-    theirs = sa.select(own.c.res_pk).where(own.c.res_type == rtype, own.c.target_type == "Patient",
-                                           own.c.target_id == pid)
+    referenced = sa.select(ref.c.target_id).where(
+        ref.c.target_type == rtype, ref.c.res_pk.in_(_members(pid, exclude))
+    )
+    theirs = sa.select(own.c.res_pk).where(
+        own.c.res_type == rtype, own.c.target_type == "Patient", own.c.target_id == pid
+    )
     shown = [sa.and_(r.c.res_type == rtype, r.c.res_id.in_(referenced)), r.c.pk.in_(theirs)]
     if conf.public_tags:
         tag = TOKEN.alias()
-        shown.append(r.c.pk.in_(sa.select(tag.c.res_pk).where(
-            tag.c.res_type == rtype, tag.c.param == "_tag",
-            sa.or_(*[sa.and_(tag.c.system == system, tag.c.code == code) for system, code in sorted(conf.public_tags)]))))
+        shown.append(
+            r.c.pk.in_(
+                sa.select(tag.c.res_pk).where(
+                    tag.c.res_type == rtype,
+                    tag.c.param == "_tag",
+                    sa.or_(
+                        *[
+                            sa.and_(tag.c.system == system, tag.c.code == code)
+                            for system, code in sorted(conf.public_tags)
+                        ]
+                    ),
+                )
+            )
+        )
     return sa.or_(*shown)
 
 
@@ -159,57 +190,114 @@ def organisation_tasks(org: str) -> Any:
     own, draft, subj = REF.alias(), TOK.alias(), REF.alias()
     c_pat, c_actor, c_status = REF.alias(), REF.alias(), TOK.alias()
     consenting = sa.select(c_pat.c.target_id).where(
-        c_pat.c.res_type == "Consent", c_pat.c.param == "patient", c_pat.c.target_type == "Patient",
-        c_pat.c.res_pk.in_(sa.select(c_actor.c.res_pk).where(
-            c_actor.c.res_type == "Consent", c_actor.c.param == "actor", c_actor.c.target_type == "Organization",
-            c_actor.c.target_id == org)),
-        c_pat.c.res_pk.in_(sa.select(c_status.c.res_pk).where(
-            c_status.c.res_type == "Consent", c_status.c.param == "status", c_status.c.code == "active")))
+        c_pat.c.res_type == "Consent",
+        c_pat.c.param == "patient",
+        c_pat.c.target_type == "Patient",
+        c_pat.c.res_pk.in_(
+            sa.select(c_actor.c.res_pk).where(
+                c_actor.c.res_type == "Consent",
+                c_actor.c.param == "actor",
+                c_actor.c.target_type == "Organization",
+                c_actor.c.target_id == org,
+            )
+        ),
+        c_pat.c.res_pk.in_(
+            sa.select(c_status.c.res_pk).where(
+                c_status.c.res_type == "Consent", c_status.c.param == "status", c_status.c.code == "active"
+            )
+        ),
+    )
     return sa.select(own.c.res_pk).where(
-        own.c.res_type == "Task", own.c.param == "owner", own.c.target_type == "Organization", own.c.target_id == org,
-        own.c.res_pk.not_in(sa.select(draft.c.res_pk).where(draft.c.res_type == "Task", draft.c.param == "status",
-                                                            draft.c.code == "draft")),
-        own.c.res_pk.in_(sa.select(subj.c.res_pk).where(subj.c.res_type == "Task", subj.c.param == "subject",
-                                                        subj.c.target_type == "Patient",
-                                                        subj.c.target_id.in_(consenting))))
+        own.c.res_type == "Task",
+        own.c.param == "owner",
+        own.c.target_type == "Organization",
+        own.c.target_id == org,
+        own.c.res_pk.not_in(
+            sa.select(draft.c.res_pk).where(
+                draft.c.res_type == "Task", draft.c.param == "status", draft.c.code == "draft"
+            )
+        ),
+        own.c.res_pk.in_(
+            sa.select(subj.c.res_pk).where(
+                subj.c.res_type == "Task",
+                subj.c.param == "subject",
+                subj.c.target_type == "Patient",
+                subj.c.target_id.in_(consenting),
+            )
+        ),
+    )
 
 
 def _targets_of_tasks(org: str, param: str, target_type: str) -> Any:
     ref = REF.alias()
-    return sa.select(ref.c.target_id).where(ref.c.res_type == "Task", ref.c.param == param,
-                                            ref.c.target_type == target_type, ref.c.res_pk.in_(organisation_tasks(org)))
+    return sa.select(ref.c.target_id).where(
+        ref.c.res_type == "Task",
+        ref.c.param == param,
+        ref.c.target_type == target_type,
+        ref.c.res_pk.in_(organisation_tasks(org)),
+    )
 
 
 def _organisation_condition(rtype: str, org: str, r: Any) -> Any:
     if rtype == "Task":
         return r.c.pk.in_(organisation_tasks(org))
     if rtype == "ServiceRequest":
-        return sa.and_(r.c.res_type == rtype, r.c.res_id.in_(_targets_of_tasks(org, "focus", "ServiceRequest")))
+        return sa.and_(
+            r.c.res_type == rtype, r.c.res_id.in_(_targets_of_tasks(org, "focus", "ServiceRequest"))
+        )
     if rtype == "Patient":
         return sa.and_(r.c.res_type == rtype, r.c.res_id.in_(_targets_of_tasks(org, "subject", "Patient")))
     if rtype == "Procedure":
         perf, subj = REF.alias(), REF.alias()
         return sa.and_(
-            r.c.pk.in_(sa.select(perf.c.res_pk).where(perf.c.res_type == rtype, perf.c.param == "performer",
-                                                      perf.c.target_type == "Organization", perf.c.target_id == org)),
-            r.c.pk.in_(sa.select(subj.c.res_pk).where(subj.c.res_type == rtype, subj.c.param == "subject",
-                                                      subj.c.target_type == "Patient", subj.c.target_id.in_(
-                                                          _targets_of_tasks(org, "subject", "Patient")))))
+            r.c.pk.in_(
+                sa.select(perf.c.res_pk).where(
+                    perf.c.res_type == rtype,
+                    perf.c.param == "performer",
+                    perf.c.target_type == "Organization",
+                    perf.c.target_id == org,
+                )
+            ),
+            r.c.pk.in_(
+                sa.select(subj.c.res_pk).where(
+                    subj.c.res_type == rtype,
+                    subj.c.param == "subject",
+                    subj.c.target_type == "Patient",
+                    subj.c.target_id.in_(_targets_of_tasks(org, "subject", "Patient")),
+                )
+            ),
+        )
     if rtype == "Organization":
         return sa.and_(r.c.res_type == rtype, r.c.res_id == org)
     return sa.false()
 
 
-
 def _consenting(conn: Any, org: str, pid: str) -> bool:
     a = REF.alias()
-    stmt = sa.select(sa.literal(1)).select_from(REF).where(
-        REF.c.res_type == "Consent", REF.c.param == "patient", REF.c.target_type == "Patient",
-        REF.c.target_id == pid,
-        REF.c.res_pk.in_(sa.select(a.c.res_pk).where(a.c.res_type == "Consent", a.c.param == "actor",
-                                                     a.c.target_type == "Organization", a.c.target_id == org)),
-        REF.c.res_pk.in_(sa.select(TOK.c.res_pk).where(TOK.c.res_type == "Consent", TOK.c.param == "status",
-                                                       TOK.c.code == "active"))).limit(1)
+    stmt = (
+        sa.select(sa.literal(1))
+        .select_from(REF)
+        .where(
+            REF.c.res_type == "Consent",
+            REF.c.param == "patient",
+            REF.c.target_type == "Patient",
+            REF.c.target_id == pid,
+            REF.c.res_pk.in_(
+                sa.select(a.c.res_pk).where(
+                    a.c.res_type == "Consent",
+                    a.c.param == "actor",
+                    a.c.target_type == "Organization",
+                    a.c.target_id == org,
+                )
+            ),
+            REF.c.res_pk.in_(
+                sa.select(TOK.c.res_pk).where(
+                    TOK.c.res_type == "Consent", TOK.c.param == "status", TOK.c.code == "active"
+                )
+            ),
+        )
+        .limit(1)
+    )
     return conn.execute(stmt).first() is not None
 
 
@@ -230,18 +318,33 @@ def _task_seen(conn: Any, org: str, task: dict[str, Any], base_url: str | None) 
 
 def _owned_tasks(conn: Any, org: str, param: str, target_type: str, target_id: str) -> list[dict[str, Any]]:
     by, owner = REF.alias(), REF.alias()
-    rows = conn.execute(sa.select(sa.cast(R.c.content, sa.Text)).where(
-        R.c.deleted.is_(False),
-        R.c.pk.in_(sa.select(by.c.res_pk).where(by.c.res_type == "Task", by.c.param == param,
-                                                by.c.target_type == target_type, by.c.target_id == target_id)),
-        R.c.pk.in_(sa.select(owner.c.res_pk).where(owner.c.res_type == "Task", owner.c.param == "owner",
-                                                   owner.c.target_type == "Organization",
-                                                   owner.c.target_id == org)))).all()
+    rows = conn.execute(
+        sa.select(sa.cast(R.c.content, sa.Text)).where(
+            R.c.deleted.is_(False),
+            R.c.pk.in_(
+                sa.select(by.c.res_pk).where(
+                    by.c.res_type == "Task",
+                    by.c.param == param,
+                    by.c.target_type == target_type,
+                    by.c.target_id == target_id,
+                )
+            ),
+            R.c.pk.in_(
+                sa.select(owner.c.res_pk).where(
+                    owner.c.res_type == "Task",
+                    owner.c.param == "owner",
+                    owner.c.target_type == "Organization",
+                    owner.c.target_id == org,
+                )
+            ),
+        )
+    ).all()
     return [jsonexact.loads(r[0]) for r in rows if r[0] is not None]
 
 
-def organisation_sees(conn: Any, org: str, rtype: str, rid: str, content: dict[str, Any] | None,
-                      base_url: str | None = None) -> bool:
+def organisation_sees(
+    conn: Any, org: str, rtype: str, rid: str, content: dict[str, Any] | None, base_url: str | None = None
+) -> bool:
     """One resource, judged as :func:`visible_condition` judges it for organisation ``org`` — with a few
     index lookups instead of the whole condition (a read or a write checks one resource)."""
     if content is None:
@@ -252,9 +355,15 @@ def organisation_sees(conn: Any, org: str, rtype: str, rid: str, content: dict[s
         param = "focus" if rtype == "ServiceRequest" else "subject"
         return any(_task_seen(conn, org, t, base_url) for t in _owned_tasks(conn, org, param, rtype, rid))
     if rtype == "Procedure":
-        performers = {_ref(p.get("actor"), "Organization", base_url) for p in content.get("performer") or ()
-                      if isinstance(p, dict)}
+        performers = {
+            _ref(p.get("actor"), "Organization", base_url)
+            for p in content.get("performer") or ()
+            if isinstance(p, dict)
+        }
         pid = _ref(content.get("subject"), "Patient", base_url)
-        return org in performers and pid is not None and organisation_sees(
-            conn, org, "Patient", pid, {"resourceType": "Patient", "id": pid}, base_url)
+        return (
+            org in performers
+            and pid is not None
+            and organisation_sees(conn, org, "Patient", pid, {"resourceType": "Patient", "id": pid}, base_url)
+        )
     return rtype == "Organization" and rid == org

@@ -52,8 +52,15 @@ class UnitOfWork(UnitReads):
             content["id"] = resource_id
         return content
 
-    def create(self, resource: dict[str, Any], *, resource_id: str | None = None,
-               validated: bool = False, if_none_exist: str | None = None, method: str = "POST") -> WriteResult:
+    def create(
+        self,
+        resource: dict[str, Any],
+        *,
+        resource_id: str | None = None,
+        validated: bool = False,
+        if_none_exist: str | None = None,
+        method: str = "POST",
+    ) -> WriteResult:
         """Create a resource (server-assigned id unless ``resource_id``); conditional with ``if_none_exist``."""
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         if isinstance(rtype, str):
@@ -80,8 +87,16 @@ class UnitOfWork(UnitReads):
         self._pending_keys.add((rtype, rid))
         return WriteResult(Stored(rtype, rid, 1, now, False, content), created=True)
 
-    def update(self, rtype: str, rid: str, resource: dict[str, Any], *, expected_version: int | None = None,
-               validated: bool = False, server_chosen_id: bool = False) -> WriteResult:
+    def update(
+        self,
+        rtype: str,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        validated: bool = False,
+        server_chosen_id: bool = False,
+    ) -> WriteResult:
         """Update (or create with this id); ``expected_version`` is If-Match. Unchanged content is a no-op.
         ``server_chosen_id``: the id was made up by mECR (a conditional update that matched nothing), so even a
         confined caller may create with it."""
@@ -92,7 +107,9 @@ class UnitOfWork(UnitReads):
             raise FhirError(issue("invalid", f"resourceType must be {rtype}", expression="resourceType"), 400)
         if resource.get("id") != rid:
             raise FhirError(
-                issue("invalid", f"the resource id must be {rid!r}, the id in the URL", expression=f"{rtype}.id"),
+                issue(
+                    "invalid", f"the resource id must be {rid!r}, the id in the URL", expression=f"{rtype}.id"
+                ),
                 400,
             )
         self._check_type(rtype)
@@ -127,7 +144,11 @@ class UnitOfWork(UnitReads):
         now = max(self.repo.clock(), row.last_updated + 1)
         version = row.version_id + 1
         content = dict(content)
-        content["meta"] = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": iso_instant(now)}
+        content["meta"] = {
+            **(content.get("meta") or {}),
+            "versionId": str(version),
+            "lastUpdated": iso_instant(now),
+        }
         done = self.conn.execute(
             R.update()
             .where(R.c.pk == row.pk, R.c.version_id == row.version_id)
@@ -135,8 +156,17 @@ class UnitOfWork(UnitReads):
         )
         if done.rowcount != 1:
             raise conflict(f"{row.res_type}/{row.res_id} was changed by another writer; retry")
-        self.conn.execute(H.insert().values(res_type=row.res_type, res_id=row.res_id, version_id=version,
-                                            last_updated=now, method=method, deleted=False, content=content))
+        self.conn.execute(
+            H.insert().values(
+                res_type=row.res_type,
+                res_id=row.res_id,
+                version_id=version,
+                last_updated=now,
+                method=method,
+                deleted=False,
+                content=content,
+            )
+        )
         self._delete_index_rows(row.pk)
         rows = self._index_rows(content)
         self._note_references(content, row.content)
@@ -146,16 +176,24 @@ class UnitOfWork(UnitReads):
         self._insert_index_rows([(row.pk, row.res_type, rows)])
         return WriteResult(Stored(row.res_type, row.res_id, version, now, False, content), created=created)
 
-    def conditional_update(self, rtype: str, criteria: str, resource: dict[str, Any], *,
-                           expected_version: int | None = None) -> WriteResult:
+    def conditional_update(
+        self, rtype: str, criteria: str, resource: dict[str, Any], *, expected_version: int | None = None
+    ) -> WriteResult:
         """Update the one resource matching ``criteria``, or create it when none does (R4 http.html#cond-update)."""
         existing = self.match_conditional(rtype, criteria)
         body_id = resource.get("id") if isinstance(resource, dict) else None
         if existing is not None and body_id and body_id != existing.id:
-            raise bad_request(f"the resource id {body_id!r} is not that of the matching resource {existing.id!r}")
+            raise bad_request(
+                f"the resource id {body_id!r} is not that of the matching resource {existing.id!r}"
+            )
         rid = existing.id if existing is not None else (body_id or str(uuid.uuid4()))
-        return self.update(rtype, rid, {**resource, "id": rid}, expected_version=expected_version,
-                           server_chosen_id=existing is None and not body_id)
+        return self.update(
+            rtype,
+            rid,
+            {**resource, "id": rid},
+            expected_version=expected_version,
+            server_chosen_id=existing is None and not body_id,
+        )
 
     def conditional_delete(self, rtype: str, criteria: str, *, cascade: bool = False) -> Stored | None:
         """Delete the one resource matching ``criteria`` (412 when several match; nothing when none does)."""
@@ -163,7 +201,9 @@ class UnitOfWork(UnitReads):
         existing = self.match_conditional(rtype, criteria)
         return self.delete(rtype, existing.id, cascade=cascade) if existing is not None else None
 
-    def patch(self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None) -> WriteResult:
+    def patch(
+        self, rtype: str, rid: str, operations: Any, *, expected_version: int | None = None
+    ) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version; the result must still be valid. The caller's
         right to read and update the target is checked before the patch (and its ``test`` operations) runs."""
         self._check_type(rtype)
@@ -191,8 +231,15 @@ class UnitOfWork(UnitReads):
             return WriteResult(stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PATCH", created=False)
 
-    def delete(self, rtype: str, rid: str, *, expected_version: int | None = None, cascade: bool = False,
-               _budget: list[int] | None = None) -> Stored | None:
+    def delete(
+        self,
+        rtype: str,
+        rid: str,
+        *,
+        expected_version: int | None = None,
+        cascade: bool = False,
+        _budget: list[int] | None = None,
+    ) -> Stored | None:
         """Delete a resource (a new, deleted version). Deleting a deleted resource changes nothing. A resource
         others refer to is not deleted (409 when the unit ends) unless ``cascade``: then its referrers are deleted
         first, recursively (each one as the caller may), at most ``MAX_CASCADE`` in all."""
@@ -214,18 +261,30 @@ class UnitOfWork(UnitReads):
             for t, i in self.referrers(rtype, rid, limit=MAX_CASCADE + 1):
                 budget[0] -= 1
                 if budget[0] < 0:
-                    raise conflict(f"deleting {rtype}/{rid} would cascade to more than {MAX_CASCADE} resources")
+                    raise conflict(
+                        f"deleting {rtype}/{rid} would cascade to more than {MAX_CASCADE} resources"
+                    )
                 self.delete(t, i, cascade=True, _budget=budget)
         now = max(self.repo.clock(), row.last_updated + 1)
         version = row.version_id + 1
         done = self.conn.execute(
-            R.update().where(R.c.pk == row.pk, R.c.version_id == row.version_id)
+            R.update()
+            .where(R.c.pk == row.pk, R.c.version_id == row.version_id)
             .values(version_id=version, last_updated=now, deleted=True, content=None)
         )
         if done.rowcount != 1:
             raise conflict(f"{rtype}/{rid} was changed by another writer; retry")
-        self.conn.execute(H.insert().values(res_type=rtype, res_id=rid, version_id=version, last_updated=now,
-                                            method="DELETE", deleted=True, content=None))
+        self.conn.execute(
+            H.insert().values(
+                res_type=rtype,
+                res_id=rid,
+                version_id=version,
+                last_updated=now,
+                method="DELETE",
+                deleted=True,
+                content=None,
+            )
+        )
         self._delete_index_rows(row.pk)
         self._touch_content(row.content)
         self._note_change(rtype, rid, version, None, None, row.pk)

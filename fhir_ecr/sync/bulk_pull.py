@@ -65,15 +65,18 @@ async def kick_off(loader: Loader, config: SyncConfig, *, full: bool = False) ->
     if filters:
         params.append(("_typeFilter", ",".join(filters)))
     what = f"EHR {ehr_id}: Bulk Data kick-off"
-    response = await loader.emr.send("GET", _path(config.bulk_level), what=what, params=params,
-                                     headers={"Prefer": "respond-async"})
+    response = await loader.emr.send(
+        "GET", _path(config.bulk_level), what=what, params=params, headers={"Prefer": "respond-async"}
+    )
     status_url = response.headers.get("content-location")
     if response.status_code != 202 or not status_url:
-        raise EmrRefused(f"{what}: expected 202 with Content-Location, got {response.status_code}",
-                         response.status_code)
+        raise EmrRefused(
+            f"{what}: expected 202 with Content-Location, got {response.status_code}", response.status_code
+        )
     state = {"status": status_url, "kicked": int(time.time()), "polls": 0, "files": {}, "since": since}
-    services.sync_store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state), last_started=int(time.time()),
-                                 last_error=None)
+    services.sync_store.put_mark(
+        ehr_id, BULK_MARK, state=json.dumps(state), last_started=int(time.time()), last_error=None
+    )
     log.info("pull ehr=%s mode=bulk kick-off types=%d", ehr_id, len(config.pull_types))
     return retry_after_seconds(response.headers.get("retry-after")) or 1.0
 
@@ -90,7 +93,9 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
     what = f"EHR {ehr_id}: Bulk Data status"
     manifest = state.get("manifest")
     if manifest is None:
-        response = await loader.emr.send("GET", state["status"], what=what, headers={"Accept": "application/json"})
+        response = await loader.emr.send(
+            "GET", state["status"], what=what, headers={"Accept": "application/json"}
+        )
         if response.status_code == 202:
             state["polls"] = int(state.get("polls", 0)) + 1
             store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state))
@@ -104,13 +109,19 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
             raise EmrUnavailable(f"{what}: the manifest is not JSON") from exc
         if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
             raise EmrRefused(f"{what}: the manifest has no output list", 200)
-        state["manifest"] = {"transactionTime": manifest.get("transactionTime"),
-                             "requiresAccessToken": manifest.get("requiresAccessToken", True),
-                             "output": [{"type": o.get("type"), "url": o.get("url")} for o in manifest["output"]
-                                        if isinstance(o, dict) and o.get("url")],
-                             "deleted": [o["url"] for o in manifest.get("deleted") or []
-                                         if isinstance(o, dict) and o.get("url")],
-                             "errors": len(manifest.get("error") or [])}
+        state["manifest"] = {
+            "transactionTime": manifest.get("transactionTime"),
+            "requiresAccessToken": manifest.get("requiresAccessToken", True),
+            "output": [
+                {"type": o.get("type"), "url": o.get("url")}
+                for o in manifest["output"]
+                if isinstance(o, dict) and o.get("url")
+            ],
+            "deleted": [
+                o["url"] for o in manifest.get("deleted") or [] if isinstance(o, dict) and o.get("url")
+            ],
+            "errors": len(manifest.get("error") or []),
+        }
         store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state))
         manifest = state["manifest"]
     order = {t: n for n, t in enumerate(["Patient", *config.pull_types])}
@@ -122,8 +133,9 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
         if done < 0:
             continue  # finished
         batch: list[dict[str, Any]] = []
-        async for line in loader.emr.lines(url, what=f"EHR {ehr_id}: Bulk Data file", skip=done,
-                                           with_token=with_token):
+        async for line in loader.emr.lines(
+            url, what=f"EHR {ehr_id}: Bulk Data file", skip=done, with_token=with_token
+        ):
             try:
                 batch.append(jsonexact.loads(line))
             except ValueError as exc:  # a line cut off by a dropped connection, or a broken file: try again
@@ -146,14 +158,30 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
     when = manifest.get("transactionTime")
     now = int(time.time())
     for rtype in {*config.pull_types, BULK_MARK}:
-        store.put_mark(ehr_id, rtype, high_water=when, last_finished=now,
-                       **({"state": None, "last_count": counts.fetched,
-                           "last_error": ("; ".join(counts.reasons) if counts.rejected else None)}
-                          if rtype == BULK_MARK else {}))
+        store.put_mark(
+            ehr_id,
+            rtype,
+            high_water=when,
+            last_finished=now,
+            **(
+                {
+                    "state": None,
+                    "last_count": counts.fetched,
+                    "last_error": ("; ".join(counts.reasons) if counts.rejected else None),
+                }
+                if rtype == BULK_MARK
+                else {}
+            ),
+        )
     with contextlib.suppress(EmrUnavailable, EmrRefused):  # the EMR cleans up after its expiry anyway
         await loader.emr.send("DELETE", state["status"], what=f"EHR {ehr_id}: Bulk Data delete")
-    log.info("pull ehr=%s mode=bulk %s files=%d error_files=%d", ehr_id, counts.line(), len(files),
-             manifest.get("errors", 0))
+    log.info(
+        "pull ehr=%s mode=bulk %s files=%d error_files=%d",
+        ehr_id,
+        counts.line(),
+        len(files),
+        manifest.get("errors", 0),
+    )
     return None, counts
 
 
@@ -163,8 +191,9 @@ async def _deleted_file(loader: Loader, url: str, with_token: bool, counts: Pull
     history does (:meth:`~fhir_ecr.sync.pull.Loader.delete`). Deleting again what is gone changes nothing, so a
     file read twice (a dropped connection) does no harm."""
     gone: dict[str, list[str]] = {}
-    async for line in loader.emr.lines(url, what=f"EHR {loader.ehr_id}: Bulk Data deleted file",
-                                       with_token=with_token):
+    async for line in loader.emr.lines(
+        url, what=f"EHR {loader.ehr_id}: Bulk Data deleted file", with_token=with_token
+    ):
         try:
             bundle = jsonexact.loads(line)
         except ValueError as exc:

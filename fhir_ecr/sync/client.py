@@ -42,8 +42,13 @@ _TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
 class EmrError(Exception):
     """Something went wrong talking to the EMR (see the module docstring)."""
 
-    def __init__(self, message: str, status: int | None = None, outcome: dict[str, Any] | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        outcome: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.outcome = outcome
@@ -101,12 +106,22 @@ class EmrClient:
     ehr_id: str
 
     @classmethod
-    async def connect(cls, http: httpx.AsyncClient, *, ehr_id: str, base: str, client_id: str, keys: ClientKeySet,
-                      scope: str, token_http: httpx.AsyncClient | None = None) -> EmrClient:
+    async def connect(
+        cls,
+        http: httpx.AsyncClient,
+        *,
+        ehr_id: str,
+        base: str,
+        client_id: str,
+        keys: ClientKeySet,
+        scope: str,
+        token_http: httpx.AsyncClient | None = None,
+    ) -> EmrClient:
         """Discover the EMR's token endpoint and set ``http`` up to authenticate there (Backend Services)."""
         try:
-            tokens = await BackendServicesClient.from_discovery(token_http or http, base, client_id=client_id,
-                                                                keys=keys, scope=scope)
+            tokens = await BackendServicesClient.from_discovery(
+                token_http or http, base, client_id=client_id, keys=keys, scope=scope
+            )
         except EhrUnavailableError as exc:
             raise EmrUnavailable(f"EHR {ehr_id}: discovery failed ({type(exc).__name__})") from exc
         except SmartError as exc:
@@ -119,8 +134,16 @@ class EmrClient:
             return self.base
         return path if "://" in path else f"{self.base}/{path.lstrip('/')}"
 
-    async def send(self, method: str, path: str, *, what: str, json: Any = None, headers: dict[str, str] | None = None,
-                   params: Any = None) -> httpx.Response:
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+    ) -> httpx.Response:
         """One request; transport failures and refusals raised as :class:`EmrError` (a 412 is returned as is,
         for the caller to handle)."""
         all_headers = {"Accept": FHIR_JSON, **(headers or {})}
@@ -129,8 +152,9 @@ class EmrClient:
             content = jsonexact.dumps(json)
             all_headers["Content-Type"] = FHIR_JSON
         try:
-            response = await self.http.request(method, self.url(path), content=content, headers=all_headers,
-                                               params=params)
+            response = await self.http.request(
+                method, self.url(path), content=content, headers=all_headers, params=params
+            )
         except httpx.TimeoutException as exc:
             raise EmrUnavailable(f"{what}: the EMR did not answer in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
@@ -141,8 +165,9 @@ class EmrClient:
             return response
         return check(response, what)
 
-    async def get_json(self, path: str, *, what: str, params: Any = None,
-                       headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def get_json(
+        self, path: str, *, what: str, params: Any = None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         response = await self.send("GET", path, what=what, params=params, headers=headers)
         try:
             body = jsonexact.loads(response.content)
@@ -152,7 +177,9 @@ class EmrClient:
             raise EmrUnavailable(f"{what}: the EMR's answer is not a JSON object")
         return body
 
-    async def lines(self, url: str, *, what: str, skip: int = 0, with_token: bool = True) -> AsyncIterator[bytes]:
+    async def lines(
+        self, url: str, *, what: str, skip: int = 0, with_token: bool = True
+    ) -> AsyncIterator[bytes]:
         """The non-empty lines of an NDJSON file, streamed (never the whole file in memory), after the first
         ``skip`` lines. A connection dropped mid-file raises EmrUnavailable. ``with_token=False``: the manifest
         said ``requiresAccessToken: false`` (Bulk Data: the client then does not send it)."""

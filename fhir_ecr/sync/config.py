@@ -20,8 +20,10 @@ __all__ = ["PullSpec", "PushSpec", "SyncConfig", "ConfigError", "DEFAULT_PULL", 
 #: What the coach needs from the chart (issue #18): demographics, problems, vitals and labs, coverage, the EMR's own
 #: goals and plans, visits, allergies and the medications the patient takes (what a coach must know before
 #: advising on food or exercise). An EMR that refuses one type's search does not stop the others (docs/sync.md).
-DEFAULT_PULL = ("Patient, Condition, Observation?category=vital-signs,laboratory, Coverage, Goal, CarePlan, "
-                "Encounter, AllergyIntolerance, MedicationStatement")
+DEFAULT_PULL = (
+    "Patient, Condition, Observation?category=vital-signs,laboratory, Coverage, Goal, CarePlan, "
+    "Encounter, AllergyIntolerance, MedicationStatement"
+)
 #: What the physician needs from coaching: goals, habit plans, sessions and their notes.
 DEFAULT_PUSH = "Goal, CarePlan, Encounter, DocumentReference"
 #: Types mECR never pushes: identity is linked, not copied (docs/smart.md), and the audit trail is mECR's own.
@@ -56,8 +58,10 @@ class PushSpec:
             ok = False
             for value in wanted.split(","):
                 system, bar, code = value.rpartition("|")
-                ok = ok or any(row[0] == param and row[2] == code and (not bar or (row[1] or "") == system)
-                               for row in tokens)
+                ok = ok or any(
+                    row[0] == param and row[2] == code and (not bar or (row[1] or "") == system)
+                    for row in tokens
+                )
             if not ok:
                 return False
         return True
@@ -143,25 +147,41 @@ class SyncConfig:
         for p in self.push:
             letters.setdefault(p.type, set()).update("crus")
         order = "cruds"
-        return " ".join(f"system/{t}.{''.join(c for c in order if c in ls)}" for t, ls in sorted(letters.items()))
+        return " ".join(
+            f"system/{t}.{''.join(c for c in order if c in ls)}" for t, ls in sorted(letters.items())
+        )
 
     def to_json(self) -> str:
-        return json.dumps({"pull": [str(s) for s in self.pull], "push": [str(s) for s in self.push],
-                           "interval_minutes": self.interval_minutes, "mode": self.mode,
-                           "bulk_level": self.bulk_level, "scope": self.scope, "batch": self.batch,
-                           "enabled": self.enabled, **({"extra": self.extra} if self.extra else {})})
+        return json.dumps(
+            {
+                "pull": [str(s) for s in self.pull],
+                "push": [str(s) for s in self.push],
+                "interval_minutes": self.interval_minutes,
+                "mode": self.mode,
+                "bulk_level": self.bulk_level,
+                "scope": self.scope,
+                "batch": self.batch,
+                "enabled": self.enabled,
+                **({"extra": self.extra} if self.extra else {}),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> SyncConfig | None:
         if not text:
             return None
         data = json.loads(text)
-        return cls(pull=tuple(parse_specs(", ".join(data.get("pull", [])), "pull")),
-                   push=tuple(parse_specs(", ".join(data.get("push", [])), "push")),
-                   interval_minutes=int(data.get("interval_minutes", 15)), mode=data.get("mode", "paged"),
-                   bulk_level=data.get("bulk_level", "system"), scope=data.get("scope", ""),
-                   batch=bool(data.get("batch", True)), enabled=bool(data.get("enabled", True)),
-                   extra=data.get("extra") or {})
+        return cls(
+            pull=tuple(parse_specs(", ".join(data.get("pull", [])), "pull")),
+            push=tuple(parse_specs(", ".join(data.get("push", [])), "push")),
+            interval_minutes=int(data.get("interval_minutes", 15)),
+            mode=data.get("mode", "paged"),
+            bulk_level=data.get("bulk_level", "system"),
+            scope=data.get("scope", ""),
+            batch=bool(data.get("batch", True)),
+            enabled=bool(data.get("enabled", True)),
+            extra=data.get("extra") or {},
+        )
 
     @classmethod
     def build(cls, *, pull: str | None = None, push: str | None = None, **options: Any) -> SyncConfig:
@@ -175,7 +195,13 @@ class SyncConfig:
         interval = int(options.get("interval_minutes", 15))
         if interval < 0:
             raise ConfigError("the interval must be 0 (on demand only) or more minutes")
-        return cls(pull=tuple(parse_specs(DEFAULT_PULL if pull is None else pull, "pull")),
-                   push=tuple(parse_specs(DEFAULT_PUSH if push is None else push, "push")),
-                   interval_minutes=interval, mode=mode, bulk_level=level, scope=options.get("scope") or "",
-                   batch=bool(options.get("batch", True)), enabled=bool(options.get("enabled", True)))
+        return cls(
+            pull=tuple(parse_specs(DEFAULT_PULL if pull is None else pull, "pull")),
+            push=tuple(parse_specs(DEFAULT_PUSH if push is None else push, "push")),
+            interval_minutes=interval,
+            mode=mode,
+            bulk_level=level,
+            scope=options.get("scope") or "",
+            batch=bool(options.get("batch", True)),
+            enabled=bool(options.get("enabled", True)),
+        )

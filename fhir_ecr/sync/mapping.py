@@ -33,8 +33,17 @@ from ..auth.access import IDENTIFIER_SOURCE_URL, LINK_SYSTEM_PREFIX, RECORD_SOUR
 from ..store import jsonexact
 from ..store.indexer import parse_reference
 
-__all__ = ["local_id", "link_system", "pulled", "push_body", "content_hash", "remote_refs", "same_content",
-           "is_pushed_by", "Resolver"]
+__all__ = [
+    "local_id",
+    "link_system",
+    "pulled",
+    "push_body",
+    "content_hash",
+    "remote_refs",
+    "same_content",
+    "is_pushed_by",
+    "Resolver",
+]
 
 #: Namespace of the UUIDs of pulled resources (:func:`local_id`); never change it, or re-pulls duplicate.
 _NAMESPACE = uuid.UUID("6d3c52a4-9a3f-4d67-9a43-3c0e3b5c2f18")
@@ -87,7 +96,9 @@ def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resol
     """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was)."""
     rtype, rid = str(remote["resourceType"]), str(remote["id"])
     base = emr_base.rstrip("/")
-    targets: dict[str, str] = {}  # reference text -> what it becomes (a batch repeats the same few references)
+    targets: dict[
+        str, str
+    ] = {}  # reference text -> what it becomes (a batch repeats the same few references)
 
     def map_ref(text: str) -> str:
         mapped = targets.get(text)
@@ -98,15 +109,19 @@ def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resol
         return mapped
 
     # One walk copies the resource and maps its references (the JSON is copied and walked once).
-    content: dict[str, Any] = {k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v))
-                               for k, v in remote.items()}
+    content: dict[str, Any] = {
+        k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v)) for k, v in remote.items()
+    }
     content["id"] = local_id(ehr_id, rtype, rid)
     meta = {k: v for k, v in (remote.get("meta") or {}).items() if k in ("profile", "security")}
     meta["source"] = f"{base}/{rtype}/{rid}"
     meta["tag"] = [{"system": RECORD_SOURCE_SYSTEM, "code": "ehr", "display": f"EHR {ehr_id}"}]
     content["meta"] = meta
-    idents = [i for i in content.get("identifier") or [] if isinstance(i, dict)
-              and not str(i.get("system") or "").startswith(LINK_SYSTEM_PREFIX)]
+    idents = [
+        i
+        for i in content.get("identifier") or []
+        if isinstance(i, dict) and not str(i.get("system") or "").startswith(LINK_SYSTEM_PREFIX)
+    ]
     for ident in idents:
         if ident.get("system") and ident.get("value"):
             ext = [e for e in ident.get("extension") or [] if e.get("url") != IDENTIFIER_SOURCE_URL]
@@ -119,8 +134,12 @@ def _copy_mapped(value: Any, map_ref: Callable[[str], str]) -> Any:
     """A deep copy of JSON data in which every Reference's ``reference`` string is replaced by ``map_ref`` of it
     (``meta``, ``id`` and ``resourceType`` below are copied as they are, as :func:`_ref_nodes` skips them)."""
     if isinstance(value, dict):
-        out = {k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v)) if isinstance(v, (dict, list)) else v
-               for k, v in value.items()}
+        out = {
+            k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v))
+            if isinstance(v, (dict, list))
+            else v
+            for k, v in value.items()
+        }
         ref = out.get("reference")
         if isinstance(ref, str):
             out["reference"] = map_ref(ref)
@@ -141,11 +160,19 @@ def _copy(value: Any) -> Any:
 
 def is_pushed_by(resource: dict[str, Any], identifier_system: str) -> bool:
     """Does ``resource`` (read from an EMR) carry mECR's push identifier: is it a copy of mECR's own record?"""
-    return any(isinstance(i, dict) and i.get("system") == identifier_system for i in resource.get("identifier") or [])
+    return any(
+        isinstance(i, dict) and i.get("system") == identifier_system for i in resource.get("identifier") or []
+    )
 
 
-def push_body(local: dict[str, Any], *, identifier_system: str, mecr_base: str, resolve: Resolver,
-              remote_id: str | None = None) -> dict[str, Any]:
+def push_body(
+    local: dict[str, Any],
+    *,
+    identifier_system: str,
+    mecr_base: str,
+    resolve: Resolver,
+    remote_id: str | None = None,
+) -> dict[str, Any]:
     """What mECR sends the EMR for its ``local`` resource (``remote_id``: the EMR's id, for an update)."""
     rtype, rid = str(local["resourceType"]), str(local["id"])
     body: dict[str, Any] = _copy({k: v for k, v in local.items() if k not in ("id", "meta")})
@@ -155,8 +182,11 @@ def push_body(local: dict[str, Any], *, identifier_system: str, mecr_base: str, 
     if remote_id is not None:
         body["id"] = remote_id
     mine = {"system": identifier_system, "value": f"{rtype}/{rid}"}
-    idents = [i for i in body.get("identifier") or [] if isinstance(i, dict)
-              and i.get("system") != identifier_system]
+    idents = [
+        i
+        for i in body.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") != identifier_system
+    ]
     body["identifier"] = [*idents, mine]
     base = mecr_base.rstrip("/")
     for node in _ref_nodes({k: v for k, v in body.items() if k not in _SKIP}):

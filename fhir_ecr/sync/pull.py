@@ -65,8 +65,10 @@ class PullCounts:
             self.reasons.append(reason)
 
     def line(self) -> str:
-        return (f"fetched={self.fetched} created={self.created} updated={self.updated} unchanged={self.unchanged} "
-                f"own={self.own} rejected={self.rejected} deleted={self.deleted} pages={self.pages}")
+        return (
+            f"fetched={self.fetched} created={self.created} updated={self.updated} unchanged={self.unchanged} "
+            f"own={self.own} rejected={self.rejected} deleted={self.deleted} pages={self.pages}"
+        )
 
 
 def instant_us(text: str) -> int:
@@ -109,8 +111,9 @@ class Loader:
             return None
         self._patients[rid] = local
         version = str((remote.get("meta") or {}).get("versionId") or "") or None
-        self.sync_store.put_link(self.ehr_id, "Patient", local, direction="pull", remote_id=rid,
-                                 remote_version=version)
+        self.sync_store.put_link(
+            self.ehr_id, "Patient", local, direction="pull", remote_id=rid, remote_version=version
+        )
         return local
 
     async def _resolve_patients(self, ids: set[str], counts: PullCounts) -> None:
@@ -121,18 +124,25 @@ class Loader:
         system = link_system(self.ehr_id, "Patient")
         with self.repo.unit(write=False) as uow:
             for n in range(0, len(todo), 200):
-                chunk = todo[n: n + 200]
-                query = parse_search("Patient", [("identifier", ",".join(f"{system}|{i}" for i in chunk))],
-                                     default_count=1000, max_count=1000)
+                chunk = todo[n : n + 200]
+                query = parse_search(
+                    "Patient",
+                    [("identifier", ",".join(f"{system}|{i}" for i in chunk))],
+                    default_count=1000,
+                    max_count=1000,
+                )
                 for found in uow.search(query).matches:
                     for ident in (found.content or {}).get("identifier") or []:
                         if ident.get("system") == system and ident.get("value") in chunk:
                             self._patients[str(ident["value"])] = found.id
         missing = [i for i in todo if i not in self._patients]
         for n in range(0, len(missing), 50):
-            chunk = missing[n: n + 50]
-            bundle = await self.emr.get_json("Patient", what=f"EHR {self.ehr_id}: read Patients",
-                                             params=[("_id", ",".join(chunk)), ("_count", str(len(chunk)))])
+            chunk = missing[n : n + 50]
+            bundle = await self.emr.get_json(
+                "Patient",
+                what=f"EHR {self.ehr_id}: read Patients",
+                params=[("_id", ",".join(chunk)), ("_count", str(len(chunk)))],
+            )
             for entry in bundle.get("entry") or []:
                 res = entry.get("resource") or {}
                 if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk:
@@ -142,15 +152,23 @@ class Loader:
 
     # -- a batch ----------------------------------------------------------------------------------------------
 
-    async def load(self, resources: list[dict[str, Any]], *, mark: tuple[str, dict[str, Any]] | None = None,
-                   counts: PullCounts | None = None) -> PullCounts:
+    async def load(
+        self,
+        resources: list[dict[str, Any]],
+        *,
+        mark: tuple[str, dict[str, Any]] | None = None,
+        counts: PullCounts | None = None,
+    ) -> PullCounts:
         """Write ``resources`` (as read from the EMR); ``mark`` = (type, fields) is recorded in the same
         transaction (a page's high-water mark, a Bulk Data file's progress)."""
         counts = counts or PullCounts()
         counts.fetched += len(resources)
         others: list[dict[str, Any]] = []
-        known = self.sync_store.by_remote(self.ehr_id, "Patient", [str(r.get("id")) for r in resources
-                                                                    if r.get("resourceType") == "Patient"])
+        known = self.sync_store.by_remote(
+            self.ehr_id,
+            "Patient",
+            [str(r.get("id")) for r in resources if r.get("resourceType") == "Patient"],
+        )
         for res in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or not res.get("id"):
@@ -162,7 +180,9 @@ class Loader:
             elif rtype == "Patient":
                 if self._link_patient(res, counts) is not None:
                     if str(res["id"]) in known:
-                        counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
+                        counts.unchanged += (
+                            1  # linked before (demographics refreshed if the EMR changed them)
+                        )
                     else:
                         counts.created += 1
             else:
@@ -170,10 +190,17 @@ class Loader:
         refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
         await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
         contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
-        batch_keys = {(str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
-                      for r in others}
-        present = self._present({(t, local_id(self.ehr_id, t, i)) for rs in refs for t, i in rs
-                                 if t != "Patient"} - batch_keys) | batch_keys
+        batch_keys = {
+            (str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
+            for r in others
+        }
+        present = (
+            self._present(
+                {(t, local_id(self.ehr_id, t, i)) for rs in refs for t, i in rs if t != "Patient"}
+                - batch_keys
+            )
+            | batch_keys
+        )
         local_ids: dict[tuple[str, str], str | None] = {}
 
         def resolve(t: str, i: str) -> str | None:
@@ -218,7 +245,9 @@ class Loader:
                     self.sync_store.drop_links(uow.conn, self.ehr_id, rtype, [local])
                 counts.deleted += 1
             except FhirError as exc:
-                counts.reject(1, f"{rtype}: deleted in the EMR, kept in mECR ({exc.status}: still referred to)")
+                counts.reject(
+                    1, f"{rtype}: deleted in the EMR, kept in mECR ({exc.status}: still referred to)"
+                )
 
     def _present(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
         by_type: dict[str, list[str]] = {}
@@ -231,13 +260,21 @@ class Loader:
         with self.repo.unit(write=False) as uow:
             for t, ids in by_type.items():
                 for n in range(0, len(ids), 500):
-                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500])), ("_elements", "id")],
-                                         default_count=1000, max_count=1000)
+                    query = parse_search(
+                        t,
+                        [("_id", ",".join(ids[n : n + 500])), ("_elements", "id")],
+                        default_count=1000,
+                        max_count=1000,
+                    )
                     found.update((t, s.id) for s in uow.search(query).matches)
         return found
 
-    def _write(self, contents: list[tuple[dict[str, Any], dict[str, Any]]], mark: tuple[str, dict[str, Any]] | None,
-               counts: PullCounts) -> None:
+    def _write(
+        self,
+        contents: list[tuple[dict[str, Any], dict[str, Any]]],
+        mark: tuple[str, dict[str, Any]] | None,
+        counts: PullCounts,
+    ) -> None:
         tally = {"created": 0, "updated": 0, "unchanged": 0}
         with self.repo.unit() as uow:
             by_type: dict[str, list[str]] = {}
@@ -246,8 +283,12 @@ class Loader:
             existing: set[tuple[str, str]] = set()
             for t, ids in by_type.items():
                 for n in range(0, len(ids), 500):
-                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500])), ("_elements", "id")],
-                                         default_count=1000, max_count=1000)
+                    query = parse_search(
+                        t,
+                        [("_id", ",".join(ids[n : n + 500])), ("_elements", "id")],
+                        default_count=1000,
+                        max_count=1000,
+                    )
                     existing.update((t, s.id) for s in uow.search(query).matches)
             links = []
             for remote, content in contents:
@@ -259,8 +300,14 @@ class Loader:
                     uow.create(content, resource_id=key[1], method="PUT")
                     existing.add(key)
                     tally["created"] += 1
-                links.append((key[0], key[1], str(remote["id"]),
-                              str((remote.get("meta") or {}).get("versionId") or "") or None))
+                links.append(
+                    (
+                        key[0],
+                        key[1],
+                        str(remote["id"]),
+                        str((remote.get("meta") or {}).get("versionId") or "") or None,
+                    )
+                )
             uow.flush()
             self.sync_store.put_pull_links(uow.conn, self.ehr_id, links)
             if mark is not None:
@@ -274,8 +321,9 @@ def _last_updated(res: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_seconds: int,
-                    full: bool = False) -> PullCounts:
+async def pull_type(
+    loader: Loader, spec: PullSpec, *, page_size: int, overlap_seconds: int, full: bool = False
+) -> PullCounts:
     """An incremental paged pull of one type (see the module docstring); returns its counts."""
     services, ehr_id = loader.services, loader.ehr_id
     store = services.sync_store
@@ -299,11 +347,16 @@ async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_s
             bundle = await loader.emr.get_json(spec.type, what=what, params=params)
         if bundle.get("resourceType") != "Bundle":
             raise EmrUnavailable(f"{what}: the answer is not a Bundle")
-        entries = [e.get("resource") for e in bundle.get("entry") or []
-                   if isinstance(e, dict) and (e.get("search") or {}).get("mode", "match") == "match"]
+        entries = [
+            e.get("resource")
+            for e in bundle.get("entry") or []
+            if isinstance(e, dict) and (e.get("search") or {}).get("mode", "match") == "match"
+        ]
         page = [r for r in entries if isinstance(r, dict) and r.get("resourceType") == spec.type]
         counts.pages += 1
-        fresh = [r for r in page if (str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) not in seen]
+        fresh = [
+            r for r in page if (str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) not in seen
+        ]
         stamps = [(instant_us(s), s) for s in (_last_updated(r) for r in page) if s]
         top = max(stamps)[1] if stamps else None
         new_high = high_water
@@ -312,7 +365,11 @@ async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_s
         fields = {"high_water": new_high, "last_error": None}
         await loader.load(fresh, mark=(spec.type, fields), counts=counts)
         high_water = new_high
-        links = {link.get("relation"): link.get("url") for link in bundle.get("link") or [] if isinstance(link, dict)}
+        links = {
+            link.get("relation"): link.get("url")
+            for link in bundle.get("link") or []
+            if isinstance(link, dict)
+        }
         if len(page) < page_size or not links.get("next"):
             break
         if top is None or (cursor is not None and instant_us(top) <= instant_us(cursor)):
@@ -321,14 +378,27 @@ async def pull_type(loader: Loader, spec: PullSpec, *, page_size: int, overlap_s
             continue
         next_url = None
         cursor = top
-        seen = {(str(r.get("id")), str((r.get("meta") or {}).get("versionId"))) for r in page
-                if _last_updated(r) and instant_us(_last_updated(r) or "") == instant_us(top)}
+        seen = {
+            (str(r.get("id")), str((r.get("meta") or {}).get("versionId")))
+            for r in page
+            if _last_updated(r) and instant_us(_last_updated(r) or "") == instant_us(top)
+        }
     if since is not None:
         await _pull_deletions(loader, spec.type, since, page_size, counts)
-    store.put_mark(ehr_id, spec.type, last_finished=int(time.time()), last_count=counts.fetched,
-                   last_error=("; ".join(counts.reasons) if counts.rejected else None))
-    log.info("pull ehr=%s type=%s mode=paged %s duration=%ds", ehr_id, spec.type, counts.line(),
-             int(time.time()) - started)
+    store.put_mark(
+        ehr_id,
+        spec.type,
+        last_finished=int(time.time()),
+        last_count=counts.fetched,
+        last_error=("; ".join(counts.reasons) if counts.rejected else None),
+    )
+    log.info(
+        "pull ehr=%s type=%s mode=paged %s duration=%ds",
+        ehr_id,
+        spec.type,
+        counts.line(),
+        int(time.time()) - started,
+    )
     return counts
 
 
@@ -343,8 +413,9 @@ async def _pull_deletions(loader: Loader, rtype: str, since: str, page_size: int
     for n in range(10_000):  # bounded by the EMR's paging
         try:
             if url is None:
-                bundle = await loader.emr.get_json(f"{rtype}/_history", what=what,
-                                                   params=[("_since", since), ("_count", str(page_size))])
+                bundle = await loader.emr.get_json(
+                    f"{rtype}/_history", what=what, params=[("_since", since), ("_count", str(page_size))]
+                )
             else:
                 bundle = await loader.emr.get_json(url, what=what)
         except EmrRefused:
@@ -354,7 +425,10 @@ async def _pull_deletions(loader: Loader, rtype: str, since: str, page_size: int
                 continue
             request, response = entry.get("request") or {}, entry.get("response") or {}
             resource = entry.get("resource") or {}
-            rid = resource.get("id") or str(request.get("url") or entry.get("fullUrl") or "").rstrip("/").split("/")[-1]
+            rid = (
+                resource.get("id")
+                or str(request.get("url") or entry.get("fullUrl") or "").rstrip("/").split("/")[-1]
+            )
             if not rid:
                 continue
             # Newest first (the spec's order) unless the entries say when: the first seen wins a tie.
@@ -362,8 +436,14 @@ async def _pull_deletions(loader: Loader, rtype: str, since: str, page_size: int
             key = (when, -(n * 100_000 + order))
             if rid not in newest or key > newest[rid][0]:
                 newest[rid] = (key, str(request.get("method") or "").upper() == "DELETE")
-        url = next((link.get("url") for link in bundle.get("link") or []
-                    if isinstance(link, dict) and link.get("relation") == "next"), None)
+        url = next(
+            (
+                link.get("url")
+                for link in bundle.get("link") or []
+                if isinstance(link, dict) and link.get("relation") == "next"
+            ),
+            None,
+        )
         if not url:
             break
     gone = sorted(rid for rid, (_, deleted) in newest.items() if deleted)

@@ -99,8 +99,10 @@ class DeliveryCounts:
     skipped: int = 0
 
     def line(self) -> str:
-        return (f"delivered={self.delivered} unchanged={self.unchanged} retried={self.retried} "
-                f"parked={self.parked} skipped={self.skipped}")
+        return (
+            f"delivered={self.delivered} unchanged={self.unchanged} retried={self.retried} "
+            f"parked={self.parked} skipped={self.skipped}"
+        )
 
 
 @dataclass
@@ -139,7 +141,9 @@ class Deliverer:
         """Claim and deliver due rows until none is due, the EMR fails, or ``budget_seconds`` pass."""
         end = time.monotonic() + budget_seconds
         while time.monotonic() < end:
-            rows = self.store.claim(self.ehr_id, self.settings.sync_push_batch_size, self.settings.sync_lease_seconds)
+            rows = self.store.claim(
+                self.ehr_id, self.settings.sync_push_batch_size, self.settings.sync_lease_seconds
+            )
             if not rows:
                 break
             try:
@@ -162,7 +166,9 @@ class Deliverer:
         self._links, self._finished = [], []
         self.store.record_pushes(self.ehr_id, links, finished)
 
-    def _finish(self, row: OutboxRow, state: str, *, status: int | None = None, detail: str | None = None) -> None:
+    def _finish(
+        self, row: OutboxRow, state: str, *, status: int | None = None, detail: str | None = None
+    ) -> None:
         self._finished.append((row.id, state, status, detail))
 
     def _link(self, row: OutboxRow, remote_id: str, version: str | None, pushed_hash: str | None) -> None:
@@ -176,7 +182,11 @@ class Deliverer:
             if not waiting:
                 break
             pending_keys = {(i.row.res_type, i.row.res_id) for i in waiting}
-            ready = [i for i in waiting if not (self._targets(i) & (pending_keys - {(i.row.res_type, i.row.res_id)}))]
+            ready = [
+                i
+                for i in waiting
+                if not (self._targets(i) & (pending_keys - {(i.row.res_type, i.row.res_id)}))
+            ]
             if not ready or n == 3:
                 ready = waiting
             for item in ready:
@@ -196,14 +206,23 @@ class Deliverer:
         with self.repo.unit(write=False) as uow:
             for t, ids in by_type.items():
                 for n in range(0, len(ids), 500):
-                    query = parse_search(t, [("_id", ",".join(ids[n: n + 500]))], default_count=1000,
-                                         max_count=1000)
+                    query = parse_search(
+                        t, [("_id", ",".join(ids[n : n + 500]))], default_count=1000, max_count=1000
+                    )
                     current.update(((t, s.id), s.content) for s in uow.search(query).matches)
         # Not found: deleted in mECR (a delete to push when it was pushed before).
         contents = {row.id: current.get((row.res_type, row.res_id)) for row in rows}
-        links = {(t, i): link for t, ids in by_type.items() for i, link in self.store.links(self.ehr_id, t, ids).items()}
-        patients = {p for c in contents.values() if c is not None
-                    for p in compartment_patients(c, self.settings.fhir_base)}
+        links = {
+            (t, i): link
+            for t, ids in by_type.items()
+            for i, link in self.store.links(self.ehr_id, t, ids).items()
+        }
+        patients = {
+            p
+            for c in contents.values()
+            if c is not None
+            for p in compartment_patients(c, self.settings.fhir_base)
+        }
         self._lookup("Patient", patients)
         items = []
         for row in rows:
@@ -212,8 +231,10 @@ class Deliverer:
                 self._skip(row, "deleted before it was pushed")
             elif content is not None and ehr_owned(content):
                 self._skip(row, "pulled from an EMR: not pushed back")
-            elif content is not None and any(self._remote_id("Patient", p) is None
-                                             for p in compartment_patients(content, self.settings.fhir_base)):
+            elif content is not None and any(
+                self._remote_id("Patient", p) is None
+                for p in compartment_patients(content, self.settings.fhir_base)
+            ):
                 self._skip(row, f"the patient is not linked to EHR {self.ehr_id}")
             else:
                 items.append(_Item(row, content, link=link))
@@ -244,14 +265,22 @@ class Deliverer:
             return self._remote[key]
         link = self.store.links(self.ehr_id, rtype, [rid]).get(rid)
         found: str | None = str(link.remote_id) if link is not None else None
-        if found is None:  # a pulled copy (or a Patient linked by a launch) names its EMR id in its link identifier
+        if (
+            found is None
+        ):  # a pulled copy (or a Patient linked by a launch) names its EMR id in its link identifier
             try:
                 content = self.repo.read(rtype, rid).content or {}
             except FhirError:
                 content = {}
             system = link_system(self.ehr_id, rtype)
-            found = next((str(i["value"]) for i in content.get("identifier") or []
-                          if isinstance(i, dict) and i.get("system") == system and i.get("value")), None)
+            found = next(
+                (
+                    str(i["value"])
+                    for i in content.get("identifier") or []
+                    if isinstance(i, dict) and i.get("system") == system and i.get("value")
+                ),
+                None,
+            )
         if found is not None or rtype == "Patient":  # others may be pushed later in this run
             self._remote[key] = found
         return found
@@ -264,9 +293,13 @@ class Deliverer:
             remote = self._remote_id(t, i)
             return f"{t}/{remote}" if remote is not None else None
 
-        item.body = push_body(item.content, identifier_system=self.settings.push_identifier_system,
-                              mecr_base=self.settings.fhir_base, resolve=resolve,
-                              remote_id=str(item.link.remote_id) if item.link is not None else None)
+        item.body = push_body(
+            item.content,
+            identifier_system=self.settings.push_identifier_system,
+            mecr_base=self.settings.fhir_base,
+            resolve=resolve,
+            remote_id=str(item.link.remote_id) if item.link is not None else None,
+        )
         item.hash = content_hash(item.body)
         if item.link is not None and item.link.pushed_hash == item.hash and not self._forced(item):
             self._finish(item.row, "done", detail="unchanged since the last push")
@@ -286,8 +319,11 @@ class Deliverer:
             return {"method": "PUT", "url": f"{rtype}/{item.row.res_id}"}
         if item.link is None:
             value = f"{rtype}/{item.row.res_id}"
-            return {"method": "POST", "url": rtype,
-                    "ifNoneExist": f"identifier={self.settings.push_identifier_system}|{value}"}
+            return {
+                "method": "POST",
+                "url": rtype,
+                "ifNoneExist": f"identifier={self.settings.push_identifier_system}|{value}",
+            }
         request = {"method": "PUT", "url": f"{rtype}/{item.link.remote_id}"}
         if item.link.remote_version:
             request["ifMatch"] = f'W/"{item.link.remote_version}"'
@@ -299,22 +335,35 @@ class Deliverer:
         if not items:
             return
         if self.config.batch and len(items) > 1:
-            bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-                {**({"resource": i.body} if i.body is not None else {}), "request": self._request(i)}
-                for i in items]}
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {**({"resource": i.body} if i.body is not None else {}), "request": self._request(i)}
+                    for i in items
+                ],
+            }
             response = await self.emr.send("POST", "", what=f"EHR {self.ehr_id}: push batch", json=bundle)
             if response.status_code == 412:
                 check(response, f"EHR {self.ehr_id}: push batch")
             answer = response.json()
             entries = answer.get("entry") or [] if isinstance(answer, dict) else []
             if len(entries) != len(items):
-                raise EmrUnavailable(f"EHR {self.ehr_id}: the batch response has {len(entries)} entries, "
-                                     f"not {len(items)}")
+                raise EmrUnavailable(
+                    f"EHR {self.ehr_id}: the batch response has {len(entries)} entries, not {len(items)}"
+                )
             for item, entry in zip(items, entries, strict=True):
                 result = entry.get("response") or {}
                 status = int(str(result.get("status", "0")).split()[0] or 0)
-                await self._handle(item, status, result.get("location"), result.get("etag"),
-                                   result.get("outcome"), entry.get("resource"), None)
+                await self._handle(
+                    item,
+                    status,
+                    result.get("location"),
+                    result.get("etag"),
+                    result.get("outcome"),
+                    entry.get("resource"),
+                    None,
+                )
             return
         for item in items:
             request = self._request(item)
@@ -324,18 +373,37 @@ class Deliverer:
             if "ifMatch" in request:
                 headers["If-Match"] = request["ifMatch"]
             try:
-                response = await self.emr.send(request["method"], request["url"], what=f"EHR {self.ehr_id}: push",
-                                               json=item.body, headers=headers)
+                response = await self.emr.send(
+                    request["method"],
+                    request["url"],
+                    what=f"EHR {self.ehr_id}: push",
+                    json=item.body,
+                    headers=headers,
+                )
             except EmrRefused as exc:
                 await self._handle(item, exc.status or 400, None, None, exc.outcome, None, None)
                 continue
             body = _json_or_none(response)
-            await self._handle(item, response.status_code, response.headers.get("location"),
-                               response.headers.get("etag"), body if _is_outcome(body) else None,
-                               None if _is_outcome(body) else body, response.headers.get("retry-after"))
+            await self._handle(
+                item,
+                response.status_code,
+                response.headers.get("location"),
+                response.headers.get("etag"),
+                body if _is_outcome(body) else None,
+                None if _is_outcome(body) else body,
+                response.headers.get("retry-after"),
+            )
 
-    async def _handle(self, item: _Item, status: int, location: str | None, etag: str | None,
-                      outcome: Any, resource: Any, retry_after: str | None) -> None:
+    async def _handle(
+        self,
+        item: _Item,
+        status: int,
+        location: str | None,
+        etag: str | None,
+        outcome: Any,
+        resource: Any,
+        retry_after: str | None,
+    ) -> None:
         row = item.row
         if 200 <= status < 300:
             if item.content is None:
@@ -345,14 +413,27 @@ class Deliverer:
             remote_id, version = _where(location, etag, resource)
             if remote_id is None:
                 raise EmrUnavailable(f"EHR {self.ehr_id}: a push answer names no resource")
-            if item.link is None and status == 200 and isinstance(resource, dict) and resource.get("id") \
-                    and not same_content(resource, item.body or {}):
+            if (
+                item.link is None
+                and status == 200
+                and isinstance(resource, dict)
+                and resource.get("id")
+                and not same_content(resource, item.body or {})
+            ):
                 # The conditional create found an earlier push whose content is older: update it next.
-                self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push", remote_id=remote_id,
-                                    remote_version=version, pushed_hash=None)
+                self.store.put_link(
+                    self.ehr_id,
+                    row.res_type,
+                    row.res_id,
+                    direction="push",
+                    remote_id=remote_id,
+                    remote_version=version,
+                    pushed_hash=None,
+                )
                 self._remote[(row.res_type, row.res_id)] = remote_id
-                self.store.reschedule(row.id, int(time.time()), row.attempts, status=status,
-                                      detail="created earlier; updating")
+                self.store.reschedule(
+                    row.id, int(time.time()), row.attempts, status=status, detail="created earlier; updating"
+                )
                 self.counts.retried += 1
                 return
             self._link(row, remote_id, version, item.hash)
@@ -369,7 +450,12 @@ class Deliverer:
         if status in (408, 425, 429, 401) or status >= 500 or status == 0:
             self._transient(row, EmrUnavailable("push", status, None, _seconds(retry_after)))
             return
-        if status == 400 and item.link is None and row.res_type not in self.put_create and _criteria_refused(outcome):
+        if (
+            status == 400
+            and item.link is None
+            and row.res_type not in self.put_create
+            and _criteria_refused(outcome)
+        ):
             self.put_create.add(row.res_type)
             if item.body is not None:
                 item.body = {**item.body, "id": row.res_id}
@@ -390,28 +476,50 @@ class Deliverer:
         remote = response.json()
         version = str((remote.get("meta") or {}).get("versionId") or "") or None
         if same_content(remote, item.body or {}):  # what mECR wanted is there: a response was lost
-            self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push", remote_id=link.remote_id,
-                                remote_version=version, pushed_hash=item.hash)
+            self.store.put_link(
+                self.ehr_id,
+                row.res_type,
+                row.res_id,
+                direction="push",
+                remote_id=link.remote_id,
+                remote_version=version,
+                pushed_hash=item.hash,
+            )
             self.store.finish(row.id, "done", status=200, detail="already in the EMR")
             self.counts.delivered += 1
             return
         if content_hash(remote) == link.pushed_hash or self._forced(item):
             # Only the EMR's version moved (or an administrator chose mECR's copy): apply it on the new version.
-            self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push", remote_id=link.remote_id,
-                                remote_version=version, pushed_hash=link.pushed_hash)
+            self.store.put_link(
+                self.ehr_id,
+                row.res_type,
+                row.res_id,
+                direction="push",
+                remote_id=link.remote_id,
+                remote_version=version,
+                pushed_hash=link.pushed_hash,
+            )
             headers = {"If-Match": f'W/"{version}"'} if version else {}
-            response = await self.emr.send("PUT", f"{row.res_type}/{link.remote_id}", what=what, json=item.body,
-                                           headers=headers)
+            response = await self.emr.send(
+                "PUT", f"{row.res_type}/{link.remote_id}", what=what, json=item.body, headers=headers
+            )
             if response.status_code < 300:
                 _, new_version = _where(None, response.headers.get("etag"), _json_or_none(response))
-                self.store.put_link(self.ehr_id, row.res_type, row.res_id, direction="push",
-                                    remote_id=link.remote_id, remote_version=new_version or version,
-                                    pushed_hash=item.hash)
+                self.store.put_link(
+                    self.ehr_id,
+                    row.res_type,
+                    row.res_id,
+                    direction="push",
+                    remote_id=link.remote_id,
+                    remote_version=new_version or version,
+                    pushed_hash=item.hash,
+                )
                 self.store.finish(row.id, "done", status=response.status_code)
                 self.counts.delivered += 1
                 return
-        self._park(row, 412, "changed in the EMR since mECR last pushed it; retry to overwrite it with mECR's",
-                   None)
+        self._park(
+            row, 412, "changed in the EMR since mECR last pushed it; retry to overwrite it with mECR's", None
+        )
 
     # -- outcomes -----------------------------------------------------------------------------------------------
 
@@ -428,8 +536,9 @@ class Deliverer:
 
 def park(services: Any, row: OutboxRow, status: int, detail: str, outcome: Any) -> None:
     """Park a row for an administrator, with the EMR's status and OperationOutcome."""
-    services.sync_store.finish(row.id, "parked", status=status, detail=detail,
-                               outcome=json.dumps(outcome) if outcome else None)
+    services.sync_store.finish(
+        row.id, "parked", status=status, detail=detail, outcome=json.dumps(outcome) if outcome else None
+    )
 
 
 def backoff(services: Any, row: OutboxRow, exc: EmrUnavailable) -> bool:
@@ -441,8 +550,13 @@ def backoff(services: Any, row: OutboxRow, exc: EmrUnavailable) -> bool:
         return False
     ceiling = min(settings.sync_retry_max_seconds, settings.sync_retry_base_seconds * 2 ** (attempts - 1))
     delay = max(ceiling / 2 + random.uniform(0, ceiling / 2), exc.retry_after or 0)
-    services.sync_store.reschedule(row.id, int(time.time() + delay + 0.999), attempts, status=exc.status,
-                                   detail=f"attempt {attempts} failed ({exc.status or 'no answer'})")
+    services.sync_store.reschedule(
+        row.id,
+        int(time.time() + delay + 0.999),
+        attempts,
+        status=exc.status,
+        detail=f"attempt {attempts} failed ({exc.status or 'no answer'})",
+    )
     return True
 
 

@@ -64,7 +64,9 @@ class SyncService:
             raise SyncSetupError(f"no EHR {ehr_id!r} is registered (mecr ehr list)")
         config = SyncConfig.from_json(row.get("sync_config"))
         if config is None:
-            raise SyncSetupError(f"EHR {ehr_id!r} has no sync configured (mecr sync configure --ehr {ehr_id})")
+            raise SyncSetupError(
+                f"EHR {ehr_id!r} has no sync configured (mecr sync configure --ehr {ehr_id})"
+            )
         return row, config
 
     # -- connections -------------------------------------------------------------------------------------------
@@ -88,10 +90,15 @@ class SyncService:
         timeout = self.services.settings.sync_timeout_seconds
         http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         token_http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-        client = await EmrClient.connect(http, ehr_id=row["id"], base=row["iss"],
-                                         client_id=row.get("backend_client_id") or row["client_id"],
-                                         keys=self.services.vault.signing_keys, scope=config.token_scope(),
-                                         token_http=token_http)
+        client = await EmrClient.connect(
+            http,
+            ehr_id=row["id"],
+            base=row["iss"],
+            client_id=row.get("backend_client_id") or row["client_id"],
+            keys=self.services.vault.signing_keys,
+            scope=config.token_scope(),
+            token_http=token_http,
+        )
         client.token_http = token_http  # type: ignore[attr-defined]
         clients[row["id"]] = (key, client)
         return client

@@ -61,6 +61,7 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
         return None
     types = [BULK_MARK] if config.mode == "bulk" else config.pull_types
     try:
+
         async def run() -> tuple[float | None, PullCounts]:
             emr = await sync.emr(row, config)
             loader = Loader(services, ehr_id, emr)
@@ -69,9 +70,15 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
             total = PullCounts()
             for spec in config.pull:
                 try:
-                    total.add(await pull_type(loader, spec, page_size=services.settings.sync_page_size,
-                                              overlap_seconds=services.settings.sync_pull_overlap_seconds,
-                                              full=full))
+                    total.add(
+                        await pull_type(
+                            loader,
+                            spec,
+                            page_size=services.settings.sync_page_size,
+                            overlap_seconds=services.settings.sync_pull_overlap_seconds,
+                            full=full,
+                        )
+                    )
                 except EmrRefused as exc:  # e.g. a type this EMR does not serve: the other types go on
                     _record_error(services, ehr_id, [spec.type], exc)
             return None, total
@@ -98,9 +105,12 @@ def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float 
     if not services.sync_store.lease(lease, _holder(), services.settings.sync_lease_seconds * 10):
         return None
     try:
+
         async def run() -> tuple[float | None, PullCounts]:
             emr = await sync.emr(row, config)
-            return await poll(Loader(services, ehr_id, emr), config, batch_size=services.settings.sync_batch_size)
+            return await poll(
+                Loader(services, ehr_id, emr), config, batch_size=services.settings.sync_batch_size
+            )
 
         wait, counts = sync.run(run)
     except EmrUnavailable as exc:
@@ -127,8 +137,9 @@ def deliver(services: Any, ehr_id: str) -> DeliveryCounts:
             emr = await sync.emr(row, config)
         except EmrUnavailable as exc:  # no token, no discovery: every due row waits its backoff
             counts = DeliveryCounts()
-            for r in services.sync_store.claim(ehr_id, services.settings.sync_push_batch_size,
-                                               services.settings.sync_lease_seconds):
+            for r in services.sync_store.claim(
+                ehr_id, services.settings.sync_push_batch_size, services.settings.sync_lease_seconds
+            ):
                 counts.retried += backoff(services, r, exc)
             log.warning("push ehr=%s failed: %s", ehr_id, type(exc).__name__)
             return counts

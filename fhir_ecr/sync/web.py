@@ -43,8 +43,17 @@ async def status_page(request: Request, access: AccessDep) -> Response:
     require_coach(access)
     services = request.app.state.services
     ehrs = await run_in_threadpool(sync_status, services)
-    return page(request, "sync_status.html", {"title": "EMR sync", "ehrs": ehrs, "ago": _ago, "span": _span,
-                                               "retried": request.query_params.get("retried")})
+    return page(
+        request,
+        "sync_status.html",
+        {
+            "title": "EMR sync",
+            "ehrs": ehrs,
+            "ago": _ago,
+            "span": _span,
+            "retried": request.query_params.get("retried"),
+        },
+    )
 
 
 @router.post("/retry")

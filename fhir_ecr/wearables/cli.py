@@ -33,11 +33,15 @@ __all__ = ["add_import_parser", "run_import"]
 
 def add_import_parser(sub: Any) -> None:
     """Add ``import wearable`` to the ``mecr`` subcommands."""
-    imp = sub.add_parser("import", help="import data (wearable exports, community directories)",
-                         description="Import data from files or URLs into the store.")
+    imp = sub.add_parser(
+        "import",
+        help="import data (wearable exports, community directories)",
+        description="Import data from files or URLs into the store.",
+    )
     kinds = imp.add_subparsers(dest="import_command", metavar="KIND", required=True)
     wearable = kinds.add_parser(
-        "wearable", help="import wearable exports for one patient",
+        "wearable",
+        help="import wearable exports for one patient",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Import wearable exports (Apple Health export.zip/export.xml, Fitbit Web API JSON or account "
         "export, Garmin .fit, Withings, Google Fit, iHealth, Open mHealth JSON, CSV with a column mapping) for "
@@ -53,21 +57,37 @@ def add_import_parser(sub: Any) -> None:
         "  mecr import wearable --patient 123 --format csv --csv-mapping mapping.json scale.csv\n"
         "See docs/wearables.md for the de-duplication rules and the CSV mapping.",
     )
-    wearable.add_argument("files", nargs="+", type=Path, metavar="FILE", help="export files to import, in order")
+    wearable.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="export files to import, in order"
+    )
     wearable.add_argument("--patient", required=True, metavar="ID", help="the Patient id the data belongs to")
     wearable.add_argument("--format", choices=FORMATS, help="the files' format (default: detected per file)")
     wearable.add_argument(
-        "--source-priority", action="append", default=[], metavar="[METRIC=]P1,P2,...",
+        "--source-priority",
+        action="append",
+        default=[],
+        metavar="[METRIC=]P1,P2,...",
         help="source order for daily summaries: patterns matched against vendor, app or device name, first wins "
         "(default: garmin,fitbit,withings,apple-health|apple watch,apple-health); METRIC= sets it for one "
-        "of steps, active-minutes, sleep-duration, resting-heart-rate. Repeatable.")
-    wearable.add_argument("--csv-mapping", type=Path, metavar="FILE.json",
-                          help="column mapping for CSV files (JSON; see docs/wearables.md)")
-    wearable.add_argument("--weight-unit", metavar="UNIT",
-                          help="Fitbit only: the account's weight unit (kg, lb) when the data does not say")
-    wearable.add_argument("--samples", action="store_true",
-                          help="also store intraday samples (steps intervals, heart rate, ...), not only daily "
-                          "summaries and spot readings")
+        "of steps, active-minutes, sleep-duration, resting-heart-rate. Repeatable.",
+    )
+    wearable.add_argument(
+        "--csv-mapping",
+        type=Path,
+        metavar="FILE.json",
+        help="column mapping for CSV files (JSON; see docs/wearables.md)",
+    )
+    wearable.add_argument(
+        "--weight-unit",
+        metavar="UNIT",
+        help="Fitbit only: the account's weight unit (kg, lb) when the data does not say",
+    )
+    wearable.add_argument(
+        "--samples",
+        action="store_true",
+        help="also store intraday samples (steps intervals, heart rate, ...), not only daily "
+        "summaries and spot readings",
+    )
     wearable.add_argument("--json", action="store_true", help="print the summary as JSON")
     wearable.add_argument("--quiet", action="store_true", help="no progress bar")
     from ..directory.cli import add_directory_parser  # `mecr import directory` (docs/community.md)
@@ -97,15 +117,31 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             print(f"mecr: error: {path}: cannot read the file: {exc.strerror}", file=sys.stderr)
             return 1
-    options = ImportOptions(format=args.format, rule=rule, samples=args.samples, csv_mapping=mapping,
-                            weight_unit=args.weight_unit,
-                            zip_limits=ZipLimits(settings.max_unzipped_bytes, settings.max_zip_ratio))
+    options = ImportOptions(
+        format=args.format,
+        rule=rule,
+        samples=args.samples,
+        csv_mapping=mapping,
+        weight_unit=args.weight_unit,
+        zip_limits=ZipLimits(settings.max_unzipped_bytes, settings.max_zip_ratio),
+    )
     services = build_services(settings)
-    importer = WearableImporter(services.repo, default_tz=settings.default_time_zone, options=options,
-                                coaching=CoachingService(services.repo, default_tz=settings.default_time_zone))
+    importer = WearableImporter(
+        services.repo,
+        default_tz=settings.default_time_zone,
+        options=options,
+        coaching=CoachingService(services.repo, default_tz=settings.default_time_zone),
+    )
     total = ImportSummary()
-    bar = tqdm(total=sum(sizes), unit="B", unit_scale=True, unit_divisor=1024, desc="importing",
-               disable=args.quiet, file=sys.stderr)
+    bar = tqdm(
+        total=sum(sizes),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="importing",
+        disable=args.quiet,
+        file=sys.stderr,
+    )
     try:
         for path in args.files:
             bar.set_postfix_str(path.name)
@@ -113,7 +149,9 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
                 total.merge(importer.import_path(args.patient, path, name=str(path), progress=bar.update))
             except WearableImportError as exc:
                 bar.close()
-                where = ", ".join(str(x) for x in (exc.file or str(path), f"line {exc.line}" if exc.line else None))
+                where = ", ".join(
+                    str(x) for x in (exc.file or str(path), f"line {exc.line}" if exc.line else None)
+                )
                 print(f"mecr: error: {where}: {exc}", file=sys.stderr)
                 if total.files:
                     print("imported before the error:\n" + total.text(), file=sys.stderr)

@@ -47,8 +47,17 @@ from .ziplimits import ZipLimits, check_members, open_archive, open_member
 __all__ = ["FORMATS", "ReaderOptions", "csv_mapping_from_dict", "detect_format", "open_readings"]
 
 #: Format names accepted by ``--format`` and the upload's ``format`` field.
-FORMATS: Final = ("apple-health", "fitbit", "fitbit-export", "garmin-fit", "withings", "google-fit", "ihealth",
-                  "omh", "csv")
+FORMATS: Final = (
+    "apple-health",
+    "fitbit",
+    "fitbit-export",
+    "garmin-fit",
+    "withings",
+    "google-fit",
+    "ihealth",
+    "omh",
+    "csv",
+)
 
 _FITBIT_EXPORT_NAME = re.compile(r"(^|/)([a-z_]+)-\d{4}-\d{2}-\d{2}\.json$")
 _SNIFF = 64 * 1024
@@ -81,13 +90,16 @@ def detect_format(stream: IO[bytes], name: str) -> str:
     if text.startswith(b"<"):
         if b"<HealthData" in head or name.lower().endswith(".xml"):
             return "apple-health"
-        raise UnsupportedInputError("an XML file that is not an Apple Health export (no <HealthData>)", file=name)
+        raise UnsupportedInputError(
+            "an XML file that is not an Apple Health export (no <HealthData>)", file=name
+        )
     if text[:1] in (b"{", b"["):
         return _json_format(stream, name)
     if name.lower().endswith((".csv", ".tsv", ".txt")):
         return "csv"
     raise UnsupportedInputError(
-        "unrecognised file: not a zip, FIT, Apple Health XML, JSON or CSV file (give --format)", file=name)
+        "unrecognised file: not a zip, FIT, Apple Health XML, JSON or CSV file (give --format)", file=name
+    )
 
 
 def _zip_format(stream: IO[bytes], name: str) -> str:
@@ -102,8 +114,9 @@ def _zip_format(stream: IO[bytes], name: str) -> str:
         return "apple-health"
     if any(_FITBIT_EXPORT_NAME.search(n) for n in names):
         return "fitbit-export"
-    raise UnsupportedInputError("a zip that holds neither an Apple Health export.xml nor Fitbit export files",
-                                file=name)
+    raise UnsupportedInputError(
+        "a zip that holds neither an Apple Health export.xml nor Fitbit export files", file=name
+    )
 
 
 def _json_format(stream: IO[bytes], name: str) -> str:
@@ -149,11 +162,29 @@ def csv_mapping_from_dict(spec: Mapping[str, Any]) -> CsvMapping:
         )
         if not values:
             raise MalformedInputError("the CSV mapping names no value columns ('values')")
-        options = {k: spec[k] for k in ("end", "time_format", "delimiter", "decimal", "source_column", "id_column",
-                                        "skip_lines", "skip_empty_values", "vendor") if k in spec}
+        options = {
+            k: spec[k]
+            for k in (
+                "end",
+                "time_format",
+                "delimiter",
+                "decimal",
+                "source_column",
+                "id_column",
+                "skip_lines",
+                "skip_empty_values",
+                "vendor",
+            )
+            if k in spec
+        }
         tz = zone(str(spec["tz"])) if spec.get("tz") else None
-        return CsvMapping(start=str(spec["start"]), values=values, source_name=str(spec.get("source_name", "CSV")),
-                          tz=tz, **options)
+        return CsvMapping(
+            start=str(spec["start"]),
+            values=values,
+            source_name=str(spec.get("source_name", "CSV")),
+            tz=tz,
+            **options,
+        )
     except KeyError as exc:
         raise MalformedInputError(f"the CSV mapping lacks {exc.args[0]!r}") from exc
     except (ValueError, TypeError) as exc:
@@ -162,8 +193,9 @@ def csv_mapping_from_dict(spec: Mapping[str, Any]) -> CsvMapping:
         raise MalformedInputError(f"the CSV mapping is not valid ({exc})") from exc
 
 
-def open_readings(fmt: str, stream: IO[bytes], name: str, options: ReaderOptions,
-                  errors: SkipLog) -> Iterator[Reading | LightRecord]:
+def open_readings(
+    fmt: str, stream: IO[bytes], name: str, options: ReaderOptions, errors: SkipLog
+) -> Iterator[Reading | LightRecord]:
     """Readings of ``stream`` in format ``fmt``; record-level problems go to ``errors``. Only the Apple Health
     reader honours ``options.light`` and ``options.counted`` (the others always yield readings)."""
     reader = _READERS.get(fmt)
@@ -172,26 +204,35 @@ def open_readings(fmt: str, stream: IO[bytes], name: str, options: ReaderOptions
     return reader(stream, name, options, errors)
 
 
-def _apple(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading | LightRecord]:
+def _apple(
+    stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog
+) -> Iterator[Reading | LightRecord]:
     # ActivitySummary rows are local days without a zone: they are the patient's days.
     head = stream.read(4)
     stream.seek(0)
     if not head.startswith(b"PK"):
-        yield from read_apple_health(stream, file=name, errors=errors, summary_tz=o.tz, light=o.light,
-                                     counted=o.counted)
+        yield from read_apple_health(
+            stream, file=name, errors=errors, summary_tz=o.tz, light=o.light, counted=o.counted
+        )
         return
     archive, counted = open_archive(stream, name)
     with archive:
-        exports = [i for i in archive.infolist()
-                   if i.filename.rsplit("/", 1)[-1] == "export.xml" and not i.filename.startswith("__MACOSX/")]
+        exports = [
+            i
+            for i in archive.infolist()
+            if i.filename.rsplit("/", 1)[-1] == "export.xml" and not i.filename.startswith("__MACOSX/")
+        ]
         if not exports:
             raise MalformedInputError("the zip holds no export.xml", file=name)
-        member = min(exports, key=lambda i: len(i.filename))  # apple_health_export/export.xml, not a nested copy
+        member = min(
+            exports, key=lambda i: len(i.filename)
+        )  # apple_health_export/export.xml, not a nested copy
         check_members([member], name, o.zip_limits)
         label = f"{name}!{member.filename}"
         with open_member(archive, counted, member, label, o.zip_limits) as xml:
-            yield from read_apple_health(xml, file=label, errors=errors, summary_tz=o.tz, light=o.light,
-                                         counted=o.counted)
+            yield from read_apple_health(
+                xml, file=label, errors=errors, summary_tz=o.tz, light=o.light, counted=o.counted
+            )
 
 
 def _fitbit(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
@@ -208,9 +249,14 @@ def _fitbit_export(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipL
         return
     archive, counted = open_archive(stream, name)
     with archive:
-        members = sorted((i for i in archive.infolist()
-                          if not i.filename.startswith("__MACOSX/") and _FITBIT_EXPORT_NAME.search(i.filename)),
-                         key=lambda i: i.filename)
+        members = sorted(
+            (
+                i
+                for i in archive.infolist()
+                if not i.filename.startswith("__MACOSX/") and _FITBIT_EXPORT_NAME.search(i.filename)
+            ),
+            key=lambda i: i.filename,
+        )
         check_members(members, name, o.zip_limits)
         for member in members:
             match = _FITBIT_EXPORT_NAME.search(member.filename)
@@ -227,6 +273,7 @@ def _fitbit_export(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipL
 def _simple(reader: Callable[..., Iterator[Reading]], with_tz: bool) -> Callable[..., Iterator[Reading]]:
     def run(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Iterator[Reading]:
         return reader(stream, file=name, errors=errors, **({"tz": o.tz} if with_tz else {}))
+
     return run
 
 
@@ -234,7 +281,9 @@ def _csv(stream: IO[bytes], name: str, o: ReaderOptions, errors: SkipLog) -> Ite
     if o.csv_mapping is None:
         raise UnsupportedInputError("a CSV file needs a column mapping (--csv-mapping FILE.json)", file=name)
     mapping = o.csv_mapping if o.csv_mapping.tz is not None else _with_tz(o.csv_mapping, o.tz)
-    return read_csv(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), mapping, file=name, errors=errors)
+    return read_csv(
+        io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), mapping, file=name, errors=errors
+    )
 
 
 def _with_tz(mapping: CsvMapping, tz: tzinfo) -> CsvMapping:

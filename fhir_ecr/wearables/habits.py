@@ -30,9 +30,15 @@ class HabitWindow:
 
 def habit_window(repo: FhirRepository, patient_id: str) -> HabitWindow | None:
     """The patient's active habits that a daily summary can check in; None when there is none."""
-    plans = repo.search_params("CarePlan", [("patient", f"Patient/{patient_id}"),
-                                            ("category", f"{coaching_io.MECR_CODES}|habit-plan"),
-                                            ("status", "active")], default_count=1000)
+    plans = repo.search_params(
+        "CarePlan",
+        [
+            ("patient", f"Patient/{patient_id}"),
+            ("category", f"{coaching_io.MECR_CODES}|habit-plan"),
+            ("status", "active"),
+        ],
+        default_count=1000,
+    )
     codings: set[tuple[str, str]] = set()
     start: date | None = None
     for stored in plans.matches:
@@ -47,8 +53,9 @@ def habit_window(repo: FhirRepository, patient_id: str) -> HabitWindow | None:
     return HabitWindow(frozenset(codings), start) if codings and start else None
 
 
-def connect(coaching: CoachingService, observations: list[dict[str, Any]], habits: HabitWindow,
-            summary: ImportSummary) -> None:
+def connect(
+    coaching: CoachingService, observations: list[dict[str, Any]], habits: HabitWindow, summary: ImportSummary
+) -> None:
     """Check in the habits these stored summaries meet; counts the check-ins made or changed."""
     tz_start = habits.start.isoformat()
     for obs in observations:

@@ -109,8 +109,15 @@ class WearableImporter:
     ``repo``).
     """
 
-    def __init__(self, repo: FhirRepository, *, coaching: CoachingService | None = None, default_tz: str = "UTC",
-                 options: ImportOptions | None = None, writer: BatchWriter | None = None) -> None:
+    def __init__(
+        self,
+        repo: FhirRepository,
+        *,
+        coaching: CoachingService | None = None,
+        default_tz: str = "UTC",
+        options: ImportOptions | None = None,
+        writer: BatchWriter | None = None,
+    ) -> None:
         self.repo = repo
         self.coaching = coaching
         self.default_tz = default_tz
@@ -119,8 +126,14 @@ class WearableImporter:
 
     # -- public --------------------------------------------------------------------------------------------
 
-    def import_path(self, patient_id: str, path: Path | str, *, name: str | None = None,
-                    progress: Callable[[int], None] | None = None) -> ImportSummary:
+    def import_path(
+        self,
+        patient_id: str,
+        path: Path | str,
+        *,
+        name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
         """Import one file from disk (``name`` labels it in messages; default: the file name)."""
         path = Path(path)
         label = name or path.name
@@ -131,8 +144,9 @@ class WearableImporter:
         with handle:
             return self.import_stream(patient_id, handle, label, progress=progress)
 
-    def import_stream(self, patient_id: str, stream: IO[bytes], name: str, *,
-                      progress: Callable[[int], None] | None = None) -> ImportSummary:
+    def import_stream(
+        self, patient_id: str, stream: IO[bytes], name: str, *, progress: Callable[[int], None] | None = None
+    ) -> ImportSummary:
         """Import one seekable byte stream named ``name``."""
         started = time.perf_counter()
         summary = ImportSummary(files=[name])
@@ -149,7 +163,9 @@ class WearableImporter:
         # Without samples, summary inputs come as light tuples and intraday samples are only counted (Apple Health)
         light = frozenset() if samples else SUMMARY_INPUTS
         counted: dict[Metric, int] = {} if samples else dict.fromkeys(INTRADAY, 0)
-        reader_options = ReaderOptions(tz, opts.csv_mapping, opts.weight_unit, light, counted, opts.zip_limits)
+        reader_options = ReaderOptions(
+            tz, opts.csv_mapping, opts.weight_unit, light, counted, opts.zip_limits
+        )
         digest = file_sha256(stream)
         progress_state = load_progress(self.repo, opts, patient_id, digest, fmt, tz_name)
         if opts.skip_verified and progress_state.manifest:
@@ -190,8 +206,10 @@ class WearableImporter:
                     continue
                 summary.read += 1
                 if reading.implausible:
-                    summary.skip(f"implausible {reading.metric.value} value",
-                                 problem=located(name, reading.location, reading.implausible))
+                    summary.skip(
+                        f"implausible {reading.metric.value} value",
+                        problem=located(name, reading.location, reading.implausible),
+                    )
                     continue
                 metric = reading.metric
                 store = True
@@ -218,8 +236,9 @@ class WearableImporter:
                     self._write_readings(pending, subject, summary, progress_state, stored_index)
                     pending = []
         except MappingError as exc:
-            raise WearableImportError(exc.reason, file=exc.file or name, line=exc.line,
-                                      too_large=isinstance(exc, ArchiveTooLarge)) from exc
+            raise WearableImportError(
+                exc.reason, file=exc.file or name, line=exc.line, too_large=isinstance(exc, ArchiveTooLarge)
+            ) from exc
         finally:
             if split is not None:
                 split.close()
@@ -268,8 +287,9 @@ class WearableImporter:
 
     # -- writing -------------------------------------------------------------------------------------------
 
-    def _write_readings(self, readings: list[Reading], subject: str, summary: ImportSummary, state: Progress,
-                        upto: int) -> None:
+    def _write_readings(
+        self, readings: list[Reading], subject: str, summary: ImportSummary, state: Progress, upto: int
+    ) -> None:
         devices: dict[str, dict[str, Any]] = {}
         observations = []
         for reading in readings:
@@ -290,8 +310,14 @@ class WearableImporter:
 
         self._count(summary, state, writer.run(write))
 
-    def _write_summaries(self, items: list[DailySummary], subject: str, summary: ImportSummary, state: Progress,
-                         habits: HabitWindow | None) -> None:
+    def _write_summaries(
+        self,
+        items: list[DailySummary],
+        subject: str,
+        summary: ImportSummary,
+        state: Progress,
+        habits: HabitWindow | None,
+    ) -> None:
         devices = {x.source.key: source_to_device(x.source) for x in items}
         new = []
         for item in items:

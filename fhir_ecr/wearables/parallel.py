@@ -80,8 +80,9 @@ class SplitExport:
     least 48 MB, without ``--samples``, in a process with a single thread (the CLI, the benchmark).
     """
 
-    def __init__(self, path: str, name: str, options: ReaderOptions, first: ExportPart, second: ExportPart,
-                 size: int) -> None:
+    def __init__(
+        self, path: str, name: str, options: ReaderOptions, first: ExportPart, second: ExportPart, size: int
+    ) -> None:
         import multiprocessing
         import tempfile
 
@@ -92,8 +93,9 @@ class SplitExport:
         self.size = size
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), after the import loop
         context = multiprocessing.get_context("fork")
-        self.process = context.Process(target=_read_second_part,
-                                       args=(path, name, options, second, self.out.fileno()), daemon=True)
+        self.process = context.Process(
+            target=_read_second_part, args=(path, name, options, second, self.out.fileno()), daemon=True
+        )
         self.process.start()
 
     @classmethod
@@ -110,12 +112,20 @@ class SplitExport:
         stream.seek(0)
         return None if parts is None else cls(path, name, options, *parts, size)
 
-    def readings(self, stream: IO[bytes], problems: SkipLog,
-                 progress: Callable[[int], None] | None) -> Iterator[Any]:
+    def readings(
+        self, stream: IO[bytes], problems: SkipLog, progress: Callable[[int], None] | None
+    ) -> Iterator[Any]:
         """The first part's items as they are read, then the second part's."""
         o = self.options
-        yield from read_apple_health(stream, file=self.name, errors=problems, summary_tz=o.tz, light=o.light,
-                                     counted=o.counted, part=self.first)
+        yield from read_apple_health(
+            stream,
+            file=self.name,
+            errors=problems,
+            summary_tz=o.tz,
+            light=o.light,
+            counted=o.counted,
+            part=self.first,
+        )
         if not self.first.complete:  # read to the end: the second part is in already
             return
         shift = self.first.lines  # the second process numbered its lines from the cut
@@ -127,8 +137,10 @@ class SplitExport:
                 try:
                     message = pickle.load(reader)
                 except EOFError:
-                    raise RuntimeError(f"the second process reading {self.name} ended without a result "
-                                       f"(exit code {self.process.exitcode})") from None
+                    raise RuntimeError(
+                        f"the second process reading {self.name} ended without a result "
+                        f"(exit code {self.process.exitcode})"
+                    ) from None
                 if isinstance(message, list):
                     for item in message:
                         if item.__class__ is _Skipped:
@@ -148,7 +160,11 @@ class SplitExport:
                     return
                 if kind == "error":
                     raise (MalformedInputError if rest[0] == "malformed" else UnsupportedInputError)(
-                        rest[1], file=rest[2], line=None if rest[3] is None else rest[3] + shift, record=rest[4])
+                        rest[1],
+                        file=rest[2],
+                        line=None if rest[3] is None else rest[3] + shift,
+                        record=rest[4],
+                    )
                 raise RuntimeError(f"the second process reading {self.name} failed: {rest[0]}")
 
     def close(self) -> None:
@@ -183,7 +199,11 @@ class _Skipped:
             log.ignore(self.reason)
             return
         error = (MalformedInputError if self.malformed else UnsupportedInputError)(
-            self.reason, file=self.file, line=None if self.line is None else self.line + shift, record=self.record)
+            self.reason,
+            file=self.file,
+            line=None if self.line is None else self.line + shift,
+            record=self.record,
+        )
         log.add(error)
 
 
@@ -195,8 +215,16 @@ class _Recording(SkipLog):
         self.items = items
 
     def add(self, error: MappingError) -> None:
-        self.items.append(_Skipped("add", error.reason, not isinstance(error, UnsupportedInputError), error.file,
-                                   error.line, error.record))
+        self.items.append(
+            _Skipped(
+                "add",
+                error.reason,
+                not isinstance(error, UnsupportedInputError),
+                error.file,
+                error.line,
+                error.record,
+            )
+        )
 
     def ignore(self, reason: str) -> None:
         self.items.append(_Skipped("ignore", reason))
@@ -209,8 +237,15 @@ def _read_second_part(path: str, name: str, options: ReaderOptions, part: Export
     items: list[Any] = []
     try:
         with open(path, "rb") as stream:
-            for item in read_apple_health(stream, file=name, errors=_Recording(items), summary_tz=options.tz,
-                                          light=options.light, counted=counted, part=part):
+            for item in read_apple_health(
+                stream,
+                file=name,
+                errors=_Recording(items),
+                summary_tz=options.tz,
+                light=options.light,
+                counted=counted,
+                part=part,
+            ):
                 items.append(item)
                 if len(items) >= 2000:
                     pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)

@@ -16,7 +16,14 @@ from mappings.wearables import DEFAULT_RULE, CsvMapping, DedupRule, Metric
 
 from .ziplimits import ZipLimits
 
-__all__ = ["ImportOptions", "ImportSummary", "Problems", "WearableImportError", "located", "parse_source_priority"]
+__all__ = [
+    "ImportOptions",
+    "ImportSummary",
+    "Problems",
+    "WearableImportError",
+    "located",
+    "parse_source_priority",
+]
 
 _MAX_PROBLEMS: Final = 100  # located bad records kept for the report (all are counted)
 _MAX_REASONS: Final = 200
@@ -26,8 +33,9 @@ class WearableImportError(Exception):
     """A file that cannot be imported at all (empty, truncated, not the format it claims). Names the file.
     ``too_large``: a zip archive past the limits (:mod:`~fhir_ecr.wearables.ziplimits`)."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 too_large: bool = False) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, too_large: bool = False
+    ) -> None:
         super().__init__(message)
         self.file = file
         self.line = line
@@ -45,7 +53,9 @@ class ImportOptions:
     weight_unit: str | None = None
     batch_readings: int = 1000
     batch_days: int = 92
-    skip_verified: bool = True  # a file imported before (same SHA-256) whose resources are unchanged: no parse
+    skip_verified: bool = (
+        True  # a file imported before (same SHA-256) whose resources are unchanged: no parse
+    )
     parallel: bool = True  # a large Apple Health export.xml: its second half is parsed in a second process
     zip_limits: ZipLimits = ZipLimits()  # uncompressed size and ratio of zip archives (zip bombs)
 
@@ -84,8 +94,21 @@ class ImportSummary:
 
     def merge(self, other: ImportSummary) -> None:
         """Add another file's figures to these."""
-        for name in ("bytes", "read", "mapped", "summarised", "skipped", "created", "updated", "unchanged", "days",
-                     "checkins", "resumed", "already_imported", "seconds"):
+        for name in (
+            "bytes",
+            "read",
+            "mapped",
+            "summarised",
+            "skipped",
+            "created",
+            "updated",
+            "unchanged",
+            "days",
+            "checkins",
+            "resumed",
+            "already_imported",
+            "seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.files += other.files
         self.formats += other.formats
@@ -95,13 +118,34 @@ class ImportSummary:
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary (CLI ``--json`` and the upload endpoint)."""
         return {
-            "files": self.files, "formats": self.formats, "bytes": self.bytes, "read": self.read,
-            "mapped": self.mapped, "summarised": self.summarised, "skipped": self.skipped,
+            "files": self.files,
+            "formats": self.formats,
+            "bytes": self.bytes,
+            "read": self.read,
+            "mapped": self.mapped,
+            "summarised": self.summarised,
+            "skipped": self.skipped,
             "skippedReasons": dict(self.skipped_reasons.most_common()),
-            "problems": [{k: v for k, v in (("file", p.file), ("line", p.line), ("record", p.record),
-                                            ("reason", p.reason)) if v is not None} for p in self.problems],
-            "created": self.created, "updated": self.updated, "unchanged": self.unchanged, "days": self.days,
-            "checkins": self.checkins, "resumed": self.resumed, "alreadyImported": self.already_imported,
+            "problems": [
+                {
+                    k: v
+                    for k, v in (
+                        ("file", p.file),
+                        ("line", p.line),
+                        ("record", p.record),
+                        ("reason", p.reason),
+                    )
+                    if v is not None
+                }
+                for p in self.problems
+            ],
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "days": self.days,
+            "checkins": self.checkins,
+            "resumed": self.resumed,
+            "alreadyImported": self.already_imported,
             "seconds": round(self.seconds, 3),
         }
 
@@ -117,15 +161,19 @@ class ImportSummary:
             + (f"; {self.resumed:,} already imported by an interrupted run" if self.resumed else ""),
         ]
         if self.already_imported:
-            lines.append(f"{self.already_imported} file(s) imported before with the same content (SHA-256): their "
-                         "stored resources are unchanged, nothing to do")
+            lines.append(
+                f"{self.already_imported} file(s) imported before with the same content (SHA-256): their "
+                "stored resources are unchanged, nothing to do"
+            )
         for reason, n in self.skipped_reasons.most_common(10):
             lines.append(f"  skipped {n:,}: {reason}")
         for p in self.problems[:10]:
             where = ", ".join(str(x) for x in (p.file, f"line {p.line}" if p.line else None, p.record) if x)
             lines.append(f"  {where}: {p.reason}")
         if len(self.problems) > 10:
-            lines.append(f"  … {len(self.problems) - 10} more located problems with --json (the first 100 are kept)")
+            lines.append(
+                f"  … {len(self.problems) - 10} more located problems with --json (the first 100 are kept)"
+            )
         return "\n".join(lines)
 
 
@@ -157,8 +205,9 @@ class Problems(SkipLog):
 
     def add(self, error: MappingError) -> None:
         self.summary.read += 1
-        self.summary.skip(error.reason[:160], problem=SkippedRecord(error.file, error.line, error.record,
-                                                                     error.reason))
+        self.summary.skip(
+            error.reason[:160], problem=SkippedRecord(error.file, error.line, error.record, error.reason)
+        )
 
     def ignore(self, reason: str) -> None:
         self.summary.read += 1

@@ -34,7 +34,11 @@ class Progress:
     versions: dict[str, int] = field(default_factory=dict)  # this run's resources and their versions
 
     def dump(self) -> str:
-        state: dict[str, Any] = {"readings": self.readings, "through": self.through, "complete": self.complete}
+        state: dict[str, Any] = {
+            "readings": self.readings,
+            "through": self.through,
+            "complete": self.complete,
+        }
         if self.complete and self.manifest:
             state["manifest"] = self.manifest
         return json.dumps(state)
@@ -53,13 +57,24 @@ class Progress:
         return {k: int(v) for k, v in (line.split(" ") for line in text.splitlines() if line)}
 
 
-def load_progress(repo: FhirRepository, options: ImportOptions, patient_id: str, digest: str, fmt: str,
-                  tz_name: str) -> Progress:
+def load_progress(
+    repo: FhirRepository, options: ImportOptions, patient_id: str, digest: str, fmt: str, tz_name: str
+) -> Progress:
     """The state of an import of this file (SHA-256 ``digest``) with these options for this patient."""
     o = options
     # everything the mapped resources depend on: the same key means the same resources
-    fingerprint = "\x1f".join([patient_id, digest, fmt, tz_name, str(int(o.samples)), repr(o.rule),
-                               repr(o.csv_mapping), str(o.weight_unit)])
+    fingerprint = "\x1f".join(
+        [
+            patient_id,
+            digest,
+            fmt,
+            tz_name,
+            str(int(o.samples)),
+            repr(o.rule),
+            repr(o.csv_mapping),
+            str(o.weight_unit),
+        ]
+    )
     key = _STATE_PREFIX + hashlib.sha256(fingerprint.encode()).hexdigest()
     with repo.unit(write=False) as uow:
         raw = uow.get_state(key)

@@ -35,7 +35,6 @@ router = APIRouter(tags=["wearables"])
 UPLOAD_PATH = re.compile(r"^/api/patients/[^/]+/wearable-imports/?$")
 
 
-
 def upload_limit(services: Services) -> int:
     """Largest upload accepted, in bytes."""
     return services.settings.max_upload_bytes
@@ -61,17 +60,40 @@ async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     summary="Import a wearable export for a patient",
     response_description="The import summary: read, mapped, skipped (with reasons and locations), created, "
     "updated, unchanged",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary",
-                     "description": "the export (Apple Health export.zip/xml, Fitbit, Garmin .fit, Withings, "
-                                    "Google Fit, iHealth, Open mHealth JSON)"},
-            "format": {"type": "string", "enum": list(FORMATS), "description": "default: detected"},
-            "sourcePriority": {"type": "string", "description": "e.g. 'garmin,apple watch' (docs/wearables.md)"},
-        }}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "the export (Apple Health export.zip/xml, Fitbit, Garmin .fit, Withings, "
+                                "Google Fit, iHealth, Open mHealth JSON)",
+                            },
+                            "format": {
+                                "type": "string",
+                                "enum": list(FORMATS),
+                                "description": "default: detected",
+                            },
+                            "sourcePriority": {
+                                "type": "string",
+                                "description": "e.g. 'garmin,apple watch' (docs/wearables.md)",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
-async def upload_wearable_export(patient_id: str, request: Request, access: AccessDep,
-                                 services: ServicesDep) -> JSONResponse:
+async def upload_wearable_export(
+    patient_id: str, request: Request, access: AccessDep, services: ServicesDep
+) -> JSONResponse:
     """Stream the uploaded file to disk, import it idempotently, answer with the summary (docs/wearables.md)."""
     access.require_patient(patient_id, "c", "Observation")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -91,7 +113,9 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
             raise bad_request("the upload has no 'file' part", "file")
         fmt = form.get("format")
         if fmt is not None and fmt not in FORMATS:
-            raise Invalid(issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400)
+            raise Invalid(
+                issue("value", f"format must be one of {', '.join(FORMATS)}", expression="format"), 400
+            )
         priority = form.get("sourcePriority")
         try:
             rule = parse_source_priority([str(priority)]) if priority else None
@@ -106,11 +130,13 @@ async def upload_wearable_export(patient_id: str, request: Request, access: Acce
     return JSONResponse(summary, status_code=201)
 
 
-def _run_import(services: Services, patient_id: str, upload: UploadFile, name: str,
-                options: ImportOptions) -> dict[str, Any]:
+def _run_import(
+    services: Services, patient_id: str, upload: UploadFile, name: str, options: ImportOptions
+) -> dict[str, Any]:
     tz = services.settings.default_time_zone
-    importer = WearableImporter(services.repo, default_tz=tz, options=options,
-                                coaching=CoachingService(services.repo, default_tz=tz))
+    importer = WearableImporter(
+        services.repo, default_tz=tz, options=options, coaching=CoachingService(services.repo, default_tz=tz)
+    )
     # The parser has spooled the part to a temporary file (seekable, on disk beyond 1 MB): read it from there.
     upload.file.seek(0)
     try:

@@ -34,10 +34,18 @@ def _shape(resource: dict[str, Any]) -> Any:
     parts: list[Any] = []
     for key, value in resource.items():
         if isinstance(value, dict):
-            parts.append((key, tuple((k, type(v), len(v) if isinstance(v, (list, dict)) else 0)
-                                     for k, v in value.items())))
+            parts.append(
+                (
+                    key,
+                    tuple(
+                        (k, type(v), len(v) if isinstance(v, (list, dict)) else 0) for k, v in value.items()
+                    ),
+                )
+            )
         elif isinstance(value, list):
-            parts.append((key, len(value), tuple(tuple(v) if isinstance(v, dict) else type(v) for v in value)))
+            parts.append(
+                (key, len(value), tuple(tuple(v) if isinstance(v, dict) else type(v) for v in value))
+            )
         else:
             parts.append((key, type(value)))
     codes = tuple((c.get("system"), c.get("code")) for c in (resource.get("code") or {}).get("coding", []))
@@ -82,9 +90,10 @@ class BatchWriter:
         found: dict[str, Stored] = {}
         unique = list(dict.fromkeys(ids))
         for i in range(0, len(unique), 500):
-            chunk = unique[i: i + 500]
-            query = parse_search(rtype, [("_id", ",".join(chunk))], default_count=len(chunk),
-                                 max_count=len(chunk))
+            chunk = unique[i : i + 500]
+            query = parse_search(
+                rtype, [("_id", ",".join(chunk))], default_count=len(chunk), max_count=len(chunk)
+            )
             query.total = "none"
             for stored in uow.search(query).matches:
                 found[stored.id] = stored
@@ -96,8 +105,14 @@ class BatchWriter:
             if device["id"] not in existing:
                 uow.update("Device", device["id"], device)
 
-    def upsert(self, uow: UnitOfWork, resources: list[dict[str, Any]], batch: Batch, retry: bool,
-                existing: dict[str, Stored] | None = None) -> list[dict[str, Any]]:
+    def upsert(
+        self,
+        uow: UnitOfWork,
+        resources: list[dict[str, Any]],
+        batch: Batch,
+        retry: bool,
+        existing: dict[str, Stored] | None = None,
+    ) -> list[dict[str, Any]]:
         counts, versions = batch.counts, batch.versions
         if existing is None:
             existing = self.existing(uow, "Observation", [r["id"] for r in resources])
@@ -152,8 +167,18 @@ class BatchWriter:
         if not old_device or old_device == device_id(new.source):
             return False
         found = self.existing(uow, "Device", [old_device]).get(old_device)
-        ident = next((i.get("value") for i in ((found.content or {}).get("identifier") or [])
-                      if isinstance(i, dict)), None) if found else None
+        ident = (
+            next(
+                (
+                    i.get("value")
+                    for i in ((found.content or {}).get("identifier") or [])
+                    if isinstance(i, dict)
+                ),
+                None,
+            )
+            if found
+            else None
+        )
         if not isinstance(ident, str) or ident.count("|") != 2:
             return False
         vendor, name, device = ident.split("|")

@@ -28,7 +28,15 @@ from typing import IO, Any
 
 from mappings.errors import MalformedInputError
 
-__all__ = ["ArchiveTooLarge", "CountingFile", "LimitedMember", "ZipLimits", "check_members", "open_archive", "open_member"]
+__all__ = [
+    "ArchiveTooLarge",
+    "CountingFile",
+    "LimitedMember",
+    "ZipLimits",
+    "check_members",
+    "open_archive",
+    "open_member",
+]
 
 _RATIO_FLOOR = 1024 * 1024
 # Bytes asked of zipfile at a time: it reads about as many compressed bytes as it is asked to produce, so small
@@ -57,13 +65,16 @@ def check_members(members: Sequence[zipfile.ZipInfo], name: str, limits: ZipLimi
     """Refuse (:class:`ArchiveTooLarge`) members whose declared sizes break ``limits``, before reading any."""
     total = sum(i.file_size for i in members)
     if total > limits.max_bytes:
-        raise ArchiveTooLarge(f"the archive decompresses to {total:,} bytes; the limit is {limits.max_bytes:,}",
-                              file=name)
+        raise ArchiveTooLarge(
+            f"the archive decompresses to {total:,} bytes; the limit is {limits.max_bytes:,}", file=name
+        )
     for info in members:
         if info.file_size > limits.allowance(info):
             raise ArchiveTooLarge(
                 f"{info.filename} is compressed {info.file_size // max(info.compress_size, 1):,} times (the limit is "
-                f"{limits.max_ratio}): refused as a zip bomb", file=name)
+                f"{limits.max_ratio}): refused as a zip bomb",
+                file=name,
+            )
 
 
 class CountingFile(io.RawIOBase):
@@ -109,8 +120,9 @@ def open_archive(stream: IO[bytes], name: str) -> tuple[zipfile.ZipFile, Countin
 class LimitedMember(io.RawIOBase):
     """A member of an archive, read with the limits counted on the bytes that really go in and come out."""
 
-    def __init__(self, raw: IO[bytes], info: zipfile.ZipInfo, label: str, limits: ZipLimits,
-                 counted: CountingFile) -> None:
+    def __init__(
+        self, raw: IO[bytes], info: zipfile.ZipInfo, label: str, limits: ZipLimits, counted: CountingFile
+    ) -> None:
         self._raw = raw
         self._declared = info.file_size
         self._label = label
@@ -126,21 +138,30 @@ class LimitedMember(io.RawIOBase):
         try:
             data = self._raw.read(min(len(buffer), _STEP))
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            raise MalformedInputError(f"the zip archive is truncated or corrupt ({exc})", file=self._label) from exc
+            raise MalformedInputError(
+                f"the zip archive is truncated or corrupt ({exc})", file=self._label
+            ) from exc
         n = len(data)
         buffer[:n] = data
         self._seen += n
         self._counted.unzipped += n
         if self._seen > self._declared:
-            raise ArchiveTooLarge(f"the member decompresses to more than the {self._declared:,} bytes its directory "
-                                  "entry declares: refused as a zip bomb", file=self._label)
+            raise ArchiveTooLarge(
+                f"the member decompresses to more than the {self._declared:,} bytes its directory "
+                "entry declares: refused as a zip bomb",
+                file=self._label,
+            )
         compressed = max(self._counted.read_bytes - self._start, 1)
         if self._seen > _RATIO_FLOOR and self._seen > self._limits.max_ratio * compressed:
-            raise ArchiveTooLarge(f"the member decompresses more than {self._limits.max_ratio} times its compressed "
-                                  "size: refused as a zip bomb", file=self._label)
+            raise ArchiveTooLarge(
+                f"the member decompresses more than {self._limits.max_ratio} times its compressed "
+                "size: refused as a zip bomb",
+                file=self._label,
+            )
         if self._counted.unzipped > self._limits.max_bytes:
-            raise ArchiveTooLarge(f"the archive decompresses to more than {self._limits.max_bytes:,} bytes",
-                                  file=self._label)
+            raise ArchiveTooLarge(
+                f"the archive decompresses to more than {self._limits.max_bytes:,} bytes", file=self._label
+            )
         return n
 
     def close(self) -> None:
@@ -148,8 +169,9 @@ class LimitedMember(io.RawIOBase):
         super().close()
 
 
-def open_member(archive: zipfile.ZipFile, counted: CountingFile, info: zipfile.ZipInfo, label: str,
-                limits: ZipLimits) -> IO[bytes]:
+def open_member(
+    archive: zipfile.ZipFile, counted: CountingFile, info: zipfile.ZipInfo, label: str, limits: ZipLimits
+) -> IO[bytes]:
     """``info``'s bytes as a buffered stream that stops with :class:`ArchiveTooLarge` past the limits
     (``archive`` and ``counted`` from :func:`open_archive`)."""
     try:

@@ -32,8 +32,11 @@ def install_web(app: FastAPI) -> None:
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     async def favicon() -> FileResponse:
-        return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon",
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(
+            STATIC_DIR / "favicon.ico",
+            media_type="image/x-icon",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     # Outside Starlette's ServerErrorMiddleware, so even a 500 below /app becomes a page (install_security_headers,

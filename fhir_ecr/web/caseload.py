@@ -51,10 +51,21 @@ FILTERS: dict[str, tuple[str, set[str] | None]] = {
 }
 _ALIASES = {"slipping": "goals"}
 MESSAGE_WINDOW_DAYS = 90  # unanswered messages are counted among those of the last 90 days
-MINE_SESSION_DAYS = 365  # "my patients": the general practitioner, or a session the coach led in the last year
+MINE_SESSION_DAYS = (
+    365  # "my patients": the general practitioner, or a session the coach led in the last year
+)
 ROW_CACHE_SIZE = 4096
 #: what a row reads, asked of the guard before a cached row is used (in the order a fresh row reads them)
-_ROW_TYPES = ("Patient", "Goal", "CarePlan", "Observation", "Communication", "Encounter", "ServiceRequest", "Task")
+_ROW_TYPES = (
+    "Patient",
+    "Goal",
+    "CarePlan",
+    "Observation",
+    "Communication",
+    "Encounter",
+    "ServiceRequest",
+    "Task",
+)
 _SESSION_TYPES = ",".join(f"{io.MECR_CODES}|coaching-session-{k}" for k in ("initial", "follow-up", "group"))
 
 
@@ -82,8 +93,13 @@ class Row:
         return self.triage.score if self.triage else 1000  # a record that cannot be computed goes first
 
 
-def caseload_patients(data: Data, principal: Any, scope: str, versions: Mapping[str, int] | None = None,
-                      everyone: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], str]:
+def caseload_patients(
+    data: Data,
+    principal: Any,
+    scope: str,
+    versions: Mapping[str, int] | None = None,
+    everyone: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], str]:
     """The patients of the caseload and the scope used: ``mine`` (linked to the coach by
     ``generalPractitioner`` or a session they led in the last year) or ``all`` (the practice); ``mine`` falls
     back to ``all`` when the coach has no linked patients yet (a developer always sees all).
@@ -96,22 +112,32 @@ def caseload_patients(data: Data, principal: Any, scope: str, versions: Mapping[
     if scope == "all" or principal is None or principal.kind != "practitioner" or not principal.fhir_user:
         return everyone, "all"
     refs = {principal.fhir_user}
-    refs |= {f"PractitionerRole/{r.get('id')}" for r in search_all(
-        repo, "PractitionerRole", [("practitioner", principal.fhir_user)])}
+    refs |= {
+        f"PractitionerRole/{r.get('id')}"
+        for r in search_all(repo, "PractitionerRole", [("practitioner", principal.fhir_user)])
+    }
     joined = ",".join(sorted(refs))
     since = (datetime.now(ZoneInfo(data.default_tz)).date() - timedelta(days=MINE_SESSION_DAYS)).isoformat()
     guard = repo.guard
-    cache = _row_cache(repo.engine) if versions is not None and (
-        guard is None or guard.confinement() is None) else None
+    cache = (
+        _row_cache(repo.engine)
+        if versions is not None and (guard is None or guard.confinement() is None)
+        else None
+    )
     key = ("caseload-mine", joined, since, tuple(sorted((versions or {}).items())))
     mine: set[str] | None = cache.get(key) if cache is not None else None
     if mine is None:
         with repo.unit(write=False) as uow:  # ids and subjects only: no document is read whole
-            mine = {str(r[0]) for r in uow.search_index_values(
-                parse_search("Patient", [("general-practitioner", joined)], strict=True))}
-            for enc in uow.search_elements(parse_search("Encounter", [("participant", joined),
-                                                                      ("date", f"ge{since}")], strict=True),
-                                           ["subject"]):
+            mine = {
+                str(r[0])
+                for r in uow.search_index_values(
+                    parse_search("Patient", [("general-practitioner", joined)], strict=True)
+                )
+            }
+            for enc in uow.search_elements(
+                parse_search("Encounter", [("participant", joined), ("date", f"ge{since}")], strict=True),
+                ["subject"],
+            ):
                 pid = io.ref_id(enc.get("subject"), "Patient")
                 if pid:
                     mine.add(pid)
@@ -126,8 +152,10 @@ def caseload_patients(data: Data, principal: Any, scope: str, versions: Mapping[
 
 def _matches(patient: Mapping[str, Any], needle: str) -> bool:
     return needle in human_name(patient).lower() or any(
-        needle in str(i.get("value", "")).lower() for i in patient.get("identifier", []) or []
-        if not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX))
+        needle in str(i.get("value", "")).lower()
+        for i in patient.get("identifier", []) or []
+        if not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX)
+    )
 
 
 def _seen(repo: FhirRepository, viewer: str) -> dict[str, set[str]]:
@@ -137,14 +165,15 @@ def _seen(repo: FhirRepository, viewer: str) -> dict[str, set[str]]:
     out = {}
     for key, raw in rows:
         try:
-            out[key[len(prefix):]] = set(json.loads(raw))
+            out[key[len(prefix) :]] = set(json.loads(raw))
         except ValueError:
             continue
     return out
 
 
-def _sessions(repo: FhirRepository, ids: Sequence[str], today: date, tz: ZoneInfo
-              ) -> tuple[dict[str, SessionDates], dict[str, list[str]]]:
+def _sessions(
+    repo: FhirRepository, ids: Sequence[str], today: date, tz: ZoneInfo
+) -> tuple[dict[str, SessionDates], dict[str, list[str]]]:
     """The latest coaching session held (in the last 30+ days) and the next planned one, per patient; and the
     Encounters read, per patient."""
     since = (today - timedelta(days=40)).isoformat()
@@ -153,8 +182,15 @@ def _sessions(repo: FhirRepository, ids: Sequence[str], today: date, tz: ZoneInf
     now = datetime.now(tz)
     with repo.unit(write=False) as uow:
         for i in range(0, len(ids), 200):
-            query = parse_search("Encounter", [("subject", ",".join(f"Patient/{p}" for p in ids[i:i + 200])),
-                                               ("type", _SESSION_TYPES), ("date", f"ge{since}")], strict=True)
+            query = parse_search(
+                "Encounter",
+                [
+                    ("subject", ",".join(f"Patient/{p}" for p in ids[i : i + 200])),
+                    ("type", _SESSION_TYPES),
+                    ("date", f"ge{since}"),
+                ],
+                strict=True,
+            )
             for enc in uow.search_elements(query, ["subject", "status", "period"]):
                 pid = io.ref_id(enc.get("subject"), "Patient")
                 start = _instant((enc.get("period") or {}).get("start"), tz)
@@ -187,33 +223,78 @@ def _age(patient: Mapping[str, Any], today: date) -> int | None:
     return int(age) if age is not None else None
 
 
-def _row(patient: Mapping[str, Any], glance: Mapping[str, Any] | FhirError | None, t: Triage | None,
-         unread: int, today: date) -> Row:
+def _row(
+    patient: Mapping[str, Any],
+    glance: Mapping[str, Any] | FhirError | None,
+    t: Triage | None,
+    unread: int,
+    today: date,
+) -> Row:
     row = _draw(patient, glance, t, unread, today)
-    if row.triage is not None and row.triage.primary is not None:  # the points are drawn; the cache needs no copy
+    if (
+        row.triage is not None and row.triage.primary is not None
+    ):  # the points are drawn; the cache needs no copy
         row.triage.primary = dataclasses.replace(row.triage.primary, points=[])
     return row
 
 
-def _draw(patient: Mapping[str, Any], glance: Mapping[str, Any] | FhirError | None, t: Triage | None,
-          unread: int, today: date) -> Row:
+def _draw(
+    patient: Mapping[str, Any],
+    glance: Mapping[str, Any] | FhirError | None,
+    t: Triage | None,
+    unread: int,
+    today: date,
+) -> Row:
     banner = patient_banner(patient, today)
     pid = str(patient.get("id"))
     if t is None:
         why = glance.issues[0].get("diagnostics") if isinstance(glance, FhirError) else "not available"
-        return Row(pid, banner["name"], banner["age"], banner["mrn"], None, f"figures unavailable: {why}", unread,
-                   None, "", "", "", "")
+        return Row(
+            pid,
+            banner["name"],
+            banner["age"],
+            banner["mrn"],
+            None,
+            f"figures unavailable: {why}",
+            unread,
+            None,
+            "",
+            "",
+            "",
+            "",
+        )
     p = t.primary
     if p is None:
-        return Row(pid, banner["name"], banner["age"], banner["mrn"], t, None, unread, None, "No measured goal",
-                   "", "", "")
+        return Row(
+            pid,
+            banner["name"],
+            banner["age"],
+            banner["mrn"],
+            t,
+            None,
+            unread,
+            None,
+            "No measured goal",
+            "",
+            "",
+            "",
+        )
     label = p.description or (catalog.measure(p.measure).label if p.measure else "Goal")
     band = describe_band(p.band, p.unit)
-    return Row(pid, banner["name"], banner["age"], banner["mrn"], t, None, unread,
-               sparkline(p.points, label=label, unit=p.unit, band=p.band, width=96, height=22),
-               describe_series(p.points, label=label, unit=p.unit, band=p.band),
-               catalog.measure(p.measure).label if p.measure else label,
-               fmt_number(p.latest, p.unit), band)
+    return Row(
+        pid,
+        banner["name"],
+        banner["age"],
+        banner["mrn"],
+        t,
+        None,
+        unread,
+        sparkline(p.points, label=label, unit=p.unit, band=p.band, width=96, height=22),
+        describe_series(p.points, label=label, unit=p.unit, band=p.band),
+        catalog.measure(p.measure).label if p.measure else label,
+        fmt_number(p.latest, p.unit),
+        band,
+    )
 
 
 def describe_band(band: tuple[float | None, float | None] | None, unit: str | None) -> str:
@@ -246,8 +327,16 @@ def _row_cache(engine: Any) -> ViewCache:
         return found
 
 
-def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str = "all", scope: str = "mine",
-             viewer_tz: str | None = None) -> dict[str, Any]:
+def caseload(
+    data: Data,
+    principal: Any,
+    viewer: str,
+    *,
+    q: str = "",
+    show: str = "all",
+    scope: str = "mine",
+    viewer_tz: str | None = None,
+) -> dict[str, Any]:
     """The caseload page: rows ranked by need (then name), filtered by reason, searched by name or MRN."""
     repo = data.repo
     tz = ZoneInfo(viewer_tz or data.default_tz)
@@ -263,7 +352,9 @@ def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str 
     with repo.unit(write=False) as uow:  # versions first: a row is never older than its key's version
         ids = [str(r[0]) for r in uow.search_index_values(parse_search("Patient", [], strict=True))]
         versions = uow.patient_versions(ids)  # one statement for all
-    patients, used_scope = caseload_patients(data, principal, scope, versions, search_all(repo, "Patient", []))
+    patients, used_scope = caseload_patients(
+        data, principal, scope, versions, search_all(repo, "Patient", [])
+    )
     total = len(patients)
     needle = q.strip().lower()
     if needle:
@@ -274,13 +365,22 @@ def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str 
     for p in patients:
         pid = str(p.get("id"))
         local = now.astimezone(ZoneInfo(io.patient_time_zone(p, data.default_tz))).date()
-        keys[pid] = ("caseload-row", pid, versions.get(pid, -1), local, str(tz), today,
-                     frozenset(seen.get(pid, ())))
+        keys[pid] = (
+            "caseload-row",
+            pid,
+            versions.get(pid, -1),
+            local,
+            str(tz),
+            today,
+            frozenset(seen.get(pid, ())),
+        )
         hit = cache.get(keys[pid]) if cache is not None and pid in versions else None
         if hit is not None:
             rows[pid] = hit
             if guard is not None:
-                guard.after_read([Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in hit.refs], pid)
+                guard.after_read(
+                    [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in hit.refs], pid
+                )
     missing = [p for p in patients if str(p.get("id")) not in rows]
     if missing:
         fresh = _compute_rows(data, missing, seen, tz, today)
@@ -294,15 +394,26 @@ def caseload(data: Data, principal: Any, viewer: str, *, q: str = "", show: str 
         show = "all"
     kinds = FILTERS[show][1]
     if kinds is not None:
-        out = [r for r in out if r.triage is None or (r.triage.reasons if not kinds else r.triage.kinds & kinds)]
+        out = [
+            r for r in out if r.triage is None or (r.triage.reasons if not kinds else r.triage.kinds & kinds)
+        ]
     out.sort(key=lambda r: (-r.score, r.name.lower(), r.patient_id))
     noun = "patient" if total == 1 else "patients"
-    return {"rows": out, "scope": used_scope, "q": q, "show": show, "total": total, "filters": FILTERS,
-            "count_text": f"{len(out)} of {total} {noun}", "today": today}
+    return {
+        "rows": out,
+        "scope": used_scope,
+        "q": q,
+        "show": show,
+        "total": total,
+        "filters": FILTERS,
+        "count_text": f"{len(out)} of {total} {noun}",
+        "today": today,
+    }
 
 
-def _compute_rows(data: Data, patients: list[dict[str, Any]], seen: Mapping[str, set[str]], tz: ZoneInfo,
-                  today: date) -> dict[str, Row]:
+def _compute_rows(
+    data: Data, patients: list[dict[str, Any]], seen: Mapping[str, set[str]], tz: ZoneInfo, today: date
+) -> dict[str, Row]:
     """The rows of ``patients``, from their glances and what the page reads in batches."""
     repo = data.repo
     ids = [str(p.get("id")) for p in patients]
@@ -319,12 +430,20 @@ def _compute_rows(data: Data, patients: list[dict[str, Any]], seen: Mapping[str,
         refs: list[tuple[str, str]] = []
         if isinstance(glance, dict):
             local_today = glance["summary"]["today"]
-            oldest = io.effective_local_date({"effectiveDateTime": c.oldest_unanswered}, str(tz)) \
-                if c and c.oldest_unanswered else None
-            t = triage(glance, today=local_today, seen=seen.get(pid, set()),
-                       contact=Contact(c.unanswered, oldest, c.unread_for_team) if c else Contact(),
-                       sessions=sessions.get(pid, SessionDates()), referrals=waiting.get(pid, []),
-                       label=lambda code: catalog.measure(code).label if code else None)
+            oldest = (
+                io.effective_local_date({"effectiveDateTime": c.oldest_unanswered}, str(tz))
+                if c and c.oldest_unanswered
+                else None
+            )
+            t = triage(
+                glance,
+                today=local_today,
+                seen=seen.get(pid, set()),
+                contact=Contact(c.unanswered, oldest, c.unread_for_team) if c else Contact(),
+                sessions=sessions.get(pid, SessionDates()),
+                referrals=waiting.get(pid, []),
+                label=lambda code: catalog.measure(code).label if code else None,
+            )
             refs = [tuple(r) for r in glance.get("refs") or []]  # as the coaching views' own cache hits name
         row = _row(patient, glance, t, c.unread_for_team if c else 0, today)
         row.refs = tuple(refs)

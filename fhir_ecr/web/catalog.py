@@ -12,7 +12,15 @@ from functools import cache
 from ..canonical import GOAL_CATEGORY_SYSTEM, PAUSE_REASON_SYSTEM, TARGET_MEASURE_VALUE_SET
 from ..conformance.ig import load_ig
 
-__all__ = ["LOINC", "Measure", "WEARABLE_TRENDS", "goal_categories", "measure", "pause_reasons", "target_measures"]
+__all__ = [
+    "LOINC",
+    "Measure",
+    "WEARABLE_TRENDS",
+    "goal_categories",
+    "measure",
+    "pause_reasons",
+    "target_measures",
+]
 
 LOINC = "http://loinc.org"
 

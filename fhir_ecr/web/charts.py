@@ -34,8 +34,20 @@ def fmt_number(value: float | None, unit: str | None = None) -> str:
     return f"{text} {short}".strip()
 
 
-_UNIT_WORDS = {"/d": "steps", "h": "h", "min": "min", "/min": "bpm", "kg": "kg", "[lb_av]": "lb", "1": "",
-               "kcal": "kcal", "/wk": "/wk", "%": "%", "mm[Hg]": "mmHg", "{score}": ""}
+_UNIT_WORDS = {
+    "/d": "steps",
+    "h": "h",
+    "min": "min",
+    "/min": "bpm",
+    "kg": "kg",
+    "[lb_av]": "lb",
+    "1": "",
+    "kcal": "kcal",
+    "/wk": "/wk",
+    "%": "%",
+    "mm[Hg]": "mmHg",
+    "{score}": "",
+}
 
 
 def _f(x: float) -> str:
@@ -55,16 +67,19 @@ def _band_text(band: Band | None, unit: str | None) -> str:
     return ""
 
 
-def describe_series(points: Sequence[tuple[date, float]], *, label: str, unit: str | None = None,
-                    band: Band | None = None) -> str:
+def describe_series(
+    points: Sequence[tuple[date, float]], *, label: str, unit: str | None = None, band: Band | None = None
+) -> str:
     """One sentence that says what a sparkline shows (its text alternative)."""
     if not points:
         return f"{label}: no data yet{_band_text(band, unit)}."
     values = [v for _, v in points]
     last_day, last = points[-1]
     lo, hi = min(values), max(values)
-    return (f"{label}: latest {fmt_number(last, unit)} on {last_day:%b %-d}; lowest {fmt_number(lo, unit)}, "
-            f"highest {fmt_number(hi, unit)} over {len(points)} days{_band_text(band, unit)}.")
+    return (
+        f"{label}: latest {fmt_number(last, unit)} on {last_day:%b %-d}; lowest {fmt_number(lo, unit)}, "
+        f"highest {fmt_number(hi, unit)} over {len(points)} days{_band_text(band, unit)}."
+    )
 
 
 def _scale(lo: float, hi: float, top: float, bottom: float):  # type: ignore[no-untyped-def]
@@ -77,15 +92,26 @@ def _x_scale(first: date, last: date, left: float, right: float):  # type: ignor
     return lambda d: left + (d - first).days / span * (right - left)
 
 
-def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | None = None,
-              band: Band | None = None, width: int = 120, height: int = 28) -> Markup:
+def sparkline(
+    points: Sequence[tuple[date, float]],
+    *,
+    label: str,
+    unit: str | None = None,
+    band: Band | None = None,
+    width: int = 120,
+    height: int = 28,
+) -> Markup:
     """A word-sized line chart of daily values, with the target band, min/max marks and the latest point."""
     text = describe_series(points, label=label, unit=unit, band=band)
-    head = (f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="{escape(text)}" focusable="false"><title>{escape(text)}</title>')
+    head = (
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(text)}" focusable="false"><title>{escape(text)}</title>'
+    )
     if not points:
-        return Markup(head + f'<line class="spark-empty" x1="2" x2="{width - 2}" y1="{height / 2}" '
-                      f'y2="{height / 2}"/></svg>')
+        return Markup(
+            head + f'<line class="spark-empty" x1="2" x2="{width - 2}" y1="{height / 2}" '
+            f'y2="{height / 2}"/></svg>'
+        )
     pts = sorted(points)
     values = [v for _, v in pts]
     lo, hi = min(values), max(values)
@@ -99,8 +125,10 @@ def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | N
     if band is not None and (band[0] is not None or band[1] is not None):
         top = y(band[1]) if band[1] is not None else 0.0
         bottom = y(band[0]) if band[0] is not None else float(height)
-        parts.append(f'<rect class="spark-band" x="0" y="{_f(top)}" width="{width}" '
-                     f'height="{_f(max(bottom - top, 1.0))}"/>')
+        parts.append(
+            f'<rect class="spark-band" x="0" y="{_f(top)}" width="{width}" '
+            f'height="{_f(max(bottom - top, 1.0))}"/>'
+        )
     # the polyline's points with plain arithmetic on day numbers (a caseload draws hundreds of these)
     day0, span = pts[0][0].toordinal(), (pts[-1][0].toordinal() - pts[0][0].toordinal()) or 1
     kx, ky, base = (width - 2 * pad) / span, (height - 2 * pad) / ((hi - lo) or 1.0), height - pad
@@ -111,8 +139,12 @@ def sparkline(points: Sequence[tuple[date, float]], *, label: str, unit: str | N
         parts.append(f'<polyline class="spark-line" points="{coords}"/>')
         i_min = min(range(len(pts)), key=lambda i: (values[i], i))
         i_max = max(range(len(pts)), key=lambda i: (values[i], -i))
-        parts.append(f'<circle class="spark-min" cx="{_f(x(pts[i_min][0]))}" cy="{_f(y(values[i_min]))}" r="1.6"/>')
-        parts.append(f'<circle class="spark-max" cx="{_f(x(pts[i_max][0]))}" cy="{_f(y(values[i_max]))}" r="1.6"/>')
+        parts.append(
+            f'<circle class="spark-min" cx="{_f(x(pts[i_min][0]))}" cy="{_f(y(values[i_min]))}" r="1.6"/>'
+        )
+        parts.append(
+            f'<circle class="spark-max" cx="{_f(x(pts[i_max][0]))}" cy="{_f(y(values[i_max]))}" r="1.6"/>'
+        )
         parts.append(f'<circle class="spark-last" cx="{_f(x(pts[-1][0]))}" cy="{_f(y(values[-1]))}" r="2"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

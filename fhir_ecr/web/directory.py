@@ -41,9 +41,19 @@ def _number(text: str, name: str, low: int, high: int) -> int | None:
 
 
 @router.get("/directory")
-async def directory(request: Request, access: AccessDep, patient: str = "", category: str = "", q: str = "",
-                    zip: str = "", radius: str = "10", open_now: str = "", day: str = "", language: str = "",
-                    age: str = "") -> Response:
+async def directory(
+    request: Request,
+    access: AccessDep,
+    patient: str = "",
+    category: str = "",
+    q: str = "",
+    zip: str = "",
+    radius: str = "10",
+    open_now: str = "",
+    day: str = "",
+    language: str = "",
+    age: str = "",
+) -> Response:
     """The directory search page (module docstring)."""
     require_coach(access)
     if category and category not in CATEGORIES:
@@ -61,15 +71,41 @@ async def directory(request: Request, access: AccessDep, patient: str = "", cate
             category = needs[0]
         if "zip" not in request.query_params:
             zip = patient_zip
-    query = DirectoryQuery(category=category, keyword=q.strip()[:200], postal_code=zip.strip()[:12],
-                           radius_km=float(_number(radius, "radius", 1, 500) or 10), open_now=bool(open_now),
-                           day=day, language=language.strip()[:20], age=_number(age, "age", 0, 130))
-    found = await run_in_threadpool(find_services, data.repo, query, now=datetime.now(UTC), tz=data.default_tz)
+    query = DirectoryQuery(
+        category=category,
+        keyword=q.strip()[:200],
+        postal_code=zip.strip()[:12],
+        radius_km=float(_number(radius, "radius", 1, 500) or 10),
+        open_now=bool(open_now),
+        day=day,
+        language=language.strip()[:20],
+        age=_number(age, "age", 0, 130),
+    )
+    found = await run_in_threadpool(
+        find_services, data.repo, query, now=datetime.now(UTC), tz=data.default_tz
+    )
     name = ""
     if head is not None:
-        name = " ".join([*((head.get("name") or [{}])[0].get("given") or []), (head.get("name") or [{}])[0].get(
-            "family") or ""]).strip()
-    return page(request, "directory.html", {
-        "title": "Community resources", "viewer_tz": data.default_tz, "query": query, "found": found,
-        "categories": CATEGORIES, "needs": [(c, CATEGORIES[c]) for c in needs], "patient_id": patient,
-        "patient_name": name, "languages": LANGUAGES, "days": DAYS, "radii": _RADII})
+        name = " ".join(
+            [
+                *((head.get("name") or [{}])[0].get("given") or []),
+                (head.get("name") or [{}])[0].get("family") or "",
+            ]
+        ).strip()
+    return page(
+        request,
+        "directory.html",
+        {
+            "title": "Community resources",
+            "viewer_tz": data.default_tz,
+            "query": query,
+            "found": found,
+            "categories": CATEGORIES,
+            "needs": [(c, CATEGORIES[c]) for c in needs],
+            "patient_id": patient,
+            "patient_name": name,
+            "languages": LANGUAGES,
+            "days": DAYS,
+            "radii": _RADII,
+        },
+    )

@@ -26,10 +26,22 @@ __all__ = ["FormResult", "SmartCheck", "smart_check", "submit_goal", "submit_hab
 Values = dict[str, Any]
 
 _FIELD_OF = {
-    "start": "start_time", "end": "end_time", "modality": "modality", "sessionType": "session_type",
-    "coach": "coach", "goal": "goals", "subject": "group", "diagnosis": "goals",
-    "target": "value", "target.measure": "measure", "timeZone": "time_zone", "habitId": "habit_id",
-    "date": "date", "on": "date", "until": "until", "CarePlan.activity": "title",
+    "start": "start_time",
+    "end": "end_time",
+    "modality": "modality",
+    "sessionType": "session_type",
+    "coach": "coach",
+    "goal": "goals",
+    "subject": "group",
+    "diagnosis": "goals",
+    "target": "value",
+    "target.measure": "measure",
+    "timeZone": "time_zone",
+    "habitId": "habit_id",
+    "date": "date",
+    "on": "date",
+    "until": "until",
+    "CarePlan.activity": "title",
 }
 
 
@@ -74,8 +86,9 @@ def _date(values: Values, errors: dict[str, str], name: str, *, required: bool =
         return None
 
 
-def _number(values: Values, errors: dict[str, str], name: str, *, required: bool = False,
-            positive: bool = False) -> float | None:
+def _number(
+    values: Values, errors: dict[str, str], name: str, *, required: bool = False, positive: bool = False
+) -> float | None:
     raw = str(values.get(name, "")).replace(",", "")
     if not raw:
         if required:
@@ -97,8 +110,21 @@ def _number(values: Values, errors: dict[str, str], name: str, *, required: bool
 
 def session_values(form: Mapping[str, Any], multi: Mapping[str, Sequence[str]]) -> Values:
     """The session form's fields as strings (and the goals as a list), for validation and re-rendering."""
-    names = ("date", "start_time", "end_time", "duration", "time_zone", "modality", "session_type", "group",
-             "coach", "reason", "reviewed", "barriers", "next_steps")
+    names = (
+        "date",
+        "start_time",
+        "end_time",
+        "duration",
+        "time_zone",
+        "modality",
+        "session_type",
+        "group",
+        "coach",
+        "reason",
+        "reviewed",
+        "barriers",
+        "next_steps",
+    )
     values: Values = {n: _text(form, n) for n in names}
     values["goals"] = [g for g in multi.get("goals", []) if g]
     return values
@@ -156,11 +182,17 @@ def submit_session(data: Data, patient_id: str, values: Values) -> FormResult:
     note = SessionNote(values.get("reviewed", ""), values.get("barriers", ""), values.get("next_steps", ""))
     try:
         result = record_session(
-            coaching_service(data), subject, coach=f"PractitionerRole/{values['coach']}", start=start, end=end,
-            modality=values["modality"], session_type="follow-up" if kind == "group" else kind,
+            coaching_service(data),
+            subject,
+            coach=f"PractitionerRole/{values['coach']}",
+            start=start,
+            end=end,
+            modality=values["modality"],
+            session_type="follow-up" if kind == "group" else kind,
             reasons=[values["reason"]] if values.get("reason") else [],
             goals=[f"Goal/{g}" for g in values.get("goals", [])],
-            note=note if any((note.reviewed, note.barriers, note.next_steps)) else None)
+            note=note if any((note.reviewed, note.barriers, note.next_steps)) else None,
+        )
     except FhirError as exc:
         return _service_error(exc, values)
     return FormResult(values, written=result)
@@ -196,8 +228,12 @@ def smart_check(description: str, measure: str, value: str, due: str, today: dat
     except ValueError:
         timely = False
     return [
-        SmartCheck("S", "Specific", specific,
-                   "Say what the person will do, e.g. “Walk 8,000 steps a day”, not “be more active”."),
+        SmartCheck(
+            "S",
+            "Specific",
+            specific,
+            "Say what the person will do, e.g. “Walk 8,000 steps a day”, not “be more active”.",
+        ),
         SmartCheck("M", "Measurable", measurable, "Choose a measure and a target number."),
         SmartCheck("T", "Time-bound", timely, "Set a due date in the future."),
     ]
@@ -212,11 +248,21 @@ def goal_values(form: Mapping[str, Any]) -> Values:
 def goal_form_values(goal: Mapping[str, Any]) -> Values:
     """A stored Goal as goal-form values (for editing)."""
     info = io.goal_info(goal)
-    values: Values = {"description": info.description, "measure": "", "direction": "at_least", "value": "",
-                      "value_high": "", "due": "", "priority": ""}
-    values["category"] = next((c.get("code") for cat in goal.get("category", []) or []
-                               for c in cat.get("coding", []) or []), "")
-    values["priority"] = next((c.get("code") for c in (goal.get("priority") or {}).get("coding", []) or []), "")
+    values: Values = {
+        "description": info.description,
+        "measure": "",
+        "direction": "at_least",
+        "value": "",
+        "value_high": "",
+        "due": "",
+        "priority": "",
+    }
+    values["category"] = next(
+        (c.get("code") for cat in goal.get("category", []) or [] for c in cat.get("coding", []) or []), ""
+    )
+    values["priority"] = next(
+        (c.get("code") for c in (goal.get("priority") or {}).get("coding", []) or []), ""
+    )
     values["measure"] = next((c for s, c in info.measure if s == catalog.LOINC), "")
     t = info.target
     if t is not None:
@@ -241,7 +287,11 @@ def submit_goal(data: Data, patient_id: str, values: Values, *, goal_id: str | N
         errors["description"] = "Describe the goal in a few words."
     if values.get("category") not in {c for c, _ in catalog.goal_categories()}:
         errors["category"] = "Choose a category."
-    if values.get("priority") and values["priority"] not in ("high-priority", "medium-priority", "low-priority"):
+    if values.get("priority") and values["priority"] not in (
+        "high-priority",
+        "medium-priority",
+        "low-priority",
+    ):
         errors["priority"] = "Choose high, medium or low."
     due = _date(values, errors, "due")
     code = values.get("measure", "")
@@ -271,8 +321,14 @@ def submit_goal(data: Data, patient_id: str, values: Values, *, goal_id: str | N
         return FormResult(values, errors, status=422)
     try:
         stored = coaching_service(data).create_goal(
-            patient_id, description=values["description"], category=values["category"], due=due,
-            priority=values.get("priority") or None, goal_id=goal_id, **kwargs)
+            patient_id,
+            description=values["description"],
+            category=values["category"],
+            due=due,
+            priority=values.get("priority") or None,
+            goal_id=goal_id,
+            **kwargs,
+        )
     except FhirError as exc:
         return _service_error(exc, values, "description")
     return FormResult(values, written=stored)
@@ -283,8 +339,23 @@ def submit_goal(data: Data, patient_id: str, values: Values, *, goal_id: str | N
 
 def habit_values(form: Mapping[str, Any], multi: Mapping[str, Sequence[str]]) -> Values:
     """The habit forms' fields as strings (weekdays as a list)."""
-    names = ("action", "plan", "version", "habit_id", "title", "schedule", "times_per_week", "every_days", "start",
-             "goal", "daily_amount", "reason", "reason_text", "until", "date")
+    names = (
+        "action",
+        "plan",
+        "version",
+        "habit_id",
+        "title",
+        "schedule",
+        "times_per_week",
+        "every_days",
+        "start",
+        "goal",
+        "daily_amount",
+        "reason",
+        "reason_text",
+        "until",
+        "date",
+    )
     values: Values = {n: _text(form, n) for n in names}
     values["weekdays"] = [d for d in multi.get("weekdays", []) if d]
     return values
@@ -298,8 +369,9 @@ def _slug(title: str, taken: set[str]) -> str:
     return slug
 
 
-def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[str, Any] | None,
-                 coach: str | None = None) -> FormResult:
+def submit_habit(
+    data: Data, patient_id: str, values: Values, *, plan: Mapping[str, Any] | None, coach: str | None = None
+) -> FormResult:
     """Add, change, pause, resume or stop a habit through the coaching service (``values['action']``)."""
     svc = coaching_service(data)
     errors: dict[str, str] = {}
@@ -311,8 +383,9 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
         if action == "add":
             if not values.get("title"):
                 errors["title"] = "Name the habit."
-            start = _date(values, errors, "start") or svc.today(io.patient_time_zone(
-                data.repo.read("Patient", patient_id).content, svc.default_tz))
+            start = _date(values, errors, "start") or svc.today(
+                io.patient_time_zone(data.repo.read("Patient", patient_id).content, svc.default_tz)
+            )
             kind = values.get("schedule") or "daily"
             times = every = None
             if kind == "per-week":
@@ -344,10 +417,15 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
             taken = {h.habit_id for h in io.habits_of_plan(plan)} if plan else set()
             habit_id = values.get("habit_id") or _slug(values["title"], taken)
             try:
-                activity = io.habit_activity(habit_id, values["title"],
-                                             io.timing_repeat(kind, times=times, weekdays=values["weekdays"],
-                                                              every_days=every),
-                                             start, goal_id=goal_id, code=code, daily_amount=daily)
+                activity = io.habit_activity(
+                    habit_id,
+                    values["title"],
+                    io.timing_repeat(kind, times=times, weekdays=values["weekdays"], every_days=every),
+                    start,
+                    goal_id=goal_id,
+                    code=code,
+                    daily_amount=daily,
+                )
             except ValueError as exc:
                 return FormResult(values, {"schedule": str(exc)}, status=422)
             if plan_id is None:
@@ -365,8 +443,15 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
                 pause_from = _date(values, errors, "start")
                 if errors:
                     return FormResult(values, errors, status=422)
-                written = svc.pause_habit(plan_id, hid, values["reason"], start=pause_from, until=until,
-                                          reason_text=values.get("reason_text") or None, expected_version=expected)
+                written = svc.pause_habit(
+                    plan_id,
+                    hid,
+                    values["reason"],
+                    start=pause_from,
+                    until=until,
+                    reason_text=values.get("reason_text") or None,
+                    expected_version=expected,
+                )
             elif action == "resume":
                 on = _date(values, errors, "date")
                 if errors:
@@ -380,13 +465,24 @@ def submit_habit(data: Data, patient_id: str, values: Values, *, plan: Mapping[s
             elif action == "change":
                 if not values.get("title"):
                     return FormResult(values, {"title": "Name the habit."}, status=422)
-                written = svc.change_habit(plan_id, hid, title=values["title"], goal_id=values.get("goal") or None,
-                                           expected_version=expected)
+                written = svc.change_habit(
+                    plan_id,
+                    hid,
+                    title=values["title"],
+                    goal_id=values.get("goal") or None,
+                    expected_version=expected,
+                )
             else:
                 return FormResult(values, {"": "Unknown action."}, status=400)
     except PreconditionFailed:
-        return FormResult(values, {"": "Someone changed this plan since you opened the page. Your change was "
-                                       "not saved: reload and try again."}, status=412)
+        return FormResult(
+            values,
+            {
+                "": "Someone changed this plan since you opened the page. Your change was "
+                "not saved: reload and try again."
+            },
+            status=412,
+        )
     except FhirError as exc:
         return _service_error(exc, values, "title" if action == "add" else "")
     return FormResult(values, written=written)

@@ -30,7 +30,16 @@ from ..outcomes import bad_request
 from ..store.repository import FhirRepository
 from ..store.search import parse_search
 
-__all__ = ["Counts", "Message", "MAX_MESSAGE_CHARS", "Thread", "counts", "mark_read", "send_message", "thread"]
+__all__ = [
+    "Counts",
+    "Message",
+    "MAX_MESSAGE_CHARS",
+    "Thread",
+    "counts",
+    "mark_read",
+    "send_message",
+    "thread",
+]
 
 MAX_MESSAGE_CHARS = 4000
 
@@ -64,12 +73,16 @@ class Thread:
 
 def _now(repo: FhirRepository) -> str:
     # Milliseconds, so two messages of one minute keep their order.
-    return datetime.fromtimestamp(repo.clock() / 1_000_000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return (
+        datetime.fromtimestamp(repo.clock() / 1_000_000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
-def send_message(repo: FhirRepository, patient_id: str, text: str, *, from_patient: bool,
-                 sender: str | None = None) -> dict[str, Any]:
+def send_message(
+    repo: FhirRepository, patient_id: str, text: str, *, from_patient: bool, sender: str | None = None
+) -> dict[str, Any]:
     """Store one message of the patient's thread and return the Communication."""
     body = (text or "").strip()
     if not body:
@@ -97,18 +110,29 @@ def send_message(repo: FhirRepository, patient_id: str, text: str, *, from_patie
 
 def _message(content: dict[str, Any], patient: str) -> Message:
     sender = (content.get("sender") or {}).get("reference")
-    text = " ".join(str(p.get("contentString", "")) for p in content.get("payload") or [] if "contentString" in p)
-    return Message(id=str(content.get("id")), text=text, sent=str(content.get("sent") or ""),
-                   from_patient=sender == patient or (sender is not None and io.ref_id(sender, "Patient")
-                                                      == patient.split("/", 1)[1]),
-                   sender=sender, read=bool(content.get("received")),
-                   stored_at=str((content.get("meta") or {}).get("lastUpdated", "")))
+    text = " ".join(
+        str(p.get("contentString", "")) for p in content.get("payload") or [] if "contentString" in p
+    )
+    return Message(
+        id=str(content.get("id")),
+        text=text,
+        sent=str(content.get("sent") or ""),
+        from_patient=sender == patient
+        or (sender is not None and io.ref_id(sender, "Patient") == patient.split("/", 1)[1]),
+        sender=sender,
+        read=bool(content.get("received")),
+        stored_at=str((content.get("meta") or {}).get("lastUpdated", "")),
+    )
 
 
 def thread(repo: FhirRepository, patient_id: str, limit: int = 50) -> Thread:
     """The patient's latest ``limit`` messages, oldest first, with unread and unanswered counts."""
-    query = parse_search("Communication", [("subject", f"Patient/{patient_id}"), ("_sort", "-sent")],
-                         default_count=limit, max_count=limit)
+    query = parse_search(
+        "Communication",
+        [("subject", f"Patient/{patient_id}"), ("_sort", "-sent")],
+        default_count=limit,
+        max_count=limit,
+    )
     query.total = "none"
     found = [s.content for s in repo.search(query).matches if s.content is not None]
     patient = f"Patient/{patient_id}"
@@ -118,10 +142,12 @@ def thread(repo: FhirRepository, patient_id: str, limit: int = 50) -> Thread:
         if not m.from_patient:
             break
         unanswered += 1
-    return Thread(messages=messages,
-                  unread_for_patient=sum(1 for m in messages if not m.from_patient and not m.read),
-                  unread_for_team=sum(1 for m in messages if m.from_patient and not m.read),
-                  unanswered=unanswered)
+    return Thread(
+        messages=messages,
+        unread_for_patient=sum(1 for m in messages if not m.from_patient and not m.read),
+        unread_for_team=sum(1 for m in messages if m.from_patient and not m.read),
+        unanswered=unanswered,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +167,10 @@ def counts(repo: FhirRepository, patient_ids: list[str], since: str, chunk: int 
     rows: dict[str, list[Message]] = {}
     with repo.unit(write=False) as uow:
         for i in range(0, len(patient_ids), chunk):
-            subjects = ",".join(f"Patient/{p}" for p in patient_ids[i:i + chunk])
-            query = parse_search("Communication", [("subject", subjects), ("sent", f"ge{since}")], strict=True)
+            subjects = ",".join(f"Patient/{p}" for p in patient_ids[i : i + chunk])
+            query = parse_search(
+                "Communication", [("subject", subjects), ("sent", f"ge{since}")], strict=True
+            )
             for content in uow.search_elements(query, ["subject", "sender", "sent", "received", "meta"]):
                 pid = io.ref_id(content.get("subject"), "Patient")
                 if pid is not None:
@@ -155,8 +183,12 @@ def counts(repo: FhirRepository, patient_ids: list[str], since: str, chunk: int 
             if not m.from_patient:
                 break
             tail.append(m)
-        out[pid] = Counts(len(tail), tail[-1].sent if tail else None,
-                          sum(1 for m in messages if m.from_patient and not m.read), tuple(m.id for m in messages))
+        out[pid] = Counts(
+            len(tail),
+            tail[-1].sent if tail else None,
+            sum(1 for m in messages if m.from_patient and not m.read),
+            tuple(m.id for m in messages),
+        )
     return out
 
 

@@ -27,8 +27,17 @@ from ..auth import Access, Principal
 from ..outcomes import FhirError, Unauthorized, forbidden, unauthorized
 from . import charts
 
-__all__ = ["HtmlErrors", "JSON_PATHS", "PageRoute", "STATIC_DIR", "TEMPLATES", "error_page", "page", "require_coach",
-           "require_patient_app"]
+__all__ = [
+    "HtmlErrors",
+    "JSON_PATHS",
+    "PageRoute",
+    "STATIC_DIR",
+    "TEMPLATES",
+    "error_page",
+    "page",
+    "require_coach",
+    "require_patient_app",
+]
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
@@ -80,8 +89,9 @@ def _streak_words(h: Any, repaired: bool = True) -> str:
 
 
 TEMPLATES.env.globals.update(static_url=static_url, fmt=charts.fmt_number, streak_words=_streak_words)
-TEMPLATES.env.filters.update(pct=_pct, day=_day, when=_when, zone_name=_zone_name,
-                             unitword=lambda u: charts.fmt_number(0, u)[2:] or u)
+TEMPLATES.env.filters.update(
+    pct=_pct, day=_day, when=_when, zone_name=_zone_name, unitword=lambda u: charts.fmt_number(0, u)[2:] or u
+)
 
 
 def _session(request: Request) -> Any:
@@ -107,16 +117,28 @@ def page(request: Request, template: str, context: dict[str, Any], status: int =
     return response
 
 
-_TITLES = {400: "This request could not be read", 403: "Not allowed", 404: "Not found", 405: "Not here",
-           409: "Changed meanwhile", 410: "Removed", 412: "Changed by someone else", 413: "Too large",
-           415: "Not a form this page reads", 422: "Not saved", 429: "Too many requests",
-           500: "Something went wrong", 502: "Another system did not answer", 503: "Not available just now"}
+_TITLES = {
+    400: "This request could not be read",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not here",
+    409: "Changed meanwhile",
+    410: "Removed",
+    412: "Changed by someone else",
+    413: "Too large",
+    415: "Not a form this page reads",
+    422: "Not saved",
+    429: "Too many requests",
+    500: "Something went wrong",
+    502: "Another system did not answer",
+    503: "Not available just now",
+}
 _MESSAGES = {
     403: "You do not have access to this page.",
     404: "There is nothing here. The record may have been removed, or the link is wrong.",
     405: "This address does not take that kind of request. Go back and use the page's own buttons.",
     500: "mECR could not show this page. Go back and try again; if it happens again, tell your practice's mECR "
-         "administrator.",
+    "administrator.",
 }
 
 
@@ -130,11 +152,20 @@ def error_page(request: Request, exc: FhirError, *, say: bool = False) -> HTMLRe
     detail = (own if say and own and exc.status < 500 else None) or _MESSAGES.get(exc.status) or own
     referer = request.headers.get("referer") or ""
     base = str(request.base_url).rstrip("/")
-    back = referer[len(base):] if referer.startswith(base + "/app") else None
+    back = referer[len(base) :] if referer.startswith(base + "/app") else None
     if back == request.url.path and request.method == "GET":
         back = None  # the page that failed is no way back
-    return page(request, "error.html", {"title": _TITLES.get(exc.status, "Something went wrong"),
-                                        "status": exc.status, "detail": detail, "back": back}, exc.status)
+    return page(
+        request,
+        "error.html",
+        {
+            "title": _TITLES.get(exc.status, "Something went wrong"),
+            "status": exc.status,
+            "detail": detail,
+            "back": back,
+        },
+        exc.status,
+    )
 
 
 #: The JSON endpoints below /app (the pages' scripts read them): their errors stay OperationOutcomes.
@@ -184,15 +215,21 @@ class HtmlErrors:
             issues = json.loads(raw or b"{}").get("issue") or []
         except (ValueError, AttributeError):
             issues = []
-        exc = FhirError([i for i in issues if isinstance(i, dict)] or
-                        [{"severity": "error", "code": "processing", "diagnostics": ""}], status)
+        exc = FhirError(
+            [i for i in issues if isinstance(i, dict)]
+            or [{"severity": "error", "code": "processing", "diagnostics": ""}],
+            status,
+        )
         request = Request(scope, receive)
         try:
             # a middleware's refusal says why (e.g. "missing or wrong CSRF token (reload the page and try again)")
             response = error_page(request, exc, say=status != 404)
         except Exception:  # the error page itself failed (the template, the state): a plain page, never JSON
-            response = HTMLResponse(f"<!doctype html><title>Error {status}</title><h1>Error {status}</h1>"
-                                    '<p><a href="/app">Go to the start page</a></p>', status)
+            response = HTMLResponse(
+                f"<!doctype html><title>Error {status}</title><h1>Error {status}</h1>"
+                '<p><a href="/app">Go to the start page</a></p>',
+                status,
+            )
         await response(scope, receive, send)
 
 
@@ -231,4 +268,3 @@ def require_patient_app(access: Access, preview: str | None) -> tuple[Principal,
     if p.kind == "developer" and preview:
         return p, preview
     raise forbidden("the patient app is for patients")
-

@@ -43,7 +43,6 @@ router = APIRouter(prefix="/app", route_class=PageRoute, include_in_schema=False
 api_router = APIRouter(prefix="/app", include_in_schema=False)  # JSON for the pages' scripts
 
 
-
 def _data(request: Request, access: Access) -> views.Data:
     return views.Data.of(request.app.state.services, access)
 
@@ -73,8 +72,9 @@ def _viewer_tz(data: views.Data, access: Access) -> str:
         if p is not None and p.kind == "patient" and p.patient_id:
             return io.patient_time_zone(data.repo.read("Patient", p.patient_id).content, data.default_tz)
         if p is not None and p.fhir_user and p.fhir_user.startswith("Practitioner/"):
-            return io.patient_time_zone(data.repo.read("Practitioner", p.fhir_user.split("/", 1)[1]).content,
-                                        data.default_tz)
+            return io.patient_time_zone(
+                data.repo.read("Practitioner", p.fhir_user.split("/", 1)[1]).content, data.default_tz
+            )
     except FhirError:
         pass
     return data.default_tz
@@ -85,8 +85,12 @@ def _head(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
     record the caller may not see is a 404/403 here) and the viewer's time zone."""
     tz = _viewer_tz(data, access)
     patient = data.repo.read("Patient", patient_id).content or {}
-    return {"banner": views.patient_banner(patient, datetime.now(ZoneInfo(tz)).date()), "viewer_tz": tz,
-            "patient_tz": io.patient_time_zone(patient, data.default_tz), "patient": patient}
+    return {
+        "banner": views.patient_banner(patient, datetime.now(ZoneInfo(tz)).date()),
+        "viewer_tz": tz,
+        "patient_tz": io.patient_time_zone(patient, data.default_tz),
+        "patient": patient,
+    }
 
 
 # -- landing ----------------------------------------------------------------------------------------------------
@@ -113,21 +117,27 @@ async def signin(request: Request) -> Response:
 
 
 @router.get("/caseload")
-async def caseload(request: Request, access: AccessDep, q: str = "", show: str = "all",
-                   scope: str = "mine") -> Response:
+async def caseload(
+    request: Request, access: AccessDep, q: str = "", show: str = "all", scope: str = "mine"
+) -> Response:
     principal = require_coach(access)
     data = _data(request, access)
     tz = await run_in_threadpool(_viewer_tz, data, access)
-    found = await run_in_threadpool(caseload_view.caseload, data, principal, _viewer(access), q=q, show=show,
-                                    scope=scope, viewer_tz=tz)
+    found = await run_in_threadpool(
+        caseload_view.caseload, data, principal, _viewer(access), q=q, show=show, scope=scope, viewer_tz=tz
+    )
     return page(request, "caseload.html", {"title": "Caseload", "viewer_tz": tz, **found})
 
 
 @router.get("/patients/{patient_id}")
-async def patient(request: Request, patient_id: str, access: AccessDep, series: str | None = None) -> Response:
+async def patient(
+    request: Request, patient_id: str, access: AccessDep, series: str | None = None
+) -> Response:
     _coach_page_guard(access, patient_id)
     store = _data(request, access)
-    data = await run_in_threadpool(views.patient_page, store, patient_id, series=series, viewer=_viewer(access))
+    data = await run_in_threadpool(
+        views.patient_page, store, patient_id, series=series, viewer=_viewer(access)
+    )
     tz = await run_in_threadpool(_viewer_tz, store, access)
     return page(request, "patient.html", {"title": data["banner"]["name"], "viewer_tz": tz, **data})
 
@@ -138,7 +148,9 @@ async def patient_print(request: Request, patient_id: str, access: AccessDep) ->
     store = _data(request, access)
     data = await run_in_threadpool(views.patient_page, store, patient_id, series=None, viewer=_viewer(access))
     tz = await run_in_threadpool(_viewer_tz, store, access)
-    return page(request, "print.html", {"title": f"Summary: {data['banner']['name']}", "viewer_tz": tz, **data})
+    return page(
+        request, "print.html", {"title": f"Summary: {data['banner']['name']}", "viewer_tz": tz, **data}
+    )
 
 
 # -- coach: messages --------------------------------------------------------------------------------------------
@@ -151,10 +163,20 @@ async def coach_messages(request: Request, patient_id: str, access: AccessDep) -
     head = await run_in_threadpool(_head, data, access, patient_id)
     await run_in_threadpool(mark_read, data.repo, patient_id, reader_is_patient=False)
     conv = await run_in_threadpool(thread, data.repo, patient_id)
-    return page(request, "messages.html", {"title": f"Messages: {head['banner']['name']}", "thread": conv,
-                                           "patient_id": patient_id, "name": head["banner"]["name"],
-                                           "side": "coach", "post_url": f"/app/patients/{patient_id}/messages",
-                                           "errors": {}, **head})
+    return page(
+        request,
+        "messages.html",
+        {
+            "title": f"Messages: {head['banner']['name']}",
+            "thread": conv,
+            "patient_id": patient_id,
+            "name": head["banner"]["name"],
+            "side": "coach",
+            "post_url": f"/app/patients/{patient_id}/messages",
+            "errors": {},
+            **head,
+        },
+    )
 
 
 @router.post("/patients/{patient_id}/messages")
@@ -166,15 +188,28 @@ async def coach_send(request: Request, patient_id: str, access: AccessDep) -> Re
     p = access.principal
     sender = p.fhir_user if p is not None else None
     try:
-        await run_in_threadpool(send_message, data.repo, patient_id, single.get("text", ""), from_patient=False,
-                                sender=sender)
+        await run_in_threadpool(
+            send_message, data.repo, patient_id, single.get("text", ""), from_patient=False, sender=sender
+        )
     except BadRequest as exc:  # send_message's own refusals (no text, too long): the form shows them
         conv = await run_in_threadpool(thread, data.repo, patient_id)
         head = await run_in_threadpool(_head, data, access, patient_id)
-        return page(request, "messages.html", {
-            "title": f"Messages: {head['banner']['name']}", "thread": conv, "patient_id": patient_id,
-            "name": head["banner"]["name"], "side": "coach", "post_url": f"/app/patients/{patient_id}/messages",
-            "errors": {"text": str(exc.issues[0]["diagnostics"])}, "text": single.get("text", ""), **head}, 422)
+        return page(
+            request,
+            "messages.html",
+            {
+                "title": f"Messages: {head['banner']['name']}",
+                "thread": conv,
+                "patient_id": patient_id,
+                "name": head["banner"]["name"],
+                "side": "coach",
+                "post_url": f"/app/patients/{patient_id}/messages",
+                "errors": {"text": str(exc.issues[0]["diagnostics"])},
+                "text": single.get("text", ""),
+                **head,
+            },
+            422,
+        )
     back = single.get("back") or f"/app/patients/{patient_id}/messages"
     if not back.startswith("/app/"):
         back = f"/app/patients/{patient_id}/messages"
@@ -187,7 +222,9 @@ async def coach_send(request: Request, patient_id: str, access: AccessDep) -> Re
 def _session_choices(data: views.Data, access: Access, patient_id: str, principal: Any) -> dict[str, Any]:
     repo = data.repo
     head = _head(data, access, patient_id)
-    roles = views._search(repo, "PractitionerRole", [("role", f"{io.MECR_CODES}|health-and-wellness-coach")], 100)
+    roles = views._search(
+        repo, "PractitionerRole", [("role", f"{io.MECR_CODES}|health-and-wellness-coach")], 100
+    )
     people = {}
     for r in roles:
         ref = (r.get("practitioner") or {}).get("reference")
@@ -196,14 +233,24 @@ def _session_choices(data: views.Data, access: Access, patient_id: str, principa
                 people[ref] = views.human_name(repo.read(*ref.split("/", 1)).content)
             except FhirError:
                 people[ref] = ref
-    coaches = [{"id": r.get("id"), "name": people.get((r.get("practitioner") or {}).get("reference"), r.get("id")),
-                "mine": principal.fhir_user is not None
-                and (r.get("practitioner") or {}).get("reference") == principal.fhir_user} for r in roles]
-    groups = [{"id": g.get("id"), "name": g.get("name") or g.get("id")}
-              for g in views._search(repo, "Group", [("member", f"Patient/{patient_id}")], 50)]
-    goals = [{"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
-             for g in views._search(repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
-             if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")]
+    coaches = [
+        {
+            "id": r.get("id"),
+            "name": people.get((r.get("practitioner") or {}).get("reference"), r.get("id")),
+            "mine": principal.fhir_user is not None
+            and (r.get("practitioner") or {}).get("reference") == principal.fhir_user,
+        }
+        for r in roles
+    ]
+    groups = [
+        {"id": g.get("id"), "name": g.get("name") or g.get("id")}
+        for g in views._search(repo, "Group", [("member", f"Patient/{patient_id}")], 50)
+    ]
+    goals = [
+        {"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
+        for g in views._search(repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
+        if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")
+    ]
     return {"coaches": coaches, "groups": groups, "goal_choices": goals, **head}
 
 
@@ -219,10 +266,20 @@ async def session_form(request: Request, patient_id: str, access: AccessDep) -> 
     # Documented straight after the session: it started now, in the coach's zone (to the five minutes before).
     now = datetime.now(ZoneInfo(choices["viewer_tz"]))
     now -= timedelta(minutes=now.minute % 5)
-    values = {"modality": "video", "session_type": "follow-up", "time_zone": choices["viewer_tz"],
-              "coach": mine or "", "goals": [], "date": now.date().isoformat(), "start_time": f"{now:%H:%M}"}
-    return page(request, "session_form.html", {"title": "Document a session", "values": values, "errors": {},
-                                               "patient_id": patient_id, **choices})
+    values = {
+        "modality": "video",
+        "session_type": "follow-up",
+        "time_zone": choices["viewer_tz"],
+        "coach": mine or "",
+        "goals": [],
+        "date": now.date().isoformat(),
+        "start_time": f"{now:%H:%M}",
+    }
+    return page(
+        request,
+        "session_form.html",
+        {"title": "Document a session", "values": values, "errors": {}, "patient_id": patient_id, **choices},
+    )
 
 
 @router.post("/patients/{patient_id}/sessions")
@@ -237,22 +294,55 @@ async def session_submit(request: Request, patient_id: str, access: AccessDep) -
         eid = result.written.encounters[0].id if result.written.encounters else ""
         return RedirectResponse(f"/app/patients/{patient_id}?saved=session&encounter={eid}", 303)
     choices = await run_in_threadpool(_session_choices, data, access, patient_id, principal)
-    return page(request, "session_form.html", {"title": "Document a session", "values": result.values,
-                                               "errors": result.errors, "patient_id": patient_id, **choices},
-                result.status)
+    return page(
+        request,
+        "session_form.html",
+        {
+            "title": "Document a session",
+            "values": result.values,
+            "errors": result.errors,
+            "patient_id": patient_id,
+            **choices,
+        },
+        result.status,
+    )
 
 
 # -- coach: goals -----------------------------------------------------------------------------------------------
 
 
-def _goal_page(request: Request, head: dict[str, Any], patient_id: str, values: dict[str, Any],
-               errors: dict[str, str], goal_id: str | None, status: int = 200) -> Response:
-    checks = forms.smart_check(values.get("description", ""), values.get("measure", ""), values.get("value", ""),
-                               values.get("due", ""), date.today())
-    return page(request, "goal_form.html", {
-        "title": "Edit goal" if goal_id else "New goal", "values": values, "errors": errors, "goal_id": goal_id,
-        "patient_id": patient_id, "checks": checks, "categories": catalog.goal_categories(),
-        "measures": catalog.target_measures(), **head}, status)
+def _goal_page(
+    request: Request,
+    head: dict[str, Any],
+    patient_id: str,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    goal_id: str | None,
+    status: int = 200,
+) -> Response:
+    checks = forms.smart_check(
+        values.get("description", ""),
+        values.get("measure", ""),
+        values.get("value", ""),
+        values.get("due", ""),
+        date.today(),
+    )
+    return page(
+        request,
+        "goal_form.html",
+        {
+            "title": "Edit goal" if goal_id else "New goal",
+            "values": values,
+            "errors": errors,
+            "goal_id": goal_id,
+            "patient_id": patient_id,
+            "checks": checks,
+            "categories": catalog.goal_categories(),
+            "measures": catalog.target_measures(),
+            **head,
+        },
+        status,
+    )
 
 
 @router.get("/patients/{patient_id}/goals/new")
@@ -260,8 +350,9 @@ async def goal_new(request: Request, patient_id: str, access: AccessDep) -> Resp
     require_coach(access)
     access.require_patient(patient_id, "c", "Goal")
     head = await run_in_threadpool(_head, _data(request, access), access, patient_id)
-    return _goal_page(request, head, patient_id, {"direction": "at_least", "category": "physical-activity"}, {},
-                      None)
+    return _goal_page(
+        request, head, patient_id, {"direction": "at_least", "category": "physical-activity"}, {}, None
+    )
 
 
 @router.get("/patients/{patient_id}/goals/{goal_id}/edit")
@@ -278,7 +369,9 @@ async def goal_edit(request: Request, patient_id: str, goal_id: str, access: Acc
 
 @router.post("/patients/{patient_id}/goals")
 @router.post("/patients/{patient_id}/goals/{goal_id}")
-async def goal_submit(request: Request, patient_id: str, access: AccessDep, goal_id: str | None = None) -> Response:
+async def goal_submit(
+    request: Request, patient_id: str, access: AccessDep, goal_id: str | None = None
+) -> Response:
     require_coach(access)
     access.require_patient(patient_id, "u" if goal_id else "c", "Goal")
     single, _ = await _form(request)
@@ -302,8 +395,12 @@ async def goal_check(description: str = "", measure: str = "", value: str = "", 
 
 
 def _plans(data: views.Data, patient_id: str) -> list[dict[str, Any]]:
-    return views._search(data.repo, "CarePlan", [("patient", f"Patient/{patient_id}"),
-                                                 ("category", f"{io.MECR_CODES}|habit-plan")], 20)
+    return views._search(
+        data.repo,
+        "CarePlan",
+        [("patient", f"Patient/{patient_id}"), ("category", f"{io.MECR_CODES}|habit-plan")],
+        20,
+    )
 
 
 def _habits_context(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
@@ -312,16 +409,35 @@ def _habits_context(data: views.Data, access: Access, patient_id: str) -> dict[s
     habits = []
     if plan is not None:
         for h in io.habits_of_plan(plan):
-            habits.append({"id": h.habit_id, "title": h.title, "status": h.status, "reason": h.status_reason,
-                           "goal": h.goal_id, "schedule": views._schedule_text(h), "start": h.start, "end": h.end,
-                           "open_pause": h.open_pause})
-    goals = [{"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
-             for g in views._search(data.repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
-             if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")]
+            habits.append(
+                {
+                    "id": h.habit_id,
+                    "title": h.title,
+                    "status": h.status,
+                    "reason": h.status_reason,
+                    "goal": h.goal_id,
+                    "schedule": views._schedule_text(h),
+                    "start": h.start,
+                    "end": h.end,
+                    "open_pause": h.open_pause,
+                }
+            )
+    goals = [
+        {"id": g.get("id"), "text": (g.get("description") or {}).get("text", "")}
+        for g in views._search(data.repo, "Goal", [("patient", f"Patient/{patient_id}")], 100)
+        if g.get("lifecycleStatus") not in ("completed", "cancelled", "rejected", "entered-in-error")
+    ]
     head = _head(data, access, patient_id)
-    return {"plan": plan, "version": (plan.get("meta") or {}).get("versionId") if plan else "", "habits": habits,
-            "goal_choices": goals, "reasons": catalog.pause_reasons(), "patient_id": patient_id,
-            "name": head["banner"]["name"], **head}
+    return {
+        "plan": plan,
+        "version": (plan.get("meta") or {}).get("versionId") if plan else "",
+        "habits": habits,
+        "goal_choices": goals,
+        "reasons": catalog.pause_reasons(),
+        "patient_id": patient_id,
+        "name": head["banner"]["name"],
+        **head,
+    }
 
 
 @router.get("/patients/{patient_id}/habits")
@@ -329,8 +445,11 @@ async def habits(request: Request, patient_id: str, access: AccessDep) -> Respon
     require_coach(access)
     access.require_patient(patient_id, "r", "CarePlan")
     ctx = await run_in_threadpool(_habits_context, _data(request, access), access, patient_id)
-    return page(request, "habits.html", {"title": "Habits", "values": {"schedule": "daily"}, "errors": {},
-                                         "action": "", **ctx})
+    return page(
+        request,
+        "habits.html",
+        {"title": "Habits", "values": {"schedule": "daily"}, "errors": {}, "action": "", **ctx},
+    )
 
 
 @router.post("/patients/{patient_id}/habits")
@@ -343,13 +462,29 @@ async def habits_submit(request: Request, patient_id: str, access: AccessDep) ->
     ctx = await run_in_threadpool(_habits_context, data, access, patient_id)
     if values.get("plan") and ctx["plan"] is not None and values["plan"] != ctx["plan"].get("id"):
         values["version"] = "0"  # the form was for another plan: let the service refuse it as stale
-    coach = principal.fhir_user if principal.fhir_user and principal.fhir_user.startswith("Practitioner") else None
-    result = await run_in_threadpool(forms.submit_habit, data, patient_id, values, plan=ctx["plan"], coach=coach)
+    coach = (
+        principal.fhir_user
+        if principal.fhir_user and principal.fhir_user.startswith("Practitioner")
+        else None
+    )
+    result = await run_in_threadpool(
+        forms.submit_habit, data, patient_id, values, plan=ctx["plan"], coach=coach
+    )
     if result.ok:
         return RedirectResponse(f"/app/patients/{patient_id}/habits?saved={values.get('action')}", 303)
     ctx = await run_in_threadpool(_habits_context, data, access, patient_id)
-    return page(request, "habits.html", {"title": "Habits", "values": result.values, "errors": result.errors,
-                                         "action": values.get("action"), **ctx}, result.status)
+    return page(
+        request,
+        "habits.html",
+        {
+            "title": "Habits",
+            "values": result.values,
+            "errors": result.errors,
+            "action": values.get("action"),
+            **ctx,
+        },
+        result.status,
+    )
 
 
 # -- the patient app --------------------------------------------------------------------------------------------
@@ -360,9 +495,17 @@ async def me(request: Request, access: AccessDep, patient: str | None = None) ->
     _, pid = require_patient_app(access, patient)
     access.require_patient(pid, "r")
     data = await run_in_threadpool(views.patient_app, _data(request, access), pid)
-    return page(request, "me.html", {"title": "Today", "patient_id": pid, "viewer_tz": data["tz"],
-                                     "preview": patient if access.principal and
-                                     access.principal.kind == "developer" else None, **data})
+    return page(
+        request,
+        "me.html",
+        {
+            "title": "Today",
+            "patient_id": pid,
+            "viewer_tz": data["tz"],
+            "preview": patient if access.principal and access.principal.kind == "developer" else None,
+            **data,
+        },
+    )
 
 
 def _patient_tz(data: views.Data, patient_id: str) -> str:
@@ -378,9 +521,20 @@ async def me_messages(request: Request, access: AccessDep, patient: str | None =
     conv = await run_in_threadpool(thread, data.repo, pid)
     tz = await run_in_threadpool(_patient_tz, data, pid)
     q = f"?patient={patient}" if patient else ""
-    return page(request, "messages.html", {"title": "Messages", "thread": conv, "patient_id": pid, "name": "",
-                                           "side": "patient", "post_url": f"/app/me/messages{q}", "errors": {},
-                                           "viewer_tz": tz})
+    return page(
+        request,
+        "messages.html",
+        {
+            "title": "Messages",
+            "thread": conv,
+            "patient_id": pid,
+            "name": "",
+            "side": "patient",
+            "post_url": f"/app/me/messages{q}",
+            "errors": {},
+            "viewer_tz": tz,
+        },
+    )
 
 
 @router.post("/me/messages")
@@ -395,10 +549,22 @@ async def me_send(request: Request, access: AccessDep, patient: str | None = Non
     except BadRequest as exc:  # send_message's own refusals (no text, too long): the form shows them
         conv = await run_in_threadpool(thread, data.repo, pid)
         tz = await run_in_threadpool(_patient_tz, data, pid)
-        return page(request, "messages.html", {
-            "title": "Messages", "thread": conv, "patient_id": pid, "name": "", "side": "patient",
-            "post_url": f"/app/me/messages{q}", "errors": {"text": str(exc.issues[0]["diagnostics"])},
-            "text": single.get("text", ""), "viewer_tz": tz}, 422)
+        return page(
+            request,
+            "messages.html",
+            {
+                "title": "Messages",
+                "thread": conv,
+                "patient_id": pid,
+                "name": "",
+                "side": "patient",
+                "post_url": f"/app/me/messages{q}",
+                "errors": {"text": str(exc.issues[0]["diagnostics"])},
+                "text": single.get("text", ""),
+                "viewer_tz": tz,
+            },
+            422,
+        )
     return RedirectResponse(f"/app/me/messages{q}", 303)
 
 
@@ -410,9 +576,14 @@ async def me_settings(request: Request, access: AccessDep, patient: str | None =
     reminder = single.get("reminder", "")
     if reminder and not (len(reminder) == 5 and reminder[2] == ":" and reminder.replace(":", "").isdigit()):
         reminder = ""
-    await run_in_threadpool(views.save_preferences, _data(request, access), pid,
-                            time_zone=single.get("time_zone") or None, reminder=reminder,
-                            hide_sensitive=single.get("hide_sensitive") == "on")
+    await run_in_threadpool(
+        views.save_preferences,
+        _data(request, access),
+        pid,
+        time_zone=single.get("time_zone") or None,
+        reminder=reminder,
+        hide_sensitive=single.get("hide_sensitive") == "on",
+    )
     q = f"?patient={patient}&saved=settings" if patient else "?saved=settings"
     return RedirectResponse(f"/app/me{q}#settings", 303)
 
@@ -440,12 +611,22 @@ async def me_check_in(request: Request, access: AccessDep, patient: str | None =
     data = _data(request, access)
     svc = views.coaching_service(data)
     plan, habit = str(body.get("plan", "")), str(body.get("habit", ""))
-    result = await run_in_threadpool(svc.check_in, plan, habit, str(body.get("status", "")), day=day, patient_id=pid)
+    result = await run_in_threadpool(
+        svc.check_in, plan, habit, str(body.get("status", "")), day=day, patient_id=pid
+    )
     # The habit's streak as the app shows it, from the page's own overview (so the next visit is warm too).
     streak = await run_in_threadpool(views.habit_streak, data, pid, plan, habit)
-    return JSONResponse({"id": result.stored.id, "localDate": result.day.isoformat(), "created": result.created,
-                         "changed": result.changed, "version": result.stored.version_id,
-                         "goalAchievementStatus": result.goal_status, "streak": streak})
+    return JSONResponse(
+        {
+            "id": result.stored.id,
+            "localDate": result.day.isoformat(),
+            "created": result.created,
+            "changed": result.changed,
+            "version": result.stored.version_id,
+            "goalAchievementStatus": result.goal_status,
+            "streak": streak,
+        }
+    )
 
 
 # -- signing out ------------------------------------------------------------------------------------------------
@@ -470,9 +651,17 @@ async def signout(request: Request, access: AccessDep) -> Response:
 @router.get("/signed-out")
 async def signed_out(request: Request, who: str = "coach") -> Response:
     settings = request.app.state.services.settings
-    return page(request, "signed_out.html", {"title": "Signed out", "who": "patient" if who == "patient" else "coach",
-                                             "sandbox": settings.sandbox_ehr,
-                                             "principal": None, "is_coach": False})
+    return page(
+        request,
+        "signed_out.html",
+        {
+            "title": "Signed out",
+            "who": "patient" if who == "patient" else "coach",
+            "sandbox": settings.sandbox_ehr,
+            "principal": None,
+            "is_coach": False,
+        },
+    )
 
 
 # -- PWA files (the service worker must be served from /app/ to control /app/me) ---------------------------------
@@ -480,8 +669,11 @@ async def signed_out(request: Request, who: str = "coach") -> Response:
 
 @api_router.get("/sw.js")
 async def service_worker() -> Response:
-    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript",
-                        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/app/"})
+    return FileResponse(
+        STATIC_DIR / "sw.js",
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/app/"},
+    )
 
 
 @api_router.get("/manifest.webmanifest")

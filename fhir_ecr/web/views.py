@@ -44,8 +44,11 @@ __all__ = [
     "search_all",
 ]
 
-_SESSION_TYPES = {"coaching-session-initial": "Initial session", "coaching-session-follow-up": "Follow-up",
-                  "coaching-session-group": "Group session"}
+_SESSION_TYPES = {
+    "coaching-session-initial": "Initial session",
+    "coaching-session-follow-up": "Follow-up",
+    "coaching-session-group": "Group session",
+}
 _PATIENT_PREFS = APP_PREFERENCES_URL
 
 
@@ -61,8 +64,11 @@ class Data:
     @classmethod
     def of(cls, services: Services, access: Any) -> Data:
         repo = services.repo_for(access) if hasattr(services, "repo_for") else services.repo
-        return cls(repo, services.settings.default_time_zone,
-                   str(getattr(services.settings, "referral_response_days", "7")))
+        return cls(
+            repo,
+            services.settings.default_time_zone,
+            str(getattr(services.settings, "referral_response_days", "7")),
+        )
 
     @property
     def referral_days(self) -> Any:
@@ -75,15 +81,17 @@ def coaching_service(data: Data, **kwargs: Any) -> CoachingService:
     return CoachingService(data.repo, default_tz=data.default_tz, **kwargs)
 
 
-def _search(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], limit: int = 1000
-            ) -> list[dict[str, Any]]:
+def _search(
+    repo: FhirRepository, rtype: str, params: list[tuple[str, str]], limit: int = 1000
+) -> list[dict[str, Any]]:
     query = parse_search(rtype, params, default_count=limit, max_count=limit)
     query.total = "none"
     return [s.content for s in repo.search(query).matches if s.content is not None]
 
 
-def search_all(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], page: int = 1000
-               ) -> list[dict[str, Any]]:
+def search_all(
+    repo: FhirRepository, rtype: str, params: list[tuple[str, str]], page: int = 1000
+) -> list[dict[str, Any]]:
     """Every match of a search, page by page (the caseload of a large practice)."""
     query = parse_search(rtype, params, default_count=page, max_count=page)
     query.total = "none"
@@ -100,7 +108,7 @@ def search_all(repo: FhirRepository, rtype: str, params: list[tuple[str, str]], 
 
 
 def human_name(resource: Mapping[str, Any] | None) -> str:
-    """"Given Family" of the first name (the text if given), or a placeholder."""
+    """ "Given Family" of the first name (the text if given), or a placeholder."""
     for name in (resource or {}).get("name", []) or []:
         if name.get("text"):
             return str(name["text"])
@@ -117,10 +125,21 @@ _MR = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
 def medical_record_number(patient: Mapping[str, Any]) -> str | None:
     """The patient's MRN for people to read: the identifier typed MR (v2-0203), else the first business
     identifier — never mECR's link to an EHR's internal id (``urn:mecr:ehr:…``), which means nothing on a ward."""
-    idents = [i for i in patient.get("identifier", []) or []
-              if i.get("value") and not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX)]
-    typed = next((i for i in idents if any((c.get("system"), c.get("code")) == _MR
-                                           for c in (i.get("type") or {}).get("coding", []) or [])), None)
+    idents = [
+        i
+        for i in patient.get("identifier", []) or []
+        if i.get("value") and not str(i.get("system", "")).startswith(LINK_SYSTEM_PREFIX)
+    ]
+    typed = next(
+        (
+            i
+            for i in idents
+            if any(
+                (c.get("system"), c.get("code")) == _MR for c in (i.get("type") or {}).get("coding", []) or []
+            )
+        ),
+        None,
+    )
     chosen = typed or (idents[0] if idents else None)
     return str(chosen["value"]) if chosen else None
 
@@ -134,8 +153,15 @@ def patient_banner(patient: Mapping[str, Any], today: date) -> dict[str, Any]:
         born = date.fromisoformat(birth[:10])
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     mrn = medical_record_number(patient)
-    return {"id": patient.get("id"), "name": human_name(patient), "birthDate": birth, "age": age,
-            "gender": patient.get("gender"), "mrn": mrn, "identifier": f"MRN {mrn}" if mrn else None}
+    return {
+        "id": patient.get("id"),
+        "name": human_name(patient),
+        "birthDate": birth,
+        "age": age,
+        "gender": patient.get("gender"),
+        "mrn": mrn,
+        "identifier": f"MRN {mrn}" if mrn else None,
+    }
 
 
 def preferences(patient: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,8 +178,9 @@ def preferences(patient: Mapping[str, Any]) -> dict[str, Any]:
     return prefs
 
 
-def save_preferences(data: Data, patient_id: str, *, time_zone: str | None, reminder: str,
-                     hide_sensitive: bool) -> None:
+def save_preferences(
+    data: Data, patient_id: str, *, time_zone: str | None, reminder: str, hide_sensitive: bool
+) -> None:
     """Store the app settings: the time zone through the coaching service (it decides check-in days),
     the rest as an extension on the Patient."""
     if time_zone:
@@ -203,12 +230,18 @@ class GoalCard:
     pdsa: list[str] = field(default_factory=list)
     percent: float | None = None
     baseline_note: str | None = None  # "not enough baseline yet" before the latest PDSA change (no signal)
-    referrals: list[Any] = field(default_factory=list)  # the community referrals serving it (referrals.Referral)
+    referrals: list[Any] = field(
+        default_factory=list
+    )  # the community referrals serving it (referrals.Referral)
 
 
-def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
-                goal_series: Mapping[str, Sequence[tuple[date, float]]], seen: set[str],
-                hide_sensitive: bool = False) -> list[GoalCard]:
+def _goal_cards(
+    summary: Mapping[str, Any],
+    goals: Sequence[Mapping[str, Any]],
+    goal_series: Mapping[str, Sequence[tuple[date, float]]],
+    seen: set[str],
+    hide_sensitive: bool = False,
+) -> list[GoalCard]:
     """One card per goal of the summary; ``goal_series`` holds each goal's daily measurements of the run-chart
     window (``CoachingService.patient_overview``)."""
     infos = {}
@@ -236,16 +269,33 @@ def _goal_cards(summary: Mapping[str, Any], goals: Sequence[Mapping[str, Any]],
         display = (status or "no status").replace("-", " ")
         if item.get("stale") and item.get("latestDate"):  # achieved on old evidence only (docs/coaching.md)
             display += f", stale: last reading {item['latestDate']}"
-        cards.append(GoalCard(
-            id=gid, description=item.get("description") or "", status=status,
-            status_display=display, rule=item.get("statusRule"), unit=unit,
-            latest=item.get("latest"), latest_date=item.get("latestDate"), band=band,
-            due=info.target.due if info and info.target else None,
-            spark=sparkline(points, label=label, unit=unit, band=band, width=132, height=30) if code else None,
-            text=describe_series(points, label=label, unit=unit, band=band) if code else "Not measured",
-            measure=code, signal=bool(chart.get("signal")), new_signal=bool(keys - seen), rules=rules,
-            pdsa=list(chart.get("pdsa") or []), percent=item.get("percentOfWay"),
-            baseline_note=chart.get("withheld") if (chart.get("baseline") or {}).get("enough") is False else None))
+        cards.append(
+            GoalCard(
+                id=gid,
+                description=item.get("description") or "",
+                status=status,
+                status_display=display,
+                rule=item.get("statusRule"),
+                unit=unit,
+                latest=item.get("latest"),
+                latest_date=item.get("latestDate"),
+                band=band,
+                due=info.target.due if info and info.target else None,
+                spark=sparkline(points, label=label, unit=unit, band=band, width=132, height=30)
+                if code
+                else None,
+                text=describe_series(points, label=label, unit=unit, band=band) if code else "Not measured",
+                measure=code,
+                signal=bool(chart.get("signal")),
+                new_signal=bool(keys - seen),
+                rules=rules,
+                pdsa=list(chart.get("pdsa") or []),
+                percent=item.get("percentOfWay"),
+                baseline_note=chart.get("withheld")
+                if (chart.get("baseline") or {}).get("enough") is False
+                else None,
+            )
+        )
     return cards
 
 
@@ -275,54 +325,88 @@ def _habit_rows(summary: Mapping[str, Any], today: date) -> list[dict[str, Any]]
         adherence = {a["days"]: a for a in h.get("adherence", [])}
         last = h.get("lastCheckIn")
         open_pause = next((p for p in h.get("pause", []) if p.get("end") is None), None)
-        rows.append({
-            **h,
-            "plan_id": h["plan"]["reference"].split("/", 1)[1],
-            "paused": h.get("status") == "on-hold",
-            "open_pause": open_pause,
-            "rate7": (adherence.get(7) or {}).get("rate"),
-            "rate30": (adherence.get(30) or {}).get("rate"),
-            "rate90": (adherence.get(90) or {}).get("rate"),
-            "days_since": (today - last).days if last else None,
-            "never": last is None,
-        })
+        rows.append(
+            {
+                **h,
+                "plan_id": h["plan"]["reference"].split("/", 1)[1],
+                "paused": h.get("status") == "on-hold",
+                "open_pause": open_pause,
+                "rate7": (adherence.get(7) or {}).get("rate"),
+                "rate30": (adherence.get(30) or {}).get("rate"),
+                "rate90": (adherence.get(90) or {}).get("rate"),
+                "days_since": (today - last).days if last else None,
+                "never": last is None,
+            }
+        )
     return rows
 
 
 def _sessions(repo: FhirRepository, patient_id: str, limit: int = 5) -> list[dict[str, Any]]:
     out = []
-    for enc in _search(repo, "Encounter", [("subject", f"Patient/{patient_id}"), ("_sort", "-date")], limit + 2):
-        code = next((c.get("code") for t in enc.get("type", []) or [] for c in t.get("coding", []) or []), None)
-        modality = next((e.get("valueCoding", {}).get("code") for e in enc.get("extension", []) or []
-                         if e.get("url") == io.MODALITY_URL), None)
+    for enc in _search(
+        repo, "Encounter", [("subject", f"Patient/{patient_id}"), ("_sort", "-date")], limit + 2
+    ):
+        code = next(
+            (c.get("code") for t in enc.get("type", []) or [] for c in t.get("coding", []) or []), None
+        )
+        modality = next(
+            (
+                e.get("valueCoding", {}).get("code")
+                for e in enc.get("extension", []) or []
+                if e.get("url") == io.MODALITY_URL
+            ),
+            None,
+        )
         if code == "coaching-session-group" and not enc.get("partOf"):
             continue  # the group-level Encounter; the patient's own one (partOf it) is listed
         period = enc.get("period") or {}
-        out.append({"id": enc.get("id"), "type": _SESSION_TYPES.get(code or "", code or "Session"),
-                    "modality": modality, "start": str(period.get("start", "")),
-                    "minutes": (enc.get("length") or {}).get("value")})
+        out.append(
+            {
+                "id": enc.get("id"),
+                "type": _SESSION_TYPES.get(code or "", code or "Session"),
+                "modality": modality,
+                "start": str(period.get("start", "")),
+                "minutes": (enc.get("length") or {}).get("value"),
+            }
+        )
     return out[:limit]
 
 
 def _latest_note(repo: FhirRepository, patient_id: str) -> dict[str, str] | None:
-    docs = _search(repo, "DocumentReference", [("subject", f"Patient/{patient_id}"),
-                                               ("type", "http://loinc.org|11506-3"), ("_sort", "-date")], 1)
+    docs = _search(
+        repo,
+        "DocumentReference",
+        [("subject", f"Patient/{patient_id}"), ("type", "http://loinc.org|11506-3"), ("_sort", "-date")],
+        1,
+    )
     if not docs:
         return None
     note = parse_session_note(docs[0])
-    return {"date": str(docs[0].get("date", ""))[:10], "reviewed": note.reviewed, "barriers": note.barriers,
-            "next_steps": note.next_steps}
+    return {
+        "date": str(docs[0].get("date", ""))[:10],
+        "reviewed": note.reviewed,
+        "barriers": note.barriers,
+        "next_steps": note.next_steps,
+    }
 
 
-def _run_chart_view(data: Mapping[str, Any], code: str, label: str,
-                    events: tuple[tuple[date, str], ...] = ()) -> dict[str, Any]:
+def _run_chart_view(
+    data: Mapping[str, Any], code: str, label: str, events: tuple[tuple[date, str], ...] = ()
+) -> dict[str, Any]:
     """The run chart of one series (``CoachingService.run_chart``'s result): one figure, from which the
     caption, both drawings (wide, and narrow for phones), their text alternative and the data table come.
     ``events``: outcomes of referrals serving the chart's goals (docs/referrals.md)."""
     fig = replace(RunChartFigure.from_service(data, label), events=events)
-    return {"code": code, "label": label, "figure": fig, "sentence": fig.sentence(), "svg": draw(fig),
-            "svg_narrow": draw(fig, width=330, height=280, css="runchart runchart-narrow"), "table": fig.table(),
-            "changes": fig.changes}
+    return {
+        "code": code,
+        "label": label,
+        "figure": fig,
+        "sentence": fig.sentence(),
+        "svg": draw(fig),
+        "svg_narrow": draw(fig, width=330, height=280, css="runchart runchart-narrow"),
+        "table": fig.table(),
+        "changes": fig.changes,
+    }
 
 
 def _trend_series() -> list[tuple[str, str, str | None]]:
@@ -352,10 +436,17 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
     trends = []
     for m in measures:
         points = overview["series"].get(f"{catalog.LOINC}|{m.code}", [])
-        trends.append({"code": m.code, "label": m.label, "unit": m.unit, "points": points,
-                       "latest": points[-1][1] if points else None,
-                       "spark": sparkline(points, label=m.label, unit=m.unit, width=132, height=30),
-                       "text": describe_series(points, label=m.label, unit=m.unit)})
+        trends.append(
+            {
+                "code": m.code,
+                "label": m.label,
+                "unit": m.unit,
+                "points": points,
+                "latest": points[-1][1] if points else None,
+                "spark": sparkline(points, label=m.label, unit=m.unit, width=132, height=30),
+                "text": describe_series(points, label=m.label, unit=m.unit),
+            }
+        )
     choices: list[dict[str, Any]] = []
     for card in cards:
         if card.measure and card.measure not in [c["code"] for c in choices]:
@@ -369,22 +460,36 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         card.referrals = [r for r in referrals if r.goal_id == card.id]
     chart = None
     if selected:
-        chart_data = overview["runChart"].get(f"{catalog.LOINC}|{selected}") \
-            or svc.run_chart(patient_id, [(catalog.LOINC, selected)])
+        chart_data = overview["runChart"].get(f"{catalog.LOINC}|{selected}") or svc.run_chart(
+            patient_id, [(catalog.LOINC, selected)]
+        )
         goal_ids = {c.id for c in cards if c.measure == selected}
-        events = tuple((date.fromisoformat(r.outcome_date), r.outcome) for r in referrals
-                       if r.goal_id in goal_ids and r.outcome and r.outcome_date)
+        events = tuple(
+            (date.fromisoformat(r.outcome_date), r.outcome)
+            for r in referrals
+            if r.goal_id in goal_ids and r.outcome and r.outcome_date
+        )
         chart = _run_chart_view(chart_data, selected, catalog.measure(selected).label, events)
     keys = signal_keys(summary)
     if keys != seen:
         _mark_seen(repo, viewer, patient_id, keys)
     return {
-        "patient": patient, "banner": patient_banner(patient, today), "today": today, "tz": tz,
+        "patient": patient,
+        "banner": patient_banner(patient, today),
+        "today": today,
+        "tz": tz,
         "tz_is_default": io.patient_time_zone(patient, "") == "",
-        "goals": cards, "habits": _habit_rows(summary, today), "trends": trends, "chart": chart,
-        "series_choices": choices, "selected_series": selected, "sessions": _sessions(repo, patient_id),
-        "latest_note": _latest_note(repo, patient_id), "referrals": referrals,
-        "thread": thread(repo, patient_id), "summary": summary,
+        "goals": cards,
+        "habits": _habit_rows(summary, today),
+        "trends": trends,
+        "chart": chart,
+        "series_choices": choices,
+        "selected_series": selected,
+        "sessions": _sessions(repo, patient_id),
+        "latest_note": _latest_note(repo, patient_id),
+        "referrals": referrals,
+        "thread": thread(repo, patient_id),
+        "summary": summary,
     }
 
 
@@ -402,14 +507,25 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     summary = overview["summary"]
     tz, today = summary["timeZone"], summary["today"]
     todays = {}
-    for obs in _search(repo, "Observation", [("patient", f"Patient/{patient_id}"),
-                                             ("code", f"{io.MECR_CODES}|habit-check-in"),
-                                             ("date", today.isoformat())], 200):
+    for obs in _search(
+        repo,
+        "Observation",
+        [
+            ("patient", f"Patient/{patient_id}"),
+            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("date", today.isoformat()),
+        ],
+        200,
+    ):
         parsed = io.checkin_from_observation(obs)
         if parsed is not None and parsed[2].day == today:
             todays[(parsed[0], parsed[1])] = parsed[2].status.value
-    plans = _search(repo, "CarePlan", [("patient", f"Patient/{patient_id}"),
-                                       ("category", f"{io.MECR_CODES}|habit-plan")], 50)
+    plans = _search(
+        repo,
+        "CarePlan",
+        [("patient", f"Patient/{patient_id}"), ("category", f"{io.MECR_CODES}|habit-plan")],
+        50,
+    )
     schedules = {}
     for plan in plans:
         try:
@@ -423,15 +539,30 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
         if h is None or row["paused"] or not h.schedule.is_active(today):
             continue
         due = h.schedule.is_due(today) or h.schedule.kind is ScheduleKind.TIMES_PER_WEEK
-        habits.append({**row, "due_today": due, "today": todays.get((row["plan_id"], row["habitId"])),
-                       "schedule_text": _schedule_text(h)})
+        habits.append(
+            {
+                **row,
+                "due_today": due,
+                "today": todays.get((row["plan_id"], row["habitId"])),
+                "schedule_text": _schedule_text(h),
+            }
+        )
     habits.sort(key=lambda r: (not r["due_today"], r["title"].lower()))
-    cards = _goal_cards(summary, overview["goals"], overview["goalSeries"], set(),
-                        hide_sensitive=prefs["hide_sensitive"])
-    return {"patient": patient, "name": human_name(patient), "today": today, "tz": tz, "habits": habits,
-            "goals": cards, "thread": thread(repo, patient_id), "prefs": prefs,
-            "paused": [r for r in _habit_rows(summary, today) if r["paused"]],
-            "referrals": referral_list(repo, patient_id)}
+    cards = _goal_cards(
+        summary, overview["goals"], overview["goalSeries"], set(), hide_sensitive=prefs["hide_sensitive"]
+    )
+    return {
+        "patient": patient,
+        "name": human_name(patient),
+        "today": today,
+        "tz": tz,
+        "habits": habits,
+        "goals": cards,
+        "thread": thread(repo, patient_id),
+        "prefs": prefs,
+        "paused": [r for r in _habit_rows(summary, today) if r["paused"]],
+        "referrals": referral_list(repo, patient_id),
+    }
 
 
 def streak_words(h: Mapping[str, Any], *, repaired: bool = True) -> str:
@@ -454,8 +585,12 @@ def habit_streak(data: Data, patient_id: str, plan_id: str, habit_id: str) -> di
     for h in overview["summary"].get("habit", []):
         if h["plan"]["reference"] == f"CarePlan/{plan_id}" and h.get("habitId") == habit_id:
             streak = h.get("streak") or {}
-            return {"current": streak.get("current"), "best": streak.get("best"), "unit": streak.get("unit"),
-                    "text": streak_words(h)}
+            return {
+                "current": streak.get("current"),
+                "best": streak.get("best"),
+                "unit": streak.get("unit"),
+                "text": streak_words(h),
+            }
     return None
 
 

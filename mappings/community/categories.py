@@ -53,22 +53,59 @@ CATEGORIES: Final = {
 
 #: Category -> whole words or phrases (case-insensitive) that put a service in it.
 KEYWORDS: Final = {
-    "food-insecurity": ("food", "foods", "pantry", "pantries", "meal", "meals", "grocery", "groceries",
-                        "nutrition", "snap", "wic", "soup kitchen", "hunger", "food bank"),
+    "food-insecurity": (
+        "food",
+        "foods",
+        "pantry",
+        "pantries",
+        "meal",
+        "meals",
+        "grocery",
+        "groceries",
+        "nutrition",
+        "snap",
+        "wic",
+        "soup kitchen",
+        "hunger",
+        "food bank",
+    ),
     "housing-instability": ("housing", "rent", "rental", "eviction", "tenant", "tenants"),
     "homelessness": ("homeless", "homelessness", "shelter", "shelters"),
     "inadequate-housing": ("home repair", "home repairs", "weatherization", "lead abatement"),
-    "transportation-insecurity": ("transport", "transportation", "ride", "rides", "transit", "paratransit",
-                                  "bus pass", "bus passes"),
-    "financial-insecurity": ("financial", "cash assistance", "tax preparation", "budgeting", "debt",
-                             "financial coaching"),
+    "transportation-insecurity": (
+        "transport",
+        "transportation",
+        "ride",
+        "rides",
+        "transit",
+        "paratransit",
+        "bus pass",
+        "bus passes",
+    ),
+    "financial-insecurity": (
+        "financial",
+        "cash assistance",
+        "tax preparation",
+        "budgeting",
+        "debt",
+        "financial coaching",
+    ),
     "material-hardship": ("clothing", "diapers", "furniture", "household goods"),
     "educational-attainment": ("ged", "adult education", "tutoring", "literacy"),
     "employment-status": ("job", "jobs", "employment", "career", "workforce", "resume"),
     "veteran-status": ("veteran", "veterans"),
     "stress": ("counselling", "counseling", "mental health", "stress", "anxiety", "depression"),
-    "social-connection": ("support group", "peer support", "walking group", "exercise group", "exercise class",
-                          "senior center", "companionship", "social club", "befriending"),
+    "social-connection": (
+        "support group",
+        "peer support",
+        "walking group",
+        "exercise group",
+        "exercise class",
+        "senior center",
+        "companionship",
+        "social club",
+        "befriending",
+    ),
     "intimate-partner-violence": ("domestic violence", "intimate partner"),
     "elder-abuse": ("elder abuse",),
     "personal-health-literacy": ("health education", "health literacy"),
@@ -83,8 +120,10 @@ KEYWORDS: Final = {
 
 _CATEGORY_OF: Final = {w: code for code, words in KEYWORDS.items() for w in words}
 # One pass over the text: the longest phrases first, so "food bank" is found before "food".
-_PATTERN: Final = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(_CATEGORY_OF, key=len, reverse=True))
-                             + r")\b", re.IGNORECASE)
+_PATTERN: Final = re.compile(
+    r"\b(?:" + "|".join(re.escape(w) for w in sorted(_CATEGORY_OF, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
 
 
 def is_sdoh_taxonomy(taxonomy: str | None) -> bool:

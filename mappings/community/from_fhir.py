@@ -80,8 +80,12 @@ def _phones(telecom: Iterable[dict[str, Any]], owner: str) -> tuple[list[Obj], s
             phone["number"] = m.group(1) if m else str(value)
             if m:
                 phone["extension"] = int(m.group(2))
-            phone["type"] = {"phone": "cell" if point.get("use") == "mobile" else "voice", "fax": "fax",
-                             "sms": "text", "pager": "pager"}[system]
+            phone["type"] = {
+                "phone": "cell" if point.get("use") == "mobile" else "voice",
+                "fax": "fax",
+                "sms": "text",
+                "pager": "pager",
+            }[system]
             phones.append(phone)
     return phones, email, url
 
@@ -101,8 +105,11 @@ def _organization(res: dict[str, Any]) -> Obj:
         if system == TAX_ID_SYSTEM:
             org["tax_id"] = ident.get("value")
         elif system.startswith(ORG_ID_SCHEME):
-            oi = {"id": _child_id(oid, "identifier", len(idents)), "identifier_scheme": system[len(ORG_ID_SCHEME):],
-                  "identifier": ident.get("value")}
+            oi = {
+                "id": _child_id(oid, "identifier", len(idents)),
+                "identifier_scheme": system[len(ORG_ID_SCHEME) :],
+                "identifier": ident.get("value"),
+            }
             if (ident.get("type") or {}).get("text"):
                 oi["identifier_type"] = ident["type"]["text"]
             idents.append(oi)
@@ -135,8 +142,11 @@ def _location(res: dict[str, Any], org_ids: dict[str, str]) -> Obj:
     fields = _fields(res)
     attention = fields.pop("attention", None)
     physical = [c.get("code") for c in (res.get("physicalType") or {}).get("coding") or ()]
-    loc: Obj = {"id": lid, "name": res.get("name") or lid,
-                "location_type": fields.pop("location_type", None) or ("virtual" if "vi" in physical else "physical")}
+    loc: Obj = {
+        "id": lid,
+        "name": res.get("name") or lid,
+        "location_type": fields.pop("location_type", None) or ("virtual" if "vi" in physical else "physical"),
+    }
     loc.update(fields)
     if res.get("alias"):
         loc["alternate_name"] = res["alias"][0]
@@ -163,16 +173,31 @@ def _location(res: dict[str, Any], org_ids: dict[str, str]) -> Obj:
     if a:
         address: Obj = {"id": _child_id(lid, "address", 0), "address_type": a.get("type") or "physical"}
         lines = a.get("line") or []
-        for key, value in (("attention", attention), ("address_1", lines[0] if lines else None),
-                           ("address_2", ", ".join(lines[1:]) or None), ("city", a.get("city")),
-                           ("region", a.get("district")), ("state_province", a.get("state")),
-                           ("postal_code", a.get("postalCode")), ("country", a.get("country"))):
+        for key, value in (
+            ("attention", attention),
+            ("address_1", lines[0] if lines else None),
+            ("address_2", ", ".join(lines[1:]) or None),
+            ("city", a.get("city")),
+            ("region", a.get("district")),
+            ("state_province", a.get("state")),
+            ("postal_code", a.get("postalCode")),
+            ("country", a.get("country")),
+        ):
             if value:
                 address[key] = value
         loc["addresses"] = [address]
-    schedules = _schedules([{"daysOfWeek": h.get("daysOfWeek"), "allDay": h.get("allDay"),
-                             "availableStartTime": h.get("openingTime"), "availableEndTime": h.get("closingTime")}
-                            for h in res.get("hoursOfOperation") or ()], lid)
+    schedules = _schedules(
+        [
+            {
+                "daysOfWeek": h.get("daysOfWeek"),
+                "allDay": h.get("allDay"),
+                "availableStartTime": h.get("openingTime"),
+                "availableEndTime": h.get("closingTime"),
+            }
+            for h in res.get("hoursOfOperation") or ()
+        ],
+        lid,
+    )
     if schedules:
         loc["schedules"] = schedules
     return loc
@@ -191,12 +216,20 @@ def _schedules(times: Iterable[dict[str, Any]], owner: str) -> list[Obj]:
     return out
 
 
-def _service(res: dict[str, Any], org_ids: dict[str, str], loc_ids: dict[str, str],
-             areas: dict[str, dict[str, Any]], orgs: dict[str, Obj]) -> Obj:
+def _service(
+    res: dict[str, Any],
+    org_ids: dict[str, str],
+    loc_ids: dict[str, str],
+    areas: dict[str, dict[str, Any]],
+    orgs: dict[str, Obj],
+) -> Obj:
     sid = hsds_id("HealthcareService", res, "service")
     fields = _fields(res)
-    svc: Obj = {"id": sid, "name": res.get("name") or sid,
-                "status": fields.pop("status", None) or ("active" if res.get("active", True) else "inactive")}
+    svc: Obj = {
+        "id": sid,
+        "name": res.get("name") or sid,
+        "status": fields.pop("status", None) or ("active" if res.get("active", True) else "inactive"),
+    }
     svc.update(fields)
     org = org_ids.get(_ref_id(res.get("providedBy"), "Organization") or "")
     if org:
@@ -229,20 +262,28 @@ def _service(res: dict[str, Any], org_ids: dict[str, str], loc_ids: dict[str, st
     for ref in res.get("coverageArea") or ():
         area = areas.get(_ref_id(ref, "Location") or "")
         if area is not None:
-            entry: Obj = {"id": hsds_id("Location", area, "service_area"), "name": area.get("name"),
-                          **_fields(area)}
+            entry: Obj = {
+                "id": hsds_id("Location", area, "service_area"),
+                "name": area.get("name"),
+                **_fields(area),
+            }
             if area.get("description"):
                 entry["description"] = area["description"]
             service_areas.append(entry)
         elif (ref or {}).get("display"):
-            service_areas.append({"id": _child_id(sid, "service_area", len(service_areas)), "name": ref["display"]})
+            service_areas.append(
+                {"id": _child_id(sid, "service_area", len(service_areas)), "name": ref["display"]}
+            )
     if service_areas:
         svc["service_areas"] = service_areas
     languages: list[dict[str, Any]] = []
     for lang in res.get("communication") or ():
         coding: dict[str, Any] = next(iter(lang.get("coding") or ()), {})
-        entry = {"id": _child_id(sid, "language", len(languages)), "code": coding.get("code"),
-                 "name": lang.get("text") or coding.get("display")}
+        entry = {
+            "id": _child_id(sid, "language", len(languages)),
+            "code": coding.get("code"),
+            "name": lang.get("text") or coding.get("display"),
+        }
         languages.append({k: v for k, v in entry.items() if v})
     if languages:
         svc["languages"] = languages
@@ -261,9 +302,14 @@ def _service(res: dict[str, Any], org_ids: dict[str, str], loc_ids: dict[str, st
 def _eligibility_back(res: dict[str, Any], svc: Obj) -> None:
     texts = []
     for entry in res.get("eligibility") or ():
-        codes = {c.get("code") for c in (entry.get("code") or {}).get("coding") or ()
-                 if c.get("system") == ELIGIBILITY_SYSTEM}
-        rng = next((e.get("valueRange") for e in entry.get("extension") or () if e.get("url") == AGE_EXTENSION), None)
+        codes = {
+            c.get("code")
+            for c in (entry.get("code") or {}).get("coding") or ()
+            if c.get("system") == ELIGIBILITY_SYSTEM
+        }
+        rng = next(
+            (e.get("valueRange") for e in entry.get("extension") or () if e.get("url") == AGE_EXTENSION), None
+        )
         if "age" in codes and rng is not None:
             for bound, key in (("low", "minimum_age"), ("high", "maximum_age")):
                 if (rng.get(bound) or {}).get("value") is not None:
@@ -276,21 +322,37 @@ def _eligibility_back(res: dict[str, Any], svc: Obj) -> None:
 
 def _attributes(res: dict[str, Any], sid: str) -> list[Obj]:
     out: list[Obj] = []
-    codings = [c for cc in res.get("category") or () for c in cc.get("coding") or ()
-               if c.get("system") == SDOHCC_CATEGORY and c.get("code") in CATEGORIES]
+    codings = [
+        c
+        for cc in res.get("category") or ()
+        for c in cc.get("coding") or ()
+        if c.get("system") == SDOHCC_CATEGORY and c.get("code") in CATEGORIES
+    ]
     codings += [c for cc in res.get("type") or () for c in cc.get("coding") or () if c.get("code")]
     for c in codings:
         i = len(out)
         sdoh = c.get("system") == SDOHCC_CATEGORY
         system = str(c.get("system") or "")
         taxonomy = "SDOHCC" if sdoh else system.rsplit("/", 1)[-1] or "local"
-        term: Obj = {"id": str(uuid.uuid5(_NAMESPACE, f"term/{system}/{c['code']}")), "code": c["code"],
-                     "name": c.get("display") or c["code"], "taxonomy": taxonomy}
+        term: Obj = {
+            "id": str(uuid.uuid5(_NAMESPACE, f"term/{system}/{c['code']}")),
+            "code": c["code"],
+            "name": c.get("display") or c["code"],
+            "taxonomy": taxonomy,
+        }
         if system:
-            term["taxonomy_detail"] = {"id": str(uuid.uuid5(_NAMESPACE, f"taxonomy/{system}")), "name": taxonomy,
-                                       "uri": system}
-        out.append({"id": _child_id(sid, "attribute", i), "link_type": "service_category" if sdoh else "type",
-                    "taxonomy_term": term})
+            term["taxonomy_detail"] = {
+                "id": str(uuid.uuid5(_NAMESPACE, f"taxonomy/{system}")),
+                "name": taxonomy,
+                "uri": system,
+            }
+        out.append(
+            {
+                "id": _child_id(sid, "attribute", i),
+                "link_type": "service_category" if sdoh else "type",
+                "taxonomy_term": term,
+            }
+        )
     return out
 
 
@@ -302,8 +364,9 @@ def directory_from_fhir(resources: Iterable[dict[str, Any]]) -> Directory:
     locs = [r for r in items if r.get("resourceType") == "Location"]
 
     def is_area(r: dict[str, Any]) -> bool:
-        return r.get("mode") == "kind" and any(c.get("code") == "area"
-                                               for c in (r.get("physicalType") or {}).get("coding") or ())
+        return r.get("mode") == "kind" and any(
+            c.get("code") == "area" for c in (r.get("physicalType") or {}).get("coding") or ()
+        )
 
     areas = {str(r.get("id")): r for r in locs if is_area(r)}
     org_ids = {str(r.get("id")): hsds_id("Organization", r, "organization") for r in orgs}

@@ -25,8 +25,20 @@ from mappings.errors import MalformedInputError, UnsupportedInputError
 __all__ = ["Directory", "read_hsds_json", "services_json", "NUMBER_FIELDS"]
 
 #: Fields HSDS 3.0 types as numbers (the tabular form has them as text).
-NUMBER_FIELDS = frozenset({"latitude", "longitude", "minimum_age", "maximum_age", "extension", "year_incorporated",
-                           "amount", "count", "interval", "timezone"})
+NUMBER_FIELDS = frozenset(
+    {
+        "latitude",
+        "longitude",
+        "minimum_age",
+        "maximum_age",
+        "extension",
+        "year_incorporated",
+        "amount",
+        "count",
+        "interval",
+        "timezone",
+    }
+)
 
 Obj = dict[str, Any]
 
@@ -41,8 +53,11 @@ class Directory:
 
     def merge(self, other: Directory) -> None:
         """Add ``other``'s objects; an object seen twice keeps the fuller of its two copies."""
-        for mine, theirs in ((self.organizations, other.organizations), (self.services, other.services),
-                             (self.locations, other.locations)):
+        for mine, theirs in (
+            (self.organizations, other.organizations),
+            (self.services, other.services),
+            (self.locations, other.locations),
+        ):
             for oid, obj in theirs.items():
                 old = mine.get(oid)
                 mine[oid] = obj if old is None or len(obj) >= len(old) else old
@@ -61,21 +76,34 @@ def _need_id(obj: Any, kind: str, file: str | None) -> str:
         raise MalformedInputError(f"a {kind} must be a JSON object", file=file)
     oid = obj.get("id")
     if not isinstance(oid, str) or not oid.strip():
-        raise MalformedInputError(f"a {kind} has no id", file=file, record=str(obj.get("name") or "")[:60] or None)
+        raise MalformedInputError(
+            f"a {kind} has no id", file=file, record=str(obj.get("name") or "")[:60] or None
+        )
     return oid
 
 
 def _kind(obj: Mapping[str, Any]) -> str | None:
     """Which HSDS object ``obj`` is (HSDS 3.0 required fields and nested members tell them apart)."""
-    if "service" in obj and isinstance(obj.get("service"), dict) or "location" in obj and "service_id" not in obj \
-            and isinstance(obj.get("location"), dict):
+    if (
+        "service" in obj
+        and isinstance(obj.get("service"), dict)
+        or "location" in obj
+        and "service_id" not in obj
+        and isinstance(obj.get("location"), dict)
+    ):
         return "service_at_location"
     if "status" in obj or "service_at_locations" in obj or "service_areas" in obj:
         return "service"
     if "location_type" in obj or "addresses" in obj or "latitude" in obj:
         return "location"
-    if "services" in obj or "website" in obj or "organization_identifiers" in obj or "legal_status" in obj \
-            or "description" in obj and "name" in obj:
+    if (
+        "services" in obj
+        or "website" in obj
+        or "organization_identifiers" in obj
+        or "legal_status" in obj
+        or "description" in obj
+        and "name" in obj
+    ):
         return "organization"
     return None
 
@@ -98,10 +126,17 @@ def read_hsds_json(data: Any, *, file: str | None = None) -> Directory:
     for i, item in enumerate(items):
         kind = _kind(item) if isinstance(item, dict) else None
         if kind is None:
-            raise UnsupportedInputError("not an HSDS service, organization, location or service_at_location "
-                                        "object", file=file, record=f"item {i}")
-        {"service": _add_service, "organization": _add_organization, "location": _add_location,
-         "service_at_location": _add_service_at_location}[kind](directory, item, file)
+            raise UnsupportedInputError(
+                "not an HSDS service, organization, location or service_at_location object",
+                file=file,
+                record=f"item {i}",
+            )
+        {
+            "service": _add_service,
+            "organization": _add_organization,
+            "location": _add_location,
+            "service_at_location": _add_service_at_location,
+        }[kind](directory, item, file)
     return directory
 
 
@@ -178,7 +213,9 @@ def services_json(directory: Directory) -> list[Obj]:
         if org is not None:
             used_orgs.add(org_id or "")
             svc["organization"] = copy.deepcopy(org)
-            program = next((p for p in org.get("programs") or () if p.get("id") == svc.get("program_id")), None)
+            program = next(
+                (p for p in org.get("programs") or () if p.get("id") == svc.get("program_id")), None
+            )
             if program is not None:
                 svc["program"] = copy.deepcopy(program)
         for sal in svc.get("service_at_locations") or ():

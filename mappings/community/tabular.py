@@ -20,55 +20,205 @@ from mappings.errors import MalformedInputError
 
 from .hsds import NUMBER_FIELDS, Directory, Obj
 
-__all__ = ["COLUMNS", "TABLE_FILES", "read_tabular", "write_tabular", "datapackage", "read_csv_text", "csv_text"]
+__all__ = [
+    "COLUMNS",
+    "TABLE_FILES",
+    "read_tabular",
+    "write_tabular",
+    "datapackage",
+    "read_csv_text",
+    "csv_text",
+]
 
 #: Table -> its columns, in HSDS 3.0 order.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "organizations": ("id", "name", "alternate_name", "description", "email", "website", "tax_status", "tax_id",
-                      "year_incorporated", "legal_status", "logo", "uri", "parent_organization_id"),
+    "organizations": (
+        "id",
+        "name",
+        "alternate_name",
+        "description",
+        "email",
+        "website",
+        "tax_status",
+        "tax_id",
+        "year_incorporated",
+        "legal_status",
+        "logo",
+        "uri",
+        "parent_organization_id",
+    ),
     "programs": ("id", "organization_id", "name", "alternate_name", "description"),
-    "services": ("id", "organization_id", "program_id", "name", "alternate_name", "description", "url", "email",
-                 "status", "interpretation_services", "application_process", "fees_description", "wait_time",
-                 "fees", "accreditations", "eligibility_description", "minimum_age", "maximum_age", "assured_date",
-                 "assurer_email", "licenses", "alert", "last_modified"),
+    "services": (
+        "id",
+        "organization_id",
+        "program_id",
+        "name",
+        "alternate_name",
+        "description",
+        "url",
+        "email",
+        "status",
+        "interpretation_services",
+        "application_process",
+        "fees_description",
+        "wait_time",
+        "fees",
+        "accreditations",
+        "eligibility_description",
+        "minimum_age",
+        "maximum_age",
+        "assured_date",
+        "assurer_email",
+        "licenses",
+        "alert",
+        "last_modified",
+    ),
     "attributes": ("id", "link_id", "taxonomy_term_id", "link_type", "link_entity", "value"),
     "service_at_location": ("id", "service_id", "location_id", "description"),
-    "locations": ("id", "location_type", "url", "organization_id", "name", "alternate_name", "description",
-                  "transportation", "latitude", "longitude", "external_identifier", "external_identifier_type"),
-    "phones": ("id", "location_id", "service_id", "organization_id", "contact_id", "service_at_location_id",
-               "number", "extension", "type", "description"),
-    "contacts": ("id", "organization_id", "service_id", "service_at_location_id", "location_id", "name", "title",
-                 "department", "email"),
-    "addresses": ("id", "location_id", "attention", "address_1", "address_2", "city", "region", "state_province",
-                  "postal_code", "country", "address_type"),
-    "schedules": ("id", "service_id", "location_id", "service_at_location_id", "valid_from", "valid_to", "dtstart",
-                  "timezone", "until", "count", "wkst", "freq", "interval", "byday", "byweekno", "bymonthday",
-                  "byyearday", "description", "opens_at", "closes_at", "schedule_link", "attending_type", "notes"),
+    "locations": (
+        "id",
+        "location_type",
+        "url",
+        "organization_id",
+        "name",
+        "alternate_name",
+        "description",
+        "transportation",
+        "latitude",
+        "longitude",
+        "external_identifier",
+        "external_identifier_type",
+    ),
+    "phones": (
+        "id",
+        "location_id",
+        "service_id",
+        "organization_id",
+        "contact_id",
+        "service_at_location_id",
+        "number",
+        "extension",
+        "type",
+        "description",
+    ),
+    "contacts": (
+        "id",
+        "organization_id",
+        "service_id",
+        "service_at_location_id",
+        "location_id",
+        "name",
+        "title",
+        "department",
+        "email",
+    ),
+    "addresses": (
+        "id",
+        "location_id",
+        "attention",
+        "address_1",
+        "address_2",
+        "city",
+        "region",
+        "state_province",
+        "postal_code",
+        "country",
+        "address_type",
+    ),
+    "schedules": (
+        "id",
+        "service_id",
+        "location_id",
+        "service_at_location_id",
+        "valid_from",
+        "valid_to",
+        "dtstart",
+        "timezone",
+        "until",
+        "count",
+        "wkst",
+        "freq",
+        "interval",
+        "byday",
+        "byweekno",
+        "bymonthday",
+        "byyearday",
+        "description",
+        "opens_at",
+        "closes_at",
+        "schedule_link",
+        "attending_type",
+        "notes",
+    ),
     "funding": ("id", "organization_id", "service_id", "source"),
     "service_areas": ("id", "service_id", "name", "description", "extent", "extent_type", "uri"),
     "required_documents": ("id", "service_id", "document", "uri"),
     "languages": ("id", "service_id", "location_id", "phone_id", "name", "code", "note"),
     "accessibility": ("id", "location_id", "description", "details", "url"),
-    "taxonomy_terms": ("id", "code", "name", "description", "parent_id", "taxonomy", "language", "taxonomy_id",
-                       "term_uri"),
-    "cost_options": ("id", "service_id", "valid_from", "valid_to", "option", "currency", "amount",
-                     "amount_description"),
-    "organization_identifiers": ("id", "organization_id", "identifier_scheme", "identifier_type", "identifier"),
+    "taxonomy_terms": (
+        "id",
+        "code",
+        "name",
+        "description",
+        "parent_id",
+        "taxonomy",
+        "language",
+        "taxonomy_id",
+        "term_uri",
+    ),
+    "cost_options": (
+        "id",
+        "service_id",
+        "valid_from",
+        "valid_to",
+        "option",
+        "currency",
+        "amount",
+        "amount_description",
+    ),
+    "organization_identifiers": (
+        "id",
+        "organization_id",
+        "identifier_scheme",
+        "identifier_type",
+        "identifier",
+    ),
     "taxonomies": ("id", "name", "description", "uri", "version"),
-    "metadata": ("id", "resource_id", "resource_type", "last_action_date", "last_action_type", "field_name",
-                 "previous_value", "replacement_value", "updated_by"),
+    "metadata": (
+        "id",
+        "resource_id",
+        "resource_type",
+        "last_action_date",
+        "last_action_type",
+        "field_name",
+        "previous_value",
+        "replacement_value",
+        "updated_by",
+    ),
     "meta_table_descriptions": ("id", "name", "language", "character_set"),
 }
 #: Table -> its file name in the package.
 TABLE_FILES = {t: f"{t}.csv" for t in COLUMNS}
 #: datapackage resource names (singular) -> table.
-_RESOURCE_NAMES = {"organization": "organizations", "program": "programs", "service": "services",
-                   "attribute": "attributes", "location": "locations", "phone": "phones", "contact": "contacts",
-                   "address": "addresses", "schedule": "schedules", "service_area": "service_areas",
-                   "required_document": "required_documents", "language": "languages",
-                   "taxonomy_term": "taxonomy_terms", "cost_option": "cost_options",
-                   "organization_identifier": "organization_identifiers", "taxonomy": "taxonomies",
-                   "meta_table_description": "meta_table_descriptions"}
+_RESOURCE_NAMES = {
+    "organization": "organizations",
+    "program": "programs",
+    "service": "services",
+    "attribute": "attributes",
+    "location": "locations",
+    "phone": "phones",
+    "contact": "contacts",
+    "address": "addresses",
+    "schedule": "schedules",
+    "service_area": "service_areas",
+    "required_document": "required_documents",
+    "language": "languages",
+    "taxonomy_term": "taxonomy_terms",
+    "cost_option": "cost_options",
+    "organization_identifier": "organization_identifiers",
+    "taxonomy": "taxonomies",
+    "meta_table_description": "meta_table_descriptions",
+}
 
 
 def _table_name(key: str) -> str:
@@ -80,11 +230,13 @@ def _number(value: str, column: str, table: str, file: str | None) -> int | floa
     try:
         number = float(value)
     except ValueError:
-        raise MalformedInputError(f"{column} must be a number, not {value!r}", file=file,
-                                  record=f"{table}.csv") from None
+        raise MalformedInputError(
+            f"{column} must be a number, not {value!r}", file=file, record=f"{table}.csv"
+        ) from None
     if not math.isfinite(number):
-        raise MalformedInputError(f"{column} must be a finite number, not {value!r}", file=file,
-                                  record=f"{table}.csv")
+        raise MalformedInputError(
+            f"{column} must be a finite number, not {value!r}", file=file, record=f"{table}.csv"
+        )
     return int(number) if number.is_integer() and "." not in value else number
 
 
@@ -100,8 +252,12 @@ def _row(raw: Mapping[str, Any], table: str, file: str | None) -> Obj:
     return out
 
 
-def read_tabular(tables: Mapping[str, Iterable[Mapping[str, Any]]], *, file: str | None = None,
-                 orphans: list[str] | None = None) -> Directory:
+def read_tabular(
+    tables: Mapping[str, Iterable[Mapping[str, Any]]],
+    *,
+    file: str | None = None,
+    orphans: list[str] | None = None,
+) -> Directory:
     """A :class:`Directory` from HSDS tables (``{"services": rows, ...}``; ``services.csv`` or the datapackage's
     singular resource names work as keys too). Child rows whose parent is in no table are named in ``orphans``."""
     rows: dict[str, list[Obj]] = {t: [] for t in COLUMNS}
@@ -124,12 +280,24 @@ def read_tabular(tables: Mapping[str, Iterable[Mapping[str, Any]]], *, file: str
             lost.append(f"service_at_location {s['id']}")
             continue
         owner.setdefault("service_at_locations", []).append(sals[s["id"]])
-    contacts = {c["id"]: _strip(c, ("organization_id", "service_id", "service_at_location_id", "location_id"))
-                for c in rows["contacts"]}
-    phones = {p["id"]: _strip(p, ("location_id", "service_id", "organization_id", "contact_id",
-                                  "service_at_location_id")) for p in rows["phones"]}
-    parents = {"organization_id": d.organizations, "service_id": d.services, "location_id": d.locations,
-               "service_at_location_id": sals, "contact_id": contacts, "phone_id": phones}
+    contacts = {
+        c["id"]: _strip(c, ("organization_id", "service_id", "service_at_location_id", "location_id"))
+        for c in rows["contacts"]
+    }
+    phones = {
+        p["id"]: _strip(
+            p, ("location_id", "service_id", "organization_id", "contact_id", "service_at_location_id")
+        )
+        for p in rows["phones"]
+    }
+    parents = {
+        "organization_id": d.organizations,
+        "service_id": d.services,
+        "location_id": d.locations,
+        "service_at_location_id": sals,
+        "contact_id": contacts,
+        "phone_id": phones,
+    }
 
     def attach(table: str, child: Obj, member: str, keys: tuple[str, ...], shown: Obj) -> None:
         placed = False
@@ -142,28 +310,56 @@ def read_tabular(tables: Mapping[str, Iterable[Mapping[str, Any]]], *, file: str
             lost.append(f"{table} {child['id']}")
 
     for lang in rows["languages"]:
-        attach("languages", lang, "languages", ("service_id", "location_id", "phone_id"),
-               _strip(lang, ("service_id", "location_id", "phone_id")))
+        attach(
+            "languages",
+            lang,
+            "languages",
+            ("service_id", "location_id", "phone_id"),
+            _strip(lang, ("service_id", "location_id", "phone_id")),
+        )
     for p in rows["phones"]:
-        attach("phones", p, "phones", ("location_id", "service_id", "organization_id", "contact_id",
-                                       "service_at_location_id"), phones[p["id"]])
+        attach(
+            "phones",
+            p,
+            "phones",
+            ("location_id", "service_id", "organization_id", "contact_id", "service_at_location_id"),
+            phones[p["id"]],
+        )
     for c in rows["contacts"]:
-        attach("contacts", c, "contacts", ("organization_id", "service_id", "service_at_location_id", "location_id"),
-               contacts[c["id"]])
-    for table, member, key in (("addresses", "addresses", "location_id"),
-                               ("accessibility", "accessibility", "location_id"),
-                               ("service_areas", "service_areas", "service_id"),
-                               ("required_documents", "required_documents", "service_id"),
-                               ("cost_options", "cost_options", "service_id"),
-                               ("organization_identifiers", "organization_identifiers", "organization_id"),
-                               ("programs", "programs", "organization_id")):
+        attach(
+            "contacts",
+            c,
+            "contacts",
+            ("organization_id", "service_id", "service_at_location_id", "location_id"),
+            contacts[c["id"]],
+        )
+    for table, member, key in (
+        ("addresses", "addresses", "location_id"),
+        ("accessibility", "accessibility", "location_id"),
+        ("service_areas", "service_areas", "service_id"),
+        ("required_documents", "required_documents", "service_id"),
+        ("cost_options", "cost_options", "service_id"),
+        ("organization_identifiers", "organization_identifiers", "organization_id"),
+        ("programs", "programs", "organization_id"),
+    ):
         for child in rows[table]:
             attach(table, child, member, (key,), _strip(child, (key,)))
     for f in rows["funding"]:
-        attach("funding", f, "funding", ("organization_id", "service_id"), _strip(f, ("organization_id", "service_id")))
+        attach(
+            "funding",
+            f,
+            "funding",
+            ("organization_id", "service_id"),
+            _strip(f, ("organization_id", "service_id")),
+        )
     for sch in rows["schedules"]:
-        attach("schedules", sch, "schedules", ("service_id", "location_id", "service_at_location_id"),
-               _strip(sch, ("service_id", "location_id", "service_at_location_id")))
+        attach(
+            "schedules",
+            sch,
+            "schedules",
+            ("service_id", "location_id", "service_at_location_id"),
+            _strip(sch, ("service_id", "location_id", "service_at_location_id")),
+        )
     taxonomies = {t["id"]: t for t in rows["taxonomies"]}
     terms = {}
     for term in rows["taxonomy_terms"]:
@@ -226,7 +422,12 @@ def write_tabular(directory: Directory) -> dict[str, list[Obj]]:
                 put("taxonomies", detail)
             if term.get("id"):
                 put("taxonomy_terms", term, taxonomy_id=detail.get("id"))
-            put("attributes", {"link_entity": entity, **attr}, link_id=obj["id"], taxonomy_term_id=term.get("id"))
+            put(
+                "attributes",
+                {"link_entity": entity, **attr},
+                link_id=obj["id"],
+                taxonomy_term_id=term.get("id"),
+            )
 
     for oid in sorted(directory.organizations):
         org = directory.organizations[oid]
@@ -243,8 +444,12 @@ def write_tabular(directory: Directory) -> dict[str, list[Obj]]:
     for lid in sorted(directory.locations):
         loc = directory.locations[lid]
         put("locations", loc)
-        for table, member in (("addresses", "addresses"), ("accessibility", "accessibility"),
-                              ("schedules", "schedules"), ("languages", "languages")):
+        for table, member in (
+            ("addresses", "addresses"),
+            ("accessibility", "accessibility"),
+            ("schedules", "schedules"),
+            ("languages", "languages"),
+        ):
             for child in loc.get(member) or ():
                 put(table, child, location_id=lid)
         phones(loc.get("phones") or (), location_id=lid)
@@ -253,9 +458,14 @@ def write_tabular(directory: Directory) -> dict[str, list[Obj]]:
     for sid in sorted(directory.services):
         svc = directory.services[sid]
         put("services", svc)
-        for table, member in (("schedules", "schedules"), ("service_areas", "service_areas"),
-                              ("languages", "languages"), ("funding", "funding"), ("cost_options", "cost_options"),
-                              ("required_documents", "required_documents")):
+        for table, member in (
+            ("schedules", "schedules"),
+            ("service_areas", "service_areas"),
+            ("languages", "languages"),
+            ("funding", "funding"),
+            ("cost_options", "cost_options"),
+            ("required_documents", "required_documents"),
+        ):
             for child in svc.get(member) or ():
                 put(table, child, service_id=sid)
         phones(svc.get("phones") or (), service_id=sid)
@@ -278,8 +488,14 @@ def datapackage(name: str, tables: Mapping[str, list[Obj]]) -> dict[str, Any]:
         if table not in tables:
             continue
         fields = [{"name": c, "type": "number" if c in NUMBER_FIELDS else "string"} for c in COLUMNS[table]]
-        resources.append({"name": table, "path": TABLE_FILES[table], "profile": "tabular-data-resource",
-                          "schema": {"fields": fields, "primaryKey": "id"}})
+        resources.append(
+            {
+                "name": table,
+                "path": TABLE_FILES[table],
+                "profile": "tabular-data-resource",
+                "schema": {"fields": fields, "primaryKey": "id"},
+            }
+        )
     return {"name": name, "profile": "tabular-data-package", "version": "3.0", "resources": resources}
 
 

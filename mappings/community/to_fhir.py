@@ -41,8 +41,16 @@ from .systems import (
     hsds_id_system,
 )
 
-__all__ = ["ELIGIBILITY_WORDS", "EXTENSION_FIELDS", "ORG_ID_SCHEME", "TAX_ID_SYSTEM", "directory_to_fhir",
-           "fhir_id", "hsds_field", "time_of_day"]
+__all__ = [
+    "ELIGIBILITY_WORDS",
+    "EXTENSION_FIELDS",
+    "ORG_ID_SCHEME",
+    "TAX_ID_SYSTEM",
+    "directory_to_fhir",
+    "fhir_id",
+    "hsds_field",
+    "time_of_day",
+]
 
 #: Identifier.system prefix of an HSDS ``organization_identifiers`` scheme (org-id.guide lists the schemes).
 ORG_ID_SCHEME: Final = "https://org-id.guide/list/"
@@ -52,16 +60,28 @@ TAX_ID_SYSTEM: Final = "urn:oid:2.16.840.1.113883.4.4"
 EXTENSION_FIELDS: Final = {
     "Organization": ("description", "tax_status", "year_incorporated", "legal_status", "logo", "uri"),
     "Location": ("transportation", "location_type", "attention"),
-    "HealthcareService": ("alternate_name", "interpretation_services", "fees_description", "wait_time", "fees",
-                          "accreditations", "assured_date", "assurer_email", "licenses", "alert", "last_modified",
-                          "status"),
+    "HealthcareService": (
+        "alternate_name",
+        "interpretation_services",
+        "fees_description",
+        "wait_time",
+        "fees",
+        "accreditations",
+        "assured_date",
+        "assurer_email",
+        "licenses",
+        "alert",
+        "last_modified",
+        "status",
+    ),
     "area": ("extent", "extent_type", "uri"),
 }
 #: eligibility code -> words of ``eligibility_description`` that mean that kind of criterion.
 ELIGIBILITY_WORDS: Final = {
     "income": re.compile(r"\b(income|low-income|poverty|fpl|snap|wic|medicaid|ssi|means[- ]tested)\b", re.I),
-    "residency": re.compile(r"\b(residents?|residency|live[sd]? in|county|area|postcodes?|zip(?: codes?)?)\b",
-                            re.I),
+    "residency": re.compile(
+        r"\b(residents?|residency|live[sd]? in|county|area|postcodes?|zip(?: codes?)?)\b", re.I
+    ),
 }
 _ELIGIBILITY_DISPLAY: Final = {"age": "Age", "income": "Income", "residency": "Residency", "other": "Other"}
 _ID_OK: Final = re.compile(r"^[A-Za-z0-9\-.]{1,59}$")
@@ -86,7 +106,10 @@ def hsds_field(name: str, value: Any) -> dict[str, Any]:
         typed = {"valueDecimal": value}
     else:
         typed = {"valueString": str(value)}
-    return {"url": HSDS_EXTENSION, "extension": [{"url": "field", "valueCode": name}, {"url": "value", **typed}]}
+    return {
+        "url": HSDS_EXTENSION,
+        "extension": [{"url": "field", "valueCode": name}, {"url": "value", **typed}],
+    }
 
 
 def _extensions(obj: Obj, fields: Iterable[str]) -> list[dict[str, Any]]:
@@ -131,8 +154,11 @@ def _telecom(phones: Iterable[Obj], email: Any = None, url: Any = None) -> list[
 
 
 def _meta(source: str | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"tag": [{"system": DIRECTORY_TAG[0], "code": DIRECTORY_TAG[1],
-                                     "display": "Community resource directory"}]}
+    meta: dict[str, Any] = {
+        "tag": [
+            {"system": DIRECTORY_TAG[0], "code": DIRECTORY_TAG[1], "display": "Community resource directory"}
+        ]
+    }
     if source:
         meta["source"] = source
     return meta
@@ -149,8 +175,11 @@ def _weekly(schedules: Iterable[Obj], log: SkipLog, owner: str) -> tuple[list[di
     for sch in schedules:
         if sch.get("description"):
             notes.append(str(sch["description"]))
-        days = [DAYS[d.strip().upper()[-2:]] for d in str(sch.get("byday") or "").split(",")
-                if d.strip().upper()[-2:] in DAYS]
+        days = [
+            DAYS[d.strip().upper()[-2:]]
+            for d in str(sch.get("byday") or "").split(",")
+            if d.strip().upper()[-2:] in DAYS
+        ]
         freq = str(sch.get("freq") or "WEEKLY").upper()
         if freq != "WEEKLY" or not days:
             log.ignore(f"{owner}: a schedule that is not weekly on named days is kept as text only")
@@ -178,8 +207,10 @@ def organization(org: Obj, *, source: str | None, known: set[str]) -> dict[str, 
     idents = [_identifier("organization", org["id"])]
     for oi in org.get("organization_identifiers") or ():
         if oi.get("identifier"):
-            ident: dict[str, Any] = {"system": ORG_ID_SCHEME + str(oi.get("identifier_scheme") or "unknown"),
-                                     "value": str(oi["identifier"])}
+            ident: dict[str, Any] = {
+                "system": ORG_ID_SCHEME + str(oi.get("identifier_scheme") or "unknown"),
+                "value": str(oi["identifier"]),
+            }
             if oi.get("identifier_type"):
                 ident["type"] = {"text": str(oi["identifier_type"])}
             idents.append(ident)
@@ -218,7 +249,9 @@ def location(loc: Obj, *, source: str | None, known_orgs: set[str], log: SkipLog
     """An HSDS location as a FHIR Location (``mode`` instance)."""
     res: dict[str, Any] = {"resourceType": "Location", "id": fhir_id(loc["id"]), "meta": _meta(source)}
     addresses = loc.get("addresses") or []
-    address = next((a for a in addresses if a.get("address_type") == "physical"), addresses[0] if addresses else None)
+    address = next(
+        (a for a in addresses if a.get("address_type") == "physical"), addresses[0] if addresses else None
+    )
     ext = _extensions({**loc, "attention": (address or {}).get("attention")}, EXTENSION_FIELDS["Location"])
     if ext:
         res["extension"] = ext
@@ -244,8 +277,15 @@ def location(loc: Obj, *, source: str | None, known_orgs: set[str], log: SkipLog
             log.ignore(f"location {loc['id']}: only one address maps to Location.address")
         res["address"] = _address(address)
     kind = "vi" if loc.get("location_type") == "virtual" else "bu"
-    res["physicalType"] = {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": kind,
-                                       "display": "Virtual" if kind == "vi" else "Building"}]}
+    res["physicalType"] = {
+        "coding": [
+            {
+                "system": LOCATION_PHYSICAL_TYPE,
+                "code": kind,
+                "display": "Virtual" if kind == "vi" else "Building",
+            }
+        ]
+    }
     lat, lon = loc.get("latitude"), loc.get("longitude")
     if isinstance(lat, (int, float)) and isinstance(lon, (int, float)):
         if -90 <= lat <= 90 and -180 <= lon <= 180:
@@ -256,10 +296,17 @@ def location(loc: Obj, *, source: str | None, known_orgs: set[str], log: SkipLog
         res["managingOrganization"] = {"reference": f"Organization/{fhir_id(loc['organization_id'])}"}
     hours, _ = _weekly(loc.get("schedules") or (), log, f"location {loc['id']}")
     if hours:
-        res["hoursOfOperation"] = [{**{k: v for k, v in h.items() if k not in ("availableStartTime",
-                                                                               "availableEndTime")},
-                                    **({"openingTime": h["availableStartTime"], "closingTime": h["availableEndTime"]}
-                                       if "availableStartTime" in h else {})} for h in hours]
+        res["hoursOfOperation"] = [
+            {
+                **{k: v for k, v in h.items() if k not in ("availableStartTime", "availableEndTime")},
+                **(
+                    {"openingTime": h["availableStartTime"], "closingTime": h["availableEndTime"]}
+                    if "availableStartTime" in h
+                    else {}
+                ),
+            }
+            for h in hours
+        ]
     return res
 
 
@@ -270,8 +317,13 @@ def _address(a: Obj) -> dict[str, Any]:
     lines = [str(a[k]) for k in ("address_1", "address_2") if a.get(k)]
     if lines:
         out["line"] = lines
-    for hsds, fhir in (("city", "city"), ("region", "district"), ("state_province", "state"),
-                       ("postal_code", "postalCode"), ("country", "country")):
+    for hsds, fhir in (
+        ("city", "city"),
+        ("region", "district"),
+        ("state_province", "state"),
+        ("postal_code", "postalCode"),
+        ("country", "country"),
+    ):
         if a.get(hsds):
             out[fhir] = str(a[hsds])
     return out
@@ -280,8 +332,11 @@ def _address(a: Obj) -> dict[str, Any]:
 def service_area(area: Obj, *, source: str | None) -> dict[str, Any]:
     """An HSDS service area as a FHIR Location of ``mode`` kind and physical type ``area``
     (``HealthcareService.coverageArea`` references Locations)."""
-    res: dict[str, Any] = {"resourceType": "Location", "id": fhir_id(area["id"], "hsds-area-"),
-                           "meta": _meta(source)}
+    res: dict[str, Any] = {
+        "resourceType": "Location",
+        "id": fhir_id(area["id"], "hsds-area-"),
+        "meta": _meta(source),
+    }
     ext = _extensions(area, EXTENSION_FIELDS["area"])
     if ext:
         res["extension"] = ext
@@ -307,8 +362,13 @@ def _eligibility(svc: Obj) -> list[dict[str, Any]]:
         if isinstance(high, (int, float)):
             age["high"] = {"value": high, "unit": "years", "system": UCUM, "code": "a"}
             words.append(f"to {high}")
-        out.append({"extension": [{"url": AGE_EXTENSION, "valueRange": age}],
-                    "code": _eligibility_code(["age"]), "comment": "Ages " + " ".join(words)})
+        out.append(
+            {
+                "extension": [{"url": AGE_EXTENSION, "valueRange": age}],
+                "code": _eligibility_code(["age"]),
+                "comment": "Ages " + " ".join(words),
+            }
+        )
     text = svc.get("eligibility_description")
     if text:
         kinds = [k for k, pattern in ELIGIBILITY_WORDS.items() if pattern.search(str(text))]
@@ -317,7 +377,11 @@ def _eligibility(svc: Obj) -> list[dict[str, Any]]:
 
 
 def _eligibility_code(kinds: list[str]) -> dict[str, Any]:
-    return {"coding": [{"system": ELIGIBILITY_SYSTEM, "code": k, "display": _ELIGIBILITY_DISPLAY[k]} for k in kinds]}
+    return {
+        "coding": [
+            {"system": ELIGIBILITY_SYSTEM, "code": k, "display": _ELIGIBILITY_DISPLAY[k]} for k in kinds
+        ]
+    }
 
 
 def _code(value: Any) -> str:
@@ -344,26 +408,47 @@ def _taxonomy_coding(term: Obj) -> dict[str, Any] | None:
 
 def healthcare_service(svc: Obj, directory: Directory, *, source: str | None, log: SkipLog) -> dict[str, Any]:
     """An HSDS service as a FHIR HealthcareService."""
-    res: dict[str, Any] = {"resourceType": "HealthcareService", "id": fhir_id(svc["id"]), "meta": _meta(source)}
-    ext = _extensions(svc if svc.get("status") not in ("active", "inactive") else {k: v for k, v in svc.items()
-                                                                                   if k != "status"},
-                      EXTENSION_FIELDS["HealthcareService"])
+    res: dict[str, Any] = {
+        "resourceType": "HealthcareService",
+        "id": fhir_id(svc["id"]),
+        "meta": _meta(source),
+    }
+    ext = _extensions(
+        svc
+        if svc.get("status") not in ("active", "inactive")
+        else {k: v for k, v in svc.items() if k != "status"},
+        EXTENSION_FIELDS["HealthcareService"],
+    )
     if ext:
         res["extension"] = ext
     res["identifier"] = [_identifier("service", svc["id"])]
     res["active"] = svc.get("status", "active") in ("active", "temporarily closed")
     org = directory.organizations.get(svc.get("organization_id") or "")
     if org is not None:
-        res["providedBy"] = {"reference": f"Organization/{fhir_id(org['id'])}", "display": org.get("name") or org["id"]}
+        res["providedBy"] = {
+            "reference": f"Organization/{fhir_id(org['id'])}",
+            "display": org.get("name") or org["id"],
+        }
     elif svc.get("organization_id"):
         log.ignore("service organization not in the directory: providedBy left out")
-    terms = [a["taxonomy_term"] for a in svc.get("attributes") or () if isinstance(a.get("taxonomy_term"), dict)]
-    sdoh = [str(t.get("code")) for t in terms if is_sdoh_taxonomy((t.get("taxonomy_detail") or {}).get("uri"))
-            or is_sdoh_taxonomy(t.get("taxonomy"))]
-    program = next((p for p in (org or {}).get("programs") or () if p.get("id") == svc.get("program_id")),
-                   svc.get("program"))
-    texts = [t.get("name") for t in terms] + [t.get("code") for t in terms] + [
-        svc.get("name"), svc.get("alternate_name"), svc.get("description"), (program or {}).get("name")]
+    terms = [
+        a["taxonomy_term"] for a in svc.get("attributes") or () if isinstance(a.get("taxonomy_term"), dict)
+    ]
+    sdoh = [
+        str(t.get("code"))
+        for t in terms
+        if is_sdoh_taxonomy((t.get("taxonomy_detail") or {}).get("uri"))
+        or is_sdoh_taxonomy(t.get("taxonomy"))
+    ]
+    program = next(
+        (p for p in (org or {}).get("programs") or () if p.get("id") == svc.get("program_id")),
+        svc.get("program"),
+    )
+    texts = (
+        [t.get("name") for t in terms]
+        + [t.get("code") for t in terms]
+        + [svc.get("name"), svc.get("alternate_name"), svc.get("description"), (program or {}).get("name")]
+    )
     categories = categorize([str(t) for t in texts if t], sdoh)
     if categories:
         res["category"] = [{"coding": [category_coding(c)]} for c in categories]
@@ -389,13 +474,18 @@ def healthcare_service(svc: Obj, directory: Directory, *, source: str | None, lo
             log.ignore("service_at_location names a location not in the directory: left out")
     if refs:
         res["location"] = refs
-    areas = [{"reference": f"Location/{fhir_id(a['id'], 'hsds-area-')}", "display": a.get("name") or a["id"]}
-             for a in svc.get("service_areas") or () if a.get("id")]
+    areas = [
+        {"reference": f"Location/{fhir_id(a['id'], 'hsds-area-')}", "display": a.get("name") or a["id"]}
+        for a in svc.get("service_areas") or ()
+        if a.get("id")
+    ]
     if areas:
         res["coverageArea"] = areas
     if program is not None and program.get("name"):
         res["program"] = [{"text": str(program["name"])}]
-    languages = [_language(lang) for lang in svc.get("languages") or () if lang.get("code") or lang.get("name")]
+    languages = [
+        _language(lang) for lang in svc.get("languages") or () if lang.get("code") or lang.get("name")
+    ]
     if languages:
         res["communication"] = [lang for i, lang in enumerate(languages) if lang not in languages[:i]]
     eligibility = _eligibility(svc)
@@ -426,16 +516,21 @@ def _language(lang: Obj) -> dict[str, Any]:
     return out
 
 
-def directory_to_fhir(directory: Directory, *, source: str | None = None,
-                      log: SkipLog | None = None) -> list[dict[str, Any]]:
+def directory_to_fhir(
+    directory: Directory, *, source: str | None = None, log: SkipLog | None = None
+) -> list[dict[str, Any]]:
     """Every Organization, Location (service areas too) and HealthcareService of ``directory``, in that order
     (referenced before referencing). ``source`` becomes ``meta.source``; what is left out is counted in ``log``."""
     log = log if log is not None else SkipLog()
     known_orgs = set(directory.organizations)
-    out = [organization(directory.organizations[o], source=source, known=known_orgs)
-           for o in sorted(directory.organizations)]
-    out += [location(directory.locations[i], source=source, known_orgs=known_orgs, log=log)
-            for i in sorted(directory.locations)]
+    out = [
+        organization(directory.organizations[o], source=source, known=known_orgs)
+        for o in sorted(directory.organizations)
+    ]
+    out += [
+        location(directory.locations[i], source=source, known_orgs=known_orgs, log=log)
+        for i in sorted(directory.locations)
+    ]
     areas: dict[str, dict[str, Any]] = {}
     services = []
     for sid in sorted(directory.services):

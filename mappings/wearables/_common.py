@@ -28,10 +28,32 @@ __all__ = [
 T = TypeVar("T")
 
 # factor to the canonical unit, by spelling (sources disagree: Apple `count/min`, OmH `beats/min`, ...)
-_MASS = {"kg": 1.0, "g": 0.001, "mg": 1e-6, "lb": 0.45359237, "lbs": 0.45359237, "[lb_av]": 0.45359237,
-         "st": 6.35029318, "stone": 6.35029318, "oz": 0.028349523125, "[oz_av]": 0.028349523125}
-_LENGTH_M = {"m": 1.0, "km": 1000.0, "cm": 0.01, "mm": 0.001, "mi": 1609.344, "[mi_i]": 1609.344,
-             "ft": 0.3048, "[ft_i]": 0.3048, "in": 0.0254, "[in_i]": 0.0254, "yd": 0.9144, "[yd_i]": 0.9144}
+_MASS = {
+    "kg": 1.0,
+    "g": 0.001,
+    "mg": 1e-6,
+    "lb": 0.45359237,
+    "lbs": 0.45359237,
+    "[lb_av]": 0.45359237,
+    "st": 6.35029318,
+    "stone": 6.35029318,
+    "oz": 0.028349523125,
+    "[oz_av]": 0.028349523125,
+}
+_LENGTH_M = {
+    "m": 1.0,
+    "km": 1000.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "mi": 1609.344,
+    "[mi_i]": 1609.344,
+    "ft": 0.3048,
+    "[ft_i]": 0.3048,
+    "in": 0.0254,
+    "[in_i]": 0.0254,
+    "yd": 0.9144,
+    "[yd_i]": 0.9144,
+}
 _ENERGY = {"kcal": 1.0, "Cal": 1.0, "[Cal]": 1.0, "kJ": 1 / 4.184, "cal": 0.001}
 _MINUTES = {"min": 1.0, "s": 1 / 60, "sec": 1 / 60, "ms": 1 / 60000, "h": 60.0, "hr": 60.0, "d": 1440.0}
 _RATE = {"/min": 1.0, "count/min": 1.0, "beats/min": 1.0, "bpm": 1.0, "{beats}/min": 1.0, "1/min": 1.0}
@@ -53,8 +75,17 @@ _FACTORS: dict[Metric, dict[str, float]] = {
     Metric.SYSTOLIC_BP: _PRESSURE,
     Metric.DIASTOLIC_BP: _PRESSURE,
 }
-for _m in (Metric.ACTIVE_MINUTES, Metric.EXERCISE, Metric.SLEEP_DURATION, Metric.SLEEP_ASLEEP,
-           Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM, Metric.SLEEP_AWAKE, Metric.SLEEP_IN_BED):
+for _m in (
+    Metric.ACTIVE_MINUTES,
+    Metric.EXERCISE,
+    Metric.SLEEP_DURATION,
+    Metric.SLEEP_ASLEEP,
+    Metric.SLEEP_LIGHT,
+    Metric.SLEEP_DEEP,
+    Metric.SLEEP_REM,
+    Metric.SLEEP_AWAKE,
+    Metric.SLEEP_IN_BED,
+):
     _FACTORS[_m] = _MINUTES
 
 _GLUCOSE_MMOL = re.compile(r"^mmol(<[\d.]+>)?/L$")
@@ -157,7 +188,9 @@ def fixed_offset(delta: timedelta) -> timezone:
 
 def day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     """Local midnight to the next local midnight; 23 or 25 hours long on DST change days."""
-    return datetime.combine(day, time(0), tzinfo=tz), datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return datetime.combine(day, time(0), tzinfo=tz), datetime.combine(
+        day + timedelta(days=1), time(0), tzinfo=tz
+    )
 
 
 def load_json(stream: IO[bytes] | IO[str], file: str) -> Any:
@@ -185,7 +218,9 @@ def guarded(
         try:
             readings = list(build(item))
         except MappingError as exc:
-            located = type(exc)(exc.reason, file=exc.file or file, line=exc.line, record=exc.record or locate(index, item))
+            located = type(exc)(
+                exc.reason, file=exc.file or file, line=exc.line, record=exc.record or locate(index, item)
+            )
             if errors is None:
                 raise located from exc
             errors.add(located)

@@ -160,13 +160,14 @@ def _prologue(head: bytes) -> bytes | None:
     if not found or found[0] < 0:
         return None
     end = head.find(b">", found[0])
-    if end < 0 or _TAG_TAIL.fullmatch(head, found[0], end + 1) is None or head[end - 1:end] == b"/":
+    if end < 0 or _TAG_TAIL.fullmatch(head, found[0], end + 1) is None or head[end - 1 : end] == b"/":
         return None
     return head[: end + 1]
 
 
-def _read_part(stream: IO[bytes], file: str, options: tuple[Any, ...],
-               part: ExportPart) -> Iterator[Reading | LightRecord]:
+def _read_part(
+    stream: IO[bytes], file: str, options: tuple[Any, ...], part: ExportPart
+) -> Iterator[Reading | LightRecord]:
     scanner = _Scanner(file, *options)
     if part.start == 0:
         stream.seek(0)
@@ -190,7 +191,8 @@ def _read_zip(stream: IO[bytes], file: str, options: tuple[Any, ...]) -> Iterato
         raise MalformedInputError(f"not a readable zip archive ({exc})", file=file) from exc
     with archive:
         names = [
-            n for n in archive.namelist()
+            n
+            for n in archive.namelist()
             if n.rsplit("/", 1)[-1] == "export.xml" and not n.startswith("__MACOSX/")
         ]
         if not names:

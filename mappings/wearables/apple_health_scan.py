@@ -119,8 +119,15 @@ class _Frame:
 class _Scanner:
     """One pass over one ``export.xml``: expat for the structure, the fast path for one-line light records."""
 
-    def __init__(self, file: str, errors: SkipLog | None, summary_tz: tzinfo | None, light: frozenset[Metric],
-                 counted: dict[Metric, int] | None, fast_path: bool) -> None:
+    def __init__(
+        self,
+        file: str,
+        errors: SkipLog | None,
+        summary_tz: tzinfo | None,
+        light: frozenset[Metric],
+        counted: dict[Metric, int] | None,
+        fast_path: bool,
+    ) -> None:
         self.file = file
         self.errors = errors
         self.summary_tz = summary_tz
@@ -138,8 +145,9 @@ class _Scanner:
         self.last_tag = -1  # expat-input index of the last tag event
         self.between = False  # expat stands between two children of HealthData
         self.stopped = False  # run() stopped at its ``stop`` offset
-        self.caches: dict[str, dict[Any, Any]] = {n: {} for n in ("kind", "sleep", "source", "device", "hour",
-                                                                  "rest", "zone")}
+        self.caches: dict[str, dict[Any, Any]] = {
+            n: {} for n in ("kind", "sleep", "source", "device", "hour", "rest", "zone")
+        }
         p = self.parser = expat.ParserCreate()
         p.specified_attributes = True  # as lxml: no attribute defaults from the DTD
         p.StartElementHandler = self._start
@@ -151,8 +159,9 @@ class _Scanner:
 
     # -- driving ---------------------------------------------------------------------------------------------
 
-    def run(self, stream: IO[bytes], *, stop: int | None = None,
-            prologue: bytes = b"") -> Iterator[Reading | LightRecord]:
+    def run(
+        self, stream: IO[bytes], *, stop: int | None = None, prologue: bytes = b""
+    ) -> Iterator[Reading | LightRecord]:
         """Read the stream to its end; or, with ``stop``, to that offset when the parser stands there between
         two children of HealthData (``stopped``). ``prologue`` is parsed first (a part of a split export)."""
         try:
@@ -188,8 +197,9 @@ class _Scanner:
             yield from self._emit()  # what was read before the error, as the error stops the reading
             raise
         if not self.seen and self.root != "HealthData":
-            raise MalformedInputError(f"root element is {self.root!r}, not HealthData: not an Apple Health export",
-                                      file=self.file)
+            raise MalformedInputError(
+                f"root element is {self.root!r}, not HealthData: not an Apple Health export", file=self.file
+            )
 
     def _emit(self) -> Iterator[Reading | LightRecord]:
         """What was read so far, in order: readings yielded, the skip log's calls made (so a caller sees a
@@ -215,8 +225,13 @@ class _Scanner:
         pos = fed_to = 0
         match = _FAST_RECORD.match
         caches = self.caches
-        kinds, sleeps, sources, hours, rests = (caches["kind"], caches["sleep"], caches["source"], caches["hour"],
-                                                 caches["rest"])
+        kinds, sleeps, sources, hours, rests = (
+            caches["kind"],
+            caches["sleep"],
+            caches["source"],
+            caches["hour"],
+            caches["rest"],
+        )
         counted = self.counted
         append = self.out.append
         between = self.between
@@ -288,7 +303,7 @@ class _Scanner:
         elif self.last_tag < before:
             self.between = False
         else:
-            tail = segment[self.last_tag - before:]
+            tail = segment[self.last_tag - before :]
             self.between = not tail.strip() or _TAG_TAIL.fullmatch(tail) is not None
 
     def _parse(self, data: bytes, *, final: bool) -> None:
@@ -296,8 +311,11 @@ class _Scanner:
             self.parser.Parse(data, final)
         except expat.ExpatError as exc:
             self.fast = self.between = False
-            raise MalformedInputError(f"not well-formed XML ({expat.ErrorString(exc.code)})", file=self.file,
-                                      line=exc.lineno + self.removed_lines) from exc
+            raise MalformedInputError(
+                f"not well-formed XML ({expat.ErrorString(exc.code)})",
+                file=self.file,
+                line=exc.lineno + self.removed_lines,
+            ) from exc
 
     # -- expat handlers --------------------------------------------------------------------------------------
 
@@ -466,8 +484,9 @@ class _Scanner:
 
     # -- the full path ---------------------------------------------------------------------------------------
 
-    def _handle(self, tag: str, attrs: dict[str, str], meta: dict[str, str], line: int,
-                records: list[dict[str, str]]) -> None:
+    def _handle(
+        self, tag: str, attrs: dict[str, str], meta: dict[str, str], line: int, records: list[dict[str, str]]
+    ) -> None:
         out = self.out
         try:
             if tag == "Record":
@@ -517,11 +536,21 @@ class _Scanner:
         if kind == _SLEEP:
             metric = SLEEP_VALUES.get(attrs.get("value") or "")
             if metric is None:
-                raise UnsupportedInputError(f"unknown sleep analysis value {attrs.get('value')!r}", record=kind)
+                raise UnsupportedInputError(
+                    f"unknown sleep analysis value {attrs.get('value')!r}", record=kind
+                )
             start, end, tz_name = _times(attrs, meta)
-            yield Reading(metric, round((end - start).total_seconds() / 60, 4), "min", start,
-                          self._record_source(attrs), end=end, time_zone=tz_name, location=self._where(line),
-                          entered_by_user=meta.get("HKWasUserEntered") == "1")
+            yield Reading(
+                metric,
+                round((end - start).total_seconds() / 60, 4),
+                "min",
+                start,
+                self._record_source(attrs),
+                end=end,
+                time_zone=tz_name,
+                location=self._where(line),
+                entered_by_user=meta.get("HKWasUserEntered") == "1",
+            )
             return
         if kind in _BP_PARTS:
             self._ignore("blood pressure part outside its correlation")
@@ -532,12 +561,21 @@ class _Scanner:
             return
         value, unit = convert(metric, to_float(attrs.get("value"), "value"), attrs.get("unit"))
         start, end, tz_name = _times(attrs, meta)
-        yield Reading(metric, value, unit, start, self._record_source(attrs), end=None if start == end else end,
-                      time_zone=tz_name, location=self._where(line),
-                      entered_by_user=meta.get("HKWasUserEntered") == "1")
+        yield Reading(
+            metric,
+            value,
+            unit,
+            start,
+            self._record_source(attrs),
+            end=None if start == end else end,
+            time_zone=tz_name,
+            location=self._where(line),
+            entered_by_user=meta.get("HKWasUserEntered") == "1",
+        )
 
-    def _correlation(self, attrs: dict[str, str], meta: dict[str, str], line: int,
-                     records: list[dict[str, str]]) -> Iterator[Reading]:
+    def _correlation(
+        self, attrs: dict[str, str], meta: dict[str, str], line: int, records: list[dict[str, str]]
+    ) -> Iterator[Reading]:
         if attrs.get("type") != _BP_CORRELATION:
             self._ignore(f"unmapped correlation {attrs.get('type')}")
             return
@@ -550,35 +588,67 @@ class _Scanner:
         if set(parts) != {Metric.SYSTOLIC_BP, Metric.DIASTOLIC_BP}:
             raise MalformedInputError("blood pressure correlation lacks a systolic or diastolic record")
         start, end, tz_name = _times(attrs, meta)
-        yield Reading(Metric.BLOOD_PRESSURE, None, "mm[Hg]", start, self._record_source(attrs),
-                      end=None if start == end else end,
-                      components=(parts[Metric.SYSTOLIC_BP], parts[Metric.DIASTOLIC_BP]), time_zone=tz_name,
-                      location=self._where(line), entered_by_user=meta.get("HKWasUserEntered") == "1")
+        yield Reading(
+            Metric.BLOOD_PRESSURE,
+            None,
+            "mm[Hg]",
+            start,
+            self._record_source(attrs),
+            end=None if start == end else end,
+            components=(parts[Metric.SYSTOLIC_BP], parts[Metric.DIASTOLIC_BP]),
+            time_zone=tz_name,
+            location=self._where(line),
+            entered_by_user=meta.get("HKWasUserEntered") == "1",
+        )
 
     def _workout(self, attrs: dict[str, str], meta: dict[str, str], line: int) -> Iterator[Reading]:
         start, end, tz_name = _times(attrs, meta)
         activity = (attrs.get("workoutActivityType") or "HKWorkoutActivityTypeOther").removeprefix(
-            "HKWorkoutActivityType")
+            "HKWorkoutActivityType"
+        )
         source = self._record_source(attrs)
         where = self._where(line)
         raw_duration = attrs.get("duration")
         if raw_duration is not None:
-            minutes, _ = convert(Metric.EXERCISE, to_float(raw_duration, "duration"),
-                                 attrs.get("durationUnit") or "min")
+            minutes, _ = convert(
+                Metric.EXERCISE, to_float(raw_duration, "duration"), attrs.get("durationUnit") or "min"
+            )
         else:
             minutes = (end - start).total_seconds() / 60
-        yield Reading(Metric.EXERCISE, round(minutes, 4), "min", start, source, end=end, time_zone=tz_name,
-                      label=activity, location=where)
+        yield Reading(
+            Metric.EXERCISE,
+            round(minutes, 4),
+            "min",
+            start,
+            source,
+            end=end,
+            time_zone=tz_name,
+            label=activity,
+            location=where,
+        )
         energy = attrs.get("totalEnergyBurned")
         if energy is not None:
-            value, unit = convert(Metric.WORKOUT_ENERGY, to_float(energy, "totalEnergyBurned"),
-                                  attrs.get("totalEnergyBurnedUnit") or "kcal")
-            yield Reading(Metric.WORKOUT_ENERGY, value, unit, start, source, end=end, time_zone=tz_name,
-                          label=activity, location=where)
+            value, unit = convert(
+                Metric.WORKOUT_ENERGY,
+                to_float(energy, "totalEnergyBurned"),
+                attrs.get("totalEnergyBurnedUnit") or "kcal",
+            )
+            yield Reading(
+                Metric.WORKOUT_ENERGY,
+                value,
+                unit,
+                start,
+                source,
+                end=end,
+                time_zone=tz_name,
+                label=activity,
+                location=where,
+            )
 
 
-def _light_info(metric: Metric, unit: str, count: bool) -> tuple[Metric, dict[Any, Any], float, float | None, bool,
-                                                                 bool]:
+def _light_info(
+    metric: Metric, unit: str, count: bool
+) -> tuple[Metric, dict[Any, Any], float, float | None, bool, bool]:
     """What a light record of ``metric`` is checked by: (metric, unit factors met so far, the plausible range over
     one day - high None: none -, whether it is additive, whether it is only counted)."""
     limits = plausible_limits(metric, unit, 1)
@@ -661,10 +731,23 @@ def _activity_summary(attrs: dict[str, str], where: str, tz: tzinfo | None) -> I
     source = Source(VENDOR, "Activity Summary")
     energy = attrs.get("activeEnergyBurned")
     if energy is not None:
-        value, unit = convert(Metric.ACTIVE_ENERGY, to_float(energy, "activeEnergyBurned"),
-                              attrs.get("activeEnergyBurnedUnit") or "kcal")
-        yield Reading(Metric.ACTIVE_ENERGY, value, unit, start, source, end=end, local_date=day, location=where)
+        value, unit = convert(
+            Metric.ACTIVE_ENERGY,
+            to_float(energy, "activeEnergyBurned"),
+            attrs.get("activeEnergyBurnedUnit") or "kcal",
+        )
+        yield Reading(
+            Metric.ACTIVE_ENERGY, value, unit, start, source, end=end, local_date=day, location=where
+        )
     exercise = attrs.get("appleExerciseTime")
     if exercise is not None:
-        yield Reading(Metric.ACTIVE_MINUTES, to_float(exercise, "appleExerciseTime"), "min", start, source,
-                      end=end, local_date=day, location=where)
+        yield Reading(
+            Metric.ACTIVE_MINUTES,
+            to_float(exercise, "appleExerciseTime"),
+            "min",
+            start,
+            source,
+            end=end,
+            local_date=day,
+            location=where,
+        )

@@ -67,8 +67,11 @@ def read_csv(
     errors: SkipLog | None = None,
 ) -> Iterator[Reading]:
     """Yield readings from a CSV stream laid out as ``mapping`` says; rows are numbered as file lines."""
-    text: IO[str] = (io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
-                     if _is_binary(stream) else cast(IO[str], stream))
+    text: IO[str] = (
+        io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
+        if _is_binary(stream)
+        else cast(IO[str], stream)
+    )
     for _ in range(mapping.skip_lines):
         text.readline()
     reader = csv.DictReader(text, delimiter=mapping.delimiter)
@@ -84,7 +87,9 @@ def read_csv(
         needed.add(mapping.end)
     missing = sorted(needed - set(header))
     if missing:
-        raise MalformedInputError(f"missing columns {missing} (header has {header})", file=file, line=1 + mapping.skip_lines)
+        raise MalformedInputError(
+            f"missing columns {missing} (header has {header})", file=file, line=1 + mapping.skip_lines
+        )
     try:
         for row in reader:
             line = reader.line_num + mapping.skip_lines
@@ -107,8 +112,11 @@ def _time(raw: str | None, mapping: CsvMapping, what: str) -> datetime:
     if raw is None or not raw.strip():
         raise MalformedInputError(f"empty {what}")
     try:
-        parsed = datetime.fromisoformat(raw.strip()) if mapping.time_format == "iso" else datetime.strptime(
-            raw.strip(), mapping.time_format)
+        parsed = (
+            datetime.fromisoformat(raw.strip())
+            if mapping.time_format == "iso"
+            else datetime.strptime(raw.strip(), mapping.time_format)
+        )
     except ValueError as exc:
         raise MalformedInputError(f"{what} {raw!r} does not match {mapping.time_format!r}") from exc
     if parsed.tzinfo is None:
@@ -144,5 +152,13 @@ def _row(row: dict[str, str | None], mapping: CsvMapping, file: str, line: int) 
             raise MalformedInputError(f"empty {column.column}")
         unit = (row.get(column.unit_column) or "") if column.unit_column else column.unit
         value, canonical = convert(column.metric, _number(raw, mapping.decimal, column.column), unit)
-        yield Reading(column.metric, value, canonical, start, source, end=None if end == start else end,
-                      record_id=record_id, location=f"{file}:{line}")
+        yield Reading(
+            column.metric,
+            value,
+            canonical,
+            start,
+            source,
+            end=None if end == start else end,
+            record_id=record_id,
+            location=f"{file}:{line}",
+        )

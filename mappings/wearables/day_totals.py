@@ -20,16 +20,33 @@ from .summaries import _days_of as days_of  # the same day-splitting rule as the
 __all__ = ["DayTotals", "INTRADAY", "SUMMARY_INPUTS"]
 
 #: Readings that feed the daily summaries (stored themselves only with ``samples=True``).
-SUMMARY_INPUTS: Final = frozenset({Metric.STEPS, Metric.ACTIVE_MINUTES, Metric.SLEEP_DURATION, Metric.SLEEP_ASLEEP,
-                                   Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM,
-                                   Metric.RESTING_HEART_RATE})
+SUMMARY_INPUTS: Final = frozenset(
+    {
+        Metric.STEPS,
+        Metric.ACTIVE_MINUTES,
+        Metric.SLEEP_DURATION,
+        Metric.SLEEP_ASLEEP,
+        Metric.SLEEP_LIGHT,
+        Metric.SLEEP_DEEP,
+        Metric.SLEEP_REM,
+        Metric.RESTING_HEART_RATE,
+    }
+)
 #: Intraday samples of other metrics: not stored unless asked (a source's own day totals are stored).
-INTRADAY: Final = frozenset({Metric.DISTANCE, Metric.HEART_RATE, Metric.ACTIVE_ENERGY, Metric.SLEEP_AWAKE,
-                             Metric.SLEEP_IN_BED})
+INTRADAY: Final = frozenset(
+    {Metric.DISTANCE, Metric.HEART_RATE, Metric.ACTIVE_ENERGY, Metric.SLEEP_AWAKE, Metric.SLEEP_IN_BED}
+)
 #: summary input -> (the summary it adds to, whether it is additive): as DayTotals.add decides
-_TARGETS: Final = {m: ((m, True) if m in (Metric.STEPS, Metric.ACTIVE_MINUTES) else
-                       (m, False) if m is Metric.RESTING_HEART_RATE else (Metric.SLEEP_DURATION, False))
-                   for m in SUMMARY_INPUTS}
+_TARGETS: Final = {
+    m: (
+        (m, True)
+        if m in (Metric.STEPS, Metric.ACTIVE_MINUTES)
+        else (m, False)
+        if m is Metric.RESTING_HEART_RATE
+        else (Metric.SLEEP_DURATION, False)
+    )
+    for m in SUMMARY_INPUTS
+}
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _SUMMARY_UNITS: Final = {Metric.STEPS: "{steps}", Metric.RESTING_HEART_RATE: "/min"}
 
@@ -52,7 +69,9 @@ class DayTotals:
         self.buckets: dict[tuple[Metric, date, str], list[float]] = {}
         self.sources: dict[str, Source] = {}
         self._recent: dict[tuple[Metric, str], tuple[int, set[tuple[Any, ...]]]] = {}
-        self._offsets: dict[int, int | bool] = {}  # UTC day -> the zone's offset all that day (False: it changes)
+        self._offsets: dict[
+            int, int | bool
+        ] = {}  # UTC day -> the zone's offset all that day (False: it changes)
         self._dates: dict[int, date] = {}
 
     def add(self, reading: Reading) -> bool:
@@ -92,13 +111,19 @@ class DayTotals:
                 parts = ((anchor.astimezone(tz).date(), 1.0),)
             else:
                 first = start.astimezone(tz).date()
-                parts = ((first, 1.0),) if end.astimezone(tz).date() == first else tuple(days_of(reading, tz, True))
+                parts = (
+                    ((first, 1.0),)
+                    if end.astimezone(tz).date() == first
+                    else tuple(days_of(reading, tz, True))
+                )
         value = reading.value
         assert value is not None
         self._accumulate(target, key, slot, value, parts)
         return True
 
-    def add_light(self, metric: Metric, value: float, source: Source, key: str, t0: int, t1: int | None) -> bool:
+    def add_light(
+        self, metric: Metric, value: float, source: Source, key: str, t0: int, t1: int | None
+    ) -> bool:
         """:meth:`add` for a light record of the Apple Health reader (epoch seconds, no label, no local day):
         the same buckets and duplicate rule, without a Reading and its datetimes."""
         stream = (metric, key)
@@ -118,20 +143,29 @@ class DayTotals:
         slot = 2 if metric is Metric.SLEEP_DURATION else 4
         day = self._day
         if t1 is None or not additive:
-            parts: Iterable[tuple[date, float]] = ((day(t1 if (t1 is not None and not additive) else t0), 1.0),)
+            parts: Iterable[tuple[date, float]] = (
+                (day(t1 if (t1 is not None and not additive) else t0), 1.0),
+            )
         else:
             first = day(t0)
             if day(t1) == first:
                 parts = ((first, 1.0),)
             else:  # across local midnight: the summaries' own split
-                reading = Reading(metric, value, "", datetime.fromtimestamp(t0, UTC), source,
-                                  end=datetime.fromtimestamp(t1, UTC))
+                reading = Reading(
+                    metric,
+                    value,
+                    "",
+                    datetime.fromtimestamp(t0, UTC),
+                    source,
+                    end=datetime.fromtimestamp(t1, UTC),
+                )
                 parts = days_of(reading, self.tz, True)
         self._accumulate(target, key, slot, value, parts)
         return True
 
-    def _accumulate(self, target: Any, key: str, slot: int, value: float,
-                    parts: Iterable[tuple[date, float]]) -> None:
+    def _accumulate(
+        self, target: Any, key: str, slot: int, value: float, parts: Iterable[tuple[date, float]]
+    ) -> None:
         """Add ``value`` (split over local days by ``parts``) to the day buckets at ``slot`` (sum, count)."""
         buckets = self.buckets
         for d, share in parts:
@@ -149,8 +183,9 @@ class DayTotals:
         if offset is None:
             first = datetime.fromtimestamp(utc_day * 86400, self.tz).utcoffset()
             last = datetime.fromtimestamp(utc_day * 86400 + 86399, self.tz).utcoffset()
-            offset = self._offsets[utc_day] = int(first.total_seconds()) if first == last and first is not None \
-                else False
+            offset = self._offsets[utc_day] = (
+                int(first.total_seconds()) if first == last and first is not None else False
+            )
         if offset is False:
             return datetime.fromtimestamp(t, self.tz).date()
         n = (t + offset) // 86400
@@ -166,6 +201,15 @@ class DayTotals:
             slot = 0 if b[1] else (2 if b[3] else 4)
             value = b[slot] / b[slot + 1] if metric is Metric.RESTING_HEART_RATE else b[slot]
             start, end = day_bounds(day, self.tz)
-            totals.append(Reading(metric, value, _SUMMARY_UNITS.get(metric, "min"), start, self.sources[key],
-                                  end=end, local_date=day))
+            totals.append(
+                Reading(
+                    metric,
+                    value,
+                    _SUMMARY_UNITS.get(metric, "min"),
+                    start,
+                    self.sources[key],
+                    end=end,
+                    local_date=day,
+                )
+            )
         return daily_summaries(totals, tz=self.tz, rule=rule)

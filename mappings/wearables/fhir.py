@@ -66,8 +66,9 @@ METRIC_CODES: Final[dict[Metric, MetricCoding]] = {
     Metric.AVG_HEART_RATE: MetricCoding((s.AVG_HEART_RATE_ACTIVITY,), _PA, "/min"),
     Metric.ACTIVE_ENERGY: MetricCoding((s.ACTIVE_ENERGY,), _PA, "kcal"),
     Metric.WORKOUT_ENERGY: MetricCoding((s.CALORIES_ACTIVITY,), _PA, "kcal"),
-    Metric.ACTIVE_MINUTES: MetricCoding((_local("active-minutes", "Moderate-or-vigorous active minutes"),), _PA,
-                                        "min"),
+    Metric.ACTIVE_MINUTES: MetricCoding(
+        (_local("active-minutes", "Moderate-or-vigorous active minutes"),), _PA, "min"
+    ),
     Metric.EXERCISE: MetricCoding((s.EXERCISE_DURATION,), _PA, "min"),
     Metric.SLEEP_DURATION: MetricCoding((s.SLEEP_DURATION,), _SLEEP, "min"),
     Metric.SLEEP_ASLEEP: MetricCoding((s.SLEEP_DURATION,), _SLEEP, "min"),
@@ -99,7 +100,9 @@ def coding_for(reading: Reading) -> MetricCoding:
         return _GLUCOSE_MMOL
     coding = METRIC_CODES.get(reading.metric)
     if coding is None:
-        raise UnsupportedInputError(f"no FHIR coding for metric {reading.metric.value}", record=reading.location)
+        raise UnsupportedInputError(
+            f"no FHIR coding for metric {reading.metric.value}", record=reading.location
+        )
     return coding
 
 
@@ -125,7 +128,9 @@ def device_id(source: Source) -> str:
 def observation_identifier(reading: Reading, subject: str) -> dict[str, str]:
     """The deterministic identifier: patient + metric + period (UTC) + source (+ label)."""
     end = _utc(reading.end) if reading.end is not None else ""
-    value = _hash(subject, reading.metric.value, _utc(reading.start), end, reading.source.key, reading.label or "")
+    value = _hash(
+        subject, reading.metric.value, _utc(reading.start), end, reading.source.key, reading.label or ""
+    )
     return {"system": s.MECR_IDENTIFIER_SYSTEM, "value": value}
 
 
@@ -170,9 +175,13 @@ def reading_to_observation(reading: Reading, subject: str) -> dict[str, Any]:
     }
     tags = []
     if reading.implausible:
-        tags.append({"system": s.MECR_DATA_QUALITY_SYSTEM, "code": "implausible", "display": reading.implausible})
+        tags.append(
+            {"system": s.MECR_DATA_QUALITY_SYSTEM, "code": "implausible", "display": reading.implausible}
+        )
     if reading.entered_by_user:
-        tags.append({"system": s.MECR_DATA_QUALITY_SYSTEM, "code": "self-reported", "display": "Entered by the user"})
+        tags.append(
+            {"system": s.MECR_DATA_QUALITY_SYSTEM, "code": "self-reported", "display": "Entered by the user"}
+        )
     if tags:
         obs["meta"]["tag"] = tags
     if reading.is_instant:
@@ -183,8 +192,10 @@ def reading_to_observation(reading: Reading, subject: str) -> dict[str, Any]:
     obs["device"] = {"reference": f"Device/{device_id(reading.source)}", "display": reading.source.display}
     if reading.components:
         obs["component"] = [
-            {"code": {"coding": [c.coding() for c in METRIC_CODES[comp.metric].codes]},
-             "valueQuantity": _quantity(comp.value, comp.unit)}
+            {
+                "code": {"coding": [c.coding() for c in METRIC_CODES[comp.metric].codes]},
+                "valueQuantity": _quantity(comp.value, comp.unit),
+            }
             for comp in reading.components
         ]
     else:

@@ -51,8 +51,9 @@ def _day(raw: Any, what: str) -> date:
         raise MalformedInputError(f"{what} {raw!r} is not a YYYY-MM-DD date") from exc
 
 
-def _daily(metric: Metric, value: float, unit: str | None, day: date, tz: tzinfo, source: Source,
-           where: str) -> Reading:
+def _daily(
+    metric: Metric, value: float, unit: str | None, day: date, tz: tzinfo, source: Source, where: str
+) -> Reading:
     value, canonical = convert(metric, value, unit)
     start, end = day_bounds(day, tz)
     return Reading(metric, value, canonical, start, source, end=end, local_date=day, location=where)
@@ -87,12 +88,22 @@ def read_fitbit(
         yield from _activity_day(doc, tz, file, day, errors)
     if "weight" in doc:
         found = True
-        yield from guarded(_list(doc, "weight", file), lambda w: _weight(w, tz, weight_unit, _API, file),
-                           errors=errors, file=file, locate=lambda i, _w: f"weight[{i}]")
+        yield from guarded(
+            _list(doc, "weight", file),
+            lambda w: _weight(w, tz, weight_unit, _API, file),
+            errors=errors,
+            file=file,
+            locate=lambda i, _w: f"weight[{i}]",
+        )
     if "sleep" in doc:
         found = True
-        yield from guarded(_list(doc, "sleep", file), lambda s: _sleep(s, tz, _API, file), errors=errors,
-                           file=file, locate=lambda i, s: f"sleep[{i}] logId {s.get('logId') if isinstance(s, dict) else '?'}")
+        yield from guarded(
+            _list(doc, "sleep", file),
+            lambda s: _sleep(s, tz, _API, file),
+            errors=errors,
+            file=file,
+            locate=lambda i, s: f"sleep[{i}] logId {s.get('logId') if isinstance(s, dict) else '?'}",
+        )
     if not found:
         raise UnsupportedInputError(f"unrecognised Fitbit response with keys {sorted(doc)[:6]}", file=file)
 
@@ -109,17 +120,29 @@ def _steps(doc: dict[str, Any], tz: tzinfo, file: str, errors: SkipLog | None) -
 
     def day_total(item: Any) -> Iterable[Reading]:
         d = _day(require(item, "dateTime"), "dateTime")
-        return [_daily(Metric.STEPS, to_float(require(item, "value"), "steps"), "count", d, tz, _API,
-                       f"{file}:activities-steps {d}")]
+        return [
+            _daily(
+                Metric.STEPS,
+                to_float(require(item, "value"), "steps"),
+                "count",
+                d,
+                tz,
+                _API,
+                f"{file}:activities-steps {d}",
+            )
+        ]
 
-    yield from guarded(days, day_total, errors=errors, file=file, locate=lambda i, _x: f"activities-steps[{i}]")
+    yield from guarded(
+        days, day_total, errors=errors, file=file, locate=lambda i, _x: f"activities-steps[{i}]"
+    )
     intraday = doc.get("activities-steps-intraday")
     if intraday is not None:
         yield from _intraday(intraday, days, Metric.STEPS, "count", tz, file, errors)
 
 
-def _intraday(block: Any, days: list[Any], metric: Metric, unit: str, tz: tzinfo, file: str,
-              errors: SkipLog | None) -> Iterator[Reading]:
+def _intraday(
+    block: Any, days: list[Any], metric: Metric, unit: str, tz: tzinfo, file: str, errors: SkipLog | None
+) -> Iterator[Reading]:
     if not isinstance(block, dict) or not isinstance(block.get("dataset"), list):
         raise MalformedInputError("intraday block has no dataset list", file=file)
     if len(days) != 1:
@@ -141,7 +164,9 @@ def _intraday(block: Any, days: list[Any], metric: Metric, unit: str, tz: tzinfo
             return [Reading(metric, value, canonical, at, _API, location=where)]
         return [Reading(metric, value, canonical, at, _API, end=at + step, location=where)]
 
-    yield from guarded(block["dataset"], point, errors=errors, file=file, locate=lambda i, _x: f"dataset[{i}]")
+    yield from guarded(
+        block["dataset"], point, errors=errors, file=file, locate=lambda i, _x: f"dataset[{i}]"
+    )
 
 
 def _heart(doc: dict[str, Any], tz: tzinfo, file: str, errors: SkipLog | None) -> Iterator[Reading]:
@@ -152,8 +177,17 @@ def _heart(doc: dict[str, Any], tz: tzinfo, file: str, errors: SkipLog | None) -
         value = item.get("value")
         # the real API sends {"restingHeartRate": 63, ...}; older samples send a bare string
         if isinstance(value, dict) and value.get("restingHeartRate") is not None:
-            return [_daily(Metric.RESTING_HEART_RATE, to_float(value["restingHeartRate"], "restingHeartRate"),
-                           "/min", d, tz, _API, f"{file}:activities-heart {d}")]
+            return [
+                _daily(
+                    Metric.RESTING_HEART_RATE,
+                    to_float(value["restingHeartRate"], "restingHeartRate"),
+                    "/min",
+                    d,
+                    tz,
+                    _API,
+                    f"{file}:activities-heart {d}",
+                )
+            ]
         if errors is not None:
             errors.ignore("Fitbit heart day without restingHeartRate")
         return []
@@ -164,29 +198,53 @@ def _heart(doc: dict[str, Any], tz: tzinfo, file: str, errors: SkipLog | None) -
         yield from _intraday(intraday, days, Metric.HEART_RATE, "/min", tz, file, errors)
 
 
-def _activity_day(doc: dict[str, Any], tz: tzinfo, file: str, day: date | None,
-                  errors: SkipLog | None) -> Iterator[Reading]:
+def _activity_day(
+    doc: dict[str, Any], tz: tzinfo, file: str, day: date | None, errors: SkipLog | None
+) -> Iterator[Reading]:
     summary = doc["summary"]
     if not isinstance(summary, dict):
         raise MalformedInputError("'summary' is not an object", file=file)
     if day is None:
-        raise MalformedInputError("a Fitbit daily activity summary needs the request date (day=...)", file=file)
+        raise MalformedInputError(
+            "a Fitbit daily activity summary needs the request date (day=...)", file=file
+        )
     where = f"{file}:summary {day}"
     if summary.get("steps") is not None:
-        yield _daily(Metric.STEPS, to_float(summary["steps"], "steps"), "count", day, tz, _API, where).checked()
+        yield _daily(
+            Metric.STEPS, to_float(summary["steps"], "steps"), "count", day, tz, _API, where
+        ).checked()
     fairly, very = summary.get("fairlyActiveMinutes"), summary.get("veryActiveMinutes")
     if fairly is not None or very is not None:
         # Fitbit's "fairly" + "very" active minutes are its moderate-to-vigorous minutes
         minutes = to_float(fairly or 0, "fairlyActiveMinutes") + to_float(very or 0, "veryActiveMinutes")
         yield _daily(Metric.ACTIVE_MINUTES, minutes, "min", day, tz, _API, where).checked()
     if summary.get("activityCalories") is not None:
-        yield _daily(Metric.ACTIVE_ENERGY, to_float(summary["activityCalories"], "activityCalories"), "kcal", day,
-                     tz, _API, where).checked()
+        yield _daily(
+            Metric.ACTIVE_ENERGY,
+            to_float(summary["activityCalories"], "activityCalories"),
+            "kcal",
+            day,
+            tz,
+            _API,
+            where,
+        ).checked()
     if summary.get("restingHeartRate") is not None:
-        yield _daily(Metric.RESTING_HEART_RATE, to_float(summary["restingHeartRate"], "restingHeartRate"), "/min",
-                     day, tz, _API, where).checked()
-    yield from guarded(_list(doc, "activities", file), lambda a: _logged_activity(a, tz, file, errors), errors=errors,
-                       file=file, locate=lambda i, a: f"activities[{i}] logId {a.get('logId') if isinstance(a, dict) else '?'}")
+        yield _daily(
+            Metric.RESTING_HEART_RATE,
+            to_float(summary["restingHeartRate"], "restingHeartRate"),
+            "/min",
+            day,
+            tz,
+            _API,
+            where,
+        ).checked()
+    yield from guarded(
+        _list(doc, "activities", file),
+        lambda a: _logged_activity(a, tz, file, errors),
+        errors=errors,
+        file=file,
+        locate=lambda i, a: f"activities[{i}] logId {a.get('logId') if isinstance(a, dict) else '?'}",
+    )
 
 
 def _logged_activity(item: Any, tz: tzinfo, file: str, errors: SkipLog | None) -> Iterable[Reading]:
@@ -207,11 +265,33 @@ def _logged_activity(item: Any, tz: tzinfo, file: str, errors: SkipLog | None) -
         return out
     minutes, _ = convert(Metric.EXERCISE, to_float(item["duration"], "duration"), "ms")
     end = start + timedelta(minutes=minutes)
-    out.append(Reading(Metric.EXERCISE, minutes, "min", start, _API, end=end, label=name, record_id=record_id,
-                       location=where))
+    out.append(
+        Reading(
+            Metric.EXERCISE,
+            minutes,
+            "min",
+            start,
+            _API,
+            end=end,
+            label=name,
+            record_id=record_id,
+            location=where,
+        )
+    )
     if item.get("calories") is not None:
-        out.append(Reading(Metric.WORKOUT_ENERGY, to_float(item["calories"], "calories"), "kcal", start, _API,
-                           end=end, label=name, record_id=record_id, location=where))
+        out.append(
+            Reading(
+                Metric.WORKOUT_ENERGY,
+                to_float(item["calories"], "calories"),
+                "kcal",
+                start,
+                _API,
+                end=end,
+                label=name,
+                record_id=record_id,
+                location=where,
+            )
+        )
     return out
 
 
@@ -227,11 +307,29 @@ def _weight(item: Any, tz: tzinfo, unit: str, source: Source, file: str) -> Iter
     value, canonical = convert(Metric.WEIGHT, to_float(require(item, "weight"), "weight"), unit)
     out = [Reading(Metric.WEIGHT, value, canonical, at, source, record_id=record_id, location=where)]
     if item.get("bmi") is not None:
-        out.append(Reading(Metric.BMI, to_float(item["bmi"], "bmi"), "kg/m2", at, source, record_id=record_id,
-                           location=where))
+        out.append(
+            Reading(
+                Metric.BMI,
+                to_float(item["bmi"], "bmi"),
+                "kg/m2",
+                at,
+                source,
+                record_id=record_id,
+                location=where,
+            )
+        )
     if item.get("fat") is not None:
-        out.append(Reading(Metric.BODY_FAT, to_float(item["fat"], "fat"), "%", at, source, record_id=record_id,
-                           location=where))
+        out.append(
+            Reading(
+                Metric.BODY_FAT,
+                to_float(item["fat"], "fat"),
+                "%",
+                at,
+                source,
+                record_id=record_id,
+                location=where,
+            )
+        )
     return out
 
 
@@ -243,18 +341,51 @@ def _sleep(item: Any, tz: tzinfo, source: Source, file: str) -> Iterable[Reading
     label = "nap" if main is False else ("main" if main is True else None)
     where = f"{file}:sleep {record_id}"
     asleep = to_float(require(item, "minutesAsleep"), "minutesAsleep")
-    out = [Reading(Metric.SLEEP_DURATION, asleep, "min", start, source, end=end, label=label, record_id=record_id,
-                   location=where)]
+    out = [
+        Reading(
+            Metric.SLEEP_DURATION,
+            asleep,
+            "min",
+            start,
+            source,
+            end=end,
+            label=label,
+            record_id=record_id,
+            location=where,
+        )
+    ]
     if item.get("timeInBed") is not None:
-        out.append(Reading(Metric.SLEEP_IN_BED, to_float(item["timeInBed"], "timeInBed"), "min", start, source,
-                           end=end, label=label, record_id=record_id, location=where))
+        out.append(
+            Reading(
+                Metric.SLEEP_IN_BED,
+                to_float(item["timeInBed"], "timeInBed"),
+                "min",
+                start,
+                source,
+                end=end,
+                label=label,
+                record_id=record_id,
+                location=where,
+            )
+        )
     levels = item.get("levels")
     if item.get("type") == "stages" and isinstance(levels, dict) and isinstance(levels.get("summary"), dict):
         for stage, metric in _STAGE_METRICS.items():
             entry = levels["summary"].get(stage)
             if isinstance(entry, dict) and entry.get("minutes") is not None:
-                out.append(Reading(metric, to_float(entry["minutes"], f"{stage} minutes"), "min", start, source,
-                                   end=end, label=label, record_id=record_id, location=where))
+                out.append(
+                    Reading(
+                        metric,
+                        to_float(entry["minutes"], f"{stage} minutes"),
+                        "min",
+                        start,
+                        source,
+                        end=end,
+                        label=label,
+                        record_id=record_id,
+                        location=where,
+                    )
+                )
     return out
 
 
@@ -307,25 +438,37 @@ def read_fitbit_export(
     locate = lambda i, _x: f"[{i}]"  # noqa: E731
     if kind in _EXPORT_SERIES:
         metric, unit = _EXPORT_SERIES[kind]
-        yield from guarded(doc, lambda p: _export_point(p, metric, unit, tz, series_in_utc, name), errors=errors,
-                           file=name, locate=locate)
+        yield from guarded(
+            doc,
+            lambda p: _export_point(p, metric, unit, tz, series_in_utc, name),
+            errors=errors,
+            file=name,
+            locate=locate,
+        )
     elif kind == "resting_heart_rate":
-        yield from guarded(doc, lambda p: _export_resting(p, tz, name, errors), errors=errors, file=name,
-                           locate=locate)
+        yield from guarded(
+            doc, lambda p: _export_resting(p, tz, name, errors), errors=errors, file=name, locate=locate
+        )
     elif kind in _EXPORT_DAILY_MINUTES:
         # one file per intensity: summaries add moderately + very for the day (same source, distinct labels)
-        yield from guarded(doc, lambda p: _export_minutes(p, kind, tz, name), errors=errors, file=name,
-                           locate=locate)
+        yield from guarded(
+            doc, lambda p: _export_minutes(p, kind, tz, name), errors=errors, file=name, locate=locate
+        )
     elif kind == "sleep":
-        yield from guarded(doc, lambda s: _sleep(s, tz, _EXPORT, name), errors=errors, file=name, locate=locate)
+        yield from guarded(
+            doc, lambda s: _sleep(s, tz, _EXPORT, name), errors=errors, file=name, locate=locate
+        )
     elif kind == "weight":
-        yield from guarded(doc, lambda w: _weight(w, tz, weight_unit, _EXPORT, name), errors=errors, file=name,
-                           locate=locate)
+        yield from guarded(
+            doc, lambda w: _weight(w, tz, weight_unit, _EXPORT, name), errors=errors, file=name, locate=locate
+        )
     else:
         raise UnsupportedInputError(f"unsupported Fitbit export file type {kind!r}", file=name)
 
 
-def _export_point(item: Any, metric: Metric, unit: str, tz: tzinfo, in_utc: bool, file: str) -> Iterable[Reading]:
+def _export_point(
+    item: Any, metric: Metric, unit: str, tz: tzinfo, in_utc: bool, file: str
+) -> Iterable[Reading]:
     naive = _export_datetime(require(item, "dateTime"))
 
     at = naive.replace(tzinfo=UTC).astimezone(tz) if in_utc else naive.replace(tzinfo=tz)
@@ -338,8 +481,17 @@ def _export_point(item: Any, metric: Metric, unit: str, tz: tzinfo, in_utc: bool
     value, canonical = convert(metric, to_float(raw, "value"), unit)
     if value == 0:
         return []  # the export writes a zero for every idle minute: nothing to record
-    return [Reading(metric, value, canonical, at, _EXPORT, end=at + timedelta(minutes=1),
-                    location=f"{file}:{item['dateTime']}")]
+    return [
+        Reading(
+            metric,
+            value,
+            canonical,
+            at,
+            _EXPORT,
+            end=at + timedelta(minutes=1),
+            location=f"{file}:{item['dateTime']}",
+        )
+    ]
 
 
 def _export_resting(item: Any, tz: tzinfo, file: str, errors: SkipLog | None) -> Iterable[Reading]:
@@ -351,12 +503,28 @@ def _export_resting(item: Any, tz: tzinfo, file: str, errors: SkipLog | None) ->
             errors.ignore("Fitbit day without resting heart rate")  # written as date null, value 0.0
         return []
     d = _parse_export_or_iso_date(value["date"])
-    return [_daily(Metric.RESTING_HEART_RATE, to_float(value["value"], "value"), "/min", d, tz, _EXPORT,
-                   f"{file}:{value['date']}")]
+    return [
+        _daily(
+            Metric.RESTING_HEART_RATE,
+            to_float(value["value"], "value"),
+            "/min",
+            d,
+            tz,
+            _EXPORT,
+            f"{file}:{value['date']}",
+        )
+    ]
 
 
 def _export_minutes(item: Any, kind: str, tz: tzinfo, file: str) -> Iterable[Reading]:
     d = _export_datetime(require(item, "dateTime")).date()
-    reading = _daily(Metric.ACTIVE_MINUTES, to_float(require(item, "value"), "value"), "min", d, tz, _EXPORT,
-                     f"{file}:{item['dateTime']}")
+    reading = _daily(
+        Metric.ACTIVE_MINUTES,
+        to_float(require(item, "value"), "value"),
+        "min",
+        d,
+        tz,
+        _EXPORT,
+        f"{file}:{item['dateTime']}",
+    )
     return [replace(reading, label=kind)]

@@ -36,7 +36,9 @@ _MAX_RECORD_GAP: Final = timedelta(seconds=10)  # a longer gap is a pause: no st
 _STEP_TYPES: Final = frozenset({"walking", "running"})
 
 
-def read_garmin_fit(stream: IO[bytes], *, file: str = "activity.fit", errors: SkipLog | None = None) -> Iterator[Reading]:
+def read_garmin_fit(
+    stream: IO[bytes], *, file: str = "activity.fit", errors: SkipLog | None = None
+) -> Iterator[Reading]:
     """Yield readings from one FIT file: sessions of an activity file, monitoring steps/heart rate, weights."""
     data = stream.read()
     if not data:
@@ -103,20 +105,31 @@ def _activity(messages: list[tuple[str, dict[str, Any]]], source: Source, file: 
         start = _utc(session.get("start_time")).astimezone(tz)
         elapsed = session.get("total_elapsed_time")
         if elapsed is None:
-            raise MalformedInputError("session has no total_elapsed_time", file=file, record=f"session[{index}]")
+            raise MalformedInputError(
+                "session has no total_elapsed_time", file=file, record=f"session[{index}]"
+            )
         end = start + timedelta(seconds=float(elapsed))
         sport = str(session.get("sport") or "generic")
         timer = session.get("total_timer_time", elapsed)
-        common: dict[str, Any] = {"end": end, "label": sport, "location": where, "record_id": f"session[{index}]"}
+        common: dict[str, Any] = {
+            "end": end,
+            "label": sport,
+            "location": where,
+            "record_id": f"session[{index}]",
+        }
         yield Reading(Metric.EXERCISE, round(float(timer) / 60, 4), "min", start, source, **common)
         in_session = [r for r in records if start <= _utc(r["timestamp"]) <= end]
         strides = session.get("total_strides")
         if strides is not None:
             yield Reading(Metric.STEPS, float(strides) * 2, "{steps}", start, source, **common)
         elif sport in _STEP_TYPES and any(r.get("cadence") is not None for r in in_session):
-            yield Reading(Metric.STEPS, float(_steps_from_cadence(in_session)), "{steps}", start, source, **common)
+            yield Reading(
+                Metric.STEPS, float(_steps_from_cadence(in_session)), "{steps}", start, source, **common
+            )
         if session.get("total_calories") is not None:
-            yield Reading(Metric.WORKOUT_ENERGY, float(session["total_calories"]), "kcal", start, source, **common)
+            yield Reading(
+                Metric.WORKOUT_ENERGY, float(session["total_calories"]), "kcal", start, source, **common
+            )
         if session.get("total_distance") is not None:
             yield Reading(Metric.DISTANCE, float(session["total_distance"]), "m", start, source, **common)
         heart = session.get("avg_heart_rate")
@@ -139,8 +152,9 @@ def _steps_from_cadence(records: list[dict[str, Any]]) -> int:
     return round(total)
 
 
-def _monitoring(messages: list[tuple[str, dict[str, Any]]], source: Source, file: str,
-                errors: SkipLog | None) -> Iterator[Reading]:
+def _monitoring(
+    messages: list[tuple[str, dict[str, Any]]], source: Source, file: str, errors: SkipLog | None
+) -> Iterator[Reading]:
     info = next((v for n, v in messages if n == "monitoring_info"), None)
     tz = _offset_from(info)
     last_full: datetime | None = _utc(info["timestamp"]) if info and info.get("timestamp") else None
@@ -168,12 +182,16 @@ def _monitoring(messages: list[tuple[str, dict[str, Any]]], source: Source, file
                 low = int(values["timestamp_16"])
                 fit_seconds = int((last_full - _FIT_EPOCH).total_seconds())
                 at = last_full + timedelta(seconds=(low - (fit_seconds & 0xFFFF)) & 0xFFFF)
-                last_full = at  # the next timestamp_16 is relative to this one (FIT profile: time is monotonic)
+                last_full = (
+                    at  # the next timestamp_16 is relative to this one (FIT profile: time is monotonic)
+                )
             else:
                 raise MalformedInputError("monitoring message has no timestamp")
             local = at.astimezone(tz)
             if values.get("heart_rate"):
-                yield Reading(Metric.HEART_RATE, float(values["heart_rate"]), "/min", local, source, location=where)
+                yield Reading(
+                    Metric.HEART_RATE, float(values["heart_rate"]), "/min", local, source, location=where
+                )
             activity_type = str(values.get("activity_type") or "")
             steps = values.get("steps")
             if steps is None and values.get("cycles") is not None and activity_type in _STEP_TYPES:
@@ -191,8 +209,16 @@ def _monitoring(messages: list[tuple[str, dict[str, Any]]], source: Source, file
                 begin = before[0].astimezone(tz)
                 delta = steps - before[1] if steps >= before[1] else steps
             if delta > 0:
-                yield Reading(Metric.STEPS, delta, "{steps}", begin, source, end=local, label=activity_type,
-                              location=where)
+                yield Reading(
+                    Metric.STEPS,
+                    delta,
+                    "{steps}",
+                    begin,
+                    source,
+                    end=local,
+                    label=activity_type,
+                    location=where,
+                )
         except MappingError as exc:
             located = type(exc)(exc.reason, file=file, record=f"monitoring[{index}]")
             if errors is None:
@@ -203,8 +229,9 @@ def _monitoring(messages: list[tuple[str, dict[str, Any]]], source: Source, file
 _FIT_EPOCH: Final = datetime(1989, 12, 31, tzinfo=UTC)
 
 
-def _weight(messages: list[tuple[str, dict[str, Any]]], source: Source, file: str,
-            errors: SkipLog | None) -> Iterator[Reading]:
+def _weight(
+    messages: list[tuple[str, dict[str, Any]]], source: Source, file: str, errors: SkipLog | None
+) -> Iterator[Reading]:
     index = -1
     for name, values in messages:
         if name != "weight_scale":
@@ -217,10 +244,19 @@ def _weight(messages: list[tuple[str, dict[str, Any]]], source: Source, file: st
             label = f"user {user}" if user is not None else None
             if values.get("weight") is None or not isinstance(values["weight"], int | float):
                 raise MalformedInputError("weight_scale message has no weight")
-            yield Reading(Metric.WEIGHT, float(values["weight"]), "kg", at, source, label=label, location=where)
+            yield Reading(
+                Metric.WEIGHT, float(values["weight"]), "kg", at, source, label=label, location=where
+            )
             if isinstance(values.get("percent_fat"), int | float):
-                yield Reading(Metric.BODY_FAT, float(values["percent_fat"]), "%", at, source, label=label,
-                              location=where)
+                yield Reading(
+                    Metric.BODY_FAT,
+                    float(values["percent_fat"]),
+                    "%",
+                    at,
+                    source,
+                    label=label,
+                    location=where,
+                )
         except MappingError as exc:
             located = type(exc)(exc.reason, file=file, record=f"weight_scale[{index}]")
             if errors is None:

@@ -34,8 +34,13 @@ _DATA_TYPES: Final = {
 }
 #: Google Fit activity types used here (a subset of Google's activity-type table).
 ACTIVITY_SEGMENTS: Final[dict[int, str]] = {1: "biking", 7: "walking", 8: "running", 9: "aerobics"}
-_SLEEP_SEGMENTS: Final = {72: Metric.SLEEP_ASLEEP, 109: Metric.SLEEP_LIGHT, 110: Metric.SLEEP_DEEP,
-                          111: Metric.SLEEP_REM, 112: Metric.SLEEP_AWAKE}
+_SLEEP_SEGMENTS: Final = {
+    72: Metric.SLEEP_ASLEEP,
+    109: Metric.SLEEP_LIGHT,
+    110: Metric.SLEEP_DEEP,
+    111: Metric.SLEEP_REM,
+    112: Metric.SLEEP_AWAKE,
+}
 _NOT_EXERCISE: Final = frozenset({0, 3, 4, 5})
 
 
@@ -71,8 +76,13 @@ def read_google_fit(
     if not isinstance(doc, dict) or not isinstance(doc.get("point"), list):
         raise UnsupportedInputError("expected a Google Fit dataset with a 'point' list", file=file)
     source = _stream_source(str(doc.get("dataSourceId") or "unknown"))
-    yield from guarded(doc["point"], lambda p: _point(p, source, tz, file, errors), errors=errors, file=file,
-                       locate=lambda i, _p: f"point[{i}]")
+    yield from guarded(
+        doc["point"],
+        lambda p: _point(p, source, tz, file, errors),
+        errors=errors,
+        file=file,
+        locate=lambda i, _p: f"point[{i}]",
+    )
 
 
 def _point(point: Any, source: Source, tz: tzinfo, file: str, errors: SkipLog | None) -> Iterable[Reading]:
@@ -104,8 +114,17 @@ def _point(point: Any, source: Source, tz: tzinfo, file: str, errors: SkipLog | 
                 errors.ignore(f"Google Fit activity type {code}")
             return []
         minutes = round((end - start).total_seconds() / 60, 4)
-        return [Reading(Metric.EXERCISE, minutes, "min", start, point_source,
-                        label=ACTIVITY_SEGMENTS.get(code, f"activity type {code}"), **common)]
+        return [
+            Reading(
+                Metric.EXERCISE,
+                minutes,
+                "min",
+                start,
+                point_source,
+                label=ACTIVITY_SEGMENTS.get(code, f"activity type {code}"),
+                **common,
+            )
+        ]
     if kind not in _DATA_TYPES:
         raise UnsupportedInputError(f"Google Fit data type {kind!r} is not mapped")
     metric, unit = _DATA_TYPES[kind]

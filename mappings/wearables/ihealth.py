@@ -61,8 +61,7 @@ def read_ihealth(
         if not isinstance(items, list):
             raise MalformedInputError(f"{key!r} is not a list", file=file)
         build = _builder(key, doc)
-        yield from guarded(items, build, errors=errors, file=file,
-                           locate=_locator(key))
+        yield from guarded(items, build, errors=errors, file=file, locate=_locator(key))
 
 
 def _unit(doc: dict[str, Any], key: str, table: dict[int, str]) -> str:
@@ -75,17 +74,28 @@ def _unit(doc: dict[str, Any], key: str, table: dict[int, str]) -> str:
 def _builder(key: str, doc: dict[str, Any]) -> Any:
     def common(record: dict[str, Any], file_key: str) -> dict[str, Any]:
         record_id = str(record.get("DataID")) if record.get("DataID") is not None else None
-        return {"record_id": record_id, "location": f"{file_key} {record_id}",
-                "entered_by_user": record.get("DataSource") == "Manual"}
+        return {
+            "record_id": record_id,
+            "location": f"{file_key} {record_id}",
+            "entered_by_user": record.get("DataSource") == "Manual",
+        }
 
     def bp(record: Any) -> Iterable[Reading]:
         unit = _unit(doc, "BPUnit", _BP_UNITS)
         at = _shifted(require(record, "MDate"), record, "MDate")
         sys = convert(Metric.SYSTOLIC_BP, to_float(require(record, "HP"), "HP"), unit)
         dia = convert(Metric.DIASTOLIC_BP, to_float(require(record, "LP"), "LP"), unit)
-        out = [Reading(Metric.BLOOD_PRESSURE, None, "mm[Hg]", at, _SOURCE,
-                       components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
-                       **common(record, key))]
+        out = [
+            Reading(
+                Metric.BLOOD_PRESSURE,
+                None,
+                "mm[Hg]",
+                at,
+                _SOURCE,
+                components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
+                **common(record, key),
+            )
+        ]
         out += _pulse(record, at, common(record, key))
         return out
 
@@ -94,40 +104,82 @@ def _builder(key: str, doc: dict[str, Any]) -> Any:
         at = _shifted(require(record, "MDate"), record, "MDate")
         value, canonical = convert(Metric.BLOOD_GLUCOSE, to_float(require(record, "BG"), "BG"), unit)
         label = record.get("DinnerSituation") if isinstance(record.get("DinnerSituation"), str) else None
-        return [Reading(Metric.BLOOD_GLUCOSE, value, canonical, at, _SOURCE, label=label, **common(record, key))]
+        return [
+            Reading(Metric.BLOOD_GLUCOSE, value, canonical, at, _SOURCE, label=label, **common(record, key))
+        ]
 
     def spo2(record: Any) -> Iterable[Reading]:
         at = _shifted(require(record, "MDate"), record, "MDate")
-        out = [Reading(Metric.SPO2, to_float(require(record, "BO"), "BO"), "%", at, _SOURCE, **common(record, key))]
+        out = [
+            Reading(
+                Metric.SPO2, to_float(require(record, "BO"), "BO"), "%", at, _SOURCE, **common(record, key)
+            )
+        ]
         return out + _pulse(record, at, common(record, key))
 
     def weight(record: Any) -> Iterable[Reading]:
         unit = _unit(doc, "WeightUnit", _WEIGHT_UNITS)
         at = _shifted(require(record, "MDate"), record, "MDate")
-        value, canonical = convert(Metric.WEIGHT, to_float(require(record, "WeightValue"), "WeightValue"), unit)
+        value, canonical = convert(
+            Metric.WEIGHT, to_float(require(record, "WeightValue"), "WeightValue"), unit
+        )
         out = [Reading(Metric.WEIGHT, round(value, 4), canonical, at, _SOURCE, **common(record, key))]
         if record.get("BMI"):
-            out.append(Reading(Metric.BMI, round(to_float(record["BMI"], "BMI"), 2), "kg/m2", at, _SOURCE,
-                               **common(record, key)))
+            out.append(
+                Reading(
+                    Metric.BMI,
+                    round(to_float(record["BMI"], "BMI"), 2),
+                    "kg/m2",
+                    at,
+                    _SOURCE,
+                    **common(record, key),
+                )
+            )
         if record.get("FatValue"):  # 0 means "not measured"
-            out.append(Reading(Metric.BODY_FAT, to_float(record["FatValue"], "FatValue"), "%", at, _SOURCE,
-                               **common(record, key)))
+            out.append(
+                Reading(
+                    Metric.BODY_FAT,
+                    to_float(record["FatValue"], "FatValue"),
+                    "%",
+                    at,
+                    _SOURCE,
+                    **common(record, key),
+                )
+            )
         return out
 
     def sleep(record: Any) -> Iterable[Reading]:
         start = _shifted(require(record, "StartTime"), record, "StartTime")
         end = _shifted(require(record, "EndTime"), record, "EndTime")
         minutes = to_float(require(record, "HoursSlept"), "HoursSlept")  # minutes, despite the name
-        return [Reading(Metric.SLEEP_DURATION, minutes, "min", start, _SOURCE, end=end, **common(record, key))]
+        return [
+            Reading(Metric.SLEEP_DURATION, minutes, "min", start, _SOURCE, end=end, **common(record, key))
+        ]
 
     def activity(record: Any) -> Iterable[Reading]:
         at = _shifted(require(record, "MDate"), record, "MDate")
         start, end = day_bounds(at.date(), at.tzinfo or UTC)
-        return [Reading(Metric.STEPS, to_float(require(record, "Steps"), "Steps"), "{steps}", start, _SOURCE,
-                        end=end, local_date=at.date(), **common(record, key))]
+        return [
+            Reading(
+                Metric.STEPS,
+                to_float(require(record, "Steps"), "Steps"),
+                "{steps}",
+                start,
+                _SOURCE,
+                end=end,
+                local_date=at.date(),
+                **common(record, key),
+            )
+        ]
 
-    return {"BPDataList": bp, "BGDataList": bg, "BODataList": spo2, "WeightDataList": weight,
-            "SRDataList": sleep, "ARDataList": activity}[key]
+    return {
+        "BPDataList": bp,
+        "BGDataList": bg,
+        "BODataList": spo2,
+        "WeightDataList": weight,
+        "SRDataList": sleep,
+        "ARDataList": activity,
+    }[key]
 
 
 def _pulse(record: dict[str, Any], at: datetime, common: dict[str, Any]) -> list[Reading]:
@@ -138,6 +190,7 @@ def _pulse(record: dict[str, Any], at: datetime, common: dict[str, Any]) -> list
 
 def _locator(key: str) -> Callable[[int, Any], str]:
     """Where record ``i`` of list ``key`` is, for the skip log."""
+
     def locate(i: int, r: Any) -> str:
         return f"{key}[{i}] DataID {r.get('DataID') if isinstance(r, dict) else '?'}"
 

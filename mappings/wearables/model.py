@@ -196,7 +196,8 @@ class Reading:
                 raise MalformedInputError("reading end time has no UTC offset", record=self.location)
             if self.end < self.start:
                 raise MalformedInputError(
-                    f"end {self.end.isoformat()} is before start {self.start.isoformat()}", record=self.location
+                    f"end {self.end.isoformat()} is before start {self.start.isoformat()}",
+                    record=self.location,
                 )
         if self.value is None and not self.components:
             raise MalformedInputError("reading has neither a value nor components", record=self.location)

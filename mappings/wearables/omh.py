@@ -31,8 +31,17 @@ __all__ = ["OUT_SCHEMAS", "observation_to_omh", "read_omh", "read_omh_body"]
 
 VENDOR: Final = "omh"
 
-_DURATION_UNITS: Final = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "sec": 1.0, "min": 60.0, "h": 3600.0,
-                          "d": 86400.0, "wk": 604800.0}
+_DURATION_UNITS: Final = {
+    "ps": 1e-12,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "ms": 1e-3,
+    "sec": 1.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "wk": 604800.0,
+}
 _OMH_UNITS: Final = {"beats/min": "/min", "mmHg": "mmHg", "steps": "count", "kg/m2": "kg/m2"}
 
 
@@ -78,24 +87,40 @@ def _unit_value(body: dict[str, Any], key: str) -> tuple[float, str]:
     return to_float(require(item, "value"), f"{key}.value"), str(require(item, "unit"))
 
 
-def read_omh_body(body: Any, schema: str, source: Source, *, record_id: str | None = None,
-                  location: str | None = None, modality: str | None = None) -> list[Reading]:
+def read_omh_body(
+    body: Any,
+    schema: str,
+    source: Source,
+    *,
+    record_id: str | None = None,
+    location: str | None = None,
+    modality: str | None = None,
+) -> list[Reading]:
     """Readings for one OmH body of schema ``schema`` (``step-count``, ``heart-rate``, ...)."""
     if not isinstance(body, dict):
         raise MalformedInputError("body is not an object")
     start, end = _time_frame(body)
-    common: dict[str, Any] = {"end": end, "record_id": record_id, "location": location,
-                              "entered_by_user": modality == "self-reported"}
+    common: dict[str, Any] = {
+        "end": end,
+        "record_id": record_id,
+        "location": location,
+        "entered_by_user": modality == "self-reported",
+    }
     if schema == "step-count":
         raw = require(body, "step_count")
-        value = to_float(raw, "step_count") if not isinstance(raw, dict) else _unit_value(body, "step_count")[0]
+        value = (
+            to_float(raw, "step_count") if not isinstance(raw, dict) else _unit_value(body, "step_count")[0]
+        )
         if end is None:
             raise MalformedInputError("step count needs a time interval")
         return [Reading(Metric.STEPS, value, "{steps}", start, source, **common)]
     if schema == "heart-rate":
         raw = require(body, "heart_rate")
-        value, unit = (_unit_value(body, "heart_rate") if isinstance(raw, dict) else (to_float(raw, "heart_rate"),
-                                                                                       "beats/min"))
+        value, unit = (
+            _unit_value(body, "heart_rate")
+            if isinstance(raw, dict)
+            else (to_float(raw, "heart_rate"), "beats/min")
+        )
         metric = Metric.HEART_RATE
         if body.get("temporal_relationship_to_physical_activity") == "at rest":
             metric = Metric.RESTING_HEART_RATE
@@ -109,16 +134,43 @@ def read_omh_body(body: Any, schema: str, source: Source, *, record_id: str | No
         name = str(require(body, "activity_name"))
         if end is None:
             raise UnsupportedInputError("physical activity without a time interval has no duration")
-        out = [Reading(Metric.EXERCISE, round((end - start).total_seconds() / 60, 4), "min", start, source,
-                       label=name, **common)]
+        out = [
+            Reading(
+                Metric.EXERCISE,
+                round((end - start).total_seconds() / 60, 4),
+                "min",
+                start,
+                source,
+                label=name,
+                **common,
+            )
+        ]
         if isinstance(body.get("kcal_burned"), dict):
             kcal, unit = _unit_value(body, "kcal_burned")
-            out.append(Reading(Metric.WORKOUT_ENERGY, convert(Metric.WORKOUT_ENERGY, kcal, unit)[0], "kcal", start,
-                               source, label=name, **common))
+            out.append(
+                Reading(
+                    Metric.WORKOUT_ENERGY,
+                    convert(Metric.WORKOUT_ENERGY, kcal, unit)[0],
+                    "kcal",
+                    start,
+                    source,
+                    label=name,
+                    **common,
+                )
+            )
         if isinstance(body.get("distance"), dict):
             dist, unit = _unit_value(body, "distance")
-            out.append(Reading(Metric.DISTANCE, convert(Metric.DISTANCE, dist, unit)[0], "m", start, source,
-                               label=name, **common))
+            out.append(
+                Reading(
+                    Metric.DISTANCE,
+                    convert(Metric.DISTANCE, dist, unit)[0],
+                    "m",
+                    start,
+                    source,
+                    label=name,
+                    **common,
+                )
+            )
         return out
     if schema == "body-weight":
         value, unit = _unit_value(body, "body_weight")
@@ -129,9 +181,17 @@ def read_omh_body(body: Any, schema: str, source: Source, *, record_id: str | No
         dia_value, dia_unit = _unit_value(body, "diastolic_blood_pressure")
         sys = convert(Metric.SYSTOLIC_BP, sys_value, sys_unit)
         dia = convert(Metric.DIASTOLIC_BP, dia_value, dia_unit)
-        return [Reading(Metric.BLOOD_PRESSURE, None, "mm[Hg]", start, source,
-                        components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
-                        **common)]
+        return [
+            Reading(
+                Metric.BLOOD_PRESSURE,
+                None,
+                "mm[Hg]",
+                start,
+                source,
+                components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
+                **common,
+            )
+        ]
     if schema == "blood-glucose":
         value, unit = _unit_value(body, "blood_glucose")
         converted = convert(Metric.BLOOD_GLUCOSE, value, unit)
@@ -165,7 +225,9 @@ def read_omh(
                 try:
                     points.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise MalformedInputError(f"not JSON or JSON lines ({exc.msg})", file=file, line=number) from exc
+                    raise MalformedInputError(
+                        f"not JSON or JSON lines ({exc.msg})", file=file, line=number
+                    ) from exc
                 lines.append(number)
 
     if not points or not isinstance(points[0], dict) or "header" not in points[0] or "body" not in points[0]:
@@ -178,11 +240,22 @@ def read_omh(
         provenance = header.get("acquisition_provenance") or {}
         source = Source(VENDOR, str(provenance.get("source_name") or "Open mHealth"))
         record_id = str(header.get("id") or header.get("uuid") or "") or None
-        return read_omh_body(require(point, "body"), name, source, record_id=record_id,
-                             location=f"{file}:{record_id}", modality=provenance.get("modality"))
+        return read_omh_body(
+            require(point, "body"),
+            name,
+            source,
+            record_id=record_id,
+            location=f"{file}:{record_id}",
+            modality=provenance.get("modality"),
+        )
 
-    yield from guarded(points, build, errors=errors, file=file,
-                       locate=lambda i, _p: f"line {lines[i]}" if lines else f"[{i}]")
+    yield from guarded(
+        points,
+        build,
+        errors=errors,
+        file=file,
+        locate=lambda i, _p: f"line {lines[i]}" if lines else f"[{i}]",
+    )
 
 
 # --- FHIR Observation -> OmH ------------------------------------------------------------------------------
@@ -210,8 +283,9 @@ def _loinc(obs: dict[str, Any]) -> str:
     for coding in obs.get("code", {}).get("coding", []):
         if coding.get("system") == s.LOINC and coding.get("code") in OUT_SCHEMAS:
             return str(coding["code"])
-    raise UnsupportedInputError("the Observation has no LOINC code with an Open mHealth schema",
-                                record=str(obs.get("id") or ""))
+    raise UnsupportedInputError(
+        "the Observation has no LOINC code with an Open mHealth schema", record=str(obs.get("id") or "")
+    )
 
 
 def _frame(obs: dict[str, Any], interval_only: bool) -> dict[str, Any]:
@@ -247,7 +321,10 @@ def observation_to_omh(obs: dict[str, Any], *, creation_date_time: datetime) -> 
         body = {"step_count": {"value": value, "unit": "steps"}, "effective_time_frame": _frame(obs, True)}
     elif name == "heart-rate":
         value, _ = _value(obs)
-        body = {"heart_rate": {"value": value, "unit": "beats/min"}, "effective_time_frame": _frame(obs, False)}
+        body = {
+            "heart_rate": {"value": value, "unit": "beats/min"},
+            "effective_time_frame": _frame(obs, False),
+        }
         if code == s.RESTING_HEART_RATE.code:
             body["temporal_relationship_to_physical_activity"] = "at rest"
         elif code == s.AVG_HEART_RATE_ACTIVITY.code:
@@ -255,16 +332,24 @@ def observation_to_omh(obs: dict[str, Any], *, creation_date_time: datetime) -> 
             body["temporal_relationship_to_physical_activity"] = "during exercise"
     elif name == "sleep-duration":
         value, unit = _value(obs)
-        body = {"sleep_duration": {"value": value, "unit": {"min": "min", "h": "h", "s": "sec"}.get(unit, "min")},
-                "effective_time_frame": _frame(obs, True)}
+        body = {
+            "sleep_duration": {"value": value, "unit": {"min": "min", "h": "h", "s": "sec"}.get(unit, "min")},
+            "effective_time_frame": _frame(obs, True),
+        }
     elif name == "physical-activity":
         notes = obs.get("note") or [{}]
-        body = {"activity_name": str(notes[0].get("text") or "unspecified"), "effective_time_frame": _frame(obs, True)}
+        body = {
+            "activity_name": str(notes[0].get("text") or "unspecified"),
+            "effective_time_frame": _frame(obs, True),
+        }
     elif name == "body-weight":
         value, unit = _value(obs)
         if unit not in _MASS_OUT:
             raise UnsupportedInputError(f"body weight unit {unit!r} has no Open mHealth counterpart")
-        body = {"body_weight": {"value": value, "unit": _MASS_OUT[unit]}, "effective_time_frame": _frame(obs, False)}
+        body = {
+            "body_weight": {"value": value, "unit": _MASS_OUT[unit]},
+            "effective_time_frame": _frame(obs, False),
+        }
     elif name == "blood-pressure":
         body = {
             "systolic_blood_pressure": {"value": _component(obs, s.SYSTOLIC_BP.code), "unit": "mmHg"},
@@ -273,11 +358,16 @@ def observation_to_omh(obs: dict[str, Any], *, creation_date_time: datetime) -> 
         }
     elif name == "blood-glucose":
         value, unit = _value(obs)
-        body = {"blood_glucose": {"value": value, "unit": "mmol/L" if unit == "mmol/L" else "mg/dL"},
-                "effective_time_frame": _frame(obs, False)}
+        body = {
+            "blood_glucose": {"value": value, "unit": "mmol/L" if unit == "mmol/L" else "mg/dL"},
+            "effective_time_frame": _frame(obs, False),
+        }
     else:  # oxygen-saturation
         value, _ = _value(obs)
-        body = {"oxygen_saturation": {"value": value, "unit": "%"}, "effective_time_frame": _frame(obs, False)}
+        body = {
+            "oxygen_saturation": {"value": value, "unit": "%"},
+            "effective_time_frame": _frame(obs, False),
+        }
         if any(c.get("code") == s.SPO2_PULSE_OXIMETRY.code for c in obs["code"]["coding"]):
             body["measurement_method"] = "pulse oximetry"
     identifiers = obs.get("identifier") or []
@@ -286,9 +376,12 @@ def observation_to_omh(obs: dict[str, Any], *, creation_date_time: datetime) -> 
         "creation_date_time": creation_date_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "schema_id": {"namespace": "omh", "name": name, "version": version},
         "acquisition_provenance": {
-            "source_name": str(obs.get("device", {}).get("display") or obs.get("meta", {}).get("source") or "mECR"),
-            "modality": "self-reported" if any(t.get("code") == "self-reported" for t in
-                                               obs.get("meta", {}).get("tag", [])) else "sensed",
+            "source_name": str(
+                obs.get("device", {}).get("display") or obs.get("meta", {}).get("source") or "mECR"
+            ),
+            "modality": "self-reported"
+            if any(t.get("code") == "self-reported" for t in obs.get("meta", {}).get("tag", []))
+            else "sensed",
         },
     }
     if not header["id"]:

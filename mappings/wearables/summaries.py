@@ -45,7 +45,12 @@ __all__ = [
 ]
 
 #: The four daily figures, keyed by the metric the summary reports.
-SUMMARY_METRICS: Final = (Metric.STEPS, Metric.ACTIVE_MINUTES, Metric.SLEEP_DURATION, Metric.RESTING_HEART_RATE)
+SUMMARY_METRICS: Final = (
+    Metric.STEPS,
+    Metric.ACTIVE_MINUTES,
+    Metric.SLEEP_DURATION,
+    Metric.RESTING_HEART_RATE,
+)
 _ASLEEP: Final = frozenset({Metric.SLEEP_ASLEEP, Metric.SLEEP_LIGHT, Metric.SLEEP_DEEP, Metric.SLEEP_REM})
 
 
@@ -127,8 +132,14 @@ def daily_summaries(
     for reading in readings:
         if reading.implausible or reading.value is None:
             continue
-        key = (reading.metric, _utc(reading.start), reading.end and _utc(reading.end), reading.source.key,
-               reading.label, reading.local_date)
+        key = (
+            reading.metric,
+            _utc(reading.start),
+            reading.end and _utc(reading.end),
+            reading.source.key,
+            reading.label,
+            reading.local_date,
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -161,22 +172,42 @@ def daily_summaries(
         per_day[(metric, day)].append((source_key, value))
 
     out = []
-    for (metric, day), candidates in sorted(per_day.items(), key=lambda kv: (kv[0][1], SUMMARY_METRICS.index(kv[0][0]))):
+    for (metric, day), candidates in sorted(
+        per_day.items(), key=lambda kv: (kv[0][1], SUMMARY_METRICS.index(kv[0][0]))
+    ):
         ordered = sorted(candidates, key=lambda kv: (rule.rank(metric, sources[kv[0]]), -kv[1], kv[0]))
         chosen_key, value = ordered[0]
         start, end = day_bounds(day, tz)
         unit = {"steps": "{steps}", "resting-heart-rate": "/min"}.get(metric.value, "min")
         rounded = round(value) if metric is Metric.STEPS else round(value, 1)
-        out.append(DailySummary(day, metric, rounded, unit, start, end, sources[chosen_key],
-                                tuple(sorted((k, round(v, 3)) for k, v in candidates))))
+        out.append(
+            DailySummary(
+                day,
+                metric,
+                rounded,
+                unit,
+                start,
+                end,
+                sources[chosen_key],
+                tuple(sorted((k, round(v, 3)) for k, v in candidates)),
+            )
+        )
     return out
 
 
 _SUMMARY_CODES: Final = {
     Metric.STEPS: (s.DAILY_STEPS, "/d", (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY)),
-    Metric.ACTIVE_MINUTES: (s.ACTIVE_MINUTES_DAY, "min/d", (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY)),
+    Metric.ACTIVE_MINUTES: (
+        s.ACTIVE_MINUTES_DAY,
+        "min/d",
+        (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY),
+    ),
     Metric.SLEEP_DURATION: (s.SLEEP_DURATION, "min", (s.CATEGORY_ACTIVITY,)),
-    Metric.RESTING_HEART_RATE: (s.RESTING_HEART_RATE, "/min", (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY)),
+    Metric.RESTING_HEART_RATE: (
+        s.RESTING_HEART_RATE,
+        "/min",
+        (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY),
+    ),
 }
 
 
@@ -185,8 +216,17 @@ def _identifier(subject: str, what: str, start: datetime, end: datetime) -> dict
     return {"system": s.MECR_IDENTIFIER_SYSTEM, "value": hashlib.sha256(raw.encode()).hexdigest()}
 
 
-def _observation(subject: str, code: s.Code, unit: str, categories: tuple[s.Code, ...], value: float,
-                 start: datetime, end: datetime, source: Source | None, what: str) -> dict[str, Any]:
+def _observation(
+    subject: str,
+    code: s.Code,
+    unit: str,
+    categories: tuple[s.Code, ...],
+    value: float,
+    start: datetime,
+    end: datetime,
+    source: Source | None,
+    what: str,
+) -> dict[str, Any]:
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "meta": {"source": "urn:mecr:wearable:daily-summary"},
@@ -196,8 +236,12 @@ def _observation(subject: str, code: s.Code, unit: str, categories: tuple[s.Code
         "code": {"coding": [code.coding()], "text": code.display},
         "subject": {"reference": subject},
         "effectivePeriod": {"start": iso(start), "end": iso(end)},
-        "valueQuantity": {"value": int(value) if float(value).is_integer() else value,
-                          "unit": s.UNIT_DISPLAY.get(unit, unit), "system": s.UCUM, "code": unit},
+        "valueQuantity": {
+            "value": int(value) if float(value).is_integer() else value,
+            "unit": s.UNIT_DISPLAY.get(unit, unit),
+            "system": s.UCUM,
+            "code": unit,
+        },
     }
     if source is not None:
         obs["device"] = {"reference": f"Device/{device_id(source)}", "display": source.display}
@@ -207,8 +251,17 @@ def _observation(subject: str, code: s.Code, unit: str, categories: tuple[s.Code
 def summary_to_observation(summary: DailySummary, subject: str) -> dict[str, Any]:
     """The summary Observation: e.g. daily steps ``41950-7`` ``/d`` over the local day's period."""
     code, unit, categories = _SUMMARY_CODES[summary.metric]
-    return _observation(subject, code, unit, categories, summary.value, summary.start, summary.end, summary.source,
-                        summary.metric.value)
+    return _observation(
+        subject,
+        code,
+        unit,
+        categories,
+        summary.value,
+        summary.start,
+        summary.end,
+        summary.source,
+        summary.metric.value,
+    )
 
 
 def summaries_to_resources(summaries: Iterable[DailySummary], subject: str) -> list[dict[str, Any]]:
@@ -218,7 +271,9 @@ def summaries_to_resources(summaries: Iterable[DailySummary], subject: str) -> l
     return [*devices.values(), *(summary_to_observation(x, subject) for x in summaries)]
 
 
-def weekly_active_minutes(summaries: Iterable[DailySummary], subject: str, tz: tzinfo) -> list[dict[str, Any]]:
+def weekly_active_minutes(
+    summaries: Iterable[DailySummary], subject: str, tz: tzinfo
+) -> list[dict[str, Any]]:
     """MVPA minutes per ISO week (Monday to Monday, local) as ``82290-8`` ``min/wk`` Observations."""
     weeks: dict[date, float] = defaultdict(float)
     for summary in summaries:
@@ -228,7 +283,17 @@ def weekly_active_minutes(summaries: Iterable[DailySummary], subject: str, tz: t
     for monday, minutes in sorted(weeks.items()):
         start = day_bounds(monday, tz)[0]
         end = day_bounds(monday + timedelta(days=6), tz)[1]
-        out.append(_observation(subject, s.ACTIVE_MINUTES_WEEK, "min/wk",
-                                (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY), round(minutes, 1), start, end,
-                                None, "active-minutes-week"))
+        out.append(
+            _observation(
+                subject,
+                s.ACTIVE_MINUTES_WEEK,
+                "min/wk",
+                (s.CATEGORY_ACTIVITY, s.CATEGORY_PHYSICAL_ACTIVITY),
+                round(minutes, 1),
+                start,
+                end,
+                None,
+                "active-minutes-week",
+            )
+        )
     return out

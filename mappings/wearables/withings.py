@@ -42,7 +42,12 @@ MEASURE_TYPES: Final[dict[int, tuple[Metric, str]]] = {
     54: (Metric.SPO2, "%"),
     71: (Metric.BODY_TEMPERATURE, "degC"),
 }
-_SLEEP_STATES: Final = {0: Metric.SLEEP_AWAKE, 1: Metric.SLEEP_LIGHT, 2: Metric.SLEEP_DEEP, 3: Metric.SLEEP_REM}
+_SLEEP_STATES: Final = {
+    0: Metric.SLEEP_AWAKE,
+    1: Metric.SLEEP_LIGHT,
+    2: Metric.SLEEP_DEEP,
+    3: Metric.SLEEP_REM,
+}
 _SLEEP_SUMMARY: Final = {
     "lightsleepduration": Metric.SLEEP_LIGHT,
     "deepsleepduration": Metric.SLEEP_DEEP,
@@ -79,22 +84,47 @@ def read_withings(
     if tz is not None and not isinstance(named, str):
         local = tz
     if "measuregrps" in body:
-        yield from guarded(_list(body, "measuregrps", file), lambda g: _measure_group(g, local, named, file, errors),
-                           errors=errors, file=file, locate=lambda i, g: f"measuregrps[{i}] grpid {_get(g, 'grpid')}")
+        yield from guarded(
+            _list(body, "measuregrps", file),
+            lambda g: _measure_group(g, local, named, file, errors),
+            errors=errors,
+            file=file,
+            locate=lambda i, g: f"measuregrps[{i}] grpid {_get(g, 'grpid')}",
+        )
     elif "activities" in body:
-        yield from guarded(_list(body, "activities", file), lambda a: _activity_day(a, file), errors=errors,
-                           file=file, locate=lambda i, a: f"activities[{i}] {_get(a, 'date')}")
+        yield from guarded(
+            _list(body, "activities", file),
+            lambda a: _activity_day(a, file),
+            errors=errors,
+            file=file,
+            locate=lambda i, a: f"activities[{i}] {_get(a, 'date')}",
+        )
     elif isinstance(body.get("series"), dict):
-        yield from guarded(sorted(body["series"].items()), lambda kv: _intraday(kv, local, file), errors=errors,
-                           file=file, locate=lambda _i, kv: f"series[{kv[0]}]")
+        yield from guarded(
+            sorted(body["series"].items()),
+            lambda kv: _intraday(kv, local, file),
+            errors=errors,
+            file=file,
+            locate=lambda _i, kv: f"series[{kv[0]}]",
+        )
     elif isinstance(body.get("series"), list):
         items = body["series"]
         if items and isinstance(items[0], dict) and "data" in items[0]:
-            yield from guarded(items, lambda s: _sleep_summary(s, local, file), errors=errors, file=file,
-                               locate=lambda i, s: f"series[{i}] id {_get(s, 'id')}")
+            yield from guarded(
+                items,
+                lambda s: _sleep_summary(s, local, file),
+                errors=errors,
+                file=file,
+                locate=lambda i, s: f"series[{i}] id {_get(s, 'id')}",
+            )
         else:
-            yield from guarded(items, lambda s: _sleep_segment(s, local, file), errors=errors, file=file,
-                               locate=lambda i, _s: f"series[{i}]")
+            yield from guarded(
+                items,
+                lambda s: _sleep_segment(s, local, file),
+                errors=errors,
+                file=file,
+                locate=lambda i, _s: f"series[{i}]",
+            )
     else:
         raise UnsupportedInputError(f"unrecognised Withings body with keys {sorted(body)[:6]}", file=file)
 
@@ -110,7 +140,9 @@ def _list(body: dict[str, Any], key: str, file: str) -> list[Any]:
     return value
 
 
-def _measure_group(group: Any, tz: tzinfo, tz_name: Any, file: str, errors: SkipLog | None) -> Iterable[Reading]:
+def _measure_group(
+    group: Any, tz: tzinfo, tz_name: Any, file: str, errors: SkipLog | None
+) -> Iterable[Reading]:
     if require(group, "category") == 2:
         if errors is not None:
             errors.ignore("Withings goal (category 2)")
@@ -119,8 +151,12 @@ def _measure_group(group: Any, tz: tzinfo, tz_name: Any, file: str, errors: Skip
     record_id = str(group.get("grpid")) if group.get("grpid") is not None else None
     manual = group.get("attrib") in (2, 4)
     where = f"{file}:grpid {record_id}"
-    common: dict[str, Any] = {"record_id": record_id, "location": where, "entered_by_user": manual,
-                              "time_zone": tz_name if isinstance(tz_name, str) else None}
+    common: dict[str, Any] = {
+        "record_id": record_id,
+        "location": where,
+        "entered_by_user": manual,
+        "time_zone": tz_name if isinstance(tz_name, str) else None,
+    }
     measures = require(group, "measures")
     if not isinstance(measures, list):
         raise MalformedInputError("'measures' is not a list")
@@ -132,14 +168,24 @@ def _measure_group(group: Any, tz: tzinfo, tz_name: Any, file: str, errors: Skip
                 errors.ignore(f"Withings measure type {kind}")
             continue
         metric, unit = MEASURE_TYPES[kind]
-        value = to_float(require(measure, "value"), "value") * 10 ** int(to_float(require(measure, "unit"), "unit"))
+        value = to_float(require(measure, "value"), "value") * 10 ** int(
+            to_float(require(measure, "unit"), "unit")
+        )
         values[metric] = convert(metric, round(value, 6), unit)
     out: list[Reading] = []
     sys, dia = values.pop(Metric.SYSTOLIC_BP, None), values.pop(Metric.DIASTOLIC_BP, None)
     if sys and dia:
-        out.append(Reading(Metric.BLOOD_PRESSURE, None, "mm[Hg]", at, _SOURCE,
-                           components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
-                           **common))
+        out.append(
+            Reading(
+                Metric.BLOOD_PRESSURE,
+                None,
+                "mm[Hg]",
+                at,
+                _SOURCE,
+                components=(Component(Metric.SYSTOLIC_BP, *sys), Component(Metric.DIASTOLIC_BP, *dia)),
+                **common,
+            )
+        )
     elif sys or dia:
         raise MalformedInputError("blood pressure group lacks systolic or diastolic")
     for metric, (value, unit) in values.items():
@@ -154,18 +200,31 @@ def _activity_day(item: Any, file: str) -> Iterable[Reading]:
     except ValueError as exc:
         raise MalformedInputError(f"date {item.get('date')!r} is not YYYY-MM-DD") from exc
     start, end = day_bounds(day, day_tz)
-    common: dict[str, Any] = {"end": end, "local_date": day, "time_zone": item["timezone"],
-                              "location": f"{file}:activity {day}"}
+    common: dict[str, Any] = {
+        "end": end,
+        "local_date": day,
+        "time_zone": item["timezone"],
+        "location": f"{file}:activity {day}",
+    }
     out = []
     if item.get("steps") is not None:
-        out.append(Reading(Metric.STEPS, to_float(item["steps"], "steps"), "{steps}", start, _SOURCE, **common))
+        out.append(
+            Reading(Metric.STEPS, to_float(item["steps"], "steps"), "{steps}", start, _SOURCE, **common)
+        )
     if item.get("distance") is not None:
-        out.append(Reading(Metric.DISTANCE, to_float(item["distance"], "distance"), "m", start, _SOURCE, **common))
+        out.append(
+            Reading(Metric.DISTANCE, to_float(item["distance"], "distance"), "m", start, _SOURCE, **common)
+        )
     if item.get("calories") is not None:
-        out.append(Reading(Metric.ACTIVE_ENERGY, to_float(item["calories"], "calories"), "kcal", start, _SOURCE,
-                           **common))
+        out.append(
+            Reading(
+                Metric.ACTIVE_ENERGY, to_float(item["calories"], "calories"), "kcal", start, _SOURCE, **common
+            )
+        )
     if item.get("moderate") is not None or item.get("intense") is not None:
-        seconds = to_float(item.get("moderate") or 0, "moderate") + to_float(item.get("intense") or 0, "intense")
+        seconds = to_float(item.get("moderate") or 0, "moderate") + to_float(
+            item.get("intense") or 0, "intense"
+        )
         out.append(Reading(Metric.ACTIVE_MINUTES, round(seconds / 60, 4), "min", start, _SOURCE, **common))
     return out
 
@@ -178,8 +237,17 @@ def _intraday(entry: tuple[str, Any], tz: tzinfo, file: str) -> Iterable[Reading
     if values.get("steps") is None:
         return []  # duration-only entries mark time without activity
     end = start + timedelta(seconds=to_float(require(values, "duration"), "duration"))
-    return [Reading(Metric.STEPS, to_float(values["steps"], "steps"), "{steps}", start, _SOURCE, end=end,
-                    location=f"{file}:series {key}")]
+    return [
+        Reading(
+            Metric.STEPS,
+            to_float(values["steps"], "steps"),
+            "{steps}",
+            start,
+            _SOURCE,
+            end=end,
+            location=f"{file}:series {key}",
+        )
+    ]
 
 
 def _sleep_summary(item: Any, fallback: tzinfo, file: str) -> Iterable[Reading]:
@@ -189,8 +257,12 @@ def _sleep_summary(item: Any, fallback: tzinfo, file: str) -> Iterable[Reading]:
     end = _epoch(require(item, "enddate"), tz, "enddate")
     data = require(item, "data")
     record_id = str(item["id"]) if item.get("id") is not None else None
-    common: dict[str, Any] = {"end": end, "time_zone": tz_name, "record_id": record_id,
-                              "location": f"{file}:sleep {record_id}"}
+    common: dict[str, Any] = {
+        "end": end,
+        "time_zone": tz_name,
+        "record_id": record_id,
+        "location": f"{file}:sleep {record_id}",
+    }
     out = []
     asleep = 0.0
     for key, metric in _SLEEP_SUMMARY.items():
@@ -211,5 +283,14 @@ def _sleep_segment(item: Any, tz: tzinfo, file: str) -> Iterable[Reading]:
     start = _epoch(require(item, "startdate"), tz, "startdate")
     end = _epoch(require(item, "enddate"), tz, "enddate")
     minutes = round((end - start).total_seconds() / 60, 4)
-    return [Reading(_SLEEP_STATES[state], minutes, "min", start, _SOURCE, end=end,
-                    location=f"{file}:sleep state {state} at {int(start.timestamp())}")]
+    return [
+        Reading(
+            _SLEEP_STATES[state],
+            minutes,
+            "min",
+            start,
+            _SOURCE,
+            end=end,
+            location=f"{file}:sleep state {state} at {int(start.timestamp())}",
+        )
+    ]

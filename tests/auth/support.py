@@ -12,13 +12,24 @@ from smart_launch import ClientKeySet, ScopeSet, build_client_assertion
 
 
 def coach(practitioner_id: str = "coach1", scopes: str = COACH_APP_SCOPES) -> Principal:
-    return Principal(kind="practitioner", subject=f"Practitioner/{practitioner_id}",
-                     fhir_user=f"Practitioner/{practitioner_id}", scopes=ScopeSet.parse(scopes), display="Coach One")
+    return Principal(
+        kind="practitioner",
+        subject=f"Practitioner/{practitioner_id}",
+        fhir_user=f"Practitioner/{practitioner_id}",
+        scopes=ScopeSet.parse(scopes),
+        display="Coach One",
+    )
 
 
 def patient(patient_id: str, scopes: str = PATIENT_APP_SCOPES) -> Principal:
-    return Principal(kind="patient", subject=f"Patient/{patient_id}", patient_id=patient_id,
-                     fhir_user=f"Patient/{patient_id}", scopes=ScopeSet.parse(scopes), display="Pat")
+    return Principal(
+        kind="patient",
+        subject=f"Patient/{patient_id}",
+        patient_id=patient_id,
+        fhir_user=f"Patient/{patient_id}",
+        scopes=ScopeSet.parse(scopes),
+        display="Pat",
+    )
 
 
 def login(client: Any, services: Any, principal: Principal, **context: Any) -> str:
@@ -35,8 +46,11 @@ def bearer(services: Any, principal: Principal, ttl: int | None = None) -> dict[
         from fhir_ecr.store.auth_store import CRED, secret_hash
 
         with services.engine.begin() as conn:
-            conn.execute(CRED.update().where(CRED.c.key_hash == secret_hash(token))
-                         .values(expires=int(time.time()) + ttl))
+            conn.execute(
+                CRED.update()
+                .where(CRED.c.key_hash == secret_hash(token))
+                .values(expires=int(time.time()) + ttl)
+            )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -49,16 +63,31 @@ class SystemClient:
         self.keys = ClientKeySet.generate()
         add_client(services, client_id=client_id, scope=scope, jwks=self.keys.public_jwks())
 
-    def assertion(self, *, aud: str | None = None, now: float | None = None, client_id: str | None = None,
-                  alg: str = "RS384", lifetime: int = 300) -> str:
-        return build_client_assertion(self.keys, client_id=client_id or self.client_id,
-                                      token_url=aud or f"{self.services.settings.base_url}/auth/token",
-                                      now=now or time.time(), alg=alg, lifetime=lifetime)
+    def assertion(
+        self,
+        *,
+        aud: str | None = None,
+        now: float | None = None,
+        client_id: str | None = None,
+        alg: str = "RS384",
+        lifetime: int = 300,
+    ) -> str:
+        return build_client_assertion(
+            self.keys,
+            client_id=client_id or self.client_id,
+            token_url=aud or f"{self.services.settings.base_url}/auth/token",
+            now=now or time.time(),
+            alg=alg,
+            lifetime=lifetime,
+        )
 
     def token_form(self, scope: str = "system/*.rs", **kw: Any) -> dict[str, str]:
-        return {"grant_type": "client_credentials", "scope": scope,
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                "client_assertion": self.assertion(**kw)}
+        return {
+            "grant_type": "client_credentials",
+            "scope": scope,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": self.assertion(**kw),
+        }
 
     def token(self, client: Any, scope: str = "system/*.rs") -> dict[str, str]:
         r = client.post("/auth/token", data=self.token_form(scope))

@@ -70,83 +70,192 @@ def _patch_binary(ops: list[dict[str, Any]]) -> dict[str, Any]:
 
 INSTANCE_WAYS: dict[str, Way] = {
     "read": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}", headers=h),
-    "read-if-none-match": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}", headers={**h, "If-None-Match": 'W/"1"'}),
+    "read-if-none-match": lambda c, h, t, i, w: c.get(
+        f"/fhir/{t}/{i}", headers={**h, "If-None-Match": 'W/"1"'}
+    ),
     "read-summary": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}?_summary=true", headers=h),
     "vread": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}/_history/1", headers=h),
-    "vread-huge-version": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}/_history/99999999999999999999", headers=h),
+    "vread-huge-version": lambda c, h, t, i, w: c.get(
+        f"/fhir/{t}/{i}/_history/99999999999999999999", headers=h
+    ),
     "history": lambda c, h, t, i, w: c.get(f"/fhir/{t}/{i}/_history", headers=h),
     "search-id": lambda c, h, t, i, w: c.get(f"/fhir/{t}?_id={i}", headers=h),
     "search-count": lambda c, h, t, i, w: c.get(f"/fhir/{t}?_id={i}&_summary=count", headers=h),
     "search-total": lambda c, h, t, i, w: c.get(f"/fhir/{t}?_id={i}&_total=accurate&_count=0", headers=h),
     "search-post": lambda c, h, t, i, w: c.post(f"/fhir/{t}/_search", data={"_id": i}, headers=h),
-    "patch-test-true": lambda c, h, t, i, w: c.patch(f"/fhir/{t}/{i}", headers={
-        **h, "Content-Type": "application/json-patch+json"}, content=orjson.dumps(
-        [{"op": "test", "path": "/id", "value": i}, {"op": "add", "path": "/language", "value": "en"}])),
-    "patch-test-false": lambda c, h, t, i, w: c.patch(f"/fhir/{t}/{i}", headers={
-        **h, "Content-Type": "application/json-patch+json"}, content=orjson.dumps(
-        [{"op": "test", "path": "/resourceType", "value": "Nope"}])),
-    "patch-if-match": lambda c, h, t, i, w: c.patch(f"/fhir/{t}/{i}", headers={
-        **h, "Content-Type": "application/json-patch+json", "If-Match": 'W/"7"'}, content=orjson.dumps(
-        [{"op": "add", "path": "/language", "value": "en"}])),
+    "patch-test-true": lambda c, h, t, i, w: c.patch(
+        f"/fhir/{t}/{i}",
+        headers={**h, "Content-Type": "application/json-patch+json"},
+        content=orjson.dumps(
+            [{"op": "test", "path": "/id", "value": i}, {"op": "add", "path": "/language", "value": "en"}]
+        ),
+    ),
+    "patch-test-false": lambda c, h, t, i, w: c.patch(
+        f"/fhir/{t}/{i}",
+        headers={**h, "Content-Type": "application/json-patch+json"},
+        content=orjson.dumps([{"op": "test", "path": "/resourceType", "value": "Nope"}]),
+    ),
+    "patch-if-match": lambda c, h, t, i, w: c.patch(
+        f"/fhir/{t}/{i}",
+        headers={**h, "Content-Type": "application/json-patch+json", "If-Match": 'W/"7"'},
+        content=orjson.dumps([{"op": "add", "path": "/language", "value": "en"}]),
+    ),
     "put": lambda c, h, t, i, w: c.put(f"/fhir/{t}/{i}", **_json(h, _own_version(t, i))),
-    "put-if-match": lambda c, h, t, i, w: c.put(f"/fhir/{t}/{i}", **_json({**h, "If-Match": 'W/"1"'},
-                                                _own_version(t, i))),
+    "put-if-match": lambda c, h, t, i, w: c.put(
+        f"/fhir/{t}/{i}", **_json({**h, "If-Match": 'W/"1"'}, _own_version(t, i))
+    ),
     "delete": lambda c, h, t, i, w: c.delete(f"/fhir/{t}/{i}", headers=h),
     "delete-if-match": lambda c, h, t, i, w: c.delete(f"/fhir/{t}/{i}", headers={**h, "If-Match": 'W/"1"'}),
     "conditional-delete": lambda c, h, t, i, w: c.delete(f"/fhir/{t}?_id={i}", headers=h),
     "conditional-update": lambda c, h, t, i, w: c.put(
-        f"/fhir/{t}?_id={i}", **_json(h, {k: v for k, v in _own_version(t, i).items() if k != "id"})),
+        f"/fhir/{t}?_id={i}", **_json(h, {k: v for k, v in _own_version(t, i).items() if k != "id"})
+    ),
     "conditional-create": lambda c, h, t, i, w: c.post(
-        f"/fhir/{t}", **_json({**h, "If-None-Exist": f"_id={i}"},
-        {k: v for k, v in _own_version(t, i).items() if k != "id"})),
-    "batch-get": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("batch", {"method": "GET", "url": f"{t}/{i}"}))),
-    "batch-vread": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("batch", {"method": "GET", "url": f"{t}/{i}/_history/1"}))),
-    "batch-search": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("batch", {"method": "GET", "url": f"{t}?_id={i}&_total=accurate"}))),
-    "batch-patch": lambda c, h, t, i, w: c.post("/fhir", **_json(h, _batch(
-        "batch", {"method": "PATCH", "url": f"{t}/{i}"},
-        _patch_binary([{"op": "test", "path": "/id", "value": i}])))),
-    "batch-put-if-match": lambda c, h, t, i, w: c.post("/fhir", **_json(h, _batch(
-        "batch", {"method": "PUT", "url": f"{t}/{i}", "ifMatch": 'W/"1"'}, _own_version(t, i)))),
-    "batch-delete": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("batch", {"method": "DELETE", "url": f"{t}/{i}"}))),
-    "transaction-patch": lambda c, h, t, i, w: c.post("/fhir", **_json(h, _batch(
-        "transaction", {"method": "PATCH", "url": f"{t}/{i}"},
-        _patch_binary([{"op": "test", "path": "/id", "value": i}])))),
-    "transaction-put": lambda c, h, t, i, w: c.post("/fhir", **_json(h, _batch(
-        "transaction", {"method": "PUT", "url": f"{t}/{i}"}, _own_version(t, i)))),
-    "transaction-delete": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("transaction", {"method": "DELETE", "url": f"{t}/{i}"}))),
-    "transaction-get": lambda c, h, t, i, w: c.post("/fhir", **_json(h,
-        _batch("transaction", {"method": "GET", "url": f"{t}/{i}"}))),
-    "reference-in-search": lambda c, h, t, i, w: c.get(f"/fhir/Provenance?target={t}/{i}&_total=accurate",
-                                                       headers=h),
+        f"/fhir/{t}",
+        **_json(
+            {**h, "If-None-Exist": f"_id={i}"}, {k: v for k, v in _own_version(t, i).items() if k != "id"}
+        ),
+    ),
+    "batch-get": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("batch", {"method": "GET", "url": f"{t}/{i}"}))
+    ),
+    "batch-vread": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("batch", {"method": "GET", "url": f"{t}/{i}/_history/1"}))
+    ),
+    "batch-search": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("batch", {"method": "GET", "url": f"{t}?_id={i}&_total=accurate"}))
+    ),
+    "batch-patch": lambda c, h, t, i, w: c.post(
+        "/fhir",
+        **_json(
+            h,
+            _batch(
+                "batch",
+                {"method": "PATCH", "url": f"{t}/{i}"},
+                _patch_binary([{"op": "test", "path": "/id", "value": i}]),
+            ),
+        ),
+    ),
+    "batch-put-if-match": lambda c, h, t, i, w: c.post(
+        "/fhir",
+        **_json(
+            h, _batch("batch", {"method": "PUT", "url": f"{t}/{i}", "ifMatch": 'W/"1"'}, _own_version(t, i))
+        ),
+    ),
+    "batch-delete": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("batch", {"method": "DELETE", "url": f"{t}/{i}"}))
+    ),
+    "transaction-patch": lambda c, h, t, i, w: c.post(
+        "/fhir",
+        **_json(
+            h,
+            _batch(
+                "transaction",
+                {"method": "PATCH", "url": f"{t}/{i}"},
+                _patch_binary([{"op": "test", "path": "/id", "value": i}]),
+            ),
+        ),
+    ),
+    "transaction-put": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("transaction", {"method": "PUT", "url": f"{t}/{i}"}, _own_version(t, i)))
+    ),
+    "transaction-delete": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("transaction", {"method": "DELETE", "url": f"{t}/{i}"}))
+    ),
+    "transaction-get": lambda c, h, t, i, w: c.post(
+        "/fhir", **_json(h, _batch("transaction", {"method": "GET", "url": f"{t}/{i}"}))
+    ),
+    "reference-in-search": lambda c, h, t, i, w: c.get(
+        f"/fhir/Provenance?target={t}/{i}&_total=accurate", headers=h
+    ),
     # Referential integrity must not tell A that B's resource exists: a reference to it is as dangling as one
     # to nothing.
-    "reference-in-write": lambda c, h, t, i, w: c.post("/fhir/Observation", **_json(h, {
-        "resourceType": "Observation", "status": "final", "code": {"text": "note"},
-        "subject": {"reference": f"Patient/{w['a']['Patient']}"}, "focus": [{"reference": f"{t}/{i}"}]})),
+    "reference-in-write": lambda c, h, t, i, w: c.post(
+        "/fhir/Observation",
+        **_json(
+            h,
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "note"},
+                "subject": {"reference": f"Patient/{w['a']['Patient']}"},
+                "focus": [{"reference": f"{t}/{i}"}],
+            },
+        ),
+    ),
 }
 
 #: Instance operations by resource type: (method, name, parameters or body).
 INSTANCE_OPS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
-    "Patient": [("GET", "$everything", None), ("GET", "$coaching-summary", None), ("GET", "$superbill", None),
-                ("GET", "$export", None),
-                ("POST", "$coaching-session", {"resourceType": "Parameters", "parameter": [
+    "Patient": [
+        ("GET", "$everything", None),
+        ("GET", "$coaching-summary", None),
+        ("GET", "$superbill", None),
+        ("GET", "$export", None),
+        (
+            "POST",
+            "$coaching-session",
+            {
+                "resourceType": "Parameters",
+                "parameter": [
                     {"name": "start", "valueDateTime": "2026-11-02T10:00:00Z"},
-                    {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"}]})],
-    "Group": [("GET", "$export", None), ("POST", "$coaching-session", {"resourceType": "Parameters", "parameter": [
-        {"name": "start", "valueDateTime": "2026-11-02T10:00:00Z"},
-        {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"}]})],
+                    {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"},
+                ],
+            },
+        ),
+    ],
+    "Group": [
+        ("GET", "$export", None),
+        (
+            "POST",
+            "$coaching-session",
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "start", "valueDateTime": "2026-11-02T10:00:00Z"},
+                    {"name": "end", "valueDateTime": "2026-11-02T10:30:00Z"},
+                ],
+            },
+        ),
+    ],
     "Encounter": [("GET", "$superbill", None)],
-    "CarePlan": [("POST", "$check-in", {"resourceType": "Parameters", "parameter": [
-        {"name": "habitId", "valueString": "walk"}, {"name": "status", "valueCode": "done"}]}),
-        ("POST", "$habit", {"resourceType": "Parameters", "parameter": [
-            {"name": "action", "valueCode": "pause"}, {"name": "habitId", "valueString": "walk"}]})],
-    "Goal": [("POST", "$pdsa", {"resourceType": "Parameters", "parameter": [
-        {"name": "title", "valueString": "try mornings"}, {"name": "date", "valueDate": "2026-11-01"}]})],
+    "CarePlan": [
+        (
+            "POST",
+            "$check-in",
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "habitId", "valueString": "walk"},
+                    {"name": "status", "valueCode": "done"},
+                ],
+            },
+        ),
+        (
+            "POST",
+            "$habit",
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "action", "valueCode": "pause"},
+                    {"name": "habitId", "valueString": "walk"},
+                ],
+            },
+        ),
+    ],
+    "Goal": [
+        (
+            "POST",
+            "$pdsa",
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "title", "valueString": "try mornings"},
+                    {"name": "date", "valueDate": "2026-11-01"},
+                ],
+            },
+        )
+    ],
 }
 
 
@@ -155,6 +264,7 @@ def _op_way(method: str, name: str, body: dict[str, Any] | None) -> Way:
         if method == "GET":
             return c.get(f"/fhir/{t}/{i}/{name}", headers=h)
         return c.post(f"/fhir/{t}/{i}/{name}", **_json(h, body))
+
     return way
 
 
@@ -186,13 +296,15 @@ def _leaks(text: str, world: World) -> list[str]:
         body.pop("link", None)
         text = orjson.dumps(body).decode()
     found = [MARK] if MARK in text else []
-    return found + sorted(i for i in world.b_ids
-                          if re.search(rf'"id":"{re.escape(i)}"|"fullUrl":"[^"]*/{re.escape(i)}"', text))
+    return found + sorted(
+        i for i in world.b_ids if re.search(rf'"id":"{re.escape(i)}"|"fullUrl":"[^"]*/{re.escape(i)}"', text)
+    )
 
 
 @pytest.mark.parametrize("rtype", sorted(set(search_params()) - PUBLIC))
-def test_b_resource_answers_as_if_it_did_not_exist(secure_client: Any, secure_services: Any, world: World,
-                                                   as_a: dict[str, str], rtype: str) -> None:
+def test_b_resource_answers_as_if_it_did_not_exist(
+    secure_client: Any, secure_services: Any, world: World, as_a: dict[str, str], rtype: str
+) -> None:
     """Every way to reach B's ``rtype`` by id answers as an id that does not exist would, leaks nothing of B's,
     and changes nothing."""
     target, ghost = world.b[rtype], f"nx-{rtype.lower()}"
@@ -208,8 +320,10 @@ def test_b_resource_answers_as_if_it_did_not_exist(secure_client: Any, secure_se
         if real.status_code >= 500:
             problems.append(f"{name}: {real.status_code}")
         if _normal(real, target) != _normal(fake, ghost):
-            problems.append(f"{name}: B's {rtype} answers {real.status_code} {real.text[:300]!r}, a missing id "
-                            f"{fake.status_code} {fake.text[:300]!r}")
+            problems.append(
+                f"{name}: B's {rtype} answers {real.status_code} {real.text[:300]!r}, a missing id "
+                f"{fake.status_code} {fake.text[:300]!r}"
+            )
         leaked = _leaks(real.text.replace(target, ""), world)
         if leaked:
             problems.append(f"{name}: the answer names {leaked}: {real.text[:300]!r}")
@@ -270,6 +384,7 @@ def test_searches_never_reach_b(secure_client: Any, world: World, as_a: dict[str
 
 def test_a_still_sees_a(secure_client: Any, world: World, as_a: dict[str, str]) -> None:
     """The narrowing does not hide A's own record: the same kinds of searches find A's resources."""
+
     def ids(query: str) -> set[str]:
         r = secure_client.get(f"/fhir/{query}", headers=as_a)
         assert r.status_code == 200, r.text
@@ -290,35 +405,96 @@ def test_a_still_sees_a(secure_client: Any, world: World, as_a: dict[str, str]) 
 
 
 FOREIGN_WRITES: list[tuple[str, dict[str, Any]]] = [
-    ("Communication recipient", {"resourceType": "Communication", "status": "completed",
-                                 "subject": {"reference": "Patient/a-patient"},
-                                 "recipient": [{"reference": "Patient/b-patient"}]}),
-    ("Communication sender", {"resourceType": "Communication", "status": "completed",
-                              "subject": {"reference": "Patient/a-patient"},
-                              "sender": {"reference": "Patient/b-patient"}}),
-    ("Observation performer", {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
-                               "subject": {"reference": "Patient/a-patient"},
-                               "performer": [{"reference": "Patient/b-patient"}]}),
-    ("Group member", {"resourceType": "Group", "type": "person", "actual": True,
-                      "member": [{"entity": {"reference": "Patient/a-patient"}},
-                                 {"entity": {"reference": "Patient/b-patient"}}]}),
-    ("CareTeam participant", {"resourceType": "CareTeam", "subject": {"reference": "Patient/a-patient"},
-                              "participant": [{"member": {"reference": "Patient/b-patient"}}]}),
-    ("Appointment participant", {"resourceType": "Appointment", "status": "proposed", "participant": [
-        {"actor": {"reference": "Patient/a-patient"}, "status": "accepted"},
-        {"actor": {"reference": "Patient/b-patient"}, "status": "needs-action"}]}),
-    ("QuestionnaireResponse author", {"resourceType": "QuestionnaireResponse", "status": "completed",
-                                      "subject": {"reference": "Patient/a-patient"},
-                                      "author": {"reference": "Patient/b-patient"}}),
-    ("Observation of B only", {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
-                               "subject": {"reference": "Patient/b-patient"}}),
+    (
+        "Communication recipient",
+        {
+            "resourceType": "Communication",
+            "status": "completed",
+            "subject": {"reference": "Patient/a-patient"},
+            "recipient": [{"reference": "Patient/b-patient"}],
+        },
+    ),
+    (
+        "Communication sender",
+        {
+            "resourceType": "Communication",
+            "status": "completed",
+            "subject": {"reference": "Patient/a-patient"},
+            "sender": {"reference": "Patient/b-patient"},
+        },
+    ),
+    (
+        "Observation performer",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "mood"},
+            "subject": {"reference": "Patient/a-patient"},
+            "performer": [{"reference": "Patient/b-patient"}],
+        },
+    ),
+    (
+        "Group member",
+        {
+            "resourceType": "Group",
+            "type": "person",
+            "actual": True,
+            "member": [
+                {"entity": {"reference": "Patient/a-patient"}},
+                {"entity": {"reference": "Patient/b-patient"}},
+            ],
+        },
+    ),
+    (
+        "CareTeam participant",
+        {
+            "resourceType": "CareTeam",
+            "subject": {"reference": "Patient/a-patient"},
+            "participant": [{"member": {"reference": "Patient/b-patient"}}],
+        },
+    ),
+    (
+        "Appointment participant",
+        {
+            "resourceType": "Appointment",
+            "status": "proposed",
+            "participant": [
+                {"actor": {"reference": "Patient/a-patient"}, "status": "accepted"},
+                {"actor": {"reference": "Patient/b-patient"}, "status": "needs-action"},
+            ],
+        },
+    ),
+    (
+        "QuestionnaireResponse author",
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "subject": {"reference": "Patient/a-patient"},
+            "author": {"reference": "Patient/b-patient"},
+        },
+    ),
+    (
+        "Observation of B only",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "mood"},
+            "subject": {"reference": "Patient/b-patient"},
+        },
+    ),
     ("Observation of no one", {"resourceType": "Observation", "status": "final", "code": {"text": "mood"}}),
 ]
 
 
 @pytest.mark.parametrize(("what", "body"), FOREIGN_WRITES, ids=[w for w, _ in FOREIGN_WRITES])
-def test_a_cannot_write_into_b_compartment(secure_client: Any, secure_services: Any, world: World,
-                                           as_a: dict[str, str], what: str, body: dict[str, Any]) -> None:
+def test_a_cannot_write_into_b_compartment(
+    secure_client: Any,
+    secure_services: Any,
+    world: World,
+    as_a: dict[str, str],
+    what: str,
+    body: dict[str, Any],
+) -> None:
     """A patient's write must lie wholly in their own compartment: every compartment reference names them."""
     rtype = body["resourceType"]
     before = secure_services.repo.search_params(rtype, [("_summary", "count")]).total
@@ -333,8 +509,9 @@ def test_a_cannot_write_into_b_compartment(secure_client: Any, secure_services: 
     assert secure_services.repo.search_params(rtype, [("_summary", "count")]).total == before
 
 
-def test_audit_events_name_one_patient_each(secure_client: Any, secure_services: Any, world: World,
-                                            as_a: dict[str, str]) -> None:
+def test_audit_events_name_one_patient_each(
+    secure_client: Any, secure_services: Any, world: World, as_a: dict[str, str]
+) -> None:
     """A coach's read of both records writes one event per patient; A's attempts on B are recorded in A's record
     as text, never as a reference to B; neither patient can read anything about the other in their trail."""
     coach_h = bearer(secure_services, coach())
@@ -346,12 +523,18 @@ def test_audit_events_name_one_patient_each(secure_client: Any, secure_services:
     # "Patient/a-patient looked at the group" in theirs).
     assert secure_client.get(f"/fhir/Group/{world.shared_group}", headers=as_a).status_code == 200
     secure_services.audit.flush()
-    events = [s.content for s in secure_services.repo.search_params("AuditEvent", [("_count", "500")]).matches
-              if s.id not in (world.a["AuditEvent"], world.b["AuditEvent"])]
+    events = [
+        s.content
+        for s in secure_services.repo.search_params("AuditEvent", [("_count", "500")]).matches
+        if s.id not in (world.a["AuditEvent"], world.b["AuditEvent"])
+    ]
     assert events
     for event in events:
-        named = {e["what"]["reference"] for e in event.get("entity", []) if e.get("what", {}).get("reference", "")
-                 .startswith("Patient/")}
+        named = {
+            e["what"]["reference"]
+            for e in event.get("entity", [])
+            if e.get("what", {}).get("reference", "").startswith("Patient/")
+        }
         agent = event["agent"][0]["who"].get("reference", "")
         assert len(named | ({agent} if agent.startswith("Patient/") else set())) <= 1, event
     for who, other in (("a", "b"), ("b", "a")):
@@ -361,38 +544,70 @@ def test_audit_events_name_one_patient_each(secure_client: Any, secure_services:
         assert f"Patient/{getattr(world, other)['Patient']}" not in r.text
         if who == "a":  # A's refused and missing reads are recorded alike, as what was asked for
             refusals = [e for e in r.json()["entry"] if e["resource"].get("outcome") == "4"]
-            texts = sorted(x["description"].replace(world.b["Observation"], "<ID>").replace("nx-observation", "<ID>")
-                           for e in refusals for x in e["resource"].get("entity", []) if "description" in x)
+            texts = sorted(
+                x["description"].replace(world.b["Observation"], "<ID>").replace("nx-observation", "<ID>")
+                for e in refusals
+                for x in e["resource"].get("entity", [])
+                if "description" in x
+            )
             assert len(texts) == 2 and texts[0] == texts[1], texts
 
 
-def test_pages_and_uploads_refuse_b_as_they_refuse_nobody(secure_client: Any, secure_services: Any,
-                                                          world: World) -> None:
+def test_pages_and_uploads_refuse_b_as_they_refuse_nobody(
+    secure_client: Any, secure_services: Any, world: World
+) -> None:
     """Routes that name a patient in their path refuse another patient's id exactly as an unknown one."""
     csrf = login(secure_client, secure_services, patient(world.a["Patient"], ALL_SCOPES))
-    for path in ("/app/patients/{}", "/app/patients/{}/print", "/app/patients/{}/messages",
-                 "/app/patients/{}/sessions/new", "/app/patients/{}/goals/new", "/app/patients/{}/habits",
-                 "/app/patients/{}/goals/x/edit", "/app/patients/{}/referrals/new",
-                 "/app/patients/{}/referrals/x"):
+    for path in (
+        "/app/patients/{}",
+        "/app/patients/{}/print",
+        "/app/patients/{}/messages",
+        "/app/patients/{}/sessions/new",
+        "/app/patients/{}/goals/new",
+        "/app/patients/{}/habits",
+        "/app/patients/{}/goals/x/edit",
+        "/app/patients/{}/referrals/new",
+        "/app/patients/{}/referrals/x",
+    ):
         real, fake = (secure_client.get(path.format(i)) for i in (world.b["Patient"], "nx-patient"))
         assert real.status_code == fake.status_code == 403, path
         assert MARK not in real.text
-    for path in ("/app/patients/{}/messages", "/app/patients/{}/sessions", "/app/patients/{}/goals",
-                 "/app/patients/{}/goals/x", "/app/patients/{}/habits", "/app/patients/{}/referrals",
-                 "/app/patients/{}/referrals/x/link", "/app/patients/{}/referrals/x/revoke",
-                 "/app/patients/{}/referrals/x/consent", "/app/patients/{}/referrals/x/cancel"):
-        real, fake = (secure_client.post(path.format(i), data={"csrf_token": csrf}) for i in
-                      (world.b["Patient"], "nx-patient"))
+    for path in (
+        "/app/patients/{}/messages",
+        "/app/patients/{}/sessions",
+        "/app/patients/{}/goals",
+        "/app/patients/{}/goals/x",
+        "/app/patients/{}/habits",
+        "/app/patients/{}/referrals",
+        "/app/patients/{}/referrals/x/link",
+        "/app/patients/{}/referrals/x/revoke",
+        "/app/patients/{}/referrals/x/consent",
+        "/app/patients/{}/referrals/x/cancel",
+    ):
+        real, fake = (
+            secure_client.post(path.format(i), data={"csrf_token": csrf})
+            for i in (world.b["Patient"], "nx-patient")
+        )
         assert real.status_code == fake.status_code == 403, path
     h = {"X-CSRF-Token": csrf}
-    real, fake = (secure_client.post(f"/api/patients/{i}/wearable-imports", headers=h,
-                                     files={"file": ("x.json", b"{}", "application/json")})
-                  for i in (world.b["Patient"], "nx-patient"))
+    real, fake = (
+        secure_client.post(
+            f"/api/patients/{i}/wearable-imports",
+            headers=h,
+            files={"file": ("x.json", b"{}", "application/json")},
+        )
+        for i in (world.b["Patient"], "nx-patient")
+    )
     assert real.status_code == fake.status_code == 403
     assert _normal(real, world.b["Patient"]) == _normal(fake, "nx-patient")
-    for query in ("Observation/$run-chart?patient={}&code=urn:mecr:test|Zebramark-code",
-                  "Patient/{}/$coaching-summary", "Patient/{}/$everything"):
-        real, fake = (secure_client.get("/fhir/" + query.format(i)) for i in (world.b["Patient"], "nx-patient"))
+    for query in (
+        "Observation/$run-chart?patient={}&code=urn:mecr:test|Zebramark-code",
+        "Patient/{}/$coaching-summary",
+        "Patient/{}/$everything",
+    ):
+        real, fake = (
+            secure_client.get("/fhir/" + query.format(i)) for i in (world.b["Patient"], "nx-patient")
+        )
         assert _normal(real, world.b["Patient"]) == _normal(fake, "nx-patient"), (query, real.text, fake.text)
         assert real.status_code in (403, 404)
 
@@ -427,7 +642,7 @@ ROUTES = {
     "/app/me/check-in": "the patient's own app: takes no patient id (tests/web)",
     "/app/caseload": "coaches only (tests/web)",
     "/app/directory": "coaches only; the public directory, ?patient= read through the coach's guard "
-                      "(tests/directory/test_directory_page.py)",
+    "(tests/directory/test_directory_page.py)",
     "/app/goal-check": "checks a goal's wording; reads no data",
     "/fhir/$export": "system clients only: 403 to a patient before anything is read (tests/sync/test_export.py)",
     "/fhir/$export-status/{job_id}": "the requesting client's exports only; anyone else 404 (tests/sync/test_export.py)",
@@ -439,11 +654,10 @@ ROUTES = {
     "/app/patients/{patient_id}/referrals/{task_id}": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
     "/app/patients/{patient_id}/referrals/{task_id}/link": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
     "/app/patients/{patient_id}/referrals/{task_id}/revoke": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
-    "/app/patients/{patient_id}/referrals/{task_id}/consent":
-        "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
+    "/app/patients/{patient_id}/referrals/{task_id}/consent": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
     "/app/patients/{patient_id}/referrals/{task_id}/cancel": "test_pages_and_uploads_refuse_b_as_they_refuse_nobody",
     "/app/me/referrals/{task_id}": "the patient's own referrals only: another's answers 404 "
-                                   "(tests/referrals/test_pages.py)",
+    "(tests/referrals/test_pages.py)",
     "/r/{token}": "the organisation's link: confined to its referral (tests/referrals/test_link_page.py)",
     "/app/signout": "ends the caller's own session; names no patient (tests/web/test_coach_day.py)",
     "/app/signed-out": "the signed-out page; reads no data (tests/web/test_coach_day.py)",
@@ -461,18 +675,31 @@ def _routes(app: Any) -> set[str]:
                 walk(r.routes)
             elif hasattr(r, "methods") and hasattr(r, "path"):
                 out.add(r.path.rstrip("/") or "/")
+
     walk(app.routes)
-    return {p for p in out if p.startswith(("/fhir", "/api", "/app")) and not p.startswith("/app/static")
-            and p not in ("/app", "/app/signin", "/app/sw.js", "/app/manifest.webmanifest")}
+    return {
+        p
+        for p in out
+        if p.startswith(("/fhir", "/api", "/app"))
+        and not p.startswith("/app/static")
+        and p not in ("/app", "/app/signin", "/app/sw.js", "/app/manifest.webmanifest")
+    }
 
 
 def test_the_matrix_is_complete(secure_app: Any, secure_services: Any) -> None:
     """A new resource type, route or instance operation cannot be added without its row in this matrix."""
     served = set(search_params())
     world_types = set(record("b", MARK))
-    assert served - PUBLIC == world_types, "types without a row: " + ", ".join(sorted(served - PUBLIC - world_types))
+    assert served - PUBLIC == world_types, "types without a row: " + ", ".join(
+        sorted(served - PUBLIC - world_types)
+    )
     missing = _routes(secure_app) - set(ROUTES)
     assert not missing, f"routes without a row in ROUTES: {sorted(missing)}"
-    ops = {(t, f"${op.name}") for op in secure_services.operations.all() if op.instance for t in op.resource_types}
+    ops = {
+        (t, f"${op.name}")
+        for op in secure_services.operations.all()
+        if op.instance
+        for t in op.resource_types
+    }
     covered = {(t, name) for t, rows in INSTANCE_OPS.items() for _, name, _ in rows}
     assert ops == covered, f"instance operations without a row: {sorted(ops - covered)}"

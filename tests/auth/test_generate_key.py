@@ -31,36 +31,62 @@ def env(secure_settings: Any, secure_services: Any, monkeypatch: Any, tmp_path: 
     get_settings.cache_clear()
 
 
-def test_the_key_file_is_private_and_its_public_half_is_registered(env: Any, capsys: Any, tmp_path: Path) -> None:
+def test_the_key_file_is_private_and_its_public_half_is_registered(
+    env: Any, capsys: Any, tmp_path: Path
+) -> None:
     assert main(["client", "add", "integrator", "--generate-key", "--scope", "system/*.cruds"]) == 0
     key_file = tmp_path / "integrator.private-jwks.json"
     out = capsys.readouterr().out
     assert str(key_file) in out and "mecr client token integrator" in out
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     private = json.loads(key_file.read_text())
-    assert {k["alg"] for k in private["keys"]} == {"RS384", "ES384"} and all("d" in k for k in private["keys"])
+    assert {k["alg"] for k in private["keys"]} == {"RS384", "ES384"} and all(
+        "d" in k for k in private["keys"]
+    )
     registered = json.loads(env.auth_store.client("integrator")["jwks"])
     assert [k["kid"] for k in registered["keys"]] == [k["kid"] for k in private["keys"]]
     assert not any("d" in k for k in registered["keys"])
     assert env.auth_store.client("integrator")["scope"] == "system/*.cruds"
 
 
-def test_the_generated_key_gets_a_write_token_at_the_token_endpoint(env: Any, secure_client: Any,
-                                                                    tmp_path: Path) -> None:
+def test_the_generated_key_gets_a_write_token_at_the_token_endpoint(
+    env: Any, secure_client: Any, tmp_path: Path
+) -> None:
     key_file = tmp_path / "keys" / "bot.json"
     key_file.parent.mkdir()
-    assert main(["client", "add", "bot", "--generate-key", "--key-file", str(key_file),
-                 "--scope", "system/*.cruds"]) == 0
+    assert (
+        main(
+            [
+                "client",
+                "add",
+                "bot",
+                "--generate-key",
+                "--key-file",
+                str(key_file),
+                "--scope",
+                "system/*.cruds",
+            ]
+        )
+        == 0
+    )
     keys = ClientKeySet.from_jwks(key_file.read_text())
-    assertion = build_client_assertion(keys, client_id="bot", token_url=f"{env.settings.base_url}/auth/token",
-                                       now=time.time())
-    resp = secure_client.post("/auth/token", data={"grant_type": "client_credentials", "scope": "system/*.cruds",
-                                                   "client_assertion_type": ASSERTION_TYPE,
-                                                   "client_assertion": assertion})
+    assertion = build_client_assertion(
+        keys, client_id="bot", token_url=f"{env.settings.base_url}/auth/token", now=time.time()
+    )
+    resp = secure_client.post(
+        "/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/*.cruds",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+    )
     assert resp.status_code == 200, resp.text
     headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
-    created = secure_client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"},
-                                 headers=headers)
+    created = secure_client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "gender": "female"}, headers=headers
+    )
     assert created.status_code == 201, created.text
 
 
@@ -70,7 +96,10 @@ def test_two_commands_give_curl_a_write_token(env: Any, secure_client: Any, caps
     assert main(["client", "token", "curl"]) == 0
     token = capsys.readouterr().out.strip()
     headers = {"Authorization": f"Bearer {token}"}
-    assert secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=headers).status_code == 201
+    assert (
+        secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=headers).status_code
+        == 201
+    )
     assert_outcome(secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}), 401)
 
 
@@ -110,8 +139,22 @@ def test_the_mode_is_0600_whatever_the_umask(env: Any, tmp_path: Path) -> None:
 def test_key_file_goes_with_generate_key(env: Any, capsys: Any, tmp_path: Path) -> None:
     jwks = tmp_path / "public.json"
     jwks.write_text(json.dumps(ClientKeySet.generate().public_jwks()))
-    assert main(["client", "add", "bot", "--jwks-file", str(jwks), "--key-file", "k.json",
-                 "--scope", "system/*.rs"]) == 2
+    assert (
+        main(
+            [
+                "client",
+                "add",
+                "bot",
+                "--jwks-file",
+                str(jwks),
+                "--key-file",
+                "k.json",
+                "--scope",
+                "system/*.rs",
+            ]
+        )
+        == 2
+    )
     assert "--key-file goes with --generate-key" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["client", "add", "bot", "--generate-key", "--jwks-file", str(jwks), "--scope", "system/*.rs"])

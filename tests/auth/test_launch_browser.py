@@ -11,7 +11,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_coach_launch_then_patient_launch(browser: Any, sandbox_live_server: Any, secure_services: Any) -> None:
+def test_coach_launch_then_patient_launch(
+    browser: Any, sandbox_live_server: Any, secure_services: Any
+) -> None:
     base = sandbox_live_server.url
     # A coach, inside the EHR, picks a patient and launches mECR.
     coach = browser.new_context(viewport={"width": 1280, "height": 900})

@@ -40,15 +40,28 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     key_file, cert_file = directory / "key.pem", directory / "cert.pem"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_file, cert_file
 
@@ -65,8 +78,10 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--ignore-certificate-errors", "--test-third-party-cookie-phaseout"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--ignore-certificate-errors", "--test-third-party-cookie-phaseout"],
+        )
         yield browser
         browser.close()
 
@@ -77,16 +92,27 @@ def framed_server(sandbox_settings: Settings, secure_services: Any, tmp_path: Pa
     import uvicorn
 
     port = free_port()
-    settings = sandbox_settings.model_copy(update={"base_url": f"https://127.0.0.1:{port}", "sandbox_ehr": False,
-                                                   "cookie_samesite": "none"})
+    settings = sandbox_settings.model_copy(
+        update={"base_url": f"https://127.0.0.1:{port}", "sandbox_ehr": False, "cookie_samesite": "none"}
+    )
     secure_services.settings = settings
     secure_services.repo.fhir_base = settings.fhir_base
     secure_services.http = httpx.AsyncClient(verify=False, timeout=15)  # mECR -> the EHR, same certificate
     app = create_app(settings, services=secure_services)
-    mount_sandbox_ehr(app, settings, secure_services, sandbox_base_url=f"https://localhost:{port}/sandbox-ehr")
+    mount_sandbox_ehr(
+        app, settings, secure_services, sandbox_base_url=f"https://localhost:{port}/sandbox-ehr"
+    )
     key, cert = self_signed(tmp_path)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ssl_keyfile=str(key), ssl_certfile=str(cert)))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ssl_keyfile=str(key),
+            ssl_certfile=str(cert),
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -127,7 +153,8 @@ def launch_in_frame(browser: Any, port: str) -> tuple[Any, Any]:
 
 
 def test_ehr_launch_in_a_cross_site_https_frame_with_third_party_cookies_blocked(
-        chromium: Any, framed_server: str, secure_services: Any) -> None:
+    chromium: Any, framed_server: str, secure_services: Any
+) -> None:
     port = framed_server
     context, page = launch_in_frame(chromium, port)
     frame = frame_at(page, rf"^https://127\.0\.0\.1:{port}/app/patients/[^/]+$")
@@ -147,7 +174,8 @@ def test_ehr_launch_in_a_cross_site_https_frame_with_third_party_cookies_blocked
 
 
 def test_without_samesite_none_the_frame_says_the_browser_blocked_the_cookie(
-        chromium: Any, framed_server: str, secure_services: Any) -> None:
+    chromium: Any, framed_server: str, secure_services: Any
+) -> None:
     port = framed_server
     secure_services.settings = secure_services.settings.model_copy(update={"cookie_samesite": "lax"})
     context, page = launch_in_frame(chromium, port)

@@ -25,9 +25,13 @@ from fhir_ecr.store.repository import UnitOfWork
 from tests.helpers import assert_outcome
 
 NAME, MRN, MARKER = "Zebediah", "MRN-7731-PHI", "BODY-MARKER-5521"
-PATIENT = {"resourceType": "Patient", "name": [{"family": "Quuxley", "given": [NAME]}],
-           "identifier": [{"system": "urn:mecr:mrn", "value": MRN}], "birthDate": "1961-04-03",
-           "text": {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{MARKER}</div>'}}
+PATIENT = {
+    "resourceType": "Patient",
+    "name": [{"family": "Quuxley", "given": [NAME]}],
+    "identifier": [{"system": "urn:mecr:mrn", "value": MRN}],
+    "birthDate": "1961-04-03",
+    "text": {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{MARKER}</div>'},
+}
 SECRETS = (NAME, "Quuxley", MRN, MARKER, "1961-04-03")
 LOGGERS = ("mecr", "sqlalchemy", "psycopg", "uvicorn", "asyncio", "starlette", "fastapi")
 JSON = {"Content-Type": "application/fhir+json"}
@@ -61,8 +65,10 @@ def _failing_statement(conn: sa.Connection, body: str) -> None:
 def test_hide_parameters_keeps_values_out_of_a_real_integrity_error(services: Any) -> None:
     """The text of a real IntegrityError (what a careless ``log.error(str(exc))`` would print) has no values."""
     body = json.dumps({"resourceType": "Patient", "name": [{"given": [NAME]}]})
-    insert = sa.text("INSERT INTO resource (pk, res_type, res_id, version_id, last_updated, deleted, content) "
-                     "VALUES (:pk, 'Patient', 'dup', 1, 0, false, :c)")
+    insert = sa.text(
+        "INSERT INTO resource (pk, res_type, res_id, version_id, last_updated, deleted, content) "
+        "VALUES (:pk, 'Patient', 'dup', 1, 0, false, :c)"
+    )
     with pytest.raises(sa.exc.IntegrityError) as caught, services.engine.begin() as conn:
         conn.execute(insert, {"pk": 9_000_001, "c": body})
         conn.execute(insert, {"pk": 9_000_002, "c": body})
@@ -83,8 +89,9 @@ def test_a_failing_statement_logs_no_values(services: Any) -> None:
         assert NAME not in str(caught.value)
 
 
-def test_database_errors_through_the_api_leave_no_phi_in_the_log(live_server: Any, every_log: Any,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_errors_through_the_api_leave_no_phi_in_the_log(
+    live_server: Any, every_log: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = f"{live_server.url}/fhir"
     with httpx.Client(base_url=base, timeout=30) as http:
         r = http.post("/Patient", json=PATIENT)
@@ -114,8 +121,9 @@ def test_database_errors_through_the_api_leave_no_phi_in_the_log(live_server: An
         assert http.get(f"/Patient/{pid}").json()["meta"]["versionId"] == "1"  # nothing was written
 
     # every record but those of this test's own HTTP client (httpx logs the URLs it requests), with tracebacks
-    text = "\n".join(every_log.handler.format(r) for r in every_log.records
-                     if not r.name.startswith(("httpx", "httpcore")))
+    text = "\n".join(
+        every_log.handler.format(r) for r in every_log.records if not r.name.startswith(("httpx", "httpcore"))
+    )
     # the capture worked: SQL at INFO, mECR's error line, uvicorn's own (redacted) record of the exception
     assert "SELECT" in text and "[SQL parameters hidden due to hide_parameters=True]" in text
     error = "DataError" if live_server.settings.database_url.startswith("postgresql") else "OperationalError"
@@ -124,14 +132,15 @@ def test_database_errors_through_the_api_leave_no_phi_in_the_log(live_server: An
     assert f"Exception in ASGI application: {error}" in text, text[-3000:]
     assert " in read < routes.py:" in text  # where it happened is there, for whoever debugs it
     for secret in SECRETS:
-        assert secret not in text, (secret, text[text.find(secret) - 500: text.find(secret) + 200])
+        assert secret not in text, (secret, text[text.find(secret) - 500 : text.find(secret) + 200])
 
 
 def test_a_malformed_fhir_context_entry_is_logged_without_its_values(every_log: Any) -> None:
     from smart_launch.tokens import parse_fhir_context
 
-    assert parse_fhir_context([{"identifier": MRN, "type": NAME}, 42, "Encounter/e1"]) == \
-        parse_fhir_context(["Encounter/e1"])
+    assert parse_fhir_context([{"identifier": MRN, "type": NAME}, 42, "Encounter/e1"]) == parse_fhir_context(
+        ["Encounter/e1"]
+    )
     assert "ignoring malformed fhirContext entry (dict with keys ['identifier', 'type'])" in every_log.text
     for secret in SECRETS:
         assert secret not in every_log.text

@@ -27,8 +27,24 @@ def test_ehr_add_list_remove(env: Any, capsys: Any, tmp_path: Path) -> None:
     assert "no EHRs registered" in capsys.readouterr().out
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
-    assert main(["ehr", "add", "epic", "--iss", "https://epic.example/fhir/", "--client-id", "abc",
-                 "--auth", "client_secret_basic", "--secret-file", str(secret)]) == 0
+    assert (
+        main(
+            [
+                "ehr",
+                "add",
+                "epic",
+                "--iss",
+                "https://epic.example/fhir/",
+                "--client-id",
+                "abc",
+                "--auth",
+                "client_secret_basic",
+                "--secret-file",
+                str(secret),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "redirect URI to register at the EHR: https://mecr.example/smart/callback" in out
     row = env.auth_store.ehr("epic")
@@ -42,12 +58,40 @@ def test_ehr_add_list_remove(env: Any, capsys: Any, tmp_path: Path) -> None:
     assert "registered already" in capsys.readouterr().err
     assert main(["ehr", "add", "other", "--iss", "https://epic.example/fhir", "--client-id", "a"]) == 2
     assert "already registered as 'epic'" in capsys.readouterr().err
-    assert main(["ehr", "add", "x", "--iss", "https://x.example/fhir", "--client-id", "a",
-                 "--auth", "client_secret_basic"]) == 2
+    assert (
+        main(
+            [
+                "ehr",
+                "add",
+                "x",
+                "--iss",
+                "https://x.example/fhir",
+                "--client-id",
+                "a",
+                "--auth",
+                "client_secret_basic",
+            ]
+        )
+        == 2
+    )
     assert "needs --secret" in capsys.readouterr().err
     assert main(["ehr", "add", "Bad Id", "--iss", "https://x.example/fhir", "--client-id", "a"]) == 2
-    assert main(["ehr", "add", "y", "--iss", "https://y.example/fhir", "--client-id", "a",
-                 "--launch-scope", "launch patient/Observation.dus"]) == 2
+    assert (
+        main(
+            [
+                "ehr",
+                "add",
+                "y",
+                "--iss",
+                "https://y.example/fhir",
+                "--client-id",
+                "a",
+                "--launch-scope",
+                "launch patient/Observation.dus",
+            ]
+        )
+        == 2
+    )
     assert "launch scope" in capsys.readouterr().err
     assert main(["ehr", "remove", "epic"]) == 0
     assert main(["ehr", "remove", "epic"]) == 2
@@ -60,7 +104,9 @@ def test_client_add_list_remove(env: Any, capsys: Any, tmp_path: Path) -> None:
     assert "token endpoint: https://mecr.example/auth/token" in capsys.readouterr().out
     assert main(["client", "list"]) == 0
     assert "bot\tscope=system/*.rs\tkeys=inline JWKS" in capsys.readouterr().out
-    assert main(["client", "add", "bot2", "--jwks-url", "https://bot.example/jwks", "--scope", "user/*.rs"]) == 2
+    assert (
+        main(["client", "add", "bot2", "--jwks-url", "https://bot.example/jwks", "--scope", "user/*.rs"]) == 2
+    )
     assert "system/ scopes only" in capsys.readouterr().err
     assert main(["client", "token", "bot", "--scope", "system/Patient.rs", "--ttl", "60"]) == 0
     token = capsys.readouterr().out.strip()

@@ -43,16 +43,23 @@ def _authorize(client: TestClient, url: str, **extra: str) -> str:
     assert page.status_code == 200, page.text
     tx = _TX.search(page.text)
     assert tx, page.text
-    form: dict[str, Any] = {"tx": tx.group(1), "decision": "allow",
-                            "scope": [html.unescape(v) for v in _CHECKED.findall(page.text)], **extra}
+    form: dict[str, Any] = {
+        "tx": tx.group(1),
+        "decision": "allow",
+        "scope": [html.unescape(v) for v in _CHECKED.findall(page.text)],
+        **extra,
+    }
     answer = client.post("/sandbox-ehr/authorize/decision", data=form, follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return str(answer.headers["location"])
 
 
 def test_coach_launch_from_the_sandbox(app_client: TestClient, secure_services: Any) -> None:
-    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",
-                                                     "patient": "pat-1001"}, follow_redirects=False)
+    r = app_client.post(
+        "/sandbox-ehr/launch",
+        data={"client_id": "mecr", "practitioner": "coach-dana", "patient": "pat-1001"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"].startswith(f"{ORIGIN}/smart/launch?iss=")
     r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
     assert r.status_code == 302, r.text
@@ -92,8 +99,11 @@ def test_patient_standalone_launch_from_the_sandbox(app_client: TestClient, secu
 def test_patient_portal_ehr_launch_lands_on_app_me(app_client: TestClient, secure_services: Any) -> None:
     """A patient opens mECR from the EHR's patient portal (an EHR launch whose fhirUser is the Patient): their
     own app, not a 502."""
-    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "portal": "1", "patient": "pat-1005"},
-                        follow_redirects=False)
+    r = app_client.post(
+        "/sandbox-ehr/launch",
+        data={"client_id": "mecr", "portal": "1", "patient": "pat-1005"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"].startswith(f"{ORIGIN}/smart/launch?iss=")
     r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
     assert r.status_code == 302, r.text
@@ -105,7 +115,9 @@ def test_patient_portal_ehr_launch_lands_on_app_me(app_client: TestClient, secur
     assert session.principal.kind == "patient" and session.principal.display == "Elena Rossi"
     me = app_client.get("/app/me")
     assert me.status_code == 200 and "Elena" in me.text
-    assert app_client.get(f"/fhir/Patient/{session.principal.patient_id}").json()["name"][0]["family"] == "Rossi"
+    assert (
+        app_client.get(f"/fhir/Patient/{session.principal.patient_id}").json()["name"][0]["family"] == "Rossi"
+    )
     other = secure_services.repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
     assert app_client.get(f"/fhir/Patient/{other}").status_code == 404  # as if it did not exist
     assert app_client.get("/app/caseload").status_code == 403  # a patient, not a coach
@@ -140,10 +152,17 @@ def test_launch_lands_on_the_demo_records(app_client: TestClient, secure_service
     from fhir_ecr.fhir.bundles import process_bundle
 
     people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "02-coaching-people.json"
-    process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
-                   max_entries=1000)
-    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",
-                                                     "patient": "pat-1001"}, follow_redirects=False)
+    process_bundle(
+        secure_services.repo,
+        json.loads(people.read_text()),
+        fhir_base=secure_services.fhir_base,
+        max_entries=1000,
+    )
+    r = app_client.post(
+        "/sandbox-ehr/launch",
+        data={"client_id": "mecr", "practitioner": "coach-dana", "patient": "pat-1001"},
+        follow_redirects=False,
+    )
     r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
     r = app_client.get(_local(_authorize(app_client, r.headers["location"])), follow_redirects=False)
     assert r.headers["location"] == "/app/patients/demo-ana"

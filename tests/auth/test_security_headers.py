@@ -59,12 +59,19 @@ def client(app: Any) -> Any:
 
 
 def test_every_page_carries_the_headers(client: TestClient, secure_services: Any) -> None:
-    ehr = add_ehr(secure_services, ehr_id="epic", iss="https://fhir.hospital.example:8443/api/FHIR/R4",
-                  client_id="mecr")
+    ehr = add_ehr(
+        secure_services, ehr_id="epic", iss="https://fhir.hospital.example:8443/api/FHIR/R4", client_id="mecr"
+    )
     client.app.state.ehr_origins.invalidate()
     framers = ["'self'", "http://127.0.0.1:8000", "https://fhir.hospital.example:8443"]
-    anonymous = {"/": 200, "/app/signin": 200, "/app/caseload": 401, "/smart/login?ehr=nope": 404,
-                 "/smart/launch?iss=https://x.example/fhir&launch=1": 400, "/smart/callback?code=x": 400}
+    anonymous = {
+        "/": 200,
+        "/app/signin": 200,
+        "/app/caseload": 401,
+        "/smart/login?ehr=nope": 404,
+        "/smart/launch?iss=https://x.example/fhir&launch=1": 400,
+        "/smart/callback?code=x": 400,
+    }
     for path, status in anonymous.items():
         r = client.get(path)
         assert r.status_code == status, (path, r.status_code)
@@ -92,8 +99,16 @@ def test_the_sandbox_pages_may_be_framed_by_the_sandbox_only(client: TestClient)
 
 
 def test_json_fhir_and_static_responses_get_nosniff(client: TestClient, secure_services: Any) -> None:
-    for path in ("/fhir/metadata", "/fhir/Patient", "/healthz", "/app/static/app.css", "/.well-known/jwks.json",
-                 "/sandbox-ehr/fhir/metadata", "/sandbox-ehr/static/sandbox.css", "/nowhere"):
+    for path in (
+        "/fhir/metadata",
+        "/fhir/Patient",
+        "/healthz",
+        "/app/static/app.css",
+        "/.well-known/jwks.json",
+        "/sandbox-ehr/fhir/metadata",
+        "/sandbox-ehr/static/sandbox.css",
+        "/nowhere",
+    ):
         r = client.get(path)
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert "content-security-policy" not in r.headers or r.headers["content-type"].startswith("text/html")
@@ -102,6 +117,7 @@ def test_json_fhir_and_static_responses_get_nosniff(client: TestClient, secure_s
 
 def test_an_unexpected_error_gets_nosniff_too(app: Any) -> None:
     """The wrapper sits outside Starlette's ServerErrorMiddleware, which answers unexpected errors."""
+
     async def boom() -> None:
         raise RuntimeError("unexpected")
 
@@ -131,13 +147,20 @@ def test_the_superbill_page(app: Any, secure_services: Any, monkeypatch: pytest.
     )
 
     monkeypatch.setattr(secure_services.settings, "billing_rules", str(EXAMPLE_PRACTICE))
-    load(secure_services.repo, [*practice_resources(), *patient_resources("dee", payer=None),
-                                encounter("dee-self", "dee", "follow-up", "2026-03-12T10:00:00-05:00", 40)])
+    load(
+        secure_services.repo,
+        [
+            *practice_resources(),
+            *patient_resources("dee", payer=None),
+            encounter("dee-self", "dee", "follow-up", "2026-03-12T10:00:00-05:00", 40),
+        ],
+    )
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         from tests.auth.support import SystemClient
 
         headers = SystemClient(secure_services, scope="system/*.rs system/Claim.c system/ChargeItem.c").token(
-            client, "system/*.rs")
+            client, "system/*.rs"
+        )
         r = client.get("/fhir/Encounter/dee-self/$superbill", headers=headers)
         assert r.status_code == 200, r.text
         assert_page_headers(r, frame_ancestors=["'self'", "http://127.0.0.1:8000"])
@@ -156,8 +179,9 @@ _INLINE = [
 ]
 
 
-@pytest.mark.parametrize("template", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "fhir_ecr").rglob(
-    "templates/*.html")))
+@pytest.mark.parametrize(
+    "template", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "fhir_ecr").rglob("templates/*.html"))
+)
 def test_templates_have_no_inline_script_or_style(template: str) -> None:
     text = (REPO / template).read_text()
     for pattern, what in _INLINE:
@@ -169,8 +193,12 @@ def test_python_made_pages_have_no_inline_script_or_style() -> None:
     from fhir_ecr.web import charts
 
     html = page("Title", "Message", 200, links=[("Home", "/")]).body.decode()
-    sources = [html, *(p.read_text() for p in (REPO / "fhir_ecr" / "web").glob("*.py")),
-               (REPO / "fhir_ecr" / "auth" / "routes.py").read_text(), (REPO / "fhir_ecr" / "app.py").read_text()]
+    sources = [
+        html,
+        *(p.read_text() for p in (REPO / "fhir_ecr" / "web").glob("*.py")),
+        (REPO / "fhir_ecr" / "auth" / "routes.py").read_text(),
+        (REPO / "fhir_ecr" / "app.py").read_text(),
+    ]
     for text in sources:
         for pattern, what in _INLINE[:4]:
             assert not pattern.search(text), what
@@ -178,6 +206,7 @@ def test_python_made_pages_have_no_inline_script_or_style() -> None:
 
 
 # -- the EHR origins: cached, and a new registration takes effect ---------------------------------------------
+
 
 def test_ehr_origins_are_cached_and_refreshed() -> None:
     rows = [{"iss": "https://a.example/fhir"}]
@@ -209,22 +238,32 @@ def test_a_newly_registered_ehr_may_frame_mecr(client: TestClient, secure_servic
     origins.clock = lambda: now[0]
     origins.invalidate()
     before = directives(client.get("/"))["frame-ancestors"]
-    add_ehr(secure_services, ehr_id="later", iss="https://later.example/fhir", client_id="mecr")  # e.g. the CLI
+    add_ehr(
+        secure_services, ehr_id="later", iss="https://later.example/fhir", client_id="mecr"
+    )  # e.g. the CLI
     assert directives(client.get("/"))["frame-ancestors"] == before  # cached
     now[0] += origins.ttl
     assert "https://later.example" in directives(client.get("/"))["frame-ancestors"]
 
 
-@pytest.mark.parametrize(("url", "origin"), [
-    ("https://EHR.example/fhir", "https://ehr.example"), ("http://127.0.0.1:8000/sandbox-ehr/fhir",
-                                                          "http://127.0.0.1:8000"),
-    ("https://[2001:db8::1]:8443/fhir", "https://[2001:db8::1]:8443"),
-    ("https://ehr.example;script-src *", None), ("https://ehr.example fhir", None), ("ftp://ehr.example", None),
-    ("https://user@ehr.example/", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://EHR.example/fhir", "https://ehr.example"),
+        ("http://127.0.0.1:8000/sandbox-ehr/fhir", "http://127.0.0.1:8000"),
+        ("https://[2001:db8::1]:8443/fhir", "https://[2001:db8::1]:8443"),
+        ("https://ehr.example;script-src *", None),
+        ("https://ehr.example fhir", None),
+        ("ftp://ehr.example", None),
+        ("https://user@ehr.example/", None),
+        ("", None),
+    ],
+)
 def test_origin_of(url: str, origin: str | None) -> None:
     assert origin_of(url) == origin
 
 
 def test_page_policy_lists_each_origin_once() -> None:
-    assert page_policy(["https://a.example", "https://a.example"]).count("https://a.example") == 2  # two directives
+    assert (
+        page_policy(["https://a.example", "https://a.example"]).count("https://a.example") == 2
+    )  # two directives

@@ -18,14 +18,25 @@ def two_patients(secure_services: Any) -> dict[str, Any]:
     ids: dict[str, Any] = {}
     for name in ("a", "b"):
         pid = repo.create({"resourceType": "Patient", "name": [{"family": f"Fam{name}"}]}).stored.id
-        obs = repo.create({"resourceType": "Observation", "status": "final",
-                           "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                           "subject": {"reference": f"Patient/{pid}"},
-                           "effectiveDateTime": "2026-11-01",
-                           "valueQuantity": {"value": 80, "unit": "kg", "system": "http://unitsofmeasure.org",
-                                             "code": "kg"}}).stored.id
+        obs = repo.create(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": "2026-11-01",
+                "valueQuantity": {
+                    "value": 80,
+                    "unit": "kg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "kg",
+                },
+            }
+        ).stored.id
         ids[name] = {"patient": pid, "obs": obs}
-    ids["practitioner"] = repo.create({"resourceType": "Practitioner", "name": [{"family": "Coach"}]}).stored.id
+    ids["practitioner"] = repo.create(
+        {"resourceType": "Practitioner", "name": [{"family": "Coach"}]}
+    ).stored.id
     return ids
 
 
@@ -57,7 +68,9 @@ def test_public_discovery_needs_no_credentials(secure_client: Any) -> None:
     assert all("d" not in k for k in jwks["keys"])  # public halves only
 
 
-def test_expired_and_unknown_tokens_are_401(secure_client: Any, secure_services: Any, two_patients: Any) -> None:
+def test_expired_and_unknown_tokens_are_401(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     expired = bearer(secure_services, coach(), ttl=-5)
     r = secure_client.get("/fhir/Patient", headers=expired)
     assert_outcome(r, 401, "login")
@@ -68,14 +81,19 @@ def test_expired_and_unknown_tokens_are_401(secure_client: Any, secure_services:
     assert_outcome(r, 401, "login")
 
 
-def test_patient_sees_only_their_own_compartment(secure_client: Any, secure_services: Any,
-                                                 two_patients: Any) -> None:
+def test_patient_sees_only_their_own_compartment(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     a, b = two_patients["a"], two_patients["b"]
     login(secure_client, secure_services, patient(a["patient"]))
     assert secure_client.get(f"/fhir/Patient/{a['patient']}").status_code == 200
     assert secure_client.get(f"/fhir/Observation/{a['obs']}").status_code == 200
-    for path in (f"/fhir/Patient/{b['patient']}", f"/fhir/Observation/{b['obs']}",
-                 f"/fhir/Patient/{b['patient']}/$everything", f"/fhir/Observation/{b['obs']}/_history/1"):
+    for path in (
+        f"/fhir/Patient/{b['patient']}",
+        f"/fhir/Observation/{b['obs']}",
+        f"/fhir/Patient/{b['patient']}/$everything",
+        f"/fhir/Observation/{b['obs']}/_history/1",
+    ):
         r = secure_client.get(path)
         assert_outcome(r, 404, "not-found")  # as if it did not exist (tests/auth/test_compartment_matrix.py)
         assert "Famb" not in r.text and "valueQuantity" not in r.text  # no data of B in the refusal
@@ -91,13 +109,19 @@ def test_patient_sees_only_their_own_compartment(secure_client: Any, secure_serv
     assert_outcome(secure_client.get("/fhir/_history"), 403, "forbidden")
 
 
-def test_patient_cannot_write_into_another_record(secure_client: Any, secure_services: Any,
-                                                  two_patients: Any) -> None:
+def test_patient_cannot_write_into_another_record(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     a, b = two_patients["a"], two_patients["b"]
     csrf = login(secure_client, secure_services, patient(a["patient"]))
     h = {"X-CSRF-Token": csrf}
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
-           "subject": {"reference": f"Patient/{b['patient']}"}, "valueString": "fine"}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "mood"},
+        "subject": {"reference": f"Patient/{b['patient']}"},
+        "valueString": "fine",
+    }
     assert_outcome(secure_client.post("/fhir/Observation", json=obs, headers=h), 403, "forbidden")
     # Re-pointing their own resource at someone else is refused too, and so is changing B's.
     mine = secure_client.get(f"/fhir/Observation/{a['obs']}").json()
@@ -107,43 +131,72 @@ def test_patient_cannot_write_into_another_record(secure_client: Any, secure_ser
     assert_outcome(secure_client.delete(f"/fhir/Observation/{b['obs']}", headers=h), 403, "forbidden")
     assert secure_services.repo.read("Observation", b["obs"]).version_id == 1
     # A transaction is judged per entry and is all-or-nothing.
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {**obs, "subject": {"reference": f"Patient/{a['patient']}"}},
-         "request": {"method": "POST", "url": "Observation"}},
-        {"resource": obs, "request": {"method": "POST", "url": "Observation"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {**obs, "subject": {"reference": f"Patient/{a['patient']}"}},
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     assert_outcome(secure_client.post("/fhir", json=bundle, headers=h), 403, "forbidden")
     assert secure_services.repo.search_params("Observation", []).total == 2  # nothing was written
     # Their own record: allowed.
     own = {**obs, "subject": {"reference": f"Patient/{a['patient']}"}}
     assert secure_client.post("/fhir/Observation", json=own, headers=h).status_code == 201
     # A patient may not write outside the patient data types.
-    assert_outcome(secure_client.post("/fhir/Practitioner", json={"resourceType": "Practitioner"}, headers=h),
-                   403, "forbidden")
+    assert_outcome(
+        secure_client.post("/fhir/Practitioner", json={"resourceType": "Practitioner"}, headers=h),
+        403,
+        "forbidden",
+    )
 
 
 def test_insufficient_scope_is_403(secure_client: Any, secure_services: Any, two_patients: Any) -> None:
     limited = bearer(secure_services, coach(scopes="user/Patient.rs"))
-    assert secure_client.get(f"/fhir/Patient/{two_patients['a']['patient']}", headers=limited).status_code == 200
-    assert_outcome(secure_client.get(f"/fhir/Observation/{two_patients['a']['obs']}", headers=limited),
-                   403, "forbidden")
+    assert (
+        secure_client.get(f"/fhir/Patient/{two_patients['a']['patient']}", headers=limited).status_code == 200
+    )
+    assert_outcome(
+        secure_client.get(f"/fhir/Observation/{two_patients['a']['obs']}", headers=limited), 403, "forbidden"
+    )
     assert_outcome(secure_client.get("/fhir/Observation", headers=limited), 403, "forbidden")
-    assert_outcome(secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=limited),
-                   403, "forbidden")
+    assert_outcome(
+        secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=limited),
+        403,
+        "forbidden",
+    )
     # v1 scopes mean the same: read = rs, and write does not imply read.
     write_only = bearer(secure_services, coach(scopes="user/Observation.write"))
     assert_outcome(secure_client.get("/fhir/Observation", headers=write_only), 403, "forbidden")
 
 
-def test_system_client_read_only_cannot_write(secure_client: Any, secure_services: Any, two_patients: Any) -> None:
+def test_system_client_read_only_cannot_write(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     bot = SystemClient(secure_services, scope="system/*.rs")
     h = bot.token(secure_client)
     assert secure_client.get("/fhir/Observation", headers=h).json()["total"] == 2
-    assert_outcome(secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=h),
-                   403, "forbidden")
-    assert_outcome(secure_client.delete(f"/fhir/Patient/{two_patients['a']['patient']}", headers=h),
-                   403, "forbidden")
-    r = secure_client.post("/fhir", headers=h, json={"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]})
+    assert_outcome(
+        secure_client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=h), 403, "forbidden"
+    )
+    assert_outcome(
+        secure_client.delete(f"/fhir/Patient/{two_patients['a']['patient']}", headers=h), 403, "forbidden"
+    )
+    r = secure_client.post(
+        "/fhir",
+        headers=h,
+        json={
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}
+            ],
+        },
+    )
     assert r.status_code == 200
     assert r.json()["entry"][0]["response"]["status"].startswith("403")
 
@@ -154,19 +207,25 @@ def test_coach_sees_the_practice(secure_client: Any, secure_services: Any, two_p
     assert secure_client.get(f"/fhir/Patient/{two_patients['b']['patient']}/$everything").status_code == 200
 
 
-def test_cookie_writes_need_the_csrf_token(secure_client: Any, secure_services: Any, two_patients: Any) -> None:
+def test_cookie_writes_need_the_csrf_token(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     csrf = login(secure_client, secure_services, coach())
     body = {"resourceType": "Patient", "name": [{"family": "New"}]}
     assert_outcome(secure_client.post("/fhir/Patient", json=body), 403, "forbidden")
-    assert_outcome(secure_client.post("/fhir/Patient", json=body, headers={"X-CSRF-Token": "wrong"}),
-                   403, "forbidden")
-    r = secure_client.post("/fhir/Patient", json=body,
-                           headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"})
+    assert_outcome(
+        secure_client.post("/fhir/Patient", json=body, headers={"X-CSRF-Token": "wrong"}), 403, "forbidden"
+    )
+    r = secure_client.post(
+        "/fhir/Patient", json=body, headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"}
+    )
     assert_outcome(r, 403, "forbidden")
     assert secure_client.post("/fhir/Patient", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
 
 
-def test_every_access_leaves_an_audit_event(secure_client: Any, secure_services: Any, two_patients: Any) -> None:
+def test_every_access_leaves_an_audit_event(
+    secure_client: Any, secure_services: Any, two_patients: Any
+) -> None:
     a, b = two_patients["a"], two_patients["b"]
     login(secure_client, secure_services, patient(a["patient"]))
     secure_client.get(f"/fhir/Observation/{a['obs']}")
@@ -189,7 +248,9 @@ def test_every_access_leaves_an_audit_event(secure_client: Any, secure_services:
     mine = secure_client.get("/fhir/AuditEvent").json()
     assert mine["total"] >= 1
     bot = SystemClient(secure_services, scope="system/*.cruds")
-    r = secure_client.post("/fhir/AuditEvent", json=read[0], headers=bot.token(secure_client, "system/*.cruds"))
+    r = secure_client.post(
+        "/fhir/AuditEvent", json=read[0], headers=bot.token(secure_client, "system/*.cruds")
+    )
     assert r.status_code == 405
 
 
@@ -203,11 +264,18 @@ def test_auth_off_refuses_a_public_bind(settings: Any) -> None:
 
 
 def test_cors_for_browser_apps_without_credentials(secure_client: Any) -> None:
-    r = secure_client.options("/fhir/Patient", headers={"Origin": "https://app.example",
-                                                        "Access-Control-Request-Method": "GET",
-                                                        "Access-Control-Request-Headers": "authorization"})
+    r = secure_client.options(
+        "/fhir/Patient",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in r.headers
-    conf = secure_client.get("/fhir/.well-known/smart-configuration", headers={"Origin": "https://app.example"})
+    conf = secure_client.get(
+        "/fhir/.well-known/smart-configuration", headers={"Origin": "https://app.example"}
+    )
     assert conf.headers["access-control-allow-origin"] == "*"

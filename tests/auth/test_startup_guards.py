@@ -22,8 +22,20 @@ def test_loopback_hosts(host: str) -> None:
     assert is_loopback_host(host)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "10.0.0.1", "mecr.example.org", "", None,
-                                  "/run/mecr.sock", "127.0.0.1.example.org"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "0.0.0.0",
+        "::",
+        "192.0.2.7",
+        "10.0.0.1",
+        "mecr.example.org",
+        "",
+        None,
+        "/run/mecr.sock",
+        "127.0.0.1.example.org",
+    ],
+)
 def test_not_loopback_hosts(host: str | None) -> None:
     assert not is_loopback_host(host)
 
@@ -36,12 +48,15 @@ def test_auth_off_refused_at_start_on_a_non_loopback_bind(host: str) -> None:
         check_auth_mode(Settings(auth="off").bound_to(host, None))
 
 
-def test_auth_off_refused_per_request_on_a_network_address(settings: Settings, services: Any,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_auth_off_refused_per_request_on_a_network_address(
+    settings: Settings, services: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A server bound some other way (uvicorn --host 0.0.0.0): the local address of each request decides."""
     app = create_app(settings, services=services)
-    with TestClient(app, base_url="http://192.0.2.7:8000", raise_server_exceptions=False) as net, \
-            caplog.at_level(logging.ERROR, logger="mecr.auth"):
+    with (
+        TestClient(app, base_url="http://192.0.2.7:8000", raise_server_exceptions=False) as net,
+        caplog.at_level(logging.ERROR, logger="mecr.auth"),
+    ):
         r = net.get("/fhir/Patient?family=Lovelace")
         assert_outcome(r, 403, "forbidden")
         assert "MECR_AUTH=off" in r.json()["issue"][0]["diagnostics"]
@@ -67,21 +82,34 @@ def test_auth_off_refused_on_a_unix_socket(settings: Settings, services: Any) ->
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": "/fhir/Patient", "raw_path": b"/fhir/Patient", "query_string": b"", "headers": [],
-             "server": ("/run/mecr.sock", None), "client": None, "root_path": ""}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/fhir/Patient",
+        "raw_path": b"/fhir/Patient",
+        "query_string": b"",
+        "headers": [],
+        "server": ("/run/mecr.sock", None),
+        "client": None,
+        "root_path": "",
+    }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 403
 
 
 def test_auth_on_serves_any_address(secure_settings: Settings, secure_services: Any) -> None:
-    with TestClient(create_app(secure_settings, services=secure_services), base_url="http://192.0.2.7:8000") as c:
+    with TestClient(
+        create_app(secure_settings, services=secure_services), base_url="http://192.0.2.7:8000"
+    ) as c:
         assert c.get("/fhir/metadata").status_code == 200
 
 
-def test_sandbox_is_mounted_once_with_mecr_sandbox_ehr_in_the_environment(sandbox_settings: Settings,
-                                                                          secure_services: Any,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sandbox_is_mounted_once_with_mecr_sandbox_ehr_in_the_environment(
+    sandbox_settings: Settings, secure_services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`mecr serve` with MECR_SANDBOX_EHR=true: the sandbox's own engine reads the same environment and used to
     mount a sandbox inside the sandbox, without end."""
     monkeypatch.setenv("MECR_SANDBOX_EHR", "true")

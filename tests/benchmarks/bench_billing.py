@@ -60,13 +60,21 @@ def make_sessions(n: int, patients: int, seed: int = 7) -> list:
         ins = replace(ins, coverage_id=f"cov-{i}", member_id=f"M{i:08d}") if ins else None
         for k in range(per):
             kind = INITIAL if k == 0 else (GROUP if k % 5 == 0 else FOLLOW_UP)
-            out.append(session(encounter_id=f"e{i:05d}-{k:03d}", patient=person, insurance=ins,
-                               day=START + timedelta(days=(k * 7 + i) % 365),
-                               minutes=rng.choice([25, 30, 35, 45, 60]), types=(kind,),
-                               group_size=3 if kind == GROUP else 1,
-                               modality=rng.choice(["in-person", "in-person", "video", "audio-only"]),
-                               coach=the_coach, supervisor=SUPERVISOR,
-                               diagnoses=rng.sample(["R73.03", "Z71.3", "E66.9", "Z68.35", "Z71.89", "I10"], 3)))
+            out.append(
+                session(
+                    encounter_id=f"e{i:05d}-{k:03d}",
+                    patient=person,
+                    insurance=ins,
+                    day=START + timedelta(days=(k * 7 + i) % 365),
+                    minutes=rng.choice([25, 30, 35, 45, 60]),
+                    types=(kind,),
+                    group_size=3 if kind == GROUP else 1,
+                    modality=rng.choice(["in-person", "in-person", "video", "audio-only"]),
+                    coach=the_coach,
+                    supervisor=SUPERVISOR,
+                    diagnoses=rng.sample(["R73.03", "Z71.3", "E66.9", "Z68.35", "Z71.89", "I10"], 3),
+                )
+            )
     return out
 
 
@@ -81,7 +89,9 @@ def timed(label: str, fn):
 def bench_memory(n: int, patients: int, sessions: list, pause_gc: bool) -> dict[str, float]:
     """The export pipeline as run_export runs it (cyclic GC paused) or with the collector running."""
     table = rules()
-    print(f"in-memory: {n:,} sessions, {patients:,} patients; cyclic GC {'paused' if pause_gc else 'running'}")
+    print(
+        f"in-memory: {n:,} sessions, {patients:,} patients; cyclic GC {'paused' if pause_gc else 'running'}"
+    )
     with gc_paused() if pause_gc else nullcontext():
         return _pipeline(table, sessions)
 
@@ -89,13 +99,19 @@ def bench_memory(n: int, patients: int, sessions: list, pause_gc: bool) -> dict[
 def _pipeline(table, sessions) -> dict[str, float]:
     ev, t_rules = timed("rule engine", lambda: evaluate(sessions, table, start=START, end=END))
     claims, t_claims = timed("claims", lambda: build_claims(ev.lines, table))
-    text, t_x12 = timed("837P render + own checks", lambda: render_837p(claims, table, Envelope(1, datetime.now(UTC))))
+    text, t_x12 = timed(
+        "837P render + own checks", lambda: render_837p(claims, table, Envelope(1, datetime.now(UTC)))
+    )
     _, t_csv = timed("CSV", lambda: lines_csv(claims, ev.lines))
-    print(f"  lines {len(ev.lines):,}, findings {len(ev.findings):,}, claims {len(claims):,}, "
-          f"837P {len(text) / 1e6:.1f} MB")
+    print(
+        f"  lines {len(ev.lines):,}, findings {len(ev.findings):,}, claims {len(claims):,}, "
+        f"837P {len(text) / 1e6:.1f} MB"
+    )
     total_837 = t_rules + t_claims + t_x12
     total_csv = t_rules + t_claims + t_csv
-    print(f"  => sessions -> 837P {total_837:.2f} s (target < 20 s); sessions -> CSV {total_csv:.2f} s (target < 5 s)")
+    print(
+        f"  => sessions -> 837P {total_837:.2f} s (target < 20 s); sessions -> CSV {total_csv:.2f} s (target < 5 s)"
+    )
     return {"837p": total_837, "csv": total_csv}
 
 
@@ -116,8 +132,16 @@ def bench_store(n: int) -> float:
             i = k % patients
             day = START + timedelta(days=k % 360)
             kind = "initial" if k < patients else "follow-up"
-            resources.append(encounter(f"e{k}", f"p{i}", kind, f"{day.isoformat()}T10:00:00-05:00", 30 + k % 20,
-                                       modality="video" if k % 3 == 0 else "in-person"))
+            resources.append(
+                encounter(
+                    f"e{k}",
+                    f"p{i}",
+                    kind,
+                    f"{day.isoformat()}T10:00:00-05:00",
+                    30 + k % 20,
+                    modality="video" if k % 3 == 0 else "in-person",
+                )
+            )
         print(f"SQLite store: {n:,} sessions, {patients:,} patients")
         timed("load resources", lambda: load(services.repo, resources))
 

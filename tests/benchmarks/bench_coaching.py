@@ -56,15 +56,21 @@ METRICS = [
     ("93832-4", {"at_least": 7, "unit": "h"}, 400, 50, "min"),
     ("40443-4", {"at_most": 62, "unit": "/min"}, 66, 3, "/min"),
 ]
-CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "activity"}]}]
+CATEGORY = [
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "activity"}]}
+]
 
 
 def reading(patient: str, code: str, day: date, value: float, unit: str) -> dict[str, Any]:
     """A wearable daily reading (the shape the daily-summary mapper writes)."""
     return {
-        "resourceType": "Observation", "status": "final", "meta": {"source": "urn:mecr:bench"},
-        "category": CATEGORY, "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": day.isoformat(),
+        "resourceType": "Observation",
+        "status": "final",
+        "meta": {"source": "urn:mecr:bench"},
+        "category": CATEGORY,
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": day.isoformat(),
         "valueQuantity": io.quantity(round(value), unit),
     }
 
@@ -78,16 +84,32 @@ def load(services: Any, patients: int = 3) -> str:
     first = TODAY - timedelta(days=DAYS - 1)
     target = ""
     for n in range(patients):
-        pid = repo.create({"resourceType": "Patient", "name": [{"family": f"Bench{n}"}],
-                           "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/Chicago"}]}).stored.id
+        pid = repo.create(
+            {
+                "resourceType": "Patient",
+                "name": [{"family": f"Bench{n}"}],
+                "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/Chicago"}],
+            }
+        ).stored.id
         target = target or pid
-        goals = [svc.create_goal(pid, description=f"goal {code}", category="physical-activity",
-                                 measure={"system": LOINC, "code": code}, **kw).id
-                 for code, kw, *_ in METRICS]
-        goals += [svc.create_goal(pid, description="Eat vegetables", category="nutrition").id,
-                  svc.create_goal(pid, description="Feel calmer", category="stress-management").id]
-        habits = [io.habit_activity(f"h{i}", f"Habit {i}", io.timing_repeat("daily"), first, goal_id=goals[i % 5])
-                  for i in range(8)]
+        goals = [
+            svc.create_goal(
+                pid,
+                description=f"goal {code}",
+                category="physical-activity",
+                measure={"system": LOINC, "code": code},
+                **kw,
+            ).id
+            for code, kw, *_ in METRICS
+        ]
+        goals += [
+            svc.create_goal(pid, description="Eat vegetables", category="nutrition").id,
+            svc.create_goal(pid, description="Feel calmer", category="stress-management").id,
+        ]
+        habits = [
+            io.habit_activity(f"h{i}", f"Habit {i}", io.timing_repeat("daily"), first, goal_id=goals[i % 5])
+            for i in range(8)
+        ]
         plan = svc.create_plan(pid, "Bench habits", habits)
         fake = io.habits_of_plan(plan.content or {})
         with repo.unit() as uow:
@@ -110,7 +132,9 @@ class Dataset:
     """The benchmark database: loaded fresh (PostgreSQL, or SQLite in a temporary directory), or an SQLite
     file kept between runs (``--sqlite-file``: loaded the first time, reused after)."""
 
-    def __init__(self, backend: str, sqlite_file: str | None = None, patients: int = 3, **settings: Any) -> None:
+    def __init__(
+        self, backend: str, sqlite_file: str | None = None, patients: int = 3, **settings: Any
+    ) -> None:
         self.backend = backend
         self.dbname: str | None = None
         self.tmp = tempfile.TemporaryDirectory()
@@ -122,7 +146,9 @@ class Dataset:
             url = f"{PG_SERVER}/{self.dbname}"
         else:
             url = f"sqlite:///{sqlite_file or self.tmp.name + '/bench.db'}"
-        self.settings = Settings(database_url=url, base_url="http://testserver", environment="test", **settings)
+        self.settings = Settings(
+            database_url=url, base_url="http://testserver", environment="test", **settings
+        )
         self.services = build_services(self.settings)
         repo = self.services.repo
         found = repo.search_params("Patient", [("family", "Bench0")]).matches
@@ -190,8 +216,10 @@ def write_overhead(backend: str, blocks: int = 8, size: int = 500) -> dict[str, 
             with repo.unit() as uow:
                 for _ in range(size):
                     n += 1
-                    uow.create(reading(pids[n % 10], "41950-7", day0 + timedelta(days=n % DAYS), n % 9000, "/d"),
-                               validated=True)
+                    uow.create(
+                        reading(pids[n % 10], "41950-7", day0 + timedelta(days=n % DAYS), n % 9000, "/d"),
+                        validated=True,
+                    )
             spent[kind] += time.perf_counter() - t
         repo.write_hooks = [*others, hook]
         rate_with, rate_without = blocks * size / spent["with"], blocks * size / spent["without"]
@@ -205,8 +233,13 @@ def coach_token(services: Any) -> str:
     from fhir_ecr.auth import Principal
     from smart_launch import ScopeSet
 
-    coach = Principal(kind="practitioner", subject="Practitioner/bench", fhir_user="Practitioner/bench",
-                      scopes=ScopeSet.parse("user/*.cruds"), display="Bench Coach")
+    coach = Principal(
+        kind="practitioner",
+        subject="Practitioner/bench",
+        fhir_user="Practitioner/bench",
+        scopes=ScopeSet.parse("user/*.cruds"),
+        display="Bench Coach",
+    )
     token, _ = services.sessions.issue_token(coach)
     return str(token)
 
@@ -228,8 +261,10 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
         pid, settings, services = data.pid, data.settings, data.services
         url = f"/fhir/Patient/{pid}/$coaching-summary"
         timings: dict[str, list[float]] = {"cold": [], "warm": [], "cold_index": []}
-        with TestClient(create_app(settings, services=services),
-                        headers={"Authorization": f"Bearer {coach_token(services)}"}) as client:
+        with TestClient(
+            create_app(settings, services=services),
+            headers={"Authorization": f"Bearer {coach_token(services)}"},
+        ) as client:
             for _ in range(3):  # warm connection pools and code paths
                 data.write_check_in()
                 assert client.get(url).status_code == 200
@@ -237,7 +272,7 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
                 for derived in (True, False):
                     use_derived(services, derived)
                     data.write_check_in()
-                    for kind in (("cold", "warm") if derived else ("cold_index",)):
+                    for kind in ("cold", "warm") if derived else ("cold_index",):
                         t = time.perf_counter()
                         resp = client.get(url)
                         timings[kind].append((time.perf_counter() - t) * 1000)
@@ -254,20 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--sqlite-file", help="keep the SQLite data in this file and reuse it on the next run")
+    parser.add_argument(
+        "--sqlite-file", help="keep the SQLite data in this file and reuse it on the next run"
+    )
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     ok = True
     for backend in backends:
         r = run(backend, args.runs, args.sqlite_file)
-        print(f"{backend:9s} $coaching-summary over HTTP, coach token  "
-              f"first view after a check-in p50 {r['cold_p50']:6.1f} ms  p95 {r['cold_p95']:6.1f} ms   "
-              f"warm p50 {r['warm_p50']:6.1f} ms  p95 {r['warm_p95']:6.1f} ms   "
-              f"first view, search index (before #19) p50 {r['cold_index_p50']:6.1f} ms  "
-              f"p95 {r['cold_index_p95']:6.1f} ms   (target p95 < 100 ms)")
+        print(
+            f"{backend:9s} $coaching-summary over HTTP, coach token  "
+            f"first view after a check-in p50 {r['cold_p50']:6.1f} ms  p95 {r['cold_p95']:6.1f} ms   "
+            f"warm p50 {r['warm_p50']:6.1f} ms  p95 {r['warm_p95']:6.1f} ms   "
+            f"first view, search index (before #19) p50 {r['cold_index_p50']:6.1f} ms  "
+            f"p95 {r['cold_index_p95']:6.1f} ms   (target p95 < 100 ms)"
+        )
         w = write_overhead(backend)
-        print(f"{backend:9s} writes with the derived tables {w['with']:7.0f} Observations/s, without "
-              f"{w['without']:7.0f}/s: ratio {w['ratio']:.3f} (target >= 0.90)")
+        print(
+            f"{backend:9s} writes with the derived tables {w['with']:7.0f} Observations/s, without "
+            f"{w['without']:7.0f}/s: ratio {w['ratio']:.3f} (target >= 0.90)"
+        )
         ok = ok and r["warm_p95"] < 100 and r["cold_p95"] < 100
     return 0 if ok else 1
 

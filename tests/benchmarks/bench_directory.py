@@ -42,7 +42,10 @@ SEARCH_TARGET_MS = 50
 
 def _zips(n: int = 400) -> dict[str, tuple[float, float]]:
     rng = random.Random(7)
-    return {f"6{i:04d}": (round(rng.uniform(37.5, 42.0), 4), round(rng.uniform(-91.0, -87.7), 4)) for i in range(n)}
+    return {
+        f"6{i:04d}": (round(rng.uniform(37.5, 42.0), 4), round(rng.uniform(-91.0, -87.7), 4))
+        for i in range(n)
+    }
 
 
 def run(backend: str, services_n: int, runs: int) -> dict[str, float]:
@@ -68,13 +71,21 @@ def run(backend: str, services_n: int, runs: int) -> dict[str, float]:
         from fastapi.testclient import TestClient
 
         rng = random.Random(3)
-        cats = ["food-insecurity", "housing-instability", "transportation-insecurity", "social-connection",
-                "employment-status", "utility-insecurity", "stress"]
+        cats = [
+            "food-insecurity",
+            "housing-instability",
+            "transportation-insecurity",
+            "social-connection",
+            "employment-status",
+            "utility-insecurity",
+            "stress",
+        ]
         assert all(c in CATEGORIES for c in cats)
         points = list(zips.values())
         timings: dict[str, list[float]] = {"baseline": [], "near": [], "keyword": [], "open": []}
         found = []
         with TestClient(create_app(settings, services=svcs)) as client:
+
             def timed(kind: str, url: str) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 resp = client.get(url)
@@ -86,13 +97,20 @@ def run(backend: str, services_n: int, runs: int) -> dict[str, float]:
                 cat = cats[rng.randrange(len(cats))]
                 lat, lon = points[rng.randrange(len(points))]
                 timed("baseline", f"/fhir/HealthcareService?category={cat}&_count=20")
-                bundle = timed("near", f"/fhir/HealthcareService?category={cat}&location.near={lat}|{lon}|10|km"
-                                       "&_count=20")
+                bundle = timed(
+                    "near",
+                    f"/fhir/HealthcareService?category={cat}&location.near={lat}|{lon}|10|km&_count=20",
+                )
                 found.append(bundle.get("total", 0))
-                timed("keyword", f"/fhir/HealthcareService?keyword={rng.choice(['pantry', 'rides', 'walking'])}"
-                                 "&_count=20")
-                timed("open", f"/fhir/HealthcareService?open-at={rng.choice(['mon', 'sat', 'tue'])}-"
-                              f"{rng.randrange(8, 20)}:30&category={cat}&_count=20")
+                timed(
+                    "keyword",
+                    f"/fhir/HealthcareService?keyword={rng.choice(['pantry', 'rides', 'walking'])}&_count=20",
+                )
+                timed(
+                    "open",
+                    f"/fhir/HealthcareService?open-at={rng.choice(['mon', 'sat', 'tue'])}-"
+                    f"{rng.randrange(8, 20)}:30&category={cat}&_count=20",
+                )
                 if i == 4:  # the first five of each are warm-up
                     for values in timings.values():
                         values.clear()
@@ -114,15 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
         r = run(backend, args.services, args.runs)
-        print(f"{backend:9s} import {args.services} services ({r['resources']:.0f} resources): "
-              f"{r['import_s']:.1f} s wall, {r['import_cpu_s']:.1f} s CPU (target < {IMPORT_TARGET_S} s); "
-              f"re-import {r['reimport_s']:.1f} s wall, {r['reimport_cpu_s']:.1f} s CPU, nothing written")
-        print(f"{backend:9s} search category+near 10 km: p50 {r['near_p50']:.1f} ms, p95 {r['near_p95']:.1f} ms "
-              f"(target < {SEARCH_TARGET_MS} ms; {r['near_matches_avg']:.0f} matches on average); baseline "
-              f"category only p50 {r['baseline_p50']:.1f} ms, p95 {r['baseline_p95']:.1f} ms; ratio p95 "
-              f"{r['near_vs_baseline_p95']:.2f}")
-        print(f"{backend:9s} search keyword p95 {r['keyword_p95']:.1f} ms; open-at+category p95 {r['open_p95']:.1f} ms",
-              flush=True)
+        print(
+            f"{backend:9s} import {args.services} services ({r['resources']:.0f} resources): "
+            f"{r['import_s']:.1f} s wall, {r['import_cpu_s']:.1f} s CPU (target < {IMPORT_TARGET_S} s); "
+            f"re-import {r['reimport_s']:.1f} s wall, {r['reimport_cpu_s']:.1f} s CPU, nothing written"
+        )
+        print(
+            f"{backend:9s} search category+near 10 km: p50 {r['near_p50']:.1f} ms, p95 {r['near_p95']:.1f} ms "
+            f"(target < {SEARCH_TARGET_MS} ms; {r['near_matches_avg']:.0f} matches on average); baseline "
+            f"category only p50 {r['baseline_p50']:.1f} ms, p95 {r['baseline_p95']:.1f} ms; ratio p95 "
+            f"{r['near_vs_baseline_p95']:.2f}"
+        )
+        print(
+            f"{backend:9s} search keyword p95 {r['keyword_p95']:.1f} ms; open-at+category p95 {r['open_p95']:.1f} ms",
+            flush=True,
+        )
         ok = ok and r["near_p95"] < SEARCH_TARGET_MS
     return 0 if ok else 1
 

@@ -44,32 +44,44 @@ def two_decimals(text: bytes) -> bytes:
 def cases() -> list[tuple[str, bytes]]:
     obs = orjson.dumps(observation(1, 100))
     bundle = orjson.dumps(next(bundles(0, 500, 100)))
-    return [("Observation", obs), ("Observation, 72.50", two_decimals(obs)),
-            ("Bundle of 500", bundle), ("Bundle of 500, x.y0", two_decimals(bundle))]
+    return [
+        ("Observation", obs),
+        ("Observation, 72.50", two_decimals(obs)),
+        ("Bundle of 500", bundle),
+        ("Bundle of 500, x.y0", two_decimals(bundle)),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="runs per figure (the best is kept)")
     args = parser.parse_args()
-    print(f"{'document':<22} {'bytes':>8} {'path':>6}  {'loads µs orjson/exact':>22} {'ratio':>6}"
-          f"  {'dumps µs orjson/exact':>22} {'ratio':>6}")
+    print(
+        f"{'document':<22} {'bytes':>8} {'path':>6}  {'loads µs orjson/exact':>22} {'ratio':>6}"
+        f"  {'dumps µs orjson/exact':>22} {'ratio':>6}"
+    )
     for name, text in cases():
         exact = jsonexact.loads(text)
         assert jsonexact.dumps(exact) == text, name  # the numbers survive
         plain = orjson.loads(text)
-        load_o, load_e = best_pair_us(lambda t=text: orjson.loads(t), lambda t=text: jsonexact.loads(t),
-                                      args.repeat)
-        dump_o, dump_e = best_pair_us(lambda v=plain: orjson.dumps(v), lambda v=exact: jsonexact.dumps(v),
-                                      args.repeat)
+        load_o, load_e = best_pair_us(
+            lambda t=text: orjson.loads(t), lambda t=text: jsonexact.loads(t), args.repeat
+        )
+        dump_o, dump_e = best_pair_us(
+            lambda v=plain: orjson.dumps(v), lambda v=exact: jsonexact.dumps(v), args.repeat
+        )
         path = "exact" if jsonexact.may_change(text) else "fast"
-        print(f"{name:<22} {len(text):>8} {path:>6}  {load_o:>10.1f} / {load_e:>9.1f} {load_e / load_o:>6.2f}"
-              f"  {dump_o:>10.1f} / {dump_e:>9.1f} {dump_e / dump_o:>6.2f}")
+        print(
+            f"{name:<22} {len(text):>8} {path:>6}  {load_o:>10.1f} / {load_e:>9.1f} {load_e / load_o:>6.2f}"
+            f"  {dump_o:>10.1f} / {dump_e:>9.1f} {dump_e / dump_o:>6.2f}"
+        )
     files = sorted(p for p in (ROOT / "examples").rglob("*.json"))
     slow = [p for p in files if jsonexact.may_change(p.read_bytes())]
-    print(f"\nexamples/: {len(files) - len(slow)} of {len(files)} JSON files take the fast path; "
-          f"exact path: {', '.join(p.relative_to(ROOT).as_posix() for p in slow[:8]) or 'none'}"
-          f"{' …' if len(slow) > 8 else ''}")
+    print(
+        f"\nexamples/: {len(files) - len(slow)} of {len(files)} JSON files take the fast path; "
+        f"exact path: {', '.join(p.relative_to(ROOT).as_posix() for p in slow[:8]) or 'none'}"
+        f"{' …' if len(slow) > 8 else ''}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,22 +41,38 @@ TASK_PROFILE = "https://mecr.dev/fhir/StructureDefinition/mecr-referral-task"
 
 
 def _coach() -> Principal:
-    return Principal(kind="practitioner", subject="Practitioner/c", fhir_user="Practitioner/c",
-                     scopes=ScopeSet.parse("user/*.cruds"))
+    return Principal(
+        kind="practitioner",
+        subject="Practitioner/c",
+        fhir_user="Practitioner/c",
+        scopes=ScopeSet.parse("user/*.cruds"),
+    )
 
 
 def _org(i: int) -> Principal:
-    return Principal(kind="system", subject=f"client:org{i}", scopes=ScopeSet.parse(
-        "system/Task.rus system/ServiceRequest.rs system/Patient.r system/Procedure.crs"), organization=f"org{i}")
+    return Principal(
+        kind="system",
+        subject=f"client:org{i}",
+        scopes=ScopeSet.parse(
+            "system/Task.rus system/ServiceRequest.rs system/Patient.r system/Procedure.crs"
+        ),
+        organization=f"org{i}",
+    )
 
 
 def _task(pid: str, status: str, org: int, profile: bool = True) -> dict[str, Any]:
     t: dict[str, Any] = {
-        "resourceType": "Task", "id": f"t-{pid}", "status": status, "intent": "order",
+        "resourceType": "Task",
+        "id": f"t-{pid}",
+        "status": status,
+        "intent": "order",
         "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-        "focus": {"reference": f"ServiceRequest/sr-{pid}"}, "for": {"reference": f"Patient/{pid}"},
-        "authoredOn": "2026-03-01T10:00:00Z", "requester": {"reference": "Practitioner/c"},
-        "owner": {"reference": f"Organization/org{org}"}}
+        "focus": {"reference": f"ServiceRequest/sr-{pid}"},
+        "for": {"reference": f"Patient/{pid}"},
+        "authoredOn": "2026-03-01T10:00:00Z",
+        "requester": {"reference": "Practitioner/c"},
+        "owner": {"reference": f"Organization/org{org}"},
+    }
     if profile:
         t["meta"] = {"profile": [TASK_PROFILE]}
     return t
@@ -67,21 +83,53 @@ def seed(services: Any, patients: int) -> None:
     with repo.unit() as uow:
         uow.update("Practitioner", "c", {"resourceType": "Practitioner", "id": "c"})
         for i in range(ORGS):
-            uow.update("Organization", f"org{i}", {"resourceType": "Organization", "id": f"org{i}", "name": f"Org {i}"})
+            uow.update(
+                "Organization",
+                f"org{i}",
+                {"resourceType": "Organization", "id": f"org{i}", "name": f"Org {i}"},
+            )
     for start in range(0, patients, 500):
         with repo.unit() as uow:
             for n in range(start, min(start + 500, patients)):
                 pid, org = f"p{n}", n % ORGS
-                uow.update("Patient", pid, {"resourceType": "Patient", "id": pid, "name": [{"family": f"F{n}"}]})
-                uow.update("Condition", f"dx-{pid}", {"resourceType": "Condition", "id": f"dx-{pid}",
-                                                      "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "x"}})
+                uow.update(
+                    "Patient", pid, {"resourceType": "Patient", "id": pid, "name": [{"family": f"F{n}"}]}
+                )
+                uow.update(
+                    "Condition",
+                    f"dx-{pid}",
+                    {
+                        "resourceType": "Condition",
+                        "id": f"dx-{pid}",
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "code": {"text": "x"},
+                    },
+                )
                 for k in range(5):
-                    uow.update("Observation", f"o{k}-{pid}", {
-                        "resourceType": "Observation", "id": f"o{k}-{pid}", "status": "final", "code": {"text": "x"},
-                        "subject": {"reference": f"Patient/{pid}"}, "valueInteger": k})
-                uow.update("ServiceRequest", f"sr-{pid}", {
-                    "resourceType": "ServiceRequest", "id": f"sr-{pid}", "status": "active", "intent": "order",
-                    "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "food"}})
+                    uow.update(
+                        "Observation",
+                        f"o{k}-{pid}",
+                        {
+                            "resourceType": "Observation",
+                            "id": f"o{k}-{pid}",
+                            "status": "final",
+                            "code": {"text": "x"},
+                            "subject": {"reference": f"Patient/{pid}"},
+                            "valueInteger": k,
+                        },
+                    )
+                uow.update(
+                    "ServiceRequest",
+                    f"sr-{pid}",
+                    {
+                        "resourceType": "ServiceRequest",
+                        "id": f"sr-{pid}",
+                        "status": "active",
+                        "intent": "order",
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "code": {"text": "food"},
+                    },
+                )
                 uow.create(build_consent(pid, f"org{org}", f"Org {org}", today="2026-03-01"))
                 status = "draft" if n % 10 == 0 else "requested"
                 uow.update("Task", f"t-{pid}", _task(pid, status, org, profile=n % 10 != 1))
@@ -100,7 +148,9 @@ def timed(fn: Any, runs: int) -> tuple[float, float]:
 def run(services: Any, patients: int, runs: int, label: str) -> None:
     t = time.perf_counter()
     seed(services, patients)
-    print(f"[{label}] seeded {patients} patients with charts and referrals in {time.perf_counter() - t:.1f} s")
+    print(
+        f"[{label}] seeded {patients} patients with charts and referrals in {time.perf_counter() - t:.1f} s"
+    )
     coach = services.repo.guarded(Access(_coach()))
     org = services.repo.guarded(Access(_org(3)))
 
@@ -111,8 +161,10 @@ def run(services: Any, patients: int, runs: int, label: str) -> None:
     n_org = len(org.search(parse_search("Task", [("status", "requested"), ("_count", "1000")])).matches)
     c50, c95 = timed(search(coach), runs)
     o50, o95 = timed(search(org), runs)
-    print(f"[{label}] Task?status=requested  coach (all, unconfined): p50 {c50:.1f} ms p95 {c95:.1f} ms; "
-          f"organisation ({n_org} of its own): p50 {o50:.1f} ms p95 {o95:.1f} ms; ratio p95 {o95 / c95:.2f}")
+    print(
+        f"[{label}] Task?status=requested  coach (all, unconfined): p50 {c50:.1f} ms p95 {c95:.1f} ms; "
+        f"organisation ({n_org} of its own): p50 {o50:.1f} ms p95 {o95:.1f} ms; ratio p95 {o95 / c95:.2f}"
+    )
     # updates: the organisation accepts its referrals; the coach touches plain Tasks (no referral profile)
     mine = [n for n in range(patients) if n % ORGS == 3 and n % 10 not in (0, 1)][:runs]
     plain = [n for n in range(patients) if n % 10 == 1][:runs]
@@ -129,8 +181,10 @@ def run(services: Any, patients: int, runs: int, label: str) -> None:
     k = min(len(mine), len(plain), runs)
     a50, a95 = timed(accept, k)
     b50, b95 = timed(touch, k)
-    print(f"[{label}] Task update  plain (hook looks only): p50 {b50:.1f} ms p95 {b95:.1f} ms; referral accepted by "
-          f"the organisation (state machine + Provenance): p50 {a50:.1f} ms p95 {a95:.1f} ms; ratio p95 {a95 / b95:.2f}")
+    print(
+        f"[{label}] Task update  plain (hook looks only): p50 {b50:.1f} ms p95 {b95:.1f} ms; referral accepted by "
+        f"the organisation (state machine + Provenance): p50 {a50:.1f} ms p95 {a95:.1f} ms; ratio p95 {a95 / b95:.2f}"
+    )
     drafts = iter([n for n in range(patients) if n % 10 == 0][:runs])
 
     def send() -> None:
@@ -138,7 +192,9 @@ def run(services: Any, patients: int, runs: int, label: str) -> None:
         coach.update("Task", f"t-p{n}", _task(f"p{n}", "requested", n % ORGS))
 
     s50, s95 = timed(send, min(runs, patients // 10))
-    print(f"[{label}] draft -> requested by the coach (consent lookup + Provenance): p50 {s50:.1f} ms p95 {s95:.1f} ms")
+    print(
+        f"[{label}] draft -> requested by the coach (consent lookup + Provenance): p50 {s50:.1f} ms p95 {s95:.1f} ms"
+    )
 
 
 def main() -> int:

@@ -43,8 +43,12 @@ from fhir_ecr.store.validation import validate_resource
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LOINC = "http://loinc.org"
-CODES = [("41950-7", 8000, 3000, "/d"), ("8867-4", 72, 10, "/min"), ("29463-7", 80, 8, "kg"),
-         ("93832-4", 7, 1, "h")]
+CODES = [
+    ("41950-7", 8000, 3000, "/d"),
+    ("8867-4", 72, 10, "/min"),
+    ("29463-7", 80, 8, "kg"),
+    ("93832-4", 7, 1, "h"),
+]
 START = 1_735_689_600  # 2025-01-01T00:00:00Z
 BUNDLE_SIZE = 500
 
@@ -53,34 +57,64 @@ def observation(i: int, patients: int) -> dict[str, Any]:
     """The i-th synthetic Observation: patient i % P; each patient gets one reading a day of each of 4 codes."""
     rnd = random.Random(i)
     code, mean, sd, unit = CODES[(i // patients) % len(CODES)]
-    day = (i // (patients * len(CODES)))
+    day = i // (patients * len(CODES))
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + day * 86400 + 8 * 3600 + (i % 3600)))
     return {
-        "resourceType": "Observation", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "vital-signs" if code in ("8867-4", "29463-7") else "activity"}]}],
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs" if code in ("8867-4", "29463-7") else "activity",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": f"Patient/bench-{i % patients}"},
         "effectiveDateTime": when,
-        "valueQuantity": {"value": round(rnd.gauss(mean, sd), 1), "unit": unit,
-                          "system": "http://unitsofmeasure.org", "code": unit},
+        "valueQuantity": {
+            "value": round(rnd.gauss(mean, sd), 1),
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
         "device": {"reference": "Device/bench-watch"},
     }
 
 
 def bundles(first: int, count: int, patients: int) -> Iterator[dict[str, Any]]:
     for start in range(first, first + count, BUNDLE_SIZE):
-        yield {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"fullUrl": f"urn:uuid:{uuid.UUID(int=i)}", "resource": observation(i, patients),
-             "request": {"method": "POST", "url": "Observation"}}
-            for i in range(start, min(start + BUNDLE_SIZE, first + count))]}
+        yield {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{uuid.UUID(int=i)}",
+                    "resource": observation(i, patients),
+                    "request": {"method": "POST", "url": "Observation"},
+                }
+                for i in range(start, min(start + BUNDLE_SIZE, first + count))
+            ],
+        }
 
 
 def setup_bundle(patients: int) -> dict[str, Any]:
-    entries = [{"resource": {"resourceType": "Patient", "id": f"bench-{p}", "name": [{"family": f"Bench{p}"}]},
-                "request": {"method": "PUT", "url": f"Patient/bench-{p}"}} for p in range(patients)]
-    entries.append({"resource": {"resourceType": "Device", "id": "bench-watch", "status": "active"},
-                    "request": {"method": "PUT", "url": "Device/bench-watch"}})
+    entries = [
+        {
+            "resource": {"resourceType": "Patient", "id": f"bench-{p}", "name": [{"family": f"Bench{p}"}]},
+            "request": {"method": "PUT", "url": f"Patient/bench-{p}"},
+        }
+        for p in range(patients)
+    ]
+    entries.append(
+        {
+            "resource": {"resourceType": "Device", "id": "bench-watch", "status": "active"},
+            "request": {"method": "PUT", "url": "Device/bench-watch"},
+        }
+    )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
@@ -117,12 +151,17 @@ def system_token(env: dict[str, str]) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         _json.dump(ClientKeySet.generate(["ES384"]).public_jwks(), f)
     mecr = [sys.executable, "-m", "fhir_ecr.cli", "client"]
-    added = subprocess.run([*mecr, "add", "bench", "--jwks-file", f.name, "--scope", "system/*.cruds"], env=env,
-                           capture_output=True, text=True)
+    added = subprocess.run(
+        [*mecr, "add", "bench", "--jwks-file", f.name, "--scope", "system/*.cruds"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if added.returncode != 0 and "registered already" not in added.stderr:  # a second server on the same db
         raise RuntimeError(added.stderr)
-    out = subprocess.run([*mecr, "token", "bench", "--ttl", "86400"], env=env, check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [*mecr, "token", "bench", "--ttl", "86400"], env=env, check=True, capture_output=True, text=True
+    )
     os.unlink(f.name)
     return out.stdout.strip()
 
@@ -136,11 +175,28 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        env = {**os.environ, "MECR_DATABASE_URL": url, "MECR_BASE_URL": f"http://127.0.0.1:{self.port}",
-               "MECR_LOG_LEVEL": "WARNING", "MECR_MAX_BUNDLE_ENTRIES": "1000"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_ecr.cli", "serve", "--port", str(self.port),
-                                      "--workers", str(workers)],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "MECR_DATABASE_URL": url,
+            "MECR_BASE_URL": f"http://127.0.0.1:{self.port}",
+            "MECR_LOG_LEVEL": "WARNING",
+            "MECR_MAX_BUNDLE_ENTRIES": "1000",
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fhir_ecr.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while True:
@@ -189,8 +245,11 @@ def ingest_over_http(server: Server, payloads: list[bytes], streams: int) -> tup
 
     def post_all(chunk: list[bytes]) -> None:
         try:
-            with httpx.Client(base_url=server.base, timeout=300,
-                              headers={"Content-Type": "application/fhir+json", **server.headers}) as client:
+            with httpx.Client(
+                base_url=server.base,
+                timeout=300,
+                headers={"Content-Type": "application/fhir+json", **server.headers},
+            ) as client:
                 for body in chunk:
                     client.post("/fhir", content=body).raise_for_status()
         except BaseException as exc:  # reported after the threads end
@@ -239,17 +298,26 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
         out.update(ingest_per_s=rate, peak_rss_mb=peak, rss_start_mb=start_rss)
         out["validation_per_s"] = validation_rate(min(ingest, 20_000), patients)
         out["ratio"] = out["ingest_per_s"] / out["validation_per_s"]
-        print(f"[{backend}] (a) ingest {ingest:,} Observations, 1 stream, 1 worker: {rate:,.0f}/s; validation only: "
-              f"{out['validation_per_s']:,.0f}/s; ratio {out['ratio']:.2f}", flush=True)
-        print(f"[{backend}] (c) server RSS: {start_rss:.0f} MB at start, peak {peak:.0f} MB during ingest", flush=True)
+        print(
+            f"[{backend}] (a) ingest {ingest:,} Observations, 1 stream, 1 worker: {rate:,.0f}/s; validation only: "
+            f"{out['validation_per_s']:,.0f}/s; ratio {out['ratio']:.2f}",
+            flush=True,
+        )
+        print(
+            f"[{backend}] (c) server RSS: {start_rss:.0f} MB at start, peak {peak:.0f} MB during ingest",
+            flush=True,
+        )
         server = Server(db.url, workers=2)
         try:
             payloads = [orjson.dumps(b) for b in bundles(ingest, ingest, patients)]
             rate2, peak2, _ = ingest_over_http(server, payloads, streams=2)
             del payloads
             out.update(ingest2_per_s=rate2, peak2_rss_mb=peak2)
-            print(f"[{backend}] (a') ingest {ingest:,} more, 2 streams, 2 workers: {rate2:,.0f}/s; peak RSS of the "
-                  f"server processes {peak2:.0f} MB", flush=True)
+            print(
+                f"[{backend}] (a') ingest {ingest:,} more, 2 streams, 2 workers: {rate2:,.0f}/s; peak RSS of the "
+                f"server processes {peak2:.0f} MB",
+                flush=True,
+            )
             client = httpx.Client(base_url=server.base, timeout=120, headers=server.headers)
             ingest *= 2
             remaining = max(0, search_obs - ingest)
@@ -260,7 +328,10 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
                 done += len(b["entry"])
                 if done % 50_000 < BUNDLE_SIZE:
                     rate = done / (time.perf_counter() - t)
-                    print(f"[{backend}]     loaded {ingest + done:,} / {search_obs:,} ({rate:,.0f}/s)", flush=True)
+                    print(
+                        f"[{backend}]     loaded {ingest + done:,} / {search_obs:,} ({rate:,.0f}/s)",
+                        flush=True,
+                    )
             # Steady state after a bulk load: fresh statistics, and on PostgreSQL the visibility map that
             # autovacuum would set (index-only scans need it; PostgreSQL 13+ autovacuums insert-only tables).
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -276,8 +347,15 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
                 day = rnd.randrange(max(1, days))
                 since = time.strftime("%Y-%m-%d", time.gmtime(START + day * 86400))
                 t0 = time.perf_counter()
-                r = client.get("/fhir/Observation", params={
-                    "patient": f"bench-{pid}", "code": f"{LOINC}|{code}", "date": f"ge{since}", "_count": "50"})
+                r = client.get(
+                    "/fhir/Observation",
+                    params={
+                        "patient": f"bench-{pid}",
+                        "code": f"{LOINC}|{code}",
+                        "date": f"ge{since}",
+                        "_count": "50",
+                    },
+                )
                 dt = time.perf_counter() - t0
                 r.raise_for_status()
                 if q >= 20:  # warm-up
@@ -288,9 +366,12 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
             out["p50_ms"] = statistics.median(latencies)
             out["p95_ms"] = latencies[int(0.95 * len(latencies)) - 1]
             out["p99_ms"] = latencies[int(0.99 * len(latencies)) - 1]
-            print(f"[{backend}] (b) search over {total:,} Observations / {patients:,} patients, {queries} queries "
-                  f"(mean {statistics.mean(matched):.0f} matches each): p50 {out['p50_ms']:.1f} ms, "
-                  f"p95 {out['p95_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms", flush=True)
+            print(
+                f"[{backend}] (b) search over {total:,} Observations / {patients:,} patients, {queries} queries "
+                f"(mean {statistics.mean(matched):.0f} matches each): p50 {out['p50_ms']:.1f} ms, "
+                f"p95 {out['p95_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms",
+                flush=True,
+            )
         finally:
             server.stop()
             engine.dispose()
@@ -310,11 +391,15 @@ def main() -> None:
     search_obs = int(1_000_000 * args.scale)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = [run_backend(b, ingest, search_obs, args.patients, args.queries) for b in backends]
-    print("\nbackend   ingest/s  validate/s  ratio  peak RSS MB  2-stream ingest/s  search p50 ms  p95 ms  p99 ms")
+    print(
+        "\nbackend   ingest/s  validate/s  ratio  peak RSS MB  2-stream ingest/s  search p50 ms  p95 ms  p99 ms"
+    )
     for r in results:
-        print(f"{r['backend']:<9} {r['ingest_per_s']:>8,.0f}  {r['validation_per_s']:>10,.0f}  {r['ratio']:>5.2f}  "
-              f"{r['peak_rss_mb']:>11.0f}  {r['ingest2_per_s']:>17,.0f}  {r['p50_ms']:>13.1f}  {r['p95_ms']:>6.1f}  "
-              f"{r['p99_ms']:>6.1f}")
+        print(
+            f"{r['backend']:<9} {r['ingest_per_s']:>8,.0f}  {r['validation_per_s']:>10,.0f}  {r['ratio']:>5.2f}  "
+            f"{r['peak_rss_mb']:>11.0f}  {r['ingest2_per_s']:>17,.0f}  {r['p50_ms']:>13.1f}  {r['p95_ms']:>6.1f}  "
+            f"{r['p99_ms']:>6.1f}"
+        )
 
 
 if __name__ == "__main__":

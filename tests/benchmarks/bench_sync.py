@@ -38,21 +38,38 @@ def _rss_mb() -> float:
 
 def _services(tmp: Path, name: str) -> Any:
     # A queue no worker reads: the benchmark runs each job itself, and times it.
-    return fresh_services(Settings(database_url=f"sqlite:///{tmp / name}.db", base_url="http://127.0.0.1:9",
-                                   environment="test", auth="off", job_store=f"sqlite:///{tmp / name}-jobs.db"))
+    return fresh_services(
+        Settings(
+            database_url=f"sqlite:///{tmp / name}.db",
+            base_url="http://127.0.0.1:9",
+            environment="test",
+            auth="off",
+            job_store=f"sqlite:///{tmp / name}-jobs.db",
+        )
+    )
 
 
 def _seed(sekmet: Sekmet, n: int) -> None:
     patients = max(1, n // 100)
     for start in range(0, patients, 500):
-        entries = [{"request": {"method": "PUT", "url": f"Patient/p{i}"}, "resource": patient(f"p{i}", f"M{i}", "Z")}
-                   for i in range(start, min(patients, start + 500))]
-        assert sekmet.http.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}).is_success
+        entries = [
+            {"request": {"method": "PUT", "url": f"Patient/p{i}"}, "resource": patient(f"p{i}", f"M{i}", "Z")}
+            for i in range(start, min(patients, start + 500))
+        ]
+        assert sekmet.http.post(
+            "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        ).is_success
     for start in range(0, n - patients, 1000):
-        entries = [{"request": {"method": "PUT", "url": f"Observation/w{i}"},
-                    "resource": weight(f"w{i}", f"p{i % patients}", f"{60 + i % 40}.5")}
-                   for i in range(start, min(n - patients, start + 1000))]
-        assert sekmet.http.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}).is_success
+        entries = [
+            {
+                "request": {"method": "PUT", "url": f"Observation/w{i}"},
+                "resource": weight(f"w{i}", f"p{i % patients}", f"{60 + i % 40}.5"),
+            }
+            for i in range(start, min(n - patients, start + 1000))
+        ]
+        assert sekmet.http.post(
+            "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        ).is_success
 
 
 class _EmrClock:
@@ -77,8 +94,11 @@ class _EmrClock:
 
 
 def _line(what: str, n: int, total: float, own: float) -> None:
-    print(f"{what}: {n} resources in {total:.1f} s = {n / total:,.0f} res/s end to end; mECR's side {own:.1f} s = "
-          f"{n / own:,.0f} res/s", flush=True)
+    print(
+        f"{what}: {n} resources in {total:.1f} s = {n / total:,.0f} res/s end to end; mECR's side {own:.1f} s = "
+        f"{n / own:,.0f} res/s",
+        flush=True,
+    )
 
 
 def _bulk_pull(svc: Any) -> None:
@@ -96,8 +116,11 @@ def _bulk_pull(svc: Any) -> None:
         time.sleep(min(delay, 5.0))
     done = time.perf_counter()
     _line("pull bulk", counts.fetched, done - t, done - polled)
-    print(f"  (sekmet's export, kick-off to manifest: {polled - t:.1f} s; created {counts.created}, "
-          f"rejected {counts.rejected})", flush=True)
+    print(
+        f"  (sekmet's export, kick-off to manifest: {polled - t:.1f} s; created {counts.created}, "
+        f"rejected {counts.rejected})",
+        flush=True,
+    )
 
 
 def _validation_baseline(svc: Any, n: int) -> None:
@@ -126,7 +149,9 @@ def main() -> None:
             for mode in ("bulk", "paged"):
                 svc = _services(tmp, mode)
                 register(svc, sekmet.base, pull="Patient, Observation", push="", mode=mode)
-                svc.settings = svc.settings.model_copy(update={"sync_page_size": 1000, "sync_batch_size": 1000})
+                svc.settings = svc.settings.model_copy(
+                    update={"sync_page_size": 1000, "sync_batch_size": 1000}
+                )
                 if mode == "bulk":
                     _bulk_pull(svc)
                     _validation_baseline(svc, min(n_pull, 10_000))
@@ -145,10 +170,17 @@ def main() -> None:
             local = svc.repo.search_params("Patient", [("_count", "1")]).matches[0].id
             with svc.repo.unit() as uow:
                 for _ in range(n_push):
-                    uow.create({"resourceType": "Encounter", "status": "finished",
-                                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                          "code": "AMB"},
-                                "subject": {"reference": f"Patient/{local}"}})
+                    uow.create(
+                        {
+                            "resourceType": "Encounter",
+                            "status": "finished",
+                            "class": {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                "code": "AMB",
+                            },
+                            "subject": {"reference": f"Patient/{local}"},
+                        }
+                    )
             clock = _EmrClock()
             t = time.perf_counter()
             delivered = 0
@@ -168,15 +200,37 @@ def main() -> None:
         for start in range(0, n_export, 5000):
             with svc.repo.unit() as uow:
                 for i in range(start, min(n_export, start + 5000)):
-                    uow.create({"resourceType": "Observation", "status": "final", "code": {"text": "steps"},
-                                "subject": {"reference": "Patient/pe"}, "valueQuantity": {"value": i}},
-                               validated=True)
+                    uow.create(
+                        {
+                            "resourceType": "Observation",
+                            "status": "final",
+                            "code": {"text": "steps"},
+                            "subject": {"reference": "Patient/pe"},
+                            "valueQuantity": {"value": i},
+                        },
+                        validated=True,
+                    )
         from fhir_ecr.bulk.export import run_export
 
-        svc.sync_store.add_export(id="b" * 32, client_id="developer", scope="system/*.rs", request="bench",
-                                  state="queued", transaction_time="2026-12-10T00:00:00Z", created=int(time.time()),
-                                  params=json.dumps({"level": "system", "group": None, "types": ["Observation"],
-                                                     "since": None, "filters": {}, "principal": "developer"}))
+        svc.sync_store.add_export(
+            id="b" * 32,
+            client_id="developer",
+            scope="system/*.rs",
+            request="bench",
+            state="queued",
+            transaction_time="2026-12-10T00:00:00Z",
+            created=int(time.time()),
+            params=json.dumps(
+                {
+                    "level": "system",
+                    "group": None,
+                    "types": ["Observation"],
+                    "since": None,
+                    "filters": {},
+                    "principal": "developer",
+                }
+            ),
+        )
         t = time.perf_counter()
         run_export(svc, "b" * 32)
         dt = time.perf_counter() - t

@@ -62,7 +62,9 @@ def timed_validation(check: Any, resources: list[dict[str, Any]]) -> float:
     return (time.perf_counter() - start) / len(resources) * 1e6
 
 
-def binding_cost(validator: Any, resources: list[dict[str, Any]], rounds: int = 3, block: int = 50) -> dict[str, float]:
+def binding_cost(
+    validator: Any, resources: list[dict[str, Any]], rounds: int = 3, block: int = 50
+) -> dict[str, float]:
     """µs per resource of the whole validation with and without the binding check, and of the check alone.
 
     The two are timed block by block in turn (``block`` resources with, the same without, ...), so that the load
@@ -71,7 +73,7 @@ def binding_cost(validator: Any, resources: list[dict[str, Any]], rounds: int = 
     totals = {"with": 0.0, "without": 0.0, "alone": 0.0}
     for _ in range(rounds):
         for start in range(0, len(resources), block):
-            part = resources[start:start + block]
+            part = resources[start : start + block]
             totals["with"] += timed_validation(full, part) * len(part)
             with mock.patch.object(validation, "binding_issues", lambda _resource: []):
                 totals["without"] += timed_validation(full, part) * len(part)
@@ -81,7 +83,9 @@ def binding_cost(validator: Any, resources: list[dict[str, Any]], rounds: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000, help="resources in all (spread over the profiles)")
+    parser.add_argument(
+        "--count", type=int, default=10_000, help="resources in all (spread over the profiles)"
+    )
     parser.add_argument("--bindings-only", action="store_true", help="only step 4 (the binding check's cost)")
     args = parser.parse_args()
     validator = default_validator()
@@ -106,18 +110,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for label, check in (("plain", validate_resource),
-                             ("with profiles", compose_validators(validate_resource, validator))):
+        for label, check in (
+            ("plain", validate_resource),
+            ("with profiles", compose_validators(validate_resource, validator)),
+        ):
             engine = make_engine(f"sqlite:///{Path(tmp) / (label.replace(' ', '_') + '.db')}")
             upgrade(engine)
             repo = FhirRepository(engine, validator=check)
             results[label] = timed_creates(repo, [copy.deepcopy(r) for r in everything])
             engine.dispose()
-    print(f"profile validation, mean over all resources: {total_profile:.1f} µs/resource "
-          f"(median per profile {statistics.median(per_profile.values()):.1f})")
+    print(
+        f"profile validation, mean over all resources: {total_profile:.1f} µs/resource "
+        f"(median per profile {statistics.median(per_profile.values()):.1f})"
+    )
     print(f"plain write path (SQLite, create, structure + bindings): {results['plain']:.1f} µs/resource")
-    print(f"write path with profile validation:                       {results['with profiles']:.1f} µs/resource")
-    print(f"ratio profile validation / plain write path: {total_profile / results['plain']:.2f} (target < 0.50)")
+    print(
+        f"write path with profile validation:                       {results['with profiles']:.1f} µs/resource"
+    )
+    print(
+        f"ratio profile validation / plain write path: {total_profile / results['plain']:.2f} (target < 0.50)"
+    )
     report_binding_cost(validator, everything)
 
 
@@ -126,8 +138,10 @@ def report_binding_cost(validator: Any, everything: list[dict[str, Any]]) -> Non
     print(f"whole validation (structure, bindings, profiles): {cost['with']:.1f} µs/resource")
     print(f"the same without the binding check:               {cost['without']:.1f} µs/resource")
     print(f"the binding check alone:                          {cost['alone']:.1f} µs/resource")
-    print(f"binding check / validation without it: {cost['alone'] / cost['without']:.3f}; "
-          f"with / without: {cost['with'] / cost['without']:.3f} (target < 1.15)")
+    print(
+        f"binding check / validation without it: {cost['alone'] / cost['without']:.3f}; "
+        f"with / without: {cost['with'] / cost['without']:.3f} (target < 1.15)"
+    )
 
 
 if __name__ == "__main__":

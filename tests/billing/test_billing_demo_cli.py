@@ -32,8 +32,21 @@ def demo_db(settings: Any, services: Any, monkeypatch: Any, capsys: Any) -> Any:
 def _export(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path]:
     today = demo_today()
     out = tmp_path / name
-    code = main(["billing", "export", "--rules", str(DEMO_BILLING), "--from", str(today - timedelta(days=60)),
-                 "--to", str(today), "-o", str(out), *extra])
+    code = main(
+        [
+            "billing",
+            "export",
+            "--rules",
+            str(DEMO_BILLING),
+            "--from",
+            str(today - timedelta(days=60)),
+            "--to",
+            str(today),
+            "-o",
+            str(out),
+            *extra,
+        ]
+    )
     return code, out
 
 
@@ -49,20 +62,41 @@ def test_the_demo_practice_exports_claims(demo_db: Any, tmp_path: Path, capsys: 
     assert "export 1: 6 lines, 6 claims, 0 findings" in said.out
 
 
-def test_an_837p_without_claims_says_why_and_records_nothing(demo_db: Any, tmp_path: Path, capsys: Any,
-                                                              services: Any) -> None:
+def test_an_837p_without_claims_says_why_and_records_nothing(
+    demo_db: Any, tmp_path: Path, capsys: Any, services: Any
+) -> None:
     code, out = _export(tmp_path, "self-pay.x12", "--format", "837p", "--payer", "self-pay")
     said = capsys.readouterr()
     assert code == 1
     assert "no claims to export, so no 837P was written and nothing was marked" in said.err
-    assert "3 lines are self-pay (demo-cara, lin-chen): see `mecr billing superbill --patient demo-cara" in said.err
+    assert (
+        "3 lines are self-pay (demo-cara, lin-chen): see `mecr billing superbill --patient demo-cara"
+        in said.err
+    )
     assert not out.exists() and (tmp_path / "self-pay.findings.csv").exists()
     with services.repo.unit(write=False) as uow:
         assert uow.states("billing.export.") == []  # the export was rolled back: no control number used
     # the superbill the message points to works
     today = demo_today()
-    assert main(["billing", "superbill", "--rules", str(DEMO_BILLING), "--patient", "demo-cara", "--from",
-                 str(today - timedelta(days=60)), "--to", str(today), "-o", str(tmp_path / "sb.html")]) == 0
+    assert (
+        main(
+            [
+                "billing",
+                "superbill",
+                "--rules",
+                str(DEMO_BILLING),
+                "--patient",
+                "demo-cara",
+                "--from",
+                str(today - timedelta(days=60)),
+                "--to",
+                str(today),
+                "-o",
+                str(tmp_path / "sb.html"),
+            ]
+        )
+        == 0
+    )
     assert "Chloe" in (tmp_path / "sb.html").read_text()
     # a range without sessions says so
     code, _ = _export(tmp_path, "empty.x12", "--format", "837p", "--payer", "medicare")

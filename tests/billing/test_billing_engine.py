@@ -76,8 +76,14 @@ def test_group_of_one_and_of_two():
 
 def test_group_session_bills_each_participant():
     a = session(encounter_id="p1", types=(GROUP,), minutes=40, group_id="g", group_size=3)
-    b = session(encounter_id="p2", types=(GROUP,), minutes=40, group_id="g", group_size=3,
-                patient=replace(PATIENT, id="pat-2", given="Ben"))
+    b = session(
+        encounter_id="p2",
+        types=(GROUP,),
+        minutes=40,
+        group_id="g",
+        group_size=3,
+        patient=replace(PATIENT, id="pat-2", given="Ben"),
+    )
     ev = run(a, b)
     assert sorted((ln.patient.id, ln.code) for ln in ev.lines) == [("pat-1", "0593T"), ("pat-2", "0593T")]
 
@@ -116,9 +122,9 @@ def test_medicare_is_billed_incident_to_the_supervising_practitioner():
 
 
 def test_charges_come_from_the_payer_fee_schedule():
-    assert only_line(run(session())).charge == Decimal("75.00")           # medicare
-    assert only_line(run(session(insurance=COMMERCIAL))).charge == Decimal("90.00")   # default
-    assert only_line(run(session(insurance=MEDI_CAL))).charge == Decimal("41.08")     # medi-cal
+    assert only_line(run(session())).charge == Decimal("75.00")  # medicare
+    assert only_line(run(session(insurance=COMMERCIAL))).charge == Decimal("90.00")  # default
+    assert only_line(run(session(insurance=MEDI_CAL))).charge == Decimal("41.08")  # medi-cal
     assert only_line(run(session(insurance=None))).payer == "self-pay"
 
 
@@ -141,8 +147,10 @@ def test_per_payer_override_medi_cal_midpoint_and_same_day_rule():
     assert [ln.code for ln in ev.lines] == ["0591T"]
     assert [(f.encounter_id, f.code) for f in ev.findings] == [("b", "same-day-conflict")]
     # Medi-Cal allows two initial assessments a year
-    ev = run(session(encounter_id="x", types=(INITIAL,), insurance=MEDI_CAL),
-             session(encounter_id="y", types=(INITIAL,), insurance=MEDI_CAL, day=date(2026, 3, 20)))
+    ev = run(
+        session(encounter_id="x", types=(INITIAL,), insurance=MEDI_CAL),
+        session(encounter_id="y", types=(INITIAL,), insurance=MEDI_CAL, day=date(2026, 3, 20)),
+    )
     assert [ln.code for ln in ev.lines] == ["0591T", "0591T"]
 
 
@@ -153,7 +161,9 @@ def test_missing_diagnosis_and_required_bmi_diagnosis_for_g0447():
     only_finding(run(session(**ibt, diagnoses=("E66.9", "Z68.29"))), "required-diagnosis-missing")
     line = only_line(run(session(**ibt, diagnoses=("Z71.3", "Z68.35", "E66.9"))))
     assert line.code == "G0447" and line.diagnoses[:3] == ("E66.9", "Z68.35", "Z71.3")  # obesity, then BMI
-    only_finding(run(session(types=(f"{HCPCS}|G0447",), minutes=14, diagnoses=("E66.01", "Z68.41"))), "too-short")
+    only_finding(
+        run(session(types=(f"{HCPCS}|G0447",), minutes=14, diagnoses=("E66.01", "Z68.41"))), "too-short"
+    )
 
 
 def test_g0473_group_of_2_to_10():
@@ -163,11 +173,15 @@ def test_g0473_group_of_2_to_10():
     only_finding(run(session(**g, group_size=11)), "group-too-large")
 
 
-@pytest.mark.parametrize(("minutes", "code"), [(7, None), (8, "99401"), (22, "99401"), (23, "99402"),
-                                               (38, "99403"), (53, "99404"), (90, "99404")])
+@pytest.mark.parametrize(
+    ("minutes", "code"),
+    [(7, None), (8, "99401"), (22, "99401"), (23, "99402"), (38, "99403"), (53, "99404"), (90, "99404")],
+)
 def test_preventive_counselling_time_bands(minutes, code, tmp_path: Path):
     fees = tmp_path / "fees.yaml"
-    fees.write_text("version: 1\npayers:\n  default:\n    fees: {'99401': 40, '99402': 60, '99403': 80, '99404': 100}\n")
+    fees.write_text(
+        "version: 1\npayers:\n  default:\n    fees: {'99401': 40, '99402': 60, '99403': 80, '99404': 100}\n"
+    )
     table = rules(fees)
     ev = run(session(types=(f"{CPT}|99401",), minutes=minutes, insurance=COMMERCIAL), table=table)
     if code is None:
@@ -197,8 +211,10 @@ def test_monthly_chi_minutes_add_up_per_calendar_month(tmp_path: Path):
     days = [date(2026, 3, d) for d in (3, 10, 17, 24)]
     sessions = [session(encounter_id=f"c{i}", types=chi, minutes=30, day=d) for i, d in enumerate(days)]
     ev = run(*sessions, table=table)
-    assert [(ln.code, ln.units, ln.day) for ln in ev.lines] == [("G0019", 1, date(2026, 3, 24)),
-                                                               ("G0022", 2, date(2026, 3, 24))]
+    assert [(ln.code, ln.units, ln.day) for ln in ev.lines] == [
+        ("G0019", 1, date(2026, 3, 24)),
+        ("G0022", 2, date(2026, 3, 24)),
+    ]
     short = run(*sessions[:1], table=table)
     assert [f.code for f in short.findings] == ["too-short"]
     partial = evaluate(sessions, table, start=date(2026, 3, 1), end=date(2026, 3, 20))
@@ -233,7 +249,9 @@ def test_npi_check_digit_and_units():
 
 def test_rule_table_errors_name_the_problem(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nservices:\n  x:\n    description: y\n    match: [nopipe]\n    code: '0592T'\n")
+    bad.write_text(
+        "version: 1\nservices:\n  x:\n    description: y\n    match: [nopipe]\n    code: '0592T'\n"
+    )
     with pytest.raises(RuleTableError) as exc:
         load_rules(bad)
     assert any("services.x.match" in p and "system|code" in p for p in exc.value.problems)

@@ -66,18 +66,23 @@ def test_medicare_audio_only_is_paid_only_with_the_beneficiary_at_home():
     assert "at home" in away.findings[0].message
     # video away from home stays payable (POS 02), and a payer whose places allow it pays audio-only away too
     assert [ln.pos for ln in run(session(modality="video", at_home=False)).lines] == ["02"]
-    assert [ln.pos for ln in run(session(modality="audio-only", at_home=False, insurance=MEDI_CAL)).lines] == ["02"]
+    assert [
+        ln.pos for ln in run(session(modality="audio-only", at_home=False, insurance=MEDI_CAL)).lines
+    ] == ["02"]
 
 
 def test_telehealth_places_are_rule_data_a_practice_can_change(tmp_path: Path):
     wider = tmp_path / "wider.yaml"
-    wider.write_text("version: 1\npayers:\n  medicare:\n    telehealth: {places: {audio-only: [home, other]}}\n")
+    wider.write_text(
+        "version: 1\npayers:\n  medicare:\n    telehealth: {places: {audio-only: [home, other]}}\n"
+    )
     ev = run(session(modality="audio-only", at_home=False), table=rules(wider))
     assert [(ln.pos, ln.modifiers) for ln in ev.lines] == [("02", ("93",))]
     narrower = tmp_path / "narrower.yaml"
     narrower.write_text("version: 1\npayers:\n  medicare:\n    telehealth: {places: {video: [home]}}\n")
     assert codes(run(session(modality="video", at_home=False), table=rules(narrower))) == [
-        ("enc-1", "telehealth-place-not-covered")]
+        ("enc-1", "telehealth-place-not-covered")
+    ]
     assert RULES.payer("medicare").telehealth.places["audio-only"] == ("home",)
 
 
@@ -87,14 +92,20 @@ def test_telehealth_places_are_rule_data_a_practice_can_change(tmp_path: Path):
 @pytest.fixture(scope="module")
 def counselling_rules(tmp_path_factory: pytest.TempPathFactory):
     fees = tmp_path_factory.mktemp("fees") / "fees.yaml"
-    fees.write_text("version: 1\npayers:\n  default:\n    fees: {'99401': 40, '99402': 60, '99403': 80, '99404': 100,"
-                    " '99411': 20, '99412': 30}\n")
+    fees.write_text(
+        "version: 1\npayers:\n  default:\n    fees: {'99401': 40, '99402': 60, '99403': 80, '99404': 100,"
+        " '99411': 20, '99412': 30}\n"
+    )
     return rules(fees)
 
 
-@pytest.mark.parametrize(("first", "second", "code"), [(8, 14, "99401"), (8, 15, "99402"), (20, 17, "99402"),
-                                                       (20, 18, "99403"), (30, 23, "99404")])
-def test_two_counselling_sessions_on_one_day_bill_one_code_for_the_total(counselling_rules, first, second, code):
+@pytest.mark.parametrize(
+    ("first", "second", "code"),
+    [(8, 14, "99401"), (8, 15, "99402"), (20, 17, "99402"), (20, 18, "99403"), (30, 23, "99404")],
+)
+def test_two_counselling_sessions_on_one_day_bill_one_code_for_the_total(
+    counselling_rules, first, second, code
+):
     kind = {"types": (f"{CPT}|99401",), "insurance": COMMERCIAL}
     morning = session(encounter_id="am", minutes=first, **kind)
     evening = session(encounter_id="pm", minutes=second, **kind)
@@ -108,12 +119,18 @@ def test_two_counselling_sessions_on_one_day_bill_one_code_for_the_total(counsel
 
 def test_counselling_on_different_days_and_group_counselling(counselling_rules):
     kind = {"types": (f"{CPT}|99401",), "insurance": COMMERCIAL, "minutes": 15}
-    ev = run(session(encounter_id="a", **kind), session(encounter_id="b", day=date(2026, 3, 11), **kind),
-             table=counselling_rules)
+    ev = run(
+        session(encounter_id="a", **kind),
+        session(encounter_id="b", day=date(2026, 3, 11), **kind),
+        table=counselling_rules,
+    )
     assert [ln.code for ln in ev.lines] == ["99401", "99401"]
     group = {"types": (f"{CPT}|99411",), "insurance": COMMERCIAL, "group_size": 4}
-    ev = run(session(encounter_id="g1", minutes=25, **group), session(encounter_id="g2", minutes=25, **group),
-             table=counselling_rules)
+    ev = run(
+        session(encounter_id="g1", minutes=25, **group),
+        session(encounter_id="g2", minutes=25, **group),
+        table=counselling_rules,
+    )
     assert [(ln.code, ln.minutes) for ln in ev.lines] == [("99412", 50)]
     # a second export of the same day is already billed (the day's line), unless rebilled
     prior = BilledItem(ev.lines[0].key, PATIENT.id, "99412", date(2026, 3, 10))
@@ -125,12 +142,22 @@ def test_counselling_on_different_days_and_group_counselling(counselling_rules):
 
 
 def _ibt_billed(first: date, n: int, code: str = "G0447") -> list[BilledItem]:
-    return [BilledItem(f"Encounter/old-{i}", PATIENT.id, code, first + timedelta(days=14 * i)) for i in range(n)]
+    return [
+        BilledItem(f"Encounter/old-{i}", PATIENT.id, code, first + timedelta(days=14 * i)) for i in range(n)
+    ]
 
 
 def test_g0447_22_visits_in_a_rolling_12_months_then_a_finding():
-    visits = [session(encounter_id=f"v{i:02d}", types=G0447, minutes=15, diagnoses=IBT_DX,
-                      day=date(2025, 6, 2) + timedelta(days=7 * i)) for i in range(23)]
+    visits = [
+        session(
+            encounter_id=f"v{i:02d}",
+            types=G0447,
+            minutes=15,
+            diagnoses=IBT_DX,
+            day=date(2025, 6, 2) + timedelta(days=7 * i),
+        )
+        for i in range(23)
+    ]
     ev = run(*visits)
     assert len(ev.lines) == 22 and codes(ev) == [("v22", "frequency-limit")]
     assert "rolling" in ev.findings[0].message
@@ -158,8 +185,10 @@ def test_g0447_and_g0473_count_together():
 
 def test_a_yearly_limit_must_say_calendar_or_rolling(tmp_path: Path):
     bare = tmp_path / "bare.yaml"
-    bare.write_text("version: 1\npayers:\n  medi-cal:\n    services:\n      coaching-initial:\n"
-                    "        frequency: {year: 2}\n")
+    bare.write_text(
+        "version: 1\npayers:\n  medi-cal:\n    services:\n      coaching-initial:\n"
+        "        frequency: {year: 2}\n"
+    )
     with pytest.raises(RuleTableError) as exc:
         load_rules(Path(RULES.sources[1]), bare)
     assert any("window" in p and "calendar" in p and "rolling" in p for p in exc.value.problems)
@@ -170,13 +199,16 @@ def test_a_yearly_limit_must_say_calendar_or_rolling(tmp_path: Path):
     assert [ln.code for ln in run(replace(initial, day=date(2026, 1, 2)), billed=dec).lines] == ["0591T"]
 
 
-@pytest.mark.parametrize(("dx", "ok"), [
-    (("Z68.35",), False),                       # a BMI code alone: no associated diagnosis
-    (("E66.3", "Z68.35"), False),               # overweight is not obesity (NCD 210.12: BMI >= 30)
-    (("E66.9",), False),                        # obesity without the BMI code
-    (("Z68.35", "E66.01"), True),               # both: listed obesity first whatever the order given
-    (("E66.812", "Z68.41", "I10"), True),
-])
+@pytest.mark.parametrize(
+    ("dx", "ok"),
+    [
+        (("Z68.35",), False),  # a BMI code alone: no associated diagnosis
+        (("E66.3", "Z68.35"), False),  # overweight is not obesity (NCD 210.12: BMI >= 30)
+        (("E66.9",), False),  # obesity without the BMI code
+        (("Z68.35", "E66.01"), True),  # both: listed obesity first whatever the order given
+        (("E66.812", "Z68.41", "I10"), True),
+    ],
+)
 def test_ibt_lists_the_obesity_diagnosis_first_and_the_bmi_after_it(dx, ok):
     ev = run(session(types=G0447, minutes=15, diagnoses=dx))
     if not ok:
@@ -192,7 +224,9 @@ def test_ibt_lists_the_obesity_diagnosis_first_and_the_bmi_after_it(dx, ok):
 # -- 4. units with a midpoint, daily unit caps ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("minutes", "units"), [(15, 0), (16, 1), (45, 1), (46, 2), (60, 2), (75, 2), (76, 3)])
+@pytest.mark.parametrize(
+    ("minutes", "units"), [(15, 0), (16, 1), (45, 1), (46, 2), (60, 2), (75, 2), (76, 3)]
+)
 def test_medi_cal_0592t_in_30_minute_units_with_a_16_minute_midpoint(minutes, units):
     ev = run(session(minutes=minutes, insurance=MEDI_CAL))
     if units == 0:
@@ -209,33 +243,47 @@ def test_medi_cal_at_most_3_units_a_day():
     ev = run(*three)
     assert [ln.units for ln in ev.lines] == [1, 1, 1] and codes(ev) == [("s3", "daily-unit-limit")]
     # 60 + 60 minutes: 2 units, then 1 of the next 2 fits
-    ev = run(session(encounter_id="a", minutes=60, insurance=MEDI_CAL),
-             session(encounter_id="b", minutes=60, insurance=MEDI_CAL))
+    ev = run(
+        session(encounter_id="a", minutes=60, insurance=MEDI_CAL),
+        session(encounter_id="b", minutes=60, insurance=MEDI_CAL),
+    )
     assert [(ln.encounter_id, ln.units) for ln in ev.lines] == [("a", 2), ("b", 1)]
-    assert codes(ev) == [("b", "daily-unit-limit")] and "1 of this session's 2 units" in ev.findings[0].message
+    assert (
+        codes(ev) == [("b", "daily-unit-limit")] and "1 of this session's 2 units" in ev.findings[0].message
+    )
     # units billed in an earlier export count; the next day starts again
     prior = BilledItem("Encounter/old", PATIENT.id, "0592T", date(2026, 3, 10), units=3)
-    assert codes(run(session(minutes=30, insurance=MEDI_CAL), billed=[prior])) == [("enc-1", "daily-unit-limit")]
-    assert [ln.units for ln in run(session(minutes=30, insurance=MEDI_CAL, day=date(2026, 3, 11)),
-                                   billed=[prior]).lines] == [1]
+    assert codes(run(session(minutes=30, insurance=MEDI_CAL), billed=[prior])) == [
+        ("enc-1", "daily-unit-limit")
+    ]
+    assert [
+        ln.units
+        for ln in run(session(minutes=30, insurance=MEDI_CAL, day=date(2026, 3, 11)), billed=[prior]).lines
+    ] == [1]
 
 
 def test_medi_cal_0591t_needs_30_minutes():
     initial = {"types": (INITIAL,), "insurance": MEDI_CAL}
     assert codes(run(session(minutes=29, **initial))) == [("enc-1", "too-short")]
     assert [ln.code for ln in run(session(minutes=30, **initial)).lines] == ["0591T"]
-    assert [ln.code for ln in run(session(minutes=10, types=(INITIAL,))).lines] == ["0591T"]  # Medicare: no time
+    assert [ln.code for ln in run(session(minutes=10, types=(INITIAL,))).lines] == [
+        "0591T"
+    ]  # Medicare: no time
 
 
 # -- 5. payer identifiers --------------------------------------------------------------------------------------------
 
 
 def test_no_payer_id_is_a_finding_not_an_invented_one():
-    unnamed = Insurance("cov-9", ("BETA-1",), "Beta Health", "B123", (("urn:oid:2.16.840.1.113883.6.300", "BETA-1"),))
+    unnamed = Insurance(
+        "cov-9", ("BETA-1",), "Beta Health", "B123", (("urn:oid:2.16.840.1.113883.6.300", "BETA-1"),)
+    )
     ev = run(session(insurance=unnamed))
     assert not ev.lines and codes(ev) == [("enc-1", "no-payer-id")]
     assert "https://mecr.dev/fhir/sid/payer-id" in ev.findings[0].message
-    named = replace(unnamed, identifiers=(("urn:oid:2.16.840.1.113883.6.300", "BETA-1"), (PAYER_ID_SYSTEM, "60054")))
+    named = replace(
+        unnamed, identifiers=(("urn:oid:2.16.840.1.113883.6.300", "BETA-1"), (PAYER_ID_SYSTEM, "60054"))
+    )
     [line] = run(session(insurance=named)).lines
     assert line.payer_id == "60054"
     text = render_837p(build_claims([line], RULES), RULES, Envelope(1, datetime(2026, 4, 1, tzinfo=UTC)))

@@ -26,12 +26,18 @@ NOW = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 
 
 def seed(repo) -> None:
-    load(repo, [*practice_resources(), *patient_resources("ana", dx=("R73.03", "Z71.3")),
-                *patient_resources("cy", payer="acme"),
-                encounter("ana-1", "ana", "follow-up", T.format(2), 40),
-                encounter("ana-2", "ana", "follow-up", T.format(9), 40),
-                encounter("ana-3", "ana", "follow-up", T.format(16), 40),
-                encounter("cy-1", "cy", "follow-up", T.format(3), 40)])
+    load(
+        repo,
+        [
+            *practice_resources(),
+            *patient_resources("ana", dx=("R73.03", "Z71.3")),
+            *patient_resources("cy", payer="acme"),
+            encounter("ana-1", "ana", "follow-up", T.format(2), 40),
+            encounter("ana-2", "ana", "follow-up", T.format(9), 40),
+            encounter("ana-3", "ana", "follow-up", T.format(16), 40),
+            encounter("cy-1", "cy", "follow-up", T.format(3), 40),
+        ],
+    )
 
 
 def export(repo, start=MARCH[0], end=MARCH[1], fmt="837p", **kw):
@@ -53,7 +59,10 @@ def test_claim_numbers_are_unique_across_exports_and_every_claim_is_stored(repo)
     assert "M2-1" in april.content.decode()  # the CSV's claim_id column
     for number in numbers:
         stored = repo.read("Claim", number).content
-        assert stored["identifier"] == [{"system": CLAIM_SYSTEM, "value": number}] and stored["status"] == "active"
+        assert (
+            stored["identifier"] == [{"system": CLAIM_SYSTEM, "value": number}]
+            and stored["status"] == "active"
+        )
     item = repo.read("ChargeItem", charge_item_id("Encounter/ana-2")).content
     assert item["supportingInformation"][0]["reference"] == "Claim/M1-2"
     # a dry run records nothing, and re-exporting the same sessions never reuses a number
@@ -85,8 +94,12 @@ def test_rebill_replaces_the_claim_with_the_payer_claim_number_when_known(repo):
     replacement = repo.read("Claim", by_patient["ana"].id).content
     assert replacement["related"][0]["claim"] == {"reference": f"Claim/{ana_claim}"}
     assert replacement["related"][0]["reference"]["value"] == "26031500012"
-    assert repo.read("ChargeItem", charge_item_id("Encounter/ana-1")).content["supportingInformation"][0][
-        "reference"] == f"Claim/{by_patient['ana'].id}"
+    assert (
+        repo.read("ChargeItem", charge_item_id("Encounter/ana-1")).content["supportingInformation"][0][
+            "reference"
+        ]
+        == f"Claim/{by_patient['ana'].id}"
+    )
 
 
 def test_rebill_of_a_claim_that_was_never_accepted_is_an_original(repo):
@@ -98,8 +111,13 @@ def test_rebill_of_a_claim_that_was_never_accepted_is_an_original(repo):
         uow.update("Claim", rejected, {**stored, "status": "cancelled"})  # the clearinghouse rejected it
     again = export(repo, rebill=True)
     frequency = {c.patient.id: (c.frequency, c.replaces) for c in again.claims}
-    assert frequency == {"ana": ("1", None), "cy": ("7", next(c.id for c in first.claims if c.patient.id == "cy"))}
-    assert "related" not in repo.read("Claim", next(c.id for c in again.claims if c.patient.id == "ana")).content
+    assert frequency == {
+        "ana": ("1", None),
+        "cy": ("7", next(c.id for c in first.claims if c.patient.id == "cy")),
+    }
+    assert (
+        "related" not in repo.read("Claim", next(c.id for c in again.claims if c.patient.id == "ana")).content
+    )
 
 
 def test_a_replacement_never_drops_lines_it_did_not_evaluate(repo):
@@ -111,8 +129,12 @@ def test_a_replacement_never_drops_lines_it_did_not_evaluate(repo):
     [f] = part.evaluation.findings
     assert (f.encounter_id, f.code) == ("ana-2", "replacement-incomplete")
     assert "2026-03-02..2026-03-16" in f.message
-    assert repo.read("ChargeItem", charge_item_id("Encounter/ana-2")).content["supportingInformation"][0][
-        "reference"] == "Claim/M1-2"  # still on the claim it went out on
+    assert (
+        repo.read("ChargeItem", charge_item_id("Encounter/ana-2")).content["supportingInformation"][0][
+            "reference"
+        ]
+        == "Claim/M1-2"
+    )  # still on the claim it went out on
 
 
 def test_a_replacement_leaves_off_a_session_that_is_no_longer_billable(repo):
@@ -129,33 +151,64 @@ def test_a_replacement_leaves_off_a_session_that_is_no_longer_billable(repo):
 
 
 def test_group_members_whose_encounter_is_not_finished_do_not_count(repo):
-    load(repo, [*practice_resources(), *patient_resources("ana"), *patient_resources("ben"),
-                *patient_resources("cy"), *patient_resources("dee")])
-    three = [encounter("g3", "ana", "group", T.format(24), 45),
-             encounter("g3-ana", "ana", "group", T.format(24), None, part_of="g3"),
-             encounter("g3-ben", "ben", "group", T.format(24), None, part_of="g3"),
-             encounter("g3-cy", "cy", "group", T.format(24), None, part_of="g3")]
+    load(
+        repo,
+        [
+            *practice_resources(),
+            *patient_resources("ana"),
+            *patient_resources("ben"),
+            *patient_resources("cy"),
+            *patient_resources("dee"),
+        ],
+    )
+    three = [
+        encounter("g3", "ana", "group", T.format(24), 45),
+        encounter("g3-ana", "ana", "group", T.format(24), None, part_of="g3"),
+        encounter("g3-ben", "ben", "group", T.format(24), None, part_of="g3"),
+        encounter("g3-cy", "cy", "group", T.format(24), None, part_of="g3"),
+    ]
     three[3]["status"] = "in-progress"  # Cy left before the session was over
-    two = [encounter("g2", "dee", "group", T.format(25), 45),
-           encounter("g2-dee", "dee", "group", T.format(25), None, part_of="g2"),
-           encounter("g2-ben", "ben", "group", T.format(25), None, part_of="g2")]
+    two = [
+        encounter("g2", "dee", "group", T.format(25), 45),
+        encounter("g2-dee", "dee", "group", T.format(25), None, part_of="g2"),
+        encounter("g2-ben", "ben", "group", T.format(25), None, part_of="g2"),
+    ]
     two[2]["status"] = "planned"  # Ben did not come
     load(repo, [*three, *two])
     ev = preview(repo, RULES, *MARCH)
     assert sorted((ln.encounter_id, ln.code) for ln in ev.lines) == [("g3-ana", "0593T"), ("g3-ben", "0593T")]
     assert sorted((f.encounter_id, f.code) for f in ev.findings) == [
-        ("g2-ben", "not-finished"), ("g2-dee", "group-of-one"), ("g3-cy", "not-finished")]
+        ("g2-ben", "not-finished"),
+        ("g2-dee", "group-of-one"),
+        ("g3-cy", "not-finished"),
+    ]
 
 
 def test_a_payer_without_a_payer_id_gives_a_finding_not_pi_default(repo, client, practice_env):
     seed(repo)
-    beta = {"resourceType": "Organization", "id": "beta", "active": True, "name": "Beta Health",
-            "identifier": [{"system": "http://example.org/tax-id", "value": "12-3456789"}]}
-    load(repo, [beta, *patient_resources("eve", payer="beta"),
-                encounter("eve-1", "eve", "follow-up", T.format(4), 40)])
-    body = {"resourceType": "Parameters", "parameter": [
-        {"name": "from", "valueDate": "2026-03-01"}, {"name": "to", "valueDate": "2026-03-31"},
-        {"name": "format", "valueCode": "837p"}]}
+    beta = {
+        "resourceType": "Organization",
+        "id": "beta",
+        "active": True,
+        "name": "Beta Health",
+        "identifier": [{"system": "http://example.org/tax-id", "value": "12-3456789"}],
+    }
+    load(
+        repo,
+        [
+            beta,
+            *patient_resources("eve", payer="beta"),
+            encounter("eve-1", "eve", "follow-up", T.format(4), 40),
+        ],
+    )
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "from", "valueDate": "2026-03-01"},
+            {"name": "to", "valueDate": "2026-03-31"},
+            {"name": "format", "valueCode": "837p"},
+        ],
+    }
     resp = client.post("/fhir/Claim/$billing-export", json=body)
     assert resp.status_code == 200, resp.text
     params = {p["name"]: p for p in resp.json()["parameter"]}
@@ -178,7 +231,17 @@ def test_the_day_of_service_is_the_local_date_in_the_practice_zone(repo):
     # a patient's own zone wins over the practice's: in Berlin it was already 1 April
     ana = repo.read("Patient", "ana").content
     with repo.unit() as uow:
-        uow.update("Patient", "ana", {**ana, "extension": [
-            {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "Europe/Berlin"}]})
-    assert [ln.day for ln in preview(repo, RULES, date(2026, 4, 1), date(2026, 4, 30),
-                                     tz="America/New_York").lines] == [date(2026, 4, 1)]
+        uow.update(
+            "Patient",
+            "ana",
+            {
+                **ana,
+                "extension": [
+                    {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "Europe/Berlin"}
+                ],
+            },
+        )
+    assert [
+        ln.day
+        for ln in preview(repo, RULES, date(2026, 4, 1), date(2026, 4, 30), tz="America/New_York").lines
+    ] == [date(2026, 4, 1)]

@@ -38,15 +38,27 @@ def claims_for(sessions, start=date(2026, 1, 1), end=date(2026, 12, 31)):
 def mixed_sessions():
     other = replace(PATIENT, id="pat-2", family="Okafor", given="James", gender="male")
     return [
-        session(encounter_id="e1", types=(INITIAL,), minutes=50, day=date(2026, 3, 2),
-                diagnoses=("E66.9", "Z68.35", "R73.03", "Z71.3", "Z71.89")),
+        session(
+            encounter_id="e1",
+            types=(INITIAL,),
+            minutes=50,
+            day=date(2026, 3, 2),
+            diagnoses=("E66.9", "Z68.35", "R73.03", "Z71.3", "Z71.89"),
+        ),
         session(encounter_id="e2", modality="video", day=date(2026, 3, 9)),
         session(encounter_id="e3", modality="video", at_home=False, day=date(2026, 3, 16)),
-        session(encounter_id="e4", types=(GROUP,), minutes=45, group_size=3, group_id="g", day=date(2026, 3, 23)),
+        session(
+            encounter_id="e4", types=(GROUP,), minutes=45, group_size=3, group_id="g", day=date(2026, 3, 23)
+        ),
         session(encounter_id="e5", patient=other, insurance=COMMERCIAL, minutes=40, day=date(2026, 3, 5)),
         session(encounter_id="e6", patient=other, insurance=COMMERCIAL, minutes=40, day=date(2026, 4, 5)),
-        session(encounter_id="e7", patient=replace(PATIENT, id="pat-3"), insurance=MEDI_CAL, minutes=20,
-                day=date(2026, 3, 5)),
+        session(
+            encounter_id="e7",
+            patient=replace(PATIENT, id="pat-3"),
+            insurance=MEDI_CAL,
+            minutes=20,
+            day=date(2026, 3, 5),
+        ),
         session(encounter_id="e8", insurance=None, day=date(2026, 3, 30)),  # self-pay: no claim
     ]
 
@@ -64,9 +76,12 @@ def test_pyx12_accepts_the_interchange_and_reads_back_the_same_claims():
         assert Decimal(got["total"]) == want.total == sum(ln.charge for ln in want.lines)
         assert got["pos"] == want.pos
         assert got["dx"] == [d.replace(".", "") for d in want.diagnoses]
-        assert [(ln["code"], ln["modifiers"], Decimal(ln["charge"]), int(ln["units"]), ln["date"])
-                for ln in got["lines"]] == [(ln.code, list(ln.modifiers), ln.charge, ln.units,
-                                             ln.day.strftime("%Y%m%d")) for ln in want.lines]
+        assert [
+            (ln["code"], ln["modifiers"], Decimal(ln["charge"]), int(ln["units"]), ln["date"])
+            for ln in got["lines"]
+        ] == [
+            (ln.code, list(ln.modifiers), ln.charge, ln.units, ln.day.strftime("%Y%m%d")) for ln in want.lines
+        ]
         if want.payer == "medicare":  # incident-to: the supervising practitioner renders
             assert got["rendering"] == "1245319599"
     medicare = next(c for c in parsed if len(c["lines"]) == 4)
@@ -89,12 +104,16 @@ def test_se_ge_iea_counts():
 
 
 def test_claims_split_at_50_lines_and_12_diagnoses():
-    many = [session(encounter_id=f"e{i:03d}", day=date(2026, 3, 1) + timedelta(days=i % 28), minutes=30 + i)
-            for i in range(120)]
+    many = [
+        session(encounter_id=f"e{i:03d}", day=date(2026, 3, 1) + timedelta(days=i % 28), minutes=30 + i)
+        for i in range(120)
+    ]
     _, claims = claims_for(many)
     assert [len(c.lines) for c in claims] == [50, 50, 20]
     codes = [f"Z71.{n}" for n in (1, 2, 3, 41, 42, 51, 52, 6, 7, 81, 82, 83, 84, 85, 86, 87, 89)]
-    dx_heavy = [session(encounter_id=f"d{i}", diagnoses=(codes[i],), day=date(2026, 3, 1 + i)) for i in range(14)]
+    dx_heavy = [
+        session(encounter_id=f"d{i}", diagnoses=(codes[i],), day=date(2026, 3, 1 + i)) for i in range(14)
+    ]
     _, claims = claims_for(dx_heavy)
     assert [len(c.diagnoses) for c in claims] == [12, 2] and not check_claims(claims)
     text = render_837p(claims, RULES, Envelope(1, WHEN))
@@ -107,12 +126,16 @@ def test_the_exporter_checks_what_pyx12_misses():
     text = render_837p(claims, RULES, Envelope(1, WHEN))
     assert check_837p(text) == []
     mutations = {
-        "CLM02": (re.sub(r"(CLM\*[^*]+\*)(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), text, count=1),
-                  "is not the sum of its lines"),
+        "CLM02": (
+            re.sub(r"(CLM\*[^*]+\*)(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), text, count=1),
+            "is not the sum of its lines",
+        ),
         "NPI": (text.replace("XX*1245319599", "XX*1245319598", 1), "fails the check digit"),
         "dot": (text.replace("ABK:E669", "ABK:E66.9", 1), "not ICD-10-CM without a dot"),
-        "pointer": (text.replace("SV1*HC:0591T*120*UN*1***1:2:3:4", "SV1*HC:0591T*120*UN*1***1:2:3:9", 1),
-                    "outside HI"),
+        "pointer": (
+            text.replace("SV1*HC:0591T*120*UN*1***1:2:3:4", "SV1*HC:0591T*120*UN*1***1:2:3:9", 1),
+            "outside HI",
+        ),
     }
     for name, (mutated, message) in mutations.items():
         assert mutated != text, name
@@ -171,6 +194,9 @@ def test_fhir_claims_validate_as_r4_professional_claims():
         assert [d.diagnosisCodeableConcept.coding[0].code for d in res.diagnosis] == claim.diagnoses  # dotted
         assert [i.productOrService.coding[0].code for i in res.item] == [ln.code for ln in claim.lines]
         assert res.insurance[0].coverage.reference == f"Coverage/{claim.insurance.coverage_id}"
-    group_claim = next(e["resource"] for e in bundle["entry"] if any(
-        i["productOrService"]["coding"][0]["code"] == "0593T" for i in e["resource"]["item"]))
+    group_claim = next(
+        e["resource"]
+        for e in bundle["entry"]
+        if any(i["productOrService"]["coding"][0]["code"] == "0593T" for i in e["resource"]["item"])
+    )
     assert group_claim["careTeam"][0]["provider"]["identifier"]["value"] == "1245319599"

@@ -23,12 +23,26 @@ def read_claims(text: str) -> list[dict[str, Any]]:
         lines = []
         for line in node.select("2400"):
             mods = [line.get_value(f"SV101-{i}") for i in range(3, 7)]
-            lines.append({"code": line.get_value("SV101-2"), "modifiers": [m for m in mods if m],
-                          "charge": line.get_value("SV102"), "units": line.get_value("SV104"),
-                          "pos": line.get_value("SV105"), "pointers": line.get_value("SV107"),
-                          "date": line.get_value("DTP03")})
+            lines.append(
+                {
+                    "code": line.get_value("SV101-2"),
+                    "modifiers": [m for m in mods if m],
+                    "charge": line.get_value("SV102"),
+                    "units": line.get_value("SV104"),
+                    "pos": line.get_value("SV105"),
+                    "pointers": line.get_value("SV107"),
+                    "date": line.get_value("DTP03"),
+                }
+            )
         rendering = [n.get_value("NM109") for n in node.select("2310B")]
-        claims.append({"id": node.get_value("CLM01"), "total": node.get_value("CLM02"),
-                       "pos": node.get_value("CLM05-1"), "dx": [d for d in dx if d], "lines": lines,
-                       "rendering": rendering[0] if rendering else None})
+        claims.append(
+            {
+                "id": node.get_value("CLM01"),
+                "total": node.get_value("CLM02"),
+                "pos": node.get_value("CLM05-1"),
+                "dx": [d for d in dx if d],
+                "lines": lines,
+                "rendering": rendering[0] if rendering else None,
+            }
+        )
     return claims

@@ -23,8 +23,9 @@ def env(settings: Any, services: Any, monkeypatch: Any) -> Any:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fhir_ecr.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "fhir_ecr.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def _commands(parser: Any, prefix: list[str]) -> list[list[str]]:
@@ -67,21 +68,41 @@ def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
 
 def test_load_resources_and_bundles(env: Any, tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "p.json").write_text(json.dumps({"resourceType": "Patient", "id": "cli-p"}))
-    (tmp_path / "b.json").write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "x"},
-                      "subject": {"reference": "Patient/cli-p"}}, "request": {"method": "POST", "url": "Goal"}}]}))
+    (tmp_path / "b.json").write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Goal",
+                            "lifecycleStatus": "active",
+                            "description": {"text": "x"},
+                            "subject": {"reference": "Patient/cli-p"},
+                        },
+                        "request": {"method": "POST", "url": "Goal"},
+                    }
+                ],
+            }
+        )
+    )
     assert main(["load", "--quiet", str(tmp_path / "p.json"), str(tmp_path / "b.json")]) == 0
     assert "files: 2, created: 2" in capsys.readouterr().out
     assert env.repo.search_params("Goal", [("patient", "cli-p")]).total == 1
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not valid JSON"),
-    ('{"resourceType": "Patient", "gender": 3}', "Patient.gender"),
-    ('["a list"]', "not a FHIR resource"),
-])
-def test_load_bad_file_is_a_clear_error(env: Any, tmp_path: Path, capsys: Any, content: str,
-                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"resourceType": "Patient", "gender": 3}', "Patient.gender"),
+        ('["a list"]', "not a FHIR resource"),
+    ],
+)
+def test_load_bad_file_is_a_clear_error(
+    env: Any, tmp_path: Path, capsys: Any, content: str, message: str
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     assert main(["load", "--quiet", str(bad)]) == 2
@@ -103,11 +124,19 @@ def test_a_database_error_is_one_line_without_row_values(env: Any, capsys: Any, 
         pass
 
     def boom(*args: Any, **kwargs: Any) -> Any:
-        raise sa.exc.IntegrityError("INSERT …", {"name": "Maria Lopez"}, Orig(
-            'duplicate key value violates unique constraint "ix"\nDETAIL:  Key (family)=(Lopez) already exists.'))
+        raise sa.exc.IntegrityError(
+            "INSERT …",
+            {"name": "Maria Lopez"},
+            Orig(
+                'duplicate key value violates unique constraint "ix"\nDETAIL:  Key (family)=(Lopez) already exists.'
+            ),
+        )
 
     monkeypatch.setattr("fhir_ecr.cli._load_files", boom)
     assert main(["load", "x.json"]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == 'mecr: error: database error (Orig): duplicate key value violates unique constraint "ix"'
+    assert (
+        err.strip()
+        == 'mecr: error: database error (Orig): duplicate key value violates unique constraint "ix"'
+    )
     assert "Lopez" not in err and "Maria" not in err

@@ -28,9 +28,16 @@ def test_mecr_port_alone_sets_the_base_url(monkeypatch: pytest.MonkeyPatch) -> N
     assert s.base_url == "http://127.0.0.1:9123" and s.fhir_base == "http://127.0.0.1:9123/fhir"
 
 
-@pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:8100"), ("::", "http://127.0.0.1:8100"),
-                                           ("192.0.2.5", "http://192.0.2.5:8100"), ("::1", "http://[::1]:8100"),
-                                           ("localhost", "http://localhost:8100")])
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8100"),
+        ("::", "http://127.0.0.1:8100"),
+        ("192.0.2.5", "http://192.0.2.5:8100"),
+        ("::1", "http://[::1]:8100"),
+        ("localhost", "http://localhost:8100"),
+    ],
+)
 def test_mecr_host_and_port(monkeypatch: pytest.MonkeyPatch, host: str, url: str) -> None:
     monkeypatch.setenv("MECR_HOST", host)
     monkeypatch.setenv("MECR_PORT", "8100")

@@ -40,7 +40,9 @@ def mecr(*args: str) -> list[str]:
 @contextmanager
 def serving(command: list[str], env: dict[str, str], cwd: Path, url: str) -> Iterator[subprocess.Popen[str]]:
     """Run ``command`` until ``url``/healthz answers; stop it (and read its output) afterwards."""
-    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -83,23 +85,37 @@ def non_loopback_address() -> str | None:
 
 # -- MECR_AUTH=off is refused wherever a non-loopback bind comes from -------------------------------------------
 
+
 def test_auth_off_refused_with_serve_host_flag(tmp_path: Path) -> None:
-    refused(mecr("serve", "--host", "0.0.0.0", "--port", str(free_port())), clean_env(tmp_path, MECR_AUTH="off"),
-            tmp_path)
+    refused(
+        mecr("serve", "--host", "0.0.0.0", "--port", str(free_port())),
+        clean_env(tmp_path, MECR_AUTH="off"),
+        tmp_path,
+    )
 
 
 def test_auth_off_refused_with_workers_and_host_flag(tmp_path: Path) -> None:
-    refused(mecr("serve", "--workers", "2", "--host", "0.0.0.0", "--port", str(free_port())),
-            clean_env(tmp_path, MECR_AUTH="off"), tmp_path)
+    refused(
+        mecr("serve", "--workers", "2", "--host", "0.0.0.0", "--port", str(free_port())),
+        clean_env(tmp_path, MECR_AUTH="off"),
+        tmp_path,
+    )
 
 
 def test_auth_off_refused_with_mecr_host(tmp_path: Path) -> None:
-    refused(mecr("serve", "--port", str(free_port())),
-            clean_env(tmp_path, MECR_AUTH="off", MECR_HOST="192.0.2.10"), tmp_path)
+    refused(
+        mecr("serve", "--port", str(free_port())),
+        clean_env(tmp_path, MECR_AUTH="off", MECR_HOST="192.0.2.10"),
+        tmp_path,
+    )
 
 
 def test_auth_off_refused_for_the_demo_on_the_network(tmp_path: Path) -> None:
-    refused(mecr("demo", "--host", "::", "--port", str(free_port())), clean_env(tmp_path, MECR_AUTH="off"), tmp_path)
+    refused(
+        mecr("demo", "--host", "::", "--port", str(free_port())),
+        clean_env(tmp_path, MECR_AUTH="off"),
+        tmp_path,
+    )
 
 
 def test_auth_off_with_uvicorn_host_flag_refuses_requests_from_the_network(tmp_path: Path) -> None:
@@ -111,8 +127,17 @@ def test_auth_off_with_uvicorn_host_flag_refuses_requests_from_the_network(tmp_p
     env = clean_env(tmp_path, MECR_AUTH="off")
     subprocess.run(mecr("db", "upgrade"), env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "fhir_ecr.server:worker_app", "--host", "0.0.0.0",
-               "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "fhir_ecr.server:worker_app",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    ]
     with serving(command, env, tmp_path, f"http://127.0.0.1:{port}") as proc:
         assert httpx.get(f"http://127.0.0.1:{port}/fhir/Patient").status_code == 200
         r = httpx.get(f"http://{address}:{port}/fhir/Patient?name=Lovelace")
@@ -126,6 +151,7 @@ def test_auth_off_with_uvicorn_host_flag_refuses_requests_from_the_network(tmp_p
 
 
 # -- the sandbox EHR, once; the port in every link -------------------------------------------------------------
+
 
 def test_serve_with_sandbox_env_and_mecr_port_alone(tmp_path: Path) -> None:
     """MECR_SANDBOX_EHR=true works with `mecr serve` (the sandbox mounted once, not inside itself), and
@@ -161,6 +187,8 @@ def test_demo_with_port_flag_prints_and_serves_that_port(tmp_path: Path) -> None
         assert home.status_code == 200 and 'href="/sandbox-ehr/"' in home.text
         assert f"{base}/smart/login?ehr=sandbox" in httpx.get(f"{base}/sandbox-ehr/").text
     out = proc.stdout.read()
-    assert re.search(rf"mECR demo: {re.escape(base)}/ \(launch from the sandbox EHR at {re.escape(base)}/sandbox-ehr/\)",
-                     out), out
+    assert re.search(
+        rf"mECR demo: {re.escape(base)}/ \(launch from the sandbox EHR at {re.escape(base)}/sandbox-ehr/\)",
+        out,
+    ), out
     assert "8000" not in out

@@ -36,21 +36,45 @@ def make_world(repo: Any, tz: str = "America/New_York", start: date = date(2026,
     pin_clock(repo)
     svc = CoachingService(repo)
     w = World()
-    w.patient = repo.create({"resourceType": "Patient", "name": [{"family": "Rivera"}],
-                             "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}]}).stored.id
+    w.patient = repo.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Rivera"}],
+            "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}],
+        }
+    ).stored.id
     w.other_patient = repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
     org = repo.create({"resourceType": "Organization", "name": "Clinic"}).stored.id
     person = repo.create({"resourceType": "Practitioner", "name": [{"family": "Coach"}]}).stored.id
-    w.coach = repo.create({
-        "resourceType": "PractitionerRole", "meta": {"profile": [io.COACH_PROFILE]}, "active": True,
-        "practitioner": {"reference": f"Practitioner/{person}"}, "organization": {"reference": f"Organization/{org}"},
-        "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
-    }).stored.id
-    w.goal = svc.create_goal(w.patient, description="Walk 8,000 steps a day", category="physical-activity",
-                             measure=LOINC_STEPS, at_least=8000, unit="/d", due=date(2026, 6, 1),
-                             priority="high-priority").id
-    walk = io.habit_activity("walk", "Walk after lunch", io.timing_repeat("daily"), start, goal_id=w.goal,
-                             code=[LOINC_STEPS], daily_amount=io.quantity(8000, "/d", "steps/day"))
+    w.coach = repo.create(
+        {
+            "resourceType": "PractitionerRole",
+            "meta": {"profile": [io.COACH_PROFILE]},
+            "active": True,
+            "practitioner": {"reference": f"Practitioner/{person}"},
+            "organization": {"reference": f"Organization/{org}"},
+            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+        }
+    ).stored.id
+    w.goal = svc.create_goal(
+        w.patient,
+        description="Walk 8,000 steps a day",
+        category="physical-activity",
+        measure=LOINC_STEPS,
+        at_least=8000,
+        unit="/d",
+        due=date(2026, 6, 1),
+        priority="high-priority",
+    ).id
+    walk = io.habit_activity(
+        "walk",
+        "Walk after lunch",
+        io.timing_repeat("daily"),
+        start,
+        goal_id=w.goal,
+        code=[LOINC_STEPS],
+        daily_amount=io.quantity(8000, "/d", "steps/day"),
+    )
     gym = io.habit_activity("gym", "Gym", io.timing_repeat("per-week", times=3), start)
     plan = svc.create_plan(w.patient, "Habits", [walk, gym], author=f"PractitionerRole/{w.coach}")
     w.plan, w.plan_version = plan.id, plan.version_id
@@ -63,10 +87,24 @@ def steps_reading(patient: str, day: date, steps: int) -> dict[str, Any]:
         "resourceType": "Observation",
         "meta": {"profile": [f"{io.CANONICAL}/StructureDefinition/mecr-daily-steps"], "source": "urn:test"},
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "activity"}]},
-                     {"coding": [{"system": "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes",
-                                  "code": "PhysicalActivity"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "activity",
+                    }
+                ]
+            },
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes",
+                        "code": "PhysicalActivity",
+                    }
+                ]
+            },
+        ],
         "code": {"coding": [{**LOINC_STEPS, "display": "Number of steps in 24 hour Measured"}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": day.isoformat(),

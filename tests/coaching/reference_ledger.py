@@ -50,8 +50,15 @@ def _paused(day: date, pauses: Sequence[Pause]) -> bool:
     return any(p.covers(day) for p in pauses)
 
 
-def ref_occurrences(schedule: Schedule, checkins: Iterable[CheckIn], pauses: Iterable[Pause] = (), *,
-                    start: date, end: date, today: date) -> list[Occurrence]:
+def ref_occurrences(
+    schedule: Schedule,
+    checkins: Iterable[CheckIn],
+    pauses: Iterable[Pause] = (),
+    *,
+    start: date,
+    end: date,
+    today: date,
+) -> list[Occurrence]:
     pause_list = list(pauses)
     status = {d: s for d, s in _best(checkins).items() if d <= today}
     first = max(start, schedule.start)
@@ -79,8 +86,13 @@ def _day(day: date, status: Mapping[date, CheckInStatus], pauses: Sequence[Pause
     return Occurrence(day, day, 1, 0, 0, OccurrenceState.MISSED if day < today else OccurrenceState.PENDING)
 
 
-def _week(schedule: Schedule, week_first: date, status: Mapping[date, CheckInStatus], pauses: Sequence[Pause],
-          today: date) -> Occurrence:
+def _week(
+    schedule: Schedule,
+    week_first: date,
+    status: Mapping[date, CheckInStatus],
+    pauses: Sequence[Pause],
+    today: date,
+) -> Occurrence:
     week_last = week_first + timedelta(days=6)
     countable = [d for d in _days(week_first, week_last) if schedule.is_active(d) and not _paused(d, pauses)]
     required = -(-schedule.times_per_week * len(countable) // 7)
@@ -99,19 +111,34 @@ def _week(schedule: Schedule, week_first: date, status: Mapping[date, CheckInSta
     return Occurrence(week_first, week_last, required, done, partly, state)
 
 
-def ref_adherence(schedule: Schedule, checkins: Iterable[CheckIn], pauses: Iterable[Pause] = (), *, today: date,
-                  days: int, policy: AdherencePolicy | None = None) -> Adherence:
+def ref_adherence(
+    schedule: Schedule,
+    checkins: Iterable[CheckIn],
+    pauses: Iterable[Pause] = (),
+    *,
+    today: date,
+    days: int,
+    policy: AdherencePolicy | None = None,
+) -> Adherence:
     policy = policy or AdherencePolicy()
     window_start = today - timedelta(days=days - 1)
     occs = ref_occurrences(schedule, checkins, pauses, start=window_start, end=today, today=today)
     counted = [o for o in occs if o.state in _COUNTED]
     scheduled = sum(o.required for o in counted)
     earned = sum(min(float(o.required), o.done + policy.partly_credit * o.partly) for o in counted)
-    return Adherence(window_start, today, schedule.unit, scheduled, earned, sum(o.done for o in counted),
-                     sum(o.partly for o in counted), sum(1 for o in occs if o.state is OccurrenceState.MISSED),
-                     sum(1 for o in occs if o.state is OccurrenceState.PAUSED),
-                     sum(1 for o in occs if o.state is OccurrenceState.PENDING),
-                     earned / scheduled if scheduled else None)
+    return Adherence(
+        window_start,
+        today,
+        schedule.unit,
+        scheduled,
+        earned,
+        sum(o.done for o in counted),
+        sum(o.partly for o in counted),
+        sum(1 for o in occs if o.state is OccurrenceState.MISSED),
+        sum(1 for o in occs if o.state is OccurrenceState.PAUSED),
+        sum(1 for o in occs if o.state is OccurrenceState.PENDING),
+        earned / scheduled if scheduled else None,
+    )
 
 
 @dataclass
@@ -124,19 +151,28 @@ class _Run:
     def freeze(self, keep_trailing: bool) -> Streak:
         assert self.start is not None and self.end is not None
         end = self.end
-        return Streak(self.length, self.start, end, tuple(d for d in self.repaired if keep_trailing or d <= end))
+        return Streak(
+            self.length, self.start, end, tuple(d for d in self.repaired if keep_trailing or d <= end)
+        )
 
 
-def ref_streaks(schedule: Schedule, checkins: Iterable[CheckIn], pauses: Iterable[Pause] = (), *, today: date,
-                policy: StreakPolicy | None = None) -> Streaks:
+def ref_streaks(
+    schedule: Schedule,
+    checkins: Iterable[CheckIn],
+    pauses: Iterable[Pause] = (),
+    *,
+    today: date,
+    policy: StreakPolicy | None = None,
+) -> Streaks:
     policy = policy or StreakPolicy()
     occs = ref_occurrences(schedule, checkins, pauses, start=schedule.start, end=today, today=today)
     run, best = _Run(), None
     for occ in occs:
         if occ.state in (OccurrenceState.PAUSED, OccurrenceState.PENDING):
             continue
-        kept = occ.state is OccurrenceState.DONE or (occ.state is OccurrenceState.PARTLY
-                                                     and policy.partly_keeps_streak)
+        kept = occ.state is OccurrenceState.DONE or (
+            occ.state is OccurrenceState.PARTLY and policy.partly_keeps_streak
+        )
         if kept:
             if run.length == 0:
                 run.start = occ.start

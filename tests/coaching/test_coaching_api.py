@@ -29,15 +29,26 @@ def as_dict(resp):
 def test_check_in_operation_is_idempotent_per_day(client, repo):
     w = make_world(repo)
     url = f"/fhir/CarePlan/{w.plan}/$check-in"
-    one = as_dict(client.post(url, json=params(habitId="walk", status="done", date="2026-03-19",
-                                               quantity={"value": 20, "unit": "min", "system": "http://unitsofmeasure.org",
-                                                         "code": "min"}, note="with Sam")))
+    one = as_dict(
+        client.post(
+            url,
+            json=params(
+                habitId="walk",
+                status="done",
+                date="2026-03-19",
+                quantity={"value": 20, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
+                note="with Sam",
+            ),
+        )
+    )
     two = as_dict(client.post(url, json=params(habitId="walk", status="not-done", date="2026-03-19")))
     assert one["created"] is True and two["created"] is False and two["version"] == 2
     assert one["return"]["id"] == two["return"]["id"]
     assert one["return"]["note"] == [{"text": "with Sam"}]
     assert two["return"]["valueCodeableConcept"]["coding"][0]["code"] == "not-done"
-    bundle = client.get("/fhir/Observation", params={"identifier": f"{io.CHECKIN_ID_SYSTEM}|{w.plan}/walk/2026-03-19"})
+    bundle = client.get(
+        "/fhir/Observation", params={"identifier": f"{io.CHECKIN_ID_SYSTEM}|{w.plan}/walk/2026-03-19"}
+    )
     assert bundle.json()["total"] == 1
     history = client.get(f"/fhir/Observation/{one['return']['id']}/_history").json()
     assert history["total"] == 2
@@ -46,17 +57,20 @@ def test_check_in_operation_is_idempotent_per_day(client, repo):
     assert three["localDate"] == "2026-03-19" and three["return"]["id"] == one["return"]["id"]
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"status": "done"}, 400, "required"),
-    ({"habitId": "walk", "status": "done", "date": "19/03/2026"}, 400, "invalid"),
-    ({"habitId": "walk", "status": "done", "date": "2026-03-19T10:00:00"}, 400, "invalid"),
-    ({"habitId": "walk", "status": "done", "date": "2026-02-30"}, 400, "invalid"),
-    ({"habitId": "walk", "status": "great"}, 400, "value"),
-    ({"habitId": "walk", "status": "done", "quantity": "lots"}, 400, "invalid"),
-    ({"habitId": "swim", "status": "done"}, 422, "not-found"),
-    ({"habitId": "walk", "status": "done", "date": "2026-03-21"}, 422, "business-rule"),
-    ({"habitId": "walk", "status": "done", "date": "2026-02-27"}, 422, "business-rule"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"status": "done"}, 400, "required"),
+        ({"habitId": "walk", "status": "done", "date": "19/03/2026"}, 400, "invalid"),
+        ({"habitId": "walk", "status": "done", "date": "2026-03-19T10:00:00"}, 400, "invalid"),
+        ({"habitId": "walk", "status": "done", "date": "2026-02-30"}, 400, "invalid"),
+        ({"habitId": "walk", "status": "great"}, 400, "value"),
+        ({"habitId": "walk", "status": "done", "quantity": "lots"}, 400, "invalid"),
+        ({"habitId": "swim", "status": "done"}, 422, "not-found"),
+        ({"habitId": "walk", "status": "done", "date": "2026-03-21"}, 422, "business-rule"),
+        ({"habitId": "walk", "status": "done", "date": "2026-02-27"}, 422, "business-rule"),
+    ],
+)
 def test_check_in_errors(client, repo, body, status, code):
     w = make_world(repo)
     assert_outcome(client.post(f"/fhir/CarePlan/{w.plan}/$check-in", json=params(**body)), status, code)
@@ -66,31 +80,59 @@ def test_check_in_wrong_patient_unknown_plan_and_get(client, repo):
     w = make_world(repo)
     body = params(habitId="walk", status="done", patient={"reference": f"Patient/{w.other_patient}"})
     assert_outcome(client.post(f"/fhir/CarePlan/{w.plan}/$check-in", json=body), 422, "business-rule")
-    assert_outcome(client.post("/fhir/CarePlan/nope/$check-in", json=params(habitId="walk", status="done")),
-                   404, "not-found")
+    assert_outcome(
+        client.post("/fhir/CarePlan/nope/$check-in", json=params(habitId="walk", status="done")),
+        404,
+        "not-found",
+    )
     assert_outcome(client.get(f"/fhir/CarePlan/{w.plan}/$check-in"), 405, "not-supported")
-    assert_outcome(client.post(f"/fhir/CarePlan/{w.plan}/$check-in", json={"resourceType": "Patient"}), 400, "required")
+    assert_outcome(
+        client.post(f"/fhir/CarePlan/{w.plan}/$check-in", json={"resourceType": "Patient"}), 400, "required"
+    )
 
 
 def test_habit_operation_with_if_match(client, repo):
     w = make_world(repo)
     url = f"/fhir/CarePlan/{w.plan}/$habit"
-    paused = client.post(url, json=params(action="pause", habitId="gym", reason="injury", start="2026-03-16"),
-                         headers={"If-Match": f'W/"{w.plan_version}"'})
+    paused = client.post(
+        url,
+        json=params(action="pause", habitId="gym", reason="injury", start="2026-03-16"),
+        headers={"If-Match": f'W/"{w.plan_version}"'},
+    )
     out = as_dict(paused)
     assert out["version"] == w.plan_version + 1
     gym = io.habits_of_plan(out["return"])[1]
     assert gym.status == "on-hold" and gym.status_reason == "injury"
-    stale = client.post(url, json=params(action="resume", habitId="gym"), headers={"If-Match": f'W/"{w.plan_version}"'})
+    stale = client.post(
+        url, json=params(action="resume", habitId="gym"), headers={"If-Match": f'W/"{w.plan_version}"'}
+    )
     assert_outcome(stale, 412, "conflict")
-    added = as_dict(client.post(url, json=params(action="add", habitId="water", title="Water", schedule="weekdays",
-                                                 dayOfWeek=["mon", "thu"], start="2026-03-02")))
+    added = as_dict(
+        client.post(
+            url,
+            json=params(
+                action="add",
+                habitId="water",
+                title="Water",
+                schedule="weekdays",
+                dayOfWeek=["mon", "thu"],
+                start="2026-03-02",
+            ),
+        )
+    )
     assert io.habits_of_plan(added["return"])[2].schedule.kind.value == "weekdays"
     assert_outcome(client.post(url, json=params(action="explode", habitId="gym")), 400, "value")
-    assert_outcome(client.post(url, json=params(action="add", habitId="x", title="X", schedule="hourly")), 400, "invalid")
-    assert_outcome(client.post(url, json=params(action="pause", habitId="gym", reason="travel")), 422, "business-rule")
-    assert_outcome(client.post(url, json=params(action="resume", habitId="gym"), headers={"If-Match": "soon"}),
-                   400, "invalid")
+    assert_outcome(
+        client.post(url, json=params(action="add", habitId="x", title="X", schedule="hourly")), 400, "invalid"
+    )
+    assert_outcome(
+        client.post(url, json=params(action="pause", habitId="gym", reason="travel")), 422, "business-rule"
+    )
+    assert_outcome(
+        client.post(url, json=params(action="resume", habitId="gym"), headers={"If-Match": "soon"}),
+        400,
+        "invalid",
+    )
     summary = as_dict(client.get(f"/fhir/Patient/{w.patient}/$coaching-summary"))
     gym_summary = next(h for h in summary["habit"] if h["habitId"] == "gym")
     assert gym_summary["status"] == "on-hold" and gym_summary["pause"][0]["reason"] == "injury"
@@ -101,8 +143,10 @@ def test_coaching_summary_over_http(client, repo):
     for n in range(1, 20):
         day = date(2026, 3, n)
         if n != 12:  # one miss on Thursday 12 March: repaired (one repair per week)
-            client.post(f"/fhir/CarePlan/{w.plan}/$check-in", json=params(habitId="walk", status="done",
-                                                                            date=day.isoformat()))
+            client.post(
+                f"/fhir/CarePlan/{w.plan}/$check-in",
+                json=params(habitId="walk", status="done", date=day.isoformat()),
+            )
     for n, steps in enumerate((6000, 6500, 7000, 7600)):
         repo.create(steps_reading(w.patient, date(2026, 3, 16 + n), steps))
     out = as_dict(client.get(f"/fhir/Patient/{w.patient}/$coaching-summary"))
@@ -123,19 +167,38 @@ def test_run_chart_operation_and_errors(client, repo):
     w = make_world(repo)
     for n in range(10):
         repo.create(steps_reading(w.patient, date(2026, 3, 1 + n), 5000 + 100 * n))
-    ok = as_dict(client.get("/fhir/Observation/$run-chart", params={
-        "patient": f"Patient/{w.patient}", "code": "http://loinc.org|41950-7", "from": "2026-03-03", "to": "2026-03-08"}))
+    ok = as_dict(
+        client.get(
+            "/fhir/Observation/$run-chart",
+            params={
+                "patient": f"Patient/{w.patient}",
+                "code": "http://loinc.org|41950-7",
+                "from": "2026-03-03",
+                "to": "2026-03-08",
+            },
+        )
+    )
     assert [p["date"] for p in ok["point"]] == [f"2026-03-0{d}" for d in range(3, 9)]
     assert ok["median"] == 5450 and ok["analysis"]["points"] == 6
     base = {"patient": w.patient, "code": "http://loinc.org|41950-7"}
     assert_outcome(client.get("/fhir/Observation/$run-chart", params={"code": base["code"]}), 400, "required")
     assert_outcome(client.get("/fhir/Observation/$run-chart", params={"patient": w.patient}), 400, "required")
-    assert_outcome(client.get("/fhir/Observation/$run-chart", params={**base, "code": "41950-7"}), 400, "invalid")
-    assert_outcome(client.get("/fhir/Observation/$run-chart", params={**base, "from": "March"}), 400, "invalid")
-    assert_outcome(client.get("/fhir/Observation/$run-chart", params={**base, "from": "2026-03-09", "to": "2026-03-01"}),
-                   400, "invalid")
-    assert_outcome(client.get("/fhir/Observation/$run-chart", params={**base, "patient": "Patient/none"}),
-                   404, "not-found")
+    assert_outcome(
+        client.get("/fhir/Observation/$run-chart", params={**base, "code": "41950-7"}), 400, "invalid"
+    )
+    assert_outcome(
+        client.get("/fhir/Observation/$run-chart", params={**base, "from": "March"}), 400, "invalid"
+    )
+    assert_outcome(
+        client.get("/fhir/Observation/$run-chart", params={**base, "from": "2026-03-09", "to": "2026-03-01"}),
+        400,
+        "invalid",
+    )
+    assert_outcome(
+        client.get("/fhir/Observation/$run-chart", params={**base, "patient": "Patient/none"}),
+        404,
+        "not-found",
+    )
 
 
 def test_pdsa_operation(client, repo):
@@ -151,10 +214,18 @@ def test_pdsa_operation(client, repo):
 
 def test_individual_session(client, repo):
     w = make_world(repo)
-    body = params(coach={"reference": f"PractitionerRole/{w.coach}"}, start="2026-03-19T16:00:00-04:00",
-                  end="2026-03-19T16:32:30-04:00", modality="audio-only", sessionType="initial",
-                  reason="Low activity", goal={"reference": f"Goal/{w.goal}"}, reviewed="Step counts",
-                  barriers="Knee pain", nextSteps="Try swimming")
+    body = params(
+        coach={"reference": f"PractitionerRole/{w.coach}"},
+        start="2026-03-19T16:00:00-04:00",
+        end="2026-03-19T16:32:30-04:00",
+        modality="audio-only",
+        sessionType="initial",
+        reason="Low activity",
+        goal={"reference": f"Goal/{w.goal}"},
+        reviewed="Step counts",
+        barriers="Knee pain",
+        nextSteps="Try swimming",
+    )
     out = client.post(f"/fhir/Patient/{w.patient}/$coaching-session", json=body)
     assert out.status_code == 200, out.text
     resources = [e["resource"] for e in out.json()["entry"]]
@@ -174,10 +245,23 @@ def test_individual_session(client, repo):
 def test_group_session_one_encounter_per_participant(client, repo):
     w = make_world(repo)
     third = repo.create({"resourceType": "Patient", "name": [{"family": "Third"}]}).stored.id
-    group = repo.create({"resourceType": "Group", "type": "person", "actual": True, "member": [
-        {"entity": {"reference": f"Patient/{p}"}} for p in (w.patient, w.other_patient, third)]}).stored.id
-    body = params(coach=f"PractitionerRole/{w.coach}", start="2026-03-17T12:00:00-04:00",
-                  end="2026-03-17T13:00:00-04:00", modality="in-person", reviewed="Walking routes")
+    group = repo.create(
+        {
+            "resourceType": "Group",
+            "type": "person",
+            "actual": True,
+            "member": [
+                {"entity": {"reference": f"Patient/{p}"}} for p in (w.patient, w.other_patient, third)
+            ],
+        }
+    ).stored.id
+    body = params(
+        coach=f"PractitionerRole/{w.coach}",
+        start="2026-03-17T12:00:00-04:00",
+        end="2026-03-17T13:00:00-04:00",
+        modality="in-person",
+        reviewed="Walking routes",
+    )
     out = client.post(f"/fhir/Group/{group}/$coaching-session", json=body)
     assert out.status_code == 200, out.text
     encounters = [e["resource"] for e in out.json()["entry"] if e["resource"]["resourceType"] == "Encounter"]
@@ -185,7 +269,8 @@ def test_group_session_one_encounter_per_participant(client, repo):
     children = [e for e in encounters if "partOf" in e]
     assert parent["subject"] == {"reference": f"Group/{group}"}  # IG invariant mecr-enc-5
     assert sorted(e["subject"]["reference"] for e in children) == sorted(
-        f"Patient/{p}" for p in (w.patient, w.other_patient, third))
+        f"Patient/{p}" for p in (w.patient, w.other_patient, third)
+    )
     assert all(e["partOf"] == {"reference": f"Encounter/{parent['id']}"} for e in children)
     assert all(e["type"][0]["coding"][0]["code"] == "coaching-session-group" for e in encounters)
     assert all(e["class"]["code"] == "AMB" and e["length"]["value"] == 60 for e in encounters)
@@ -195,11 +280,21 @@ def test_group_session_one_encounter_per_participant(client, repo):
 
 def test_session_errors(client, repo):
     w = make_world(repo)
-    small = repo.create({"resourceType": "Group", "type": "person", "actual": True,
-                         "member": [{"entity": {"reference": f"Patient/{w.patient}"}}]}).stored.id
+    small = repo.create(
+        {
+            "resourceType": "Group",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{w.patient}"}}],
+        }
+    ).stored.id
     not_coach = repo.create({"resourceType": "PractitionerRole", "active": True}).stored.id
-    good = {"coach": f"PractitionerRole/{w.coach}", "start": "2026-03-19T16:00:00-04:00",
-            "end": "2026-03-19T16:30:00-04:00", "modality": "video"}
+    good = {
+        "coach": f"PractitionerRole/{w.coach}",
+        "start": "2026-03-19T16:00:00-04:00",
+        "end": "2026-03-19T16:30:00-04:00",
+        "modality": "video",
+    }
     url = f"/fhir/Patient/{w.patient}/$coaching-session"
     cases = [
         ({**good, "end": "2026-03-19T15:00:00-04:00"}, 400, "invalid"),
@@ -214,9 +309,16 @@ def test_session_errors(client, repo):
     ]
     for body, status, code in cases:
         assert_outcome(client.post(url, json=params(**body)), status, code)
-    assert_outcome(client.post(f"/fhir/Group/{small}/$coaching-session", json=params(**good)), 422, "business-rule")
-    other_goal = repo.create({**repo.read("Goal", w.goal).content, "id": None,
-                              "subject": {"reference": f"Patient/{w.other_patient}"}}).stored.id
+    assert_outcome(
+        client.post(f"/fhir/Group/{small}/$coaching-session", json=params(**good)), 422, "business-rule"
+    )
+    other_goal = repo.create(
+        {
+            **repo.read("Goal", w.goal).content,
+            "id": None,
+            "subject": {"reference": f"Patient/{w.other_patient}"},
+        }
+    ).stored.id
     assert_outcome(client.post(url, json=params(**good, goal=f"Goal/{other_goal}")), 422, "business-rule")
 
 

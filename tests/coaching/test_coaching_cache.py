@@ -25,13 +25,26 @@ def walk(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def practitioner(scopes: str = "user/*.cruds") -> Access:
-    return Access(Principal(kind="practitioner", subject="Practitioner/c", fhir_user="Practitioner/c",
-                            scopes=ScopeSet.parse(scopes)))
+    return Access(
+        Principal(
+            kind="practitioner",
+            subject="Practitioner/c",
+            fhir_user="Practitioner/c",
+            scopes=ScopeSet.parse(scopes),
+        )
+    )
 
 
 def patient_access(pid: str) -> Access:
-    return Access(Principal(kind="patient", subject=f"Patient/{pid}", fhir_user=f"Patient/{pid}", patient_id=pid,
-                            scopes=ScopeSet.parse("patient/*.cruds")))
+    return Access(
+        Principal(
+            kind="patient",
+            subject=f"Patient/{pid}",
+            fhir_user=f"Patient/{pid}",
+            patient_id=pid,
+            scopes=ScopeSet.parse("patient/*.cruds"),
+        )
+    )
 
 
 def test_a_repeat_read_is_a_hit_and_a_private_copy(repo: Any) -> None:
@@ -107,7 +120,11 @@ def test_a_new_day_is_a_new_entry(repo: Any) -> None:
 
 def test_service_parameters_are_part_of_the_key(repo: Any) -> None:
     w = make_world(repo)
-    assert [a["days"] for a in walk(CoachingService(repo).coaching_summary(w.patient))["adherence"]] == [7, 30, 90]
+    assert [a["days"] for a in walk(CoachingService(repo).coaching_summary(w.patient))["adherence"]] == [
+        7,
+        30,
+        90,
+    ]
     short = CoachingService(repo, windows=(7,)).coaching_summary(w.patient)
     assert [a["days"] for a in walk(short)["adherence"]] == [7]
 
@@ -124,8 +141,9 @@ def test_the_cache_does_not_bypass_scopes_or_the_compartment(repo: Any) -> None:
         CoachingService(repo.guarded(other)).coaching_summary(w.patient)
     assert refused.value.status == 404  # another patient's record answers as if it did not exist
     own = patient_access(w.patient)
-    assert CoachingService(repo.guarded(own)).coaching_summary(w.patient) == CoachingService(repo).coaching_summary(
-        w.patient)
+    assert CoachingService(repo.guarded(own)).coaching_summary(w.patient) == CoachingService(
+        repo
+    ).coaching_summary(w.patient)
 
 
 def test_a_hit_still_reads_the_patient_and_is_audited(repo: Any) -> None:
@@ -135,7 +153,9 @@ def test_a_hit_still_reads_the_patient_and_is_audited(repo: Any) -> None:
     again = practitioner()
     CoachingService(repo.guarded(again)).coaching_summary(w.patient)
     touched = {ref for _, ref, _ in again.touched}
-    assert f"Patient/{w.patient}" in touched and f"Goal/{w.goal}" in touched and f"CarePlan/{w.plan}" in touched
+    assert (
+        f"Patient/{w.patient}" in touched and f"Goal/{w.goal}" in touched and f"CarePlan/{w.plan}" in touched
+    )
     repo.delete("Patient", w.other_patient)
     with pytest.raises(FhirError) as gone:
         CoachingService(repo).coaching_summary(w.other_patient)

@@ -38,8 +38,12 @@ def summary(client: Any, pid: str) -> dict[str, Any]:
 
 
 def test_the_files_are_the_generator_output_stamped_with_their_day() -> None:
-    assert [p.name for p in FILES] == ["02-coaching-people.json", "03-coaching-goals-and-plans.json",
-                                       "04-coaching-daily-data.json", "05-coaching-sessions.json"]
+    assert [p.name for p in FILES] == [
+        "02-coaching-people.json",
+        "03-coaching-goals-and-plans.json",
+        "04-coaching-daily-data.json",
+        "05-coaching-sessions.json",
+    ]
     stamps = {json.loads(p.read_text())["meta"]["extension"][0]["valueDate"] for p in FILES}
     assert len(stamps) == 1
     as_of = date.fromisoformat(stamps.pop())
@@ -60,7 +64,10 @@ def test_demo_shows_every_feature(client: Any, repo: Any, shift: int) -> None:
     # a paused habit, with its reason and its pause history
     screens = habits["screens-off"]
     assert (screens["status"], screens["statusReason"]) == ("on-hold", "travel")
-    assert [(p.get("end") is None, p["reason"]) for p in screens["pause"]] == [(False, "illness"), (True, "travel")]
+    assert [(p.get("end") is None, p["reason"]) for p in screens["pause"]] == [
+        (False, "illness"),
+        (True, "travel"),
+    ]
     assert screens["pause"][1]["start"] == (today - timedelta(days=10)).isoformat()
     # the weekday habit still falls on its days after the dates moved
     stretch = habits["stretch"]
@@ -70,16 +77,23 @@ def test_demo_shows_every_feature(client: Any, repo: Any, shift: int) -> None:
     for g in ana["goal"]:
         assert g["achievementStatus"]["code"] == g["storedAchievementStatus"]
         statuses[g["reference"]["reference"]] = g["storedAchievementStatus"]
-    assert statuses == {"Goal/demo-goal-steps": "sustaining", "Goal/demo-goal-sleep": "no-change",
-                        "Goal/demo-goal-weight": "achieved"}
-    unmeasured = [client.get(f"/fhir/Goal/{g}").json() for g in ("demo-goal-ben-strength", "demo-goal-cara-walk")]
+    assert statuses == {
+        "Goal/demo-goal-steps": "sustaining",
+        "Goal/demo-goal-sleep": "no-change",
+        "Goal/demo-goal-weight": "achieved",
+    }
+    unmeasured = [
+        client.get(f"/fhir/Goal/{g}").json() for g in ("demo-goal-ben-strength", "demo-goal-cara-walk")
+    ]
     assert [g["achievementStatus"]["coding"][0]["code"] for g in unmeasured] == ["in-progress", "in-progress"]
     # a shift signal in the run chart after the PDSA change
     steps = next(g for g in ana["goal"] if g["reference"]["reference"] == "Goal/demo-goal-steps")
     assert steps["runChart"]["signal"] and "shift" in steps["runChart"]["rule"]
     assert steps["runChart"]["pdsa"] == ["Walk after lunch with a colleague"]
-    chart = client.get("/fhir/Observation/$run-chart", params={"patient": "Patient/demo-ana",
-                                                               "code": "http://loinc.org|41950-7"})
+    chart = client.get(
+        "/fhir/Observation/$run-chart",
+        params={"patient": "Patient/demo-ana", "code": "http://loinc.org|41950-7"},
+    )
     assert chart.status_code == 200, chart.text[:500]
     rc = io.parameters_to_dict(chart.json(), REPEATED)
     change = (today - timedelta(days=30)).isoformat()
@@ -92,22 +106,36 @@ def test_demo_shows_every_feature(client: Any, repo: Any, shift: int) -> None:
     ben = {h["habitId"]: h for h in summary(client, "demo-ben")["habit"]}
     assert ben["strength"]["streak"]["unit"] == "week" and ben["strength"]["streak"]["current"] >= 7
     # wearable daily summaries of every kind, in the IG's profiles
-    for code, profile in (("41950-7", "mecr-daily-steps"), ("93832-4", "mecr-sleep-duration"),
-                          ("29463-7", "mecr-body-weight"), ("40443-4", "mecr-resting-heart-rate")):
-        found = client.get("/fhir/Observation", params={"code": f"http://loinc.org|{code}",
-                                                        "_profile": f"{io.CANONICAL}/StructureDefinition/{profile}",
-                                                        "date": f"ge{(today - timedelta(days=7)).isoformat()}"})
+    for code, profile in (
+        ("41950-7", "mecr-daily-steps"),
+        ("93832-4", "mecr-sleep-duration"),
+        ("29463-7", "mecr-body-weight"),
+        ("40443-4", "mecr-resting-heart-rate"),
+    ):
+        found = client.get(
+            "/fhir/Observation",
+            params={
+                "code": f"http://loinc.org|{code}",
+                "_profile": f"{io.CANONICAL}/StructureDefinition/{profile}",
+                "date": f"ge{(today - timedelta(days=7)).isoformat()}",
+            },
+        )
         assert found.json()["total"] >= 7, (code, found.text[:300])
     # a group session: the Group is the subject of the group-level Encounter, each member has one partOf it
     group = client.get("/fhir/Encounter/demo-group-session").json()
     assert group["subject"] == {"reference": "Group/demo-walking-group"}
     parts = client.get("/fhir/Encounter", params={"part-of": "Encounter/demo-group-session"}).json()
     assert sorted(e["resource"]["subject"]["reference"] for e in parts["entry"]) == [
-        "Patient/demo-ana", "Patient/demo-ben", "Patient/demo-cara"]
+        "Patient/demo-ana",
+        "Patient/demo-ben",
+        "Patient/demo-cara",
+    ]
     assert group["period"]["start"].startswith((today - timedelta(days=3)).isoformat())
 
 
-def test_loading_again_changes_nothing_and_a_later_day_moves_the_same_resources(client: Any, repo: Any) -> None:
+def test_loading_again_changes_nothing_and_a_later_day_moves_the_same_resources(
+    client: Any, repo: Any
+) -> None:
     as_of = date.fromisoformat(json.loads(FILES[0].read_text())["meta"]["extension"][0]["valueDate"])
     first = load(client, repo, as_of + timedelta(days=3))
     count = sum(len(b["entry"]) for b in first)
@@ -115,7 +143,9 @@ def test_loading_again_changes_nothing_and_a_later_day_moves_the_same_resources(
     assert all("outcome" in e["response"] for b in again for e in b["entry"])  # unchanged
     later = load(client, repo, as_of + timedelta(days=4))
     assert sum(len(b["entry"]) for b in later) == count
-    assert not any(e["response"]["status"].startswith("201") for b in later for e in b["entry"])  # no new resource
+    assert not any(
+        e["response"]["status"].startswith("201") for b in later for e in b["entry"]
+    )  # no new resource
     walk = client.get("/fhir/Observation/demo-ana-habits-walk-d001").json()
     assert walk["effectiveDateTime"] == (as_of + timedelta(days=3)).isoformat()
     assert walk["identifier"][0]["value"].endswith((as_of + timedelta(days=3)).isoformat())
@@ -144,4 +174,3 @@ def test_every_demo_resource_passes_the_profiles(services: Any) -> None:
     with pytest.raises(FhirError) as refused:  # a member's session must be a Patient's (mecr-enc-6)
         validator({**member, "subject": {"reference": "Group/demo-walking-group"}})
     assert "mecr-enc-6" in json.dumps(refused.value.outcome)
-

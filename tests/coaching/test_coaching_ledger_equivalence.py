@@ -48,7 +48,11 @@ def random_case(rnd: random.Random) -> tuple[Schedule, list[CheckIn], list[Pause
             continue
         for _ in range(rnd.choice((1, 1, 1, 2))):  # sometimes two check-ins on one day
             r = rnd.random()
-            status = CheckInStatus.DONE if r < p_done else rnd.choice([CheckInStatus.PARTLY, CheckInStatus.NOT_DONE])
+            status = (
+                CheckInStatus.DONE
+                if r < p_done
+                else rnd.choice([CheckInStatus.PARTLY, CheckInStatus.NOT_DONE])
+            )
             checkins.append(CheckIn(day, status))
     pauses: list[Pause] = []
     cursor = start + timedelta(days=rnd.randrange(0, 40))
@@ -67,15 +71,22 @@ def test_ledger_matches_the_day_by_day_rules(seed: int) -> None:
     rnd = random.Random(seed)
     schedule, checkins, pauses, today = random_case(rnd)
     window_start = today - timedelta(days=rnd.randrange(0, 60))
-    assert occurrences(schedule, checkins, pauses, start=window_start, end=today, today=today) == \
-        ref_occurrences(schedule, checkins, pauses, start=window_start, end=today, today=today)
+    assert occurrences(
+        schedule, checkins, pauses, start=window_start, end=today, today=today
+    ) == ref_occurrences(schedule, checkins, pauses, start=window_start, end=today, today=today)
     policy = AdherencePolicy(partly_credit=rnd.choice([0.0, 0.5, 1.0]))
-    windows = adherence_windows(schedule, checkins, pauses, today=today, windows=(1, 7, 30, 90), policy=policy)
+    windows = adherence_windows(
+        schedule, checkins, pauses, today=today, windows=(1, 7, 30, 90), policy=policy
+    )
     for days, got in windows.items():
         expected = ref_adherence(schedule, checkins, pauses, today=today, days=days, policy=policy)
         assert got == expected
         assert adherence(schedule, checkins, pauses, today=today, days=days, policy=policy) == expected
-    streak_policy = StreakPolicy(max_repairs=rnd.randrange(0, 3), repair_window_weeks=rnd.randrange(1, 6),
-                                 partly_keeps_streak=rnd.random() < 0.7)
-    assert streaks(schedule, checkins, pauses, today=today, policy=streak_policy) == \
-        ref_streaks(schedule, checkins, pauses, today=today, policy=streak_policy)
+    streak_policy = StreakPolicy(
+        max_repairs=rnd.randrange(0, 3),
+        repair_window_weeks=rnd.randrange(1, 6),
+        partly_keeps_streak=rnd.random() < 0.7,
+    )
+    assert streaks(schedule, checkins, pauses, today=today, policy=streak_policy) == ref_streaks(
+        schedule, checkins, pauses, today=today, policy=streak_policy
+    )

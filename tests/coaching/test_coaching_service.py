@@ -29,8 +29,9 @@ def test_two_check_ins_same_day_are_one_resource_with_two_versions(repo):
     assert first.created and not again.changed and not second.created
     assert second.stored.id == first.stored.id and second.stored.version_id == 2
     assert second.stored.content["status"] == "amended"
-    found = repo.search_params("Observation", [("patient", f"Patient/{w.patient}"),
-                                               ("code", f"{io.MECR_CODES}|habit-check-in")])
+    found = repo.search_params(
+        "Observation", [("patient", f"Patient/{w.patient}"), ("code", f"{io.MECR_CODES}|habit-check-in")]
+    )
     assert [s.id for s in found.matches] == [first.stored.id]
     history = repo.history("Observation", first.stored.id)
     assert history.total == 2
@@ -43,16 +44,19 @@ def test_two_check_ins_same_day_are_one_resource_with_two_versions(repo):
     assert obs["meta"]["profile"] == [io.CHECKIN_PROFILE]
 
 
-@pytest.mark.parametrize(("instant", "tz", "expected"), [
-    # New York, 7 March 2026 (EST, UTC-5): 04:59Z is 23:59 on the 6th, 05:00Z is midnight on the 7th.
-    ("2026-03-07T04:59:00+00:00", "America/New_York", date(2026, 3, 6)),
-    ("2026-03-07T05:00:00+00:00", "America/New_York", date(2026, 3, 7)),
-    # DST starts 8 March 02:00 local: after it, midnight is 04:00Z (EDT, UTC-4).
-    ("2026-03-09T03:59:00+00:00", "America/New_York", date(2026, 3, 8)),
-    ("2026-03-09T04:00:00+00:00", "America/New_York", date(2026, 3, 9)),
-    # Same instant, other side of the world: Auckland is already a day ahead.
-    ("2026-03-09T03:59:00+00:00", "Pacific/Auckland", date(2026, 3, 9)),
-])
+@pytest.mark.parametrize(
+    ("instant", "tz", "expected"),
+    [
+        # New York, 7 March 2026 (EST, UTC-5): 04:59Z is 23:59 on the 6th, 05:00Z is midnight on the 7th.
+        ("2026-03-07T04:59:00+00:00", "America/New_York", date(2026, 3, 6)),
+        ("2026-03-07T05:00:00+00:00", "America/New_York", date(2026, 3, 7)),
+        # DST starts 8 March 02:00 local: after it, midnight is 04:00Z (EDT, UTC-4).
+        ("2026-03-09T03:59:00+00:00", "America/New_York", date(2026, 3, 8)),
+        ("2026-03-09T04:00:00+00:00", "America/New_York", date(2026, 3, 9)),
+        # Same instant, other side of the world: Auckland is already a day ahead.
+        ("2026-03-09T03:59:00+00:00", "Pacific/Auckland", date(2026, 3, 9)),
+    ],
+)
 def test_check_in_day_is_the_patients_local_date_around_midnight_and_dst(repo, instant, tz, expected):
     w = make_world(repo, tz=tz)
     result = _svc(repo).check_in(w.plan, "walk", "done", at=datetime.fromisoformat(instant))
@@ -70,12 +74,15 @@ def test_today_is_local_so_a_late_evening_check_in_is_not_in_the_future(repo):
     assert exc.value.status == 422
 
 
-@pytest.mark.parametrize(("kwargs", "status", "code"), [
-    ({"habit_id": "swim"}, 422, "not-found"),
-    ({"day": date(2026, 3, 21)}, 422, "business-rule"),
-    ({"day": date(2026, 2, 28)}, 422, "business-rule"),
-    ({"status": "maybe"}, 400, "value"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"habit_id": "swim"}, 422, "not-found"),
+        ({"day": date(2026, 3, 21)}, 422, "business-rule"),
+        ({"day": date(2026, 2, 28)}, 422, "business-rule"),
+        ({"status": "maybe"}, 400, "value"),
+    ],
+)
 def test_check_in_refuses_bad_input(repo, kwargs, status, code):
     w = make_world(repo)
     args = {"habit_id": "walk", "status": "done", "day": date(2026, 3, 10), **kwargs}
@@ -103,14 +110,18 @@ def test_pause_and_resume_keep_paused_days_out_of_adherence_and_streaks(repo):
     svc = _svc(repo)
     for n in range(1, 11):  # 1..10 March done
         svc.check_in(w.plan, "walk", "done", day=date(2026, 3, n))
-    paused = svc.pause_habit(w.plan, "walk", "illness", start=date(2026, 3, 11), expected_version=w.plan_version)
+    paused = svc.pause_habit(
+        w.plan, "walk", "illness", start=date(2026, 3, 11), expected_version=w.plan_version
+    )
     detail = paused.content["activity"][0]["detail"]
     assert detail["status"] == "on-hold"
     assert detail["statusReason"]["coding"][0] == {"system": io.PAUSE_REASON_SYSTEM, "code": "illness"}
     resumed = svc.resume_habit(w.plan, "walk", on=date(2026, 3, 18))
     habit = io.habits_of_plan(resumed.content)[0]
     assert habit.status == "in-progress" and "statusReason" not in resumed.content["activity"][0]["detail"]
-    assert [(p.start, p.end, p.reason) for p in habit.pauses] == [(date(2026, 3, 11), date(2026, 3, 17), "illness")]
+    assert [(p.start, p.end, p.reason) for p in habit.pauses] == [
+        (date(2026, 3, 11), date(2026, 3, 17), "illness")
+    ]
     for n in (18, 19):
         svc.check_in(w.plan, "walk", "done", day=date(2026, 3, n))
     walk = _summary_habit(svc.coaching_summary(w.patient), "walk")
@@ -130,11 +141,18 @@ def test_habit_changes_need_the_current_plan_version(repo):
     with pytest.raises(FhirError) as exc:
         svc.pause_habit(w.plan, "walk", "travel", expected_version=w.plan_version)
     assert exc.value.status == 412
-    added = svc.add_habit(w.plan, io.habit_activity("water", "8 glasses", io.timing_repeat("weekdays",
-                          weekdays=["mon", "tue"]), date(2026, 3, 2)), expected_version=changed.version_id)
+    added = svc.add_habit(
+        w.plan,
+        io.habit_activity(
+            "water", "8 glasses", io.timing_repeat("weekdays", weekdays=["mon", "tue"]), date(2026, 3, 2)
+        ),
+        expected_version=changed.version_id,
+    )
     assert [h.habit_id for h in io.habits_of_plan(added.content)] == ["walk", "gym", "water"]
     with pytest.raises(FhirError) as exc:
-        svc.add_habit(w.plan, io.habit_activity("water", "again", io.timing_repeat("daily"), date(2026, 3, 2)))
+        svc.add_habit(
+            w.plan, io.habit_activity("water", "again", io.timing_repeat("daily"), date(2026, 3, 2))
+        )
     assert exc.value.status == 400
 
 
@@ -146,9 +164,17 @@ def test_goal_status_follows_the_evidence_from_wearable_days(repo):
     assert goal["meta"]["profile"] == [io.GOAL_PROFILE]
     assert goal["target"][0]["detailQuantity"]["comparator"] == ">="
     statuses = []
-    for day, steps in ((date(2026, 3, 14), 5000), (date(2026, 3, 15), 6000), (date(2026, 3, 16), 7000),
-                       (date(2026, 3, 17), 8100), (date(2026, 3, 18), 8300), (date(2026, 3, 19), 9000)):
-        result = svc.apply_wearable_observation(repo.create(steps_reading(w.patient, day, steps)).stored.content)
+    for day, steps in (
+        (date(2026, 3, 14), 5000),
+        (date(2026, 3, 15), 6000),
+        (date(2026, 3, 16), 7000),
+        (date(2026, 3, 17), 8100),
+        (date(2026, 3, 18), 8300),
+        (date(2026, 3, 19), 9000),
+    ):
+        result = svc.apply_wearable_observation(
+            repo.create(steps_reading(w.patient, day, steps)).stored.content
+        )
         statuses.append(result.goals[w.goal])
     # R7 too few points, R9 improving, then achieved (R3) and sustaining after three met days (R2).
     assert statuses == ["in-progress", "in-progress", "improving", "achieved", "achieved", "sustaining"]
@@ -175,18 +201,33 @@ def test_wearable_day_at_target_counts_as_done_and_never_downgrades(repo):
 
 def test_goal_without_comparator_takes_its_direction_from_the_first_measurement(repo):
     w = make_world(repo)
-    goal = {"resourceType": "Goal", "meta": {"profile": [io.GOAL_PROFILE]}, "lifecycleStatus": "active",
-            "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
-            "description": {"text": "Weigh 75 kg"}, "subject": {"reference": f"Patient/{w.patient}"},
-            "startDate": "2026-03-10",
-            "target": [{"measure": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                        "detailQuantity": io.quantity(75, "kg")}]}
+    goal = {
+        "resourceType": "Goal",
+        "meta": {"profile": [io.GOAL_PROFILE]},
+        "lifecycleStatus": "active",
+        "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
+        "description": {"text": "Weigh 75 kg"},
+        "subject": {"reference": f"Patient/{w.patient}"},
+        "startDate": "2026-03-10",
+        "target": [
+            {
+                "measure": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "detailQuantity": io.quantity(75, "kg"),
+            }
+        ],
+    }
     gid = repo.create(goal).stored.id
     for n, kg in enumerate((80.0, 78.0, 76.0, 74.9)):
-        repo.create({"resourceType": "Observation", "status": "final",
-                     "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                     "subject": {"reference": f"Patient/{w.patient}"},
-                     "effectiveDateTime": f"2026-03-1{n}T08:00:00-04:00", "valueQuantity": io.quantity(kg, "kg")})
+        repo.create(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "subject": {"reference": f"Patient/{w.patient}"},
+                "effectiveDateTime": f"2026-03-1{n}T08:00:00-04:00",
+                "valueQuantity": io.quantity(kg, "kg"),
+            }
+        )
     stored, progress = _svc(repo).recompute_goal(gid)
     assert progress is not None and progress.met and progress.status.value == "achieved"
     assert stored.content["achievementStatus"]["coding"][0]["code"] == "achieved"
@@ -200,8 +241,13 @@ def test_pdsa_note_and_run_chart_phases(repo):
         day = first + timedelta(days=n)
         steps = (5000 if n < 25 else 8000) + (n % 5) * 100
         repo.create(steps_reading(w.patient, day, steps))
-    svc.add_pdsa(w.goal, title="Walk with a colleague", day=first + timedelta(days=25), plan="Sam joins",
-                 author=f"PractitionerRole/{w.coach}")
+    svc.add_pdsa(
+        w.goal,
+        title="Walk with a colleague",
+        day=first + timedelta(days=25),
+        plan="Sam joins",
+        author=f"PractitionerRole/{w.coach}",
+    )
     chart = svc.run_chart(w.patient, [("http://loinc.org", "41950-7")], first, first + timedelta(days=49))
     assert len(chart["point"]) == 50
     # The series' own median (between the 5,000s before the change and the 8,000s after it), with 25 useful
@@ -212,7 +258,9 @@ def test_pdsa_note_and_run_chart_phases(repo):
     assert chart["analysis"]["shiftFrom"] == first and all(p["shift"] for p in chart["point"])
     assert [p["label"] for p in chart["phase"]] == ["baseline", "Walk with a colleague"]
     assert chart["phase"][1]["median"] == 8200
-    assert chart["annotation"][0]["habitId"] == "walk" and chart["annotation"][0]["date"] == first + timedelta(days=25)
+    assert chart["annotation"][0]["habitId"] == "walk" and chart["annotation"][0][
+        "date"
+    ] == first + timedelta(days=25)
     with pytest.raises(FhirError) as exc:
         svc.add_pdsa(w.goal, title="later", day=date(2026, 3, 25))
     assert exc.value.status == 422

@@ -33,8 +33,10 @@ ZONES = ["America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"]
 def _rows(repo: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Both tables' rows (the kept elements parsed: PostgreSQL's JSONB gives a rebuild its own key order)."""
     with repo.engine.connect() as conn:
-        return ([(*r[:-1], jsonexact.loads(r[-1])) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
-                [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))])
+        return (
+            [(*r[:-1], jsonexact.loads(r[-1])) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
+            [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))],
+        )
 
 
 def _index_only(repo: Any) -> Any:
@@ -47,9 +49,14 @@ def _index_only(repo: Any) -> Any:
 def _views(repo: Any, patient: str) -> dict[str, Any]:
     svc = CoachingService(repo, use_cache=False)
     series = [(HEART["system"], HEART["code"], "/min")]
-    return {"summary": svc.coaching_summary(patient), "glance": svc.patient_glance(patient),
-            "overview": svc.patient_overview(patient, series),
-            "chart": svc.run_chart(patient, [(HEART["system"], HEART["code"])], START, START + timedelta(days=40))}
+    return {
+        "summary": svc.coaching_summary(patient),
+        "glance": svc.patient_glance(patient),
+        "overview": svc.patient_overview(patient, series),
+        "chart": svc.run_chart(
+            patient, [(HEART["system"], HEART["code"])], START, START + timedelta(days=40)
+        ),
+    }
 
 
 def _reading(patient: str, day: int, value: int, kind: int, code: dict[str, str]) -> dict[str, Any]:
@@ -68,7 +75,9 @@ def _reading(patient: str, day: int, value: int, kind: int, code: dict[str, str]
 
 
 op = st.one_of(
-    st.tuples(st.just("reading"), st.integers(0, 40), st.integers(0, 20_000), st.integers(0, 3), st.booleans()),
+    st.tuples(
+        st.just("reading"), st.integers(0, 40), st.integers(0, 20_000), st.integers(0, 3), st.booleans()
+    ),
     st.tuples(st.just("checkin"), st.integers(0, 19), st.sampled_from(list(CheckInStatus)), st.booleans()),
     st.tuples(st.just("update"), st.integers(0, 50), st.integers(0, 40), st.integers(0, 20_000)),
     st.tuples(st.just("delete"), st.integers(0, 50)),
@@ -84,12 +93,22 @@ def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tu
     habits = {h.habit_id: h for h in io.habits_of_plan(repo.read("CarePlan", world.plan).content)}
     if kind == "reading":
         _, day, value, shape, heart = step
-        ids.append(repo.create(_reading(world.patient, day, value, shape, HEART if heart else
-                                        {"system": "http://loinc.org", "code": "41950-7"})).stored.id)
+        ids.append(
+            repo.create(
+                _reading(
+                    world.patient,
+                    day,
+                    value,
+                    shape,
+                    HEART if heart else {"system": "http://loinc.org", "code": "41950-7"},
+                )
+            ).stored.id
+        )
     elif kind == "checkin":
         _, day, status, gym = step
-        obs = io.checkin_observation(habits["gym" if gym else "walk"], world.patient, START + timedelta(days=day),
-                                     status)
+        obs = io.checkin_observation(
+            habits["gym" if gym else "walk"], world.patient, START + timedelta(days=day), status
+        )
         key = obs["identifier"][0]
         found = repo.search_params("Observation", [("identifier", f"{key['system']}|{key['value']}")])
         if found.matches:
@@ -128,7 +147,10 @@ def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tu
     elif kind == "batch":  # several writes in one unit of work, one of them changed again before it ends
         _, day, n = step
         with repo.unit() as uow:
-            made = [uow.create(_reading(world.patient, day + i % 3, 100 * i, i % 3, HEART)).stored for i in range(n)]
+            made = [
+                uow.create(_reading(world.patient, day + i % 3, 100 * i, i % 3, HEART)).stored
+                for i in range(n)
+            ]
             content = copy.deepcopy(made[0].content)
             content["valueQuantity"]["value"] = 7
             uow.update("Observation", made[0].id, content)
@@ -137,11 +159,16 @@ def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tu
         ids += [m.id for m in made]
 
 
-@settings(max_examples=15, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=15,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(steps=st.lists(op, min_size=1, max_size=14))
-def test_rebuild_equals_incremental_and_views_equal_index_views(repo: Any, steps: list[tuple[Any, ...]]) -> None:
+def test_rebuild_equals_incremental_and_views_equal_index_views(
+    repo: Any, steps: list[tuple[Any, ...]]
+) -> None:
     install_derived(repo)
     world = make_world(repo)
     svc = CoachingService(repo)
@@ -172,8 +199,12 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
     stored = repo.create(steps_reading(world.patient, START, 5000)).stored
     obs, codes = _rows(repo)
     assert [r[1] for r in obs] == [stored.id] and obs[0][2] == world.patient
-    assert obs[0][-1] == {"status": "final", "code": stored.content["code"], "effectiveDateTime": "2026-03-01",
-                          "valueQuantity": stored.content["valueQuantity"]}
+    assert obs[0][-1] == {
+        "status": "final",
+        "code": stored.content["code"],
+        "effectiveDateTime": "2026-03-01",
+        "valueQuantity": stored.content["valueQuantity"],
+    }
     assert [(r[3], r[4]) for r in codes] == [("http://loinc.org", "41950-7")]
 
 
@@ -214,7 +245,11 @@ def _writer(url: str, patient: str, shared: str, seed: int, n: int) -> int:
             choice = rnd.random()
             try:
                 if choice < 0.5:
-                    mine.append(repo.create(_reading(patient, rnd.randrange(40), i, rnd.randrange(3), HEART)).stored.id)
+                    mine.append(
+                        repo.create(
+                            _reading(patient, rnd.randrange(40), i, rnd.randrange(3), HEART)
+                        ).stored.id
+                    )
                 elif choice < 0.8:
                     current = repo.read("Observation", shared)
                     content = copy.deepcopy(current.content)
@@ -224,7 +259,9 @@ def _writer(url: str, patient: str, shared: str, seed: int, n: int) -> int:
                 elif mine:
                     repo.delete("Observation", mine.pop(rnd.randrange(len(mine))))
                 done += 1
-            except FhirError as exc:  # 409: the other process changed the same resource first; retried by callers
+            except (
+                FhirError
+            ) as exc:  # 409: the other process changed the same resource first; retried by callers
                 assert exc.status == 409
     finally:
         services.engine.dispose()
@@ -240,7 +277,9 @@ def test_several_processes_writing_one_patient_keep_the_rows_right(repo: Any, se
     repo.engine.dispose()  # no pooled connection crosses the fork
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(3) as pool:
-        done = pool.starmap(_writer, [(settings.database_url, world.patient, shared, seed, 25) for seed in (1, 2, 3)])
+        done = pool.starmap(
+            _writer, [(settings.database_url, world.patient, shared, seed, 25) for seed in (1, 2, 3)]
+        )
     assert sum(done) > 50
     incremental = _rows(repo)
     assert len(incremental[0]) > 20

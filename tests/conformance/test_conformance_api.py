@@ -35,25 +35,37 @@ def test_validate_with_a_profile_parameter(client: Any) -> None:
     steps["valueQuantity"]["code"] = "/min"
     plain = client.post("/fhir/Observation/$validate", json=steps).json()["issue"]
     assert [i["code"] for i in plain] == ["informational"]  # no claim, structure only: valid
-    params = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": steps},
-                                                          {"name": "profile", "valueUri": STEPS}]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": steps}, {"name": "profile", "valueUri": STEPS}],
+    }
     body = client.post("/fhir/Observation/$validate", json=params).json()
     assert [(i["code"], i["expression"]) for i in body["issue"] if i["severity"] == "error"] == [
-        ("value", ["Observation.valueQuantity.code"])]
+        ("value", ["Observation.valueQuantity.code"])
+    ]
     by_query = client.post("/fhir/Observation/$validate", params={"profile": STEPS}, json=steps).json()
     assert [i["code"] for i in by_query["issue"] if i["severity"] == "error"] == ["value"]
-    unknown = client.post("/fhir/Observation/$validate", params={"profile": "http://example.org/sd/x"}, json=steps)
+    unknown = client.post(
+        "/fhir/Observation/$validate", params={"profile": "http://example.org/sd/x"}, json=steps
+    )
     assert [i["code"] for i in unknown.json()["issue"]] == ["not-supported"]
 
 
 def test_validate_structural_problems_and_bad_calls(client: Any) -> None:
-    resp = client.post("/fhir/Observation/$validate", json={"resourceType": "Observation", "status": "final",
-                                                            "code": {"text": "x"}, "bogus": 1})
+    resp = client.post(
+        "/fhir/Observation/$validate",
+        json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "bogus": 1},
+    )
     assert resp.status_code == 200
     assert [i["code"] for i in resp.json()["issue"]] == ["structure"]
-    assert_outcome(client.post("/fhir/Patient/$validate", json=example("Observation-example-daily-steps.json")),
-                   400, "invalid")
-    assert_outcome(client.post("/fhir/Observation/$validate", json={"resourceType": "Parameters"}), 400, "invalid")
+    assert_outcome(
+        client.post("/fhir/Patient/$validate", json=example("Observation-example-daily-steps.json")),
+        400,
+        "invalid",
+    )
+    assert_outcome(
+        client.post("/fhir/Observation/$validate", json={"resourceType": "Parameters"}), 400, "invalid"
+    )
 
 
 def test_write_with_a_broken_profile_is_422_over_http(client: Any) -> None:
@@ -61,9 +73,14 @@ def test_write_with_a_broken_profile_is_422_over_http(client: Any) -> None:
     del steps["id"]
     steps["subject"] = {"reference": "Group/g1"}
     body = assert_outcome(client.post("/fhir/Observation", json=steps), 422, "structure")
-    assert [i["expression"] for i in body["issue"] if i["severity"] == "error"] == [["Observation.subject.reference"]]
+    assert [i["expression"] for i in body["issue"] if i["severity"] == "error"] == [
+        ["Observation.subject.reference"]
+    ]
     steps["subject"] = {"reference": "Patient/example-patient"}
-    for rtype, rid in (("Patient", "example-patient"), ("Device", "example-wrist-tracker")):  # what it refers to
+    for rtype, rid in (
+        ("Patient", "example-patient"),
+        ("Device", "example-wrist-tracker"),
+    ):  # what it refers to
         assert client.put(f"/fhir/{rtype}/{rid}", json={"resourceType": rtype, "id": rid}).status_code == 201
     assert client.post("/fhir/Observation", json=steps).status_code == 201
 
@@ -71,8 +88,10 @@ def test_write_with_a_broken_profile_is_422_over_http(client: Any) -> None:
 def test_capability_statement_lists_validate_and_supported_profiles(client: Any) -> None:
     rest = client.get("/fhir/metadata").json()["rest"][0]
     by_type = {r["type"]: r for r in rest["resource"]}
-    assert {"name": "validate", "definition": "https://mecr.dev/fhir/OperationDefinition/validate"} in \
-        by_type["Patient"]["operation"]
+    assert {
+        "name": "validate",
+        "definition": "https://mecr.dev/fhir/OperationDefinition/validate",
+    } in by_type["Patient"]["operation"]
     assert STEPS in by_type["Observation"]["supportedProfile"]
     assert by_type["Task"]["supportedProfile"] == [MECR + "mecr-referral-task"]
     assert "supportedProfile" not in by_type["Patient"]
@@ -93,16 +112,31 @@ def test_conformance_resources_are_served(client: Any) -> None:
 def test_conformance_resources_are_not_writable(client: Any) -> None:
     sd = client.get("/fhir/StructureDefinition/mecr-daily-steps").json()
     assert_outcome(client.put("/fhir/StructureDefinition/mecr-daily-steps", json=sd), 405, "not-supported")
-    assert_outcome(client.post("/fhir/ValueSet", json={"resourceType": "ValueSet", "status": "draft"}),
-                   405, "not-supported")
+    assert_outcome(
+        client.post("/fhir/ValueSet", json={"resourceType": "ValueSet", "status": "draft"}),
+        405,
+        "not-supported",
+    )
     assert_outcome(client.delete("/fhir/CodeSystem/mecr-codes"), 405, "not-supported")
-    assert_outcome(client.patch("/fhir/CodeSystem/mecr-codes", json=[],
-                                headers={"content-type": "application/json-patch+json"}), 405, "not-supported")
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "DELETE", "url": "StructureDefinition/mecr-daily-steps"}}]}
+    assert_outcome(
+        client.patch(
+            "/fhir/CodeSystem/mecr-codes", json=[], headers={"content-type": "application/json-patch+json"}
+        ),
+        405,
+        "not-supported",
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "DELETE", "url": "StructureDefinition/mecr-daily-steps"}}],
+    }
     assert_outcome(client.post("/fhir", json=bundle), 403, "forbidden")
     assert client.get("/fhir/StructureDefinition/mecr-daily-steps").json()["meta"]["versionId"] == "1"
-    other = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient"}}]}
+    other = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient"}}],
+    }
     assert client.post("/fhir", json=other).status_code == 200  # other Bundles pass through the guard
 
 

@@ -53,26 +53,34 @@ def test_gravity_examples_are_accepted_by_the_store(repo: Any) -> None:
     assert len(files) == 29
     for path in files:
         resource = json.loads(path.read_text(encoding="utf-8"))
-        loose(repo).create(resource)  # they claim Gravity and US Core profiles, which are not mECR's: accepted
+        loose(repo).create(
+            resource
+        )  # they claim Gravity and US Core profiles, which are not mECR's: accepted
 
 
-@pytest.mark.parametrize("name", [
-    "Task-SDOHCC-TaskReferralManagementOrderFulfillmentAcceptedExample.json",
-    "Task-SDOHCC-TaskReferralManagementOrderFulfillmentCompletedExample.json",
-    "Task-SDOHCC-TaskReferralManagementOrderSubtaskAcceptedExample.json",
-    "Task-SDOHCC-TaskReferralManagementOrderSubtaskCompletedExample.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Task-SDOHCC-TaskReferralManagementOrderFulfillmentAcceptedExample.json",
+        "Task-SDOHCC-TaskReferralManagementOrderFulfillmentCompletedExample.json",
+        "Task-SDOHCC-TaskReferralManagementOrderSubtaskAcceptedExample.json",
+        "Task-SDOHCC-TaskReferralManagementOrderSubtaskCompletedExample.json",
+    ],
+)
 def test_gravity_referral_tasks_meet_the_mecr_referral_task_profile(repo: Any, name: str) -> None:
     task = gravity(name)
     task["meta"]["profile"] = [REFERRAL_TASK]
     assert loose(repo).create(task).created
 
 
-@pytest.mark.parametrize("name", [
-    "ServiceRequest-SDOHCC-ServiceRequestActiveFoodPantryApplicationAssistExample.json",
-    "ServiceRequest-SDOHCC-ServiceRequestSubreferralGardenProgramExample.json",
-    "ServiceRequest-SDOHCC-ServiceRequestSubreferralSummerFoodProgramExample.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ServiceRequest-SDOHCC-ServiceRequestActiveFoodPantryApplicationAssistExample.json",
+        "ServiceRequest-SDOHCC-ServiceRequestSubreferralGardenProgramExample.json",
+        "ServiceRequest-SDOHCC-ServiceRequestSubreferralSummerFoodProgramExample.json",
+    ],
+)
 def test_gravity_service_requests_lack_what_mecr_referrals_require(repo: Any, name: str) -> None:
     # Gravity's examples leave out authoredOn and requester, which a mECR referral must have (1..1).
     referral = gravity(name)
@@ -80,8 +88,10 @@ def test_gravity_service_requests_lack_what_mecr_referrals_require(repo: Any, na
     with pytest.raises(FhirError) as caught:
         loose(repo).create(referral)
     assert caught.value.status == 422
-    assert errors(caught.value.issues) == [("required", "ServiceRequest.authoredOn"),
-                                           ("required", "ServiceRequest.requester")]
+    assert errors(caught.value.issues) == [
+        ("required", "ServiceRequest.authoredOn"),
+        ("required", "ServiceRequest.requester"),
+    ]
     referral["authoredOn"] = "2026-03-10T14:05:00-05:00"
     referral["requester"] = {"reference": "PractitionerRole/example-coach"}
     assert loose(repo).create(referral).created

@@ -28,6 +28,7 @@ def setv(path: list[Any], value: Any) -> Mutation:
         for step in path[:-1]:
             target = target[step]
         target[path[-1]] = value
+
     return mutate
 
 
@@ -37,98 +38,237 @@ def delete(path: list[Any]) -> Mutation:
         for step in path[:-1]:
             target = target[step]
         del target[path[-1]]
+
     return mutate
 
 
 NPI = {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}
-COACH_CODE = {"coding": [{"code": "health-and-wellness-coach", "system": "https://mecr.dev/fhir/CodeSystem/mecr-codes"}]}
-OTHER_ROLE = {"coding": [{"code": "doctor", "system": "http://terminology.hl7.org/CodeSystem/practitioner-role"}]}
+COACH_CODE = {
+    "coding": [{"code": "health-and-wellness-coach", "system": "https://mecr.dev/fhir/CodeSystem/mecr-codes"}]
+}
+OTHER_ROLE = {
+    "coding": [{"code": "doctor", "system": "http://terminology.hl7.org/CodeSystem/practitioner-role"}]
+}
 CHECKIN = "https://mecr.dev/fhir/CodeSystem/habit-check-in-result"
 
 # (id, example file, mutation, expected [(code, expression)])
 RULES: list[tuple[str, str, Mutation, list[tuple[str, str]]]] = [
-    ("cardinality-min", "Observation-example-daily-steps.json", delete(["subject"]),
-     [("required", "Observation.subject")]),
-    ("cardinality-max", "Observation-example-check-in-done.json",
-     setv(["basedOn"], [{"reference": "CarePlan/a"}, {"reference": "CarePlan/b"}]),
-     [("structure", "Observation.basedOn")]),
-    ("fixed-value", "Observation-example-daily-steps.json", setv(["valueQuantity", "code"], "/min"),
-     [("value", "Observation.valueQuantity.code")]),
-    ("fixed-code", "Task-example-referral-task-accepted.json", setv(["intent"], "plan"),
-     [("value", "Task.intent")]),
-    ("pattern", "Task-example-referral-task-accepted.json", setv(["code", "coding", 0, "code"], "approve"),
-     [("value", "Task.code")]),
-    ("required-binding-code", "Observation-example-daily-steps.json", setv(["status"], "preliminary"),
-     [("code-invalid", "Observation.status")]),
-    ("required-binding-quantity", "Observation-example-sleep-duration.json", setv(["valueQuantity", "code"], "s"),
-     [("code-invalid", "Observation.valueQuantity.code")]),
-    ("required-binding-intent", "ServiceRequest-example-referral-food.json", setv(["intent"], "plan"),
-     [("code-invalid", "ServiceRequest.intent")]),
-    ("reference-target", "Observation-example-daily-steps.json", setv(["subject", "reference"], "Group/g1"),
-     [("structure", "Observation.subject.reference")]),
-    ("reference-target-absolute", "Task-example-referral-task-accepted.json",
-     setv(["owner", "reference"], "https://ehr.example.org/fhir/Patient/p1"),
-     [("structure", "Task.owner.reference")]),
-    ("reference-target-profile-in-slice", "Encounter-example-session-video.json",
-     setv(["participant", 0, "individual", "reference"], "Practitioner/example-practitioner-coach"),
-     [("structure", "Encounter.participant[0].individual.reference")]),
-    ("choice-type", "Observation-example-heart-rate.json",
-     lambda r: (r.pop("valueQuantity"), r.__setitem__("valueString", "72 bpm")),
-     [("structure", "Observation.valueString")]),
-    ("slice-min", "PractitionerRole-example-coach.json", setv(["code"], [OTHER_ROLE]),
-     [("structure", "PractitionerRole.code")]),
-    ("slice-max", "PractitionerRole-example-coach.json", setv(["code"], [COACH_CODE, COACH_CODE]),
-     [("structure", "PractitionerRole.code")]),
-    ("slice-max-zero", "Observation-example-blood-pressure.json",
-     setv(["valueQuantity"], {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}),
-     [("structure", "Observation.value")]),
-    ("slice-child-fixed", "Observation-example-daily-steps.json",
-     setv(["category", 0, "coding", 0, "system"], "http://example.org/categories"),
-     [("structure", "Observation.category")]),
-    ("inherited-element-invariant", "Observation-example-blood-pressure.json",
-     delete(["component", 0, "valueQuantity"]), [("invariant", "Observation.component")]),
+    (
+        "cardinality-min",
+        "Observation-example-daily-steps.json",
+        delete(["subject"]),
+        [("required", "Observation.subject")],
+    ),
+    (
+        "cardinality-max",
+        "Observation-example-check-in-done.json",
+        setv(["basedOn"], [{"reference": "CarePlan/a"}, {"reference": "CarePlan/b"}]),
+        [("structure", "Observation.basedOn")],
+    ),
+    (
+        "fixed-value",
+        "Observation-example-daily-steps.json",
+        setv(["valueQuantity", "code"], "/min"),
+        [("value", "Observation.valueQuantity.code")],
+    ),
+    (
+        "fixed-code",
+        "Task-example-referral-task-accepted.json",
+        setv(["intent"], "plan"),
+        [("value", "Task.intent")],
+    ),
+    (
+        "pattern",
+        "Task-example-referral-task-accepted.json",
+        setv(["code", "coding", 0, "code"], "approve"),
+        [("value", "Task.code")],
+    ),
+    (
+        "required-binding-code",
+        "Observation-example-daily-steps.json",
+        setv(["status"], "preliminary"),
+        [("code-invalid", "Observation.status")],
+    ),
+    (
+        "required-binding-quantity",
+        "Observation-example-sleep-duration.json",
+        setv(["valueQuantity", "code"], "s"),
+        [("code-invalid", "Observation.valueQuantity.code")],
+    ),
+    (
+        "required-binding-intent",
+        "ServiceRequest-example-referral-food.json",
+        setv(["intent"], "plan"),
+        [("code-invalid", "ServiceRequest.intent")],
+    ),
+    (
+        "reference-target",
+        "Observation-example-daily-steps.json",
+        setv(["subject", "reference"], "Group/g1"),
+        [("structure", "Observation.subject.reference")],
+    ),
+    (
+        "reference-target-absolute",
+        "Task-example-referral-task-accepted.json",
+        setv(["owner", "reference"], "https://ehr.example.org/fhir/Patient/p1"),
+        [("structure", "Task.owner.reference")],
+    ),
+    (
+        "reference-target-profile-in-slice",
+        "Encounter-example-session-video.json",
+        setv(["participant", 0, "individual", "reference"], "Practitioner/example-practitioner-coach"),
+        [("structure", "Encounter.participant[0].individual.reference")],
+    ),
+    (
+        "choice-type",
+        "Observation-example-heart-rate.json",
+        lambda r: (r.pop("valueQuantity"), r.__setitem__("valueString", "72 bpm")),
+        [("structure", "Observation.valueString")],
+    ),
+    (
+        "slice-min",
+        "PractitionerRole-example-coach.json",
+        setv(["code"], [OTHER_ROLE]),
+        [("structure", "PractitionerRole.code")],
+    ),
+    (
+        "slice-max",
+        "PractitionerRole-example-coach.json",
+        setv(["code"], [COACH_CODE, COACH_CODE]),
+        [("structure", "PractitionerRole.code")],
+    ),
+    (
+        "slice-max-zero",
+        "Observation-example-blood-pressure.json",
+        setv(
+            ["valueQuantity"],
+            {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        ),
+        [("structure", "Observation.value")],
+    ),
+    (
+        "slice-child-fixed",
+        "Observation-example-daily-steps.json",
+        setv(["category", 0, "coding", 0, "system"], "http://example.org/categories"),
+        [("structure", "Observation.category")],
+    ),
+    (
+        "inherited-element-invariant",
+        "Observation-example-blood-pressure.json",
+        delete(["component", 0, "valueQuantity"]),
+        [("invariant", "Observation.component")],
+    ),
 ]
 
 INVARIANTS: list[tuple[str, str, Mutation, list[tuple[str, str]]]] = [
-    ("mecr-checkin-1", "Observation-example-check-in-done.json",
-     setv(["valueCodeableConcept", "coding"], [{"system": CHECKIN, "code": "done"}, {"system": CHECKIN, "code": "partly"}]),
-     [("invariant", "Observation")]),
-    ("mecr-checkin-2", "Observation-example-check-in-done.json",
-     setv(["effectiveDateTime"], "2026-03-16T12:00:00-05:00"), [("invariant", "Observation")]),
-    ("mecr-plan-1", "CarePlan-example-habit-plan.json",
-     setv(["activity", 1, "extension", 0, "valueString"], "walk-after-lunch"), [("invariant", "CarePlan")]),
-    ("mecr-plan-2", "CarePlan-example-habit-plan.json", delete(["activity", 1, "detail", "statusReason"]),
-     [("invariant", "CarePlan")]),
+    (
+        "mecr-checkin-1",
+        "Observation-example-check-in-done.json",
+        setv(
+            ["valueCodeableConcept", "coding"],
+            [{"system": CHECKIN, "code": "done"}, {"system": CHECKIN, "code": "partly"}],
+        ),
+        [("invariant", "Observation")],
+    ),
+    (
+        "mecr-checkin-2",
+        "Observation-example-check-in-done.json",
+        setv(["effectiveDateTime"], "2026-03-16T12:00:00-05:00"),
+        [("invariant", "Observation")],
+    ),
+    (
+        "mecr-plan-1",
+        "CarePlan-example-habit-plan.json",
+        setv(["activity", 1, "extension", 0, "valueString"], "walk-after-lunch"),
+        [("invariant", "CarePlan")],
+    ),
+    (
+        "mecr-plan-2",
+        "CarePlan-example-habit-plan.json",
+        delete(["activity", 1, "detail", "statusReason"]),
+        [("invariant", "CarePlan")],
+    ),
     # mecr-goal-1 cannot break alone: the category slice 'coaching' (bound to the same code system) goes too.
-    ("mecr-goal-1", "Goal-example-goal-steps.json",
-     setv(["category", 0, "coding", 0, "system"], "http://terminology.hl7.org/CodeSystem/goal-category"),
-     [("invariant", "Goal"), ("structure", "Goal.category")]),
-    ("mecr-obs-source", "Observation-example-daily-steps.json", delete(["device"]), [("invariant", "Observation")]),
-    ("mecr-obs-day", "Observation-example-daily-steps.json", setv(["effectiveDateTime"], "2026-03"),
-     [("invariant", "Observation")]),
-    ("mecr-task-1", "Task-example-referral-task-accepted.json", setv(["focus", "reference"], "urn:oid:1.2.3.4"),
-     [("invariant", "Task")]),
-    ("mecr-task-2", "Task-example-referral-task-accepted.json", setv(["status"], "rejected"),
-     [("invariant", "Task")]),
+    (
+        "mecr-goal-1",
+        "Goal-example-goal-steps.json",
+        setv(["category", 0, "coding", 0, "system"], "http://terminology.hl7.org/CodeSystem/goal-category"),
+        [("invariant", "Goal"), ("structure", "Goal.category")],
+    ),
+    (
+        "mecr-obs-source",
+        "Observation-example-daily-steps.json",
+        delete(["device"]),
+        [("invariant", "Observation")],
+    ),
+    (
+        "mecr-obs-day",
+        "Observation-example-daily-steps.json",
+        setv(["effectiveDateTime"], "2026-03"),
+        [("invariant", "Observation")],
+    ),
+    (
+        "mecr-task-1",
+        "Task-example-referral-task-accepted.json",
+        setv(["focus", "reference"], "urn:oid:1.2.3.4"),
+        [("invariant", "Task")],
+    ),
+    (
+        "mecr-task-2",
+        "Task-example-referral-task-accepted.json",
+        setv(["status"], "rejected"),
+        [("invariant", "Task")],
+    ),
     ("mecr-task-3", "Task-example-referral-task-accepted.json", delete(["owner"]), [("invariant", "Task")]),
-    ("mecr-enc-1", "Encounter-example-session-video.json", setv(["period", "end"], "2026-03-20T15:59:00-05:00"),
-     [("invariant", "Encounter")]),
-    ("mecr-enc-2", "Encounter-example-session-video.json", delete(["period", "end"]), [("invariant", "Encounter")]),
-    ("mecr-enc-3", "Encounter-example-session-video.json", setv(["extension", 0, "valueCoding", "code"], "in-person"),
-     [("invariant", "Encounter")]),
-    ("mecr-enc-4", "Encounter-example-session-video.json", setv(["length", "code"], "h"),
-     [("invariant", "Encounter")]),
-    ("mecr-coach-1", "PractitionerRole-example-coach.json", setv(["identifier", 0, "value"], "123456789"),
-     [("invariant", "PractitionerRole")]),
-    ("mecr-plan-3", "CarePlan-example-habit-plan.json",
-     setv(["activity", 1, "extension", 1, "extension", 0, "valuePeriod", "end"], "2026-03-04"),
-     [("invariant", "CarePlan")]),
-    ("mecr-enc-5", "Encounter-example-session-group.json",
-     setv(["type", 0, "coding", 0, "code"], "coaching-session-follow-up"), [("invariant", "Encounter")]),
+    (
+        "mecr-enc-1",
+        "Encounter-example-session-video.json",
+        setv(["period", "end"], "2026-03-20T15:59:00-05:00"),
+        [("invariant", "Encounter")],
+    ),
+    (
+        "mecr-enc-2",
+        "Encounter-example-session-video.json",
+        delete(["period", "end"]),
+        [("invariant", "Encounter")],
+    ),
+    (
+        "mecr-enc-3",
+        "Encounter-example-session-video.json",
+        setv(["extension", 0, "valueCoding", "code"], "in-person"),
+        [("invariant", "Encounter")],
+    ),
+    (
+        "mecr-enc-4",
+        "Encounter-example-session-video.json",
+        setv(["length", "code"], "h"),
+        [("invariant", "Encounter")],
+    ),
+    (
+        "mecr-coach-1",
+        "PractitionerRole-example-coach.json",
+        setv(["identifier", 0, "value"], "123456789"),
+        [("invariant", "PractitionerRole")],
+    ),
+    (
+        "mecr-plan-3",
+        "CarePlan-example-habit-plan.json",
+        setv(["activity", 1, "extension", 1, "extension", 0, "valuePeriod", "end"], "2026-03-04"),
+        [("invariant", "CarePlan")],
+    ),
+    (
+        "mecr-enc-5",
+        "Encounter-example-session-group.json",
+        setv(["type", 0, "coding", 0, "code"], "coaching-session-follow-up"),
+        [("invariant", "Encounter")],
+    ),
     # a Group as a member's session subject also breaks mecr-enc-5 (a Group's session is not part of another)
-    ("mecr-enc-6", "Encounter-example-session-group-participant.json",
-     setv(["subject", "reference"], "Group/example-walking-group"),
-     [("invariant", "Encounter"), ("invariant", "Encounter")]),
+    (
+        "mecr-enc-6",
+        "Encounter-example-session-group-participant.json",
+        setv(["subject", "reference"], "Group/example-walking-group"),
+        [("invariant", "Encounter"), ("invariant", "Encounter")],
+    ),
 ]
 
 CASES = RULES + INVARIANTS
@@ -141,8 +281,9 @@ def broken(name: str, mutate: Mutation) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("case", "name", "mutate", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_one_broken_rule_gives_exactly_its_issue(validator: ProfileValidator, case: str, name: str,
-                                                 mutate: Mutation, expected: list[tuple[str, str]]) -> None:
+def test_one_broken_rule_gives_exactly_its_issue(
+    validator: ProfileValidator, case: str, name: str, mutate: Mutation, expected: list[tuple[str, str]]
+) -> None:
     assert errors(validator.issues(example(name))) == []  # the unbroken example is valid
     issues = validator.issues(broken(name, mutate))
     assert errors(issues) == sorted(expected), issues
@@ -151,8 +292,12 @@ def test_one_broken_rule_gives_exactly_its_issue(validator: ProfileValidator, ca
 
 
 def test_every_error_invariant_of_the_ig_has_a_case(validator: ProfileValidator) -> None:
-    keys = {c.key for p in validator.profiles.values() for c in p.constraints
-            if c.key.startswith("mecr-") and c.severity == "error"}
+    keys = {
+        c.key
+        for p in validator.profiles.values()
+        for c in p.constraints
+        if c.key.startswith("mecr-") and c.severity == "error"
+    }
     assert keys == {c[0] for c in INVARIANTS}
 
 
@@ -199,7 +344,14 @@ def test_meta_profile_claims(validator: ProfileValidator) -> None:
 def test_skipped_constraints_and_unchecked_bindings_are_reported(validator: ProfileValidator) -> None:
     steps = validator.profiles[MECR + "mecr-daily-steps"]
     assert steps.skipped_constraints == {"ele-1": "fhirpathpy 2.2.4 does not implement hasValue()"}
-    assert {c.key for c in steps.constraints} >= {"dom-2", "dom-3", "obs-6", "obs-7", "mecr-obs-source", "ext-1"}
+    assert {c.key for c in steps.constraints} >= {
+        "dom-2",
+        "dom-3",
+        "obs-6",
+        "obs-7",
+        "mecr-obs-source",
+        "ext-1",
+    }
     assert all("quantity-comparator" in why for why in steps.unchecked_bindings.values())
 
 

@@ -24,18 +24,30 @@ PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
 
 def observation(**over: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "steps"},
-            "subject": {"reference": "Patient/p1"}, **over}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "steps"},
+        "subject": {"reference": "Patient/p1"},
+        **over,
+    }
 
 
 # (resource, the FHIRPath of its one bad code): one case per class of binding
 BAD = {
     "Observation.status": observation(status="bogus"),
     "Patient.gender": {"resourceType": "Patient", "gender": "robot"},
-    "Goal.lifecycleStatus": {"resourceType": "Goal", "lifecycleStatus": "someday", "description": {"text": "walk"},
-                             "subject": {"reference": "Patient/p1"}},
-    "Encounter.status": {"resourceType": "Encounter", "status": "happening",
-                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}},
+    "Goal.lifecycleStatus": {
+        "resourceType": "Goal",
+        "lifecycleStatus": "someday",
+        "description": {"text": "walk"},
+        "subject": {"reference": "Patient/p1"},
+    },
+    "Encounter.status": {
+        "resourceType": "Encounter",
+        "status": "happening",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    },
     # a data type's binding, inside a choice element
     "Observation.valueQuantity.comparator": observation(valueQuantity={"value": 5, "comparator": "about"}),
     # a data type inside a data type (Reference.identifier.use)
@@ -43,33 +55,51 @@ BAD = {
     # a backbone element, and a repeating one
     "Patient.contact[0].gender": {"resourceType": "Patient", "contact": [{"gender": "m"}]},
     "Encounter.statusHistory[1].status": {
-        "resourceType": "Encounter", "status": "finished",
+        "resourceType": "Encounter",
+        "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "statusHistory": [{"status": "arrived", "period": {"start": "2026-01-01"}},
-                          {"status": "left", "period": {"start": "2026-01-02"}}]},
+        "statusHistory": [
+            {"status": "arrived", "period": {"start": "2026-01-01"}},
+            {"status": "left", "period": {"start": "2026-01-02"}},
+        ],
+    },
     # an element reached through contentReference (Questionnaire.item.item)
-    "Questionnaire.item[0].item[0].type": {"resourceType": "Questionnaire", "status": "draft", "item": [
-        {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "essay"}]}]},
+    "Questionnaire.item[0].item[0].type": {
+        "resourceType": "Questionnaire",
+        "status": "draft",
+        "item": [{"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "essay"}]}],
+    },
     # a CodeableConcept bound required: a coding must be in the value set
     "Condition.clinicalStatus": {
-        "resourceType": "Condition", "subject": {"reference": "Patient/p1"},
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                       "code": "gone"}]}},
+        "resourceType": "Condition",
+        "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "gone"}]
+        },
+    },
     # the value of an extension, and a contained resource
-    "Patient.extension[0].valueQuantity.comparator": {"resourceType": "Patient", "extension": [
-        {"url": "https://example.org/x", "valueQuantity": {"value": 1, "comparator": "~"}}]},
-    "Patient.contained[0].status": {"resourceType": "Patient", "contained": [
-        {"resourceType": "Observation", "id": "o", "status": "done", "code": {"text": "x"}}]},
+    "Patient.extension[0].valueQuantity.comparator": {
+        "resourceType": "Patient",
+        "extension": [{"url": "https://example.org/x", "valueQuantity": {"value": 1, "comparator": "~"}}],
+    },
+    "Patient.contained[0].status": {
+        "resourceType": "Patient",
+        "contained": [{"resourceType": "Observation", "id": "o", "status": "done", "code": {"text": "x"}}],
+    },
     # the narrative every resource may carry
-    "Patient.text.status": {"resourceType": "Patient", "text": {
-        "status": "written", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}},
+    "Patient.text.status": {
+        "resourceType": "Patient",
+        "text": {"status": "written", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+    },
 }
 
 
 @pytest.mark.parametrize("where", sorted(BAD))
 def test_a_bad_code_is_refused_with_422_and_its_location(client: Any, where: str) -> None:
     resource = BAD[where]
-    body = assert_outcome(client.post(f"/fhir/{resource['resourceType']}", json=resource), 422, "code-invalid")
+    body = assert_outcome(
+        client.post(f"/fhir/{resource['resourceType']}", json=resource), 422, "code-invalid"
+    )
     assert [(i["code"], i["expression"]) for i in body["issue"]] == [("code-invalid", [where])]
     assert "(required)" in body["issue"][0]["diagnostics"]
     found = client.get(f"/fhir/{resource['resourceType']}", params={"_summary": "count"}).json()["total"]
@@ -84,8 +114,11 @@ def test_the_message_names_the_code_and_the_allowed_codes(client: Any) -> None:
 
 
 def test_a_concept_with_text_alone_does_not_meet_a_required_binding() -> None:
-    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
-                 "verificationStatus": {"text": "probably"}}
+    condition = {
+        "resourceType": "Condition",
+        "subject": {"reference": "Patient/p1"},
+        "verificationStatus": {"text": "probably"},
+    }
     assert [i["expression"] for i in binding_issues(condition)] == [["Condition.verificationStatus"]]
     ok = {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}
     condition["verificationStatus"] = {"coding": [{"system": "http://example.org", "code": "x"}, ok]}
@@ -93,17 +126,27 @@ def test_a_concept_with_text_alone_does_not_meet_a_required_binding() -> None:
 
 
 def test_one_issue_per_bad_code(client: Any) -> None:
-    patient = {"resourceType": "Patient", "gender": "robot", "identifier": [{"use": "usual"}, {"use": "primary"}],
-               "telecom": [{"system": "pager", "value": "1"}, {"system": "fax2", "use": "car", "value": "2"}]}
+    patient = {
+        "resourceType": "Patient",
+        "gender": "robot",
+        "identifier": [{"use": "usual"}, {"use": "primary"}],
+        "telecom": [{"system": "pager", "value": "1"}, {"system": "fax2", "use": "car", "value": "2"}],
+    }
     body = assert_outcome(client.post("/fhir/Patient", json=patient), 422, "code-invalid")
     assert sorted(i["expression"][0] for i in body["issue"]) == [
-        "Patient.gender", "Patient.identifier[1].use", "Patient.telecom[1].system", "Patient.telecom[1].use"]
+        "Patient.gender",
+        "Patient.identifier[1].use",
+        "Patient.telecom[1].system",
+        "Patient.telecom[1].use",
+    ]
 
 
 def test_good_codes_pass(client: Any) -> None:
     assert client.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
-    for resource in (observation(valueQuantity={"value": 5, "comparator": "<"}),
-                     {**BAD["Goal.lifecycleStatus"], "lifecycleStatus": "active"}):
+    for resource in (
+        observation(valueQuantity={"value": 5, "comparator": "<"}),
+        {**BAD["Goal.lifecycleStatus"], "lifecycleStatus": "active"},
+    ):
         assert client.post(f"/fhir/{resource['resourceType']}", json=resource).status_code == 201
 
 
@@ -111,27 +154,45 @@ def test_update_patch_and_conditional_writes_are_checked(client: Any) -> None:
     assert client.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
     assert_outcome(client.put("/fhir/Patient/p1", json={**PATIENT, "gender": "robot"}), 422, "code-invalid")
     patch = [{"op": "replace", "path": "/gender", "value": "robot"}]
-    assert_outcome(client.patch("/fhir/Patient/p1", json=patch, headers={"content-type": "application/json-patch+json"}),
-                   422, "code-invalid")
-    assert_outcome(client.put("/fhir/Patient", params={"identifier": "x|1"}, json={"resourceType": "Patient",
-                              "gender": "robot"}), 422, "code-invalid")
+    assert_outcome(
+        client.patch("/fhir/Patient/p1", json=patch, headers={"content-type": "application/json-patch+json"}),
+        422,
+        "code-invalid",
+    )
+    assert_outcome(
+        client.put(
+            "/fhir/Patient", params={"identifier": "x|1"}, json={"resourceType": "Patient", "gender": "robot"}
+        ),
+        422,
+        "code-invalid",
+    )
     assert client.get("/fhir/Patient/p1").json()["gender"] == "female"
     assert client.get("/fhir/Patient/p1").json()["meta"]["versionId"] == "1"
 
 
 def test_a_transaction_with_a_bad_code_writes_nothing(client: Any) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}},
-        {"resource": BAD["Observation.status"], "request": {"method": "POST", "url": "Observation"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}},
+            {"resource": BAD["Observation.status"], "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     body = assert_outcome(client.post("/fhir", json=bundle), 422, "code-invalid")
     assert any("Observation.status" in e for i in body["issue"] for e in i.get("expression", []))
     assert client.get("/fhir/Patient/p1").status_code == 404
 
 
 def test_a_batch_refuses_the_bad_entry_alone(client: Any) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}},
-        {"resource": BAD["Patient.gender"], "request": {"method": "POST", "url": "Patient"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": PATIENT, "request": {"method": "PUT", "url": "Patient/p1"}},
+            {"resource": BAD["Patient.gender"], "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
     resp = client.post("/fhir", json=bundle)
     assert resp.status_code == 200
     first, second = (e["response"] for e in resp.json()["entry"])
@@ -144,7 +205,8 @@ def test_validate_reports_bad_codes_with_200(client: Any) -> None:
     resp = client.post("/fhir/Observation/$validate", json=BAD["Observation.valueQuantity.comparator"])
     assert resp.status_code == 200
     assert [(i["code"], i["expression"]) for i in resp.json()["issue"]] == [
-        ("code-invalid", ["Observation.valueQuantity.comparator"])]
+        ("code-invalid", ["Observation.valueQuantity.comparator"])
+    ]
 
 
 def test_the_repository_refuses_for_every_internal_writer(repo: Any) -> None:
@@ -178,7 +240,9 @@ def test_not_checked_value_sets_are_reported_once_at_start_up(app: Any, caplog: 
         pass
     lines = [r.getMessage() for r in caplog.records if r.name == "mecr.validation"]
     assert len(lines) == 1
-    assert "5 not checked" in lines[0] and "Attachment.contentType" in lines[0] and "Money.currency" in lines[0]
+    assert (
+        "5 not checked" in lines[0] and "Attachment.contentType" in lines[0] and "Money.currency" in lines[0]
+    )
     assert "docs/validation.md" in lines[0]
 
 
@@ -195,7 +259,8 @@ def test_the_table_holds_the_spec_s_value_sets() -> None:
     table = json.loads(DATA.read_text(encoding="utf-8"))
     assert table["bindings"]["Observation.status"] == "http://hl7.org/fhir/ValueSet/observation-status"
     assert table["valueSets"]["http://hl7.org/fhir/ValueSet/administrative-gender"] == {
-        "http://hl7.org/fhir/administrative-gender": ["female", "male", "other", "unknown"]}
+        "http://hl7.org/fhir/administrative-gender": ["female", "male", "other", "unknown"]
+    }
     assert table["elements"]["Observation"]["valueQuantity"] == "Quantity"
     assert "http://hl7.org/fhir/ValueSet/mimetypes" in table["notChecked"]
 
@@ -205,7 +270,12 @@ def test_regenerating_the_table_gives_the_committed_file() -> None:
     """``scripts/vendor_fhir_definitions.py --check``: the pinned npm package, rebuilt, compared byte for byte."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed: the vendored FHIR definitions cannot be rebuilt here")
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "vendor_fhir_definitions.py"), "--check"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "vendor_fhir_definitions.py"), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "up to date" in result.stdout and "required-bindings.json" in result.stdout

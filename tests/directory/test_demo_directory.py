@@ -25,6 +25,10 @@ def test_the_demo_directory_is_what_its_generator_writes() -> None:
 def test_the_demo_loads_the_directory_once(settings: Any, services: Any, client: Any) -> None:
     assert _load_demo_directory(settings) == "created: 54, updated: 0, unchanged: 0"
     assert _load_demo_directory(settings) == "created: 0, updated: 0, unchanged: 54"
-    found = client.get("/fhir/HealthcareService?category=food-insecurity&location.near-postalcode=62701|10|km").json()
+    found = client.get(
+        "/fhir/HealthcareService?category=food-insecurity&location.near-postalcode=62701|10|km"
+    ).json()
     assert found["total"] >= 2
-    assert all(e["resource"]["meta"]["source"] == "urn:mecr:directory:springfield-demo" for e in found["entry"])
+    assert all(
+        e["resource"]["meta"]["source"] == "urn:mecr:directory:springfield-demo" for e in found["entry"]
+    )

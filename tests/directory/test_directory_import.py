@@ -76,11 +76,21 @@ def test_a_url_of_an_hsds_api_is_read_page_by_page(cli_env: Any) -> None:
     d = generate_directory(6, seed=3)
     items = services_json(d)
     pages = [items[:3], items[3:]]
-    route = respx.get(url__startswith="https://hsds.example.org/services").mock(side_effect=lambda req: httpx.Response(
-        200, json={"total_items": len(items), "total_pages": 2, "page_number": int(req.url.params.get("page", 1)),
-                   "size": 3, "first_page": req.url.params.get("page", "1") == "1",
-                   "last_page": req.url.params.get("page") == "2", "empty": False,
-                   "contents": pages[int(req.url.params.get("page", 1)) - 1]}))
+    route = respx.get(url__startswith="https://hsds.example.org/services").mock(
+        side_effect=lambda req: httpx.Response(
+            200,
+            json={
+                "total_items": len(items),
+                "total_pages": 2,
+                "page_number": int(req.url.params.get("page", 1)),
+                "size": 3,
+                "first_page": req.url.params.get("page", "1") == "1",
+                "last_page": req.url.params.get("page") == "2",
+                "empty": False,
+                "contents": pages[int(req.url.params.get("page", 1)) - 1],
+            },
+        )
+    )
     read = read_directory("https://hsds.example.org/services")
     assert route.call_count == 2
     assert read.name == "services" and read.directory.services.keys() == d.services.keys()
@@ -93,10 +103,12 @@ def test_a_url_of_a_datapackage_fetches_its_tables(cli_env: Any) -> None:
     d = generate_directory(3, seed=5)
     tables = write_tabular(d)
     respx.get("https://data.example.org/hsds/datapackage.json").mock(
-        return_value=httpx.Response(200, json=datapackage("springfield", tables)))
+        return_value=httpx.Response(200, json=datapackage("springfield", tables))
+    )
     for table, rows in tables.items():
         respx.get(f"https://data.example.org/hsds/{table}.csv").mock(
-            return_value=httpx.Response(200, text=csv_text(table, rows)))
+            return_value=httpx.Response(200, text=csv_text(table, rows))
+        )
     read = read_directory("https://data.example.org/hsds/datapackage.json")
     assert read.name == "hsds" and directory_to_fhir(read.directory) == directory_to_fhir(d)
     respx.get("https://data.example.org/missing.json").mock(return_value=httpx.Response(404))
@@ -122,12 +134,18 @@ def test_entries_gone_from_the_directory_are_retired_not_deleted(cli_env: Any) -
     for sid in gone:
         assert cli_env.repo.read("HealthcareService", fhir_id(sid)).content["active"] is False
     # the other directory is untouched, and a re-import of the smaller one retires nothing more
-    assert all(s.content["active"] for s in cli_env.repo.search_params(
-        "HealthcareService", [("_source", "urn:mecr:directory:elsewhere")]).matches)
+    assert all(
+        s.content["active"]
+        for s in cli_env.repo.search_params(
+            "HealthcareService", [("_source", "urn:mecr:directory:elsewhere")]
+        ).matches
+    )
     assert importer.import_directory(smaller, name="county").removed == {}
     # --keep-missing leaves them as they are
-    assert importer.import_directory(generate_directory(1, seed=11), name="county",
-                                     remove_missing=False).removed == {}
+    assert (
+        importer.import_directory(generate_directory(1, seed=11), name="county", remove_missing=False).removed
+        == {}
+    )
 
 
 def test_bad_inputs_exit_1_with_one_line(cli_env: Any, capsys: Any, tmp_path: Path) -> None:

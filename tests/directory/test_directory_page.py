@@ -17,14 +17,26 @@ from tests.web.web_support import SESSION_COOKIE, coach_principal, login, patien
 
 def _world(services: Any) -> str:
     DirectoryImporter(services.repo).import_directory(_directory(), name="test")
-    pid = services.repo.create({"resourceType": "Patient", "name": [{"given": ["Ana"], "family": "Lopez"}],
-                                "address": [{"line": ["5 Oak St"], "postalCode": "62701"}]}).stored.id
-    services.repo.create({
-        "resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                       "code": "active"}]},
-        "category": [{"coding": [{"system": SDOHCC_CATEGORY, "code": "food-insecurity"}]}],
-        "code": {"text": "Food insecurity"}})
+    pid = services.repo.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"given": ["Ana"], "family": "Lopez"}],
+            "address": [{"line": ["5 Oak St"], "postalCode": "62701"}],
+        }
+    ).stored.id
+    services.repo.create(
+        {
+            "resourceType": "Condition",
+            "subject": {"reference": f"Patient/{pid}"},
+            "clinicalStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                ]
+            },
+            "category": [{"coding": [{"system": SDOHCC_CATEGORY, "code": "food-insecurity"}]}],
+            "code": {"text": "Food insecurity"},
+        }
+    )
     return pid
 
 
@@ -71,8 +83,9 @@ def test_bad_values_and_who_may_open_it(secure_client: Any, secure_services: Any
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_a_coach_finds_a_food_resource_near_a_zip_code(browser: Any, secure_live_server: Any,
-                                                       secure_services: Any, width: int) -> None:
+def test_a_coach_finds_a_food_resource_near_a_zip_code(
+    browser: Any, secure_live_server: Any, secure_services: Any, width: int
+) -> None:
     _world(secure_services)
     cookie, _ = login(secure_services, coach_principal())
     context = browser.new_context(viewport={"width": width, "height": 900})

@@ -15,28 +15,46 @@ def _world(repo: Any) -> dict[str, str]:
     DirectoryImporter(repo).import_directory(generate_directory(6, seed=21), name="town")
     ids = {}
     for who in ("a", "b"):
-        ids[who] = repo.create({"resourceType": "Patient", "name": [{"family": f"Zebra{who}"}],
-                                "address": [{"postalCode": "62701"}]}).stored.id
+        ids[who] = repo.create(
+            {
+                "resourceType": "Patient",
+                "name": [{"family": f"Zebra{who}"}],
+                "address": [{"postalCode": "62701"}],
+            }
+        ).stored.id
     # a Location and an Organization that are not directory entries; B's Observation names them
     ids["clinic"] = repo.create({"resourceType": "Organization", "name": "B's private clinic"}).stored.id
-    ids["home"] = repo.create({"resourceType": "Location", "name": "B's home", "position": {
-        "latitude": 39.8, "longitude": -89.65}}).stored.id
-    ids["obs"] = repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                              "subject": {"reference": f"Patient/{ids['b']}"},
-                              "performer": [{"reference": f"Organization/{ids['clinic']}"}]}).stored.id
+    ids["home"] = repo.create(
+        {"resourceType": "Location", "name": "B's home", "position": {"latitude": 39.8, "longitude": -89.65}}
+    ).stored.id
+    ids["obs"] = repo.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{ids['b']}"},
+            "performer": [{"reference": f"Organization/{ids['clinic']}"}],
+        }
+    ).stored.id
     return ids
 
 
-def test_a_patient_searches_the_directory_but_sees_nothing_of_others(secure_client: Any,
-                                                                      secure_services: Any) -> None:
+def test_a_patient_searches_the_directory_but_sees_nothing_of_others(
+    secure_client: Any, secure_services: Any
+) -> None:
     ids = _world(secure_services.repo)
     me = bearer(secure_services, patient(ids["a"]))
-    everyone = secure_client.get("/fhir/HealthcareService?_count=100", headers=bearer(secure_services, coach()))
+    everyone = secure_client.get(
+        "/fhir/HealthcareService?_count=100", headers=bearer(secure_services, coach())
+    )
     services = secure_client.get("/fhir/HealthcareService?_count=100", headers=me)
     assert services.status_code == 200
     assert services.json()["total"] == everyone.json()["total"] == 6
-    food = secure_client.get("/fhir/HealthcareService?location.near=39.80|-89.65|50|km&_include="
-                             "HealthcareService:location&_include=HealthcareService:organization", headers=me).json()
+    food = secure_client.get(
+        "/fhir/HealthcareService?location.near=39.80|-89.65|50|km&_include="
+        "HealthcareService:location&_include=HealthcareService:organization",
+        headers=me,
+    ).json()
     kinds = {e["resource"]["resourceType"] for e in food["entry"]}
     assert kinds == {"HealthcareService", "Location", "Organization"}
     first = food["entry"][0]["resource"]

@@ -51,11 +51,19 @@ def test_prefer_return(client: Any) -> None:
 
 def test_update_if_match_and_vread_history(client: Any) -> None:
     pid = post(client, "/fhir/Patient", {"resourceType": "Patient"}).json()["id"]
-    ok = put(client, f"/fhir/Patient/{pid}", {"resourceType": "Patient", "id": pid, "gender": "male"},
-             **{"If-Match": 'W/"1"'})
+    ok = put(
+        client,
+        f"/fhir/Patient/{pid}",
+        {"resourceType": "Patient", "id": pid, "gender": "male"},
+        **{"If-Match": 'W/"1"'},
+    )
     assert ok.status_code == 200 and ok.headers["etag"] == 'W/"2"'
-    stale = put(client, f"/fhir/Patient/{pid}", {"resourceType": "Patient", "id": pid, "gender": "female"},
-                **{"If-Match": 'W/"1"'})
+    stale = put(
+        client,
+        f"/fhir/Patient/{pid}",
+        {"resourceType": "Patient", "id": pid, "gender": "female"},
+        **{"If-Match": 'W/"1"'},
+    )
     assert_outcome(stale, 412, "conflict")
     assert client.get(f"/fhir/Patient/{pid}/_history/1").json()["meta"]["versionId"] == "1"
     history = client.get(f"/fhir/Patient/{pid}/_history").json()
@@ -81,12 +89,17 @@ def test_delete_and_gone(client: Any) -> None:
 
 def test_patch(client: Any) -> None:
     pid = post(client, "/fhir/Patient", {"resourceType": "Patient"}).json()["id"]
-    r = client.patch(f"/fhir/Patient/{pid}", content=json.dumps([{"op": "add", "path": "/active", "value": True}]),
-                     headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
+    r = client.patch(
+        f"/fhir/Patient/{pid}",
+        content=json.dumps([{"op": "add", "path": "/active", "value": True}]),
+        headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'},
+    )
     assert r.status_code == 200 and r.json()["active"] is True and r.headers["etag"] == 'W/"2"'
-    bad = client.patch(f"/fhir/Patient/{pid}", content=json.dumps([{"op": "test", "path": "/active",
-                                                                     "value": False}]),
-                       headers={"Content-Type": "application/json-patch+json"})
+    bad = client.patch(
+        f"/fhir/Patient/{pid}",
+        content=json.dumps([{"op": "test", "path": "/active", "value": False}]),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert_outcome(bad, 422, "processing")
 
 
@@ -97,9 +110,14 @@ def test_conditional_create_update_delete(client: Any) -> None:
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
     upd = put(client, "/fhir/Patient?identifier=urn:mrn|7", {**body, "gender": "female"})
-    assert upd.status_code == 200 and upd.json()["id"] == first.json()["id"] and upd.json()["gender"] == "female"
-    new = put(client, "/fhir/Patient?identifier=urn:mrn|8",
-              {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "8"}]})
+    assert (
+        upd.status_code == 200 and upd.json()["id"] == first.json()["id"] and upd.json()["gender"] == "female"
+    )
+    new = put(
+        client,
+        "/fhir/Patient?identifier=urn:mrn|8",
+        {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "8"}]},
+    )
     assert new.status_code == 201
     assert client.delete("/fhir/Patient?identifier=urn:mrn|7").status_code == 204
     assert client.get("/fhir/Patient?identifier=urn:mrn|7").json()["total"] == 0
@@ -119,14 +137,25 @@ def test_search_bundle_and_paging_links(client: Any) -> None:
             break
         page = client.get(local(nxt[0])).json()
     assert len(seen) == len(set(seen)) == 5
-    post_search = client.post("/fhir/Patient/_search", content="name=fam2",
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    post_search = client.post(
+        "/fhir/Patient/_search",
+        content="name=fam2",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert post_search.json()["total"] == 1
 
 
 def test_search_summary_elements_and_warnings(client: Any) -> None:
-    post(client, "/fhir/Patient", {"resourceType": "Patient", "gender": "male", "name": [{"family": "X"}],
-                                   "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">X</div>"}})
+    post(
+        client,
+        "/fhir/Patient",
+        {
+            "resourceType": "Patient",
+            "gender": "male",
+            "name": [{"family": "X"}],
+            "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">X</div>'},
+        },
+    )
     count = client.get("/fhir/Patient?_summary=count").json()
     assert count["total"] == 1 and "entry" not in count
     elements = client.get("/fhir/Patient?_elements=gender").json()["entry"][0]["resource"]
@@ -141,15 +170,27 @@ def test_search_summary_elements_and_warnings(client: Any) -> None:
 
 
 def test_transaction_rewrites_urn_uuid_and_is_atomic(client: Any) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
-         "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
-         "resource": {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "Walk"},
-                      "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}},
-         "request": {"method": "POST", "url": "Goal"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
+                "resource": {
+                    "resourceType": "Goal",
+                    "lifecycleStatus": "active",
+                    "description": {"text": "Walk"},
+                    "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"},
+                },
+                "request": {"method": "POST", "url": "Goal"},
+            },
+        ],
+    }
     r = post(client, "/fhir", bundle)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -159,9 +200,16 @@ def test_transaction_rewrites_urn_uuid_and_is_atomic(client: Any) -> None:
     assert out["entry"][1]["resource"]["subject"]["reference"] == f"Patient/{pid}"
     assert client.get(f"/fhir/Goal?patient={pid}").json()["total"] == 1
     # one bad entry: nothing from the Bundle is stored
-    bundle["entry"].append({"resource": {"resourceType": "Goal", "lifecycleStatus": "nonsense-but-string",
-                                         "description": {"text": 1}},
-                            "request": {"method": "POST", "url": "Goal"}})
+    bundle["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Goal",
+                "lifecycleStatus": "nonsense-but-string",
+                "description": {"text": 1},
+            },
+            "request": {"method": "POST", "url": "Goal"},
+        }
+    )
     bad = post(client, "/fhir", bundle)
     body = assert_outcome(bad, 400)
     assert "Bundle.entry[2]" in body["issue"][0]["expression"]
@@ -170,18 +218,40 @@ def test_transaction_rewrites_urn_uuid_and_is_atomic(client: Any) -> None:
 
 
 def test_transaction_conditional_reference_and_if_none_exist(client: Any) -> None:
-    post(client, "/fhir/Patient", {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "9"}]})
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:aaaaaaaa-1111-1111-1111-111111111111",
-         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "9"}]},
-         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|9"}},
-        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                      "subject": {"reference": "Patient?identifier=urn:mrn|9"}},
-         "request": {"method": "POST", "url": "Observation"}},
-        {"resource": {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "y"},
-                      "subject": {"reference": "urn:uuid:aaaaaaaa-1111-1111-1111-111111111111"}},
-         "request": {"method": "POST", "url": "Goal"}},
-    ]}
+    post(
+        client,
+        "/fhir/Patient",
+        {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "9"}]},
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:aaaaaaaa-1111-1111-1111-111111111111",
+                "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "9"}]},
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|9"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "Patient?identifier=urn:mrn|9"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Goal",
+                    "lifecycleStatus": "active",
+                    "description": {"text": "y"},
+                    "subject": {"reference": "urn:uuid:aaaaaaaa-1111-1111-1111-111111111111"},
+                },
+                "request": {"method": "POST", "url": "Goal"},
+            },
+        ],
+    }
     out = post(client, "/fhir", bundle).json()
     assert out["entry"][0]["response"]["status"] == "200 OK"  # matched, not created
     pid = out["entry"][0]["resource"]["id"]
@@ -193,14 +263,29 @@ def test_transaction_conditional_reference_and_if_none_exist(client: Any) -> Non
 def test_transaction_orders_delete_post_put_get(client: Any) -> None:
     put(client, "/fhir/Patient/old", {"resourceType": "Patient", "id": "old"})
     put(client, "/fhir/Patient/patched", {"resourceType": "Patient", "id": "patched"})
-    patch_doc = base64.b64encode(json.dumps([{"op": "add", "path": "/gender", "value": "other"}]).encode()).decode()
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "GET", "url": "Patient?_summary=count"}},
-        {"resource": {"resourceType": "Patient", "id": "kept"}, "request": {"method": "PUT", "url": "Patient/kept"}},
-        {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch_doc},
-         "request": {"method": "PATCH", "url": "Patient/patched"}},
-        {"request": {"method": "DELETE", "url": "Patient/old"}},
-    ]}
+    patch_doc = base64.b64encode(
+        json.dumps([{"op": "add", "path": "/gender", "value": "other"}]).encode()
+    ).decode()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient?_summary=count"}},
+            {
+                "resource": {"resourceType": "Patient", "id": "kept"},
+                "request": {"method": "PUT", "url": "Patient/kept"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "application/json-patch+json",
+                    "data": patch_doc,
+                },
+                "request": {"method": "PATCH", "url": "Patient/patched"},
+            },
+            {"request": {"method": "DELETE", "url": "Patient/old"}},
+        ],
+    }
     out = post(client, "/fhir", bundle)
     assert out.status_code == 200, out.text
     entries = out.json()["entry"]
@@ -209,25 +294,40 @@ def test_transaction_orders_delete_post_put_get(client: Any) -> None:
     assert client.get("/fhir/Patient/patched").json()["gender"] == "other"
 
 
-@pytest.mark.parametrize("second", [
-    {"resource": {"resourceType": "Patient", "id": "twice", "gender": "male"},
-     "request": {"method": "PUT", "url": "Patient/twice"}},
-    {"request": {"method": "DELETE", "url": "Patient/twice"}},
-    {"request": {"method": "DELETE", "url": "Patient?_id=twice"}},
-    {"resource": {"resourceType": "Patient", "gender": "male"},
-     "request": {"method": "PUT", "url": "Patient?_id=twice"}},
-])
+@pytest.mark.parametrize(
+    "second",
+    [
+        {
+            "resource": {"resourceType": "Patient", "id": "twice", "gender": "male"},
+            "request": {"method": "PUT", "url": "Patient/twice"},
+        },
+        {"request": {"method": "DELETE", "url": "Patient/twice"}},
+        {"request": {"method": "DELETE", "url": "Patient?_id=twice"}},
+        {
+            "resource": {"resourceType": "Patient", "gender": "male"},
+            "request": {"method": "PUT", "url": "Patient?_id=twice"},
+        },
+    ],
+)
 def test_transaction_naming_a_resource_twice_is_refused(client: Any, second: dict[str, Any]) -> None:
     """R4 http.html#trules: overlapping identities (conditional ones resolved) fail the transaction, and nothing
     of it is written."""
     put(client, "/fhir/Patient/twice", {"resourceType": "Patient", "id": "twice"})
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "twice", "gender": "female"},
-         "request": {"method": "PUT", "url": "Patient/twice"}},
-        {"resource": {"resourceType": "Patient", "name": [{"family": "New"}]},
-         "request": {"method": "POST", "url": "Patient"}},
-        second,
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "id": "twice", "gender": "female"},
+                "request": {"method": "PUT", "url": "Patient/twice"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "name": [{"family": "New"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            second,
+        ],
+    }
     body = assert_outcome(post(client, "/fhir", bundle), 400, "invalid")
     assert "both change Patient/twice" in body["issue"][0]["diagnostics"]
     assert client.get("/fhir/Patient/twice").json()["meta"]["versionId"] == "1"
@@ -235,11 +335,18 @@ def test_transaction_naming_a_resource_twice_is_refused(client: Any, second: dic
 
 
 def test_batch_reports_each_entry(client: Any) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Patient", "gender": 5}, "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": "Patient/missing"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": 5},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"request": {"method": "GET", "url": "Patient/missing"}},
+        ],
+    }
     out = post(client, "/fhir", bundle).json()
     assert out["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in out["entry"]]
@@ -250,15 +357,43 @@ def test_batch_reports_each_entry(client: Any) -> None:
 
 def test_everything_operation(client: Any) -> None:
     pid = post(client, "/fhir/Patient", {"resourceType": "Patient"}).json()["id"]
-    post(client, "/fhir/Goal", {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "a"},
-                                "subject": {"reference": f"Patient/{pid}"}})
-    post(client, "/fhir/Observation", {"resourceType": "Observation", "status": "final", "code": {"text": "b"},
-                                       "subject": {"reference": f"Patient/{pid}"}})
+    post(
+        client,
+        "/fhir/Goal",
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "a"},
+            "subject": {"reference": f"Patient/{pid}"},
+        },
+    )
+    post(
+        client,
+        "/fhir/Observation",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "b"},
+            "subject": {"reference": f"Patient/{pid}"},
+        },
+    )
     other = post(client, "/fhir/Patient", {"resourceType": "Patient"}).json()["id"]
-    post(client, "/fhir/Goal", {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "c"},
-                                "subject": {"reference": f"Patient/{other}"}})
+    post(
+        client,
+        "/fhir/Goal",
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "c"},
+            "subject": {"reference": f"Patient/{other}"},
+        },
+    )
     everything = client.get(f"/fhir/Patient/{pid}/$everything").json()
-    assert sorted(e["resource"]["resourceType"] for e in everything["entry"]) == ["Goal", "Observation", "Patient"]
+    assert sorted(e["resource"]["resourceType"] for e in everything["entry"]) == [
+        "Goal",
+        "Observation",
+        "Patient",
+    ]
     only_goals = client.get(f"/fhir/Patient/{pid}/$everything?_type=Goal").json()
     assert [e["resource"]["resourceType"] for e in only_goals["entry"]] == ["Goal"]
     assert_outcome(client.get("/fhir/Patient/missing/$everything"), 404, "not-found")
@@ -272,35 +407,78 @@ def test_capability_statement_is_what_is_implemented(client: Any) -> None:
     assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
     rest = cs["rest"][0]
     types = {r["type"] for r in rest["resource"]}
-    required = {"Patient", "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService",
-                "Group", "Device", "Goal", "CarePlan", "Observation", "Condition", "ServiceRequest", "Task",
-                "Encounter", "Communication", "Questionnaire", "QuestionnaireResponse", "Consent",
-                "DocumentReference", "Provenance", "AuditEvent", "Claim"}
+    required = {
+        "Patient",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Location",
+        "HealthcareService",
+        "Group",
+        "Device",
+        "Goal",
+        "CarePlan",
+        "Observation",
+        "Condition",
+        "ServiceRequest",
+        "Task",
+        "Encounter",
+        "Communication",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "Consent",
+        "DocumentReference",
+        "Provenance",
+        "AuditEvent",
+        "Claim",
+    }
     assert required <= types
     # every advertised type answers a search, and every advertised search parameter parses
     for resource in rest["resource"]:
         r = client.get(f"/fhir/{resource['type']}?_count=1&_total=none")
         assert r.status_code == 200, (resource["type"], r.text)
         for sp in resource["searchParam"]:
-            value = {"token": "x", "string": "x", "reference": "x", "date": "2020", "number": "1",
-                     "quantity": "1", "uri": "http://x",
-                     "special": {"near": "39.8|-89.6|5|km", "near-postalcode": "62701|5|km", "age": "30",
-                                 "open-at": "mon-10:00", "available-day": "mon", "keyword": "food"}.get(sp["name"])
-                     }[sp["type"]]
-            r = client.get(f"/fhir/{resource['type']}", params={sp["name"]: value, "_count": "0",
-                                                                "_total": "none"},
-                           headers={"Prefer": "handling=strict"})
+            value = {
+                "token": "x",
+                "string": "x",
+                "reference": "x",
+                "date": "2020",
+                "number": "1",
+                "quantity": "1",
+                "uri": "http://x",
+                "special": {
+                    "near": "39.8|-89.6|5|km",
+                    "near-postalcode": "62701|5|km",
+                    "age": "30",
+                    "open-at": "mon-10:00",
+                    "available-day": "mon",
+                    "keyword": "food",
+                }.get(sp["name"]),
+            }[sp["type"]]
+            r = client.get(
+                f"/fhir/{resource['type']}",
+                params={sp["name"]: value, "_count": "0", "_total": "none"},
+                headers={"Prefer": "handling=strict"},
+            )
             assert r.status_code == 200, (resource["type"], sp["name"], r.text)
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
-    assert {"name": "everything", "definition": "https://mecr.dev/fhir/OperationDefinition/everything"} in \
-        patient["operation"]
+    assert {
+        "name": "everything",
+        "definition": "https://mecr.dev/fhir/OperationDefinition/everything",
+    } in patient["operation"]
     # every interaction advertised has a route
     routes = {(m, r.path) for r in router.routes for m in getattr(r, "methods", set())}
-    needed = {"read": ("GET", "/fhir/{rtype}/{rid}"), "vread": ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
-              "update": ("PUT", "/fhir/{rtype}/{rid}"), "patch": ("PATCH", "/fhir/{rtype}/{rid}"),
-              "delete": ("DELETE", "/fhir/{rtype}/{rid}"), "create": ("POST", "/fhir/{rtype}"),
-              "search-type": ("GET", "/fhir/{rtype}"), "history-type": ("GET", "/fhir/{rtype}/_history"),
-              "history-instance": ("GET", "/fhir/{rtype}/{rid}/_history")}
+    needed = {
+        "read": ("GET", "/fhir/{rtype}/{rid}"),
+        "vread": ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+        "update": ("PUT", "/fhir/{rtype}/{rid}"),
+        "patch": ("PATCH", "/fhir/{rtype}/{rid}"),
+        "delete": ("DELETE", "/fhir/{rtype}/{rid}"),
+        "create": ("POST", "/fhir/{rtype}"),
+        "search-type": ("GET", "/fhir/{rtype}"),
+        "history-type": ("GET", "/fhir/{rtype}/_history"),
+        "history-instance": ("GET", "/fhir/{rtype}/{rid}/_history"),
+    }
     for interaction in patient["interaction"]:
         assert needed[interaction["code"]] in routes
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}

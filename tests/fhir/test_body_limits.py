@@ -32,8 +32,11 @@ def small(secure_settings: Any, secure_services: Any, monkeypatch: Any) -> Itera
 
     settings = secure_settings.model_copy(update={"max_body_bytes": LIMIT, "max_upload_bytes": 4 * LIMIT})
     monkeypatch.setattr(secure_services, "settings", settings)
-    with TestClient(create_app(settings, services=secure_services), raise_server_exceptions=False,
-                    base_url="http://127.0.0.1:8000") as client:
+    with TestClient(
+        create_app(settings, services=secure_services),
+        raise_server_exceptions=False,
+        base_url="http://127.0.0.1:8000",
+    ) as client:
         yield client
 
 
@@ -46,18 +49,25 @@ def _system(client: Any) -> dict[str, str]:
 def test_post_search_form_bodies_share_the_limit(small: Any, streamed: bool) -> None:
     auth = _system(small)
     body: Any = _chunks(2 * LIMIT) if streamed else b"name=" + b"a" * (2 * LIMIT)
-    assert_outcome(small.post("/fhir/Patient/_search", content=body, headers={**FORM, **auth}), 413, "too-long")
+    assert_outcome(
+        small.post("/fhir/Patient/_search", content=body, headers={**FORM, **auth}), 413, "too-long"
+    )
     ok = small.post("/fhir/Patient/_search", content=b"name=" + b"a" * 100, headers={**FORM, **auth})
     assert ok.status_code == 200
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["declared", "streamed"])
-@pytest.mark.parametrize("path", ["/fhir/Patient", "/fhir", "/fhir/Patient/p1/$everything",
-                                  "/fhir/Observation/$validate", "/auth/token"])
+@pytest.mark.parametrize(
+    "path",
+    ["/fhir/Patient", "/fhir", "/fhir/Patient/p1/$everything", "/fhir/Observation/$validate", "/auth/token"],
+)
 def test_every_other_body_path_shares_the_limit(small: Any, path: str, streamed: bool) -> None:
     auth = {} if path == "/auth/token" else _system(small)
     body: Any = _chunks(2 * LIMIT) if streamed else b"{" + b" " * (2 * LIMIT) + b"}"
-    headers = {**auth, "Content-Type": FORM["Content-Type"] if path == "/auth/token" else "application/fhir+json"}
+    headers = {
+        **auth,
+        "Content-Type": FORM["Content-Type"] if path == "/auth/token" else "application/fhir+json",
+    }
     assert_outcome(small.post(path, content=body, headers=headers), 413, "too-long")
 
 
@@ -74,11 +84,17 @@ def test_the_upload_has_its_own_larger_limit(small: Any, secure_services: Any) -
     secure_services.repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
     auth = _system(small)
     # Above the body limit but below the upload limit: read, and refused only as a file (422), not as a size.
-    mid = small.post("/api/patients/p1/wearable-imports", headers=auth,
-                     files={"file": ("steps.json", b"[" + b" " * (2 * LIMIT) + b"]")})
+    mid = small.post(
+        "/api/patients/p1/wearable-imports",
+        headers=auth,
+        files={"file": ("steps.json", b"[" + b" " * (2 * LIMIT) + b"]")},
+    )
     assert mid.status_code == 422, mid.text[:300]
-    big = small.post("/api/patients/p1/wearable-imports", headers=auth,
-                     files={"file": ("steps.json", b"[" + b" " * (5 * LIMIT) + b"]")})
+    big = small.post(
+        "/api/patients/p1/wearable-imports",
+        headers=auth,
+        files={"file": ("steps.json", b"[" + b" " * (5 * LIMIT) + b"]")},
+    )
     assert_outcome(big, 413, "too-long")
 
 
@@ -87,8 +103,11 @@ def test_the_sandbox_ehr_shares_the_limit(sandbox_settings: Any, secure_services
 
     settings = sandbox_settings.model_copy(update={"max_body_bytes": LIMIT})
     secure_services.settings = settings
-    with TestClient(serve_app(settings, services=secure_services), raise_server_exceptions=False,
-                    base_url="http://127.0.0.1:8000") as client:
+    with TestClient(
+        serve_app(settings, services=secure_services),
+        raise_server_exceptions=False,
+        base_url="http://127.0.0.1:8000",
+    ) as client:
         for path in ("/sandbox-ehr/token", "/sandbox-ehr/authorize", "/sandbox-ehr/authorize/decision"):
             r = client.post(path, content=_chunks(2 * LIMIT), headers=FORM)
             assert_outcome(r, 413, "too-long")

@@ -18,7 +18,9 @@ def total(client: Any, rtype: str) -> int:
 
 
 def test_malformed_json(client: Any) -> None:
-    assert_outcome(client.post("/fhir/Patient", content=b'{"resourceType": "Patient",', headers=JSON), 400, "invalid")
+    assert_outcome(
+        client.post("/fhir/Patient", content=b'{"resourceType": "Patient",', headers=JSON), 400, "invalid"
+    )
     assert total(client, "Patient") == 0
 
 
@@ -36,18 +38,23 @@ def test_wrong_resource_type(client: Any) -> None:
 
 
 def test_id_mismatch_on_update(client: Any) -> None:
-    r = client.put("/fhir/Patient/a", content=json.dumps({"resourceType": "Patient", "id": "b"}), headers=JSON)
+    r = client.put(
+        "/fhir/Patient/a", content=json.dumps({"resourceType": "Patient", "id": "b"}), headers=JSON
+    )
     body = assert_outcome(r, 400, "invalid")
     assert body["issue"][0]["expression"] == ["Patient.id"]
 
 
-@pytest.mark.parametrize(("resource", "code", "where"), [
-    ({"resourceType": "Patient", "gender": 5}, "value", "Patient.gender"),
-    ({"resourceType": "Patient", "unknownThing": True}, "structure", "Patient.unknownThing"),
-    ({"resourceType": "Observation", "code": {"text": "x"}}, "required", "Observation.status"),
-    ({"resourceType": "Patient", "birthDate": "1990-02-30"}, "value", "Patient.birthDate"),
-    ({"resourceType": "Patient", "name": [{"given": "not-a-list"}]}, "value", "Patient.name[0].given"),
-])
+@pytest.mark.parametrize(
+    ("resource", "code", "where"),
+    [
+        ({"resourceType": "Patient", "gender": 5}, "value", "Patient.gender"),
+        ({"resourceType": "Patient", "unknownThing": True}, "structure", "Patient.unknownThing"),
+        ({"resourceType": "Observation", "code": {"text": "x"}}, "required", "Observation.status"),
+        ({"resourceType": "Patient", "birthDate": "1990-02-30"}, "value", "Patient.birthDate"),
+        ({"resourceType": "Patient", "name": [{"given": "not-a-list"}]}, "value", "Patient.name[0].given"),
+    ],
+)
 def test_invalid_resource(client: Any, resource: dict[str, Any], code: str, where: str) -> None:
     r = client.post(f"/fhir/{resource['resourceType']}", content=json.dumps(resource), headers=JSON)
     body = assert_outcome(r, 400, code)
@@ -62,10 +69,21 @@ def test_unknown_type_and_route(client: Any) -> None:
     assert_outcome(client.get("/not-a-route"), 404)
 
 
-@pytest.mark.parametrize("query", [
-    "birthdate=not-a-date", "birthdate=ap2020", "_count=many", "_sort=shoe", "gender:in=x", "_summary=maybe",
-    "_total=lots", "organization.nonsense=1", "_include=Patient:gender", "active:missing=perhaps",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "birthdate=not-a-date",
+        "birthdate=ap2020",
+        "_count=many",
+        "_sort=shoe",
+        "gender:in=x",
+        "_summary=maybe",
+        "_total=lots",
+        "organization.nonsense=1",
+        "_include=Patient:gender",
+        "active:missing=perhaps",
+    ],
+)
 def test_bad_search_value(client: Any, query: str) -> None:
     assert_outcome(client.get(f"/fhir/Patient?{query}"), 400)
 
@@ -92,16 +110,24 @@ def test_unknown_id_version_and_deleted(client: Any) -> None:
 def test_version_conflict_and_bad_if_match(client: Any) -> None:
     pid = client.post("/fhir/Patient", content=b'{"resourceType": "Patient"}', headers=JSON).json()["id"]
     body = json.dumps({"resourceType": "Patient", "id": pid, "active": True})
-    assert_outcome(client.put(f"/fhir/Patient/{pid}", content=body, headers={**JSON, "If-Match": 'W/"9"'}),
-                   412, "conflict")
-    assert_outcome(client.put(f"/fhir/Patient/{pid}", content=body, headers={**JSON, "If-Match": "garbage!"}),
-                   400, "invalid")
+    assert_outcome(
+        client.put(f"/fhir/Patient/{pid}", content=body, headers={**JSON, "If-Match": 'W/"9"'}),
+        412,
+        "conflict",
+    )
+    assert_outcome(
+        client.put(f"/fhir/Patient/{pid}", content=body, headers={**JSON, "If-Match": "garbage!"}),
+        400,
+        "invalid",
+    )
     assert client.get(f"/fhir/Patient/{pid}").json().get("active") is None
 
 
 def test_media_types(client: Any) -> None:
     assert_outcome(client.get("/fhir/metadata?_format=xml"), 406, "not-supported")
-    assert_outcome(client.get("/fhir/Patient", headers={"Accept": "application/fhir+xml"}), 406, "not-supported")
+    assert_outcome(
+        client.get("/fhir/Patient", headers={"Accept": "application/fhir+xml"}), 406, "not-supported"
+    )
     r = client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
     assert_outcome(r, 415, "not-supported")
     r = client.post("/fhir/Patient/_search", content=b"{}", headers={"Content-Type": "application/json"})
@@ -119,32 +145,90 @@ def test_bad_bundles(client: Any, settings: Any) -> None:
 
     assert_outcome(post({"resourceType": "Patient"}), 400, "invalid")
     assert_outcome(post({"resourceType": "Bundle", "type": "collection"}), 400, "invalid")
-    assert_outcome(post({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {
-        "method": "TELEPORT", "url": "Patient"}}]}), 400, "invalid")
-    assert_outcome(post({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {
-        "method": "POST", "url": "Spaceship"}, "resource": {"resourceType": "Spaceship"}}]}), 400, "invalid")
-    assert_outcome(post({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST",
-                                                                                       "url": "Patient"}},
-        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST",
-                                                                                       "url": "Patient"}},
-    ]}), 400, "invalid")
-    too_many = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "GET", "url": "Patient"}}] * (settings.max_bundle_entries + 1)}
+    assert_outcome(
+        post(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"request": {"method": "TELEPORT", "url": "Patient"}}],
+            }
+        ),
+        400,
+        "invalid",
+    )
+    assert_outcome(
+        post(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "request": {"method": "POST", "url": "Spaceship"},
+                        "resource": {"resourceType": "Spaceship"},
+                    }
+                ],
+            }
+        ),
+        400,
+        "invalid",
+    )
+    assert_outcome(
+        post(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "fullUrl": "urn:uuid:1",
+                        "resource": {"resourceType": "Patient"},
+                        "request": {"method": "POST", "url": "Patient"},
+                    },
+                    {
+                        "fullUrl": "urn:uuid:1",
+                        "resource": {"resourceType": "Patient"},
+                        "request": {"method": "POST", "url": "Patient"},
+                    },
+                ],
+            }
+        ),
+        400,
+        "invalid",
+    )
+    too_many = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient"}}] * (settings.max_bundle_entries + 1),
+    }
     assert_outcome(post(too_many), 413, "too-costly")
-    unresolved = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "x"},
-                      "subject": {"reference": "Patient?identifier=none|none"}},
-         "request": {"method": "POST", "url": "Goal"}}]}
+    unresolved = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Goal",
+                    "lifecycleStatus": "active",
+                    "description": {"text": "x"},
+                    "subject": {"reference": "Patient?identifier=none|none"},
+                },
+                "request": {"method": "POST", "url": "Goal"},
+            }
+        ],
+    }
     assert_outcome(post(unresolved), 404, "not-found")
     assert total(client, "Patient") == 0 and total(client, "Goal") == 0
 
 
 def test_conditional_multiple_matches(client: Any) -> None:
     for _ in range(2):
-        client.post("/fhir/Patient", content=json.dumps({"resourceType": "Patient", "gender": "male"}), headers=JSON)
-    r = client.post("/fhir/Patient", content=json.dumps({"resourceType": "Patient"}),
-                    headers={**JSON, "If-None-Exist": "gender=male"})
+        client.post(
+            "/fhir/Patient", content=json.dumps({"resourceType": "Patient", "gender": "male"}), headers=JSON
+        )
+    r = client.post(
+        "/fhir/Patient",
+        content=json.dumps({"resourceType": "Patient"}),
+        headers={**JSON, "If-None-Exist": "gender=male"},
+    )
     assert_outcome(r, 412, "multiple-matches")
     r = client.put("/fhir/Patient?gender=male", content=json.dumps({"resourceType": "Patient"}), headers=JSON)
     assert_outcome(r, 412, "multiple-matches")
@@ -158,8 +242,9 @@ def test_unknown_operation(client: Any) -> None:
     assert_outcome(client.get("/fhir/Patient/1/$teleport"), 404, "not-supported")
 
 
-def test_unexpected_exception_is_500_without_details(client: Any, services: Any, monkeypatch: Any,
-                                                    caplog: Any) -> None:
+def test_unexpected_exception_is_500_without_details(
+    client: Any, services: Any, monkeypatch: Any, caplog: Any
+) -> None:
     secret = "Jane-Doe-SSN-123-45-6789"
 
     def boom(*args: Any, **kwargs: Any) -> Any:

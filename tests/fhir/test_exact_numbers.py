@@ -48,10 +48,13 @@ def observation_text(patient: str = "Patient/p1", status: str = "final") -> byte
     """An Observation whose numbers are written by hand (a dict would go through Python floats)."""
     components = ",".join(
         f'{{"code": {{"text": "{code}"}}, "valueQuantity": {{"value": {text}, "unit": "1"}}}}'
-        for code, text, _, _ in NUMBERS)
-    return (f'{{"resourceType": "Observation", "status": "{status}", "code": {{"text": "precision"}}, '
-            f'"subject": {{"reference": "{patient}"}}, "valueQuantity": {{"value": 1.50, "unit": "kg"}}, '
-            f'"component": [{components}]}}').encode()
+        for code, text, _, _ in NUMBERS
+    )
+    return (
+        f'{{"resourceType": "Observation", "status": "{status}", "code": {{"text": "precision"}}, '
+        f'"subject": {{"reference": "{patient}"}}, "valueQuantity": {{"value": 1.50, "unit": "kg"}}, '
+        f'"component": [{components}]}}'
+    ).encode()
 
 
 def numbers(resource: dict[str, Any]) -> dict[str, str]:
@@ -86,8 +89,12 @@ def test_create_read_vread_search_and_history_keep_the_numbers(client: Any, back
     assert numbers(parse(vread.content)) == expected(backend)
 
     # the search index holds the values (as doubles), and the page carries the exact text
-    for query in ("value-quantity=1.5", "component-value-quantity=gt1e29", "component-value-quantity=0.10",
-                  "subject=Patient/p1"):
+    for query in (
+        "value-quantity=1.5",
+        "component-value-quantity=gt1e29",
+        "component-value-quantity=0.10",
+        "subject=Patient/p1",
+    ):
         page = client.get(f"/fhir/Observation?{query}")
         assert page.status_code == 200, (query, page.text)
         entries = parse(page.content)["entry"]
@@ -96,18 +103,24 @@ def test_create_read_vread_search_and_history_keep_the_numbers(client: Any, back
 
     history = parse(client.get(f"/fhir/Observation/{rid}/_history").content)
     assert numbers(history["entry"][0]["resource"]) == expected(backend)
-    assert numbers(parse(client.get("/fhir/Observation/_history").content)["entry"][0]["resource"]) == \
-        expected(backend)
+    assert numbers(
+        parse(client.get("/fhir/Observation/_history").content)["entry"][0]["resource"]
+    ) == expected(backend)
 
 
 def test_update_keeps_old_and_new_versions_exact(client: Any, backend: str) -> None:
     rid = parse(client.post("/fhir/Observation", content=observation_text(), headers=JSON).content)["id"]
-    body = observation_text(status="amended").replace(b'"resourceType"', f'"id": "{rid}", "resourceType"'.encode())
+    body = observation_text(status="amended").replace(
+        b'"resourceType"', f'"id": "{rid}", "resourceType"'.encode()
+    )
     r = client.put(f"/fhir/Observation/{rid}", content=body, headers=JSON)
     assert r.status_code == 200, r.text
     assert parse(r.content)["meta"]["versionId"] == "2"
-    for path in (f"/fhir/Observation/{rid}", f"/fhir/Observation/{rid}/_history/2",
-                 f"/fhir/Observation/{rid}/_history/1"):
+    for path in (
+        f"/fhir/Observation/{rid}",
+        f"/fhir/Observation/{rid}/_history/2",
+        f"/fhir/Observation/{rid}/_history/1",
+    ):
         assert numbers(parse(client.get(path).content)) == expected(backend), path
     history = parse(client.get(f"/fhir/Observation/{rid}/_history").content)
     assert [numbers(e["resource"]) for e in history["entry"]] == [expected(backend)] * 2
@@ -115,11 +128,13 @@ def test_update_keeps_old_and_new_versions_exact(client: Any, backend: str) -> N
 
 def test_patch_keeps_untouched_numbers_and_writes_new_ones_exactly(client: Any, backend: str) -> None:
     rid = parse(client.post("/fhir/Observation", content=observation_text(), headers=JSON).content)["id"]
-    operations = (b'[{"op": "test", "path": "/valueQuantity/value", "value": 1.50},'
-                  b' {"op": "replace", "path": "/status", "value": "amended"},'
-                  b' {"op": "add", "path": "/component/-", "value": {"code": {"text": "patched"},'
-                  b' "valueQuantity": {"value": 2.50, "unit": "1"}}},'
-                  b' {"op": "replace", "path": "/valueQuantity/value", "value": 0.250}]')
+    operations = (
+        b'[{"op": "test", "path": "/valueQuantity/value", "value": 1.50},'
+        b' {"op": "replace", "path": "/status", "value": "amended"},'
+        b' {"op": "add", "path": "/component/-", "value": {"code": {"text": "patched"},'
+        b' "valueQuantity": {"value": 2.50, "unit": "1"}}},'
+        b' {"op": "replace", "path": "/valueQuantity/value", "value": 0.250}]'
+    )
     r = client.patch(f"/fhir/Observation/{rid}", content=operations, headers=PATCH)
     assert r.status_code == 200, r.text
     stored = parse(client.get(f"/fhir/Observation/{rid}").content)
@@ -143,14 +158,18 @@ def test_summary_and_elements_keep_the_numbers(client: Any, backend: str) -> Non
 def test_transaction_writes_and_reads_exactly(client: Any, backend: str) -> None:
     rid = parse(client.post("/fhir/Observation", content=observation_text(), headers=JSON).content)["id"]
     patch = base64.b64encode(b'[{"op": "add", "path": "/valueQuantity/value", "value": 9.90}]').decode()
-    bundle = (b'{"resourceType": "Bundle", "type": "transaction", "entry": ['
-              b'{"fullUrl": "urn:uuid:5b7a7c6e-0000-4000-8000-000000000001", "resource": '
-              + observation_text(patient="Patient/p2") +
-              b', "request": {"method": "POST", "url": "Observation"}},'
-              b'{"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "'
-              + patch.encode() + b'"}, "request": {"method": "PATCH", "url": "Observation/' + rid.encode()
-              + b'"}},'
-              b'{"request": {"method": "GET", "url": "Observation/' + rid.encode() + b'"}}]}')
+    bundle = (
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": ['
+        b'{"fullUrl": "urn:uuid:5b7a7c6e-0000-4000-8000-000000000001", "resource": '
+        + observation_text(patient="Patient/p2")
+        + b', "request": {"method": "POST", "url": "Observation"}},'
+        b'{"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "'
+        + patch.encode()
+        + b'"}, "request": {"method": "PATCH", "url": "Observation/'
+        + rid.encode()
+        + b'"}},'
+        b'{"request": {"method": "GET", "url": "Observation/' + rid.encode() + b'"}}]}'
+    )
     r = client.post("/fhir", content=bundle, headers=JSON)
     assert r.status_code == 200, r.text
     entries = parse(r.content)["entry"]
@@ -163,10 +182,14 @@ def test_transaction_writes_and_reads_exactly(client: Any, backend: str) -> None
 
 def test_a_batch_with_many_entries_keeps_every_number(client: Any, backend: str) -> None:
     entries = ",".join(
-        '{"resource": ' + observation_text(patient=f"Patient/b{i}").decode() +
-        ', "request": {"method": "POST", "url": "Observation"}}' for i in range(25))
-    r = client.post("/fhir", content=f'{{"resourceType": "Bundle", "type": "batch", "entry": [{entries}]}}',
-                    headers=JSON)
+        '{"resource": '
+        + observation_text(patient=f"Patient/b{i}").decode()
+        + ', "request": {"method": "POST", "url": "Observation"}}'
+        for i in range(25)
+    )
+    r = client.post(
+        "/fhir", content=f'{{"resourceType": "Bundle", "type": "batch", "entry": [{entries}]}}', headers=JSON
+    )
     assert r.status_code == 200, r.text
     page = parse(client.get("/fhir/Observation?_count=100&code:text=precision").content)
     assert len(page["entry"]) == 25
@@ -181,14 +204,17 @@ def test_a_number_postgresql_cannot_hold_is_refused_on_both(client: Any, number:
 
 
 def test_the_largest_scale_postgresql_holds_is_stored(client: Any, backend: str) -> None:
-    r = client.post("/fhir/Observation", content=observation_text().replace(b"0.10", b"1e-16383"), headers=JSON)
+    r = client.post(
+        "/fhir/Observation", content=observation_text().replace(b"0.10", b"1e-16383"), headers=JSON
+    )
     assert r.status_code == 201, r.text
     value = numbers(parse(client.get(f"/fhir/Observation/{parse(r.content)['id']}").content))["leading-zero"]
     assert value == ("1e-16383" if backend == "sqlite" else "0." + "0" * 16382 + "1")
 
 
-def test_mecr_load_keeps_the_numbers(settings: Any, services: Any, client: Any, backend: str, tmp_path: Path,
-                                     monkeypatch: Any) -> None:
+def test_mecr_load_keeps_the_numbers(
+    settings: Any, services: Any, client: Any, backend: str, tmp_path: Path, monkeypatch: Any
+) -> None:
     from fhir_ecr.cli import main
     from fhir_ecr.config import get_settings
 
@@ -213,8 +239,10 @@ def test_pretty_output_keeps_the_numbers(client: Any) -> None:
 
 def test_an_update_that_only_changes_precision_is_a_new_version(client: Any) -> None:
     """``1.5`` and ``1.50`` are equal numbers but different FHIR decimals: the second PUT is a change."""
-    body = (b'{"resourceType": "Observation", "id": "p", "status": "final", "code": {"text": "x"}, '
-            b'"valueQuantity": {"value": %s}}')
+    body = (
+        b'{"resourceType": "Observation", "id": "p", "status": "final", "code": {"text": "x"}, '
+        b'"valueQuantity": {"value": %s}}'
+    )
     assert client.put("/fhir/Observation/p", content=body % b"1.5", headers=JSON).status_code == 201
     assert client.put("/fhir/Observation/p", content=body % b"1.50", headers=JSON).status_code == 200
     got = parse(client.get("/fhir/Observation/p").content)
@@ -227,10 +255,14 @@ def test_an_update_that_only_changes_precision_is_a_new_version(client: Any) -> 
     assert str(got["valueQuantity"]["value"]) == "1.500" and got["meta"]["versionId"] == "3"
 
 
-def test_repeating_a_put_with_an_exponent_is_a_new_version_only_on_postgresql(client: Any, backend: str) -> None:
+def test_repeating_a_put_with_an_exponent_is_a_new_version_only_on_postgresql(
+    client: Any, backend: str
+) -> None:
     """The documented deviation: PostgreSQL stores 1e-7 as 0.0000001, so the same body differs from what is stored."""
-    body = (b'{"resourceType": "Observation", "id": "e", "status": "final", "code": {"text": "x"}, '
-            b'"valueQuantity": {"value": 1e-7}}')
+    body = (
+        b'{"resourceType": "Observation", "id": "e", "status": "final", "code": {"text": "x"}, '
+        b'"valueQuantity": {"value": 1e-7}}'
+    )
     for _ in range(2):
         assert client.put("/fhir/Observation/e", content=body, headers=JSON).status_code in (200, 201)
     r = client.get("/fhir/Observation/e")

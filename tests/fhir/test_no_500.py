@@ -20,10 +20,18 @@ def seeded(repo: Any) -> dict[str, str]:
     """One patient with two steps Observations around the 2016 leap second."""
     pid = repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}).stored.id
     for oid, when in (("before-leap", "2016-12-31T23:59:59Z"), ("after-leap", "2017-01-01T00:00:00Z")):
-        repo.update("Observation", oid, {
-            "resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
-            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when})
+        repo.update(
+            "Observation",
+            oid,
+            {
+                "resourceType": "Observation",
+                "id": oid,
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": when,
+            },
+        )
     return {"patient": pid}
 
 
@@ -41,8 +49,11 @@ REFUSED = [
     ("/fhir/Patient/p1/$everything?_count=²", 400),
     # chains deeper than four references
     ("/fhir/Observation?subject:Patient.link:Patient.link:Patient.link:Patient.link:Patient.name=x", 400),
-    ("/fhir/Patient?_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:"
-     "_has:Observation:subject:_has:Observation:subject:code=x", 400),
+    (
+        "/fhir/Patient?_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:"
+        "_has:Observation:subject:_has:Observation:subject:code=x",
+        400,
+    ),
     # chains through "any" reference types: 34 types per hop
     ("/fhir/AuditEvent?entity.entity.entity.entity._id=x", 400),
     ("/fhir/Observation?focus.subject.focus.subject._id=x", 400),
@@ -57,9 +68,18 @@ REFUSED = [
     ("/fhir/Patient/a_b", 400),
     ("/fhir/Patient/" + "x" * 65 + "/_history", 400),
     # a run chart over the whole calendar
-    ("/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=0001-01-01&to=9999-12-31", 400),
-    ("/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=1900-01-01&to=2199-12-31", 400),
-    ("/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=0001-01-01&to=0001-01-03", 400),
+    (
+        "/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=0001-01-01&to=9999-12-31",
+        400,
+    ),
+    (
+        "/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=1900-01-01&to=2199-12-31",
+        400,
+    ),
+    (
+        "/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=0001-01-01&to=0001-01-03",
+        400,
+    ),
     ("/fhir/Observation/$run-chart?patient=p1&code=http://loinc.org|41950-7&from=1900-01-01", 400),
 ]
 
@@ -106,8 +126,14 @@ def test_a_leap_second_is_the_last_instant_of_its_minute(client: Any, seeded: An
 
 
 def test_an_instant_past_year_9999_in_utc_is_stored_and_found(client: Any, seeded: Any) -> None:
-    obs = {"resourceType": "Observation", "id": "far", "status": "final", "code": {"text": "x"},
-           "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "9999-12-31T23:59:59-12:00"}
+    obs = {
+        "resourceType": "Observation",
+        "id": "far",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "9999-12-31T23:59:59-12:00",
+    }
     r = client.put("/fhir/Observation/far", json=obs)
     assert r.status_code in (200, 201), r.text[:300]
     found = client.get("/fhir/Observation?date=ge9999-12-31T12:00:00Z").json()
@@ -124,26 +150,47 @@ def test_the_id_rule_holds_on_every_backend(client: Any, length: int) -> None:
         assert_outcome(r, 400)
     created = client.post("/fhir/Patient", json={"resourceType": "Patient", "id": rid})
     assert created.status_code == 201 if length == 64 else created.status_code == 400
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "id": rid + "t"}, "request": {"method": "PUT",
-                                                                             "url": f"Patient/{rid}t"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "id": rid + "t"},
+                "request": {"method": "PUT", "url": f"Patient/{rid}t"},
+            }
+        ],
+    }
     assert_outcome(client.post("/fhir", json=bundle), 400)  # 65 or 66 characters
 
 
 def test_nul_in_bodies_and_forms_is_refused(client: Any, seeded: Any) -> None:
     body = b'{"resourceType": "Patient", "name": [{"family": "a\\u0000b"}]}'
     assert_outcome(client.post("/fhir/Patient", content=body, headers=FHIR_JSON), 400)
-    assert_outcome(client.put("/fhir/Patient/p1", content=body.replace(b"{", b'{"id": "p1", ', 1),
-                              headers=FHIR_JSON), 400)
+    assert_outcome(
+        client.put("/fhir/Patient/p1", content=body.replace(b"{", b'{"id": "p1", ', 1), headers=FHIR_JSON),
+        400,
+    )
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     assert_outcome(client.post("/fhir/Observation/_search", content=b"code=a%00", headers=form), 400)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "name": [{"family": "a\u0000b"}]},
-         "request": {"method": "POST", "url": "Patient"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "name": [{"family": "a\u0000b"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        ],
+    }
     assert_outcome(client.post("/fhir", json=bundle), 400)
-    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "GET", "url": "Observation?code=a%00"}},
-        {"request": {"method": "GET", "url": "Observation/" + "y" * 70}}]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Observation?code=a%00"}},
+            {"request": {"method": "GET", "url": "Observation/" + "y" * 70}},
+        ],
+    }
     r = client.post("/fhir", json=batch)
     assert r.status_code == 200
     assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["400", "400"]
@@ -156,26 +203,45 @@ def test_nul_in_a_header_is_refused(client: Any) -> None:
 
 
 def test_a_non_numeric_content_length_is_refused(client: Any) -> None:
-    r = client.post("/fhir/Patient", content=b'{"resourceType": "Patient"}', headers={"Content-Length": "2x", **FHIR_JSON})
+    r = client.post(
+        "/fhir/Patient", content=b'{"resourceType": "Patient"}', headers={"Content-Length": "2x", **FHIR_JSON}
+    )
     assert_outcome(r, 400)
 
 
 def test_coaching_operations_refuse_dates_and_numbers_outside_their_range(client: Any, repo: Any) -> None:
     world = make_world(repo)
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "habitId", "valueString": "walk"}, {"name": "status", "valueCode": "done"},
-        {"name": "date", "valueString": "9999-12-31"}]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "habitId", "valueString": "walk"},
+            {"name": "status", "valueCode": "done"},
+            {"name": "date", "valueString": "9999-12-31"},
+        ],
+    }
     assert_outcome(client.post(f"/fhir/CarePlan/{world.plan}/$check-in", json=params), 400)
     params["parameter"][2] = {"name": "date", "valueString": "0001-01-01T00:00:00+14:00"}
     assert_outcome(client.post(f"/fhir/CarePlan/{world.plan}/$check-in", json=params), 400)
-    habit = {"resourceType": "Parameters", "parameter": [
-        {"name": "action", "valueCode": "add"}, {"name": "habitId", "valueString": "rare"},
-        {"name": "title", "valueString": "Rare"}, {"name": "schedule", "valueCode": "every-n-days"},
-        {"name": "everyDays", "valueString": HUGE}]}
+    habit = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "action", "valueCode": "add"},
+            {"name": "habitId", "valueString": "rare"},
+            {"name": "title", "valueString": "Rare"},
+            {"name": "schedule", "valueCode": "every-n-days"},
+            {"name": "everyDays", "valueString": HUGE},
+        ],
+    }
     assert_outcome(client.post(f"/fhir/CarePlan/{world.plan}/$habit", json=habit), 400)
     habit["parameter"][4] = {"name": "everyDays", "valueString": "²"}
     assert_outcome(client.post(f"/fhir/CarePlan/{world.plan}/$habit", json=habit), 400)
-    pause = {"resourceType": "Parameters", "parameter": [
-        {"name": "action", "valueCode": "pause"}, {"name": "habitId", "valueString": "walk"},
-        {"name": "reason", "valueCode": "illness"}, {"name": "until", "valueDate": "9999-12-31"}]}
+    pause = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "action", "valueCode": "pause"},
+            {"name": "habitId", "valueString": "walk"},
+            {"name": "reason", "valueCode": "illness"},
+            {"name": "until", "valueDate": "9999-12-31"},
+        ],
+    }
     assert_outcome(client.post(f"/fhir/CarePlan/{world.plan}/$habit", json=pause), 400)

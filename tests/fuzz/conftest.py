@@ -36,8 +36,9 @@ RANDOM = os.environ.get("MECR_FUZZ_RANDOM") == "1"
 class FuzzWorld:
     """The app with the seeded world, and how each principal calls it."""
 
-    def __init__(self, client: Any, services: Any, world: Seeded, headers: dict[str, dict[str, str]],
-                 backend: str) -> None:
+    def __init__(
+        self, client: Any, services: Any, world: Seeded, headers: dict[str, dict[str, str]], backend: str
+    ) -> None:
         self.client = client
         self.services = services
         self.world = world
@@ -52,15 +53,26 @@ class FuzzWorld:
         # A), A may be shown.
         if who == "patient" or (req.method != "GET" and A in text):
             self.told.update(t for t in self.world.b_tokens() if t.lower() in text)
-        headers = {k: v.encode("utf-8", "surrogatepass") for k, v in {**self.headers[who], **req.headers}.items()}
-        params = [(k.encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
-                   v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) for k, v in req.params]
-        path = quote(req.path.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), safe="/$:@!*'(),;=+-._~")
+        headers = {
+            k: v.encode("utf-8", "surrogatepass") for k, v in {**self.headers[who], **req.headers}.items()
+        }
+        params = [
+            (
+                k.encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+                v.encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+            )
+            for k, v in req.params
+        ]
+        path = quote(
+            req.path.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), safe="/$:@!*'(),;=+-._~"
+        )
         return self.client.request(req.method, path, params=params, headers=headers, content=req.body)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def fuzz_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzWorld]:
+def fuzz_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FuzzWorld]:
     """The seeded world on one backend, shared by the tests of one module (seeding and start-up take seconds;
     the fuzz tests of a module run patient A first, on the world as seeded)."""
     from fastapi.testclient import TestClient
@@ -70,8 +82,13 @@ def fuzz_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         url = str(request.getfixturevalue("pg_database"))
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
-    settings = Settings(database_url=url, base_url="http://127.0.0.1:8000", environment="test", auth="on",
-                        max_body_bytes=2 * 1024 * 1024)
+    settings = Settings(
+        database_url=url,
+        base_url="http://127.0.0.1:8000",
+        environment="test",
+        auth="on",
+        max_body_bytes=2 * 1024 * 1024,
+    )
     services = fresh_services(settings)
     world = seed_world(services.repo)
     app = create_app(settings, services=services)

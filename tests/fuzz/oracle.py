@@ -25,7 +25,11 @@ ALLOWED_REFERENCES = "a Group in A's record lists B among its members (a referen
 
 def _excused(req: Req, status: int, found: dict[str, list[str]], body: str) -> set[str]:
     """The leaked types that :data:`ALLOWED_REFERENCES` explains."""
-    if found.get("Patient") == [B] and '"resourceType":"Group"' in body and B_MARKER.lower() not in body.lower():
+    if (
+        found.get("Patient") == [B]
+        and '"resourceType":"Group"' in body
+        and B_MARKER.lower() not in body.lower()
+    ):
         return {"Patient"}
     return set()
 
@@ -53,7 +57,9 @@ def check_response(who: str, req: Req, resp: Any, world: Seeded, told: set[str] 
     ctype = resp.headers.get("content-type", "")
     if status >= 400 and req.path.startswith(_API) and ctype.startswith("application/fhir+json"):
         body = resp.json()
-        assert body.get("resourceType") == "OperationOutcome", f"{status} without an OperationOutcome for {req!r}"
+        assert body.get("resourceType") == "OperationOutcome", (
+            f"{status} without an OperationOutcome for {req!r}"
+        )
     if who == "patient":
         found = leaked(req, resp.text, world, told)
         found = {t: e for t, e in found.items() if t not in _excused(req, status, found, resp.text)}

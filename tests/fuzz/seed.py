@@ -67,46 +67,120 @@ def _patient_record(repo: Any, pid: str, base: str, out: dict[str, list[str]], c
     def tag(rtype: str) -> str:
         return marker(base, rtype)
 
-    _put(repo, {"resourceType": "Patient", "id": pid, "active": True,
-                "name": [{"family": tag("Patient"), "given": [tag("Patient")]}],
-                "identifier": [{"system": "urn:fuzz:mrn", "value": tag("Patient")}],
-                "telecom": [{"system": "email", "value": f"{tag('Patient').lower()}@example.org"}],
-                "birthDate": "1980-02-29",
-                "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/New_York"}]}, out)
-    device = _put(repo, {"resourceType": "Device", "id": f"fz{p}-dev", "patient": {"reference": f"Patient/{pid}"},
-                         "deviceName": [{"name": tag("Device"), "type": "user-friendly-name"}]}, out)
+    _put(
+        repo,
+        {
+            "resourceType": "Patient",
+            "id": pid,
+            "active": True,
+            "name": [{"family": tag("Patient"), "given": [tag("Patient")]}],
+            "identifier": [{"system": "urn:fuzz:mrn", "value": tag("Patient")}],
+            "telecom": [{"system": "email", "value": f"{tag('Patient').lower()}@example.org"}],
+            "birthDate": "1980-02-29",
+            "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/New_York"}],
+        },
+        out,
+    )
+    device = _put(
+        repo,
+        {
+            "resourceType": "Device",
+            "id": f"fz{p}-dev",
+            "patient": {"reference": f"Patient/{pid}"},
+            "deviceName": [{"name": tag("Device"), "type": "user-friendly-name"}],
+        },
+        out,
+    )
     for day in range(1, 6):
-        _put(repo, {"resourceType": "Observation", "id": f"fz{p}-obs-{day}", "status": "final",
-                    "code": {"coding": [LOINC_STEPS], "text": tag("Observation")},
-                    "subject": {"reference": f"Patient/{pid}"},
-                    "device": {"reference": f"Device/{device}"},
-                    "effectiveDateTime": f"2026-03-{day:02d}",
-                    "valueQuantity": io.quantity(7000 + 500 * day, "/d", "steps/day"),
-                    "note": [{"text": tag("Observation")}]}, out)
-    _put(repo, {"resourceType": "Observation", "id": f"fz{p}-obs-weight", "status": "final",
-                "code": {"coding": [LOINC_WEIGHT]}, "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": "2026-03-10T08:30:00-05:00",
-                "valueQuantity": {"value": 81.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
-                "performer": [{"reference": f"Patient/{pid}"}], "note": [{"text": tag("Observation")}]}, out)
-    _put(repo, {"resourceType": "Encounter", "id": f"fz{p}-enc", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
+        _put(
+            repo,
+            {
+                "resourceType": "Observation",
+                "id": f"fz{p}-obs-{day}",
+                "status": "final",
+                "code": {"coding": [LOINC_STEPS], "text": tag("Observation")},
                 "subject": {"reference": f"Patient/{pid}"},
-                "participant": [{"individual": {"reference": f"Practitioner/{coach}"}}],
-                "period": {"start": "2026-03-05T10:00:00Z", "end": "2026-03-05T10:30:00Z"},
-                "reasonCode": [{"text": tag("Encounter")}]}, out)
-    for n, (sender, recipient) in enumerate(((f"Practitioner/{coach}", f"Patient/{pid}"),
-                                             (f"Patient/{pid}", f"Practitioner/{coach}")), start=1):
-        _put(repo, {"resourceType": "Communication", "id": f"fz{p}-msg-{n}", "status": "completed",
-                    "subject": {"reference": f"Patient/{pid}"}, "sender": {"reference": sender},
-                    "recipient": [{"reference": recipient}], "sent": f"2026-03-0{n}T12:00:00Z",
-                    "payload": [{"contentString": tag("Communication")}]}, out)
+                "device": {"reference": f"Device/{device}"},
+                "effectiveDateTime": f"2026-03-{day:02d}",
+                "valueQuantity": io.quantity(7000 + 500 * day, "/d", "steps/day"),
+                "note": [{"text": tag("Observation")}],
+            },
+            out,
+        )
+    _put(
+        repo,
+        {
+            "resourceType": "Observation",
+            "id": f"fz{p}-obs-weight",
+            "status": "final",
+            "code": {"coding": [LOINC_WEIGHT]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2026-03-10T08:30:00-05:00",
+            "valueQuantity": {
+                "value": 81.5,
+                "unit": "kg",
+                "system": "http://unitsofmeasure.org",
+                "code": "kg",
+            },
+            "performer": [{"reference": f"Patient/{pid}"}],
+            "note": [{"text": tag("Observation")}],
+        },
+        out,
+    )
+    _put(
+        repo,
+        {
+            "resourceType": "Encounter",
+            "id": f"fz{p}-enc",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
+            "subject": {"reference": f"Patient/{pid}"},
+            "participant": [{"individual": {"reference": f"Practitioner/{coach}"}}],
+            "period": {"start": "2026-03-05T10:00:00Z", "end": "2026-03-05T10:30:00Z"},
+            "reasonCode": [{"text": tag("Encounter")}],
+        },
+        out,
+    )
+    for n, (sender, recipient) in enumerate(
+        ((f"Practitioner/{coach}", f"Patient/{pid}"), (f"Patient/{pid}", f"Practitioner/{coach}")), start=1
+    ):
+        _put(
+            repo,
+            {
+                "resourceType": "Communication",
+                "id": f"fz{p}-msg-{n}",
+                "status": "completed",
+                "subject": {"reference": f"Patient/{pid}"},
+                "sender": {"reference": sender},
+                "recipient": [{"reference": recipient}],
+                "sent": f"2026-03-0{n}T12:00:00Z",
+                "payload": [{"contentString": tag("Communication")}],
+            },
+            out,
+        )
     svc = CoachingService(repo)
-    goal = svc.create_goal(pid, description=tag("Goal"), category="physical-activity",
-                           measure=LOINC_STEPS, at_least=8000, unit="/d", due=date(2026, 6, 1))
+    goal = svc.create_goal(
+        pid,
+        description=tag("Goal"),
+        category="physical-activity",
+        measure=LOINC_STEPS,
+        at_least=8000,
+        unit="/d",
+        due=date(2026, 6, 1),
+    )
     out.setdefault("Goal", []).append(goal.id)
-    walk = io.habit_activity("walk", tag("CarePlan"), io.timing_repeat("daily"), date(2026, 3, 1),
-                             goal_id=goal.id, code=[LOINC_STEPS], daily_amount=io.quantity(8000, "/d", "steps/day"))
-    plan = svc.create_plan(pid, tag("CarePlan"), [walk], author=f"Practitioner/{coach}", plan_id=f"fz{p}-plan")
+    walk = io.habit_activity(
+        "walk",
+        tag("CarePlan"),
+        io.timing_repeat("daily"),
+        date(2026, 3, 1),
+        goal_id=goal.id,
+        code=[LOINC_STEPS],
+        daily_amount=io.quantity(8000, "/d", "steps/day"),
+    )
+    plan = svc.create_plan(
+        pid, tag("CarePlan"), [walk], author=f"Practitioner/{coach}", plan_id=f"fz{p}-plan"
+    )
     out.setdefault("CarePlan", []).append(plan.id)
     return goal.id, plan.id
 
@@ -115,11 +189,21 @@ def seed_world(repo: Any) -> Seeded:
     """Write the fuzzer's world into an empty store (through the unguarded repository) at a pinned clock."""
     repo.clock = lambda: int(NOW.timestamp() * 1_000_000)
     world = Seeded()
-    _put(repo, {"resourceType": "Practitioner", "id": world.coach, "name": [{"family": "Coach"}]}, world.shared)
+    _put(
+        repo, {"resourceType": "Practitioner", "id": world.coach, "name": [{"family": "Coach"}]}, world.shared
+    )
     world.goal_a, world.plan_a = _patient_record(repo, A, A_MARKER, world.a_ids, world.coach)
     _patient_record(repo, B, B_MARKER, world.b_ids, world.coach)
-    _put(repo, {"resourceType": "Group", "id": "group-ab", "type": "person", "actual": True,
-                "name": "Walking group",
-                "member": [{"entity": {"reference": f"Patient/{A}"}}, {"entity": {"reference": f"Patient/{B}"}}]},
-         world.shared)
+    _put(
+        repo,
+        {
+            "resourceType": "Group",
+            "id": "group-ab",
+            "type": "person",
+            "actual": True,
+            "name": "Walking group",
+            "member": [{"entity": {"reference": f"Patient/{A}"}}, {"entity": {"reference": f"Patient/{B}"}}],
+        },
+        world.shared,
+    )
     return world

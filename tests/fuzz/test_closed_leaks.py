@@ -39,10 +39,13 @@ def test_group_read_by_a_member_shows_the_other_member_only_by_reference(fuzz_wo
     assert b.status_code == 404
 
 
-@pytest.mark.parametrize(("path", "pointer"), [("/fhir/Patient/fuzz-b", "/name/0/family"),
-                                               ("/fhir/Observation/fzb-obs-1", "/note/0/text")])
-def test_patch_test_op_on_another_patients_resource_quotes_nothing(fuzz_world: Any, path: str,
-                                                                   pointer: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "pointer"),
+    [("/fhir/Patient/fuzz-b", "/name/0/family"), ("/fhir/Observation/fzb-obs-1", "/note/0/text")],
+)
+def test_patch_test_op_on_another_patients_resource_quotes_nothing(
+    fuzz_world: Any, path: str, pointer: str
+) -> None:
     body = f'[{{"op": "test", "path": "{pointer}", "value": "guess"}}]'.encode()
     r = _as_patient(fuzz_world, Req("PATCH", path, [], _PATCH, body))
     assert r.status_code in (403, 404)
@@ -51,8 +54,9 @@ def test_patch_test_op_on_another_patients_resource_quotes_nothing(fuzz_world: A
 
 def test_chain_hop_does_not_answer_about_another_patient(fuzz_world: Any) -> None:
     def total(family: str) -> int:
-        r = _as_patient(fuzz_world, Req("GET", "/fhir/Group", [("member:Patient.family", family),
-                                                                ("_total", "accurate")]))
+        r = _as_patient(
+            fuzz_world, Req("GET", "/fhir/Group", [("member:Patient.family", family), ("_total", "accurate")])
+        )
         assert r.status_code == 200
         return int(r.json()["total"])
 
@@ -60,8 +64,9 @@ def test_chain_hop_does_not_answer_about_another_patient(fuzz_world: Any) -> Non
 
 
 @pytest.mark.parametrize("suffix", ["/_history", "/_history/1"])
-def test_history_and_vread_of_another_patients_resource_look_like_a_missing_one(fuzz_world: Any,
-                                                                                suffix: str) -> None:
+def test_history_and_vread_of_another_patients_resource_look_like_a_missing_one(
+    fuzz_world: Any, suffix: str
+) -> None:
     theirs = _as_patient(fuzz_world, Req("GET", f"/fhir/Observation/fzb-obs-1{suffix}"))
     missing = _as_patient(fuzz_world, Req("GET", f"/fhir/Observation/fzb-obs-404{suffix}"))
     assert theirs.status_code == missing.status_code == 404
@@ -73,7 +78,10 @@ def test_audit_events_in_a_patients_record_name_only_that_patient(fuzz_world: An
     r = _as_patient(fuzz_world, Req("GET", "/fhir/AuditEvent", [("_count", "1000")]))
     assert r.status_code == 200
     # A's own refused requests are recorded as text (what A asked for); no event names B by reference.
-    named = {e.get("what", {}).get("reference") for entry in r.json().get("entry", [])
-             for e in entry["resource"].get("entity", [])}
+    named = {
+        e.get("what", {}).get("reference")
+        for entry in r.json().get("entry", [])
+        for e in entry["resource"].get("entity", [])
+    }
     assert f"Patient/{B}" not in named
     assert B_MARKER.lower() not in r.text.lower()

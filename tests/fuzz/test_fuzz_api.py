@@ -19,10 +19,15 @@ from .strategies import requests
 
 
 def fuzz_settings(examples: int) -> Any:
-    return settings(max_examples=examples, derandomize=not RANDOM, database=None, deadline=None,
-                    suppress_health_check=list(HealthCheck), print_blob=True,
-                    phases=[Phase.explicit, Phase.generate, Phase.shrink] if RANDOM else [Phase.explicit,
-                                                                                         Phase.generate])
+    return settings(
+        max_examples=examples,
+        derandomize=not RANDOM,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink] if RANDOM else [Phase.explicit, Phase.generate],
+    )
 
 
 @pytest.mark.parametrize("who", ["patient", "coach", "system"])

@@ -28,11 +28,38 @@ from .seed import A, B, Seeded
 from .strategies import FOCUS, OPERATIONS, Req
 from .test_fuzz_api import fuzz_settings
 
-_QUERY = ("_count", "_offset", "_cursor", "_since", "_sort", "_summary", "_elements", "_total", "_format",
-          "_include", "_revinclude", "_id", "_lastUpdated", "patient", "subject", "code", "date", "name",
-          "identifier", "member", "status", "from", "to")
+_QUERY = (
+    "_count",
+    "_offset",
+    "_cursor",
+    "_since",
+    "_sort",
+    "_summary",
+    "_elements",
+    "_total",
+    "_format",
+    "_include",
+    "_revinclude",
+    "_id",
+    "_lastUpdated",
+    "patient",
+    "subject",
+    "code",
+    "date",
+    "name",
+    "identifier",
+    "member",
+    "status",
+    "from",
+    "to",
+)
 _HEADERS = ("If-Match", "If-None-Exist", "Prefer")
-_SKIP = {"/smart/launch", "/smart/login", "/smart/callback", "/smart/logout"}  # browser redirects, tested elsewhere
+_SKIP = {
+    "/smart/launch",
+    "/smart/login",
+    "/smart/callback",
+    "/smart/logout",
+}  # browser redirects, tested elsewhere
 
 
 def fuzz_schema(spec: dict[str, Any], world: Seeded) -> dict[str, Any]:
@@ -46,16 +73,27 @@ def fuzz_schema(spec: dict[str, Any], world: Seeded) -> dict[str, Any]:
         "op": {"type": "string", "enum": [*OPERATIONS, "_history", "x"]},
         "vid": {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,25}$"}, {"type": "string"}]},
     }
-    resource = {"type": "object", "required": ["resourceType"], "properties": {
-        "resourceType": {"type": "string", "enum": [*FOCUS, "Bundle", "Parameters"]},
-        "id": {"type": "string"},
-        "subject": {"type": "object", "properties": {"reference": {"type": "string",
-                                                                  "enum": [f"Patient/{A}", f"Patient/{B}"]}}},
-        "status": {"type": "string"},
-        "entry": {"type": "array", "items": {"type": "object"}},
-        "parameter": {"type": "array", "items": {"type": "object", "properties": {
-            "name": {"type": "string"}, "valueString": {"type": "string"}}}},
-    }}
+    resource = {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {
+            "resourceType": {"type": "string", "enum": [*FOCUS, "Bundle", "Parameters"]},
+            "id": {"type": "string"},
+            "subject": {
+                "type": "object",
+                "properties": {"reference": {"type": "string", "enum": [f"Patient/{A}", f"Patient/{B}"]}},
+            },
+            "status": {"type": "string"},
+            "entry": {"type": "array", "items": {"type": "object"}},
+            "parameter": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "valueString": {"type": "string"}},
+                },
+            },
+        },
+    }
     for path in list(spec["paths"]):
         if path in _SKIP:
             del spec["paths"][path]
@@ -66,17 +104,42 @@ def fuzz_schema(spec: dict[str, Any], world: Seeded) -> dict[str, Any]:
                 if p.get("in") == "path" and p["name"] in path_schemas:
                     p["schema"] = path_schemas[p["name"]]
             if path.startswith("/fhir"):
-                params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
-                           for q in _QUERY]
-                params += [{"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
-                           for h in _HEADERS]
+                params += [
+                    {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for q in _QUERY
+                ]
+                params += [
+                    {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+                    for h in _HEADERS
+                ]
                 if method in ("post", "put") and "requestBody" not in op:
-                    op["requestBody"] = {"required": False, "content": {"application/fhir+json": {"schema": resource}}}
+                    op["requestBody"] = {
+                        "required": False,
+                        "content": {"application/fhir+json": {"schema": resource}},
+                    }
                 if method == "patch":
-                    op["requestBody"] = {"required": True, "content": {"application/json-patch+json": {"schema": {
-                        "type": "array", "items": {"type": "object", "required": ["op", "path"], "properties": {
-                            "op": {"type": "string", "enum": ["test", "add", "replace", "remove"]},
-                            "path": {"type": "string"}, "value": {}}}}}}}
+                    op["requestBody"] = {
+                        "required": True,
+                        "content": {
+                            "application/json-patch+json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["op", "path"],
+                                        "properties": {
+                                            "op": {
+                                                "type": "string",
+                                                "enum": ["test", "add", "replace", "remove"],
+                                            },
+                                            "path": {"type": "string"},
+                                            "value": {},
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    }
     return spec
 
 
@@ -85,8 +148,11 @@ def _req(case: Any) -> Req:
     url = urlsplit(kwargs["url"])
     params = [(str(k), str(v)) for k, v in (kwargs.get("params") or {}).items()]
     params += parse_qsl(url.query, keep_blank_values=True)
-    headers = {k: str(v) for k, v in (kwargs.get("headers") or {}).items()
-               if k.lower() not in ("user-agent", "accept-encoding", "connection", "x-schemathesis-testcaseid")}
+    headers = {
+        k: str(v)
+        for k, v in (kwargs.get("headers") or {}).items()
+        if k.lower() not in ("user-agent", "accept-encoding", "connection", "x-schemathesis-testcaseid")
+    }
     body = None
     if "json" in kwargs:
         body = json.dumps(kwargs["json"], ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -100,8 +166,13 @@ def test_openapi_fuzz(fuzz_world: Any) -> None:
     world = fuzz_world
     schema = schemathesis.openapi.from_dict(fuzz_schema(world.client.app.openapi(), world.world))
     operations = [result.ok() for result in schema.get_all_operations()]
-    cases = st.one_of([op.as_strategy(generation_mode=mode) for op in operations
-                       for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)])
+    cases = st.one_of(
+        [
+            op.as_strategy(generation_mode=mode)
+            for op in operations
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        ]
+    )
 
     sent = []
 

@@ -25,14 +25,24 @@ def test_fhirclient_models_create_read_search(live_server: Any) -> None:
     read = Patient.read(pid, server)
     assert read.name[0].family == "Client"
     for text in ("Walk daily", "Sleep 7 hours"):
-        goal = Goal({"lifecycleStatus": "active", "description": {"text": "placeholder"},
-                     "subject": {"reference": "Patient/placeholder"}})
+        goal = Goal(
+            {
+                "lifecycleStatus": "active",
+                "description": {"text": "placeholder"},
+                "subject": {"reference": "Patient/placeholder"},
+            }
+        )
         goal.description = CodeableConcept({"text": text})
         goal.subject = FHIRReference({"reference": f"Patient/{pid}"})
         goal.create(server)
     other = Patient({"name": [{"family": "Other"}]}).create(server)["id"]
-    Goal({"lifecycleStatus": "active", "description": {"text": "x"},
-          "subject": {"reference": f"Patient/{other}"}}).create(server)
+    Goal(
+        {
+            "lifecycleStatus": "active",
+            "description": {"text": "x"},
+            "subject": {"reference": f"Patient/{other}"},
+        }
+    ).create(server)
     found = Goal.where(struct={"patient": pid}).perform_resources(server)
     assert sorted(g.description.text for g in found) == ["Sleep 7 hours", "Walk daily"]
     assert all(g.subject.reference == f"Patient/{pid}" for g in found)
@@ -54,7 +64,8 @@ def test_fhirpy_async_crud_paging_and_conditional_create(live_server: Any) -> No
         assert fetched["gender"] == "female" and fetched["meta"]["versionId"] == "2"
         for day in range(1, 26):
             obs = client.resource(
-                "Observation", status="final",
+                "Observation",
+                status="final",
                 code={"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
                 subject={"reference": f"Patient/{patient.id}"},
                 effectiveDateTime=f"2026-11-{day:02d}",
@@ -118,8 +129,13 @@ def test_fhirpy_with_a_backend_services_token(secure_live_server: Any, secure_se
     async def run() -> None:
         async with httpx.AsyncClient() as http:
             backend = await BackendServicesClient.from_discovery(
-                http, base, client_id=bot.client_id, keys=bot.keys, scope="system/Patient.cruds",
-                allow_insecure_http=True)
+                http,
+                base,
+                client_id=bot.client_id,
+                keys=bot.keys,
+                scope="system/Patient.cruds",
+                allow_insecure_http=True,
+            )
             token = await backend.get_token()
         client = AsyncFHIRClient(base, authorization=f"Bearer {token.access_token}")
         patient = client.resource("Patient", name=[{"family": "Backend"}])

@@ -47,45 +47,75 @@ _FITBIT_DAY = {
 }
 
 APPLE_STEP_CSV = CsvMapping(
-    start="startDate", end="endDate", time_format="%Y-%m-%d %H:%M:%S %z", source_name="Health",
-    source_column="sourceName", vendor="apple-health",
+    start="startDate",
+    end="endDate",
+    time_format="%Y-%m-%d %H:%M:%S %z",
+    source_name="Health",
+    source_column="sourceName",
+    vendor="apple-health",
     values=(CsvColumn(Metric.STEPS, "value", unit_column="unit"),),
 )
 APPLE_DISTANCE_CSV = CsvMapping(
-    start="startDate", end="endDate", time_format="%Y-%m-%d %H:%M:%S %z", source_name="Health",
-    source_column="sourceName", vendor="apple-health",
+    start="startDate",
+    end="endDate",
+    time_format="%Y-%m-%d %H:%M:%S %z",
+    source_name="Health",
+    source_column="sourceName",
+    vendor="apple-health",
     values=(CsvColumn(Metric.DISTANCE, "value", unit_column="unit"),),
 )
 # The FIT records CSV writes local time as "Sun Jun 11 07:32:51 PDT 2017"; PDT is UTC-7.
 GARMIN_RECORDS_CSV = CsvMapping(
-    start="timestamp", time_format="%a %b %d %H:%M:%S PDT %Y", tz=ZoneInfo("Etc/GMT+7"),
-    source_name="garmin fenix5 records.csv", values=(CsvColumn(Metric.HEART_RATE, "heart_rate", unit="bpm"),),
+    start="timestamp",
+    time_format="%a %b %d %H:%M:%S PDT %Y",
+    tz=ZoneInfo("Etc/GMT+7"),
+    source_name="garmin fenix5 records.csv",
+    values=(CsvColumn(Metric.HEART_RATE, "heart_rate", unit="bpm"),),
 )
 APPLE_ACTIVITY_SUMMARY_CSV = CsvMapping(
-    start="dateComponents", time_format="%Y-%m-%d", tz=ZoneInfo("Europe/London"), source_name="Activity Summary",
+    start="dateComponents",
+    time_format="%Y-%m-%d",
+    tz=ZoneInfo("Europe/London"),
+    source_name="Activity Summary",
     vendor="apple-health",
-    values=(CsvColumn(Metric.ACTIVE_ENERGY, "activeEnergyBurned", unit_column="activeEnergyBurnedUnit"),
-            CsvColumn(Metric.ACTIVE_MINUTES, "appleExerciseTime", unit="min")),
+    values=(
+        CsvColumn(Metric.ACTIVE_ENERGY, "activeEnergyBurned", unit_column="activeEnergyBurnedUnit"),
+        CsvColumn(Metric.ACTIVE_MINUTES, "appleExerciseTime", unit="min"),
+    ),
 )
 APPLE_WORKOUT_CSV = CsvMapping(
-    start="startDate", end="endDate", time_format="%Y-%m-%d %H:%M:%S %z", source_name="Workout",
-    source_column="sourceName", vendor="apple-health",
-    values=(CsvColumn(Metric.EXERCISE, "duration", unit_column="durationUnit"),
-            CsvColumn(Metric.WORKOUT_ENERGY, "totalEnergyBurned", unit_column="totalEnergyBurnedUnit")),
+    start="startDate",
+    end="endDate",
+    time_format="%Y-%m-%d %H:%M:%S %z",
+    source_name="Workout",
+    source_column="sourceName",
+    vendor="apple-health",
+    values=(
+        CsvColumn(Metric.EXERCISE, "duration", unit_column="durationUnit"),
+        CsvColumn(Metric.WORKOUT_ENERGY, "totalEnergyBurned", unit_column="totalEnergyBurnedUnit"),
+    ),
 )
 
 
 def _readers() -> dict[str, Reader]:
     cases: dict[str, Reader] = {}
-    for path in sorted((WEARABLES / "apple-health").glob("*.x*")) + sorted((WEARABLES / "apple-health").glob("*.zip")):
+    for path in sorted((WEARABLES / "apple-health").glob("*.x*")) + sorted(
+        (WEARABLES / "apple-health").glob("*.zip")
+    ):
         cases[f"apple-health/{path.name}"] = lambda s, f, e: read_apple_health(s, file=f, errors=e)
-    csv_maps = {"StepCount.csv": APPLE_STEP_CSV, "DistanceWalkingRunning.csv": APPLE_DISTANCE_CSV,
-                "ActivitySummary.csv": APPLE_ACTIVITY_SUMMARY_CSV, "Workout.csv": APPLE_WORKOUT_CSV}
+    csv_maps = {
+        "StepCount.csv": APPLE_STEP_CSV,
+        "DistanceWalkingRunning.csv": APPLE_DISTANCE_CSV,
+        "ActivitySummary.csv": APPLE_ACTIVITY_SUMMARY_CSV,
+        "Workout.csv": APPLE_WORKOUT_CSV,
+    }
     for name, mapping in csv_maps.items():
         cases[f"apple-health/{name}"] = lambda s, f, e, m=mapping: read_csv(s, m, file=f, errors=e)
     for path in sorted((WEARABLES / "fitbit-api").glob("*.json")):
         day = _FITBIT_DAY.get(path.name, date(2015, 6, 23))
-        cases[f"fitbit-api/{path.name}"] = lambda s, f, e, d=day: read_fitbit(s, tz=LA, day=d, file=f, errors=e)
+        cases[f"fitbit-api/{path.name}"] = lambda s, f, e, d=day: read_fitbit(
+            s, tz=LA, day=d, file=f, errors=e
+        )
     for path in sorted((WEARABLES / "garmin-fit").glob("*.fit")):
         cases[f"garmin-fit/{path.name}"] = lambda s, f, e: read_garmin_fit(s, file=f, errors=e)
     for path in sorted((WEARABLES / "garmin-fit").glob("*-records.csv")):
@@ -110,7 +140,8 @@ def _case_name(rel: str) -> str:
 def test_every_vendor_sample_has_a_case() -> None:
     """A new sample in tests/fixtures/wearables must get a golden case (open-mhealth is covered below)."""
     on_disk = {
-        f"{p.parent.name}/{p.name}" for p in WEARABLES.glob("*/*")
+        f"{p.parent.name}/{p.name}"
+        for p in WEARABLES.glob("*/*")
         if p.is_file() and p.parent.name != "open-mhealth" and not p.name.startswith("LICENSE")
     }
     assert on_disk == set(CASES)
@@ -135,8 +166,11 @@ def test_vendor_sample_golden(rel: str) -> None:
     check_golden(_case_name(rel), _payload(readings, log))
 
 
-OMH_DIRS = sorted(p for p in OMH_TEST_DATA.glob("*/*") if (p / "shouldPass").is_dir()
-                  and p.parent.name not in ("data-point", "header", "sleep-episode"))
+OMH_DIRS = sorted(
+    p
+    for p in OMH_TEST_DATA.glob("*/*")
+    if (p / "shouldPass").is_dir() and p.parent.name not in ("data-point", "header", "sleep-episode")
+)
 
 
 @pytest.mark.parametrize("folder", OMH_DIRS, ids=lambda p: f"{p.parent.name}-{p.name}")
@@ -147,8 +181,13 @@ def test_omh_bodies_golden(folder: Path) -> None:
     for path in sorted((folder / "shouldPass").glob("*.json")):
         body = json.loads(path.read_text(encoding="utf-8"))
         try:
-            readings += read_omh_body(body, folder.parent.name, Source("omh", "Open mHealth test data"),
-                                      record_id=path.name, location=path.name)
+            readings += read_omh_body(
+                body,
+                folder.parent.name,
+                Source("omh", "Open mHealth test data"),
+                record_id=path.name,
+                location=path.name,
+            )
         except MappingError as exc:
             log.add(type(exc)(exc.reason, file=path.name))
     check_golden(f"omh__{folder.parent.name}-{folder.name}", _payload(readings, log))

@@ -48,8 +48,10 @@ def _registry() -> Registry:
     resources = []
     for path in OMH_SCHEMAS.glob("*.json"):
         contents = json.loads(path.read_text(encoding="utf-8"))
-        contents.setdefault("$id" if "$schema" in contents and "draft-07" in contents["$schema"] else "id",
-                            OMH_BASE + path.name)
+        contents.setdefault(
+            "$id" if "$schema" in contents and "draft-07" in contents["$schema"] else "id",
+            OMH_BASE + path.name,
+        )
         resource = Resource.from_contents(contents, default_specification=DRAFT4)
         resources.append((OMH_BASE + path.name, resource))
     # systolic/diastolic-blood-pressure-1.1 $ref the IEEE 1752.1 unit-value schema, which is not available
@@ -71,8 +73,14 @@ def _validator(name: str, version: str) -> jsonschema.protocols.Validator:
 
 def test_the_local_schema_registry_agrees_with_the_upstream_test_data() -> None:
     """Sanity check of the validator set-up on schemas that need no IEEE $ref."""
-    for name, version in [("step-count", "3.0"), ("heart-rate", "2.0"), ("blood-pressure", "3.1"), ("blood-pressure", "3.0"),
-                          ("oxygen-saturation", "2.0"), ("body-weight", "2.0")]:
+    for name, version in [
+        ("step-count", "3.0"),
+        ("heart-rate", "2.0"),
+        ("blood-pressure", "3.1"),
+        ("blood-pressure", "3.0"),
+        ("oxygen-saturation", "2.0"),
+        ("body-weight", "2.0"),
+    ]:
         validator = _validator(name, version)
         folder = OMH_TEST_DATA / name / version
         for path in (folder / "shouldPass").glob("*.json"):
@@ -82,9 +90,17 @@ def test_the_local_schema_registry_agrees_with_the_upstream_test_data() -> None:
 
 
 ROUND_TRIP = [  # (schema, version folder of the upstream shouldPass bodies)
-    ("step-count", "3.0"), ("step-count", "2.0"), ("heart-rate", "2.0"), ("heart-rate", "1.0"),
-    ("sleep-duration", "2.0"), ("body-weight", "2.0"), ("blood-pressure", "3.1"), ("blood-pressure", "2.0"),
-    ("blood-glucose", "3.0"), ("oxygen-saturation", "2.0"), ("physical-activity", "1.2"),
+    ("step-count", "3.0"),
+    ("step-count", "2.0"),
+    ("heart-rate", "2.0"),
+    ("heart-rate", "1.0"),
+    ("sleep-duration", "2.0"),
+    ("body-weight", "2.0"),
+    ("blood-pressure", "3.1"),
+    ("blood-pressure", "2.0"),
+    ("blood-glucose", "3.0"),
+    ("oxygen-saturation", "2.0"),
+    ("physical-activity", "1.2"),
 ]
 
 
@@ -103,8 +119,10 @@ def test_omh_to_fhir_and_back_validates_and_keeps_values(name: str, version: str
             # upstream bodies the mapping rightly refuses: no exact bounds (date + part_of_day), no time frame
             # at all (allowed before step-count 2.0), or an interval that ends before it starts (a real
             # quirk of sleep-duration-2.0 shouldPass/with-descriptive-statistic.json)
-            assert any(p in exc.reason for p in ("cannot be placed", "effective_time_frame", "before start",
-                                                 "no duration")), exc
+            assert any(
+                p in exc.reason
+                for p in ("cannot be placed", "effective_time_frame", "before start", "no duration")
+            ), exc
             refused.append(file)
             continue
         for reading in readings:
@@ -113,7 +131,10 @@ def test_omh_to_fhir_and_back_validates_and_keeps_values(name: str, version: str
             try:
                 point = observation_to_omh(obs, creation_date_time=NOW)
             except MappingError:
-                assert reading.metric in (Metric.WORKOUT_ENERGY, Metric.DISTANCE)  # no OmH schema of their own
+                assert reading.metric in (
+                    Metric.WORKOUT_ENERGY,
+                    Metric.DISTANCE,
+                )  # no OmH schema of their own
                 continue
             schema = point["header"]["schema_id"]
             _validator("header", "1.2").validate(point["header"])
@@ -127,19 +148,31 @@ def test_omh_to_fhir_and_back_validates_and_keeps_values(name: str, version: str
 
 
 def test_read_omh_data_points_and_json_lines() -> None:
-    point = json.loads((OMH_TEST_DATA / "data-point" / "1.0" / "shouldPass" / "valid-data-point.json").read_text())
+    point = json.loads(
+        (OMH_TEST_DATA / "data-point" / "1.0" / "shouldPass" / "valid-data-point.json").read_text()
+    )
     log = SkipLog()
     assert list(read_omh(io.StringIO(json.dumps(point)), errors=log)) == []  # date + part_of_day: no bounds
     assert log.count == 1
-    hr = {"header": {"id": "a1", "creation_date_time": "2020-01-01T00:00:00Z",
-                     "schema_id": {"namespace": "omh", "name": "heart-rate", "version": "2.0"},
-                     "acquisition_provenance": {"source_name": "Polar", "modality": "self-reported"}},
-          "body": {"heart_rate": {"value": 58, "unit": "beats/min"}, "temporal_relationship_to_physical_activity": "at rest",
-                   "effective_time_frame": {"date_time": "2020-02-05T07:25:00-08:00"}}}
+    hr = {
+        "header": {
+            "id": "a1",
+            "creation_date_time": "2020-01-01T00:00:00Z",
+            "schema_id": {"namespace": "omh", "name": "heart-rate", "version": "2.0"},
+            "acquisition_provenance": {"source_name": "Polar", "modality": "self-reported"},
+        },
+        "body": {
+            "heart_rate": {"value": 58, "unit": "beats/min"},
+            "temporal_relationship_to_physical_activity": "at rest",
+            "effective_time_frame": {"date_time": "2020-02-05T07:25:00-08:00"},
+        },
+    }
     lines = json.dumps(hr) + "\n\n" + json.dumps(hr | {"header": hr["header"] | {"id": "a2"}}) + "\n"
     readings = list(read_omh(io.StringIO(lines)))
     assert [(r.metric, r.value, r.record_id, r.entered_by_user) for r in readings] == [
-        (Metric.RESTING_HEART_RATE, 58, "a1", True), (Metric.RESTING_HEART_RATE, 58, "a2", True)]
+        (Metric.RESTING_HEART_RATE, 58, "a1", True),
+        (Metric.RESTING_HEART_RATE, 58, "a2", True),
+    ]
     out = observation_to_omh(reading_to_observation(readings[0], "Patient/1"), creation_date_time=NOW)
     assert out["body"]["temporal_relationship_to_physical_activity"] == "at rest"
     assert out["header"]["acquisition_provenance"]["modality"] == "self-reported"
@@ -184,7 +217,9 @@ def _monitoring_file(day_start_utc: datetime, offset_h: int, counters: list[tupl
 def test_generated_monitoring_file_gives_step_deltas_in_local_time() -> None:
     day_start = datetime(2024, 1, 10, 6, tzinfo=UTC)  # local midnight at UTC-6
     # two timestamp_16 steps of 10 h each: the second lies past the 16-bit rollover (18.2 h) of the full time
-    data = _monitoring_file(day_start, -6, [(900, 300, False), (10 * 3600, 1000, True), (20 * 3600, 2500, True)])
+    data = _monitoring_file(
+        day_start, -6, [(900, 300, False), (10 * 3600, 1000, True), (20 * 3600, 2500, True)]
+    )
     readings = list(read_garmin_fit(io.BytesIO(data), file="monitor.fit"))
     steps = [(r.value, r.start.isoformat(), r.end.isoformat()) for r in readings if r.metric is Metric.STEPS]
     assert steps == [
@@ -216,19 +251,27 @@ def test_generated_weight_scale_file() -> None:
         builder.add(message)
     readings = list(read_garmin_fit(io.BytesIO(builder.build().to_bytes()), file="scale.fit"))
     assert [(r.metric, round(r.value, 1), r.implausible is not None) for r in readings] == [
-        (Metric.WEIGHT, 75.8, False), (Metric.BODY_FAT, 22.3, False), (Metric.WEIGHT, 12.0, True)]
+        (Metric.WEIGHT, 75.8, False),
+        (Metric.BODY_FAT, 22.3, False),
+        (Metric.WEIGHT, 12.0, True),
+    ]
 
 
 # --- constant memory --------------------------------------------------------------------------------------
 
+
 def _write_export(path: Path, records: int) -> None:
-    row = ('<Record type="HKQuantityTypeIdentifierStepCount" sourceName="iPhone" sourceVersion="17.2" '
-           'unit="count" creationDate="2024-01-01 10:00:00 +0100" startDate="2024-01-01 {h:02d}:{m:02d}:00 +0100" '
-           'endDate="2024-01-01 {h:02d}:{m:02d}:59 +0100" value="{v}"><MetadataEntry key="HKTimeZone" '
-           'value="Europe/Amsterdam"/></Record>\n')
+    row = (
+        '<Record type="HKQuantityTypeIdentifierStepCount" sourceName="iPhone" sourceVersion="17.2" '
+        'unit="count" creationDate="2024-01-01 10:00:00 +0100" startDate="2024-01-01 {h:02d}:{m:02d}:00 +0100" '
+        'endDate="2024-01-01 {h:02d}:{m:02d}:59 +0100" value="{v}"><MetadataEntry key="HKTimeZone" '
+        'value="Europe/Amsterdam"/></Record>\n'
+    )
     with path.open("w", encoding="utf-8") as out:
-        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<HealthData locale="en_NL">\n'
-                  '<ExportDate value="2024-06-01 08:10:05 +0200"/>\n')
+        out.write(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<HealthData locale="en_NL">\n'
+            '<ExportDate value="2024-06-01 08:10:05 +0200"/>\n'
+        )
         for i in range(records):
             out.write(row.format(h=(i // 60) % 24, m=i % 60, v=i % 97))
         out.write("</HealthData>\n")

@@ -23,7 +23,9 @@ WATCH = Source("apple-health", "Apple Watch", "Apple Watch, Watch6,7")
 FITBIT = Source("fitbit", "Fitbit Web API")
 
 
-def _r(metric: Metric, value: float, source: Source, start: datetime, minutes: float | None = 60, **kw) -> Reading:
+def _r(
+    metric: Metric, value: float, source: Source, start: datetime, minutes: float | None = 60, **kw
+) -> Reading:
     end = None if minutes is None else start + timedelta(minutes=minutes)
     unit = {"steps": "{steps}", "resting-heart-rate": "/min"}.get(metric.value, "min")
     return Reading(metric, value, unit, start, source, end=end, **kw)
@@ -35,7 +37,11 @@ def _by(summaries, metric: Metric) -> dict[date, float]:  # noqa: ANN001
 
 def test_phone_and_watch_steps_are_never_added() -> None:
     t = datetime(2024, 5, 2, 9, tzinfo=NY)
-    readings = [_r(Metric.STEPS, 4000, PHONE, t), _r(Metric.STEPS, 4300, WATCH, t), _r(Metric.STEPS, 1000, WATCH, t + timedelta(hours=3))]
+    readings = [
+        _r(Metric.STEPS, 4000, PHONE, t),
+        _r(Metric.STEPS, 4300, WATCH, t),
+        _r(Metric.STEPS, 1000, WATCH, t + timedelta(hours=3)),
+    ]
     (summary,) = daily_summaries(readings, tz=NY)
     assert (summary.value, summary.source) == (5300, WATCH)  # the watch ranks before the phone
     assert dict(summary.candidates) == {PHONE.key: 4000, WATCH.key: 5300}
@@ -60,8 +66,10 @@ def test_reimported_readings_are_not_counted_twice() -> None:
 def test_source_day_totals_win_over_its_intervals() -> None:
     day = date(2024, 5, 2)
     start = datetime(2024, 5, 2, tzinfo=NY)
-    readings = [_r(Metric.STEPS, 9000, FITBIT, start, 24 * 60, local_date=day),
-                _r(Metric.STEPS, 7, FITBIT, start + timedelta(hours=1), 1)]
+    readings = [
+        _r(Metric.STEPS, 9000, FITBIT, start, 24 * 60, local_date=day),
+        _r(Metric.STEPS, 7, FITBIT, start + timedelta(hours=1), 1),
+    ]
     assert _by(daily_summaries(readings, tz=NY), Metric.STEPS) == {day: 9000}
 
 
@@ -71,17 +79,34 @@ def test_dst_days_are_23_and_25_hours_and_intervals_split_by_overlap() -> None:
     fall = datetime(2024, 11, 3, 12, tzinfo=NY)
     readings.append(_r(Metric.STEPS, 100, WATCH, fall))
     summaries = daily_summaries(readings, tz=NY)
-    assert _by(summaries, Metric.STEPS) == {date(2024, 3, 10): 100, date(2024, 3, 11): 100, date(2024, 11, 3): 100}
-    lengths = {s.day: s.end.astimezone(ZoneInfo("UTC")) - s.start.astimezone(ZoneInfo("UTC")) for s in summaries}
+    assert _by(summaries, Metric.STEPS) == {
+        date(2024, 3, 10): 100,
+        date(2024, 3, 11): 100,
+        date(2024, 11, 3): 100,
+    }
+    lengths = {
+        s.day: s.end.astimezone(ZoneInfo("UTC")) - s.start.astimezone(ZoneInfo("UTC")) for s in summaries
+    }
     assert lengths[date(2024, 3, 10)] == timedelta(hours=23)
     assert lengths[date(2024, 11, 3)] == timedelta(hours=25)
     resources = summaries_to_resources(summaries, "Patient/1")
     validate_fhir(resources)
-    fall_obs = next(r for r in resources if r["resourceType"] == "Observation"
-                    and r["effectivePeriod"]["start"].startswith("2024-11-03"))
+    fall_obs = next(
+        r
+        for r in resources
+        if r["resourceType"] == "Observation" and r["effectivePeriod"]["start"].startswith("2024-11-03")
+    )
     assert fall_obs["code"]["coding"][0]["code"] == "41950-7"
-    assert fall_obs["valueQuantity"] == {"value": 100, "unit": "per day", "system": "http://unitsofmeasure.org", "code": "/d"}
-    assert fall_obs["effectivePeriod"] == {"start": "2024-11-03T00:00:00-04:00", "end": "2024-11-04T00:00:00-05:00"}
+    assert fall_obs["valueQuantity"] == {
+        "value": 100,
+        "unit": "per day",
+        "system": "http://unitsofmeasure.org",
+        "code": "/d",
+    }
+    assert fall_obs["effectivePeriod"] == {
+        "start": "2024-11-03T00:00:00-04:00",
+        "end": "2024-11-04T00:00:00-05:00",
+    }
 
 
 def test_sleep_counts_on_the_wake_day_from_asleep_stages_only() -> None:
@@ -104,18 +129,28 @@ def test_sleep_counts_on_the_wake_day_from_asleep_stages_only() -> None:
 
 def test_implausible_readings_are_left_out_and_resting_hr_is_averaged() -> None:
     t = datetime(2024, 5, 2, 6, tzinfo=NY)
-    readings = [_r(Metric.STEPS, 900_000, WATCH, t).checked(), _r(Metric.STEPS, 1200, WATCH, t + timedelta(hours=2)),
-                _r(Metric.RESTING_HEART_RATE, 60, WATCH, t, None), _r(Metric.RESTING_HEART_RATE, 64, WATCH, t + timedelta(hours=9), None)]
+    readings = [
+        _r(Metric.STEPS, 900_000, WATCH, t).checked(),
+        _r(Metric.STEPS, 1200, WATCH, t + timedelta(hours=2)),
+        _r(Metric.RESTING_HEART_RATE, 60, WATCH, t, None),
+        _r(Metric.RESTING_HEART_RATE, 64, WATCH, t + timedelta(hours=9), None),
+    ]
     summaries = daily_summaries(readings, tz=NY)
     assert _by(summaries, Metric.STEPS) == {date(2024, 5, 2): 1200}
     assert _by(summaries, Metric.RESTING_HEART_RATE) == {date(2024, 5, 2): 62}
 
 
 def test_weekly_active_minutes() -> None:
-    readings = [_r(Metric.ACTIVE_MINUTES, 30, WATCH, datetime(2024, 5, d, 7, tzinfo=NY), 30) for d in (6, 7, 12, 13)]
+    readings = [
+        _r(Metric.ACTIVE_MINUTES, 30, WATCH, datetime(2024, 5, d, 7, tzinfo=NY), 30) for d in (6, 7, 12, 13)
+    ]
     summaries = daily_summaries(readings, tz=NY)
     weeks = weekly_active_minutes(summaries, "Patient/1", NY)
     validate_fhir(weeks)
     assert [(w["effectivePeriod"]["start"][:10], w["valueQuantity"]["value"]) for w in weeks] == [
-        ("2024-05-06", 90), ("2024-05-13", 30)]  # Sunday 12 May belongs to the week of Monday 6 May
-    assert weeks[0]["code"]["coding"][0]["code"] == "82290-8" and weeks[0]["valueQuantity"]["code"] == "min/wk"
+        ("2024-05-06", 90),
+        ("2024-05-13", 30),
+    ]  # Sunday 12 May belongs to the week of Monday 6 May
+    assert (
+        weeks[0]["code"]["coding"][0]["code"] == "82290-8" and weeks[0]["valueQuantity"]["code"] == "min/wk"
+    )

@@ -15,7 +15,9 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 REGEN = os.environ.get("MECR_REGEN_GOLDEN") == "1"
 
 
-WEARABLES = Path(__file__).resolve().parents[1] / "fixtures" / "wearables"  # sources: tests/fixtures/SOURCES.tsv
+WEARABLES = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "wearables"
+)  # sources: tests/fixtures/SOURCES.tsv
 OMH_SCHEMAS = WEARABLES / "open-mhealth" / "schema" / "omh"
 OMH_TEST_DATA = WEARABLES / "open-mhealth" / "test-data" / "omh"
 
@@ -49,4 +51,6 @@ def check_golden(case: str, payload: dict[str, Any]) -> None:
         return
     if not path.exists():
         pytest.fail(f"golden file {path.name} is missing: run with MECR_REGEN_GOLDEN=1 and review it")
-    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text), f"output differs from {path.name}"
+    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text), (
+        f"output differs from {path.name}"
+    )

@@ -37,7 +37,9 @@ def test_export_has_ids_and_status_only(env: Any, capsys: Any) -> None:
     out = capsys.readouterr().out
     rows = _rows(out)
     assert [(r["task_id"], r["organization"], r["status"]) for r in rows] == [
-        ("t1", "food-bank", "requested"), ("t2", "housing-help", "requested")]
+        ("t1", "food-bank", "requested"),
+        ("t2", "housing-help", "requested"),
+    ]
     assert rows[0]["need"] == "Food pantry enrolment"
     assert "Ada" not in out and "555-0100" not in out and "1970" not in out
     assert main(["referrals", "export", "--organization", "housing-help"]) == 0
@@ -46,11 +48,13 @@ def test_export_has_ids_and_status_only(env: Any, capsys: Any) -> None:
 
 def test_import_applies_rows_as_the_organisation(env: Any, capsys: Any, tmp_path: Path) -> None:
     sheet = tmp_path / "status.csv"
-    sheet.write_text("task_id,status,status_reason,note,provided\n"
-                     "t1,accepted,,We will call Monday,\n"
-                     "t2,accepted,,,\n"          # another organisation's referral: refused
-                     "t1,draft,,,\n"             # not an organisation's status: refused
-                     "nope,accepted,,,\n")
+    sheet.write_text(
+        "task_id,status,status_reason,note,provided\n"
+        "t1,accepted,,We will call Monday,\n"
+        "t2,accepted,,,\n"  # another organisation's referral: refused
+        "t1,draft,,,\n"  # not an organisation's status: refused
+        "nope,accepted,,,\n"
+    )
     assert main(["referrals", "import", str(sheet), "--organization", "food-bank"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("line 2\tt1\tchanged\taccepted")
@@ -60,8 +64,9 @@ def test_import_applies_rows_as_the_organisation(env: Any, capsys: Any, tmp_path
     assert env.repo.read("Task", "t1").content["note"][0]["text"] == "We will call Monday"
     assert env.repo.read("Task", "t2").content["status"] == "requested"
     # the same sheet again changes nothing more; completing needs what was provided
-    sheet.write_text("task_id,status,status_reason,note,provided\nt1,accepted,,We will call Monday,\n"
-                     "t1,completed,,,\n")
+    sheet.write_text(
+        "task_id,status,status_reason,note,provided\nt1,accepted,,We will call Monday,\nt1,completed,,,\n"
+    )
     assert main(["referrals", "import", str(sheet), "--organization", "food-bank"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert "unchanged" in out[0] and "refused" in out[1] and "what was provided" in out[1]
@@ -83,7 +88,22 @@ def test_link_command_prints_a_link_and_revokes(env: Any, capsys: Any) -> None:
 
 def test_client_add_binds_an_organisation(env: Any, capsys: Any, tmp_path: Path) -> None:
     key = tmp_path / "fb.json"
-    assert main(["client", "add", "fb-platform", "--generate-key", "--key-file", str(key), "--scope",
-                 "system/Task.rus system/Patient.r", "--organization", "food-bank"]) == 0
+    assert (
+        main(
+            [
+                "client",
+                "add",
+                "fb-platform",
+                "--generate-key",
+                "--key-file",
+                str(key),
+                "--scope",
+                "system/Task.rus system/Patient.r",
+                "--organization",
+                "food-bank",
+            ]
+        )
+        == 0
+    )
     assert main(["client", "list"]) == 0
     assert "organization=food-bank" in capsys.readouterr().out

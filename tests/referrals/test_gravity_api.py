@@ -46,24 +46,38 @@ def test_gravity_referral_through_the_api(secure_client: Any, secure_services: A
     step = {**secure_client.get(f"/fhir/Task/{TASK}", headers=p).json(), "status": "accepted"}
     assert secure_client.put(f"/fhir/Task/{TASK}", json=step, headers=p).status_code == 200
     # Gravity's Procedure names no performer: the platform records its own, as the performer
-    proc = {k: v for k, v in _load("Procedure-SDOHCC-ProcedureFoodPantryApplicationAssistanceExample.json").items()
-            if k not in ("id", "text")}
+    proc = {
+        k: v
+        for k, v in _load("Procedure-SDOHCC-ProcedureFoodPantryApplicationAssistanceExample.json").items()
+        if k not in ("id", "text")
+    }
     # its reason (the practice's Condition) is out of the platform's view: for it, that does not exist
     assert secure_client.post("/fhir/Procedure", json=proc, headers=p).status_code == 422
     del proc["reasonReference"]
-    assert secure_client.post("/fhir/Procedure", json=proc, headers=p).status_code == 403  # not performed by it
+    assert (
+        secure_client.post("/fhir/Procedure", json=proc, headers=p).status_code == 403
+    )  # not performed by it
     proc["performer"] = [{"actor": {"reference": f"Organization/{PLATFORM}"}}]
     made = secure_client.post("/fhir/Procedure", json=proc, headers=p)
     assert made.status_code == 201, made.text
-    done = {**secure_client.get(f"/fhir/Task/{TASK}", headers=p).json(), "status": "completed",
-            "output": [{**completed["output"][0],
-                        "valueReference": {"reference": f"Procedure/{made.json()['id']}"}}]}
+    done = {
+        **secure_client.get(f"/fhir/Task/{TASK}", headers=p).json(),
+        "status": "completed",
+        "output": [
+            {**completed["output"][0], "valueReference": {"reference": f"Procedure/{made.json()['id']}"}}
+        ],
+    }
     r = secure_client.put(f"/fhir/Task/{TASK}", json=done, headers=p)
     assert r.status_code == 200, r.text
-    steps = [s.content["activity"]["text"] for s in
-             secure_services.repo.search_params("Provenance", [("target", f"Task/{TASK}")]).matches]
+    steps = [
+        s.content["activity"]["text"]
+        for s in secure_services.repo.search_params("Provenance", [("target", f"Task/{TASK}")]).matches
+    ]
     assert steps == ["created as requested", "requested → accepted", "accepted → completed"]
     # and the platform never sees the screening behind the referral
-    for path in ("Condition/SDOHCC-ConditionFoodInsecurityExample", "Goal/SDOHCC-GoalFoodSecurityExample",
-                 "QuestionnaireResponse/SDOHCC-QuestionnaireResponseHungerVitalSignExample"):
+    for path in (
+        "Condition/SDOHCC-ConditionFoodInsecurityExample",
+        "Goal/SDOHCC-GoalFoodSecurityExample",
+        "QuestionnaireResponse/SDOHCC-QuestionnaireResponseHungerVitalSignExample",
+    ):
         assert secure_client.get(f"/fhir/{path}", headers=p).status_code in (403, 404), path

@@ -17,8 +17,18 @@ from fhir_ecr.outcomes import FhirError
 from fhir_ecr.referrals.workflow import allowed_next, check_transition, is_referral_task
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "gravity-sdoh"
-STATUSES = ["draft", "requested", "received", "accepted", "rejected", "cancelled", "in-progress", "on-hold",
-            "failed", "completed"]
+STATUSES = [
+    "draft",
+    "requested",
+    "received",
+    "accepted",
+    "rejected",
+    "cancelled",
+    "in-progress",
+    "on-hold",
+    "failed",
+    "completed",
+]
 PRACTICE = {"draft", "requested", "cancelled"}
 LEGAL = {  # from -> to, whoever sets it
     None: {"draft", "requested"},
@@ -28,16 +38,23 @@ LEGAL = {  # from -> to, whoever sets it
     "accepted": {"in-progress", "on-hold", "completed", "failed", "cancelled"},
     "in-progress": {"on-hold", "completed", "failed", "cancelled"},
     "on-hold": {"in-progress", "completed", "failed", "cancelled"},
-    "completed": set(), "rejected": set(), "cancelled": set(), "failed": set(),
+    "completed": set(),
+    "rejected": set(),
+    "cancelled": set(),
+    "failed": set(),
 }
 
 
 def task(status: str, **extra: object) -> dict[str, object]:
     t: dict[str, object] = {
-        "resourceType": "Task", "id": "t1",
+        "resourceType": "Task",
+        "id": "t1",
         "meta": {"profile": ["https://mecr.dev/fhir/StructureDefinition/mecr-referral-task"]},
-        "status": status, "intent": "order", "focus": {"reference": "ServiceRequest/sr1"},
-        "for": {"reference": "Patient/p1"}, "requester": {"reference": "Practitioner/c1"},
+        "status": status,
+        "intent": "order",
+        "focus": {"reference": "ServiceRequest/sr1"},
+        "for": {"reference": "Patient/p1"},
+        "requester": {"reference": "Practitioner/c1"},
         "owner": {"reference": "Organization/food-bank"},
         "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
     }
@@ -51,9 +68,11 @@ def may_set(role: str, status: str) -> bool:
     return role == "any" or (status in PRACTICE) == (role in ("practice", "patient"))
 
 
-CASES = [(old, new, role) for old, new, role in product([None, *STATUSES], STATUSES,
-                                                         ["practice", "organisation", "patient", "any"])
-         if old != new]
+CASES = [
+    (old, new, role)
+    for old, new, role in product([None, *STATUSES], STATUSES, ["practice", "organisation", "patient", "any"])
+    if old != new
+]
 
 
 @pytest.mark.parametrize(("old", "new", "role"), CASES)
@@ -96,8 +115,11 @@ def test_a_reason_is_needed(status: str) -> None:
 def test_the_organisation_changes_only_status_reasons_notes_outputs() -> None:
     old = task("requested")
     check_transition(old, task("accepted", note=[{"text": "we will call"}]), "organisation")
-    for field, value in [("owner", {"reference": "Organization/other"}), ("priority", "urgent"),
-                         ("description", "x")]:
+    for field, value in [
+        ("owner", {"reference": "Organization/other"}),
+        ("priority", "urgent"),
+        ("description", "x"),
+    ]:
         with pytest.raises(FhirError) as err:
             check_transition(old, task("accepted", **{field: value}), "organisation")
         assert err.value.status == 403
@@ -115,12 +137,16 @@ def _gravity(name: str) -> dict[str, object]:
 def test_the_gravity_example_tasks_run_through_the_state_machine() -> None:
     """Gravity's referral Tasks (accepted, completed; order fulfilment and subtask) are reached from requested
     by the organisation, one legal step at a time, and their end is final."""
-    examples = [_gravity(f"Task-SDOHCC-TaskReferralManagementOrder{n}Example.json")
-                for n in ("FulfillmentAccepted", "FulfillmentCompleted", "SubtaskAccepted", "SubtaskCompleted")]
+    examples = [
+        _gravity(f"Task-SDOHCC-TaskReferralManagementOrder{n}Example.json")
+        for n in ("FulfillmentAccepted", "FulfillmentCompleted", "SubtaskAccepted", "SubtaskCompleted")
+    ]
     for example in examples:
         assert is_referral_task(example)
         status = str(example["status"])
-        path = {"accepted": ["requested", "accepted"], "completed": ["requested", "accepted", "completed"]}[status]
+        path = {"accepted": ["requested", "accepted"], "completed": ["requested", "accepted", "completed"]}[
+            status
+        ]
         check_transition(None, {**example, "status": "requested"}, "practice")
         for a, b in zip(path, path[1:], strict=False):
             check_transition({**example, "status": a}, {**example, "status": b}, "organisation")

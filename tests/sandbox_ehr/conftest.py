@@ -61,22 +61,49 @@ def keys() -> Keys:
 
 def registered_clients(keys: Keys) -> list[SandboxClient]:
     return [
-        SandboxClient("mecr-public", [REDIRECT_URI], launch_url=LAUNCH_URL, name="mECR (public)",
-                      login_url=f"{ORIGIN}/smart/login?ehr=sandbox"),
-        SandboxClient("mecr-basic", [REDIRECT_URI], launch_url=LAUNCH_URL, auth_method="client_secret_basic",
-                      client_secret=SECRET, name="mECR (secret)"),
-        SandboxClient("mecr-jwt", [REDIRECT_URI], launch_url=LAUNCH_URL, auth_method="private_key_jwt",
-                      jwks_url=APP_JWKS_URL, name="mECR (JWKS URL)"),
-        SandboxClient("mecr-inline", [REDIRECT_URI], auth_method="private_key_jwt",
-                      jwks=keys.inline.public_jwks()),
-        SandboxClient("narrow", [REDIRECT_URI], scope="launch launch/patient openid fhirUser patient/Patient.rs"),
-        SandboxClient("sync-backend", [], auth_method="private_key_jwt", jwks=keys.backend.public_jwks(),
-                      scope="system/Patient.rs system/Observation.rs"),
+        SandboxClient(
+            "mecr-public",
+            [REDIRECT_URI],
+            launch_url=LAUNCH_URL,
+            name="mECR (public)",
+            login_url=f"{ORIGIN}/smart/login?ehr=sandbox",
+        ),
+        SandboxClient(
+            "mecr-basic",
+            [REDIRECT_URI],
+            launch_url=LAUNCH_URL,
+            auth_method="client_secret_basic",
+            client_secret=SECRET,
+            name="mECR (secret)",
+        ),
+        SandboxClient(
+            "mecr-jwt",
+            [REDIRECT_URI],
+            launch_url=LAUNCH_URL,
+            auth_method="private_key_jwt",
+            jwks_url=APP_JWKS_URL,
+            name="mECR (JWKS URL)",
+        ),
+        SandboxClient(
+            "mecr-inline", [REDIRECT_URI], auth_method="private_key_jwt", jwks=keys.inline.public_jwks()
+        ),
+        SandboxClient(
+            "narrow", [REDIRECT_URI], scope="launch launch/patient openid fhirUser patient/Patient.rs"
+        ),
+        SandboxClient(
+            "sync-backend",
+            [],
+            auth_method="private_key_jwt",
+            jwks=keys.backend.public_jwks(),
+            scope="system/Patient.rs system/Observation.rs",
+        ),
     ]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def sandbox_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def sandbox_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh database for the sandbox (SQLite file, or a PostgreSQL database of its own)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sandbox') / 'sandbox-ehr.db'}"
@@ -108,8 +135,13 @@ class Sandbox:
 
         # The sandbox fetches the app's JWKS URL through this client, straight into the outer app.
         self.jwks_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.outer))
-        self.app = create_sandbox_ehr(base_url=BASE, database_url=database_url, clients=registered_clients(keys),
-                                      clock=self.clock, http=self.jwks_http)
+        self.app = create_sandbox_ehr(
+            base_url=BASE,
+            database_url=database_url,
+            clients=registered_clients(keys),
+            clock=self.clock,
+            http=self.jwks_http,
+        )
         self.outer.mount("/sandbox-ehr", self.app)
         self.database_url = database_url
 
@@ -134,4 +166,3 @@ async def http(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
     sandbox.clock.offset = 0.0  # every test starts at the real time
     async with sandbox.http() as client:
         yield client
-

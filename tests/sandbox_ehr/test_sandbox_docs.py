@@ -20,5 +20,6 @@ def test_every_sandbox_route_is_documented(sandbox) -> None:
     for route in routes:
         path = re.compile(r"`" + re.escape(route.path) + r"`")
         for method in route.methods:
-            assert any(path.search(row) and method in row.split("|")[1] for row in rows), \
+            assert any(path.search(row) and method in row.split("|")[1] for row in rows), (
                 f"{method} {route.path} is not in the route table of docs/sandbox-ehr.md"
+            )

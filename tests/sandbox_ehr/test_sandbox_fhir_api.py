@@ -19,8 +19,16 @@ async def patient_token(http: httpx.AsyncClient, patient: str, scope: str) -> di
     """A standalone patient login for ``patient`` with ``scope``: the token response."""
     response, verifier = await authorize_by_hand(http, patient=patient, scope=scope)
     code = query_of(response.headers["location"])["code"]
-    token = await token_request(http, {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                                       "redirect_uri": REDIRECT_URI, "client_id": "mecr-public"})
+    token = await token_request(
+        http,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT_URI,
+            "client_id": "mecr-public",
+        },
+    )
     assert token.status_code == 200, token.text
     return token.json()
 
@@ -30,10 +38,14 @@ def bearer(token: dict[str, Any]) -> dict[str, str]:
 
 
 def observation(patient: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{patient}"},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-            "effectiveDateTime": "2025-08-01", "valueQuantity": {"value": 90.5, "unit": "kg",
-                                                                 "system": "http://unitsofmeasure.org", "code": "kg"}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "subject": {"reference": f"Patient/{patient}"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "effectiveDateTime": "2025-08-01",
+        "valueQuantity": {"value": 90.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
 
 
 async def test_metadata_is_public_and_everything_else_needs_a_token(http: httpx.AsyncClient) -> None:
@@ -41,7 +53,9 @@ async def test_metadata_is_public_and_everything_else_needs_a_token(http: httpx.
     response = await http.get(f"{FHIR_BASE}/Patient/pat-1001")
     assert_outcome(response, 401, "login")
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert_outcome(await http.get(f"{FHIR_BASE}/Patient", headers={"Authorization": "Basic eDp5"}), 401, "login")
+    assert_outcome(
+        await http.get(f"{FHIR_BASE}/Patient", headers={"Authorization": "Basic eDp5"}), 401, "login"
+    )
     garbage = await http.get(f"{FHIR_BASE}/Patient", headers={"Authorization": "Bearer not-a-token"})
     assert_outcome(garbage, 401, "login")
     assert 'error="invalid_token"' in garbage.headers["www-authenticate"]
@@ -60,35 +74,53 @@ async def test_expired_access_token_is_refused(sandbox, http: httpx.AsyncClient)
 
 async def test_tokens_meant_for_something_else_are_refused(sandbox, http: httpx.AsyncClient) -> None:
     token = await patient_token(http, "pat-1001", "openid fhirUser patient/Patient.rs")
-    assert_outcome(await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers=bearer({"access_token":
-                                                                                     token["id_token"]})), 401)
+    assert_outcome(
+        await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers=bearer({"access_token": token["id_token"]})),
+        401,
+    )
     signer = sandbox.app.state.sandbox.server.signer
     now = int(time.time())
-    claims = {"iss": BASE, "aud": "http://127.0.0.1:9999/fhir", "sub": "Patient/pat-1001", "kind": "patient",
-              "scope": "patient/*.rs", "patient": "pat-1001", "iat": now, "exp": now + 60}
+    claims = {
+        "iss": BASE,
+        "aud": "http://127.0.0.1:9999/fhir",
+        "sub": "Patient/pat-1001",
+        "kind": "patient",
+        "scope": "patient/*.rs",
+        "patient": "pat-1001",
+        "iat": now,
+        "exp": now + 60,
+    }
     other_aud = signer.sign(claims, typ="at+jwt")
-    assert_outcome(await http.get(f"{FHIR_BASE}/Patient/pat-1001",
-                                  headers={"Authorization": f"Bearer {other_aud}"}), 401)
+    assert_outcome(
+        await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers={"Authorization": f"Bearer {other_aud}"}), 401
+    )
     claims.update(aud=FHIR_BASE)
-    assert (await http.get(f"{FHIR_BASE}/Patient/pat-1001",
-                           headers={"Authorization": f"Bearer {signer.sign(claims, typ='at+jwt')}"})).status_code == 200
+    assert (
+        await http.get(
+            f"{FHIR_BASE}/Patient/pat-1001",
+            headers={"Authorization": f"Bearer {signer.sign(claims, typ='at+jwt')}"},
+        )
+    ).status_code == 200
 
 
-@pytest.mark.parametrize("path", [
-    "/Patient/pat-1002",
-    "/Observation/obs-pat-1002-wt-1",
-    "/Condition/cond-pat-1002-1",
-    "/Observation?patient=pat-1002",
-    "/Observation?subject=Patient/pat-1002",
-    f"/Observation?subject={FHIR_BASE}/Patient/pat-1002",
-    "/Observation?patient=pat-1001,pat-1002",
-    "/Patient?_id=pat-1002",
-    "/Patient/pat-1002/$everything",
-    "/Patient/pat-1002/_history",
-    "/Observation/_history",
-    "/Patient?_id=pat-1001&_revinclude=Observation:subject",
-    "?_type=Patient",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/Patient/pat-1002",
+        "/Observation/obs-pat-1002-wt-1",
+        "/Condition/cond-pat-1002-1",
+        "/Observation?patient=pat-1002",
+        "/Observation?subject=Patient/pat-1002",
+        f"/Observation?subject={FHIR_BASE}/Patient/pat-1002",
+        "/Observation?patient=pat-1001,pat-1002",
+        "/Patient?_id=pat-1002",
+        "/Patient/pat-1002/$everything",
+        "/Patient/pat-1002/_history",
+        "/Observation/_history",
+        "/Patient?_id=pat-1001&_revinclude=Observation:subject",
+        "?_type=Patient",
+    ],
+)
 async def test_patient_token_cannot_reach_another_patient(http: httpx.AsyncClient, path: str) -> None:
     token = await patient_token(http, "pat-1001", "launch/patient patient/*.rs")
     assert token["patient"] == "pat-1001"
@@ -101,8 +133,11 @@ async def test_patient_token_reads_and_searches_its_own_record(http: httpx.Async
     for path in ("/Patient/pat-1001", "/Observation/obs-pat-1001-wt-1", "/Patient/pat-1001/$everything"):
         assert (await http.get(FHIR_BASE + path, headers=headers)).status_code == 200, path
     everything = await http.get(f"{FHIR_BASE}/Patient/pat-1001/$everything", headers=headers)
-    assert {e["resource"]["resourceType"] for e in everything.json()["entry"]} >= {"Patient", "Observation",
-                                                                                    "Condition"}
+    assert {e["resource"]["resourceType"] for e in everything.json()["entry"]} >= {
+        "Patient",
+        "Observation",
+        "Condition",
+    }
     patients = (await http.get(f"{FHIR_BASE}/Patient", headers=headers)).json()
     assert [e["resource"]["id"] for e in patients["entry"]] == ["pat-1001"]
     weights = (await http.get(f"{FHIR_BASE}/Observation", params={"code": "29463-7"}, headers=headers)).json()
@@ -112,26 +147,43 @@ async def test_patient_token_reads_and_searches_its_own_record(http: httpx.Async
     coaches = (await http.get(f"{FHIR_BASE}/Practitioner", headers=headers)).json()
     me = (await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers=headers)).json()
     assert [f"Practitioner/{e['resource']['id']}" for e in coaches["entry"]] == [
-        g["reference"] for g in me["generalPractitioner"]]
+        g["reference"] for g in me["generalPractitioner"]
+    ]
 
 
 async def test_patient_writes_stay_inside_the_compartment(http: httpx.AsyncClient) -> None:
-    token = await patient_token(http, "pat-1003", "launch/patient patient/Observation.cruds patient/Patient.rs")
+    token = await patient_token(
+        http, "pat-1003", "launch/patient patient/Observation.cruds patient/Patient.rs"
+    )
     headers = bearer(token)
     created = await http.post(f"{FHIR_BASE}/Observation", json=observation("pat-1003"), headers=headers)
     assert created.status_code == 201, created.text
     own = created.json()
-    assert_outcome(await http.post(f"{FHIR_BASE}/Observation", json=observation("pat-1004"), headers=headers),
-                   403, "forbidden")
+    assert_outcome(
+        await http.post(f"{FHIR_BASE}/Observation", json=observation("pat-1004"), headers=headers),
+        403,
+        "forbidden",
+    )
     moved = {**own, "subject": {"reference": "Patient/pat-1004"}}
-    assert_outcome(await http.put(f"{FHIR_BASE}/Observation/{own['id']}", json=moved, headers=headers),
-                   403, "forbidden")
-    assert_outcome(await http.delete(f"{FHIR_BASE}/Observation/obs-pat-1004-wt-1", headers=headers),
-                   403, "forbidden")
-    assert_outcome(await http.put(f"{FHIR_BASE}/Patient/pat-1003", json={"resourceType": "Patient",
-                                                                          "id": "pat-1003"}, headers=headers),
-                   403, "forbidden")  # no patient/Patient.u
-    assert (await http.delete(f"{FHIR_BASE}/Observation/{own['id']}", headers=headers)).status_code in (200, 204)
+    assert_outcome(
+        await http.put(f"{FHIR_BASE}/Observation/{own['id']}", json=moved, headers=headers), 403, "forbidden"
+    )
+    assert_outcome(
+        await http.delete(f"{FHIR_BASE}/Observation/obs-pat-1004-wt-1", headers=headers), 403, "forbidden"
+    )
+    assert_outcome(
+        await http.put(
+            f"{FHIR_BASE}/Patient/pat-1003",
+            json={"resourceType": "Patient", "id": "pat-1003"},
+            headers=headers,
+        ),
+        403,
+        "forbidden",
+    )  # no patient/Patient.u
+    assert (await http.delete(f"{FHIR_BASE}/Observation/{own['id']}", headers=headers)).status_code in (
+        200,
+        204,
+    )
 
 
 async def test_scopes_limit_types_and_interactions(http: httpx.AsyncClient) -> None:

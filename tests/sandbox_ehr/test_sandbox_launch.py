@@ -37,9 +37,18 @@ async def test_discovery_document_is_complete_and_public(http: httpx.AsyncClient
     assert doc["authorization_endpoint"] == f"{BASE}/authorize"
     assert doc["token_endpoint"] == f"{BASE}/token"
     assert doc["code_challenge_methods_supported"] == ["S256"]
-    for capability in ("launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
-                       "client-confidential-asymmetric", "context-ehr-patient", "context-standalone-patient",
-                       "sso-openid-connect", "permission-v2", "permission-v1"):
+    for capability in (
+        "launch-ehr",
+        "launch-standalone",
+        "client-public",
+        "client-confidential-symmetric",
+        "client-confidential-asymmetric",
+        "context-ehr-patient",
+        "context-standalone-patient",
+        "sso-openid-connect",
+        "permission-v2",
+        "permission-v1",
+    ):
         assert capability in doc["capabilities"]
     assert {"authorization_code", "refresh_token", "client_credentials"} <= set(doc["grant_types_supported"])
     assert {"client_secret_basic", "private_key_jwt"} <= set(doc["token_endpoint_auth_methods_supported"])
@@ -65,8 +74,16 @@ async def test_ehr_launch_as_public_client(sandbox, http: httpx.AsyncClient) -> 
     assert launch["iss"] == FHIR_BASE and launch["launch"]
     client = launch_client(http, public(), sandbox.clock)
     redirect = await client.begin_ehr_launch(launch, session_id="browser-1", scope=COACH_LAUNCH_SCOPE)
-    callback = await approve(http, redirect, expect=(
-        'Signed in as <strong id="signed-in">Dana Whitfield, NBC-HWC</strong>', "Brian Okafor", "Allow", "Deny"))
+    callback = await approve(
+        http,
+        redirect,
+        expect=(
+            'Signed in as <strong id="signed-in">Dana Whitfield, NBC-HWC</strong>',
+            "Brian Okafor",
+            "Allow",
+            "Deny",
+        ),
+    )
     assert callback["state"] == redirect.state and callback["iss"] == BASE
     result = await client.handle_callback(callback, session_id="browser-1")
 
@@ -88,8 +105,9 @@ async def test_ehr_launch_as_public_client(sandbox, http: httpx.AsyncClient) -> 
     assert coach.status_code == 403  # user/Practitioner was not granted
     other = await http.get(f"{FHIR_BASE}/Patient/pat-1003", auth=result.auth())
     assert other.status_code == 200  # user/ scopes: the coach sees the practice's patients
-    vitals = await http.get(f"{FHIR_BASE}/Observation", params={"patient": "pat-1002", "code": "29463-7"},
-                            auth=result.auth())
+    vitals = await http.get(
+        f"{FHIR_BASE}/Observation", params={"patient": "pat-1002", "code": "29463-7"}, auth=result.auth()
+    )
     assert vitals.status_code == 200 and vitals.json()["total"] == 2
 
 
@@ -99,7 +117,9 @@ async def test_standalone_patient_launch_with_client_secret_basic(sandbox, http:
     client = launch_client(http, basic(SECRET), sandbox.clock)
     redirect = await client.authorize(FHIR_BASE, session_id="phone", scope=PATIENT_SCOPE)
     assert "launch" not in redirect.params
-    callback = await approve(http, redirect, patient="pat-1005", expect=("Patient portal sign-in", "Elena Rossi"))
+    callback = await approve(
+        http, redirect, patient="pat-1005", expect=("Patient portal sign-in", "Elena Rossi")
+    )
     result = await client.handle_callback(callback, session_id="phone")
     assert result.patient == "pat-1005"
     assert result.fhir_user == f"{FHIR_BASE}/Patient/pat-1005"
@@ -116,8 +136,12 @@ async def test_standalone_patient_launch_with_client_secret_basic(sandbox, http:
 async def test_patient_may_grant_fewer_scopes_than_asked(sandbox, http: httpx.AsyncClient) -> None:
     client = launch_client(http, public(), sandbox.clock)
     redirect = await client.authorize(FHIR_BASE, session_id="s", scope=PATIENT_SCOPE)
-    callback = await approve(http, redirect, patient="pat-1003",
-                             scopes=["launch/patient", "openid", "fhirUser", "patient/Patient.rs"])
+    callback = await approve(
+        http,
+        redirect,
+        patient="pat-1003",
+        scopes=["launch/patient", "openid", "fhirUser", "patient/Patient.rs"],
+    )
     result = await client.handle_callback(callback, session_id="s")
     assert str(result.scope) == "launch/patient openid fhirUser patient/Patient.rs"
     assert result.token.refresh_token is None  # offline_access was not granted
@@ -133,8 +157,9 @@ async def test_client_registration_limits_the_grant(sandbox, http: httpx.AsyncCl
 
 
 @pytest.mark.parametrize("algorithm", ["RS384", "ES384"])
-async def test_ehr_launch_with_private_key_jwt_from_a_jwks_url(sandbox, http: httpx.AsyncClient,
-                                                               algorithm: str) -> None:
+async def test_ehr_launch_with_private_key_jwt_from_a_jwks_url(
+    sandbox, http: httpx.AsyncClient, algorithm: str
+) -> None:
     launch = await front_page_launch(http, "mecr-jwt", coach="coach-marcus", patient="pat-1004")
     client = launch_client(http, jwt_auth(sandbox.keys.app, algorithm=algorithm), sandbox.clock)
     redirect = await client.begin_ehr_launch(launch, session_id="b", scope=COACH_LAUNCH_SCOPE)
@@ -151,11 +176,13 @@ async def test_private_key_jwt_with_an_inline_jwks(sandbox, http: httpx.AsyncCli
 
 
 async def test_patient_scopes_in_an_ehr_launch_confine_the_coach_to_the_launch_patient(
-        sandbox, http: httpx.AsyncClient) -> None:
+    sandbox, http: httpx.AsyncClient
+) -> None:
     launch = await front_page_launch(http, "mecr-public", patient="pat-1001")
     client = launch_client(http, public(), sandbox.clock)
-    redirect = await client.begin_ehr_launch(launch, session_id="s",
-                                             scope="launch openid fhirUser patient/*.rs")
+    redirect = await client.begin_ehr_launch(
+        launch, session_id="s", scope="launch openid fhirUser patient/*.rs"
+    )
     result = await client.handle_callback(await approve(http, redirect), session_id="s")
     assert (await http.get(f"{FHIR_BASE}/Patient/pat-1001", auth=result.auth())).status_code == 200
     assert (await http.get(f"{FHIR_BASE}/Patient/pat-1002", auth=result.auth())).status_code == 403
@@ -167,15 +194,23 @@ async def test_patient_scopes_in_an_ehr_launch_confine_the_coach_to_the_launch_p
 async def test_patient_portal_ehr_launch(sandbox, http: httpx.AsyncClient) -> None:
     """A patient opens the app from the patient portal: an EHR launch whose user is the Patient. Only patient/
     scopes are granted (user/ ones are dropped), the patient is the context, and the token reads only them."""
-    response = await http.post(f"{BASE}/launch", data={"client_id": "mecr-public", "portal": "1",
-                                                       "patient": "pat-1003"})
+    response = await http.post(
+        f"{BASE}/launch", data={"client_id": "mecr-public", "portal": "1", "patient": "pat-1003"}
+    )
     assert response.status_code == 303, response.text
     launch = query_of(response.headers["location"])
     client = launch_client(http, public(), sandbox.clock)
     redirect = await client.begin_ehr_launch(
-        launch, session_id="portal", scope="launch openid fhirUser user/Patient.rs patient/Patient.rs")
-    callback = await approve(http, redirect, expect=(
-        'Signed in to the patient portal as <strong id="signed-in">Chloe Nguyen</strong>', "your own record"))
+        launch, session_id="portal", scope="launch openid fhirUser user/Patient.rs patient/Patient.rs"
+    )
+    callback = await approve(
+        http,
+        redirect,
+        expect=(
+            'Signed in to the patient portal as <strong id="signed-in">Chloe Nguyen</strong>',
+            "your own record",
+        ),
+    )
     result = await client.handle_callback(callback, session_id="portal")
     assert result.patient == "pat-1003"
     assert result.fhir_user == f"{FHIR_BASE}/Patient/pat-1003"
@@ -187,8 +222,10 @@ async def test_patient_portal_ehr_launch(sandbox, http: httpx.AsyncClient) -> No
 
 
 async def test_framed_launch_shows_the_app_inside_the_ehr_page(sandbox, http: httpx.AsyncClient) -> None:
-    response = await http.post(f"{BASE}/launch", data={"client_id": "mecr-public", "practitioner": "coach-dana",
-                                                       "patient": "pat-1001", "frame": "1"})
+    response = await http.post(
+        f"{BASE}/launch",
+        data={"client_id": "mecr-public", "practitioner": "coach-dana", "patient": "pat-1001", "frame": "1"},
+    )
     assert response.status_code == 200, response.text
     src = re.search(r'<iframe class="app" title="Launched app" src="([^"]+)"', response.text)
     assert src and src.group(1).startswith("http://127.0.0.1:8000/smart/launch?")
@@ -225,8 +262,12 @@ async def test_refresh_rotates_the_refresh_token(sandbox, http: httpx.AsyncClien
 
 async def test_backend_services_client_credentials(sandbox, http: httpx.AsyncClient) -> None:
     tokens = await BackendServicesClient.from_discovery(
-        http, FHIR_BASE, client_id="sync-backend", keys=sandbox.keys.backend,
-        scope="system/Patient.rs system/Observation.rs")
+        http,
+        FHIR_BASE,
+        client_id="sync-backend",
+        keys=sandbox.keys.backend,
+        scope="system/Patient.rs system/Observation.rs",
+    )
     token = await tokens.get_token()
     assert token.refresh_token is None and token.expires_in == 300
     assert token.patient is None

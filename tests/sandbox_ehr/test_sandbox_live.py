@@ -45,11 +45,22 @@ class Live:
             return self.keys.public_jwks()
 
         self.sandbox = create_sandbox_ehr(
-            base_url=f"{self.origin}/sandbox-ehr", database_url=f"sqlite:///{tmp / 'live-sandbox.db'}",
-            clients=[SandboxClient("mecr", [f"{self.origin}/smart/callback"], launch_url=f"{self.origin}/smart/launch",
-                                   auth_method="private_key_jwt", jwks_url=f"{self.origin}/.well-known/jwks.json")])
+            base_url=f"{self.origin}/sandbox-ehr",
+            database_url=f"sqlite:///{tmp / 'live-sandbox.db'}",
+            clients=[
+                SandboxClient(
+                    "mecr",
+                    [f"{self.origin}/smart/callback"],
+                    launch_url=f"{self.origin}/smart/launch",
+                    auth_method="private_key_jwt",
+                    jwks_url=f"{self.origin}/.well-known/jwks.json",
+                )
+            ],
+        )
         outer.mount("/sandbox-ehr", self.sandbox)
-        self.server = uvicorn.Server(uvicorn.Config(outer, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(outer, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
 
@@ -70,17 +81,29 @@ def live(tmp_path: Path) -> Iterator[Live]:
 async def test_ehr_launch_over_http_with_a_fetched_jwks(live: Live) -> None:
     fhir_base = f"{live.origin}/sandbox-ehr/fhir"
     async with httpx.AsyncClient() as http:
-        launch = await http.post(f"{live.origin}/sandbox-ehr/launch",
-                                 data={"client_id": "mecr", "practitioner": "coach-marcus", "patient": "pat-1003"})
+        launch = await http.post(
+            f"{live.origin}/sandbox-ehr/launch",
+            data={"client_id": "mecr", "practitioner": "coach-marcus", "patient": "pat-1003"},
+        )
         assert launch.status_code == 303
         query = dict(httpx.URL(launch.headers["location"]).params)
-        client = SmartLaunchClient(http, [ClientRegistration(fhir_base, PrivateKeyJwt("mecr", live.keys),
-                                                             (f"{live.origin}/smart/callback",))],
-                                   InMemoryStateStore())
-        redirect = await client.begin_ehr_launch(query, session_id="b", scope="launch openid fhirUser user/*.rs")
+        client = SmartLaunchClient(
+            http,
+            [
+                ClientRegistration(
+                    fhir_base, PrivateKeyJwt("mecr", live.keys), (f"{live.origin}/smart/callback",)
+                )
+            ],
+            InMemoryStateStore(),
+        )
+        redirect = await client.begin_ehr_launch(
+            query, session_id="b", scope="launch openid fhirUser user/*.rs"
+        )
         page = await http.get(redirect.url)
         tx = page.text.split('name="tx" value="', 1)[1].split('"', 1)[0]
-        answer = await http.post(f"{live.origin}/sandbox-ehr/authorize/decision", data={"tx": tx, "decision": "allow"})
+        answer = await http.post(
+            f"{live.origin}/sandbox-ehr/authorize/decision", data={"tx": tx, "decision": "allow"}
+        )
         callback = dict(httpx.URL(answer.headers["location"]).params)
         result = await client.handle_callback(callback, session_id="b")
         assert result.patient == "pat-1003"

@@ -38,8 +38,12 @@ async def test_restart_keeps_keys_tokens_and_data(sandbox, http: httpx.AsyncClie
     jwks_before = (await http.get(f"{BASE}/.well-known/jwks.json")).json()
 
     # A second sandbox over the same database, as after a restart (seeding again is a no-op).
-    again = create_sandbox_ehr(base_url=BASE, database_url=sandbox.database_url,
-                               clients=registered_clients(sandbox.keys), clock=sandbox.clock)
+    again = create_sandbox_ehr(
+        base_url=BASE,
+        database_url=sandbox.database_url,
+        clients=registered_clients(sandbox.keys),
+        clock=sandbox.clock,
+    )
     outer = FastAPI()
     outer.mount("/sandbox-ehr", again)
     try:
@@ -68,12 +72,15 @@ async def test_id_token_is_signed_with_the_published_key(sandbox, http: httpx.As
     assert claims["nonce"] == result.id_token.nonce and claims["exp"] > claims["iat"]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"auth_method": "client_secret_basic"}, "needs a client_secret"),
-    ({"auth_method": "private_key_jwt"}, "needs a jwks_url or a jwks"),
-    ({"auth_method": "client_secret_post", "client_secret": "x"}, "unknown auth method"),
-    ({"client_id": ""}, "needs a client_id"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"auth_method": "client_secret_basic"}, "needs a client_secret"),
+        ({"auth_method": "private_key_jwt"}, "needs a jwks_url or a jwks"),
+        ({"auth_method": "client_secret_post", "client_secret": "x"}, "unknown auth method"),
+        ({"client_id": ""}, "needs a client_id"),
+    ],
+)
 def test_client_registration_is_checked(kwargs: dict, message: str) -> None:
     options = {"client_id": "app", "redirect_uris": ["https://app.example/cb"], **kwargs}
     with pytest.raises(ValueError, match=message):

@@ -57,8 +57,14 @@ async def code_for(http: httpx.AsyncClient, **kwargs: Any) -> tuple[str, str]:
 
 
 def exchange(code: str, verifier: str, **extra: str) -> dict[str, str]:
-    return {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier, "client_id": "mecr-public", **extra}
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "client_id": "mecr-public",
+        **extra,
+    }
 
 
 def oauth_error(response: httpx.Response, status: int, error: str, why: str = "") -> None:
@@ -70,20 +76,25 @@ def oauth_error(response: httpx.Response, status: int, error: str, why: str = ""
 
 # -- the authorization request --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("overrides", "error", "why"), [
-    ({"code_challenge": None, "code_challenge_method": None}, "invalid_request", "PKCE is required"),
-    ({"code_challenge_method": "plain"}, "invalid_request", "must be S256"),
-    ({"code_challenge": "too-short"}, "invalid_request", "not a BASE64URL SHA-256"),
-    ({"aud": "https://attacker.example/fhir"}, "invalid_request", "aud must be"),
-    ({"aud": None}, "invalid_request", "aud must be"),
-    ({"response_type": "token"}, "unsupported_response_type", "must be 'code'"),
-    ({"scope": "launch openid"}, "invalid_request", "needs the launch parameter"),
-    ({"scope": "system/*.rs"}, "invalid_scope", "can be granted"),  # nothing grantable to a user
-    ({"scope": None}, "invalid_scope", "scope is required"),
-    ({"launch": "not-a-launch-token", "scope": "launch openid"}, "invalid_request", "launch is unknown"),
-])
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "why"),
+    [
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request", "PKCE is required"),
+        ({"code_challenge_method": "plain"}, "invalid_request", "must be S256"),
+        ({"code_challenge": "too-short"}, "invalid_request", "not a BASE64URL SHA-256"),
+        ({"aud": "https://attacker.example/fhir"}, "invalid_request", "aud must be"),
+        ({"aud": None}, "invalid_request", "aud must be"),
+        ({"response_type": "token"}, "unsupported_response_type", "must be 'code'"),
+        ({"scope": "launch openid"}, "invalid_request", "needs the launch parameter"),
+        ({"scope": "system/*.rs"}, "invalid_scope", "can be granted"),  # nothing grantable to a user
+        ({"scope": None}, "invalid_scope", "scope is required"),
+        ({"launch": "not-a-launch-token", "scope": "launch openid"}, "invalid_request", "launch is unknown"),
+    ],
+)
 async def test_bad_authorization_requests_are_reported_to_the_app(
-        http: httpx.AsyncClient, overrides: dict[str, str | None], error: str, why: str) -> None:
+    http: httpx.AsyncClient, overrides: dict[str, str | None], error: str, why: str
+) -> None:
     response, _ = await authorize_by_hand(http, overrides=overrides)
     query = redirected_error(response)
     assert query["error"] == error and why in query["error_description"], query
@@ -96,14 +107,18 @@ async def test_missing_state_is_refused(http: httpx.AsyncClient) -> None:
     assert query["error"] == "invalid_request" and "state" not in query
 
 
-@pytest.mark.parametrize(("overrides", "text"), [
-    ({"client_id": "no-such-app"}, "unknown client_id"),
-    ({"redirect_uri": "https://attacker.example/callback"}, "redirect_uri is not registered"),
-    ({"redirect_uri": REDIRECT_URI + "/"}, "redirect_uri is not registered"),  # exact match only
-    ({"redirect_uri": None}, "redirect_uri is not registered"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "text"),
+    [
+        ({"client_id": "no-such-app"}, "unknown client_id"),
+        ({"redirect_uri": "https://attacker.example/callback"}, "redirect_uri is not registered"),
+        ({"redirect_uri": REDIRECT_URI + "/"}, "redirect_uri is not registered"),  # exact match only
+        ({"redirect_uri": None}, "redirect_uri is not registered"),
+    ],
+)
 async def test_untrusted_client_or_redirect_uri_gets_no_redirect(
-        http: httpx.AsyncClient, overrides: dict[str, str | None], text: str) -> None:
+    http: httpx.AsyncClient, overrides: dict[str, str | None], text: str
+) -> None:
     response, _ = await authorize_by_hand(http, overrides=overrides)
     refused_page(response, text)
 
@@ -122,8 +137,9 @@ async def test_user_denies(sandbox, http: httpx.AsyncClient) -> None:
 
 async def test_launch_token_is_single_use_and_bound_to_its_client(sandbox, http: httpx.AsyncClient) -> None:
     launch = await front_page_launch(http, "mecr-public")
-    response, _ = await authorize_by_hand(http, client_id="mecr-basic", scope="launch openid",
-                                          overrides={"launch": launch["launch"]})
+    response, _ = await authorize_by_hand(
+        http, client_id="mecr-basic", scope="launch openid", overrides={"launch": launch["launch"]}
+    )
     assert redirected_error(response)["error"] == "invalid_request"  # another app's launch (and now used)
     launch = await front_page_launch(http, "mecr-public")
     first, _ = await authorize_by_hand(http, scope="launch openid", overrides={"launch": launch["launch"]})
@@ -140,12 +156,14 @@ async def test_expired_launch_token(sandbox, http: httpx.AsyncClient) -> None:
 
 
 async def test_front_page_refuses_unknown_patient(http: httpx.AsyncClient) -> None:
-    response = await http.post(f"{BASE}/launch", data={"client_id": "mecr-public", "practitioner": "coach-dana",
-                                                       "patient": "nobody"})
+    response = await http.post(
+        f"{BASE}/launch", data={"client_id": "mecr-public", "practitioner": "coach-dana", "patient": "nobody"}
+    )
     assert response.status_code == 400 and "location" not in response.headers
 
 
 # -- the token endpoint ---------------------------------------------------------------------------------------
+
 
 async def test_code_exchange_checks_the_pkce_verifier(http: httpx.AsyncClient) -> None:
     code, verifier = await code_for(http)
@@ -173,7 +191,11 @@ async def test_code_replay_is_refused_and_revokes_what_the_code_issued(http: htt
     oauth_error(await token_request(http, exchange(code, verifier)), 400, "invalid_grant")
     revoked = await http.get(f"{FHIR_BASE}/Patient/pat-1001", headers=bearer)
     assert revoked.status_code == 401 and revoked.json()["resourceType"] == "OperationOutcome"
-    refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": "mecr-public"}
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": "mecr-public",
+    }
     oauth_error(await token_request(http, refresh), 400, "invalid_grant")
 
 
@@ -185,8 +207,11 @@ async def test_code_expires_after_a_minute(sandbox, http: httpx.AsyncClient) -> 
 
 async def test_code_exchange_needs_the_same_redirect_uri(http: httpx.AsyncClient) -> None:
     code, verifier = await code_for(http)
-    oauth_error(await token_request(http, exchange(code, verifier, redirect_uri=REDIRECT_URI + "/other")),
-                400, "invalid_grant")
+    oauth_error(
+        await token_request(http, exchange(code, verifier, redirect_uri=REDIRECT_URI + "/other")),
+        400,
+        "invalid_grant",
+    )
 
 
 async def test_code_is_bound_to_its_client(http: httpx.AsyncClient) -> None:
@@ -202,7 +227,9 @@ async def test_token_endpoint_client_authentication(http: httpx.AsyncClient) -> 
     form = exchange(code, verifier, client_id="no-such-app")
     oauth_error(await token_request(http, form), 401, "invalid_client")  # unknown client
     form["client_id"] = "mecr-basic"
-    oauth_error(await token_request(http, form), 401, "invalid_client")  # confidential client without a secret
+    oauth_error(
+        await token_request(http, form), 401, "invalid_client"
+    )  # confidential client without a secret
     del form["client_id"]
     response = await token_request(http, form, auth=("mecr-basic", "wrong"))
     oauth_error(response, 401, "invalid_client")
@@ -215,45 +242,85 @@ async def test_token_endpoint_wants_a_form_without_repeats(http: httpx.AsyncClie
     code, verifier = await code_for(http)
     oauth_error(await http.post(TOKEN_URL, json=exchange(code, verifier)), 400, "invalid_request")
     body = "grant_type=authorization_code&grant_type=authorization_code&client_id=mecr-public"
-    oauth_error(await http.post(TOKEN_URL, content=body,
-                                headers={"Content-Type": "application/x-www-form-urlencoded"}), 400, "invalid_request")
-    oauth_error(await token_request(http, {"grant_type": "password", "client_id": "mecr-public"}), 400,
-                "unsupported_grant_type")
+    oauth_error(
+        await http.post(
+            TOKEN_URL, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ),
+        400,
+        "invalid_request",
+    )
+    oauth_error(
+        await token_request(http, {"grant_type": "password", "client_id": "mecr-public"}),
+        400,
+        "unsupported_grant_type",
+    )
 
 
 async def test_client_credentials_needs_a_registered_backend_and_system_scopes(sandbox, http) -> None:
-    oauth_error(await token_request(http, {"grant_type": "client_credentials", "client_id": "mecr-public",
-                                           "scope": "system/Patient.rs"}), 400, "unauthorized_client")
-    assertion = build_client_assertion(sandbox.keys.backend, client_id="sync-backend", token_url=TOKEN_URL,
-                                       now=time.time())
-    form = {"grant_type": "client_credentials", "scope": "user/Patient.rs system/Condition.rs",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
+    oauth_error(
+        await token_request(
+            http,
+            {"grant_type": "client_credentials", "client_id": "mecr-public", "scope": "system/Patient.rs"},
+        ),
+        400,
+        "unauthorized_client",
+    )
+    assertion = build_client_assertion(
+        sandbox.keys.backend, client_id="sync-backend", token_url=TOKEN_URL, now=time.time()
+    )
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "user/Patient.rs system/Condition.rs",
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+    }
     oauth_error(await token_request(http, form), 400, "invalid_scope")
 
 
 # -- private_key_jwt assertions -------------------------------------------------------------------------------
 
+
 def _assertion(keys: Any, *, alg: str = "RS384", header: dict[str, Any] | None = None, **claims: Any) -> str:
     key = keys.signing_key(alg)
     now = int(time.time())
-    body = {"iss": "sync-backend", "sub": "sync-backend", "aud": TOKEN_URL, "exp": now + 240,
-            "jti": f"jti-{time.monotonic_ns()}", **claims}
+    body = {
+        "iss": "sync-backend",
+        "sub": "sync-backend",
+        "aud": TOKEN_URL,
+        "exp": now + 240,
+        "jti": f"jti-{time.monotonic_ns()}",
+        **claims,
+    }
     head = {"alg": alg, "kid": key.kid, "typ": "JWT", **(header or {})}
     if head["alg"] != alg:  # sign with another algorithm: the same key material without its "alg"
         key = JWKRegistry.import_key({k: v for k, v in key.as_dict(private=True).items() if k != "alg"})
         alg = head["alg"]
     payload = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
     # jws, not jwt: joserfc's jwt.encode would add the typ header the "no-typ" case leaves out.
-    return jws.serialize_compact({k: v for k, v in head.items() if v is not None}, payload, key, algorithms=[alg])
+    return jws.serialize_compact(
+        {k: v for k, v in head.items() if v is not None}, payload, key, algorithms=[alg]
+    )
 
 
-@pytest.mark.parametrize(("case", "why"), [
-    ("stranger-key", "no RSA key with kid"), ("wrong-aud", "aud must be the token endpoint"),
-    ("exp-too-far", "more than five minutes"), ("expired", "has expired"), ("no-jti", "no jti"),
-    ("iss-not-sub", "iss and sub"), ("no-kid", "no kid"), ("no-typ", "typ must be"),
-    ("unknown-iss", "not a client registered"), ("wrong-type", "not a compact JWS"), ("rs256", "alg must be"),
-])
-async def test_bad_client_assertions_are_refused(sandbox, http: httpx.AsyncClient, case: str, why: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("stranger-key", "no RSA key with kid"),
+        ("wrong-aud", "aud must be the token endpoint"),
+        ("exp-too-far", "more than five minutes"),
+        ("expired", "has expired"),
+        ("no-jti", "no jti"),
+        ("iss-not-sub", "iss and sub"),
+        ("no-kid", "no kid"),
+        ("no-typ", "typ must be"),
+        ("unknown-iss", "not a client registered"),
+        ("wrong-type", "not a compact JWS"),
+        ("rs256", "alg must be"),
+    ],
+)
+async def test_bad_client_assertions_are_refused(
+    sandbox, http: httpx.AsyncClient, case: str, why: str
+) -> None:
     keys = sandbox.keys.backend
     now = int(time.time())
     assertion = {
@@ -269,15 +336,23 @@ async def test_bad_client_assertions_are_refused(sandbox, http: httpx.AsyncClien
         "wrong-type": lambda: "not-a-jwt",
         "rs256": lambda: _assertion(keys, header={"alg": "RS256"}),
     }[case]()
-    form = {"grant_type": "client_credentials", "scope": "system/Patient.rs",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "system/Patient.rs",
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+    }
     oauth_error(await token_request(http, form), 401, "invalid_client", why)
 
 
 async def test_client_assertion_jti_is_single_use(sandbox, http: httpx.AsyncClient) -> None:
     assertion = _assertion(sandbox.keys.backend)
-    form = {"grant_type": "client_credentials", "scope": "system/Patient.rs",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "system/Patient.rs",
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+    }
     assert (await token_request(http, form)).status_code == 200
     oauth_error(await token_request(http, form), 401, "invalid_client", "jti was already used")
     form["client_assertion_type"] = "urn:example:other"

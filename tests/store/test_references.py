@@ -14,14 +14,25 @@ from tests.helpers import assert_outcome
 
 
 def obs(subject: str, **more: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
-            "subject": {"reference": subject}, **more}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "mood"},
+        "subject": {"reference": subject},
+        **more,
+    }
 
 
 def test_a_dangling_reference_is_422_with_one_issue_each(client: Any) -> None:
-    body = obs("Patient/nobody", performer=[{"reference": "Practitioner/ghost"}],
-               focus=[{"reference": "#contained"}, {"reference": "urn:uuid:1b2c"},
-                      {"reference": "https://elsewhere.example/fhir/Patient/1"}])
+    body = obs(
+        "Patient/nobody",
+        performer=[{"reference": "Practitioner/ghost"}],
+        focus=[
+            {"reference": "#contained"},
+            {"reference": "urn:uuid:1b2c"},
+            {"reference": "https://elsewhere.example/fhir/Patient/1"},
+        ],
+    )
     out = assert_outcome(client.post("/fhir/Observation", json=body), 422, "processing")
     assert [i["expression"] for i in out["issue"]] == [["Observation.subject"], ["Observation.performer[0]"]]
     assert "Patient/nobody" in out["issue"][0]["diagnostics"]
@@ -36,22 +47,42 @@ def test_a_dangling_reference_is_422_with_one_issue_each(client: Any) -> None:
 def test_an_update_or_patch_may_not_add_one(client: Any) -> None:
     client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"})
     rid = client.post("/fhir/Observation", json=obs("Patient/p")).json()["id"]
-    assert_outcome(client.put(f"/fhir/Observation/{rid}", json={**obs("Patient/gone"), "id": rid}), 422, "processing")
-    r = client.patch(f"/fhir/Observation/{rid}", headers={"Content-Type": "application/json-patch+json"},
-                     json=[{"op": "replace", "path": "/subject/reference", "value": "Patient/gone"}])
+    assert_outcome(
+        client.put(f"/fhir/Observation/{rid}", json={**obs("Patient/gone"), "id": rid}), 422, "processing"
+    )
+    r = client.patch(
+        f"/fhir/Observation/{rid}",
+        headers={"Content-Type": "application/json-patch+json"},
+        json=[{"op": "replace", "path": "/subject/reference", "value": "Patient/gone"}],
+    )
     assert_outcome(r, 422, "processing")
     assert client.get(f"/fhir/Observation/{rid}").json()["meta"]["versionId"] == "1"
 
 
 def test_a_transaction_resolves_to_its_own_entries_in_any_order(client: Any) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": obs("Patient/new"), "request": {"method": "POST", "url": "Observation"}},  # runs first
-        {"resource": {"resourceType": "Patient", "id": "new"}, "request": {"method": "PUT", "url": "Patient/new"}},
-        {"fullUrl": "urn:uuid:7f0c", "resource": {"resourceType": "Practitioner"},
-         "request": {"method": "POST", "url": "Practitioner"}},
-        {"resource": obs("Patient/new", performer=[{"reference": "urn:uuid:7f0c"}]),
-         "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": obs("Patient/new"),
+                "request": {"method": "POST", "url": "Observation"},
+            },  # runs first
+            {
+                "resource": {"resourceType": "Patient", "id": "new"},
+                "request": {"method": "PUT", "url": "Patient/new"},
+            },
+            {
+                "fullUrl": "urn:uuid:7f0c",
+                "resource": {"resourceType": "Practitioner"},
+                "request": {"method": "POST", "url": "Practitioner"},
+            },
+            {
+                "resource": obs("Patient/new", performer=[{"reference": "urn:uuid:7f0c"}]),
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
     r = client.post("/fhir", json=bundle)
     assert r.status_code == 200, r.text
     bundle["entry"][1]["request"]["url"] = "Patient/other"
@@ -65,9 +96,16 @@ def test_a_transaction_resolves_to_its_own_entries_in_any_order(client: Any) -> 
 def test_deleting_what_others_refer_to_is_409_unless_cascading(client: Any, services: Any) -> None:
     client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"})
     ids = [client.post("/fhir/Observation", json=obs("Patient/p")).json()["id"] for _ in range(3)]
-    services.repo.create({"resourceType": "AuditEvent", "recorded": "2026-11-01T00:00:00Z",
-                          "type": {"code": "rest"}, "agent": [{"requestor": True, "who": {"display": "x"}}],
-                          "source": {"observer": {"display": "mECR"}}, "entity": [{"what": {"reference": "Patient/p"}}]})
+    services.repo.create(
+        {
+            "resourceType": "AuditEvent",
+            "recorded": "2026-11-01T00:00:00Z",
+            "type": {"code": "rest"},
+            "agent": [{"requestor": True, "who": {"display": "x"}}],
+            "source": {"observer": {"display": "mECR"}},
+            "entity": [{"what": {"reference": "Patient/p"}}],
+        }
+    )
     out = assert_outcome(client.delete("/fhir/Patient/p"), 409, "conflict")
     assert all(f"Observation/{i}" in out["issue"][0]["diagnostics"] for i in ids)
     assert "AuditEvent" not in out["issue"][0]["diagnostics"]  # the audit trail holds nothing in place
@@ -81,14 +119,22 @@ def test_deleting_what_others_refer_to_is_409_unless_cascading(client: Any, serv
 def test_a_transaction_may_delete_a_resource_and_its_referrers_together(client: Any) -> None:
     client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"})
     rid = client.post("/fhir/Observation", json=obs("Patient/p")).json()["id"]
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "DELETE", "url": "Patient/p"}},
-        {"request": {"method": "DELETE", "url": f"Observation/{rid}"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "DELETE", "url": "Patient/p"}},
+            {"request": {"method": "DELETE", "url": f"Observation/{rid}"}},
+        ],
+    }
     assert client.post("/fhir", json=bundle).status_code == 200
     client.put("/fhir/Patient/q", json={"resourceType": "Patient", "id": "q"})
     client.post("/fhir/Observation", json=obs("Patient/q"))
-    alone = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "DELETE", "url": "Patient/q"}}]}
+    alone = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": "Patient/q"}}],
+    }
     assert_outcome(client.post("/fhir", json=alone), 409, "conflict")
     alone["entry"][0]["request"]["url"] = "Patient/q?_cascade=delete"
     assert client.post("/fhir", json=alone).status_code == 200

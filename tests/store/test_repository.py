@@ -18,9 +18,11 @@ def patient(**extra: Any) -> dict[str, Any]:
 
 def steps(pid: str, value: int, day: str = "2026-11-01") -> dict[str, Any]:
     return {
-        "resourceType": "Observation", "status": "final",
+        "resourceType": "Observation",
+        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "41950-7"}]},
-        "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": day,
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": day,
         "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": "/d"},
     }
 
@@ -114,11 +116,17 @@ def test_failed_unit_leaves_nothing(repo: Any) -> None:
     assert sum(count_rows(repo, t) for t in INDEX_TABLES) == 0
 
 
-@pytest.mark.parametrize(("body", "where"), [
-    ({"resourceType": "Observation", "code": {"text": "x"}}, "Observation.status"),
-    ({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "bogus": 1}, "Observation.bogus"),
-    ({"resourceType": "Patient", "name": [{"given": "Ann"}]}, "Patient.name[0].given"),
-])
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"resourceType": "Observation", "code": {"text": "x"}}, "Observation.status"),
+        (
+            {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "bogus": 1},
+            "Observation.bogus",
+        ),
+        ({"resourceType": "Patient", "name": [{"given": "Ann"}]}, "Patient.name[0].given"),
+    ],
+)
 def test_invalid_resource_is_refused_with_expression(repo: Any, body: dict[str, Any], where: str) -> None:
     with pytest.raises(FhirError) as err:
         repo.create(body)
@@ -206,9 +214,12 @@ def test_concurrent_conditional_creates_with_the_same_meaning_make_one(repo: Any
     parameters, their percent-encoding and result parameters (``_count``, ``_total``, ``_format``) do not make
     two requests that mean the same thing race past each other."""
     body = patient(identifier=[{"system": "urn:mrn", "value": "race two"}], gender="female")
-    spellings = ["identifier=urn:mrn|race two&gender=female", "gender=female&identifier=urn%3Amrn%7Crace+two",
-                 "identifier=urn:mrn%7Crace%20two&_count=5&gender=female", "_total=none&gender=female&"
-                 "identifier=urn:mrn|race+two&_format=json"]
+    spellings = [
+        "identifier=urn:mrn|race two&gender=female",
+        "gender=female&identifier=urn%3Amrn%7Crace+two",
+        "identifier=urn:mrn%7Crace%20two&_count=5&gender=female",
+        "_total=none&gender=female&identifier=urn:mrn|race+two&_format=json",
+    ]
     results: list[Any] = []
     barrier = threading.Barrier(len(spellings) * 2)
 
@@ -230,7 +241,9 @@ def test_normalized_criteria_drop_result_parameters() -> None:
     from fhir_ecr.store.queries import normalized_criteria
 
     assert normalized_criteria("?b=2&a=1&_count=5&_total=none&_format=json&_pretty=true&_summary=count") == [
-        ("a", "1"), ("b", "2")]
+        ("a", "1"),
+        ("b", "2"),
+    ]
     assert normalized_criteria("a=x%7Cy+z") == normalized_criteria("a=x|y%20z") == [("a", "x|y z")]
     assert normalized_criteria("_sort=a&a=1") == [("_sort", "a"), ("a", "1")]  # refused later, not dropped
 

@@ -20,9 +20,25 @@ import httpx
 
 from tests.conftest import free_port
 
-_FORWARDED = ("authorization", "content-type", "accept", "prefer", "if-match", "if-none-exist", "if-none-match")
-_RETURNED = ("content-type", "location", "content-location", "etag", "retry-after", "expires", "x-progress",
-             "last-modified")
+_FORWARDED = (
+    "authorization",
+    "content-type",
+    "accept",
+    "prefer",
+    "if-match",
+    "if-none-exist",
+    "if-none-match",
+)
+_RETURNED = (
+    "content-type",
+    "location",
+    "content-location",
+    "etag",
+    "retry-after",
+    "expires",
+    "x-progress",
+    "last-modified",
+)
 
 
 @dataclass
@@ -51,7 +67,7 @@ class FaultyProxy:
         self.upstream_root = self.upstream.removesuffix("/fhir")
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
-        self.base = self.root + self.upstream[len(self.upstream_root):]
+        self.base = self.root + self.upstream[len(self.upstream_root) :]
         self.faults = Faults()
         self._http = httpx.Client(timeout=60)
         self._lock = threading.Lock()
@@ -92,14 +108,22 @@ class FaultyProxy:
         with self._lock:
             f.log.append((h.command, h.path.split("?", 1)[0], 0))
             fhir_requests = sum(1 for _, p, _ in f.log if ".well-known" not in p)
-            refuse = (token and f.expire_token_after is not None and fhir_requests > f.expire_token_after
-                      and not f.refused_tokens)
+            refuse = (
+                token
+                and f.expire_token_after is not None
+                and fhir_requests > f.expire_token_after
+                and not f.refused_tokens
+            )
             if refuse:
                 f.refused_tokens.append(token)
         if refuse or (token and token in f.refused_tokens):
-            self._reply(h, 401, {"content-type": "application/fhir+json"},
-                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"expired",'
-                        b'"diagnostics":"the access token has expired"}]}')
+            self._reply(
+                h,
+                401,
+                {"content-type": "application/fhir+json"},
+                b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"expired",'
+                b'"diagnostics":"the access token has expired"}]}',
+            )
             return
         upstream = self.upstream_root + h.path
         response = self._http.request(h.command, upstream, content=body, headers=headers)

@@ -33,24 +33,35 @@ class Sekmet:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         settings = {
-            "base_url": self.base, "host": "127.0.0.1", "port": self.port, "data_dir": str(tmp / "sekmet"),
-            "server_auth": {"types": ["smart", "bearer"], "tokens": [HARNESS_TOKEN],
-                            "token_lifetime": token_lifetime,
-                            "smart_clients": [{"client_id": "mecr", "jwks": KEYS.public_jwks(),
-                                               "scopes": "system/*.*"}]},
-            "simulator": {"enabled": False}, "log_inbound": False,
+            "base_url": self.base,
+            "host": "127.0.0.1",
+            "port": self.port,
+            "data_dir": str(tmp / "sekmet"),
+            "server_auth": {
+                "types": ["smart", "bearer"],
+                "tokens": [HARNESS_TOKEN],
+                "token_lifetime": token_lifetime,
+                "smart_clients": [{"client_id": "mecr", "jwks": KEYS.public_jwks(), "scopes": "system/*.*"}],
+            },
+            "simulator": {"enabled": False},
+            "log_inbound": False,
             "validation": {"inbound": inbound_validation},
         }
         self.config = tmp / "sekmet.yaml"
         self.config.write_text(yaml.safe_dump(settings))
         self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {HARNESS_TOKEN}"},
-                                 timeout=30)
+        self.http = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {HARNESS_TOKEN}"}, timeout=30
+        )
 
     def start(self) -> Sekmet:
         exe = Path(sys.executable).with_name("sekmet")
-        self.proc = subprocess.Popen([str(exe), "serve", "--config", str(self.config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "SEKMET_CONFIG": str(self.config)})
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "SEKMET_CONFIG": str(self.config)},
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -84,7 +95,9 @@ class Sekmet:
             r = self.http.get(url, params=query)
             assert r.status_code == 200, r.text
             body = r.json()
-            out += [e["resource"] for e in body.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+            out += [
+                e["resource"] for e in body.get("entry", []) if e.get("search", {}).get("mode") == "match"
+            ]
             url = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), "")
             query = None
         return out
@@ -100,12 +113,25 @@ def store_keys(services: Any) -> None:
 
 def start_worker(settings: Any, tmp: Path, **env: str) -> subprocess.Popen[bytes]:
     """``mecr worker`` as its own process, on the test's store and job queue (``env``: more MECR_ settings)."""
-    environ = {**os.environ, "MECR_DATABASE_URL": settings.database_url, "MECR_BASE_URL": settings.base_url,
-               "MECR_ENVIRONMENT": "test", "MECR_AUTH": "off", "MECR_SYNC_LEASE_SECONDS": "1",
-               "MECR_JOB_STORE": settings.jobs_url, "MECR_WORKER_THREADS": "1", **env}
+    environ = {
+        **os.environ,
+        "MECR_DATABASE_URL": settings.database_url,
+        "MECR_BASE_URL": settings.base_url,
+        "MECR_ENVIRONMENT": "test",
+        "MECR_AUTH": "off",
+        "MECR_SYNC_LEASE_SECONDS": "1",
+        "MECR_JOB_STORE": settings.jobs_url,
+        "MECR_WORKER_THREADS": "1",
+        **env,
+    }
     exe = Path(sys.executable).with_name("mecr")
-    return subprocess.Popen([str(exe), "worker"], env=environ, stdout=(tmp / "worker.log").open("ab"),
-                            stderr=subprocess.STDOUT, cwd=tmp)
+    return subprocess.Popen(
+        [str(exe), "worker"],
+        env=environ,
+        stdout=(tmp / "worker.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
 
 
 def kill_9(proc: subprocess.Popen[bytes]) -> None:
@@ -123,30 +149,55 @@ def wait_for(condition: Any, timeout: float, what: str, step: float = 0.05) -> N
 
 
 def patient(pid: str, mrn: str, family: str, born: str = "1970-01-01") -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": pid,
-            "identifier": [{"system": "urn:oid:1.2.3.4.5.1", "value": mrn}],
-            "name": [{"family": family, "given": ["Test"]}], "birthDate": born, "gender": "female"}
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": "urn:oid:1.2.3.4.5.1", "value": mrn}],
+        "name": [{"family": family, "given": ["Test"]}],
+        "birthDate": born,
+        "gender": "female",
+    }
 
 
-def weight(oid: str, pid: str, kg: float | str, when: str = "2026-11-01T09:00:00Z",
-           encounter: str | None = None) -> dict[str, Any]:
+def weight(
+    oid: str, pid: str, kg: float | str, when: str = "2026-11-01T09:00:00Z", encounter: str | None = None
+) -> dict[str, Any]:
     obs: dict[str, Any] = {
-        "resourceType": "Observation", "id": oid, "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "vital-signs"}]}],
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
-        "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
-        "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
     if encounter:
         obs["encounter"] = {"reference": f"Encounter/{encounter}"}
     return obs
 
 
 def condition(cid: str, pid: str, code: str = "E11.9") -> dict[str, Any]:
-    return {"resourceType": "Condition", "id": cid, "subject": {"reference": f"Patient/{pid}"},
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                           "code": "active"}]},
-            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]}}
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "subject": {"reference": f"Patient/{pid}"},
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
+    }
 
 
 def register(services: Any, base: str, ehr_id: str = "emr", **config: Any) -> SyncConfig:

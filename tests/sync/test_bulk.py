@@ -39,7 +39,9 @@ def test_bulk_pull_loads_the_export_and_sets_the_marks(services: Any, sekmet: Se
 def _bulk_client(base: str, headers: dict[str, str], path: str, params: dict[str, str]) -> dict[str, Any]:
     """A Bulk Data client from the spec: kick-off, poll honouring Retry-After, manifest, NDJSON files."""
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
-        r = http.get(path, params=params, headers={"Accept": "application/fhir+json", "Prefer": "respond-async"})
+        r = http.get(
+            path, params=params, headers={"Accept": "application/fhir+json", "Prefer": "respond-async"}
+        )
         assert r.status_code == 202, r.text
         status_url = r.headers["Content-Location"]
         for _ in range(100):
@@ -60,18 +62,39 @@ def _bulk_client(base: str, headers: dict[str, str], path: str, params: dict[str
         return {"manifest": manifest, "lines": lines, "status_url": status_url}
 
 
-def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_live_server: Any,
-                                                   tmp_path: Any) -> None:
+def test_mecr_export_is_read_back_by_a_bulk_client(
+    secure_services: Any, secure_live_server: Any, tmp_path: Any
+) -> None:
     repo = secure_services.repo
     repo.update("Patient", "pa", {"resourceType": "Patient", "id": "pa"})
     repo.update("Patient", "pb", {"resourceType": "Patient", "id": "pb"})
     for i in range(5):
-        repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "steps"},
-                     "subject": {"reference": f"Patient/{'pa' if i < 3 else 'pb'}"}, "valueQuantity": {"value": 1.50}})
-    repo.update("Group", "g1", {"resourceType": "Group", "id": "g1", "type": "person", "actual": True,
-                                "member": [{"entity": {"reference": "Patient/pa"}}]})
-    secure_services.settings = secure_services.settings.model_copy(update={  # files in the test's folder
-        "job_store": "immediate", "export_dir": str(tmp_path / "exports")})
+        repo.create(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "steps"},
+                "subject": {"reference": f"Patient/{'pa' if i < 3 else 'pb'}"},
+                "valueQuantity": {"value": 1.50},
+            }
+        )
+    repo.update(
+        "Group",
+        "g1",
+        {
+            "resourceType": "Group",
+            "id": "g1",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/pa"}}],
+        },
+    )
+    secure_services.settings = secure_services.settings.model_copy(
+        update={  # files in the test's folder
+            "job_store": "immediate",
+            "export_dir": str(tmp_path / "exports"),
+        }
+    )
     from fhir_ecr.jobs import JobRunner
 
     secure_services.jobs = JobRunner(secure_services.settings)
@@ -82,12 +105,18 @@ def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_
     base = f"{secure_live_server.url}/fhir"
     got = _bulk_client(base, headers, "/$export", {"_type": "Patient,Observation"})
     assert len(got["lines"]["Observation"]) == 5 and len(got["lines"]["Patient"]) == 2
-    assert b"1.50" in orjson.dumps(got["lines"]["Observation"][0]) or \
-        got["lines"]["Observation"][0]["valueQuantity"]["value"] == 1.5
+    assert (
+        b"1.50" in orjson.dumps(got["lines"]["Observation"][0])
+        or got["lines"]["Observation"][0]["valueQuantity"]["value"] == 1.5
+    )
     group = _bulk_client(base, headers, "/Group/g1/$export", {"_type": "Observation"})
     assert len(group["lines"]["Observation"]) == 3
-    filtered = _bulk_client(base, headers, "/Patient/$export",
-                            {"_type": "Observation", "_typeFilter": "Observation?subject=Patient/pb"})
+    filtered = _bulk_client(
+        base,
+        headers,
+        "/Patient/$export",
+        {"_type": "Observation", "_typeFilter": "Observation?subject=Patient/pb"},
+    )
     assert len(filtered["lines"]["Observation"]) == 2
     # only the requesting client sees the status and the files; a patient cannot export at all
     other = SystemClient(secure_services, "other", "system/*.rs")
@@ -98,4 +127,6 @@ def test_mecr_export_is_read_back_by_a_bulk_client(secure_services: Any, secure_
         assert_outcome(http.get(url, headers=theirs), 404, "not-found")
         assert http.delete(got["status_url"], headers=headers).status_code == 202
         assert_outcome(http.get(got["status_url"], headers=headers), 404, "not-found")
-        assert_outcome(http.get("/fhir/$export", headers={**headers}), 400, "invalid")  # no Prefer: respond-async
+        assert_outcome(
+            http.get("/fhir/$export", headers={**headers}), 400, "invalid"
+        )  # no Prefer: respond-async

@@ -13,18 +13,36 @@ from fhir_ecr.sync import tasks
 from tests.sync.support import register
 
 BASE = "https://emr.example/fhir"
-CONFIG = {"token_endpoint": "https://emr.example/token", "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-          "grant_types_supported": ["client_credentials"], "scopes_supported": ["system/*.cruds"],
-          "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"], "capabilities": []}
+CONFIG = {
+    "token_endpoint": "https://emr.example/token",
+    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+    "grant_types_supported": ["client_credentials"],
+    "scopes_supported": ["system/*.cruds"],
+    "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+    "capabilities": [],
+}
 
 
 def _setup(services: Any) -> str:
     register(services, BASE, pull="Patient", push="Goal", batch=False)
     pid = "p-local"
-    services.repo.update("Patient", pid, {"resourceType": "Patient", "id": pid,
-                                          "identifier": [{"system": "urn:mecr:ehr:emr:Patient", "value": "p1"}]})
-    services.repo.create({"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "walk"},
-                          "subject": {"reference": f"Patient/{pid}"}})
+    services.repo.update(
+        "Patient",
+        pid,
+        {
+            "resourceType": "Patient",
+            "id": pid,
+            "identifier": [{"system": "urn:mecr:ehr:emr:Patient", "value": "p1"}],
+        },
+    )
+    services.repo.create(
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "walk"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+    )
     return pid
 
 
@@ -33,8 +51,15 @@ def _mock(router: respx.MockRouter, tokens: list[str]) -> None:
 
     def token(request: httpx.Request) -> httpx.Response:
         tokens.append(f"t{len(tokens)}")
-        return httpx.Response(200, json={"access_token": tokens[-1], "token_type": "bearer", "expires_in": 300,
-                                         "scope": "system/*.cruds"})
+        return httpx.Response(
+            200,
+            json={
+                "access_token": tokens[-1],
+                "token_type": "bearer",
+                "expires_in": 300,
+                "scope": "system/*.cruds",
+            },
+        )
 
     router.post("https://emr.example/token").mock(side_effect=token)
 
@@ -44,9 +69,13 @@ def test_503_and_429_are_retried_after_retry_after_then_delivered(services: Any)
     tokens: list[str] = []
     with respx.mock(assert_all_called=False) as router:
         _mock(router, tokens)
-        router.post(f"{BASE}/Goal").mock(side_effect=[
-            httpx.Response(503), httpx.Response(429, headers={"Retry-After": "120"}),
-            httpx.Response(201, json={"resourceType": "Goal", "id": "g9", "meta": {"versionId": "1"}})])
+        router.post(f"{BASE}/Goal").mock(
+            side_effect=[
+                httpx.Response(503),
+                httpx.Response(429, headers={"Retry-After": "120"}),
+                httpx.Response(201, json={"resourceType": "Goal", "id": "g9", "meta": {"versionId": "1"}}),
+            ]
+        )
         assert tasks.deliver_now(services, "emr").retried == 1
         row = services.sync_store.outbox("emr")[0]
         assert row.state == "pending" and row.attempts == 1 and row.last_status == 503
@@ -64,8 +93,15 @@ def test_a_refusal_is_parked_with_the_emr_outcome(services: Any) -> None:
     _setup(services)
     with respx.mock(assert_all_called=False) as router:
         _mock(router, [])
-        router.post(f"{BASE}/Goal").respond(422, json={"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "business-rule", "diagnostics": "goal needs a target"}]})
+        router.post(f"{BASE}/Goal").respond(
+            422,
+            json={
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {"severity": "error", "code": "business-rule", "diagnostics": "goal needs a target"}
+                ],
+            },
+        )
         assert tasks.deliver_now(services, "emr").parked == 1
     row = services.sync_store.outbox("emr", ["parked"])[0]
     assert row.last_status == 422 and "goal needs a target" in (row.outcome or "")
@@ -91,9 +127,12 @@ def test_a_timeout_is_retried_later_then_delivered(services: Any) -> None:
     _setup(services)
     with respx.mock(assert_all_called=False) as router:
         _mock(router, [])
-        router.post(f"{BASE}/Goal").mock(side_effect=[
-            httpx.ReadTimeout("the EMR is slow"),
-            httpx.Response(201, json={"resourceType": "Goal", "id": "g7", "meta": {"versionId": "1"}})])
+        router.post(f"{BASE}/Goal").mock(
+            side_effect=[
+                httpx.ReadTimeout("the EMR is slow"),
+                httpx.Response(201, json={"resourceType": "Goal", "id": "g7", "meta": {"versionId": "1"}}),
+            ]
+        )
         assert tasks.deliver_now(services, "emr").retried == 1
         row = services.sync_store.outbox("emr")[0]
         assert row.state == "pending" and row.attempts == 1 and row.last_status is None
@@ -118,21 +157,45 @@ def test_bulk_manifest_deleted_files_delete_the_copies(services: Any) -> None:
         with respx.mock(assert_all_called=False) as router:
             _mock(router, [])
             router.get(f"{BASE}/$export").respond(202, headers={"Content-Location": f"{BASE}/status/1"})
-            router.get(f"{BASE}/status/1").respond(200, json={
-                "transactionTime": "2026-12-01T00:00:00Z", "request": f"{BASE}/$export", "requiresAccessToken": True,
-                "output": output, "deleted": deleted, "error": []})
+            router.get(f"{BASE}/status/1").respond(
+                200,
+                json={
+                    "transactionTime": "2026-12-01T00:00:00Z",
+                    "request": f"{BASE}/$export",
+                    "requiresAccessToken": True,
+                    "output": output,
+                    "deleted": deleted,
+                    "error": [],
+                },
+            )
             router.delete(f"{BASE}/status/1").respond(202)
-            router.get(f"{BASE}/files/Patient.ndjson").mock(return_value=ndjson(patient("p1", "MRN-1", "Lopez")))
+            router.get(f"{BASE}/files/Patient.ndjson").mock(
+                return_value=ndjson(patient("p1", "MRN-1", "Lopez"))
+            )
             router.get(f"{BASE}/files/Observation.ndjson").mock(
-                return_value=ndjson(weight("o1", "p1", "70.5"), weight("o2", "p1", "71.5")))
-            router.get(f"{BASE}/files/deleted.ndjson").mock(return_value=ndjson(
-                {"resourceType": "Bundle", "type": "transaction", "entry": [
-                    {"request": {"method": "DELETE", "url": "Observation/o1"}},
-                    {"request": {"method": "DELETE", "url": "Patient/p1"}}]}))
+                return_value=ndjson(weight("o1", "p1", "70.5"), weight("o2", "p1", "71.5"))
+            )
+            router.get(f"{BASE}/files/deleted.ndjson").mock(
+                return_value=ndjson(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "transaction",
+                        "entry": [
+                            {"request": {"method": "DELETE", "url": "Observation/o1"}},
+                            {"request": {"method": "DELETE", "url": "Patient/p1"}},
+                        ],
+                    }
+                )
+            )
             tasks.pull_now(services, "emr")
 
-    export([{"type": "Patient", "url": f"{BASE}/files/Patient.ndjson"},
-            {"type": "Observation", "url": f"{BASE}/files/Observation.ndjson"}], [])
+    export(
+        [
+            {"type": "Patient", "url": f"{BASE}/files/Patient.ndjson"},
+            {"type": "Observation", "url": f"{BASE}/files/Observation.ndjson"},
+        ],
+        [],
+    )
     assert len(local(services, "Observation")) == 2
     export([], [{"type": "Bundle", "url": f"{BASE}/files/deleted.ndjson"}])
     assert [o["id"] for o in local(services, "Observation")] == [local_id("emr", "Observation", "o2")]

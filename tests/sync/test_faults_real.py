@@ -50,13 +50,18 @@ def _chart(services: Any, sekmet: Sekmet, proxy: FaultyProxy, n: int, mode: str 
 
 
 def _encounter(pid: str) -> dict[str, Any]:
-    return {"resourceType": "Encounter", "status": "finished",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "subject": {"reference": f"Patient/{pid}"}}
+    return {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
 
 
 @pytest.mark.slow
-def test_kill_9_mid_push_then_resume(services: Any, sekmet: Sekmet, proxy: FaultyProxy, tmp_path: Path) -> None:
+def test_kill_9_mid_push_then_resume(
+    services: Any, sekmet: Sekmet, proxy: FaultyProxy, tmp_path: Path
+) -> None:
     sekmet.put(patient("p1", "MRN-1", "Lopez"))
     register(services, proxy.base, pull="Patient", push="Encounter")
     tasks.pull_now(services, "emr")
@@ -71,16 +76,23 @@ def test_kill_9_mid_push_then_resume(services: Any, sekmet: Sekmet, proxy: Fault
         services.jobs.enqueue("deliver", "emr")
         # Kill the worker while the EMR's answer to a batch is held back: the EMR has created those Encounters,
         # mECR has not heard (a lost response).
-        wait_for(lambda: len(sekmet.search("Encounter")) >= 10 and proxy.faults.holding.is_set(), 60,
-                 "a push batch in flight")
+        wait_for(
+            lambda: len(sekmet.search("Encounter")) >= 10 and proxy.faults.holding.is_set(),
+            60,
+            "a push batch in flight",
+        )
         kill_9(worker)
         at_kill = len(sekmet.search("Encounter"))
         linked = len(services.sync_store.links("emr", "Encounter", mine))
         assert 0 < linked < at_kill < N_PUSH + 1, (linked, at_kill)
         proxy.faults.hold_writes = 0.0
         worker = start_worker(services.settings, tmp_path, **env)  # its first tick finds the expired claims
-        wait_for(lambda: services.sync_store.outbox_counts("emr")["emr"].get("done", 0) == N_PUSH, 90,
-                 "every outbox row delivered", 0.2)
+        wait_for(
+            lambda: services.sync_store.outbox_counts("emr")["emr"].get("done", 0) == N_PUSH,
+            90,
+            "every outbox row delivered",
+            0.2,
+        )
     finally:
         kill_9(worker)
     remote = sekmet.search("Encounter")
@@ -92,8 +104,9 @@ def test_kill_9_mid_push_then_resume(services: Any, sekmet: Sekmet, proxy: Fault
     assert services.sync_store.outbox_counts("emr")["emr"] == {"done": N_PUSH}
 
 
-def test_dropped_connection_mid_ndjson_resumes_at_the_next_line(services: Any, sekmet: Sekmet,
-                                                                proxy: FaultyProxy) -> None:
+def test_dropped_connection_mid_ndjson_resumes_at_the_next_line(
+    services: Any, sekmet: Sekmet, proxy: FaultyProxy
+) -> None:
     _chart(services, sekmet, proxy, 30, "bulk")
     services.settings = services.settings.model_copy(update={"sync_batch_size": 5})
     proxy.faults.cut_ndjson, proxy.faults.cut_after_lines = 1, 13
@@ -111,7 +124,9 @@ def test_dropped_connection_mid_ndjson_resumes_at_the_next_line(services: Any, s
     assert services.sync_store.mark("emr", "*")["state"] is None
 
 
-def test_token_expired_mid_paged_pull_is_refreshed_once(services: Any, sekmet: Sekmet, proxy: FaultyProxy) -> None:
+def test_token_expired_mid_paged_pull_is_refreshed_once(
+    services: Any, sekmet: Sekmet, proxy: FaultyProxy
+) -> None:
     _chart(services, sekmet, proxy, 12)
     services.settings = services.settings.model_copy(update={"sync_page_size": 3})
     proxy.faults.expire_token_after = 3  # a few pages in
@@ -123,8 +138,9 @@ def test_token_expired_mid_paged_pull_is_refreshed_once(services: Any, sekmet: S
     assert len(requests) > 4  # the pull went on after the refusal
 
 
-def test_token_expired_mid_bulk_download_is_refreshed_once(services: Any, sekmet: Sekmet,
-                                                           proxy: FaultyProxy) -> None:
+def test_token_expired_mid_bulk_download_is_refreshed_once(
+    services: Any, sekmet: Sekmet, proxy: FaultyProxy
+) -> None:
     _chart(services, sekmet, proxy, 8, "bulk")
     proxy.faults.expire_token_after = 2  # kick-off and first poll pass; a later poll or a file is refused
     counts = tasks.pull_now(services, "emr")

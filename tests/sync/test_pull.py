@@ -13,18 +13,27 @@ from tests.sync.support import Sekmet, condition, local, patient, register, weig
 def _seed(sekmet: Sekmet, n: int = 25) -> None:
     sekmet.put(patient("p1", "MRN-1", "Lopez"))
     sekmet.put(patient("p2", "MRN-2", "Okafor", "1980-05-05"))
-    sekmet.put({"resourceType": "Encounter", "id": "enc1", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/p1"}})
+    sekmet.put(
+        {
+            "resourceType": "Encounter",
+            "id": "enc1",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/p1"},
+        }
+    )
     for i in range(n):
-        sekmet.put(weight(f"w{i}", "p1" if i % 2 else "p2", f"{80 + i}.50", encounter="enc1" if i == 0 else None))
+        sekmet.put(
+            weight(f"w{i}", "p1" if i % 2 else "p2", f"{80 + i}.50", encounter="enc1" if i == 0 else None)
+        )
     sekmet.put(condition("c1", "p1"))
 
 
 def test_paged_pull_copies_links_and_marks(services: Any, sekmet: Sekmet) -> None:
     _seed(sekmet)
-    register(services, sekmet.base, pull="Patient, Encounter, Condition, Observation?category=vital-signs",
-             push="")
+    register(
+        services, sekmet.base, pull="Patient, Encounter, Condition, Observation?category=vital-signs", push=""
+    )
     services.settings = services.settings.model_copy(update={"sync_page_size": 7})
     counts = tasks.pull_now(services, "emr")
     assert counts is not None and counts.rejected == 0, counts
@@ -66,13 +75,29 @@ def test_pulled_resources_are_read_only_in_mecr(services: Any, sekmet: Sekmet, c
     body = services.repo.read("Observation", oid).content
     from tests.helpers import assert_outcome
 
-    assert_outcome(client.put(f"/fhir/Observation/{oid}", json={**body, "status": "amended"}), 403, "forbidden")
+    assert_outcome(
+        client.put(f"/fhir/Observation/{oid}", json={**body, "status": "amended"}), 403, "forbidden"
+    )
     assert_outcome(client.delete(f"/fhir/Observation/{oid}"), 403, "forbidden")
-    assert_outcome(client.patch(f"/fhir/Observation/{oid}", json=[{"op": "replace", "path": "/status",
-                                                                    "value": "amended"}],
-                                headers={"Content-Type": "application/json-patch+json"}), 403, "forbidden")
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "PUT", "url": f"Observation/{oid}"}, "resource": {**body, "status": "amended"}}]}
+    assert_outcome(
+        client.patch(
+            f"/fhir/Observation/{oid}",
+            json=[{"op": "replace", "path": "/status", "value": "amended"}],
+            headers={"Content-Type": "application/json-patch+json"},
+        ),
+        403,
+        "forbidden",
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "request": {"method": "PUT", "url": f"Observation/{oid}"},
+                "resource": {**body, "status": "amended"},
+            }
+        ],
+    }
     assert_outcome(client.post("/fhir", json=bundle), 403, "forbidden")
     forged = {k: v for k, v in body.items() if k != "id"}
     assert_outcome(client.post("/fhir/Observation", json=forged), 403, "forbidden")
@@ -83,13 +108,35 @@ def test_default_pull_brings_allergies_and_medications(services: Any, sekmet: Se
     """The default configuration pulls what the coach needs, AllergyIntolerance and MedicationStatement included,
     each as a read-only copy about the linked Patient."""
     sekmet.put(patient("p1", "MRN-1", "Lopez"))
-    sekmet.put({"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
-                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91935009",
-                                     "display": "Allergy to peanut"}]}})
-    sekmet.put({"resourceType": "MedicationStatement", "id": "m1", "status": "active",
-                "subject": {"reference": "Patient/p1"},
-                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                          "code": "860975", "display": "metformin 500 mg"}]}})
+    sekmet.put(
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a1",
+            "patient": {"reference": "Patient/p1"},
+            "code": {
+                "coding": [
+                    {"system": "http://snomed.info/sct", "code": "91935009", "display": "Allergy to peanut"}
+                ]
+            },
+        }
+    )
+    sekmet.put(
+        {
+            "resourceType": "MedicationStatement",
+            "id": "m1",
+            "status": "active",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {
+                "coding": [
+                    {
+                        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                        "code": "860975",
+                        "display": "metformin 500 mg",
+                    }
+                ]
+            },
+        }
+    )
     register(services, sekmet.base, push="")  # the default pull
     counts = tasks.pull_now(services, "emr")
     assert counts is not None and counts.rejected == 0, counts

@@ -12,8 +12,12 @@ from tests.sync.support import Sekmet, local, patient, register
 
 
 def _goal(pid: str, text: str) -> dict[str, Any]:
-    return {"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": text},
-            "subject": {"reference": f"Patient/{pid}"}}
+    return {
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": text},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
 
 
 def _linked(services: Any, sekmet: Sekmet, **config: Any) -> str:
@@ -25,26 +29,36 @@ def _linked(services: Any, sekmet: Sekmet, **config: Any) -> str:
 
 def _outbox(services: Any) -> list[tuple[str, str]]:
     with services.engine.connect() as conn:
-        return [(r.res_type, r.state) for r in conn.execute(sa.text("SELECT res_type, state FROM sync_outbox"))]
+        return [
+            (r.res_type, r.state) for r in conn.execute(sa.text("SELECT res_type, state FROM sync_outbox"))
+        ]
 
 
-def test_the_outbox_row_commits_with_the_write_and_not_without(services: Any, sekmet: Sekmet, client: Any) -> None:
+def test_the_outbox_row_commits_with_the_write_and_not_without(
+    services: Any, sekmet: Sekmet, client: Any
+) -> None:
     pid = _linked(services, sekmet)
     r = client.post("/fhir/Goal", json=_goal(pid, "walk"))
     assert r.status_code == 201
     assert _outbox(services) == [("Goal", "pending")]
     # a transaction that fails writes neither the Goal nor its outbox row
-    bad = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "POST", "url": "Goal"}, "resource": _goal(pid, "swim")},
-        {"request": {"method": "POST", "url": "Goal"}, "resource": {"resourceType": "Goal"}}]}
+    bad = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "POST", "url": "Goal"}, "resource": _goal(pid, "swim")},
+            {"request": {"method": "POST", "url": "Goal"}, "resource": {"resourceType": "Goal"}},
+        ],
+    }
     assert client.post("/fhir", json=bad).status_code == 400
     assert _outbox(services) == [("Goal", "pending")]
     # pulled resources are never pushed back
     assert all(t != "Patient" for t, _ in _outbox(services))
 
 
-def test_push_creates_once_updates_with_if_match_and_parks_a_conflict(services: Any, sekmet: Sekmet,
-                                                                       client: Any) -> None:
+def test_push_creates_once_updates_with_if_match_and_parks_a_conflict(
+    services: Any, sekmet: Sekmet, client: Any
+) -> None:
     pid = _linked(services, sekmet)
     goal = client.post("/fhir/Goal", json=_goal(pid, "walk 30 minutes")).json()
     counts = tasks.deliver_now(services, "emr")
@@ -83,14 +97,23 @@ def test_push_creates_once_updates_with_if_match_and_parks_a_conflict(services: 
 def test_a_lost_response_does_not_duplicate(services: Any, sekmet: Sekmet, client: Any) -> None:
     """The EMR created the Goal but mECR never heard: the retry's conditional create finds it."""
     pid = _linked(services, sekmet, batch=False)
-    session = client.post("/fhir/Encounter", json={
-        "resourceType": "Encounter", "status": "finished",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "subject": {"reference": f"Patient/{pid}"}}).json()
+    session = client.post(
+        "/fhir/Encounter",
+        json={
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{pid}"},
+        },
+    ).json()
     from fhir_ecr.sync.mapping import push_body
 
-    body = push_body(session, identifier_system=services.settings.push_identifier_system,
-                     mecr_base=services.settings.fhir_base, resolve=lambda t, i: "Patient/p1")
+    body = push_body(
+        session,
+        identifier_system=services.settings.push_identifier_system,
+        mecr_base=services.settings.fhir_base,
+        resolve=lambda t, i: "Patient/p1",
+    )
     r = sekmet.http.post("/Encounter", json=body)  # as if mECR's first attempt had got through
     assert r.status_code == 201
     assert tasks.deliver_now(services, "emr").delivered == 1
@@ -99,7 +122,9 @@ def test_a_lost_response_does_not_duplicate(services: Any, sekmet: Sekmet, clien
     assert link.remote_id == r.json()["id"]
 
 
-def test_a_412_when_only_the_emr_version_moved_is_re_applied(services: Any, sekmet: Sekmet, client: Any) -> None:
+def test_a_412_when_only_the_emr_version_moved_is_re_applied(
+    services: Any, sekmet: Sekmet, client: Any
+) -> None:
     """The EMR's copy got a new version without a change of content (e.g. the EMR re-saved it): mECR re-reads it on
     the 412, sees what it last pushed, and applies its change on the new version — nothing is parked."""
     pid = _linked(services, sekmet, batch=False)
@@ -129,7 +154,9 @@ def test_metrics_in_the_logs_carry_no_phi(services: Any, sekmet: Sekmet, client:
     goal = client.post("/fhir/Goal", json=_goal(pid, "walk to the Lopez bakery")).json()
     tasks.deliver_now(services, "emr")
     lines = [r.getMessage() for r in caplog.records if r.name == "mecr.sync"]
-    assert any(m.startswith("pull ehr=emr type=Patient mode=paged fetched=1 created=1 ") for m in lines), lines
+    assert any(m.startswith("pull ehr=emr type=Patient mode=paged fetched=1 created=1 ") for m in lines), (
+        lines
+    )
     assert any(m.startswith("push ehr=emr delivered=1 ") for m in lines), lines
     remote = sekmet.search("Goal")[0]["id"]
     for secret in ("Lopez", "MRN-1", "p1", pid, goal["id"], remote, sekmet.base, "http"):

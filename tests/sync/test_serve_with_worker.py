@@ -26,12 +26,31 @@ def test_serve_with_worker_pushes_what_its_api_wrote(services: Any, sekmet: Sekm
     store_keys(services)
     port = free_port()
     settings = services.settings
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MECR_")},
-           "MECR_DATABASE_URL": settings.database_url, "MECR_JOB_STORE": settings.jobs_url, "MECR_AUTH": "off",
-           "MECR_ENVIRONMENT": "test", "MECR_WORKER_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_ecr.cli", "serve", "--with-worker", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, cwd=tmp_path, stdout=(tmp_path / "serve.log").open("ab"),
-                            stderr=subprocess.STDOUT)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MECR_")},
+        "MECR_DATABASE_URL": settings.database_url,
+        "MECR_JOB_STORE": settings.jobs_url,
+        "MECR_AUTH": "off",
+        "MECR_ENVIRONMENT": "test",
+        "MECR_WORKER_THREADS": "1",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fhir_ecr.cli",
+            "serve",
+            "--with-worker",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=(tmp_path / "serve.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -43,9 +62,15 @@ def test_serve_with_worker_pushes_what_its_api_wrote(services: Any, sekmet: Sekm
     try:
         wait_for(up, 60, "mecr serve to start", 0.2)
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-        r = httpx.post(f"{url}/fhir/Goal", json={"resourceType": "Goal", "lifecycleStatus": "active",
-                                                 "description": {"text": "walk"},
-                                                 "subject": {"reference": f"Patient/{pid}"}})
+        r = httpx.post(
+            f"{url}/fhir/Goal",
+            json={
+                "resourceType": "Goal",
+                "lifecycleStatus": "active",
+                "description": {"text": "walk"},
+                "subject": {"reference": f"Patient/{pid}"},
+            },
+        )
         assert r.status_code == 201, r.text
         wait_for(lambda: len(sekmet.search("Goal")) == 1, 60, "the worker thread to push the Goal", 0.2)
         wait_for(lambda: services.sync_store.outbox("emr", ["done"]) != [], 10, "the outbox row done", 0.1)

@@ -21,7 +21,9 @@ def test_coach_sees_parked_rows_and_retries_them(secure_services: Any, secure_cl
     assert page.status_code == 200
     assert "2026-11-01T00:00:00Z" in page.text and "Goal/g1" in page.text and "parked: 1" in page.text
     assert "<script>" not in page.text and "style=" not in page.text
-    r = secure_client.post("/app/sync/retry", data={"row": str(row.id), "csrf_token": csrf}, follow_redirects=False)
+    r = secure_client.post(
+        "/app/sync/retry", data={"row": str(row.id), "csrf_token": csrf}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert secure_services.sync_store.outbox("emr")[0].state == "pending"
 

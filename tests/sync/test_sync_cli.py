@@ -17,8 +17,13 @@ from tests.sync.support import Sekmet, local, patient, register, store_keys, wei
 def mecr(services: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``mecr(*args)`` runs the CLI on the test's store (its own services, keys read from the store)."""
     settings = services.settings
-    for name, value in {"MECR_DATABASE_URL": settings.database_url, "MECR_JOB_STORE": settings.jobs_url,
-                        "MECR_BASE_URL": settings.base_url, "MECR_ENVIRONMENT": "test", "MECR_AUTH": "off"}.items():
+    for name, value in {
+        "MECR_DATABASE_URL": settings.database_url,
+        "MECR_JOB_STORE": settings.jobs_url,
+        "MECR_BASE_URL": settings.base_url,
+        "MECR_ENVIRONMENT": "test",
+        "MECR_AUTH": "off",
+    }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     yield lambda *args: main(list(args))
@@ -35,14 +40,22 @@ def test_sync_pull_push_status(services: Any, sekmet: Sekmet, mecr: Any, capsys:
     assert out.startswith("pull emr: fetched=2 created=2 ") and "rejected=0" in out
     assert len(local(services, "Observation")) == 1
     pid = local(services, "Patient")[0]["id"]
-    services.repo.create({"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "walk"},
-                          "subject": {"reference": f"Patient/{pid}"}})
+    services.repo.create(
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "walk"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+    )
     assert mecr("sync", "push", "--ehr", "emr") == 0
     assert capsys.readouterr().out.startswith("push emr: delivered=1 ")
     assert len(sekmet.search("Goal")) == 1
     assert mecr("sync", "status", "--ehr", "emr", "--json") == 0
     status = json.loads(capsys.readouterr().out)
-    assert status[0]["ehr"] == "emr" and status[0]["outbox"]["done"] == 1 and status[0]["outbox"]["parked"] == 0
+    assert (
+        status[0]["ehr"] == "emr" and status[0]["outbox"]["done"] == 1 and status[0]["outbox"]["parked"] == 0
+    )
     assert {t["type"] for t in status[0]["types"]} >= {"Patient", "Observation"}
     assert mecr("sync", "status") == 0
     text = capsys.readouterr().out

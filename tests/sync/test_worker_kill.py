@@ -27,9 +27,16 @@ N = 400
 @pytest.mark.slow
 def test_kill_9_mid_pull_then_resume(services: Any, sekmet: Sekmet, tmp_path: Path) -> None:
     sekmet.put(patient("p1", "MRN-1", "Lopez"))
-    entries = [{"request": {"method": "PUT", "url": f"Observation/w{i}"}, "resource": weight(f"w{i}", "p1", f"{i}.5")}
-               for i in range(N)]
-    assert sekmet.http.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}).is_success
+    entries = [
+        {
+            "request": {"method": "PUT", "url": f"Observation/w{i}"},
+            "resource": weight(f"w{i}", "p1", f"{i}.5"),
+        }
+        for i in range(N)
+    ]
+    assert sekmet.http.post(
+        "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    ).is_success
     register(services, sekmet.base, pull="Patient, Observation", push="")
     store_keys(services)
     worker = start_worker(services.settings, tmp_path, MECR_SYNC_PAGE_SIZE="2")
@@ -48,4 +55,6 @@ def test_kill_9_mid_pull_then_resume(services: Any, sekmet: Sekmet, tmp_path: Pa
     observations = local(services, "Observation")
     assert len(observations) == N and len({o["id"] for o in observations}) == N
     newest = max(o["meta"]["lastUpdated"] for o in sekmet.search("Observation"))
-    wait_for(lambda: services.sync_store.mark("emr", "Observation")["high_water"] == newest, 10, "the final mark")
+    wait_for(
+        lambda: services.sync_store.mark("emr", "Observation")["high_water"] == newest, 10, "the final mark"
+    )

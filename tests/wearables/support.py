@@ -33,22 +33,33 @@ class Rec:
     def xml(self) -> str:
         kind = self.kind if self.kind.startswith("HK") else f"HKQuantityTypeIdentifier{self.kind}"
         device = f" device={quoteattr(self.device)}" if self.device else ""
-        return (f" <Record type={quoteattr(kind)} sourceName={quoteattr(self.source)} sourceVersion=\"9.0\"{device}"
-                f" unit={quoteattr(self.unit)} creationDate={quoteattr(self.end)} startDate={quoteattr(self.start)}"
-                f" endDate={quoteattr(self.end)} value={quoteattr(str(self.value))}/>\n")
+        return (
+            f' <Record type={quoteattr(kind)} sourceName={quoteattr(self.source)} sourceVersion="9.0"{device}'
+            f" unit={quoteattr(self.unit)} creationDate={quoteattr(self.end)} startDate={quoteattr(self.start)}"
+            f" endDate={quoteattr(self.end)} value={quoteattr(str(self.value))}/>\n"
+        )
 
 
 def apple_export(records: Iterable[Rec], export_date: str = "2026-03-20 10:00:00 -0400") -> bytes:
     """An ``export.xml`` holding ``records`` (one per line, as Apple writes them)."""
     body = "".join(r.xml() for r in records)
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<HealthData locale="en_US">\n'
-            f' <ExportDate value="{export_date}"/>\n{body}</HealthData>\n').encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<HealthData locale="en_US">\n'
+        f' <ExportDate value="{export_date}"/>\n{body}</HealthData>\n'
+    ).encode()
 
 
 def make_patient(repo: Any, tz: str = "America/New_York") -> str:
     """A Patient in ``tz`` (the zone of their local days)."""
-    return str(repo.create({"resourceType": "Patient", "name": [{"family": "Walker"}],
-                            "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}]}).stored.id)
+    return str(
+        repo.create(
+            {
+                "resourceType": "Patient",
+                "name": [{"family": "Walker"}],
+                "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}],
+            }
+        ).stored.id
+    )
 
 
 def observations(repo: Any, patient: str) -> list[dict[str, Any]]:
@@ -72,8 +83,10 @@ def summaries_by_day(repo: Any, patient: str, loinc: str) -> dict[str, float]:
 
 def hours(day: str, first: int, last: int, value: int, offset: str = "-0400", **kw: Any) -> list[Rec]:
     """Hourly step records ``first``..``last`` o'clock (local, ``offset``) of ``day`` (YYYY-MM-DD)."""
-    return [Rec("StepCount", f"{day} {h:02d}:00:00 {offset}", f"{day} {h:02d}:30:00 {offset}", value, **kw)
-            for h in range(first, last + 1)]
+    return [
+        Rec("StepCount", f"{day} {h:02d}:00:00 {offset}", f"{day} {h:02d}:30:00 {offset}", value, **kw)
+        for h in range(first, last + 1)
+    ]
 
 
 def at(text: str) -> datetime:

@@ -34,7 +34,10 @@ def test_cli_imports_files_and_prints_the_summary(env: Any, capsys: Any, tmp_pat
     assert main(["import", "wearable", "--patient", patient, "--quiet", str(APPLE_ZIP), str(steps)]) == 0
     out = capsys.readouterr().out
     assert "from 2 file(s)" in out and "created 8, updated 0, unchanged 0" in out
-    assert main(["import", "wearable", "--patient", patient, "--quiet", "--json", str(APPLE_ZIP), str(steps)]) == 0
+    assert (
+        main(["import", "wearable", "--patient", patient, "--quiet", "--json", str(APPLE_ZIP), str(steps)])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 8)
     assert report["formats"] == ["apple-health", "apple-health"] and report["alreadyImported"] == 2
@@ -61,12 +64,23 @@ def test_cli_help_and_csv_mapping(env: Any, capsys: Any, tmp_path: Path) -> None
     assert "--source-priority" in capsys.readouterr().out
     patient = make_patient(env.repo)
     mapping = tmp_path / "scale.json"
-    mapping.write_text(json.dumps({"start": "when", "source_name": "Bathroom scale",
-                                   "values": [{"metric": "weight", "column": "kg", "unit": "kg"}]}))
+    mapping.write_text(
+        json.dumps(
+            {
+                "start": "when",
+                "source_name": "Bathroom scale",
+                "values": [{"metric": "weight", "column": "kg", "unit": "kg"}],
+            }
+        )
+    )
     data = tmp_path / "scale.csv"
     data.write_text("when,kg\n2026-03-10T07:00:00,81.2\n2026-03-11T07:00:00,81.0\n2026-03-12T07:00:00,9\n")
-    assert main(["import", "wearable", "--patient", patient, "--quiet", "--csv-mapping", str(mapping),
-                 str(data)]) == 0
+    assert (
+        main(
+            ["import", "wearable", "--patient", patient, "--quiet", "--csv-mapping", str(mapping), str(data)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "created 2" in out and "line 4: weight 9 kg outside plausible range" in out
     values = sorted(o["valueQuantity"]["value"] for o in observations(env.repo, patient))
@@ -109,7 +123,9 @@ def test_upload_errors_are_operation_outcomes(app: Any, client: Any, repo: Any, 
     big = b"<HealthData>" + b" " * (1024 * 1024 + 10) + b"</HealthData>"
     assert_outcome(client.post(_url(patient), files={"file": ("export.xml", big)}), 413)
     assert_outcome(client.post(_url("nobody"), files={"file": ("export.zip", APPLE_ZIP.read_bytes())}), 404)
-    assert_outcome(client.post(_url(patient), content=b"{}", headers={"content-type": "application/json"}), 415)
+    assert_outcome(
+        client.post(_url(patient), content=b"{}", headers={"content-type": "application/json"}), 415
+    )
     assert_outcome(client.post(_url(patient), files={"other": ("x.zip", b"PK")}), 400)
     assert_outcome(client.post(_url(patient), files={"file": ("x.zip", b"PK")}, data={"format": "docx"}), 400)
     assert observations(repo, patient) == []
@@ -117,30 +133,44 @@ def test_upload_errors_are_operation_outcomes(app: Any, client: Any, repo: Any, 
 
 def test_a_patient_may_upload_only_to_their_own_record(app: Any, client: Any, repo: Any) -> None:
     me, other = make_patient(repo), make_patient(repo)
-    _as(app, Principal(kind="patient", subject=f"Patient/{me}", scopes=ScopeSet.parse("patient/*.cruds"),
-                       patient_id=me))
+    _as(
+        app,
+        Principal(
+            kind="patient", subject=f"Patient/{me}", scopes=ScopeSet.parse("patient/*.cruds"), patient_id=me
+        ),
+    )
     files = {"file": ("export.zip", APPLE_ZIP.read_bytes())}
     assert_outcome(client.post(_url(other), files=files), 403)
     assert client.post(_url(me), files=files).status_code == 201
-    _as(app, Principal(kind="patient", subject=f"Patient/{me}", scopes=ScopeSet.parse("patient/Observation.rs"),
-                       patient_id=me))
+    _as(
+        app,
+        Principal(
+            kind="patient",
+            subject=f"Patient/{me}",
+            scopes=ScopeSet.parse("patient/Observation.rs"),
+            patient_id=me,
+        ),
+    )
     assert_outcome(client.post(_url(me), files=files), 403)
 
 
 # --- format detection -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "expected"), [
-    ("apple-health/healthkit-to-sqlite-export.zip", "apple-health"),
-    ("apple-health/export6s3sample.xml", "apple-health"),
-    ("fitbit-api/fitbit-body-log-weight.json", "fitbit"),
-    ("garmin-fit/activity-small-fenix2-run.fit", "garmin-fit"),
-    ("withings-api/withings-sleep-summary.json", "withings"),
-    ("googlefit-api/googlefit-merge-heart-rate.json", "google-fit"),
-    ("ihealth-api/ihealth-glucose.json", "ihealth"),
-    ("open-mhealth/test-data/omh/data-point/1.0/shouldPass/valid-data-point.json", "omh"),
-    ("apple-health/StepCount.csv", "csv"),
-])
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("apple-health/healthkit-to-sqlite-export.zip", "apple-health"),
+        ("apple-health/export6s3sample.xml", "apple-health"),
+        ("fitbit-api/fitbit-body-log-weight.json", "fitbit"),
+        ("garmin-fit/activity-small-fenix2-run.fit", "garmin-fit"),
+        ("withings-api/withings-sleep-summary.json", "withings"),
+        ("googlefit-api/googlefit-merge-heart-rate.json", "google-fit"),
+        ("ihealth-api/ihealth-glucose.json", "ihealth"),
+        ("open-mhealth/test-data/omh/data-point/1.0/shouldPass/valid-data-point.json", "omh"),
+        ("apple-health/StepCount.csv", "csv"),
+    ],
+)
 def test_format_detection_on_real_samples(fixture: str, expected: str) -> None:
     path = FIXTURES / fixture
     assert expected in FORMATS
@@ -150,11 +180,17 @@ def test_format_detection_on_real_samples(fixture: str, expected: str) -> None:
 
 
 def test_a_csv_mapping_is_checked() -> None:
-    mapping = csv_mapping_from_dict({"start": "t", "values": [{"metric": "steps", "column": "n"}], "tz": "UTC"})
+    mapping = csv_mapping_from_dict(
+        {"start": "t", "values": [{"metric": "steps", "column": "n"}], "tz": "UTC"}
+    )
     assert mapping.values[0].metric.value == "steps" and mapping.tz is not None
     from mappings.errors import MalformedInputError
 
-    for bad in ({"values": [{"metric": "steps", "column": "n"}]}, {"start": "t", "values": []},
-                {"start": "t", "values": [{"metric": "walking", "column": "n"}]}, []):
+    for bad in (
+        {"values": [{"metric": "steps", "column": "n"}]},
+        {"start": "t", "values": []},
+        {"start": "t", "values": [{"metric": "walking", "column": "n"}]},
+        [],
+    ):
         with pytest.raises(MalformedInputError):
             csv_mapping_from_dict(bad)  # type: ignore[arg-type]

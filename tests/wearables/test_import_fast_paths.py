@@ -34,21 +34,35 @@ def _export_records() -> list[Rec]:
     for day in ("2026-03-07", "2026-03-08", "2026-03-09"):  # the US spring-forward weekend
         offset = "-0500" if day == "2026-03-07" else "-0400"
         records += hours(day, 6, 22, 400, offset=offset)
-        if day == "2026-03-08":  # exact duplicates of the watch's last records (in time order, as Apple writes)
+        if (
+            day == "2026-03-08"
+        ):  # exact duplicates of the watch's last records (in time order, as Apple writes)
             records += hours(day, 20, 22, 400, offset=offset)
         records += hours(day, 7, 21, 350, offset=offset, source="iPhone", device=PHONE)
         records.append(_sleep(f"{day} 00:10:00 {offset}", f"{day} 01:40:00 {offset}", "AsleepCore"))
         records.append(_sleep(f"{day} 01:40:00 {offset}", f"{day} 02:25:00 {offset}", "AsleepDeep"))
         records.append(_sleep(f"{day} 02:25:00 {offset}", f"{day} 02:40:00 {offset}", "Awake"))
         records.append(_sleep(f"{day} 00:00:00 {offset}", f"{day} 06:00:00 {offset}", "InBed"))
-        records.append(Rec("RestingHeartRate", f"{day} 00:05:00 {offset}", f"{day} 23:55:00 {offset}", 57,
-                           "count/min"))
-        records.append(Rec("AppleExerciseTime", f"{day} 18:00:00 {offset}", f"{day} 18:01:00 {offset}", 1, "min"))
-        records.append(Rec("HeartRate", f"{day} 12:00:00 {offset}", f"{day} 12:00:00 {offset}", 70, "count/min"))
-        records.append(Rec("BodyMass", f"{day} 07:00:00 {offset}", f"{day} 07:00:00 {offset}", 160.2, "lb",
-                           "Scale", None))
-    records.append(Rec("StepCount", "2026-03-09 23:50:00 -0400", "2026-03-10 00:20:00 -0400", 300))  # midnight
-    records.append(Rec("StepCount", "2026-03-10 03:30:00 +0000", "2026-03-10 03:40:00 +0000", 77))  # UTC offset
+        records.append(
+            Rec("RestingHeartRate", f"{day} 00:05:00 {offset}", f"{day} 23:55:00 {offset}", 57, "count/min")
+        )
+        records.append(
+            Rec("AppleExerciseTime", f"{day} 18:00:00 {offset}", f"{day} 18:01:00 {offset}", 1, "min")
+        )
+        records.append(
+            Rec("HeartRate", f"{day} 12:00:00 {offset}", f"{day} 12:00:00 {offset}", 70, "count/min")
+        )
+        records.append(
+            Rec(
+                "BodyMass", f"{day} 07:00:00 {offset}", f"{day} 07:00:00 {offset}", 160.2, "lb", "Scale", None
+            )
+        )
+    records.append(
+        Rec("StepCount", "2026-03-09 23:50:00 -0400", "2026-03-10 00:20:00 -0400", 300)
+    )  # midnight
+    records.append(
+        Rec("StepCount", "2026-03-10 03:30:00 +0000", "2026-03-10 03:40:00 +0000", 77)
+    )  # UTC offset
     return records
 
 
@@ -81,8 +95,16 @@ def _essence(repo: Any, patient: str) -> list[tuple[Any, ...]]:
     for obs in observations(repo, patient):
         period = obs.get("effectivePeriod") or {}
         value = (obs.get("valueQuantity") or {}).get("value")
-        out.append((obs["code"]["coding"][0]["code"], obs.get("effectiveDateTime"), period.get("start"),
-                    period.get("end"), value, (obs.get("meta") or {}).get("source")))
+        out.append(
+            (
+                obs["code"]["coding"][0]["code"],
+                obs.get("effectiveDateTime"),
+                period.get("start"),
+                period.get("end"),
+                value,
+                (obs.get("meta") or {}).get("source"),
+            )
+        )
     return sorted(out, key=repr)
 
 
@@ -104,11 +126,16 @@ def split_everything(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return made
 
 
-def test_an_export_read_in_two_processes_imports_as_in_one(repo: Any, tmp_path: Path,
-                                                           split_everything: list[Any]) -> None:
+def test_an_export_read_in_two_processes_imports_as_in_one(
+    repo: Any, tmp_path: Path, split_everything: list[Any]
+) -> None:
     records = _export_records()
-    bad = [Rec("StepCount", "2026-03-09 12:00:00 -0400", "2026-03-09 12:30:00 -0400", 250_000),
-           Rec("BodyMass", "2026-03-09 07:05:00 -0400", "2026-03-09 07:05:00 -0400", "heavy", "kg", "Scale", None)]
+    bad = [
+        Rec("StepCount", "2026-03-09 12:00:00 -0400", "2026-03-09 12:30:00 -0400", 250_000),
+        Rec(
+            "BodyMass", "2026-03-09 07:05:00 -0400", "2026-03-09 07:05:00 -0400", "heavy", "kg", "Scale", None
+        ),
+    ]
     path = tmp_path / "export.xml"
     path.write_bytes(apple_export([*records, *bad, *records[:5]]))  # bad records and duplicates after the cut
     two, one = make_patient(repo), make_patient(repo)
@@ -116,16 +143,19 @@ def test_an_export_read_in_two_processes_imports_as_in_one(repo: Any, tmp_path: 
     assert split_everything and split_everything[0] is not None and split_everything[0].first.complete
     single = _import(repo, one, path, parallel=False)
     ignore = {"seconds"}
-    assert {k: v for k, v in split.to_dict().items() if k not in ignore} == \
-        {k: v for k, v in single.to_dict().items() if k not in ignore}
+    assert {k: v for k, v in split.to_dict().items() if k not in ignore} == {
+        k: v for k, v in single.to_dict().items() if k not in ignore
+    }
     assert [(p["line"], p["reason"]) for p in split.to_dict()["problems"]] == [
         (len(records) + 4, "steps 250000 {steps} outside plausible range 0..200000"),
-        (len(records) + 5, "value 'heavy' is not a number")]
+        (len(records) + 5, "value 'heavy' is not a number"),
+    ]
     assert _essence(repo, two) == _essence(repo, one)
 
 
-def test_an_error_in_the_second_part_stops_the_import_as_in_one_process(repo: Any, tmp_path: Path,
-                                                                       split_everything: list[Any]) -> None:
+def test_an_error_in_the_second_part_stops_the_import_as_in_one_process(
+    repo: Any, tmp_path: Path, split_everything: list[Any]
+) -> None:
     data = apple_export(_export_records())
     cut = data.rindex(b"<Record", 0, len(data) - 100)
     path = tmp_path / "export.xml"

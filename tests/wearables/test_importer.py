@@ -41,17 +41,20 @@ def _max_version(repo: Any, patient: str) -> int:
     return max(int(o["meta"]["versionId"]) for o in observations(repo, patient))
 
 
-@pytest.mark.parametrize("fixture", [
-    "apple-health/healthkit-to-sqlite-export.zip",
-    "apple-health/apple-health-parser-export.zip",
-    "apple-health/export6s3sample.xml",
-    "withings-api/withings-body-measures.json",
-    "fitbit-api/fitbit-sleep-date.json",
-    "fitbit-api/fitbit-activities-steps-timeseries.json",
-    "garmin-fit/garmin-fenix-5-walk.fit",
-    "ihealth-api/ihealth-bp.json",
-    "googlefit-api/googlefit-merge-step-deltas.json",
-])
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "apple-health/healthkit-to-sqlite-export.zip",
+        "apple-health/apple-health-parser-export.zip",
+        "apple-health/export6s3sample.xml",
+        "withings-api/withings-body-measures.json",
+        "fitbit-api/fitbit-sleep-date.json",
+        "fitbit-api/fitbit-activities-steps-timeseries.json",
+        "garmin-fit/garmin-fenix-5-walk.fit",
+        "ihealth-api/ihealth-bp.json",
+        "googlefit-api/googlefit-merge-step-deltas.json",
+    ],
+)
 def test_importing_a_real_export_twice_writes_nothing_the_second_time(repo: Any, fixture: str) -> None:
     patient = make_patient(repo)
     first = _importer(repo).import_path(patient, FIXTURES / fixture)
@@ -69,8 +72,12 @@ def test_importing_a_real_export_twice_writes_nothing_the_second_time(repo: Any,
 
 def test_a_file_imported_before_is_verified_not_parsed_unless_its_resources_changed(repo: Any) -> None:
     patient = make_patient(repo)
-    data = apple_export([*hours("2026-03-10", 8, 17, 500),
-                         Rec("BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 80, "kg")])
+    data = apple_export(
+        [
+            *hours("2026-03-10", 8, 17, 500),
+            Rec("BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 80, "kg"),
+        ]
+    )
     first = _run(repo, patient, data)
     assert (first.created, first.already_imported) == (2, 0)
     again = _run(repo, patient, data)
@@ -90,12 +97,18 @@ def test_an_overlapping_newer_export_updates_changed_days_and_adds_new_ones(repo
     old = apple_export([*hours("2026-03-10", 8, 17, 500), *hours("2026-03-11", 8, 12, 500), weight])
     new = apple_export([*hours("2026-03-11", 8, 20, 500), weight, *hours("2026-03-12", 9, 10, 700)])
     first = _run(repo, patient, old)
-    assert first.created == 3 and summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000,
-                                                                             "2026-03-11": 2500}
+    assert first.created == 3 and summaries_by_day(repo, patient, STEPS) == {
+        "2026-03-10": 5000,
+        "2026-03-11": 2500,
+    }
     second = _run(repo, patient, new)
     # day 11 grew (updated), day 12 is new, the weight is the same reading; day 10 is left as it was
     assert (second.created, second.updated, second.unchanged) == (1, 1, 1)
-    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 5000, "2026-03-11": 6500, "2026-03-12": 1400}
+    assert summaries_by_day(repo, patient, STEPS) == {
+        "2026-03-10": 5000,
+        "2026-03-11": 6500,
+        "2026-03-12": 1400,
+    }
     weights = [o for o in observations(repo, patient) if o["code"]["coding"][0]["code"] == WEIGHT]
     assert len(weights) == 1 and weights[0]["valueQuantity"]["value"] == 80.5
 
@@ -104,9 +117,21 @@ def _resume_file() -> bytes:
     records = []
     for day in ("2026-03-10", "2026-03-11", "2026-03-12"):
         records += hours(day, 9, 12, 1000)
-        records.append(Rec("RestingHeartRate", f"{day} 06:00:00 -0400", f"{day} 06:00:00 -0400", 58, "count/min"))
-        records += [Rec("BodyMass", f"{day} {h:02d}:00:00 -0400", f"{day} {h:02d}:00:00 -0400", 80 + h / 10, "kg",
-                        "Health Mate", None) for h in (6, 7, 20, 21)]
+        records.append(
+            Rec("RestingHeartRate", f"{day} 06:00:00 -0400", f"{day} 06:00:00 -0400", 58, "count/min")
+        )
+        records += [
+            Rec(
+                "BodyMass",
+                f"{day} {h:02d}:00:00 -0400",
+                f"{day} {h:02d}:00:00 -0400",
+                80 + h / 10,
+                "kg",
+                "Health Mate",
+                None,
+            )
+            for h in (6, 7, 20, 21)
+        ]
     return apple_export(records)
 
 
@@ -127,13 +152,18 @@ class CrashingWriter(BatchWriter):
 
 @pytest.mark.parametrize("crash_after", [2, 4])
 def test_a_crash_halfway_leaves_whole_batches_and_resuming_finishes_without_duplicates(
-        repo: Any, crash_after: int) -> None:
+    repo: Any, crash_after: int
+) -> None:
     patient, reference = make_patient(repo), make_patient(repo)
     data = _resume_file()
     options = {"batch_readings": 4, "batch_days": 1}  # 12 weights: 3 reading batches; then 1 batch per day
     opts = ImportOptions(**options)
-    crashing = WearableImporter(repo, coaching=CoachingService(repo), options=opts,
-                                writer=CrashingWriter(repo, opts.rule, crash_after))
+    crashing = WearableImporter(
+        repo,
+        coaching=CoachingService(repo),
+        options=opts,
+        writer=CrashingWriter(repo, opts.rule, crash_after),
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.import_stream(patient, io.BytesIO(data), "export.xml")
     partial = observations(repo, patient)
@@ -152,25 +182,65 @@ def test_a_crash_halfway_leaves_whole_batches_and_resuming_finishes_without_dupl
     assert resumed.created + len(partial) == clean.created == 12 + 6
 
     def essence(pid: str) -> list[tuple[Any, ...]]:
-        return sorted((o["code"]["coding"][0]["code"], json.dumps(o.get("effectiveDateTime") or o["effectivePeriod"]),
-                       o["valueQuantity"]["value"]) for o in observations(repo, pid))
+        return sorted(
+            (
+                o["code"]["coding"][0]["code"],
+                json.dumps(o.get("effectiveDateTime") or o["effectivePeriod"]),
+                o["valueQuantity"]["value"],
+            )
+            for o in observations(repo, pid)
+        )
 
     assert essence(patient) == essence(reference)
     # the state is complete now (a resumed run keeps no manifest): importing again runs in full, changes nothing
     again = _importer(repo, **options).import_stream(patient, io.BytesIO(data), "export.xml")
-    assert (again.resumed, again.created, again.updated, again.unchanged, again.already_imported) == (0, 0, 0, 18, 0)
+    assert (again.resumed, again.created, again.updated, again.unchanged, again.already_imported) == (
+        0,
+        0,
+        0,
+        18,
+        0,
+    )
 
 
 def test_bad_records_are_reported_with_file_line_and_reason_and_not_stored(repo: Any) -> None:
     patient = make_patient(repo)
-    data = apple_export([
-        *hours("2026-03-10", 9, 10, 1000),
-        Rec("StepCount", "2026-03-10 12:00:00 -0400", "2026-03-10 12:30:00 -0400", 250_000),  # line 6
-        Rec("BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 15, "kg", "Scale", None),
-        Rec("BodyMass", "2026-03-10 07:05:00 -0400", "2026-03-10 07:05:00 -0400", "heavy", "kg", "Scale", None),
-        Rec("BodyMass", "2026-03-10 07:10:00 -0400", "2026-03-10 07:10:00 -0400", 70, "furlong", "Scale", None),
-        Rec("BodyMass", "2026-03-10 07:15:00 -0400", "2026-03-10 07:15:00 -0400", 71.5, "kg", "Scale", None),
-    ])
+    data = apple_export(
+        [
+            *hours("2026-03-10", 9, 10, 1000),
+            Rec("StepCount", "2026-03-10 12:00:00 -0400", "2026-03-10 12:30:00 -0400", 250_000),  # line 6
+            Rec(
+                "BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 15, "kg", "Scale", None
+            ),
+            Rec(
+                "BodyMass",
+                "2026-03-10 07:05:00 -0400",
+                "2026-03-10 07:05:00 -0400",
+                "heavy",
+                "kg",
+                "Scale",
+                None,
+            ),
+            Rec(
+                "BodyMass",
+                "2026-03-10 07:10:00 -0400",
+                "2026-03-10 07:10:00 -0400",
+                70,
+                "furlong",
+                "Scale",
+                None,
+            ),
+            Rec(
+                "BodyMass",
+                "2026-03-10 07:15:00 -0400",
+                "2026-03-10 07:15:00 -0400",
+                71.5,
+                "kg",
+                "Scale",
+                None,
+            ),
+        ]
+    )
     result = _run(repo, patient, data, name="bad-export.xml")
     problems = {(p.file, p.line): p.reason for p in result.problems}
     assert set(problems) == {("bad-export.xml", n) for n in (6, 7, 8, 9)}
@@ -180,11 +250,16 @@ def test_bad_records_are_reported_with_file_line_and_reason_and_not_stored(repo:
     assert "unknown weight unit 'furlong'" in problems[("bad-export.xml", 9)]
     assert result.skipped == 4 and result.read == 7 and result.mapped == 3
     assert summaries_by_day(repo, patient, STEPS) == {"2026-03-10": 2000}
-    weights = [o["valueQuantity"]["value"] for o in observations(repo, patient)
-               if o["code"]["coding"][0]["code"] == WEIGHT]
+    weights = [
+        o["valueQuantity"]["value"]
+        for o in observations(repo, patient)
+        if o["code"]["coding"][0]["code"] == WEIGHT
+    ]
     assert weights == [71.5]
     report = result.to_dict()
-    assert {"file": "bad-export.xml", "line": 7, "reason": problems[("bad-export.xml", 7)]} in report["problems"]
+    assert {"file": "bad-export.xml", "line": 7, "reason": problems[("bad-export.xml", 7)]} in report[
+        "problems"
+    ]
 
 
 def _truncated_zip() -> bytes:
@@ -192,16 +267,20 @@ def _truncated_zip() -> bytes:
     return data[: len(data) // 2]
 
 
-@pytest.mark.parametrize(("data", "name", "message"), [
-    (b"", "export.zip", "the file is empty"),
-    (_truncated_zip(), "export.zip", "zip"),
-    (b"<html><body>not health data</body></html>", "export.xml", "not HealthData"),
-    (apple_export(hours("2026-03-10", 9, 12, 10))[:-40], "export.xml", "not well-formed XML"),
-    (b'{"foo": 1}', "data.json", "no known wearable layout"),
-    (b"\x00\x01 random bytes", "data.bin", "unrecognised file"),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"", "export.zip", "the file is empty"),
+        (_truncated_zip(), "export.zip", "zip"),
+        (b"<html><body>not health data</body></html>", "export.xml", "not HealthData"),
+        (apple_export(hours("2026-03-10", 9, 12, 10))[:-40], "export.xml", "not well-formed XML"),
+        (b'{"foo": 1}', "data.json", "no known wearable layout"),
+        (b"\x00\x01 random bytes", "data.bin", "unrecognised file"),
+    ],
+)
 def test_a_bad_file_is_a_clear_error_naming_the_file_and_stores_nothing(
-        repo: Any, data: bytes, name: str, message: str) -> None:
+    repo: Any, data: bytes, name: str, message: str
+) -> None:
     patient = make_patient(repo)
     with pytest.raises(WearableImportError, match=message) as exc:
         _run(repo, patient, data, name=name)
@@ -211,17 +290,33 @@ def test_a_bad_file_is_a_clear_error_naming_the_file_and_stores_nothing(
 
 def test_daily_summaries_follow_the_patients_local_days_across_dst_and_export_offsets(repo: Any) -> None:
     patient = make_patient(repo, "America/New_York")
-    spring = [Rec("StepCount", f"2026-03-08 {h:02d}:00:00 {'-0500' if h < 2 else '-0400'}",
-                  f"2026-03-08 {h:02d}:30:00 {'-0500' if h < 2 else '-0400'}", 100) for h in range(24) if h != 2]
+    spring = [
+        Rec(
+            "StepCount",
+            f"2026-03-08 {h:02d}:00:00 {'-0500' if h < 2 else '-0400'}",
+            f"2026-03-08 {h:02d}:30:00 {'-0500' if h < 2 else '-0400'}",
+            100,
+        )
+        for h in range(24)
+        if h != 2
+    ]
     # fall back: 01:00-02:00 happens twice (EDT, then EST): 25 hourly records
-    autumn = [Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0400", f"2026-11-01 {h:02d}:30:00 -0400", 100)
-              for h in range(2)]
-    autumn += [Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0500", f"2026-11-01 {h:02d}:30:00 -0500", 100)
-               for h in range(1, 24)]
+    autumn = [
+        Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0400", f"2026-11-01 {h:02d}:30:00 -0400", 100)
+        for h in range(2)
+    ]
+    autumn += [
+        Rec("StepCount", f"2026-11-01 {h:02d}:00:00 -0500", f"2026-11-01 {h:02d}:30:00 -0500", 100)
+        for h in range(1, 24)
+    ]
     # written with the phone's offset at export time (UTC): 03:30Z on the 11th is 23:30 on the 10th in New York
     late = [Rec("StepCount", "2026-03-11 03:30:00 +0000", "2026-03-11 03:40:00 +0000", 777)]
     _run(repo, patient, apple_export([*spring, *autumn, *late]))
-    assert summaries_by_day(repo, patient, STEPS) == {"2026-03-08": 2300, "2026-11-01": 2500, "2026-03-10": 777}
+    assert summaries_by_day(repo, patient, STEPS) == {
+        "2026-03-08": 2300,
+        "2026-11-01": 2500,
+        "2026-03-10": 777,
+    }
     periods = {o["effectivePeriod"]["start"][:10]: o["effectivePeriod"] for o in observations(repo, patient)}
     assert periods["2026-03-08"] == {"start": "2026-03-08T00:00:00-05:00", "end": "2026-03-09T00:00:00-04:00"}
     assert periods["2026-11-01"] == {"start": "2026-11-01T00:00:00-04:00", "end": "2026-11-02T00:00:00-05:00"}
@@ -255,12 +350,19 @@ def test_phone_and_watch_steps_are_never_added(repo: Any) -> None:
 
 def test_a_day_at_the_habit_target_becomes_a_done_check_in_once(repo: Any) -> None:
     w = make_world(repo)  # New York; daily walk habit, 8000 steps/day, from 2026-03-01; today is 2026-03-20
-    data = apple_export([*hours("2026-03-10", 8, 16, 1000), *hours("2026-03-11", 8, 12, 1000),
-                         *hours("2026-02-20", 8, 17, 1000)])
+    data = apple_export(
+        [
+            *hours("2026-03-10", 8, 16, 1000),
+            *hours("2026-03-11", 8, 12, 1000),
+            *hours("2026-02-20", 8, 17, 1000),
+        ]
+    )
     first = _importer(repo).import_stream(w.patient, io.BytesIO(data), "export.xml")
     assert first.checkins == 1
-    checkins = repo.search_params("Observation", [("patient", f"Patient/{w.patient}"),
-                                                  ("code", f"{coaching_io.MECR_CODES}|habit-check-in")]).matches
+    checkins = repo.search_params(
+        "Observation",
+        [("patient", f"Patient/{w.patient}"), ("code", f"{coaching_io.MECR_CODES}|habit-check-in")],
+    ).matches
     [checkin] = [c.content for c in checkins]
     assert checkin["effectiveDateTime"] == "2026-03-10"
     assert checkin["valueCodeableConcept"]["coding"][0]["code"] == "done"

@@ -98,8 +98,9 @@ def test_a_member_that_inflates_past_its_declared_size_is_stopped() -> None:
     info = zipfile.ZipInfo("export.xml")
     info.file_size, info.compress_size = 100_000, 50_000
     counted = CountingFile(io.BytesIO(b""))
-    member = io.BufferedReader(LimitedMember(io.BytesIO(b"x" * 300_000), info, "a.zip!export.xml", ZipLimits(),
-                                             counted))
+    member = io.BufferedReader(
+        LimitedMember(io.BytesIO(b"x" * 300_000), info, "a.zip!export.xml", ZipLimits(), counted)
+    )
     with pytest.raises(ArchiveTooLarge, match="declares"):
         member.read()
     assert counted.unzipped <= 100_000 + 64 * 1024  # stopped at the first step past the declared size
@@ -122,7 +123,9 @@ def test_fitbit_export_members_share_the_archive_s_total() -> None:
         _read_all(bomb, "fitbit-export", ZipLimits())
 
 
-def test_upload_of_a_zip_bomb_is_413_and_writes_nothing(settings: Any, services: Any, monkeypatch: Any) -> None:
+def test_upload_of_a_zip_bomb_is_413_and_writes_nothing(
+    settings: Any, services: Any, monkeypatch: Any
+) -> None:
     from fastapi.testclient import TestClient
 
     monkeypatch.setattr(services, "settings", settings.model_copy(update={"max_zip_ratio": 100}))
@@ -150,8 +153,9 @@ def test_upload_past_max_unzipped_bytes_is_413(settings: Any, services: Any, mon
     assert "the limit is 1,000" in assert_outcome(r, 413, "too-long")["issue"][0]["diagnostics"]
 
 
-def test_cli_refuses_a_zip_bomb_with_exit_1(settings: Any, services: Any, monkeypatch: Any, capsys: Any,
-                                           tmp_path: Path) -> None:
+def test_cli_refuses_a_zip_bomb_with_exit_1(
+    settings: Any, services: Any, monkeypatch: Any, capsys: Any, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MECR_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("MECR_MAX_ZIP_RATIO", "100")
     get_settings.cache_clear()

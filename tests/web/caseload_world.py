@@ -45,10 +45,21 @@ WEIGHT = {"system": "http://loinc.org", "code": "29463-7"}
 
 #: patient name -> the reason kind that must fire ("on-track" / "missing": what the row says instead)
 EXPECTED = {
-    "Wendy Walsh": "signal-worse", "Bert Brooks": "signal-better", "Cris Crane": "signal", "Sid Stone": "no-data",
-    "Nia Noor": "no-data", "Mo Mills": "message", "Gil Gray": "goal-slipping", "Stella Stark": "goal-stale",
-    "Hal Hart": "habit", "Otto Oakes": "session-overdue", "Tess Trent": "session-today", "Rita Ross": "referral",
-    "Nora Nash": "no-goals", "Olive Olsen": "on-track", "Eve Ennis": "missing",
+    "Wendy Walsh": "signal-worse",
+    "Bert Brooks": "signal-better",
+    "Cris Crane": "signal",
+    "Sid Stone": "no-data",
+    "Nia Noor": "no-data",
+    "Mo Mills": "message",
+    "Gil Gray": "goal-slipping",
+    "Stella Stark": "goal-stale",
+    "Hal Hart": "habit",
+    "Otto Oakes": "session-overdue",
+    "Tess Trent": "session-today",
+    "Rita Ross": "referral",
+    "Nora Nash": "no-goals",
+    "Olive Olsen": "on-track",
+    "Eve Ennis": "missing",
 }
 
 
@@ -58,15 +69,34 @@ def _today() -> date:
 
 def _session(pid: str, coach: str, start: datetime, status: str = "finished") -> dict[str, Any]:
     return {
-        "resourceType": "Encounter", "meta": {"profile": [io.SESSION_PROFILE]},
-        "extension": [{"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": "video"}}],
-        "status": status, "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
+        "resourceType": "Encounter",
+        "meta": {"profile": [io.SESSION_PROFILE]},
+        "extension": [
+            {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": "video"}}
+        ],
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
         "type": [{"coding": [{"system": io.MECR_CODES, "code": "coaching-session-follow-up"}]}],
         "subject": {"reference": f"Patient/{pid}"},
-        "participant": [{"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                               "code": "PPRF"}]}], "individual": {"reference": coach}}],
-        "period": {"start": start.isoformat(timespec="seconds"),
-                   "end": (start + timedelta(minutes=30)).isoformat(timespec="seconds")},
+        "participant": [
+            {
+                "type": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PPRF",
+                            }
+                        ]
+                    }
+                ],
+                "individual": {"reference": coach},
+            }
+        ],
+        "period": {
+            "start": start.isoformat(timespec="seconds"),
+            "end": (start + timedelta(minutes=30)).isoformat(timespec="seconds"),
+        },
     }
 
 
@@ -78,22 +108,44 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
     today = _today()
     zone = ZoneInfo(TZ)
     person_id = coach_person.split("/", 1)[1]
-    repo.update("Practitioner", person_id, {"resourceType": "Practitioner", "id": person_id,
-                                            "name": [{"family": "Coach", "given": ["Casey"]}]})
-    role = repo.create({
-        "resourceType": "PractitionerRole", "meta": {"profile": [io.COACH_PROFILE]}, "active": True,
-        "practitioner": {"reference": coach_person},
-        "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}]}).stored.id
+    repo.update(
+        "Practitioner",
+        person_id,
+        {"resourceType": "Practitioner", "id": person_id, "name": [{"family": "Coach", "given": ["Casey"]}]},
+    )
+    role = repo.create(
+        {
+            "resourceType": "PractitionerRole",
+            "meta": {"profile": [io.COACH_PROFILE]},
+            "active": True,
+            "practitioner": {"reference": coach_person},
+            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+        }
+    ).stored.id
     coach = f"PractitionerRole/{role}"
     ids: dict[str, str] = {}
     for n, name in enumerate(EXPECTED, start=1):
         given, family = name.split()
-        ids[name] = repo.create({
-            "resourceType": "Patient", "name": [{"use": "official", "family": family, "given": [given]}],
-            "gender": "female" if n % 2 else "male", "birthDate": f"{1950 + n}-0{1 + n % 9}-1{n % 10}",
-            "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                                 "code": "MR"}]}, "system": MRN, "value": f"CL-{n:04d}"}],
-            "generalPractitioner": [{"reference": coach}]}).stored.id
+        ids[name] = repo.create(
+            {
+                "resourceType": "Patient",
+                "name": [{"use": "official", "family": family, "given": [given]}],
+                "gender": "female" if n % 2 else "male",
+                "birthDate": f"{1950 + n}-0{1 + n % 9}-1{n % 10}",
+                "identifier": [
+                    {
+                        "type": {
+                            "coding": [
+                                {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                            ]
+                        },
+                        "system": MRN,
+                        "value": f"CL-{n:04d}",
+                    }
+                ],
+                "generalPractitioner": [{"reference": coach}],
+            }
+        ).stored.id
 
     def steps_series(pid: str, values: list[float], last: date) -> None:
         with repo.unit() as uow:
@@ -112,11 +164,20 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
                 uow.create(io.checkin_observation(habit, pid, day, CheckInStatus.DONE))
                 day += timedelta(days=1)
 
-    def usual(pid: str, *, data: bool = True, session: bool = True, habit: bool = True, goal: bool = True) -> None:
+    def usual(
+        pid: str, *, data: bool = True, session: bool = True, habit: bool = True, goal: bool = True
+    ) -> None:
         gid = None
         if goal:
-            gid = svc.create_goal(pid, description="Walk 8,000 steps a day", category="physical-activity",
-                                  measure=LOINC_STEPS, at_least=8000, unit="/d", priority="high-priority").id
+            gid = svc.create_goal(
+                pid,
+                description="Walk 8,000 steps a day",
+                category="physical-activity",
+                measure=LOINC_STEPS,
+                at_least=8000,
+                unit="/d",
+                priority="high-priority",
+            ).id
         if data:
             steps_series(pid, [8200 + 150 * (i % 3) for i in range(6)], today - timedelta(days=1))
         if habit:
@@ -125,22 +186,41 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
             repo.create(_session(pid, coach, datetime.combine(today - timedelta(days=5), time(10), zone)))
 
     def signal_goal(pid: str, values: list[float]) -> None:
-        svc.create_goal(pid, description="Walk 8,000 steps a day", category="physical-activity",
-                        measure=LOINC_STEPS, at_least=8000, unit="/d", priority="high-priority")
+        svc.create_goal(
+            pid,
+            description="Walk 8,000 steps a day",
+            category="physical-activity",
+            measure=LOINC_STEPS,
+            at_least=8000,
+            unit="/d",
+            priority="high-priority",
+        )
         steps_series(pid, values, today - timedelta(days=1))
         daily_habit(pid, today - timedelta(days=1), today - timedelta(days=20))
         repo.create(_session(pid, coach, datetime.combine(today - timedelta(days=5), time(10), zone)))
 
-    signal_goal(ids["Wendy Walsh"], [9000 + 40 * (i % 4) for i in range(14)] + [5000 + 40 * (i % 4) for i in range(14)])
-    signal_goal(ids["Bert Brooks"], [5000 + 40 * (i % 4) for i in range(14)] + [9000 + 40 * (i % 4) for i in range(14)])
+    signal_goal(
+        ids["Wendy Walsh"],
+        [9000 + 40 * (i % 4) for i in range(14)] + [5000 + 40 * (i % 4) for i in range(14)],
+    )
+    signal_goal(
+        ids["Bert Brooks"],
+        [5000 + 40 * (i % 4) for i in range(14)] + [9000 + 40 * (i % 4) for i in range(14)],
+    )
     hi, lo = [9000 + 10 * i for i in range(8)], [6000 + 10 * i for i in range(8)]
     signal_goal(ids["Cris Crane"], hi[:8] + lo[:7] + hi[:7] + lo[:8])
 
     # silence: everything stopped 10 days ago (Sid) or 4 days ago (Nia)
     for name, quiet in (("Sid Stone", 10), ("Nia Noor", 4)):
         pid = ids[name]
-        gid = svc.create_goal(pid, description="Walk 8,000 steps a day", category="physical-activity",
-                              measure=LOINC_STEPS, at_least=8000, unit="/d").id
+        gid = svc.create_goal(
+            pid,
+            description="Walk 8,000 steps a day",
+            category="physical-activity",
+            measure=LOINC_STEPS,
+            at_least=8000,
+            unit="/d",
+        ).id
         steps_series(pid, [8300, 8400, 8500], today - timedelta(days=quiet))
         daily_habit(pid, today - timedelta(days=quiet), today - timedelta(days=20), gid)
         repo.create(_session(pid, coach, datetime.combine(today - timedelta(days=5), time(10), zone)))
@@ -154,22 +234,60 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
     usual(pid, goal=False)
     gid = svc.create_goal(pid, description="Cook at home four nights a week", category="nutrition").id
     goal = repo.read("Goal", gid)
-    repo.update("Goal", gid, {**(goal.content or {}), "achievementStatus": {"coding": [{
-        "system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "worsening"}]}})
+    repo.update(
+        "Goal",
+        gid,
+        {
+            **(goal.content or {}),
+            "achievementStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "worsening"}
+                ]
+            },
+        },
+    )
 
     pid = ids["Stella Stark"]
     usual(pid, goal=False)
-    svc.create_goal(pid, description="Weigh 70 kg or less", category="weight-management", measure=WEIGHT,
-                    at_most=70, unit="kg", start=today - timedelta(days=60))
-    repo.create({"resourceType": "Observation", "status": "final",
-                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                           "code": "vital-signs"}]}],
-                 "code": {"coding": [WEIGHT]}, "subject": {"reference": f"Patient/{pid}"},
-                 "effectiveDateTime": (today - timedelta(days=40)).isoformat(), "valueQuantity": io.quantity(72, "kg")})
+    svc.create_goal(
+        pid,
+        description="Weigh 70 kg or less",
+        category="weight-management",
+        measure=WEIGHT,
+        at_most=70,
+        unit="kg",
+        start=today - timedelta(days=60),
+    )
+    repo.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "vital-signs",
+                        }
+                    ]
+                }
+            ],
+            "code": {"coding": [WEIGHT]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": (today - timedelta(days=40)).isoformat(),
+            "valueQuantity": io.quantity(72, "kg"),
+        }
+    )
 
     pid = ids["Hal Hart"]
-    gid = svc.create_goal(pid, description="Walk 8,000 steps a day", category="physical-activity",
-                          measure=LOINC_STEPS, at_least=8000, unit="/d").id
+    gid = svc.create_goal(
+        pid,
+        description="Walk 8,000 steps a day",
+        category="physical-activity",
+        measure=LOINC_STEPS,
+        at_least=8000,
+        unit="/d",
+    ).id
     steps_series(pid, [8300, 8400, 8600, 8500, 8700, 8800], today - timedelta(days=1))
     daily_habit(pid, today - timedelta(days=5), today - timedelta(days=20), gid)
     repo.create(_session(pid, coach, datetime.combine(today - timedelta(days=5), time(10), zone)))
@@ -185,19 +303,51 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
     pid = ids["Rita Ross"]
     usual(pid)
     authored = datetime.combine(today - timedelta(days=20), time(11), zone).isoformat(timespec="seconds")
-    sr = repo.create({
-        "resourceType": "ServiceRequest", "meta": {"profile": [REFERRAL_PROFILE]}, "status": "active",
-        "intent": "order",
-        "category": [{"coding": [{"system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/"
-                                            "SDOHCC-CodeSystemTemporaryCodes", "code": "food-insecurity"}]}],
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "467771000124109",
-                             "display": "Assistance with application for food pantry program"}]},
-        "subject": {"reference": f"Patient/{pid}"}, "authoredOn": authored, "requester": {"reference": coach},
-        "performer": [{"display": "the food bank"}]}).stored.id
-    repo.create({"resourceType": "Task", "status": "requested", "intent": "order",
-                 "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-                 "focus": {"reference": f"ServiceRequest/{sr}"}, "for": {"reference": f"Patient/{pid}"},
-                 "authoredOn": authored, "lastModified": authored, "requester": {"reference": coach}})
+    sr = repo.create(
+        {
+            "resourceType": "ServiceRequest",
+            "meta": {"profile": [REFERRAL_PROFILE]},
+            "status": "active",
+            "intent": "order",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/"
+                            "SDOHCC-CodeSystemTemporaryCodes",
+                            "code": "food-insecurity",
+                        }
+                    ]
+                }
+            ],
+            "code": {
+                "coding": [
+                    {
+                        "system": "http://snomed.info/sct",
+                        "code": "467771000124109",
+                        "display": "Assistance with application for food pantry program",
+                    }
+                ]
+            },
+            "subject": {"reference": f"Patient/{pid}"},
+            "authoredOn": authored,
+            "requester": {"reference": coach},
+            "performer": [{"display": "the food bank"}],
+        }
+    ).stored.id
+    repo.create(
+        {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+            "focus": {"reference": f"ServiceRequest/{sr}"},
+            "for": {"reference": f"Patient/{pid}"},
+            "authoredOn": authored,
+            "lastModified": authored,
+            "requester": {"reference": coach},
+        }
+    )
 
     pid = ids["Nora Nash"]
     usual(pid, goal=False)

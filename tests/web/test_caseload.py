@@ -14,15 +14,25 @@ from tests.web.caseload_world import EXPECTED, TZ, build_caseload_world
 from tests.web.web_support import coach_principal, login, patient_principal
 
 COACH = "Practitioner/caseload-coach"
-ROW = re.compile(r'<tr class="row[^"]*" data-patient="([^"]+)" data-score="(\d+)">.*?class="row-name"[^>]*>([^<]+)<'
-                 r'.*?<td class="reasons"[^>]*>(.*?)</td>.*?<td class="goal-cell"[^>]*>(.*?)</td>', re.S)
+ROW = re.compile(
+    r'<tr class="row[^"]*" data-patient="([^"]+)" data-score="(\d+)">.*?class="row-name"[^>]*>([^<]+)<'
+    r'.*?<td class="reasons"[^>]*>(.*?)</td>.*?<td class="goal-cell"[^>]*>(.*?)</td>',
+    re.S,
+)
 
 
 def rows(html: str) -> list[dict]:
     out = []
     for pid, score, name, reasons, goal in ROW.findall(html):
-        out.append({"id": pid, "score": int(score), "name": name, "goal": goal,
-                    "reasons": re.findall(r'data-reason="([^"]+)">([^<]*)<', reasons)})
+        out.append(
+            {
+                "id": pid,
+                "score": int(score),
+                "name": name,
+                "goal": goal,
+                "reasons": re.findall(r'data-reason="([^"]+)">([^<]*)<', reasons),
+            }
+        )
     return out
 
 
@@ -51,21 +61,39 @@ def test_every_reason_fires_for_its_patient_and_rows_are_ranked_by_need(secure_c
     scores = [r["score"] for r in found]
     assert scores == sorted(scores, reverse=True)
     order = [r["name"] for r in found]
-    assert order.index("Wendy Walsh") < order.index("Cris Crane") < order.index("Sid Stone") \
-        < order.index("Bert Brooks") < order.index("Mo Mills") < order.index("Nia Noor") < order.index("Gil Gray") \
-        < order.index("Stella Stark") < order.index("Nora Nash") < order.index("Hal Hart")
+    assert (
+        order.index("Wendy Walsh")
+        < order.index("Cris Crane")
+        < order.index("Sid Stone")
+        < order.index("Bert Brooks")
+        < order.index("Mo Mills")
+        < order.index("Nia Noor")
+        < order.index("Gil Gray")
+        < order.index("Stella Stark")
+        < order.index("Nora Nash")
+        < order.index("Hal Hart")
+    )
     # On track only for Olive; Eve's row says what is missing; their rows have no reason chips
     assert [n for n, r in by_name.items() if ("on-track", "On track") in r["reasons"]] == ["Olive Olsen"]
     assert by_name["Eve Ennis"]["reasons"] == [("missing", "no reading or check-in for the goals in 28 days")]
     # the words of a few reasons
-    assert ("signal-worse", "Steps: new signal, moving away from the goal") in by_name["Wendy Walsh"]["reasons"]
+    assert ("signal-worse", "Steps: new signal, moving away from the goal") in by_name["Wendy Walsh"][
+        "reasons"
+    ]
     assert ("no-data", f"no data for 10 days (since {_day(10)})") in by_name["Sid Stone"]["reasons"]
     assert ("message", "1 unanswered message (today)") in by_name["Mo Mills"]["reasons"]
     # requested 20 days ago and no answer yet: past the 7 response days (MECR_REFERRAL_RESPONSE_DAYS)
-    assert any(t.startswith("no answer from the food bank in 20 days") for _, t in by_name["Rita Ross"]["reasons"])
+    assert any(
+        t.startswith("no answer from the food bank in 20 days") for _, t in by_name["Rita Ross"]["reasons"]
+    )
     # the primary goal: label, sparkline, latest value with unit, target band
     olive = by_name["Olive Olsen"]["goal"]
-    assert 'class="spark"' in olive and "Steps" in olive and "8,200 steps" in olive and "target ≥ 8,000 steps" in olive
+    assert (
+        'class="spark"' in olive
+        and "Steps" in olive
+        and "8,200 steps" in olive
+        and "target ≥ 8,000 steps" in olive
+    )
 
 
 def _day(ago: int) -> str:
@@ -92,11 +120,16 @@ def test_filters_search_scope_and_counts(secure_services, secure_client, world, 
     got, html = names(q="nobody")
     assert got == [] and "0 of 15 patients" in html and "No patients match." in html
     # the whole practice includes a patient who is not this coach's; "mine" does not
-    other = secure_services.repo.create({"resourceType": "Patient", "name": [{"family": "Elsewhere",
-                                                                              "given": ["Ann"]}]}).stored.id
+    other = secure_services.repo.create(
+        {"resourceType": "Patient", "name": [{"family": "Elsewhere", "given": ["Ann"]}]}
+    ).stored.id
     mine, _ = names()
     everyone, html = names(scope="all")
-    assert "Ann Elsewhere" not in mine and "Ann Elsewhere" in everyone and "16 of 16 patients in the whole practice" in html
+    assert (
+        "Ann Elsewhere" not in mine
+        and "Ann Elsewhere" in everyone
+        and "16 of 16 patients in the whole practice" in html
+    )
     assert other
 
 
@@ -147,7 +180,11 @@ def test_seeing_a_signal_on_the_patient_page_makes_it_old(secure_client, world, 
 def test_patients_may_not_open_the_caseload(secure_services, secure_client, world):
     login(secure_services, patient_principal(world["Olive Olsen"]), secure_client)
     resp = secure_client.get("/app/caseload")
-    assert resp.status_code == 403 and "Walsh" not in resp.text and resp.headers["content-type"].startswith("text/html")
+    assert (
+        resp.status_code == 403
+        and "Walsh" not in resp.text
+        and resp.headers["content-type"].startswith("text/html")
+    )
 
 
 def test_open_referrals_wait_since_the_tasks_last_move(secure_services, world):
@@ -164,16 +201,36 @@ def test_open_referrals_wait_since_the_tasks_last_move(secure_services, world):
     assert open_referrals(repo, [rita], today, TZ, response_days("30,food-insecurity=20"))[rita][0].overdue
     task = next(s for s in repo.search_params("Task", [("patient", f"Patient/{rita}")]).matches)
     moved = (datetime.now(ZoneInfo(TZ)) - timedelta(days=2)).isoformat(timespec="seconds")
-    repo.update("Task", task.id, {**(task.content or {}), "status": "accepted", "lastModified": moved,
-                                  "owner": {"display": "the food bank"}})
+    repo.update(
+        "Task",
+        task.id,
+        {
+            **(task.content or {}),
+            "status": "accepted",
+            "lastModified": moved,
+            "owner": {"display": "the food bank"},
+        },
+    )
     assert open_referrals(repo, [rita], today, TZ)[rita][0].waiting_days == 2
     task = repo.read("Task", task.id)
-    repo.update("Task", task.id, {**(task.content or {}), "status": "completed",
-                                  "output": [{"type": {"text": "result"}, "valueString": "enrolled"}]})
+    repo.update(
+        "Task",
+        task.id,
+        {
+            **(task.content or {}),
+            "status": "completed",
+            "output": [{"type": {"text": "result"}, "valueString": "enrolled"}],
+        },
+    )
     assert open_referrals(repo, [rita], today, TZ) == {}
     # a ServiceRequest without the referral profile, or not active, is not a referral here
-    plain = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "code": {"text": "x"},
-             "subject": {"reference": f"Patient/{rita}"}}
+    plain = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "code": {"text": "x"},
+        "subject": {"reference": f"Patient/{rita}"},
+    }
     repo.create(plain)
     assert open_referrals(repo, [rita], today, TZ) == {}
     assert REFERRAL_PROFILE.endswith("mecr-community-referral")

@@ -57,15 +57,22 @@ def test_sparkline_single_point_and_uneven_days():
     root = parse(sparkline([(D0, 7.5)], label="Sleep", unit="h"))
     assert [el.get("class") for el in root if el.tag == "circle"] == ["spark-last"]
     # x is by date: a gap of 9 days takes 9 times the room of one day
-    line = next(el for el in parse(sparkline([(D0, 1), (D0 + timedelta(days=1), 2), (D0 + timedelta(days=10), 3)],
-                                             label="x")) if el.get("class") == "spark-line")
+    line = next(
+        el
+        for el in parse(
+            sparkline([(D0, 1), (D0 + timedelta(days=1), 2), (D0 + timedelta(days=10), 3)], label="x")
+        )
+        if el.get("class") == "spark-line"
+    )
     xs = [float(p.split(",")[0]) for p in line.get("points").split()]
     assert abs((xs[2] - xs[1]) / (xs[1] - xs[0]) - 9) < 0.1
 
 
 def test_describe_and_format():
-    assert describe_series([], label="Weight", unit="kg", band=(None, 75)) == \
-        "Weight: no data yet; target at most 75 kg."
+    assert (
+        describe_series([], label="Weight", unit="kg", band=(None, 75))
+        == "Weight: no data yet; target at most 75 kg."
+    )
     assert fmt_number(8612.4, "/d") == "8,612 steps"
     assert fmt_number(7.25, "h") == "7.2 h"
     assert fmt_number(None) == "–"

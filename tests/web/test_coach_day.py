@@ -19,7 +19,15 @@ from tests.auth.test_sandbox_launch import ORIGIN, _authorize, _local
 from tests.web.web_support import PATIENT, coach_principal, load_demo, login, patient_principal
 
 NY = "America/New_York"
-SUBPAGES = ["", "/print", "/messages", "/sessions/new", "/goals/new", "/goals/demo-goal-steps/edit", "/habits"]
+SUBPAGES = [
+    "",
+    "/print",
+    "/messages",
+    "/sessions/new",
+    "/goals/new",
+    "/goals/demo-goal-steps/edit",
+    "/habits",
+]
 
 
 @pytest.fixture
@@ -53,7 +61,9 @@ def test_every_patient_page_shows_the_banner_with_the_mrn(secure_client, coach):
         banner = re.search(r'<section class="banner" aria-label="Patient">(.*?)</section>', resp.text, re.S)
         assert banner, sub
         words = text(banner.group(1))
-        assert "Ana Lopez" in words and "female" in words and "MRN MRN-1001" in words and " y " in words + " ", sub
+        assert (
+            "Ana Lopez" in words and "female" in words and "MRN MRN-1001" in words and " y " in words + " "
+        ), sub
         assert "born 1978-03-14" in words
 
 
@@ -66,24 +76,43 @@ def test_the_ehr_can_say_it_shows_its_own_banner(secure_services, secure_client,
 
 def test_the_banner_never_shows_an_ehr_internal_id(secure_services, secure_client, demo):
     repo = secure_services.repo
-    linked = repo.create({"resourceType": "Patient", "name": [{"family": "Linked", "given": ["Lee"]}],
-                          "identifier": [{"system": "urn:mecr:ehr:sandbox:Patient", "value": "pat-internal-77"},
-                                         {"system": "http://example.org/mrn", "value": "A-5521",
-                                          "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                                                         "v2-0203", "code": "MR"}]}}]}).stored.id
-    only_link = repo.create({"resourceType": "Patient", "name": [{"family": "Bare"}],
-                             "identifier": [{"system": "urn:mecr:ehr:sandbox:Patient",
-                                             "value": "pat-internal-78"}]}).stored.id
+    linked = repo.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Linked", "given": ["Lee"]}],
+            "identifier": [
+                {"system": "urn:mecr:ehr:sandbox:Patient", "value": "pat-internal-77"},
+                {
+                    "system": "http://example.org/mrn",
+                    "value": "A-5521",
+                    "type": {
+                        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]
+                    },
+                },
+            ],
+        }
+    ).stored.id
+    only_link = repo.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Bare"}],
+            "identifier": [{"system": "urn:mecr:ehr:sandbox:Patient", "value": "pat-internal-78"}],
+        }
+    ).stored.id
     login(secure_services, coach_principal(), secure_client)
     page = secure_client.get(f"/app/patients/{linked}").text
     assert "MRN A-5521" in page and "pat-internal-77" not in page
     page = secure_client.get(f"/app/patients/{only_link}").text
-    assert "pat-internal-78" not in page and "MRN" not in text(re.search(r'class="banner".*?</section>', page, re.S)[0])
+    assert "pat-internal-78" not in page and "MRN" not in text(
+        re.search(r'class="banner".*?</section>', page, re.S)[0]
+    )
     caseload = secure_client.get("/app/caseload", params={"scope": "all"}).text
     assert "pat-internal" not in caseload and "MRN A-5521" in caseload
     # nor can a search find a patient by the EHR's internal id
-    assert f'data-patient="{linked}"' not in secure_client.get("/app/caseload", params={
-        "scope": "all", "q": "pat-internal-77"}).text
+    assert (
+        f'data-patient="{linked}"'
+        not in secure_client.get("/app/caseload", params={"scope": "all", "q": "pat-internal-77"}).text
+    )
 
 
 # -- times in the reader's zone ---------------------------------------------------------------------------------
@@ -98,13 +127,18 @@ def test_messages_and_sessions_are_shown_in_the_readers_zone(secure_services, se
     assert f"{sent.astimezone(ZoneInfo(NY)):%b %-d, %H:%M}" in page
     assert page.count("Times are shown in America/New_York") == 1
     patient_page = secure_client.get(f"/app/patients/{PATIENT}").text
-    session = next(e for e in repo.search_params("Encounter", [("_id", "demo-video-session")]).matches).content
+    session = next(
+        e for e in repo.search_params("Encounter", [("_id", "demo-video-session")]).matches
+    ).content
     start = datetime.fromisoformat(session["period"]["start"])
     assert f"{start.astimezone(ZoneInfo(NY)):%b %-d, %H:%M}" in patient_page
     # a coach who set their own zone reads in it
     person = repo.read("Practitioner", "demo-coach-person").content
-    repo.update("Practitioner", "demo-coach-person", {**person, "extension": [
-        {"url": io.TIMEZONE_URL, "valueCode": "Europe/London"}]})
+    repo.update(
+        "Practitioner",
+        "demo-coach-person",
+        {**person, "extension": [{"url": io.TIMEZONE_URL, "valueCode": "Europe/London"}]},
+    )
     page = secure_client.get(f"/app/patients/{PATIENT}/messages").text
     assert f"{sent.astimezone(ZoneInfo('Europe/London')):%b %-d, %H:%M}" in page
     assert "Times are shown in Europe/London" in page
@@ -132,7 +166,9 @@ def test_sign_out_is_on_every_page_and_ends_the_session(secure_services, secure_
     assert resp.headers["clear-site-data"] == '"cache"'
     assert secure_services.sessions.load(cookie) is None
     ended = secure_client.get("/app/signed-out?who=coach")
-    assert ended.status_code == 200 and "You have signed out" in ended.text and "data-signed-out" in ended.text
+    assert (
+        ended.status_code == 200 and "You have signed out" in ended.text and "data-signed-out" in ended.text
+    )
     secure_client.cookies.set(SESSION_COOKIE, cookie)  # the old cookie opens nothing any more
     assert secure_client.get("/app/caseload").status_code == 401
 
@@ -151,17 +187,27 @@ def test_a_patient_signs_out_of_the_app(secure_services, secure_client, demo):
 
 
 def test_errors_below_app_are_pages_with_a_way_back(secure_services, secure_client, coach, monkeypatch):
-    for path, status, title in (("/app/nowhere", 404, "Not found"), ("/app/patients/nobody", 404, "Not found"),
-                                ("/app/static/missing.css", 404, "Not found")):
+    for path, status, title in (
+        ("/app/nowhere", 404, "Not found"),
+        ("/app/patients/nobody", 404, "Not found"),
+        ("/app/static/missing.css", 404, "Not found"),
+    ):
         resp = secure_client.get(path)
         assert resp.status_code == status and resp.headers["content-type"].startswith("text/html"), path
         assert f"<h1>{title}</h1>" in resp.text and 'href="/app/caseload"' in resp.text
         assert "content-security-policy" in resp.headers
     resp = secure_client.get("/app/signout")  # a form's address, opened as a page
     assert resp.status_code == 405 and "<h1>Not here</h1>" in resp.text
-    resp = secure_client.post(f"/app/patients/{PATIENT}/messages", data={"text": "hi"},
-                              headers={"Referer": f"http://127.0.0.1:8000/app/patients/{PATIENT}/messages"})
-    assert resp.status_code == 403 and "CSRF" in resp.text and resp.headers["content-type"].startswith("text/html")
+    resp = secure_client.post(
+        f"/app/patients/{PATIENT}/messages",
+        data={"text": "hi"},
+        headers={"Referer": f"http://127.0.0.1:8000/app/patients/{PATIENT}/messages"},
+    )
+    assert (
+        resp.status_code == 403
+        and "CSRF" in resp.text
+        and resp.headers["content-type"].startswith("text/html")
+    )
     assert f'href="/app/patients/{PATIENT}/messages">Back to the page you came from' in resp.text
 
     def boom(*args, **kwargs):
@@ -184,7 +230,11 @@ def test_anonymous_errors_point_to_the_start(secure_client):
 
 def test_site_and_app_icons_are_served(secure_client):
     ico = secure_client.get("/favicon.ico")
-    assert ico.status_code == 200 and ico.headers["content-type"] == "image/x-icon" and ico.content[:4] == b"\0\0\1\0"
+    assert (
+        ico.status_code == 200
+        and ico.headers["content-type"] == "image/x-icon"
+        and ico.content[:4] == b"\0\0\1\0"
+    )
     manifest = secure_client.get("/app/manifest.webmanifest").json()
     for icon in manifest["icons"]:
         got = secure_client.get(icon["src"])
@@ -208,17 +258,38 @@ def _field_errors(page: str) -> dict[str, str]:
 
 def test_each_error_sits_under_its_own_field(secure_client, coach, demo):
     url = f"/app/patients/{PATIENT}/sessions"
-    resp = secure_client.post(url, data={"csrf_token": coach.csrf_token, "date": "someday", "start_time": "",
-                                         "modality": "fax", "coach": "", "time_zone": "Mars/Olympus"})
+    resp = secure_client.post(
+        url,
+        data={
+            "csrf_token": coach.csrf_token,
+            "date": "someday",
+            "start_time": "",
+            "modality": "fax",
+            "coach": "",
+            "time_zone": "Mars/Olympus",
+        },
+    )
     assert resp.status_code == 422
     placed = _field_errors(resp.text)
     for field in ("date", "start_time", "modality", "coach", "time_zone"):
         assert placed.get(field) == f"{field}-error", (field, placed)
         assert re.search(rf'name="{field}"[^>]*aria-describedby="{field}-error"', resp.text), field
-    resp = secure_client.post(f"/app/patients/{PATIENT}/goals", data={
-        "csrf_token": coach.csrf_token, "description": "x", "category": "nope", "measure": "41950-7", "value": "abc"})
+    resp = secure_client.post(
+        f"/app/patients/{PATIENT}/goals",
+        data={
+            "csrf_token": coach.csrf_token,
+            "description": "x",
+            "category": "nope",
+            "measure": "41950-7",
+            "value": "abc",
+        },
+    )
     placed = _field_errors(resp.text)
-    assert placed == {"description": "description-error", "category": "category-error", "value": "value-error"}
+    assert placed == {
+        "description": "description-error",
+        "category": "category-error",
+        "value": "value-error",
+    }
 
 
 def test_the_session_form_starts_at_now_in_the_coachs_zone(secure_client, coach):
@@ -231,22 +302,43 @@ def test_the_session_form_starts_at_now_in_the_coachs_zone(secure_client, coach)
     assert f'name="time_zone" value="{NY}"' in page
 
 
-def test_a_new_habit_has_no_check_ins_yet_and_a_check_in_returns_the_streak(secure_services, secure_client, coach):
+def test_a_new_habit_has_no_check_ins_yet_and_a_check_in_returns_the_streak(
+    secure_services, secure_client, coach
+):
     url = f"/app/patients/{PATIENT}/habits"
     version = re.search(r'name="version" value="(\d+)"', secure_client.get(url).text).group(1)
-    resp = secure_client.post(url, data={"csrf_token": coach.csrf_token, "plan": "demo-ana-habits",
-                                         "version": version, "action": "add", "title": "Drink water",
-                                         "schedule": "daily"}, follow_redirects=False)
+    resp = secure_client.post(
+        url,
+        data={
+            "csrf_token": coach.csrf_token,
+            "plan": "demo-ana-habits",
+            "version": version,
+            "action": "add",
+            "title": "Drink water",
+            "schedule": "daily",
+        },
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
-    row = re.search(r"<th scope=\"row\">Drink water.*?</tr>", secure_client.get(f"/app/patients/{PATIENT}").text, re.S)
-    assert row and "no check-ins yet" in row.group(0) and "0-day" not in row.group(0) and "best 0" not in row.group(0)
+    row = re.search(
+        r"<th scope=\"row\">Drink water.*?</tr>", secure_client.get(f"/app/patients/{PATIENT}").text, re.S
+    )
+    assert (
+        row
+        and "no check-ins yet" in row.group(0)
+        and "0-day" not in row.group(0)
+        and "best 0" not in row.group(0)
+    )
     _, patient = login(secure_services, patient_principal(), secure_client)
     app = secure_client.get("/app/me").text
     item = re.search(r'data-habit="drink-water".*?</li>', app, re.S).group(0)
     assert "no check-ins yet" in item and "0-day" not in item
     today = datetime.now(ZoneInfo(NY)).date().isoformat()
-    resp = secure_client.post("/app/me/check-in", headers={"X-CSRF-Token": patient.csrf_token},
-                              json={"plan": "demo-ana-habits", "habit": "drink-water", "status": "done", "date": today})
+    resp = secure_client.post(
+        "/app/me/check-in",
+        headers={"X-CSRF-Token": patient.csrf_token},
+        json={"plan": "demo-ana-habits", "habit": "drink-water", "status": "done", "date": today},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["streak"] == {"current": 1, "best": 1, "unit": "day", "text": "1-day streak"}
 
@@ -257,8 +349,11 @@ def test_a_new_habit_has_no_check_ins_yet_and_a_check_in_returns_the_streak(secu
 def test_the_run_charts_words_marks_alternative_and_table_agree(secure_client, coach):
     page = secure_client.get(f"/app/patients/{PATIENT}").text
     figure = re.search(r'<figure class="runchart-figure">(.*?)</figure>', page, re.S).group(1)
-    svgs = re.findall(r'<svg class="runchart[^"]*"[^>]*aria-label="([^"]+)"[^>]*><title>([^<]+)</title>(.*?)</svg>',
-                      figure, re.S)
+    svgs = re.findall(
+        r'<svg class="runchart[^"]*"[^>]*aria-label="([^"]+)"[^>]*><title>([^<]+)</title>(.*?)</svg>',
+        figure,
+        re.S,
+    )
     assert len(svgs) == 2  # the wide drawing and the narrow one (phones)
     sentence = htmllib.unescape(re.search(r'<p class="rc-sentence[^"]*">([^<]+)</p>', figure).group(1))
     for label, title, _ in svgs:
@@ -275,8 +370,11 @@ def test_the_run_charts_words_marks_alternative_and_table_agree(secure_client, c
         assert f"{htmllib.unescape(phase)}: median {median}" in sentence
     assert " md" not in sentence and ">md<" not in figure
     # limits with their direction
-    assert re.search(r"Longest run \d+ — more than \d+ would be a signal; crossings \d+ — fewer than \d+ would be a "
-                     r"signal\.", sentence)
+    assert re.search(
+        r"Longest run \d+ — more than \d+ would be a signal; crossings \d+ — fewer than \d+ would be a "
+        r"signal\.",
+        sentence,
+    )
     # the PDSA change's label is shortened in the drawing when it must be, with the full text on hover
     assert "<title>PDSA change on" in figure and "Walk after lunch with a colleague" in sentence
 
@@ -285,24 +383,47 @@ def test_a_run_chart_without_enough_baseline_says_so_everywhere():
     from datetime import date
 
     days = [date(2026, 3, 1) + timedelta(days=i) for i in range(16)]
-    data = {"unit": "/d", "from": days[0], "to": days[-1], "median": 6000.0,
-            "point": [{"date": d, "value": 5000.0 + 200 * (i % 5) + (3000 if i >= 8 else 0), "shift": False,
-                       "astronomical": False} for i, d in enumerate(days)],
-            "analysis": {"signal": False, "rule": [], "withheld": "not enough baseline yet", "useful": 16},
-            "baseline": {"points": 8, "needed": 20, "enough": False},
-            "phase": [{"from": days[0], "to": days[7], "median": 5400.0, "label": "baseline"},
-                      {"from": days[8], "to": days[-1], "median": 8400.0, "label": "Walk at lunch"}],
-            "annotation": [{"date": days[8], "title": "Walk at lunch with a friend from the office every day"}]}
+    data = {
+        "unit": "/d",
+        "from": days[0],
+        "to": days[-1],
+        "median": 6000.0,
+        "point": [
+            {
+                "date": d,
+                "value": 5000.0 + 200 * (i % 5) + (3000 if i >= 8 else 0),
+                "shift": False,
+                "astronomical": False,
+            }
+            for i, d in enumerate(days)
+        ],
+        "analysis": {"signal": False, "rule": [], "withheld": "not enough baseline yet", "useful": 16},
+        "baseline": {"points": 8, "needed": 20, "enough": False},
+        "phase": [
+            {"from": days[0], "to": days[7], "median": 5400.0, "label": "baseline"},
+            {"from": days[8], "to": days[-1], "median": 8400.0, "label": "Walk at lunch"},
+        ],
+        "annotation": [{"date": days[8], "title": "Walk at lunch with a friend from the office every day"}],
+    }
     fig = RunChartFigure.from_service(data, "Steps")
     said = fig.sentence()
-    assert "No signal reported: not enough baseline yet (8 of 20 points before the latest PDSA change)." in said
+    assert (
+        "No signal reported: not enough baseline yet (8 of 20 points before the latest PDSA change)." in said
+    )
     assert "Longest run" not in said and "No point is marked." in said
-    assert "median of all 16 days" in said.lower() and ": median 5,400 steps" in said and ": median 8,400 steps" in said
+    assert (
+        "median of all 16 days" in said.lower()
+        and ": median 5,400 steps" in said
+        and ": median 8,400 steps" in said
+    )
     narrow = str(draw(fig, width=330, height=280))
     assert htmllib.unescape(re.search(r'aria-label="([^"]+)"', narrow).group(1)) == said
     label = re.search(r'<g class="rc-pdsa">.*?<text[^>]*>([^<]+)</text>', narrow, re.S).group(1)
-    assert label.endswith("…") and "PDSA change on Mar 9: Walk at lunch with a friend from the office every day" \
-        in htmllib.unescape(narrow)
+    assert label.endswith(
+        "…"
+    ) and "PDSA change on Mar 9: Walk at lunch with a friend from the office every day" in htmllib.unescape(
+        narrow
+    )
     assert all(float(size) >= 12 for size in re.findall(r'font-size="([\d.]+)"', narrow))
 
 
@@ -325,13 +446,17 @@ def app_client(sandbox_settings, secure_services):
 
 
 def test_deny_explains_and_offers_a_retry(app_client):
-    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",
-                                                     "patient": "pat-1001"}, follow_redirects=False)
+    r = app_client.post(
+        "/sandbox-ehr/launch",
+        data={"client_id": "mecr", "practitioner": "coach-dana", "patient": "pat-1001"},
+        follow_redirects=False,
+    )
     r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
     form = app_client.get(_local(r.headers["location"]))
     tx = re.search(r'name="tx" value="([^"]+)"', form.text).group(1)
-    back = app_client.post("/sandbox-ehr/authorize/decision", data={"tx": tx, "decision": "deny"},
-                           follow_redirects=False)
+    back = app_client.post(
+        "/sandbox-ehr/authorize/decision", data={"tx": tx, "decision": "deny"}, follow_redirects=False
+    )
     page = app_client.get(_local(back.headers["location"]))
     assert page.status_code == 403 and "mECR was not allowed in" in page.text
     assert "nothing was shared" in page.text and 'href="/sandbox-ehr/"' in page.text
@@ -342,12 +467,20 @@ def test_the_sandbox_launch_finds_the_demo_people_unchanged(app_client, secure_s
     from pathlib import Path
 
     from fhir_ecr.fhir.bundles import process_bundle
+
     people = Path(__file__).resolve().parents[2] / "examples" / "demo" / "02-coaching-people.json"
-    process_bundle(secure_services.repo, json.loads(people.read_text()), fhir_base=secure_services.fhir_base,
-                   max_entries=1000)
+    process_bundle(
+        secure_services.repo,
+        json.loads(people.read_text()),
+        fhir_base=secure_services.fhir_base,
+        max_entries=1000,
+    )
     before = secure_services.repo.read("Patient", "demo-ana").content
-    r = app_client.post("/sandbox-ehr/launch", data={"client_id": "mecr", "practitioner": "coach-dana",
-                                                     "patient": "pat-1001"}, follow_redirects=False)
+    r = app_client.post(
+        "/sandbox-ehr/launch",
+        data={"client_id": "mecr", "practitioner": "coach-dana", "patient": "pat-1001"},
+        follow_redirects=False,
+    )
     r = app_client.get(_local(r.headers["location"]), follow_redirects=False)
     r = app_client.get(_local(_authorize(app_client, r.headers["location"])), follow_redirects=False)
     assert r.headers["location"] == "/app/patients/demo-ana"

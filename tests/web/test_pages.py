@@ -85,17 +85,30 @@ def test_unknown_patient_is_a_404_page(secure_client, coach):
 
 def test_print_view(secure_client, coach):
     resp = secure_client.get(f"/app/patients/{PATIENT}/print")
-    assert resp.status_code == 200 and "Coaching summary: Ana Lopez" in resp.text and "data-print" in resp.text
+    assert (
+        resp.status_code == 200 and "Coaching summary: Ana Lopez" in resp.text and "data-print" in resp.text
+    )
 
 
-def test_session_form_keeps_values_on_error_and_writes_the_encounter(secure_services, secure_client, coach, demo):
+def test_session_form_keeps_values_on_error_and_writes_the_encounter(
+    secure_services, secure_client, coach, demo
+):
     url = f"/app/patients/{PATIENT}/sessions"
     form = secure_client.get(f"{url}/new")
     assert form.status_code == 200 and 'name="csrf_token"' in form.text
     assert 'value="demo-coach" selected' in form.text  # the signed-in coach's role is preselected
-    bad = {"csrf_token": coach.csrf_token, "date": demo.isoformat(), "start_time": "", "duration": "30",
-           "modality": "video", "session_type": "follow-up", "coach": "demo-coach", "time_zone": "America/New_York",
-           "goals": "demo-goal-steps", "next_steps": "Walk at lunch on Tuesdays"}
+    bad = {
+        "csrf_token": coach.csrf_token,
+        "date": demo.isoformat(),
+        "start_time": "",
+        "duration": "30",
+        "modality": "video",
+        "session_type": "follow-up",
+        "coach": "demo-coach",
+        "time_zone": "America/New_York",
+        "goals": "demo-goal-steps",
+        "next_steps": "Walk at lunch on Tuesdays",
+    }
     resp = secure_client.post(url, data=bad)
     assert resp.status_code == 422
     assert 'id="start_time-error"' in resp.text and 'aria-describedby="start_time-error"' in resp.text
@@ -122,22 +135,40 @@ def test_form_without_csrf_token_is_refused(secure_client, coach):
 
 
 def test_goal_editor_and_smart_helper(secure_services, secure_client, coach, demo):
-    checks = secure_client.get("/app/goal-check", params={"description": "be healthier", "measure": "",
-                                                          "value": "", "due": ""}).json()
+    checks = secure_client.get(
+        "/app/goal-check", params={"description": "be healthier", "measure": "", "value": "", "due": ""}
+    ).json()
     assert [c["ok"] for c in checks] == [False, False, False]
     due = (demo + timedelta(days=90)).isoformat()
-    checks = secure_client.get("/app/goal-check", params={"description": "Sleep 7 hours a night",
-                                                          "measure": "93832-4", "value": "7", "due": due}).json()
+    checks = secure_client.get(
+        "/app/goal-check",
+        params={"description": "Sleep 7 hours a night", "measure": "93832-4", "value": "7", "due": due},
+    ).json()
     assert [c["letter"] for c in checks if c["ok"]] == ["S", "M", "T"]
     url = f"/app/patients/{PATIENT}/goals"
-    bad = {"csrf_token": coach.csrf_token, "description": "Lose weight", "category": "weight-management",
-           "measure": "29463-7", "direction": "between", "value": "80", "value_high": "70", "due": due}
+    bad = {
+        "csrf_token": coach.csrf_token,
+        "description": "Lose weight",
+        "category": "weight-management",
+        "measure": "29463-7",
+        "direction": "between",
+        "value": "80",
+        "value_high": "70",
+        "due": due,
+    }
     resp = secure_client.post(url, data=bad)
-    assert resp.status_code == 422 and 'id="value_high-error"' in resp.text and 'value="Lose weight"' in resp.text
+    assert (
+        resp.status_code == 422
+        and 'id="value_high-error"' in resp.text
+        and 'value="Lose weight"' in resp.text
+    )
     good = {**bad, "direction": "at_most", "value": "75", "value_high": ""}
     assert secure_client.post(url, data=good, follow_redirects=False).status_code == 303
-    goal = next(g for g in search(secure_services, "Goal", [("patient", f"Patient/{PATIENT}")])
-                if g["description"]["text"] == "Lose weight")
+    goal = next(
+        g
+        for g in search(secure_services, "Goal", [("patient", f"Patient/{PATIENT}")])
+        if g["description"]["text"] == "Lose weight"
+    )
     assert goal["target"][0]["detailQuantity"]["comparator"] == "<=" and goal["target"][0]["dueDate"] == due
     edit = secure_client.get(f"{url}/{goal['id']}/edit")
     assert edit.status_code == 200 and 'value="75"' in edit.text
@@ -148,11 +179,22 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
     page = secure_client.get(url).text
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     base = {"csrf_token": coach.csrf_token, "plan": "demo-ana-habits", "version": version}
-    resp = secure_client.post(url, data={**base, "action": "add", "title": "Drink water", "schedule": "per-week",
-                                         "times_per_week": "9"})
+    resp = secure_client.post(
+        url,
+        data={**base, "action": "add", "title": "Drink water", "schedule": "per-week", "times_per_week": "9"},
+    )
     assert resp.status_code == 422 and 'id="times_per_week-error"' in resp.text
-    resp = secure_client.post(url, data={**base, "action": "add", "title": "Drink water", "schedule": "weekdays",
-                                         "weekdays": ["mon", "thu"]}, follow_redirects=False)
+    resp = secure_client.post(
+        url,
+        data={
+            **base,
+            "action": "add",
+            "title": "Drink water",
+            "schedule": "weekdays",
+            "weekdays": ["mon", "thu"],
+        },
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
     habits = {h.habit_id: h for h in io.habits_of_plan(plan.content)}
@@ -160,27 +202,49 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
     stale = secure_client.post(url, data={**base, "action": "pause", "habit_id": "walk", "reason": "illness"})
     assert stale.status_code == 412 and "changed this plan" in stale.text
     fresh = {**base, "version": str(plan.version_id)}
-    assert secure_client.post(url, data={**fresh, "action": "pause", "habit_id": "walk", "reason": ""}).status_code == 422
-    assert secure_client.post(url, data={**fresh, "action": "pause", "habit_id": "walk", "reason": "illness",
-                                         "reason_text": "flu"}, follow_redirects=False).status_code == 303
+    assert (
+        secure_client.post(
+            url, data={**fresh, "action": "pause", "habit_id": "walk", "reason": ""}
+        ).status_code
+        == 422
+    )
+    assert (
+        secure_client.post(
+            url,
+            data={**fresh, "action": "pause", "habit_id": "walk", "reason": "illness", "reason_text": "flu"},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
     assert {h.habit_id: h for h in io.habits_of_plan(plan.content)}["walk"].status == "on-hold"
-    assert secure_client.post(url, data={**base, "version": str(plan.version_id), "action": "resume",
-                                         "habit_id": "walk"}, follow_redirects=False).status_code == 303
+    assert (
+        secure_client.post(
+            url,
+            data={**base, "version": str(plan.version_id), "action": "resume", "habit_id": "walk"},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
     assert {h.habit_id: h for h in io.habits_of_plan(plan.content)}["walk"].status == "in-progress"
     # A version that is not an ASCII number is no version at all (it used to crash int("²")).
     for odd in ("²", "99999999999999999999999"):
-        resp = secure_client.post(url, data={**base, "version": odd, "action": "pause", "habit_id": "walk",
-                                             "reason": "illness"}, follow_redirects=False)
+        resp = secure_client.post(
+            url,
+            data={**base, "version": odd, "action": "pause", "habit_id": "walk", "reason": "illness"},
+            follow_redirects=False,
+        )
         assert resp.status_code in (303, 412, 422), (odd, resp.status_code)  # never a 500
 
 
 def test_messages_both_sides_with_unread_counts(secure_services, secure_client, demo):
     _, coach = login(secure_services, coach_principal(), secure_client)
-    resp = secure_client.post(f"/app/patients/{PATIENT}/messages",
-                              data={"csrf_token": coach.csrf_token, "text": "How did the walks go?"},
-                              follow_redirects=False)
+    resp = secure_client.post(
+        f"/app/patients/{PATIENT}/messages",
+        data={"csrf_token": coach.csrf_token, "text": "How did the walks go?"},
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
     sent = search(secure_services, "Communication", [("subject", f"Patient/{PATIENT}")])
     assert len(sent) == 1 and sent[0]["sender"]["reference"] == "Practitioner/demo-coach-person"
@@ -190,9 +254,18 @@ def test_messages_both_sides_with_unread_counts(secure_services, secure_client, 
     msgs = secure_client.get("/app/me/messages").text
     assert "How did the walks go?" in msgs and "Your coach" in msgs
     assert "data-unread" not in secure_client.get("/app/me").text
-    assert secure_client.post("/app/me/messages", data={"csrf_token": pat.csrf_token, "text": "Great, 5 of 7"},
-                              follow_redirects=False).status_code == 303
-    assert secure_client.post("/app/me/messages", data={"csrf_token": pat.csrf_token, "text": "  "}).status_code == 422
+    assert (
+        secure_client.post(
+            "/app/me/messages",
+            data={"csrf_token": pat.csrf_token, "text": "Great, 5 of 7"},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
+    assert (
+        secure_client.post("/app/me/messages", data={"csrf_token": pat.csrf_token, "text": "  "}).status_code
+        == 422
+    )
     conv = thread(secure_services.repo, PATIENT)
     assert [m.from_patient for m in conv.messages] == [False, True] and conv.unanswered == 1
     login(secure_services, coach_principal(), secure_client)
@@ -208,12 +281,21 @@ def test_check_in_is_idempotent_per_day_and_needs_csrf(secure_services, secure_c
     assert first.status_code == 200, first.text
     again = secure_client.post("/app/me/check-in", json=body, headers=headers).json()
     assert again["id"] == first.json()["id"] and again["changed"] is False
-    found = search(secure_services, "Observation", [("patient", f"Patient/{PATIENT}"),
-                                                   ("code", f"{io.MECR_CODES}|habit-check-in"),
-                                                   ("date", demo.isoformat())])
+    found = search(
+        secure_services,
+        "Observation",
+        [
+            ("patient", f"Patient/{PATIENT}"),
+            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("date", demo.isoformat()),
+        ],
+    )
     assert len([o for o in found if io.checkin_from_observation(o)[1] == "stretch"]) == 1
-    other = secure_client.post("/app/me/check-in", headers=headers,
-                               json={**body, "plan": "demo-ana-habits", "date": (demo + timedelta(days=3)).isoformat()})
+    other = secure_client.post(
+        "/app/me/check-in",
+        headers=headers,
+        json={**body, "plan": "demo-ana-habits", "date": (demo + timedelta(days=3)).isoformat()},
+    )
     assert other.status_code == 422 and other.json()["resourceType"] == "OperationOutcome"
 
 
@@ -221,9 +303,16 @@ def test_patient_app_and_settings(secure_services, secure_client, patient):
     html = secure_client.get("/app/me").text
     assert 'rel="manifest"' in html and "Walk after lunch" in html and 'data-status="done"' in html
     assert "Screens off by 22:00" in html.split("Paused:")[1]  # the paused habit is not a tap target today
-    resp = secure_client.post("/app/me/settings", data={"csrf_token": patient.csrf_token,
-                                                        "time_zone": "America/Chicago", "reminder": "19:30",
-                                                        "hide_sensitive": "on"}, follow_redirects=False)
+    resp = secure_client.post(
+        "/app/me/settings",
+        data={
+            "csrf_token": patient.csrf_token,
+            "time_zone": "America/Chicago",
+            "reminder": "19:30",
+            "hide_sensitive": "on",
+        },
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
     stored = secure_services.repo.read("Patient", PATIENT).content
     assert io.patient_time_zone(stored, "UTC") == "America/Chicago"
@@ -238,14 +327,21 @@ def test_caseload_ranks_a_new_signal_first_and_filters(secure_services, secure_c
     send_message(secure_services.repo, "demo-cara", "Hello?", from_patient=True)
     html = secure_client.get("/app/caseload", params={"scope": "all"}).text
     order = re.findall(r'data-patient="([\w-]+)"', html)
-    assert order[0] == PATIENT and order[1] == "demo-cara"  # new signal (100) before an unanswered message (40)
+    assert (
+        order[0] == PATIENT and order[1] == "demo-cara"
+    )  # new signal (100) before an unanswered message (40)
     assert "Steps: new signal, moving toward the goal" in html
-    only = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "nguyen"}).text)
+    only = re.findall(
+        r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "nguyen"}).text
+    )
     assert only == ["demo-cara"]
-    by_mrn = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "mrn-1002"}).text)
+    by_mrn = re.findall(
+        r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"q": "mrn-1002"}).text
+    )
     assert by_mrn == ["demo-ben"]
-    msgs = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload",
-                                                                    params={"show": "messages"}).text)
+    msgs = re.findall(
+        r'data-patient="([\w-]+)"', secure_client.get("/app/caseload", params={"show": "messages"}).text
+    )
     assert msgs == ["demo-cara"]
     secure_client.get(f"/app/patients/{PATIENT}")  # seen: no longer a *new* signal
     order = re.findall(r'data-patient="([\w-]+)"', secure_client.get("/app/caseload").text)
@@ -266,8 +362,9 @@ def test_patient_page_shows_a_write_made_after_a_cached_view(secure_services, se
     assert first.status_code == 200 and "12,345" not in first.text
     stats = view_cache(secure_services.engine).stats
     hits = stats.hits
-    assert secure_client.get(f"/app/patients/{PATIENT}").text.count('class="spark"') == \
-        first.text.count('class="spark"')
+    assert secure_client.get(f"/app/patients/{PATIENT}").text.count('class="spark"') == first.text.count(
+        'class="spark"'
+    )
     assert stats.hits > hits  # the second view came from the cache
     secure_services.repo.create(steps_reading(PATIENT, demo, 12345))  # e.g. a wearable import
     html = secure_client.get(f"/app/patients/{PATIENT}").text

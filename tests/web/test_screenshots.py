@@ -31,7 +31,9 @@ def test_every_screenshot_is_recorded_and_every_page_photographed() -> None:
     pngs = {p.name for p in SHOTS.glob("*.png")}
     assert pngs == set(INDEX["pages"]), "run `make screenshots` and commit docs/screenshots"
     wanted = {f"{name}-{size}.png" for name, _, _ in screens.PAGES for size in screens.WIDTHS}
-    assert wanted == pngs, "scripts/screenshots.py PAGES and docs/screenshots disagree: run `make screenshots`"
+    assert wanted == pngs, (
+        "scripts/screenshots.py PAGES and docs/screenshots disagree: run `make screenshots`"
+    )
 
 
 def test_the_colours_are_the_stylesheets() -> None:
@@ -54,12 +56,15 @@ def test_the_pages_show_what_the_screenshots_show(demo_app: Any, secure_services
     for file, shot in sorted(INDEX["pages"].items()):
         key = (shot["who"], shot["path"])
         if key not in seen:
-            with TestClient(demo_app, raise_server_exceptions=False, base_url="http://127.0.0.1:8000") as client:
+            with TestClient(
+                demo_app, raise_server_exceptions=False, base_url="http://127.0.0.1:8000"
+            ) as client:
                 if shot["who"]:
                     client.cookies.set(SESSION_COOKIE, cookies[shot["who"]])
                 seen[key] = screens.page_facts(client.get(shot["path"]).text)
         assert seen[key] == {"title": shot["title"], "names": shot["names"]}, (
-            f"{file} shows {shot['title']!r} {shot['names']}, the page now {seen[key]}: run `make screenshots`")
+            f"{file} shows {shot['title']!r} {shot['names']}, the page now {seen[key]}: run `make screenshots`"
+        )
     # the demo's people are the sandbox EHR's, by name, in the pictures as on the pages
     named = {n for shot in INDEX["pages"].values() for n in shot["names"]}
     assert {"Ana Lopez", "Brian Okafor", "Chloe Nguyen", "Dana Whitfield"} <= named

@@ -11,21 +11,41 @@ from fhir_ecr.coaching.demo import demo_coaching_bundles
 from fhir_ecr.fhir.bundles import process_bundle
 from smart_launch.scopes import ScopeSet
 
-__all__ = ["COACH", "PATIENT", "SESSION_COOKIE", "coach_principal", "load_demo", "login", "patient_principal",
-           "wait_until"]
+__all__ = [
+    "COACH",
+    "PATIENT",
+    "SESSION_COOKIE",
+    "coach_principal",
+    "load_demo",
+    "login",
+    "patient_principal",
+    "wait_until",
+]
 
 COACH = "Practitioner/demo-coach-person"
 PATIENT = "demo-ana"
 
 
 def coach_principal(fhir_user: str = COACH, scopes: str = "user/*.cruds") -> Principal:
-    return Principal(kind="practitioner", subject=fhir_user, scopes=ScopeSet.parse(scopes), fhir_user=fhir_user,
-                     patient_id=None, display="Dana Whitfield")
+    return Principal(
+        kind="practitioner",
+        subject=fhir_user,
+        scopes=ScopeSet.parse(scopes),
+        fhir_user=fhir_user,
+        patient_id=None,
+        display="Dana Whitfield",
+    )
 
 
 def patient_principal(patient_id: str = PATIENT) -> Principal:
-    return Principal(kind="patient", subject=f"Patient/{patient_id}", scopes=ScopeSet.parse("patient/*.cruds"),
-                     fhir_user=f"Patient/{patient_id}", patient_id=patient_id, display="Ana Lopez")
+    return Principal(
+        kind="patient",
+        subject=f"Patient/{patient_id}",
+        scopes=ScopeSet.parse("patient/*.cruds"),
+        fhir_user=f"Patient/{patient_id}",
+        patient_id=patient_id,
+        display="Ana Lopez",
+    )
 
 
 def load_demo(services: Any, today: date | None = None) -> date:
@@ -37,8 +57,9 @@ def load_demo(services: Any, today: date | None = None) -> date:
     return today
 
 
-def login(services: Any, principal: Principal, client: Any = None, *, context: dict[str, Any] | None = None
-          ) -> tuple[str, Any]:
+def login(
+    services: Any, principal: Principal, client: Any = None, *, context: dict[str, Any] | None = None
+) -> tuple[str, Any]:
     """A server-side session for ``principal``; sets the cookie on a TestClient when given one."""
     cookie, session = create_session(services, principal, context=context or {})
     if client is not None:

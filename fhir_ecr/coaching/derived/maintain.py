@@ -54,8 +54,14 @@ class DerivedHook:
                 replaced.add(change.pk)
         if last:
             _delete(uow, sorted(replaced))
-            _insert(uow, ((c.pk, c.id, c.index or {}, c.content) for c in last.values()  # type: ignore[misc]
-                          if not c.deleted and c.content is not None))
+            _insert(
+                uow,
+                (
+                    (c.pk, c.id, c.index or {}, c.content)  # type: ignore[misc]
+                    for c in last.values()
+                    if not c.deleted and c.content is not None
+                ),
+            )
         return None
 
     def ready(self, uow: UnitOfWork) -> bool:
@@ -71,12 +77,14 @@ class DerivedHook:
 
 def _delete(uow: Any, pks: list[int]) -> None:
     for i in range(0, len(pks), _CHUNK):
-        chunk = pks[i:i + _CHUNK]
+        chunk = pks[i : i + _CHUNK]
         uow.conn.execute(CODES.delete().where(CODES.c.res_pk.in_(chunk)))
         uow.conn.execute(OBS.delete().where(OBS.c.res_pk.in_(chunk)))
 
 
-def _insert(uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]], dict[str, Any]]]) -> int:
+def _insert(
+    uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]], dict[str, Any]]]
+) -> int:
     obs_rows: list[tuple[Any, ...]] = []
     code_rows: list[tuple[Any, ...]] = []
     for pk, rid, index, content in items:
@@ -120,17 +128,26 @@ def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
         else:
             uow.conn.execute(CODES.delete().where(CODES.c.patient_id == patient_id))
             uow.conn.execute(OBS.delete().where(OBS.c.patient_id == patient_id))
-            where = [R.c.res_type == "Observation", R.c.deleted.is_(False), R.c.pk.in_(_patient_pks(patient_id))]
+            where = [
+                R.c.res_type == "Observation",
+                R.c.deleted.is_(False),
+                R.c.pk.in_(_patient_pks(patient_id)),
+            ]
         done, after = 0, 0
         while True:
-            page = uow.conn.execute(sa.select(R.c.pk, R.c.res_id, sa.cast(R.c.content, sa.Text).label("content"))
-                                    .where(*where, R.c.pk > after)
-                                    .order_by(R.c.pk).limit(_CHUNK)).all()
+            page = uow.conn.execute(
+                sa.select(R.c.pk, R.c.res_id, sa.cast(R.c.content, sa.Text).label("content"))
+                .where(*where, R.c.pk > after)
+                .order_by(R.c.pk)
+                .limit(_CHUNK)
+            ).all()
             if not page:
                 break
             after = page[-1].pk
             docs = [(row.pk, row.res_id, _doc(row.content)) for row in page]
-            done += _insert(uow, ((pk, rid, extract_index_rows(doc, repo.fhir_base), doc) for pk, rid, doc in docs))
+            done += _insert(
+                uow, ((pk, rid, extract_index_rows(doc, repo.fhir_base), doc) for pk, rid, doc in docs)
+            )
         if patient_id is None:
             uow.set_state(STATE_KEY, "ready")
     return done
@@ -140,8 +157,12 @@ def _patient_pks(patient_id: str) -> Any:
     ref = INDEX_TABLES["idx_reference"]
     param = search_param("Observation", "patient")
     assert param is not None
-    return sa.select(ref.c.res_pk).where(ref.c.res_type == "Observation", ref.c.param.in_(param.index_names),
-                                         ref.c.target_type == "Patient", ref.c.target_id == patient_id)
+    return sa.select(ref.c.res_pk).where(
+        ref.c.res_type == "Observation",
+        ref.c.param.in_(param.index_names),
+        ref.c.target_type == "Patient",
+        ref.c.target_id == patient_id,
+    )
 
 
 def _doc(content: Any) -> dict[str, Any]:

@@ -33,8 +33,9 @@ def coding_token(codings: Sequence[tuple[str, str]]) -> str:
     return ",".join(f"{s}|{c}".replace(",", "\\,") for s, c in codings)
 
 
-def elements(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]], names: list[str]
-             ) -> Iterator[dict[str, Any]]:
+def elements(
+    uow: UnitOfWork, rtype: str, params: list[tuple[str, str]], names: list[str]
+) -> Iterator[dict[str, Any]]:
     """Every match with only the named elements, picked out by the store, parsed one at a time as iterated."""
     return uow.search_elements(parse_search(rtype, params, strict=True), names)
 
@@ -47,20 +48,34 @@ class ObservationSource(Protocol):
         (what :func:`fhir_io.checkins_from_tokens` reads)."""
         ...
 
-    def readings(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str],
-                 names: list[str]) -> list[dict[str, Any]]:
+    def readings(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        dates: Sequence[str],
+        names: list[str],
+    ) -> list[dict[str, Any]]:
         """The Observations coded with any of ``codes`` whose date matches every ``dates`` value (``ge…``,
         ``le…``), in key order, with only the elements ``names``."""
         ...
 
-    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
-                       names: list[str]) -> list[dict[str, Any]]:
+    def first_readings(
+        self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int, names: list[str]
+    ) -> list[dict[str, Any]]:
         """For each measure, its first ``n`` Observations by date (earliest first, undated last, then key order):
         all of them once, in key order, with only the elements ``names``."""
         ...
 
-    def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
-                    limit: int, names: list[str]) -> list[dict[str, Any]]:
+    def first_since(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        start: date,
+        limit: int,
+        names: list[str],
+    ) -> list[dict[str, Any]]:
         """The first ``limit`` Observations coded with any of ``codes`` dated ``ge start``, in date order."""
         ...
 
@@ -73,41 +88,102 @@ class IndexSource:
     """The search index: every question is a FHIR search through the unit of work."""
 
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
-        query = parse_search("Observation", [("patient", f"Patient/{patient}"),
-                                             ("code", f"{io.MECR_CODES}|habit-check-in"),
-                                             ("date", f"ge{since.isoformat()}")], strict=True)
+        query = parse_search(
+            "Observation",
+            [
+                ("patient", f"Patient/{patient}"),
+                ("code", f"{io.MECR_CODES}|habit-check-in"),
+                ("date", f"ge{since.isoformat()}"),
+            ],
+            strict=True,
+        )
         return uow.search_index_values(query, io.CHECKIN_TOKENS)
 
-    def readings(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str],
-                 names: list[str]) -> list[dict[str, Any]]:
-        return list(elements(uow, "Observation", [("patient", f"Patient/{patient}"), ("code", coding_token(codes)),
-                                                  *(("date", d) for d in dates)], names))
+    def readings(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        dates: Sequence[str],
+        names: list[str],
+    ) -> list[dict[str, Any]]:
+        return list(
+            elements(
+                uow,
+                "Observation",
+                [
+                    ("patient", f"Patient/{patient}"),
+                    ("code", coding_token(codes)),
+                    *(("date", d) for d in dates),
+                ],
+                names,
+            )
+        )
 
-    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
-                       names: list[str]) -> list[dict[str, Any]]:
-        query = parse_search("Observation", [("patient", f"Patient/{patient}"), ("code", coding_token(measures))],
-                             strict=True)
+    def first_readings(
+        self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int, names: list[str]
+    ) -> list[dict[str, Any]]:
+        query = parse_search(
+            "Observation", [("patient", f"Patient/{patient}"), ("code", coding_token(measures))], strict=True
+        )
         rows = uow.search_index_values(query, [("code", system, code) for system, code in measures], ["date"])
         first: set[str] = set()
         for i in range(len(measures)):
             # rows come in key order, and sorted() is stable: equal dates keep it, as _sort=date does
-            having = sorted((r for r in rows if r[1 + i] is not None),
-                            key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0))
+            having = sorted(
+                (r for r in rows if r[1 + i] is not None),
+                key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0),
+            )
             first.update(str(r[0]) for r in having[:n])
         if not first:
             return []
         return list(elements(uow, "Observation", [("_id", ",".join(sorted(first)))], names))
 
-    def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
-                    limit: int, names: list[str]) -> list[dict[str, Any]]:
-        return list(uow.search_elements(parse_search("Observation", [
-            ("patient", f"Patient/{patient}"), ("code", coding_token(codes)), ("date", f"ge{start.isoformat()}"),
-            ("_sort", "date")], strict=True), names, limit=limit))
+    def first_since(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        start: date,
+        limit: int,
+        names: list[str],
+    ) -> list[dict[str, Any]]:
+        return list(
+            uow.search_elements(
+                parse_search(
+                    "Observation",
+                    [
+                        ("patient", f"Patient/{patient}"),
+                        ("code", coding_token(codes)),
+                        ("date", f"ge{start.isoformat()}"),
+                        ("_sort", "date"),
+                    ],
+                    strict=True,
+                ),
+                names,
+                limit=limit,
+            )
+        )
 
     def latest(self, uow: UnitOfWork, patient: str, today: date, names: list[str]) -> dict[str, Any] | None:
-        return next(iter(uow.search_elements(parse_search("Observation", [
-            ("patient", f"Patient/{patient}"), ("date", f"le{today.isoformat()}"), ("_sort", "-date")],
-            strict=True), names, limit=1)), None)
+        return next(
+            iter(
+                uow.search_elements(
+                    parse_search(
+                        "Observation",
+                        [
+                            ("patient", f"Patient/{patient}"),
+                            ("date", f"le{today.isoformat()}"),
+                            ("_sort", "-date"),
+                        ],
+                        strict=True,
+                    ),
+                    names,
+                    limit=1,
+                )
+            ),
+            None,
+        )
 
 
 def _codes_condition(codes: Sequence[tuple[str, str]]) -> Any:
@@ -133,51 +209,111 @@ class DerivedSource:
 
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
         uow.flush()
-        rows = [tuple(r) for r in uow.conn.execute(
-            sa.select(OBS.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
-            .where(OBS.c.patient_id == patient, OBS.c.is_checkin.is_(True),
-                   date_condition("date", f"ge{since.isoformat()}", OBS.c.low, OBS.c.high))
-            .order_by(OBS.c.res_pk)).all()]
+        rows = [
+            tuple(r)
+            for r in uow.conn.execute(
+                sa.select(OBS.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
+                .where(
+                    OBS.c.patient_id == patient,
+                    OBS.c.is_checkin.is_(True),
+                    date_condition("date", f"ge{since.isoformat()}", OBS.c.low, OBS.c.high),
+                )
+                .order_by(OBS.c.res_pk)
+            ).all()
+        ]
         if uow.guard is not None:
-            uow.guard.after_read([Stored("Observation", str(r[0]), 0, 0, False,
-                                         {"resourceType": "Observation", "id": r[0]}) for r in rows])
+            uow.guard.after_read(
+                [
+                    Stored("Observation", str(r[0]), 0, 0, False, {"resourceType": "Observation", "id": r[0]})
+                    for r in rows
+                ]
+            )
         return rows
 
-    def readings(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str],
-                 names: list[str]) -> list[dict[str, Any]]:
+    def readings(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        dates: Sequence[str],
+        names: list[str],
+    ) -> list[dict[str, Any]]:
         uow.flush()
         matching = sa.select(CODES.c.res_pk).where(
-            CODES.c.patient_id == patient, _codes_condition(codes),
-            *(date_condition("date", d, CODES.c.low, CODES.c.high) for d in dates))
-        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(matching))
-                     .order_by(OBS.c.res_pk), names)
+            CODES.c.patient_id == patient,
+            _codes_condition(codes),
+            *(date_condition("date", d, CODES.c.low, CODES.c.high) for d in dates),
+        )
+        return _docs(
+            uow,
+            sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(matching)).order_by(OBS.c.res_pk),
+            names,
+        )
 
-    def first_readings(self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int,
-                       names: list[str]) -> list[dict[str, Any]]:
+    def first_readings(
+        self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int, names: list[str]
+    ) -> list[dict[str, Any]]:
         uow.flush()
-        firsts = [sa.select(CODES.c.res_pk)
-                  .where(CODES.c.patient_id == patient, CODES.c.code == code, CODES.c.system == system)
-                  .order_by(CODES.c.low.is_(None), CODES.c.low, CODES.c.res_pk).limit(n).subquery()
-                  for system, code in measures]
+        firsts = [
+            sa.select(CODES.c.res_pk)
+            .where(CODES.c.patient_id == patient, CODES.c.code == code, CODES.c.system == system)
+            .order_by(CODES.c.low.is_(None), CODES.c.low, CODES.c.res_pk)
+            .limit(n)
+            .subquery()
+            for system, code in measures
+        ]
         if not firsts:
             return []
         pks = sa.union(*(sa.select(f.c.res_pk) for f in firsts)).subquery()
-        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(sa.select(pks.c.res_pk)))
-                     .order_by(OBS.c.res_pk), names)
+        return _docs(
+            uow,
+            sa.select(OBS.c.res_id, OBS.c.elements)
+            .where(OBS.c.res_pk.in_(sa.select(pks.c.res_pk)))
+            .order_by(OBS.c.res_pk),
+            names,
+        )
 
-    def first_since(self, uow: UnitOfWork, patient: str, codes: Sequence[tuple[str, str]], start: date,
-                    limit: int, names: list[str]) -> list[dict[str, Any]]:
+    def first_since(
+        self,
+        uow: UnitOfWork,
+        patient: str,
+        codes: Sequence[tuple[str, str]],
+        start: date,
+        limit: int,
+        names: list[str],
+    ) -> list[dict[str, Any]]:
         uow.flush()
-        page = (sa.select(CODES.c.res_pk, CODES.c.low)
-                .where(CODES.c.patient_id == patient, _codes_condition(codes),
-                       date_condition("date", f"ge{start.isoformat()}", CODES.c.low, CODES.c.high))
-                .distinct().order_by(CODES.c.low, CODES.c.res_pk).limit(limit).subquery())
-        return _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).join(page, page.c.res_pk == OBS.c.res_pk)
-                     .order_by(page.c.low, page.c.res_pk), names)
+        page = (
+            sa.select(CODES.c.res_pk, CODES.c.low)
+            .where(
+                CODES.c.patient_id == patient,
+                _codes_condition(codes),
+                date_condition("date", f"ge{start.isoformat()}", CODES.c.low, CODES.c.high),
+            )
+            .distinct()
+            .order_by(CODES.c.low, CODES.c.res_pk)
+            .limit(limit)
+            .subquery()
+        )
+        return _docs(
+            uow,
+            sa.select(OBS.c.res_id, OBS.c.elements)
+            .join(page, page.c.res_pk == OBS.c.res_pk)
+            .order_by(page.c.low, page.c.res_pk),
+            names,
+        )
 
     def latest(self, uow: UnitOfWork, patient: str, today: date, names: list[str]) -> dict[str, Any] | None:
         uow.flush()
-        found = _docs(uow, sa.select(OBS.c.res_id, OBS.c.elements).where(
-            OBS.c.patient_id == patient, date_condition("date", f"le{today.isoformat()}", OBS.c.low, OBS.c.high))
-            .order_by(OBS.c.high.desc(), OBS.c.res_pk).limit(1), names)
+        found = _docs(
+            uow,
+            sa.select(OBS.c.res_id, OBS.c.elements)
+            .where(
+                OBS.c.patient_id == patient,
+                date_condition("date", f"le{today.isoformat()}", OBS.c.low, OBS.c.high),
+            )
+            .order_by(OBS.c.high.desc(), OBS.c.res_pk)
+            .limit(1),
+            names,
+        )
         return found[0] if found else None

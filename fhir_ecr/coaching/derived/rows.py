@@ -19,8 +19,18 @@ from fhir_ecr.store.searchparams import search_param
 
 __all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "ELEMENTS", "observation_rows"]
 
-OBSERVATION_COLUMNS = ("res_pk", "res_id", "patient_id", "low", "high", "is_checkin", "checkin_key",
-                       "checkin_result", "status", "elements")
+OBSERVATION_COLUMNS = (
+    "res_pk",
+    "res_id",
+    "patient_id",
+    "low",
+    "high",
+    "is_checkin",
+    "checkin_key",
+    "checkin_result",
+    "status",
+    "elements",
+)
 #: The top-level elements kept of each Observation (what the views read of a reading: io.measurements_by_day).
 ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
 CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
@@ -34,8 +44,9 @@ def _names(param: str) -> frozenset[str]:
     return frozenset(found.index_names)
 
 
-def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
-                     ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
+def observation_rows(
+    pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
+) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
     """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
     subject is no Patient. For each token parameter, the greatest code is kept (what ``search_index_values``
@@ -54,8 +65,12 @@ def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, 
         if r[0] in date_names:
             low, high = r[1], r[2]
             break
-    code_names, id_names, value_names, status_names = (_names("code"), _names("identifier"),
-                                                       _names("value-concept"), _names("status"))
+    code_names, id_names, value_names, status_names = (
+        _names("code"),
+        _names("identifier"),
+        _names("value-concept"),
+        _names("status"),
+    )
     codings: dict[tuple[Any, Any], None] = {}
     key = result = status = None
     for param, system, code, _ in index.get("idx_token", ()):
@@ -70,7 +85,17 @@ def observation_rows(pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, 
         if param in status_names and (status is None or code > status):
             status = code
     is_checkin = CHECKIN_CODE in codings
-    obs = (pk, rid, patient, low, high, is_checkin, key if is_checkin else None, result if is_checkin else None,
-           status, jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode())
+    obs = (
+        pk,
+        rid,
+        patient,
+        low,
+        high,
+        is_checkin,
+        key if is_checkin else None,
+        result if is_checkin else None,
+        status,
+        jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode(),
+    )
     codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
     return obs, codes

@@ -26,8 +26,21 @@ from tests.web.web_support import (
 )
 
 NY = "America/New_York"
-COACH_PAGES = ["/app/caseload", *(f"/app/patients/{PATIENT}{s}" for s in (
-    "", "/print", "/messages", "/sessions/new", "/goals/new", "/goals/demo-goal-steps/edit", "/habits"))]
+COACH_PAGES = [
+    "/app/caseload",
+    *(
+        f"/app/patients/{PATIENT}{s}"
+        for s in (
+            "",
+            "/print",
+            "/messages",
+            "/sessions/new",
+            "/goals/new",
+            "/goals/demo-goal-steps/edit",
+            "/habits",
+        )
+    ),
+]
 PATIENT_PAGES = ["/app/me", "/app/me/messages"]
 ANYONE_PAGES = ["/app/signin", "/app/signed-out?who=patient", "/app/signed-out?who=coach", "/app/nowhere"]
 
@@ -49,8 +62,9 @@ def context_for(browser: Any, server: Any, cookie: str | None, **kwargs: Any) ->
     return context
 
 
-def test_the_caseload_ranks_a_crafted_practice_by_need(browser: Any, secure_live_server: Any,
-                                                       secure_services: Any, ny: None) -> None:
+def test_the_caseload_ranks_a_crafted_practice_by_need(
+    browser: Any, secure_live_server: Any, secure_services: Any, ny: None
+) -> None:
     ids = build_caseload_world(secure_services, "Practitioner/caseload-coach")
     cookie, _ = login(secure_services, coach_principal("Practitioner/caseload-coach"))
     context = context_for(browser, secure_live_server, cookie, viewport={"width": 1280, "height": 900})
@@ -80,8 +94,10 @@ def test_the_caseload_ranks_a_crafted_practice_by_need(browser: Any, secure_live
     page.get_by_label("Show").select_option("data")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url(re.compile(r"show=data"))
-    shown = {page.locator("table.caseload tbody tr").nth(i).get_attribute("data-patient")
-             for i in range(page.locator("table.caseload tbody tr").count())}
+    shown = {
+        page.locator("table.caseload tbody tr").nth(i).get_attribute("data-patient")
+        for i in range(page.locator("table.caseload tbody tr").count())
+    }
     assert shown == {ids["Sid Stone"], ids["Nia Noor"]}
     assert "2 of 15 patients" in page.locator("p.count").inner_text()
     # a row leads to the patient's page, which carries their banner
@@ -91,8 +107,9 @@ def test_the_caseload_ranks_a_crafted_practice_by_need(browser: Any, secure_live
     context.close()
 
 
-def test_every_patient_page_carries_the_banner(browser: Any, secure_live_server: Any, secure_services: Any,
-                                               demo: Any) -> None:
+def test_every_patient_page_carries_the_banner(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any
+) -> None:
     cookie, _ = login(secure_services, coach_principal())
     context = context_for(browser, secure_live_server, cookie)
     page = context.new_page()
@@ -105,8 +122,9 @@ def test_every_patient_page_carries_the_banner(browser: Any, secure_live_server:
     context.close()
 
 
-def test_sign_out_ends_the_session_and_clears_the_apps_offline_copy(browser: Any, secure_live_server: Any,
-                                                                   secure_services: Any, demo: Any) -> None:
+def test_sign_out_ends_the_session_and_clears_the_apps_offline_copy(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any
+) -> None:
     cookie, _ = login(secure_services, patient_principal())
     context = context_for(browser, secure_live_server, cookie, viewport={"width": 390, "height": 844})
     page = context.new_page()
@@ -115,7 +133,9 @@ def test_sign_out_ends_the_session_and_clears_the_apps_offline_copy(browser: Any
     # the service worker takes control and keeps the app page for offline use
     assert page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()
-    cached = "caches.open('mecr-app-v1').then(c => c.keys()).then(k => k.some(r => r.url.includes('/app/me')))"
+    cached = (
+        "caches.open('mecr-app-v1').then(c => c.keys()).then(k => k.some(r => r.url.includes('/app/me')))"
+    )
     for _ in range(100):
         if page.evaluate(cached):
             break
@@ -130,7 +150,9 @@ def test_sign_out_ends_the_session_and_clears_the_apps_offline_copy(browser: Any
     assert secure_services.sessions.load(cookie) is None
     page.get_by_role("link", name=re.compile("Sign in again")).is_visible()
     response = page.goto(f"{base}/app/me")
-    assert response is not None and response.status == 401 and page.get_by_text("Sign in to mECR").is_visible()
+    assert (
+        response is not None and response.status == 401 and page.get_by_text("Sign in to mECR").is_visible()
+    )
     context.close()
     # a coach signs out from any page too
     cookie, _ = login(secure_services, coach_principal())
@@ -144,15 +166,18 @@ def test_sign_out_ends_the_session_and_clears_the_apps_offline_copy(browser: Any
     context.close()
 
 
-def test_times_are_in_the_readers_zone_and_a_check_in_speaks(browser: Any, secure_live_server: Any,
-                                                            secure_services: Any, demo: Any) -> None:
+def test_times_are_in_the_readers_zone_and_a_check_in_speaks(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any
+) -> None:
     sent = send_message(secure_services.repo, PATIENT, "Short walk today", from_patient=True)["sent"]
     instant = datetime.fromisoformat(sent.replace("Z", "+00:00"))
     cookie, _ = login(secure_services, coach_principal())
     context = context_for(browser, secure_live_server, cookie)
     page = context.new_page()
     page.goto(f"{secure_live_server.url}/app/patients/{PATIENT}/messages")
-    assert page.locator("li.msg time").last.inner_text() == f"{instant.astimezone(ZoneInfo(NY)):%b %-d, %H:%M}"
+    assert (
+        page.locator("li.msg time").last.inner_text() == f"{instant.astimezone(ZoneInfo(NY)):%b %-d, %H:%M}"
+    )
     assert page.locator("footer.page-foot").inner_text().startswith("Times are shown in America/New_York")
     context.close()
     views.coaching_service(views.Data(secure_services.repo, NY)).set_time_zone(PATIENT, "America/Los_Angeles")
@@ -175,8 +200,9 @@ def test_times_are_in_the_readers_zone_and_a_check_in_speaks(browser: Any, secur
     context.close()
 
 
-def test_errors_are_pages_with_a_way_back(browser: Any, secure_live_server: Any, secure_services: Any,
-                                          demo: Any) -> None:
+def test_errors_are_pages_with_a_way_back(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any
+) -> None:
     cookie, _ = login(secure_services, coach_principal())
     context = context_for(browser, secure_live_server, cookie)
     page = context.new_page()
@@ -191,16 +217,27 @@ def test_errors_are_pages_with_a_way_back(browser: Any, secure_live_server: Any,
 
 
 @pytest.mark.parametrize("width", [360, 390])
-def test_phone_widths_have_no_horizontal_overflow(browser: Any, secure_live_server: Any, secure_services: Any,
-                                                  demo: Any, width: int) -> None:
+def test_phone_widths_have_no_horizontal_overflow(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any, width: int
+) -> None:
     """Every page fits a 360 and a 390 px screen: nothing scrolls sideways; the run chart's narrow drawing is the
     one shown, its labels at least 12 px; the habit table stacks."""
     send_message(secure_services.repo, PATIENT, "A rather long message " * 12, from_patient=True)
     overflow = {}
     for who, paths in (("coach", COACH_PAGES), ("patient", PATIENT_PAGES), (None, ANYONE_PAGES)):
-        cookie = login(secure_services, coach_principal() if who == "coach" else patient_principal())[0] if who else None
-        context = context_for(browser, secure_live_server, cookie, viewport={"width": width, "height": 800},
-                              is_mobile=True, service_workers="block")
+        cookie = (
+            login(secure_services, coach_principal() if who == "coach" else patient_principal())[0]
+            if who
+            else None
+        )
+        context = context_for(
+            browser,
+            secure_live_server,
+            cookie,
+            viewport={"width": width, "height": 800},
+            is_mobile=True,
+            service_workers="block",
+        )
         page = context.new_page()
         for path in paths:
             page.goto(secure_live_server.url + path)
@@ -209,8 +246,10 @@ def test_phone_widths_have_no_horizontal_overflow(browser: Any, secure_live_serv
                 overflow[path] = wide
         if who == "coach":
             page.goto(f"{secure_live_server.url}/app/patients/{PATIENT}")
-            assert page.locator("svg.runchart-narrow").is_visible() and not page.locator(
-                "svg.runchart:not(.runchart-narrow)").is_visible()
+            assert (
+                page.locator("svg.runchart-narrow").is_visible()
+                and not page.locator("svg.runchart:not(.runchart-narrow)").is_visible()
+            )
             smallest = page.evaluate("""() => {
                 const svg = document.querySelector('svg.runchart-narrow');
                 const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
@@ -218,13 +257,16 @@ def test_phone_widths_have_no_horizontal_overflow(browser: Any, secure_live_serv
             }""")
             assert smallest >= 12, smallest
             cell = page.locator("table.habits td").first
-            assert cell.evaluate("e => getComputedStyle(e).display") == "inline-block"  # stacked, labelled cells
+            assert (
+                cell.evaluate("e => getComputedStyle(e).display") == "inline-block"
+            )  # stacked, labelled cells
         context.close()
     assert overflow == {}
 
 
-def test_axe_finds_no_serious_violation_on_any_page(browser: Any, secure_live_server: Any, secure_services: Any,
-                                                    demo: Any) -> None:
+def test_axe_finds_no_serious_violation_on_any_page(
+    browser: Any, secure_live_server: Any, secure_services: Any, demo: Any
+) -> None:
     """axe-core on every page, at desktop and phone width: no serious or critical violation."""
     from axe_playwright_python.sync_playwright import Axe
 
@@ -233,16 +275,27 @@ def test_axe_finds_no_serious_violation_on_any_page(browser: Any, secure_live_se
     found = {}
     for width in (1280, 390):
         for who, paths in (("coach", COACH_PAGES), ("patient", PATIENT_PAGES), (None, ANYONE_PAGES)):
-            cookie = login(secure_services, coach_principal() if who == "coach" else patient_principal())[0] \
-                if who else None
-            context = context_for(browser, secure_live_server, cookie, viewport={"width": width, "height": 900},
-                                  service_workers="block")
+            cookie = (
+                login(secure_services, coach_principal() if who == "coach" else patient_principal())[0]
+                if who
+                else None
+            )
+            context = context_for(
+                browser,
+                secure_live_server,
+                cookie,
+                viewport={"width": width, "height": 900},
+                service_workers="block",
+            )
             page = context.new_page()
             for path in paths:
                 page.goto(secure_live_server.url + path)
                 violations = axe.run(page).response["violations"]
-                serious = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations
-                           if v["impact"] in ("serious", "critical")]
+                serious = [
+                    (v["id"], [n["target"] for n in v["nodes"]][:3])
+                    for v in violations
+                    if v["impact"] in ("serious", "critical")
+                ]
                 if serious:
                     found[f"{path} @ {width}"] = serious
             context.close()

@@ -62,7 +62,9 @@ class Watch:
         return str(self.page.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}"))
 
 
-def test_a_coach_launch_and_the_coach_pages(browser: Any, sandbox_live_server: Any, secure_services: Any) -> None:
+def test_a_coach_launch_and_the_coach_pages(
+    browser: Any, sandbox_live_server: Any, secure_services: Any
+) -> None:
     base = sandbox_live_server.url
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     watch = Watch(context)
@@ -76,7 +78,9 @@ def test_a_coach_launch_and_the_coach_pages(browser: Any, sandbox_live_server: A
     page.wait_for_url(re.compile(r"/app/patients/[^/]+$"))
     assert watch.style(".skip", "position") == "absolute"  # app.css applies
     # The launch's smart_style_url was fetched (connect-src) and its colours adopted.
-    wait_until(page, "getComputedStyle(document.documentElement).getPropertyValue('--bg').trim() === '#f6f7f9'")
+    wait_until(
+        page, "getComputedStyle(document.documentElement).getPropertyValue('--bg').trim() === '#f6f7f9'"
+    )
     patient_url = page.url
     for path in ("/messages", "/goals/new", "/sessions/new", "/habits", "/print"):
         page.goto(patient_url + path)
@@ -86,15 +90,22 @@ def test_a_coach_launch_and_the_coach_pages(browser: Any, sandbox_live_server: A
     context.close()
 
 
-def test_the_demo_coach_and_patient_pages(browser: Any, secure_live_server: Any, secure_services: Any) -> None:
+def test_the_demo_coach_and_patient_pages(
+    browser: Any, secure_live_server: Any, secure_services: Any
+) -> None:
     load_demo(secure_services)
     base = secure_live_server.url
     cookie, _ = login(secure_services, coach_principal())
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": base}])
     watch = Watch(context)
-    for path in ("/app/caseload", f"/app/patients/{PATIENT}", f"/app/patients/{PATIENT}/messages",
-                 f"/app/patients/{PATIENT}/habits", f"/app/patients/{PATIENT}/print"):
+    for path in (
+        "/app/caseload",
+        f"/app/patients/{PATIENT}",
+        f"/app/patients/{PATIENT}/messages",
+        f"/app/patients/{PATIENT}/habits",
+        f"/app/patients/{PATIENT}/print",
+    ):
         response = watch.page.goto(base + path)
         assert response is not None and response.status == 200, path
         assert watch.style(".skip", "position") == "absolute"
@@ -112,7 +123,9 @@ def test_the_demo_coach_and_patient_pages(browser: Any, secure_live_server: Any,
         assert response is not None and response.status == 200, path
         assert watch.style(".skip", "position") == "absolute"
     watch.page.goto(f"{base}/app/me")
-    watch.page.locator('li[data-habit] button[data-status="done"]').first.click()  # the one-tap check-in script
+    watch.page.locator(
+        'li[data-habit] button[data-status="done"]'
+    ).first.click()  # the one-tap check-in script
     watch.clean()
     phone.close()
 

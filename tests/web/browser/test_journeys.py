@@ -64,8 +64,15 @@ def signed_in(browser: Any, server: Any, cookie: str, **kwargs: Any) -> Any:
 
 
 def checkins_today(services: Any, habit: str, day: Any) -> list[dict[str, Any]]:
-    query = parse_search("Observation", [("patient", f"Patient/{PATIENT}"), ("code", f"{io.MECR_CODES}|habit-check-in"),
-                                         ("date", day.isoformat())], default_count=100)
+    query = parse_search(
+        "Observation",
+        [
+            ("patient", f"Patient/{PATIENT}"),
+            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("date", day.isoformat()),
+        ],
+        default_count=100,
+    )
     found = [s.content for s in services.repo.search(query).matches]
     return [o for o in found if io.checkin_from_observation(o)[1] == habit]
 
@@ -90,7 +97,10 @@ def test_patient_checks_in_offline_and_it_syncs_once(browser, secure_live_server
     assert len(stored) == 1
     assert io.checkin_from_observation(stored[0])[2].status.value == "done"
     page.reload()  # after a reload the server's state shows the check-in
-    assert page.locator('li[data-habit="walk"] button[data-status="done"]').get_attribute("aria-pressed") == "true"
+    assert (
+        page.locator('li[data-habit="walk"] button[data-status="done"]').get_attribute("aria-pressed")
+        == "true"
+    )
     context.close()
 
 
@@ -116,7 +126,9 @@ def test_coach_message_reaches_the_patient(browser, secure_live_server, secure_s
     patient.close()
 
 
-def test_caseload_ranks_the_patient_with_a_new_signal_first(browser, secure_live_server, secure_services, demo):
+def test_caseload_ranks_the_patient_with_a_new_signal_first(
+    browser, secure_live_server, secure_services, demo
+):
     send_message(secure_services.repo, "demo-ben", "Quick question", from_patient=True)
     cookie, _ = login(secure_services, coach_principal())
     context = signed_in(browser, secure_live_server, cookie)
@@ -141,7 +153,9 @@ def test_coach_documents_a_session(browser, secure_live_server, secure_services,
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     page.get_by_label("Date").fill(yesterday)
     page.get_by_label("Next steps").fill("Try the stairs at work")
-    page.get_by_label("Start").fill("")  # the form starts at now; without a start time it is refused, nothing lost
+    page.get_by_label("Start").fill(
+        ""
+    )  # the form starts at now; without a start time it is refused, nothing lost
     page.get_by_role("button", name="Save session").click()
     assert page.locator("#start_time-error").is_visible()
     assert page.get_by_label("Next steps").input_value() == "Try the stairs at work"
@@ -156,10 +170,16 @@ def test_coach_documents_a_session(browser, secure_live_server, secure_services,
     context.close()
 
 
-PAGES = [("coach", "/app/caseload"), ("coach", f"/app/patients/{PATIENT}"),
-         ("coach", f"/app/patients/{PATIENT}/sessions/new"), ("coach", f"/app/patients/{PATIENT}/goals/new"),
-         ("coach", f"/app/patients/{PATIENT}/habits"), ("coach", f"/app/patients/{PATIENT}/messages"),
-         ("patient", "/app/me"), ("patient", "/app/me/messages")]
+PAGES = [
+    ("coach", "/app/caseload"),
+    ("coach", f"/app/patients/{PATIENT}"),
+    ("coach", f"/app/patients/{PATIENT}/sessions/new"),
+    ("coach", f"/app/patients/{PATIENT}/goals/new"),
+    ("coach", f"/app/patients/{PATIENT}/habits"),
+    ("coach", f"/app/patients/{PATIENT}/messages"),
+    ("patient", "/app/me"),
+    ("patient", "/app/me/messages"),
+]
 
 
 def test_no_serious_accessibility_violations(browser, secure_live_server, secure_services, demo):
@@ -177,8 +197,11 @@ def test_no_serious_accessibility_violations(browser, secure_live_server, secure
                 continue
             page.goto(f"{secure_live_server.url}{path}")
             violations = axe.run(page).response["violations"]
-            serious = [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations
-                       if v["impact"] in ("serious", "critical")]
+            serious = [
+                (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
+                for v in violations
+                if v["impact"] in ("serious", "critical")
+            ]
             if serious:
                 found[path] = serious
         context.close()

@@ -26,8 +26,10 @@ def demo(secure_services: Any) -> Any:
     bundle = json.loads(DEMO_PRACTICE.read_text())
     for entry in bundle["entry"]:  # the demo practice's food bank and its pantry
         r = entry["resource"]
-        if (r["resourceType"], r["id"]) in (("Organization", "springfield-food-bank"),
-                                            ("HealthcareService", "food-bank-pantry")):
+        if (r["resourceType"], r["id"]) in (
+            ("Organization", "springfield-food-bank"),
+            ("HealthcareService", "food-bank-pantry"),
+        ):
             secure_services.repo.update(r["resourceType"], r["id"], r)
     return secure_services
 
@@ -50,8 +52,11 @@ def _refer(browser: Any, server: Any, services: Any) -> tuple[Any, str]:  # noqa
     return context, url
 
 
-def test_the_loop_closes_and_the_goal_chart_marks_it(browser: Any, secure_live_server: Any,  # noqa: F811
-                                                      demo: Any) -> None:
+def test_the_loop_closes_and_the_goal_chart_marks_it(
+    browser: Any,  # noqa: F811
+    secure_live_server: Any,  # noqa: F811
+    demo: Any,
+) -> None:
     server, services = secure_live_server, demo
     coach_ctx, url = _refer(browser, server, services)
     # the food bank, on a phone, with no account
@@ -66,7 +71,7 @@ def test_the_loop_closes_and_the_goal_chart_marks_it(browser: Any, secure_live_s
     page.click('[data-testid="accept"]')
     page.wait_for_selector('[data-testid="done"]')
     assert page.inner_text('[data-testid="status"]') == "accepted"
-    page.fill('#provided', "Food pantry enrolled")
+    page.fill("#provided", "Food pantry enrolled")
     page.click('[data-testid="complete"]')
     page.wait_for_selector('[data-testid="done"]')
     assert page.inner_text('[data-testid="status"]') == "completed"
@@ -78,12 +83,17 @@ def test_the_loop_closes_and_the_goal_chart_marks_it(browser: Any, secure_live_s
     assert "Food pantry enrolled" in page.inner_text('[data-testid="goal-referral"]')
     mark = page.locator("svg.runchart .rc-event text").first
     assert (mark.text_content() or "").startswith("Food pantry enrolled, ")
-    assert "Referral outcome: Food pantry enrolled" in (page.locator("svg.runchart title").first.text_content() or "")
+    assert "Referral outcome: Food pantry enrolled" in (
+        page.locator("svg.runchart title").first.text_content() or ""
+    )
     coach_ctx.close()
 
 
-def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(browser: Any,  # noqa: F811
-                                                                       secure_live_server: Any, demo: Any) -> None:
+def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(
+    browser: Any,  # noqa: F811
+    secure_live_server: Any,
+    demo: Any,
+) -> None:
     server, services = secure_live_server, demo
     coach_ctx, url = _refer(browser, server, services)
     token = url.rsplit("/", 1)[1]
@@ -91,7 +101,9 @@ def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(browser:
     page = org.new_page()
     page.goto(url)  # opened while it worked: the form is on screen
     with services.engine.begin() as conn:
-        conn.execute(CRED.update().where(CRED.c.key_hash == secret_hash(token)).values(expires=int(time.time()) - 1))
+        conn.execute(
+            CRED.update().where(CRED.c.key_hash == secret_hash(token)).values(expires=int(time.time()) - 1)
+        )
     page.click('[data-testid="accept"]')  # replayed after expiry
     page.wait_for_selector('[data-testid="link-gone"]')
     assert "This link no longer works" in page.content() and "Ana" not in page.content()
@@ -107,7 +119,8 @@ def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(browser:
     cpage.wait_for_selector("text=The organisation's link was revoked.")
     page.click('[data-testid="accept"]')
     page.wait_for_selector('[data-testid="link-gone"]')
-    assert services.repo.search_params("Task", [("patient", f"Patient/{PATIENT}"),
-                                                ("status", "requested")]).matches
+    assert services.repo.search_params(
+        "Task", [("patient", f"Patient/{PATIENT}"), ("status", "requested")]
+    ).matches
     org.close()
     coach_ctx.close()

@@ -109,6 +109,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("kv", "idx_uri", "idx_quantity", "idx_number", "idx_reference", "idx_date", "idx_string",
-                 "idx_token", "resource_history", "resource"):
+    for name in (
+        "kv",
+        "idx_uri",
+        "idx_quantity",
+        "idx_number",
+        "idx_reference",
+        "idx_date",
+        "idx_string",
+        "idx_token",
+        "resource_history",
+        "resource",
+    ):
         op.drop_table(name)

@@ -28,17 +28,24 @@ def upgrade() -> None:
     conn = op.get_bind()
     last = 0
     while True:
-        rows = conn.execute(sa.text(
-            "SELECT pk, res_type, CAST(content AS TEXT) FROM resource WHERE pk > :last AND deleted = :no "
-            "ORDER BY pk LIMIT :n"), {"last": last, "no": False, "n": _BATCH}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT pk, res_type, CAST(content AS TEXT) FROM resource WHERE pk > :last AND deleted = :no "
+                "ORDER BY pk LIMIT :n"
+            ),
+            {"last": last, "no": False, "n": _BATCH},
+        ).all()
         if not rows:
             break
         last = rows[-1][0]
         pks = [r[0] for r in rows]
         known: dict[int, list[tuple[object, ...]]] = {pk: [] for pk in pks}
-        for pk, param, ttype, tid in conn.execute(sa.text(
-                "SELECT res_pk, param, target_type, target_id FROM idx_reference WHERE res_pk IN :pks")
-                .bindparams(sa.bindparam("pks", expanding=True)), {"pks": pks}):
+        for pk, param, ttype, tid in conn.execute(
+            sa.text(
+                "SELECT res_pk, param, target_type, target_id FROM idx_reference WHERE res_pk IN :pks"
+            ).bindparams(sa.bindparam("pks", expanding=True)),
+            {"pks": pks},
+        ):
             if param != OTHER_REFERENCES:
                 known[pk].append((param, ttype, tid, None))
         new = []
@@ -46,14 +53,30 @@ def upgrade() -> None:
             if content is None:
                 continue
             for _, ttype, tid, url in other_references(orjson.loads(content), known[pk]):
-                new.append({"res_pk": pk, "res_type": rtype, "param": OTHER_REFERENCES, "target_type": ttype,
-                            "target_id": tid, "url": url})
+                new.append(
+                    {
+                        "res_pk": pk,
+                        "res_type": rtype,
+                        "param": OTHER_REFERENCES,
+                        "target_type": ttype,
+                        "target_id": tid,
+                        "url": url,
+                    }
+                )
         if new:
-            conn.execute(sa.text("DELETE FROM idx_reference WHERE param = :p AND res_pk IN :pks")
-                         .bindparams(sa.bindparam("pks", expanding=True)), {"p": OTHER_REFERENCES, "pks": pks})
-            conn.execute(sa.text(
-                "INSERT INTO idx_reference (res_pk, res_type, param, target_type, target_id, url) "
-                "VALUES (:res_pk, :res_type, :param, :target_type, :target_id, :url)"), new)
+            conn.execute(
+                sa.text("DELETE FROM idx_reference WHERE param = :p AND res_pk IN :pks").bindparams(
+                    sa.bindparam("pks", expanding=True)
+                ),
+                {"p": OTHER_REFERENCES, "pks": pks},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO idx_reference (res_pk, res_type, param, target_type, target_id, url) "
+                    "VALUES (:res_pk, :res_type, :param, :target_type, :target_id, :url)"
+                ),
+                new,
+            )
 
 
 def downgrade() -> None:

@@ -47,8 +47,14 @@ def upgrade() -> None:
         sa.Column("outcome", sa.Text, nullable=True),
     )
     op.create_index("ix_sync_outbox_due", "sync_outbox", ["ehr_id", "state", "next_attempt"])
-    op.create_index("uq_sync_outbox_pending", "sync_outbox", ["ehr_id", "res_type", "res_id"], unique=True,
-                    sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
+    op.create_index(
+        "uq_sync_outbox_pending",
+        "sync_outbox",
+        ["ehr_id", "res_type", "res_id"],
+        unique=True,
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    )
     op.create_table(
         "sync_link",
         sa.Column("ehr_id", sa.String(64), primary_key=True),

@@ -21,7 +21,14 @@ depends_on = None
 
 _BATCH = 2000
 _PARAMS = {
-    "HealthcareService": ("keyword-word", "communication", "eligibility", "min-age", "max-age", "available-window"),
+    "HealthcareService": (
+        "keyword-word",
+        "communication",
+        "eligibility",
+        "min-age",
+        "max-age",
+        "available-window",
+    ),
     "Location": ("position-latitude", "position-longitude"),
 }
 
@@ -34,9 +41,13 @@ def upgrade() -> None:
     for rtype, params in _PARAMS.items():
         last = 0
         while True:
-            rows = conn.execute(sa.text(
-                "SELECT pk, CAST(content AS TEXT) FROM resource WHERE res_type = :t AND pk > :last AND deleted = :no "
-                "ORDER BY pk LIMIT :n"), {"t": rtype, "last": last, "no": False, "n": _BATCH}).all()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT pk, CAST(content AS TEXT) FROM resource WHERE res_type = :t AND pk > :last AND deleted = :no "
+                    "ORDER BY pk LIMIT :n"
+                ),
+                {"t": rtype, "last": last, "no": False, "n": _BATCH},
+            ).all()
             if not rows:
                 break
             last = rows[-1][0]
@@ -49,19 +60,35 @@ def upgrade() -> None:
                     for row in table_rows:
                         if row[0] in params:
                             new.setdefault(table, []).append(
-                                {"res_pk": pk, "res_type": rtype, **dict(zip(INDEX_COLUMNS[table], row, strict=True))})
+                                {
+                                    "res_pk": pk,
+                                    "res_type": rtype,
+                                    **dict(zip(INDEX_COLUMNS[table], row, strict=True)),
+                                }
+                            )
             for table in ("idx_token", "idx_number", "idx_date"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE param IN :params AND res_pk IN :pks")
-                             .bindparams(sa.bindparam("params", expanding=True), sa.bindparam("pks", expanding=True)),
-                             {"params": list(params), "pks": pks})
+                conn.execute(
+                    sa.text(f"DELETE FROM {table} WHERE param IN :params AND res_pk IN :pks").bindparams(
+                        sa.bindparam("params", expanding=True), sa.bindparam("pks", expanding=True)
+                    ),
+                    {"params": list(params), "pks": pks},
+                )
             for table, values in new.items():
                 columns = ("res_pk", "res_type", *INDEX_COLUMNS[table])
-                conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) "
-                                     f"VALUES ({', '.join(':' + c for c in columns)})"), values)
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {table} ({', '.join(columns)}) "
+                        f"VALUES ({', '.join(':' + c for c in columns)})"
+                    ),
+                    values,
+                )
 
 
 def downgrade() -> None:
     for table in ("idx_token", "idx_number", "idx_date"):
         for rtype, params in _PARAMS.items():
-            op.execute(sa.text(f"DELETE FROM {table} WHERE res_type = :t AND param IN :params")
-                       .bindparams(sa.bindparam("params", expanding=True), t=rtype, params=list(params)))
+            op.execute(
+                sa.text(f"DELETE FROM {table} WHERE res_type = :t AND param IN :params").bindparams(
+                    sa.bindparam("params", expanding=True), t=rtype, params=list(params)
+                )
+            )

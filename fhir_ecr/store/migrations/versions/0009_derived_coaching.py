@@ -39,7 +39,9 @@ def upgrade() -> None:
             sa.Column("elements", sa.Text, nullable=False),
         )
         op.create_index("ix_derived_observation_latest", "derived_observation", ["patient_id", "high"])
-        op.create_index("ix_derived_observation_checkin", "derived_observation", ["patient_id", "is_checkin", "high"])
+        op.create_index(
+            "ix_derived_observation_checkin", "derived_observation", ["patient_id", "is_checkin", "high"]
+        )
     if not inspector.has_table("derived_observation_code"):
         op.create_table(
             "derived_observation_code",
@@ -51,14 +53,21 @@ def upgrade() -> None:
             sa.Column("low", sa.BigInteger, nullable=True),
             sa.Column("high", sa.BigInteger, nullable=True),
         )
-        op.create_index("ix_derived_observation_code_lookup", "derived_observation_code",
-                        ["patient_id", "code", "system", "low"])
+        op.create_index(
+            "ix_derived_observation_code_lookup",
+            "derived_observation_code",
+            ["patient_id", "code", "system", "low"],
+        )
     bind = op.get_bind()
     if bind.execute(sa.text("SELECT 1 FROM kv WHERE key = :k"), {"k": STATE_KEY}).first() is None:
-        has_observations = bind.execute(
-            sa.text("SELECT 1 FROM resource WHERE res_type = 'Observation' LIMIT 1")).first() is not None
-        bind.execute(sa.text("INSERT INTO kv (key, value) VALUES (:k, :v)"),
-                     {"k": STATE_KEY, "v": "stale" if has_observations else "ready"})
+        has_observations = (
+            bind.execute(sa.text("SELECT 1 FROM resource WHERE res_type = 'Observation' LIMIT 1")).first()
+            is not None
+        )
+        bind.execute(
+            sa.text("INSERT INTO kv (key, value) VALUES (:k, :v)"),
+            {"k": STATE_KEY, "v": "stale" if has_observations else "ready"},
+        )
 
 
 def downgrade() -> None:
