@@ -1,7 +1,8 @@
 """Browser journey (headless Chromium) of a closed-loop referral (docs/referrals.md): the coach refers Ana to the
 demo practice's food pantry with her consent; the food bank opens its link at phone width, accepts and completes;
 the coach's page shows completed and the steps goal's run chart marks the outcome; an expired and a revoked link
-show a clear page and change nothing."""
+show a clear page and change nothing. And the way there: from Ana's page the coach finds a food resource near her
+home in the demo's community directory (pre-filled with her need and ZIP code) and refers her to it with consent."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from typing import Any
 
 import pytest
 
+from fhir_ecr.directory.importer import DirectoryImporter
+from fhir_ecr.directory.sources import read_directory
 from fhir_ecr.store.auth_store import CRED, secret_hash
+from mappings.community.systems import SDOHCC_CATEGORY
 from tests.web.browser.test_journeys import browser, signed_in  # noqa: F401 - the module's Chromium fixture
 from tests.web.web_support import PATIENT, coach_principal, load_demo, login
 
 DEMO_PRACTICE = Path(__file__).resolve().parents[3] / "examples" / "demo" / "01-practice.json"
+DEMO_DIRECTORY = Path(__file__).resolve().parents[3] / "examples" / "demo" / "directory"
 STEPS = "41950-7"
 
 
@@ -124,3 +129,64 @@ def test_expired_and_revoked_links_show_a_clear_page_and_change_nothing(
     ).matches
     org.close()
     coach_ctx.close()
+
+
+def test_the_coach_finds_a_food_resource_near_the_patient_and_refers_with_consent(
+    browser: Any,  # noqa: F811
+    secure_live_server: Any,  # noqa: F811
+    demo: Any,
+) -> None:
+    server, services = secure_live_server, demo
+    read = read_directory(DEMO_DIRECTORY, name="springfield-demo")
+    DirectoryImporter(services.repo).import_directory(read.directory, name=read.name)
+    services.repo.create(  # Ana's need, as the practice recorded it (a Gravity SDOH category)
+        {
+            "resourceType": "Condition",
+            "subject": {"reference": f"Patient/{PATIENT}"},
+            "clinicalStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                ]
+            },
+            "category": [{"coding": [{"system": SDOHCC_CATEGORY, "code": "food-insecurity"}]}],
+            "code": {"text": "Food insecurity"},
+        }
+    )
+    cookie, _ = login(services, coach_principal())
+    context = signed_in(browser, server, cookie)
+    page = context.new_page()
+    page.goto(f"{server.url}/app/patients/{PATIENT}")
+    page.click(f'a[href="/app/directory?patient={PATIENT}"]')
+    page.wait_for_url(f"**/app/directory?patient={PATIENT}")
+    assert (
+        page.get_by_label("Need").input_value() == "food-insecurity"
+    )  # her need and her ZIP code, pre-filled
+    assert page.get_by_label("Near ZIP").input_value() == "62704"
+    cards = page.locator("li.service")
+    assert cards.count() >= 1
+    first = cards.first
+    name = first.locator("h2").inner_text()
+    assert first.get_by_text("Food Insecurity").is_visible()
+    distances = [float(d.split()[0]) for d in page.locator("li.service .distance").all_inner_texts()]
+    assert distances == sorted(distances)  # nearest first
+    first.get_by_role("link", name="Refer").click()
+    page.wait_for_url("**/referrals/new?service=**")
+    assert name in page.content()
+    page.fill('input[name="need"]', "Groceries near home")
+    page.select_option('select[name="goal"]', "demo-goal-steps")
+    page.check('[data-testid="consent"]')
+    page.click('button:has-text("Make the referral")')
+    page.wait_for_selector('[data-testid="referral-status"]')
+    assert page.inner_text('[data-testid="referral-status"]') == "requested"
+    # on record: a referral to the organisation that offers the service found, and Ana's consent to share with it
+    tasks = services.repo.search_params(
+        "Task", [("patient", f"Patient/{PATIENT}"), ("status", "requested")]
+    ).matches
+    assert len(tasks) == 1
+    owner = tasks[0].content["owner"]["reference"]
+    assert (
+        owner.startswith("Organization/") and owner != "Organization/springfield-food-bank"
+    )  # from the directory
+    consents = services.repo.search_params("Consent", [("patient", f"Patient/{PATIENT}")]).matches
+    assert [c.content["provision"]["actor"][0]["reference"]["reference"] for c in consents] == [owner]
+    context.close()
