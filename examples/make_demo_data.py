@@ -257,37 +257,37 @@ def habit_plan(pid: str, index: int, rng: random.Random) -> tuple[dict[str, Any]
     """The patient's habit plan (mecr-habit-plan, built with the coaching service's own builders) and a month of
     check-ins: a daily walk after dinner, vegetables with lunch on weekdays, and strength training twice a week,
     paused for a knee injury since the second week."""
-    from fhir_ecr.coaching import fhir_io as io
+    from fhir_ecr.coaching import resources as res
     from fhir_ecr.coaching.schedule import CheckInStatus, Pause
 
-    walk = io.habit_activity(
-        "walk", "Walk after dinner", io.timing_repeat("daily"), START, goal_id=f"{pid}-goal-steps"
+    walk = res.habit_activity(
+        "walk", "Walk after dinner", res.timing_repeat("daily"), START, goal_id=f"{pid}-goal-steps"
     )
-    veg = io.habit_activity(
+    veg = res.habit_activity(
         "vegetables",
         "Vegetables with lunch",
-        io.timing_repeat("weekdays", weekdays=["mon", "tue", "wed", "thu", "fri"]),
+        res.timing_repeat("weekdays", weekdays=["mon", "tue", "wed", "thu", "fri"]),
         START,
         goal_id=f"{pid}-goal-weight",
     )
-    strength = io.habit_activity(
+    strength = res.habit_activity(
         "strength",
         "Strength training",
-        io.timing_repeat("per-week", times=2),
+        res.timing_repeat("per-week", times=2),
         START,
         goal_id=f"{pid}-goal-weight",
     )
     injured = START + timedelta(days=9)
     strength["detail"]["status"] = "on-hold"
-    strength["detail"]["statusReason"] = io._pause_reason("injury", "Knee injury")
-    strength["extension"].append(io.pause_extension(Pause(injured, None, "injury"), "Knee injury"))
+    strength["detail"]["statusReason"] = res.pause_reason("injury", "Knee injury")
+    strength["extension"].append(res.pause_extension(Pause(injured, None, "injury"), "Knee injury"))
     plan = {
         "resourceType": "CarePlan",
         "id": f"{pid}-habits",
-        "meta": {"profile": [io.PLAN_PROFILE]},
+        "meta": {"profile": [res.PLAN_PROFILE]},
         "status": "active",
         "intent": "plan",
-        "category": [{"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
+        "category": [{"coding": [{"system": res.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
         "title": "Healthy habits programme",
         "subject": {"reference": f"Patient/{pid}"},
         "period": {"start": START.isoformat()},
@@ -296,7 +296,7 @@ def habit_plan(pid: str, index: int, rng: random.Random) -> tuple[dict[str, Any]
         "activity": [walk, veg, strength],
     }
     done, partly, quiet = CHECK_IN[pid]
-    habits = {h.habit_id: h for h in io.habits_of_plan(plan)}
+    habits = {h.habit_id: h for h in res.habits_of_plan(plan)}
     checkins = []
     for d in range(DAYS - quiet):
         day = START + timedelta(days=d)
@@ -312,7 +312,7 @@ def habit_plan(pid: str, index: int, rng: random.Random) -> tuple[dict[str, Any]
             )
             if status is None:
                 continue
-            obs = io.checkin_observation(habits[hid], pid, day, status)
+            obs = res.checkin_observation(habits[hid], pid, day, status)
             obs["id"] = f"{pid}-{hid}-{day:%Y%m%d}"
             checkins.append(obs)
     return plan, checkins

@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from .sync.web import router as sync_pages  # /app/sync, the sync status page (docs/sync.md)
 
     app.include_router(sync_pages)
-    from .referrals.pages import router as referral_link_pages  # /r/{token}, the organisation's link
+    from .web.referral_link import router as referral_link_pages  # /r/{token}, the organisation's link
 
     app.include_router(referral_link_pages)
     # Outermost but for the access log: the body limit and the NUL check hold for every path, mounts included.

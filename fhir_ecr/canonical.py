@@ -78,6 +78,9 @@ CHECKIN_PROFILE: Final = structure_definition("mecr-habit-check-in")
 SESSION_PROFILE: Final = structure_definition("mecr-coaching-session")
 COACH_PROFILE: Final = structure_definition("mecr-coach")
 REFERRAL_PROFILE: Final = structure_definition("mecr-community-referral")
+REFERRAL_TASK_PROFILE: Final = structure_definition("mecr-referral-task")
+#: Provenance.activity of a referral Task's status change (docs/referrals.md).
+REFERRAL_TRANSITION_SYSTEM: Final = code_system("referral-transition")
 HABIT_ID_URL: Final = structure_definition("habit-id")
 HABIT_PAUSE_URL: Final = structure_definition("habit-pause")
 MODALITY_URL: Final = structure_definition("coaching-session-modality")
@@ -119,6 +122,8 @@ __all__ = [
     "SESSION_PROFILE",
     "COACH_PROFILE",
     "REFERRAL_PROFILE",
+    "REFERRAL_TASK_PROFILE",
+    "REFERRAL_TRANSITION_SYSTEM",
     "HABIT_ID_URL",
     "HABIT_PAUSE_URL",
     "MODALITY_URL",

@@ -33,14 +33,11 @@ KNOWN_CROSSINGS = {
 }
 
 #: Modules allowed to spell a ``https://mecr.dev/fhir`` URL: the one definition, the mappings' own systems
-#: (``mappings`` imports nothing from ``fhir_ecr``),
-#: and (TODO(#14), h19's area) the coaching module that still defines its block of URLs itself.
+#: (``mappings`` imports nothing from ``fhir_ecr``).
 CANONICAL_HOMES = {
     "fhir_ecr/canonical.py",
     "mappings/systems.py",
     "mappings/community/systems.py",
-    "fhir_ecr/coaching/fhir_io.py",
-    "fhir_ecr/coaching/demo.py",
 }
 
 

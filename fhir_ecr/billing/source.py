@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ..canonical import BILLING_LINE_SYSTEM, CREDENTIAL_SYSTEM, CREDENTIAL_URL, MODALITY_URL
-from ..coaching.fhir_io import patient_time_zone
+from ..coaching.resources import patient_time_zone
 from ..store.repository import SearchResult
 from ..store.search import SearchQuery, parse_search
 from .model import BilledItem, Credential, Insurance, Modality, Person, Provider, Session

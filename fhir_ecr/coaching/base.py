@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.adherence import AdherencePolicy
 from fhir_ecr.coaching.errors import CoachingError
 from fhir_ecr.coaching.progress import GoalProgress, ProgressPolicy, goal_progress
@@ -63,8 +63,8 @@ def _search_all(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]]) -> l
         query.cursor = result.next_cursor
 
 
-# What the summary reads of each check-in and each reading (io.checkin_from_observation, io.measurements_by_day).
-# What the summary reads of each check-in and each reading (io.checkin_from_observation, io.measurements_by_day).
+# What the summary reads of each check-in and each reading (res.checkin_from_observation, res.measurements_by_day).
+# What the summary reads of each check-in and each reading (res.checkin_from_observation, res.measurements_by_day).
 _CHECKIN_ELEMENTS = ["status", "extension", "basedOn", "effectiveDateTime", "valueCodeableConcept"]
 _READING_ELEMENTS = [
     "status",
@@ -122,11 +122,11 @@ class CoachingBase:
 
     def _patient(self, uow: UnitOfWork, patient_id: str) -> tuple[dict[str, Any], str]:
         content = uow.read("Patient", patient_id).content or {}
-        return content, io.patient_time_zone(content, self.default_tz)
+        return content, res.patient_time_zone(content, self.default_tz)
 
     def _progress(
         self,
-        info: io.GoalInfo,
+        info: res.GoalInfo,
         observations: Sequence[Mapping[str, Any]],
         tz: str,
         today: date,
@@ -137,18 +137,20 @@ class CoachingBase:
         created), never an older one; with none yet, the goal is in progress (R1: no evidence of its own)."""
         if info.target is None:
             return None
-        series = io.measurements_by_day(observations, tz, info.unit)
+        series = res.measurements_by_day(observations, tz, info.unit)
         with _core_errors():
             target = info.target
             if info.inferred_direction:
                 own = [m for m in series if start is None or m.when >= start]
                 if not own:
                     return goal_progress(target, [], today=today, policy=self.progress_policy), series
-                target = io.goal_info_target(info, own[0].value) or target
+                target = res.goal_info_target(info, own[0].value) or target
             return goal_progress(target, series, today=today, policy=self.progress_policy), series
 
     @staticmethod
-    def _goal_start(uow: UnitOfWork, info: io.GoalInfo, tz: str, stored: Stored | None = None) -> date | None:
+    def _goal_start(
+        uow: UnitOfWork, info: res.GoalInfo, tz: str, stored: Stored | None = None
+    ) -> date | None:
         """Goal.startDate, else the local day the goal was created (its first version)."""
         if info.start is not None:
             return info.start

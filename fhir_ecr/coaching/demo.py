@@ -26,7 +26,7 @@ Everything is relative to ``today`` (all three live in ``America/New_York``):
 
 Wearable days are daily summaries in the IG's profiles (mecr-daily-steps, -sleep-duration, -body-weight,
 -resting-heart-rate). Each goal's stored ``achievementStatus`` is what the service computes from its data.
-Everything is built with the builders the service uses (:mod:`~fhir_ecr.coaching.fhir_io`), so the demo is
+Everything is built with the builders the service uses (:mod:`~fhir_ecr.coaching.resources`), so the demo is
 what the service would have written. Ids name days by how long ago they are (``d001`` is yesterday), never
 by date.
 
@@ -46,8 +46,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fhir_ecr.canonical import IDENTIFIER_SOURCE_URL
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.canonical import IDENTIFIER_SOURCE_URL, PAYER_ID_SYSTEM
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.progress import AchievementStatus, goal_progress
 from fhir_ecr.coaching.schedule import CheckInStatus, Pause, Weekday
 from fhir_ecr.coaching.sessions import MODALITIES, SESSION_TYPES, SessionNote, session_note_document
@@ -55,7 +55,7 @@ from fhir_ecr.coaching.sessions import MODALITIES, SESSION_TYPES, SessionNote, s
 __all__ = ["AS_OF_URL", "DEMO_TZ", "demo_coaching_bundles", "demo_today", "rebase_demo_bundle"]
 
 DEMO_TZ = "America/New_York"
-AS_OF_URL = f"{io.CANONICAL}/StructureDefinition/demo-as-of"
+AS_OF_URL = f"{res.CANONICAL}/StructureDefinition/demo-as-of"
 _LOINC = "http://loinc.org"
 _OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 _PA_CAT = {
@@ -78,9 +78,8 @@ NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 #: is what lets a launch link by them (fhir_ecr/auth/linking.py).
 _FROM_EHR = [{"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
-PAYER_ID_SYSTEM = "https://mecr.dev/fhir/sid/payer-id"
-COACH_CREDENTIAL_URL = f"{io.CANONICAL}/StructureDefinition/coach-credential"
-COACH_CREDENTIAL_SYSTEM = f"{io.CANONICAL}/CodeSystem/coach-credential"
+COACH_CREDENTIAL_URL = f"{res.CANONICAL}/StructureDefinition/coach-credential"
+COACH_CREDENTIAL_SYSTEM = f"{res.CANONICAL}/CodeSystem/coach-credential"
 #: The sandbox EHR's pat-1001..1003 (fhir_ecr/sandbox_ehr/seed.py): MRN, name, sex, birth date and problems as the
 #: EHR has them, and who pays for their coaching (a payer of the demo, with the member id; None: self-pay).
 _PEOPLE = [
@@ -157,13 +156,13 @@ def _reading(
     return {
         "resourceType": "Observation",
         "id": rid,
-        "meta": {"profile": [f"{io.CANONICAL}/StructureDefinition/{profile}"], "source": _SOURCE},
+        "meta": {"profile": [f"{res.CANONICAL}/StructureDefinition/{profile}"], "source": _SOURCE},
         "status": "final",
         "category": categories,
         "code": {"coding": [{"system": _LOINC, "code": code, "display": display}]},
         "subject": {"reference": f"Patient/{pid}"},
         **effective,
-        "valueQuantity": io.quantity(value, ucum, unit),
+        "valueQuantity": res.quantity(value, ucum, unit),
     }
 
 
@@ -182,9 +181,9 @@ def _goal(
     return {
         "resourceType": "Goal",
         "id": gid,
-        "meta": {"profile": [io.GOAL_PROFILE]},
+        "meta": {"profile": [res.GOAL_PROFILE]},
         "lifecycleStatus": "active",
-        "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": category}]}],
+        "category": [{"coding": [{"system": res.GOAL_CATEGORY_SYSTEM, "code": category}]}],
         "description": {"text": text},
         "subject": {"reference": f"Patient/{pid}"},
         "startDate": start.isoformat(),
@@ -200,7 +199,7 @@ def _goal(
                 "target": [
                     {
                         "measure": {"coding": [{"system": _LOINC, "code": code}]},
-                        "detailQuantity": {**io.quantity(value, unit), "comparator": comparator},
+                        "detailQuantity": {**res.quantity(value, unit), "comparator": comparator},
                         "dueDate": due.isoformat(),
                     }
                 ]
@@ -218,10 +217,10 @@ def _plan(
     return {
         "resourceType": "CarePlan",
         "id": plan_id,
-        "meta": {"profile": [io.PLAN_PROFILE]},
+        "meta": {"profile": [res.PLAN_PROFILE]},
         "status": "active",
         "intent": "plan",
-        "category": [{"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
+        "category": [{"coding": [{"system": res.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}],
         "title": title,
         "subject": {"reference": f"Patient/{pid}"},
         "period": {"start": start.isoformat()},
@@ -246,13 +245,13 @@ def _encounter(
     enc: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": eid,
-        "meta": {"profile": [io.SESSION_PROFILE]},
+        "meta": {"profile": [res.SESSION_PROFILE]},
         "extension": [
-            {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": modality}}
+            {"url": res.MODALITY_URL, "valueCoding": {"system": res.MODALITY_SYSTEM, "code": modality}}
         ],
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": cls},
-        "type": [{"coding": [{"system": io.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
+        "type": [{"coding": [{"system": res.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
         "subject": {"reference": subject},
         "participant": [
             {
@@ -284,10 +283,10 @@ def _encounter(
 
 
 def _set_status(goal: dict[str, Any], readings: Sequence[dict[str, Any]], today: date) -> None:
-    """Store the achievementStatus the service computes from ``readings`` (io.goal_info + goal_progress)."""
-    info = io.goal_info(goal)
+    """Store the achievementStatus the service computes from ``readings`` (res.goal_info + goal_progress)."""
+    info = res.goal_info(goal)
     assert info.target is not None
-    series = io.measurements_by_day(readings, DEMO_TZ, info.unit)
+    series = res.measurements_by_day(readings, DEMO_TZ, info.unit)
     progress = goal_progress(info.target, series, today=today)
     goal["achievementStatus"] = {"coding": [progress.status.coding()]}
 
@@ -300,7 +299,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     zone = ZoneInfo(DEMO_TZ)
     start = today - timedelta(days=_DAYS)
     change_day = today - timedelta(days=30)
-    tz_ext = [{"url": io.TIMEZONE_URL, "valueCode": DEMO_TZ}]
+    tz_ext = [{"url": res.TIMEZONE_URL, "valueCode": DEMO_TZ}]
     people: list[dict[str, Any]] = [
         {"resourceType": "Organization", "id": f"{p}-clinic", "name": "Riverside Family Practice"},
         # the sandbox EHR's coach-dana (same name and NPI): a launch from the sandbox links to this record by NPI
@@ -315,7 +314,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
         {
             "resourceType": "PractitionerRole",
             "id": f"{p}-coach",
-            "meta": {"profile": [io.COACH_PROFILE]},
+            "meta": {"profile": [res.COACH_PROFILE]},
             # the credential the coaching codes 0591T-0593T ask for (docs/billing.md), valid for five years
             "extension": [
                 {
@@ -340,7 +339,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
             "active": True,
             "practitioner": {"reference": f"Practitioner/{p}-coach-person"},
             "organization": {"reference": clinic},
-            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+            "code": [{"coding": [{"system": res.MECR_CODES, "code": "health-and-wellness-coach"}]}],
         },
     ]
     payers = {}
@@ -554,17 +553,17 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
     goals["sleep"]["expressedBy"] = {"reference": coach}
 
     # Ana's habits: a daily walk (wearable steps count), a paused bedtime routine, stretching on three weekdays.
-    walk = io.habit_activity(
+    walk = res.habit_activity(
         "walk",
         "Walk after lunch",
-        io.timing_repeat("daily"),
+        res.timing_repeat("daily"),
         start,
         goal_id=goals["steps"]["id"],
         code=[{"system": _LOINC, "code": "41950-7"}],
-        daily_amount=io.quantity(8000, "/d", "steps/day"),
+        daily_amount=res.quantity(8000, "/d", "steps/day"),
     )
     walk["progress"] = [
-        io.pdsa_annotation(
+        res.pdsa_annotation(
             change_day,
             "Walk after lunch with a colleague",
             plan="A colleague joins the walk; predict +2000 steps/day",
@@ -572,37 +571,37 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
             author=coach,
         )
     ]
-    screens = io.habit_activity(
-        "screens-off", "Screens off by 22:00", io.timing_repeat("daily"), start, goal_id=goals["sleep"]["id"]
+    screens = res.habit_activity(
+        "screens-off", "Screens off by 22:00", res.timing_repeat("daily"), start, goal_id=goals["sleep"]["id"]
     )
     paused_from = today - timedelta(days=10)
     screens["detail"]["status"] = "on-hold"
-    screens["detail"]["statusReason"] = io._pause_reason("travel", "Work trip")
+    screens["detail"]["statusReason"] = res.pause_reason("travel", "Work trip")
     ill = (start + timedelta(days=12), start + timedelta(days=14))
     screens["extension"] += [
-        io.pause_extension(Pause(ill[0], ill[1], "illness")),
-        io.pause_extension(Pause(paused_from, None, "travel"), "Work trip"),
+        res.pause_extension(Pause(ill[0], ill[1], "illness")),
+        res.pause_extension(Pause(paused_from, None, "travel"), "Work trip"),
     ]
     stretch_days = sorted({Weekday(d.weekday()) for d in (today - timedelta(days=k) for k in (1, 3, 5))})
-    stretch = io.habit_activity(
+    stretch = res.habit_activity(
         "stretch",
         "Stretch 10 minutes",
-        io.timing_repeat("weekdays", weekdays=[d.fhir_code for d in stretch_days]),
+        res.timing_repeat("weekdays", weekdays=[d.fhir_code for d in stretch_days]),
         start,
     )
     ana_plan = _plan(f"{p}-ana-habits", ana, "Ana's habits", start, coach, [walk, screens, stretch])
     # Brian: weigh in every day, strength training three times a week.
-    strength = io.habit_activity(
+    strength = res.habit_activity(
         "strength",
         "Strength training",
-        io.timing_repeat("per-week", times=3),
+        res.timing_repeat("per-week", times=3),
         start,
         goal_id=unmeasured["strength"]["id"],
     )
     ben_plan = _plan(f"{p}-ben-habits", ben, "Brian's habits", start, coach, [strength])
     # Chloe: a daily walk that keeps slipping.
-    cara_walk = io.habit_activity(
-        "walk", "Walk 20 minutes", io.timing_repeat("daily"), start, goal_id=unmeasured["cara-walk"]["id"]
+    cara_walk = res.habit_activity(
+        "walk", "Walk 20 minutes", res.timing_repeat("daily"), start, goal_id=unmeasured["cara-walk"]["id"]
     )
     cara_plan = _plan(f"{p}-cara-habits", cara, "Chloe's habits", start, coach, [cara_walk])
     plans = [ana_plan, ben_plan, cara_plan]
@@ -619,8 +618,8 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
         ago: int,
         quantity: dict[str, Any] | None = None,
     ) -> None:
-        habit = next(h for h in io.habits_of_plan(plan) if h.habit_id == habit_id)
-        obs = io.checkin_observation(habit, pid, day, status, quantity=quantity)
+        habit = next(h for h in res.habits_of_plan(plan) if h.habit_id == habit_id)
+        obs = res.checkin_observation(habit, pid, day, status, quantity=quantity)
         obs["id"] = f"{plan['id']}-{habit_id}-d{ago:03d}"
         data.append(obs)
 
@@ -677,7 +676,7 @@ def demo_coaching_bundles(today: date, *, prefix: str = "demo") -> list[dict[str
                 day,
                 CheckInStatus.DONE if steps >= 6000 else CheckInStatus.PARTLY,
                 ago,
-                io.quantity(steps, "/d", "steps/day"),
+                res.quantity(steps, "/d", "steps/day"),
             )
         if day < paused_from and not ill[0] <= day <= ill[1]:
             checkin(

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.coaching.sessions import record_session, session_from_parameters
 from fhir_ecr.fhir.http import parse_etag
@@ -112,7 +112,7 @@ def _quantity(call: OperationCall, name: str) -> dict[str, Any] | None:
         return None
     if isinstance(value, str):
         try:
-            return io.quantity(float(value), "1")
+            return res.quantity(float(value), "1")
         except ValueError:
             raise bad_request(
                 f"parameter {name} must be a Quantity or a number, not {value!r}", name
@@ -142,7 +142,7 @@ class _Ops:
         return CoachingService(call.repo, **self.service_kwargs)
 
     def summary(self, call: OperationCall) -> dict[str, Any]:
-        return io.to_parameters(self.service(call).coaching_summary(str(call.resource_id)))
+        return res.to_parameters(self.service(call).coaching_summary(str(call.resource_id)))
 
     def check_in(self, call: OperationCall) -> dict[str, Any]:
         habit_id = _text(call, "habitId", required=True)
@@ -151,7 +151,7 @@ class _Ops:
         patient = _text(call, "patient")
         patient_id = None
         if patient is not None:
-            patient_id = io.ref_id(patient, "Patient") or (patient if "/" not in patient else None)
+            patient_id = res.ref_id(patient, "Patient") or (patient if "/" not in patient else None)
             if patient_id is None:
                 raise bad_request(f"patient must reference a Patient, not {patient!r}", "patient")
         result = self.service(call).check_in(
@@ -164,7 +164,7 @@ class _Ops:
             note=_text(call, "note"),
             patient_id=patient_id,
         )
-        return io.to_parameters(
+        return res.to_parameters(
             {
                 "return": result.stored.content,
                 "created": result.created,
@@ -193,7 +193,7 @@ class _Ops:
             amount = _quantity(call, "dailyAmount")
             codes = [v for v in call.get_all("code") if isinstance(v, Mapping)]
             try:
-                repeat = io.timing_repeat(
+                repeat = res.timing_repeat(
                     str(kind),
                     times=int(times) if times else None,
                     weekdays=weekdays,
@@ -202,15 +202,15 @@ class _Ops:
                 # The habit starts today in the patient's zone unless a start is given.
                 with svc.repo.unit(write=False) as uow:
                     plan = uow.read("CarePlan", plan_id).content or {}
-                    pid = io.ref_id(plan.get("subject"), "Patient") or ""
-                    tz = io.patient_time_zone(uow.read("Patient", pid).content, svc.default_tz)
-                activity = io.habit_activity(
+                    pid = res.ref_id(plan.get("subject"), "Patient") or ""
+                    tz = res.patient_time_zone(uow.read("Patient", pid).content, svc.default_tz)
+                activity = res.habit_activity(
                     str(_text(call, "habitId", required=True)),
                     str(_text(call, "title", required=True)),
                     repeat,
                     start or svc.today(tz),
                     description=_text(call, "description"),
-                    goal_id=io.ref_id(goal, "Goal") or goal if goal else None,
+                    goal_id=res.ref_id(goal, "Goal") or goal if goal else None,
                     code=codes,
                     daily_amount=amount,
                 )
@@ -242,7 +242,7 @@ class _Ops:
                     habit_id,
                     title=_text(call, "title"),
                     description=_text(call, "description"),
-                    goal_id=(io.ref_id(goal, "Goal") or goal) if goal else None,
+                    goal_id=(res.ref_id(goal, "Goal") or goal) if goal else None,
                     daily_amount=_quantity(call, "dailyAmount"),
                     expected_version=expected,
                 )
@@ -255,11 +255,11 @@ class _Ops:
                     ),
                     400,
                 )
-        return io.to_parameters({"return": stored.content, "version": stored.version_id})
+        return res.to_parameters({"return": stored.content, "version": stored.version_id})
 
     def run_chart(self, call: OperationCall) -> dict[str, Any]:
         patient = _text(call, "patient", required=True)
-        pid = io.ref_id(patient, "Patient") or (patient if patient and "/" not in patient else None)
+        pid = res.ref_id(patient, "Patient") or (patient if patient and "/" not in patient else None)
         if pid is None:
             raise bad_request(f"patient must reference a Patient, not {patient!r}", "patient")
         codings = []
@@ -272,7 +272,7 @@ class _Ops:
         if not codings:
             raise FhirError(issue("required", "parameter code is required", expression="code"), 400)
         svc = self.service(call)
-        return io.to_parameters(svc.run_chart(pid, codings, _date(call, "from"), _date(call, "to")))
+        return res.to_parameters(svc.run_chart(pid, codings, _date(call, "from"), _date(call, "to")))
 
     def session(self, call: OperationCall) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -298,7 +298,7 @@ class _Ops:
             author=_text(call, "author"),
             expected_version=_expected_version(call),
         )
-        return io.to_parameters({"return": stored.content, "version": stored.version_id})
+        return res.to_parameters({"return": stored.content, "version": stored.version_id})
 
 
 def _p(name: str, type_: str, *, use: str = "in", min_: int = 0, max_: str = "1") -> dict[str, Any]:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.store.repository import FhirRepository
 from fhir_ecr.store.search import parse_search
 
 __all__ = ["ENDED_TASK", "OpenReferral", "REFERRAL_PROFILE", "open_referrals", "response_days"]
 
-REFERRAL_PROFILE = f"{io.CANONICAL}/StructureDefinition/mecr-community-referral"
+REFERRAL_PROFILE = f"{res.CANONICAL}/StructureDefinition/mecr-community-referral"
 ENDED_TASK = frozenset({"completed", "rejected", "cancelled", "failed"})
 _CHUNK = 200
 
@@ -94,7 +94,7 @@ def _text(sr: Mapping[str, Any]) -> str:
 def _local_day(value: Any, tz: str) -> date | None:
     if not isinstance(value, str):
         return None
-    return io.effective_local_date({"effectiveDateTime": value}, tz)
+    return res.effective_local_date({"effectiveDateTime": value}, tz)
 
 
 def _search(repo: FhirRepository, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -133,7 +133,7 @@ def open_referrals(
     for i in range(0, len(sr_ids), _CHUNK):
         focus = ",".join(f"ServiceRequest/{s}" for s in sr_ids[i : i + _CHUNK])
         for task in _search(repo, "Task", [("focus", focus)]):
-            ref = io.ref_id(task.get("focus"), "ServiceRequest")
+            ref = res.ref_id(task.get("focus"), "ServiceRequest")
             if ref:
                 tasks.setdefault(ref, []).append(task)
     out: dict[str, list[OpenReferral]] = {}
@@ -146,7 +146,7 @@ def open_referrals(
         since = max(moved) if moved else _local_day(sr.get("authoredOn"), tz)
         if since is None:
             since = today
-        pid = io.ref_id(sr.get("subject"), "Patient")
+        pid = res.ref_id(sr.get("subject"), "Patient")
         if pid is None:
             continue
         performer = next((p.get("display") for p in sr.get("performer", []) or [] if p.get("display")), None)

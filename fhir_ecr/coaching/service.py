@@ -3,7 +3,7 @@
 Every fact is a FHIR resource read and written through :class:`~fhir_ecr.store.repository.FhirRepository`
 (never SQL), so each write is validated, indexed, versioned and audited in one place. The pure computations
 (:mod:`~fhir_ecr.coaching.schedule`, ``adherence``, ``streaks``, ``progress``, ``runchart``) get their inputs
-from :mod:`~fhir_ecr.coaching.fhir_io`. "Today" is the patient's local date: the repository's clock read in the
+from :mod:`~fhir_ecr.coaching.resources`. "Today" is the patient's local date: the repository's clock read in the
 patient's time zone (``Patient.extension`` ``timezone``, else ``default_tz``). The reads (summary, run chart,
 the patient page's overview) are cached per patient data version (:mod:`fhir_ecr.coaching.cache`).
 
@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.base import (
     _CLOSED_GOALS,
     _INACTIVE_HABITS,
@@ -100,8 +100,8 @@ class CoachingService(CoachingViews):
         with self.repo.unit() as uow:
             stored = uow.read("Patient", patient_id)
             content = copy.deepcopy(stored.content or {})
-            exts = [e for e in content.get("extension", []) or [] if e.get("url") != io.TIMEZONE_URL]
-            content["extension"] = [*exts, {"url": io.TIMEZONE_URL, "valueCode": tz}]
+            exts = [e for e in content.get("extension", []) or [] if e.get("url") != res.TIMEZONE_URL]
+            content["extension"] = [*exts, {"url": res.TIMEZONE_URL, "valueCode": tz}]
             return uow.update("Patient", patient_id, content, expected_version=stored.version_id).stored
 
     # -- goals -------------------------------------------------------------------------------------------
@@ -136,10 +136,10 @@ class CoachingService(CoachingViews):
             raise bad_request("a goal target needs a measure", "target.measure")
         goal: dict[str, Any] = {
             "resourceType": "Goal",
-            "meta": {"profile": [io.GOAL_PROFILE]},
+            "meta": {"profile": [res.GOAL_PROFILE]},
             "lifecycleStatus": "active",
             "achievementStatus": {"coding": [AchievementStatus.IN_PROGRESS.coding()]},
-            "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": category}]}],
+            "category": [{"coding": [{"system": res.GOAL_CATEGORY_SYSTEM, "code": category}]}],
             "description": {"text": description},
             "subject": {"reference": f"Patient/{patient_id}"},
             "expressedBy": {"reference": expressed_by or f"Patient/{patient_id}"},
@@ -153,14 +153,14 @@ class CoachingService(CoachingViews):
             if between is not None:
                 low, high = between
                 target["detailRange"] = {
-                    "low": io.quantity(low, unit or "1"),
-                    "high": io.quantity(high, unit or "1"),
+                    "low": res.quantity(low, unit or "1"),
+                    "high": res.quantity(high, unit or "1"),
                 }
             else:
                 value = at_least if at_least is not None else at_most
                 assert value is not None
                 target["detailQuantity"] = {
-                    **io.quantity(value, unit or "1"),
+                    **res.quantity(value, unit or "1"),
                     "comparator": ">=" if at_least is not None else "<=",
                 }
             if due:
@@ -169,7 +169,7 @@ class CoachingService(CoachingViews):
         if addresses:
             goal["addresses"] = [{"reference": r} for r in addresses]
         with _core_errors():
-            io.goal_info(goal)
+            res.goal_info(goal)
         with self.repo.unit() as uow:
             _, tz = self._patient(uow, patient_id)
             if goal_id:
@@ -184,7 +184,7 @@ class CoachingService(CoachingViews):
         """Recompute (and store, if it changed) the goal's achievementStatus from the evidence now."""
         with self.repo.unit() as uow:
             stored = uow.read("Goal", goal_id)
-            pid = io.ref_id((stored.content or {}).get("subject"), "Patient")
+            pid = res.ref_id((stored.content or {}).get("subject"), "Patient")
             tz = self._patient(uow, pid)[1] if pid else self.default_tz
             updated, progress = self._recompute(uow, stored, tz)
             return updated or stored, progress
@@ -198,7 +198,7 @@ class CoachingService(CoachingViews):
     ) -> tuple[Stored | None, GoalProgress | None]:
         goal = stored.content or {}
         with _core_errors():
-            info = io.goal_info(goal)
+            info = res.goal_info(goal)
         if info.target is None or info.lifecycle in _CLOSED_GOALS or info.patient_id is None:
             return None, None
         if observations is None:
@@ -232,7 +232,7 @@ class CoachingService(CoachingViews):
         plan_id: str | None = None,
     ) -> Stored:
         """Create a habit plan (``mecr-habit-plan`` CarePlan) with its first habits (build them with
-        :func:`~fhir_ecr.coaching.fhir_io.habit_activity`)."""
+        :func:`~fhir_ecr.coaching.resources.habit_activity`)."""
         if not habits:
             raise bad_request(
                 "a habit plan needs at least one habit (mecr-habit-plan: activity 1..*)", "activity"
@@ -240,18 +240,18 @@ class CoachingService(CoachingViews):
         with self.repo.unit() as uow:
             self._patient(uow, patient_id)  # 404 for an unknown patient
             first = start or min(
-                io.parse_local_date(
+                res.parse_local_date(
                     h["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["start"], "start"
                 )
                 for h in habits
             )
             plan: dict[str, Any] = {
                 "resourceType": "CarePlan",
-                "meta": {"profile": [io.PLAN_PROFILE]},
+                "meta": {"profile": [res.PLAN_PROFILE]},
                 "status": "active",
                 "intent": "plan",
                 "category": [
-                    {"coding": [{"system": io.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}
+                    {"coding": [{"system": res.MECR_CODES, "code": "habit-plan", "display": "Habit plan"}]}
                 ],
                 "title": title,
                 "subject": {"reference": f"Patient/{patient_id}"},
@@ -271,7 +271,7 @@ class CoachingService(CoachingViews):
         """Every habit parses, and every goal a habit serves is the patient's; CarePlan.goal lists them."""
         plan.setdefault("id", "new")
         with _core_errors():
-            habits = io.habits_of_plan(plan)
+            habits = res.habits_of_plan(plan)
         if plan["id"] == "new":
             del plan["id"]
         ids = [h.habit_id for h in habits]
@@ -283,7 +283,7 @@ class CoachingService(CoachingViews):
                 goal = uow.read("Goal", gid).content or {}
             except FhirError:
                 raise unknown_reference(f"Goal/{gid} does not exist", "goal") from None
-            if io.ref_id(goal.get("subject"), "Patient") != patient_id:
+            if res.ref_id(goal.get("subject"), "Patient") != patient_id:
                 raise business_rule(f"Goal/{gid} is not a goal of Patient/{patient_id}", "goal")
         if goal_ids:
             plan["goal"] = [{"reference": f"Goal/{g}"} for g in goal_ids]
@@ -294,7 +294,7 @@ class CoachingService(CoachingViews):
         stored = uow.read("CarePlan", plan_id)
         content = stored.content or {}
         if not any(
-            c.get("system") == io.MECR_CODES and c.get("code") == "habit-plan"
+            c.get("system") == res.MECR_CODES and c.get("code") == "habit-plan"
             for cat in content.get("category", []) or []
             for c in cat.get("coding", []) or []
         ):
@@ -310,7 +310,7 @@ class CoachingService(CoachingViews):
     ) -> Stored:
         with self.repo.unit() as uow:
             stored, content = self._plan(uow, plan_id, expected_version)
-            patient_id = io.ref_id(content.get("subject"), "Patient") or ""
+            patient_id = res.ref_id(content.get("subject"), "Patient") or ""
             _, tz = self._patient(uow, patient_id)
             change(content, self.today(tz))
             self._check_plan(uow, content, patient_id)
@@ -320,7 +320,7 @@ class CoachingService(CoachingViews):
     def _activity(content: dict[str, Any], habit_id: str) -> dict[str, Any]:
         for activity in content.get("activity", []) or []:
             if any(
-                e.get("url") == io.HABIT_ID_URL and e.get("valueString") == habit_id
+                e.get("url") == res.HABIT_ID_URL and e.get("valueString") == habit_id
                 for e in activity.get("extension", []) or []
             ):
                 return activity  # type: ignore[no-any-return]
@@ -329,7 +329,7 @@ class CoachingService(CoachingViews):
     def add_habit(
         self, plan_id: str, activity: Mapping[str, Any], *, expected_version: int | None = None
     ) -> Stored:
-        """Add a habit (a :func:`~fhir_ecr.coaching.fhir_io.habit_activity`) to the plan."""
+        """Add a habit (a :func:`~fhir_ecr.coaching.resources.habit_activity`) to the plan."""
 
         def change(content: dict[str, Any], today: date) -> None:
             content.setdefault("activity", []).append(copy.deepcopy(dict(activity)))
@@ -395,14 +395,14 @@ class CoachingService(CoachingViews):
             first = start or today
             with _core_errors():
                 pause = Pause(first, until, reason)
-                habit = io.habit_from_activity(plan_id, activity, 0)
+                habit = res.habit_from_activity(plan_id, activity, 0)
             if first < habit.start:
                 raise business_rule(f"a pause cannot start before the habit started ({habit.start})", "start")
             if any(p.end is None or p.end >= first for p in habit.pauses):
                 raise business_rule("the pause overlaps an earlier pause of this habit", "start")
             detail["status"] = "on-hold"
-            detail["statusReason"] = io._pause_reason(reason, reason_text)
-            activity.setdefault("extension", []).append(io.pause_extension(pause, reason_text))
+            detail["statusReason"] = res.pause_reason(reason, reason_text)
+            activity.setdefault("extension", []).append(res.pause_extension(pause, reason_text))
 
         return self._modify_plan(plan_id, expected_version, change)
 
@@ -426,18 +426,18 @@ class CoachingService(CoachingViews):
     def _close_pause(activity: dict[str, Any], resume: date, plan_id: str) -> None:
         kept = []
         for ext in activity.get("extension", []) or []:
-            if ext.get("url") != io.HABIT_PAUSE_URL:
+            if ext.get("url") != res.HABIT_PAUSE_URL:
                 kept.append(ext)
                 continue
             with _core_errors():
-                pause = io.pause_of_extension(ext)
+                pause = res.pause_of_extension(ext)
             if pause.end is not None:
                 kept.append(ext)
                 continue
             if resume < pause.start:
                 raise business_rule(f"cannot resume before the pause started ({pause.start})", "on")
             if resume > pause.start:  # resuming on the pause's first day leaves no paused day: drop it
-                kept.append(io.end_pause(ext, resume - timedelta(days=1)))
+                kept.append(res.end_pause(ext, resume - timedelta(days=1)))
         activity["extension"] = kept
 
     def stop_habit(
@@ -452,7 +452,7 @@ class CoachingService(CoachingViews):
                 raise business_rule(f"habit {habit_id!r} is already {detail.get('status')}", "habitId")
             end = on or today
             bounds = detail["scheduledTiming"]["repeat"]["boundsPeriod"]
-            if end < io.parse_local_date(bounds["start"], "habit start"):
+            if end < res.parse_local_date(bounds["start"], "habit start"):
                 raise business_rule("a habit cannot stop before it started", "on")
             self._close_pause(activity, end + timedelta(days=1), plan_id)
             bounds["end"] = end.isoformat()
@@ -481,15 +481,15 @@ class CoachingService(CoachingViews):
         """
         with self.repo.unit(write=False) as uow:
             goal = uow.read("Goal", goal_id).content or {}
-            pid = io.ref_id(goal.get("subject"), "Patient") or ""
+            pid = res.ref_id(goal.get("subject"), "Patient") or ""
             plans = _search_all(
-                uow, "CarePlan", [("patient", f"Patient/{pid}"), ("category", f"{io.MECR_CODES}|habit-plan")]
+                uow, "CarePlan", [("patient", f"Patient/{pid}"), ("category", f"{res.MECR_CODES}|habit-plan")]
             )
         with _core_errors():
             serving = [
                 h
                 for p in plans
-                for h in io.habits_of_plan(p)
+                for h in res.habits_of_plan(p)
                 if h.goal_id == goal_id and (habit_id is None or h.habit_id == habit_id)
             ]
         if not serving:
@@ -507,7 +507,7 @@ class CoachingService(CoachingViews):
                 raise business_rule(f"a PDSA change cannot be dated in the future ({when} > {today})", "date")
             activity = self._activity(content, habit.habit_id)
             activity.setdefault("progress", []).append(
-                io.pdsa_annotation(when, title, plan=plan, do=do, study=study, act=act, author=author)
+                res.pdsa_annotation(when, title, plan=plan, do=do, study=study, act=act, author=author)
             )
 
         return self._modify_plan(habit.plan_id, expected_version, change)
@@ -578,7 +578,7 @@ class CoachingService(CoachingViews):
             _, content = self._plan(uow, plan_id, None)
         else:
             content = copy.deepcopy(dict(plan_content))
-        owner = io.ref_id(content.get("subject"), "Patient")
+        owner = res.ref_id(content.get("subject"), "Patient")
         if owner is None:
             raise business_rule(f"CarePlan/{plan_id} has no patient subject")
         if patient_id is not None and patient_id != owner:
@@ -590,7 +590,7 @@ class CoachingService(CoachingViews):
             tz = self._patient(uow, owner)[1]
         activity = self._activity(content, habit_id)
         with _core_errors():
-            habit = io.habit_from_activity(plan_id, activity, 0)
+            habit = res.habit_from_activity(plan_id, activity, 0)
         today = self.today(tz)
         if day is None:
             day = at.astimezone(ZoneInfo(tz)).date() if at is not None else today
@@ -604,15 +604,15 @@ class CoachingService(CoachingViews):
             raise business_rule(f"habit {habit_id!r} stopped on {habit.end}; no check-in for {day}", "date")
         if habit.status in ("cancelled", "entered-in-error"):
             raise business_rule(f"habit {habit_id!r} is {habit.status}", "habitId")
-        ident = io.checkin_identifier(plan_id, habit_id, day)
+        ident = res.checkin_identifier(plan_id, habit_id, day)
         criteria = f"identifier={ident['system']}|{ident['value']}"
         existing = uow.match_conditional("Observation", criteria)
         previous = (existing.content or {}) if existing is not None else None
         if only_upgrade and previous is not None:
-            parsed = io.checkin_from_observation(previous)
+            parsed = res.checkin_from_observation(previous)
             if parsed is not None and parsed[2].status is CheckInStatus.DONE:
                 return None
-        obs = io.checkin_observation(
+        obs = res.checkin_observation(
             habit, owner, day, status, quantity=quantity, note=note, derived_from=derived_from
         )
         if previous is not None:
@@ -656,7 +656,7 @@ class CoachingService(CoachingViews):
         """
         if not isinstance(observation, Mapping) or observation.get("resourceType") != "Observation":
             raise bad_request("apply_wearable_observation needs an Observation")
-        pid = io.ref_id(observation.get("subject"), "Patient")
+        pid = res.ref_id(observation.get("subject"), "Patient")
         if pid is None:
             raise bad_request("the wearable Observation has no Patient subject", "Observation.subject")
         codings = {
@@ -676,7 +676,7 @@ class CoachingService(CoachingViews):
             if content.get("status") not in ("final", "amended", "corrected"):
                 return result
             _, tz = self._patient(uow, pid)
-            day = io.effective_local_date(content, tz)
+            day = res.effective_local_date(content, tz)
             if day is None:
                 return result
             plans = _search_all(
@@ -684,13 +684,13 @@ class CoachingService(CoachingViews):
                 "CarePlan",
                 [
                     ("patient", f"Patient/{pid}"),
-                    ("category", f"{io.MECR_CODES}|habit-plan"),
+                    ("category", f"{res.MECR_CODES}|habit-plan"),
                     ("status", "active"),
                 ],
             )
             for plan in plans:
                 with _core_errors():
-                    habits = io.habits_of_plan(plan)
+                    habits = res.habits_of_plan(plan)
                 for habit in habits:
                     if not codings & set(habit.codings) or not habit.daily_amount:
                         continue
@@ -701,10 +701,10 @@ class CoachingService(CoachingViews):
                     if day > self.today(tz):
                         continue
                     target = habit.daily_amount.get("value")
-                    value = io.measurement_value(content, habit.daily_amount.get("code"))
+                    value = res.measurement_value(content, habit.daily_amount.get("code"))
                     if not isinstance(target, (int, float)) or value is None or value < float(target):
                         continue
-                    amount = io.quantity(
+                    amount = res.quantity(
                         value, str(habit.daily_amount.get("code") or "1"), habit.daily_amount.get("unit")
                     )
                     written = self._check_in(
@@ -726,7 +726,7 @@ class CoachingService(CoachingViews):
                         result.checkins.append(written)
             goals = _search_all(uow, "Goal", [("patient", f"Patient/{pid}")])
             for goal in goals:
-                info = io.goal_info(goal)
+                info = res.goal_info(goal)
                 if info.target is None or not codings & set(info.measure):
                     continue
                 goal_stored = uow.read("Goal", info.id)

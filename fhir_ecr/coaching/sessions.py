@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.service import CoachingService, business_rule, unknown_reference
 from fhir_ecr.outcomes import FhirError, bad_request, issue
 from fhir_ecr.store.repository import Stored, UnitOfWork
@@ -161,7 +161,7 @@ def _iso(value: datetime) -> str:
 
 
 def _coach(uow: UnitOfWork, coach: str) -> dict[str, Any]:
-    cid = io.ref_id(coach, "PractitionerRole") or (coach if "/" not in coach else None)
+    cid = res.ref_id(coach, "PractitionerRole") or (coach if "/" not in coach else None)
     if cid is None:
         raise bad_request(f"coach must reference a PractitionerRole, not {coach!r}", "coach")
     try:
@@ -169,7 +169,7 @@ def _coach(uow: UnitOfWork, coach: str) -> dict[str, Any]:
     except FhirError:
         raise unknown_reference(f"PractitionerRole/{cid} does not exist", "coach") from None
     is_coach = any(
-        c.get("system") == io.MECR_CODES and c.get("code") == "health-and-wellness-coach"
+        c.get("system") == res.MECR_CODES and c.get("code") == "health-and-wellness-coach"
         for cc in role.get("code", []) or []
         for c in cc.get("coding", []) or []
     )
@@ -184,14 +184,14 @@ def _owned(uow: UnitOfWork, rtype: str, refs: Sequence[str], patients: set[str],
     """``{reference: patient id}`` for each reference, checking it exists and belongs to a participant."""
     out = {}
     for raw in refs:
-        rid = io.ref_id(raw, rtype) or (raw if "/" not in raw else None)
+        rid = res.ref_id(raw, rtype) or (raw if "/" not in raw else None)
         if rid is None:
             raise bad_request(f"{what} must reference a {rtype}, not {raw!r}", what)
         try:
             content = uow.read(rtype, rid).content or {}
         except FhirError:
             raise unknown_reference(f"{rtype}/{rid} does not exist", what) from None
-        owner = io.ref_id(content.get("subject") or content.get("patient"), "Patient")
+        owner = res.ref_id(content.get("subject") or content.get("patient"), "Patient")
         if owner not in patients:
             raise business_rule(f"{rtype}/{rid} is not about a participant of this session", what)
         out[f"{rtype}/{rid}"] = owner
@@ -228,7 +228,7 @@ def record_session(
             ),
             400,
         )
-    group_id = io.ref_id(subject, "Group")
+    group_id = res.ref_id(subject, "Group")
     if group_id is None and session_type not in ("initial", "follow-up"):
         raise FhirError(
             issue(
@@ -240,11 +240,11 @@ def record_session(
         )
     with service.repo.unit() as uow:
         role = _coach(uow, coach)
-        coach_ref = f"PractitionerRole/{io.ref_id(coach, 'PractitionerRole') or coach}"
+        coach_ref = f"PractitionerRole/{res.ref_id(coach, 'PractitionerRole') or coach}"
         if group_id is not None:
             group = uow.read("Group", group_id).content or {}
             members = [
-                io.ref_id(m.get("entity"), "Patient")
+                res.ref_id(m.get("entity"), "Patient")
                 for m in group.get("member", []) or []
                 if not m.get("inactive")
             ]
@@ -256,7 +256,7 @@ def record_session(
                 )
             kind = "group"
         else:
-            pid = io.ref_id(subject, "Patient")
+            pid = res.ref_id(subject, "Patient")
             if pid is None:
                 raise bad_request(f"a session is for a Patient or a Group, not {subject!r}", "subject")
             uow.read("Patient", pid)
@@ -271,13 +271,16 @@ def record_session(
             cls = MODALITIES[modality]
             enc: dict[str, Any] = {
                 "resourceType": "Encounter",
-                "meta": {"profile": [io.SESSION_PROFILE]},
+                "meta": {"profile": [res.SESSION_PROFILE]},
                 "extension": [
-                    {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": modality}}
+                    {
+                        "url": res.MODALITY_URL,
+                        "valueCoding": {"system": res.MODALITY_SYSTEM, "code": modality},
+                    }
                 ],
                 "status": "finished",
                 "class": {"system": _ACT_CODE, "code": cls, "display": _CLASS_DISPLAY[cls]},
-                "type": [{"coding": [{"system": io.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
+                "type": [{"coding": [{"system": res.MECR_CODES, "code": SESSION_TYPES[kind]}]}],
                 "subject": {"reference": f"Patient/{pid}" if pid is not None else f"Group/{group_id}"},
                 "participant": [
                     {

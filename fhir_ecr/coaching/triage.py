@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.progress import Comparator
 from fhir_ecr.coaching.referral_wait import OpenReferral
 
@@ -176,7 +176,7 @@ def _status(item: Mapping[str, Any]) -> str | None:
     return (item.get("achievementStatus") or {}).get("code") or item.get("storedAchievementStatus")
 
 
-def _meaning(direction: str | None, info: io.GoalInfo | None, median: float | None) -> str | None:
+def _meaning(direction: str | None, info: res.GoalInfo | None, median: float | None) -> str | None:
     """Is a shift in ``direction`` toward the goal ("better") or away from it ("worse")?"""
     if direction is None or info is None or info.target is None:
         return None
@@ -215,12 +215,12 @@ def triage(
 
     ``label`` names a LOINC measure for people ("Steps"); goals fall back to their description."""
     summary = glance["summary"]
-    infos: dict[str, io.GoalInfo] = {}
+    infos: dict[str, res.GoalInfo] = {}
     priority: dict[str, int] = {}
     starts: dict[str, date | None] = {}
     for g in glance.get("goals") or []:
         try:
-            info = io.goal_info(g)
+            info = res.goal_info(g)
         except ValueError:
             continue
         infos[info.id] = info

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.progress import GoalProgress
 from fhir_ecr.coaching.runchart import ChangeChart, RunChartAnalysis, analyse_changes
 
@@ -19,8 +19,8 @@ def _codings(obs: Mapping[str, Any]) -> set[tuple[Any, Any]]:
 
 
 def _run_chart(
-    days: Sequence[date], values: Sequence[float], notes: Sequence[io.PdsaNote]
-) -> tuple[ChangeChart, list[io.PdsaNote]] | None:
+    days: Sequence[date], values: Sequence[float], notes: Sequence[res.PdsaNote]
+) -> tuple[ChangeChart, list[res.PdsaNote]] | None:
     """The series' signals with its PDSA changes (runchart.analyse_changes): analysed against its own median,
     reported only once at least ``MIN_BASELINE`` useful points precede the latest change; each change starts a
     phase with its own median. A change on the series' first day starts no phase (there is nothing before it).
@@ -28,7 +28,7 @@ def _run_chart(
     if not values:
         return None
     starts: list[int] = []
-    used: list[io.PdsaNote] = []
+    used: list[res.PdsaNote] = []
     for note in sorted(notes, key=lambda n: n.day):
         index = next((i for i, d in enumerate(days) if d >= note.day), None)
         if index is None or index == 0 or (starts and index <= starts[-1]):
@@ -93,7 +93,7 @@ def shift_direction(a: RunChartAnalysis) -> str | None:
     return "up" if max(runs, key=lambda r: r.indices[-1]).side > 0 else "down"
 
 
-def _signals_dict(chart: tuple[ChangeChart, list[io.PdsaNote]]) -> dict[str, Any]:
+def _signals_dict(chart: tuple[ChangeChart, list[res.PdsaNote]]) -> dict[str, Any]:
     analysis, notes = chart
     overall = analysis.overall
     return {
@@ -108,7 +108,7 @@ def _signals_dict(chart: tuple[ChangeChart, list[io.PdsaNote]]) -> dict[str, Any
     }
 
 
-def _progress_dict(p: GoalProgress, info: io.GoalInfo) -> dict[str, Any]:
+def _progress_dict(p: GoalProgress, info: res.GoalInfo) -> dict[str, Any]:
     return {
         "achievementStatus": p.status.coding(),
         "statusRule": p.rule,

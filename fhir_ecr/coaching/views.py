@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.adherence import ledger_adherence
 from fhir_ecr.coaching.base import (
     _CHECKIN_ELEMENTS,
@@ -145,7 +145,7 @@ class CoachingViews(CoachingBase):
                 obs = [o for o in inputs.readings if (system, code) in _codings(o)]
                 out_series[f"{system}|{code}"] = [
                     (m.when, m.value)
-                    for m in io.measurements_by_day(obs, tz, unit)
+                    for m in res.measurements_by_day(obs, tz, unit)
                     if start <= m.when <= today
                 ]
             charts: dict[str, Any] = {}
@@ -226,7 +226,7 @@ class CoachingViews(CoachingBase):
                 content = patients.get(pid)
                 if content is None:
                     continue
-                tz = io.patient_time_zone(content, self.default_tz)
+                tz = res.patient_time_zone(content, self.default_tz)
                 today = self.today(tz)
                 use = cache if confined in (None, pid) else None
                 key: tuple[Any, ...] = ("glance", pid, versions[pid], today, tz, params, ())
@@ -271,7 +271,7 @@ class CoachingViews(CoachingBase):
         latest = self._source(uow, inputs.patient_id).latest(
             uow, inputs.patient_id, inputs.today, ["effectiveDateTime", "effectiveInstant", "effectivePeriod"]
         )
-        last = io.effective_local_date(latest, inputs.tz) if latest is not None else None
+        last = res.effective_local_date(latest, inputs.tz) if latest is not None else None
         return {
             "summary": summary,
             "goals": inputs.goals,
@@ -295,14 +295,14 @@ class CoachingViews(CoachingBase):
         """Everything the summary (and the page) is computed from, read in one unit of work."""
         subject = ("patient", f"Patient/{patient_id}")
         goals = _search_all(uow, "Goal", [subject])
-        plans = _search_all(uow, "CarePlan", [subject, ("category", f"{io.MECR_CODES}|habit-plan")])
+        plans = _search_all(uow, "CarePlan", [subject, ("category", f"{res.MECR_CODES}|habit-plan")])
         source = self._source(uow, patient_id)
         # Bounded reads (the p95 target): check-ins of the last history_days days; readings of the trend and
         # run-chart windows plus the first baseline_points days' readings for the baseline.
         since = today - timedelta(days=self.history_days - 1)
         by_habit = self._checkins(uow, source, patient_id, since)
         with _core_errors():
-            infos = [io.goal_info(g) for g in goals]
+            infos = [res.goal_info(g) for g in goals]
         measures = sorted(
             {m for i in infos if i.target is not None and i.lifecycle not in _CLOSED_GOALS for m in i.measure}
         )
@@ -342,9 +342,9 @@ class CoachingViews(CoachingBase):
                 h
                 for p in inputs.plans
                 if p.get("status") not in ("revoked", "entered-in-error")
-                for h in io.habits_of_plan(p)
+                for h in res.habits_of_plan(p)
             ]
-            notes = [n for p in inputs.plans for n in io.pdsa_notes(p, io.habits_of_plan(p))]
+            notes = [n for p in inputs.plans for n in res.pdsa_notes(p, res.habits_of_plan(p))]
         by_code: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for obs in inputs.readings:
             for c in (obs.get("code") or {}).get("coding", []) or []:
@@ -432,13 +432,13 @@ class CoachingViews(CoachingBase):
         self, uow: UnitOfWork, source: ObservationSource, patient_id: str, since: date
     ) -> dict[tuple[str, str], list[CheckIn]]:
         """The patient's check-ins dated ``since`` or later by (plan id, habit id), from their index tokens (a
-        check-in's identifier, result and status: io.checkins_from_tokens); only check-ins without a check-in
+        check-in's identifier, result and status: res.checkins_from_tokens); only check-ins without a check-in
         identifier are read as documents (a few elements each)."""
-        by_habit, unkeyed = io.checkins_from_tokens(source.checkin_rows(uow, patient_id, since))
+        by_habit, unkeyed = res.checkins_from_tokens(source.checkin_rows(uow, patient_id, since))
         for i in range(0, len(unkeyed), 200):
             ids = ",".join(unkeyed[i : i + 200])
             for obs in _elements(uow, "Observation", [("_id", ids)], _CHECKIN_ELEMENTS):
-                parsed = io.checkin_from_observation(obs)
+                parsed = res.checkin_from_observation(obs)
                 if parsed is not None:
                     by_habit.setdefault((parsed[0], parsed[1]), []).append(parsed[2])
         return by_habit
@@ -476,9 +476,9 @@ class CoachingViews(CoachingBase):
                 _READING_ELEMENTS,
             )
             goals = _search_all(uow, "Goal", [subject])
-            plans = _search_all(uow, "CarePlan", [subject, ("category", f"{io.MECR_CODES}|habit-plan")])
+            plans = _search_all(uow, "CarePlan", [subject, ("category", f"{res.MECR_CODES}|habit-plan")])
             with _core_errors():
-                infos = [io.goal_info(g) for g in goals]
+                infos = [res.goal_info(g) for g in goals]
             value = self._chart(patient_id, wanted, first, last, tz, readings, infos, plans)
             return value, [
                 *(("Goal", str(g.get("id"))) for g in goals),
@@ -498,7 +498,7 @@ class CoachingViews(CoachingBase):
         end: date,
         tz: str,
         readings: Sequence[Mapping[str, Any]],
-        infos: Sequence[io.GoalInfo],
+        infos: Sequence[res.GoalInfo],
         plans: Sequence[Mapping[str, Any]],
     ) -> dict[str, Any]:
         """:meth:`run_chart` over readings already read (those of other codes are left out here)."""
@@ -519,10 +519,10 @@ class CoachingViews(CoachingBase):
             notes = [
                 n
                 for p in plans
-                for n in io.pdsa_notes(p, io.habits_of_plan(p))
+                for n in res.pdsa_notes(p, res.habits_of_plan(p))
                 if n.goal_id in goal_ids and start <= n.day <= end
             ]
-            series = [m for m in io.measurements_by_day(readings, tz, unit) if start <= m.when <= end]
+            series = [m for m in res.measurements_by_day(readings, tz, unit) if start <= m.when <= end]
         chart = _run_chart([m.when for m in series], [m.value for m in series], notes)
         out: dict[str, Any] = {
             "patient": {"reference": f"Patient/{patient_id}"},
@@ -571,7 +571,7 @@ class _Inputs:
     tz: str
     today: date
     goals: list[dict[str, Any]]
-    infos: list[io.GoalInfo]
+    infos: list[res.GoalInfo]
     plans: list[dict[str, Any]]
     by_habit: dict[tuple[str, str], list[CheckIn]]
     readings: list[dict[str, Any]]

@@ -20,7 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..coaching.fhir_io import ref_id
+from ..canonical import REFERRAL_TRANSITION_SYSTEM as PROVENANCE_ACTIVITY
+from ..coaching.resources import ref_id
 from ..outcomes import FhirError, VersionConflict, forbidden, issue
 from ..store import jsonexact
 from ..store.records import H
@@ -33,7 +34,6 @@ from .workflow import Role, check_transition, is_referral_task
 
 __all__ = ["install_referrals", "referral_hook", "role_of", "agent_of", "PROVENANCE_ACTIVITY"]
 
-PROVENANCE_ACTIVITY = "https://mecr.dev/fhir/CodeSystem/referral-transition"
 _ORG_TYPES = frozenset({"Task", "Procedure"})
 
 

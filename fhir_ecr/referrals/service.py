@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..coaching.fhir_io import ref_id
+from ..canonical import REFERRAL_PROFILE as SR_PROFILE
+from ..coaching.resources import ref_id
 from ..outcomes import bad_request, invalid, issue
 from ..store.repository import FhirRepository
 from .consent import build_consent
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 SDOH_SYSTEM = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
-SR_PROFILE = "https://mecr.dev/fhir/StructureDefinition/mecr-community-referral"
 PERTAINS_TO_GOAL = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal"
 RESULTING_ACTIVITY = {"system": SDOH_SYSTEM, "code": "resulting-activity", "display": "Resulting Activity"}
 ACTIONS = ("accept", "reject", "start", "note", "complete")

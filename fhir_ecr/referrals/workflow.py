@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from ..canonical import REFERRAL_TASK_PROFILE as MECR_TASK_PROFILE
 from ..outcomes import FhirError, VersionConflict, forbidden, invalid, issue
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "setter_of",
 ]
 
-MECR_TASK_PROFILE = "https://mecr.dev/fhir/StructureDefinition/mecr-referral-task"
 GRAVITY_TASK_PROFILE = (
     "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement"
 )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Final
 
-from ..coaching import fhir_io as coaching_io
+from ..coaching import resources as coaching_res
 from ..store.repository import FhirRepository
 from .report import ImportSummary
 
@@ -34,7 +34,7 @@ def habit_window(repo: FhirRepository, patient_id: str) -> HabitWindow | None:
         "CarePlan",
         [
             ("patient", f"Patient/{patient_id}"),
-            ("category", f"{coaching_io.MECR_CODES}|habit-plan"),
+            ("category", f"{coaching_res.MECR_CODES}|habit-plan"),
             ("status", "active"),
         ],
         default_count=1000,
@@ -43,7 +43,7 @@ def habit_window(repo: FhirRepository, patient_id: str) -> HabitWindow | None:
     start: date | None = None
     for stored in plans.matches:
         try:
-            habits = coaching_io.habits_of_plan(stored.content or {})
+            habits = coaching_res.habits_of_plan(stored.content or {})
         except ValueError:
             continue
         for habit in habits:

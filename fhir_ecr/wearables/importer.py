@@ -68,7 +68,7 @@ from mappings.wearables import (
 )
 from mappings.wearables.day_totals import INTRADAY, SUMMARY_INPUTS, DayTotals
 
-from ..coaching import fhir_io as coaching_io
+from ..coaching import resources as coaching_res
 from ..outcomes import Gone, NotFound, not_found
 from ..store.repository import FhirRepository, UnitOfWork
 from .formats import ReaderOptions, detect_format, open_readings
@@ -283,7 +283,7 @@ class WearableImporter:
             patient = self.repo.read("Patient", patient_id)
         except (NotFound, Gone):
             raise not_found("Patient", patient_id) from None
-        return coaching_io.patient_time_zone(patient.content, self.default_tz)
+        return coaching_res.patient_time_zone(patient.content, self.default_tz)
 
     # -- writing -------------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ __all__ = ["install_web"]
 
 def install_web(app: FastAPI) -> None:
     """Mount the pages (``/app/...``) and their static files (``/app/static``) on ``app``."""
-    from ..referrals.web import router as referral_pages  # /app/…/referrals (docs/referrals.md)
+    from .referrals import router as referral_pages  # /app/…/referrals (docs/referrals.md)
 
     app.include_router(router)
     app.include_router(referral_pages)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from ..auth.access import LINK_SYSTEM_PREFIX
-from ..coaching import fhir_io as io
+from ..coaching import resources as res
 from ..coaching.cache import ViewCache
 from ..coaching.referral_wait import open_referrals
 from ..coaching.triage import Contact, SessionDates, Triage, triage
@@ -66,7 +66,7 @@ _ROW_TYPES = (
     "ServiceRequest",
     "Task",
 )
-_SESSION_TYPES = ",".join(f"{io.MECR_CODES}|coaching-session-{k}" for k in ("initial", "follow-up", "group"))
+_SESSION_TYPES = ",".join(f"{res.MECR_CODES}|coaching-session-{k}" for k in ("initial", "follow-up", "group"))
 
 
 @dataclass
@@ -138,7 +138,7 @@ def caseload_patients(
                 parse_search("Encounter", [("participant", joined), ("date", f"ge{since}")], strict=True),
                 ["subject"],
             ):
-                pid = io.ref_id(enc.get("subject"), "Patient")
+                pid = res.ref_id(enc.get("subject"), "Patient")
                 if pid:
                     mine.add(pid)
         if cache is not None:
@@ -192,7 +192,7 @@ def _sessions(
                 strict=True,
             )
             for enc in uow.search_elements(query, ["subject", "status", "period"]):
-                pid = io.ref_id(enc.get("subject"), "Patient")
+                pid = res.ref_id(enc.get("subject"), "Patient")
                 start = _instant((enc.get("period") or {}).get("start"), tz)
                 if pid is None or start is None:
                     continue
@@ -364,7 +364,7 @@ def caseload(
     rows: dict[str, Row] = {}
     for p in patients:
         pid = str(p.get("id"))
-        local = now.astimezone(ZoneInfo(io.patient_time_zone(p, data.default_tz))).date()
+        local = now.astimezone(ZoneInfo(res.patient_time_zone(p, data.default_tz))).date()
         keys[pid] = (
             "caseload-row",
             pid,
@@ -431,7 +431,7 @@ def _compute_rows(
         if isinstance(glance, dict):
             local_today = glance["summary"]["today"]
             oldest = (
-                io.effective_local_date({"effectiveDateTime": c.oldest_unanswered}, str(tz))
+                res.effective_local_date({"effectiveDateTime": c.oldest_unanswered}, str(tz))
                 if c and c.oldest_unanswered
                 else None
             )

@@ -48,7 +48,7 @@ class Measure:
         return self.unit if self.unit in _CONVERTIBLE else None
 
 
-# Units the coaching core converts between (fhir_io: time, mass, per-day counts).
+# Units the coaching core converts between (coaching.resources: time, mass, per-day counts).
 _CONVERTIBLE = {"s", "min", "h", "g", "kg", "[lb_av]", "/d"}
 
 # Short labels and display units; anything else in the IG value set keeps its LOINC display and unit "1".

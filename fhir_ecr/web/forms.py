@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..coaching import fhir_io as io
+from ..coaching import resources as res
 from ..coaching.sessions import MODALITIES, SessionNote, record_session
 from ..outcomes import FhirError, PreconditionFailed
 from . import catalog
@@ -247,7 +247,7 @@ def goal_values(form: Mapping[str, Any]) -> Values:
 
 def goal_form_values(goal: Mapping[str, Any]) -> Values:
     """A stored Goal as goal-form values (for editing)."""
-    info = io.goal_info(goal)
+    info = res.goal_info(goal)
     values: Values = {
         "description": info.description,
         "measure": "",
@@ -384,7 +384,7 @@ def submit_habit(
             if not values.get("title"):
                 errors["title"] = "Name the habit."
             start = _date(values, errors, "start") or svc.today(
-                io.patient_time_zone(data.repo.read("Patient", patient_id).content, svc.default_tz)
+                res.patient_time_zone(data.repo.read("Patient", patient_id).content, svc.default_tz)
             )
             kind = values.get("schedule") or "daily"
             times = every = None
@@ -408,19 +408,19 @@ def submit_habit(
             daily = None
             if goal_id and amount is not None:
                 goal = data.repo.read("Goal", goal_id).content or {}
-                info = io.goal_info(goal)
+                info = res.goal_info(goal)
                 code = [{"system": s, "code": c} for s, c in info.measure]
-                daily = io.quantity(amount, info.unit or "1")
+                daily = res.quantity(amount, info.unit or "1")
             elif amount is not None:
                 errors["daily_amount"] = "A daily amount counts toward a measured goal: choose the goal."
                 return FormResult(values, errors, status=422)
-            taken = {h.habit_id for h in io.habits_of_plan(plan)} if plan else set()
+            taken = {h.habit_id for h in res.habits_of_plan(plan)} if plan else set()
             habit_id = values.get("habit_id") or _slug(values["title"], taken)
             try:
-                activity = io.habit_activity(
+                activity = res.habit_activity(
                     habit_id,
                     values["title"],
-                    io.timing_repeat(kind, times=times, weekdays=values["weekdays"], every_days=every),
+                    res.timing_repeat(kind, times=times, weekdays=values["weekdays"], every_days=every),
                     start,
                     goal_id=goal_id,
                     code=code,

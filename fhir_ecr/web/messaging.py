@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..coaching import fhir_io as io
+from ..coaching import resources as res
 from ..outcomes import bad_request
 from ..store.repository import FhirRepository
 from ..store.search import parse_search
@@ -118,7 +118,7 @@ def _message(content: dict[str, Any], patient: str) -> Message:
         text=text,
         sent=str(content.get("sent") or ""),
         from_patient=sender == patient
-        or (sender is not None and io.ref_id(sender, "Patient") == patient.split("/", 1)[1]),
+        or (sender is not None and res.ref_id(sender, "Patient") == patient.split("/", 1)[1]),
         sender=sender,
         read=bool(content.get("received")),
         stored_at=str((content.get("meta") or {}).get("lastUpdated", "")),
@@ -172,7 +172,7 @@ def counts(repo: FhirRepository, patient_ids: list[str], since: str, chunk: int 
                 "Communication", [("subject", subjects), ("sent", f"ge{since}")], strict=True
             )
             for content in uow.search_elements(query, ["subject", "sender", "sent", "received", "meta"]):
-                pid = io.ref_id(content.get("subject"), "Patient")
+                pid = res.ref_id(content.get("subject"), "Patient")
                 if pid is not None:
                     rows.setdefault(pid, []).append(_message(content, f"Patient/{pid}"))
     out = {}

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from ..auth import Access
 from ..auth.routes import delete_cookie
 from ..auth.sessions import SESSION_COOKIE
-from ..coaching import fhir_io as io
+from ..coaching import resources as res
 from ..deps import AccessDep
 from ..outcomes import BadRequest, FhirError, Unauthorized, bad_request, issue
 from . import caseload as caseload_view
@@ -70,9 +70,9 @@ def _viewer_tz(data: views.Data, access: Access) -> str:
     p = access.principal
     try:
         if p is not None and p.kind == "patient" and p.patient_id:
-            return io.patient_time_zone(data.repo.read("Patient", p.patient_id).content, data.default_tz)
+            return res.patient_time_zone(data.repo.read("Patient", p.patient_id).content, data.default_tz)
         if p is not None and p.fhir_user and p.fhir_user.startswith("Practitioner/"):
-            return io.patient_time_zone(
+            return res.patient_time_zone(
                 data.repo.read("Practitioner", p.fhir_user.split("/", 1)[1]).content, data.default_tz
             )
     except FhirError:
@@ -88,7 +88,7 @@ def _head(data: views.Data, access: Access, patient_id: str) -> dict[str, Any]:
     return {
         "banner": views.patient_banner(patient, datetime.now(ZoneInfo(tz)).date()),
         "viewer_tz": tz,
-        "patient_tz": io.patient_time_zone(patient, data.default_tz),
+        "patient_tz": res.patient_time_zone(patient, data.default_tz),
         "patient": patient,
     }
 
@@ -223,7 +223,7 @@ def _session_choices(data: views.Data, access: Access, patient_id: str, principa
     repo = data.repo
     head = _head(data, access, patient_id)
     roles = views._search(
-        repo, "PractitionerRole", [("role", f"{io.MECR_CODES}|health-and-wellness-coach")], 100
+        repo, "PractitionerRole", [("role", f"{res.MECR_CODES}|health-and-wellness-coach")], 100
     )
     people = {}
     for r in roles:
@@ -362,7 +362,7 @@ async def goal_edit(request: Request, patient_id: str, goal_id: str, access: Acc
     data = _data(request, access)
     head = await run_in_threadpool(_head, data, access, patient_id)
     goal = (await run_in_threadpool(data.repo.read, "Goal", goal_id)).content or {}
-    if io.ref_id(goal.get("subject"), "Patient") != patient_id:
+    if res.ref_id(goal.get("subject"), "Patient") != patient_id:
         raise bad_request("this goal belongs to another patient")
     return _goal_page(request, head, patient_id, forms.goal_form_values(goal), {}, goal_id)
 
@@ -398,7 +398,7 @@ def _plans(data: views.Data, patient_id: str) -> list[dict[str, Any]]:
     return views._search(
         data.repo,
         "CarePlan",
-        [("patient", f"Patient/{patient_id}"), ("category", f"{io.MECR_CODES}|habit-plan")],
+        [("patient", f"Patient/{patient_id}"), ("category", f"{res.MECR_CODES}|habit-plan")],
         20,
     )
 
@@ -408,7 +408,7 @@ def _habits_context(data: views.Data, access: Access, patient_id: str) -> dict[s
     plan = plans[0] if plans else None
     habits = []
     if plan is not None:
-        for h in io.habits_of_plan(plan):
+        for h in res.habits_of_plan(plan):
             habits.append(
                 {
                     "id": h.habit_id,
@@ -509,7 +509,7 @@ async def me(request: Request, access: AccessDep, patient: str | None = None) ->
 
 
 def _patient_tz(data: views.Data, patient_id: str) -> str:
-    return io.patient_time_zone(data.repo.read("Patient", patient_id).content, data.default_tz)
+    return res.patient_time_zone(data.repo.read("Patient", patient_id).content, data.default_tz)
 
 
 @router.get("/me/messages")

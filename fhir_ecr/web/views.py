@@ -20,7 +20,7 @@ from typing import Any
 
 from ..auth.access import LINK_SYSTEM_PREFIX
 from ..canonical import APP_PREFERENCES_URL
-from ..coaching import fhir_io as io
+from ..coaching import resources as res
 from ..coaching.referral_wait import response_days
 from ..coaching.schedule import ScheduleKind
 from ..coaching.service import CoachingService
@@ -200,7 +200,7 @@ def save_preferences(
 # -- series ---------------------------------------------------------------------------------------------------
 
 
-def _band(info: io.GoalInfo) -> tuple[float | None, float | None] | None:
+def _band(info: res.GoalInfo) -> tuple[float | None, float | None] | None:
     t = info.target
     if t is None:
         return None
@@ -247,7 +247,7 @@ def _goal_cards(
     infos = {}
     for g in goals:
         try:
-            infos[str(g.get("id"))] = io.goal_info(g)
+            infos[str(g.get("id"))] = res.goal_info(g)
         except ValueError:
             continue
     cards = []
@@ -353,7 +353,7 @@ def _sessions(repo: FhirRepository, patient_id: str, limit: int = 5) -> list[dic
             (
                 e.get("valueCoding", {}).get("code")
                 for e in enc.get("extension", []) or []
-                if e.get("url") == io.MODALITY_URL
+                if e.get("url") == res.MODALITY_URL
             ),
             None,
         )
@@ -478,7 +478,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         "banner": patient_banner(patient, today),
         "today": today,
         "tz": tz,
-        "tz_is_default": io.patient_time_zone(patient, "") == "",
+        "tz_is_default": res.patient_time_zone(patient, "") == "",
         "goals": cards,
         "habits": _habit_rows(summary, today),
         "trends": trends,
@@ -512,24 +512,24 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
         "Observation",
         [
             ("patient", f"Patient/{patient_id}"),
-            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("code", f"{res.MECR_CODES}|habit-check-in"),
             ("date", today.isoformat()),
         ],
         200,
     ):
-        parsed = io.checkin_from_observation(obs)
+        parsed = res.checkin_from_observation(obs)
         if parsed is not None and parsed[2].day == today:
             todays[(parsed[0], parsed[1])] = parsed[2].status.value
     plans = _search(
         repo,
         "CarePlan",
-        [("patient", f"Patient/{patient_id}"), ("category", f"{io.MECR_CODES}|habit-plan")],
+        [("patient", f"Patient/{patient_id}"), ("category", f"{res.MECR_CODES}|habit-plan")],
         50,
     )
     schedules = {}
     for plan in plans:
         try:
-            for habit in io.habits_of_plan(plan):
+            for habit in res.habits_of_plan(plan):
                 schedules[(habit.plan_id, habit.habit_id)] = habit
         except ValueError:
             continue
@@ -594,7 +594,7 @@ def habit_streak(data: Data, patient_id: str, plan_id: str, habit_id: str) -> di
     return None
 
 
-def _schedule_text(h: io.Habit) -> str:
+def _schedule_text(h: res.Habit) -> str:
     s = h.schedule
     if s.kind is ScheduleKind.DAILY:
         return "every day"

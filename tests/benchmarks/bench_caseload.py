@@ -35,7 +35,7 @@ from typing import Any
 from fhir_ecr.app import create_app
 from fhir_ecr.auth import Principal
 from fhir_ecr.auth.sessions import SESSION_COOKIE, create_session
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from smart_launch.scopes import ScopeSet
@@ -71,10 +71,10 @@ def load(services: Any, patients: int, days: int) -> None:
     role = repo.create(
         {
             "resourceType": "PractitionerRole",
-            "meta": {"profile": [io.COACH_PROFILE]},
+            "meta": {"profile": [res.COACH_PROFILE]},
             "active": True,
             "practitioner": {"reference": COACH},
-            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+            "code": [{"coding": [{"system": res.MECR_CODES, "code": "health-and-wellness-coach"}]}],
         }
     ).stored.id
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def load(services: Any, patients: int, days: int) -> None:
                 "identifier": [{"system": "urn:bench:mrn", "value": f"B-{n:05d}"}],
                 "birthDate": f"{1940 + n % 60}-0{1 + n % 9}-1{n % 10}",
                 "gender": "female",
-                "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/New_York"}],
+                "extension": [{"url": res.TIMEZONE_URL, "valueCode": "America/New_York"}],
                 "generalPractitioner": [{"reference": f"PractitionerRole/{role}"}],
             }
         ).stored.id
@@ -101,10 +101,12 @@ def load(services: Any, patients: int, days: int) -> None:
             priority="high-priority",
         ).id
         svc.create_goal(pid, description="Cook at home more", category="nutrition")
-        walk = io.habit_activity("walk", "Evening walk", io.timing_repeat("daily"), first, goal_id=steps_goal)
-        veg = io.habit_activity("veg", "Vegetables at lunch", io.timing_repeat("daily"), first)
+        walk = res.habit_activity(
+            "walk", "Evening walk", res.timing_repeat("daily"), first, goal_id=steps_goal
+        )
+        veg = res.habit_activity("veg", "Vegetables at lunch", res.timing_repeat("daily"), first)
         plan = svc.create_plan(pid, "Habits", [walk, veg], author=f"PractitionerRole/{role}")
-        habits = io.habits_of_plan(plan.content or {})
+        habits = res.habits_of_plan(plan.content or {})
         level = rnd.gauss(7500, 1500)
         with repo.unit() as uow:
             for d in range(days):
@@ -117,7 +119,7 @@ def load(services: Any, patients: int, days: int) -> None:
                 for habit in habits:
                     if rnd.random() < 0.8:
                         status = CheckInStatus.DONE if rnd.random() < 0.85 else CheckInStatus.PARTLY
-                        uow.create(io.checkin_observation(habit, pid, day, status), validated=True)
+                        uow.create(res.checkin_observation(habit, pid, day, status), validated=True)
                         written += 1
                 if d % 14 == 3:
                     start = datetime.combine(day, datetime.min.time(), UTC).replace(hour=15)
@@ -149,13 +151,13 @@ def load(services: Any, patients: int, days: int) -> None:
 def _session(pid: str, coach: str, start: datetime) -> dict[str, Any]:
     return {
         "resourceType": "Encounter",
-        "meta": {"profile": [io.SESSION_PROFILE]},
+        "meta": {"profile": [res.SESSION_PROFILE]},
         "extension": [
-            {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": "video"}}
+            {"url": res.MODALITY_URL, "valueCoding": {"system": res.MODALITY_SYSTEM, "code": "video"}}
         ],
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
-        "type": [{"coding": [{"system": io.MECR_CODES, "code": "coaching-session-follow-up"}]}],
+        "type": [{"coding": [{"system": res.MECR_CODES, "code": "coaching-session-follow-up"}]}],
         "subject": {"reference": f"Patient/{pid}"},
         "participant": [
             {

@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fhir_ecr.app import create_app
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.composition import build_services
@@ -71,7 +71,7 @@ def reading(patient: str, code: str, day: date, value: float, unit: str) -> dict
         "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": day.isoformat(),
-        "valueQuantity": io.quantity(round(value), unit),
+        "valueQuantity": res.quantity(round(value), unit),
     }
 
 
@@ -88,7 +88,7 @@ def load(services: Any, patients: int = 3) -> str:
             {
                 "resourceType": "Patient",
                 "name": [{"family": f"Bench{n}"}],
-                "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/Chicago"}],
+                "extension": [{"url": res.TIMEZONE_URL, "valueCode": "America/Chicago"}],
             }
         ).stored.id
         target = target or pid
@@ -107,17 +107,17 @@ def load(services: Any, patients: int = 3) -> str:
             svc.create_goal(pid, description="Feel calmer", category="stress-management").id,
         ]
         habits = [
-            io.habit_activity(f"h{i}", f"Habit {i}", io.timing_repeat("daily"), first, goal_id=goals[i % 5])
+            res.habit_activity(f"h{i}", f"Habit {i}", res.timing_repeat("daily"), first, goal_id=goals[i % 5])
             for i in range(8)
         ]
         plan = svc.create_plan(pid, "Bench habits", habits)
-        fake = io.habits_of_plan(plan.content or {})
+        fake = res.habits_of_plan(plan.content or {})
         with repo.unit() as uow:
             for day_n in range(DAYS):
                 day = first + timedelta(days=day_n)
                 for habit in fake:
                     status = rnd.choices(["done", "partly", "not-done"], [0.75, 0.15, 0.10])[0]
-                    uow.create(io.checkin_observation(habit, pid, day, CheckInStatus(status)))
+                    uow.create(res.checkin_observation(habit, pid, day, CheckInStatus(status)))
                 for code, _, mean, sd, unit in METRICS:
                     uow.create(reading(pid, code, day, max(0.0, rnd.gauss(mean, sd)), unit))
     return target
@@ -278,7 +278,7 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
                         timings[kind].append((time.perf_counter() - t) * 1000)
                         assert resp.status_code == 200, resp.text[:300]
             use_derived(services, True)
-        summary = io.parameters_to_dict(resp.json())
+        summary = res.parameters_to_dict(resp.json())
         assert len(summary["habit"]) == 8 and len(summary["goal"]) == 5, summary.keys()
         return figures(timings)
     finally:

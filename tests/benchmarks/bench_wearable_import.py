@@ -149,7 +149,7 @@ def generate(path: Path, megabytes: float) -> tuple[int, int]:
 
 
 def _setup(url: str) -> str:
-    from fhir_ecr.coaching import fhir_io as io
+    from fhir_ecr.coaching import resources as res
     from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
 
@@ -160,7 +160,7 @@ def _setup(url: str) -> str:
                 {
                     "resourceType": "Patient",
                     "name": [{"family": "Bench"}],
-                    "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/Los_Angeles"}],
+                    "extension": [{"url": res.TIMEZONE_URL, "valueCode": "America/Los_Angeles"}],
                 }
             ).stored.id
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.service import CoachingService
 
 __all__ = ["NOW", "World", "make_world", "pin_clock", "steps_reading"]
@@ -40,7 +40,7 @@ def make_world(repo: Any, tz: str = "America/New_York", start: date = date(2026,
         {
             "resourceType": "Patient",
             "name": [{"family": "Rivera"}],
-            "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}],
+            "extension": [{"url": res.TIMEZONE_URL, "valueCode": tz}],
         }
     ).stored.id
     w.other_patient = repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]}).stored.id
@@ -49,11 +49,11 @@ def make_world(repo: Any, tz: str = "America/New_York", start: date = date(2026,
     w.coach = repo.create(
         {
             "resourceType": "PractitionerRole",
-            "meta": {"profile": [io.COACH_PROFILE]},
+            "meta": {"profile": [res.COACH_PROFILE]},
             "active": True,
             "practitioner": {"reference": f"Practitioner/{person}"},
             "organization": {"reference": f"Organization/{org}"},
-            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+            "code": [{"coding": [{"system": res.MECR_CODES, "code": "health-and-wellness-coach"}]}],
         }
     ).stored.id
     w.goal = svc.create_goal(
@@ -66,16 +66,16 @@ def make_world(repo: Any, tz: str = "America/New_York", start: date = date(2026,
         due=date(2026, 6, 1),
         priority="high-priority",
     ).id
-    walk = io.habit_activity(
+    walk = res.habit_activity(
         "walk",
         "Walk after lunch",
-        io.timing_repeat("daily"),
+        res.timing_repeat("daily"),
         start,
         goal_id=w.goal,
         code=[LOINC_STEPS],
-        daily_amount=io.quantity(8000, "/d", "steps/day"),
+        daily_amount=res.quantity(8000, "/d", "steps/day"),
     )
-    gym = io.habit_activity("gym", "Gym", io.timing_repeat("per-week", times=3), start)
+    gym = res.habit_activity("gym", "Gym", res.timing_repeat("per-week", times=3), start)
     plan = svc.create_plan(w.patient, "Habits", [walk, gym], author=f"PractitionerRole/{w.coach}")
     w.plan, w.plan_version = plan.id, plan.version_id
     return w
@@ -85,7 +85,7 @@ def steps_reading(patient: str, day: date, steps: int) -> dict[str, Any]:
     """A ``mecr-daily-steps`` Observation for one local day."""
     return {
         "resourceType": "Observation",
-        "meta": {"profile": [f"{io.CANONICAL}/StructureDefinition/mecr-daily-steps"], "source": "urn:test"},
+        "meta": {"profile": [f"{res.CANONICAL}/StructureDefinition/mecr-daily-steps"], "source": "urn:test"},
         "status": "final",
         "category": [
             {
@@ -108,5 +108,5 @@ def steps_reading(patient: str, day: date, steps: int) -> dict[str, Any]:
         "code": {"coding": [{**LOINC_STEPS, "display": "Number of steps in 24 hour Measured"}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": day.isoformat(),
-        "valueQuantity": io.quantity(steps, "/d", "steps/day"),
+        "valueQuantity": res.quantity(steps, "/d", "steps/day"),
     }

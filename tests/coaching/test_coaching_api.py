@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.demo import demo_coaching_bundles
 from fhir_ecr.coaching.sessions import parse_session_note
 from tests.coaching.coaching_support import NOW, make_world, pin_clock, steps_reading
@@ -18,12 +18,12 @@ REPEATED = ["goal", "habit", "adherence", "point", "phase", "annotation", "pause
 
 def params(**values):
     """A Parameters body; str values become valueString, dicts valueReference/valueQuantity."""
-    return io.to_parameters(values)
+    return res.to_parameters(values)
 
 
 def as_dict(resp):
     assert resp.status_code == 200, resp.text[:500]
-    return io.parameters_to_dict(resp.json(), REPEATED)
+    return res.parameters_to_dict(resp.json(), REPEATED)
 
 
 def test_check_in_operation_is_idempotent_per_day(client, repo):
@@ -47,7 +47,7 @@ def test_check_in_operation_is_idempotent_per_day(client, repo):
     assert one["return"]["note"] == [{"text": "with Sam"}]
     assert two["return"]["valueCodeableConcept"]["coding"][0]["code"] == "not-done"
     bundle = client.get(
-        "/fhir/Observation", params={"identifier": f"{io.CHECKIN_ID_SYSTEM}|{w.plan}/walk/2026-03-19"}
+        "/fhir/Observation", params={"identifier": f"{res.CHECKIN_ID_SYSTEM}|{w.plan}/walk/2026-03-19"}
     )
     assert bundle.json()["total"] == 1
     history = client.get(f"/fhir/Observation/{one['return']['id']}/_history").json()
@@ -101,7 +101,7 @@ def test_habit_operation_with_if_match(client, repo):
     )
     out = as_dict(paused)
     assert out["version"] == w.plan_version + 1
-    gym = io.habits_of_plan(out["return"])[1]
+    gym = res.habits_of_plan(out["return"])[1]
     assert gym.status == "on-hold" and gym.status_reason == "injury"
     stale = client.post(
         url, json=params(action="resume", habitId="gym"), headers={"If-Match": f'W/"{w.plan_version}"'}
@@ -120,7 +120,7 @@ def test_habit_operation_with_if_match(client, repo):
             ),
         )
     )
-    assert io.habits_of_plan(added["return"])[2].schedule.kind.value == "weekdays"
+    assert res.habits_of_plan(added["return"])[2].schedule.kind.value == "weekdays"
     assert_outcome(client.post(url, json=params(action="explode", habitId="gym")), 400, "value")
     assert_outcome(
         client.post(url, json=params(action="add", habitId="x", title="X", schedule="hourly")), 400, "invalid"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fhir_ecr.cli import EXAMPLES_DIR
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.demo import AS_OF_URL, DEMO_TZ, demo_coaching_bundles, demo_today, rebase_demo_bundle
 from fhir_ecr.outcomes import FhirError
 from tests.coaching.coaching_support import pin_clock
@@ -34,7 +34,7 @@ def load(client: Any, repo: Any, today: date) -> list[dict[str, Any]]:
 def summary(client: Any, pid: str) -> dict[str, Any]:
     resp = client.get(f"/fhir/Patient/{pid}/$coaching-summary")
     assert resp.status_code == 200, resp.text[:500]
-    return io.parameters_to_dict(resp.json(), REPEATED)
+    return res.parameters_to_dict(resp.json(), REPEATED)
 
 
 def test_the_files_are_the_generator_output_stamped_with_their_day() -> None:
@@ -95,7 +95,7 @@ def test_demo_shows_every_feature(client: Any, repo: Any, shift: int) -> None:
         params={"patient": "Patient/demo-ana", "code": "http://loinc.org|41950-7"},
     )
     assert chart.status_code == 200, chart.text[:500]
-    rc = io.parameters_to_dict(chart.json(), REPEATED)
+    rc = res.parameters_to_dict(chart.json(), REPEATED)
     change = (today - timedelta(days=30)).isoformat()
     assert [a["date"] for a in rc["annotation"]] == [change]
     assert [p["label"] for p in rc["phase"]] == ["baseline", "Walk after lunch with a colleague"]
@@ -116,7 +116,7 @@ def test_demo_shows_every_feature(client: Any, repo: Any, shift: int) -> None:
             "/fhir/Observation",
             params={
                 "code": f"http://loinc.org|{code}",
-                "_profile": f"{io.CANONICAL}/StructureDefinition/{profile}",
+                "_profile": f"{res.CANONICAL}/StructureDefinition/{profile}",
                 "date": f"ge{(today - timedelta(days=7)).isoformat()}",
             },
         )

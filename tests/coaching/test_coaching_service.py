@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.outcomes import FhirError
 from tests.coaching.coaching_support import make_world, pin_clock, steps_reading
@@ -30,7 +30,7 @@ def test_two_check_ins_same_day_are_one_resource_with_two_versions(repo):
     assert second.stored.id == first.stored.id and second.stored.version_id == 2
     assert second.stored.content["status"] == "amended"
     found = repo.search_params(
-        "Observation", [("patient", f"Patient/{w.patient}"), ("code", f"{io.MECR_CODES}|habit-check-in")]
+        "Observation", [("patient", f"Patient/{w.patient}"), ("code", f"{res.MECR_CODES}|habit-check-in")]
     )
     assert [s.id for s in found.matches] == [first.stored.id]
     history = repo.history("Observation", first.stored.id)
@@ -40,8 +40,8 @@ def test_two_check_ins_same_day_are_one_resource_with_two_versions(repo):
     obs = second.stored.content
     assert obs["basedOn"] == [{"reference": f"CarePlan/{w.plan}"}]
     assert obs["focus"] == [{"reference": f"Goal/{w.goal}"}]
-    assert obs["extension"][0] == {"url": io.HABIT_ID_URL, "valueString": "walk"}
-    assert obs["meta"]["profile"] == [io.CHECKIN_PROFILE]
+    assert obs["extension"][0] == {"url": res.HABIT_ID_URL, "valueString": "walk"}
+    assert obs["meta"]["profile"] == [res.CHECKIN_PROFILE]
 
 
 @pytest.mark.parametrize(
@@ -115,9 +115,9 @@ def test_pause_and_resume_keep_paused_days_out_of_adherence_and_streaks(repo):
     )
     detail = paused.content["activity"][0]["detail"]
     assert detail["status"] == "on-hold"
-    assert detail["statusReason"]["coding"][0] == {"system": io.PAUSE_REASON_SYSTEM, "code": "illness"}
+    assert detail["statusReason"]["coding"][0] == {"system": res.PAUSE_REASON_SYSTEM, "code": "illness"}
     resumed = svc.resume_habit(w.plan, "walk", on=date(2026, 3, 18))
-    habit = io.habits_of_plan(resumed.content)[0]
+    habit = res.habits_of_plan(resumed.content)[0]
     assert habit.status == "in-progress" and "statusReason" not in resumed.content["activity"][0]["detail"]
     assert [(p.start, p.end, p.reason) for p in habit.pauses] == [
         (date(2026, 3, 11), date(2026, 3, 17), "illness")
@@ -143,15 +143,15 @@ def test_habit_changes_need_the_current_plan_version(repo):
     assert exc.value.status == 412
     added = svc.add_habit(
         w.plan,
-        io.habit_activity(
-            "water", "8 glasses", io.timing_repeat("weekdays", weekdays=["mon", "tue"]), date(2026, 3, 2)
+        res.habit_activity(
+            "water", "8 glasses", res.timing_repeat("weekdays", weekdays=["mon", "tue"]), date(2026, 3, 2)
         ),
         expected_version=changed.version_id,
     )
-    assert [h.habit_id for h in io.habits_of_plan(added.content)] == ["walk", "gym", "water"]
+    assert [h.habit_id for h in res.habits_of_plan(added.content)] == ["walk", "gym", "water"]
     with pytest.raises(FhirError) as exc:
         svc.add_habit(
-            w.plan, io.habit_activity("water", "again", io.timing_repeat("daily"), date(2026, 3, 2))
+            w.plan, res.habit_activity("water", "again", res.timing_repeat("daily"), date(2026, 3, 2))
         )
     assert exc.value.status == 400
 
@@ -161,7 +161,7 @@ def test_goal_status_follows_the_evidence_from_wearable_days(repo):
     svc = _svc(repo)
     goal = repo.read("Goal", w.goal).content
     assert goal["achievementStatus"]["coding"][0]["code"] == "in-progress"
-    assert goal["meta"]["profile"] == [io.GOAL_PROFILE]
+    assert goal["meta"]["profile"] == [res.GOAL_PROFILE]
     assert goal["target"][0]["detailQuantity"]["comparator"] == ">="
     statuses = []
     for day, steps in (
@@ -203,16 +203,16 @@ def test_goal_without_comparator_takes_its_direction_from_the_first_measurement(
     w = make_world(repo)
     goal = {
         "resourceType": "Goal",
-        "meta": {"profile": [io.GOAL_PROFILE]},
+        "meta": {"profile": [res.GOAL_PROFILE]},
         "lifecycleStatus": "active",
-        "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
+        "category": [{"coding": [{"system": res.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
         "description": {"text": "Weigh 75 kg"},
         "subject": {"reference": f"Patient/{w.patient}"},
         "startDate": "2026-03-10",
         "target": [
             {
                 "measure": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                "detailQuantity": io.quantity(75, "kg"),
+                "detailQuantity": res.quantity(75, "kg"),
             }
         ],
     }
@@ -225,7 +225,7 @@ def test_goal_without_comparator_takes_its_direction_from_the_first_measurement(
                 "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
                 "subject": {"reference": f"Patient/{w.patient}"},
                 "effectiveDateTime": f"2026-03-1{n}T08:00:00-04:00",
-                "valueQuantity": io.quantity(kg, "kg"),
+                "valueQuantity": res.quantity(kg, "kg"),
             }
         )
     stored, progress = _svc(repo).recompute_goal(gid)
@@ -272,4 +272,4 @@ def test_time_zone_setting_is_validated(repo):
         _svc(repo).set_time_zone(w.patient, "Mars/Olympus")
     assert exc.value.status == 400
     stored = _svc(repo).set_time_zone(w.patient, "Europe/Berlin")
-    assert io.patient_time_zone(stored.content, "UTC") == "Europe/Berlin"
+    assert res.patient_time_zone(stored.content, "UTC") == "Europe/Berlin"

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.progress import GoalTarget, Measurement, goal_progress
 from fhir_ecr.coaching.runchart import MIN_BASELINE, analyse_changes, analyse_run_chart
 from fhir_ecr.coaching.service import CoachingService
@@ -29,8 +29,8 @@ HBA1C = {"system": "http://loinc.org", "code": "4548-4"}
 STEPS = {"system": "http://loinc.org", "code": "41950-7"}
 
 
-def _note(day: date) -> io.PdsaNote:
-    return io.PdsaNote("plan", "walk", "goal", day, "change", "PDSA: change")
+def _note(day: date) -> res.PdsaNote:
+    return res.PdsaNote("plan", "walk", "goal", day, "change", "PDSA: change")
 
 
 # -- 8. run-chart signals after a PDSA change -----------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_comparators_mean_what_fhir_says(comparator, target, value, met):
             }
         ],
     }
-    info = io.goal_info(goal)
+    info = res.goal_info(goal)
     assert info.target is not None and info.target.is_met(value) is met
     progress = goal_progress(info.target, [Measurement(date(2026, 3, 1), value)], today=date(2026, 3, 2))
     assert progress.met is met and (progress.status.value == "achieved") is met
@@ -183,9 +183,9 @@ def test_hba1c_below_7_is_not_achieved_at_7_through_the_service(repo):
     goal = repo.create(
         {
             "resourceType": "Goal",
-            "meta": {"profile": [io.GOAL_PROFILE]},
+            "meta": {"profile": [res.GOAL_PROFILE]},
             "lifecycleStatus": "active",
-            "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
+            "category": [{"coding": [{"system": res.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
             "description": {"text": "HbA1c below 7 %"},
             "subject": {"reference": f"Patient/{w.patient}"},
             "target": [
@@ -209,7 +209,7 @@ def test_hba1c_below_7_is_not_achieved_at_7_through_the_service(repo):
             "code": {"coding": [HBA1C]},
             "subject": {"reference": f"Patient/{w.patient}"},
             "effectiveDateTime": "2026-03-18",
-            "valueQuantity": io.quantity(7.0, "%"),
+            "valueQuantity": res.quantity(7.0, "%"),
         }
     )
     _, progress = CoachingService(repo).recompute_goal(goal.id)
@@ -222,12 +222,12 @@ def test_hba1c_below_7_is_not_achieved_at_7_through_the_service(repo):
 def _weight_goal(repo, patient: str, start: str | None) -> str:
     goal = {
         "resourceType": "Goal",
-        "meta": {"profile": [io.GOAL_PROFILE]},
+        "meta": {"profile": [res.GOAL_PROFILE]},
         "lifecycleStatus": "active",
-        "category": [{"coding": [{"system": io.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
+        "category": [{"coding": [{"system": res.GOAL_CATEGORY_SYSTEM, "code": "weight-management"}]}],
         "description": {"text": "Weigh 75 kg"},
         "subject": {"reference": f"Patient/{patient}"},
-        "target": [{"measure": {"coding": [WEIGHT]}, "detailQuantity": io.quantity(75, "kg")}],
+        "target": [{"measure": {"coding": [WEIGHT]}, "detailQuantity": res.quantity(75, "kg")}],
     }
     if start:
         goal["startDate"] = start
@@ -242,7 +242,7 @@ def _weigh(repo, patient: str, day: str, kg: float) -> None:
             "code": {"coding": [WEIGHT]},
             "subject": {"reference": f"Patient/{patient}"},
             "effectiveDateTime": f"{day}T07:00:00-04:00",
-            "valueQuantity": io.quantity(kg, "kg"),
+            "valueQuantity": res.quantity(kg, "kg"),
         }
     )
 
@@ -293,7 +293,7 @@ def test_the_latest_reading_of_a_day_is_chosen_by_instant():
         "valueQuantity": {"value": 81.0},
     }
     for order in ([earlier, later], [later, earlier]):
-        assert io.measurements_by_day(order, "America/New_York", None) == [
+        assert res.measurements_by_day(order, "America/New_York", None) == [
             Measurement(date(2026, 3, 10), 81.0)
         ]
     # the string comparison got this one wrong: "2026-03-10T14:00:00+00:00" < "2026-03-10T23:00:00+05:00"?
@@ -307,7 +307,7 @@ def test_the_latest_reading_of_a_day_is_chosen_by_instant():
         "effectiveDateTime": "2026-03-10T18:00:00+05:00",
         "valueQuantity": {"value": 2.0},
     }
-    assert io.measurements_by_day([utc, east], "America/New_York", None) == [
+    assert res.measurements_by_day([utc, east], "America/New_York", None) == [
         Measurement(date(2026, 3, 10), 1.0)
     ]
 
@@ -337,7 +337,7 @@ def test_the_summary_and_the_page_show_achieved_but_stale(repo, client):
         if g["reference"]["reference"] == f"Goal/{w.goal}"
     )
     assert item["achievementStatus"]["code"] == "achieved" and item["stale"] is True
-    params = io.parameters_to_dict(
+    params = res.parameters_to_dict(
         client.get(f"/fhir/Patient/{w.patient}/$coaching-summary").json(), ["goal"]
     )
     assert params["goal"][0]["stale"] is True
@@ -368,7 +368,7 @@ def test_patients_without_a_zone_take_the_practice_zone_and_the_page_says_so(chi
     repo, client = chicago
     pin_clock(repo)
     pid = repo.create({"resourceType": "Patient", "name": [{"family": "Nozone"}]}).stored.id
-    summary = io.parameters_to_dict(client.get(f"/fhir/Patient/{pid}/$coaching-summary").json())
+    summary = res.parameters_to_dict(client.get(f"/fhir/Patient/{pid}/$coaching-summary").json())
     assert summary["timeZone"] == "America/Chicago" and summary["today"] == "2026-03-20"
     page = client.get(f"/app/patients/{pid}").text
     assert "Days are counted in America/Chicago (the practice's time zone; the patient has none set)" in page
@@ -389,7 +389,10 @@ def test_patients_without_a_zone_take_the_practice_zone_and_the_page_says_so(chi
     ],
 )
 def test_a_goal_start_may_be_a_partial_fhir_date(start, expected):
-    goal = {"id": "g", "target": [{"measure": {"coding": [WEIGHT]}, "detailQuantity": io.quantity(75, "kg")}]}
+    goal = {
+        "id": "g",
+        "target": [{"measure": {"coding": [WEIGHT]}, "detailQuantity": res.quantity(75, "kg")}],
+    }
     if start:
         goal["startDate"] = start
-    assert io.goal_info(goal).start == expected
+    assert res.goal_info(goal).start == expected

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.derived import derived_ready, install_derived, rebuild
 from fhir_ecr.coaching.derived.maintain import STATE_KEY
 from fhir_ecr.coaching.schedule import CheckInStatus
@@ -90,7 +90,7 @@ op = st.one_of(
 
 def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tuple[Any, ...]) -> None:
     kind = step[0]
-    habits = {h.habit_id: h for h in io.habits_of_plan(repo.read("CarePlan", world.plan).content)}
+    habits = {h.habit_id: h for h in res.habits_of_plan(repo.read("CarePlan", world.plan).content)}
     if kind == "reading":
         _, day, value, shape, heart = step
         ids.append(
@@ -106,7 +106,7 @@ def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tu
         )
     elif kind == "checkin":
         _, day, status, gym = step
-        obs = io.checkin_observation(
+        obs = res.checkin_observation(
             habits["gym" if gym else "walk"], world.patient, START + timedelta(days=day), status
         )
         key = obs["identifier"][0]

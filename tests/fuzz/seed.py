@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.service import CoachingService
 
 __all__ = ["A", "B", "B_MARKER", "A_MARKER", "NOW", "Seeded", "marker", "seed_world"]
@@ -77,7 +77,7 @@ def _patient_record(repo: Any, pid: str, base: str, out: dict[str, list[str]], c
             "identifier": [{"system": "urn:fuzz:mrn", "value": tag("Patient")}],
             "telecom": [{"system": "email", "value": f"{tag('Patient').lower()}@example.org"}],
             "birthDate": "1980-02-29",
-            "extension": [{"url": io.TIMEZONE_URL, "valueCode": "America/New_York"}],
+            "extension": [{"url": res.TIMEZONE_URL, "valueCode": "America/New_York"}],
         },
         out,
     )
@@ -102,7 +102,7 @@ def _patient_record(repo: Any, pid: str, base: str, out: dict[str, list[str]], c
                 "subject": {"reference": f"Patient/{pid}"},
                 "device": {"reference": f"Device/{device}"},
                 "effectiveDateTime": f"2026-03-{day:02d}",
-                "valueQuantity": io.quantity(7000 + 500 * day, "/d", "steps/day"),
+                "valueQuantity": res.quantity(7000 + 500 * day, "/d", "steps/day"),
                 "note": [{"text": tag("Observation")}],
             },
             out,
@@ -169,14 +169,14 @@ def _patient_record(repo: Any, pid: str, base: str, out: dict[str, list[str]], c
         due=date(2026, 6, 1),
     )
     out.setdefault("Goal", []).append(goal.id)
-    walk = io.habit_activity(
+    walk = res.habit_activity(
         "walk",
         tag("CarePlan"),
-        io.timing_repeat("daily"),
+        res.timing_repeat("daily"),
         date(2026, 3, 1),
         goal_id=goal.id,
         code=[LOINC_STEPS],
-        daily_amount=io.quantity(8000, "/d", "steps/day"),
+        daily_amount=res.quantity(8000, "/d", "steps/day"),
     )
     plan = svc.create_plan(
         pid, tag("CarePlan"), [walk], author=f"Practitioner/{coach}", plan_id=f"fz{p}-plan"

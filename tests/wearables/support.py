@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 
 __all__ = ["FIXTURES", "Rec", "apple_export", "make_patient", "observations", "summaries_by_day"]
 
@@ -56,7 +56,7 @@ def make_patient(repo: Any, tz: str = "America/New_York") -> str:
             {
                 "resourceType": "Patient",
                 "name": [{"family": "Walker"}],
-                "extension": [{"url": io.TIMEZONE_URL, "valueCode": tz}],
+                "extension": [{"url": res.TIMEZONE_URL, "valueCode": tz}],
             }
         ).stored.id
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as coaching_io
+from fhir_ecr.coaching import resources as coaching_res
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 from fhir_ecr.wearables.upsert import BatchWriter
@@ -361,7 +361,7 @@ def test_a_day_at_the_habit_target_becomes_a_done_check_in_once(repo: Any) -> No
     assert first.checkins == 1
     checkins = repo.search_params(
         "Observation",
-        [("patient", f"Patient/{w.patient}"), ("code", f"{coaching_io.MECR_CODES}|habit-check-in")],
+        [("patient", f"Patient/{w.patient}"), ("code", f"{coaching_res.MECR_CODES}|habit-check-in")],
     ).matches
     [checkin] = [c.content for c in checkins]
     assert checkin["effectiveDateTime"] == "2026-03-10"

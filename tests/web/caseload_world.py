@@ -31,7 +31,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.referral_wait import REFERRAL_PROFILE
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
@@ -70,13 +70,13 @@ def _today() -> date:
 def _session(pid: str, coach: str, start: datetime, status: str = "finished") -> dict[str, Any]:
     return {
         "resourceType": "Encounter",
-        "meta": {"profile": [io.SESSION_PROFILE]},
+        "meta": {"profile": [res.SESSION_PROFILE]},
         "extension": [
-            {"url": io.MODALITY_URL, "valueCoding": {"system": io.MODALITY_SYSTEM, "code": "video"}}
+            {"url": res.MODALITY_URL, "valueCoding": {"system": res.MODALITY_SYSTEM, "code": "video"}}
         ],
         "status": status,
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
-        "type": [{"coding": [{"system": io.MECR_CODES, "code": "coaching-session-follow-up"}]}],
+        "type": [{"coding": [{"system": res.MECR_CODES, "code": "coaching-session-follow-up"}]}],
         "subject": {"reference": f"Patient/{pid}"},
         "participant": [
             {
@@ -116,10 +116,10 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
     role = repo.create(
         {
             "resourceType": "PractitionerRole",
-            "meta": {"profile": [io.COACH_PROFILE]},
+            "meta": {"profile": [res.COACH_PROFILE]},
             "active": True,
             "practitioner": {"reference": coach_person},
-            "code": [{"coding": [{"system": io.MECR_CODES, "code": "health-and-wellness-coach"}]}],
+            "code": [{"coding": [{"system": res.MECR_CODES, "code": "health-and-wellness-coach"}]}],
         }
     ).stored.id
     coach = f"PractitionerRole/{role}"
@@ -153,15 +153,15 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
                 uow.create(steps_reading(pid, last - timedelta(days=len(values) - 1 - i), int(v)))
 
     def daily_habit(pid: str, last_check_in: date | None, start: date, goal: str | None = None) -> None:
-        walk = io.habit_activity("walk", "Evening walk", io.timing_repeat("daily"), start, goal_id=goal)
+        walk = res.habit_activity("walk", "Evening walk", res.timing_repeat("daily"), start, goal_id=goal)
         plan = svc.create_plan(pid, "Habits", [walk], author=coach)
-        habit = io.habits_of_plan(plan.content or {})[0]
+        habit = res.habits_of_plan(plan.content or {})[0]
         if last_check_in is None:
             return
         with repo.unit() as uow:
             day = start
             while day <= last_check_in:
-                uow.create(io.checkin_observation(habit, pid, day, CheckInStatus.DONE))
+                uow.create(res.checkin_observation(habit, pid, day, CheckInStatus.DONE))
                 day += timedelta(days=1)
 
     def usual(
@@ -275,7 +275,7 @@ def build_caseload_world(services: Any, coach_person: str = "Practitioner/caselo
             "code": {"coding": [WEIGHT]},
             "subject": {"reference": f"Patient/{pid}"},
             "effectiveDateTime": (today - timedelta(days=40)).isoformat(),
-            "valueQuantity": io.quantity(72, "kg"),
+            "valueQuantity": res.quantity(72, "kg"),
         }
     )
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fhir_ecr.auth.sessions import SESSION_COOKIE
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.web import views
 from fhir_ecr.web.messaging import send_message
 from fhir_ecr.web.runcharts import RunChartFigure, draw
@@ -137,7 +137,7 @@ def test_messages_and_sessions_are_shown_in_the_readers_zone(secure_services, se
     repo.update(
         "Practitioner",
         "demo-coach-person",
-        {**person, "extension": [{"url": io.TIMEZONE_URL, "valueCode": "Europe/London"}]},
+        {**person, "extension": [{"url": res.TIMEZONE_URL, "valueCode": "Europe/London"}]},
     )
     page = secure_client.get(f"/app/patients/{PATIENT}/messages").text
     assert f"{sent.astimezone(ZoneInfo('Europe/London')):%b %-d, %H:%M}" in page

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.store.search import parse_search
 from fhir_ecr.web.messaging import send_message, thread
 from tests.web.web_support import PATIENT, coach_principal, load_demo, login, patient_principal
@@ -197,7 +197,7 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
     )
     assert resp.status_code == 303
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
-    habits = {h.habit_id: h for h in io.habits_of_plan(plan.content)}
+    habits = {h.habit_id: h for h in res.habits_of_plan(plan.content)}
     assert "drink-water" in habits
     stale = secure_client.post(url, data={**base, "action": "pause", "habit_id": "walk", "reason": "illness"})
     assert stale.status_code == 412 and "changed this plan" in stale.text
@@ -217,7 +217,7 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
         == 303
     )
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
-    assert {h.habit_id: h for h in io.habits_of_plan(plan.content)}["walk"].status == "on-hold"
+    assert {h.habit_id: h for h in res.habits_of_plan(plan.content)}["walk"].status == "on-hold"
     assert (
         secure_client.post(
             url,
@@ -227,7 +227,7 @@ def test_habits_editor_add_pause_resume_and_stale_version(secure_services, secur
         == 303
     )
     plan = secure_services.repo.read("CarePlan", "demo-ana-habits")
-    assert {h.habit_id: h for h in io.habits_of_plan(plan.content)}["walk"].status == "in-progress"
+    assert {h.habit_id: h for h in res.habits_of_plan(plan.content)}["walk"].status == "in-progress"
     # A version that is not an ASCII number is no version at all (it used to crash int("²")).
     for odd in ("²", "99999999999999999999999"):
         resp = secure_client.post(
@@ -286,11 +286,11 @@ def test_check_in_is_idempotent_per_day_and_needs_csrf(secure_services, secure_c
         "Observation",
         [
             ("patient", f"Patient/{PATIENT}"),
-            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("code", f"{res.MECR_CODES}|habit-check-in"),
             ("date", demo.isoformat()),
         ],
     )
-    assert len([o for o in found if io.checkin_from_observation(o)[1] == "stretch"]) == 1
+    assert len([o for o in found if res.checkin_from_observation(o)[1] == "stretch"]) == 1
     other = secure_client.post(
         "/app/me/check-in",
         headers=headers,
@@ -315,7 +315,7 @@ def test_patient_app_and_settings(secure_services, secure_client, patient):
     )
     assert resp.status_code == 303
     stored = secure_services.repo.read("Patient", PATIENT).content
-    assert io.patient_time_zone(stored, "UTC") == "America/Chicago"
+    assert res.patient_time_zone(stored, "UTC") == "America/Chicago"
     html = secure_client.get("/app/me").text
     assert 'value="19:30"' in html and 'name="hide_sensitive" checked' in html
     assert secure_client.get("/app/manifest.webmanifest").json()["start_url"] == "/app/me"

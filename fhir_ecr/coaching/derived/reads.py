@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.store import jsonexact
 from fhir_ecr.store.repository import Stored, UnitOfWork
 from fhir_ecr.store.search import parse_search
@@ -45,7 +45,7 @@ class ObservationSource(Protocol):
 
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
         """``(id, check-in identifier, result code, status)`` of the check-ins dated ``ge since``, in key order
-        (what :func:`fhir_io.checkins_from_tokens` reads)."""
+        (what :func:`resources.checkins_from_tokens` reads)."""
         ...
 
     def readings(
@@ -92,12 +92,12 @@ class IndexSource:
             "Observation",
             [
                 ("patient", f"Patient/{patient}"),
-                ("code", f"{io.MECR_CODES}|habit-check-in"),
+                ("code", f"{res.MECR_CODES}|habit-check-in"),
                 ("date", f"ge{since.isoformat()}"),
             ],
             strict=True,
         )
-        return uow.search_index_values(query, io.CHECKIN_TOKENS)
+        return uow.search_index_values(query, res.CHECKIN_TOKENS)
 
     def readings(
         self,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from fhir_ecr.coaching.fhir_io import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
+from fhir_ecr.coaching.resources import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
 from fhir_ecr.store import jsonexact
 from fhir_ecr.store.searchparams import search_param
 
@@ -31,7 +31,7 @@ OBSERVATION_COLUMNS = (
     "status",
     "elements",
 )
-#: The top-level elements kept of each Observation (what the views read of a reading: io.measurements_by_day).
+#: The top-level elements kept of each Observation (what the views read of a reading: res.measurements_by_day).
 ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
 CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
 CHECKIN_CODE = (MECR_CODES, "habit-check-in")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fhir_ecr.coaching import fhir_io as io
+from fhir_ecr.coaching import resources as res
 from fhir_ecr.store.search import parse_search
 from fhir_ecr.web.messaging import send_message
 from tests.web.web_support import (
@@ -68,13 +68,13 @@ def checkins_today(services: Any, habit: str, day: Any) -> list[dict[str, Any]]:
         "Observation",
         [
             ("patient", f"Patient/{PATIENT}"),
-            ("code", f"{io.MECR_CODES}|habit-check-in"),
+            ("code", f"{res.MECR_CODES}|habit-check-in"),
             ("date", day.isoformat()),
         ],
         default_count=100,
     )
     found = [s.content for s in services.repo.search(query).matches]
-    return [o for o in found if io.checkin_from_observation(o)[1] == habit]
+    return [o for o in found if res.checkin_from_observation(o)[1] == habit]
 
 
 def test_patient_checks_in_offline_and_it_syncs_once(browser, secure_live_server, secure_services, demo):
@@ -95,7 +95,7 @@ def test_patient_checks_in_offline_and_it_syncs_once(browser, secure_live_server
     wait_until(page, "localStorage.getItem('mecr.checkins.v1') === '{}'", timeout=10_000)
     stored = checkins_today(secure_services, "walk", demo)
     assert len(stored) == 1
-    assert io.checkin_from_observation(stored[0])[2].status.value == "done"
+    assert res.checkin_from_observation(stored[0])[2].status.value == "done"
     page.reload()  # after a reload the server's state shows the check-in
     assert (
         page.locator('li[data-habit="walk"] button[data-status="done"]').get_attribute("aria-pressed")

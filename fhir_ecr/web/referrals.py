@@ -25,11 +25,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..auth import Access, current_access
 from ..outcomes import FhirError, invalid, issue, not_found
+from ..referrals.consent import build_consent
+from ..referrals.links import issue_link, live_links, message_text, revoke_links
+from ..referrals.service import SDOH_SYSTEM, Referral, create_referral, referrals_of
 from ..store.repository import FhirRepository
-from ..web.pages import PageRoute, page, require_coach, require_patient_app
-from .consent import build_consent
-from .links import issue_link, live_links, message_text, revoke_links
-from .service import SDOH_SYSTEM, Referral, create_referral, referrals_of
+from .pages import PageRoute, page, require_coach, require_patient_app
 
 __all__ = ["router", "SDOH_CATEGORIES"]
 

@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 from ..auth import Access
 from ..auth.audit import audit_events
 from ..outcomes import FhirError
-from ..web.pages import error_page, page
-from .links import Link, link_principal, resolve_link
-from .service import organisation_act, organisation_view
-from .workflow import allowed_next
+from ..referrals.links import Link, link_principal, resolve_link
+from ..referrals.service import organisation_act, organisation_view
+from ..referrals.workflow import allowed_next
+from .pages import error_page, page
 
 __all__ = ["router", "CSRF_COOKIE"]
 
