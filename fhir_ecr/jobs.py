@@ -10,7 +10,8 @@ One queue, chosen by ``MECR_JOB_STORE`` (:attr:`fhir_ecr.config.Settings.jobs_ur
 - ``redis://…``: a Redis server;
 - ``immediate``: each job runs at once in the caller (tests, and the sandbox EHR's ``$export``).
 
-The jobs are thin: they call into :mod:`fhir_ecr.sync.tasks` with the process's services. Jobs that must not run
+The jobs are thin: they call into :mod:`fhir_ecr.sync.tasks` with the process's services (``refresh_views``
+keeps the coaching views warm: :mod:`fhir_ecr.coaching.derived.kept`). Jobs that must not run
 twice at once (one pull per EMR) take a lease in the store (:meth:`fhir_ecr.store.sync_store.SyncStore.lease`)
 rather than a huey lock, which a killed worker would leave held on SQLite (no expiry there). Delivery and export keep their own progress in the store
 (outbox rows, export jobs, high-water marks), so a worker killed at any point loses nothing: what it held is
@@ -46,6 +47,8 @@ JOBS: dict[str, dict[str, Any]] = {
     # Outbox rows carry their own attempts and backoff; a crash of the job itself is retried once.
     "deliver": {"retries": 1, "retry_delay": 30},
     "export": {"retries": 3, "retry_delay": 10, "retry_backoff": 3},
+    # Kept coaching views: the next tick refreshes what a failed run left.
+    "refresh_views": {"retries": 0},
 }
 
 

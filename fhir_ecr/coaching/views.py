@@ -8,6 +8,7 @@ tables when they are kept (``install_derived``) and complete, else the search in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -26,6 +27,7 @@ from fhir_ecr.coaching.base import (
     _search_all,
 )
 from fhir_ecr.coaching.cache import view_cache
+from fhir_ecr.coaching.derived import kept
 from fhir_ecr.coaching.derived.maintain import derived_ready
 from fhir_ecr.coaching.derived.reads import DerivedSource, IndexSource, ObservationSource
 from fhir_ecr.coaching.derived.reads import elements as _elements
@@ -84,8 +86,10 @@ class CoachingViews(CoachingBase):
         compute: Callable[[UnitOfWork, str, date], tuple[Any, ...]],
     ) -> Any:
         """``compute(uow, tz, today) -> (value, [(type, id) read][, {(other view, its args): its value}])``
-        through the view cache (the optional third item: views computed along the way, cached as well)."""
+        through the view cache and, for the kept views, the ``kept_view`` table (the optional third item: views
+        computed along the way, cached and kept as well)."""
         cache = view_cache(self.repo.engine) if self.use_cache else None
+        keeping = cache is not None and view in kept.KEPT_VIEWS and args == ()
         with self.repo.unit(write=False) as uow:
             version = uow.patient_version(patient_id)
             _, tz = self._patient(uow, patient_id)  # the caller may read this patient (404/410/403 otherwise)
@@ -97,23 +101,50 @@ class CoachingViews(CoachingBase):
                 conf = guard.confinement()
                 if conf is not None and conf.patient_id != patient_id:
                     cache = None  # confined to another record: what they see is not the patient's view
+                    keeping = False
             key = (view, patient_id, version, today, tz, self._params_key(), args)
-            if cache is not None:
-                hit = cache.get(key)
-                if hit is not None:
-                    value, refs = hit
-                    if guard is not None:  # the audit trail names what the view was computed from
-                        guard.after_read(
-                            [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs],
-                            patient_id,
-                        )
-                    return value
+            stamp = kept.Stamp(version, today, tz, kept.params_digest(self._params_key()))
+            hit = cache.get(key) if cache is not None else None
+            if hit is None and keeping:
+                hit = self._kept_hit(uow, view, [patient_id], {patient_id: stamp}).get(patient_id)
+                if hit is not None and cache is not None:
+                    cache.put(key, hit)
+            if hit is not None:
+                value, refs = hit
+                if guard is not None:  # the audit trail names what the view was computed from
+                    guard.after_read(
+                        [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in refs], patient_id
+                    )
+                return value
             value, refs, *more = compute(uow, tz, today)
         if cache is not None:
+            others = more[0] if more else {}
             cache.put(key, (value, refs))
-            for (other, other_args), other_value in (more[0] if more else {}).items():
+            for (other, other_args), other_value in others.items():
                 cache.put((other, *key[1:-1], other_args), (other_value, refs))
+            views = {(view, args): value, **others}  # what the views kept for every process
+            kept.keep(
+                self.repo.engine,
+                [
+                    (patient_id, name, stamp, (v, refs))
+                    for (name, a), v in views.items()
+                    if name in kept.KEPT_VIEWS and a == ()
+                ],
+            )
         return value
+
+    def _kept_hit(
+        self, uow: UnitOfWork, view: str, patient_ids: Sequence[str], stamps: Mapping[str, kept.Stamp]
+    ) -> dict[str, tuple[Any, list[tuple[str, str]]]]:
+        """The kept ``(value, refs)`` of ``view`` for each patient whose kept stamp is exactly ``stamps[pid]``."""
+        out: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+        for pid, (stamp, blob) in kept.load(uow.conn, view, patient_ids).items():
+            if stamp != stamps.get(pid):
+                continue
+            hit = kept.decode(blob)
+            if isinstance(hit, tuple) and len(hit) == 2:
+                out[pid] = hit
+        return out
 
     def coaching_summary(self, patient_id: str) -> dict[str, Any]:
         """Goals with progress and recent run-chart signals, habits with adherence and streaks (a dict)."""
@@ -201,16 +232,18 @@ class CoachingViews(CoachingBase):
 
     def patient_glances(self, patient_ids: Sequence[str]) -> dict[str, dict[str, Any] | FhirError]:
         """:meth:`patient_glance` of many patients in one read transaction (the caseload), with the same access
-        checks and cache entries. A patient the caller may not see is left out; a patient whose data cannot be
-        computed (a malformed Goal, say) maps to the :class:`FhirError`, so one record never hides the rest."""
+        checks, cache entries and kept views. A patient the caller may not see is left out; a patient whose data
+        cannot be computed (a malformed Goal, say) maps to the :class:`FhirError`, so one record never hides the
+        rest."""
         cache = view_cache(self.repo.engine) if self.use_cache else None
         guard = self.repo.guard
         params = self._params_key()
+        digest = kept.params_digest(params)
         out: dict[str, dict[str, Any] | FhirError] = {}
-        fresh: list[tuple[tuple[Any, ...], Any, list[tuple[str, str]], dict[Any, Any]]] = []
+        fresh: list[tuple[tuple[Any, ...], kept.Stamp, Any, list[tuple[str, str]], dict[Any, Any]]] = []
         with self.repo.unit(write=False) as uow:
             # versions first, then the data they guard (as _cached_view)
-            versions = {pid: uow.patient_version(pid) for pid in dict.fromkeys(patient_ids)}
+            versions = uow.patient_versions(patient_ids)
             patients: dict[str, dict[str, Any]] = {}
             ids = list(versions)
             for i in range(0, len(ids), 200):
@@ -222,15 +255,33 @@ class CoachingViews(CoachingBase):
                     guard.require(rtype, "s")
                 conf = guard.confinement()
                 confined = conf.patient_id if conf is not None else None
+            wanted: dict[str, tuple[tuple[Any, ...], kept.Stamp]] = {}
             for pid in ids:
                 content = patients.get(pid)
                 if content is None:
                     continue
                 tz = res.patient_time_zone(content, self.default_tz)
                 today = self.today(tz)
-                use = cache if confined in (None, pid) else None
-                key: tuple[Any, ...] = ("glance", pid, versions[pid], today, tz, params, ())
-                hit = use.get(key) if use is not None else None
+                wanted[pid] = (
+                    ("glance", pid, versions[pid], today, tz, params, ()),
+                    kept.Stamp(versions[pid], today, tz, digest),
+                )
+            usable = {pid for pid in wanted if cache is not None and confined in (None, pid)}
+            hits: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+            for pid in usable:
+                hit = cache.get(wanted[pid][0]) if cache is not None else None
+                if hit is not None:
+                    hits[pid] = hit
+            missing = [pid for pid in wanted if pid in usable and pid not in hits]
+            if missing:  # the kept views of the rest: one statement per 500 patients
+                for pid, hit in self._kept_hit(
+                    uow, "glance", missing, {pid: wanted[pid][1] for pid in missing}
+                ).items():
+                    hits[pid] = hit
+                    if cache is not None:
+                        cache.put(wanted[pid][0], hit)
+            for pid, (key, stamp) in wanted.items():
+                hit = hits.get(pid)
                 if hit is not None:
                     value, refs = hit
                     if guard is not None:
@@ -240,19 +291,43 @@ class CoachingViews(CoachingBase):
                     out[pid] = value
                     continue
                 try:
-                    value, refs, more = self._glance_compute(uow, pid, tz, today)
+                    value, refs, more = self._glance_compute(uow, pid, stamp.tz, stamp.local_day)
                 except FhirError as exc:
                     out[pid] = exc
                     continue
                 out[pid] = value
-                if use is not None:
-                    fresh.append((key, value, refs, more))
-        if cache is not None:
-            for key, value, refs, more in fresh:
+                if pid in usable:
+                    fresh.append((key, stamp, value, refs, more))
+        if cache is not None and fresh:
+            rows: list[tuple[str, str, kept.Stamp, Any]] = []
+            for key, stamp, value, refs, more in fresh:
                 cache.put(key, (value, refs))
+                rows.append((key[1], "glance", stamp, (value, refs)))
                 for (other, other_args), other_value in more.items():
                     cache.put((other, *key[1:-1], other_args), (other_value, refs))
+                    if other in kept.KEPT_VIEWS and other_args == ():
+                        rows.append((key[1], other, stamp, (other_value, refs)))
+            kept.keep(self.repo.engine, rows)
         return out
+
+    def refresh_kept(self, budget_seconds: float | None = None, batch: int = 50) -> tuple[int, int]:
+        """Recompute and keep the glances (and summaries) whose kept stamp no longer holds — their data changed, or
+        their local day did — those whose data changed first, ``batch`` patients per unit of work, until none is
+        left or ``budget_seconds`` ran out (one batch at least); the kept views of deleted patients are dropped.
+        For the background job (an unguarded repository). Returns (patients refreshed, patients still stale)."""
+        started = time.monotonic()
+        digest = kept.params_digest(self._params_key())
+        kept.forget_gone(self.repo.engine)
+        with self.repo.unit(write=False) as uow:
+            todo = kept.stale(uow.conn, "glance", self.today, digest)
+        done = 0
+        for i in range(0, len(todo), batch):
+            chunk = todo[i : i + batch]
+            self.patient_glances(chunk)
+            done += len(chunk)
+            if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
+                break  # at least one batch a run, so every run makes progress
+        return done, len(todo) - done
 
     def _glance_compute(
         self, uow: UnitOfWork, patient_id: str, tz: str, today: date

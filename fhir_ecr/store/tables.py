@@ -40,6 +40,7 @@ __all__ = [
     "URI_INDEX",
     "KeyValue",
     "PatientVersion",
+    "KeptView",
     "EhrRegistration",
     "ApiClient",
     "AuthCredential",
@@ -344,6 +345,24 @@ class DerivedObservationCode(SQLModel, table=True):
     code: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+
+
+class KeptView(SQLModel, table=True):
+    """A computed coaching view kept in the database (derived data): the caseload's glance and the coaching summary
+    of one patient, with what it was computed from — the patient's data version, the local day and time zone it
+    was computed for and a digest of the service's parameters — so that a reader in any process can tell whether
+    it is still the view it would compute (``fhir_ecr.coaching.derived.kept``). ``value`` is the pickled view,
+    read back with an unpickler that admits only plain data."""
+
+    __tablename__ = "kept_view"
+    patient_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    view: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    version: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    local_day: str = Field(sa_column=sa.Column(sa.String(10), nullable=False))
+    tz: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    params: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    computed_at: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    value: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
 
 
 #: The search-index tables by name; their value columns (after ``rowid``, ``res_pk`` and ``res_type``) are

@@ -6,8 +6,11 @@ the same functions in the foreground.
 - ``bulk_poll(ehr)``: one poll of the EMR's export; scheduled again at its ``Retry-After``, or downloads and loads;
 - ``deliver(ehr)``: push due outbox rows; schedules itself again for the next row that falls due;
 - ``export(job)``: run one of mECR's own Bulk Data exports (:mod:`fhir_ecr.bulk`);
+- ``refresh_views()``: recompute the kept coaching views (the caseload's glances and the summaries) whose data or
+  local day changed (:meth:`~fhir_ecr.coaching.views.CoachingViews.refresh_kept`), so the coach's first view after
+  a nightly import reads them instead of computing them; at most ``REFRESH_BUDGET`` seconds a run;
 - ``tick()``: every minute and when a worker starts: due pulls, due outbox rows, exports to resume, expired export
-  files to delete, old delivered outbox rows to forget.
+  files to delete, old delivered outbox rows to forget, and a ``refresh_views``.
 
 A pull of one EMR never runs twice at once: it holds a lease in the store (a worker that dies lets it run out).
 A passing EMR failure makes huey retry the job (at the EMR's Retry-After when it gave one); a permanent one is
@@ -28,7 +31,7 @@ from .pull import Loader, PullCounts, pull_type
 from .push import Deliverer, DeliveryCounts, backoff
 from .service import SyncService
 
-__all__ = ["pull", "bulk_poll", "deliver", "export", "tick", "pull_now", "deliver_now"]
+__all__ = ["pull", "bulk_poll", "deliver", "export", "refresh_views", "tick", "pull_now", "deliver_now"]
 
 log = logging.getLogger("mecr.sync")
 
@@ -94,6 +97,8 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
         services.sync_store.release(lease, _holder())
     if wait is not None and schedule:
         services.jobs.enqueue("bulk_poll", ehr_id, delay=wait)
+    if schedule and counts.created + counts.updated + counts.deleted:
+        services.jobs.enqueue("refresh_views")  # what the coach sees of the pulled patients
     return counts
 
 
@@ -159,6 +164,29 @@ def export(services: Any, job_id: str) -> None:
     run_export(services, job_id)
 
 
+#: Seconds of one ``refresh_views`` run (the next tick goes on where it stopped).
+REFRESH_BUDGET = 50.0
+
+
+def refresh_views(services: Any, budget_seconds: float = REFRESH_BUDGET) -> tuple[int, int] | None:
+    """The ``refresh_views`` job: (patients refreshed, patients left for the next run), or None when another
+    worker is refreshing."""
+    from ..coaching.service import CoachingService
+
+    lease = "refresh_views"
+    if not services.sync_store.lease(lease, _holder(), int(budget_seconds) + 60):
+        return None
+    try:
+        started = time.monotonic()
+        service = CoachingService(services.repo, default_tz=services.settings.default_time_zone)
+        done, left = service.refresh_kept(budget_seconds)
+    finally:
+        services.sync_store.release(lease, _holder())
+    if done or left:
+        log.info("refresh_views refreshed=%d left=%d seconds=%.1f", done, left, time.monotonic() - started)
+    return done, left
+
+
 def tick(services: Any) -> None:
     """The minute's housekeeping (see the module docstring)."""
     now = int(time.time())
@@ -178,6 +206,7 @@ def tick(services: Any) -> None:
 
     housekeeping(services)
     store.purge_outbox(now - 7 * 86400)
+    services.jobs.enqueue("refresh_views")
 
 
 # -- the foreground (``mecr sync pull|push``) ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from .importer import (
 from .ziplimits import ZipLimits
 
 __all__ = ["add_import_parser", "run_import"]
+
+log = logging.getLogger("mecr.wearables")
 
 
 def add_import_parser(sub: Any) -> None:
@@ -160,6 +163,11 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
                 bar.close()
                 print(f"mecr: error: {path}: {exc}", file=sys.stderr)
                 return 1
+        if total.files and not services.jobs.immediate:
+            try:  # the kept coaching views of the patient, refreshed by the next worker (docs/web.md)
+                services.jobs.enqueue("refresh_views")
+            except Exception as exc:  # noqa: BLE001 - the import is done; the minute's tick refreshes them too
+                log.warning("refresh_views not enqueued: %s", type(exc).__name__)
     finally:
         bar.close()
         services.engine.dispose()
