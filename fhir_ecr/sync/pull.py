@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..auth.linking import LinkConflict, link_resource
+from ..auth.linking import LinkConflict, link_batch, link_resource
 from ..outcomes import FhirError
 from ..store.indexer import date_range
 from ..store.records import iso_instant
@@ -110,11 +110,30 @@ class Loader:
             self._patients[rid] = None
             return None
         self._patients[rid] = local
-        version = str((remote.get("meta") or {}).get("versionId") or "") or None
         self.sync_store.put_link(
-            self.ehr_id, "Patient", local, direction="pull", remote_id=rid, remote_version=version
+            self.ehr_id, "Patient", local, direction="pull", remote_id=rid, remote_version=_version(remote)
         )
         return local
+
+    def _link_patients(self, remotes: list[dict[str, Any]], counts: PullCounts) -> dict[str, str | None]:
+        """Link a batch of the EMR's Patients (:func:`~fhir_ecr.auth.linking.link_batch`: the ones linked before
+        and the ones new to mECR in one unit of work with their link rows; any other one by one, as a launch
+        links); ``{EMR id: local id or None}``."""
+
+        def record(uow: Any, linked: dict[str, str]) -> None:
+            self.sync_store.put_pull_links(
+                uow.conn,
+                self.ehr_id,
+                [("Patient", local, rid, _version(by_id[rid])) for rid, local in linked.items()],
+            )
+
+        by_id = {str(r["id"]): r for r in remotes}
+        linked, rest = link_batch(self.repo, self.ehr_id, list(by_id.values()), also=record)
+        out: dict[str, str | None] = dict(linked)
+        self._patients.update(linked)
+        for remote in rest:
+            out[str(remote["id"])] = self._link_patient(remote, counts)
+        return out
 
     async def _resolve_patients(self, ids: set[str], counts: PullCounts) -> None:
         """Find the local record of each EMR Patient id: linked before, else read from the EMR and linked now."""
@@ -143,10 +162,12 @@ class Loader:
                 what=f"EHR {self.ehr_id}: read Patients",
                 params=[("_id", ",".join(chunk)), ("_count", str(len(chunk)))],
             )
-            for entry in bundle.get("entry") or []:
-                res = entry.get("resource") or {}
-                if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk:
-                    self._link_patient(res, counts)
+            read = [
+                res
+                for res in (entry.get("resource") or {} for entry in bundle.get("entry") or [])
+                if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk
+            ]
+            self._link_patients(read, counts)
         for i in missing:
             self._patients.setdefault(i, None)
 
@@ -169,6 +190,7 @@ class Loader:
             "Patient",
             [str(r.get("id")) for r in resources if r.get("resourceType") == "Patient"],
         )
+        patients: list[dict[str, Any]] = []
         for res in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or not res.get("id"):
@@ -178,15 +200,16 @@ class Loader:
             elif rtype not in self.types:
                 counts.reject(1, f"{rtype}: not a type mECR stores")
             elif rtype == "Patient":
-                if self._link_patient(res, counts) is not None:
-                    if str(res["id"]) in known:
-                        counts.unchanged += (
-                            1  # linked before (demographics refreshed if the EMR changed them)
-                        )
-                    else:
-                        counts.created += 1
+                patients.append(res)
             else:
                 others.append(res)
+        for rid, local in self._link_patients(patients, counts).items():
+            if local is None:
+                continue
+            if rid in known:
+                counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
+            else:
+                counts.created += 1
         refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
         await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
         contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
@@ -300,20 +323,18 @@ class Loader:
                     uow.create(content, resource_id=key[1], method="PUT")
                     existing.add(key)
                     tally["created"] += 1
-                links.append(
-                    (
-                        key[0],
-                        key[1],
-                        str(remote["id"]),
-                        str((remote.get("meta") or {}).get("versionId") or "") or None,
-                    )
-                )
+                links.append((key[0], key[1], str(remote["id"]), _version(remote)))
             uow.flush()
             self.sync_store.put_pull_links(uow.conn, self.ehr_id, links)
             if mark is not None:
                 self.sync_store.put_mark(self.ehr_id, mark[0], conn=uow.conn, **mark[1])
         for name, n in tally.items():
             setattr(counts, name, getattr(counts, name) + n)
+
+
+def _version(res: dict[str, Any]) -> str | None:
+    """The EMR's ``meta.versionId`` of ``res`` (None when it has none)."""
+    return str((res.get("meta") or {}).get("versionId") or "") or None
 
 
 def _last_updated(res: dict[str, Any]) -> str | None:
