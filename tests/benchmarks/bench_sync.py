@@ -3,7 +3,8 @@
 - pull 50,000 resources by Bulk Data, then by paged search, into a fresh SQLite store (resources/s);
 - push 10,000 Encounters (coaching sessions) through the outbox to the EMR (resources/s);
 - mECR's own ``$export`` of 1,000,000 Observations (resources/s);
-- peak RSS of this process (the store, the worker and the export all run in it).
+- peak RSS: of this process (the pulls and the push), and of the export's own process (the store it exports is
+  seeded by another process first, so that seeding a million resources does not count as the export's memory).
 
 Each sync figure is given end to end and for **mECR's own side**, without the time the EMR took: for a Bulk Data
 pull, sekmet's export (kick-off to manifest, with its ``Retry-After`` waits) is timed apart from mECR's download
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -134,13 +137,71 @@ def _validation_baseline(svc: Any, n: int) -> None:
     print(f"validation only, the same Observations: {n / dt:,.0f} res/s", flush=True)
 
 
+def _seed_export(tmp: Path, n_export: int) -> None:
+    svc = _services(tmp, "export")
+    svc.repo.update("Patient", "pe", {"resourceType": "Patient", "id": "pe"})
+    for start in range(0, n_export, 5000):
+        with svc.repo.unit() as uow:
+            for i in range(start, min(n_export, start + 5000)):
+                uow.create(
+                    {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"text": "steps"},
+                        "subject": {"reference": "Patient/pe"},
+                        "valueQuantity": {"value": i},
+                    },
+                    validated=True,
+                )
+    print(f"seeded {n_export} Observations for the export (peak RSS of that process {_rss_mb():.0f} MB)")
+
+
+def _export(tmp: Path) -> None:
+    from fhir_ecr.bulk.export import run_export
+
+    svc = _services(tmp, "export")
+    svc.sync_store.add_export(
+        id="b" * 32,
+        client_id="developer",
+        scope="system/*.rs",
+        request="bench",
+        state="queued",
+        transaction_time="2026-12-10T00:00:00Z",
+        created=int(time.time()),
+        params=json.dumps(
+            {
+                "level": "system",
+                "group": None,
+                "types": ["Observation"],
+                "since": None,
+                "filters": {},
+                "principal": "developer",
+            }
+        ),
+    )
+    before = _rss_mb()
+    t = time.perf_counter()
+    run_export(svc, "b" * 32)
+    dt = time.perf_counter() - t
+    job = svc.sync_store.export("b" * 32)
+    count = sum(o["count"] for o in json.loads(job["output"]))
+    print(f"export: {count} Observations in {dt:.1f} s = {count / dt:,.0f} res/s", flush=True)
+    print(f"peak RSS of the export's process: {_rss_mb():.0f} MB (before the export: {before:.0f} MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--phase", choices=["seed", "export"], help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phase == "seed":
+        return _seed_export(Path(args.dir), int(1_000_000 * args.scale))
+    if args.phase == "export":
+        return _export(Path(args.dir))
     from fhir_ecr.sync import tasks
 
-    n_pull, n_push, n_export = int(50_000 * args.scale), int(10_000 * args.scale), int(1_000_000 * args.scale)
+    n_pull, n_push = int(50_000 * args.scale), int(10_000 * args.scale)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         sekmet = Sekmet(tmp).start()
@@ -195,49 +256,14 @@ def main() -> None:
             svc.engine.dispose()
         finally:
             sekmet.stop()
-        svc = _services(tmp, "export")
-        svc.repo.update("Patient", "pe", {"resourceType": "Patient", "id": "pe"})
-        for start in range(0, n_export, 5000):
-            with svc.repo.unit() as uow:
-                for i in range(start, min(n_export, start + 5000)):
-                    uow.create(
-                        {
-                            "resourceType": "Observation",
-                            "status": "final",
-                            "code": {"text": "steps"},
-                            "subject": {"reference": "Patient/pe"},
-                            "valueQuantity": {"value": i},
-                        },
-                        validated=True,
-                    )
-        from fhir_ecr.bulk.export import run_export
-
-        svc.sync_store.add_export(
-            id="b" * 32,
-            client_id="developer",
-            scope="system/*.rs",
-            request="bench",
-            state="queued",
-            transaction_time="2026-12-10T00:00:00Z",
-            created=int(time.time()),
-            params=json.dumps(
-                {
-                    "level": "system",
-                    "group": None,
-                    "types": ["Observation"],
-                    "since": None,
-                    "filters": {},
-                    "principal": "developer",
-                }
-            ),
-        )
-        t = time.perf_counter()
-        run_export(svc, "b" * 32)
-        dt = time.perf_counter() - t
-        job = svc.sync_store.export("b" * 32)
-        count = sum(o["count"] for o in json.loads(job["output"]))
-        print(f"export: {count} Observations in {dt:.1f} s = {count / dt:,.0f} res/s", flush=True)
-    print(f"peak RSS of this process: {_rss_mb():.0f} MB")
+        print(f"peak RSS of this process (pulls and push): {_rss_mb():.0f} MB", flush=True)
+        # The export in processes of its own: one seeds the store, another exports (its peak RSS is the export's).
+        for phase in ("seed", "export"):
+            subprocess.run(
+                [sys.executable, "-m", "tests.benchmarks.bench_sync", "--phase", phase, "--dir", d]
+                + ["--scale", str(args.scale)],
+                check=True,
+            )
 
 
 if __name__ == "__main__":
