@@ -7,41 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
-import respx
 
 from fhir_ecr.auth import linking
-from fhir_ecr.sync import tasks
 from fhir_ecr.sync.mapping import local_id
 from tests.sync.support import local, patient, register, weight
-from tests.sync.test_faults import BASE, _mock
-
-
-def _ndjson(resources: list[dict[str, Any]]) -> httpx.Response:
-    body = b"\n".join(httpx.Response(200, json=r).content for r in resources) + b"\n"
-    return httpx.Response(200, content=body, headers={"Content-Type": "application/fhir+ndjson"})
-
-
-def _export(services: Any, files: dict[str, list[dict[str, Any]]]) -> Any:
-    """One Bulk Data pull of ``files`` (type -> resources) from the fake EMR; its counts."""
-    with respx.mock(assert_all_called=False) as router:
-        _mock(router, [])
-        router.get(f"{BASE}/$export").respond(202, headers={"Content-Location": f"{BASE}/status/1"})
-        router.get(f"{BASE}/status/1").respond(
-            200,
-            json={
-                "transactionTime": "2026-12-01T00:00:00Z",
-                "request": f"{BASE}/$export",
-                "requiresAccessToken": True,
-                "output": [{"type": t, "url": f"{BASE}/files/{t}.ndjson"} for t in files],
-                "error": [],
-            },
-        )
-        router.delete(f"{BASE}/status/1").respond(202)
-        for t, resources in files.items():
-            router.get(f"{BASE}/files/{t}.ndjson").mock(return_value=_ndjson(resources))
-        return tasks.pull_now(services, "emr")
+from tests.sync.test_faults import BASE, bulk_pull
 
 
 def test_bulk_pull_in_batches_rejects_bad_resources_alone_and_marks_provenance(
@@ -83,7 +54,7 @@ def test_bulk_pull_in_batches_rejects_bad_resources_alone_and_marks_provenance(
     observations[2]["status"] = "not-a-status"  # a required binding broken: the store refuses it (422)
     observations[7]["valueQuantity"]["value"] = "heavy"  # not a decimal: refused (400)
     monkeypatch.setattr("fhir_ecr.sync.pull.link_resource", counted)
-    counts = _export(services, {"Patient": patients, "Observation": observations})
+    counts = bulk_pull(services, {"Patient": patients, "Observation": observations})
     assert counts is not None
     assert (counts.fetched, counts.created, counts.rejected) == (15, 13, 2), counts
     assert any("refused by the store" in r for r in counts.reasons)
@@ -112,7 +83,7 @@ def test_bulk_pull_in_batches_rejects_bad_resources_alone_and_marks_provenance(
     services.repo.validator = watched
     versions = {o["id"]: o["meta"]["versionId"] for o in local(services, "Observation")}
     services.sync_store.put_mark("emr", "*", high_water=None)
-    again = _export(services, {"Patient": patients, "Observation": observations})
+    again = bulk_pull(services, {"Patient": patients, "Observation": observations})
     assert again is not None and (again.unchanged, again.created, again.rejected) == (13, 0, 2), again
     assert calls.count("Observation") == 2  # only the two refused ones, tried again
     assert {o["id"]: o["meta"]["versionId"] for o in local(services, "Observation")} == versions
