@@ -16,8 +16,11 @@ push identifier) are left alone; Patients are linked by identifier exactly as a 
 recorded for ``mecr ehr conflicts``); every other resource becomes mECR's read-only copy
 (:func:`fhir_ecr.sync.mapping.pulled`) with its references mapped: to the linked Patient, to resources pulled
 before or in the same batch, else the EMR's absolute URL. A resource about a Patient who cannot be linked is not
-written (counted as rejected). The batch is one unit of work; if the store refuses it (a resource that is not
-valid FHIR), it is written again one resource at a time so that only the bad ones are left out.
+written (counted as rejected). A batch's Patients are linked together (:func:`fhir_ecr.auth.linking.link_batch`:
+two searches and one unit of work for those linked before and those new to mECR). Each copy is validated once,
+before the write — one the store's validator refuses is left out alone — and a copy equal to what is stored is
+neither validated nor written. The batch is then one unit of work; if the store still refuses it (e.g. a
+reference), it is written again one resource at a time so that only the bad ones are left out.
 """
 
 from __future__ import annotations
