@@ -33,7 +33,7 @@ from typing import Any
 from fhir_ecr.config import Settings
 from fhir_ecr.sync.client import EmrClient
 from tests.conftest import fresh_services
-from tests.sync.support import Sekmet, patient, register, weight
+from tests.sync.support import Sekmet, patient, queue_export, register, weight
 
 
 def _rss_mb() -> float:
@@ -175,25 +175,7 @@ def _export(tmp: Path) -> None:
     from fhir_ecr.composition import build_services
 
     svc = build_services(_settings(tmp, "export"), migrate=False)  # the store the seeding process filled
-    svc.sync_store.add_export(
-        id="b" * 32,
-        client_id="developer",
-        scope="system/*.rs",
-        request="bench",
-        state="queued",
-        transaction_time="2026-12-10T00:00:00Z",
-        created=int(time.time()),
-        params=json.dumps(
-            {
-                "level": "system",
-                "group": None,
-                "types": ["Observation"],
-                "since": None,
-                "filters": {},
-                "principal": "developer",
-            }
-        ),
-    )
+    queue_export(svc, "b" * 32)
     before = _rss_mb()
     t, cpu = time.perf_counter(), time.process_time()
     run_export(svc, "b" * 32)

@@ -5,34 +5,12 @@ cancelled while it runs leaves no files (docs/sync.md, "Serving Bulk Data")."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from fhir_ecr.bulk import export
 from fhir_ecr.bulk.export import job_dir, run_export
 from fhir_ecr.store import jsonexact
-
-
-def _job(services: Any, job_id: str) -> None:
-    services.sync_store.add_export(
-        id=job_id,
-        client_id="developer",
-        scope="system/*.rs",
-        request="test",
-        state="queued",
-        transaction_time="2026-12-10T00:00:00Z",
-        created=int(time.time()),
-        params=json.dumps(
-            {
-                "level": "system",
-                "group": None,
-                "types": ["Observation"],
-                "since": None,
-                "filters": {},
-                "principal": "developer",
-            }
-        ),
-    )
+from tests.sync.support import queue_export
 
 
 def _seed(services: Any, n: int) -> None:
@@ -54,7 +32,7 @@ def test_pages_are_split_into_files_of_the_stored_json(services: Any, monkeypatc
     _seed(services, 25)
     services.settings = services.settings.model_copy(update={"export_file_lines": 10})
     monkeypatch.setattr(export, "_PAGE", 7)  # pages of 7 across files of 10: pages straddle files
-    _job(services, "a" * 32)
+    queue_export(services, "a" * 32)
     run_export(services, "a" * 32)
     job = services.sync_store.export("a" * 32)
     assert job["state"] == "complete"
@@ -76,7 +54,7 @@ def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_files(services: Any, 
     _seed(services, 30)
     monkeypatch.setattr(export, "_PAGE", 5)
     monkeypatch.setattr(export, "_REPORT_SECONDS", 0.0)  # report after every page
-    _job(services, "c" * 32)
+    queue_export(services, "c" * 32)
     search = services.repo.search
 
     def cancelling(query: Any) -> Any:
