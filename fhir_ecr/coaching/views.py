@@ -26,7 +26,7 @@ from fhir_ecr.coaching.base import (
     _core_errors,
     _search_all,
 )
-from fhir_ecr.coaching.cache import view_cache
+from fhir_ecr.coaching.cache import ViewCache, view_cache
 from fhir_ecr.coaching.derived import kept
 from fhir_ecr.coaching.derived.maintain import derived_ready
 from fhir_ecr.coaching.derived.reads import DerivedSource, IndexSource, ObservationSource
@@ -106,9 +106,9 @@ class CoachingViews(CoachingBase):
             stamp = kept.Stamp(version, today, tz, kept.params_digest(self._params_key()))
             hit = cache.get(key) if cache is not None else None
             if hit is None and keeping:
-                hit = self._kept_hit(uow, view, [patient_id], {patient_id: stamp}).get(patient_id)
-                if hit is not None and cache is not None:
-                    cache.put(key, hit)
+                hit = self._kept_hit(
+                    uow, view, [patient_id], {patient_id: stamp}, cache, {patient_id: key}
+                ).get(patient_id)
             if hit is not None:
                 value, refs = hit
                 if guard is not None:  # the audit trail names what the view was computed from
@@ -134,9 +134,16 @@ class CoachingViews(CoachingBase):
         return value
 
     def _kept_hit(
-        self, uow: UnitOfWork, view: str, patient_ids: Sequence[str], stamps: Mapping[str, kept.Stamp]
+        self,
+        uow: UnitOfWork,
+        view: str,
+        patient_ids: Sequence[str],
+        stamps: Mapping[str, kept.Stamp],
+        cache: ViewCache | None = None,
+        keys: Mapping[str, Hashable] | None = None,
     ) -> dict[str, tuple[Any, list[tuple[str, str]]]]:
-        """The kept ``(value, refs)`` of ``view`` for each patient whose kept stamp is exactly ``stamps[pid]``."""
+        """The kept ``(value, refs)`` of ``view`` for each patient whose kept stamp is exactly ``stamps[pid]``;
+        each one also goes into ``cache`` under ``keys[pid]`` (as read: it is pickled already)."""
         out: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
         for pid, (stamp, blob) in kept.load(uow.conn, view, patient_ids).items():
             if stamp != stamps.get(pid):
@@ -144,6 +151,8 @@ class CoachingViews(CoachingBase):
             hit = kept.decode(blob)
             if isinstance(hit, tuple) and len(hit) == 2:
                 out[pid] = hit
+                if cache is not None and keys is not None:
+                    cache.put_blob(keys[pid], blob)
         return out
 
     def coaching_summary(self, patient_id: str) -> dict[str, Any]:
@@ -274,12 +283,16 @@ class CoachingViews(CoachingBase):
                     hits[pid] = hit
             missing = [pid for pid in wanted if pid in usable and pid not in hits]
             if missing:  # the kept views of the rest: one statement per 500 patients
-                for pid, hit in self._kept_hit(
-                    uow, "glance", missing, {pid: wanted[pid][1] for pid in missing}
-                ).items():
-                    hits[pid] = hit
-                    if cache is not None:
-                        cache.put(wanted[pid][0], hit)
+                hits.update(
+                    self._kept_hit(
+                        uow,
+                        "glance",
+                        missing,
+                        {pid: wanted[pid][1] for pid in missing},
+                        cache,
+                        {pid: wanted[pid][0] for pid in missing},
+                    )
+                )
             for pid, (key, stamp) in wanted.items():
                 hit = hits.get(pid)
                 if hit is not None:
