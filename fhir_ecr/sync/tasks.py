@@ -180,6 +180,9 @@ def refresh_views(services: Any, budget_seconds: float = REFRESH_BUDGET) -> tupl
         started = time.monotonic()
         service = CoachingService(services.repo, default_tz=services.settings.default_time_zone)
         done, left = service.refresh_kept(budget_seconds)
+        if not left:  # then what is drawn from them (the caseload's rows of its recent viewers)
+            for refresher in services.view_refreshers:
+                refresher(services)
     finally:
         services.sync_store.release(lease, _holder())
     if done or left:
