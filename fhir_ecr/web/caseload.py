@@ -179,6 +179,18 @@ def caseload_patients(
     )
     key = ("caseload-mine", joined, since, tuple(sorted((versions or {}).items())))
     mine: set[str] | None = cache.get(key) if cache is not None else None
+    # kept for every process (the refresh job computes it when it draws the coach's rows ahead)
+    kept_as = (
+        "mine:" + hashlib.sha256(joined.encode()).hexdigest()[:24],
+        kept.Stamp(0, date.fromisoformat(since), "", kept.params_digest(key)),
+    )
+    if mine is None and cache is not None:
+        with repo.engine.connect() as conn:
+            found = kept.load(conn, kept_as[0], [kept.ALL_PATIENTS]).get(kept.ALL_PATIENTS)
+        value = kept.decode(found[1]) if found is not None and found[0] == kept_as[1] else None
+        if isinstance(value, list):
+            mine = {str(v) for v in value}
+            cache.put(key, mine)
     if mine is None:
         with repo.unit(write=False) as uow:  # ids and subjects only: no document is read whole
             mine = {
@@ -196,6 +208,7 @@ def caseload_patients(
                     mine.add(pid)
         if cache is not None:
             cache.put(key, mine)
+            kept.keep(repo.engine, [(kept.ALL_PATIENTS, kept_as[0], kept_as[1], sorted(mine))])
     if principal.patient_id:
         mine.add(principal.patient_id)
     if not mine:
