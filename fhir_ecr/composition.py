@@ -23,6 +23,7 @@ from .store.repository import FhirRepository
 from .store.validation import validate_resource
 from .sync import install_sync
 from .web.caseload_refresh import refresh_rows
+from .web.views import trend_series
 
 __all__ = ["build_services"]
 
@@ -71,4 +72,5 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
     install_referrals(services)  # the referral workflow's checks and Provenance (docs/referrals.md)
     services.view_refreshers.append(refresh_rows)  # the caseload's rows, drawn ahead (docs/web.md)
+    services.kept_overview_series = tuple(trend_series())  # the patient page's overview, kept ahead too
     return services

@@ -52,6 +52,8 @@ class Services:
     jobs: JobRunner = field(init=False, repr=False)
     # Drawn ahead by the refresh_views job after the kept coaching views (composition root: the caseload's rows)
     view_refreshers: list[Callable[[Any], int]] = field(default_factory=list, repr=False)
+    # The series of the patient page's overview, which the refresh_views job keeps with the glances (composition)
+    kept_overview_series: tuple[tuple[str, str, str | None], ...] | None = None
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )

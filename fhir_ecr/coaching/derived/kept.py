@@ -57,8 +57,9 @@ KEPT = KeptView.__table__  # type: ignore[attr-defined]
 PV = PatientVersion.__table__  # type: ignore[attr-defined]
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 
-#: The views kept in the table (each without arguments): the caseload's row and the ``$coaching-summary``.
-KEPT_VIEWS = frozenset({"glance", "summary"})
+#: The views kept in the table: the caseload's row, the ``$coaching-summary`` and the patient page's overview (one
+#: per patient: its arguments are part of the stamp's parameters).
+KEPT_VIEWS = frozenset({"glance", "summary", "overview"})
 #: The ``patient_id`` of a kept value about many patients (a coach's list of patients); never a Patient id (ids
 #: are ``[A-Za-z0-9\-\.]``), and kept when patients are deleted.
 ALL_PATIENTS = "*"
