@@ -59,7 +59,7 @@ class UnitReads(UnitQueries):
         for i in range(0, len(unique), READ_MANY):
             rows += self.conn.execute(
                 sa.select(*read_columns(R)).where(
-                    R.c.res_type == rtype, R.c.res_id.in_(unique[i : i + READ_MANY])
+                    R.c.res_type == rtype, self.ids_in(R.c.res_id, unique[i : i + READ_MANY])
                 )
             ).all()
         conf = self.confinement()
