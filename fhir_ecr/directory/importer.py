@@ -2,9 +2,10 @@
 
 * **Stable ids.** Every resource's id is derived from its HSDS id (:func:`mappings.community.fhir_id`), so the
   same directory imported twice names the same resources.
-* **Idempotent.** Each batch finds what already exists with one ``_id`` search per type, creates what is
-  absent, updates what changed and leaves the rest alone: a second import of the same input writes no new
-  version.
+* **Idempotent.** Each batch finds what already exists with one key lookup per type (``UnitOfWork.read_many``:
+  a statement per 1,000 ids, not a search, whose ``ORDER BY`` key let PostgreSQL walk the whole type), creates what
+  is absent, updates what changed (a deleted one is written again) and leaves the rest alone: a second import of
+  the same input writes no new version, and issues only those lookups and the retirement scan.
 * **Removed entries.** A directory is imported under a name (``meta.source`` ``urn:mecr:directory:{name}``); an
   entry that an earlier import of that name wrote and this one does not have is *retired*, not deleted
   (``active`` false, Location ``status`` inactive), so referrals that name it stay valid.
@@ -138,15 +139,8 @@ class DirectoryImporter:
         return summary
 
     def _existing(self, uow: UnitOfWork, rtype: str, ids: Sequence[str]) -> dict[str, Stored]:
-        found: dict[str, Stored] = {}
-        for i in range(0, len(ids), 500):
-            chunk = list(ids[i : i + 500])
-            query = parse_search(
-                rtype, [("_id", ",".join(chunk))], default_count=len(chunk), max_count=len(chunk)
-            )
-            query.total = "none"
-            found.update((s.id, s) for s in uow.search(query).matches)
-        return found
+        """What is stored under ``ids`` (deleted resources included): key lookups, one per 1,000 ids."""
+        return uow.read_many(rtype, ids)
 
     def _validate(self, resource: dict[str, Any]) -> None:
         shape = _shape(resource)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
@@ -284,13 +285,20 @@ class UnitCore:
         marks = ", ".join("?" * len(columns))
         self.conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
+    def ids_in(self, column: Any, ids: list[str]) -> Any:
+        """``column IN (ids)``; on PostgreSQL ``column = ANY(array)``, one bound parameter: psycopg rewrites a
+        statement's placeholders one by one, which for a thousand ids costs more than the lookup itself."""
+        if self.is_postgres:
+            return column == sa.any_(sa.bindparam(None, ids, type_=ARRAY(sa.String)))
+        return column.in_(ids)
+
     def _check_absent(self, keys: set[tuple[str, str]]) -> None:
         by_type: dict[str, list[str]] = {}
         for t, i in keys:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
             found = self.conn.execute(
-                sa.select(R.c.res_id).where(R.c.res_type == t, R.c.res_id.in_(ids)).limit(1)
+                sa.select(R.c.res_id).where(R.c.res_type == t, self.ids_in(R.c.res_id, ids)).limit(1)
             ).first()
             if found:
                 raise conflict(f"{t}/{found.res_id} already exists")

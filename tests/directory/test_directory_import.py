@@ -181,3 +181,48 @@ def test_zip_that_is_not_a_zip(tmp_path: Path) -> None:
     (tmp_path / "y.zip").write_bytes(buf.getvalue())
     with pytest.raises(DirectoryReadError, match="no HSDS files"):
         read_directory(tmp_path / "y.zip")
+
+
+def test_a_re_import_writes_nothing_and_looks_up_each_batch_once(cli_env: Any) -> None:
+    """Issue #17: what exists is found with one key lookup per type and batch (not one per resource, not a search
+    that orders by key), and a re-import of the same directory issues no write at all."""
+    import sqlalchemy as sa
+
+    directory = generate_directory(40, seed=5)
+    importer = DirectoryImporter(cli_env.repo, batch=25)
+    first = importer.import_directory(directory, name="county")
+    resources = sum(first.created.values())
+    batches = -(-resources // 25)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    sa.event.listen(cli_env.repo.engine, "before_cursor_execute", note)
+    try:
+        again = importer.import_directory(directory, name="county")
+    finally:
+        sa.event.remove(cli_env.repo.engine, "before_cursor_execute", note)
+    assert sum(again.unchanged.values()) == resources and not again.created and not again.updated
+    writes = [s for s in statements if s.startswith(("INSERT", "UPDATE", "DELETE", "COPY"))]
+    assert writes == []
+    lookups = [
+        s for s in statements if s.startswith("SELECT RESOURCE.PK") and "RES_ID" in s.split("WHERE")[1]
+    ]
+    assert batches <= len(lookups) <= 3 * batches  # one per type present in a batch
+    assert not any("ORDER BY" in s or "LIMIT" in s for s in lookups)  # key lookups, not searches
+    # the rest: the scan for entries to retire (one page per 1,000 of a type) and transaction control
+    assert len(statements) - len(lookups) <= 3 * batches + 12
+
+
+def test_a_deleted_entry_is_written_again_by_the_next_import(cli_env: Any) -> None:
+    directory = generate_directory(3, seed=7)
+    importer = DirectoryImporter(cli_env.repo)
+    importer.import_directory(directory, name="county")
+    service = sorted(
+        s.id for s in cli_env.repo.search_params("HealthcareService", [("_count", "10")]).matches
+    )[0]
+    cli_env.repo.delete("HealthcareService", service)
+    summary = importer.import_directory(directory, name="county")
+    assert summary.updated == {"HealthcareService": 1} and not summary.created
+    assert cli_env.repo.read("HealthcareService", service).content["meta"]["versionId"] == "3"

@@ -279,3 +279,18 @@ def test_patient_versions_in_one_call(repo: Any) -> None:
         many = uow.patient_versions([a, b, "never"])
         assert many == {a: uow.patient_version(a), b: uow.patient_version(b), "never": 0}
     assert many[a] > 0 and many[b] > 0
+
+
+def test_read_many_finds_stored_ids_in_chunks_deleted_included(repo: Any, monkeypatch: Any) -> None:
+    from fhir_ecr.store import reads
+
+    monkeypatch.setattr(reads, "READ_MANY", 2)  # several statements
+    ids = [repo.create(patient()).stored.id for _ in range(3)]
+    repo.delete("Patient", ids[1])
+    with repo.unit(write=False) as uow:
+        found = uow.read_many("Patient", [*ids, "absent", ids[0]])
+    assert sorted(found) == sorted(ids)
+    assert found[ids[1]].deleted and not found[ids[0]].deleted
+    assert found[ids[2]].content["resourceType"] == "Patient"
+    with repo.unit(write=False) as uow:
+        assert uow.read_many("Patient", []) == {}
