@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         "EHR). Default: a SQLite file next to a SQLite store (`mecr-jobs.db` beside `mecr.db`), or the store's "
         "own PostgreSQL database (schema `mecr_jobs`). See docs/sync.md.",
     )
+    refresh_views: bool = Field(
+        default=True,
+        description="Refresh the kept coaching views (the caseload's rows, summaries, the patient page) on the job "
+        "workers a second after each write of their data (docs/architecture.md, 'Kept views'); off, they are "
+        "refreshed only by the minute's tick of a running worker. The sandbox EHR turns it off.",
+    )
     worker_threads: int = Field(
         default=2,
         description="Worker threads of `mecr worker` and `mecr serve "

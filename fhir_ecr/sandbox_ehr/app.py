@@ -50,7 +50,10 @@ def create_sandbox_ehr(
     base_url = base_url.rstrip("/")
     # auth="external": the engine trusts the principal FhirGate sets (and still checks scopes with it).
     # sandbox_ehr=False whatever MECR_SANDBOX_EHR says: the sandbox's own engine must not mount a sandbox again.
-    settings = Settings(database_url=database_url, base_url=base_url, auth="external", sandbox_ehr=False)
+    # refresh_views=False: an EHR shows no coaching views, and nothing works its job queue.
+    settings = Settings(
+        database_url=database_url, base_url=base_url, auth="external", sandbox_ehr=False, refresh_views=False
+    )
     services = build_services(settings)
     engine_app = create_app(settings, services=services)
     if seed:

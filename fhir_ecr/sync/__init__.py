@@ -29,6 +29,5 @@ def install_sync(services: Any) -> None:
     services.jobs.bind(services)
     services.sync = SyncService(services)
     services.repo.write_hooks.append(outbox_hook(services.sync, services.jobs))
-    services.repo.write_hooks.append(
-        refresh_hook(services.jobs)
-    )  # the kept coaching views, soon after a write
+    if services.settings.refresh_views:  # the kept coaching views, soon after a write
+        services.repo.write_hooks.append(refresh_hook(services.jobs))
