@@ -159,7 +159,9 @@ def keep(engine: sa.Engine, rows: Iterable[tuple[str, str, Stamp, Any]]) -> int:
         with engine.connect() as conn:
             conn = conn.execution_options(**{WRITE: True})
             if sqlite:  # wait briefly for another writer, never the store's 30 s: a view is not worth a wait
-                raw: Any = conn.connection.driver_connection  # the sqlite3 connection, outside any transaction
+                raw: Any = (
+                    conn.connection.driver_connection
+                )  # the sqlite3 connection, outside any transaction
                 busy = raw.execute("PRAGMA busy_timeout").fetchone()[0]
                 raw.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             try:

@@ -1,6 +1,8 @@
-"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` and its rows of
-``derived_observation_code``, computed from the search-index rows the store computed for the write — so a
-derived row says exactly what a search of the index would find (the same patient, codes and date range).
+"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` (with its first
+``code`` coding) and, for each further coding, a row of ``derived_observation_code``, computed from the
+search-index rows the store computed for the write — so a derived row says exactly what a search of the index
+would find (the same patient, codes and date range). Nearly every Observation has one coding, so it costs one
+row and no code row (migration 0015; docs/benchmarks.md, "write overhead").
 
 Nothing here depends on the patient's time zone or on their plans and goals: a time-zone change or a habit
 edit changes no derived row, and the local-day arithmetic stays in the views (docs/architecture.md,
@@ -30,6 +32,8 @@ OBSERVATION_COLUMNS = (
     "checkin_result",
     "status",
     "elements",
+    "system",
+    "code",
 )
 #: The top-level elements kept of each Observation (what the views read of a reading: res.measurements_by_day).
 ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
@@ -49,8 +53,8 @@ def observation_rows(
 ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
     """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
-    subject is no Patient. For each token parameter, the greatest code is kept (what ``search_index_values``
-    reads)."""
+    subject is no Patient. The first distinct coding is in the observation row, the others (``seq`` 1, 2, …) are
+    code rows. For each token parameter, the greatest code is kept (what ``search_index_values`` reads)."""
     patient_names = _names("patient")
     patient = None
     for r in index.get("idx_reference", ()):
@@ -85,6 +89,8 @@ def observation_rows(
         if param in status_names and (status is None or code > status):
             status = code
     is_checkin = CHECKIN_CODE in codings
+    ordered = list(codings)
+    first_system, first_code = ordered[0] if ordered else (None, None)
     obs = (
         pk,
         rid,
@@ -96,6 +102,10 @@ def observation_rows(
         result if is_checkin else None,
         status,
         jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode(),
+        first_system,
+        first_code,
     )
-    codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
+    codes = [
+        (pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(ordered) if seq > 0
+    ]
     return obs, codes
