@@ -278,6 +278,31 @@ def validation_rate(n: int, patients: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def explain_search(engine: sa.Engine, repo: FhirRepository, params: list[tuple[str, str]]) -> list[str]:
+    """The plan of every statement the store runs for one search (the benchmark's query): ``EXPLAIN (ANALYZE,
+    BUFFERS)`` on PostgreSQL, ``EXPLAIN QUERY PLAN`` on SQLite, each after the statement's first line."""
+    statements: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        repo.search_params("Observation", params)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    out = []
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
+            rows = conn.exec_driver_sql(prefix + statement, parameters).all()
+            plan = [str(r[0]) if postgres else f"{'  ' * (r[1] > 0)}{r[3]}" for r in rows]
+            out.append(" ".join(statement.split())[:300] + "\n    " + "\n    ".join(plan))
+    return out
+
+
 def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queries: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mecr-bench-"))
     db = Database(backend, workdir)
@@ -366,6 +391,17 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
             out["p50_ms"] = statistics.median(latencies)
             out["p95_ms"] = latencies[int(0.95 * len(latencies)) - 1]
             out["p99_ms"] = latencies[int(0.99 * len(latencies)) - 1]
+            for text in explain_search(
+                engine,
+                repo,
+                [
+                    ("patient", f"bench-{rnd.randrange(patients)}"),
+                    ("code", f"{LOINC}|{CODES[0][0]}"),
+                    ("date", f"ge{time.strftime('%Y-%m-%d', time.gmtime(START + days // 2 * 86400))}"),
+                    ("_count", "50"),
+                ],
+            ):
+                print(f"[{backend}] (b) plan: {text}", flush=True)
             print(
                 f"[{backend}] (b) search over {total:,} Observations / {patients:,} patients, {queries} queries "
                 f"(mean {statistics.mean(matched):.0f} matches each): p50 {out['p50_ms']:.1f} ms, "
