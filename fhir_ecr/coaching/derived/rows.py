@@ -48,6 +48,13 @@ def _names(param: str) -> frozenset[str]:
     return frozenset(found.index_names)
 
 
+@cache
+def _all_names() -> tuple[frozenset[str], ...]:
+    """The index names of patient, date, code, identifier, value-concept and status (looked up once: every
+    Observation write computes its rows)."""
+    return tuple(_names(p) for p in ("patient", "date", "code", "identifier", "value-concept", "status"))
+
+
 def observation_rows(
     pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
 ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
@@ -55,7 +62,7 @@ def observation_rows(
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
     subject is no Patient. The first distinct coding is in the observation row, the others (``seq`` 1, 2, …) are
     code rows. For each token parameter, the greatest code is kept (what ``search_index_values`` reads)."""
-    patient_names = _names("patient")
+    patient_names, date_names, code_names, id_names, value_names, status_names = _all_names()
     patient = None
     for r in index.get("idx_reference", ()):
         if r[0] in patient_names and r[1] == "Patient":
@@ -63,18 +70,11 @@ def observation_rows(
             break
     if patient is None:
         return None, []
-    date_names = _names("date")
     low = high = None
     for r in index.get("idx_date", ()):
         if r[0] in date_names:
             low, high = r[1], r[2]
             break
-    code_names, id_names, value_names, status_names = (
-        _names("code"),
-        _names("identifier"),
-        _names("value-concept"),
-        _names("status"),
-    )
     codings: dict[tuple[Any, Any], None] = {}
     key = result = status = None
     for param, system, code, _ in index.get("idx_token", ()):
@@ -82,12 +82,14 @@ def observation_rows(
             continue
         if param in code_names:
             codings[(system, code)] = None
-        if param in id_names and system == CHECKIN_ID_SYSTEM and (key is None or code > key):
-            key = code
-        if param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
+        elif param in status_names:
+            if status is None or code > status:
+                status = code
+        elif param in id_names:
+            if system == CHECKIN_ID_SYSTEM and (key is None or code > key):
+                key = code
+        elif param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
             result = code
-        if param in status_names and (status is None or code > status):
-            status = code
     is_checkin = CHECKIN_CODE in codings
     ordered = list(codings)
     first_system, first_code = ordered[0] if ordered else (None, None)
