@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--with-worker",
         action="store_true",
-        help="also run the job workers (EMR sync, Bulk Data exports) in this process, as `mecr "
-        "worker` would (the embedded default: one process)",
+        help="also run the job workers (EMR sync, Bulk Data exports, the refresh of kept coaching views) in "
+        "this process, as `mecr worker` would (the embedded default: one process)",
     )
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "curl: `mecr client token demo-reader`",
                     flush=True,
                 )
-                _serve(settings, None, None)
+                _serve(settings, None, None, with_worker=True)  # the jobs too: sync, exports, kept views
         elif args.command in ("ehr", "client"):
             from .auth.cli import run_auth
 

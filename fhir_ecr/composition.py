@@ -22,6 +22,8 @@ from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
 from .sync import install_sync
+from .web.caseload_refresh import refresh_rows
+from .web.views import trend_series
 
 __all__ = ["build_services"]
 
@@ -69,4 +71,6 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     install_derived(repo)  # the coaching views' derived tables, kept at write time (docs/architecture.md)
     install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
     install_referrals(services)  # the referral workflow's checks and Provenance (docs/referrals.md)
+    services.view_refreshers.append(refresh_rows)  # the caseload's rows, drawn ahead (docs/web.md)
+    services.kept_overview_series = tuple(trend_series())  # the patient page's overview, kept ahead too
     return services

@@ -3,6 +3,7 @@ and handed to routes as a dependency (:mod:`fhir_ecr.deps`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ class Services:
     sync_store: SyncStore = field(init=False, repr=False)
     sync: SyncService = field(init=False, repr=False)
     jobs: JobRunner = field(init=False, repr=False)
+    # Drawn ahead by the refresh_views job after the kept coaching views (composition root: the caseload's rows)
+    view_refreshers: list[Callable[[Any], int]] = field(default_factory=list, repr=False)
+    # The series of the patient page's overview, which the refresh_views job keeps with the glances (composition)
+    kept_overview_series: tuple[tuple[str, str, str | None], ...] | None = None
     started: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )

@@ -69,6 +69,14 @@ class ViewCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def put_blob(self, key: Hashable, blob: bytes) -> None:
+        """Store an already pickled value (a kept view read back, checked to be plain data)."""
+        with self._lock:
+            self._entries[key] = bytes(blob)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -8,6 +8,7 @@ tables when they are kept (``install_derived``) and complete, else the search in
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from fhir_ecr.coaching.base import (
     _core_errors,
     _search_all,
 )
-from fhir_ecr.coaching.cache import view_cache
+from fhir_ecr.coaching.cache import ViewCache, view_cache
 from fhir_ecr.coaching.derived import kept
 from fhir_ecr.coaching.derived.maintain import derived_ready
 from fhir_ecr.coaching.derived.reads import DerivedSource, IndexSource, ObservationSource
@@ -89,7 +90,7 @@ class CoachingViews(CoachingBase):
         through the view cache and, for the kept views, the ``kept_view`` table (the optional third item: views
         computed along the way, cached and kept as well)."""
         cache = view_cache(self.repo.engine) if self.use_cache else None
-        keeping = cache is not None and view in kept.KEPT_VIEWS and args == ()
+        keeping = cache is not None and view in kept.KEPT_VIEWS
         with self.repo.unit(write=False) as uow:
             version = uow.patient_version(patient_id)
             _, tz = self._patient(uow, patient_id)  # the caller may read this patient (404/410/403 otherwise)
@@ -103,12 +104,12 @@ class CoachingViews(CoachingBase):
                     cache = None  # confined to another record: what they see is not the patient's view
                     keeping = False
             key = (view, patient_id, version, today, tz, self._params_key(), args)
-            stamp = kept.Stamp(version, today, tz, kept.params_digest(self._params_key()))
+            stamp = self._stamp(version, today, tz, args)
             hit = cache.get(key) if cache is not None else None
             if hit is None and keeping:
-                hit = self._kept_hit(uow, view, [patient_id], {patient_id: stamp}).get(patient_id)
-                if hit is not None and cache is not None:
-                    cache.put(key, hit)
+                hit = self._kept_hit(
+                    uow, view, [patient_id], {patient_id: stamp}, cache, {patient_id: key}
+                ).get(patient_id)
             if hit is not None:
                 value, refs = hit
                 if guard is not None:  # the audit trail names what the view was computed from
@@ -126,17 +127,28 @@ class CoachingViews(CoachingBase):
             kept.keep(
                 self.repo.engine,
                 [
-                    (patient_id, name, stamp, (v, refs))
+                    (patient_id, name, self._stamp(version, today, tz, a), (v, refs))
                     for (name, a), v in views.items()
-                    if name in kept.KEPT_VIEWS and a == ()
+                    if name in kept.KEPT_VIEWS
                 ],
             )
         return value
 
+    def _stamp(self, version: int, today: date, tz: str, args: Hashable) -> kept.Stamp:
+        """What a kept view holds for: the data version, the local day and zone, the parameters and arguments."""
+        return kept.Stamp(version, today, tz, kept.params_digest((self._params_key(), args)))
+
     def _kept_hit(
-        self, uow: UnitOfWork, view: str, patient_ids: Sequence[str], stamps: Mapping[str, kept.Stamp]
+        self,
+        uow: UnitOfWork,
+        view: str,
+        patient_ids: Sequence[str],
+        stamps: Mapping[str, kept.Stamp],
+        cache: ViewCache | None = None,
+        keys: Mapping[str, Hashable] | None = None,
     ) -> dict[str, tuple[Any, list[tuple[str, str]]]]:
-        """The kept ``(value, refs)`` of ``view`` for each patient whose kept stamp is exactly ``stamps[pid]``."""
+        """The kept ``(value, refs)`` of ``view`` for each patient whose kept stamp is exactly ``stamps[pid]``;
+        each one also goes into ``cache`` under ``keys[pid]`` (as read: it is pickled already)."""
         out: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
         for pid, (stamp, blob) in kept.load(uow.conn, view, patient_ids).items():
             if stamp != stamps.get(pid):
@@ -144,6 +156,8 @@ class CoachingViews(CoachingBase):
             hit = kept.decode(blob)
             if isinstance(hit, tuple) and len(hit) == 2:
                 out[pid] = hit
+                if cache is not None and keys is not None:
+                    cache.put_blob(keys[pid], blob)
         return out
 
     def coaching_summary(self, patient_id: str) -> dict[str, Any]:
@@ -238,7 +252,6 @@ class CoachingViews(CoachingBase):
         cache = view_cache(self.repo.engine) if self.use_cache else None
         guard = self.repo.guard
         params = self._params_key()
-        digest = kept.params_digest(params)
         out: dict[str, dict[str, Any] | FhirError] = {}
         fresh: list[tuple[tuple[Any, ...], kept.Stamp, Any, list[tuple[str, str]], dict[Any, Any]]] = []
         with self.repo.unit(write=False) as uow:
@@ -264,7 +277,7 @@ class CoachingViews(CoachingBase):
                 today = self.today(tz)
                 wanted[pid] = (
                     ("glance", pid, versions[pid], today, tz, params, ()),
-                    kept.Stamp(versions[pid], today, tz, digest),
+                    self._stamp(versions[pid], today, tz, ()),
                 )
             usable = {pid for pid in wanted if cache is not None and confined in (None, pid)}
             hits: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
@@ -274,12 +287,16 @@ class CoachingViews(CoachingBase):
                     hits[pid] = hit
             missing = [pid for pid in wanted if pid in usable and pid not in hits]
             if missing:  # the kept views of the rest: one statement per 500 patients
-                for pid, hit in self._kept_hit(
-                    uow, "glance", missing, {pid: wanted[pid][1] for pid in missing}
-                ).items():
-                    hits[pid] = hit
-                    if cache is not None:
-                        cache.put(wanted[pid][0], hit)
+                hits.update(
+                    self._kept_hit(
+                        uow,
+                        "glance",
+                        missing,
+                        {pid: wanted[pid][1] for pid in missing},
+                        cache,
+                        {pid: wanted[pid][0] for pid in missing},
+                    )
+                )
             for pid, (key, stamp) in wanted.items():
                 hit = hits.get(pid)
                 if hit is not None:
@@ -305,25 +322,40 @@ class CoachingViews(CoachingBase):
                 rows.append((key[1], "glance", stamp, (value, refs)))
                 for (other, other_args), other_value in more.items():
                     cache.put((other, *key[1:-1], other_args), (other_value, refs))
-                    if other in kept.KEPT_VIEWS and other_args == ():
-                        rows.append((key[1], other, stamp, (other_value, refs)))
+                    if other in kept.KEPT_VIEWS:
+                        other_stamp = dataclasses.replace(
+                            stamp, params=self._stamp(0, stamp.local_day, stamp.tz, other_args).params
+                        )
+                        rows.append((key[1], other, other_stamp, (other_value, refs)))
             kept.keep(self.repo.engine, rows)
         return out
 
-    def refresh_kept(self, budget_seconds: float | None = None, batch: int = 50) -> tuple[int, int]:
-        """Recompute and keep the glances (and summaries) whose kept stamp no longer holds — their data changed, or
-        their local day did — those whose data changed first, ``batch`` patients per unit of work, until none is
-        left or ``budget_seconds`` ran out (one batch at least); the kept views of deleted patients are dropped.
-        For the background job (an unguarded repository). Returns (patients refreshed, patients still stale)."""
+    def refresh_kept(
+        self,
+        budget_seconds: float | None = None,
+        batch: int = 50,
+        overview_series: Sequence[tuple[str, str, str | None]] | None = None,
+    ) -> tuple[int, int]:
+        """Recompute and keep the glances and summaries — and with ``overview_series`` the patient page's
+        overview of those series — whose kept stamp no longer holds (their data changed, or their local day did),
+        those whose data changed first, ``batch`` patients per unit of work, until none is left or
+        ``budget_seconds`` ran out (one batch at least); the kept views of deleted patients are dropped. For the
+        background job (an unguarded repository). Returns (patients refreshed, patients still stale)."""
         started = time.monotonic()
-        digest = kept.params_digest(self._params_key())
         kept.forget_gone(self.repo.engine)
         with self.repo.unit(write=False) as uow:
-            todo = kept.stale(uow.conn, "glance", self.today, digest)
+            todo = kept.stale(uow.conn, "glance", self.today, self._stamp(0, date.min, "", ()).params)
         done = 0
         for i in range(0, len(todo), batch):
             chunk = todo[i : i + batch]
-            self.patient_glances(chunk)
+            if overview_series is None:
+                self.patient_glances(chunk)
+            else:
+                for pid in chunk:  # the page's overview keeps the glance and the summary with it
+                    try:
+                        self.patient_overview(pid, overview_series)
+                    except FhirError:
+                        continue  # a record that cannot be computed: its views are computed (and fail) when read
             done += len(chunk)
             if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
                 break  # at least one batch a run, so every run makes progress

@@ -10,7 +10,9 @@ once: messages, sessions and referrals in one statement per 200 patients, what t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ from markupsafe import Markup
 from ..auth.access import LINK_SYSTEM_PREFIX
 from ..coaching import resources as res
 from ..coaching.cache import ViewCache
+from ..coaching.derived import kept
 from ..coaching.referral_wait import open_referrals
 from ..coaching.triage import Contact, SessionDates, Triage, triage
 from ..outcomes import FhirError
@@ -35,7 +38,7 @@ from .messaging import counts
 from .pages import TEMPLATES
 from .views import Data, coaching_service, human_name, patient_banner, search_all
 
-__all__ = ["FILTERS", "Row", "caseload", "caseload_patients"]
+__all__ = ["FILTERS", "Row", "Drawn", "caseload", "caseload_patients", "VIEWER_PREFIX"]
 
 #: ``?show=`` values: the reason kinds each keeps (``attention``: any reason; ``all``: everyone).
 FILTERS: dict[str, tuple[str, set[str] | None]] = {
@@ -55,6 +58,10 @@ MINE_SESSION_DAYS = (
     365  # "my patients": the general practitioner, or a session the coach led in the last year
 )
 ROW_CACHE_SIZE = 4096
+#: The drawing's version, part of a kept row's stamp: change it when a row's drawing or rules change, so rows kept
+#: by an older release are drawn again
+ROW_FORMAT = 1
+log = logging.getLogger("mecr.web")
 #: what a row reads, asked of the guard before a cached row is used (in the order a fresh row reads them)
 _ROW_TYPES = (
     "Patient",
@@ -92,6 +99,52 @@ class Row:
     def score(self) -> int:
         return self.triage.score if self.triage else 1000  # a record that cannot be computed goes first
 
+    def drawn(self) -> Drawn:
+        t = self.triage
+        return Drawn(
+            self.patient_id,
+            self.name,
+            self.score,
+            frozenset(t.kinds) if t is not None else None,
+            bool(t.reasons) if t is not None else True,
+            self.refs,
+            Markup(self.html),
+        )
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A row as the page uses it — drawn, with its rank and what the filters ask — cached per data version and
+    kept in ``kept_view`` per viewer (plain data there: :meth:`plain`)."""
+
+    patient_id: str
+    name: str
+    score: int
+    kinds: frozenset[str] | None  # None: the figures could not be computed
+    attention: bool  # a reason fires (or the figures could not be computed)
+    refs: tuple[tuple[str, str], ...]
+    html: Markup
+
+    def plain(self) -> tuple[Any, ...]:
+        kinds = sorted(self.kinds) if self.kinds is not None else None
+        return (self.patient_id, self.name, self.score, kinds, self.attention, self.refs, str(self.html))
+
+    @classmethod
+    def from_plain(cls, value: Any) -> Drawn | None:
+        try:
+            pid, name, score, kinds, attention, refs, html = value
+            return cls(
+                str(pid),
+                str(name),
+                int(score),
+                frozenset(kinds) if kinds is not None else None,
+                bool(attention),
+                tuple((str(t), str(i)) for t, i in refs),
+                Markup(html),  # drawn by this module's template when it was kept
+            )
+        except (TypeError, ValueError):
+            return None
+
 
 def caseload_patients(
     data: Data,
@@ -126,6 +179,18 @@ def caseload_patients(
     )
     key = ("caseload-mine", joined, since, tuple(sorted((versions or {}).items())))
     mine: set[str] | None = cache.get(key) if cache is not None else None
+    # kept for every process (the refresh job computes it when it draws the coach's rows ahead)
+    kept_as = (
+        "mine:" + hashlib.sha256(joined.encode()).hexdigest()[:24],
+        kept.Stamp(0, date.fromisoformat(since), "", kept.params_digest(key)),
+    )
+    if mine is None and cache is not None:
+        with repo.engine.connect() as conn:
+            found = kept.load(conn, kept_as[0], [kept.ALL_PATIENTS]).get(kept.ALL_PATIENTS)
+        value = kept.decode(found[1]) if found is not None and found[0] == kept_as[1] else None
+        if isinstance(value, list):
+            mine = {str(v) for v in value}
+            cache.put(key, mine)
     if mine is None:
         with repo.unit(write=False) as uow:  # ids and subjects only: no document is read whole
             mine = {
@@ -143,6 +208,7 @@ def caseload_patients(
                     mine.add(pid)
         if cache is not None:
             cache.put(key, mine)
+            kept.keep(repo.engine, [(kept.ALL_PATIENTS, kept_as[0], kept_as[1], sorted(mine))])
     if principal.patient_id:
         mine.add(principal.patient_id)
     if not mine:
@@ -361,42 +427,52 @@ def caseload(
         patients = [p for p in patients if _matches(p, needle)]
     seen = _seen(repo, viewer)
     keys: dict[str, Any] = {}
-    rows: dict[str, Row] = {}
+    stamps: dict[str, kept.Stamp] = {}
+    rows: dict[str, Drawn] = {}
     for p in patients:
         pid = str(p.get("id"))
         local = now.astimezone(ZoneInfo(res.patient_time_zone(p, data.default_tz))).date()
-        keys[pid] = (
-            "caseload-row",
-            pid,
-            versions.get(pid, -1),
-            local,
-            str(tz),
-            today,
-            frozenset(seen.get(pid, ())),
-        )
+        seen_here = frozenset(seen.get(pid, ()))
+        keys[pid] = ("caseload-row", pid, versions.get(pid, -1), local, str(tz), today, seen_here)
+        stamps[pid] = kept.Stamp(versions.get(pid, -1), local, str(tz), _row_params(today, seen_here, data))
         hit = cache.get(keys[pid]) if cache is not None and pid in versions else None
         if hit is not None:
             rows[pid] = hit
-            if guard is not None:
-                guard.after_read(
-                    [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in hit.refs], pid
-                )
     missing = [p for p in patients if str(p.get("id")) not in rows]
+    view = _kept_view_name(viewer)
+    if missing and cache is not None:  # rows kept for this viewer by another process or the refresh job
+        wanted = [str(p.get("id")) for p in missing if str(p.get("id")) in versions]
+        with repo.engine.connect() as conn:
+            found = kept.load(conn, view, wanted)
+        for pid, (stamp, blob) in found.items():
+            row = Drawn.from_plain(kept.decode(blob)) if stamp == stamps[pid] else None
+            if row is not None and row.patient_id == pid:
+                rows[pid] = row
+                cache.put(keys[pid], row)
+        missing = [p for p in missing if str(p.get("id")) not in rows]
+    if guard is not None:  # the audit trail names what each cached or kept row was computed from
+        for pid, row in rows.items():
+            guard.after_read(
+                [Stored(t, i, 0, 0, False, {"resourceType": t, "id": i}) for t, i in row.refs], pid
+            )
     if missing:
         fresh = _compute_rows(data, missing, seen, tz, today)
-        for pid, row in fresh.items():
-            rows[pid] = row
-            if cache is not None and row.triage is not None and pid in versions:
+        keep: list[tuple[str, str, kept.Stamp, Any]] = []
+        for pid, full in fresh.items():
+            row = rows[pid] = full.drawn()
+            if cache is not None and full.triage is not None and pid in versions:
                 cache.put(keys[pid], row)
+                keep.append((pid, view, stamps[pid], row.plain()))
+        kept.keep(repo.engine, keep)
+    if cache is not None:
+        _record_viewer(repo, viewer, principal, str(tz), scope, today)
     out = [rows[str(p.get("id"))] for p in patients if str(p.get("id")) in rows]
     show = _ALIASES.get(show, show)
     if show not in FILTERS:
         show = "all"
     kinds = FILTERS[show][1]
     if kinds is not None:
-        out = [
-            r for r in out if r.triage is None or (r.triage.reasons if not kinds else r.triage.kinds & kinds)
-        ]
+        out = [r for r in out if r.kinds is None or (r.attention if not kinds else r.kinds & kinds)]
     out.sort(key=lambda r: (-r.score, r.name.lower(), r.patient_id))
     noun = "patient" if total == 1 else "patients"
     return {
@@ -409,6 +485,45 @@ def caseload(
         "count_text": f"{len(out)} of {total} {noun}",
         "today": today,
     }
+
+
+#: kv key prefix of the caseload's recent viewers: what the refresh job draws rows for (``caseload_refresh``)
+VIEWER_PREFIX = "web:caseload-viewer:"
+
+
+def _kept_view_name(viewer: str) -> str:
+    """The ``kept_view.view`` of this viewer's rows: rows differ by viewer (what they have seen, their zone)."""
+    return "row:" + hashlib.sha256(viewer.encode()).hexdigest()[:24]
+
+
+def _row_params(today: date, seen: frozenset[str], data: Data) -> str:
+    """What a kept row holds for besides the data version and the zones: the viewer's day, what they have seen
+    of the patient's signals, the practice's settings, the drawing code's version."""
+    return kept.params_digest(
+        (ROW_FORMAT, today.isoformat(), sorted(seen), data.default_tz, data.referral_response)
+    )
+
+
+def _record_viewer(
+    repo: FhirRepository, viewer: str, principal: Any, tz: str, scope: str, today: date
+) -> None:
+    """Remember that ``viewer`` reads the caseload (zone, scope, day), once a day, for the refresh job."""
+    record = {
+        "tz": tz,
+        "scope": scope,
+        "kind": getattr(principal, "kind", None),
+        "fhirUser": getattr(principal, "fhir_user", None),
+        "day": today.isoformat(),
+    }
+    text = json.dumps(record, sort_keys=True)
+    try:
+        with repo.unit(write=False) as uow:
+            if uow.get_state(VIEWER_PREFIX + viewer) == text:
+                return
+        with repo.unit() as uow:
+            uow.set_state(VIEWER_PREFIX + viewer, text)
+    except Exception as exc:  # noqa: BLE001 - the page is drawn; the refresh job just will not know this viewer
+        log.info("caseload viewer not recorded: %s", type(exc).__name__)
 
 
 def _compute_rows(

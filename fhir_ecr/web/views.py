@@ -409,7 +409,7 @@ def _run_chart_view(
     }
 
 
-def _trend_series() -> list[tuple[str, str, str | None]]:
+def trend_series() -> list[tuple[str, str, str | None]]:
     """The wearable trends of the patient page as ``patient_overview`` series: (system, code, display unit)."""
     return [(catalog.LOINC, m.code, m.convert_to) for m in map(catalog.measure, catalog.WEARABLE_TRENDS)]
 
@@ -427,7 +427,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
     patient = repo.read("Patient", patient_id).content or {}
     svc = coaching_service(data)
     measures = [catalog.measure(code) for code in catalog.WEARABLE_TRENDS]
-    overview = svc.patient_overview(patient_id, _trend_series())
+    overview = svc.patient_overview(patient_id, trend_series())
     summary = overview["summary"]
     tz, today = summary["timeZone"], summary["today"]
     goals = overview["goals"]
@@ -503,7 +503,7 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
     prefs = preferences(patient)
     svc = coaching_service(data)
     # The coach's page's overview (trends included), so a patient's own visit warms the coach's next one.
-    overview = svc.patient_overview(patient_id, _trend_series())
+    overview = svc.patient_overview(patient_id, trend_series())
     summary = overview["summary"]
     tz, today = summary["timeZone"], summary["today"]
     todays = {}
@@ -581,7 +581,7 @@ def streak_words(h: Mapping[str, Any], *, repaired: bool = True) -> str:
 def habit_streak(data: Data, patient_id: str, plan_id: str, habit_id: str) -> dict[str, Any] | None:
     """One habit's streak after a check-in, from the app's own overview (computed now, so the next visit of
     the app or of the coach's page is warm)."""
-    overview = coaching_service(data).patient_overview(patient_id, _trend_series())
+    overview = coaching_service(data).patient_overview(patient_id, trend_series())
     for h in overview["summary"].get("habit", []):
         if h["plan"]["reference"] == f"CarePlan/{plan_id}" and h.get("habitId") == habit_id:
             streak = h.get("streak") or {}

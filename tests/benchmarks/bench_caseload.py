@@ -10,9 +10,9 @@ AuditEvents (one per patient shown) are part of the figure. Two cases, reported 
 
 - **warm**: the caseload again, nothing changed since it was last computed (the view cache holds every row);
 - **after import and its refresh**: a nightly wearable import wrote a new reading for *every* patient (untimed),
-  so every patient's data version changed; the ``refresh_views`` job then recomputed the kept views (timed on its
-  own, reported beside), and the page reads them from ``kept_view`` (this process's view cache is emptied first,
-  as when the job ran in a separate ``mecr worker``);
+  so every patient's data version changed; the ``refresh_views`` job then recomputed the kept glances and drew the
+  rows of the coach (a recent viewer) ahead (timed on its own, reported beside), and the page reads them from
+  ``kept_view`` (this process's caches are emptied first, as when the job ran in a separate ``mecr worker``);
 - **before the refresh**: the same import, the page opened before any refresh: every row computed on demand
   (with the derived tables of issue #19).
 
@@ -42,6 +42,8 @@ from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.cache import view_cache
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.sync import tasks
+from fhir_ecr.web.caseload import _row_cache
 from smart_launch.scopes import ScopeSet
 from tests.benchmarks.bench_coaching import figures, reading, use_derived
 
@@ -184,14 +186,20 @@ def _session(pid: str, coach: str, start: datetime) -> dict[str, Any]:
 
 
 def run(
-    backend: str, runs: int, cold_runs: int, patients: int, days: int, sqlite_file: str | None = None
+    backend: str,
+    runs: int,
+    cold_runs: int,
+    patients: int,
+    days: int,
+    sqlite_file: str | None = None,
+    pg_db: str | None = None,
 ) -> dict[str, float]:
     from fastapi.testclient import TestClient
 
     from fhir_ecr.composition import build_services
     from fhir_ecr.config import Settings
 
-    data = _Db(backend, sqlite_file)
+    data = _Db(backend, sqlite_file, pg_db)
     try:
         settings = Settings(
             database_url=data.url,
@@ -204,7 +212,7 @@ def run(
         repo = services.repo
         found = repo.search_params("Patient", [("family", "Caseload0000")]).matches
         if found:
-            print(f"[{backend}] reusing the data in {sqlite_file}", file=sys.stderr)
+            print(f"[{backend}] reusing the data in {sqlite_file or pg_db}", file=sys.stderr)
         else:
             t = time.perf_counter()
             load(services, patients, days)
@@ -252,11 +260,11 @@ def run(
                             uow.create(obs, validated=True)
                     if kind == "refreshed":
                         t0 = time.perf_counter()
-                        service = CoachingService(repo, default_tz=settings.default_time_zone)
-                        done, left = service.refresh_kept()
+                        done, left = tasks.refresh_views(services, budget_seconds=3600) or (0, -1)
                         refresh_s.append(time.perf_counter() - t0)
                         assert (done, left) == (len(ids), 0), (done, left)
                         view_cache(repo.engine).clear()
+                        _row_cache(repo.engine).clear()
                     timings[kind].append(view())
             use_derived(services, True)
         services.engine.dispose()
@@ -270,19 +278,24 @@ def run(
 class _Db:
     """A fresh database (PostgreSQL created and dropped; SQLite in a temporary directory) or a kept SQLite file."""
 
-    def __init__(self, backend: str, sqlite_file: str | None) -> None:
+    def __init__(self, backend: str, sqlite_file: str | None, pg_db: str | None = None) -> None:
         import tempfile
 
         import sqlalchemy as sa
 
         from tests.benchmarks.bench_coaching import PG_SERVER
 
-        self.backend, self.tmp, self.dbname = backend, tempfile.TemporaryDirectory(), None
+        self.backend, self.tmp, self.dbname, self.keep = backend, tempfile.TemporaryDirectory(), None, False
         if backend == "postgres":
-            self.dbname = f"mecr_bench_{uuid.uuid4().hex[:8]}"
+            self.keep = pg_db is not None
+            self.dbname = pg_db or f"mecr_bench_{uuid.uuid4().hex[:8]}"
             self.admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
             with self.admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{self.dbname}"')
+                exists = conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": self.dbname}
+                ).first()
+                if not exists:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{self.dbname}"')
             self.url = f"{PG_SERVER}/{self.dbname}"
         else:
             self.url = f"sqlite:///{sqlite_file or self.tmp.name + '/caseload.db'}"
@@ -293,9 +306,10 @@ class _Db:
             conn.exec_driver_sql("VACUUM ANALYZE" if self.backend == "postgres" else "ANALYZE")
 
     def close(self) -> None:
-        if self.dbname:
+        if self.dbname and not self.keep:
             with self.admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        if self.dbname:
             self.admin.dispose()
         self.tmp.cleanup()
 
@@ -310,10 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sqlite-file", help="keep the SQLite data in this file and reuse it on the next run"
     )
+    parser.add_argument(
+        "--pg-db",
+        help="keep the PostgreSQL data in this database (created if missing) and reuse it next time",
+    )
     args = parser.parse_args(argv)
     ok = True
     for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
-        r = run(backend, args.runs, args.cold_runs, args.patients, args.days, args.sqlite_file)
+        r = run(backend, args.runs, args.cold_runs, args.patients, args.days, args.sqlite_file, args.pg_db)
         print(
             f"{backend:9s} /app/caseload, {args.patients} patients x {args.days} days, coach session  "
             f"warm p50 {r['warm_p50']:7.1f} ms  p95 {r['warm_p95']:7.1f} ms   "

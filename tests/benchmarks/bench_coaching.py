@@ -10,7 +10,9 @@ printed per backend for two cases:
   the patient's data version changed and the summary is computed from the database;
 - **warm**: the same request again (the summary comes from the view cache after the access checks);
 - **cold, index**: as cold, with the derived tables switched off (the views read the search index, as before
-  issue #19): the baseline of the same run.
+  issue #19): the baseline of the same run;
+- **refreshed**: a check-in, then the ``refresh_views`` job (untimed, as a separate worker process: this
+  process's caches are emptied), then the first view, which reads the kept summary (the nightly import's case).
 
 Then the write overhead of keeping the derived tables: in-process units of 500 Observations (validation off, so
 only the store's write path counts) with the derived-data hook and without it, in alternating blocks.
@@ -41,10 +43,12 @@ import sqlalchemy as sa
 
 from fhir_ecr.app import create_app
 from fhir_ecr.coaching import resources as res
+from fhir_ecr.coaching.cache import view_cache
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.composition import build_services
 from fhir_ecr.config import Settings
+from fhir_ecr.sync import tasks
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 TODAY = date(2026, 3, 20)
@@ -295,7 +299,7 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
 
         pid, settings, services = data.pid, data.settings, data.services
         url = f"/fhir/Patient/{pid}/$coaching-summary"
-        timings: dict[str, list[float]] = {"cold": [], "warm": [], "cold_index": []}
+        timings: dict[str, list[float]] = {"cold": [], "warm": [], "cold_index": [], "refreshed": []}
         with TestClient(
             create_app(settings, services=services),
             headers={"Authorization": f"Bearer {coach_token(services)}"},
@@ -312,6 +316,15 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
                         resp = client.get(url)
                         timings[kind].append((time.perf_counter() - t) * 1000)
                         assert resp.status_code == 200, resp.text[:300]
+                # the nightly import's case: the write, then the refresh_views job (untimed; as a separate worker
+                # process, so this process's caches are emptied), then the first view
+                data.write_check_in()
+                tasks.refresh_views(services, budget_seconds=3600)
+                view_cache(services.engine).clear()
+                t = time.perf_counter()
+                resp = client.get(url)
+                timings["refreshed"].append((time.perf_counter() - t) * 1000)
+                assert resp.status_code == 200, resp.text[:300]
             use_derived(services, True)
         summary = res.parameters_to_dict(resp.json())
         assert len(summary["habit"]) == 8 and len(summary["goal"]) == 5, summary.keys()
@@ -343,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             f"first view after a check-in p50 {r['cold_p50']:6.1f} ms  p95 {r['cold_p95']:6.1f} ms   "
             f"warm p50 {r['warm_p50']:6.1f} ms  p95 {r['warm_p95']:6.1f} ms   "
             f"first view, search index (before #19) p50 {r['cold_index_p50']:6.1f} ms  "
-            f"p95 {r['cold_index_p95']:6.1f} ms   (target p95 < 100 ms)"
+            f"p95 {r['cold_index_p95']:6.1f} ms   after the write and its background refresh p50 "
+            f"{r['refreshed_p50']:6.1f} ms  p95 {r['refreshed_p95']:6.1f} ms   (target p95 < 100 ms)"
         )
         w = write_overhead(backend, args.write_blocks)
         print(

@@ -7,7 +7,9 @@ trail are part of the figure), and the JavaScript the pages ship is totalled. Tw
 ``bench_coaching``: **cold** (right after a check-in for the patient was written: the coaching figures,
 sparklines and run chart are computed from the database) and **warm** (the page again: they come from the
 view cache; sessions, notes, referrals and messages are read every time); and **cold, index**: the first view
-with the derived tables switched off (the search index, as before issue #19), the same run's baseline.
+with the derived tables switched off (the search index, as before issue #19), the same run's baseline; and
+**refreshed**: the morning case — a write, then the ``refresh_views`` job (untimed, as a separate worker: this
+process's caches are emptied), then the coach's first view, which reads the kept overview.
 
 Usage::
 
@@ -24,6 +26,8 @@ from pathlib import Path
 from fhir_ecr.app import create_app
 from fhir_ecr.auth import Principal
 from fhir_ecr.auth.sessions import SESSION_COOKIE, create_session
+from fhir_ecr.coaching.cache import view_cache
+from fhir_ecr.sync import tasks
 from smart_launch.scopes import ScopeSet
 from tests.benchmarks.bench_coaching import Dataset, figures, use_derived
 
@@ -45,7 +49,7 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
             display="Bench Coach",
         )
         cookie, _ = create_session(services, coach)
-        timings: dict[str, list[float]] = {"cold": [], "warm": [], "cold_index": []}
+        timings: dict[str, list[float]] = {"cold": [], "warm": [], "cold_index": [], "refreshed": []}
         with TestClient(create_app(settings, services=services)) as client:
             client.cookies.set(SESSION_COOKIE, cookie)
             for _ in range(3):  # warm connection pools, templates and code paths
@@ -60,6 +64,15 @@ def run(backend: str, runs: int, sqlite_file: str | None = None) -> dict[str, fl
                         resp = client.get(f"/app/patients/{pid}")
                         timings[kind].append((time.perf_counter() - t) * 1000)
                         assert resp.status_code == 200 and 'class="runchart"' in resp.text, resp.text[:300]
+                # the nightly import's case: the write, then the refresh_views job (untimed; as a separate worker
+                # process, so this process's caches are emptied), then the coach's first view
+                data.write_check_in()
+                tasks.refresh_views(services, budget_seconds=3600)
+                view_cache(services.engine).clear()
+                t = time.perf_counter()
+                resp = client.get(f"/app/patients/{pid}")
+                timings["refreshed"].append((time.perf_counter() - t) * 1000)
+                assert resp.status_code == 200 and 'class="runchart"' in resp.text, resp.text[:300]
             use_derived(services, True)
         return figures(timings)
     finally:
@@ -84,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             f"first view after a check-in p50 {r['cold_p50']:6.1f} ms  p95 {r['cold_p95']:6.1f} ms   "
             f"warm p50 {r['warm_p50']:6.1f} ms  p95 {r['warm_p95']:6.1f} ms   "
             f"first view, search index (before #19) p50 {r['cold_index_p50']:6.1f} ms  "
-            f"p95 {r['cold_index_p95']:6.1f} ms   (target p95 < {TARGET_MS} ms)"
+            f"p95 {r['cold_index_p95']:6.1f} ms   after the write and its background refresh p50 "
+            f"{r['refreshed_p50']:6.1f} ms  p95 {r['refreshed_p95']:6.1f} ms   (target p95 < {TARGET_MS} ms)"
         )
         ok = ok and r["warm_p95"] < TARGET_MS and r["cold_p95"] < TARGET_MS
     return 0 if ok else 1

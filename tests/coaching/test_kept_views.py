@@ -174,3 +174,22 @@ def test_a_deleted_patients_kept_views_are_dropped_by_the_refresh(repo: Any) -> 
     repo.delete("Patient", w.other_patient)
     assert svc.refresh_kept() == (0, 0)  # nothing to compute for a deleted patient
     assert {pid for pid, _ in _kept_rows(repo)} == {w.patient}
+
+
+def test_refresh_keeps_the_page_overview_for_its_series_only(
+    repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world(repo)
+    steps = ("http://loinc.org", "41950-7", "/d")
+    sleep = ("http://loinc.org", "93832-4", "h")
+    svc = CoachingService(repo)
+    repo.create(steps_reading(w.patient, TODAY, 8100))
+    assert svc.refresh_kept(overview_series=[steps]) == (2, 0)
+    fresh = CoachingService(repo, use_cache=False).patient_overview(w.patient, [steps])
+    _forget_process_cache(repo)
+    with monkeypatch.context() as m:
+        _no_compute(m)
+        assert svc.patient_overview(w.patient, [steps]) == fresh  # kept by the refresh
+        assert svc.patient_glances([w.patient])[w.patient]["summary"] == fresh["summary"]  # kept with it
+        with pytest.raises(AssertionError, match="computed"):
+            svc.patient_overview(w.patient, [steps, sleep])  # other series: not the kept overview

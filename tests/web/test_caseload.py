@@ -234,3 +234,79 @@ def test_open_referrals_wait_since_the_tasks_last_move(secure_services, world):
     repo.create(plain)
     assert open_referrals(repo, [rita], today, TZ) == {}
     assert REFERRAL_PROFILE.endswith("mecr-community-referral")
+
+
+def _forget_this_process(services) -> None:
+    from fhir_ecr.web.caseload import _row_cache
+
+    view_cache(services.engine).clear()
+    _row_cache(services.engine).clear()
+
+
+def test_rows_are_kept_for_the_viewer_and_read_back_by_another_process(
+    secure_services, secure_client, world, coach, monkeypatch
+):
+    """A drawn row is kept per viewer (kept_view): a process with empty caches draws nothing while the rows hold,
+    and draws again after a write, for another viewer, or when what the viewer has seen changed."""
+    from fhir_ecr.web import caseload as page
+    from tests.coaching.coaching_support import steps_reading
+
+    first = secure_client.get("/app/caseload").text
+    _forget_this_process(secure_services)
+    drawn: list[int] = []
+    real = page._compute_rows
+
+    def counting(data, patients, *args):
+        drawn.append(len(patients))
+        return real(data, patients, *args)
+
+    monkeypatch.setattr(page, "_compute_rows", counting)
+    again = secure_client.get("/app/caseload").text
+    assert drawn == [] and rows(again) == rows(first)  # every row read back from kept_view
+    today = datetime.now(ZoneInfo(TZ)).date()
+    secure_services.repo.create(steps_reading(world["Sid Stone"], today, 9000))
+    _forget_this_process(secure_services)
+    sid = next(r for r in rows(secure_client.get("/app/caseload").text) if r["name"] == "Sid Stone")
+    assert drawn == [1] and "no-data" not in [k for k, _ in sid["reasons"]]  # only Sid's row drawn again
+    secure_client.get(f"/app/patients/{world['Wendy Walsh']}")  # Wendy's signal seen
+    _forget_this_process(secure_services)
+    wendy = next(r for r in rows(secure_client.get("/app/caseload").text) if r["name"] == "Wendy Walsh")
+    assert "signal-worse" not in [k for k, _ in wendy["reasons"]] and drawn[-1] == 1
+
+
+def test_the_refresh_job_draws_the_rows_of_recent_viewers_ahead(
+    secure_services, secure_client, world, coach, monkeypatch
+):
+    """After a nightly import, refresh_views recomputes the kept glances and then draws the rows of every recent
+    caseload viewer, so their first view draws nothing."""
+    from fhir_ecr.sync import tasks
+    from fhir_ecr.web import caseload as page
+    from tests.coaching.coaching_support import steps_reading
+
+    secure_client.get("/app/caseload")  # the coach is a recent viewer now
+    today = datetime.now(ZoneInfo(TZ)).date()
+    with secure_services.repo.unit() as uow:  # the nightly import: a reading for every patient
+        for pid in world.values():
+            uow.create(steps_reading(pid, today, 7777))
+    done, left = tasks.refresh_views(secure_services)
+    assert (done, left) == (len(world), 0)
+    _forget_this_process(secure_services)  # as if the job ran in a separate worker process
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a row was drawn at view time")
+
+    monkeypatch.setattr(page, "_compute_rows", refuse)
+    found = rows(secure_client.get("/app/caseload").text)
+    assert len(found) == 15 and all("no-data" not in [k for k, _ in r["reasons"]] for r in found)
+
+
+def test_a_patient_neither_reads_nor_leaves_kept_rows(secure_services, secure_client, world):
+    import sqlalchemy as sa
+
+    from fhir_ecr.coaching.derived import kept
+
+    login(secure_services, patient_principal(world["Olive Olsen"]), secure_client)
+    assert secure_client.get("/app/caseload").status_code == 403
+    with secure_services.engine.connect() as conn:
+        views = {r.view for r in conn.execute(sa.select(kept.KEPT.c.view))}
+    assert not [v for v in views if v.startswith("row:")]

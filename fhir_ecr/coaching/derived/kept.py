@@ -48,6 +48,7 @@ __all__ = [
     "stale",
     "forget",
     "forget_gone",
+    "ALL_PATIENTS",
 ]
 
 log = logging.getLogger("mecr.coaching")
@@ -56,8 +57,12 @@ KEPT = KeptView.__table__  # type: ignore[attr-defined]
 PV = PatientVersion.__table__  # type: ignore[attr-defined]
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 
-#: The views kept in the table (each without arguments): the caseload's row and the ``$coaching-summary``.
-KEPT_VIEWS = frozenset({"glance", "summary"})
+#: The views kept in the table: the caseload's row, the ``$coaching-summary`` and the patient page's overview (one
+#: per patient: its arguments are part of the stamp's parameters).
+KEPT_VIEWS = frozenset({"glance", "summary", "overview"})
+#: The ``patient_id`` of a kept value about many patients (a coach's list of patients); never a Patient id (ids
+#: are ``[A-Za-z0-9\-\.]``), and kept when patients are deleted.
+ALL_PATIENTS = "*"
 _CHUNK = 500
 _BUSY_MS = 200
 
@@ -219,4 +224,5 @@ def forget_gone(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         conn = conn.execution_options(**{WRITE: True})
         with conn.begin():
-            return int(conn.execute(KEPT.delete().where(KEPT.c.patient_id.not_in(current))).rowcount or 0)
+            gone = sa.and_(KEPT.c.patient_id != ALL_PATIENTS, KEPT.c.patient_id.not_in(current))
+            return int(conn.execute(KEPT.delete().where(gone)).rowcount or 0)
