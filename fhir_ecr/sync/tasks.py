@@ -180,7 +180,7 @@ def refresh_views(services: Any, budget_seconds: float = REFRESH_BUDGET) -> tupl
         started = time.monotonic()
         service = CoachingService(services.repo, default_tz=services.settings.default_time_zone)
         done, left = service.refresh_kept(budget_seconds, overview_series=services.kept_overview_series)
-        if not left:  # then what is drawn from them (the caseload's rows of its recent viewers)
+        if done and not left:  # then what is drawn from them (the caseload's rows of its recent viewers)
             for refresher in services.view_refreshers:
                 refresher(services)
     finally:
