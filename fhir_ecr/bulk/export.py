@@ -49,6 +49,9 @@ _PARAMS = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "_format
 #: Types that are no one's data and are not exported unless named in ``_type``.
 _NOT_BY_DEFAULT = frozenset({"AuditEvent", "StructureDefinition", "ValueSet", "CodeSystem"})
 _PAGE = 1000
+#: How often a running export records its progress (and extends its lease, and notices a cancellation): a
+#: commit per page of 1,000 was a tenth of the export's time.
+_REPORT_SECONDS = 1.0
 
 
 def _now_instant() -> str:
@@ -226,19 +229,23 @@ class _Files:
         self._file: Any = None
         self._lines = 0
 
-    def write(self, line: bytes) -> None:
-        if self._file is None or self._lines >= self.limit:
-            self.close()
-            name = f"{self.rtype}-{len(self.outputs) + 1}.ndjson"
-            self._file = (self.folder / name).open("wb", buffering=1 << 20)
-            self.outputs.append(
-                {"type": self.rtype, "url": f"{self.base}/$export-file/{self.job_id}/{name}", "count": 0}
-            )
-            self._lines = 0
-        self._file.write(line)
-        self._file.write(b"\n")
-        self._lines += 1
-        self.outputs[-1]["count"] += 1
+    def write(self, lines: list[bytes]) -> None:
+        """Append ``lines`` (a page of resources' JSON), each followed by a newline: one write per file they go
+        to, nothing kept once written."""
+        while lines:
+            if self._file is None or self._lines >= self.limit:
+                self.close()
+                name = f"{self.rtype}-{len(self.outputs) + 1}.ndjson"
+                self._file = (self.folder / name).open("wb", buffering=1 << 20)
+                self.outputs.append(
+                    {"type": self.rtype, "url": f"{self.base}/$export-file/{self.job_id}/{name}", "count": 0}
+                )
+                self._lines = 0
+            room = self.limit - self._lines
+            part, lines = lines[:room], lines[room:]
+            self._file.write(b"\n".join(part) + b"\n")
+            self._lines += len(part)
+            self.outputs[-1]["count"] += len(part)
 
     def close(self) -> None:
         if self._file is not None:
@@ -285,6 +292,18 @@ def _searches(rtype: str, params: dict[str, Any], members: list[str] | None) -> 
     return out
 
 
+def _report(store: Any, job_id: str, rtype: str, total: int, settings: Any) -> bool:
+    """Record the progress of a running export and extend its lease; False when it was cancelled meanwhile."""
+    return bool(
+        store.update_export(
+            job_id,
+            only_states=["running"],
+            progress=f"{rtype}: {total}",
+            claimed_until=int(time.time()) + settings.sync_lease_seconds * 10,
+        )
+    )
+
+
 def run_export(services: Any, job_id: str) -> None:
     """Produce the files of export ``job_id`` (the ``export`` job); a job another worker runs is left alone."""
     store = services.sync_store
@@ -302,6 +321,7 @@ def run_export(services: Any, job_id: str) -> None:
     repo = services.repo.guarded(_access(job, params))
     outputs: list[dict[str, Any]] = []
     total = 0
+    next_report = time.monotonic() + _REPORT_SECONDS
     try:
         members = _members(repo, params["group"], services.fhir_base) if params["level"] == "group" else None
         for rtype in params["types"]:
@@ -319,24 +339,28 @@ def run_export(services: Any, job_id: str) -> None:
                         query.total = "none"
                         query.cursor = cursor
                         result = repo.search(query)
-                        for s in result.matches:
-                            if seen is not None:
-                                if s.id in seen:
-                                    continue
-                                seen.add(s.id)
-                            files.write(s.raw.encode() if s.raw is not None else jsonexact.dumps(s.content))
-                            total += 1
-                        if result.next_cursor is None:
-                            break
+                        matches = result.matches
+                        if seen is not None:
+                            matches = [s for s in matches if s.id not in seen]
+                            seen.update(s.id for s in matches)
+                        # The stored text as it is: never parsed, never serialised again.
+                        files.write(
+                            [
+                                s.raw.encode() if s.raw is not None else jsonexact.dumps(s.content)
+                                for s in matches
+                            ]
+                        )
+                        total += len(matches)
                         cursor = result.next_cursor
-                        if not store.update_export(
-                            job_id,
-                            only_states=["running"],
-                            progress=f"{rtype}: {total}",
-                            claimed_until=int(time.time()) + settings.sync_lease_seconds * 10,
+                        del result, matches  # no page is held while the next one is read
+                        if cursor is None:
+                            break
+                        if time.monotonic() >= next_report and not _report(
+                            store, job_id, rtype, total, settings
                         ):
                             shutil.rmtree(folder, ignore_errors=True)  # cancelled meanwhile
                             return
+                        next_report = max(next_report, time.monotonic()) + _REPORT_SECONDS
             finally:
                 files.close()
             outputs += files.outputs

@@ -22,10 +22,12 @@ from .reads import UnitReads
 from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
 from .references import MAX_CASCADE
 
-__all__ = ["UnitOfWork"]
+__all__ = ["UnitOfWork", "same_content"]
 
 
-def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+def same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Is ``new`` what ``old`` (a stored version) holds, ``meta.versionId`` and ``meta.lastUpdated`` aside: an
+    update that would change nothing?"""
     if old is None:
         return False
 
@@ -136,7 +138,7 @@ class UnitOfWork(UnitReads):
             )
         if self.guard is not None:
             self.guard.check_write("c" if row.deleted else "u", None if row.deleted else row.content, content)
-        if not row.deleted and _same_content(row.content, content):
+        if not row.deleted and same_content(row.content, content):
             return WriteResult(stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PUT", created=row.deleted)
 
@@ -227,7 +229,7 @@ class UnitOfWork(UnitReads):
         content = self.prepare(patched)
         if self.guard is not None:
             self.guard.check_write("u", row.content, content)
-        if _same_content(row.content, content):
+        if same_content(row.content, content):
             return WriteResult(stored_parsed(row), created=False, changed=False)
         return self._write_version(row, content, "PATCH", created=False)
 

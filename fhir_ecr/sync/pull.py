@@ -16,8 +16,11 @@ push identifier) are left alone; Patients are linked by identifier exactly as a 
 recorded for ``mecr ehr conflicts``); every other resource becomes mECR's read-only copy
 (:func:`fhir_ecr.sync.mapping.pulled`) with its references mapped: to the linked Patient, to resources pulled
 before or in the same batch, else the EMR's absolute URL. A resource about a Patient who cannot be linked is not
-written (counted as rejected). The batch is one unit of work; if the store refuses it (a resource that is not
-valid FHIR), it is written again one resource at a time so that only the bad ones are left out.
+written (counted as rejected). A batch's Patients are linked together (:func:`fhir_ecr.auth.linking.link_batch`:
+two searches and one unit of work for those linked before and those new to mECR). Each copy is validated once,
+before the write — one the store's validator refuses is left out alone — and a copy equal to what is stored is
+neither validated nor written. The batch is then one unit of work; if the store still refuses it (e.g. a
+reference), it is written again one resource at a time so that only the bad ones are left out.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..auth.linking import LinkConflict, link_resource
+from ..auth.linking import LinkConflict, link_batch, link_resource
 from ..outcomes import FhirError
 from ..store.indexer import date_range
-from ..store.records import iso_instant
+from ..store.records import Stored, iso_instant
 from ..store.search import parse_search
 from ..store.searchparams import search_params
+from ..store.writes import same_content
 from .client import EmrClient, EmrRefused, EmrUnavailable
 from .config import PullSpec
 from .mapping import is_pushed_by, link_system, local_id, pulled, remote_refs
@@ -81,6 +85,10 @@ def _ms_instant(us: int) -> str:
     return iso_instant(us - us % 1000)[:23] + "Z"
 
 
+#: A resource of a batch: (as the EMR sent it, mECR's copy, the copy is what is stored already).
+Pulled = tuple[dict[str, Any], dict[str, Any], bool]
+
+
 class Loader:
     """Writes batches of one EMR's resources into the store (see the module docstring)."""
 
@@ -110,11 +118,30 @@ class Loader:
             self._patients[rid] = None
             return None
         self._patients[rid] = local
-        version = str((remote.get("meta") or {}).get("versionId") or "") or None
         self.sync_store.put_link(
-            self.ehr_id, "Patient", local, direction="pull", remote_id=rid, remote_version=version
+            self.ehr_id, "Patient", local, direction="pull", remote_id=rid, remote_version=_version(remote)
         )
         return local
+
+    def _link_patients(self, remotes: list[dict[str, Any]], counts: PullCounts) -> dict[str, str | None]:
+        """Link a batch of the EMR's Patients (:func:`~fhir_ecr.auth.linking.link_batch`: the ones linked before
+        and the ones new to mECR in one unit of work with their link rows; any other one by one, as a launch
+        links); ``{EMR id: local id or None}``."""
+
+        def record(uow: Any, linked: dict[str, str]) -> None:
+            self.sync_store.put_pull_links(
+                uow.conn,
+                self.ehr_id,
+                [("Patient", local, rid, _version(by_id[rid])) for rid, local in linked.items()],
+            )
+
+        by_id = {str(r["id"]): r for r in remotes}
+        linked, rest = link_batch(self.repo, self.ehr_id, list(by_id.values()), also=record)
+        out: dict[str, str | None] = dict(linked)
+        self._patients.update(linked)
+        for remote in rest:
+            out[str(remote["id"])] = self._link_patient(remote, counts)
+        return out
 
     async def _resolve_patients(self, ids: set[str], counts: PullCounts) -> None:
         """Find the local record of each EMR Patient id: linked before, else read from the EMR and linked now."""
@@ -143,10 +170,12 @@ class Loader:
                 what=f"EHR {self.ehr_id}: read Patients",
                 params=[("_id", ",".join(chunk)), ("_count", str(len(chunk)))],
             )
-            for entry in bundle.get("entry") or []:
-                res = entry.get("resource") or {}
-                if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk:
-                    self._link_patient(res, counts)
+            read = [
+                res
+                for res in (entry.get("resource") or {} for entry in bundle.get("entry") or [])
+                if res.get("resourceType") == "Patient" and str(res.get("id")) in chunk
+            ]
+            self._link_patients(read, counts)
         for i in missing:
             self._patients.setdefault(i, None)
 
@@ -169,6 +198,7 @@ class Loader:
             "Patient",
             [str(r.get("id")) for r in resources if r.get("resourceType") == "Patient"],
         )
+        patients: list[dict[str, Any]] = []
         for res in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or not res.get("id"):
@@ -178,18 +208,19 @@ class Loader:
             elif rtype not in self.types:
                 counts.reject(1, f"{rtype}: not a type mECR stores")
             elif rtype == "Patient":
-                if self._link_patient(res, counts) is not None:
-                    if str(res["id"]) in known:
-                        counts.unchanged += (
-                            1  # linked before (demographics refreshed if the EMR changed them)
-                        )
-                    else:
-                        counts.created += 1
+                patients.append(res)
             else:
                 others.append(res)
+        for rid, local in self._link_patients(patients, counts).items():
+            if local is None:
+                continue
+            if rid in known:
+                counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
+            else:
+                counts.created += 1
         refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
         await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
-        contents: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (remote, local copy)
+        contents: list[Pulled] = []
         batch_keys = {
             (str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
             for r in others
@@ -213,20 +244,31 @@ class Loader:
                 found = local_ids[(t, i)] = f"{t}/{key[1]}" if key in present else None
             return found
 
+        validate = self.repo.validator
+        stored = self._stored(batch_keys)
         for res, rs in zip(others, refs, strict=True):
             if any(t == "Patient" and not self._patients.get(i) for t, i in rs):
                 counts.reject(1, f"{res['resourceType']}: its Patient is not linked (identity conflict?)")
                 continue
-            contents.append((res, pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)))
+            content = pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)
+            old = stored.get((content["resourceType"], content["id"]))
+            same = old is not None and same_content(old.content, content)
+            if not same:  # what is stored was valid when written: only a change is validated, once, here
+                try:
+                    validate(content)
+                except FhirError as exc:
+                    counts.reject(1, f"{res['resourceType']}: refused by the store ({exc.status})")
+                    continue
+            contents.append((res, content, same))
         if contents or mark is not None:
             try:
                 self._write(contents, mark, counts)
             except FhirError:
-                for pair in contents:  # one at a time: leave out only what the store refuses
+                for item in contents:  # one at a time: leave out only what the store refuses
                     try:
-                        self._write([pair], None, counts)
+                        self._write([item], None, counts)
                     except FhirError as exc:
-                        counts.reject(1, f"{pair[0]['resourceType']}: refused by the store ({exc.status})")
+                        counts.reject(1, f"{item[0]['resourceType']}: refused by the store ({exc.status})")
                 if mark is not None:
                     self._write([], mark, counts)
         return counts
@@ -250,70 +292,69 @@ class Loader:
                 )
 
     def _present(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        by_type: dict[str, list[str]] = {}
-        for t, i in keys:
-            if t in self.types:
-                by_type.setdefault(t, []).append(i)
-        found: set[tuple[str, str]] = set()
-        if not by_type:
-            return found
+        """Which of ``keys`` (type, local id) are stored."""
         with self.repo.unit(write=False) as uow:
-            for t, ids in by_type.items():
-                for n in range(0, len(ids), 500):
-                    query = parse_search(
-                        t,
-                        [("_id", ",".join(ids[n : n + 500])), ("_elements", "id")],
-                        default_count=1000,
-                        max_count=1000,
-                    )
-                    found.update((t, s.id) for s in uow.search(query).matches)
-        return found
+            return set(_lookup(uow, keys, self.types, ids_only=True))
+
+    def _stored(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """The stored versions of ``keys`` (type, local id) that exist."""
+        with self.repo.unit(write=False) as uow:
+            return _lookup(uow, keys, self.types)
 
     def _write(
         self,
-        contents: list[tuple[dict[str, Any], dict[str, Any]]],
+        contents: list[Pulled],
         mark: tuple[str, dict[str, Any]] | None,
         counts: PullCounts,
     ) -> None:
         tally = {"created": 0, "updated": 0, "unchanged": 0}
         with self.repo.unit() as uow:
-            by_type: dict[str, list[str]] = {}
-            for _, c in contents:
-                by_type.setdefault(c["resourceType"], []).append(c["id"])
-            existing: set[tuple[str, str]] = set()
-            for t, ids in by_type.items():
-                for n in range(0, len(ids), 500):
-                    query = parse_search(
-                        t,
-                        [("_id", ",".join(ids[n : n + 500])), ("_elements", "id")],
-                        default_count=1000,
-                        max_count=1000,
-                    )
-                    existing.update((t, s.id) for s in uow.search(query).matches)
+            keys = {(c["resourceType"], c["id"]) for _, c, _ in contents}
+            existing = set(_lookup(uow, keys, self.types, ids_only=True))
+            written: set[tuple[str, str]] = set()
             links = []
-            for remote, content in contents:
+            for remote, content, same in contents:
                 key = (content["resourceType"], content["id"])
-                if key in existing:
-                    result = uow.update(key[0], key[1], content)
-                    tally["updated" if result.changed else "unchanged"] += 1
-                else:
-                    uow.create(content, resource_id=key[1], method="PUT")
+                if key not in existing:
+                    uow.create(content, resource_id=key[1], method="PUT", validated=True)
                     existing.add(key)
                     tally["created"] += 1
-                links.append(
-                    (
-                        key[0],
-                        key[1],
-                        str(remote["id"]),
-                        str((remote.get("meta") or {}).get("versionId") or "") or None,
-                    )
-                )
+                elif same and key not in written:
+                    tally["unchanged"] += 1  # what is stored already: no write
+                else:
+                    result = uow.update(key[0], key[1], content, validated=True)
+                    tally["updated" if result.changed else "unchanged"] += 1
+                written.add(key)
+                links.append((key[0], key[1], str(remote["id"]), _version(remote)))
             uow.flush()
             self.sync_store.put_pull_links(uow.conn, self.ehr_id, links)
             if mark is not None:
                 self.sync_store.put_mark(self.ehr_id, mark[0], conn=uow.conn, **mark[1])
         for name, n in tally.items():
             setattr(counts, name, getattr(counts, name) + n)
+
+
+def _lookup(
+    uow: Any, keys: set[tuple[str, str]], types: frozenset[str], *, ids_only: bool = False
+) -> dict[tuple[str, str], Stored]:
+    """The stored versions of ``keys`` (type, local id) that exist, one search per type and 500 ids
+    (``ids_only``: their ids alone)."""
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        if t in types:
+            by_type.setdefault(t, []).append(i)
+    found: dict[tuple[str, str], Stored] = {}
+    for t, ids in by_type.items():
+        for n in range(0, len(ids), 500):
+            params = [("_id", ",".join(ids[n : n + 500])), *([("_elements", "id")] if ids_only else [])]
+            query = parse_search(t, params, default_count=1000, max_count=1000)
+            found.update(((t, s.id), s) for s in uow.search(query).matches)
+    return found
+
+
+def _version(res: dict[str, Any]) -> str | None:
+    """The EMR's ``meta.versionId`` of ``res`` (None when it has none)."""
+    return str((res.get("meta") or {}).get("versionId") or "") or None
 
 
 def _last_updated(res: dict[str, Any]) -> str | None:

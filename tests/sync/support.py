@@ -218,3 +218,27 @@ def local(services: Any, rtype: str, **params: str) -> list[dict[str, Any]]:
 
 def dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def queue_export(services: Any, job_id: str, types: tuple[str, ...] = ("Observation",)) -> None:
+    """A queued system-level ``$export`` job of ``types`` by the developer principal, as the kick-off records it
+    (for running :func:`fhir_ecr.bulk.export.run_export` directly)."""
+    services.sync_store.add_export(
+        id=job_id,
+        client_id="developer",
+        scope="system/*.rs",
+        request="test",
+        state="queued",
+        transaction_time="2026-12-10T00:00:00Z",
+        created=int(time.time()),
+        params=json.dumps(
+            {
+                "level": "system",
+                "group": None,
+                "types": list(types),
+                "since": None,
+                "filters": {},
+                "principal": "developer",
+            }
+        ),
+    )

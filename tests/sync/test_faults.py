@@ -142,62 +142,59 @@ def test_a_timeout_is_retried_later_then_delivered(services: Any) -> None:
     assert services.sync_store.links("emr", "Goal", [row.res_id])[row.res_id].remote_id == "g7"
 
 
+def ndjson(resources: list[dict[str, Any]]) -> httpx.Response:
+    body = b"\n".join(httpx.Response(200, json=r).content for r in resources) + b"\n"
+    return httpx.Response(200, content=body, headers={"Content-Type": "application/fhir+ndjson"})
+
+
+def bulk_pull(
+    services: Any, files: dict[str, list[dict[str, Any]]], deleted: list[dict[str, Any]] | None = None
+) -> Any:
+    """One Bulk Data pull from the fake EMR, whose manifest lists ``files`` (type -> its resources) and, if
+    given, a ``deleted`` file of those Bundles; the pull's counts."""
+    with respx.mock(assert_all_called=False) as router:
+        _mock(router, [])
+        router.get(f"{BASE}/$export").respond(202, headers={"Content-Location": f"{BASE}/status/1"})
+        router.get(f"{BASE}/status/1").respond(
+            200,
+            json={
+                "transactionTime": "2026-12-01T00:00:00Z",
+                "request": f"{BASE}/$export",
+                "requiresAccessToken": True,
+                "output": [{"type": t, "url": f"{BASE}/files/{t}.ndjson"} for t in files],
+                "deleted": [{"type": "Bundle", "url": f"{BASE}/files/deleted.ndjson"}] if deleted else [],
+                "error": [],
+            },
+        )
+        router.delete(f"{BASE}/status/1").respond(202)
+        for t, resources in {**files, **({"deleted": deleted} if deleted else {})}.items():
+            router.get(f"{BASE}/files/{t}.ndjson").mock(return_value=ndjson(resources))
+        return tasks.pull_now(services, "emr")
+
+
 def test_bulk_manifest_deleted_files_delete_the_copies(services: Any) -> None:
     """Bulk Data 2.0: a manifest's ``deleted`` files (Bundles of DELETE requests) delete the pulled copies."""
     from fhir_ecr.sync.mapping import local_id
     from tests.sync.support import local, patient, weight
 
     register(services, BASE, pull="Patient, Observation", push="", mode="bulk")
-
-    def ndjson(*resources: dict[str, Any]) -> httpx.Response:
-        body = b"\n".join(httpx.Response(200, json=r).content for r in resources) + b"\n"
-        return httpx.Response(200, content=body, headers={"Content-Type": "application/fhir+ndjson"})
-
-    def export(output: list[dict[str, str]], deleted: list[dict[str, str]]) -> None:
-        with respx.mock(assert_all_called=False) as router:
-            _mock(router, [])
-            router.get(f"{BASE}/$export").respond(202, headers={"Content-Location": f"{BASE}/status/1"})
-            router.get(f"{BASE}/status/1").respond(
-                200,
-                json={
-                    "transactionTime": "2026-12-01T00:00:00Z",
-                    "request": f"{BASE}/$export",
-                    "requiresAccessToken": True,
-                    "output": output,
-                    "deleted": deleted,
-                    "error": [],
-                },
-            )
-            router.delete(f"{BASE}/status/1").respond(202)
-            router.get(f"{BASE}/files/Patient.ndjson").mock(
-                return_value=ndjson(patient("p1", "MRN-1", "Lopez"))
-            )
-            router.get(f"{BASE}/files/Observation.ndjson").mock(
-                return_value=ndjson(weight("o1", "p1", "70.5"), weight("o2", "p1", "71.5"))
-            )
-            router.get(f"{BASE}/files/deleted.ndjson").mock(
-                return_value=ndjson(
-                    {
-                        "resourceType": "Bundle",
-                        "type": "transaction",
-                        "entry": [
-                            {"request": {"method": "DELETE", "url": "Observation/o1"}},
-                            {"request": {"method": "DELETE", "url": "Patient/p1"}},
-                        ],
-                    }
-                )
-            )
-            tasks.pull_now(services, "emr")
-
-    export(
-        [
-            {"type": "Patient", "url": f"{BASE}/files/Patient.ndjson"},
-            {"type": "Observation", "url": f"{BASE}/files/Observation.ndjson"},
-        ],
-        [],
+    bulk_pull(
+        services,
+        {
+            "Patient": [patient("p1", "MRN-1", "Lopez")],
+            "Observation": [weight("o1", "p1", "70.5"), weight("o2", "p1", "71.5")],
+        },
     )
     assert len(local(services, "Observation")) == 2
-    export([], [{"type": "Bundle", "url": f"{BASE}/files/deleted.ndjson"}])
+    deletions = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "DELETE", "url": "Observation/o1"}},
+            {"request": {"method": "DELETE", "url": "Patient/p1"}},
+        ],
+    }
+    bulk_pull(services, {}, [deletions])
     assert [o["id"] for o in local(services, "Observation")] == [local_id("emr", "Observation", "o2")]
     assert len(local(services, "Patient")) == 1  # mECR's Patient stays: it is mECR's record
     assert services.sync_store.mark("emr", "*")["state"] is None
