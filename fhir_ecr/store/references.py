@@ -34,22 +34,41 @@ _SKIP = frozenset({"meta", "text", "id", "resourceType", "contained"})
 
 
 def local_references(resource: dict[str, Any], base_url: str | None = None) -> Iterator[tuple[str, str, str]]:
-    """``(FHIRPath location, type, id)`` of each reference in ``resource`` to a resource on this server."""
+    """``(FHIRPath location, type, id)`` of each reference in ``resource`` to a resource on this server, in
+    document order."""
     root = str(resource.get("resourceType"))
-    stack: list[tuple[str, Any]] = [(f"{root}.{k}", v) for k, v in resource.items() if k not in _SKIP]
-    stack.reverse()
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, dict):
-            text = node.get("reference")
-            if isinstance(text, str) and text and not text.startswith("#"):
-                ttype, tid, _ = parse_reference(text, base_url)
-                if ttype is not None and tid is not None:
-                    yield path, ttype, tid
-            stack.extend(
-                reversed([(f"{path}.{k}", v) for k, v in node.items() if isinstance(v, (dict, list))])
-            )
-        elif isinstance(node, list):
-            stack.extend(
-                reversed([(f"{path}[{i}]", v) for i, v in enumerate(node) if isinstance(v, (dict, list))])
-            )
+    out: list[tuple[str, str, str]] = []
+    for k, v in resource.items():
+        if k not in _SKIP and isinstance(v, (dict, list)):
+            _walk(v, (root, k), base_url, out)
+    return iter(out)
+
+
+# A location is kept as a chain (parent, key or index) and spelt only where a reference is found: every write
+# walks its resource, and almost every node holds no reference (formatting each path cost more than the walk).
+_Where = tuple[Any, str | int]
+
+
+def _walk(node: Any, where: _Where, base_url: str | None, out: list[tuple[str, str, str]]) -> None:
+    if isinstance(node, dict):
+        text = node.get("reference")
+        if isinstance(text, str) and text and not text.startswith("#"):
+            ttype, tid, _ = parse_reference(text, base_url)
+            if ttype is not None and tid is not None:
+                out.append((_spell(where), ttype, tid))
+        for k, v in node.items():
+            if isinstance(v, (dict, list)):
+                _walk(v, (where, k), base_url, out)
+    else:
+        for i, v in enumerate(node):
+            if isinstance(v, (dict, list)):
+                _walk(v, (where, i), base_url, out)
+
+
+def _spell(where: _Where) -> str:
+    parts: list[str] = []
+    node: Any = where
+    while isinstance(node, tuple):
+        node, key = node
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return str(node) + "".join(reversed(parts))

@@ -313,12 +313,15 @@ class DerivedObservation(SQLModel, table=True):
     """One row per current Observation whose subject is a Patient (derived data, kept by a write hook): its key,
     id, patient, ``date`` range (µs, as ``idx_date`` holds it) and, for a habit check-in, the token values a
     check-in ledger needs (identifier key, result code, status); ``elements``, the JSON of the few top-level elements
-    the views read of a reading (status, code, effective[x], valueQuantity)."""
+    the views read of a reading (status, code, effective[x], valueQuantity); ``system`` and ``code``, its first
+    distinct ``code`` coding (the others are rows of ``derived_observation_code``). Two indexes: the latest data and
+    the check-ins since a day (``is_checkin`` a filter) by ``(patient_id, high)``, a measure's readings by
+    ``(patient_id, code, system, low)``."""
 
     __tablename__ = "derived_observation"
     __table_args__ = (
         sa.Index("ix_derived_observation_latest", "patient_id", "high"),
-        sa.Index("ix_derived_observation_checkin", "patient_id", "is_checkin", "high"),
+        sa.Index("ix_derived_observation_code", "patient_id", "code", "system", "low"),
     )
     res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
     res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
@@ -330,11 +333,14 @@ class DerivedObservation(SQLModel, table=True):
     checkin_result: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     status: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
     elements: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    system: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    code: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class DerivedObservationCode(SQLModel, table=True):
-    """One row per distinct ``code`` coding of a row of ``derived_observation`` (with its patient and date range
-    again, so that "this patient's readings of these codes since then" is one index range)."""
+    """One row per distinct ``code`` coding after the first of a row of ``derived_observation`` (``seq`` 1, 2, …;
+    the first is in that row), with its patient and date range again, so that "this patient's readings of these
+    codes since then" is one index range here and one there."""
 
     __tablename__ = "derived_observation_code"
     __table_args__ = (sa.Index("ix_derived_observation_code_lookup", "patient_id", "code", "system", "low"),)

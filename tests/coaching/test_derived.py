@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.derived import derived_ready, install_derived, rebuild
 from fhir_ecr.coaching.derived.maintain import STATE_KEY
+from fhir_ecr.coaching.derived.reads import DerivedSource
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.outcomes import FhirError
@@ -34,7 +35,10 @@ def _rows(repo: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Both tables' rows (the kept elements parsed: PostgreSQL's JSONB gives a rebuild its own key order)."""
     with repo.engine.connect() as conn:
         return (
-            [(*r[:-1], jsonexact.loads(r[-1])) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
+            [
+                tuple(jsonexact.loads(v) if k == "elements" else v for k, v in r._mapping.items())
+                for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))
+            ],
             [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))],
         )
 
@@ -76,7 +80,7 @@ def _reading(patient: str, day: int, value: int, kind: int, code: dict[str, str]
 
 op = st.one_of(
     st.tuples(
-        st.just("reading"), st.integers(0, 40), st.integers(0, 20_000), st.integers(0, 3), st.booleans()
+        st.just("reading"), st.integers(0, 40), st.integers(0, 20_000), st.integers(0, 3), st.integers(0, 3)
     ),
     st.tuples(st.just("checkin"), st.integers(0, 19), st.sampled_from(list(CheckInStatus)), st.booleans()),
     st.tuples(st.just("update"), st.integers(0, 50), st.integers(0, 40), st.integers(0, 20_000)),
@@ -92,18 +96,12 @@ def _apply(repo: Any, svc: CoachingService, world: Any, ids: list[str], step: tu
     kind = step[0]
     habits = {h.habit_id: h for h in res.habits_of_plan(repo.read("CarePlan", world.plan).content)}
     if kind == "reading":
-        _, day, value, shape, heart = step
-        ids.append(
-            repo.create(
-                _reading(
-                    world.patient,
-                    day,
-                    value,
-                    shape,
-                    HEART if heart else {"system": "http://loinc.org", "code": "41950-7"},
-                )
-            ).stored.id
-        )
+        _, day, value, shape, which = step
+        steps = {"system": "http://loinc.org", "code": "41950-7"}
+        obs = _reading(world.patient, day, value, shape, HEART if which % 2 else steps)
+        if which >= 2:  # two codings: the second is a code row (its first reading may be this one)
+            obs["code"] = {"coding": [dict(steps), dict(HEART)] if which == 2 else [dict(HEART), dict(steps)]}
+        ids.append(repo.create(obs).stored.id)
     elif kind == "checkin":
         _, day, status, gym = step
         obs = res.checkin_observation(
@@ -199,13 +197,43 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
     stored = repo.create(steps_reading(world.patient, START, 5000)).stored
     obs, codes = _rows(repo)
     assert [r[1] for r in obs] == [stored.id] and obs[0][2] == world.patient
-    assert obs[0][-1] == {
+    assert obs[0][-3] == {
         "status": "final",
         "code": stored.content["code"],
         "effectiveDateTime": "2026-03-01",
         "valueQuantity": stored.content["valueQuantity"],
     }
-    assert [(r[3], r[4]) for r in codes] == [("http://loinc.org", "41950-7")]
+    assert obs[0][-2:] == ("http://loinc.org", "41950-7") and codes == []  # one coding: one row
+
+
+def test_further_codings_are_code_rows(repo: Any) -> None:
+    install_derived(repo)
+    world = make_world(repo)
+    steps = {"system": "http://loinc.org", "code": "41950-7"}
+    obs = _reading(world.patient, 2, 5000, 0, HEART)
+    obs["code"] = {"coding": [dict(HEART), dict(steps), dict(HEART)]}
+    stored = repo.create(obs).stored
+    rows, codes = _rows(repo)
+    assert [r[1] for r in rows] == [stored.id] and rows[0][-2:] == (HEART["system"], HEART["code"])
+    assert [(r[1], r[3], r[4]) for r in codes] == [(1, steps["system"], steps["code"])]
+    with repo.unit(write=False) as uow:
+        src = DerivedSource()
+        for coding in (HEART, steps):
+            assert [
+                d["id"]
+                for d in src.readings(uow, world.patient, [(coding["system"], coding["code"])], [], ["code"])
+            ] == [stored.id]
+            assert [
+                d["id"]
+                for d in src.first_readings(
+                    uow, world.patient, [(coding["system"], coding["code"])], 1, ["code"]
+                )
+            ] == [stored.id]
+        both = [(c["system"], c["code"]) for c in (HEART, steps)]
+        assert [d["id"] for d in src.readings(uow, world.patient, both, ["ge2026-03-01"], ["code"])] == [
+            stored.id
+        ]
+        assert [d["id"] for d in src.first_since(uow, world.patient, both, START, 5, ["code"])] == [stored.id]
 
 
 def test_a_stale_store_reads_the_index_until_rebuilt(repo: Any) -> None:
@@ -286,3 +314,33 @@ def test_several_processes_writing_one_patient_keep_the_rows_right(repo: Any, se
     assert _views(repo, world.patient) == _views(_index_only(repo), world.patient)
     rebuild(repo)
     assert _rows(repo) == incremental
+
+
+def test_migration_0015_moves_the_first_coding_both_ways(repo: Any) -> None:
+    """0015 over rows written in 0009's layout (every coding a code row) gives the rows a write gives now, and its
+    downgrade gives the old layout back."""
+    from alembic import command
+
+    from fhir_ecr.store.db import WRITE, _alembic_config, upgrade
+
+    install_derived(repo)
+    world = make_world(repo)
+    obs = _reading(world.patient, 2, 5000, 0, HEART)
+    obs["code"] = {"coding": [dict(HEART), {"system": "http://loinc.org", "code": "41950-7"}]}
+    repo.create(obs)
+    repo.create(_reading(world.patient, 3, 6000, 2, HEART))
+    now = _rows(repo)
+    with repo.engine.connect().execution_options(**{WRITE: True}) as conn:
+        command.downgrade(_alembic_config(conn), "0012")
+        conn.commit()
+    with repo.engine.connect() as conn:
+        old = [
+            tuple(r) for r in conn.execute(sa.text("SELECT res_pk, seq, code FROM derived_observation_code"))
+        ]
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("derived_observation")}
+    assert sorted(old) == sorted(
+        [(now[0][0][0], 0, HEART["code"]), (now[0][0][0], 1, "41950-7"), (now[0][1][0], 0, HEART["code"])]
+    )
+    assert "code" not in columns
+    upgrade(repo.engine)
+    assert _rows(repo) == now

@@ -186,8 +186,20 @@ class IndexSource:
         )
 
 
-def _codes_condition(codes: Sequence[tuple[str, str]]) -> Any:
-    return sa.or_(*(sa.and_(CODES.c.code == c, CODES.c.system == s) for s, c in codes))
+def _coded(patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str] = ()) -> Any:
+    """``(res_pk, low)`` of the patient's Observations coded with any of ``codes`` whose date matches every
+    ``dates`` value: the first coding is in ``derived_observation``, any further ones in
+    ``derived_observation_code`` (one index range in each; a key may come twice if several of its codings match)."""
+    parts = []
+    for table in (OBS, CODES):
+        parts.append(
+            sa.select(table.c.res_pk, table.c.low).where(
+                table.c.patient_id == patient,
+                sa.or_(*(sa.and_(table.c.code == c, table.c.system == s) for s, c in codes)),
+                *(date_condition("date", d, table.c.low, table.c.high) for d in dates),
+            )
+        )
+    return sa.union_all(*parts).subquery()
 
 
 def _docs(uow: UnitOfWork, stmt: Any, names: list[str]) -> list[dict[str, Any]]:
@@ -205,7 +217,8 @@ def _docs(uow: UnitOfWork, stmt: Any, names: list[str]) -> list[dict[str, Any]]:
 
 
 class DerivedSource:
-    """The derived tables (fhir_ecr.coaching.derived.maintain keeps them): one index range per question."""
+    """The derived tables (fhir_ecr.coaching.derived.maintain keeps them): one index range per question (two for
+    the coded ones: an Observation's first coding, then its others)."""
 
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
         uow.flush()
@@ -239,14 +252,12 @@ class DerivedSource:
         names: list[str],
     ) -> list[dict[str, Any]]:
         uow.flush()
-        matching = sa.select(CODES.c.res_pk).where(
-            CODES.c.patient_id == patient,
-            _codes_condition(codes),
-            *(date_condition("date", d, CODES.c.low, CODES.c.high) for d in dates),
-        )
+        matching = _coded(patient, codes, dates)
         return _docs(
             uow,
-            sa.select(OBS.c.res_id, OBS.c.elements).where(OBS.c.res_pk.in_(matching)).order_by(OBS.c.res_pk),
+            sa.select(OBS.c.res_id, OBS.c.elements)
+            .where(OBS.c.res_pk.in_(sa.select(matching.c.res_pk)))
+            .order_by(OBS.c.res_pk),
             names,
         )
 
@@ -254,13 +265,10 @@ class DerivedSource:
         self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int, names: list[str]
     ) -> list[dict[str, Any]]:
         uow.flush()
+        coded = [_coded(patient, [measure]) for measure in measures]
         firsts = [
-            sa.select(CODES.c.res_pk)
-            .where(CODES.c.patient_id == patient, CODES.c.code == code, CODES.c.system == system)
-            .order_by(CODES.c.low.is_(None), CODES.c.low, CODES.c.res_pk)
-            .limit(n)
-            .subquery()
-            for system, code in measures
+            sa.select(c.c.res_pk).order_by(c.c.low.is_(None), c.c.low, c.c.res_pk).limit(n).subquery()
+            for c in coded
         ]
         if not firsts:
             return []
@@ -283,15 +291,11 @@ class DerivedSource:
         names: list[str],
     ) -> list[dict[str, Any]]:
         uow.flush()
+        coded = _coded(patient, codes, [f"ge{start.isoformat()}"])
         page = (
-            sa.select(CODES.c.res_pk, CODES.c.low)
-            .where(
-                CODES.c.patient_id == patient,
-                _codes_condition(codes),
-                date_condition("date", f"ge{start.isoformat()}", CODES.c.low, CODES.c.high),
-            )
+            sa.select(coded.c.res_pk, coded.c.low)
             .distinct()
-            .order_by(CODES.c.low, CODES.c.res_pk)
+            .order_by(coded.c.low, coded.c.res_pk)
             .limit(limit)
             .subquery()
         )

@@ -1,6 +1,8 @@
-"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` and its rows of
-``derived_observation_code``, computed from the search-index rows the store computed for the write — so a
-derived row says exactly what a search of the index would find (the same patient, codes and date range).
+"""What the coaching views keep of an Observation (pure): its row of ``derived_observation`` (with its first
+``code`` coding) and, for each further coding, a row of ``derived_observation_code``, computed from the
+search-index rows the store computed for the write — so a derived row says exactly what a search of the index
+would find (the same patient, codes and date range). Nearly every Observation has one coding, so it costs one
+row and no code row (migration 0015; docs/benchmarks.md, "write overhead").
 
 Nothing here depends on the patient's time zone or on their plans and goals: a time-zone change or a habit
 edit changes no derived row, and the local-day arithmetic stays in the views (docs/architecture.md,
@@ -30,6 +32,8 @@ OBSERVATION_COLUMNS = (
     "checkin_result",
     "status",
     "elements",
+    "system",
+    "code",
 )
 #: The top-level elements kept of each Observation (what the views read of a reading: res.measurements_by_day).
 ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
@@ -44,14 +48,21 @@ def _names(param: str) -> frozenset[str]:
     return frozenset(found.index_names)
 
 
+@cache
+def _all_names() -> tuple[frozenset[str], ...]:
+    """The index names of patient, date, code, identifier, value-concept and status (looked up once: every
+    Observation write computes its rows)."""
+    return tuple(_names(p) for p in ("patient", "date", "code", "identifier", "value-concept", "status"))
+
+
 def observation_rows(
     pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
 ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
     """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
-    subject is no Patient. For each token parameter, the greatest code is kept (what ``search_index_values``
-    reads)."""
-    patient_names = _names("patient")
+    subject is no Patient. The first distinct coding is in the observation row, the others (``seq`` 1, 2, …) are
+    code rows. For each token parameter, the greatest code is kept (what ``search_index_values`` reads)."""
+    patient_names, date_names, code_names, id_names, value_names, status_names = _all_names()
     patient = None
     for r in index.get("idx_reference", ()):
         if r[0] in patient_names and r[1] == "Patient":
@@ -59,18 +70,11 @@ def observation_rows(
             break
     if patient is None:
         return None, []
-    date_names = _names("date")
     low = high = None
     for r in index.get("idx_date", ()):
         if r[0] in date_names:
             low, high = r[1], r[2]
             break
-    code_names, id_names, value_names, status_names = (
-        _names("code"),
-        _names("identifier"),
-        _names("value-concept"),
-        _names("status"),
-    )
     codings: dict[tuple[Any, Any], None] = {}
     key = result = status = None
     for param, system, code, _ in index.get("idx_token", ()):
@@ -78,13 +82,17 @@ def observation_rows(
             continue
         if param in code_names:
             codings[(system, code)] = None
-        if param in id_names and system == CHECKIN_ID_SYSTEM and (key is None or code > key):
-            key = code
-        if param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
+        elif param in status_names:
+            if status is None or code > status:
+                status = code
+        elif param in id_names:
+            if system == CHECKIN_ID_SYSTEM and (key is None or code > key):
+                key = code
+        elif param in value_names and system == CHECKIN_RESULT_SYSTEM and (result is None or code > result):
             result = code
-        if param in status_names and (status is None or code > status):
-            status = code
     is_checkin = CHECKIN_CODE in codings
+    ordered = list(codings)
+    first_system, first_code = ordered[0] if ordered else (None, None)
     obs = (
         pk,
         rid,
@@ -96,6 +104,10 @@ def observation_rows(
         result if is_checkin else None,
         status,
         jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode(),
+        first_system,
+        first_code,
     )
-    codes = [(pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(codings)]
+    codes = [
+        (pk, seq, patient, system, code, low, high) for seq, (system, code) in enumerate(ordered) if seq > 0
+    ]
     return obs, codes
