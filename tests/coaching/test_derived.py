@@ -316,8 +316,8 @@ def test_several_processes_writing_one_patient_keep_the_rows_right(repo: Any, se
     assert _rows(repo) == incremental
 
 
-def test_migration_0015_moves_the_first_coding_both_ways(repo: Any) -> None:
-    """0015 over rows written in 0009's layout (every coding a code row) gives the rows a write gives now, and its
+def test_migration_0013_moves_the_first_coding_both_ways(repo: Any) -> None:
+    """0013 over rows written in 0009's layout (every coding a code row) gives the rows a write gives now, and its
     downgrade gives the old layout back."""
     from alembic import command
 

@@ -2,7 +2,7 @@
 ``code`` coding) and, for each further coding, a row of ``derived_observation_code``, computed from the
 search-index rows the store computed for the write — so a derived row says exactly what a search of the index
 would find (the same patient, codes and date range). Nearly every Observation has one coding, so it costs one
-row and no code row (migration 0015; docs/benchmarks.md, "write overhead").
+row and no code row (migration 0013; docs/benchmarks.md, "write overhead").
 
 Nothing here depends on the patient's time zone or on their plans and goals: a time-zone change or a habit
 edit changes no derived row, and the local-day arithmetic stays in the views (docs/architecture.md,

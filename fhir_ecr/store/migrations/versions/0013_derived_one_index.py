@@ -5,7 +5,7 @@ further codings (``seq`` 1, 2, …). The index ``(patient_id, is_checkin, high)`
 read from ``(patient_id, high)`` with ``is_checkin`` as a filter. Existing rows are moved as they are (no rebuild
 needed): the coding ``seq`` 0 of each row becomes its ``system`` and ``code``.
 
-Revision ID: 0015
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06
 """
@@ -13,7 +13,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
