@@ -252,6 +252,7 @@ class CoachingViews(CoachingBase):
         cache = view_cache(self.repo.engine) if self.use_cache else None
         guard = self.repo.guard
         params = self._params_key()
+        digest = self._stamp(0, date.min, "", ()).params  # the same for every patient of the batch
         out: dict[str, dict[str, Any] | FhirError] = {}
         fresh: list[tuple[tuple[Any, ...], kept.Stamp, Any, list[tuple[str, str]], dict[Any, Any]]] = []
         with self.repo.unit(write=False) as uow:
@@ -277,7 +278,7 @@ class CoachingViews(CoachingBase):
                 today = self.today(tz)
                 wanted[pid] = (
                     ("glance", pid, versions[pid], today, tz, params, ()),
-                    self._stamp(versions[pid], today, tz, ()),
+                    kept.Stamp(versions[pid], today, tz, digest),
                 )
             usable = {pid for pid in wanted if cache is not None and confined in (None, pid)}
             hits: dict[str, tuple[Any, list[tuple[str, str]]]] = {}

@@ -9,7 +9,6 @@ once: messages, sessions and referrals in one statement per 200 patients, what t
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -289,21 +288,6 @@ def _age(patient: Mapping[str, Any], today: date) -> int | None:
     return int(age) if age is not None else None
 
 
-def _row(
-    patient: Mapping[str, Any],
-    glance: Mapping[str, Any] | FhirError | None,
-    t: Triage | None,
-    unread: int,
-    today: date,
-) -> Row:
-    row = _draw(patient, glance, t, unread, today)
-    if (
-        row.triage is not None and row.triage.primary is not None
-    ):  # the points are drawn; the cache needs no copy
-        row.triage.primary = dataclasses.replace(row.triage.primary, points=[])
-    return row
-
-
 def _draw(
     patient: Mapping[str, Any],
     glance: Mapping[str, Any] | FhirError | None,
@@ -560,7 +544,7 @@ def _compute_rows(
                 label=lambda code: catalog.measure(code).label if code else None,
             )
             refs = [tuple(r) for r in glance.get("refs") or []]  # as the coaching views' own cache hits name
-        row = _row(patient, glance, t, c.unread_for_team if c else 0, today)
+        row = _draw(patient, glance, t, c.unread_for_team if c else 0, today)
         row.refs = tuple(refs)
         row.html = Markup(_ROW_TEMPLATE().render(r=row, viewer_tz=str(tz)))
         out[pid] = row

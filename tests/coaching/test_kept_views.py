@@ -136,15 +136,22 @@ def test_a_row_that_is_not_plain_data_is_never_run_and_counts_as_missing(repo: A
     assert capsys.readouterr().out == ""
 
 
-def test_kept_views_obey_scopes_the_compartment_and_the_audit_trail(repo: Any) -> None:
+def test_kept_views_obey_scopes_the_compartment_and_the_audit_trail(
+    repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = make_world(repo)
     CoachingService(repo).patient_glances([w.patient, w.other_patient])
     _forget_process_cache(repo)
     # another patient's token: their glances are all this caller gets, and nothing of w.patient's is kept or read
+    asked: list[str] = []
+    real_load = kept.load
+    monkeypatch.setattr(kept, "load", lambda conn, view, ids: asked.extend(ids) or real_load(conn, view, ids))
+    rows_before = _kept_rows(repo)
     other = patient_access(w.other_patient)
     assert list(CoachingService(repo.guarded(other)).patient_glances([w.patient, w.other_patient])) == [
         w.other_patient
     ]
+    assert w.patient not in asked and _kept_rows(repo) == rows_before
     narrow = practitioner("user/Patient.rs")
     with pytest.raises(Exception) as refused:
         CoachingService(repo.guarded(narrow)).patient_glances([w.patient])

@@ -298,15 +298,3 @@ def test_the_refresh_job_draws_the_rows_of_recent_viewers_ahead(
     monkeypatch.setattr(page, "_compute_rows", refuse)
     found = rows(secure_client.get("/app/caseload").text)
     assert len(found) == 15 and all("no-data" not in [k for k, _ in r["reasons"]] for r in found)
-
-
-def test_a_patient_neither_reads_nor_leaves_kept_rows(secure_services, secure_client, world):
-    import sqlalchemy as sa
-
-    from fhir_ecr.coaching.derived import kept
-
-    login(secure_services, patient_principal(world["Olive Olsen"]), secure_client)
-    assert secure_client.get("/app/caseload").status_code == 403
-    with secure_services.engine.connect() as conn:
-        views = {r.view for r in conn.execute(sa.select(kept.KEPT.c.view))}
-    assert not [v for v in views if v.startswith("row:")]
