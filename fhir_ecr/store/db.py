@@ -26,10 +26,24 @@ from alembic.script import ScriptDirectory
 
 from . import jsonexact
 
-__all__ = ["make_engine", "upgrade", "current_revision", "head_revision", "WRITE", "NoRowLogging"]
+__all__ = [
+    "make_engine",
+    "upgrade",
+    "current_revision",
+    "head_revision",
+    "WRITE",
+    "NoRowLogging",
+    "SQLITE_CACHE_KIB",
+]
 
 # Execution option that marks a connection's transaction as a write (BEGIN IMMEDIATE on SQLite).
 WRITE = "mecr_write"
+
+#: SQLite's page cache of each connection, in KiB (``PRAGMA cache_size=-N``). Each pooled connection fills its
+#: own, up to this, and the memory stays with the process: at 64 MB a process that pulled 50,000 resources peaked
+#: at 310 MB. Searches ran as fast with 2 MB as with 64 (the OS caches the file); the bulk write path is the one
+#: that gains from a larger cache (docs/benchmarks.md, "EMR sync").
+SQLITE_CACHE_KIB = 32 * 1024
 
 
 def _json_dumps(value: Any) -> str:
@@ -75,6 +89,10 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=8,
             max_overflow=16,
+            # The connection used last is taken first: a single-threaded job keeps reusing one connection (and
+            # its warm page cache) instead of rotating through every connection it ever opened, each filling a
+            # page cache of its own (a unit that reads on a second connection made it two).
+            pool_use_lifo=True,
             **kwargs,
         )
 
@@ -86,7 +104,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
             _math_functions(dbapi_conn)

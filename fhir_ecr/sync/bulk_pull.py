@@ -4,9 +4,13 @@
    ``_type`` (the pulled types), ``_since`` (the last export's ``transactionTime``) and ``_typeFilter`` (the pull
    filters, e.g. ``Observation?category=laboratory``), ``Accept: application/fhir+json`` and
    ``Prefer: respond-async``; the EMR answers 202 with the status URL in ``Content-Location``.
-2. **Polling** (:func:`poll`): each poll is one job; while the EMR answers 202 the job is scheduled again after its
-   ``Retry-After`` ("the client SHOULD follow it"; without one: 1 s, 2 s, 4 s … up to a minute). No worker
-   waits in between.
+2. **Polling** (:func:`poll`): while the EMR answers 202 the next poll comes after its ``Retry-After`` (the
+   client "SHOULD use this information to inform the timing of future polling requests"), never sooner; without
+   one, after a quarter of the time the export has taken so far (:func:`next_poll`: 1 s at least, a minute at
+   most) — the spec's exponential backoff, at a factor of 1.25 a poll rather than 2, so a poll comes at most a
+   quarter of the export's time after it was ready, where doubling could wait as long again. The job
+   (:func:`fhir_ecr.sync.tasks.bulk_poll`) sleeps through short waits itself and leaves longer ones to the
+   scheduler.
 3. **Download**: the manifest's files, Patients first, each streamed line by line (never a whole file in memory),
    parsed with exact numbers (:mod:`fhir_ecr.store.jsonexact`) and written through the same path as paged pulls
    (:class:`~fhir_ecr.sync.pull.Loader`) in batches; each batch commits with the count of lines done in its file,
@@ -30,12 +34,24 @@ from .client import EmrRefused, EmrUnavailable, retry_after_seconds
 from .config import SyncConfig
 from .pull import Loader, PullCounts
 
-__all__ = ["kick_off", "poll", "BULK_MARK"]
+__all__ = ["kick_off", "poll", "next_poll", "BULK_MARK"]
 
 log = logging.getLogger("mecr.sync")
 
 #: The mark (``sync_mark.res_type``) of an EMR's Bulk Data pulls.
 BULK_MARK = "*"
+
+#: Without a ``Retry-After``, the next status poll comes after this share of the export's time so far.
+BACKOFF_SHARE = 0.25
+
+
+def next_poll(retry_after: str | None, elapsed: float) -> float:
+    """Seconds until the next status poll: the EMR's ``Retry-After`` when it gave one (never sooner); else
+    ``BACKOFF_SHARE`` of the ``elapsed`` seconds since the kick-off, 1 s at least and a minute at most."""
+    asked = retry_after_seconds(retry_after)
+    if asked is not None:
+        return asked
+    return min(60.0, max(1.0, elapsed * BACKOFF_SHARE))
 
 
 def _path(level: str) -> str:
@@ -73,12 +89,12 @@ async def kick_off(loader: Loader, config: SyncConfig, *, full: bool = False) ->
         raise EmrRefused(
             f"{what}: expected 202 with Content-Location, got {response.status_code}", response.status_code
         )
-    state = {"status": status_url, "kicked": int(time.time()), "polls": 0, "files": {}, "since": since}
+    state = {"status": status_url, "kicked": time.time(), "polls": 0, "files": {}, "since": since}
     services.sync_store.put_mark(
         ehr_id, BULK_MARK, state=json.dumps(state), last_started=int(time.time()), last_error=None
     )
     log.info("pull ehr=%s mode=bulk kick-off types=%d", ehr_id, len(config.pull_types))
-    return retry_after_seconds(response.headers.get("retry-after")) or 1.0
+    return next_poll(response.headers.get("retry-after"), 0.0)
 
 
 async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[float | None, PullCounts]:
@@ -99,8 +115,8 @@ async def poll(loader: Loader, config: SyncConfig, *, batch_size: int) -> tuple[
         if response.status_code == 202:
             state["polls"] = int(state.get("polls", 0)) + 1
             store.put_mark(ehr_id, BULK_MARK, state=json.dumps(state))
-            wait = retry_after_seconds(response.headers.get("retry-after"))
-            return (wait if wait is not None else min(60.0, 2.0 ** min(state["polls"], 6))), counts
+            elapsed = time.time() - float(state.get("kicked") or time.time())
+            return next_poll(response.headers.get("retry-after"), elapsed), counts
         if response.status_code != 200:
             raise EmrUnavailable(f"{what}: unexpected {response.status_code}")
         try:

@@ -2,8 +2,11 @@
 the same functions in the foreground.
 
 - ``pull(ehr)``: a paged pull of every configured type (a type the EMR refuses is recorded on its mark and the
-  others go on), or the kick-off of a Bulk Data export (then ``bulk_poll``);
-- ``bulk_poll(ehr)``: one poll of the EMR's export; scheduled again at its ``Retry-After``, or downloads and loads;
+  others go on), or the kick-off of a Bulk Data export and its first polls (then ``bulk_poll``);
+- ``bulk_poll(ehr)``: polls the EMR's export: a wait of up to ``SHORT_WAIT`` seconds (its ``Retry-After``) is
+  slept here, up to ``WAIT_BUDGET`` seconds a job, so that the scheduler's own delay (huey looks at its schedule
+  every second, and an idle worker at the queue every 2 s at most) is not added to every poll; a longer wait
+  schedules the job again. Once the export is ready, downloads and loads it;
 - ``deliver(ehr)``: push due outbox rows; schedules itself again for the next row that falls due;
 - ``export(job)``: run one of mECR's own Bulk Data exports (:mod:`fhir_ecr.bulk`);
 - ``refresh_views()``: recompute the kept coaching views (the caseload's glances and the summaries) whose data or
@@ -19,6 +22,7 @@ recorded on the EMR's marks for the status page and not retried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -68,8 +72,8 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
         async def run() -> tuple[float | None, PullCounts]:
             emr = await sync.emr(row, config)
             loader = Loader(services, ehr_id, emr)
-            if config.mode == "bulk":
-                return await kick_off(loader, config, full=full), PullCounts()
+            if config.mode == "bulk":  # the first polls too, while the EMR asks for short waits
+                return await _poll(services, loader, config, await kick_off(loader, config, full=full))
             total = PullCounts()
             for spec in config.pull:
                 try:
@@ -92,6 +96,8 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
         raise _retry(services, exc) from exc
     except EmrRefused as exc:
         _record_error(services, ehr_id, types, exc)
+        if config.mode == "bulk":  # the kick-off or a poll refused: the next pull starts afresh
+            services.sync_store.put_mark(ehr_id, BULK_MARK, state=None)
         return None
     finally:
         services.sync_store.release(lease, _holder())
@@ -102,8 +108,28 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
     return counts
 
 
+#: A status poll's wait (the EMR's Retry-After) that the ``bulk_poll`` job sleeps itself, and its seconds of such
+#: sleep at most; a longer wait goes back to the scheduler, and the worker thread to other jobs.
+SHORT_WAIT = 5.0
+WAIT_BUDGET = 30.0
+
+
+async def _poll(
+    services: Any, loader: Loader, config: Any, wait: float | None
+) -> tuple[float | None, PullCounts]:
+    """Poll the export under way after ``wait`` seconds, and again while the EMR asks for short waits (at most
+    ``SHORT_WAIT`` each, ``WAIT_BUDGET`` in all); ``(seconds until the next poll, counts)``, None once loaded."""
+    slept, counts = 0.0, PullCounts()
+    while wait is not None and wait <= SHORT_WAIT and slept + wait <= WAIT_BUDGET:
+        await asyncio.sleep(wait)
+        slept += wait
+        wait, counts = await poll(loader, config, batch_size=services.settings.sync_batch_size)
+    return wait, counts
+
+
 def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float | None, PullCounts] | None:
-    """The ``bulk_poll`` job: one poll; schedules the next one while the EMR is at work."""
+    """The ``bulk_poll`` job: polls (short waits slept here, see the module docstring); schedules the next poll
+    while the EMR is at work; ``(seconds until the next poll, counts)``, or None when another worker pulls."""
     sync: SyncService = services.sync
     row, config = sync.ehr(ehr_id)
     lease = f"pull:{ehr_id}"
@@ -113,9 +139,7 @@ def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float 
 
         async def run() -> tuple[float | None, PullCounts]:
             emr = await sync.emr(row, config)
-            return await poll(
-                Loader(services, ehr_id, emr), config, batch_size=services.settings.sync_batch_size
-            )
+            return await _poll(services, Loader(services, ehr_id, emr), config, 0.0)
 
         wait, counts = sync.run(run)
     except EmrUnavailable as exc:
@@ -200,8 +224,7 @@ def tick(services: Any) -> None:
         started = [m["last_started"] for m in store.marks(row["id"]) if m.get("last_started")]
         if not started or now - max(started) >= config.interval_minutes * 60:
             services.jobs.enqueue("pull", row["id"])
-        mark = store.mark(row["id"], BULK_MARK)
-        if mark and mark.get("state"):
+        if _under_way(services, row["id"]):
             services.jobs.enqueue("bulk_poll", row["id"])
     for ehr_id in store.due_ehrs(now):
         services.jobs.enqueue("deliver", ehr_id)
@@ -219,7 +242,7 @@ def pull_now(services: Any, ehr_id: str, full: bool = False, wait: bool = True) 
     """Pull now in this process; a Bulk Data pull is polled here (sleeping at the EMR's Retry-After)."""
     counts = pull(services, ehr_id, full, schedule=not wait)
     _, config = services.sync.ehr(ehr_id)
-    if config.mode != "bulk" or not wait:
+    if config.mode != "bulk" or not wait or counts is None or not _under_way(services, ehr_id):
         return counts
     while True:
         result = bulk_poll(services, ehr_id, schedule=False)
@@ -229,6 +252,12 @@ def pull_now(services: Any, ehr_id: str, full: bool = False, wait: bool = True) 
         if delay is None:
             return counts
         time.sleep(min(delay, 120.0))
+
+
+def _under_way(services: Any, ehr_id: str) -> bool:
+    """Is a Bulk Data export of the EMR under way (kicked off, not yet loaded)?"""
+    mark = services.sync_store.mark(ehr_id, BULK_MARK)
+    return bool(mark and mark.get("state"))
 
 
 def deliver_now(services: Any, ehr_id: str) -> DeliveryCounts:

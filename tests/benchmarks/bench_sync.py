@@ -49,6 +49,20 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _memory(phase: str) -> None:
+    """This process's RSS now and its peak so far, after ``phase`` (Linux; nothing elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            fields = {
+                k: int(v.split()[0]) / 1024
+                for k, v in (line.split(":", 1) for line in status)
+                if k in ("VmRSS", "VmHWM")
+            }
+    except OSError:
+        return
+    print(f"  RSS after {phase}: {fields['VmRSS']:.0f} MB (peak so far {fields['VmHWM']:.0f} MB)", flush=True)
+
+
 def _settings(tmp: Path, name: str) -> Settings:
     # A queue no worker reads: the benchmark runs each job itself, and times it.
     return Settings(
@@ -116,26 +130,61 @@ def _line(what: str, n: int, total: float, own: float, cpu: float) -> None:
     )
 
 
+class _Timeline:
+    """What a Bulk Data pull did when, from mECR's edge (``EmrClient.send`` and ``EmrClient.lines``): the kick-off,
+    each status poll with its answer and ``Retry-After``, each file's download and load, in seconds from the start."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.events: list[str] = []
+        self.manifest: float | None = None
+        self._send, self._lines = EmrClient.send, EmrClient.lines
+        timeline = self
+
+        async def send(client: EmrClient, method: str, path: str, **kwargs: Any) -> Any:
+            response = await timeline._send(client, method, path, **kwargs)
+            what = kwargs.get("what", "").rsplit(": ", 1)[-1]
+            timeline.note(f"{what} {method} -> {response.status_code}", response.headers.get("retry-after"))
+            if "status" in what and response.status_code == 200:
+                timeline.manifest = time.perf_counter()
+            return response
+
+        async def lines(client: EmrClient, url: str, **kwargs: Any) -> Any:
+            name, n = url.rsplit("/", 1)[-1], 0
+            timeline.note(f"{name}: download and load begin")
+            async for line in timeline._lines(client, url, **kwargs):
+                n += 1
+                yield line
+            timeline.note(f"{name}: downloaded ({n} lines)")
+
+        EmrClient.send, EmrClient.lines = send, lines  # type: ignore[method-assign,assignment]
+
+    def note(self, what: str, retry_after: str | None = None) -> None:
+        after = f" (Retry-After: {retry_after})" if retry_after else ""
+        self.events.append(f"{time.perf_counter() - self.t0:7.2f} s  {what}{after}")
+
+    def close(self) -> None:
+        EmrClient.send, EmrClient.lines = self._send, self._lines  # type: ignore[method-assign]
+
+
 def _bulk_pull(svc: Any) -> None:
+    """``mecr sync pull`` of a Bulk Data EMR, as a practice runs it: kick-off, polls, downloads and loads."""
     from fhir_ecr.sync import tasks
 
-    t = time.perf_counter()
-    tasks.pull(svc, "emr", schedule=False)  # kick-off
-    while True:
-        polled, cpu = time.perf_counter(), time.process_time()
-        result = tasks.bulk_poll(svc, "emr", schedule=False)
-        assert result is not None
-        delay, counts = result
-        if delay is None:
-            break
-        time.sleep(min(delay, 5.0))
-    done = time.perf_counter()
-    _line("pull bulk", counts.fetched, done - t, done - polled, time.process_time() - cpu)
+    timeline = _Timeline()
+    t, cpu = time.perf_counter(), time.process_time()
+    counts = tasks.pull_now(svc, "emr")
+    done, cpu = time.perf_counter(), time.process_time() - cpu
+    timeline.note("loaded")
+    timeline.close()
+    assert counts is not None and timeline.manifest is not None
+    _line("pull bulk", counts.fetched, done - t, done - timeline.manifest, cpu)
     print(
-        f"  (sekmet's export, kick-off to manifest: {polled - t:.1f} s; created {counts.created}, "
+        f"  (sekmet's export, kick-off to manifest: {timeline.manifest - t:.1f} s; created {counts.created}, "
         f"rejected {counts.rejected})",
         flush=True,
     )
+    print("\n".join(f"  {e}" for e in timeline.events), flush=True)
 
 
 def _validation_baseline(svc: Any, n: int) -> None:
@@ -216,6 +265,7 @@ def main() -> None:
                 )
                 if mode == "bulk":
                     _bulk_pull(svc)
+                    _memory("the Bulk Data pull")
                     _validation_baseline(svc, min(n_pull, 10_000))
                 else:
                     clock = _EmrClock()
@@ -225,6 +275,7 @@ def main() -> None:
                     clock.close()
                     assert counts is not None
                     _line("pull paged", counts.fetched, dt, dt - clock.seconds, cpu)
+                _memory(f"the {mode} phase")
                 svc.engine.dispose()
             svc = _services(tmp, "push")
             register(svc, sekmet.base, pull="Patient", push="Encounter")
@@ -254,6 +305,7 @@ def main() -> None:
             dt, cpu = time.perf_counter() - t, time.process_time() - cpu
             clock.close()
             _line("push (batch Bundles of 100)", delivered, dt, dt - clock.seconds, cpu)
+            _memory("the push")
             svc.engine.dispose()
         finally:
             sekmet.stop()
