@@ -356,7 +356,9 @@ class UnitCore:
                     (t, str(i))
                     for i in self.conn.execute(
                         sa.select(R.c.res_id).where(
-                            R.c.res_type == t, R.c.res_id.in_(ids[n : n + 1000]), R.c.deleted.is_(False)
+                            R.c.res_type == t,
+                            self.ids_in(R.c.res_id, ids[n : n + 1000]),
+                            R.c.deleted.is_(False),
                         )
                     ).scalars()
                 )
@@ -379,7 +381,7 @@ class UnitCore:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
             keys += self.conn.execute(
-                sa.select(R.c.pk).where(R.c.res_type == t, R.c.res_id.in_(ids))
+                sa.select(R.c.pk).where(R.c.res_type == t, self.ids_in(R.c.res_id, ids))
             ).scalars()
         return keys
 
@@ -456,7 +458,8 @@ class UnitCore:
         self._touched_patients.update(compartment_patients(content, self.repo.fhir_base))
 
     def bump_patient_versions(self) -> None:
-        """Give every patient this unit wrote to a new data version (one upsert each; the unit's last write).
+        """Give every patient this unit wrote to a new data version (one upsert each, in id order; on PostgreSQL
+        in one statement; the unit's last write).
 
         The version is the wall clock in µs, or one more than the previous version if that is not greater, so
         a version is never reused, not even by a database that was emptied and filled again.
@@ -465,13 +468,18 @@ class UnitCore:
             return
         touched, self._touched_patients = sorted(self._touched_patients), set()
         now = time.time_ns() // 1000
-        bigger = "greatest" if self.is_postgres else "max"
+        if self.is_postgres:  # one statement (the ids as one array), not one per patient: a round trip each
+            self.conn.exec_driver_sql(
+                "INSERT INTO patient_version (patient_id, version) "
+                "SELECT p, %(v)s FROM unnest(%(ps)s::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n "
+                "ON CONFLICT (patient_id) "
+                "DO UPDATE SET version = greatest(patient_version.version + 1, excluded.version)",
+                {"ps": touched, "v": now},
+            )
+            return
         self.conn.exec_driver_sql(
-            "INSERT INTO patient_version (patient_id, version) VALUES (%(p)s, %(v)s) ON CONFLICT (patient_id) "
-            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)"
-            if self.is_postgres
-            else "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
-            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)",
+            "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
+            "DO UPDATE SET version = max(patient_version.version + 1, excluded.version)",
             [{"p": p, "v": now} for p in touched],
         )
 
