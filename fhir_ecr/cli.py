@@ -184,15 +184,13 @@ def _run_uvicorn(settings: Settings, workers: int, options: dict[str, Any]) -> N
     import uvicorn
 
     from .composition import build_services
-    from .server import serve_app, settle_collector
+    from .server import serve_app
 
     if workers > 1:  # each worker process builds its own app from the MECR_* environment: pass the bind on
         os.environ["MECR_HOST"], os.environ["MECR_PORT"] = settings.host, str(settings.port)
         uvicorn.run("fhir_ecr.server:worker_app", factory=True, workers=workers, **options)
     else:
-        app = serve_app(settings, services=build_services(settings, migrate=False))
-        settle_collector()
-        uvicorn.run(app, **options)
+        uvicorn.run(serve_app(settings, services=build_services(settings, migrate=False)), **options)
 
 
 def _load_demo_directory(settings: Settings) -> str:

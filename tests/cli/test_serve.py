@@ -192,15 +192,3 @@ def test_demo_with_port_flag_prints_and_serves_that_port(tmp_path: Path) -> None
         out,
     ), out
     assert "8000" not in out
-
-
-def test_a_served_process_freezes_what_start_up_built_and_collects_less_often() -> None:
-    """`mecr serve` calls settle_collector once its app is built (docs/benchmarks.md: 17-20 % less CPU per
-    ingested Observation); run in a process of its own, as the test process keeps the collector's defaults."""
-    code = (
-        "import gc; from fhir_ecr.server import settle_collector; "
-        "assert gc.get_freeze_count() == 0; settle_collector(); "
-        "print(gc.get_freeze_count() > 100_000, gc.get_threshold())"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "(20000,", "50,", "50)"]
