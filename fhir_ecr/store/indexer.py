@@ -309,7 +309,7 @@ def _concept_rows(code: str, concept: dict[str, Any], out: list[tuple[Any, ...]]
 
 
 _Step = tuple[SearchParam, str, str, Any]
-_PLANS: dict[tuple[str, ...], list[_Step]] = {}
+_PLANS: dict[tuple[Any, ...], list[_Step]] = {}
 
 
 def _plan(resource: dict[str, Any]) -> list[_Step]:
@@ -317,7 +317,7 @@ def _plan(resource: dict[str, Any]) -> list[_Step]:
     the candidate parameters (:func:`~fhir_ecr.store.searchparams.candidate_params`) less those answered from
     the resource table and the ``meta`` ones whose element is absent. Resources come in few shapes."""
     meta = resource.get("meta")
-    shape = (resource.get("resourceType", ""), *resource, "|", *(meta if isinstance(meta, dict) else ()))
+    shape = (resource.get("resourceType", ""), tuple(resource), tuple(meta) if isinstance(meta, dict) else ())
     found = _PLANS.get(shape)
     if found is None:
         meta_keys = set(meta) if isinstance(meta, dict) else set()

@@ -242,7 +242,7 @@ def _children(names: list[str]) -> Extractor:
             if not out:
                 return out
             nodes = out
-        return nodes if nodes is not v else list(v)
+        return nodes
 
     return chain
 
