@@ -19,10 +19,10 @@ in file order.
 Writes (``docs/wearables.md``):
 
 * **Deterministic ids.** Each Observation's id is its identifier value (SHA-256 of patient + metric + period +
-  source for readings, patient + metric + local day for summaries), so a batch finds what already exists with
-  one ``_id`` search per resource type and then creates what is absent, updates what changed and leaves the
-  rest alone. Re-importing a file, or a newer export that overlaps an older one, creates no duplicates and
-  writes nothing that did not change. Devices are created once and never rewritten by an import.
+  source for readings, patient + metric + local day for summaries), so a batch finds what is already stored
+  with key lookups and then creates what is absent, updates what changed and leaves the rest alone.
+  Re-importing a file, or a newer export that overlaps an older one, creates no duplicates and writes nothing
+  that did not change. Devices are created once and never rewritten by an import.
 * **Atomic batches.** A batch is one unit of work: ``batch_readings`` whole readings, or ``batch_days`` whole
   local days of summaries (a day's summaries are never split). Summaries are written only after the whole
   file was read, so a truncated file or a crash never leaves half a day.
@@ -335,7 +335,7 @@ class WearableImporter:
             keep = []
             for item, obs in new:
                 old = existing.get(obs["id"])
-                if old is not None and writer.stored_wins(uow, old, item):
+                if old is not None and not old.deleted and writer.stored_wins(uow, old, item):
                     batch.counts[_SUPERSEDED] += 1
                     batch.versions[old.id] = old.version_id
                     written.append(old.content or obs)
