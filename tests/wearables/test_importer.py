@@ -3,8 +3,12 @@ source priority and habit check-ins."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import pytest
 
 from fhir_ecr.coaching import resources as coaching_res
 from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.heap import YOUNG_THRESHOLD
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
 from fhir_ecr.wearables.upsert import IMPORT_CACHE_KIB, BatchWriter
 from tests.coaching.coaching_support import make_world
@@ -461,3 +466,57 @@ def test_batches_run_with_a_bounded_page_cache_and_give_the_connection_its_own_b
     assert writer.settings and set(writer.settings) == {-IMPORT_CACHE_KIB}
     with repo.unit() as uow:
         assert uow.conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == own
+
+
+class CollectorRecording(BatchWriter):
+    """Records the garbage collector's state while each batch is written."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.states: list[tuple[int, int]] = []
+
+    def run(self, write: Any) -> Any:
+        self.states.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return super().run(write)
+
+
+def test_an_import_runs_with_the_collector_aside_and_puts_it_back(repo: Any) -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    patient = make_patient(repo)
+    opts = ImportOptions()
+    writer = CollectorRecording(repo, opts.rule)
+    data = apple_export([*hours("2026-03-10", 8, 17, 500)])
+    WearableImporter(repo, options=opts, writer=writer).import_stream(patient, io.BytesIO(data), "export.xml")
+    assert writer.states and all(t == YOUNG_THRESHOLD and frozen > 1000 for t, frozen in writer.states)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone() -> None:
+    # in a fresh interpreter, whose collector this test may change
+    code = textwrap.dedent(
+        """
+        import gc
+        from fhir_ecr.heap import YOUNG_THRESHOLD
+        from fhir_ecr.wearables.importer import collector_aside
+        gc.set_threshold(700, 10, 10)
+        assert gc.get_freeze_count() == 0
+        try:
+            with collector_aside():
+                assert gc.get_freeze_count() > 1000
+                assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+                raise ValueError
+        except ValueError:
+            pass
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (700, 10, 10)
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        gc.set_threshold(5000, 10, 10)
+        with collector_aside():
+            assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
+        assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
