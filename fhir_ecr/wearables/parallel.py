@@ -135,6 +135,9 @@ class SplitExport:
         )
         try:
             self.process.start()
+        except BaseException:
+            os.close(self.ready)
+            raise
         finally:
             os.close(notify)
 
