@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
 
-from . import __version__
+from . import __version__, heap
 from .asgi import RequestGuard, StatusRecorder
 from .auth.middleware import AuthMiddleware
 from .auth.routes import router as smart_router
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
         # serve the IG's conformance resources (idempotent)
         await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
+        heap.settle()  # the loaded application frozen out of the collector's way (fhir_ecr/heap.py)
         yield
         services.audit.close()
         if services.http is not None:

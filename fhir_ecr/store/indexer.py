@@ -28,11 +28,13 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from .references import LocalReference, parse_reference, reference_walk
 from .searchparams import SearchParam, candidate_params
 
 __all__ = [
     "IndexRows",
     "extract_index_rows",
+    "index_resource",
     "normalize_string",
     "date_range",
     "parse_reference",
@@ -167,21 +169,6 @@ def _dates(value: Any) -> Iterable[tuple[int, int]]:
                 yield from _dates(bounds)
 
 
-# --- references -----------------------------------------------------------------------------------------------
-
-_REL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
-
-
-def parse_reference(reference: str, base_url: str | None = None) -> tuple[str | None, str | None, str | None]:
-    """(type, id, url) of a reference string: relative ``Type/id``, our own absolute URL, or anything else."""
-    if base_url and reference.startswith(base_url + "/"):
-        reference = reference[len(base_url) + 1 :]
-    m = _REL_REF.match(reference)
-    if m:
-        return m.group(1), m.group(2), None
-    return None, None, reference
-
-
 # --- extraction -----------------------------------------------------------------------------------------------
 
 
@@ -233,24 +220,36 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
     Each row starts with the parameter code. Raises ValueError when an indexed value is malformed (the
     validator normally catches it first).
     """
-    rows: IndexRows = {name: [] for name in TABLE_FOR_TYPE.values()}
-    token, string, date, ref = rows["idx_token"], rows["idx_string"], rows["idx_date"], rows["idx_reference"]
-    number, quantity, uri = rows["idx_number"], rows["idx_quantity"], rows["idx_uri"]
-    for param in candidate_params(resource):
-        code = param.code
-        if code in _SKIP:
-            continue
-        values = param.extract(resource)
+    return index_resource(resource, base_url)[0]
+
+
+def index_resource(
+    resource: dict[str, Any], base_url: str | None = None
+) -> tuple[IndexRows, list[LocalReference]]:
+    """The index rows of ``resource`` (:func:`extract_index_rows`) and its local references outside contained
+    resources (:func:`~fhir_ecr.store.references.local_references`), from one walk of it for references: a write
+    needs both, and the walk was a fifth of indexing an Observation when each took its own."""
+    token: list[tuple[Any, ...]] = []
+    string: list[tuple[Any, ...]] = []
+    date: list[tuple[Any, ...]] = []
+    ref: list[tuple[Any, ...]] = []
+    number: list[tuple[Any, ...]] = []
+    quantity: list[tuple[Any, ...]] = []
+    uri: list[tuple[Any, ...]] = []
+    for param, code, ptype, extract in _plan(resource):
+        values = extract(resource)
         if not values:
             continue
-        ptype = param.type
         if ptype == "token":
-            seen = set()
-            for system, tcode, text in (t for v in values for t in _tokens(v)):
-                key = (system, tcode, text)
-                if key not in seen:
-                    seen.add(key)
-                    token.append((code, system, tcode, text))
+            if len(values) == 1 and isinstance(values[0], dict) and "coding" in values[0]:
+                _concept_rows(code, values[0], token)
+            else:
+                seen = set()
+                for system, tcode, text in (t for v in values for t in _tokens(v)):
+                    key = (system, tcode, text)
+                    if key not in seen:
+                        seen.add(key)
+                        token.append((code, system, tcode, text))
         elif ptype == "reference":
             _references(param, values, base_url, ref)
         elif ptype == "date":
@@ -277,8 +276,68 @@ def extract_index_rows(resource: dict[str, Any], base_url: str | None = None) ->
             for v in values:
                 if isinstance(v, str):
                     uri.append((code, v))
-    ref.extend(other_references(resource, ref, base_url))
-    return rows
+    local, contained = reference_walk(resource, base_url)
+    if local or contained:
+        ref += _other_rows(ref, local, contained)
+    rows: IndexRows = {
+        "idx_token": token,
+        "idx_string": string,
+        "idx_date": date,
+        "idx_reference": ref,
+        "idx_number": number,
+        "idx_quantity": quantity,
+        "idx_uri": uri,
+    }
+    return rows, local
+
+
+def _concept_rows(code: str, concept: dict[str, Any], out: list[tuple[Any, ...]]) -> None:
+    """The token rows of one CodeableConcept (the usual token value: ``code``, ``category``): what
+    :func:`_tokens` yields for it, without the generator."""
+    codings = concept["coding"] or []
+    text = concept.get("text")
+    if not codings:
+        if text:
+            out.append((code, None, None, text))
+        return
+    seen = set()
+    for coding in codings:
+        key = (coding.get("system"), coding.get("code"), text or coding.get("display"))
+        if key not in seen:
+            seen.add(key)
+            out.append((code, *key))
+
+
+_Step = tuple[SearchParam, str, str, Any]
+_PLANS: dict[tuple[Any, ...], list[_Step]] = {}
+
+
+def _plan(resource: dict[str, Any]) -> list[_Step]:
+    """What to evaluate for a resource of this shape (its type, its top-level keys and those of its ``meta``):
+    the candidate parameters (:func:`~fhir_ecr.store.searchparams.candidate_params`) less those answered from
+    the resource table and the ``meta`` ones whose element is absent. Resources come in few shapes."""
+    meta = resource.get("meta")
+    shape = (resource.get("resourceType", ""), tuple(resource), tuple(meta) if isinstance(meta, dict) else ())
+    found = _PLANS.get(shape)
+    if found is None:
+        meta_keys = set(meta) if isinstance(meta, dict) else set()
+        found = [
+            (p, p.code, p.type, p.extract)
+            for p in candidate_params(resource)
+            if p.code not in _SKIP and _meta_present(p, meta_keys)
+        ]
+        if len(_PLANS) > 4096:  # bound the cache all the same
+            _PLANS.clear()
+        _PLANS[shape] = found
+    return found
+
+
+def _meta_present(param: SearchParam, meta_keys: set[str]) -> bool:
+    """False for a parameter that reads only ``meta.X`` (``_profile``, ``_tag``, …) when the resource's meta has no X."""
+    if param.roots != {"meta"} or not param.fast:
+        return True
+    keys = {part.split(".")[2] if part.count(".") >= 2 else "" for part in param.parts}
+    return bool(keys & meta_keys) or "" in keys
 
 
 #: The index parameter under which references no search parameter covers are kept (``CarePlan.author``,
@@ -293,21 +352,18 @@ def other_references(
 ) -> list[tuple[Any, ...]]:
     """``(OTHER_REFERENCES, type, id, None)`` for each local reference in ``resource`` (anywhere, contained
     resources included) whose target is not in the reference rows ``known`` already."""
+    return _other_rows(known, *reference_walk(resource, base_url))
+
+
+def _other_rows(
+    known: list[tuple[Any, ...]], local: list[LocalReference], contained: list[tuple[str, str]]
+) -> list[tuple[Any, ...]]:
     have = {(r[1], r[2]) for r in known}
     out: list[tuple[Any, ...]] = []
-    stack: list[Any] = [v for k, v in resource.items() if k not in ("meta", "text", "id", "resourceType")]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            text = node.get("reference")
-            if isinstance(text, str) and text and not text.startswith("#"):
-                ttype, tid, _ = parse_reference(text, base_url)
-                if ttype is not None and (ttype, tid) not in have:
-                    have.add((ttype, tid))
-                    out.append((OTHER_REFERENCES, ttype, tid, None))
-            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    for target in [(t, i) for _, t, i in local] + contained:
+        if target not in have:
+            have.add(target)
+            out.append((OTHER_REFERENCES, *target, None))
     return out
 
 

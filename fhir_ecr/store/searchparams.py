@@ -208,9 +208,50 @@ def _walk(nodes: list[Any], steps: list[Step]) -> list[Any]:
     return nodes
 
 
+def _children(names: list[str]) -> Extractor:
+    """The extractor of a path of plain elements (``Observation.code``, ``AuditEvent.entity.what``): what
+    :func:`_walk` computes for it, without its generic loop (most parameters are such paths; every write
+    evaluates a dozen of them)."""
+    if len(names) == 1:
+        (name,) = names
+
+        def one(resource: dict[str, Any]) -> list[Any]:
+            v = resource.get(name)
+            if v is None:
+                return []
+            return list(v) if isinstance(v, list) else [v]
+
+        return one
+    first, rest = names[0], names[1:]
+
+    def chain(resource: dict[str, Any]) -> list[Any]:
+        v = resource.get(first)
+        if v is None:
+            return []
+        nodes = v if isinstance(v, list) else [v]
+        for name in rest:
+            out: list[Any] = []
+            for node in nodes:
+                if isinstance(node, dict):
+                    w = node.get(name)
+                    if w is not None:
+                        if isinstance(w, list):
+                            out.extend(w)
+                        else:
+                            out.append(w)
+            if not out:
+                return out
+            nodes = out
+        return nodes
+
+    return chain
+
+
 def _fast_extractor(parts: list[list[Step]]) -> Extractor:
     if len(parts) == 1:
         steps = parts[0]
+        if steps and all(kind in ("child", "typed") for kind, _ in steps):
+            return _children([str(arg) for _, arg in steps])
         return lambda resource: _walk([resource], steps)
 
     def extract(resource: dict[str, Any]) -> list[Any]:

@@ -19,9 +19,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
-from .indexer import extract_index_rows
+from .indexer import index_resource
 from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored
-from .references import NOT_HOLDING, local_references
+from .references import NOT_HOLDING, LocalReference, local_references
 from .searchparams import search_params
 from .tables import INDEX_TABLES
 from .visibility import (
@@ -115,7 +115,10 @@ class UnitCore:
         self._new_targets: set[tuple[str, str]] = (
             set()
         )  # targets a write refers to that its old version did not
-        self._changes: list[Change] = []  # what this unit wrote, for the repository's write hooks
+        # What this unit wrote, for the repository's write hooks: (type, id, version, content, index rows, key).
+        self._changes: list[
+            tuple[str, str, int, dict[str, Any] | None, dict[str, list[tuple[Any, ...]]] | None, int | None]
+        ] = []
         self._new_pks: dict[tuple[str, str], int] = {}  # keys given to buffered creates (for the write hooks)
         self.is_postgres = conn.dialect.name == "postgresql"
 
@@ -308,8 +311,7 @@ class UnitCore:
         for pk, rtype, rows in items:
             for table_name, table_rows in rows.items():
                 if table_rows:
-                    batch = batches.setdefault(table_name, [])
-                    batch.extend((pk, rtype, *row) for row in table_rows)
+                    batches.setdefault(table_name, []).extend([(pk, rtype, *row) for row in table_rows])
         for table_name, batch in batches.items():
             self._bulk_insert(table_name, ("res_pk", "res_type", *INDEX_COLUMNS[table_name]), batch)
 
@@ -317,23 +319,27 @@ class UnitCore:
         for table in INDEX_TABLES.values():
             self.conn.execute(table.delete().where(table.c.res_pk == pk))
 
-    def _index_rows(self, content: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
-        return extract_index_rows(content, self.repo.fhir_base)
+    def _index_rows(
+        self, content: dict[str, Any]
+    ) -> tuple[dict[str, list[tuple[Any, ...]]], list[LocalReference]]:
+        """The index rows of a new version and its local references (one walk for both)."""
+        return index_resource(content, self.repo.fhir_base)
 
     # -- referential integrity (fhir_ecr.store.references) ----------------------------------------------------
 
-    def _note_references(self, content: dict[str, Any], old: dict[str, Any] | None = None) -> None:
-        """Record what a new version (``content``, replacing ``old``) refers to, for :meth:`check_references`."""
+    def _note_references(
+        self, content: dict[str, Any], refs: list[LocalReference], old: dict[str, Any] | None = None
+    ) -> None:
+        """Record what a new version (``content``, whose local references are ``refs``, replacing ``old``) refers
+        to, for :meth:`check_references`."""
         rtype = str(content["resourceType"])
         if not self.repo.enforce_references or rtype in NOT_HOLDING:
             return
         rid = str(content["id"])
         self._written.add((rtype, rid))
         before = {(t, i) for _, t, i in local_references(old, self.repo.fhir_base)} if old else set()
-        for path, t, i in local_references(content, self.repo.fhir_base):
-            self._refs.append((rtype, rid, path, t, i))
-            if (t, i) not in before:
-                self._new_targets.add((t, i))
+        self._refs += [(rtype, rid, path, t, i) for path, t, i in refs]
+        self._new_targets.update((t, i) for _, t, i in refs if (t, i) not in before)
 
     def _present(
         self, targets: set[tuple[str, str]], written: set[tuple[str, str]], new: set[tuple[str, str]]
@@ -350,7 +356,9 @@ class UnitCore:
                     (t, str(i))
                     for i in self.conn.execute(
                         sa.select(R.c.res_id).where(
-                            R.c.res_type == t, R.c.res_id.in_(ids[n : n + 1000]), R.c.deleted.is_(False)
+                            R.c.res_type == t,
+                            self.ids_in(R.c.res_id, ids[n : n + 1000]),
+                            R.c.deleted.is_(False),
                         )
                     ).scalars()
                 )
@@ -373,7 +381,7 @@ class UnitCore:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
             keys += self.conn.execute(
-                sa.select(R.c.pk).where(R.c.res_type == t, R.c.res_id.in_(ids))
+                sa.select(R.c.pk).where(R.c.res_type == t, self.ids_in(R.c.res_id, ids))
             ).scalars()
         return keys
 
@@ -450,7 +458,8 @@ class UnitCore:
         self._touched_patients.update(compartment_patients(content, self.repo.fhir_base))
 
     def bump_patient_versions(self) -> None:
-        """Give every patient this unit wrote to a new data version (one upsert each; the unit's last write).
+        """Give every patient this unit wrote to a new data version (one upsert each, in id order; on PostgreSQL
+        in one statement; the unit's last write).
 
         The version is the wall clock in µs, or one more than the previous version if that is not greater, so
         a version is never reused, not even by a database that was emptied and filled again.
@@ -459,13 +468,18 @@ class UnitCore:
             return
         touched, self._touched_patients = sorted(self._touched_patients), set()
         now = time.time_ns() // 1000
-        bigger = "greatest" if self.is_postgres else "max"
+        if self.is_postgres:  # one statement (the ids as one array), not one per patient: a round trip each
+            self.conn.exec_driver_sql(
+                "INSERT INTO patient_version (patient_id, version) "
+                "SELECT p, %(v)s FROM unnest(%(ps)s::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n "
+                "ON CONFLICT (patient_id) "
+                "DO UPDATE SET version = greatest(patient_version.version + 1, excluded.version)",
+                {"ps": touched, "v": now},
+            )
+            return
         self.conn.exec_driver_sql(
-            "INSERT INTO patient_version (patient_id, version) VALUES (%(p)s, %(v)s) ON CONFLICT (patient_id) "
-            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)"
-            if self.is_postgres
-            else "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
-            f"DO UPDATE SET version = {bigger}(patient_version.version + 1, excluded.version)",
+            "INSERT INTO patient_version (patient_id, version) VALUES (:p, :v) ON CONFLICT (patient_id) "
+            "DO UPDATE SET version = max(patient_version.version + 1, excluded.version)",
             [{"p": p, "v": now} for p in touched],
         )
 
@@ -498,31 +512,28 @@ class UnitCore:
         pk: int | None = None,
     ) -> None:
         if self.repo.write_hooks:
-            tokens = tuple(rows.get("idx_token", ())) if rows else ()
-            self._changes.append(Change(rtype, rid, version, content is None, content, tokens, pk, rows))
+            self._changes.append((rtype, rid, version, content, rows, pk))
 
     def run_write_hooks(self) -> list[Callable[[], None]]:
         """Call the repository's write hooks with what this unit wrote (inside the transaction); the callables
-        they return run after the commit (:meth:`FhirRepository.unit`)."""
+        they return run after the commit (:meth:`FhirRepository.unit`). Each :class:`Change` is made here, once
+        the buffered creates have their keys."""
         self.flush()
-        changes, self._changes = self._changes, []
-        if self._new_pks:  # creates were buffered: their keys are known now
-            new_pks, self._new_pks = self._new_pks, {}
-            changes = [
-                c
-                if c.pk is not None
-                else Change(
-                    c.resource_type,
-                    c.id,
-                    c.version_id,
-                    c.deleted,
-                    c.content,
-                    c.tokens,
-                    new_pks.get((c.resource_type, c.id)),
-                    c.index,
-                )
-                for c in changes
-            ]
+        noted, self._changes = self._changes, []
+        new_pks, self._new_pks = self._new_pks, {}
+        changes = [
+            Change(
+                rtype,
+                rid,
+                version,
+                content is None,
+                content,
+                tuple(rows.get("idx_token", ())) if rows else (),
+                pk if pk is not None else new_pks.get((rtype, rid)),
+                rows,
+            )
+            for rtype, rid, version, content, rows, pk in noted
+        ]
         after: list[Callable[[], None]] = []
         if changes:
             for hook in self.repo.write_hooks:

@@ -247,7 +247,10 @@ def run_worker(args: argparse.Namespace, settings: Any) -> int:
     logging.getLogger("httpx").setLevel(
         logging.WARNING
     )  # its INFO lines carry EMR URLs with search parameters
+    from ..heap import settle
+
     services = build_services(settings)
+    settle()  # a long-running process: its loaded objects out of the collector's way (fhir_ecr/heap.py)
     try:
         consumer = services.jobs.consumer(args.threads, periodic=not args.no_schedule)
         print(

@@ -6,10 +6,12 @@ the importer in file order, so de-duplication, totals, batches and resume see th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any, Final
@@ -53,6 +55,36 @@ class Counting(io.RawIOBase):
         return len(data)
 
 
+class _Tail(io.RawIOBase):
+    """Reads a file at a position of its own (``pread``): the second process writes the same open file, whose
+    offset the two processes share, while this one reads what it has written so far."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence not in (os.SEEK_SET, os.SEEK_CUR):
+            raise io.UnsupportedOperation("only from the start or the current position")
+        self._pos = offset if whence == os.SEEK_SET else self._pos + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._fd, len(buffer), self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 def file_sha256(stream: IO[bytes]) -> str:
     """SHA-256 of a seekable stream (left at offset 0)."""
     digest = hashlib.sha256()
@@ -92,11 +124,22 @@ class SplitExport:
         self.second = second
         self.size = size
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), after the import loop
+        # the second process says how far the output holds whole messages (8-byte offsets; it closes its end
+        # when it is done): the items are replayed while it is still reading
+        self.ready, notify = os.pipe()
         context = multiprocessing.get_context("fork")
         self.process = context.Process(
-            target=_read_second_part, args=(path, name, options, second, self.out.fileno()), daemon=True
+            target=_read_second_part,
+            args=(path, name, options, second, self.out.fileno(), notify),
+            daemon=True,
         )
-        self.process.start()
+        try:
+            self.process.start()
+        except BaseException:
+            os.close(self.ready)
+            raise
+        finally:
+            os.close(notify)
 
     @classmethod
     def plan(cls, stream: IO[bytes], fmt: str, name: str, options: ReaderOptions) -> SplitExport | None:
@@ -129,18 +172,9 @@ class SplitExport:
         if not self.first.complete:  # read to the end: the second part is in already
             return
         shift = self.first.lines  # the second process numbered its lines from the cut
-        self.process.join()
-        self.out.seek(0)
-        reader = io.BufferedReader(io.FileIO(os.dup(self.out.fileno()), "rb"), 1 << 20)
+        reader = io.BufferedReader(_Tail(self.out.fileno()), 1 << 20)
         with reader:
-            while True:
-                try:
-                    message = pickle.load(reader)
-                except EOFError:
-                    raise RuntimeError(
-                        f"the second process reading {self.name} ended without a result "
-                        f"(exit code {self.process.exitcode})"
-                    ) from None
+            for message in self._messages(reader):
                 if isinstance(message, list):
                     for item in message:
                         if item.__class__ is _Skipped:
@@ -166,11 +200,39 @@ class SplitExport:
                         record=rest[4],
                     )
                 raise RuntimeError(f"the second process reading {self.name} failed: {rest[0]}")
+        raise RuntimeError(
+            f"the second process reading {self.name} ended without a result (exit code {self.process.exitcode})"
+        )
+
+    def _messages(self, reader: io.BufferedIOBase) -> Iterator[Any]:
+        """The second process's messages as it writes them: each one once its offset has been announced, the
+        rest when it has ended (a message cut short by its end is not read)."""
+        whole = 0  # the output holds whole messages up to here
+        pending = b""
+        while True:
+            chunk = os.read(self.ready, 1 << 16)  # waits for the next announcement, or the end
+            if chunk:
+                pending += chunk
+                usable = len(pending) - len(pending) % 8
+                if usable:
+                    whole = max(whole, *struct.unpack(f"<{usable // 8}Q", pending[:usable]))
+                    pending = pending[usable:]
+            else:
+                self.process.join()
+                whole = os.fstat(self.out.fileno()).st_size
+            while reader.tell() < whole:
+                try:
+                    yield pickle.load(reader)
+                except (EOFError, pickle.UnpicklingError):
+                    return
+            if not chunk:
+                return
 
     def close(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
+        os.close(self.ready)
         self.out.close()
 
 
@@ -230,9 +292,22 @@ class _Recording(SkipLog):
         self.items.append(_Skipped("ignore", reason))
 
 
-def _read_second_part(path: str, name: str, options: ReaderOptions, part: ExportPart, fd: int) -> None:
-    """The second process: read ``part`` and pickle its items in batches to ``fd``, then a closing message."""
+def _read_second_part(
+    path: str, name: str, options: ReaderOptions, part: ExportPart, fd: int, notify: int
+) -> None:
+    """The second process: read ``part`` and pickle its items in batches to ``fd``, then a closing message;
+    after each message, announce on ``notify`` the offset up to which the output holds whole messages."""
     out = io.BufferedWriter(io.FileIO(os.dup(fd), "wb"), 1 << 20)
+    # never wait for the reader: an announcement that does not fit is dropped, a later one supersedes it, and
+    # the end of the process (this end closed) says that everything is written
+    os.set_blocking(notify, False)
+
+    def send(message: Any) -> None:
+        pickle.dump(message, out, pickle.HIGHEST_PROTOCOL)
+        out.flush()
+        with contextlib.suppress(BlockingIOError):
+            os.write(notify, struct.pack("<Q", out.tell()))
+
     counted = dict.fromkeys(options.counted or {}, 0)
     items: list[Any] = []
     try:
@@ -248,15 +323,16 @@ def _read_second_part(path: str, name: str, options: ReaderOptions, part: Export
             ):
                 items.append(item)
                 if len(items) >= 2000:
-                    pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
+                    send(items)
                     items.clear()
-        pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
-        pickle.dump(("end", counted), out, pickle.HIGHEST_PROTOCOL)
+        send(items)
+        send(("end", counted))
     except MappingError as exc:
-        pickle.dump(items, out, pickle.HIGHEST_PROTOCOL)
+        send(items)
         kind = "unsupported" if isinstance(exc, UnsupportedInputError) else "malformed"
-        pickle.dump(("error", kind, exc.reason, exc.file, exc.line, exc.record), out, pickle.HIGHEST_PROTOCOL)
+        send(("error", kind, exc.reason, exc.file, exc.line, exc.record))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        pickle.dump(("crash", f"{type(exc).__name__}: {exc}"), out, pickle.HIGHEST_PROTOCOL)
+        send(("crash", f"{type(exc).__name__}: {exc}"))
     finally:
         out.close()
+        os.close(notify)

@@ -94,6 +94,6 @@ def unchanged_since(writer: BatchWriter, state: Progress) -> list[Stored] | None
         return None
     with writer.repo.unit(write=False) as uow:
         found = writer.existing(uow, "Observation", list(entries))
-    if len(found) != len(entries) or any(s.version_id != entries[i] for i, s in found.items()):
+    if len(found) != len(entries) or any(s.deleted or s.version_id != entries[i] for i, s in found.items()):
         return None
     return list(found.values())

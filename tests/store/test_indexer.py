@@ -190,11 +190,13 @@ def test_derived_parameters_borrow_exactly_their_rows(resource: dict[str, Any]) 
         table = indexer.TABLE_FOR_TYPE[param.type]
         alone = replace(param, stored_as=())
         original = indexer.candidate_params
+        indexer._PLANS.clear()  # plans are cached per shape: make this one from the single parameter
         try:
             indexer.candidate_params = lambda r, p=alone: [p]  # type: ignore[assignment]
             own = [r for r in extract_index_rows(resource)[table] if r[0] != indexer.OTHER_REFERENCES]
         finally:
             indexer.candidate_params = original  # type: ignore[assignment]
+            indexer._PLANS.clear()
         borrowed = [
             row[1:]
             for row in stored[table]

@@ -4,6 +4,10 @@ with their lines, and errors)."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +171,45 @@ def test_an_error_in_the_second_part_stops_the_import_as_in_one_process(
         errors.append((str(exc.value), exc.value.line, len(observations(repo, patient))))
     assert split_everything[0] is not None
     assert errors[0] == errors[1] and "not well-formed" in errors[0][0]
+
+
+def test_the_second_part_is_replayed_while_the_second_process_still_reads(
+    repo: Any, tmp_path: Path, split_everything: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # about 3,000 records in the second part: its first batch of 2,000 items is announced before it ends
+    first_day = date(2025, 1, 1)
+    records = [r for d in range(400) for r in hours((first_day + timedelta(days=d)).isoformat(), 6, 21, 300)]
+    path = tmp_path / "export.xml"
+    path.write_bytes(apple_export(records))
+    gate, parent = tmp_path / "replayed", os.getpid()
+    read = parallel_module.read_apple_health
+
+    def held(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        """The second process stops after its first batch until this process has replayed some of it."""
+        for n, item in enumerate(read(*args, **kwargs), 1):
+            if n == 2001 and os.getpid() != parent:
+                deadline = time.monotonic() + 10
+                while not gate.exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("nothing was replayed while the second part was read")
+                    time.sleep(0.01)
+            yield item
+
+    messages = parallel_module.SplitExport._messages
+
+    def replaying(self: Any, reader: Any) -> Iterator[Any]:
+        for message in messages(self, reader):
+            gate.touch()
+            yield message
+
+    monkeypatch.setattr(parallel_module, "read_apple_health", held)
+    monkeypatch.setattr(parallel_module.SplitExport, "_messages", replaying)
+    two, one = make_patient(repo), make_patient(repo)
+    split = _import(repo, two, path)
+    assert split_everything[0] is not None and split_everything[0].first.complete and gate.exists()
+    single = _import(repo, one, path, parallel=False)
+    ignore = {"seconds"}
+    assert {k: v for k, v in split.to_dict().items() if k not in ignore} == {
+        k: v for k, v in single.to_dict().items() if k not in ignore
+    }
+    assert split.days == 400 and _essence(repo, two) == _essence(repo, one)

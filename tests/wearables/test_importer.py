@@ -3,8 +3,12 @@ source priority and habit check-ins."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,9 @@ import pytest
 
 from fhir_ecr.coaching import resources as coaching_res
 from fhir_ecr.coaching.service import CoachingService
+from fhir_ecr.heap import YOUNG_THRESHOLD
 from fhir_ecr.wearables import ImportOptions, WearableImporter, WearableImportError, parse_source_priority
-from fhir_ecr.wearables.upsert import BatchWriter
+from fhir_ecr.wearables.upsert import IMPORT_CACHE_KIB, BatchWriter
 from tests.coaching.coaching_support import make_world
 from tests.wearables.support import (
     FIXTURES,
@@ -391,3 +396,127 @@ def test_a_file_on_disk_and_an_unknown_patient(repo: Any, tmp_path: Path) -> Non
     assert exc.value.status == 404
     with pytest.raises(WearableImportError, match="cannot read"):
         _importer(repo).import_path(make_patient(repo), tmp_path / "missing.xml")
+
+
+class RetryCounting(BatchWriter):
+    """Counts the batches that had to be run a second time (after a 409)."""
+
+    retries = 0
+
+    def run(self, write: Any) -> Any:
+        def counted(uow: Any, retry: bool) -> Any:
+            self.retries += retry
+            return write(uow, retry)
+
+        return super().run(counted)
+
+
+def test_a_deleted_reading_and_device_are_written_again_in_the_first_try(repo: Any) -> None:
+    patient = make_patient(repo)
+    data = apple_export(
+        [
+            *hours("2026-03-10", 8, 17, 500),
+            Rec(
+                "BodyMass", "2026-03-10 07:00:00 -0400", "2026-03-10 07:00:00 -0400", 80, "kg", "Scale", None
+            ),
+        ]
+    )
+    assert _run(repo, patient, data).created == 2
+    weight = next(o for o in observations(repo, patient) if o["code"]["coding"][0]["code"] == WEIGHT)
+    device = weight["device"]["reference"].removeprefix("Device/")
+    repo.delete("Observation", weight["id"])
+    repo.delete("Device", device)
+    opts = ImportOptions(skip_verified=False)
+    writer = RetryCounting(repo, opts.rule)
+    again = WearableImporter(repo, options=opts, writer=writer).import_stream(
+        patient, io.BytesIO(data), "export.xml"
+    )
+    # the key lookups see the deleted versions: no create that the store refuses, no second run of the batch
+    assert (again.created, again.unchanged, writer.retries) == (1, 1, 0)
+    assert repo.read("Device", device).version_id == 3
+    assert repo.read("Observation", weight["id"]).content["valueQuantity"]["value"] == 80
+
+
+class CacheRecording(BatchWriter):
+    """Records the SQLite page cache setting of each batch's connection while the batch is written."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.settings: list[int] = []
+
+    def run(self, write: Any) -> Any:
+        def recorded(uow: Any, retry: bool) -> Any:
+            self.settings.append(uow.conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+            return write(uow, retry)
+
+        return super().run(recorded)
+
+
+def test_batches_run_with_a_bounded_page_cache_and_give_the_connection_its_own_back(repo: Any) -> None:
+    with repo.unit() as uow:
+        if uow.is_postgres:
+            pytest.skip("the page cache bound is SQLite's (PostgreSQL has no per-connection cache)")
+        own = uow.conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert own != -IMPORT_CACHE_KIB
+    patient = make_patient(repo)
+    opts = ImportOptions()
+    writer = CacheRecording(repo, opts.rule)
+    data = apple_export([*hours("2026-03-10", 8, 17, 500)])
+    WearableImporter(repo, options=opts, writer=writer).import_stream(patient, io.BytesIO(data), "export.xml")
+    assert writer.settings and set(writer.settings) == {-IMPORT_CACHE_KIB}
+    with repo.unit() as uow:
+        assert uow.conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == own
+
+
+class CollectorRecording(BatchWriter):
+    """Records the garbage collector's state while each batch is written."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.states: list[tuple[int, int]] = []
+
+    def run(self, write: Any) -> Any:
+        self.states.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return super().run(write)
+
+
+def test_an_import_runs_with_the_collector_aside_and_puts_it_back(repo: Any) -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    patient = make_patient(repo)
+    opts = ImportOptions()
+    writer = CollectorRecording(repo, opts.rule)
+    data = apple_export([*hours("2026-03-10", 8, 17, 500)])
+    WearableImporter(repo, options=opts, writer=writer).import_stream(patient, io.BytesIO(data), "export.xml")
+    assert writer.states and all(t == YOUNG_THRESHOLD and frozen > 1000 for t, frozen in writer.states)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone() -> None:
+    # in a fresh interpreter, whose collector this test may change
+    code = textwrap.dedent(
+        """
+        import gc
+        from fhir_ecr.heap import YOUNG_THRESHOLD
+        from fhir_ecr.wearables.importer import collector_aside
+        gc.set_threshold(700, 10, 10)
+        assert gc.get_freeze_count() == 0
+        try:
+            with collector_aside():
+                assert gc.get_freeze_count() > 1000
+                assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+                raise ValueError
+        except ValueError:
+            pass
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (700, 10, 10)
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        gc.set_threshold(5000, 10, 10)
+        with collector_aside():
+            assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
+        assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,220 @@
+"""Search latency at scale (issue #19 item 3): ``Observation?patient=X&code=Y&date=ge…&_count=50`` over HTTP.
+
+The same data and query as ``bench_store`` (b) — 1,000,000 Observations of 1,000 patients, one reading a day of
+four LOINC codes — but the data can be seeded once and kept (``--db NAME`` on PostgreSQL, ``--sqlite-file F``), so
+the search can be measured again in a minute when the machine is quiet. Each run prints:
+
+* p50 / p95 / p99 over HTTP against ``mecr serve`` with authorization on (a system client's token), measured by
+  the client, after a warm-up;
+* the same queries in process (the app through ``TestClient``, no network), with the CPU time of the request
+  beside its wall time, and the share of the request spent in the store's SQL statements (timed by SQLAlchemy's
+  cursor events): what the request path around SQL costs;
+* the plan of each statement (``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL, ``EXPLAIN QUERY PLAN`` on SQLite).
+
+Usage::
+
+    python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m     # seeds once, then reuses
+    python -m tests.benchmarks.bench_search --backend sqlite --sqlite-file /tmp/s.db --observations 200000
+
+Target: p95 < 20 ms at 1,000,000 Observations on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from fhir_ecr.fhir.bundles import process_bundle
+from fhir_ecr.store.db import make_engine, upgrade
+from fhir_ecr.store.repository import FhirRepository
+
+from .bench_store import CODES, LOINC, PG_ADMIN, START, Server, bundles, explain_search, setup_bundle
+
+
+def _pg_url(name: str) -> str:
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first()
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def seed(url: str, observations: int, patients: int) -> int:
+    """Load the data unless it is there already; return the number of Observations stored."""
+    engine = make_engine(url)
+    upgrade(engine)
+    repo = FhirRepository(engine)
+    with engine.connect() as conn:
+        have = conn.exec_driver_sql(
+            "SELECT count(*) FROM resource WHERE res_type = 'Observation' AND NOT deleted"
+        ).scalar_one()
+    if have >= observations:
+        print(f"reusing {have:,} Observations", flush=True)
+        engine.dispose()
+        return int(have)
+    if have == 0:
+        process_bundle(repo, setup_bundle(patients), fhir_base="", max_entries=patients + 10)
+    t = time.perf_counter()
+    done = 0
+    for b in bundles(have, observations - have, patients):
+        process_bundle(repo, b, fhir_base="", max_entries=1000)
+        done += len(b["entry"])
+        if done % 50_000 < len(b["entry"]):
+            print(
+                f"  loaded {have + done:,} / {observations:,} ({done / (time.perf_counter() - t):,.0f}/s)",
+                flush=True,
+            )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+    engine.dispose()
+    return have + done
+
+
+def queries(n: int, observations: int, patients: int) -> list[dict[str, str]]:
+    rnd = random.Random(7)
+    days = observations // (patients * len(CODES))
+    out = []
+    for _ in range(n):
+        since = time.strftime("%Y-%m-%d", time.gmtime(START + rnd.randrange(max(1, days)) * 86400))
+        out.append(
+            {
+                "patient": f"bench-{rnd.randrange(patients)}",
+                "code": f"{LOINC}|{CODES[rnd.randrange(len(CODES))][0]}",
+                "date": f"ge{since}",
+                "_count": "50",
+            }
+        )
+    return out
+
+
+def percentiles(ms: list[float]) -> tuple[float, float, float]:
+    ms = sorted(ms)
+    return statistics.median(ms), ms[int(0.95 * len(ms)) - 1], ms[int(0.99 * len(ms)) - 1]
+
+
+def over_http(url: str, qs: list[dict[str, str]], warmup: int) -> tuple[list[float], int]:
+    server = Server(url)
+    try:
+        client = httpx.Client(base_url=server.base, timeout=60, headers=server.headers)
+        latencies = []
+        matched = 0
+        for i, params in enumerate(qs):
+            t0 = time.perf_counter()
+            r = client.get("/fhir/Observation", params=params)
+            dt = time.perf_counter() - t0
+            r.raise_for_status()
+            if i >= warmup:
+                latencies.append(dt * 1000)
+                matched += r.json()["total"]
+        client.close()
+    finally:
+        server.stop()
+    return latencies, matched
+
+
+def in_process(url: str, qs: list[dict[str, str]], warmup: int) -> dict[str, float]:
+    """The app in process with a system client's token: wall, CPU and SQL time per request (means, ms)."""
+    from fastapi.testclient import TestClient
+
+    from fhir_ecr.app import build_services, create_app
+    from fhir_ecr.config import Settings
+
+    settings = Settings(database_url=url, base_url="http://testserver", log_level="WARNING")
+    services = build_services(settings)
+    app = create_app(settings, services=services)
+    engine = services.repo.engine
+    sql = [0.0]
+    started: dict[int, float] = {}
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        started[id(cursor)] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        sql[0] += time.perf_counter() - started.pop(id(cursor), time.perf_counter())
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    from .bench_store import system_token
+
+    env = {**os.environ, "MECR_DATABASE_URL": url}
+    headers = {"Authorization": f"Bearer {system_token(env)}"}
+    wall: list[float] = []
+    cpu: list[float] = []
+    sqls: list[float] = []
+    with TestClient(app) as client:
+        for i, params in enumerate(qs):
+            sql[0] = 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            r = client.get("/fhir/Observation", params=params, headers=headers)
+            t1, c1 = time.perf_counter(), time.process_time()
+            r.raise_for_status()
+            if i >= warmup:
+                wall.append((t1 - t0) * 1000)
+                cpu.append((c1 - c0) * 1000)
+                sqls.append(sql[0] * 1000)
+    p50, p95, _ = percentiles(wall)
+    return {
+        "wall_p50": p50,
+        "wall_p95": p95,
+        "cpu_mean": statistics.mean(cpu),
+        "sql_mean": statistics.mean(sqls),
+        "wall_mean": statistics.mean(wall),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--db", help="PostgreSQL database to seed once and reuse (default: mecr_search_<N>)")
+    parser.add_argument(
+        "--sqlite-file", help="SQLite file to seed once and reuse (default: a temporary file)"
+    )
+    parser.add_argument("--observations", type=int, default=1_000_000)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--drop", action="store_true", help="drop the PostgreSQL database afterwards")
+    args = parser.parse_args()
+    if args.backend == "postgres":
+        name = args.db or f"mecr_search_{args.observations}"
+        url = _pg_url(name)
+    else:
+        path = Path(args.sqlite_file or f"/tmp/mecr-search-{args.observations}.db")
+        url = f"sqlite:///{path}"
+    total = seed(url, args.observations, args.patients)
+    qs = queries(args.queries + args.warmup, total, args.patients)
+    load0 = os.getloadavg()[0]
+    latencies, matched = over_http(url, qs, args.warmup)
+    p50, p95, p99 = percentiles(latencies)
+    inproc = in_process(url, qs, args.warmup)
+    engine = make_engine(url)
+    for text in explain_search(engine, FhirRepository(engine), list(qs[0].items())):
+        print(f"plan: {text}")
+    engine.dispose()
+    print(
+        f"\n[{args.backend}] {total:,} Observations, {args.patients:,} patients, {args.queries} queries "
+        f"(mean {matched / args.queries:.0f} matches), load {load0:.1f}→{os.getloadavg()[0]:.1f}\n"
+        f"  over HTTP:   p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms   (target p95 < 20 ms)\n"
+        f"  in process:  p50 {inproc['wall_p50']:.1f} ms, p95 {inproc['wall_p95']:.1f} ms; mean wall "
+        f"{inproc['wall_mean']:.1f} ms = CPU {inproc['cpu_mean']:.1f} ms + waiting; SQL statements "
+        f"{inproc['sql_mean']:.1f} ms of it"
+    )
+    if args.drop and args.backend == "postgres":
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
