@@ -452,10 +452,12 @@ class CacheRecording(BatchWriter):
         return super().run(recorded)
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite"]
+)  # the page cache bound is SQLite's: PostgreSQL has no such cache
 def test_batches_run_with_a_bounded_page_cache_and_give_the_connection_its_own_back(repo: Any) -> None:
     with repo.unit() as uow:
-        if uow.is_postgres:
-            pytest.skip("the page cache bound is SQLite's (PostgreSQL has no per-connection cache)")
+        assert not uow.is_postgres
         own = uow.conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
     assert own != -IMPORT_CACHE_KIB
     patient = make_patient(repo)
