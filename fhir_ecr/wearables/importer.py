@@ -49,11 +49,9 @@ reported with file, line/record and reason, and not stored. A file that cannot b
 
 from __future__ import annotations
 
-import gc
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, cast
@@ -71,7 +69,7 @@ from mappings.wearables import (
 from mappings.wearables.day_totals import INTRADAY, SUMMARY_INPUTS, DayTotals
 
 from ..coaching import resources as coaching_res
-from ..heap import YOUNG_THRESHOLD
+from ..heap import collector_aside
 from ..outcomes import Gone, NotFound, not_found
 from ..store.repository import FhirRepository, UnitOfWork
 from .formats import ReaderOptions, detect_format, open_readings
@@ -98,35 +96,10 @@ __all__ = [
     "ImportSummary",
     "WearableImportError",
     "WearableImporter",
-    "collector_aside",
     "parse_source_priority",
 ]
 
 _SUPERSEDED: Final = "daily summary: a higher-priority source is already stored for the day"
-
-
-@contextmanager
-def collector_aside() -> Iterator[None]:
-    """While an import runs, keep the cyclic garbage collector off the objects that were there before it (the
-    loaded application: :func:`gc.freeze`) and let it run every :data:`~fhir_ecr.heap.YOUNG_THRESHOLD`
-    allocations instead of 700, then put both back (:func:`gc.unfreeze`: they go to the oldest generation).
-
-    An import allocates millions of short-lived objects (records, resources, index rows); with the defaults the
-    young collections, and the full ones that walk the whole application every so often, took a fifth of the
-    import's CPU (docs/benchmarks.md). Reference counting still frees almost everything at once, and cycles
-    made during the import are still collected. A process whose heap is already settled (a server,
-    :func:`fhir_ecr.heap.settle`) is left as it is, and so is one where another import has set it aside."""
-    if gc.get_freeze_count():
-        yield
-        return
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(YOUNG_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
 
 
 class WearableImporter:

@@ -498,8 +498,7 @@ def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone(
     code = textwrap.dedent(
         """
         import gc
-        from fhir_ecr.heap import YOUNG_THRESHOLD
-        from fhir_ecr.wearables.importer import collector_aside
+        from fhir_ecr.heap import YOUNG_THRESHOLD, collector_aside
         gc.set_threshold(700, 10, 10)
         assert gc.get_freeze_count() == 0
         try:
