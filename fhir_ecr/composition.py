@@ -68,7 +68,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         sessions=sessions,
         audit=AuditTrail(repo),
     )
-    install_derived(repo)  # the coaching views' derived tables, kept at write time (docs/architecture.md)
+    # the coaching views' derived tables, kept at write time, and driving the searches they answer exactly
+    install_derived(repo, search=settings.derived_search)  # (docs/architecture.md)
     install_sync(services)  # EMR sync: the outbox hook, the job runner (docs/sync.md)
     install_referrals(services)  # the referral workflow's checks and Provenance (docs/referrals.md)
     services.view_refreshers.append(refresh_rows)  # the caseload's rows, drawn ahead (docs/web.md)

@@ -179,6 +179,13 @@ class Settings(BaseSettings):
         "workers a second after each write of their data (docs/architecture.md, 'Kept views'); off, they are "
         "refreshed only by the minute's tick of a running worker. The sandbox EHR turns it off.",
     )
+    derived_search: bool = Field(
+        default=True,
+        description="Let the coaching views' derived tables drive `Observation?patient=…&code=system|code…` "
+        "searches (one index range of the patient's readings of the code instead of a probe of each of the "
+        "patient's Observations; the same results: docs/architecture.md, 'Search SQL'). Off: the search index "
+        "alone, as for every other search (for A/B measurements).",
+    )
     worker_threads: int = Field(
         default=2,
         description="Worker threads of `mecr worker` and `mecr serve "

@@ -83,7 +83,11 @@ class UnitQueries(UnitCore):
     def _where(self, rtype: str, query: SearchQuery, conf: Confinement | None) -> tuple[list[Any], Any]:
         """The WHERE conditions of ``query`` and its index-driven keys (or None)."""
         vis = self._vis(conf)
-        pks = driven_pks(rtype, query.criteria, self.repo.fhir_base, vis)
+        driver = next(
+            (d for d in (f(self, rtype, query.criteria) for f in self.repo.search_drivers) if d is not None),
+            None,
+        )
+        pks = driven_pks(rtype, query.criteria, self.repo.fhir_base, vis, driver)
         where = (
             [R.c.pk.in_(pks)]
             if pks is not None

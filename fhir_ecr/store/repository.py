@@ -38,6 +38,7 @@ from ..outcomes import conflict
 from .db import WRITE
 from .records import HistoryResult, SearchResult, Stored, WriteResult, iso_instant, now_us
 from .search import SearchQuery, parse_search
+from .search_sql import SearchDriver
 from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Change, Guard, WriteHook
 from .validation import validate_resource
 from .visibility import Confinement, compartment_patients
@@ -86,6 +87,9 @@ class FhirRepository:
         self.guard: Guard | None = None
         #: Called at the end of every unit of work that wrote (see :class:`WriteHook`); shared by guarded views.
         self.write_hooks: list[WriteHook] = []
+        #: Offer other tables to drive a search (see :class:`~.search_sql.SearchDriver`); the first that answers
+        #: drives. Shared by guarded views.
+        self.search_drivers: list[SearchDriver] = []
 
     def guarded(self, guard: Guard | None) -> FhirRepository:
         """This repository as seen by one caller: every read, search and write is checked by ``guard``."""

@@ -9,8 +9,9 @@ the condition on a resource-table alias for the rows of a type the caller may se
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -21,6 +22,8 @@ from .searchparams import SearchParam, search_param
 from .tables import INDEX_TABLES, REFERENCE_INDEX, ResourceRow
 
 __all__ = [
+    "Driver",
+    "SearchDriver",
     "Visibility",
     "criteria_sql",
     "date_condition",
@@ -35,6 +38,25 @@ REF = REFERENCE_INDEX
 
 #: ``vis(rtype, r)``: the condition on resource-table alias ``r`` for the rows of ``rtype`` the caller may see.
 Visibility = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A driving lookup supplied from outside the store (``FhirRepository.search_drivers``): ``lookup``, a
+    ``SELECT res_pk`` of exactly the current resources that match every criterion of ``used`` (duplicates
+    allowed), in place of the index lookup of the most selective criterion. The other criteria stay correlated
+    ``EXISTS`` probes on its ``res_pk``, so the matches are those the index alone would give."""
+
+    lookup: Any
+    used: tuple[Criterion, ...]
+
+
+class SearchDriver(Protocol):
+    """Offers a :class:`Driver` for a search (or None: the store's own lookup drives). Registered on the repository
+    from the composition root (``FhirRepository.search_drivers``, as write hooks are); the store knows nothing of
+    the tables it reads. ``uow`` is the searching unit of work (to check the tables are complete)."""
+
+    def __call__(self, uow: Any, resource_type: str, criteria: list[Criterion]) -> Driver | None: ...
 
 
 def _prefix(value: str, allow: bool = True) -> tuple[str, str]:
@@ -271,7 +293,11 @@ def criteria_sql(
 
 
 def driven_pks(
-    resource_type: str, criteria: list[Criterion], base_url: str | None, vis: Visibility | None = None
+    resource_type: str,
+    criteria: list[Criterion],
+    base_url: str | None,
+    vis: Visibility | None = None,
+    driver: Driver | None = None,
 ) -> Any | None:
     """``SELECT DISTINCT res_pk`` of the matches, computed from the index tables alone, or None.
 
@@ -280,7 +306,12 @@ def driven_pks(
     of matches is known, so a search over a million resources reads dense index pages only. Index rows exist
     only for current, undeleted versions, so no resource-table check is needed. None when a criterion needs
     the resource table (``_id``, ``_lastUpdated``) or the best criterion cannot drive (``:not``, ``:missing``).
+    A ``driver`` (:class:`Driver`) drives instead, for the criteria it answers.
     """
+    if driver is not None:
+        found = driver.lookup.subquery()
+        rest = [c for c in criteria if not any(c is u for u in driver.used)]
+        return _probed(resource_type, found.c.res_pk, sorted(rest, key=_rank), base_url, vis)
     ordered = sorted(criteria, key=_rank)
     if (
         not ordered
@@ -296,19 +327,26 @@ def driven_pks(
             0
         ].param.special  # a driving special parameter has a ``lookup`` (its index rows)
         found = special.lookup(ordered[0]).subquery()
-        select, key = sa.select(found.c.res_pk), found.c.res_pk
-        others = [
-            _criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
-            for c in ordered[1:]
-        ]
-        return select.where(*others).distinct()
+        return _probed(resource_type, found.c.res_pk, ordered[1:], base_url, vis)
     select, table = _criterion_sql(resource_type, ordered[0], base_url, None, driver=True, vis=vis)
-    key = table.c.res_pk
-    others = [
-        _criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis)
-        for c in ordered[1:]
+    return _probed(resource_type, table.c.res_pk, ordered[1:], base_url, vis, select)
+
+
+def _probed(
+    resource_type: str,
+    key: Any,
+    others: list[Criterion],
+    base_url: str | None,
+    vis: Visibility | None,
+    select: Any = None,
+) -> Any:
+    """``SELECT DISTINCT key`` of the driver rows (``select``, else ``key``'s own) that pass every ``others``
+    criterion, each a correlated ``EXISTS`` probe on ``key``."""
+    probes = [
+        _criterion_sql(resource_type, c, base_url, None, correlated=True, key=key, vis=vis) for c in others
     ]
-    return select.where(*others).distinct()
+    stmt: Any = sa.select(key) if select is None else select
+    return stmt.where(*probes).distinct()
 
 
 def _criterion_sql(

@@ -38,6 +38,7 @@ import orjson
 import psutil
 import sqlalchemy as sa
 
+from fhir_ecr.coaching.derived import install_derived
 from fhir_ecr.fhir.bundles import process_bundle
 from fhir_ecr.store.db import make_engine, upgrade
 from fhir_ecr.store.repository import FhirRepository
@@ -338,6 +339,7 @@ def run_backend(backend: str, ingest: int, search_obs: int, patients: int, queri
         engine = make_engine(db.url)
         upgrade(engine)
         repo = FhirRepository(engine)
+        install_derived(repo)  # the loads below keep the derived tables too: the server's searches read them
         process_bundle(repo, setup_bundle(patients), fhir_base="", max_entries=patients + 10)
 
         server = Server(db.url)

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fhir_ecr.coaching.derived.drive import DerivedSearch
 from fhir_ecr.coaching.derived.rows import CODE_COLUMNS, OBSERVATION_COLUMNS, observation_rows
 from fhir_ecr.store import jsonexact
 from fhir_ecr.store.indexer import extract_index_rows
@@ -102,12 +103,16 @@ def derived_hook(repo: FhirRepository) -> DerivedHook | None:
     return next((h for h in repo.write_hooks if isinstance(h, DerivedHook)), None)
 
 
-def install_derived(repo: FhirRepository) -> DerivedHook:
-    """Register the hook on ``repo`` (once) and return it: every later write keeps the derived tables current."""
+def install_derived(repo: FhirRepository, *, search: bool = True) -> DerivedHook:
+    """Register the hook on ``repo`` (once) and return it: every later write keeps the derived tables current.
+    With ``search``, the tables also drive the Observation searches by patient and code they answer exactly
+    (:class:`~fhir_ecr.coaching.derived.drive.DerivedSearch`, a search driver of the repository)."""
     hook = derived_hook(repo)
     if hook is None:
         hook = DerivedHook()
         repo.write_hooks.append(hook)
+    if search and not any(isinstance(d, DerivedSearch) for d in repo.search_drivers):
+        repo.search_drivers.append(DerivedSearch(hook))
     return hook
 
 
