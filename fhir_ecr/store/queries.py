@@ -83,10 +83,10 @@ class UnitQueries(UnitCore):
     def _where(self, rtype: str, query: SearchQuery, conf: Confinement | None) -> tuple[list[Any], Any]:
         """The WHERE conditions of ``query`` and its index-driven keys (or None)."""
         vis = self._vis(conf)
-        driver = next(
-            (d for d in (f(self, rtype, query.criteria) for f in self.repo.search_drivers) if d is not None),
-            None,
-        )
+        # A driver reads tables kept by write hooks, which see this unit's writes only when it ends: a unit that
+        # has written (a transaction Bundle's conditional entries) searches the index alone.
+        drivers = self.repo.search_drivers if not self._changes else []
+        driver = next((d for d in (f(self, rtype, query.criteria) for f in drivers) if d is not None), None)
         pks = driven_pks(rtype, query.criteria, self.repo.fhir_base, vis, driver)
         where = (
             [R.c.pk.in_(pks)]

@@ -11,10 +11,15 @@ the search can be measured again in a minute when the machine is quiet. Each run
   cursor events): what the request path around SQL costs;
 * the plan of each statement (``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL, ``EXPLAIN QUERY PLAN`` on SQLite).
 
+The server's searches by patient and code are driven by the derived coaching tables (docs/architecture.md, "Search
+SQL"), so the seed keeps them (and rebuilds them once in a database seeded without them). ``--derived-search off``
+(``MECR_DERIVED_SEARCH=false``) measures the search index alone: run both in alternation for an A/B.
+
 Usage::
 
     python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m     # seeds once, then reuses
     python -m tests.benchmarks.bench_search --backend sqlite --sqlite-file /tmp/s.db --observations 200000
+    python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m --derived-search off
 
 Target: p95 < 20 ms at 1,000,000 Observations on PostgreSQL.
 """

@@ -295,3 +295,22 @@ def test_a_patient_scoped_caller_still_sees_only_their_patient(repo: Any) -> Non
     assert _Counting.drove > 0
     with repo.engine.connect() as conn:  # the rows of every patient were there to be (wrongly) found
         assert {r[0] for r in conn.execute(sa.select(OBS.c.patient_id).distinct())} >= set(PATIENTS)
+
+
+def test_a_unit_that_has_written_sees_its_own_writes(repo: Any) -> None:
+    """The derived rows of a unit's writes are written when it ends: until then its searches (a transaction's
+    conditional entries) are the index's, which already holds them."""
+    install_derived(repo)
+    _world(repo, random.Random(3), 5)
+    driven = _counting(repo)
+    params = [("patient", "p1"), ("code", f"{L}|c")]
+    obs = {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"}}
+    with driven.unit() as uow:
+        before = [m.id for m in uow.search(parse_search("Observation", params)).matches]
+        assert _Counting.drove == 1
+        made = uow.create({**obs, "code": {"coding": [{"system": L, "code": "c"}]}}).stored.id
+        assert {m.id for m in uow.search(parse_search("Observation", params)).matches} == {*before, made}
+        uow.update("Observation", made, {**obs, "id": made, "code": {"coding": [{"system": L, "code": "b"}]}})
+        assert [m.id for m in uow.search(parse_search("Observation", params)).matches] == before
+        assert _Counting.drove == 1
+    assert _pages(driven, params)[0][0] == before and _Counting.drove == 2
