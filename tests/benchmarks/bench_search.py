@@ -20,6 +20,7 @@ Usage::
     python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m     # seeds once, then reuses
     python -m tests.benchmarks.bench_search --backend sqlite --sqlite-file /tmp/s.db --observations 200000
     python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m --derived-search off
+    python -m tests.benchmarks.bench_search --backend postgres --db mecr_search_1m --first-statements 60
 
 Target: p95 < 20 ms at 1,000,000 Observations on PostgreSQL.
 """
@@ -117,6 +118,50 @@ def queries(n: int, observations: int, patients: int) -> list[dict[str, str]]:
     return out
 
 
+def first_statements(url: str, qs: list[dict[str, str]]) -> None:
+    """PostgreSQL: the first statement of each query (the page's keys and the total) under ``EXPLAIN (ANALYZE,
+    TIMING OFF, BUFFERS)``, driven by the derived tables and by the search index alone, alternating per query:
+    execution time and shared buffers, independent of the request path around it."""
+    import re
+
+    engine = make_engine(url)
+    repos = {"on": FhirRepository(engine), "off": FhirRepository(engine)}
+    for mode, repo in repos.items():
+        install_derived(repo, search=mode == "on")
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "OVER ()" in statement and not statement.startswith("EXPLAIN"):
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    out: dict[str, tuple[list[float], list[int]]] = {"on": ([], []), "off": ([], [])}
+    for i, params in enumerate(qs):
+        for mode in ("on", "off") if i % 2 else ("off", "on"):
+            seen.clear()
+            repos[mode].search_params("Observation", list(params.items()))
+            statement, parameters = seen[0]
+            with engine.connect() as conn:
+                plan = "\n".join(
+                    str(r[0])
+                    for r in conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, TIMING OFF, BUFFERS) " + statement, parameters
+                    )
+                )
+            found = re.search(r"Execution Time: ([\d.]+)", plan)
+            hits = re.search(r"shared hit=(\d+)", plan)
+            out[mode][0].append(float(found.group(1)) if found else float("nan"))
+            out[mode][1].append(int(hits.group(1)) if hits else 0)
+    engine.dispose()
+    for mode, (ms, hits) in out.items():
+        ms.sort()
+        print(
+            f"first statement, derived search {mode}: min {ms[0]:.2f} / median {statistics.median(ms):.2f} / "
+            f"p95 {ms[int(0.95 * len(ms)) - 1]:.2f} ms, shared buffers (median) {statistics.median(hits):,.0f} "
+            f"({len(ms)} queries, load {os.getloadavg()[0]:.1f})"
+        )
+
+
 def percentiles(ms: list[float]) -> tuple[float, float, float]:
     ms = sorted(ms)
     return statistics.median(ms), ms[int(0.95 * len(ms)) - 1], ms[int(0.99 * len(ms)) - 1]
@@ -208,6 +253,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--drop", action="store_true", help="drop the PostgreSQL database afterwards")
     parser.add_argument(
+        "--first-statements",
+        type=int,
+        metavar="N",
+        help="PostgreSQL: only EXPLAIN ANALYZE the first statement of N queries, derived search on and off",
+    )
+    parser.add_argument(
         "--derived-search",
         choices=["on", "off"],
         default="on",
@@ -222,6 +273,9 @@ def main() -> None:
         path = Path(args.sqlite_file or f"/tmp/mecr-search-{args.observations}.db")
         url = f"sqlite:///{path}"
     total = seed(url, args.observations, args.patients)
+    if args.first_statements:
+        first_statements(url, queries(args.first_statements, total, args.patients))
+        return
     qs = queries(args.queries + args.warmup, total, args.patients)
     load0 = os.getloadavg()[0]
     latencies, matched = over_http(url, qs, args.warmup)
