@@ -48,9 +48,10 @@ def settle() -> bool:
 
 @contextmanager
 def collector_aside() -> Iterator[None]:
-    """While a bulk job runs (a wearable import), keep the cyclic garbage collector off the objects that were
-    there before it (the loaded application: :func:`gc.freeze`) and let it run every :data:`YOUNG_THRESHOLD`
-    allocations instead of 700, then put both back (:func:`gc.unfreeze`: they go to the oldest generation).
+    """While a bulk job runs (a wearable import, an EMR pull: fhir_ecr/sync/tasks.py), keep the cyclic garbage
+    collector off the objects that were there before it (the loaded application: :func:`gc.freeze`) and let it
+    run every :data:`YOUNG_THRESHOLD` allocations instead of 700, then put both back (:func:`gc.unfreeze`: they go
+    to the oldest generation).
 
     An import allocates millions of short-lived objects (records, resources, index rows); with the defaults the
     young collections, and the full ones that walk the whole application every so often, took a fifth of the
