@@ -122,6 +122,8 @@ class Draft:
     #: ``(type, EMR id)`` of every reference to the EMR, as :func:`remote_refs` gives them
     refs: list[tuple[str, str]]
     nodes: list[_Node]
+    remote: dict[str, Any]
+    ehr_id: str
 
 
 def pulled(
@@ -135,8 +137,6 @@ def pulled(
 def draft(remote: dict[str, Any], *, ehr_id: str, emr_base: str, local: str | None = None) -> Draft:
     """The first half of :func:`pulled`: one walk copies ``remote`` and notes its references (the JSON is copied
     and walked once, and a Loader reads the references to resolve from the draft)."""
-    rtype, rid = str(remote["resourceType"]), str(remote["id"])
-    base = emr_base.rstrip("/")
     found: list[tuple[dict[str, Any], str]] = []
     content: dict[str, Any] = {
         k: (_copy_noting(v, found) if k not in _SKIP else _copy(v)) for k, v in remote.items()
@@ -154,9 +154,10 @@ def draft(remote: dict[str, Any], *, ehr_id: str, emr_base: str, local: str | No
         target = _emr_target(top, emr_base)
         if target is not None:
             refs.append(target)
-    content["id"] = local if local is not None else local_id(ehr_id, rtype, rid)
-    _stamp(content, remote, ehr_id, base)
-    return Draft(content, refs, nodes)
+    content["id"] = (
+        local if local is not None else local_id(ehr_id, str(remote["resourceType"]), str(remote["id"]))
+    )
+    return Draft(content, refs, nodes, remote, ehr_id)
 
 
 def _stamp(content: dict[str, Any], remote: dict[str, Any], ehr_id: str, base: str) -> None:
@@ -181,7 +182,8 @@ def _stamp(content: dict[str, Any], remote: dict[str, Any], ehr_id: str, base: s
 
 def finish(drafted: Draft, resolve: Resolver, emr_base: str) -> dict[str, Any]:
     """The second half of :func:`pulled`: each reference to the EMR becomes the local one ``resolve`` knows, else
-    the EMR's absolute URL; any other one stays as it was. Returns the draft's content (mapped in place)."""
+    the EMR's absolute URL; any other one stays as it was; then the copy is marked as the EMR's. Returns the
+    draft's content (mapped and marked in place)."""
     base = emr_base.rstrip("/")
     mapped: dict[str, str] = {}
     for node, text, target in drafted.nodes:
@@ -190,6 +192,7 @@ def finish(drafted: Draft, resolve: Resolver, emr_base: str) -> dict[str, Any]:
             to = text if target is None else resolve(*target) or f"{base}/{target[0]}/{target[1]}"
             mapped[text] = to
         node["reference"] = to
+    _stamp(drafted.content, drafted.remote, drafted.ehr_id, base)
     return drafted.content
 
 

@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from fhir_ecr.auth.access import IDENTIFIER_SOURCE_URL, LINK_SYSTEM_PREFIX
 from fhir_ecr.sync.mapping import (
     _copy,
@@ -162,3 +164,20 @@ def test_draft_and_finish_equal_the_two_walks_they_replace() -> None:
         assert pulled(remote, ehr_id="emr", emr_base=BASE, resolve=_resolve) == content
         assert remote == before  # the EMR's resource is left as it was
         assert list(content) == list(_old_pulled(remote, ehr_id="emr", emr_base=BASE, resolve=_resolve))
+
+
+def test_a_draft_of_a_malformed_resource_fails_only_where_the_copy_failed_before() -> None:
+    # The Loader drafts every resource of a batch, also those it then leaves out (a Patient not linked), where it
+    # used to find their references alone: drafting must not fail where finding references did not.
+    for bad in (
+        {"identifier": 5},
+        {"meta": ["x"]},
+        {"identifier": [{"system": "s", "value": "v", "extension": 3}]},
+    ):
+        remote = {"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}, **bad}
+        drafted = draft(remote, ehr_id="emr", emr_base=BASE)
+        assert drafted.refs == [("Patient", "p1")]
+        with pytest.raises((TypeError, AttributeError)) as old:
+            _old_pulled(remote, ehr_id="emr", emr_base=BASE, resolve=_resolve)
+        with pytest.raises(old.type):
+            finish(drafted, _resolve, BASE)
