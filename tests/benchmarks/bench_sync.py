@@ -263,7 +263,7 @@ def main() -> None:
         tmp = Path(d)
         sekmet = Sekmet(tmp).start() if parts - {"export"} else None
         try:
-            if sekmet is not None and parts & {"bulk", "paged"}:
+            if sekmet is not None:  # the push, too, pulls its Patients first
                 _seed(sekmet, n_pull)
             for mode in [m for m in ("bulk", "paged") if m in parts]:
                 assert sekmet is not None
