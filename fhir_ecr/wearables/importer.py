@@ -71,7 +71,7 @@ from mappings.wearables import (
 from mappings.wearables.day_totals import INTRADAY, SUMMARY_INPUTS, DayTotals
 
 from ..coaching import resources as coaching_res
-from ..heap import collector_aside
+from ..heap import bulk_collector_aside
 from ..outcomes import Gone, NotFound, not_found
 from ..store.repository import FhirRepository, UnitOfWork
 from .formats import ReaderOptions, detect_format, open_readings
@@ -151,7 +151,7 @@ class WearableImporter:
         self, patient_id: str, stream: IO[bytes], name: str, *, progress: Callable[[int], None] | None = None
     ) -> ImportSummary:
         """Import one seekable byte stream named ``name``."""
-        with collector_aside(), self.writer.committing_aside():
+        with bulk_collector_aside(), self.writer.committing_aside():
             return self._import_stream(patient_id, stream, name, progress)
 
     def _import_stream(

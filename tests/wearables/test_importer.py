@@ -495,18 +495,24 @@ def test_an_import_runs_with_the_collector_aside_and_puts_it_back(repo: Any) -> 
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
-def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone() -> None:
+@pytest.mark.parametrize(
+    ("aside", "young"),
+    [("collector_aside", "YOUNG_THRESHOLD"), ("bulk_collector_aside", "BULK_YOUNG_THRESHOLD")],
+)
+def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone(
+    aside: str, young: str
+) -> None:
     # in a fresh interpreter, whose collector this test may change
     code = textwrap.dedent(
-        """
+        f"""
         import gc
-        from fhir_ecr.heap import BULK_YOUNG_THRESHOLD, collector_aside
+        from fhir_ecr.heap import {young} as YOUNG, {aside} as aside
         gc.set_threshold(700, 10, 10)
         assert gc.get_freeze_count() == 0
         try:
-            with collector_aside():
+            with aside():
                 assert gc.get_freeze_count() > 1000
-                assert gc.get_threshold() == (BULK_YOUNG_THRESHOLD, 10, 10)
+                assert gc.get_threshold() == (YOUNG, 10, 10)
                 raise ValueError
         except ValueError:
             pass
@@ -514,7 +520,7 @@ def test_collector_aside_restores_the_collector_and_leaves_a_settled_heap_alone(
         gc.freeze()
         frozen = gc.get_freeze_count()
         gc.set_threshold(5000, 10, 10)
-        with collector_aside():
+        with aside():
             assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
         assert gc.get_freeze_count() == frozen and gc.get_threshold() == (5000, 10, 10)
         print("ok")
