@@ -59,11 +59,33 @@ __all__ = [
     "UNVERSIONED_TYPES",
     "Change",
     "WriteHook",
+    "Committer",
 ]
 
 log = logging.getLogger("mecr.store")
 
 Validator = Callable[[dict[str, Any]], None]
+#: Runs a unit's COMMIT (a callable) now or later: see :meth:`FhirRepository.unit`.
+Committer = Callable[[Callable[[], None]], None]
+_CONCURRENT = "a concurrent write created the same resource; retry the request"
+
+
+def _ending(uow: UnitOfWork) -> list[Callable[[], None]]:
+    """What a unit of work does when its block has run, before its COMMIT: the references check, the write hooks
+    (what they return runs after the COMMIT) and the patient versions."""
+    uow.check_references()
+    after = uow.run_write_hooks()
+    uow.bump_patient_versions()
+    return after
+
+
+def _after_commit(after: list[Callable[[], None]]) -> None:
+    """Run the write hooks' after-commit actions: committed, what they do must not fail the write."""
+    for done in after:
+        try:
+            done()
+        except Exception as exc:  # noqa: BLE001 - logged by type only (no PHI)
+            log.warning("an after-commit action failed: %s", type(exc).__name__)
 
 
 class FhirRepository:
@@ -98,13 +120,26 @@ class FhirRepository:
         return view
 
     @contextmanager
-    def unit(self, write: bool = True, *, lone_reads: bool = False) -> Iterator[UnitOfWork]:
+    def unit(
+        self, write: bool = True, *, lone_reads: bool = False, committer: Committer | None = None
+    ) -> Iterator[UnitOfWork]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
         ``lone_reads`` (with ``write=False``): the unit only reads, and its statements need no transaction in
         common — on PostgreSQL they run in autocommit, without a BEGIN and a COMMIT (two round trips of a
         search's five). Nothing changes for what they see: at READ COMMITTED each statement takes its own snapshot
-        anyway. For the repository's own reads, searches and histories."""
+        anyway. For the repository's own reads, searches and histories.
+
+        ``committer`` (a writing unit): everything up to the COMMIT runs when the block ends, as usual (the
+        references check, the write hooks, the patient versions); the COMMIT itself, closing the connection and
+        the hooks' after-commit actions are handed to ``committer`` as one callable, which may run it later on
+        another thread (:class:`fhir_ecr.wearables.upsert.BatchWriter` overlaps it with reading the next batch).
+        The caller must run it, and must not touch the store before it has returned: it raises what the COMMIT
+        raised."""
+        if committer is not None:
+            with self._unit_committed_by(committer) as uow:
+                yield uow
+            return
         try:
             with self.engine.connect() as conn:
                 if write:
@@ -114,17 +149,38 @@ class FhirRepository:
                 with conn.begin():
                     uow = UnitOfWork(self, conn)
                     yield uow
-                    uow.check_references()
-                    after = uow.run_write_hooks()
-                    uow.bump_patient_versions()
+                    after = _ending(uow)
         except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
             # Two writers created the same Type/id at the same moment: the unique index refused the second.
-            raise conflict("a concurrent write created the same resource; retry the request") from exc
-        for done in after:  # committed: what the hooks asked to do afterwards must not fail the write
+            raise conflict(_CONCURRENT) from exc
+        _after_commit(after)
+
+    @contextmanager
+    def _unit_committed_by(self, committer: Committer) -> Iterator[UnitOfWork]:
+        """:meth:`unit` whose COMMIT is run by ``committer``."""
+        conn = self.engine.connect().execution_options(**{WRITE: True})
+        try:
+            trans = conn.begin()
+            uow = UnitOfWork(self, conn)
+            yield uow
+            after = _ending(uow)
+        except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
+            conn.close()  # rolls the transaction back
+            raise conflict(_CONCURRENT) from exc
+        except BaseException:
+            conn.close()
+            raise
+
+        def commit() -> None:
             try:
-                done()
-            except Exception as exc:  # noqa: BLE001 - logged by type only (no PHI)
-                log.warning("an after-commit action failed: %s", type(exc).__name__)
+                trans.commit()
+            except (sa.exc.IntegrityError, psycopg.IntegrityError) as exc:
+                raise conflict(_CONCURRENT) from exc
+            finally:
+                conn.close()
+            _after_commit(after)
+
+        committer(commit)
 
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
         with self.unit() as uow:

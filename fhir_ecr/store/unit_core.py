@@ -309,9 +309,10 @@ class UnitCore:
     def _insert_index_rows(self, items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]]) -> None:
         batches: dict[str, list[tuple[Any, ...]]] = {}
         for pk, rtype, rows in items:
+            key = (pk, rtype).__add__  # (pk, rtype, *row) for each row, without a Python loop over the rows
             for table_name, table_rows in rows.items():
                 if table_rows:
-                    batches.setdefault(table_name, []).extend([(pk, rtype, *row) for row in table_rows])
+                    batches.setdefault(table_name, []).extend(map(key, table_rows))
         for table_name, batch in batches.items():
             self._bulk_insert(table_name, ("res_pk", "res_type", *INDEX_COLUMNS[table_name]), batch)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,6 +38,9 @@ __all__ = [
     "local_id",
     "link_system",
     "pulled",
+    "draft",
+    "finish",
+    "Draft",
     "push_body",
     "content_hash",
     "remote_refs",
@@ -53,9 +57,20 @@ _SKIP = frozenset({"meta", "id", "resourceType"})
 Resolver = Callable[[str, str], str | None]
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def local_id(ehr_id: str, rtype: str, remote_id: str) -> str:
-    """The id in mECR of the EMR's ``rtype/remote_id`` (deterministic)."""
-    return str(uuid.uuid5(_NAMESPACE, f"{ehr_id}/{rtype}/{remote_id}"))
+    """The id in mECR of the EMR's ``rtype/remote_id`` (deterministic): ``str(uuid.uuid5(_NAMESPACE,
+    f"{ehr_id}/{rtype}/{remote_id}"))`` (RFC 4122 section 4.3), written out without the ``UUID`` object, which
+    cost more than the hash itself (tests/sync/test_mapping_ids.py checks them equal)."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{ehr_id}/{rtype}/{remote_id}".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def link_system(ehr_id: str, rtype: str) -> str:
@@ -92,27 +107,63 @@ def remote_refs(resource: dict[str, Any], emr_base: str) -> Iterator[tuple[str, 
             yield target
 
 
-def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resolver) -> dict[str, Any]:
-    """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was)."""
-    rtype, rid = str(remote["resourceType"]), str(remote["id"])
-    base = emr_base.rstrip("/")
-    targets: dict[
-        str, str
-    ] = {}  # reference text -> what it becomes (a batch repeats the same few references)
+#: A Reference object of a draft (its copy, whose ``reference`` :func:`finish` sets), its text, and its target at
+#: the EMR (None: not the EMR's to map).
+_Node = tuple[dict[str, Any], str, tuple[str, str] | None]
 
-    def map_ref(text: str) -> str:
-        mapped = targets.get(text)
-        if mapped is None:
-            target = _emr_target(text, emr_base)
-            mapped = text if target is None else resolve(*target) or f"{base}/{target[0]}/{target[1]}"
-            targets[text] = mapped
-        return mapped
 
-    # One walk copies the resource and maps its references (the JSON is copied and walked once).
+@dataclass(slots=True)
+class Draft:
+    """mECR's copy of an EMR resource with its references not yet mapped (:func:`draft`, then :func:`finish`):
+    the references it holds are known after one walk, before what they map to is (their Patients may have to be
+    read from the EMR first)."""
+
+    content: dict[str, Any]
+    #: ``(type, EMR id)`` of every reference to the EMR, as :func:`remote_refs` gives them
+    refs: list[tuple[str, str]]
+    nodes: list[_Node]
+    remote: dict[str, Any]
+    ehr_id: str
+
+
+def pulled(
+    remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resolver, local: str | None = None
+) -> dict[str, Any]:
+    """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was); ``local``: its
+    :func:`local_id` when the caller has it already."""
+    return finish(draft(remote, ehr_id=ehr_id, emr_base=emr_base, local=local), resolve, emr_base)
+
+
+def draft(remote: dict[str, Any], *, ehr_id: str, emr_base: str, local: str | None = None) -> Draft:
+    """The first half of :func:`pulled`: one walk copies ``remote`` and notes its references (the JSON is copied
+    and walked once, and a Loader reads the references to resolve from the draft)."""
+    found: list[tuple[dict[str, Any], str]] = []
     content: dict[str, Any] = {
-        k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v)) for k, v in remote.items()
+        k: (_copy_noting(v, found) if k not in _SKIP else _copy(v)) for k, v in remote.items()
     }
-    content["id"] = local_id(ehr_id, rtype, rid)
+    targets: dict[str, tuple[str, str] | None] = {}  # a resource repeats the same few references
+    nodes: list[_Node] = []
+    refs: list[tuple[str, str]] = []
+    for node, text in found:
+        target = targets[text] if text in targets else targets.setdefault(text, _emr_target(text, emr_base))
+        nodes.append((node, text, target))
+        if target is not None:
+            refs.append(target)
+    top = remote.get("reference")
+    if isinstance(top, str):  # remote_refs counts one on the resource itself; none is mapped there
+        target = _emr_target(top, emr_base)
+        if target is not None:
+            refs.append(target)
+    content["id"] = (
+        local if local is not None else local_id(ehr_id, str(remote["resourceType"]), str(remote["id"]))
+    )
+    return Draft(content, refs, nodes, remote, ehr_id)
+
+
+def _stamp(content: dict[str, Any], remote: dict[str, Any], ehr_id: str, base: str) -> None:
+    """Mark the copy ``content`` of ``remote`` as the EMR's (see the module docstring): ``meta.source``, the
+    ``ehr`` tag, its identifiers set by the EHR and the link identifier."""
+    rtype, rid = str(remote["resourceType"]), str(remote["id"])
     meta = {k: v for k, v in (remote.get("meta") or {}).items() if k in ("profile", "security")}
     meta["source"] = f"{base}/{rtype}/{rid}"
     meta["tag"] = [{"system": RECORD_SOURCE_SYSTEM, "code": "ehr", "display": f"EHR {ehr_id}"}]
@@ -127,25 +178,39 @@ def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resol
             ext = [e for e in ident.get("extension") or [] if e.get("url") != IDENTIFIER_SOURCE_URL]
             ident["extension"] = [*ext, {"url": IDENTIFIER_SOURCE_URL, "valueCode": "ehr"}]
     content["identifier"] = [*idents, {"system": link_system(ehr_id, rtype), "value": rid}]
-    return content
 
 
-def _copy_mapped(value: Any, map_ref: Callable[[str], str]) -> Any:
-    """A deep copy of JSON data in which every Reference's ``reference`` string is replaced by ``map_ref`` of it
-    (``meta``, ``id`` and ``resourceType`` below are copied as they are, as :func:`_ref_nodes` skips them)."""
+def finish(drafted: Draft, resolve: Resolver, emr_base: str) -> dict[str, Any]:
+    """The second half of :func:`pulled`: each reference to the EMR becomes the local one ``resolve`` knows, else
+    the EMR's absolute URL; any other one stays as it was; then the copy is marked as the EMR's. Returns the
+    draft's content (mapped and marked in place)."""
+    base = emr_base.rstrip("/")
+    mapped: dict[str, str] = {}
+    for node, text, target in drafted.nodes:
+        to = mapped.get(text)
+        if to is None:
+            to = text if target is None else resolve(*target) or f"{base}/{target[0]}/{target[1]}"
+            mapped[text] = to
+        node["reference"] = to
+    _stamp(drafted.content, drafted.remote, drafted.ehr_id, base)
+    return drafted.content
+
+
+def _copy_noting(value: Any, found: list[tuple[dict[str, Any], str]]) -> Any:
+    """A deep copy of JSON data; each copied Reference object (one with a string ``reference``) is noted in
+    ``found`` with its text (``meta``, ``id`` and ``resourceType`` below are copied as they are, as
+    :func:`_ref_nodes` skips them)."""
     if isinstance(value, dict):
         out = {
-            k: (_copy_mapped(v, map_ref) if k not in _SKIP else _copy(v))
-            if isinstance(v, (dict, list))
-            else v
+            k: (_copy_noting(v, found) if k not in _SKIP else _copy(v)) if isinstance(v, (dict, list)) else v
             for k, v in value.items()
         }
         ref = out.get("reference")
         if isinstance(ref, str):
-            out["reference"] = map_ref(ref)
+            found.append((out, ref))
         return out
     if isinstance(value, list):
-        return [_copy_mapped(v, map_ref) if isinstance(v, (dict, list)) else v for v in value]
+        return [_copy_noting(v, found) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 

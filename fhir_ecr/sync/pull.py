@@ -30,16 +30,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from ..auth.linking import LinkConflict, link_batch, link_resource
 from ..outcomes import FhirError
 from ..store.indexer import date_range
-from ..store.records import Stored, iso_instant
+from ..store.records import R, Stored, iso_instant
 from ..store.search import parse_search
 from ..store.searchparams import search_params
 from ..store.writes import same_content
 from .client import EmrClient, EmrRefused, EmrUnavailable
 from .config import PullSpec
-from .mapping import is_pushed_by, link_system, local_id, pulled, remote_refs
+from .mapping import draft, finish, is_pushed_by, link_system, local_id
 
 __all__ = ["Loader", "PullCounts", "pull_type", "instant_us"]
 
@@ -218,13 +220,16 @@ class Loader:
                 counts.unchanged += 1  # linked before (demographics refreshed if the EMR changed them)
             else:
                 counts.created += 1
-        refs = [list(remote_refs(r, self.base)) for r in others]  # each resource walked once
+        # Each resource is copied, and its references found, in one walk; they are mapped once resolved.
+        own_ids = [local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])) for r in others]
+        drafts = [
+            draft(r, ehr_id=self.ehr_id, emr_base=self.base, local=i)
+            for r, i in zip(others, own_ids, strict=True)
+        ]
+        refs = [d.refs for d in drafts]
         await self._resolve_patients({i for rs in refs for t, i in rs if t == "Patient"}, counts)
         contents: list[Pulled] = []
-        batch_keys = {
-            (str(r["resourceType"]), local_id(self.ehr_id, str(r["resourceType"]), str(r["id"])))
-            for r in others
-        }
+        batch_keys = {(str(r["resourceType"]), i) for r, i in zip(others, own_ids, strict=True)}
         present = (
             self._present(
                 {(t, local_id(self.ehr_id, t, i)) for rs in refs for t, i in rs if t != "Patient"}
@@ -246,11 +251,11 @@ class Loader:
 
         validate = self.repo.validator
         stored = self._stored(batch_keys)
-        for res, rs in zip(others, refs, strict=True):
+        for res, rs, drafted in zip(others, refs, drafts, strict=True):
             if any(t == "Patient" and not self._patients.get(i) for t, i in rs):
                 counts.reject(1, f"{res['resourceType']}: its Patient is not linked (identity conflict?)")
                 continue
-            content = pulled(res, ehr_id=self.ehr_id, emr_base=self.base, resolve=resolve)
+            content = finish(drafted, resolve, self.base)
             old = stored.get((content["resourceType"], content["id"]))
             same = old is not None and same_content(old.content, content)
             if not same:  # what is stored was valid when written: only a change is validated, once, here
@@ -294,7 +299,7 @@ class Loader:
     def _present(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of ``keys`` (type, local id) are stored."""
         with self.repo.unit(write=False) as uow:
-            return set(_lookup(uow, keys, self.types, ids_only=True))
+            return _existing(uow, keys, self.types)
 
     def _stored(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The stored versions of ``keys`` (type, local id) that exist."""
@@ -310,7 +315,7 @@ class Loader:
         tally = {"created": 0, "updated": 0, "unchanged": 0}
         with self.repo.unit() as uow:
             keys = {(c["resourceType"], c["id"]) for _, c, _ in contents}
-            existing = set(_lookup(uow, keys, self.types, ids_only=True))
+            existing = _existing(uow, keys, self.types)
             written: set[tuple[str, str]] = set()
             links = []
             for remote, content, same in contents:
@@ -334,21 +339,38 @@ class Loader:
             setattr(counts, name, getattr(counts, name) + n)
 
 
-def _lookup(
-    uow: Any, keys: set[tuple[str, str]], types: frozenset[str], *, ids_only: bool = False
-) -> dict[tuple[str, str], Stored]:
-    """The stored versions of ``keys`` (type, local id) that exist, one search per type and 500 ids
-    (``ids_only``: their ids alone)."""
+def _by_type(keys: set[tuple[str, str]], types: frozenset[str]) -> dict[str, list[str]]:
     by_type: dict[str, list[str]] = {}
     for t, i in keys:
         if t in types:
             by_type.setdefault(t, []).append(i)
+    return by_type
+
+
+def _lookup(uow: Any, keys: set[tuple[str, str]], types: frozenset[str]) -> dict[tuple[str, str], Stored]:
+    """The stored versions of ``keys`` (type, local id) that exist, one search per type and 500 ids."""
     found: dict[tuple[str, str], Stored] = {}
-    for t, ids in by_type.items():
+    for t, ids in _by_type(keys, types).items():
         for n in range(0, len(ids), 500):
-            params = [("_id", ",".join(ids[n : n + 500])), *([("_elements", "id")] if ids_only else [])]
-            query = parse_search(t, params, default_count=1000, max_count=1000)
+            query = parse_search(t, [("_id", ",".join(ids[n : n + 500]))], default_count=1000, max_count=1000)
             found.update(((t, s.id), s) for s in uow.search(query).matches)
+    return found
+
+
+def _existing(uow: Any, keys: set[tuple[str, str]], types: frozenset[str]) -> set[tuple[str, str]]:
+    """Which of ``keys`` (type, local id) exist and are not deleted: what a search by ``_id`` finds in the
+    Loader's unguarded store, read from the resource table's key alone (no search machinery, no content)."""
+    found: set[tuple[str, str]] = set()
+    for t, ids in _by_type(keys, types).items():
+        for n in range(0, len(ids), 500):
+            found.update(
+                (t, str(i))
+                for i in uow.conn.execute(
+                    sa.select(R.c.res_id).where(
+                        R.c.res_type == t, uow.ids_in(R.c.res_id, ids[n : n + 500]), R.c.deleted.is_(False)
+                    )
+                ).scalars()
+            )
     return found
 
 

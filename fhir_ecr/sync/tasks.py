@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from ..heap import collector_aside
 from .bulk_pull import BULK_MARK, kick_off, poll
 from .client import EmrError, EmrRefused, EmrUnavailable
 from .pull import Loader, PullCounts, pull_type
@@ -90,7 +91,8 @@ def pull(services: Any, ehr_id: str, full: bool = False, schedule: bool = True) 
                     _record_error(services, ehr_id, [spec.type], exc)
             return None, total
 
-        wait, counts = sync.run(run)
+        with collector_aside():  # a load allocates millions of short-lived objects (fhir_ecr/heap.py)
+            wait, counts = sync.run(run)
     except EmrUnavailable as exc:
         _record_error(services, ehr_id, types, exc)
         raise _retry(services, exc) from exc
@@ -141,7 +143,8 @@ def bulk_poll(services: Any, ehr_id: str, schedule: bool = True) -> tuple[float 
             emr = await sync.emr(row, config)
             return await _poll(services, Loader(services, ehr_id, emr), config, 0.0)
 
-        wait, counts = sync.run(run)
+        with collector_aside():  # the export's files are loaded here (fhir_ecr/heap.py)
+            wait, counts = sync.run(run)
     except EmrUnavailable as exc:
         _record_error(services, ehr_id, [BULK_MARK], exc)
         raise _retry(services, exc) from exc

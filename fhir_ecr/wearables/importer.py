@@ -24,7 +24,9 @@ Writes (``docs/wearables.md``):
   Re-importing a file, or a newer export that overlaps an older one, creates no duplicates and writes nothing
   that did not change. Devices are created once and never rewritten by an import.
 * **Atomic batches.** A batch is one unit of work: ``batch_readings`` whole readings, or ``batch_days`` whole
-  local days of summaries (a day's summaries are never split). Summaries are written only after the whole
+  local days of summaries (a day's summaries are never split). Its COMMIT runs on a thread of its own while the
+  next batch is read and mapped (:meth:`.upsert.BatchWriter.committing_aside`); nothing touches the store before
+  it has ended. Summaries are written only after the whole
   file was read, so a truncated file or a crash never leaves half a day.
 * **Resumable.** Each batch records its progress in the store's kv state (``wearable-import:…``, keyed by
   patient, the file's SHA-256 and the options) in the same transaction; importing the same file again after a
@@ -69,7 +71,7 @@ from mappings.wearables import (
 from mappings.wearables.day_totals import INTRADAY, SUMMARY_INPUTS, DayTotals
 
 from ..coaching import resources as coaching_res
-from ..heap import collector_aside
+from ..heap import bulk_collector_aside
 from ..outcomes import Gone, NotFound, not_found
 from ..store.repository import FhirRepository, UnitOfWork
 from .formats import ReaderOptions, detect_format, open_readings
@@ -149,7 +151,7 @@ class WearableImporter:
         self, patient_id: str, stream: IO[bytes], name: str, *, progress: Callable[[int], None] | None = None
     ) -> ImportSummary:
         """Import one seekable byte stream named ``name``."""
-        with collector_aside():
+        with bulk_collector_aside(), self.writer.committing_aside():
             return self._import_stream(patient_id, stream, name, progress)
 
     def _import_stream(
@@ -262,6 +264,7 @@ class WearableImporter:
             self._write_readings(pending, subject, summary, progress_state, stored_index)
         days = totals.summaries(rule)
         summary.days = len({d.day for d in days})
+        self.writer.settle()
         habits = habit_window(self.repo, patient_id) if self.coaching is not None else None
         batch: list[DailySummary] = []
         batch_days: set[date] = set()
@@ -277,6 +280,7 @@ class WearableImporter:
         if batch:
             self._write_summaries(batch, subject, summary, progress_state, habits)
         progress_state.seal(resumed=summary.resumed > 0)
+        self.writer.settle()
         with self.repo.unit() as uow:
             uow.set_state(progress_state.key, progress_state.dump())
         summary.bytes = stream.seek(0, os.SEEK_END)
@@ -355,6 +359,7 @@ class WearableImporter:
 
         self._count(summary, state, writer.run(write))
         if habits is not None and self.coaching is not None:
+            writer.settle()
             connect(self.coaching, written, habits, summary)
 
     @staticmethod

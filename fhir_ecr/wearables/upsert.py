@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -90,6 +91,33 @@ def _page_cache(uow: UnitOfWork, kib: int) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size={int(before)}")
 
 
+class _Committer:
+    """Runs one COMMIT at a time on a thread of its own (:meth:`BatchWriter.committing_aside`)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: Future[None] | None = None
+
+    def __call__(self, commit: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mecr-import-commit")
+        self._running = self._pool.submit(commit)
+
+    def wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
+
 class BatchWriter:
     """Runs and writes the importer's batches against ``repo``; ``rule`` ranks sources for day summaries.
 
@@ -100,15 +128,39 @@ class BatchWriter:
         self.repo = repo
         self.rule = rule
         self._validated: set[Any] = set()
+        self._committer: _Committer | None = None
+
+    @contextmanager
+    def committing_aside(self) -> Iterator[None]:
+        """While the block runs, each batch's COMMIT runs on a thread of its own while the importer reads and maps
+        the next batch (the COMMIT, mostly writing pages, leaves the interpreter free); :meth:`settle` waits for
+        it, and so does the next batch, before anything else touches the store. Whatever happens, the last
+        COMMIT has ended when the block does. Each batch is still one transaction, committed before the next
+        begins, so what is stored, in what order, is what committing in line stores (docs/wearables.md)."""
+        committer = _Committer()
+        self._committer = committer
+        try:
+            yield
+        finally:
+            self._committer = None
+            committer.close()
+
+    def settle(self) -> None:
+        """Wait until the last batch's COMMIT has ended; raise what it raised. Call before touching the store."""
+        if self._committer is not None:
+            self._committer.wait()
 
     def run(self, write: Callable[[UnitOfWork, bool], Batch]) -> Batch:
         """Run a batch in one unit of work; after a 409 (a concurrent import created one of its resources) run
-        it once more, writing absent resources with update semantics."""
+        it once more, writing absent resources with update semantics. Inside :meth:`committing_aside` the
+        COMMIT is left running when this returns."""
+        self.settle()
+        committer = self._committer
         try:
-            with self.repo.unit() as uow, _page_cache(uow, IMPORT_CACHE_KIB):
+            with self.repo.unit(committer=committer) as uow, _page_cache(uow, IMPORT_CACHE_KIB):
                 return write(uow, False)
         except Conflict:
-            with self.repo.unit() as uow, _page_cache(uow, IMPORT_CACHE_KIB):
+            with self.repo.unit(committer=committer) as uow, _page_cache(uow, IMPORT_CACHE_KIB):
                 return write(uow, True)
 
     def existing(self, uow: UnitOfWork, rtype: str, ids: Sequence[str]) -> dict[str, Stored]:

@@ -242,6 +242,12 @@ def _export(tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--only",
+        choices=["bulk", "paged", "push", "export"],
+        action="append",
+        help="run only this part (repeatable; default: all of them)",
+    )
     parser.add_argument("--phase", choices=["seed", "export"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,13 +257,16 @@ def main() -> None:
         return _export(Path(args.dir))
     from fhir_ecr.sync import tasks
 
+    parts = set(args.only or ("bulk", "paged", "push", "export"))
     n_pull, n_push = int(50_000 * args.scale), int(10_000 * args.scale)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        sekmet = Sekmet(tmp).start()
+        sekmet = Sekmet(tmp).start() if parts - {"export"} else None
         try:
-            _seed(sekmet, n_pull)
-            for mode in ("bulk", "paged"):
+            if sekmet is not None:  # the push, too, pulls its Patients first
+                _seed(sekmet, n_pull)
+            for mode in [m for m in ("bulk", "paged") if m in parts]:
+                assert sekmet is not None
                 svc = _services(tmp, mode)
                 register(svc, sekmet.base, pull="Patient, Observation", push="", mode=mode)
                 svc.settings = svc.settings.model_copy(
@@ -277,39 +286,15 @@ def main() -> None:
                     _line("pull paged", counts.fetched, dt, dt - clock.seconds, cpu)
                 _memory(f"the {mode} phase")
                 svc.engine.dispose()
-            svc = _services(tmp, "push")
-            register(svc, sekmet.base, pull="Patient", push="Encounter")
-            tasks.pull_now(svc, "emr")
-            local = svc.repo.search_params("Patient", [("_count", "1")]).matches[0].id
-            with svc.repo.unit() as uow:
-                for _ in range(n_push):
-                    uow.create(
-                        {
-                            "resourceType": "Encounter",
-                            "status": "finished",
-                            "class": {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                "code": "AMB",
-                            },
-                            "subject": {"reference": f"Patient/{local}"},
-                        }
-                    )
-            clock = _EmrClock()
-            t, cpu = time.perf_counter(), time.process_time()
-            delivered = 0
-            while True:
-                c = tasks.deliver_now(svc, "emr")
-                delivered += c.delivered
-                if not c.delivered:
-                    break
-            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
-            clock.close()
-            _line("push (batch Bundles of 100)", delivered, dt, dt - clock.seconds, cpu)
-            _memory("the push")
-            svc.engine.dispose()
+            if "push" in parts:
+                assert sekmet is not None
+                _push(tmp, sekmet, n_push)
         finally:
-            sekmet.stop()
+            if sekmet is not None:
+                sekmet.stop()
         print(f"peak RSS of this process (pulls and push): {_rss_mb():.0f} MB", flush=True)
+        if "export" not in parts:
+            return
         # The export in processes of its own: one seeds the store, another exports (its peak RSS is the export's).
         for phase in ("seed", "export"):
             subprocess.run(
@@ -317,6 +302,42 @@ def main() -> None:
                 + ["--scale", str(args.scale)],
                 check=True,
             )
+
+
+def _push(tmp: Path, sekmet: Sekmet, n_push: int) -> None:
+    """Push ``n_push`` Encounters (coaching sessions) through the outbox to the EMR."""
+    from fhir_ecr.sync import tasks
+
+    svc = _services(tmp, "push")
+    register(svc, sekmet.base, pull="Patient", push="Encounter")
+    tasks.pull_now(svc, "emr")
+    local = svc.repo.search_params("Patient", [("_count", "1")]).matches[0].id
+    with svc.repo.unit() as uow:
+        for _ in range(n_push):
+            uow.create(
+                {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "AMB",
+                    },
+                    "subject": {"reference": f"Patient/{local}"},
+                }
+            )
+    clock = _EmrClock()
+    t, cpu = time.perf_counter(), time.process_time()
+    delivered = 0
+    while True:
+        c = tasks.deliver_now(svc, "emr")
+        delivered += c.delivered
+        if not c.delivered:
+            break
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    clock.close()
+    _line("push (batch Bundles of 100)", delivered, dt, dt - clock.seconds, cpu)
+    _memory("the push")
+    svc.engine.dispose()
 
 
 if __name__ == "__main__":
