@@ -17,6 +17,7 @@ from . import __version__, heap
 from .asgi import RequestGuard, StatusRecorder
 from .auth.middleware import AuthMiddleware
 from .auth.routes import router as smart_router
+from .coaching.derived import derived_ready
 from .composition import build_services
 from .config import Settings, get_settings
 from .conformance import install_read_only_guard, load_conformance_resources
@@ -80,6 +81,14 @@ def check_auth_mode(settings: Settings) -> None:
     )
 
 
+def _check_derived(services: Services) -> None:
+    """Whether the derived coaching tables are complete, found once at start-up (a count over every Observation's
+    subject row: about 0.3 s at 1,000,000 Observations on PostgreSQL, 1.4 s from a cold cache), so that no request
+    waits for it (fhir_ecr/coaching/derived/maintain.py, ``DerivedHook.ready``)."""
+    with services.repo.unit(write=False) as uow:
+        derived_ready(services.repo, uow)
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The mECR application: the FHIR API at /fhir, the OpenAPI page at /docs. (The sandbox EHR is mounted by
     :func:`fhir_ecr.server.serve_app`, the app ``mecr serve`` runs.)"""
@@ -96,6 +105,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         log_unchecked_bindings()  # the base spec's required bindings that need a terminology server
         # serve the IG's conformance resources (idempotent)
         await run_in_threadpool(load_conformance_resources, services.repo, services.conformance.ig)
+        # the derived coaching tables counted against the index now, not in the first coach's request
+        await run_in_threadpool(_check_derived, services)
         heap.settle()  # the loaded application frozen out of the collector's way (fhir_ecr/heap.py)
         yield
         services.audit.close()

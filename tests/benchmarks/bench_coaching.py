@@ -195,7 +195,7 @@ def use_derived(services: Any, on: bool) -> None:
         uow.set_state(STATE_KEY, "ready" if on else "stale")
     hook = derived_hook(services.repo)
     assert hook is not None
-    hook._ready.clear()
+    hook.forget(services.repo.engine)
 
 
 def _backend_cpu(pid: int | None) -> float:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fhir_ecr.coaching import resources as res
-from fhir_ecr.coaching.derived import derived_ready, install_derived, rebuild
+from fhir_ecr.coaching.derived import derived_ready, install_derived, maintain, rebuild
 from fhir_ecr.coaching.derived.maintain import STATE_KEY
 from fhir_ecr.coaching.derived.reads import DerivedSource
 from fhir_ecr.coaching.schedule import CheckInStatus
@@ -22,7 +22,7 @@ from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.outcomes import FhirError
 from fhir_ecr.store import jsonexact
 from fhir_ecr.store.tables import DerivedObservation, DerivedObservationCode
-from tests.coaching.coaching_support import make_world, steps_reading
+from tests.coaching.coaching_support import LOINC_STEPS, make_world, steps_reading
 
 OBS = DerivedObservation.__table__  # type: ignore[attr-defined]
 CODES = DerivedObservationCode.__table__  # type: ignore[attr-defined]
@@ -259,6 +259,77 @@ def test_a_stale_store_reads_the_index_until_rebuilt(repo: Any) -> None:
     assert _views(repo, world.patient) == expected
 
 
+def _observation_ids(repo: Any, patient: str) -> list[str]:
+    """``Observation?patient=…&code=<steps>`` as a search returns it (the derived tables drive it when ready)."""
+    code = f"{LOINC_STEPS['system']}|{LOINC_STEPS['code']}"
+    found = repo.search_params("Observation", [("patient", patient), ("code", code), ("_sort", "date")])
+    return [s.id for s in found.matches]
+
+
+def test_rows_written_without_the_hook_are_noticed_and_the_index_answers_until_rebuilt(
+    repo: Any, caplog: Any, monkeypatch: Any
+) -> None:
+    """A store written without the hook (a bare repository, a restored database) has no ``stale`` flag to say so:
+    the rows are counted against the search index once, and until they agree the views and the searches the
+    tables drive read the index (still right), with the two counts logged; a rebuild makes them ready again."""
+    hook = install_derived(repo)
+    world = make_world(repo)
+    repo.create(steps_reading(world.patient, START, 9000))
+    bare = _index_only(repo)  # writes that keep no derived rows
+    for day in range(1, 5):
+        bare.create(steps_reading(world.patient, START + timedelta(days=day), 9000 + day))
+    expected_views = _views(bare, world.patient)
+    expected_ids = _observation_ids(bare, world.patient)
+    assert len(expected_ids) == 5
+    hook.forget(repo.engine)
+    with caplog.at_level("WARNING", logger="mecr.coaching"), repo.unit(write=False) as uow:
+        assert uow.get_state(STATE_KEY) != "stale" and not derived_ready(repo, uow)
+    assert "hold 1 rows for 5 Observations of patients" in caplog.text
+    assert world.patient not in caplog.text  # counts only: no identifier in the log
+    assert _observation_ids(repo, world.patient) == expected_ids
+    assert _views(repo, world.patient) == expected_views
+
+    # Within RECHECK_SECONDS the tables are not counted again; after it, they are.
+    counted: list[bool] = []
+    real = maintain.complete
+
+    def counting(uow: Any) -> bool:
+        counted.append(True)
+        return real(uow)
+
+    monkeypatch.setattr(maintain, "complete", counting)
+    with repo.unit(write=False) as uow:
+        assert not derived_ready(repo, uow)
+    assert counted == []
+    clock = maintain.time.monotonic() + maintain.RECHECK_SECONDS + 1
+    monkeypatch.setattr(maintain.time, "monotonic", lambda: clock)
+    with repo.unit(write=False) as uow:
+        assert not derived_ready(repo, uow)
+    assert counted == [True]
+
+    assert rebuild(repo) == 5  # forgets what was cached: counted again at once
+    with repo.unit(write=False) as uow:
+        assert derived_ready(repo, uow)
+    assert counted == [True, True]
+    assert _observation_ids(repo, world.patient) == expected_ids
+    assert _views(repo, world.patient) == expected_views
+
+
+def test_a_complete_store_is_counted_once_per_process(repo: Any, monkeypatch: Any) -> None:
+    hook = install_derived(repo)
+    world = make_world(repo)
+    for day in range(3):
+        repo.create(steps_reading(world.patient, START + timedelta(days=day), 8000 + day))
+    hook.forget(repo.engine)
+    counted: list[bool] = []
+    real = maintain.complete
+    monkeypatch.setattr(maintain, "complete", lambda uow: counted.append(True) or real(uow))
+    for _ in range(3):
+        with repo.unit(write=False) as uow:
+            assert derived_ready(repo, uow)
+    assert counted == [True]
+
+
 def _writer(url: str, patient: str, shared: str, seed: int, n: int) -> int:
     """One process's writes for ``patient``: new readings, updates of a shared one, deletions of its own."""
     import random
@@ -344,3 +415,19 @@ def test_migration_0013_moves_the_first_coding_both_ways(repo: Any) -> None:
     assert "code" not in columns
     upgrade(repo.engine)
     assert _rows(repo) == now
+
+
+def test_the_server_counts_the_tables_at_start_up(app: Any, repo: Any, monkeypatch: Any) -> None:
+    """The count runs in the app's start-up, not in the first request that reads the tables."""
+    from fastapi.testclient import TestClient
+
+    hook = install_derived(repo)
+    hook.forget(repo.engine)
+    counted: list[bool] = []
+    real = maintain.complete
+    monkeypatch.setattr(maintain, "complete", lambda uow: counted.append(True) or real(uow))
+    with TestClient(app):
+        assert counted == [True]
+        with repo.unit(write=False) as uow:
+            assert derived_ready(repo, uow)
+        assert counted == [True]

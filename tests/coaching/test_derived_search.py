@@ -243,12 +243,15 @@ def test_without_the_hook_or_with_a_stale_flag_the_index_drives(repo: Any) -> No
     params = [("patient", "p0"), ("code", f"{L}|a,{S}|a,{L}|b,{L}|c")]
     expected = _pages(_index_only(repo), params)
     assert expected[0][0]  # something to find
+    assert _pages(repo, params) == expected  # the tables found complete (and the fact cached)
     with (
         repo.engine.begin() as conn
     ):  # the derived rows gone: only a search the index drives still finds them
         conn.execute(CODES.delete())
         conn.execute(OBS.delete())
     assert _pages(repo, params)[0][0] == []  # ready and driving: it reads the (now empty) tables
+    hook.forget(repo.engine)  # a new process counts the rows against the index: the index drives again
+    assert _pages(repo, params) == expected
     unhooked = copy.copy(repo)  # the driver registered, but the hook not on this repository
     unhooked.write_hooks = [h for h in repo.write_hooks if h is not hook]
     assert _pages(unhooked, params) == expected

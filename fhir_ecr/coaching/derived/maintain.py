@@ -10,12 +10,17 @@ rebuild and the incremental upkeep agree (tests/coaching/test_derived.py).
 
 The kv flag ``derived.coaching`` says whether the tables are complete: ``ready`` (a new database, or after a
 full rebuild) or ``stale`` (migration 0009 over a database that already held Observations); no flag at all
-counts as ready (every table was emptied together). The views read the
-derived tables only when the hook is installed and the flag is ``ready``.
+counts as ready (every table was emptied together). The flag cannot see writes made without the hook (a bare
+repository, a restored database), so once per process the rows are also counted against the search index
+(:func:`complete`). The views read the derived tables, and the searches they drive
+(:mod:`~fhir_ecr.coaching.derived.drive`) use them, only when the hook is installed, the flag is not ``stale``
+and the count agrees (:meth:`DerivedHook.ready`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,20 +34,33 @@ from fhir_ecr.store.repository import Change, FhirRepository, UnitOfWork
 from fhir_ecr.store.searchparams import search_param
 from fhir_ecr.store.tables import INDEX_TABLES, DerivedObservation, DerivedObservationCode, ResourceRow
 
-__all__ = ["DerivedHook", "STATE_KEY", "install_derived", "derived_hook", "rebuild", "derived_ready"]
+__all__ = [
+    "DerivedHook",
+    "STATE_KEY",
+    "RECHECK_SECONDS",
+    "complete",
+    "install_derived",
+    "derived_hook",
+    "rebuild",
+    "derived_ready",
+]
 
 STATE_KEY = "derived.coaching"
 OBS = DerivedObservation.__table__  # type: ignore[attr-defined]
 CODES = DerivedObservationCode.__table__  # type: ignore[attr-defined]
 R = ResourceRow.__table__  # type: ignore[attr-defined]
 _CHUNK = 500
+#: Seconds before tables found incomplete are counted again (the count walks every Observation's subject row).
+RECHECK_SECONDS = 60.0
+log = logging.getLogger("mecr.coaching")
 
 
 class DerivedHook:
     """The write hook that keeps ``derived_observation`` and ``derived_observation_code`` current."""
 
     def __init__(self) -> None:
-        self._ready: set[int] = set()  # ids of engines whose flag was seen "ready" (it never goes back)
+        self._ready: set[int] = set()  # ids of engines whose tables were found complete (they never go back)
+        self._incomplete: dict[int, float] = {}  # engines whose count disagreed: when (time.monotonic)
 
     def __call__(self, uow: Any, changes: list[Change]) -> Callable[[], None] | None:
         last: dict[int, Change] = {}
@@ -66,14 +84,61 @@ class DerivedHook:
         return None
 
     def ready(self, uow: UnitOfWork) -> bool:
-        """Whether the derived tables are complete in this database (the kv flag; cached once it is ``ready``)."""
+        """Whether the derived tables are complete in this database; cached once they are.
+
+        The kv flag first: ``stale`` (migration 0009 over Observations) means not yet. No flag, or ``ready``, is
+        then checked once per process against the store itself (:func:`complete`): a database written without
+        the hook — by a tool or a test with a bare repository, or restored from elsewhere — has a flag that says
+        nothing of the rows it lacks, and the views and the searches the tables drive would miss them. Tables
+        found incomplete are counted again after :data:`RECHECK_SECONDS` (or at once after a :func:`rebuild` in
+        this process); until then the search index answers, which is always right."""
         key = id(uow.repo.engine)
         if key in self._ready:
             return True
-        if uow.get_state(STATE_KEY) != "stale":  # no flag: tables emptied together (a new store)
+        if uow.get_state(STATE_KEY) == "stale":
+            return False
+        found = self._incomplete.get(key)
+        if found is not None and time.monotonic() - found < RECHECK_SECONDS:
+            return False
+        if complete(uow):
             self._ready.add(key)
+            self._incomplete.pop(key, None)
             return True
+        self._incomplete[key] = time.monotonic()
         return False
+
+    def forget(self, engine: Any) -> None:
+        """Drop what is cached of ``engine``'s tables (after a rebuild: counted again at the next read)."""
+        self._ready.discard(id(engine))
+        self._incomplete.pop(id(engine), None)
+
+
+def complete(uow: UnitOfWork) -> bool:
+    """Whether ``derived_observation`` holds a row for every current Observation whose subject is a Patient, as
+    the hook writes them (:func:`~fhir_ecr.coaching.derived.rows.observation_rows`): both counts in one statement,
+    so on PostgreSQL one snapshot sees them. Logs the two counts (no PHI) when they differ."""
+    ref = INDEX_TABLES["idx_reference"]
+    param = search_param("Observation", "patient")
+    assert param is not None
+    indexed = (
+        sa.select(sa.func.count(sa.distinct(ref.c.res_pk)))
+        .where(
+            ref.c.res_type == "Observation",
+            ref.c.param.in_(param.index_names),
+            ref.c.target_type == "Patient",
+        )
+        .scalar_subquery()
+    )
+    derived = sa.select(sa.func.count()).select_from(OBS).scalar_subquery()
+    want, have = uow.conn.execute(sa.select(indexed, derived)).one()
+    if want != have:
+        log.warning(
+            "the derived coaching tables hold %d rows for %d Observations of patients: the search index answers "
+            "until `mecr db rebuild-derived` has filled them",
+            have,
+            want,
+        )
+    return bool(want == have)
 
 
 def _delete(uow: Any, pks: list[int]) -> None:
@@ -155,6 +220,9 @@ def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
             )
         if patient_id is None:
             uow.set_state(STATE_KEY, "ready")
+    hook = derived_hook(repo)
+    if hook is not None:
+        hook.forget(repo.engine)
     return done
 
 
