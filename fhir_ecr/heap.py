@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 __all__ = ["settle", "collector_aside", "bulk_collector_aside", "YOUNG_THRESHOLD", "BULK_YOUNG_THRESHOLD"]
 
@@ -47,11 +47,11 @@ def settle() -> bool:
 
 
 @contextmanager
-def collector_aside() -> Iterator[None]:
+def collector_aside(young: int = YOUNG_THRESHOLD) -> Iterator[None]:
     """While a bulk job runs (a wearable import, an EMR pull: fhir_ecr/sync/tasks.py), keep the cyclic garbage
     collector off the objects that were there before it (the loaded application: :func:`gc.freeze`) and let it
-    run every :data:`YOUNG_THRESHOLD` allocations instead of 700, then put both back (:func:`gc.unfreeze`: they go
-    to the oldest generation).
+    run every ``young`` allocations instead of 700, then put both back (:func:`gc.unfreeze`: they go to the
+    oldest generation).
 
     An import allocates millions of short-lived objects (records, resources, index rows); with the defaults the
     young collections, and the full ones that walk the whole application every so often, took a fifth of the
@@ -63,7 +63,7 @@ def collector_aside() -> Iterator[None]:
         return
     threshold = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(YOUNG_THRESHOLD, *threshold[1:])
+    gc.set_threshold(young, *threshold[1:])
     try:
         yield
     finally:
@@ -75,20 +75,9 @@ def collector_aside() -> Iterator[None]:
 BULK_YOUNG_THRESHOLD = 100_000
 
 
-@contextmanager
-def bulk_collector_aside(young: int = BULK_YOUNG_THRESHOLD) -> Iterator[None]:
+def bulk_collector_aside(young: int = BULK_YOUNG_THRESHOLD) -> AbstractContextManager[None]:
     """:func:`collector_aside` with young collections every ``young`` allocations, for a job whose batches keep a
     few hundred thousand objects alive until they are written (the wearable import: at 10,000, each of them was
     walked by a young and then a middle collection first, about 100 collections and 7 % of a 100 MB import's
     CPU; docs/benchmarks.md). Everything is put back afterwards; a settled heap is left alone, as there."""
-    settled = gc.get_freeze_count() > 0
-    with collector_aside():
-        if settled:
-            yield
-            return
-        threshold = gc.get_threshold()
-        gc.set_threshold(young, *threshold[1:])
-        try:
-            yield
-        finally:
-            gc.set_threshold(*threshold)
+    return collector_aside(young)

@@ -43,7 +43,6 @@ __all__ = [
     "Draft",
     "push_body",
     "content_hash",
-    "remote_refs",
     "same_content",
     "is_pushed_by",
     "Resolver",
@@ -99,14 +98,6 @@ def _emr_target(text: str, emr_base: str) -> tuple[str, str] | None:
     return (rtype, rid) if rtype and rid else None
 
 
-def remote_refs(resource: dict[str, Any], emr_base: str) -> Iterator[tuple[str, str]]:
-    """``(type, EMR id)`` of every reference of ``resource`` to the EMR."""
-    for node in _ref_nodes({k: v for k, v in resource.items() if k not in _SKIP}):
-        target = _emr_target(node["reference"], emr_base)
-        if target is not None:
-            yield target
-
-
 #: A Reference object of a draft (its copy, whose ``reference`` :func:`finish` sets), its text, and its target at
 #: the EMR (None: not the EMR's to map).
 _Node = tuple[dict[str, Any], str, tuple[str, str] | None]
@@ -119,19 +110,16 @@ class Draft:
     read from the EMR first)."""
 
     content: dict[str, Any]
-    #: ``(type, EMR id)`` of every reference to the EMR, as :func:`remote_refs` gives them
+    #: ``(type, EMR id)`` of every reference to the EMR (contained resources included), in document order
     refs: list[tuple[str, str]]
     nodes: list[_Node]
     remote: dict[str, Any]
     ehr_id: str
 
 
-def pulled(
-    remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resolver, local: str | None = None
-) -> dict[str, Any]:
-    """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was); ``local``: its
-    :func:`local_id` when the caller has it already."""
-    return finish(draft(remote, ehr_id=ehr_id, emr_base=emr_base, local=local), resolve, emr_base)
+def pulled(remote: dict[str, Any], *, ehr_id: str, emr_base: str, resolve: Resolver) -> dict[str, Any]:
+    """mECR's copy of the EMR's ``remote`` (a new dict; ``remote`` is left as it was)."""
+    return finish(draft(remote, ehr_id=ehr_id, emr_base=emr_base), resolve, emr_base)
 
 
 def draft(remote: dict[str, Any], *, ehr_id: str, emr_base: str, local: str | None = None) -> Draft:
@@ -145,12 +133,14 @@ def draft(remote: dict[str, Any], *, ehr_id: str, emr_base: str, local: str | No
     nodes: list[_Node] = []
     refs: list[tuple[str, str]] = []
     for node, text in found:
-        target = targets[text] if text in targets else targets.setdefault(text, _emr_target(text, emr_base))
+        if text not in targets:
+            targets[text] = _emr_target(text, emr_base)
+        target = targets[text]
         nodes.append((node, text, target))
         if target is not None:
             refs.append(target)
     top = remote.get("reference")
-    if isinstance(top, str):  # remote_refs counts one on the resource itself; none is mapped there
+    if isinstance(top, str):  # a reference on the resource itself is counted; none is mapped there
         target = _emr_target(top, emr_base)
         if target is not None:
             refs.append(target)

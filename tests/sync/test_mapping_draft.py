@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +15,12 @@ from fhir_ecr.auth.access import IDENTIFIER_SOURCE_URL, LINK_SYSTEM_PREFIX
 from fhir_ecr.sync.mapping import (
     _copy,
     _emr_target,
+    _ref_nodes,
     _stamp,
     draft,
     finish,
     local_id,
     pulled,
-    remote_refs,
 )
 
 BASE = "http://emr.example/fhir/"
@@ -45,6 +45,14 @@ def _old_copy_mapped(value: Any, map_ref: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         return [_old_copy_mapped(v, map_ref) if isinstance(v, (dict, list)) else v for v in value]
     return value
+
+
+def remote_refs(resource: dict[str, Any], emr_base: str) -> Iterator[tuple[str, str]]:
+    """``(type, EMR id)`` of every reference of ``resource`` to the EMR: the first of the two walks."""
+    for node in _ref_nodes({k: v for k, v in resource.items() if k not in _SKIP}):
+        target = _emr_target(node["reference"], emr_base)
+        if target is not None:
+            yield target
 
 
 def _old_pulled(

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from fhir_ecr.sync.mapping import _NAMESPACE, local_id, pulled
+from fhir_ecr.sync.mapping import _NAMESPACE, draft, finish, local_id, pulled
 
 
 def test_local_id_is_the_uuid5_of_ehr_type_and_remote_id() -> None:
@@ -44,7 +44,7 @@ def test_local_id_refuses_what_uuid5_refuses() -> None:
         local_id("emr", "Patient", "\ud800")
 
 
-def test_pulled_with_a_given_local_id_is_the_same_copy() -> None:
+def test_a_draft_with_a_given_local_id_is_the_same_copy() -> None:
     remote = {
         "resourceType": "Observation",
         "id": "w1",
@@ -58,11 +58,8 @@ def test_pulled_with_a_given_local_id_is_the_same_copy() -> None:
         return "Patient/local-1" if (t, i) == ("Patient", "p1") else None
 
     plain = pulled(remote, ehr_id="emr", emr_base="http://emr/fhir", resolve=resolve)
-    given = pulled(
-        remote,
-        ehr_id="emr",
-        emr_base="http://emr/fhir",
-        resolve=resolve,
-        local=local_id("emr", "Observation", "w1"),
+    drafted = draft(
+        remote, ehr_id="emr", emr_base="http://emr/fhir", local=local_id("emr", "Observation", "w1")
     )
+    given = finish(drafted, resolve, "http://emr/fhir")
     assert plain == given and plain["id"] == local_id("emr", "Observation", "w1")
