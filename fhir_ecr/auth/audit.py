@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..store.indexer import IndexTemplate
 from .access import Access
 
 __all__ = ["AuditTrail", "audit_events"]
@@ -27,6 +28,9 @@ _ACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "R", "e": "E"}
 _SUBTYPE = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 MAX_ENTITIES = 100
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+#: What the events of one request differ in (each its patient's entities and action; the store's id and meta): the
+#: rest is indexed once per request (:class:`~fhir_ecr.store.indexer.IndexTemplate`).
+_PER_PATIENT = ("entity", "action", "id", "meta")
 
 
 def audit_events(
@@ -49,6 +53,8 @@ def audit_events(
     own = p.patient_id if p.kind == "patient" and p.patient_id else ""
     if access.unseen or not buckets:
         buckets.setdefault(own, {})
+    # one moment for the request's events: they differ only in their patient's part (see _PER_PATIENT)
+    when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     events = []
     for pid, refs in sorted(buckets.items()):
         letters = set(refs.values())
@@ -87,7 +93,7 @@ def audit_events(
                         "detail": [{"type": "action", "valueString": letter}],
                     }
                 )
-        events.append(_event(access, action, method, route, status, address, recorded, entities))
+        events.append(_event(access, action, method, route, status, address, when, entities))
     return events
 
 
@@ -98,7 +104,7 @@ def _event(
     route: str,
     status: int,
     address: str | None,
-    recorded: datetime | None,
+    when: str,
     entities: list[dict[str, Any]],
 ) -> dict[str, Any]:
     p = access.principal
@@ -115,7 +121,6 @@ def _event(
         agent["altId"] = f"session:{p.session_id}"
     if address:
         agent["network"] = {"address": address, "type": "2"}
-    when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": {
@@ -212,8 +217,9 @@ class AuditTrail:
     def _write(self, events: list[dict[str, Any]]) -> None:
         try:
             with self.repo.unit() as uow:
+                template = IndexTemplate(_PER_PATIENT, uow.repo.fhir_base)
                 for e in events:
-                    uow.create(e, validated=True)  # built here, to the R4 AuditEvent shape
+                    uow.create(e, validated=True, template=template)  # built here, to the R4 AuditEvent shape
         except Exception as exc:  # the trail must not take the server down; the failure itself is logged
             log.error("could not write %d AuditEvents: %s", len(events), type(exc).__name__)
 

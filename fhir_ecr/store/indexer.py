@@ -33,6 +33,7 @@ from .searchparams import SearchParam, candidate_params
 
 __all__ = [
     "IndexRows",
+    "IndexTemplate",
     "extract_index_rows",
     "index_resource",
     "normalize_string",
@@ -229,6 +230,15 @@ def index_resource(
     """The index rows of ``resource`` (:func:`extract_index_rows`) and its local references outside contained
     resources (:func:`~fhir_ecr.store.references.local_references`), from one walk of it for references: a write
     needs both, and the walk was a fifth of indexing an Observation when each took its own."""
+    rows = _evaluate(resource, _plan(resource), base_url)
+    local, contained = reference_walk(resource, base_url)
+    if local or contained:
+        rows["idx_reference"] += _other_rows(rows["idx_reference"], local, contained)
+    return rows, local
+
+
+def _evaluate(resource: dict[str, Any], steps: list[_Step], base_url: str | None) -> IndexRows:
+    """The rows of the parameters ``steps`` (a plan, or part of one) for ``resource``, per table."""
     token: list[tuple[Any, ...]] = []
     string: list[tuple[Any, ...]] = []
     date: list[tuple[Any, ...]] = []
@@ -236,7 +246,7 @@ def index_resource(
     number: list[tuple[Any, ...]] = []
     quantity: list[tuple[Any, ...]] = []
     uri: list[tuple[Any, ...]] = []
-    for param, code, ptype, extract in _plan(resource):
+    for param, code, ptype, extract in steps:
         values = extract(resource)
         if not values:
             continue
@@ -276,10 +286,7 @@ def index_resource(
             for v in values:
                 if isinstance(v, str):
                     uri.append((code, v))
-    local, contained = reference_walk(resource, base_url)
-    if local or contained:
-        ref += _other_rows(ref, local, contained)
-    rows: IndexRows = {
+    return {
         "idx_token": token,
         "idx_string": string,
         "idx_date": date,
@@ -288,7 +295,6 @@ def index_resource(
         "idx_quantity": quantity,
         "idx_uri": uri,
     }
-    return rows, local
 
 
 def _concept_rows(code: str, concept: dict[str, Any], out: list[tuple[Any, ...]]) -> None:
@@ -317,7 +323,7 @@ def _plan(resource: dict[str, Any]) -> list[_Step]:
     the candidate parameters (:func:`~fhir_ecr.store.searchparams.candidate_params`) less those answered from
     the resource table and the ``meta`` ones whose element is absent. Resources come in few shapes."""
     meta = resource.get("meta")
-    shape = (resource.get("resourceType", ""), tuple(resource), tuple(meta) if isinstance(meta, dict) else ())
+    shape = _shape(resource)
     found = _PLANS.get(shape)
     if found is None:
         meta_keys = set(meta) if isinstance(meta, dict) else set()
@@ -338,6 +344,75 @@ def _meta_present(param: SearchParam, meta_keys: set[str]) -> bool:
         return True
     keys = {part.split(".")[2] if part.count(".") >= 2 else "" for part in param.parts}
     return bool(keys & meta_keys) or "" in keys
+
+
+class IndexTemplate:
+    """The index rows and local references of resources that differ only in a few top-level elements
+    (``varying``), as :func:`index_resource` makes them, with what reads only the other elements done once.
+
+    The audit trail writes one AuditEvent per patient a request touched (500 for a transaction of 500 patients'
+    readings), each the request's event with its own ``entity``, ``action``, ``id`` and ``meta``: its type,
+    subtype, agent, source, outcome and date need evaluating once per request, not once per event. A resource
+    whose shape or shared elements differ from the template's becomes the new template, so the result is always
+    :func:`index_resource`'s: the same rows per table (the shared parameters' first) and the same references in
+    the same order.
+    """
+
+    def __init__(self, varying: Iterable[str], base_url: str | None = None) -> None:
+        self.varying = frozenset(varying)
+        self.base_url = base_url
+        self._template: dict[str, Any] = {}
+        self._shape: tuple[Any, ...] = ()
+        self._steps: list[_Step] = []  # the parameters that read a varying element
+        self._rows: IndexRows = {}  # the others' rows
+        self._walks: dict[str, tuple[list[LocalReference], list[tuple[str, str]]]] = {}  # shared key -> walk
+
+    def index(self, resource: dict[str, Any]) -> tuple[IndexRows, list[LocalReference]]:
+        """:func:`index_resource` of ``resource``."""
+        if not self._fits(resource):
+            self._start(resource)
+        rows = _evaluate(resource, self._steps, self.base_url)
+        for table, shared in self._rows.items():
+            if shared:
+                rows[table][:0] = shared
+        local: list[LocalReference] = []
+        contained: list[tuple[str, str]] = []
+        walks = self._walks
+        for key in resource:
+            walk = walks.get(key)
+            if walk is None:
+                walk = self._walk(resource, key)
+            local += walk[0]
+            contained += walk[1]
+        if local or contained:
+            rows["idx_reference"] += _other_rows(rows["idx_reference"], local, contained)
+        return rows, local
+
+    def _fits(self, resource: dict[str, Any]) -> bool:
+        if _shape(resource) != self._shape:
+            return False
+        template = self._template
+        return all(resource[k] == template[k] for k in self._walks)
+
+    def _start(self, resource: dict[str, Any]) -> None:
+        self._template, self._shape = resource, _shape(resource)
+        rtype = resource.get("resourceType", "")
+        reading = {p.code for p in candidate_params({"resourceType": rtype, **dict.fromkeys(self.varying)})}
+        plan = _plan(resource)
+        self._steps = [s for s in plan if s[1] in reading]
+        self._rows = _evaluate(resource, [s for s in plan if s[1] not in reading], self.base_url)
+        self._walks = {k: self._walk(resource, k) for k in resource if k not in self.varying}
+
+    def _walk(self, resource: dict[str, Any], key: str) -> tuple[list[LocalReference], list[tuple[str, str]]]:
+        """:func:`reference_walk` of one top-level element: the walk goes key by key, in document order."""
+        return reference_walk(
+            {"resourceType": resource.get("resourceType"), key: resource[key]}, self.base_url
+        )
+
+
+def _shape(resource: dict[str, Any]) -> tuple[Any, ...]:
+    meta = resource.get("meta")
+    return (resource.get("resourceType", ""), tuple(resource), tuple(meta) if isinstance(meta, dict) else ())
 
 
 #: The index parameter under which references no search parameter covers are kept (``CarePlan.author``,

@@ -18,6 +18,7 @@ import jsonpatch
 
 from ..outcomes import FhirError, bad_request, conflict, gone, issue, not_found, precondition_failed
 from . import jsonexact
+from .indexer import IndexTemplate
 from .reads import UnitReads
 from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
 from .references import MAX_CASCADE
@@ -62,8 +63,10 @@ class UnitOfWork(UnitReads):
         validated: bool = False,
         if_none_exist: str | None = None,
         method: str = "POST",
+        template: IndexTemplate | None = None,
     ) -> WriteResult:
-        """Create a resource (server-assigned id unless ``resource_id``); conditional with ``if_none_exist``."""
+        """Create a resource (server-assigned id unless ``resource_id``); conditional with ``if_none_exist``.
+        ``template``: index it with this :class:`~.indexer.IndexTemplate` (many resources alike: the same rows)."""
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         if isinstance(rtype, str):
             self._require(rtype, "c")
@@ -81,7 +84,7 @@ class UnitOfWork(UnitReads):
             raise conflict(f"{rtype}/{rid} is created twice in one transaction")
         now = self.repo.clock()
         content["meta"] = {**(content.get("meta") or {}), "versionId": "1", "lastUpdated": iso_instant(now)}
-        rows, refs = self._index_rows(content)
+        rows, refs = self._index_rows(content) if template is None else template.index(content)
         self._touch_rows(rtype, rid, rows)
         self._note_references(content, refs)
         self._note_change(rtype, rid, 1, content, rows)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fhir_ecr.auth.audit import AuditTrail
+import sqlalchemy as sa
+
+from fhir_ecr.auth.access import Access
+from fhir_ecr.auth.audit import AuditTrail, audit_events
+from fhir_ecr.auth.principal import Principal
+from fhir_ecr.store.indexer import index_resource
+from fhir_ecr.store.records import INDEX_COLUMNS
+from fhir_ecr.store.tables import INDEX_TABLES, ResourceRow
 
 
 def _event(n: int) -> dict[str, Any]:
@@ -83,3 +90,41 @@ def test_events_are_written_within_the_linger_without_a_flush(repo: Any) -> None
         time.sleep(0.02)
     assert _written(repo) == ["agent 7"]
     trail.close()
+
+
+def test_the_stored_index_rows_are_those_of_each_event_indexed_alone(repo: Any) -> None:
+    """The trail indexes the events of a request from one template (``IndexTemplate``): what it stores is what the
+    generic write path stores, row for row, and a search by patient finds each patient's event alone."""
+    system = Principal(kind="system", subject="client:bench", client_id="bench", display="bench")
+    access = Access(system)
+    for i in range(30):
+        access.touched_by_patient[f"p{i}"] = {f"Observation/o{i}": "c", f"Encounter/e{i % 3}": "r"}
+    trail = AuditTrail(repo, linger=30.0)
+    for event in [
+        *audit_events(access, method="POST", route="/fhir", status=200, address="10.0.0.1"),
+        _event(1),
+        *audit_events(access, method="GET", route="/fhir/Observation", status=200, address=None),
+    ]:
+        trail.record(event)
+    trail.close()
+    with repo.unit() as uow:
+        keys = dict(
+            uow.conn.execute(
+                sa.select(ResourceRow.res_id, ResourceRow.pk).where(ResourceRow.res_type == "AuditEvent")
+            ).all()
+        )
+        stored = {}
+        for table_name, table in INDEX_TABLES.items():
+            columns = [table.c[c] for c in ("res_pk", *INDEX_COLUMNS[table_name])]
+            for pk, *row in uow.conn.execute(sa.select(*columns).where(table.c.res_type == "AuditEvent")):
+                stored.setdefault((pk, table_name), []).append(tuple(row))
+    assert len(keys) == 61
+    for found in repo.search_params("AuditEvent", [("_count", "100")]).matches:
+        want, _ = index_resource(found.content, repo.fhir_base)
+        for table_name, rows in want.items():
+            got = stored.get((keys[found.id], table_name), [])
+            assert sorted(got, key=repr) == sorted((tuple(r) for r in rows), key=repr), table_name
+    for i in (0, 17, 29):
+        by_patient = repo.search_params("AuditEvent", [("patient", f"Patient/p{i}")]).matches
+        assert len(by_patient) == 2
+        assert {e.content["entity"][1]["what"]["reference"] for e in by_patient} == {f"Observation/o{i}"}
