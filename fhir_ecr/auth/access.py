@@ -131,8 +131,10 @@ def check_identity_edit(old: dict[str, Any] | None, new: dict[str, Any], *, staf
     after = new.get("identifier") or []
     if not isinstance(after, list):
         return  # structural validation refuses it
-    kept = set(_canonical(i for i in before if trusted_identifier(i)))
-    if any(c not in kept for c in _canonical(i for i in after if trusted_identifier(i))):
+    trusted = [i for i in after if trusted_identifier(i)]  # most writes carry none: nothing to compare
+    if trusted and not set(_canonical(trusted)) <= set(
+        _canonical(i for i in before if trusted_identifier(i))
+    ):
         raise forbidden(
             "identifiers that link a record to the EHR (urn:mecr:ehr:… or marked with "
             f"{IDENTIFIER_SOURCE_URL}) are set by mECR only"

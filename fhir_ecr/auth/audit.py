@@ -49,51 +49,48 @@ def audit_events(
     p = access.principal
     if p is None or p.kind == "developer" or (not access.touched_by_patient and not access.denied):
         return []
-    buckets = {pid: dict(refs) for pid, refs in access.touched_by_patient.items()}
+    buckets = dict(access.touched_by_patient)
     own = p.patient_id if p.kind == "patient" and p.patient_id else ""
     if access.unseen or not buckets:
         buckets.setdefault(own, {})
-    # one moment for the request's events: they differ only in their patient's part (see _PER_PATIENT)
+    # The request's events differ only in their patient's part (_PER_PATIENT): the rest is built once, at one
+    # moment, and shared by them (events are written as they are, never changed).
     when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    shared = _event(access, "R", method, route, status, address, when)
+    person = {"system": _ENTITY_TYPE, "code": "1", "display": "Person"}
+    patient_role = {
+        "system": "http://terminology.hl7.org/CodeSystem/object-role",
+        "code": "1",
+        "display": "Patient",
+    }
+    system_object = {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"}
     events = []
     for pid, refs in sorted(buckets.items()):
         letters = set(refs.values())
         action = "E" if "$" in route else next((_ACTION[x] for x in "dcu" if x in letters), "R")
         entities: list[dict[str, Any]] = []
         if pid:
-            entities.append(
-                {
-                    "what": {"reference": f"Patient/{pid}"},
-                    "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-                    "role": {
-                        "system": "http://terminology.hl7.org/CodeSystem/object-role",
-                        "code": "1",
-                        "display": "Patient",
-                    },
-                }
-            )
+            entities.append({"what": {"reference": f"Patient/{pid}"}, "type": person, "role": patient_role})
         for ref in refs:
             if len(entities) >= MAX_ENTITIES:
                 break
             if not ref.startswith("Patient/"):
-                entities.append(
-                    {
-                        "what": {"reference": ref},
-                        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                    }
-                )
+                entities.append({"what": {"reference": ref}, "type": system_object})
         if pid == own:
             # What a confined caller asked for and may not see (or that does not exist: recorded alike), as
             # text, never as a reference: the event lies in the caller's record only.
             for letter, ref in access.unseen[:MAX_ENTITIES]:
                 entities.append(
                     {
-                        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+                        "type": system_object,
                         "description": f"{_SUBTYPE.get(method, 'read')} of {ref}: not found or not permitted",
                         "detail": [{"type": "action", "valueString": letter}],
                     }
                 )
-        events.append(_event(access, action, method, route, status, address, when, entities))
+        event = {**shared, "action": action}  # the key keeps its place (the R4 element order)
+        if entities:
+            event["entity"] = entities
+        events.append(event)
     return events
 
 
@@ -105,8 +102,8 @@ def _event(
     status: int,
     address: str | None,
     when: str,
-    entities: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """An event's elements but its entities (its ``action`` is each event's own)."""
     p = access.principal
     assert p is not None
     if p.fhir_user:
@@ -147,8 +144,6 @@ def _event(
             ],
         },
     }
-    if entities:
-        event["entity"] = entities
     return event
 
 

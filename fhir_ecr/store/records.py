@@ -47,10 +47,22 @@ def now_us() -> int:
 
 
 def iso_instant(us: int) -> str:
-    """A FHIR instant for µs since the epoch."""
-    return (
-        datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
+    """A FHIR instant for µs since the epoch (``2026-12-06T22:00:00.123456Z``). Every write stamps one, and writes
+    come many to a second: the date and time to the second are formatted once per second."""
+    seconds, micro = divmod(us, 1_000_000)
+    last = _last_second
+    if last[0] != seconds:
+        last = _remember_second(seconds)
+    return f"{last[1]}.{micro:06d}Z"
+
+
+_last_second: tuple[int | None, str] = (None, "")
+
+
+def _remember_second(seconds: int) -> tuple[int, str]:
+    global _last_second
+    _last_second = (seconds, datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat())
+    return _last_second
 
 
 class Stored:
