@@ -314,8 +314,12 @@ def _derive(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
     - alias: ``patient`` = ``Observation.subject.where(resolve() is Patient)`` is ``subject`` restricted to
       Patient targets: searched as ``subject`` rows with target type Patient;
     - union: ``combo-code`` = ``Observation.code | Observation.component.code`` is the rows of ``code`` and
-      ``component-code`` together.
-    Both are exact: the rows a derived parameter would get are precisely the borrowed ones.
+      ``component-code`` together;
+    - both: ``AuditEvent.patient`` = ``AuditEvent.agent.who.where(resolve() is Patient) |
+      AuditEvent.entity.what.where(resolve() is Patient)`` is the rows of ``agent`` and ``entity`` with target type
+      Patient (the indexer applies a parameter's target types to all its values, as the search does to the
+      borrowed rows). The audit trail writes an AuditEvent per patient a request touched: one row fewer each.
+    All are exact: the rows a derived parameter would get are precisely the borrowed ones.
     """
     from dataclasses import replace
 
@@ -323,11 +327,10 @@ def _derive(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
     plain = [p for p in params.values() if not p.target_filter]
     for code, p in params.items():
         same = [b for b in plain if b.code != code and b.type == p.type and b.parts <= p.parts]
-        if p.target_filter:
-            exact = [b for b in same if b.parts == p.parts]
-            if exact:
-                out[code] = replace(p, stored_as=(exact[0].code,))
-        elif len(p.parts) > 1 and not any(b.parts == p.parts for b in same):
+        exact = [b for b in same if b.parts == p.parts]
+        if p.target_filter and exact:
+            out[code] = replace(p, stored_as=(exact[0].code,))
+        elif len(p.parts) > 1 and not exact:
             members = [b for b in same if b.parts < p.parts and len(b.parts) < len(p.parts)]
             if members and frozenset().union(*(b.parts for b in members)) == p.parts:
                 out[code] = replace(p, stored_as=tuple(sorted(b.code for b in members)))

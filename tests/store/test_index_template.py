@@ -134,6 +134,6 @@ def test_a_change_in_a_shared_element_starts_a_new_template() -> None:
     other = copy.deepcopy(event)
     other["agent"][0]["who"] = {"reference": "Patient/p9"}  # now in p9's compartment through the agent
     rows, _ = template.index(other)
-    assert ("patient", "Patient", "p9", None) in rows["idx_reference"]
+    assert ("agent", "Patient", "p9", None) in rows["idx_reference"]
     _same_as_generic(template, other)
     assert template._template is other

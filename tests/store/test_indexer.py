@@ -177,6 +177,48 @@ def test_vendored_definitions_name_their_source() -> None:
 def test_derived_parameters_borrow_exactly_their_rows(resource: dict[str, Any]) -> None:
     """A parameter stored as others (patient -> subject, combo-code -> code + component-code) would have had
     exactly the borrowed rows: compare with indexing it on its own."""
+    _borrows_exactly(resource)
+
+
+def _audit_events() -> list[dict[str, Any]]:
+    """The trail's events of each kind of caller, and events whose agent or entities name a Patient, a Group
+    with a patient's id, a Practitioner, an absolute URL of this server or another's."""
+    from tests.store.test_index_template import _requests
+
+    made = [e for events in _requests() for e in events]
+    for who, what in [
+        ("Patient/p1", "Patient/p2"),
+        ("Practitioner/c1", "Group/p1"),
+        ("Patient/p1", "Patient/p1"),
+        ("https://mecr.example/fhir/Patient/p3", "https://elsewhere.example/fhir/Patient/p4"),
+    ]:
+        made.append(
+            {
+                **made[0],
+                "agent": [{"who": {"reference": who}, "requestor": True}],
+                "entity": [{"what": {"reference": what}}, {"what": {"reference": "Observation/o1"}}],
+            }
+        )
+    return made
+
+
+def test_audit_event_patient_is_the_patient_rows_of_agent_and_entity() -> None:
+    """``AuditEvent.patient`` (agent.who or entity.what, Patients only) is stored as the rows of ``agent`` and
+    ``entity``, searched with target type Patient: exactly the rows it would have had."""
+    param = search_params()["AuditEvent"]["patient"]
+    assert param.stored_as == ("agent", "entity") and param.query_type_filter == {"Patient"}
+    events = _audit_events()
+    assert sum(1 for e in events if any(r[0] == "agent" and r[1] == "Patient" for r in _refs(e))) >= 3
+    for event in events:
+        _borrows_exactly(event)
+        assert not any(r[0] == "patient" for r in _refs(event))
+
+
+def _refs(resource: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return extract_index_rows(resource, "https://mecr.example/fhir")["idx_reference"]
+
+
+def _borrows_exactly(resource: dict[str, Any]) -> None:
     from dataclasses import replace
 
     from fhir_ecr.store import indexer
