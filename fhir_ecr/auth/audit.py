@@ -157,7 +157,8 @@ class AuditTrail:
     before it writes, so a stream of requests costs one unit of work per ``linger``, not one per request: each
     unit is a transaction with its own round trips, and on a small machine its writing competes with the next
     request for the core. What is queued is written at the latest ``linger`` after it was recorded, and at once
-    by :meth:`flush` and :meth:`close`.
+    by :meth:`flush` and :meth:`close`. A request's events (:meth:`record_all`) are queued and written together,
+    never split between units (a batch may exceed ``batch`` by one request's): one commit, and one index template.
     """
 
     def __init__(self, repo: Any, *, batch: int = 200, interval: float = 0.5, linger: float = 0.25) -> None:
@@ -170,7 +171,13 @@ class AuditTrail:
         self._lock = threading.Lock()
 
     def record(self, event: dict[str, Any]) -> None:
-        self._queue.put(event)
+        self.record_all([event])
+
+    def record_all(self, events: list[dict[str, Any]]) -> None:
+        """Queue one request's events (written in one unit)."""
+        if not events:
+            return
+        self._queue.put(events)
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -186,7 +193,7 @@ class AuditTrail:
             if first is None:
                 self._queue.task_done()
                 return
-            events = [] if first is _FLUSH else [first]
+            events = [] if first is _FLUSH else list(first)
             taken = 1
             stop = False
             deadline = time.monotonic() + self.linger
@@ -201,7 +208,7 @@ class AuditTrail:
                     break
                 if nxt is _FLUSH:
                     break
-                events.append(nxt)
+                events += nxt
             if events:
                 self._write(events)
             for _ in range(taken):

@@ -159,14 +159,15 @@ class AuthMiddleware:
             if access is not None and self.services.audit is not None:
                 route = getattr(scope.get("route"), "path", None) or "(no route)"
                 client = scope.get("client")
-                for event in audit_events(
-                    access,
-                    method=scope["method"],
-                    route=route,
-                    status=recorder.status,
-                    address=client[0] if client else None,
-                ):
-                    self.services.audit.record(event)
+                self.services.audit.record_all(
+                    audit_events(
+                        access,
+                        method=scope["method"],
+                        route=route,
+                        status=recorder.status,
+                        address=client[0] if client else None,
+                    )
+                )
 
     async def _check_csrf(
         self, scope: dict[str, Any], headers: dict[str, str], receive: Any, expected: str

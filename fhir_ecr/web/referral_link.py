@@ -53,14 +53,15 @@ def _audit(request: Request, access: Access, status: int) -> None:
     if services.audit is None:
         return
     client = request.client
-    for event in audit_events(
-        access,
-        method=request.method,
-        route="/r/{token}",
-        status=status,
-        address=client.host if client else None,
-    ):
-        services.audit.record(event)
+    services.audit.record_all(
+        audit_events(
+            access,
+            method=request.method,
+            route="/r/{token}",
+            status=status,
+            address=client.host if client else None,
+        )
+    )
 
 
 def _gone(request: Request) -> HTMLResponse:

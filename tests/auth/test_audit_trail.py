@@ -58,6 +58,21 @@ def test_a_burst_of_events_is_written_in_one_unit(repo: Any) -> None:
     trail.close()
 
 
+def test_a_request_s_events_are_never_split_between_units(repo: Any) -> None:
+    counting = CountingRepo(repo)
+    trail = AuditTrail(counting, batch=20, linger=30.0)
+    trail.record_all([_event(n) for n in range(45)])  # one request's events, more than a batch
+    trail.record_all([])
+    trail.flush(timeout=20.0)
+    assert _written(repo) == sorted(f"agent {n}" for n in range(45))
+    assert counting.units == 1
+    trail.record_all([_event(n) for n in range(45, 50)])
+    trail.record(_event(50))
+    trail.close()
+    assert len(_written(repo)) == 51
+    assert counting.units == 2
+
+
 def test_flush_does_not_wait_out_the_linger(repo: Any) -> None:
     counting = CountingRepo(repo)
     trail = AuditTrail(counting, linger=30.0)
