@@ -162,6 +162,7 @@ class Access:
     # are recorded alike): (letter, "Type/id").
     unseen: list[tuple[str, str]] = field(default_factory=list)
     denied: bool = False
+    _can: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
 
     # -- who ---------------------------------------------------------------------------------------------------
 
@@ -197,13 +198,14 @@ class Access:
     # -- scopes ------------------------------------------------------------------------------------------------
 
     def can(self, rtype: str, letter: str) -> bool:
-        """Do the caller's scopes permit ``letter`` (c r u d s) on ``rtype``?"""
-        p = self.principal
-        if p is None:
-            return False
-        if p.kind == "developer":
-            return True
-        return p.scopes.allows(letter, rtype, p.context)
+        """Do the caller's scopes permit ``letter`` (c r u d s) on ``rtype``? Answered once per request for each
+        (type, letter): a transaction asks it twice for each of its entries."""
+        found = self._can.get((rtype, letter))
+        if found is None:
+            p = self.principal
+            found = p is not None and (p.kind == "developer" or p.scopes.allows(letter, rtype, p.context))
+            self._can[(rtype, letter)] = found
+        return found
 
     def require(self, rtype: str, letter: str) -> Principal:
         """401 when anonymous; 403 when the scopes do not permit ``letter`` on ``rtype``. Decided from the scopes

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -34,6 +33,7 @@ from ..store.repository import (
     Stored,
     UnitOfWork,
     iso_instant,
+    new_id,
 )
 from ..store.search import parse_search
 from ..store.searchparams import search_params
@@ -357,7 +357,7 @@ def _execute(
 def _assign(e: _Entry, existing: Stored | None) -> None:
     """The id a conditional PUT writes: the match's, else the body's, else a new one (made up here)."""
     body_id = e.resource.get("id") if isinstance(e.resource, dict) else None
-    e.assigned_id = existing.id if existing else (body_id or str(uuid.uuid4()))
+    e.assigned_id = existing.id if existing else (body_id or new_id())
     e.server_id = existing is None and not body_id
 
 
@@ -415,7 +415,7 @@ def _transaction(
                     responses[e.index] = _response(200, existing, fhir_base, return_pref)
                     target = existing.id
                 else:
-                    e.assigned_id = str(uuid.uuid4())
+                    e.assigned_id = new_id()
                     target = e.assigned_id
             elif e.method == "PUT" and len(e.parts) == 1:
                 if not e.query:

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from ..outcomes import conflict
 from .db import WRITE
-from .records import HistoryResult, SearchResult, Stored, WriteResult, iso_instant, now_us
+from .records import HistoryResult, SearchResult, Stored, WriteResult, iso_instant, new_id, now_us
 from .search import SearchQuery, parse_search
 from .search_sql import SearchDriver
 from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Change, Guard, WriteHook
@@ -55,6 +55,7 @@ __all__ = [
     "HistoryResult",
     "Validator",
     "iso_instant",
+    "new_id",
     "compartment_patients",
     "UNVERSIONED_TYPES",
     "Change",

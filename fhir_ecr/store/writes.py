@@ -11,7 +11,6 @@ with server-assigned ids: ``PUT`` to an id they cannot see answers 404 whether o
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import jsonpatch
@@ -20,7 +19,7 @@ from ..outcomes import FhirError, bad_request, conflict, gone, issue, not_found,
 from . import jsonexact
 from .indexer import IndexTemplate
 from .reads import UnitReads
-from .records import H, R, Stored, WriteResult, iso_instant, stored_parsed
+from .records import H, R, Stored, WriteResult, iso_instant, new_id, stored_parsed
 from .references import MAX_CASCADE
 
 __all__ = ["UnitOfWork", "same_content"]
@@ -74,7 +73,7 @@ class UnitOfWork(UnitReads):
             existing = self.match_conditional(rtype, if_none_exist)
             if existing is not None:
                 return WriteResult(existing, created=False, changed=False)
-        rid = resource_id or str(uuid.uuid4())
+        rid = resource_id or new_id()
         content = dict(resource) if validated else self.prepare(resource)
         content["id"] = rid
         rtype = content["resourceType"]
@@ -191,7 +190,7 @@ class UnitOfWork(UnitReads):
             raise bad_request(
                 f"the resource id {body_id!r} is not that of the matching resource {existing.id!r}"
             )
-        rid = existing.id if existing is not None else (body_id or str(uuid.uuid4()))
+        rid = existing.id if existing is not None else (body_id or new_id())
         return self.update(
             rtype,
             rid,

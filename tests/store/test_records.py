@@ -1,12 +1,14 @@
-"""``iso_instant``, the ``meta.lastUpdated`` of every write: formatted a second at a time, it must give the instant
-exactly, at every microsecond, across second boundaries and before the epoch."""
+"""``iso_instant``, the ``meta.lastUpdated`` of every write, and ``new_id``, the id of every resource created
+without one. Formatted a second at a time, the instant must be exact at every microsecond, across second boundaries
+and before the epoch; the id must be a random version 4 UUID."""
 
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from fhir_ecr.store.records import iso_instant
+from fhir_ecr.store.records import iso_instant, new_id
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -25,3 +27,14 @@ def test_iso_instant_is_exact_everywhere() -> None:
         assert iso_instant(us) == _exact(us), us
     assert iso_instant(now) == "2026-12-06T20:46:15.931000Z"
     assert iso_instant(-62_135_596_800_000_000) == "0001-01-01T00:00:00.000000Z"
+
+
+def test_new_id_is_a_random_version_4_uuid() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # every hex digit of the random ones, and every variant digit, turns up
+    assert {rid[19] for rid in ids} == set("89ab")
+    assert {c for rid in ids for c in rid.replace("-", "")[13:]} == set("0123456789abcdef")
