@@ -378,9 +378,11 @@ class IndexTemplate:
         local: list[LocalReference] = []
         contained: list[tuple[str, str]] = []
         walks = self._walks
-        for key in resource:
+        for key, value in resource.items():
             walk = walks.get(key)
             if walk is None:
+                if not isinstance(value, (dict, list)):
+                    continue  # no reference in a primitive (``id``, ``action``)
                 walk = self._walk(resource, key)
             local += walk[0]
             contained += walk[1]
