@@ -12,11 +12,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 import sqlalchemy as sa
 
 from ..outcomes import bad_request, precondition_failed
-from .records import REF, R, SearchResult, Stored, read_columns, stored
+from .records import REF, R, SearchResult, Stored, element_picker, partial_content, read_columns, stored
 from .search import RESULT_PARAMETERS, SearchQuery, parse_search
 from .search_sql import Visibility, driven_pks, param_condition, search_where, sort_sql
 from .searchparams import SearchParam, search_param
@@ -253,17 +252,7 @@ class UnitQueries(UnitCore):
         conf = self._scoped(rtype)
         self.flush()
         where, _ = self._where(rtype, query, conf)
-        # One JSON array of the elements per row (null where absent), so each document is parsed once.
-        picked: Any
-        if self.is_postgres:
-            picked = sa.cast(
-                sa.func.jsonb_build_array(*[R.c.content.op("->")(sa.literal(e, sa.Text)) for e in elements]),
-                sa.Text,
-            )
-            skip = 0
-        else:  # with two or more paths json_extract returns an array (https://sqlite.org/json1.html#jex)
-            picked = sa.func.json_extract(R.c.content, "$.id", *[f"$.{e}" for e in elements])
-            skip = 1
+        picked, skip = element_picker(elements, self.is_postgres)
         order = sort_sql(rtype, query.sort) if query.sort else [R.c.pk]
         if limit is not None:
             # Pick the page's keys first, so the elements are extracted from ``limit`` documents, not from all
@@ -276,10 +265,7 @@ class UnitQueries(UnitCore):
 
         def partial() -> Iterator[dict[str, Any]]:
             for row in rows:
-                content = {"resourceType": rtype, "id": row.res_id}
-                for name, value in zip(elements, orjson.loads(row.picked)[skip:], strict=True):
-                    if value is not None:
-                        content[name] = value
+                content = partial_content(rtype, row.res_id, elements, row.picked, skip)
                 if guard is not None:
                     guard.after_read(
                         [Stored(rtype, row.res_id, row.version_id, row.last_updated, False, content)]

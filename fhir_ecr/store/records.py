@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -23,6 +24,8 @@ __all__ = [
     "iso_instant",
     "now_us",
     "read_columns",
+    "element_picker",
+    "partial_content",
     "stored",
     "stored_parsed",
     "R",
@@ -189,3 +192,26 @@ def read_columns(table: sa.Table) -> list[Any]:
         sa.cast(table.c.content, sa.Text).label("content"),
         *([table.c.method] if "method" in table.c else []),
     ]
+
+
+def element_picker(names: Sequence[str], postgres: bool) -> tuple[Any, int]:
+    """A column expression that picks the top-level elements ``names`` of ``R.content`` in the database, as one
+    JSON array per row (null where absent), so that each partial document is parsed once; and how many leading
+    items of that array to skip. The names must already be checked (letters and digits: they go into paths)."""
+    if postgres:
+        items = [R.c.content.op("->")(sa.literal(name, sa.Text)) for name in names]
+        return sa.cast(sa.func.jsonb_build_array(*items), sa.Text), 0
+    # with two or more paths json_extract returns an array (https://sqlite.org/json1.html#jex)
+    return sa.func.json_extract(R.c.content, "$.id", *[f"$.{name}" for name in names]), 1
+
+
+def partial_content(
+    rtype: str, rid: str, names: Sequence[str], picked: str | bytes, skip: int
+) -> dict[str, Any]:
+    """The partial resource of one row picked with :func:`element_picker`: ``resourceType``, ``id`` and the
+    elements present."""
+    content: dict[str, Any] = {"resourceType": rtype, "id": rid}
+    for name, value in zip(names, orjson.loads(picked)[skip:], strict=True):
+        if value is not None:
+            content[name] = value
+    return content

@@ -310,13 +310,13 @@ class BulkExport(SQLModel, table=True):
 
 
 class DerivedObservation(SQLModel, table=True):
-    """One row per current Observation whose subject is a Patient (derived data, kept by a write hook): its key,
-    id, patient, ``date`` range (µs, as ``idx_date`` holds it) and, for a habit check-in, the token values a
-    check-in ledger needs (identifier key, result code, status); ``elements``, the JSON of the few top-level elements
-    the views read of a reading (status, code, effective[x], valueQuantity); ``system`` and ``code``, its first
-    distinct ``code`` coding (the others are rows of ``derived_observation_code``). Two indexes: the latest data and
-    the check-ins since a day (``is_checkin`` a filter) by ``(patient_id, high)``, a measure's readings by
-    ``(patient_id, code, system, low)``."""
+    """One row per current Observation whose subject is a Patient (derived data, kept by a write hook): its key
+    (the ``resource`` row's, where the views read its id and the elements they need), patient, ``date`` range (µs,
+    as ``idx_date`` holds it) and, for a habit check-in, the token values a check-in ledger needs (identifier key,
+    result code, status); ``system`` and ``code``, its first distinct ``code`` coding (the others are rows of
+    ``derived_observation_code``). Two indexes: the latest data and the check-ins since a day (``is_checkin`` a
+    filter) by ``(patient_id, high)``, a measure's readings by ``(patient_id, code, system, low)``. The row is
+    kept small (migration 0014): its size is most of what the hook costs a write."""
 
     __tablename__ = "derived_observation"
     __table_args__ = (
@@ -324,7 +324,6 @@ class DerivedObservation(SQLModel, table=True):
         sa.Index("ix_derived_observation_code", "patient_id", "code", "system", "low"),
     )
     res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
-    res_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
@@ -332,7 +331,6 @@ class DerivedObservation(SQLModel, table=True):
     checkin_key: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     checkin_result: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     status: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
-    elements: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     system: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     code: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 

@@ -30,6 +30,7 @@ database (created and dropped) on ``postgresql+psycopg://postgres@127.0.0.1:5432
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -212,9 +213,12 @@ def _backend_cpu(pid: int | None) -> float:
 def write_overhead(backend: str, blocks: int = 8, size: int = 500) -> dict[str, float]:
     """Observations/s written in units of ``size`` into two stores, one with the derived-data hook and one
     without (validation off), their blocks taken in turn in ABBA order, and the ratio: by wall time, and by CPU
-    time per block (this process's and, on PostgreSQL, the server backend's; the median block of each kind), which
-    the other work on a shared machine disturbs much less. Two stores, not one with the hook switched on and off, so that the work a write leaves
-    for later (SQLite's WAL checkpoints, index page splits) is paid by the store that caused it."""
+    time (this process's and, on PostgreSQL, the server backend's), which the other work on a shared machine
+    disturbs much less — of the median block of each kind, and of all blocks. Two stores, not one with the hook
+    switched on and off, so that the work a write leaves for later (SQLite's WAL checkpoints, index page splits)
+    is paid by the store that caused it; the median block leaves such work out, the sum counts it. Garbage is
+    collected before each block, outside the timing: a full collection (≈ 100 ms, twice the block) would land in
+    whichever block is unlucky, and decide the sums."""
     from fhir_ecr.coaching.derived.maintain import derived_hook
 
     stores = {"with": Dataset(backend, None, patients=0), "without": Dataset(backend, None, patients=0)}
@@ -234,6 +238,7 @@ def write_overhead(backend: str, blocks: int = 8, size: int = 500) -> dict[str, 
         for block in range(blocks * 2):
             kind = "with" if block % 4 in (0, 3) else "without"
             repo = stores[kind].services.repo
+            gc.collect()  # outside the timing: a full collection would land in whichever block is unlucky
             t, c = time.perf_counter(), time.process_time()
             with repo.unit() as uow:
                 server = (
@@ -261,6 +266,7 @@ def write_overhead(backend: str, blocks: int = 8, size: int = 500) -> dict[str, 
             "cpu_with_us": statistics.median(cpu["with"]) / size * 1e6,
             "cpu_without_us": statistics.median(cpu["without"]) / size * 1e6,
             "cpu_ratio": statistics.median(cpu["without"]) / statistics.median(cpu["with"]),
+            "cpu_total_ratio": sum(cpu["without"]) / sum(cpu["with"]),
         }
     finally:
         for data in stores.values():
@@ -363,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{backend:9s} writes with the derived tables {w['with']:7.0f} Observations/s, without "
             f"{w['without']:7.0f}/s: ratio {w['ratio']:.3f}; CPU per Observation {w['cpu_with_us']:.0f} µs "
-            f"with, {w['cpu_without_us']:.0f} µs without: ratio {w['cpu_ratio']:.3f} (target >= 0.90)"
+            f"with, {w['cpu_without_us']:.0f} µs without: ratio {w['cpu_ratio']:.3f} (median blocks), "
+            f"{w['cpu_total_ratio']:.3f} (all blocks) (target >= 0.90)"
         )
         ok = ok and r["warm_p95"] < 100 and r["cold_p95"] < 100
     return 0 if ok else 1

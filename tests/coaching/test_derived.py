@@ -32,14 +32,22 @@ ZONES = ["America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"]
 
 
 def _rows(repo: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Both tables' rows (the kept elements parsed: PostgreSQL's JSONB gives a rebuild its own key order)."""
+    """Both tables' rows."""
     with repo.engine.connect() as conn:
         return (
-            [
-                tuple(jsonexact.loads(v) if k == "elements" else v for k, v in r._mapping.items())
-                for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))
-            ],
+            [tuple(r) for r in conn.execute(sa.select(OBS).order_by(OBS.c.res_pk))],
             [tuple(r) for r in conn.execute(sa.select(CODES).order_by(CODES.c.res_pk, CODES.c.seq))],
+        )
+
+
+def _pk(repo: Any, rid: str) -> int:
+    """The key of the Observation ``rid`` (derived rows are keyed by it)."""
+    with repo.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT pk FROM resource WHERE res_type = 'Observation' AND res_id = :id"),
+                {"id": rid},
+            ).scalar_one()
         )
 
 
@@ -196,13 +204,8 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
     assert _rows(repo) == before
     stored = repo.create(steps_reading(world.patient, START, 5000)).stored
     obs, codes = _rows(repo)
-    assert [r[1] for r in obs] == [stored.id] and obs[0][2] == world.patient
-    assert obs[0][-3] == {
-        "status": "final",
-        "code": stored.content["code"],
-        "effectiveDateTime": "2026-03-01",
-        "valueQuantity": stored.content["valueQuantity"],
-    }
+    assert [r[0] for r in obs] == [_pk(repo, stored.id)] and obs[0][1] == world.patient
+    assert obs[0][-3] == "final"  # the status
     assert obs[0][-2:] == ("http://loinc.org", "41950-7") and codes == []  # one coding: one row
 
 
@@ -214,7 +217,7 @@ def test_further_codings_are_code_rows(repo: Any) -> None:
     obs["code"] = {"coding": [dict(HEART), dict(steps), dict(HEART)]}
     stored = repo.create(obs).stored
     rows, codes = _rows(repo)
-    assert [r[1] for r in rows] == [stored.id] and rows[0][-2:] == (HEART["system"], HEART["code"])
+    assert [r[0] for r in rows] == [_pk(repo, stored.id)] and rows[0][-2:] == (HEART["system"], HEART["code"])
     assert [(r[1], r[3], r[4]) for r in codes] == [(1, steps["system"], steps["code"])]
     with repo.unit(write=False) as uow:
         src = DerivedSource()
@@ -431,3 +434,35 @@ def test_the_server_counts_the_tables_at_start_up(app: Any, repo: Any, monkeypat
         with repo.unit(write=False) as uow:
             assert derived_ready(repo, uow)
         assert counted == [True]
+
+
+def test_migration_0014_drops_the_copies_and_its_downgrade_restores_them(repo: Any) -> None:
+    """0014 drops ``res_id`` and ``elements`` and keeps every row; its downgrade fills both again from the stored
+    Observations (the elements present, as the hook of 0009–0013 wrote them), and upgrading again gives the same
+    rows back."""
+    from alembic import command
+
+    from fhir_ecr.store.db import WRITE, _alembic_config, upgrade
+
+    install_derived(repo)
+    world = make_world(repo)
+    first = repo.create(_reading(world.patient, 2, 5000, 0, HEART)).stored
+    second = repo.create(_reading(world.patient, 3, 6000, 2, HEART)).stored  # a period, not a dateTime
+    now = _rows(repo)
+    assert OBS.c.keys() == [
+        "res_pk", "patient_id", "low", "high", "is_checkin", "checkin_key", "checkin_result", "status", "system",
+        "code",
+    ]  # fmt: skip
+    with repo.engine.connect().execution_options(**{WRITE: True}) as conn:
+        command.downgrade(_alembic_config(conn), "0013")
+        conn.commit()
+    with repo.engine.connect() as conn:
+        old = {
+            r.res_id: jsonexact.loads(r.elements)
+            for r in conn.execute(sa.text("SELECT res_id, elements FROM derived_observation"))
+        }
+    kept = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
+    assert old == {s.id: {k: s.content[k] for k in kept if k in s.content} for s in (first, second)}
+    assert "effectivePeriod" in old[second.id] and "effectiveDateTime" not in old[second.id]
+    upgrade(repo.engine)
+    assert _rows(repo) == now

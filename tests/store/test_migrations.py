@@ -7,7 +7,7 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from fhir_ecr.store.db import current_revision, head_revision, upgrade
+from fhir_ecr.store.db import SQLITE_WAL_AUTOCHECKPOINT_PAGES, current_revision, head_revision, upgrade
 from fhir_ecr.store.tables import metadata
 
 
@@ -31,6 +31,9 @@ def test_sqlite_runs_in_wal_mode(services: Any, backend: str) -> None:
         return
     with services.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert (
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == SQLITE_WAL_AUTOCHECKPOINT_PAGES
+        )
 
 
 def test_0006_indexes_the_references_no_parameter_covers(services: Any) -> None:

@@ -76,7 +76,7 @@ class DerivedHook:
             _insert(
                 uow,
                 (
-                    (c.pk, c.id, c.index or {}, c.content)  # type: ignore[misc]
+                    (c.pk, c.index or {})  # type: ignore[misc]
                     for c in last.values()
                     if not c.deleted and c.content is not None
                 ),
@@ -148,13 +148,11 @@ def _delete(uow: Any, pks: list[int]) -> None:
         uow.conn.execute(OBS.delete().where(OBS.c.res_pk.in_(chunk)))
 
 
-def _insert(
-    uow: Any, items: Iterable[tuple[int, str, dict[str, list[tuple[Any, ...]]], dict[str, Any]]]
-) -> int:
+def _insert(uow: Any, items: Iterable[tuple[int, dict[str, list[tuple[Any, ...]]]]]) -> int:
     obs_rows: list[tuple[Any, ...]] = []
     code_rows: list[tuple[Any, ...]] = []
-    for pk, rid, index, content in items:
-        obs, codes = observation_rows(pk, rid, index, content)
+    for pk, index in items:
+        obs, codes = observation_rows(pk, index)
         if obs is not None:
             obs_rows.append(obs)
             code_rows += codes
@@ -206,7 +204,7 @@ def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
         done, after = 0, 0
         while True:
             page = uow.conn.execute(
-                sa.select(R.c.pk, R.c.res_id, sa.cast(R.c.content, sa.Text).label("content"))
+                sa.select(R.c.pk, sa.cast(R.c.content, sa.Text).label("content"))
                 .where(*where, R.c.pk > after)
                 .order_by(R.c.pk)
                 .limit(_CHUNK)
@@ -214,9 +212,8 @@ def rebuild(repo: FhirRepository, patient_id: str | None = None) -> int:
             if not page:
                 break
             after = page[-1].pk
-            docs = [(row.pk, row.res_id, _doc(row.content)) for row in page]
             done += _insert(
-                uow, ((pk, rid, extract_index_rows(doc, repo.fhir_base), doc) for pk, rid, doc in docs)
+                uow, ((row.pk, extract_index_rows(_doc(row.content), repo.fhir_base)) for row in page)
             )
         if patient_id is None:
             uow.set_state(STATE_KEY, "ready")

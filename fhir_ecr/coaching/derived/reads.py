@@ -3,8 +3,9 @@ Observation of the patient) or the derived tables (an index range of a few small
 
 Both sources answer the same five questions with the same results, in the same order — the derived one is the
 search it replaces, run against a table that holds one row per Observation (or per coding) with the patient,
-codes and date range already joined, and the few elements a view reads of a reading. Every Observation a view
-reads is noted with the caller's guard (the audit trail), as the searches note them.
+codes and date range already joined; the few elements a view reads of a reading are picked out of the stored
+documents by the database, as ``search_elements`` picks them. Every Observation a view reads is noted with the
+caller's guard (the audit trail), as the searches note them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from fhir_ecr.coaching import resources as res
-from fhir_ecr.store import jsonexact
+from fhir_ecr.store.records import R, element_picker, partial_content
 from fhir_ecr.store.repository import Stored, UnitOfWork
 from fhir_ecr.store.search import parse_search
 from fhir_ecr.store.search_sql import date_condition
@@ -202,15 +203,15 @@ def _coded(patient: str, codes: Sequence[tuple[str, str]], dates: Sequence[str] 
     return sa.union_all(*parts).subquery()
 
 
-def _docs(uow: UnitOfWork, stmt: Any, names: list[str]) -> list[dict[str, Any]]:
-    """The Observations ``stmt`` selects (``res_id``, ``elements``), as ``search_elements`` returns them: only the
-    elements ``names``; each noted with the guard (the audit trail)."""
-    wanted = set(names)
-    out = []
-    for rid, kept in uow.conn.execute(stmt).all():
-        doc = {"resourceType": "Observation", "id": rid}
-        doc.update((k, v) for k, v in jsonexact.loads(kept).items() if k in wanted)
-        out.append(doc)
+def _docs(uow: UnitOfWork, keys: Any, order: Sequence[Any], names: list[str]) -> list[dict[str, Any]]:
+    """The Observations whose keys the subquery ``keys`` (a ``res_pk`` column) selects, in ``order`` (columns of
+    ``keys`` or of the resource table), as ``search_elements`` returns them: only the elements ``names``, picked
+    out of the stored documents by the database; each noted with the guard (the audit trail)."""
+    picked, skip = element_picker(names, uow.is_postgres)
+    stmt = sa.select(R.c.res_id, picked.label("picked")).join(keys, keys.c.res_pk == R.c.pk).order_by(*order)
+    out = [
+        partial_content("Observation", rid, names, kept, skip) for rid, kept in uow.conn.execute(stmt).all()
+    ]
     if uow.guard is not None:
         uow.guard.after_read([Stored("Observation", str(d["id"]), 0, 0, False, d) for d in out])
     return out
@@ -225,7 +226,8 @@ class DerivedSource:
         rows = [
             tuple(r)
             for r in uow.conn.execute(
-                sa.select(OBS.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
+                sa.select(R.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
+                .join(R, R.c.pk == OBS.c.res_pk)
                 .where(
                     OBS.c.patient_id == patient,
                     OBS.c.is_checkin.is_(True),
@@ -253,13 +255,8 @@ class DerivedSource:
     ) -> list[dict[str, Any]]:
         uow.flush()
         matching = _coded(patient, codes, dates)
-        return _docs(
-            uow,
-            sa.select(OBS.c.res_id, OBS.c.elements)
-            .where(OBS.c.res_pk.in_(sa.select(matching.c.res_pk)))
-            .order_by(OBS.c.res_pk),
-            names,
-        )
+        keys = sa.select(matching.c.res_pk).distinct().subquery()
+        return _docs(uow, keys, [keys.c.res_pk], names)
 
     def first_readings(
         self, uow: UnitOfWork, patient: str, measures: Sequence[tuple[str, str]], n: int, names: list[str]
@@ -273,13 +270,7 @@ class DerivedSource:
         if not firsts:
             return []
         pks = sa.union(*(sa.select(f.c.res_pk) for f in firsts)).subquery()
-        return _docs(
-            uow,
-            sa.select(OBS.c.res_id, OBS.c.elements)
-            .where(OBS.c.res_pk.in_(sa.select(pks.c.res_pk)))
-            .order_by(OBS.c.res_pk),
-            names,
-        )
+        return _docs(uow, pks, [pks.c.res_pk], names)
 
     def first_since(
         self,
@@ -299,25 +290,19 @@ class DerivedSource:
             .limit(limit)
             .subquery()
         )
-        return _docs(
-            uow,
-            sa.select(OBS.c.res_id, OBS.c.elements)
-            .join(page, page.c.res_pk == OBS.c.res_pk)
-            .order_by(page.c.low, page.c.res_pk),
-            names,
-        )
+        return _docs(uow, page, [page.c.low, page.c.res_pk], names)
 
     def latest(self, uow: UnitOfWork, patient: str, today: date, names: list[str]) -> dict[str, Any] | None:
         uow.flush()
-        found = _docs(
-            uow,
-            sa.select(OBS.c.res_id, OBS.c.elements)
+        last = (
+            sa.select(OBS.c.res_pk)
             .where(
                 OBS.c.patient_id == patient,
                 date_condition("date", f"le{today.isoformat()}", OBS.c.low, OBS.c.high),
             )
             .order_by(OBS.c.high.desc(), OBS.c.res_pk)
-            .limit(1),
-            names,
+            .limit(1)
+            .subquery()
         )
+        found = _docs(uow, last, [], names)
         return found[0] if found else None

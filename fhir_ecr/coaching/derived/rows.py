@@ -16,14 +16,12 @@ from functools import cache
 from typing import Any
 
 from fhir_ecr.coaching.resources import CHECKIN_ID_SYSTEM, CHECKIN_RESULT_SYSTEM, MECR_CODES
-from fhir_ecr.store import jsonexact
 from fhir_ecr.store.searchparams import search_param
 
-__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "ELEMENTS", "observation_rows"]
+__all__ = ["OBSERVATION_COLUMNS", "CODE_COLUMNS", "observation_rows"]
 
 OBSERVATION_COLUMNS = (
     "res_pk",
-    "res_id",
     "patient_id",
     "low",
     "high",
@@ -31,12 +29,9 @@ OBSERVATION_COLUMNS = (
     "checkin_key",
     "checkin_result",
     "status",
-    "elements",
     "system",
     "code",
 )
-#: The top-level elements kept of each Observation (what the views read of a reading: res.measurements_by_day).
-ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
 CODE_COLUMNS = ("res_pk", "seq", "patient_id", "system", "code", "low", "high")
 CHECKIN_CODE = (MECR_CODES, "habit-check-in")
 
@@ -56,9 +51,9 @@ def _all_names() -> tuple[frozenset[str], ...]:
 
 
 def observation_rows(
-    pk: int, rid: str, index: Mapping[str, Sequence[tuple[Any, ...]]], content: Mapping[str, Any]
+    pk: int, index: Mapping[str, Sequence[tuple[Any, ...]]]
 ) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
-    """The derived rows of the Observation ``content`` (id ``rid``, key ``pk``) from its index rows
+    """The derived rows of the Observation with key ``pk`` from its index rows
     (``extract_index_rows``): (``derived_observation`` row, ``derived_observation_code`` rows); (None, []) when its
     subject is no Patient. The first distinct coding is in the observation row, the others (``seq`` 1, 2, …) are
     code rows. For each token parameter, the greatest code is kept (what ``search_index_values`` reads)."""
@@ -95,7 +90,6 @@ def observation_rows(
     first_system, first_code = ordered[0] if ordered else (None, None)
     obs = (
         pk,
-        rid,
         patient,
         low,
         high,
@@ -103,7 +97,6 @@ def observation_rows(
         key if is_checkin else None,
         result if is_checkin else None,
         status,
-        jsonexact.dumps({k: content[k] for k in ELEMENTS if content.get(k) is not None}).decode(),
         first_system,
         first_code,
     )
