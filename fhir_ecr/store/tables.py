@@ -314,20 +314,17 @@ class DerivedObservation(SQLModel, table=True):
     (the ``resource`` row's, where the views read its id and the elements they need), patient, ``date`` range (µs,
     as ``idx_date`` holds it) and, for a habit check-in, the token values a check-in ledger needs (identifier key,
     result code, status); ``system`` and ``code``, its first distinct ``code`` coding (the others are rows of
-    ``derived_observation_code``). Two indexes: the latest data and the check-ins since a day (``is_checkin`` a
-    filter) by ``(patient_id, high)``, a measure's readings by ``(patient_id, code, system, low)``. The row is
-    kept small (migration 0014): its size is most of what the hook costs a write."""
+    ``derived_observation_code``). One index, ``(patient_id, code, system, low, high)``: a measure's readings and
+    the check-ins (a code like any other) by code and date, the latest data of any code by the patient's range
+    of it, each date filter applied in the index. Row and index are kept small (migration 0014): the pages a
+    write dirties are most of what the hook costs it."""
 
     __tablename__ = "derived_observation"
-    __table_args__ = (
-        sa.Index("ix_derived_observation_latest", "patient_id", "high"),
-        sa.Index("ix_derived_observation_code", "patient_id", "code", "system", "low"),
-    )
+    __table_args__ = (sa.Index("ix_derived_observation_code", "patient_id", "code", "system", "low", "high"),)
     res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
     patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     high: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
-    is_checkin: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False))
     checkin_key: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     checkin_result: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     status: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), nullable=True))

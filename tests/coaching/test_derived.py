@@ -5,7 +5,7 @@ search index — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import copy
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from fhir_ecr.coaching import resources as res
 from fhir_ecr.coaching.derived import derived_ready, install_derived, maintain, rebuild
 from fhir_ecr.coaching.derived.maintain import STATE_KEY
-from fhir_ecr.coaching.derived.reads import DerivedSource
+from fhir_ecr.coaching.derived.reads import DerivedSource, IndexSource
 from fhir_ecr.coaching.schedule import CheckInStatus
 from fhir_ecr.coaching.service import CoachingService
 from fhir_ecr.outcomes import FhirError
@@ -205,7 +205,8 @@ def test_rows_roll_back_with_the_write(repo: Any) -> None:
     stored = repo.create(steps_reading(world.patient, START, 5000)).stored
     obs, codes = _rows(repo)
     assert [r[0] for r in obs] == [_pk(repo, stored.id)] and obs[0][1] == world.patient
-    assert obs[0][-3] == "final"  # the status
+    day = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp()) * 1_000_000  # the date's range, in UTC µs
+    assert obs[0][2:-2] == (day, day + 86_400_000_000 - 1, None, None, None)  # no check-in: no token values
     assert obs[0][-2:] == ("http://loinc.org", "41950-7") and codes == []  # one coding: one row
 
 
@@ -437,9 +438,9 @@ def test_the_server_counts_the_tables_at_start_up(app: Any, repo: Any, monkeypat
 
 
 def test_migration_0014_drops_the_copies_and_its_downgrade_restores_them(repo: Any) -> None:
-    """0014 drops ``res_id`` and ``elements`` and keeps every row; its downgrade fills both again from the stored
-    Observations (the elements present, as the hook of 0009–0013 wrote them), and upgrading again gives the same
-    rows back."""
+    """0014 drops ``res_id``, ``elements`` and ``is_checkin`` and keeps every row; its downgrade fills them again
+    from the stored Observations and the codes (the elements present, as the hook of 0009–0013 wrote them), and
+    upgrading again gives the same rows back."""
     from alembic import command
 
     from fhir_ecr.store.db import WRITE, _alembic_config, upgrade
@@ -448,21 +449,44 @@ def test_migration_0014_drops_the_copies_and_its_downgrade_restores_them(repo: A
     world = make_world(repo)
     first = repo.create(_reading(world.patient, 2, 5000, 0, HEART)).stored
     second = repo.create(_reading(world.patient, 3, 6000, 2, HEART)).stored  # a period, not a dateTime
+    walk = next(
+        h for h in res.habits_of_plan(repo.read("CarePlan", world.plan).content) if h.habit_id == "walk"
+    )
+    checkin = repo.create(res.checkin_observation(walk, world.patient, START, CheckInStatus.DONE)).stored
     now = _rows(repo)
     assert OBS.c.keys() == [
-        "res_pk", "patient_id", "low", "high", "is_checkin", "checkin_key", "checkin_result", "status", "system",
+        "res_pk", "patient_id", "low", "high", "checkin_key", "checkin_result", "status", "system",
         "code",
     ]  # fmt: skip
     with repo.engine.connect().execution_options(**{WRITE: True}) as conn:
         command.downgrade(_alembic_config(conn), "0013")
         conn.commit()
     with repo.engine.connect() as conn:
-        old = {
-            r.res_id: jsonexact.loads(r.elements)
-            for r in conn.execute(sa.text("SELECT res_id, elements FROM derived_observation"))
-        }
+        found = conn.execute(sa.text("SELECT res_id, elements, is_checkin FROM derived_observation")).all()
+    old = {r.res_id: jsonexact.loads(r.elements) for r in found}
     kept = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
-    assert old == {s.id: {k: s.content[k] for k in kept if k in s.content} for s in (first, second)}
+    assert old == {s.id: {k: s.content[k] for k in kept if k in s.content} for s in (first, second, checkin)}
+    assert {r.res_id for r in found if r.is_checkin} == {checkin.id}
     assert "effectivePeriod" in old[second.id] and "effectiveDateTime" not in old[second.id]
     upgrade(repo.engine)
     assert _rows(repo) == now
+
+
+def test_a_check_in_coding_after_another_still_makes_a_check_in(repo: Any) -> None:
+    """Check-ins are found by their coding, first or not, dated since the day asked: the same rows, in the same
+    order, from the derived tables as from the search index."""
+    install_derived(repo)
+    world = make_world(repo)
+    walk = next(
+        h for h in res.habits_of_plan(repo.read("CarePlan", world.plan).content) if h.habit_id == "walk"
+    )
+    plain = repo.create(res.checkin_observation(walk, world.patient, START, CheckInStatus.DONE)).stored
+    second = res.checkin_observation(walk, world.patient, START + timedelta(days=1), CheckInStatus.PARTLY)
+    second["code"] = {"coding": [dict(HEART), *second["code"]["coding"]]}
+    later = repo.create(second).stored
+    repo.create(res.checkin_observation(walk, world.patient, START - timedelta(days=3), CheckInStatus.DONE))
+    with repo.unit(write=False) as uow:
+        derived = DerivedSource().checkin_rows(uow, world.patient, START)
+        index = IndexSource().checkin_rows(uow, world.patient, START)
+    assert [r[0] for r in derived] == [plain.id, later.id]
+    assert [tuple(r) for r in derived] == [tuple(r) for r in index]

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from fhir_ecr.coaching import resources as res
+from fhir_ecr.coaching.derived.rows import CHECKIN_CODE
 from fhir_ecr.store.records import R, element_picker, partial_content
 from fhir_ecr.store.repository import Stored, UnitOfWork
 from fhir_ecr.store.search import parse_search
@@ -219,23 +220,30 @@ def _docs(uow: UnitOfWork, keys: Any, order: Sequence[Any], names: list[str]) ->
 
 class DerivedSource:
     """The derived tables (fhir_ecr.coaching.derived.maintain keeps them): one index range per question (two for
-    the coded ones: an Observation's first coding, then its others)."""
+    the coded ones, check-ins included: an Observation's first coding, then its others; for the latest data, the
+    patient's whole range of the one index, its dates read in the index)."""
 
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
         uow.flush()
-        rows = [
-            tuple(r)
-            for r in uow.conn.execute(
-                sa.select(R.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
-                .join(R, R.c.pk == OBS.c.res_pk)
+        # A check-in is an Observation with the check-in coding (rows.observation_rows), found by it like a
+        # reading: as its first coding (nearly always) or as a further one, never both (the codings are distinct).
+        since_value = f"ge{since.isoformat()}"
+
+        def coded(table: Any) -> Any:
+            joined = OBS if table is OBS else CODES.join(OBS, OBS.c.res_pk == CODES.c.res_pk)
+            return (
+                sa.select(OBS.c.res_pk, R.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
+                .select_from(joined.join(R, R.c.pk == OBS.c.res_pk))
                 .where(
-                    OBS.c.patient_id == patient,
-                    OBS.c.is_checkin.is_(True),
-                    date_condition("date", f"ge{since.isoformat()}", OBS.c.low, OBS.c.high),
+                    table.c.patient_id == patient,
+                    table.c.code == CHECKIN_CODE[1],
+                    table.c.system == CHECKIN_CODE[0],
+                    date_condition("date", since_value, table.c.low, table.c.high),
                 )
-                .order_by(OBS.c.res_pk)
-            ).all()
-        ]
+            )
+
+        both = sa.union_all(coded(OBS), coded(CODES)).subquery()
+        rows = [tuple(r)[1:] for r in uow.conn.execute(sa.select(both).order_by(both.c.res_pk)).all()]
         if uow.guard is not None:
             uow.guard.after_read(
                 [
