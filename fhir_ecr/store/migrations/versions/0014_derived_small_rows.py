@@ -18,6 +18,8 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from fhir_ecr.canonical import MECR_CODES
+
 revision = "0014"
 down_revision = "0013"
 branch_labels = None
@@ -25,8 +27,8 @@ depends_on = None
 
 #: The top-level elements 0009 to 0013 kept of each Observation.
 ELEMENTS = ("status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "valueQuantity")
-#: The check-in's coding (fhir_ecr.coaching.resources: MECR_CODES, habit-check-in).
-CHECKIN = ("https://mecr.dev/fhir/CodeSystem/mecr-codes", "habit-check-in")
+#: The check-in's coding (fhir_ecr.coaching.resources.CHECKIN_CODE).
+CHECKIN = (MECR_CODES, "habit-check-in")
 
 
 def upgrade() -> None:
