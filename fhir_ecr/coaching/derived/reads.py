@@ -226,24 +226,18 @@ class DerivedSource:
     def checkin_rows(self, uow: UnitOfWork, patient: str, since: date) -> list[tuple[Any, ...]]:
         uow.flush()
         # A check-in is an Observation with the check-in coding (rows.observation_rows), found by it like a
-        # reading: as its first coding (nearly always) or as a further one, never both (the codings are distinct).
-        since_value = f"ge{since.isoformat()}"
-
-        def coded(table: Any) -> Any:
-            joined = OBS if table is OBS else CODES.join(OBS, OBS.c.res_pk == CODES.c.res_pk)
-            return (
-                sa.select(OBS.c.res_pk, R.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
-                .select_from(joined.join(R, R.c.pk == OBS.c.res_pk))
-                .where(
-                    table.c.patient_id == patient,
-                    table.c.code == CHECKIN_CODE[1],
-                    table.c.system == CHECKIN_CODE[0],
-                    date_condition("date", since_value, table.c.low, table.c.high),
-                )
-            )
-
-        both = sa.union_all(coded(OBS), coded(CODES)).subquery()
-        rows = [tuple(r)[1:] for r in uow.conn.execute(sa.select(both).order_by(both.c.res_pk)).all()]
+        # reading: as its first coding or a further one, never both (an Observation's codings are distinct).
+        dated = _coded(patient, [CHECKIN_CODE], [f"ge{since.isoformat()}"])
+        rows = [
+            tuple(r)
+            for r in uow.conn.execute(
+                sa.select(R.c.res_id, OBS.c.checkin_key, OBS.c.checkin_result, OBS.c.status)
+                .select_from(dated)
+                .join(OBS, OBS.c.res_pk == dated.c.res_pk)
+                .join(R, R.c.pk == OBS.c.res_pk)
+                .order_by(OBS.c.res_pk)
+            ).all()
+        ]
         if uow.guard is not None:
             uow.guard.after_read(
                 [
