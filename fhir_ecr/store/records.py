@@ -47,14 +47,28 @@ INDEX_COLUMNS = {name: tuple(c.name for c in table.columns)[3:] for name, table 
 
 
 def new_id() -> str:
-    """A random UUID (version 4) as ``str(uuid.uuid4())`` spells it: the id of every resource created without one
-    (twice per Observation of a transaction: its own, and its AuditEvent's), at a third of ``uuid4``'s cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """A version 7 UUID (RFC 9562 §5.7): the id of every resource created without one (twice per Observation of a
+    transaction: its own, and its AuditEvent's).
+
+    The first 60 bits are the creation time, in milliseconds and 1/4096 of a millisecond (§6.2, method 3), kept
+    increasing within a thread; the last 62 are random. Ids made one after another therefore sort next to each
+    other, so the unique ``(type, id)`` indexes of ``resource`` and ``resource_history``, and the reference
+    index entries of whatever points at a new resource (an AuditEvent's ``entity``), grow at their right edge
+    instead of at random places: a commit writes about a third fewer pages (docs/benchmarks.md). What the id
+    tells is when the resource was created, which its first version's ``meta.lastUpdated`` tells anyone who can
+    read it; the 62 random bits keep it unguessable."""
+    now = time.time_ns()
+    stamp = now // 1_000_000 << 12 | now % 1_000_000 * 4096 // 1_000_000
+    if stamp <= _last_stamp[0]:  # the clock did not move on (or went back): keep the order
+        stamp = _last_stamp[0] + 1
+    _last_stamp[0] = stamp  # two threads at once may take the same stamp; the random bits still differ
+    h = f"{stamp << 64 | int.from_bytes(os.urandom(8)) >> 2 | _VARIANT_BITS:031x}"
+    return f"{h[:8]}-{h[8:12]}-7{h[12:15]}-{h[15:19]}-{h[19:]}"
 
 
-#: The variant digit (RFC 4122: binary 10xx) for each value of the random one it replaces.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_last_stamp = [0]
+#: The variant (RFC 9562 §4.1: binary 10) in the top bits of the random 64.
+_VARIANT_BITS = 1 << 63
 
 
 def now_us() -> int:

@@ -227,7 +227,7 @@ class UnitCore:
             return
         pending, self._pending = self._pending, []
         self._pending_keys.clear()
-        # Server-assigned ids are random UUIDs: only client-chosen ids (update-as-create) can already exist.
+        # Server-assigned ids carry 62 random bits: only client-chosen ids (update-as-create) can already exist.
         # The unique index stays the last word either way (see FhirRepository.unit).
         chosen = {(c["resourceType"], c["id"]) for c, method, _, _ in pending if method != "POST"}
         if chosen:
