@@ -55,6 +55,28 @@ def test_update_versions_and_history(repo: Any) -> None:
     assert v3.last_updated > v2.last_updated > p.last_updated
 
 
+def test_creates_of_one_unit_have_their_first_versions_in_history(repo: Any) -> None:
+    """The history rows of a unit's creates are copied from their resource rows by the database (one statement per
+    method): each has its own method, content and time, in the order of the creates."""
+    with repo.unit() as uow:
+        made = [
+            uow.create(patient(gender="female")),
+            uow.create(patient(), resource_id="chosen-1", method="PUT"),
+            uow.create(steps("chosen-1", 100)),
+            uow.create(patient(), resource_id="chosen-2", method="PUT"),
+            uow.create(steps("chosen-2", 200)),
+        ]
+    stored = [m.stored for m in made]
+    for s, method in zip(stored, ["POST", "PUT", "POST", "PUT", "POST"], strict=True):
+        (version, how), *older = repo.history(s.resource_type, s.id).entries
+        assert not older and how == method
+        assert version.version_id == 1 and version.last_updated == s.last_updated
+        assert version.content == s.content == repo.vread(s.resource_type, s.id, "1").content
+    listed = repo.history(None, None).entries  # the whole server, newest first
+    assert [v.id for v, _ in listed[: len(stored)]] == [s.id for s in reversed(stored)]
+    assert count_rows(repo, "resource_history") == count_rows(repo, "resource")
+
+
 def test_update_with_same_content_is_a_no_op(repo: Any) -> None:
     p = repo.create(patient()).stored
     again = repo.update("Patient", p.id, dict(p.content))
