@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -247,27 +246,17 @@ class UnitCore:
                 for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)
             ],
         )
-        self._copy_to_history(pks, [method for _, method, _, _ in pending])
+        self._bulk_insert(
+            "resource_history",
+            ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
+            [
+                (c["resourceType"], c["id"], 1, now, method, False, doc)
+                for (c, method, _, now), doc in zip(pending, docs, strict=True)
+            ],
+        )
         self._insert_index_rows(
             [(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending, strict=True)]
         )
-
-    def _copy_to_history(self, pks: list[int], methods: list[str]) -> None:
-        """The first version's history rows of the resources just inserted as ``pks``, copied by the database from
-        their ``resource`` rows, in key order: the JSON is sent once, not twice, and PostgreSQL parses it into
-        JSONB once (the second COPY cost as much as the first: ≈ 35 µs an Observation, docs/benchmarks.md)."""
-        by_method: dict[str, list[int]] = {}
-        for pk, method in zip(pks, methods, strict=True):
-            by_method.setdefault(method, []).append(pk)
-        keys = "pk = ANY(:pks)" if self.is_postgres else "pk IN (SELECT value FROM json_each(:pks))"
-        statement = sa.text(
-            "INSERT INTO resource_history (res_type, res_id, version_id, last_updated, method, deleted, content) "
-            f"SELECT res_type, res_id, version_id, last_updated, :method, deleted, content FROM resource "
-            f"WHERE {keys} ORDER BY pk"
-        )
-        for method, group in by_method.items():
-            pks_param = group if self.is_postgres else orjson.dumps(group).decode()
-            self.conn.execute(statement, {"method": method, "pks": pks_param})
 
     def _allocate_pks(self, n: int) -> list[int]:
         """``n`` new resource keys. SQLite: the write lock is held (BEGIN IMMEDIATE), so max + 1 is safe."""

@@ -56,8 +56,8 @@ def test_update_versions_and_history(repo: Any) -> None:
 
 
 def test_creates_of_one_unit_have_their_first_versions_in_history(repo: Any) -> None:
-    """The history rows of a unit's creates are copied from their resource rows by the database (one statement per
-    method): each has its own method, content and time, in the order of the creates."""
+    """The history rows of a unit's creates, written in bulk at its flush: each has its own method, content and
+    time, in the order of the creates."""
     with repo.unit() as uow:
         made = [
             uow.create(patient(gender="female")),
