@@ -317,10 +317,22 @@ class DerivedObservation(SQLModel, table=True):
     ``derived_observation_code``). One index, ``(patient_id, code, system, low, high)``: a measure's readings and
     the check-ins (a code like any other) by code and date, the latest data of any code by the patient's range
     of it, each date filter applied in the index. Row and index are kept small (migration 0014): the pages a
-    write dirties are most of what the hook costs it."""
+    write dirties are most of what the hook costs it. The index holds the key too (on SQLite as the rowid, on
+    PostgreSQL as an included column: migration 0015), so a patient's readings of a code come from the index alone."""
 
     __tablename__ = "derived_observation"
-    __table_args__ = (sa.Index("ix_derived_observation_code", "patient_id", "code", "system", "low", "high"),)
+    __table_args__ = (
+        # PostgreSQL: res_pk included, so the index answers alone (migration 0015); SQLite's ends with the rowid
+        sa.Index(
+            "ix_derived_observation_code",
+            "patient_id",
+            "code",
+            "system",
+            "low",
+            "high",
+            postgresql_include=["res_pk"],
+        ),
+    )
     res_pk: int = Field(sa_column=sa.Column(PK, primary_key=True, autoincrement=False))  # SQLite: the rowid
     patient_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     low: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))

@@ -77,3 +77,26 @@ def test_0006_indexes_the_references_no_parameter_covers(services: Any) -> None:
     upgrade(services.engine)
     assert other_rows() == written
     assert plan.stored.id
+
+
+def test_the_derived_rows_index_holds_their_key(services: Any, backend: str) -> None:
+    """Migration 0015: a patient's readings of a code are read from ``ix_derived_observation_code`` alone, without
+    a page of the table per row. SQLite's index ends with the rowid (``res_pk``); PostgreSQL's includes it."""
+    import sqlalchemy as sa
+
+    with services.engine.connect() as conn:
+        if backend == "sqlite":
+            table = conn.exec_driver_sql("PRAGMA table_info(derived_observation)").all()
+            assert [(r[1], r[5]) for r in table if r[5]] == [
+                ("res_pk", 1)
+            ]  # the INTEGER PRIMARY KEY: the rowid
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT res_pk FROM derived_observation "
+                "WHERE patient_id = 'p' AND code = 'c' AND system = 's'"
+            ).all()
+            assert "COVERING INDEX ix_derived_observation_code" in " ".join(str(r[-1]) for r in plan)
+        else:
+            definition = conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_derived_observation_code'")
+            ).scalar_one()
+            assert definition.endswith("(patient_id, code, system, low, high) INCLUDE (res_pk)"), definition
