@@ -14,6 +14,7 @@ import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..canonical import REFERRAL_PROFILE as SR_PROFILE
 from ..coaching.resources import ref_id
@@ -183,8 +184,27 @@ def create_referral(
     return sr_id, task_id
 
 
+def outcome_day(value: str, tz: str | None) -> str | None:
+    """The day of a referral's outcome from its FHIR ``date`` or ``dateTime``: a time of day with an offset is the
+    day it fell on in ``tz`` (the patient's time zone, whose days the charts and pages count) when one is given;
+    otherwise the day the value is written with. A Procedure performed at 21:30 in New York is written
+    ``…T02:30:00Z`` the next day by a server in UTC, and is the patient's day before."""
+    if tz and len(value) > 10:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is not None:
+                return moment.astimezone(ZoneInfo(tz)).date().isoformat()
+        except (ValueError, ZoneInfoNotFoundError):
+            pass
+    return value[:10] or None
+
+
 def _referral(
-    task: dict[str, Any], sr: dict[str, Any] | None, org_name: str | None, outputs: dict[str, dict[str, Any]]
+    task: dict[str, Any],
+    sr: dict[str, Any] | None,
+    org_name: str | None,
+    outputs: dict[str, dict[str, Any]],
+    tz: str | None = None,
 ) -> Referral:
     sr = sr or {}
     goal = next(
@@ -201,14 +221,14 @@ def _referral(
         proc = outputs.get(pid or "")
         if proc:
             outcome = str((proc.get("code") or {}).get("text") or need_text(proc))
-            outcome_date = (
+            outcome_date = outcome_day(
                 str(
                     proc.get("performedDateTime")
                     or (proc.get("performedPeriod") or {}).get("start")
                     or task.get("lastModified")
                     or ""
-                )[:10]
-                or None
+                ),
+                tz,
             )
     owner = task.get("owner") or {}
     return Referral(
@@ -237,17 +257,18 @@ def _referral(
     )
 
 
-def referrals_of(repo: FhirRepository, patient_id: str) -> list[Referral]:
-    """The patient's referral Tasks (newest first), with their ServiceRequests, owners and outcomes."""
+def referrals_of(repo: FhirRepository, patient_id: str, *, tz: str | None = None) -> list[Referral]:
+    """The patient's referral Tasks (newest first), with their ServiceRequests, owners and outcomes; each outcome's
+    day in ``tz``, the patient's time zone, when given (:func:`outcome_day`)."""
     tasks = [
         s.content
         for s in repo.search_params("Task", [("patient", f"Patient/{patient_id}"), ("_count", "200")]).matches
         if s.content and MECR_TASK_PROFILE in ((s.content.get("meta") or {}).get("profile") or ())
     ]
-    return _resolve(repo, tasks)
+    return _resolve(repo, tasks, tz)
 
 
-def _resolve(repo: FhirRepository, tasks: list[dict[str, Any]]) -> list[Referral]:
+def _resolve(repo: FhirRepository, tasks: list[dict[str, Any]], tz: str | None = None) -> list[Referral]:
     if not tasks:
         return []
     srs = _by_id(repo, "ServiceRequest", {ref_id(t.get("focus"), "ServiceRequest") for t in tasks})
@@ -263,6 +284,7 @@ def _resolve(repo: FhirRepository, tasks: list[dict[str, Any]]) -> list[Referral
             srs.get(ref_id(t.get("focus"), "ServiceRequest") or ""),
             (orgs.get(ref_id(t.get("owner"), "Organization") or "") or {}).get("name"),
             procs,
+            tz,
         )
         for t in tasks
     ]

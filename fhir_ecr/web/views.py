@@ -455,7 +455,7 @@ def patient_page(data: Data, patient_id: str, *, series: str | None, viewer: str
         if t["points"] and t["code"] not in [c["code"] for c in choices]:
             choices.append({"code": t["code"], "label": t["label"]})
     selected = series if series in [c["code"] for c in choices] else (choices[0]["code"] if choices else None)
-    referrals = referral_list(repo, patient_id)
+    referrals = referral_list(repo, patient_id, tz=tz)
     for card in cards:  # a goal's progress shows what its referrals achieved
         card.referrals = [r for r in referrals if r.goal_id == card.id]
     chart = None
@@ -561,7 +561,7 @@ def patient_app(data: Data, patient_id: str) -> dict[str, Any]:
         "thread": thread(repo, patient_id),
         "prefs": prefs,
         "paused": [r for r in _habit_rows(summary, today) if r["paused"]],
-        "referrals": referral_list(repo, patient_id),
+        "referrals": referral_list(repo, patient_id, tz=tz),
     }
 
 

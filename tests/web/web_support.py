@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from fhir_ecr.auth import Principal
 from fhir_ecr.auth.sessions import SESSION_COOKIE, create_session
-from fhir_ecr.coaching.demo import demo_coaching_bundles
+from fhir_ecr.coaching.demo import demo_coaching_bundles, demo_today
 from fhir_ecr.fhir.bundles import process_bundle
 from smart_launch.scopes import ScopeSet
 
@@ -50,8 +50,9 @@ def patient_principal(patient_id: str = PATIENT) -> Principal:
 
 def load_demo(services: Any, today: date | None = None) -> date:
     """Load the coaching demo (Ana Lopez, Brian Okafor, Chloe Nguyen, their coach Dana Whitfield) straight into
-    the store; returns its ``today``."""
-    today = today or datetime.now(UTC).date()
+    the store; returns its ``today``: by default today in the demo's time zone, the patients' own (``mecr demo``
+    moves the demo to that day too), so that the tests pass at any hour, also when it is tomorrow in UTC."""
+    today = today or demo_today()
     for bundle in demo_coaching_bundles(today):
         process_bundle(services.repo, bundle, fhir_base=services.fhir_base, max_entries=10_000)
     return today

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -150,7 +150,7 @@ def test_coach_documents_a_session(browser, secure_live_server, secure_services,
     page = context.new_page()
     page.goto(f"{secure_live_server.url}/app/patients/{PATIENT}")
     page.get_by_role("link", name="Document a session").click()
-    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    yesterday = (demo - timedelta(days=1)).isoformat()
     page.get_by_label("Date").fill(yesterday)
     page.get_by_label("Next steps").fill("Try the stairs at work")
     page.get_by_label("Start").fill(
