@@ -108,7 +108,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # the derived coaching tables counted against the index now, not in the first coach's request
         await run_in_threadpool(_check_derived, services)
         heap.settle()  # the loaded application frozen out of the collector's way (fhir_ecr/heap.py)
+        pool = services.repo.validation_pool
+        if pool is not None:  # booted in the background now, not in the first large transaction
+            pool.start()
         yield
+        if pool is not None:
+            pool.close()
         services.audit.close()
         if services.http is not None:
             await services.http.aclose()

@@ -12,7 +12,13 @@ from .bulk import register_bulk_operations
 from .coaching.derived import install_derived
 from .coaching.operations import register_coaching_operations
 from .config import Settings
-from .conformance import READ_ONLY_TYPES, compose_validators, default_validator, register_validate_operation
+from .conformance import (
+    READ_ONLY_TYPES,
+    compose_validators,
+    default_validator,
+    register_validate_operation,
+    standard_validator,
+)
 from .fhir.builtin_ops import register_builtin_operations
 from .fhir.operations import OperationRegistry
 from .referrals.hook import install_referrals
@@ -21,6 +27,7 @@ from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
 from .store.validation import validate_resource
+from .store.validation_pool import ValidationPool
 from .sync import install_sync
 from .web.caseload_refresh import refresh_rows
 from .web.views import trend_series
@@ -41,6 +48,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         enforce_references=settings.enforce_references,
         validator=compose_validators(validate_resource, conformance),
     )
+    if (
+        settings.validation_workers
+    ):  # a large transaction's validation beside its writes (docs/architecture.md)
+        repo.validation_pool = ValidationPool.shared(standard_validator, settings.validation_workers)
     operations = OperationRegistry()
     register_builtin_operations(operations)
     register_validate_operation(operations)

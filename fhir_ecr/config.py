@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, description="Search page size when _count is not given.")
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")
+    validation_workers: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Worker processes that validate a large transaction's resources (64 or more) while the "
+        "request writes them, when they are idle (fhir_ecr/store/validation_pool.py; about 120 MB each, started "
+        "on the first such transaction). 0: every resource is validated in the request.",
+    )
     enforce_references: bool = Field(
         default=True,
         description="Refuse a write whose local reference (Patient/123) names no resource on this server (422), "

@@ -29,6 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"  # real public samples, sources in SOURCES.tsv
 PG_ADMIN_URL = os.environ.get("MECR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("MECR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+# A transaction validates in line unless a test hands its repository a validation pool
+# (tests/fhir/test_parallel_validation.py): whether a shared pool is up yet must not change what a test runs.
+os.environ.setdefault("MECR_VALIDATION_WORKERS", "0")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -19,12 +19,12 @@ file, a snapshot this compiler cannot read) are start-up errors::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConformanceError, IgLoadError, ProfileCompileError
 from .ig import ImplementationGuide, default_ig_path, load_ig
-from .operation import register_validate_operation
-from .store import READ_ONLY_TYPES, install_read_only_guard, load_conformance_resources
 from .terminology import ValueSetIndex
-from .validator import ProfileValidator, compose_validators, default_validator
+from .validator import ProfileValidator, compose_validators, default_validator, standard_validator
 
 __all__ = [
     "ConformanceError",
@@ -36,9 +36,31 @@ __all__ = [
     "ValueSetIndex",
     "ProfileValidator",
     "compose_validators",
+    "standard_validator",
     "default_validator",
     "register_validate_operation",
     "READ_ONLY_TYPES",
     "install_read_only_guard",
     "load_conformance_resources",
 ]
+
+if TYPE_CHECKING:
+    from .operation import register_validate_operation
+    from .store import READ_ONLY_TYPES, install_read_only_guard, load_conformance_resources
+
+# The web side ($validate, the read-only guard) is imported on first use: a validation worker process
+# (fhir_ecr/store/validation_pool.py) needs only the validator, without the web framework and the database layer.
+_LAZY = {
+    "register_validate_operation": ".operation",
+    "READ_ONLY_TYPES": ".store",
+    "install_read_only_guard": ".store",
+    "load_conformance_resources": ".store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from .compiler import CompiledProfile, compile_profile
 from .ig import ImplementationGuide, default_ig_path, load_ig
 from .terminology import ValueSetIndex, canonical_url
 
-__all__ = ["ProfileValidator", "compose_validators", "default_validator"]
+__all__ = ["ProfileValidator", "compose_validators", "default_validator", "standard_validator"]
 
 Validator = Any  # Callable[[dict[str, Any]], None]
 
@@ -133,3 +133,12 @@ def compose_validators(*validators: Validator) -> Validator:
             raise invalid(issues, status)
 
     return validate
+
+
+def standard_validator() -> Validator:
+    """What the server validates a write with: structure and required bindings, then the IG's profiles (one
+    OperationOutcome lists every problem). A module-level function, so a validation worker can build its own
+    (:class:`fhir_ecr.store.validation_pool.ValidationPool`)."""
+    from ..store.validation import validate_resource
+
+    return compose_validators(validate_resource, default_validator())

@@ -37,6 +37,7 @@ from ..store.repository import (
 )
 from ..store.search import parse_search
 from ..store.searchparams import search_params
+from ..store.validation_pool import MIN_RESOURCES, DeferredValidation
 from .http import parse_etag
 from .summary import summarize
 
@@ -194,6 +195,7 @@ class _Entry:
             self.query = urlencode([(k, v) for k, v in pairs if k != "_cascade"])
         self.assigned_id: str | None = None
         self.server_id = False  # assigned_id was made up here (no match, no id in the body)
+        self._put_body: dict[str, Any] | None = None
         if self.method in ("POST", "PUT"):
             if not isinstance(self.resource, dict):
                 raise bad_request("this entry needs a resource", f"{self.where}.resource")
@@ -201,6 +203,24 @@ class _Entry:
                 raise bad_request(
                     f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType"
                 )
+
+    def put_body(self, rid: str) -> dict[str, Any]:
+        """The resource a PUT writes to ``rid``: a copy of the entry's, given that id when it has none (a
+        conditional PUT). Made once, so the object validated (:func:`_defer_validation`) is the one written."""
+        if self._put_body is None:
+            self._put_body = dict(self.resource)
+            if "id" not in self._put_body and len(self.parts) == 1:
+                self._put_body["id"] = rid
+        return self._put_body
+
+    def written(self) -> dict[str, Any] | None:
+        """The object this entry's write validates (a POST's or PUT's resource), or None."""
+        if self.method == "POST":
+            return self.resource if isinstance(self.resource, dict) else None
+        if self.method == "PUT" and isinstance(self.resource, dict):
+            rid = self.parts[1] if len(self.parts) == 2 else self.assigned_id
+            return self.put_body(rid) if rid is not None else None
+        return None
 
 
 def _rewrite_references(node: Any, mapping: dict[str, str], resolve: Callable[[str], str | None]) -> None:
@@ -303,9 +323,7 @@ def _execute(
             rid = e.assigned_id
         else:
             raise bad_request("PUT needs Type/id or conditional criteria", f"{e.where}.request.url")
-        resource = dict(e.resource)
-        if "id" not in resource and len(e.parts) == 1:
-            resource["id"] = rid
+        resource = e.put_body(rid)
         result = uow.update(e.rtype, rid, resource, expected_version=e.if_match, server_chosen_id=e.server_id)
         entry = _response(
             201 if result.created else 200, result.stored, fhir_base, return_pref, location=result.created
@@ -451,20 +469,73 @@ def _transaction(
         for e in entries:  # the Bundle is ours (parsed from the request): rewrite in place
             if isinstance(e.resource, dict):
                 _rewrite_references(e.resource, mapping, resolve)
-        for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
-            if responses[e.index] is not None:
-                continue
-            try:
-                responses[e.index] = _execute(uow, e, fhir_base, return_pref, strict, run_get)
-            except FhirError as exc:
-                for item in exc.issues:
-                    item["expression"] = [e.where, *item.get("expression", [])]
-                raise
+        deferred = _defer_validation(repo, uow, [e for e in entries if responses[e.index] is None])
+        failure: Exception | None = None
+        try:
+            for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
+                if responses[e.index] is not None:
+                    continue
+                try:
+                    responses[e.index] = _execute(uow, e, fhir_base, return_pref, strict, run_get)
+                except FhirError as exc:
+                    _locate(exc, e)
+                    raise
+            if deferred is not None:
+                uow.flush()  # the buffered creates' statements run while the worker still validates
+        except Exception as exc:  # noqa: BLE001 - raised below, unless a deferred validation comes first
+            failure = exc
+        if deferred is not None:  # before the unit ends: nothing commits that the validator refused
+            uow.deferred = None
+            validations, written = deferred
+            validations.settle(lambda i, resource: _validate_in_line(uow, written[i], resource))
+        if failure is not None:
+            raise failure
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
         "entry": responses,
     }
+
+
+def _locate(exc: FhirError, e: _Entry) -> None:
+    """Prefix each issue's expression with the entry it is about."""
+    for item in exc.issues:
+        item["expression"] = [e.where, *item.get("expression", [])]
+
+
+def _defer_validation(
+    repo: FhirRepository, uow: UnitOfWork, entries: list[_Entry]
+) -> tuple[DeferredValidation, list[_Entry]] | None:
+    """Hand the resources ``entries`` write to the repository's validation pool, when it takes them (a large
+    transaction, the pool up and idle: fhir_ecr/store/validation_pool.py); the unit then skips validating them."""
+    pool = repo.validation_pool
+    if pool is None:
+        return None
+    written: list[_Entry] = []
+    bodies: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for e in entries:
+        body = e.written()
+        if body is not None and id(body) not in seen:  # the same object twice: in line
+            seen.add(id(body))
+            written.append(e)
+            bodies.append(body)
+    if len(written) < MIN_RESOURCES:
+        return None
+    validations = pool.defer(bodies)
+    if validations is None:
+        return None
+    uow.deferred = validations
+    return validations, written
+
+
+def _validate_in_line(uow: UnitOfWork, e: _Entry, resource: dict[str, Any]) -> None:
+    """Validate what the pool refused, as the unit would have, raising its error about the entry."""
+    try:
+        uow.repo.validator(resource)
+    except FhirError as exc:
+        _locate(exc, e)
+        raise
 
 
 def _batch(

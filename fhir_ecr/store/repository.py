@@ -41,6 +41,7 @@ from .search import SearchQuery, parse_search
 from .search_sql import SearchDriver
 from .unit_core import PV_SELECT, UNVERSIONED_TYPES, Change, Guard, WriteHook
 from .validation import validate_resource
+from .validation_pool import ValidationPool
 from .visibility import Confinement, compartment_patients
 from .writes import UnitOfWork
 
@@ -113,6 +114,8 @@ class FhirRepository:
         #: Offer other tables to drive a search (see :class:`~.search_sql.SearchDriver`); the first that answers
         #: drives. Shared by guarded views.
         self.search_drivers: list[SearchDriver] = []
+        #: Validates a large transaction's resources in other processes (:mod:`.validation_pool`); None: in line.
+        self.validation_pool: ValidationPool | None = None
 
     def guarded(self, guard: Guard | None) -> FhirRepository:
         """This repository as seen by one caller: every read, search and write is checked by ``guard``."""

@@ -21,6 +21,7 @@ from .indexer import IndexTemplate
 from .reads import UnitReads
 from .records import H, R, Stored, WriteResult, iso_instant, new_id, stored_parsed
 from .references import MAX_CASCADE
+from .validation_pool import DeferredValidation
 
 __all__ = ["UnitOfWork", "same_content"]
 
@@ -44,11 +45,17 @@ def same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 class UnitOfWork(UnitReads):
     """A database transaction over the FHIR store. Obtain one from ``FhirRepository.unit``."""
 
+    #: Resources of this unit validated in another process (a large transaction: :mod:`.validation_pool`);
+    #: whoever sets it settles it before the unit ends.
+    deferred: DeferredValidation | None = None
+
     def prepare(self, resource: dict[str, Any], resource_id: str | None = None) -> dict[str, Any]:
-        """Validate ``resource`` and return the copy that would be stored (id assigned, meta not yet set)."""
+        """Validate ``resource`` (or leave it to :attr:`deferred`) and return the copy that would be stored (id
+        assigned, meta not yet set)."""
         if not isinstance(resource, dict):
             raise bad_request("a resource must be a JSON object")
-        self.repo.validator(resource)
+        if self.deferred is None or not self.deferred.take(resource):
+            self.repo.validator(resource)
         content = dict(resource)
         if resource_id is not None:
             content["id"] = resource_id

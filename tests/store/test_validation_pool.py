@@ -1,0 +1,103 @@
+"""The validation pool's bookkeeping (fhir_ecr/store/validation_pool.py): which resources a unit deferred, in
+which order it took them, and what settling raises. Answers are given by hand here; the real worker process is
+tested end to end in tests/fhir/test_parallel_validation.py."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from fhir_ecr.store.validation_pool import CHUNK, DeferredValidation, ValidationPool
+
+
+def answered(refused: list[int] | BaseException) -> Future[list[int]]:
+    f: Future[list[int]] = Future()
+    if isinstance(refused, BaseException):
+        f.set_exception(refused)
+    else:
+        f.set_result(refused)
+    return f
+
+
+def resources(n: int) -> list[dict[str, Any]]:
+    return [{"resourceType": "Basic", "n": i} for i in range(n)]
+
+
+def test_take_is_for_the_very_objects_deferred_and_once_each() -> None:
+    rs = resources(3)
+    d = DeferredValidation(rs, [answered([])])
+    assert not d.take(dict(rs[0]))  # an equal copy is another resource: validated in line
+    assert d.take(rs[1]) and d.take(rs[0])
+    assert not d.take(rs[1])  # a second prepare of the same object validates in line
+
+
+def test_settle_validates_the_refused_ones_in_the_order_taken() -> None:
+    rs = resources(CHUNK + 10)
+    d = DeferredValidation(rs, [answered([2, 5]), answered([3])])  # positions 2, 5 and CHUNK + 3
+    for i in (CHUNK + 3, 0, 5, 1):  # the unit took these (processing order), not 2
+        d.take(rs[i])
+    seen: list[int] = []
+    d.settle(lambda i, r: seen.append(i))
+    assert seen == [CHUNK + 3, 5]
+
+
+def test_settle_raises_the_first_refusal() -> None:
+    rs = resources(4)
+    d = DeferredValidation(rs, [answered([1, 3])])
+    for r in rs:
+        d.take(r)
+
+    def validate(i: int, r: dict[str, Any]) -> None:
+        raise ValueError(i)
+
+    with pytest.raises(ValueError, match="1"):
+        d.settle(validate)
+
+
+def test_a_chunk_whose_worker_failed_is_validated_in_line() -> None:
+    rs = resources(CHUNK + 2)
+    d = DeferredValidation(rs, [answered(RuntimeError("worker died")), answered([])])
+    for r in rs:
+        d.take(r)
+    assert d.refused() == set(range(CHUNK))
+    seen: list[int] = []
+    d.settle(lambda i, r: seen.append(i))
+    assert seen == list(range(CHUNK))
+
+
+def test_a_pool_not_started_or_not_up_defers_nothing() -> None:
+    pool = ValidationPool(lambda: lambda r: None, workers=1)  # never submitted: nothing is pickled
+    assert pool.defer(resources(100)) is None and pool._executor is None  # not started: never starts itself
+    pool._boot = lambda: setattr(pool, "_executor", object())  # type: ignore[method-assign]
+    pool.start()
+    assert pool._executor is not None
+    assert pool.defer(resources(100)) is None  # started, no worker has answered yet
+    assert pool.units == 0
+
+
+def test_a_busy_pool_defers_nothing() -> None:
+    """Chunks of another request in flight: the cores are busy, so this one validates in line."""
+    pool = ValidationPool(lambda: lambda r: None, workers=1)
+    pool._executor, pool._ready, pool._busy = object(), True, 1  # type: ignore[assignment]
+    assert pool.defer(resources(100)) is None and pool.units == 0
+
+
+def test_chunks_no_worker_has_begun_are_checked_by_the_request() -> None:
+    rs = resources(2 * CHUNK + 3)
+    pending: list[Future[list[int]]] = [Future(), Future()]  # queued, not begun: they can be taken back
+    released: list[bool] = []
+    d = DeferredValidation(rs, [answered([1]), *pending], lambda: released.append(True))
+    for r in rs:
+        d.take(r)
+    checked: list[int] = []
+
+    def check(i: int, r: dict[str, Any]) -> None:
+        checked.append(i)
+        if i == CHUNK + 5:
+            raise ValueError("refused here")
+
+    assert d.refused(check) == {1, CHUNK + 5}
+    assert checked == [*range(2 * CHUNK, 2 * CHUNK + 3), *range(CHUNK, 2 * CHUNK)]  # the last chunk first
+    assert all(f.cancelled() for f in pending) and released == [True]  # the pool is told once
