@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import sys
 import threading
 import types
@@ -56,6 +58,14 @@ _validator: Validator | None = None  # the worker's
 def _start_worker(factory: Callable[[], Validator]) -> None:
     global _validator
     _validator = factory()
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a server killed outright (SIGKILL, the OOM killer) leaves no worker behind
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # ready when the parent process has ended
+    os._exit(0)
 
 
 def _ping() -> bool:

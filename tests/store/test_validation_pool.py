@@ -101,3 +101,46 @@ def test_chunks_no_worker_has_begun_are_checked_by_the_request() -> None:
     assert d.refused(check) == {1, CHUNK + 5}
     assert checked == [*range(2 * CHUNK, 2 * CHUNK + 3), *range(CHUNK, 2 * CHUNK)]  # the last chunk first
     assert all(f.cancelled() for f in pending) and released == [True]  # the pool is told once
+
+
+def test_a_server_killed_outright_leaves_no_worker_behind(tmp_path: Any) -> None:
+    """A worker holds both ends of its task pipe, so it would wait forever once its parent is gone (SIGKILL,
+    the OOM killer): it watches the parent and ends with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import time\n"
+        "from fhir_ecr.conformance import standard_validator\n"
+        "from fhir_ecr.store.validation_pool import ValidationPool\n"
+        "pool = ValidationPool(standard_validator)\n"
+        "pool.start()\n"
+        "assert pool.wait_ready(120)\n"
+        "print(*pool._executor._processes, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]  # type: ignore[union-attr]
+        assert workers and all(_alive(pid) for pid in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (ended, not yet reaped by init) counts as ended
+        return f.read().split(") ", 1)[1][0] != "Z"
