@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
+from .db import next_resource_keys
 from .indexer import index_resource
 from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored
 from .references import NOT_HOLDING, LocalReference, local_references
@@ -261,11 +262,7 @@ class UnitCore:
     def _allocate_pks(self, n: int) -> list[int]:
         """``n`` new resource keys. SQLite: the write lock is held (BEGIN IMMEDIATE), so max + 1 is safe."""
         if self.is_postgres:
-            rows = self.conn.exec_driver_sql(
-                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %(n)s)",
-                {"n": n},
-            ).all()
-            return [r[0] for r in rows]
+            return next_resource_keys(self.conn, n)
         start = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resource").scalar_one()
         return list(range(start + 1, start + n + 1))
 
