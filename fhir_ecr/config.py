@@ -7,6 +7,7 @@ in step.
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -84,12 +85,13 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, description="Largest _count honoured; larger values are capped.")
     max_bundle_entries: int = Field(default=10000, description="Largest batch/transaction Bundle accepted.")
     validation_workers: int = Field(
-        default=1,
+        default_factory=lambda: 1 if (os.cpu_count() or 1) >= 2 else 0,
         ge=0,
         le=16,
-        description="Worker processes that validate a large transaction's resources (64 or more) while the "
-        "request writes them, when they are idle (fhir_ecr/store/validation_pool.py; about 120 MB each, started "
-        "on the first such transaction). 0: every resource is validated in the request.",
+        description="Worker processes of `mecr serve` that validate a large transaction's resources (64 or more) "
+        "while the request writes them, when they are idle (docs/architecture.md; about 80 MB each, started with "
+        "the server). Default: 1 on a machine of two cores or more, 0 on one. 0: every resource is validated in "
+        "the request, which suits a server whose cores are all kept busy by concurrent writers.",
     )
     enforce_references: bool = Field(
         default=True,

@@ -144,3 +144,31 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:  # a zombie (ended, not yet reaped by init) counts as ended
         return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_the_default_is_one_worker_where_a_core_is_to_spare(monkeypatch: Any) -> None:
+    from fhir_ecr.config import Settings
+
+    monkeypatch.delenv("MECR_VALIDATION_WORKERS", raising=False)  # the suite sets 0 (tests/conftest.py)
+    for cores, workers in ((1, 0), (2, 1), (16, 1), (None, 0)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert Settings(database_url="sqlite://").validation_workers == workers
+    monkeypatch.setenv("MECR_VALIDATION_WORKERS", "3")
+    assert Settings(database_url="sqlite://").validation_workers == 3
+
+
+def test_a_server_starts_its_pool_with_the_app_and_stops_it_after(monkeypatch: Any, tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from fhir_ecr.app import create_app
+    from fhir_ecr.config import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'm.db'}", auth="off", environment="test", validation_workers=1
+    )
+    app = create_app(settings)
+    pool = app.state.services.repo.validation_pool
+    assert pool is not None and pool._executor is None
+    with TestClient(app):
+        assert pool.wait_ready(120)
+    assert pool._executor is None  # closed with the app
