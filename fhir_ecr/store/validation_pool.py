@@ -166,10 +166,11 @@ class ValidationPool:
             chunks = [list(resources[i : i + CHUNK]) for i in range(0, len(resources), CHUNK)]
             try:
                 futures = [self._executor.submit(_refused, chunk) for chunk in chunks]
-            except Exception:  # noqa: BLE001 - e.g. the worker died (BrokenProcessPool): start again next time
-                log.warning("the validation worker is gone; validating in line")
+            except Exception:  # noqa: BLE001 - e.g. a worker died (BrokenProcessPool, the OOM killer)
+                log.warning("a validation worker is gone; validating in line while new ones start")
                 self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor, self._ready = None, False
+                self._ready = False
+                self._boot()  # in the background; a worker that cannot start leaves the pool off
                 return None
             self._busy += 1
             self.units += 1

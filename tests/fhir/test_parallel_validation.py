@@ -221,3 +221,32 @@ def test_what_the_worker_refuses_and_the_request_accepts_is_stored(client: Any, 
         assert count(client, "Observation") == N
     finally:
         wrong.close()
+
+
+def test_a_worker_killed_midway_is_replaced(client: Any, services: Any) -> None:
+    """The OOM killer takes the worker: the transaction in flight validates in line and is stored; the next one
+    finds the pool broken, validates in line too, and new workers start for the ones after."""
+    import os
+    import signal
+
+    own = ValidationPool(standard_validator)
+    own.start()
+    try:
+        assert own.wait_ready(120)
+        services.repo.validation_pool = own
+        assert post(client, transaction([observation(i) for i in range(N)])).status_code == 200
+        for pid in list(own._executor._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        answers = [post(client, transaction([observation(i) for i in range(N)])) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert own.wait_ready(120), "no new worker started"
+        units = own.units
+        assert post(client, transaction([observation(i) for i in range(N)])).status_code == 200
+        assert own.units == units + 1
+        assert count(client, "Observation") == 4 * N
+        bad = [observation(i) for i in range(N)]
+        bad[9] = {**bad[9], "status": 7}
+        assert post(client, transaction(bad)).status_code == 400
+        assert count(client, "Observation") == 4 * N
+    finally:
+        own.close()
