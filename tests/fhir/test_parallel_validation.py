@@ -250,3 +250,40 @@ def test_a_worker_killed_midway_is_replaced(client: Any, services: Any) -> None:
         assert count(client, "Observation") == 4 * N
     finally:
         own.close()
+
+
+@pytest.mark.parametrize("invalid_first", [False, True])
+def test_a_patients_transaction_answers_as_in_line(
+    secure_client: Any, secure_services: Any, pool: ValidationPool, invalid_first: bool
+) -> None:
+    """Authorization on: a patient's large transaction with one reading written into another patient's record is
+    refused the same way, whether validated in line or in the worker; with an invalid reading before it, the
+    invalid one is what both answer about."""
+    from tests.auth.support import bearer, patient
+
+    repo = secure_services.repo
+    mine = repo.create({"resourceType": "Patient"}).stored.id
+    theirs = repo.create({"resourceType": "Patient"}).stored.id
+    headers = {**bearer(secure_services, patient(mine)), "Content-Type": FHIR_JSON}
+    resources = [{**observation(i), "subject": {"reference": f"Patient/{mine}"}} for i in range(N)]
+    resources[50]["subject"] = {"reference": f"Patient/{theirs}"}
+    if invalid_first:
+        resources[10]["status"] = 7
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": r, "request": {"method": "POST", "url": "Observation"}} for r in resources],
+    }
+    answers = []
+    for chosen in (None, pool):
+        repo.validation_pool = chosen
+        units = pool.units
+        r = secure_client.post("/fhir", content=json.dumps(bundle), headers=headers)
+        assert pool.units == units + (chosen is pool)
+        answers.append((r.status_code, r.json()))
+    assert answers[0] == answers[1]
+    status, body = answers[0]
+    assert (status, body["issue"][0]["code"]) == ((400, "value") if invalid_first else (403, "forbidden"))
+    where = "Bundle.entry[10]" if invalid_first else "Bundle.entry[50]"
+    assert [i["expression"][0] for i in body["issue"]] == [where] * len(body["issue"])
+    assert repo.search_params("Observation", [("_count", "1000")]).matches == []
