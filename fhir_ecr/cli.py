@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to bind (default: MECR_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: MECR_PORT, 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1); each starts its own process that validates large "
+        "transactions beside their writes (MECR_VALIDATION_WORKERS, docs/configuration.md)",
+    )
     serve.add_argument(
         "--with-worker",
         action="store_true",
