@@ -160,6 +160,7 @@ class ValidationPool:
     def defer(self, resources: Sequence[dict[str, Any]]) -> DeferredValidation | None:
         """Send ``resources`` to the workers, or None (validate in line) when the pool is not started (:meth:`start`),
         not up yet, or busy."""
+        broken = None
         with self._lock:
             if self._executor is None or not self._ready or self._busy:
                 return None
@@ -168,12 +169,14 @@ class ValidationPool:
                 futures = [self._executor.submit(_refused, chunk) for chunk in chunks]
             except Exception:  # noqa: BLE001 - e.g. a worker died (BrokenProcessPool, the OOM killer)
                 log.warning("a validation worker is gone; validating in line while new ones start")
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._ready = False
+                broken, self._ready = self._executor, False
                 self._boot()  # in the background; a worker that cannot start leaves the pool off
-                return None
-            self._busy += 1
-            self.units += 1
+            else:
+                self._busy += 1
+                self.units += 1
+        if broken is not None:  # outside the lock: cancelling runs the futures' callbacks, which may take it
+            broken.shutdown(wait=False, cancel_futures=True)
+            return None
         return DeferredValidation(resources, futures, self._release)
 
     def _release(self) -> None:
@@ -183,9 +186,9 @@ class ValidationPool:
 
     def close(self) -> None:
         with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor, self._ready = None, False
+            executor, self._executor, self._ready = self._executor, None, False
+        if executor is not None:  # outside the lock: cancelling runs the units' callbacks, which take it
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 class DeferredValidation:

@@ -172,3 +172,24 @@ def test_a_server_starts_its_pool_with_the_app_and_stops_it_after(monkeypatch: A
     with TestClient(app):
         assert pool.wait_ready(120)
     assert pool._executor is None  # closed with the app
+
+
+def test_closing_with_a_unit_in_flight_does_not_hang() -> None:
+    """Shutting the workers down cancels what is queued, which runs the unit's callback, which frees the pool
+    under its lock: close must not hold that lock meanwhile (a server stopping mid-transaction)."""
+    import threading
+
+    queued: Future[list[int]] = Future()
+
+    class Executor:
+        def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+            queued.cancel()
+
+    pool = ValidationPool(lambda: lambda r: None, workers=1)
+    pool._executor, pool._ready, pool._busy = Executor(), True, 1  # type: ignore[assignment]
+    DeferredValidation(resources(3), [queued], pool._release)
+    closing = threading.Thread(target=pool.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() hung"
+    assert pool._busy == 0 and pool._executor is None
