@@ -100,8 +100,8 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 class ValidationPool:
-    """Worker processes running ``factory()`` (a module-level function: it is pickled to each worker), started on
-    first use. One per process and validator (:meth:`shared`)."""
+    """Worker processes running ``factory()`` (a module-level function: it is pickled to each worker), started by
+    :meth:`start`. One per process and validator (:meth:`shared`)."""
 
     _shared: dict[tuple[Callable[[], Validator], int], ValidationPool] = {}
     _shared_lock = threading.Lock()
@@ -113,7 +113,7 @@ class ValidationPool:
         self._executor: ProcessPoolExecutor | None = None
         self._ready = False
         self._answered = threading.Event()  # the first worker answered (or failed to start)
-        self._busy = 0  # chunks in flight
+        self._busy = 0  # units in flight
         #: Units whose validation this pool took (for tests and benchmarks).
         self.units = 0
 
@@ -126,7 +126,8 @@ class ValidationPool:
             return cls._shared[key]
 
     def start(self) -> None:
-        """Start the workers now (in the background) rather than on the first large transaction."""
+        """Start the workers, in the background: until one answers, :meth:`defer` declines (the unit validates in
+        line). The app does this when it starts; nothing else starts a pool."""
         with self._lock:
             if self._executor is None:
                 self._boot()
