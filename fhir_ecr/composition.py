@@ -14,7 +14,6 @@ from .coaching.operations import register_coaching_operations
 from .config import Settings
 from .conformance import (
     READ_ONLY_TYPES,
-    compose_validators,
     default_validator,
     register_validate_operation,
     standard_validator,
@@ -26,7 +25,6 @@ from .services import Services
 from .store.auth_store import AuthStore
 from .store.db import make_engine, upgrade
 from .store.repository import FhirRepository
-from .store.validation import validate_resource
 from .store.validation_pool import ValidationPool
 from .sync import install_sync
 from .web.caseload_refresh import refresh_rows
@@ -46,11 +44,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         engine,
         fhir_base=settings.fhir_base,
         enforce_references=settings.enforce_references,
-        validator=compose_validators(validate_resource, conformance),
+        validator=standard_validator(),  # `conformance` composed after the structure (the same cached object)
     )
-    if (
-        settings.validation_workers
-    ):  # a large transaction's validation beside its writes (docs/architecture.md)
+    # a large transaction's validation beside its writes, by the same validator (docs/architecture.md)
+    if settings.validation_workers:
         repo.validation_pool = ValidationPool.shared(standard_validator, settings.validation_workers)
     operations = OperationRegistry()
     register_builtin_operations(operations)

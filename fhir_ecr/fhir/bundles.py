@@ -204,22 +204,26 @@ class _Entry:
                     f"the resource is not a {self.rtype}", f"{self.where}.resource.resourceType"
                 )
 
-    def put_body(self, rid: str) -> dict[str, Any]:
-        """The resource a PUT writes to ``rid``: a copy of the entry's, given that id when it has none (a
-        conditional PUT). Made once, so the object validated (:func:`_defer_validation`) is the one written."""
+    @property
+    def put_id(self) -> str | None:
+        """The id a PUT writes to: its URL's, else the one its conditional URL resolved to (:func:`_assign`)."""
+        return self.parts[1] if len(self.parts) == 2 else self.assigned_id
+
+    def put_body(self) -> dict[str, Any]:
+        """The resource a PUT writes: a copy of the entry's, given :attr:`put_id` when it has no id (a conditional
+        PUT). Made once, so the object validated (:func:`_defer_validation`) is the one written."""
         if self._put_body is None:
             self._put_body = dict(self.resource)
             if "id" not in self._put_body and len(self.parts) == 1:
-                self._put_body["id"] = rid
+                self._put_body["id"] = self.put_id
         return self._put_body
 
     def written(self) -> dict[str, Any] | None:
         """The object this entry's write validates (a POST's or PUT's resource), or None."""
         if self.method == "POST":
             return self.resource if isinstance(self.resource, dict) else None
-        if self.method == "PUT" and isinstance(self.resource, dict):
-            rid = self.parts[1] if len(self.parts) == 2 else self.assigned_id
-            return self.put_body(rid) if rid is not None else None
+        if self.method == "PUT" and isinstance(self.resource, dict) and self.put_id is not None:
+            return self.put_body()
         return None
 
 
@@ -317,13 +321,10 @@ def _execute(
         result = uow.create(e.resource, resource_id=e.assigned_id, if_none_exist=None)
         return _response(201, result.stored, fhir_base, return_pref, location=True)
     if e.method == "PUT":
-        if len(e.parts) == 2:
-            rid = e.parts[1]
-        elif e.assigned_id is not None:
-            rid = e.assigned_id
-        else:
+        rid = e.put_id
+        if rid is None:
             raise bad_request("PUT needs Type/id or conditional criteria", f"{e.where}.request.url")
-        resource = e.put_body(rid)
+        resource = e.put_body()
         result = uow.update(e.rtype, rid, resource, expected_version=e.if_match, server_chosen_id=e.server_id)
         entry = _response(
             201 if result.created else 200, result.stored, fhir_base, return_pref, location=result.created

@@ -14,10 +14,10 @@ import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 from ..canonical import REFERRAL_PROFILE as SR_PROFILE
-from ..coaching.resources import ref_id
+from ..coaching.resources import effective_local_date, ref_id
 from ..outcomes import bad_request, invalid, issue
 from ..store.repository import FhirRepository
 from .consent import build_consent
@@ -189,13 +189,13 @@ def outcome_day(value: str, tz: str | None) -> str | None:
     day it fell on in ``tz`` (the patient's time zone, whose days the charts and pages count) when one is given;
     otherwise the day the value is written with. A Procedure performed at 21:30 in New York is written
     ``…T02:30:00Z`` the next day by a server in UTC, and is the patient's day before."""
-    if tz and len(value) > 10:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if moment.tzinfo is not None:
-                return moment.astimezone(ZoneInfo(tz)).date().isoformat()
-        except (ValueError, ZoneInfoNotFoundError):
-            pass
+    if tz:
+        try:  # the coaching views' own rule for an Observation's day (a date is a day; an instant moves)
+            day = effective_local_date({"effectiveDateTime": value}, tz)
+        except (ValueError, ZoneInfoNotFoundError):  # an unknown zone, a malformed date
+            day = None
+        if day is not None:
+            return day.isoformat()
     return value[:10] or None
 
 

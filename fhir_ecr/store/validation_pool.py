@@ -127,7 +127,7 @@ class ValidationPool:
 
     def start(self) -> None:
         """Start the workers, in the background: until one answers, :meth:`defer` declines (the unit validates in
-        line). The app does this when it starts; nothing else starts a pool."""
+        line). The app does this when it starts; otherwise only a broken pool starts itself again."""
         with self._lock:
             if self._executor is None:
                 self._boot()
@@ -211,16 +211,12 @@ class DeferredValidation:
         # the pool is told once that this unit is done with it: when the last answer is in, whether or not the
         # unit reads it (a unit interrupted before settling must not keep the pool busy)
         self._release, self._released, self._lock = release, False, threading.Lock()
-        self._left = len(futures)
         for f in futures:
             f.add_done_callback(self._answered)
 
     def _answered(self, _: Future[list[int]]) -> None:
-        with self._lock:
-            self._left -= 1
-            if self._left:
-                return
-        self._release_once()
+        if all(f.done() for f in self._futures):
+            self._release_once()
 
     def _release_once(self) -> None:
         with self._lock:
