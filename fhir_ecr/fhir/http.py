@@ -13,6 +13,7 @@ in a JSON body is refused with 400 (no FHIR string may hold one).
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ __all__ = [
     "FHIR_JSON",
     "fhir_response",
     "read_json_body",
+    "parse_json_once",
     "read_form_body",
     "check_id",
     "check_version",
@@ -92,6 +94,20 @@ async def _read_limited(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+#: Where :func:`parse_json_once` leaves a request body it parsed (in the ASGI scope's ``state``), with its text.
+_PARSED = "mecr.parsed_body"
+
+
+def parse_json_once(scope: MutableMapping[str, Any], raw: bytes) -> Any:
+    """``raw`` parsed as :func:`read_json_body` parses it, and kept in the request's ``scope`` so that the route's
+    :func:`read_json_body` of the same body does not parse it again. For middleware that must look into a body
+    before the route (:class:`fhir_ecr.conformance.ReadOnlyGuard`): a transaction of 500 Observations is ≈ 7 ms
+    of parsing on the event loop. Raises :data:`jsonexact.JSONDecodeError` (nothing kept) when it is not JSON."""
+    parsed = jsonexact.loads(raw)
+    scope.setdefault("state", {})[_PARSED] = (raw, parsed)
+    return parsed
+
+
 async def read_json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
     """The request body parsed as JSON (numbers kept exactly, :mod:`fhir_ecr.store.jsonexact`); 413 when too
     large, 415 for a non-JSON media type, 400 when malformed or when a string in it holds a NUL character."""
@@ -105,8 +121,9 @@ async def read_json_body(request: Request, max_bytes: int, *, patch: bool = Fals
     raw = await _read_limited(request, max_bytes)
     if not raw.strip():
         raise bad_request("the request body is empty")
+    kept = request.scope.get("state", {}).get(_PARSED)
     try:
-        parsed = jsonexact.loads(raw)
+        parsed = kept[1] if kept is not None and kept[0] == raw else jsonexact.loads(raw)
     except jsonexact.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
     if b"\\u0000" in raw and _holds_nul(
