@@ -253,7 +253,7 @@ class DeferredValidation:
                 if n is None:
                     break
                 stolen.add(n)
-                for i in range(n * CHUNK, min((n + 1) * CHUNK, len(self._resources))):
+                for i in self._chunk(n):
                     try:
                         check(i, self._resources[i])
                     except Exception:  # noqa: BLE001 - settle validates it again, in the unit's order
@@ -264,10 +264,14 @@ class DeferredValidation:
                 try:
                     refused.update(n * CHUNK + i for i in f.result())
                 except Exception:  # noqa: BLE001 - BrokenProcessPool, a pickling error...: validate in line
-                    refused.update(range(n * CHUNK, min((n + 1) * CHUNK, len(self._resources))))
+                    refused.update(self._chunk(n))
             self._refused = refused
             self._release_once()  # the callbacks run after result() returns: the next unit must not wait for them
         return self._refused
+
+    def _chunk(self, n: int) -> range:
+        """The positions of chunk ``n``'s resources."""
+        return range(n * CHUNK, min((n + 1) * CHUNK, len(self._resources)))
 
     def settle(self, validate: Callable[[int, dict[str, Any]], None]) -> None:
         """Wait for the answers; for each refused resource the unit took, in the order it took them, call
