@@ -122,8 +122,10 @@ def framed_server(sandbox_settings: Settings, secure_services: Any, tmp_path: Pa
     try:
         yield str(port)
     finally:
-        server.should_exit = True
+        # the browser keeps its TLS connections open: a graceful shutdown would wait for them (10 s, in every test)
+        server.should_exit = server.force_exit = True
         thread.join(10)
+        assert not thread.is_alive(), "uvicorn did not stop"
         app.state.sandbox_ehr.state.sandbox.dispose()
 
 
