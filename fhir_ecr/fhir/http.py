@@ -103,7 +103,8 @@ def parse_json_once(scope: MutableMapping[str, Any], raw: bytes) -> Any:
     :func:`read_json_body` of the same body does not parse it again. For middleware that must look into a body
     before the route (:class:`fhir_ecr.conformance.ReadOnlyGuard`): a transaction of 500 Observations takes 0.6 ms
     to parse alone and about 3 ms of the event loop in a busy server (docs/benchmarks.md, sixth pass). Raises
-    :data:`jsonexact.JSONDecodeError` (nothing kept) when it is not JSON."""
+    :data:`jsonexact.JSONDecodeError` (nothing kept) when it is not JSON. The route takes it over: a route may
+    change what it parsed (a transaction rewrites its references in place), so it is not handed out twice."""
     parsed = jsonexact.loads(raw)
     scope.setdefault("state", {})[_PARSED] = (raw, parsed)
     return parsed
@@ -122,7 +123,7 @@ async def read_json_body(request: Request, max_bytes: int, *, patch: bool = Fals
     raw = await _read_limited(request, max_bytes)
     if not raw.strip():
         raise bad_request("the request body is empty")
-    kept = request.scope.get("state", {}).get(_PARSED)
+    kept = request.scope.get("state", {}).pop(_PARSED, None)
     try:
         parsed = kept[1] if kept is not None and kept[0] == raw else jsonexact.loads(raw)
     except jsonexact.JSONDecodeError as exc:
