@@ -43,7 +43,10 @@ PV = PatientVersion.__table__  # type: ignore[attr-defined]
 REF = REFERENCE_INDEX
 
 #: The value columns of each index table (after ``res_pk`` and ``res_type``), in the order the indexer emits them.
-INDEX_COLUMNS = {name: tuple(c.name for c in table.columns)[3:] for name, table in INDEX_TABLES.items()}
+INDEX_COLUMNS = {
+    name: tuple(c.name for c in table.columns if c.name not in {"res_pk", "res_type"})
+    for name, table in INDEX_TABLES.items()
+}
 
 
 def new_id() -> str:

@@ -102,14 +102,14 @@ class HistoryRow(SQLModel, table=True):
 def _index_table(
     name: str, values: list[sa.Column[Any]], lookup: tuple[str, ...], *extra: sa.Index
 ) -> sa.Table:
-    """A search-index table, declared once for all seven: a row key, the resource's key and type, the search
-    parameter, then ``values``. ``ix_*_lookup`` (res_type, param, *lookup, res_pk) drives a search from a value;
-    ``ix_*_res`` (res_pk, param, *lookup) answers the per-candidate probes from the index alone."""
+    """A search-index table, declared once for all seven: the resource's key and type, the search parameter,
+    then ``values``; the rows have no key of their own (migration 0016). ``ix_*_lookup`` (res_type, param,
+    *lookup, res_pk) drives a search from a value; ``ix_*_res`` (res_pk, param, *lookup) answers the
+    per-candidate probes from the index alone and finds a resource's rows to replace."""
     short = name.removeprefix("idx_")
     return sa.Table(
         name,
         metadata,
-        sa.Column("rowid", PK, primary_key=True, autoincrement=True),
         sa.Column("res_pk", sa.BigInteger, nullable=False),
         sa.Column("res_type", sa.String(64), nullable=False),
         sa.Column("param", sa.String(64), nullable=False),

@@ -100,3 +100,75 @@ def test_the_derived_rows_index_holds_their_key(services: Any, backend: str) -> 
                 sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_derived_observation_code'")
             ).scalar_one()
             assert definition.endswith("(patient_id, code, system, low, high) INCLUDE (res_pk)"), definition
+
+
+def test_0016_drops_the_index_rows_key_and_keeps_every_row(services: Any, backend: str) -> None:
+    """Migration 0016: the search-index tables lose ``rowid`` (on PostgreSQL a ``bigserial`` key and its
+    sequence), every index row is kept and found as before, and its downgrade puts the column back, numbered."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from fhir_ecr.store.db import WRITE, _alembic_config  # noqa: PLC2701 - the migration's own configuration
+    from fhir_ecr.store.tables import INDEX_TABLES
+
+    repo = services.repo
+    repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1", "name": [{"family": "Ng"}]})
+    repo.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-12-01T08:00:00Z",
+            "valueQuantity": {
+                "value": 71.5,
+                "unit": "kg",
+                "system": "http://unitsofmeasure.org",
+                "code": "kg",
+            },
+        }
+    )
+
+    def rows() -> dict[str, list[tuple[Any, ...]]]:
+        with services.engine.connect() as conn:
+            return {
+                name: sorted(tuple(r) for r in conn.execute(sa.select(*table.c)))
+                for name, table in INDEX_TABLES.items()
+            }
+
+    def columns(conn: sa.Connection) -> dict[str, set[str]]:
+        return {name: {c["name"] for c in sa.inspect(conn).get_columns(name)} for name in INDEX_TABLES}
+
+    def sequences(conn: sa.Connection) -> set[str]:
+        if backend == "sqlite":
+            return set()
+        return set(conn.execute(sa.text("SELECT sequence_name FROM information_schema.sequences")).scalars())
+
+    before = rows()
+    assert before["idx_quantity"] and before["idx_date"] and before["idx_string"]
+    with services.engine.connect() as conn:
+        assert not any("rowid" in c for c in columns(conn).values())
+        assert not {s for s in sequences(conn) if s.startswith("idx_")}
+    with services.engine.connect().execution_options(**{WRITE: True}) as conn:
+        command.downgrade(_alembic_config(conn), "0015")
+        conn.commit()
+    with services.engine.connect() as conn:
+        assert all("rowid" in c for c in columns(conn).values())
+        numbered = conn.execute(sa.text("SELECT rowid FROM idx_token ORDER BY rowid")).scalars().all()
+        assert numbered == list(range(1, len(before["idx_token"]) + 1))
+        if backend != "sqlite":
+            assert {s for s in sequences(conn) if s.startswith("idx_")} == {
+                f"{name}_rowid_seq" for name in INDEX_TABLES
+            }
+    assert rows() == before
+    upgrade(services.engine)
+    assert rows() == before
+    with services.engine.connect() as conn:
+        assert not any("rowid" in c for c in columns(conn).values())
+        assert not {s for s in sequences(conn) if s.startswith("idx_")}
+    for params in (
+        [("value-quantity", "71.5"), ("patient", "p1"), ("date", "2026-12-01")],
+        [("code", "http://loinc.org|29463-7")],
+    ):
+        assert repo.search_params("Observation", params).total == 1
+    assert repo.search_params("Patient", [("family", "ng")]).total == 1
