@@ -24,7 +24,7 @@ from ..canonical import REFERRAL_TRANSITION_SYSTEM as PROVENANCE_ACTIVITY
 from ..coaching.resources import ref_id
 from ..outcomes import FhirError, VersionConflict, forbidden, issue
 from ..store import jsonexact
-from ..store.records import H
+from ..store.records import VERSIONS, H, version_columns
 from ..store.repository import Change
 from ..store.search import parse_search
 from ..store.visibility import Confinement
@@ -74,13 +74,15 @@ def _previous(uow: Any, change: Change) -> dict[str, Any] | None:
     if change.version_id <= 1:
         return None
     row = uow.conn.execute(
-        sa.select(sa.cast(H.c.content, sa.Text)).where(
+        sa.select(*version_columns())
+        .select_from(VERSIONS)
+        .where(
             H.c.res_type == change.resource_type,
             H.c.res_id == change.id,
             H.c.version_id == change.version_id - 1,
         )
     ).first()
-    return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
+    return jsonexact.loads(row.content) if row is not None and row.content is not None else None
 
 
 def _now_iso(uow: Any) -> str:

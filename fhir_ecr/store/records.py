@@ -24,6 +24,8 @@ __all__ = [
     "iso_instant",
     "now_us",
     "read_columns",
+    "version_columns",
+    "VERSIONS",
     "element_picker",
     "partial_content",
     "stored",
@@ -209,6 +211,21 @@ def read_columns(table: sa.Table) -> list[Any]:
         sa.cast(table.c.content, sa.Text).label("content"),
         *([table.c.method] if "method" in table.c else []),
     ]
+
+
+#: ``resource_history`` beside the ``resource`` row of the same version: a history row leaves the current version's
+#: JSON to that row (written once; ``UnitOfWork.keep_version`` copies it back before it is replaced).
+VERSIONS = H.outerjoin(
+    R, sa.and_(R.c.res_type == H.c.res_type, R.c.res_id == H.c.res_id, R.c.version_id == H.c.version_id)
+)
+
+
+def version_columns() -> list[Any]:
+    """:func:`read_columns` of ``resource_history``, selected from :data:`VERSIONS`: each version's JSON, from its
+    own row or, for the current version, from the ``resource`` row."""
+    columns = read_columns(H)
+    columns[6] = sa.cast(sa.func.coalesce(H.c.content, R.c.content), sa.Text).label("content")
+    return columns
 
 
 def element_picker(names: Sequence[str], postgres: bool) -> tuple[Any, int]:

@@ -21,7 +21,7 @@ from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
 from .db import next_resource_keys
 from .indexer import index_resource
-from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored
+from .records import INDEX_COLUMNS, KV, PV, REF, VERSIONS, H, R, Stored, version_columns
 from .references import NOT_HOLDING, LocalReference, local_references
 from .searchparams import search_params
 from .tables import INDEX_TABLES
@@ -141,12 +141,30 @@ class UnitCore:
     def _last_content(self, rtype: str, rid: str) -> dict[str, Any] | None:
         """The newest version of ``rtype/rid`` that has content (for a deleted resource: what it was)."""
         row = self.conn.execute(
-            sa.select(sa.cast(H.c.content, sa.Text))
+            sa.select(*version_columns())
+            .select_from(VERSIONS)
             .where(H.c.res_type == rtype, H.c.res_id == rid, H.c.deleted.is_(False))
             .order_by(H.c.version_id.desc())
             .limit(1)
         ).first()
-        return jsonexact.loads(row[0]) if row is not None and row[0] is not None else None
+        return jsonexact.loads(row.content) if row is not None and row.content is not None else None
+
+    def keep_version(self, row: Any) -> None:
+        """Before the current version ``row`` (a ``resource`` row) is replaced by a newer one or a deletion: its
+        history row, which left the JSON to the ``resource`` row, receives it (copied in the database). A history
+        row that has its own (written before migration 0017) is left as it is."""
+        if row.deleted:
+            return
+        self.conn.execute(
+            H.update()
+            .where(
+                H.c.res_type == row.res_type,
+                H.c.res_id == row.res_id,
+                H.c.version_id == row.version_id,
+                H.c.content.is_(None),
+            )
+            .values(content=sa.select(R.c.content).where(R.c.pk == row.pk).scalar_subquery())
+        )
 
     def visible(
         self,
@@ -247,13 +265,10 @@ class UnitCore:
                 for pk, (c, _, _, now), doc in zip(pks, pending, docs, strict=True)
             ],
         )
-        self._bulk_insert(
+        self._bulk_insert(  # the JSON is the resource row's until a newer version replaces it (keep_version)
             "resource_history",
-            ("res_type", "res_id", "version_id", "last_updated", "method", "deleted", "content"),
-            [
-                (c["resourceType"], c["id"], 1, now, method, False, doc)
-                for (c, method, _, now), doc in zip(pending, docs, strict=True)
-            ],
+            ("res_type", "res_id", "version_id", "last_updated", "method", "deleted"),
+            [(c["resourceType"], c["id"], 1, now, method, False) for c, method, _, now in pending],
         )
         self._insert_index_rows(
             [(pk, c["resourceType"], rows) for pk, (c, _, rows, _) in zip(pks, pending, strict=True)]

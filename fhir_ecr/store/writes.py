@@ -160,6 +160,7 @@ class UnitOfWork(UnitReads):
             "versionId": str(version),
             "lastUpdated": iso_instant(now),
         }
+        self.keep_version(row)
         done = self.conn.execute(
             R.update()
             .where(R.c.pk == row.pk, R.c.version_id == row.version_id)
@@ -175,7 +176,6 @@ class UnitOfWork(UnitReads):
                 last_updated=now,
                 method=method,
                 deleted=False,
-                content=content,
             )
         )
         self._delete_index_rows(row.pk)
@@ -278,6 +278,7 @@ class UnitOfWork(UnitReads):
                 self.delete(t, i, cascade=True, _budget=budget)
         now = max(self.repo.clock(), row.last_updated + 1)
         version = row.version_id + 1
+        self.keep_version(row)
         done = self.conn.execute(
             R.update()
             .where(R.c.pk == row.pk, R.c.version_id == row.version_id)

@@ -18,6 +18,7 @@ from typing import Any, Final
 from mappings.wearables import DailySummary, DedupRule, Source, device_id
 
 from ..outcomes import Conflict
+from ..store.indexer import IndexTemplate
 from ..store.repository import FhirRepository, Stored, UnitOfWork
 
 __all__ = ["Batch", "BatchWriter", "IMPORT_CACHE_KIB", "same_content"]
@@ -27,6 +28,22 @@ __all__ = ["Batch", "BatchWriter", "IMPORT_CACHE_KIB", "same_content"]
 #: of 64 MiB (docs/benchmarks.md), and the 48 MiB spared held batches four times as large (fewer commits) within
 #: the same peak RSS.
 IMPORT_CACHE_KIB: Final = 16384
+
+#: What a mapped Observation of one shape differs in from the next (``reading_to_observation``,
+#: ``summary_to_observation``): the rest (status, category, code, subject, device) is indexed once per shape
+#: (:class:`~fhir_ecr.store.indexer.IndexTemplate`, which gives :func:`~fhir_ecr.store.indexer.index_resource`'s
+#: rows whatever it is given).
+_PER_READING: Final = (
+    "id",
+    "meta",
+    "identifier",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "valueQuantity",
+    "component",
+    "note",
+    "extension",
+)
 
 
 @dataclass
@@ -128,6 +145,7 @@ class BatchWriter:
         self.repo = repo
         self.rule = rule
         self._validated: set[Any] = set()
+        self._templates: dict[Any, IndexTemplate] = {}
         self._committer: _Committer | None = None
 
     @contextmanager
@@ -195,11 +213,16 @@ class BatchWriter:
             seen.add(rid)
             old = existing.get(rid)
             if old is None or old.deleted:  # a deleted reading is written again (a new version of its id)
-                self.validate(resource)
+                shape = self.validate(resource)
                 if retry or old is not None:
                     result = uow.update("Observation", rid, resource, validated=True)
                 else:
-                    result = uow.create(resource, resource_id=rid, method="PUT", validated=True)
+                    template = self._templates.get(shape)
+                    if template is None:
+                        template = self._templates[shape] = IndexTemplate(_PER_READING, self.repo.fhir_base)
+                    result = uow.create(
+                        resource, resource_id=rid, method="PUT", validated=True, template=template
+                    )
                 counts["created"] += 1
                 versions[rid] = result.stored.version_id
                 out.append(result.stored.content or resource)
@@ -215,19 +238,20 @@ class BatchWriter:
                 out.append(result.stored.content or resource)
         return out
 
-    def validate(self, resource: dict[str, Any]) -> None:
+    def validate(self, resource: dict[str, Any]) -> Any:
         """The repository's validator, run once per shape of resource per importer.
 
         The mapper writes every Observation of one shape (the same elements two levels deep, the same list
         lengths, the same codes) from the same code path: codes and units are constants, dates come from one
         formatter and values passed the plausibility limits. Validating one resource per shape keeps every
         shape checked while making structural validation (about 1 ms a resource) a fixed cost, not one that
-        grows with the export.
+        grows with the export. Returns the shape, which also keys the shape's index template.
         """
         shape = _shape(resource)
         if shape not in self._validated:
             self.repo.validator(resource)
             self._validated.add(shape)
+        return shape
 
     def stored_wins(self, uow: UnitOfWork, old: Stored, new: DailySummary) -> bool:
         """True when the stored summary comes from a source the rule prefers to the new one's."""

@@ -60,7 +60,7 @@ def test_db_upgrade_and_current(env: Any, capsys: Any) -> None:
     from fhir_ecr.store.db import head_revision
 
     newest = head_revision()
-    assert newest == "0015"  # the newest migration file (update with each new migration)
+    assert newest == "0017"  # the newest migration file (update with each new migration)
     assert f"revision {newest}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert f"current: {newest}; newest: {newest}" in capsys.readouterr().out

@@ -172,3 +172,39 @@ def test_0016_drops_the_index_rows_key_and_keeps_every_row(services: Any, backen
     ):
         assert repo.search_params("Observation", params).total == 1
     assert repo.search_params("Patient", [("family", "ng")]).total == 1
+
+
+def test_0017_downgrade_gives_the_current_versions_their_history_json(services: Any) -> None:
+    """Before 0017 every history row held its version's JSON: the downgrade copies each current version's back
+    (deletions stay without), and upgrading again reads the same versions."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from fhir_ecr.store.db import WRITE, _alembic_config  # noqa: PLC2701 - the migration's own configuration
+
+    repo = services.repo
+    kept = repo.create({"resourceType": "Patient", "gender": "female"}).stored
+    changed = repo.create({"resourceType": "Patient", "gender": "male"}).stored
+    newer = repo.update("Patient", changed.id, {"resourceType": "Patient", "id": changed.id}).stored
+    gone = repo.create({"resourceType": "Patient"}).stored
+    repo.delete("Patient", gone.id)
+
+    def own_json() -> dict[tuple[str, int], Any]:
+        with services.engine.connect() as conn:
+            return {
+                (i, v): c
+                for i, v, c in conn.execute(
+                    sa.text("SELECT res_id, version_id, CAST(content AS TEXT) FROM resource_history")
+                )
+            }
+
+    assert own_json()[(kept.id, 1)] is None and own_json()[(changed.id, 2)] is None
+    with services.engine.connect().execution_options(**{WRITE: True}) as conn:
+        command.downgrade(_alembic_config(conn), "0016")
+        conn.commit()
+    rows = own_json()
+    assert None not in (rows[(kept.id, 1)], rows[(changed.id, 1)], rows[(changed.id, 2)], rows[(gone.id, 1)])
+    assert rows[(gone.id, 2)] in (None, "null")  # the deletion: none (JSON null, as a deletion is written)
+    upgrade(services.engine)
+    assert repo.vread("Patient", changed.id, "2").content == newer.content
+    assert repo.vread("Patient", kept.id, "1").content == kept.content

@@ -316,3 +316,86 @@ def test_read_many_finds_stored_ids_in_chunks_deleted_included(repo: Any, monkey
     assert found[ids[2]].content["resourceType"] == "Patient"
     with repo.unit(write=False) as uow:
         assert uow.read_many("Patient", []) == {}
+
+
+def _history_json(repo: Any, rtype: str, rid: str) -> dict[int, Any]:
+    """Each history row's own JSON (None where it has none), by version."""
+    with repo.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT version_id, CAST(content AS TEXT) FROM resource_history WHERE res_type = :t AND "
+                "res_id = :i"
+            ),
+            {"t": rtype, "i": rid},
+        ).all()
+    return {v: (None if c is None else __import__("json").loads(c)) for v, c in rows}
+
+
+def test_each_version_json_is_stored_once_and_read_back_from_either_row(repo: Any) -> None:
+    """Migration 0017: the current version's JSON lives in its ``resource`` row only; a newer version or a
+    deletion copies it into the version's history row first. vread, history and a deleted resource's last
+    content read the same as before."""
+    first = repo.create(patient()).stored
+    pid = first.id
+    assert _history_json(repo, "Patient", pid) == {1: None}
+    assert repo.vread("Patient", pid, "1").content == first.content
+    second = repo.update("Patient", pid, {**patient(gender="female"), "id": pid}).stored
+    assert _history_json(repo, "Patient", pid) == {1: first.content, 2: None}
+    third = repo.patch("Patient", pid, [{"op": "add", "path": "/birthDate", "value": "1970-01-02"}]).stored
+    assert _history_json(repo, "Patient", pid) == {1: first.content, 2: second.content, 3: None}
+    assert [v.content for v, _ in repo.history("Patient", pid).entries] == [
+        third.content,
+        second.content,
+        first.content,
+    ]
+    assert [v.content for v, _ in repo.history("Patient").entries] == [
+        third.content,
+        second.content,
+        first.content,
+    ]
+    repo.delete("Patient", pid)
+    assert _history_json(repo, "Patient", pid) == {
+        1: first.content,
+        2: second.content,
+        3: third.content,
+        4: None,
+    }
+    assert [repo.vread("Patient", pid, str(v)).content for v in (1, 2, 3)] == [
+        first.content,
+        second.content,
+        third.content,
+    ]
+    with pytest.raises(FhirError) as gone:
+        repo.vread("Patient", pid, "4")
+    assert gone.value.status == 410
+    with repo.unit(write=False) as uow:
+        assert uow._last_content("Patient", pid) == third.content  # noqa: SLF001 - what visibility judges by
+    again = repo.update("Patient", pid, {**patient(), "id": pid}).stored  # recreated after the deletion
+    assert again.version_id == 5 and _history_json(repo, "Patient", pid)[5] is None
+    assert repo.vread("Patient", pid, "5").content == again.content
+
+
+def test_a_version_written_with_its_own_json_keeps_it(repo: Any) -> None:
+    """History rows written before 0017 hold the JSON too: reads take theirs, and a newer version leaves them."""
+    first = repo.create(patient()).stored
+    with repo.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE resource_history SET content = (SELECT content FROM resource WHERE res_id = :i)"),
+            {"i": first.id},
+        )
+    assert _history_json(repo, "Patient", first.id) == {1: first.content}
+    repo.update("Patient", first.id, {**patient(gender="male"), "id": first.id})
+    assert _history_json(repo, "Patient", first.id) == {1: first.content, 2: None}
+    assert repo.vread("Patient", first.id, "1").content == first.content
+
+
+def test_a_failed_update_leaves_the_history_as_it_was(repo: Any) -> None:
+    """The copy into the history row is part of the write's transaction: an update refused afterwards (here an
+    invalid resource in the same unit) leaves the version's JSON in the ``resource`` row alone."""
+    first = repo.create(patient()).stored
+    with pytest.raises(FhirError), repo.unit() as uow:
+        uow.update("Patient", first.id, {**patient(gender="other"), "id": first.id})
+        uow.create({"resourceType": "Patient", "gender": 12})  # invalid: the unit fails
+    assert _history_json(repo, "Patient", first.id) == {1: None}
+    assert repo.read("Patient", first.id).content == first.content
+    assert repo.vread("Patient", first.id, "1").content == first.content
