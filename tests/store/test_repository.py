@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -328,7 +329,7 @@ def _history_json(repo: Any, rtype: str, rid: str) -> dict[int, Any]:
             ),
             {"t": rtype, "i": rid},
         ).all()
-    return {v: (None if c is None else __import__("json").loads(c)) for v, c in rows}
+    return {v: (None if c is None else json.loads(c)) for v, c in rows}
 
 
 def test_each_version_json_is_stored_once_and_read_back_from_either_row(repo: Any) -> None:
