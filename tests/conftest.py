@@ -91,15 +91,17 @@ _migrated: set[str] = set()
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     """Test settings. ``auth="off"``: the store/API tests act as the developer principal; authorization itself
-    is tested with the ``secure_*`` fixtures (``auth="on"``) in tests/auth/."""
+    is tested with the ``secure_*`` fixtures (``auth="on"``) in tests/auth/. ``$export`` files go to the test's
+    own folder (the default with PostgreSQL is ``./mecr-exports``, which would be the checkout's)."""
     return Settings(
         database_url=database_url,
         base_url="http://testserver",
         environment="test",
         max_body_bytes=2 * 1024 * 1024,
         auth="off",
+        export_dir=str(tmp_path / "mecr-exports"),
     )
 
 
