@@ -164,7 +164,7 @@ class UnitCore:
         if row.deleted:
             return
         # The statement as the driver takes it: built with the expression language it cost 183 µs on SQLite and
-        # 524 µs on PostgreSQL against 25 and 292 µs (docs/benchmarks.md, "Transaction ingest, eighth pass").
+        # 524 µs on PostgreSQL against 25 and 286 µs (docs/benchmarks.md, "Transaction ingest, eighth pass").
         self.conn.exec_driver_sql(
             _KEEP_VERSION_SQL[self.is_postgres], (row.pk, row.res_type, row.res_id, row.version_id)
         )

@@ -1,8 +1,8 @@
 """The search-index tables lose their ``rowid`` column (issue #19, transaction ingest on PostgreSQL). Nothing
 reads it: an index row is found by its resource's key (``ix_*_res``) or by its value (``ix_*_lookup``), and it
 is deleted with its resource's other rows. On PostgreSQL it was a ``bigserial`` primary key, so every index row a
-write made also drew a number from a sequence and went into a third B-tree; a Bundle of 500 Observations writes
-about 5,000 such rows (docs/benchmarks.md, "Transaction ingest, eighth pass"). Dropping the column drops its
+write made also drew a number from a sequence and went into a third B-tree; a Bundle of 500 Observations and
+its 500 AuditEvents write about 9,500 such rows (docs/benchmarks.md, "Transaction ingest, eighth pass"). Dropping the column drops its
 key and its sequence and rewrites nothing.
 
 On SQLite the column was the name of the table's own rowid, which a table keeps without it, so the tables are
