@@ -18,13 +18,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from ..canonical import REFERRAL_TRANSITION_SYSTEM as PROVENANCE_ACTIVITY
 from ..coaching.resources import ref_id
 from ..outcomes import FhirError, VersionConflict, forbidden, issue
 from ..store import jsonexact
-from ..store.records import VERSIONS, H, version_columns
+from ..store.records import H, select_versions
 from ..store.repository import Change
 from ..store.search import parse_search
 from ..store.visibility import Confinement
@@ -74,9 +72,7 @@ def _previous(uow: Any, change: Change) -> dict[str, Any] | None:
     if change.version_id <= 1:
         return None
     row = uow.conn.execute(
-        sa.select(*version_columns())
-        .select_from(VERSIONS)
-        .where(
+        select_versions().where(
             H.c.res_type == change.resource_type,
             H.c.res_id == change.id,
             H.c.version_id == change.version_id - 1,

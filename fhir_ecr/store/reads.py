@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..outcomes import gone, not_found
 from .queries import UnitQueries
-from .records import REF, VERSIONS, H, HistoryResult, R, Stored, read_columns, stored, version_columns
+from .records import REF, H, HistoryResult, R, Stored, read_columns, select_versions, stored
 from .search_sql import param_condition
 from .searchparams import patient_compartment, search_param, search_params
 
@@ -82,9 +82,7 @@ class UnitReads(UnitQueries):
         number = int(version) if version.isdigit() and len(version) < 19 else None
         row = (
             self.conn.execute(
-                sa.select(*version_columns())
-                .select_from(VERSIONS)
-                .where(H.c.res_type == rtype, H.c.res_id == rid, H.c.version_id == number)
+                select_versions().where(H.c.res_type == rtype, H.c.res_id == rid, H.c.version_id == number)
             ).first()
             if number is not None
             else None
@@ -130,12 +128,7 @@ class UnitReads(UnitQueries):
             self._gate(rtype or "", rid, self._current_row(rtype or "", rid), "r")
         if since is not None:
             where.append(H.c.last_updated >= since)
-        ordered = (
-            sa.select(*version_columns())
-            .select_from(VERSIONS)
-            .where(*where)
-            .order_by(H.c.last_updated.desc(), H.c.pk.desc())
-        )
+        ordered = select_versions().where(*where).order_by(H.c.last_updated.desc(), H.c.pk.desc())
         if conf is not None and rid is not None and rtype is not None:
             # One resource's versions: judge each, then page (the total counts only what is shown).
             shown = [

@@ -24,8 +24,7 @@ __all__ = [
     "iso_instant",
     "now_us",
     "read_columns",
-    "version_columns",
-    "VERSIONS",
+    "select_versions",
     "element_picker",
     "partial_content",
     "stored",
@@ -215,17 +214,17 @@ def read_columns(table: sa.Table) -> list[Any]:
 
 #: ``resource_history`` beside the ``resource`` row of the same version: a history row leaves the current version's
 #: JSON to that row (written once; ``UnitOfWork.keep_version`` copies it back before it is replaced).
-VERSIONS = H.outerjoin(
+_VERSIONS = H.outerjoin(
     R, sa.and_(R.c.res_type == H.c.res_type, R.c.res_id == H.c.res_id, R.c.version_id == H.c.version_id)
 )
 
 
-def version_columns() -> list[Any]:
-    """:func:`read_columns` of ``resource_history``, selected from :data:`VERSIONS`: each version's JSON, from its
-    own row or, for the current version, from the ``resource`` row."""
+def select_versions() -> sa.Select[Any]:
+    """``resource_history``'s rows as :func:`read_columns` selects them (for :func:`stored`), each with its
+    version's JSON from its own row or, for the current version, from the ``resource`` row; add the ``where``."""
     columns = read_columns(H)
     columns[6] = sa.cast(sa.func.coalesce(H.c.content, R.c.content), sa.Text).label("content")
-    return columns
+    return sa.select(*columns).select_from(_VERSIONS)
 
 
 def element_picker(names: Sequence[str], postgres: bool) -> tuple[Any, int]:

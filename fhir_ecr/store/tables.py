@@ -4,7 +4,7 @@
   and ``lastUpdated`` (µs since the epoch, UTC). A deleted resource keeps its row with ``deleted = true``.
 - ``resource_history``: every version ever written, including deletions (``content`` null). The current version's
   JSON is written once, in its ``resource`` row: its history row's ``content`` stays null until a newer version
-  or a deletion replaces it, and then receives it (``records.version_columns`` reads either).
+  or a deletion replaces it, and then receives it (``records.select_versions`` reads either).
 - ``idx_*``: search-index rows of the *current* version, keyed by ``resource.pk`` (see ``indexer``).
 - ``kv``: small server state (e.g. the demo loader's marker).
 - ``patient_version``: a per-patient data version, bumped in the same transaction as every write of a resource

@@ -21,7 +21,7 @@ from ..outcomes import FhirError, conflict, issue, not_found
 from . import jsonexact
 from .db import next_resource_keys
 from .indexer import index_resource
-from .records import INDEX_COLUMNS, KV, PV, REF, VERSIONS, H, R, Stored, version_columns
+from .records import INDEX_COLUMNS, KV, PV, REF, H, R, Stored, select_versions
 from .references import NOT_HOLDING, LocalReference, local_references
 from .searchparams import search_params
 from .tables import INDEX_TABLES
@@ -149,8 +149,7 @@ class UnitCore:
     def _last_content(self, rtype: str, rid: str) -> dict[str, Any] | None:
         """The newest version of ``rtype/rid`` that has content (for a deleted resource: what it was)."""
         row = self.conn.execute(
-            sa.select(*version_columns())
-            .select_from(VERSIONS)
+            select_versions()
             .where(H.c.res_type == rtype, H.c.res_id == rid, H.c.deleted.is_(False))
             .order_by(H.c.version_id.desc())
             .limit(1)

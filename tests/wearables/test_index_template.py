@@ -17,12 +17,13 @@ from tests.wearables.support import FIXTURES, WATCH, Rec, apple_export, hours, m
 SLEEP = "HKCategoryTypeIdentifierSleepAnalysis"
 
 
-def _stored_rows(repo: Any, rid: str) -> dict[str, list[tuple[Any, ...]]]:
+def _stored_rows(repo: Any, rid: str) -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
+    """The Observation's key and its stored index rows, by table."""
     with repo.engine.connect() as conn:
         pk = conn.execute(
             sa.text("SELECT pk FROM resource WHERE res_type = 'Observation' AND res_id = :i"), {"i": rid}
         ).scalar_one()
-        return {
+        return pk, {
             name: sorted(
                 (tuple(r) for r in conn.execute(sa.select(*table.c).where(table.c.res_pk == pk))), key=repr
             )
@@ -30,13 +31,9 @@ def _stored_rows(repo: Any, rid: str) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def _plain_rows(repo: Any, content: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+def _plain_rows(repo: Any, pk: int, content: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The index rows a plain write of ``content`` under key ``pk`` makes, by table."""
     rows, _ = index_resource(content, repo.fhir_base)
-    with repo.engine.connect() as conn:
-        pk = conn.execute(
-            sa.text("SELECT pk FROM resource WHERE res_type = 'Observation' AND res_id = :i"),
-            {"i": content["id"]},
-        ).scalar_one()
     return {
         name: sorted(((pk, "Observation", *row) for row in rows.get(name, [])), key=repr)
         for name in INDEX_TABLES
@@ -77,6 +74,7 @@ def test_templated_index_rows_are_a_plain_writes(repo: Any) -> None:
         stored = observations(repo, patient)
         assert len({(o["code"]["coding"][0]["code"], "effectivePeriod" in o) for o in stored}) >= 3
         for obs in stored:
-            assert _stored_rows(repo, obs["id"]) == _plain_rows(repo, obs), obs["id"]
+            pk, stored_rows = _stored_rows(repo, obs["id"])
+            assert stored_rows == _plain_rows(repo, pk, obs), obs["id"]
             checked += 1
     assert checked > 15

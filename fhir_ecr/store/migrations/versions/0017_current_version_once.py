@@ -1,7 +1,7 @@
 """The current version's JSON is written once (issue #19, transaction ingest): in its ``resource`` row. Its
 ``resource_history`` row keeps ``content`` null until a newer version or a deletion replaces it, and then
 receives it (``UnitOfWork.keep_version``, copied in the database); reads of a version take it from either row
-(``records.version_columns``). A create wrote the same JSON twice before, and on PostgreSQL each copy was parsed
+(``records.select_versions``). A create wrote the same JSON twice before, and on PostgreSQL each copy was parsed
 into JSONB (docs/benchmarks.md, "Transaction ingest, eighth pass").
 
 The tables do not change, and rows written before keep their copies (reads prefer a history row's own JSON), so
